@@ -1,0 +1,36 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parseSeed, SeedError } from "./index.js";
+
+const good = `
+banks: [bank-a, bank-b]
+users:
+  - { id: alice, username: alice, password: pw, roles: [customer] }
+accounts:
+  - { id: bank-a/1001, owner: alice, currency: USD, opening_minor: 5000 }
+`;
+
+test("a valid seed parses with bigint opening balances", () => {
+  const s = parseSeed(good);
+  assert.deepEqual(s.banks, ["bank-a", "bank-b"]);
+  assert.equal(s.accounts[0]?.openingMinor, 5000n);
+  assert.equal(s.accounts[0]?.bank, "bank-a");
+});
+
+test("every problem is listed", () => {
+  const bad = `
+banks: [bank-a]
+users:
+  - { id: Alice, roles: [king] }
+accounts:
+  - { id: bank-z/1, owner: nobody, currency: usd, opening_minor: -5 }
+  - { id: nonsense, owner: nobody, currency: USD }
+`;
+  assert.throws(() => parseSeed(bad), (e: unknown) => {
+    assert.ok(e instanceof SeedError);
+    for (const frag of ["users[0].id", "users[0].roles", "password", "bank bank-z", "accounts[0].owner", "accounts[0].currency", "opening_minor", "accounts[1].id"]) {
+      assert.ok(e.message.includes(frag), `missing ${frag} in ${e.message}`);
+    }
+    return true;
+  });
+});
