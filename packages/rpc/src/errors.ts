@@ -17,6 +17,7 @@ export const errorTable = {
   same_account: Code.InvalidArgument,
   idempotency_key_missing: Code.InvalidArgument,
   idempotency_key_reused: Code.InvalidArgument,
+  txn_id_reused: Code.InvalidArgument,
   weak_password: Code.InvalidArgument,
   // State of the world says no.
   insufficient_funds: Code.FailedPrecondition,
@@ -43,6 +44,8 @@ export const errorTable = {
   participant_unavailable: Code.Unavailable,
   participant_timeout: Code.Unavailable,
   shutting_down: Code.Unavailable,
+  // The gateway restarted mid-prepare and presumed abort: nothing moved.
+  coordinator_restarted: Code.Unavailable,
   internal: Code.Internal,
 } as const satisfies Record<string, Code>;
 
@@ -58,6 +61,7 @@ export const retryableReasons: ReadonlySet<Reason> = new Set<Reason>([
   "participant_unavailable",
   "participant_timeout",
   "shutting_down",
+  "coordinator_restarted",
 ]);
 
 /** An expected failure as a Connect error carrying a typed ErrorDetail. */

@@ -1,0 +1,137 @@
+// `make up`: the whole paygate on this machine with embedded defaults — two
+// banks and the gateway as separate processes over mTLS, SQLite files under
+// ./data, certificates from .certs/. A small supervisor: a process that dies
+// is restarted (recovery takes over, as Kubernetes would do it), Ctrl-C stops all.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+
+const root = resolve(new URL("..", import.meta.url).pathname);
+const certs = resolve(root, ".certs");
+const data = resolve(root, "data");
+mkdirSync(data, { recursive: true });
+
+const tls = (name) => ({ TLS_CA_FILE: `${certs}/ca.crt`, TLS_CERT_FILE: `${certs}/${name}.crt`, TLS_KEY_FILE: `${certs}/${name}.key` });
+const common = { SEED_FILE: resolve(root, "config/seed.yaml"), LOG_LEVEL: process.env.LOG_LEVEL ?? "info" };
+const services = [
+  { name: "bank-a", bundle: "bank", env: { ...common, ...tls("bank-a"), BANK_NAME: "bank-a", BANK_PORT: "50051", BANK_DATA_DIR: `${data}/bank-a`, METRICS_PORT: "9465" } },
+  { name: "bank-b", bundle: "bank", env: { ...common, ...tls("bank-b"), BANK_NAME: "bank-b", BANK_PORT: "50052", BANK_DATA_DIR: `${data}/bank-b`, METRICS_PORT: "9466" } },
+  { name: "gateway", bundle: "gateway", env: { ...common, ...tls("gateway"), GATEWAY_PORT: "50050", GATEWAY_DATA_DIR: `${data}/gateway`, METRICS_PORT: "9464" } },
+].filter((s) => existsSync(`${root}/dist/${s.bundle}.js`));
+
+const RESTARTS_MAX = 5;
+const logDir = resolve(data, "logs");
+mkdirSync(logDir, { recursive: true });
+let stopping = false;
+const children = new Map();
+const colors = { "bank-a": 36, "bank-b": 35, gateway: 33 };
+
+function start(svc, restarts = 0) {
+  const child = spawn(process.execPath, ["--enable-source-maps", `dist/${svc.bundle}.js`], {
+    cwd: root,
+    env: { ...process.env, ...svc.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.set(svc.name, child);
+  const prefix = `\x1b[${colors[svc.name] ?? 37}m${svc.name.padEnd(8)}\x1b[0m`;
+  let buf = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk) => {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      show(prefix, line);
+    }
+  });
+  child.stderr.setEncoding("utf8").on("data", (c) => process.stderr.write(`${prefix} ${c}`));
+  child.on("exit", (code, signal) => {
+    children.delete(svc.name);
+    if (stopping) return;
+    if (restarts >= RESTARTS_MAX) {
+      console.error(`${prefix} exited (${code ?? signal}) ${RESTARTS_MAX} times; giving up. See the lines above.`);
+      shutdown(1);
+      return;
+    }
+    console.error(`${prefix} exited (${code ?? signal}); restarting (recovery resolves anything in flight)`);
+    setTimeout(() => start(svc, restarts + 1), 500);
+  });
+}
+
+const ready = new Set();
+function show(prefix, line) {
+  let j;
+  try {
+    j = JSON.parse(line);
+  } catch {
+    console.log(`${prefix} ${line}`);
+    return;
+  }
+  if (j.msg === "listening") {
+    ready.add(j.service);
+    console.log(`${prefix} listening on ${j.port}`);
+    if (ready.size === services.length && !shownTour) tour();
+    return;
+  }
+  if (j.msg === "rpc") {
+    if (process.env.QUIET) return;
+    const extra = [j.caller && `caller=${j.caller}`, j.amountMinor && `amount=${j.amountMinor}`, j.reason && `reason=${j.reason}`].filter(Boolean).join(" ");
+    console.log(`${prefix} ${j.method} ${j.code} ${j.durationMs}ms ${extra}`);
+    return;
+  }
+  console.log(`${prefix} ${j.level ?? ""} ${j.msg ?? ""} ${Object.entries(j).filter(([k]) => !["level", "time", "service", "msg", "pid", "hostname"].includes(k)).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ")}`);
+}
+
+let shownTour = false;
+function tour() {
+  shownTour = true;
+  const paycli = "node dist/paycli.js";
+  console.log(`
+\x1b[1mpaygate is up.\x1b[0m  Data: ./data   Certificates: ./.certs (CA: .certs/ca.crt)
+  gateway  https://127.0.0.1:50050   (gRPC, gRPC-Web and Connect JSON; mTLS: present a client certificate)
+  bank-a   https://127.0.0.1:50051   bank-b  https://127.0.0.1:50052   (only the gateway's certificate may call them)
+
+Demo logins (config/seed.yaml):  alice / alice-demo-2026 (bank-a/1001 USD, bank-a/1002 EUR)
+  bob / bob-demo-2026 (bank-b/2001)   shop / shop-demo-2026 (merchant, bank-b/2002)   admin / admin-demo-2026
+
+Try it (in another terminal, from this folder):
+  ${existsSync(`${root}/dist/paycli.js`) ? `${paycli} login alice --password alice-demo-2026
+  ${paycli} balance
+  ${paycli} pay bank-b/2001 12.50 --from bank-a/1001 --memo "lunch"
+  ${paycli} history
+  ${paycli} login admin --password admin-demo-2026 && ${paycli} admin reconcile
+` : ""}  curl -s --cacert .certs/ca.crt --cert .certs/admin.crt --key .certs/admin.key \\
+    -H 'content-type: application/json' -d '{"username":"alice","password":"alice-demo-2026"}' \\
+    https://127.0.0.1:50050/paygate.gateway.v1.AuthService/Login
+
+Ctrl-C stops everything.  QUIET=1 make up hides the per-call lines.
+`);
+}
+
+function shutdown(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  console.log("\nstopping...");
+  for (const c of children.values()) c.kill("SIGTERM");
+  const deadline = setTimeout(() => {
+    for (const c of children.values()) c.kill("SIGKILL");
+    process.exit(code);
+  }, 10_000);
+  const check = setInterval(() => {
+    if (children.size === 0) {
+      clearInterval(check);
+      clearTimeout(deadline);
+      process.exit(code);
+    }
+  }, 100);
+}
+process.on("SIGINT", () => shutdown(0));
+process.on("SIGTERM", () => shutdown(0));
+
+if (services.length === 0) {
+  console.error("nothing to start: run `make build` first");
+  process.exit(1);
+}
+// Banks first, so the gateway's recovery can reach them.
+for (const s of services.filter((s) => s.bundle === "bank")) start(s);
+setTimeout(() => services.filter((s) => s.bundle !== "bank").forEach((s) => start(s)), 300);

@@ -1,0 +1,86 @@
+// The bank's one typed, frozen configuration. main.ts passes process.env in;
+// everything else receives this object. Every problem is reported at once.
+import { join, resolve } from "node:path";
+import { createEnvReader, type Env } from "@paygate/config";
+import { parseFaultPoints, type FaultPoint } from "@paygate/faults";
+import type { TlsFiles } from "@paygate/rpc";
+
+export interface BankConfig {
+  readonly bankName: string;
+  readonly host: string;
+  /** 0 = any free port (the "listening" log line says which). */
+  readonly port: number;
+  readonly dataDir: string;
+  /** Read at first start only (empty ledger). */
+  readonly seedFile: string;
+  readonly tls: TlsFiles;
+  /** Coordinator replica (the txn id's prefix) -> base URL for GetDecision. */
+  readonly coordinatorUrls: ReadonlyMap<string, string>;
+  /** A txn PREPARED longer than this is in doubt: ask its coordinator. */
+  readonly prepareTimeoutMs: number;
+  readonly resolveIntervalMs: number;
+  /** Ceiling of the doubling back-off after a failed GetDecision. */
+  readonly resolveBackoffMaxMs: number;
+  readonly logLevel: string;
+  /** Test-only crash points (PAYGATE_FAULTPOINTS). */
+  readonly faultPoints: ReadonlySet<FaultPoint>;
+}
+
+export const BANK_NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
+const REPLICA_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/; // the txn id's prefix
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const HOUR_MS = 3_600_000;
+
+export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
+  const r = createEnvReader("bank", env);
+  const bankName = r.string("BANK_NAME");
+  if (bankName !== "" && !BANK_NAME_PATTERN.test(bankName)) r.problem(`BANK_NAME must match ${BANK_NAME_PATTERN}, got ${JSON.stringify(bankName)}`);
+  const host = r.string("BANK_HOST", "127.0.0.1");
+  const port = r.int("BANK_PORT", 50051, { min: 0, max: 65535 });
+  const dataDir = resolve(cwd, r.string("BANK_DATA_DIR", join("data", bankName)));
+  const seedFile = resolve(cwd, r.string("SEED_FILE", "config/seed.yaml"));
+  const tls: TlsFiles = {
+    caFile: resolve(cwd, r.string("TLS_CA_FILE", ".certs/ca.crt")),
+    certFile: resolve(cwd, r.string("TLS_CERT_FILE", `.certs/${bankName}.crt`)),
+    keyFile: resolve(cwd, r.string("TLS_KEY_FILE", `.certs/${bankName}.key`)),
+  };
+
+  const coordinatorUrls = r.map("COORDINATOR_URLS", "gateway-0=https://127.0.0.1:50050");
+  if (coordinatorUrls.size === 0) r.problem("COORDINATOR_URLS must name at least one coordinator replica");
+  for (const [name, url] of coordinatorUrls) {
+    if (!REPLICA_PATTERN.test(name)) r.problem(`COORDINATOR_URLS: bad replica name ${JSON.stringify(name)}`);
+    let https = false;
+    try {
+      https = new URL(url).protocol === "https:";
+    } catch {
+      https = false;
+    }
+    if (!https) r.problem(`COORDINATOR_URLS: ${name} needs an https:// URL, got ${JSON.stringify(url)}`);
+  }
+
+  const prepareTimeoutMs = r.int("PREPARE_TIMEOUT_MS", 10_000, { min: 1, max: HOUR_MS });
+  const resolveIntervalMs = r.int("RESOLVE_INTERVAL_MS", 1_000, { min: 1, max: HOUR_MS });
+  const resolveBackoffMaxMs = r.int("RESOLVE_BACKOFF_MAX_MS", 30_000, { min: 1, max: 24 * HOUR_MS });
+  if (resolveBackoffMaxMs < resolveIntervalMs) r.problem("RESOLVE_BACKOFF_MAX_MS must be >= RESOLVE_INTERVAL_MS");
+
+  const logLevel = r.string("LOG_LEVEL", "info").toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel)) r.problem(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
+
+  const { armed, unknown } = parseFaultPoints(r.list("PAYGATE_FAULTPOINTS"));
+  if (unknown.length > 0) r.problem(`PAYGATE_FAULTPOINTS: unknown fault points ${unknown.join(", ")}`);
+
+  return r.finish({
+    bankName,
+    host,
+    port,
+    dataDir,
+    seedFile,
+    tls,
+    coordinatorUrls,
+    prepareTimeoutMs,
+    resolveIntervalMs,
+    resolveBackoffMaxMs,
+    logLevel,
+    faultPoints: armed,
+  });
+}

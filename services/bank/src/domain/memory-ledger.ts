@@ -1,0 +1,98 @@
+// An in-memory LedgerTx for unit tests of the rules: same semantics as the
+// SQLite store (reads see earlier writes; a throw rolls everything back).
+import type { Account, Deposit, Entry, Leg, LedgerTx, Txn } from "./types.js";
+import type { AccountAudit } from "./reconcile.js";
+
+interface State {
+  accounts: Map<string, { account: Account; number: bigint }>;
+  entries: Entry[];
+  txns: Map<string, { txn: Txn; legs: Leg[] }>;
+  deposits: Map<string, Deposit>;
+}
+
+export interface MemoryLedger {
+  transact<T>(fn: (tx: LedgerTx) => T): T;
+  entries(accountId: string): Entry[];
+  audit(): AccountAudit[];
+}
+
+export function createMemoryLedger(): MemoryLedger {
+  let s: State = { accounts: new Map(), entries: [], txns: new Map(), deposits: new Map() };
+  const tx: LedgerTx = {
+    account: (id) => s.accounts.get(id)?.account,
+    insertAccount(account, number) {
+      if (s.accounts.has(account.accountId)) throw new Error(`UNIQUE constraint: account ${account.accountId}`);
+      s.accounts.set(account.accountId, { account, number });
+    },
+    maxAccountNumber: () => [...s.accounts.values()].reduce((m, a) => (a.number > m ? a.number : m), 0n),
+    setAccountAmounts(id, balanceMinor, heldMinor) {
+      const a = s.accounts.get(id);
+      if (!a) throw new Error(`no account ${id}`);
+      if (heldMinor < 0n || balanceMinor - heldMinor < 0n) throw new Error(`CHECK constraint failed for ${id}`);
+      a.account = { ...a.account, balanceMinor, heldMinor };
+    },
+    appendEntry(entry) {
+      const sequence = BigInt(s.entries.length + 1);
+      s.entries.push({ ...entry, sequence });
+      return sequence;
+    },
+    lastEntry: (id) => s.entries.findLast((e) => e.accountId === id),
+    txn: (id) => s.txns.get(id)?.txn,
+    txnLegs: (id) => [...(s.txns.get(id)?.legs ?? [])],
+    insertTxn(txn, legs) {
+      if (s.txns.has(txn.txnId)) throw new Error(`UNIQUE constraint: txn ${txn.txnId}`);
+      s.txns.set(txn.txnId, { txn, legs: legs.map((l) => ({ ...l })) });
+    },
+    decideTxn(id, state, decidedAtMs) {
+      const t = s.txns.get(id);
+      if (!t) throw new Error(`no txn ${id}`);
+      t.txn = { ...t.txn, state, decidedAtMs };
+    },
+    deposit: (id) => s.deposits.get(id),
+    insertDeposit(d) {
+      if (s.deposits.has(d.depositId)) throw new Error(`UNIQUE constraint: deposit ${d.depositId}`);
+      s.deposits.set(d.depositId, d);
+    },
+  };
+  return {
+    transact(fn) {
+      const before = structuredClone(s);
+      try {
+        return fn(tx);
+      } catch (e) {
+        s = before;
+        throw e;
+      }
+    },
+    entries: (id) => s.entries.filter((e) => e.accountId === id),
+    audit() {
+      return [...s.accounts.values()].map(({ account: a }) => {
+        const es = s.entries.filter((e) => e.accountId === a.accountId);
+        let prev = 0n;
+        let broken = 0;
+        for (const e of es) {
+          if (e.balanceAfterMinor !== prev + e.amountMinor) broken++;
+          prev = e.balanceAfterMinor;
+        }
+        let activeHoldMinor = 0n;
+        for (const { txn, legs } of s.txns.values()) {
+          if (txn.state !== "PREPARED") continue;
+          for (const l of legs) if (l.accountId === a.accountId && l.direction === "debit") activeHoldMinor += l.amountMinor;
+        }
+        const sum = (pred: (e: Entry) => boolean) => es.filter(pred).reduce((t, e) => t + e.amountMinor, 0n);
+        return {
+          accountId: a.accountId,
+          currency: a.currency,
+          balanceMinor: a.balanceMinor,
+          heldMinor: a.heldMinor,
+          entrySumMinor: sum(() => true),
+          activeHoldMinor,
+          lastBalanceAfterMinor: es.at(-1)?.balanceAfterMinor,
+          brokenChainCount: broken,
+          depositedMinor: sum((e) => e.kind === "opening" || e.kind === "deposit"),
+          transferNetMinor: sum((e) => e.kind === "transfer_debit" || e.kind === "transfer_credit"),
+        };
+      });
+    },
+  };
+}

@@ -1,0 +1,93 @@
+// The bank's vocabulary: accounts, the immutable journal, participant txns
+// and deposits, plus the one port (LedgerTx) through which the rules read and
+// change them inside a single atomic transaction.
+
+export type Direction = "debit" | "credit";
+export type TxnState = "PREPARED" | "COMMITTED" | "ABORTED";
+export type AccountStatus = "open" | "closed";
+export type EntryKind = "opening" | "deposit" | "transfer_debit" | "transfer_credit";
+
+/** Entry kinds that bring money into the system (what balances must sum to). */
+export const DEPOSITED_KINDS: readonly EntryKind[] = ["opening", "deposit"];
+
+export interface Account {
+  readonly accountId: string;
+  readonly ownerUserId: string;
+  readonly currency: string;
+  readonly balanceMinor: bigint;
+  readonly heldMinor: bigint;
+  readonly status: AccountStatus;
+  readonly openedAtMs: number;
+}
+
+export interface Leg {
+  readonly accountId: string;
+  readonly direction: Direction;
+  readonly amountMinor: bigint;
+  readonly currency: string;
+  /** For debits: the account must belong to this user ("" = not checked). */
+  readonly ownerUserId: string;
+}
+
+export interface Txn {
+  readonly txnId: string;
+  readonly state: TxnState;
+  /** Coordinator replica that decides this txn (the txn id's prefix). */
+  readonly coordinator: string;
+  /** Undefined for a tombstone: an Abort for a txn never prepared here. */
+  readonly preparedAtMs: number | undefined;
+  readonly decidedAtMs: number | undefined;
+  readonly tombstone: boolean;
+  /** Why this bank voted NO, when it did. */
+  readonly voteReason: string | undefined;
+}
+
+export interface Entry {
+  readonly sequence: bigint;
+  readonly accountId: string;
+  /** The participant txn id, the deposit id, or "opening". */
+  readonly txnId: string;
+  readonly kind: EntryKind;
+  /** Signed: negative for debits. */
+  readonly amountMinor: bigint;
+  readonly balanceAfterMinor: bigint;
+  readonly createdAtMs: number;
+}
+
+export interface Deposit {
+  readonly depositId: string;
+  readonly accountId: string;
+  readonly amountMinor: bigint;
+  readonly currency: string;
+  readonly createdAtMs: number;
+}
+
+/**
+ * Everything the rules may read or write, valid only inside one atomic
+ * transaction (SQLite in production, a Map in unit tests). Reads see the
+ * writes made earlier in the same transaction.
+ */
+export interface LedgerTx {
+  account(accountId: string): Account | undefined;
+  insertAccount(account: Account, number: bigint): void;
+  /** Highest account number in use at this bank (0n when none). */
+  maxAccountNumber(): bigint;
+  setAccountAmounts(accountId: string, balanceMinor: bigint, heldMinor: bigint): void;
+  appendEntry(entry: Omit<Entry, "sequence">): bigint;
+  /** The latest entry of an account, if any (its balance_after must equal the balance). */
+  lastEntry(accountId: string): Entry | undefined;
+
+  txn(txnId: string): Txn | undefined;
+  txnLegs(txnId: string): Leg[];
+  insertTxn(txn: Txn, legs: readonly Leg[]): void;
+  decideTxn(txnId: string, state: "COMMITTED" | "ABORTED", decidedAtMs: number): void;
+
+  deposit(depositId: string): Deposit | undefined;
+  insertDeposit(deposit: Deposit): void;
+}
+
+/** Failures are values; `reason` is a key of the shared error table. */
+export type Result<T, R extends string> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: R; readonly message: string };
+
+export const ok = <T>(value: T): { readonly ok: true; readonly value: T } => ({ ok: true, value });
+export const fail = <R extends string>(reason: R, message: string): { readonly ok: false; readonly reason: R; readonly message: string } => ({ ok: false, reason, message });

@@ -1,0 +1,102 @@
+// One bank process: config -> ledger (seed at first start) -> in-doubt
+// resolver -> mTLS server -> "listening". The only place that reads process.env.
+import { ConfigError } from "@paygate/config";
+import { createFaults } from "@paygate/faults";
+import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
+import { loadSeedFile } from "@paygate/seed";
+import { createBank } from "./bank.js";
+import { loadConfig, type BankConfig } from "./config.js";
+import { createDecisionAsker } from "./coordinator-client.js";
+import { createResolver } from "./resolver.js";
+import { bankAccessTable, bankRoutes } from "./routes.js";
+import { openLedgerStore } from "./store/ledger-store.js";
+
+const SHUTDOWN_GRACE_MS = 5_000;
+/** Exit code after a broken invariant: the supervisor restarts, recovery takes over. */
+const EXIT_INVARIANT = 70;
+
+function readConfig(): BankConfig {
+  try {
+    return loadConfig(process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+  const log = createLogger("bank", config.logLevel).child({ bank: config.bankName });
+  if (config.faultPoints.size > 0) log.warn({ faultPoints: [...config.faultPoints] }, "TEST-ONLY fault points are armed");
+
+  const store = openLedgerStore({ dataDir: config.dataDir, bank: config.bankName });
+  const bank = createBank({
+    name: config.bankName,
+    store,
+    faults: createFaults(config.faultPoints),
+    onInvariantBroken(err) {
+      log.fatal({ err: { message: err.message, stack: err.stack } }, "invariant broken; the write was rolled back; exiting");
+      setImmediate(() => process.exit(EXIT_INVARIANT));
+    },
+  });
+
+  const seeded = bank.loadSeedOnce(() => loadSeedFile(config.seedFile).accounts.filter((a) => a.bank === config.bankName));
+  if (seeded !== undefined) log.info({ seedFile: config.seedFile, accounts: seeded }, "first start: seed loaded");
+  // Recovery is implicit: PREPARED txns and their holds are rows in the ledger;
+  // the resolver's first tick asks about those already past the timeout.
+  const inDoubt = store.prepared(1000).length;
+  if (inDoubt > 0) log.info({ prepared: inDoubt }, "prepared txns found at start; the resolver will settle them");
+
+  const resolver = createResolver({
+    preparedBefore: (cutoffMs, limit) => store.preparedBefore(cutoffMs, limit),
+    ask: createDecisionAsker(config.coordinatorUrls, config.tls),
+    apply(txnId, decision) {
+      const r = decision === "commit" ? bank.commit(txnId) : bank.abort(txnId);
+      return r.ok ? undefined : r.reason;
+    },
+    logger: log,
+    prepareTimeoutMs: config.prepareTimeoutMs,
+    intervalMs: config.resolveIntervalMs,
+    backoffMaxMs: config.resolveBackoffMaxMs,
+  });
+
+  const server = await startRpcServer({
+    host: config.host,
+    port: config.port,
+    tls: config.tls,
+    routes: bankRoutes(bank),
+    interceptors: [createLoggingInterceptor(log), createAccessInterceptor(bankAccessTable)],
+    logger: log,
+  });
+  resolver.start();
+  log.info({ host: config.host, port: server.port, dataDir: config.dataDir }, "listening");
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    void (async () => {
+      try {
+        await server.close(SHUTDOWN_GRACE_MS);
+        await resolver.stop();
+        store.close();
+        log.info({}, "stopped");
+        process.exit(0);
+      } catch (e) {
+        log.error({ err: e instanceof Error ? e.message : String(e) }, "unclean shutdown");
+        process.exit(1);
+      }
+    })();
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bank: failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,241 @@
+// The real routes, interceptors and store behind startRpcServer on port 0,
+// called over mTLS exactly as the gateway calls them.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Code, createClient, type ConnectRouter } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { readFileSync } from "node:fs";
+import { LegDirection, Vote } from "@paygate/proto/bank";
+import { CoordinatorService, Decision } from "@paygate/proto/gateway";
+import { bankIdentity, createAccessInterceptor, createLogger, createLoggingInterceptor, errorInfo, peerKey, rejection, startRpcServer, type RpcServer } from "@paygate/rpc";
+import { noFaults } from "@paygate/faults";
+import { loadSeedFile } from "@paygate/seed";
+import { createBank } from "./bank.js";
+import { createDecisionAsker } from "./coordinator-client.js";
+import { createResolver } from "./resolver.js";
+import { bankAccessTable, bankRoutes } from "./routes.js";
+import { openLedgerStore, type LedgerStore } from "./store/ledger-store.js";
+import { assertLedgerConsistent, bankClients, makeTestDir, newTxnId, tlsFiles, type BankClients, type TestDir } from "./test-support.js";
+
+const log = createLogger("bank-test", "silent");
+
+async function rejected(p: Promise<unknown>): Promise<{ code: Code; reason: string }> {
+  try {
+    await p;
+  } catch (e) {
+    const info = errorInfo(e);
+    return { code: info.code, reason: info.reason };
+  }
+  assert.fail("expected the call to fail");
+}
+
+const debit = (accountId: string, amountMinor: bigint, ownerUserId = "") => ({ accountId, direction: LegDirection.DEBIT, amountMinor, currency: "USD", ownerUserId });
+const credit = (accountId: string, amountMinor: bigint) => ({ accountId, direction: LegDirection.CREDIT, amountMinor, currency: "USD" });
+
+describe("bank over mTLS", () => {
+  let t: TestDir;
+  let store: LedgerStore;
+  let server: RpcServer;
+  let gw: BankClients;
+  let nowMs = Date.now();
+  const broken: Error[] = [];
+
+  before(async () => {
+    t = makeTestDir("bank-svc");
+    store = openLedgerStore({ dataDir: join(t.dir, "bank-a"), bank: "bank-a" });
+    const bank = createBank({ name: "bank-a", store, faults: noFaults, clock: () => nowMs, onInvariantBroken: (e) => broken.push(e) });
+    bank.loadSeedOnce(() => loadSeedFile(t.seedFile).accounts);
+    server = await startRpcServer({
+      host: "127.0.0.1",
+      port: 0,
+      tls: tlsFiles(t.certs, "bank-a"),
+      routes: bankRoutes(bank),
+      interceptors: [createLoggingInterceptor(log), createAccessInterceptor(bankAccessTable)],
+      logger: log,
+    });
+    gw = bankClients(server.port, t.certs, "gateway");
+  });
+
+  after(async () => {
+    await server.close(100);
+    store.close();
+    t.cleanup();
+    assert.deepEqual(broken, []);
+  });
+
+  test("prepare, commit, read back: holds, journal and totals", async () => {
+    const txnId = newTxnId();
+    const vote = await gw.participant.prepare({ txnId, legs: [debit("bank-a/1001", 2_500n, "alice"), credit("bank-a/1002", 2_500n)] });
+    assert.equal(vote.vote, Vote.YES);
+    const held = (await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!;
+    assert.deepEqual([held.balanceMinor, held.heldMinor, held.availableMinor], [100_000n, 2_500n, 97_500n]);
+    const totals = await gw.ledger.totals({});
+    assert.deepEqual(totals.prepared.map((p) => p.txnId), [txnId]);
+    await assertLedgerConsistent(gw.ledger);
+
+    await gw.participant.commit({ txnId });
+    await gw.participant.commit({ txnId }); // idempotent
+    const a = (await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!;
+    assert.deepEqual([a.balanceMinor, a.heldMinor, a.availableMinor], [97_500n, 0n, 97_500n]);
+    const entries = [];
+    for await (const r of gw.ledger.listEntries({ accountId: "bank-a/1002" })) entries.push(r.entry!);
+    assert.deepEqual(
+      entries.map((e) => [e.kind, e.txnId, e.amountMinor, e.balanceAfterMinor]),
+      [
+        ["opening", "opening", 5_000n, 5_000n],
+        ["transfer_credit", txnId, 2_500n, 7_500n],
+      ],
+    );
+    const paged = [];
+    for await (const r of gw.ledger.listEntries({ accountId: "bank-a/1002", afterSequence: entries[0]!.sequence, limit: 1 })) paged.push(r.entry!.sequence);
+    assert.deepEqual(paged, [entries[1]!.sequence]);
+    assert.deepEqual((await gw.ledger.totals({})).prepared, []);
+    await assertLedgerConsistent(gw.ledger);
+  });
+
+  test("NO votes carry the reason; errors carry the error table's reason and code", async () => {
+    const poor = await gw.participant.prepare({ txnId: newTxnId(), legs: [debit("bank-a/1002", 1_000_000n)] });
+    assert.deepEqual([poor.vote, poor.reason], [Vote.NO, "insufficient_funds"]);
+    const owner = await gw.participant.prepare({ txnId: newTxnId(), legs: [debit("bank-a/1001", 1n, "bob")] });
+    assert.deepEqual([owner.vote, owner.reason], [Vote.NO, "not_account_owner"]);
+    const eur = await gw.participant.prepare({ txnId: newTxnId(), legs: [debit("bank-a/1003", 1n)] });
+    assert.deepEqual([eur.vote, eur.reason], [Vote.NO, "currency_mismatch"]);
+
+    assert.deepEqual(await rejected(gw.participant.prepare({ txnId: "nope", legs: [debit("bank-a/1001", 1n)] })), { code: Code.InvalidArgument, reason: "invalid_txn_id" });
+    assert.deepEqual(await rejected(gw.participant.prepare({ txnId: newTxnId(), legs: [] })), { code: Code.InvalidArgument, reason: "invalid_argument" });
+    assert.deepEqual(await rejected(gw.participant.prepare({ txnId: newTxnId(), legs: [{ ...debit("bank-a/1001", 1n), direction: LegDirection.UNSPECIFIED }] })), {
+      code: Code.InvalidArgument,
+      reason: "invalid_argument",
+    });
+    assert.deepEqual(await rejected(gw.participant.commit({ txnId: newTxnId() })), { code: Code.FailedPrecondition, reason: "unknown_txn" });
+    assert.deepEqual(await rejected(gw.ledger.getAccount({ accountId: "bank-a/4040" })), { code: Code.NotFound, reason: "account_not_found" });
+    assert.deepEqual(await rejected(gw.ledger.getAccount({ accountId: "bank-b/2001" })), { code: Code.InvalidArgument, reason: "invalid_account_id" });
+    await assertLedgerConsistent(gw.ledger);
+  });
+
+  test("an abort before the prepare leaves a tombstone; the late prepare votes NO", async () => {
+    const txnId = newTxnId();
+    await gw.participant.abort({ txnId });
+    await gw.participant.abort({ txnId });
+    const late = await gw.participant.prepare({ txnId, legs: [debit("bank-a/1001", 100n)] });
+    assert.deepEqual([late.vote, late.reason], [Vote.NO, "txn_aborted"]);
+    assert.deepEqual(await rejected(gw.participant.commit({ txnId })), { code: Code.FailedPrecondition, reason: "txn_aborted" });
+    assert.equal((await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!.heldMinor, 0n);
+
+    const committed = newTxnId();
+    assert.equal((await gw.participant.prepare({ txnId: committed, legs: [credit("bank-a/1001", 1n)] })).vote, Vote.YES);
+    await gw.participant.commit({ txnId: committed });
+    assert.deepEqual(await rejected(gw.participant.abort({ txnId: committed })), { code: Code.FailedPrecondition, reason: "txn_committed" });
+    await assertLedgerConsistent(gw.ledger);
+  });
+
+  test("open account and idempotent deposits", async () => {
+    const opened = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD" })).account!;
+    assert.equal(opened.accountId, "bank-a/1004");
+    assert.equal(opened.balanceMinor, 0n);
+    const chosen = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/5000" })).account!;
+    assert.equal(chosen.accountId, "bank-a/5000");
+    assert.deepEqual(await rejected(gw.ledger.openAccount({ ownerUserId: "bob", currency: "USD", accountId: "bank-a/5000" })), { code: Code.AlreadyExists, reason: "already_exists" });
+    assert.deepEqual(await rejected(gw.ledger.openAccount({ ownerUserId: "bob", currency: "USD", accountId: "bank-b/5000" })), { code: Code.InvalidArgument, reason: "invalid_account_id" });
+    assert.equal((await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD" })).account!.accountId, "bank-a/5001");
+
+    const req = { depositId: "dep-svc-1", accountId: opened.accountId, amountMinor: 4_200n, currency: "USD" };
+    const first = (await gw.ledger.deposit(req)).account!;
+    const second = (await gw.ledger.deposit(req)).account!;
+    assert.equal(first.balanceMinor, 4_200n);
+    assert.equal(second.balanceMinor, 4_200n);
+    assert.deepEqual(await rejected(gw.ledger.deposit({ ...req, amountMinor: 1n })), { code: Code.InvalidArgument, reason: "idempotency_key_reused" });
+    const usd = (await gw.ledger.totals({})).currencies.find((c) => c.currency === "USD")!;
+    assert.equal(usd.depositedMinor, 100_000n + 5_000n + 4_200n);
+    await assertLedgerConsistent(gw.ledger);
+  });
+
+  test("a CA-signed certificate with another identity is refused with peer_not_allowed; nothing changes", async () => {
+    const before = await gw.ledger.totals({});
+    const cli = bankClients(server.port, t.certs, "paycli");
+    const txnId = newTxnId();
+    const calls: Array<() => Promise<unknown>> = [
+      () => cli.participant.prepare({ txnId, legs: [debit("bank-a/1001", 1n)] }),
+      () => cli.participant.commit({ txnId }),
+      () => cli.participant.abort({ txnId }),
+      () => cli.ledger.getAccount({ accountId: "bank-a/1001" }),
+      () => cli.ledger.openAccount({ ownerUserId: "mallory", currency: "USD" }),
+      () => cli.ledger.deposit({ depositId: "steal", accountId: "bank-a/1001", amountMinor: 1n, currency: "USD" }),
+      () => cli.ledger.totals({}),
+      async () => {
+        for await (const _ of cli.ledger.listEntries({ accountId: "bank-a/1001" })) void _;
+      },
+    ];
+    for (const call of calls) assert.deepEqual(await rejected(call()), { code: Code.PermissionDenied, reason: "peer_not_allowed" });
+    // Bank certificates are not the gateway either.
+    const peerBank = bankClients(server.port, t.certs, "bank-b");
+    assert.deepEqual(await rejected(peerBank.ledger.totals({})), { code: Code.PermissionDenied, reason: "peer_not_allowed" });
+    const afterTotals = await gw.ledger.totals({});
+    assert.deepEqual(afterTotals.currencies, before.currencies);
+    assert.equal(afterTotals.accountCount, before.accountCount);
+    assert.equal(store.txn(txnId), undefined);
+  });
+
+  test("a client without a certificate is refused in the handshake", async () => {
+    const transport = createConnectTransport({ baseUrl: `https://127.0.0.1:${server.port}`, httpVersion: "2", nodeOptions: { ca: readFileSync(join(t.certs, "ca.crt")) } });
+    const { LedgerService } = await import("@paygate/proto/bank");
+    await assert.rejects(createClient(LedgerService, transport).totals({}, { timeoutMs: 5_000 }));
+  });
+
+  test("an in-doubt txn is resolved by asking its coordinator over mTLS with the bank's certificate", async () => {
+    // A stand-in coordinator: gateway certificate, answers COMMIT for one txn and ABORT for the rest.
+    const toCommit = newTxnId();
+    const toAbort = newTxnId();
+    const askedBy: Array<string | undefined> = [];
+    const coordinator = await startRpcServer({
+      host: "127.0.0.1",
+      port: 0,
+      tls: tlsFiles(t.certs, "gateway"),
+      routes: (router: ConnectRouter) =>
+        router.service(CoordinatorService, {
+          getDecision(req, ctx) {
+            askedBy.push(ctx.values.get(peerKey).identity);
+            if (req.txnId.startsWith("gateway-0:")) return { decision: req.txnId === toCommit ? Decision.COMMIT : Decision.ABORT };
+            throw rejection("transaction_not_found", "unknown");
+          },
+        }),
+      interceptors: [],
+      logger: log,
+    });
+    try {
+      const urls = new Map([["gateway-0", `https://127.0.0.1:${coordinator.port}`]]);
+      const bank = createBank({ name: "bank-a", store, faults: noFaults, clock: () => nowMs, onInvariantBroken: (e) => broken.push(e) });
+      const resolver = createResolver({
+        preparedBefore: (cutoff, limit) => store.preparedBefore(cutoff, limit),
+        ask: createDecisionAsker(urls, tlsFiles(t.certs, "bank-a")),
+        apply: (txnId, d) => {
+          const r = d === "commit" ? bank.commit(txnId) : bank.abort(txnId);
+          return r.ok ? undefined : r.reason;
+        },
+        logger: log,
+        prepareTimeoutMs: 10_000,
+        intervalMs: 1_000,
+        backoffMaxMs: 30_000,
+        clock: () => nowMs,
+      });
+      const orphan = newTxnId("gateway-7"); // a replica this bank has no URL for
+      for (const txnId of [toCommit, toAbort, orphan]) {
+        assert.equal((await gw.participant.prepare({ txnId, legs: [debit("bank-a/1001", 1_000n), credit("bank-a/1002", 1_000n)] })).vote, Vote.YES);
+      }
+      assert.deepEqual(await resolver.tick(), { committed: 0, aborted: 0, failed: 0, waiting: 0 }, "not overdue yet");
+      nowMs += 10_001;
+      assert.deepEqual(await resolver.tick(), { committed: 1, aborted: 1, failed: 1, waiting: 0 });
+      assert.deepEqual(askedBy, [bankIdentity("bank-a"), bankIdentity("bank-a")]);
+      assert.equal(store.txn(toCommit)!.state, "COMMITTED");
+      assert.equal(store.txn(toAbort)!.state, "ABORTED");
+      assert.equal(store.txn(orphan)!.state, "PREPARED");
+      assert.deepEqual(await resolver.tick(), { committed: 0, aborted: 0, failed: 0, waiting: 1 }, "the failed ask backs off");
+      assert.equal((await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!.heldMinor, 1_000n);
+      await gw.participant.abort({ txnId: orphan });
+      await assertLedgerConsistent(gw.ledger);
+    } finally {
+      await coordinator.close(100);
+    }
+  });
+});

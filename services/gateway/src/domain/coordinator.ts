@@ -1,0 +1,314 @@
+// The two-phase-commit coordinator (DESIGN.md §3, presumed abort).
+//
+// A transfer's story: check the request, claim its idempotency key by
+// inserting the txn PENDING, ask every participant bank to prepare in
+// parallel, durably log the decision (COMMIT only if every vote is YES), then
+// tell the banks. The decision record is insert-if-absent, shared with
+// GetDecision: whichever writes first wins and the other obeys. Banks that do
+// not acknowledge are re-told by the redrive loop until they do.
+import { randomUUID } from "node:crypto";
+import { assert, AssertionError } from "@paygate/money";
+import type { FaultPoint } from "@paygate/faults";
+import type { Reason } from "@paygate/rpc";
+import type { DecidedFeed } from "./decided-feed.js";
+import { fail, ok, TRANSIENT_ABORT_REASONS, type AckTask, type Decision, type DecisionRecord, type NewTxn, type Result, type TxnRecord } from "./model.js";
+import type { Clock, CoordinatorLog, Directory, IdempotencyClaims, Leg, Participants } from "./ports.js";
+import { checkTransfer, type CheckedTransfer, type TransferRequest } from "./transfer-rules.js";
+
+/** The subset of pino the domain uses. */
+export interface EventLogger {
+  info(fields: object, msg: string): void;
+  warn(fields: object, msg: string): void;
+  error(fields: object, msg: string): void;
+}
+
+export interface CoordinatorOptions {
+  readonly replica: string;
+  readonly log: CoordinatorLog;
+  /** Defaults to the log itself; a Redis fast path wraps it later. */
+  readonly claims?: IdempotencyClaims;
+  readonly directory: Directory;
+  readonly participants: Participants;
+  readonly clock: Clock;
+  readonly faults: { hit(point: FaultPoint): void };
+  readonly feed: DecidedFeed;
+  readonly logger: EventLogger;
+  readonly prepareTimeoutMs: number;
+  readonly commitTimeoutMs: number;
+  readonly redriveIntervalMs: number;
+  readonly redriveBackoffMaxMs: number;
+  /** Resends per redrive tick. */
+  readonly redriveBatchMax?: number;
+  readonly newTxnId?: () => string;
+}
+
+export interface TransferOutcome {
+  readonly result: Result<TxnRecord>;
+  /** The txn this request ended up with (undefined if rejected before claiming). */
+  readonly txnId: string | undefined;
+  /** The idempotency key had been seen before. */
+  readonly replayed: boolean;
+}
+
+export interface RecoveryReport {
+  readonly abortedPending: number;
+  readonly redriven: number;
+}
+
+export interface Coordinator {
+  transfer(callerUserId: string, req: TransferRequest): Promise<TransferOutcome>;
+  /** For a bank holding a prepared txn; a txn without a decision is durably aborted first. */
+  getDecision(txnId: string, askingBank: string): Result<Decision>;
+  /** Start-up: presumed abort for PENDING txns, then resend every unacknowledged decision. */
+  recover(): Promise<RecoveryReport>;
+  /** One bounded batch of resends; returns how many were attempted. */
+  redriveOnce(): Promise<number>;
+  /** Runs redriveOnce every interval until the returned stop() is awaited. */
+  startRedrive(): () => Promise<void>;
+}
+
+export const TXN_ID_PATTERN = /^([a-z][a-z0-9-]{0,62}):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const REDRIVE_BATCH_MAX_DEFAULT = 256;
+/** A concurrent retry can move the key between our reads; give up (transiently) after this many. */
+const CLAIM_ATTEMPTS_MAX = 3;
+/** Pages of PENDING txns recovery aborts before giving up (each page is a batch). */
+const RECOVERY_PAGES_MAX = 100_000;
+const BACKOFF_EXPONENT_MAX = 30;
+
+interface PreparePlan {
+  readonly bank: string;
+  readonly legs: readonly Leg[];
+}
+
+type Verdict = { readonly commit: true; readonly yes: ReadonlySet<string> } | { readonly commit: false; readonly reason: Reason; readonly bank: string };
+
+export function banksOf(txn: Pick<TxnRecord, "fromBank" | "toBank">): string[] {
+  return txn.fromBank === txn.toBank ? [txn.fromBank] : [txn.fromBank, txn.toBank];
+}
+
+/** One Prepare per bank: a same-bank transfer is one voter with both legs. */
+export function preparePlan(txn: TxnRecord): PreparePlan[] {
+  const debit: Leg = { accountId: txn.fromAccountId, direction: "DEBIT", amountMinor: txn.amountMinor, currency: txn.currency, ownerUserId: txn.callerUserId };
+  const credit: Leg = { accountId: txn.toAccountId, direction: "CREDIT", amountMinor: txn.amountMinor, currency: txn.currency, ownerUserId: "" };
+  if (txn.fromBank === txn.toBank) return [{ bank: txn.fromBank, legs: [debit, credit] }];
+  return [
+    { bank: txn.fromBank, legs: [debit] },
+    { bank: txn.toBank, legs: [credit] },
+  ];
+}
+
+export function createCoordinator(o: CoordinatorOptions): Coordinator {
+  const { log, directory, participants, clock, faults, feed, logger } = o;
+  const claims = o.claims ?? log;
+  const newTxnId = o.newTxnId ?? (() => `${o.replica}:${randomUUID()}`);
+  const redriveBatchMax = o.redriveBatchMax ?? REDRIVE_BATCH_MAX_DEFAULT;
+  // (txn, bank) pairs with a Commit/Abort on the wire, so the redrive loop and
+  // the transfer path never send the same message twice at once.
+  const inflight = new Set<string>();
+
+  function newTxn(t: CheckedTransfer, callerUserId: string): NewTxn {
+    return {
+      txnId: newTxnId(),
+      callerUserId,
+      idempotencyKey: t.idempotencyKey,
+      fingerprint: t.fingerprint,
+      fromAccountId: t.fromAccountId,
+      toAccountId: t.toAccountId,
+      fromBank: t.from.bank,
+      toBank: t.to.bank,
+      amountMinor: t.amountMinor,
+      currency: t.currency,
+      memo: t.memo,
+      createdAtMs: clock.nowMs(),
+    };
+  }
+
+  function decide(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): DecisionRecord {
+    const nowMs = clock.nowMs();
+    // The caller sends the first Commit/Abort itself; the loop takes over after that attempt's timeout.
+    const d = log.decide({ txnId, decision, reason, participants: banks, nowMs, firstResendAtMs: nowMs + o.commitTimeoutMs });
+    assert(d.txnId === txnId, "the log answered for another txn");
+    if (d.decision !== decision) logger.warn({ transactionId: txnId, wanted: decision, logged: d.decision }, "decision already logged; obeying it");
+    feed.notify();
+    return d;
+  }
+
+  function backoffMs(attempts: number): number {
+    const exp = Math.min(Math.max(attempts - 1, 0), BACKOFF_EXPONENT_MAX);
+    return Math.min(o.redriveBackoffMaxMs, o.redriveIntervalMs * 2 ** exp);
+  }
+
+  async function send(task: AckTask): Promise<void> {
+    const key = `${task.txnId} ${task.bank}`;
+    if (inflight.has(key)) return;
+    inflight.add(key);
+    try {
+      let delivery;
+      try {
+        delivery = task.decision === "COMMIT" ? await participants.commit(task.bank, task.txnId, o.commitTimeoutMs) : await participants.abort(task.bank, task.txnId, o.commitTimeoutMs);
+      } catch (e) {
+        delivery = { ok: false as const, reason: `participant_unavailable: ${String(e)}`, transient: true };
+      }
+      const nowMs = clock.nowMs();
+      if (delivery.ok) {
+        log.ack(task.txnId, task.bank, nowMs);
+        return;
+      }
+      const attempts = task.attempts + 1;
+      log.deferAck(task.txnId, task.bank, attempts, nowMs + backoffMs(attempts), delivery.reason);
+      const fields = { transactionId: task.txnId, bank: task.bank, decision: task.decision, reason: delivery.reason, attempts };
+      if (delivery.transient) logger.warn(fields, "participant did not acknowledge the decision; will resend");
+      // The bank answered and contradicts the log (e.g. Commit -> unknown_txn):
+      // money may be out of step. Keep resending and shout every time.
+      else logger.error({ ...fields, alarm: true }, "ALARM: participant rejected the logged decision");
+    } finally {
+      inflight.delete(key);
+    }
+  }
+
+  function deliver(d: DecisionRecord, banks: readonly string[]): Promise<void[]> {
+    return Promise.all(banks.map((bank) => send({ txnId: d.txnId, bank, decision: d.decision, attempts: 0 })));
+  }
+
+  /** Prepares in parallel; the first NO, error or the deadline decides ABORT without waiting for the rest. */
+  async function collectVotes(txnId: string, plan: readonly PreparePlan[]): Promise<Verdict> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), o.prepareTimeoutMs);
+    try {
+      return await new Promise<Verdict>((resolve) => {
+        const yes = new Set<string>();
+        controller.signal.addEventListener("abort", () => resolve({ commit: false, reason: "participant_timeout", bank: "" }), { once: true });
+        for (const p of plan) {
+          participants.prepare(p.bank, txnId, p.legs, controller.signal).then(
+            (v) => {
+              if (v.vote === "NO") return resolve({ commit: false, reason: v.reason, bank: p.bank });
+              yes.add(p.bank);
+              if (yes.size === plan.length) resolve({ commit: true, yes });
+            },
+            () => resolve({ commit: false, reason: "participant_unavailable", bank: p.bank }),
+          );
+        }
+      });
+    } finally {
+      clearTimeout(timer);
+      // Stragglers after a NO: their Prepare is moot, the Abort below releases any hold.
+      controller.abort();
+    }
+  }
+
+  async function run(txn: TxnRecord): Promise<Result<TxnRecord>> {
+    const plan = preparePlan(txn);
+    const banks = plan.map((p) => p.bank);
+    const verdict = await collectVotes(txn.txnId, plan);
+    let d: DecisionRecord;
+    if (verdict.commit) {
+      faults.hit("gateway.after_votes_before_decision");
+      assert(banks.every((b) => verdict.yes.has(b)) && verdict.yes.size === banks.length, "COMMIT only after every participant voted YES");
+      d = decide(txn.txnId, "COMMIT", "", banks);
+    } else {
+      d = decide(txn.txnId, "ABORT", verdict.reason, banks);
+    }
+    faults.hit(d.decision === "COMMIT" ? "gateway.after_commit_logged" : "gateway.after_abort_logged");
+    await deliver(d, banks);
+    const final = log.findTxn(txn.txnId);
+    assert(final !== undefined && final.status === (d.decision === "COMMIT" ? "COMMITTED" : "ABORTED"), "txn status follows its logged decision");
+    return d.decision === "COMMIT" ? ok(final) : declined(final);
+  }
+
+  function declined(txn: TxnRecord): Result<TxnRecord> {
+    assert(txn.status === "ABORTED", "only aborted txns decline");
+    const reason = (txn.declineReason || "internal") as Reason;
+    return fail(reason, `transfer declined: ${reason}`, { transaction_id: txn.txnId });
+  }
+
+  async function transfer(callerUserId: string, req: TransferRequest): Promise<TransferOutcome> {
+    const checked = checkTransfer(req, callerUserId, directory);
+    if (!checked.ok) return { result: checked, txnId: undefined, replayed: false };
+    let claim = await claims.claim(newTxn(checked.value, callerUserId));
+    let replayed = false;
+    for (let attempt = 1; !claim.claimed; attempt++) {
+      replayed = true;
+      const owner = claim.owner;
+      const meta = { transaction_id: owner.txnId };
+      if (owner.fingerprint !== checked.value.fingerprint) {
+        return { result: fail("idempotency_key_reused", "this idempotency key was used for a different request", meta), txnId: owner.txnId, replayed };
+      }
+      if (owner.status === "COMMITTED") return { result: ok(owner), txnId: owner.txnId, replayed };
+      if (owner.status === "PENDING") {
+        return { result: fail("idempotency_key_in_use", "this request is still in progress; retry with the same key", meta), txnId: owner.txnId, replayed };
+      }
+      // ABORTED. Nothing moved and ABORT is durably decided, so a transient
+      // cause lets the same key try again as a new txn; a business reason is final.
+      if (!TRANSIENT_ABORT_REASONS.has(owner.declineReason) || attempt >= CLAIM_ATTEMPTS_MAX) {
+        return { result: declined(owner), txnId: owner.txnId, replayed };
+      }
+      claim = await claims.reclaim(owner.txnId, newTxn(checked.value, callerUserId));
+    }
+    const txn = claim.txn;
+    assert(txn.status === "PENDING", "a fresh claim is PENDING");
+    return { result: await run(txn), txnId: txn.txnId, replayed };
+  }
+
+  function getDecision(txnId: string, askingBank: string): Result<Decision> {
+    const m = TXN_ID_PATTERN.exec(txnId);
+    if (!m) return fail("invalid_txn_id", "txn_id must look like \"<replica>:<uuid>\"", { field: "txn_id" });
+    const logged = log.findDecision(txnId);
+    if (logged) return ok(logged.decision);
+    const txn = log.findTxn(txnId);
+    // Presuming abort for another coordinator's txn could contradict its COMMIT.
+    if (!txn && m[1] !== o.replica) return fail("invalid_txn_id", `txn ${txnId} is coordinated by ${m[1]}, not ${o.replica}`, { field: "txn_id" });
+    const d = decide(txnId, "ABORT", "participant_timeout", txn ? banksOf(txn) : [askingBank]);
+    if (d.decision === "ABORT") logger.info({ transactionId: txnId, bank: askingBank }, "presumed abort for a bank that asked before the decision");
+    return ok(d.decision);
+  }
+
+  async function redriveOnce(): Promise<number> {
+    const due = log.dueAcks(clock.nowMs(), redriveBatchMax);
+    await Promise.all(due.map(send));
+    return due.length;
+  }
+
+  async function recover(): Promise<RecoveryReport> {
+    let abortedPending = 0;
+    for (let page = 0; page < RECOVERY_PAGES_MAX; page++) {
+      const pending = log.pendingUndecided(redriveBatchMax);
+      if (pending.length === 0) break;
+      for (const txn of pending) {
+        // The process died between claiming and deciding: no COMMIT was ever
+        // logged, so no bank can have been told to commit.
+        decide(txn.txnId, "ABORT", "coordinator_restarted", banksOf(txn));
+        abortedPending++;
+      }
+    }
+    assert(log.pendingUndecided(1).length === 0, "recovery leaves no PENDING txn without a decision");
+    log.rescheduleUnacked(clock.nowMs());
+    const redriven = await redriveOnce();
+    if (abortedPending > 0 || redriven > 0) logger.info({ abortedPending, redriven }, "coordinator recovery");
+    return { abortedPending, redriven };
+  }
+
+  function startRedrive(): () => Promise<void> {
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    let running: Promise<unknown> = Promise.resolve();
+    const tick = () => {
+      running = redriveOnce()
+        .catch((e: unknown) => {
+          // A broken invariant is a crash (the supervisor restarts, recovery takes over).
+          if (e instanceof AssertionError) throw e;
+          logger.error({ err: String(e) }, "redrive tick failed");
+        })
+        .finally(() => {
+          if (!stopped) timer = setTimeout(tick, o.redriveIntervalMs);
+        });
+    };
+    timer = setTimeout(tick, o.redriveIntervalMs);
+    return async () => {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    };
+  }
+
+  return { transfer, getDecision, recover, redriveOnce, startRedrive };
+}

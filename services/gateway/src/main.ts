@@ -1,0 +1,145 @@
+// The gateway process: config -> storage -> seed -> recovery -> server.
+// "listening" is logged only once recovery has run, so a supervisor (or a
+// test) that waits for it knows every in-doubt decision is being redriven.
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { ConfigError } from "@paygate/config";
+import { createFaults } from "@paygate/faults";
+import { createAccessInterceptor, createLoggingInterceptor, createLogger, startRpcServer, type Logger } from "@paygate/rpc";
+import { loadSeedFile, SeedError } from "@paygate/seed";
+import { gatewayAccessTable } from "./access.js";
+import { createBankClients } from "./banks.js";
+import { loadConfig, type GatewayConfig } from "./config.js";
+import { createAdmin } from "./domain/admin.js";
+import { createAuth } from "./domain/auth.js";
+import { createCoordinator } from "./domain/coordinator.js";
+import { createDecidedFeed } from "./domain/decided-feed.js";
+import { hashPassword } from "./domain/password.js";
+import { createPaymentQueries } from "./domain/payments.js";
+import { systemClock } from "./domain/ports.js";
+import { createRoutes } from "./routes.js";
+import { createSqliteCoordinatorLog } from "./store/coordinator-log.js";
+import { openDb } from "./store/db.js";
+import { createSqliteDirectory } from "./store/directory.js";
+import { loadSeedOnce } from "./store/seed.js";
+import { createSqliteSessions, createSqliteUsers } from "./store/users.js";
+
+const SHUTDOWN_GRACE_MS = 5_000;
+const SESSION_PURGE_INTERVAL_MS = 60_000;
+const SESSION_PURGE_BATCH_MAX = 1_000;
+
+async function main(): Promise<void> {
+  let config: GatewayConfig;
+  try {
+    config = loadConfig(process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = createLogger("gateway", config.logLevel);
+  process.on("unhandledRejection", (e) => crash(log, e, "unhandled rejection"));
+  process.on("uncaughtException", (e) => crash(log, e, "uncaught exception"));
+
+  const db = openDb(config.dbFile);
+  const clock = systemClock;
+
+  if (existsSync(config.seedFile)) {
+    try {
+      const seed = loadSeedFile(config.seedFile);
+      for (const b of seed.banks) if (!config.banks.has(b)) log.warn({ bank: b }, "seed names a bank that BANKS does not configure");
+      const report = await loadSeedOnce(db, seed, (pw) => hashPassword(pw), clock.nowMs());
+      if (report.loaded) log.info({ users: report.users, accounts: report.accounts, file: config.seedFile }, "seed loaded");
+    } catch (e) {
+      if (!(e instanceof SeedError)) throw e;
+      process.stderr.write(`gateway: ${e.message}\n`);
+      db.close();
+      process.exit(2);
+    }
+  } else {
+    log.warn({ file: config.seedFile }, "seed file not found; starting without seed data");
+  }
+
+  const coordinatorLog = createSqliteCoordinatorLog(db);
+  const directory = createSqliteDirectory(db);
+  const users = createSqliteUsers(db);
+  const sessions = createSqliteSessions(db);
+  const feed = createDecidedFeed();
+  const { participants, ledgers } = createBankClients({ banks: config.banks, tls: config.tls, logger: log, ledgerTimeoutMs: config.prepareTimeoutMs });
+
+  const coordinator = createCoordinator({
+    replica: config.replica,
+    log: coordinatorLog,
+    directory,
+    participants,
+    clock,
+    faults: createFaults(config.faultPoints),
+    feed,
+    logger: log,
+    prepareTimeoutMs: config.prepareTimeoutMs,
+    commitTimeoutMs: config.commitTimeoutMs,
+    redriveIntervalMs: config.redriveIntervalMs,
+    redriveBackoffMaxMs: config.redriveBackoffMaxMs,
+  });
+  const auth = createAuth({
+    users,
+    sessions,
+    clock,
+    sessionTtlMs: config.sessionTtlMs,
+    loginFailuresMax: config.loginFailuresMax,
+    loginLockoutMs: config.loginLockoutMs,
+    dummyPasswordHash: await hashPassword(randomBytes(16).toString("hex")),
+  });
+  const payments = createPaymentQueries({ directory, history: coordinatorLog, ledgers, feed });
+  const admin = createAdmin({
+    users,
+    directory,
+    ledgers,
+    log: coordinatorLog,
+    banks: [...config.banks.keys()],
+    clock,
+    hashPassword: (pw) => hashPassword(pw),
+    reconcileTimeoutMs: config.prepareTimeoutMs,
+  });
+
+  const recovery = await coordinator.recover();
+  log.info({ ...recovery, replica: config.replica }, "recovery done");
+
+  const server = await startRpcServer({
+    host: config.host,
+    port: config.port,
+    tls: config.tls,
+    routes: createRoutes({ auth, coordinator, payments, admin }),
+    interceptors: [createLoggingInterceptor(log), createAccessInterceptor(gatewayAccessTable, async (token) => auth.authenticate(token))],
+    logger: log,
+  });
+  const stopRedrive = coordinator.startRedrive();
+  const purge = setInterval(() => sessions.purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX), SESSION_PURGE_INTERVAL_MS);
+  purge.unref();
+  log.info({ port: server.port, host: config.host, replica: config.replica, banks: [...config.banks.keys()] }, "listening");
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    clearInterval(purge);
+    await server.close(SHUTDOWN_GRACE_MS);
+    await stopRedrive();
+    db.close();
+    log.info({}, "stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+function crash(log: Logger, e: unknown, what: string): never {
+  // A broken invariant or an unexpected failure: stop here; recovery on restart takes over.
+  log.fatal({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, what);
+  process.exit(1);
+}
+
+await main();

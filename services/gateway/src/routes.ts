@@ -1,0 +1,165 @@
+// Proto <-> domain for the gateway's four services. No business rules here:
+// each handler unpacks the request, calls one use case and maps the result
+// (a Failure becomes a Connect error with its reason from the error table).
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  AdminService,
+  AuthService,
+  CoordinatorService,
+  Decision as ProtoDecision,
+  PaymentService,
+  Role as ProtoRole,
+  TransactionStatus,
+  type AccountSchema,
+  type TransactionSchema,
+} from "@paygate/proto/gateway";
+import { bankOfIdentity, callerKey, logFieldsKey, peerKey, rejection, type Caller } from "@paygate/rpc";
+import type { Admin } from "./domain/admin.js";
+import type { Auth } from "./domain/auth.js";
+import type { Coordinator } from "./domain/coordinator.js";
+import type { Result, Role, TxnRecord } from "./domain/model.js";
+import type { AccountView, PaymentQueries } from "./domain/payments.js";
+
+export interface GatewayUseCases {
+  readonly auth: Auth;
+  readonly coordinator: Coordinator;
+  readonly payments: PaymentQueries;
+  readonly admin: Admin;
+}
+
+function unwrap<T>(r: Result<T>): T {
+  if (!r.ok) throw rejection(r.reason, r.message, r.metadata ? { ...r.metadata } : {});
+  return r.value;
+}
+
+function callerOf(ctx: HandlerContext): Caller {
+  const caller = ctx.values.get(callerKey);
+  // The access interceptor sets it for every role-guarded method.
+  if (!caller) throw rejection("unauthenticated", "no session");
+  return caller;
+}
+
+const logFields = (ctx: HandlerContext): Record<string, unknown> => ctx.values.get(logFieldsKey);
+
+const ROLE_TO_PROTO: Record<Role, ProtoRole> = { customer: ProtoRole.CUSTOMER, merchant: ProtoRole.MERCHANT, admin: ProtoRole.ADMIN };
+const PROTO_TO_ROLE = new Map<ProtoRole, Role>([
+  [ProtoRole.CUSTOMER, "customer"],
+  [ProtoRole.MERCHANT, "merchant"],
+  [ProtoRole.ADMIN, "admin"],
+]);
+const rolesToProto = (roles: readonly string[]): ProtoRole[] => roles.flatMap((r) => (r in ROLE_TO_PROTO ? [ROLE_TO_PROTO[r as Role]] : []));
+
+const STATUS_TO_PROTO = { PENDING: TransactionStatus.PENDING, COMMITTED: TransactionStatus.COMMITTED, ABORTED: TransactionStatus.ABORTED } as const;
+
+function toProtoTxn(t: TxnRecord): MessageInitShape<typeof TransactionSchema> {
+  return {
+    transactionId: t.txnId,
+    sequence: t.sequence,
+    status: STATUS_TO_PROTO[t.status],
+    declineReason: t.declineReason,
+    fromAccountId: t.fromAccountId,
+    toAccountId: t.toAccountId,
+    amountMinor: t.amountMinor,
+    currency: t.currency,
+    memo: t.memo,
+    idempotencyKey: t.idempotencyKey,
+    createdAt: timestampFromMs(t.createdAtMs),
+    ...(t.decidedAtMs > 0 ? { decidedAt: timestampFromMs(t.decidedAtMs) } : {}),
+    initiatedByUserId: t.callerUserId,
+  };
+}
+
+function toProtoAccount(a: AccountView): MessageInitShape<typeof AccountSchema> {
+  return { ...a };
+}
+
+function bearerToken(ctx: HandlerContext): string {
+  return /^Bearer\s+(\S+)$/i.exec(ctx.requestHeader.get("authorization") ?? "")?.[1] ?? "";
+}
+
+export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => void {
+  return (router) => {
+    router.service(AuthService, {
+      async login(req, ctx) {
+        const s = unwrap(await u.auth.login(req.username, req.password));
+        logFields(ctx).userId = s.user.userId;
+        return { sessionToken: s.token, expiresAt: timestampFromMs(s.expiresAtMs), userId: s.user.userId, roles: rolesToProto(s.user.roles) };
+      },
+      logout(_req, ctx) {
+        u.auth.logout(bearerToken(ctx));
+        return {};
+      },
+    });
+
+    router.service(PaymentService, {
+      async transfer(req, ctx) {
+        const caller = callerOf(ctx);
+        const out = await u.coordinator.transfer(caller.userId, {
+          idempotencyKey: req.idempotencyKey,
+          fromAccountId: req.fromAccountId,
+          toAccountId: req.toAccountId,
+          amountMinor: req.amountMinor,
+          currency: req.currency,
+          memo: req.memo,
+        });
+        const f = logFields(ctx);
+        if (out.txnId) f.transactionId = out.txnId;
+        if (out.replayed) f.retry = true;
+        return { transaction: toProtoTxn(unwrap(out.result)) };
+      },
+      async getBalance(req, ctx) {
+        const accounts = unwrap(await u.payments.getBalance(callerOf(ctx).userId, req.accountId));
+        return { accounts: accounts.map(toProtoAccount) };
+      },
+      getTransaction(req, ctx) {
+        return { transaction: toProtoTxn(unwrap(u.payments.getTransaction(callerOf(ctx).userId, req.transactionId))) };
+      },
+      async *listTransactions(req, ctx) {
+        const txns = unwrap(u.payments.listTransactions(callerOf(ctx).userId, { afterSequence: req.afterSequence, limit: req.limit, follow: req.follow, signal: ctx.signal }));
+        for await (const t of txns) yield { transaction: toProtoTxn(t) };
+      },
+    });
+
+    router.service(AdminService, {
+      async createUser(req) {
+        const roles = req.roles.map((r) => PROTO_TO_ROLE.get(r) ?? `unknown(${r})`);
+        const user = unwrap(await u.admin.createUser({ username: req.username, password: req.password, roles, displayName: req.displayName }));
+        return { user: { userId: user.userId, username: user.username, roles: rolesToProto(user.roles), displayName: user.displayName } };
+      },
+      async openAccount(req, ctx) {
+        const account = unwrap(await u.admin.openAccount(req.ownerUserId, req.bank, req.currency));
+        logFields(ctx).accountId = account.accountId;
+        return { account: toProtoAccount(account) };
+      },
+      async deposit(req) {
+        const account = unwrap(await u.admin.deposit(req.idempotencyKey, req.accountId, req.amountMinor, req.currency));
+        return { account: toProtoAccount(account) };
+      },
+      async reconcile(_req, ctx) {
+        const r = await u.admin.reconcile();
+        const f = logFields(ctx);
+        f.conserved = r.conserved;
+        f.inDoubt = r.inDoubt.length;
+        return {
+          conserved: r.conserved,
+          currencies: r.currencies.map((c) => ({ ...c })),
+          banks: r.banks.map((b) => ({ ...b, problems: [...b.problems], preparedCount: BigInt(b.preparedCount) })),
+          inDoubt: r.inDoubt.map((d) => ({ ...d, ageMs: BigInt(d.ageMs) })),
+        };
+      },
+    });
+
+    router.service(CoordinatorService, {
+      getDecision(req, ctx) {
+        const bank = bankOfIdentity(ctx.values.get(peerKey).identity);
+        if (!bank) throw rejection("peer_not_allowed", "only banks may ask for decisions");
+        logFields(ctx).bank = bank;
+        const d = unwrap(u.coordinator.getDecision(req.txnId, bank));
+        logFields(ctx).decision = d;
+        return { decision: d === "COMMIT" ? ProtoDecision.COMMIT : ProtoDecision.ABORT };
+      },
+    });
+  };
+}

@@ -1,0 +1,53 @@
+// Plain shapes of what the gateway tells us, free of protobuf and Connect, so
+// commands and the queue runner can use them without importing the transport.
+
+export type TransactionStatusName = "pending" | "committed" | "aborted" | "unknown";
+
+export interface TransactionView {
+  readonly transactionId: string;
+  readonly sequence: bigint;
+  readonly status: TransactionStatusName;
+  readonly declineReason: string;
+  readonly fromAccountId: string;
+  readonly toAccountId: string;
+  readonly amountMinor: bigint;
+  readonly currency: string;
+  readonly memo: string;
+  readonly idempotencyKey: string;
+  readonly createdAt: Date | null;
+  readonly decidedAt: Date | null;
+  readonly initiatedByUserId: string;
+}
+
+export interface AccountView {
+  readonly accountId: string;
+  readonly bank: string;
+  readonly ownerUserId: string;
+  readonly currency: string;
+  readonly balanceMinor: bigint;
+  readonly heldMinor: bigint;
+  readonly availableMinor: bigint;
+}
+
+export type RoleName = "customer" | "merchant" | "admin";
+
+export interface LoginView {
+  readonly token: string;
+  readonly expiresAt: Date | null;
+  readonly userId: string;
+  readonly roles: RoleName[];
+}
+
+export interface UserView {
+  readonly userId: string;
+  readonly username: string;
+  readonly roles: RoleName[];
+  readonly displayName: string;
+}
+
+export interface ReconcileView {
+  readonly conserved: boolean;
+  readonly currencies: { currency: string; balanceMinor: bigint; heldMinor: bigint; depositedMinor: bigint; conserved: boolean }[];
+  readonly banks: { bank: string; reachable: boolean; ledgerConsistent: boolean; problems: string[]; preparedCount: bigint }[];
+  readonly inDoubt: { transactionId: string; where: string; state: string; ageMs: bigint }[];
+}

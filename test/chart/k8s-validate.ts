@@ -1,0 +1,168 @@
+// Validates rendered Kubernetes objects against the API schemas shipped in
+// kubernetes-models and @kubernetes-models/cert-manager, strictly.
+//
+// Those packages check types, enums and required fields but accept unknown
+// fields (the upstream OpenAPI has no additionalProperties: false), so a typo
+// like `imagePullPolcy` would pass. A real API server drops such a field
+// silently, which is worse than failing. So we run each schema's validator
+// over a recording proxy: the compiled validator reads every property its
+// schema declares and enumerates the keys of map-typed objects; any key of
+// the input it never read is not in the schema, i.e. unknown.
+import * as core from "kubernetes-models/v1";
+import * as apps from "kubernetes-models/apps/v1";
+import * as batch from "kubernetes-models/batch/v1";
+import * as policy from "kubernetes-models/policy/v1";
+import * as networking from "kubernetes-models/networking.k8s.io/v1";
+import * as rbac from "kubernetes-models/rbac.authorization.k8s.io/v1";
+import * as certManager from "@kubernetes-models/cert-manager/cert-manager.io/v1";
+
+export interface K8sObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly labels?: Record<string, string> };
+  readonly [key: string]: unknown;
+}
+
+interface ModelClass {
+  new (data: object): { validate(): void };
+  prototype: { validate(): void };
+}
+
+// apiVersion -> the module whose exports are the kinds of that group/version.
+const GROUPS: Readonly<Record<string, Readonly<Record<string, unknown>>>> = {
+  v1: core,
+  "apps/v1": apps,
+  "batch/v1": batch,
+  "policy/v1": policy,
+  "networking.k8s.io/v1": networking,
+  "rbac.authorization.k8s.io/v1": rbac,
+  "cert-manager.io/v1": certManager,
+};
+
+export class SchemaError extends Error {
+  override name = "SchemaError";
+}
+
+function modelFor(obj: K8sObject): ModelClass {
+  const group = GROUPS[obj.apiVersion];
+  const model = group?.[obj.kind] as ModelClass | undefined;
+  if (typeof model !== "function" || typeof model.prototype.validate !== "function") {
+    throw new SchemaError(`${obj.apiVersion}/${obj.kind}: no schema known for this kind`);
+  }
+  return model;
+}
+
+interface Node {
+  readonly path: string;
+  readonly target: object;
+  readonly read: Set<string>;
+  enumerated: boolean;
+}
+
+// Wraps every object and array of `value` in a proxy that records reads.
+function track(value: unknown, path: string, nodes: Node[]): unknown {
+  if (value === null || typeof value !== "object") return value;
+  const isArray = Array.isArray(value);
+  const node: Node = { path, target: value, read: new Set(), enumerated: false };
+  if (!isArray) nodes.push(node);
+  const children = new Map<PropertyKey, unknown>();
+  return new Proxy(value, {
+    get(target, key, receiver) {
+      if (typeof key === "string") node.read.add(key);
+      const raw: unknown = Reflect.get(target, key, receiver);
+      if (raw === null || typeof raw !== "object" || typeof key !== "string") return raw;
+      if (!children.has(key)) children.set(key, track(raw, isArray ? `${path}[${key}]` : `${path}.${key}`, nodes));
+      return children.get(key);
+    },
+    has(target, key) {
+      if (typeof key === "string") node.read.add(key);
+      return Reflect.has(target, key);
+    },
+    ownKeys(target) {
+      // A validator that lists the keys is checking a map (labels, resource
+      // quantities, ...): every key there is data, not a field name.
+      node.enumerated = true;
+      return Reflect.ownKeys(target);
+    },
+  });
+}
+
+function unknownFields(model: ModelClass, obj: K8sObject): string[] {
+  const nodes: Node[] = [];
+  const proxy = track(obj, "", nodes) as object;
+  model.prototype.validate.call(proxy);
+  const unknown: string[] = [];
+  for (const node of nodes) {
+    if (node.enumerated) continue;
+    for (const key of Object.keys(node.target)) {
+      if (!node.read.has(key)) unknown.push(`${node.path}.${key}`);
+    }
+  }
+  return unknown;
+}
+
+/** Throws SchemaError naming the object and every problem found. */
+export function validateObject(obj: K8sObject): void {
+  const where = `${obj.kind}/${obj.metadata?.name ?? "?"}`;
+  const model = modelFor(obj);
+  try {
+    new model(obj).validate();
+  } catch (e) {
+    throw new SchemaError(`${where}: ${(e as Error).message}`);
+  }
+  const unknown = unknownFields(model, obj);
+  if (unknown.length > 0) throw new SchemaError(`${where}: unknown field(s) ${unknown.join(", ")}`);
+}
+
+/**
+ * The ServiceMonitor CRD has no model here (it would take
+ * @kubernetes-models/prometheus-operator): check the fields this chart uses
+ * against an allow-list taken from the monitoring.coreos.com/v1 CRD, with the
+ * same rule, unknown fields fail.
+ */
+export function validateServiceMonitor(obj: K8sObject): void {
+  const where = `ServiceMonitor/${obj.metadata?.name ?? "?"}`;
+  const problems: string[] = [];
+  const allowed = (path: string, value: unknown, keys: readonly string[]): Record<string, unknown> => {
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      problems.push(`${path} must be an object`);
+      return {};
+    }
+    for (const k of Object.keys(value)) if (!keys.includes(k)) problems.push(`unknown field ${path}.${k}`);
+    return value as Record<string, unknown>;
+  };
+  const stringMap = (path: string, value: unknown): void => {
+    const m = allowed(path, value, Object.keys((value as object) ?? {}));
+    for (const [k, v] of Object.entries(m)) if (typeof v !== "string") problems.push(`${path}.${k} must be a string`);
+  };
+  const top = allowed("", obj, ["apiVersion", "kind", "metadata", "spec"]);
+  if (top.apiVersion !== "monitoring.coreos.com/v1") problems.push("apiVersion must be monitoring.coreos.com/v1");
+  const meta = allowed(".metadata", top.metadata, ["name", "namespace", "labels", "annotations"]);
+  if (typeof meta.name !== "string" || meta.name === "") problems.push(".metadata.name is required");
+  if (meta.labels !== undefined) stringMap(".metadata.labels", meta.labels);
+  const spec = allowed(".spec", top.spec, ["selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels", "podTargetLabels", "sampleLimit"]);
+  const selector = allowed(".spec.selector", spec.selector, ["matchLabels", "matchExpressions"]);
+  if (selector.matchLabels !== undefined) stringMap(".spec.selector.matchLabels", selector.matchLabels);
+  if (spec.namespaceSelector !== undefined) {
+    const ns = allowed(".spec.namespaceSelector", spec.namespaceSelector, ["any", "matchNames"]);
+    if (ns.matchNames !== undefined && !(Array.isArray(ns.matchNames) && ns.matchNames.every((n) => typeof n === "string"))) {
+      problems.push(".spec.namespaceSelector.matchNames must be a list of strings");
+    }
+  }
+  if (!Array.isArray(spec.endpoints) || spec.endpoints.length === 0) problems.push(".spec.endpoints must be a non-empty list");
+  for (const [i, ep] of (Array.isArray(spec.endpoints) ? spec.endpoints : []).entries()) {
+    const e = allowed(`.spec.endpoints[${i}]`, ep, ["port", "targetPort", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings", "tlsConfig"]);
+    if (typeof e.port !== "string") problems.push(`.spec.endpoints[${i}].port must be a port name`);
+    if (e.scheme !== undefined && e.scheme !== "http" && e.scheme !== "https") problems.push(`.spec.endpoints[${i}].scheme must be http or https`);
+    if (e.interval !== undefined && !/^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/.test(String(e.interval))) {
+      problems.push(`.spec.endpoints[${i}].interval is not a duration`);
+    }
+  }
+  if (problems.length > 0) throw new SchemaError(`${where}: ${problems.join(", ")}`);
+}
+
+/** Dispatches on kind: the typed schemas, or the ServiceMonitor allow-list. */
+export function validateAny(obj: K8sObject): void {
+  if (obj.apiVersion === "monitoring.coreos.com/v1" && obj.kind === "ServiceMonitor") validateServiceMonitor(obj);
+  else validateObject(obj);
+}
