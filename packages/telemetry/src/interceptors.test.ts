@@ -18,7 +18,7 @@ type Req = Parameters<Next>[0];
 const prepare = ParticipantService.method.prepare;
 const listEntries = LedgerService.method.listEntries;
 
-function unaryReq(header: HeadersInit = {}): Req {
+function unaryReq(header: Record<string, string> = {}): Req {
   return {
     stream: false,
     service: ParticipantService,
@@ -212,16 +212,18 @@ test("trace client: any error marks the CLIENT span failed", async () => {
 test("trace server, streaming: the span ends with the stream and the handler's pulls run inside it", async () => {
   const call = createTraceServerInterceptor(tracing.tracer);
   const seenInside: (string | undefined)[] = [];
-  const res = (await call(async () => ({
-    ...streamRes([]),
-    message: (async function* () {
-      for (let i = 0; i < 2; i += 1) {
-        await new Promise((r) => setImmediate(r));
-        seenInside.push(currentTraceId());
-        yield i;
-      }
-    })(),
-  }))(streamReq())) as StreamResponse;
+  const handler = async (): Promise<StreamResponse> =>
+    ({
+      ...streamRes([]),
+      message: (async function* () {
+        for (let i = 0; i < 2; i += 1) {
+          await new Promise((r) => setImmediate(r));
+          seenInside.push(currentTraceId());
+          yield i;
+        }
+      })(),
+    }) as unknown as StreamResponse;
+  const res = (await call(handler)(streamReq())) as StreamResponse;
   assert.equal((await finished()).length, 0, "span still open while the stream is unread");
   // Pulled from outside any context, as the HTTP adapter does.
   await context.with(context.active(), async () => {

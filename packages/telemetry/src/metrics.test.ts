@@ -37,13 +37,14 @@ test("createMetrics: no default metrics when asked, and a bad service name is re
 
 test("gateway metrics: counters record labelled values, known label sets start at zero", async () => {
   const { registry } = createMetrics("gateway", { defaultMetrics: false });
-  const g = createGatewayMetrics(registry, { prepareTimeoutMs: 2500 });
+  const g = createGatewayMetrics(registry, { prepareTimeoutMs: 2500, banks: ["bank-a", "bank-b"] });
   const s = { service: "gateway" };
   // Zero series exist before any traffic, so rate() and the dashboards have data from the first scrape.
   assert.equal(await value(registry, "paygate_transfers_total", { ...s, outcome: "committed" }), 0);
   for (const result of ["hit", "miss", "conflict", "in_flight"]) assert.equal(await value(registry, "paygate_idempotency_total", { ...s, result }), 0);
   assert.equal(await value(registry, "paygate_2pc_redrive_attempts_total", { ...s, decision: "abort" }), 0);
   assert.equal(await value(registry, "paygate_2pc_prepare_timeout_seconds", s), 2.5);
+  assert.equal(await value(registry, "paygate_2pc_unknown_txn_total", { ...s, bank: "bank-a" }), 0);
 
   g.transfers.inc({ outcome: "committed" });
   g.transfers.inc({ outcome: "committed" });
@@ -60,6 +61,7 @@ test("gateway metrics: counters record labelled values, known label sets start a
   assert.equal(await value(registry, "paygate_card_authorizations_total", { ...s, outcome: "declined", code: "risk_declined" }), 1);
   assert.equal(await value(registry, "paygate_2pc_redrive_attempts_total", { ...s, decision: "commit" }), 3);
   assert.equal(await value(registry, "paygate_2pc_unknown_txn_total", { ...s, bank: "bank-b" }), 1);
+  assert.equal(await value(registry, "paygate_2pc_unknown_txn_total", { ...s, bank: "bank-a" }), 0);
 });
 
 test("gateway metrics: histograms observe into the right buckets", async () => {

@@ -141,6 +141,8 @@ export interface GatewayMetricsOptions {
   readonly prepareTimeoutMs?: number;
   /** Read at every scrape; without it, set inDoubtTransactions/inDoubtOldestAgeSeconds yourself. */
   readonly inDoubt?: () => InDoubtSample;
+  /** The configured participants: their per-bank series start at 0 instead of appearing on the first event. */
+  readonly banks?: readonly string[];
 }
 
 export interface GatewayMetrics {
@@ -220,6 +222,7 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
   redrive.inc({ decision: "commit" }, 0);
   redrive.inc({ decision: "abort" }, 0);
   const unknownTxn = new Counter({ name: "paygate_2pc_unknown_txn_total", help: "Commits a participant rejected as an unknown transaction. Never expected: page.", labelNames: ["bank"], registers });
+  for (const bank of options.banks ?? []) unknownTxn.inc({ bank }, 0);
 
   const idem = new Counter({ name: "paygate_idempotency_total", help: "Idempotency key lookups: hit (stored response replayed), miss (new), conflict (same key, different request), in_flight.", labelNames: ["result"], registers });
   for (const r of ["hit", "miss", "conflict", "in_flight"] as const) idem.inc({ result: r }, 0);

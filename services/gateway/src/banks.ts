@@ -4,7 +4,7 @@
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { LedgerService, LegDirection, ParticipantService, Vote, type Account } from "@paygate/proto/bank";
-import { createMtlsTransport, errorInfo, isReason, loadTls, type Logger, type Reason, type TlsFiles } from "@paygate/rpc";
+import { createMtlsTransport, errorInfo, isReason, type Logger, type Reason, type TlsFiles } from "@paygate/rpc";
 import type { BankAccount, BankResult, Delivery, Ledgers, Participants } from "./domain/ports.js";
 
 interface BankClients {
@@ -57,10 +57,10 @@ function toBankAccount(a: Account | undefined): BankAccount | undefined {
 }
 
 export function createBankClients(o: BankClientOptions): { participants: Participants; ledgers: Ledgers } {
-  const material = loadTls(o.tls);
   const clients = new Map<string, BankClients>();
   for (const [bank, baseUrl] of o.banks) {
-    const transport = createMtlsTransport({ baseUrl, tls: material, timeoutMs: o.ledgerTimeoutMs });
+    // File paths, not loaded material: a rotated gateway certificate is picked up without a restart.
+    const transport = createMtlsTransport({ baseUrl, tls: o.tls, timeoutMs: o.ledgerTimeoutMs });
     clients.set(bank, { participant: createClient(ParticipantService, transport), ledger: createClient(LedgerService, transport) });
   }
   const unknownBank = (bank: string) => ({ ok: false as const, reason: "participant_unavailable" as const, message: `bank ${bank} is not configured (BANKS)` });

@@ -14,6 +14,8 @@ import { AdminService, AuthService, CoordinatorService, Decision, PaymentService
 import { createLogger, createMtlsTransport, errorInfo, rejection, startRpcServer, type RpcServer } from "@paygate/rpc";
 import { parseSeed } from "@paygate/seed";
 
+// A hang guard, not a timing goal: a broken test fails instead of blocking the suite.
+const TEST_TIMEOUT_MS = 60_000;
 const ROOT = resolve(import.meta.dirname, "../../..");
 const SEED_FILE = join(ROOT, "config/seed.yaml");
 const tmp = mkdtempSync(join(tmpdir(), "gateway-service-"));
@@ -115,9 +117,17 @@ function fakeBank(name: string) {
 
 const banks = { "bank-a": fakeBank("bank-a"), "bank-b": fakeBank("bank-b") };
 const bankServers: RpcServer[] = [];
-let gateway: { proc: ChildProcess; port: number; lines: Record<string, unknown>[] } | undefined;
+type Line = Record<string, unknown>;
+interface Gateway {
+  proc: ChildProcess;
+  port: number;
+  lines: Line[];
+  /** Resolves with the first log line (seen or coming) that matches. */
+  waitForLine(match: (l: Line) => boolean): Promise<Line>;
+}
+let gateway: Gateway | undefined;
 
-async function startGateway(extraEnv: Record<string, string> = {}): Promise<{ proc: ChildProcess; port: number; lines: Record<string, unknown>[] }> {
+async function startGateway(extraEnv: Record<string, string> = {}): Promise<Gateway> {
   const env = {
     PATH: process.env.PATH ?? "",
     GATEWAY_PORT: "0",
@@ -133,18 +143,31 @@ async function startGateway(extraEnv: Record<string, string> = {}): Promise<{ pr
     ...extraEnv,
   };
   const proc = spawn(process.execPath, ["--import", "tsx", join(ROOT, "services/gateway/src/main.ts")], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-  const lines: Record<string, unknown>[] = [];
+  // If this test process dies early (a timeout), the gateway must not outlive it.
+  process.once("exit", () => proc.kill("SIGKILL"));
+  const lines: Line[] = [];
+  const waiters: { match: (l: Line) => boolean; resolve: (l: Line) => void }[] = [];
   let stderr = "";
   proc.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   const port = await new Promise<number>((resolvePort, reject) => {
     createInterface({ input: proc.stdout! }).on("line", (line) => {
-      const j = JSON.parse(line) as Record<string, unknown>;
+      const j = JSON.parse(line) as Line;
       lines.push(j);
+      for (const w of waiters.filter((x) => x.match(j))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(j);
+      }
       if (j.msg === "listening") resolvePort(j.port as number);
     });
     proc.once("exit", (code) => reject(new Error(`gateway exited with ${code}: ${stderr}`)));
   });
-  return { proc, port, lines };
+  const waitForLine = (match: (l: Line) => boolean) =>
+    new Promise<Line>((resolveLine) => {
+      const seen = lines.find(match);
+      if (seen) resolveLine(seen);
+      else waiters.push({ match, resolve: resolveLine });
+    });
+  return { proc, port, lines, waitForLine };
 }
 
 function exited(proc: ChildProcess): Promise<number | null> {
@@ -152,7 +175,7 @@ function exited(proc: ChildProcess): Promise<number | null> {
 }
 
 function clients(port: number, certName = "paycli") {
-  const transport = createMtlsTransport({ baseUrl: `https://127.0.0.1:${port}`, tls: tlsOf(certName) });
+  const transport = createMtlsTransport({ baseUrl: `https://127.0.0.1:${port}`, tls: tlsOf(certName), reload: false });
   return {
     auth: createClient(AuthService, transport),
     pay: createClient(PaymentService, transport),
@@ -191,7 +214,7 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-test("login, transfer, balance, history and replay over mTLS", async () => {
+test("login, transfer, balance, history and replay over mTLS", { timeout: TEST_TIMEOUT_MS }, async () => {
   const port = gateway!.port;
   const c = clients(port);
   assert.equal(await reasonOf(c.auth.login({ username: "alice", password: "nope-nope-nope" })), "invalid_credentials");
@@ -208,9 +231,11 @@ test("login, transfer, balance, history and replay over mTLS", async () => {
   const replay = await c.pay.transfer({ idempotencyKey: "svc-1", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 2500n, currency: "USD", memo: "hi" }, { headers });
   assert.equal(replay.transaction?.transactionId, res.transaction?.transactionId);
   assert.equal(banks["bank-a"].accounts.get("bank-a/1001")?.balance, 97_500n, "a replay moves no money");
-  const rpcLines = gateway!.lines.filter((l) => l.method === "paygate.gateway.v1.PaymentService/Transfer");
-  assert.equal(rpcLines.at(-1)?.retry, true);
-  assert.equal(rpcLines.at(-1)?.transactionId, res.transaction?.transactionId);
+  // The log line is written as the reply leaves: wait for it to come through the pipe.
+  const line = await gateway!.waitForLine((l) => l.method === "paygate.gateway.v1.PaymentService/Transfer" && l.retry === true);
+  assert.equal(line.transactionId, res.transaction?.transactionId);
+  assert.equal(line.idempotencyKey, "svc-1");
+  assert.equal(line.code, "ok");
   assert.ok(gateway!.lines.every((l) => !JSON.stringify(l).includes("alice-demo-2026") && !JSON.stringify(l).includes(session.sessionToken)), "no secrets in logs");
 
   const declined = c.pay.transfer({ idempotencyKey: "svc-2", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 10_000_000n, currency: "USD", memo: "" }, { headers });
@@ -231,15 +256,17 @@ test("login, transfer, balance, history and replay over mTLS", async () => {
   assert.deepEqual(history, [1n, 2n]);
 });
 
-test("a follower gets newly decided transactions and stops when it cancels", async () => {
+test("a follower gets newly decided transactions and stops when it cancels", { timeout: TEST_TIMEOUT_MS }, async () => {
   const c = clients(gateway!.port);
   const bob = await login(gateway!.port, "bob", "bob-demo-2026");
   const alice = await login(gateway!.port, "alice", "alice-demo-2026");
+  let last = 0n;
+  for await (const m of c.pay.listTransactions({}, { headers: bob })) last = m.transaction?.sequence ?? last;
   const controller = new AbortController();
   const seen: string[] = [];
   const following = (async () => {
     try {
-      for await (const m of c.pay.listTransactions({ afterSequence: 2n, follow: true }, { headers: bob, signal: controller.signal })) {
+      for await (const m of c.pay.listTransactions({ afterSequence: last, follow: true }, { headers: bob, signal: controller.signal })) {
         seen.push(m.transaction?.memo ?? "");
         if (seen.length === 2) controller.abort();
       }
@@ -254,7 +281,7 @@ test("a follower gets newly decided transactions and stops when it cancels", asy
   assert.deepEqual(seen, ["one", "two"]);
 });
 
-test("access rules: admins only for AdminService, bank certificates only for GetDecision", async () => {
+test("access rules: admins only for AdminService, bank certificates only for GetDecision", { timeout: TEST_TIMEOUT_MS }, async () => {
   const port = gateway!.port;
   const alice = await login(port, "alice", "alice-demo-2026");
   const admin = await login(port, "admin", "admin-demo-2026");
@@ -285,7 +312,7 @@ test("access rules: admins only for AdminService, bank certificates only for Get
   assert.deepEqual(bal.accounts.map((a) => a.balanceMinor), [700n]);
 });
 
-test("a crash after COMMIT is logged is finished by recovery on restart", async () => {
+test("a crash after COMMIT is logged is finished by recovery on restart", { timeout: TEST_TIMEOUT_MS }, async () => {
   gateway!.proc.kill("SIGTERM");
   assert.equal(await exited(gateway!.proc), 0, "SIGTERM is a clean exit");
   gateway = await startGateway({ PAYGATE_FAULTPOINTS: "gateway.after_commit_logged" });
@@ -308,7 +335,7 @@ test("a crash after COMMIT is logged is finished by recovery on restart", async 
   assert.equal(banks["bank-b"].accounts.get("bank-b/2001")!.balance, before + 100n);
 });
 
-test("bad configuration exits 2 with every problem listed", async () => {
+test("bad configuration exits 2 with every problem listed", { timeout: TEST_TIMEOUT_MS }, async () => {
   const proc = spawn(process.execPath, ["--import", "tsx", join(ROOT, "services/gateway/src/main.ts")], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", GATEWAY_PORT: "x", PAYGATE_FAULTPOINTS: "gateway.nope", BANKS: "bank-a=http://x" },

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file paygate/bank/v1/bank.proto.
  */
 export const file_paygate_bank_v1_bank: GenFile = /*@__PURE__*/
-  fileDesc("ChpwYXlnYXRlL2JhbmsvdjEvYmFuay5wcm90bxIPcGF5Z2F0ZS5iYW5rLnYxIooBCgNMZWcSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglkaXJlY3Rpb24YAiABKA4yHS5wYXlnYXRlLmJhbmsudjEuTGVnRGlyZWN0aW9uEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIVCg1vd25lcl91c2VyX2lkGAUgASgJIkQKDlByZXBhcmVSZXF1ZXN0Eg4KBnR4bl9pZBgBIAEoCRIiCgRsZWdzGAIgAygLMhQucGF5Z2F0ZS5iYW5rLnYxLkxlZyJGCg9QcmVwYXJlUmVzcG9uc2USIwoEdm90ZRgBIAEoDjIVLnBheWdhdGUuYmFuay52MS5Wb3RlEg4KBnJlYXNvbhgCIAEoCSIfCg1Db21taXRSZXF1ZXN0Eg4KBnR4bl9pZBgBIAEoCSIQCg5Db21taXRSZXNwb25zZSIeCgxBYm9ydFJlcXVlc3QSDgoGdHhuX2lkGAEgASgJIg8KDUFib3J0UmVzcG9uc2Ui6QEKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRIVCg1vd25lcl91c2VyX2lkGAIgASgJEhAKCGN1cnJlbmN5GAMgASgJEhUKDWJhbGFuY2VfbWlub3IYBCABKAMSEgoKaGVsZF9taW5vchgFIAEoAxIXCg9hdmFpbGFibGVfbWlub3IYBiABKAMSLgoGc3RhdHVzGAcgASgOMh4ucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnRTdGF0dXMSLQoJb3BlbmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCInChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIj8KEkdldEFjY291bnRSZXNwb25zZRIpCgdhY2NvdW50GAEgASgLMhgucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnQirgEKBUVudHJ5EhAKCHNlcXVlbmNlGAEgASgDEhIKCmFjY291bnRfaWQYAiABKAkSDgoGdHhuX2lkGAMgASgJEgwKBGtpbmQYBCABKAkSFAoMYW1vdW50X21pbm9yGAUgASgDEhsKE2JhbGFuY2VfYWZ0ZXJfbWlub3IYBiABKAMSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoSTGlzdEVudHJpZXNSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSDQoFbGltaXQYAyABKAUiPAoTTGlzdEVudHJpZXNSZXNwb25zZRIlCgVlbnRyeRgBIAEoCzIWLnBheWdhdGUuYmFuay52MS5FbnRyeSJRChJPcGVuQWNjb3VudFJlcXVlc3QSFQoNb3duZXJfdXNlcl9pZBgBIAEoCRIQCghjdXJyZW5jeRgCIAEoCRISCgphY2NvdW50X2lkGAMgASgJIkAKE09wZW5BY2NvdW50UmVzcG9uc2USKQoHYWNjb3VudBgBIAEoCzIYLnBheWdhdGUuYmFuay52MS5BY2NvdW50ImAKDkRlcG9zaXRSZXF1ZXN0EhIKCmRlcG9zaXRfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiPAoPRGVwb3NpdFJlc3BvbnNlEikKB2FjY291bnQYASABKAsyGC5wYXlnYXRlLmJhbmsudjEuQWNjb3VudCIPCg1Ub3RhbHNSZXF1ZXN0IoEBCg1DdXJyZW5jeVRvdGFsEhAKCGN1cnJlbmN5GAEgASgJEhUKDWJhbGFuY2VfbWlub3IYAiABKAMSEgoKaGVsZF9taW5vchgDIAEoAxIXCg9kZXBvc2l0ZWRfbWlub3IYBCABKAMSGgoSdHJhbnNmZXJfbmV0X21pbm9yGAUgASgDIk4KC1ByZXBhcmVkVHhuEg4KBnR4bl9pZBgBIAEoCRIvCgtwcmVwYXJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAixgEKDlRvdGFsc1Jlc3BvbnNlEgwKBGJhbmsYASABKAkSMgoKY3VycmVuY2llcxgCIAMoCzIeLnBheWdhdGUuYmFuay52MS5DdXJyZW5jeVRvdGFsEi4KCHByZXBhcmVkGAMgAygLMhwucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVkVHhuEhkKEWxlZGdlcl9jb25zaXN0ZW50GAQgASgIEhAKCHByb2JsZW1zGAUgAygJEhUKDWFjY291bnRfY291bnQYBiABKAMqYAoMTGVnRGlyZWN0aW9uEh0KGUxFR19ESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIXChNMRUdfRElSRUNUSU9OX0RFQklUEAESGAoUTEVHX0RJUkVDVElPTl9DUkVESVQQAio3CgRWb3RlEhQKEFZPVEVfVU5TUEVDSUZJRUQQABIMCghWT1RFX1lFUxABEgsKB1ZPVEVfTk8QAipjCg1BY2NvdW50U3RhdHVzEh4KGkFDQ09VTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTQUNDT1VOVF9TVEFUVVNfT1BFThABEhkKFUFDQ09VTlRfU1RBVFVTX0NMT1NFRBACMvUBChJQYXJ0aWNpcGFudFNlcnZpY2USTAoHUHJlcGFyZRIfLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVxdWVzdBogLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVzcG9uc2USSQoGQ29tbWl0Eh4ucGF5Z2F0ZS5iYW5rLnYxLkNvbW1pdFJlcXVlc3QaHy5wYXlnYXRlLmJhbmsudjEuQ29tbWl0UmVzcG9uc2USRgoFQWJvcnQSHS5wYXlnYXRlLmJhbmsudjEuQWJvcnRSZXF1ZXN0Gh4ucGF5Z2F0ZS5iYW5rLnYxLkFib3J0UmVzcG9uc2UytQMKDUxlZGdlclNlcnZpY2USVQoKR2V0QWNjb3VudBIiLnBheWdhdGUuYmFuay52MS5HZXRBY2NvdW50UmVxdWVzdBojLnBheWdhdGUuYmFuay52MS5HZXRBY2NvdW50UmVzcG9uc2USWgoLTGlzdEVudHJpZXMSIy5wYXlnYXRlLmJhbmsudjEuTGlzdEVudHJpZXNSZXF1ZXN0GiQucGF5Z2F0ZS5iYW5rLnYxLkxpc3RFbnRyaWVzUmVzcG9uc2UwARJYCgtPcGVuQWNjb3VudBIjLnBheWdhdGUuYmFuay52MS5PcGVuQWNjb3VudFJlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuT3BlbkFjY291bnRSZXNwb25zZRJMCgdEZXBvc2l0Eh8ucGF5Z2F0ZS5iYW5rLnYxLkRlcG9zaXRSZXF1ZXN0GiAucGF5Z2F0ZS5iYW5rLnYxLkRlcG9zaXRSZXNwb25zZRJJCgZUb3RhbHMSHi5wYXlnYXRlLmJhbmsudjEuVG90YWxzUmVxdWVzdBofLnBheWdhdGUuYmFuay52MS5Ub3RhbHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChpwYXlnYXRlL2JhbmsvdjEvYmFuay5wcm90bxIPcGF5Z2F0ZS5iYW5rLnYxItABCgNMZWcSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglkaXJlY3Rpb24YAiABKA4yHS5wYXlnYXRlLmJhbmsudjEuTGVnRGlyZWN0aW9uEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIVCg1vd25lcl91c2VyX2lkGAUgASgJEg8KB2hvbGRfaWQYBiABKAkSMwoPaG9sZF9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJECg5QcmVwYXJlUmVxdWVzdBIOCgZ0eG5faWQYASABKAkSIgoEbGVncxgCIAMoCzIULnBheWdhdGUuYmFuay52MS5MZWciRgoPUHJlcGFyZVJlc3BvbnNlEiMKBHZvdGUYASABKA4yFS5wYXlnYXRlLmJhbmsudjEuVm90ZRIOCgZyZWFzb24YAiABKAkiHwoNQ29tbWl0UmVxdWVzdBIOCgZ0eG5faWQYASABKAkiEAoOQ29tbWl0UmVzcG9uc2UiHgoMQWJvcnRSZXF1ZXN0Eg4KBnR4bl9pZBgBIAEoCSIPCg1BYm9ydFJlc3BvbnNlIukBCgdBY2NvdW50EhIKCmFjY291bnRfaWQYASABKAkSFQoNb3duZXJfdXNlcl9pZBgCIAEoCRIQCghjdXJyZW5jeRgDIAEoCRIVCg1iYWxhbmNlX21pbm9yGAQgASgDEhIKCmhlbGRfbWlub3IYBSABKAMSFwoPYXZhaWxhYmxlX21pbm9yGAYgASgDEi4KBnN0YXR1cxgHIAEoDjIeLnBheWdhdGUuYmFuay52MS5BY2NvdW50U3RhdHVzEi0KCW9wZW5lZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSI/ChJHZXRBY2NvdW50UmVzcG9uc2USKQoHYWNjb3VudBgBIAEoCzIYLnBheWdhdGUuYmFuay52MS5BY2NvdW50Iq4BCgVFbnRyeRIQCghzZXF1ZW5jZRgBIAEoAxISCgphY2NvdW50X2lkGAIgASgJEg4KBnR4bl9pZBgDIAEoCRIMCgRraW5kGAQgASgJEhQKDGFtb3VudF9taW5vchgFIAEoAxIbChNiYWxhbmNlX2FmdGVyX21pbm9yGAYgASgDEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk8KEkxpc3RFbnRyaWVzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDEg0KBWxpbWl0GAMgASgFIjwKE0xpc3RFbnRyaWVzUmVzcG9uc2USJQoFZW50cnkYASABKAsyFi5wYXlnYXRlLmJhbmsudjEuRW50cnkiUQoST3BlbkFjY291bnRSZXF1ZXN0EhUKDW93bmVyX3VzZXJfaWQYASABKAkSEAoIY3VycmVuY3kYAiABKAkSEgoKYWNjb3VudF9pZBgDIAEoCSJAChNPcGVuQWNjb3VudFJlc3BvbnNlEikKB2FjY291bnQYASABKAsyGC5wYXlnYXRlLmJhbmsudjEuQWNjb3VudCJgCg5EZXBvc2l0UmVxdWVzdBISCgpkZXBvc2l0X2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJIjwKD0RlcG9zaXRSZXNwb25zZRIpCgdhY2NvdW50GAEgASgLMhgucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnQiDwoNVG90YWxzUmVxdWVzdCKBAQoNQ3VycmVuY3lUb3RhbBIQCghjdXJyZW5jeRgBIAEoCRIVCg1iYWxhbmNlX21pbm9yGAIgASgDEhIKCmhlbGRfbWlub3IYAyABKAMSFwoPZGVwb3NpdGVkX21pbm9yGAQgASgDEhoKEnRyYW5zZmVyX25ldF9taW5vchgFIAEoAyJOCgtQcmVwYXJlZFR4bhIOCgZ0eG5faWQYASABKAkSLwoLcHJlcGFyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsYBCg5Ub3RhbHNSZXNwb25zZRIMCgRiYW5rGAEgASgJEjIKCmN1cnJlbmNpZXMYAiADKAsyHi5wYXlnYXRlLmJhbmsudjEuQ3VycmVuY3lUb3RhbBIuCghwcmVwYXJlZBgDIAMoCzIcLnBheWdhdGUuYmFuay52MS5QcmVwYXJlZFR4bhIZChFsZWRnZXJfY29uc2lzdGVudBgEIAEoCBIQCghwcm9ibGVtcxgFIAMoCRIVCg1hY2NvdW50X2NvdW50GAYgASgDIsYBCgRIb2xkEg8KB2hvbGRfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkSKQoFc3RhdGUYBSABKA4yGi5wYXlnYXRlLmJhbmsudjEuSG9sZFN0YXRlEi4KCmV4cGlyZXNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNhcHR1cmVkX21pbm9yGAcgASgDIiEKDkdldEhvbGRSZXF1ZXN0Eg8KB2hvbGRfaWQYASABKAkiNgoPR2V0SG9sZFJlc3BvbnNlEiMKBGhvbGQYASABKAsyFS5wYXlnYXRlLmJhbmsudjEuSG9sZCqzAQoMTGVnRGlyZWN0aW9uEh0KGUxFR19ESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIXChNMRUdfRElSRUNUSU9OX0RFQklUEAESGAoUTEVHX0RJUkVDVElPTl9DUkVESVQQAhIbChdMRUdfRElSRUNUSU9OX0FVVEhfSE9MRBADEhkKFUxFR19ESVJFQ1RJT05fQ0FQVFVSRRAEEhkKFUxFR19ESVJFQ1RJT05fUkVMRUFTRRAFKjcKBFZvdGUSFAoQVk9URV9VTlNQRUNJRklFRBAAEgwKCFZPVEVfWUVTEAESCwoHVk9URV9OTxACKmMKDUFjY291bnRTdGF0dXMSHgoaQUNDT1VOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNBQ0NPVU5UX1NUQVRVU19PUEVOEAESGQoVQUNDT1VOVF9TVEFUVVNfQ0xPU0VEEAIqiAEKCUhvbGRTdGF0ZRIaChZIT0xEX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRSE9MRF9TVEFURV9BQ1RJVkUQARIXChNIT0xEX1NUQVRFX0NBUFRVUkVEEAISFwoTSE9MRF9TVEFURV9SRUxFQVNFRBADEhYKEkhPTERfU1RBVEVfRVhQSVJFRBAEMvUBChJQYXJ0aWNpcGFudFNlcnZpY2USTAoHUHJlcGFyZRIfLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVxdWVzdBogLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVzcG9uc2USSQoGQ29tbWl0Eh4ucGF5Z2F0ZS5iYW5rLnYxLkNvbW1pdFJlcXVlc3QaHy5wYXlnYXRlLmJhbmsudjEuQ29tbWl0UmVzcG9uc2USRgoFQWJvcnQSHS5wYXlnYXRlLmJhbmsudjEuQWJvcnRSZXF1ZXN0Gh4ucGF5Z2F0ZS5iYW5rLnYxLkFib3J0UmVzcG9uc2UygwQKDUxlZGdlclNlcnZpY2USVQoKR2V0QWNjb3VudBIiLnBheWdhdGUuYmFuay52MS5HZXRBY2NvdW50UmVxdWVzdBojLnBheWdhdGUuYmFuay52MS5HZXRBY2NvdW50UmVzcG9uc2USWgoLTGlzdEVudHJpZXMSIy5wYXlnYXRlLmJhbmsudjEuTGlzdEVudHJpZXNSZXF1ZXN0GiQucGF5Z2F0ZS5iYW5rLnYxLkxpc3RFbnRyaWVzUmVzcG9uc2UwARJYCgtPcGVuQWNjb3VudBIjLnBheWdhdGUuYmFuay52MS5PcGVuQWNjb3VudFJlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuT3BlbkFjY291bnRSZXNwb25zZRJMCgdEZXBvc2l0Eh8ucGF5Z2F0ZS5iYW5rLnYxLkRlcG9zaXRSZXF1ZXN0GiAucGF5Z2F0ZS5iYW5rLnYxLkRlcG9zaXRSZXNwb25zZRJJCgZUb3RhbHMSHi5wYXlnYXRlLmJhbmsudjEuVG90YWxzUmVxdWVzdBofLnBheWdhdGUuYmFuay52MS5Ub3RhbHNSZXNwb25zZRJMCgdHZXRIb2xkEh8ucGF5Z2F0ZS5iYW5rLnYxLkdldEhvbGRSZXF1ZXN0GiAucGF5Z2F0ZS5iYW5rLnYxLkdldEhvbGRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * One side of a transfer at this bank.
@@ -46,6 +46,20 @@ export type Leg = Message<"paygate.bank.v1.Leg"> & {
    * @generated from field: string owner_user_id = 5;
    */
   ownerUserId: string;
+
+  /**
+   * For AUTH_HOLD, CAPTURE and RELEASE: the standing hold's id.
+   *
+   * @generated from field: string hold_id = 6;
+   */
+  holdId: string;
+
+  /**
+   * For AUTH_HOLD: when the bank releases the hold on its own.
+   *
+   * @generated from field: google.protobuf.Timestamp hold_expires_at = 7;
+   */
+  holdExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -269,7 +283,7 @@ export type Entry = Message<"paygate.bank.v1.Entry"> & {
   txnId: string;
 
   /**
-   * "opening", "deposit", "transfer_debit", "transfer_credit".
+   * "opening", "deposit", "transfer_debit", "transfer_credit", "capture_debit".
    *
    * @generated from field: string kind = 4;
    */
@@ -564,6 +578,87 @@ export const TotalsResponseSchema: GenMessage<TotalsResponse> = /*@__PURE__*/
   messageDesc(file_paygate_bank_v1_bank, 20);
 
 /**
+ * @generated from message paygate.bank.v1.Hold
+ */
+export type Hold = Message<"paygate.bank.v1.Hold"> & {
+  /**
+   * @generated from field: string hold_id = 1;
+   */
+  holdId: string;
+
+  /**
+   * @generated from field: string account_id = 2;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: int64 amount_minor = 3;
+   */
+  amountMinor: bigint;
+
+  /**
+   * @generated from field: string currency = 4;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: paygate.bank.v1.HoldState state = 5;
+   */
+  state: HoldState;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 6;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 captured_minor = 7;
+   */
+  capturedMinor: bigint;
+};
+
+/**
+ * Describes the message paygate.bank.v1.Hold.
+ * Use `create(HoldSchema)` to create a new message.
+ */
+export const HoldSchema: GenMessage<Hold> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 21);
+
+/**
+ * @generated from message paygate.bank.v1.GetHoldRequest
+ */
+export type GetHoldRequest = Message<"paygate.bank.v1.GetHoldRequest"> & {
+  /**
+   * @generated from field: string hold_id = 1;
+   */
+  holdId: string;
+};
+
+/**
+ * Describes the message paygate.bank.v1.GetHoldRequest.
+ * Use `create(GetHoldRequestSchema)` to create a new message.
+ */
+export const GetHoldRequestSchema: GenMessage<GetHoldRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 22);
+
+/**
+ * @generated from message paygate.bank.v1.GetHoldResponse
+ */
+export type GetHoldResponse = Message<"paygate.bank.v1.GetHoldResponse"> & {
+  /**
+   * @generated from field: paygate.bank.v1.Hold hold = 1;
+   */
+  hold?: Hold | undefined;
+};
+
+/**
+ * Describes the message paygate.bank.v1.GetHoldResponse.
+ * Use `create(GetHoldResponseSchema)` to create a new message.
+ */
+export const GetHoldResponseSchema: GenMessage<GetHoldResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 23);
+
+/**
  * @generated from enum paygate.bank.v1.LegDirection
  */
 export enum LegDirection {
@@ -581,6 +676,30 @@ export enum LegDirection {
    * @generated from enum value: LEG_DIRECTION_CREDIT = 2;
    */
   CREDIT = 2,
+
+  /**
+   * Card authorization: on commit, `amount_minor` stays held on the account as
+   * a standing hold named `hold_id` until captured, released or expired
+   * (`hold_expires_at`; the bank releases expired holds on its own).
+   *
+   * @generated from enum value: LEG_DIRECTION_AUTH_HOLD = 3;
+   */
+  AUTH_HOLD = 3,
+
+  /**
+   * Capture of a standing hold: on commit, debit `amount_minor` (<= the hold)
+   * and release the rest of the hold.
+   *
+   * @generated from enum value: LEG_DIRECTION_CAPTURE = 4;
+   */
+  CAPTURE = 4,
+
+  /**
+   * Release a standing hold without moving money (void).
+   *
+   * @generated from enum value: LEG_DIRECTION_RELEASE = 5;
+   */
+  RELEASE = 5,
 }
 
 /**
@@ -640,6 +759,42 @@ export enum AccountStatus {
  */
 export const AccountStatusSchema: GenEnum<AccountStatus> = /*@__PURE__*/
   enumDesc(file_paygate_bank_v1_bank, 2);
+
+/**
+ * @generated from enum paygate.bank.v1.HoldState
+ */
+export enum HoldState {
+  /**
+   * @generated from enum value: HOLD_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: HOLD_STATE_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * @generated from enum value: HOLD_STATE_CAPTURED = 2;
+   */
+  CAPTURED = 2,
+
+  /**
+   * @generated from enum value: HOLD_STATE_RELEASED = 3;
+   */
+  RELEASED = 3,
+
+  /**
+   * @generated from enum value: HOLD_STATE_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+}
+
+/**
+ * Describes the enum paygate.bank.v1.HoldState.
+ */
+export const HoldStateSchema: GenEnum<HoldState> = /*@__PURE__*/
+  enumDesc(file_paygate_bank_v1_bank, 3);
 
 /**
  * ParticipantService is the bank's side of two-phase commit. Only the
@@ -734,6 +889,16 @@ export const LedgerService: GenService<{
     methodKind: "unary";
     input: typeof TotalsRequestSchema;
     output: typeof TotalsResponseSchema;
+  },
+  /**
+   * A standing (card authorization) hold and its state.
+   *
+   * @generated from rpc paygate.bank.v1.LedgerService.GetHold
+   */
+  getHold: {
+    methodKind: "unary";
+    input: typeof GetHoldRequestSchema;
+    output: typeof GetHoldResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_paygate_bank_v1_bank, 1);

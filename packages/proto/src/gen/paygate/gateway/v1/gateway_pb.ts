@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file paygate/gateway/v1/gateway.proto.
  */
 export const file_paygate_gateway_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("CiBwYXlnYXRlL2dhdGV3YXkvdjEvZ2F0ZXdheS5wcm90bxIScGF5Z2F0ZS5nYXRld2F5LnYxIjIKDExvZ2luUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKQAQoNTG9naW5SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYAyABKAkSJwoFcm9sZXMYBCADKA4yGC5wYXlnYXRlLmdhdGV3YXkudjEuUm9sZSIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIoMDCgtUcmFuc2FjdGlvbhIWCg50cmFuc2FjdGlvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxI1CgZzdGF0dXMYAyABKA4yJS5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb25TdGF0dXMSFgoOZGVjbGluZV9yZWFzb24YBCABKAkSFwoPZnJvbV9hY2NvdW50X2lkGAUgASgJEhUKDXRvX2FjY291bnRfaWQYBiABKAkSFAoMYW1vdW50X21pbm9yGAcgASgDEhAKCGN1cnJlbmN5GAggASgJEgwKBG1lbW8YCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFGluaXRpYXRlZF9ieV91c2VyX2lkGA0gASgJIpABCg9UcmFuc2ZlclJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEhcKD2Zyb21fYWNjb3VudF9pZBgCIAEoCRIVCg10b19hY2NvdW50X2lkGAMgASgJEhQKDGFtb3VudF9taW5vchgEIAEoAxIQCghjdXJyZW5jeRgFIAEoCRIMCgRtZW1vGAYgASgJIkgKEFRyYW5zZmVyUmVzcG9uc2USNAoLdHJhbnNhY3Rpb24YASABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb24imAEKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRIMCgRiYW5rGAIgASgJEhUKDW93bmVyX3VzZXJfaWQYAyABKAkSEAoIY3VycmVuY3kYBCABKAkSFQoNYmFsYW5jZV9taW5vchgFIAEoAxISCgpoZWxkX21pbm9yGAYgASgDEhcKD2F2YWlsYWJsZV9taW5vchgHIAEoAyInChFHZXRCYWxhbmNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIkMKEkdldEJhbGFuY2VSZXNwb25zZRItCghhY2NvdW50cxgBIAMoCzIbLnBheWdhdGUuZ2F0ZXdheS52MS5BY2NvdW50Ii8KFUdldFRyYW5zYWN0aW9uUmVxdWVzdBIWCg50cmFuc2FjdGlvbl9pZBgBIAEoCSJOChZHZXRUcmFuc2FjdGlvblJlc3BvbnNlEjQKC3RyYW5zYWN0aW9uGAEgASgLMh8ucGF5Z2F0ZS5nYXRld2F5LnYxLlRyYW5zYWN0aW9uIlAKF0xpc3RUcmFuc2FjdGlvbnNSZXF1ZXN0EhYKDmFmdGVyX3NlcXVlbmNlGAEgASgDEg4KBmZvbGxvdxgCIAEoCBINCgVsaW1pdBgDIAEoBSJQChhMaXN0VHJhbnNhY3Rpb25zUmVzcG9uc2USNAoLdHJhbnNhY3Rpb24YASABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb24iaAoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEicKBXJvbGVzGAMgAygOMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlJvbGUSFAoMZGlzcGxheV9uYW1lGAQgASgJInYKEUNyZWF0ZVVzZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEicKBXJvbGVzGAMgAygOMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlJvbGUSFAoMZGlzcGxheV9uYW1lGAQgASgJIjwKEkNyZWF0ZVVzZXJSZXNwb25zZRImCgR1c2VyGAEgASgLMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlVzZXIiSwoST3BlbkFjY291bnRSZXF1ZXN0EhUKDW93bmVyX3VzZXJfaWQYASABKAkSDAoEYmFuaxgCIAEoCRIQCghjdXJyZW5jeRgDIAEoCSJDChNPcGVuQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5wYXlnYXRlLmdhdGV3YXkudjEuQWNjb3VudCJlCg5EZXBvc2l0UmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiPwoPRGVwb3NpdFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5wYXlnYXRlLmdhdGV3YXkudjEuQWNjb3VudCISChBSZWNvbmNpbGVSZXF1ZXN0InoKD0N1cnJlbmN5U3VtbWFyeRIQCghjdXJyZW5jeRgBIAEoCRIVCg1iYWxhbmNlX21pbm9yGAIgASgDEhIKCmhlbGRfbWlub3IYAyABKAMSFwoPZGVwb3NpdGVkX21pbm9yGAQgASgDEhEKCWNvbnNlcnZlZBgFIAEoCCJzCgtCYW5rU3VtbWFyeRIMCgRiYW5rGAEgASgJEhEKCXJlYWNoYWJsZRgCIAEoCBIZChFsZWRnZXJfY29uc2lzdGVudBgDIAEoCBIQCghwcm9ibGVtcxgEIAMoCRIWCg5wcmVwYXJlZF9jb3VudBgFIAEoAyJaChJJbkRvdWJ0VHJhbnNhY3Rpb24SFgoOdHJhbnNhY3Rpb25faWQYASABKAkSDQoFd2hlcmUYAiABKAkSDQoFc3RhdGUYAyABKAkSDgoGYWdlX21zGAQgASgDIskBChFSZWNvbmNpbGVSZXNwb25zZRIRCgljb25zZXJ2ZWQYASABKAgSNwoKY3VycmVuY2llcxgCIAMoCzIjLnBheWdhdGUuZ2F0ZXdheS52MS5DdXJyZW5jeVN1bW1hcnkSLgoFYmFua3MYAyADKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuQmFua1N1bW1hcnkSOAoIaW5fZG91YnQYBCADKAsyJi5wYXlnYXRlLmdhdGV3YXkudjEuSW5Eb3VidFRyYW5zYWN0aW9uIiQKEkdldERlY2lzaW9uUmVxdWVzdBIOCgZ0eG5faWQYASABKAkiRQoTR2V0RGVjaXNpb25SZXNwb25zZRIuCghkZWNpc2lvbhgBIAEoDjIcLnBheWdhdGUuZ2F0ZXdheS52MS5EZWNpc2lvbipSCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIRCg1ST0xFX0NVU1RPTUVSEAESEQoNUk9MRV9NRVJDSEFOVBACEg4KClJPTEVfQURNSU4QAyqZAQoRVHJhbnNhY3Rpb25TdGF0dXMSIgoeVFJBTlNBQ1RJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASHgoaVFJBTlNBQ1RJT05fU1RBVFVTX1BFTkRJTkcQARIgChxUUkFOU0FDVElPTl9TVEFUVVNfQ09NTUlUVEVEEAISHgoaVFJBTlNBQ1RJT05fU1RBVFVTX0FCT1JURUQQAypNCghEZWNpc2lvbhIYChRERUNJU0lPTl9VTlNQRUNJRklFRBAAEhMKD0RFQ0lTSU9OX0NPTU1JVBABEhIKDkRFQ0lTSU9OX0FCT1JUEAIyrAEKC0F1dGhTZXJ2aWNlEkwKBUxvZ2luEiAucGF5Z2F0ZS5nYXRld2F5LnYxLkxvZ2luUmVxdWVzdBohLnBheWdhdGUuZ2F0ZXdheS52MS5Mb2dpblJlc3BvbnNlEk8KBkxvZ291dBIhLnBheWdhdGUuZ2F0ZXdheS52MS5Mb2dvdXRSZXF1ZXN0GiIucGF5Z2F0ZS5nYXRld2F5LnYxLkxvZ291dFJlc3BvbnNlMp4DCg5QYXltZW50U2VydmljZRJVCghUcmFuc2ZlchIjLnBheWdhdGUuZ2F0ZXdheS52MS5UcmFuc2ZlclJlcXVlc3QaJC5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNmZXJSZXNwb25zZRJbCgpHZXRCYWxhbmNlEiUucGF5Z2F0ZS5nYXRld2F5LnYxLkdldEJhbGFuY2VSZXF1ZXN0GiYucGF5Z2F0ZS5nYXRld2F5LnYxLkdldEJhbGFuY2VSZXNwb25zZRJnCg5HZXRUcmFuc2FjdGlvbhIpLnBheWdhdGUuZ2F0ZXdheS52MS5HZXRUcmFuc2FjdGlvblJlcXVlc3QaKi5wYXlnYXRlLmdhdGV3YXkudjEuR2V0VHJhbnNhY3Rpb25SZXNwb25zZRJvChBMaXN0VHJhbnNhY3Rpb25zEisucGF5Z2F0ZS5nYXRld2F5LnYxLkxpc3RUcmFuc2FjdGlvbnNSZXF1ZXN0GiwucGF5Z2F0ZS5nYXRld2F5LnYxLkxpc3RUcmFuc2FjdGlvbnNSZXNwb25zZTABMvkCCgxBZG1pblNlcnZpY2USWwoKQ3JlYXRlVXNlchIlLnBheWdhdGUuZ2F0ZXdheS52MS5DcmVhdGVVc2VyUmVxdWVzdBomLnBheWdhdGUuZ2F0ZXdheS52MS5DcmVhdGVVc2VyUmVzcG9uc2USXgoLT3BlbkFjY291bnQSJi5wYXlnYXRlLmdhdGV3YXkudjEuT3BlbkFjY291bnRSZXF1ZXN0GicucGF5Z2F0ZS5nYXRld2F5LnYxLk9wZW5BY2NvdW50UmVzcG9uc2USUgoHRGVwb3NpdBIiLnBheWdhdGUuZ2F0ZXdheS52MS5EZXBvc2l0UmVxdWVzdBojLnBheWdhdGUuZ2F0ZXdheS52MS5EZXBvc2l0UmVzcG9uc2USWAoJUmVjb25jaWxlEiQucGF5Z2F0ZS5nYXRld2F5LnYxLlJlY29uY2lsZVJlcXVlc3QaJS5wYXlnYXRlLmdhdGV3YXkudjEuUmVjb25jaWxlUmVzcG9uc2UydAoSQ29vcmRpbmF0b3JTZXJ2aWNlEl4KC0dldERlY2lzaW9uEiYucGF5Z2F0ZS5nYXRld2F5LnYxLkdldERlY2lzaW9uUmVxdWVzdBonLnBheWdhdGUuZ2F0ZXdheS52MS5HZXREZWNpc2lvblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwYXlnYXRlL2dhdGV3YXkvdjEvZ2F0ZXdheS5wcm90bxIScGF5Z2F0ZS5nYXRld2F5LnYxIjIKDExvZ2luUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKQAQoNTG9naW5SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYAyABKAkSJwoFcm9sZXMYBCADKA4yGC5wYXlnYXRlLmdhdGV3YXkudjEuUm9sZSIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIoMDCgtUcmFuc2FjdGlvbhIWCg50cmFuc2FjdGlvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxI1CgZzdGF0dXMYAyABKA4yJS5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb25TdGF0dXMSFgoOZGVjbGluZV9yZWFzb24YBCABKAkSFwoPZnJvbV9hY2NvdW50X2lkGAUgASgJEhUKDXRvX2FjY291bnRfaWQYBiABKAkSFAoMYW1vdW50X21pbm9yGAcgASgDEhAKCGN1cnJlbmN5GAggASgJEgwKBG1lbW8YCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFGluaXRpYXRlZF9ieV91c2VyX2lkGA0gASgJIpABCg9UcmFuc2ZlclJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEhcKD2Zyb21fYWNjb3VudF9pZBgCIAEoCRIVCg10b19hY2NvdW50X2lkGAMgASgJEhQKDGFtb3VudF9taW5vchgEIAEoAxIQCghjdXJyZW5jeRgFIAEoCRIMCgRtZW1vGAYgASgJIkgKEFRyYW5zZmVyUmVzcG9uc2USNAoLdHJhbnNhY3Rpb24YASABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb24imAEKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRIMCgRiYW5rGAIgASgJEhUKDW93bmVyX3VzZXJfaWQYAyABKAkSEAoIY3VycmVuY3kYBCABKAkSFQoNYmFsYW5jZV9taW5vchgFIAEoAxISCgpoZWxkX21pbm9yGAYgASgDEhcKD2F2YWlsYWJsZV9taW5vchgHIAEoAyInChFHZXRCYWxhbmNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIkMKEkdldEJhbGFuY2VSZXNwb25zZRItCghhY2NvdW50cxgBIAMoCzIbLnBheWdhdGUuZ2F0ZXdheS52MS5BY2NvdW50Ii8KFUdldFRyYW5zYWN0aW9uUmVxdWVzdBIWCg50cmFuc2FjdGlvbl9pZBgBIAEoCSJOChZHZXRUcmFuc2FjdGlvblJlc3BvbnNlEjQKC3RyYW5zYWN0aW9uGAEgASgLMh8ucGF5Z2F0ZS5nYXRld2F5LnYxLlRyYW5zYWN0aW9uIlAKF0xpc3RUcmFuc2FjdGlvbnNSZXF1ZXN0EhYKDmFmdGVyX3NlcXVlbmNlGAEgASgDEg4KBmZvbGxvdxgCIAEoCBINCgVsaW1pdBgDIAEoBSJQChhMaXN0VHJhbnNhY3Rpb25zUmVzcG9uc2USNAoLdHJhbnNhY3Rpb24YASABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb24iaAoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEicKBXJvbGVzGAMgAygOMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlJvbGUSFAoMZGlzcGxheV9uYW1lGAQgASgJInYKEUNyZWF0ZVVzZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEicKBXJvbGVzGAMgAygOMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlJvbGUSFAoMZGlzcGxheV9uYW1lGAQgASgJIjwKEkNyZWF0ZVVzZXJSZXNwb25zZRImCgR1c2VyGAEgASgLMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlVzZXIiSwoST3BlbkFjY291bnRSZXF1ZXN0EhUKDW93bmVyX3VzZXJfaWQYASABKAkSDAoEYmFuaxgCIAEoCRIQCghjdXJyZW5jeRgDIAEoCSJDChNPcGVuQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5wYXlnYXRlLmdhdGV3YXkudjEuQWNjb3VudCJlCg5EZXBvc2l0UmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiPwoPRGVwb3NpdFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5wYXlnYXRlLmdhdGV3YXkudjEuQWNjb3VudCISChBSZWNvbmNpbGVSZXF1ZXN0InoKD0N1cnJlbmN5U3VtbWFyeRIQCghjdXJyZW5jeRgBIAEoCRIVCg1iYWxhbmNlX21pbm9yGAIgASgDEhIKCmhlbGRfbWlub3IYAyABKAMSFwoPZGVwb3NpdGVkX21pbm9yGAQgASgDEhEKCWNvbnNlcnZlZBgFIAEoCCJzCgtCYW5rU3VtbWFyeRIMCgRiYW5rGAEgASgJEhEKCXJlYWNoYWJsZRgCIAEoCBIZChFsZWRnZXJfY29uc2lzdGVudBgDIAEoCBIQCghwcm9ibGVtcxgEIAMoCRIWCg5wcmVwYXJlZF9jb3VudBgFIAEoAyJaChJJbkRvdWJ0VHJhbnNhY3Rpb24SFgoOdHJhbnNhY3Rpb25faWQYASABKAkSDQoFd2hlcmUYAiABKAkSDQoFc3RhdGUYAyABKAkSDgoGYWdlX21zGAQgASgDIskBChFSZWNvbmNpbGVSZXNwb25zZRIRCgljb25zZXJ2ZWQYASABKAgSNwoKY3VycmVuY2llcxgCIAMoCzIjLnBheWdhdGUuZ2F0ZXdheS52MS5DdXJyZW5jeVN1bW1hcnkSLgoFYmFua3MYAyADKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuQmFua1N1bW1hcnkSOAoIaW5fZG91YnQYBCADKAsyJi5wYXlnYXRlLmdhdGV3YXkudjEuSW5Eb3VidFRyYW5zYWN0aW9uIiQKEkdldERlY2lzaW9uUmVxdWVzdBIOCgZ0eG5faWQYASABKAkiRQoTR2V0RGVjaXNpb25SZXNwb25zZRIuCghkZWNpc2lvbhgBIAEoDjIcLnBheWdhdGUuZ2F0ZXdheS52MS5EZWNpc2lvbiKBAQoQSXNzdWVDYXJkUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhcKD2NhcmRob2xkZXJfbmFtZRgCIAEoCRIOCgZudW1iZXIYAyABKAkSEQoJZXhwX21vbnRoGAQgASgFEhAKCGV4cF95ZWFyGAUgASgFEgsKA2N2YxgGIAEoCSJ1ChFJc3N1ZUNhcmRSZXNwb25zZRIPCgdjYXJkX2lkGAEgASgJEg4KBm51bWJlchgCIAEoCRILCgNjdmMYAyABKAkSDQoFbGFzdDQYBCABKAkSEQoJZXhwX21vbnRoGAUgASgFEhAKCGV4cF95ZWFyGAYgASgFImgKC0NhcmREZXRhaWxzEg4KBm51bWJlchgBIAEoCRIRCglleHBfbW9udGgYAiABKAUSEAoIZXhwX3llYXIYAyABKAUSCwoDY3ZjGAQgASgJEhcKD2NhcmRob2xkZXJfbmFtZRgFIAEoCSI9CgxSaXNrRGVjaXNpb24SDQoFc2NvcmUYASABKAUSEAoIYXBwcm92ZWQYAiABKAgSDAoEcnVsZRgDIAEoCSKQAwoNQXV0aG9yaXphdGlvbhIRCglhdXRoX2NvZGUYASABKAkSNwoGc3RhdHVzGAIgASgOMicucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6YXRpb25TdGF0dXMSEgoKY2FyZF9sYXN0NBgDIAEoCRIUCgxhbW91bnRfbWlub3IYBCABKAMSFgoOY2FwdHVyZWRfbWlub3IYBSABKAMSFgoOcmVmdW5kZWRfbWlub3IYBiABKAMSEAoIY3VycmVuY3kYByABKAkSGwoTbWVyY2hhbnRfYWNjb3VudF9pZBgIIAEoCRIaChJtZXJjaGFudF9yZWZlcmVuY2UYCSABKAkSLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoEcmlzaxgMIAEoCzIgLnBheWdhdGUuZ2F0ZXdheS52MS5SaXNrRGVjaXNpb24iuwEKEEF1dGhvcml6ZVJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEi0KBGNhcmQYAiABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuQ2FyZERldGFpbHMSFAoMYW1vdW50X21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJEhoKEm1lcmNoYW50X3JlZmVyZW5jZRgFIAEoCRIbChNtZXJjaGFudF9hY2NvdW50X2lkGAYgASgJIk0KEUF1dGhvcml6ZVJlc3BvbnNlEjgKDWF1dGhvcml6YXRpb24YASABKAsyIS5wYXlnYXRlLmdhdGV3YXkudjEuQXV0aG9yaXphdGlvbiI1CgpTZXR0bGVJdGVtEhEKCWF1dGhfY29kZRgBIAEoCRIUCgxhbW91bnRfbWlub3IYAiABKAMimwEKEFNldHRsZUl0ZW1SZXN1bHQSEQoJYXV0aF9jb2RlGAEgASgJEjQKBnN0YXR1cxgCIAEoDjIkLnBheWdhdGUuZ2F0ZXdheS52MS5TZXR0bGVJdGVtU3RhdHVzEg4KBnJlYXNvbhgDIAEoCRIWCg5jYXB0dXJlZF9taW5vchgEIAEoAxIWCg50cmFuc2FjdGlvbl9pZBgFIAEoCSJcChJTZXR0bGVCYXRjaFJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEi0KBWl0ZW1zGAIgAygLMh4ucGF5Z2F0ZS5nYXRld2F5LnYxLlNldHRsZUl0ZW0iXgoTU2V0dGxlQmF0Y2hSZXNwb25zZRIQCghiYXRjaF9pZBgBIAEoCRI1CgdyZXN1bHRzGAIgAygLMiQucGF5Z2F0ZS5nYXRld2F5LnYxLlNldHRsZUl0ZW1SZXN1bHQiIAoLVm9pZFJlcXVlc3QSEQoJYXV0aF9jb2RlGAEgASgJIkgKDFZvaWRSZXNwb25zZRI4Cg1hdXRob3JpemF0aW9uGAEgASgLMiEucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6YXRpb24iUQoNUmVmdW5kUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSEQoJYXV0aF9jb2RlGAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAyJ1Cg5SZWZ1bmRSZXNwb25zZRIRCglyZWZ1bmRfaWQYASABKAkSFgoOdHJhbnNhY3Rpb25faWQYAiABKAkSOAoNYXV0aG9yaXphdGlvbhgDIAEoCzIhLnBheWdhdGUuZ2F0ZXdheS52MS5BdXRob3JpemF0aW9uIiwKF0dldEF1dGhvcml6YXRpb25SZXF1ZXN0EhEKCWF1dGhfY29kZRgBIAEoCSJUChhHZXRBdXRob3JpemF0aW9uUmVzcG9uc2USOAoNYXV0aG9yaXphdGlvbhgBIAEoCzIhLnBheWdhdGUuZ2F0ZXdheS52MS5BdXRob3JpemF0aW9uKlIKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEhEKDVJPTEVfQ1VTVE9NRVIQARIRCg1ST0xFX01FUkNIQU5UEAISDgoKUk9MRV9BRE1JThADKpkBChFUcmFuc2FjdGlvblN0YXR1cxIiCh5UUkFOU0FDVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIeChpUUkFOU0FDVElPTl9TVEFUVVNfUEVORElORxABEiAKHFRSQU5TQUNUSU9OX1NUQVRVU19DT01NSVRURUQQAhIeChpUUkFOU0FDVElPTl9TVEFUVVNfQUJPUlRFRBADKk0KCERlY2lzaW9uEhgKFERFQ0lTSU9OX1VOU1BFQ0lGSUVEEAASEwoPREVDSVNJT05fQ09NTUlUEAESEgoOREVDSVNJT05fQUJPUlQQAirEAQoTQXV0aG9yaXphdGlvblN0YXR1cxIkCiBBVVRIT1JJWkFUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEiEKHUFVVEhPUklaQVRJT05fU1RBVFVTX0FQUFJPVkVEEAESIQodQVVUSE9SSVpBVElPTl9TVEFUVVNfQ0FQVFVSRUQQAhIfChtBVVRIT1JJWkFUSU9OX1NUQVRVU19WT0lERUQQAxIgChxBVVRIT1JJWkFUSU9OX1NUQVRVU19FWFBJUkVEEAQqdgoQU2V0dGxlSXRlbVN0YXR1cxIiCh5TRVRUTEVfSVRFTV9TVEFUVVNfVU5TUEVDSUZJRUQQABIfChtTRVRUTEVfSVRFTV9TVEFUVVNfQ0FQVFVSRUQQARIdChlTRVRUTEVfSVRFTV9TVEFUVVNfRkFJTEVEEAIyrAEKC0F1dGhTZXJ2aWNlEkwKBUxvZ2luEiAucGF5Z2F0ZS5nYXRld2F5LnYxLkxvZ2luUmVxdWVzdBohLnBheWdhdGUuZ2F0ZXdheS52MS5Mb2dpblJlc3BvbnNlEk8KBkxvZ291dBIhLnBheWdhdGUuZ2F0ZXdheS52MS5Mb2dvdXRSZXF1ZXN0GiIucGF5Z2F0ZS5nYXRld2F5LnYxLkxvZ291dFJlc3BvbnNlMp4DCg5QYXltZW50U2VydmljZRJVCghUcmFuc2ZlchIjLnBheWdhdGUuZ2F0ZXdheS52MS5UcmFuc2ZlclJlcXVlc3QaJC5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNmZXJSZXNwb25zZRJbCgpHZXRCYWxhbmNlEiUucGF5Z2F0ZS5nYXRld2F5LnYxLkdldEJhbGFuY2VSZXF1ZXN0GiYucGF5Z2F0ZS5nYXRld2F5LnYxLkdldEJhbGFuY2VSZXNwb25zZRJnCg5HZXRUcmFuc2FjdGlvbhIpLnBheWdhdGUuZ2F0ZXdheS52MS5HZXRUcmFuc2FjdGlvblJlcXVlc3QaKi5wYXlnYXRlLmdhdGV3YXkudjEuR2V0VHJhbnNhY3Rpb25SZXNwb25zZRJvChBMaXN0VHJhbnNhY3Rpb25zEisucGF5Z2F0ZS5nYXRld2F5LnYxLkxpc3RUcmFuc2FjdGlvbnNSZXF1ZXN0GiwucGF5Z2F0ZS5nYXRld2F5LnYxLkxpc3RUcmFuc2FjdGlvbnNSZXNwb25zZTABMtMDCgxBZG1pblNlcnZpY2USWwoKQ3JlYXRlVXNlchIlLnBheWdhdGUuZ2F0ZXdheS52MS5DcmVhdGVVc2VyUmVxdWVzdBomLnBheWdhdGUuZ2F0ZXdheS52MS5DcmVhdGVVc2VyUmVzcG9uc2USXgoLT3BlbkFjY291bnQSJi5wYXlnYXRlLmdhdGV3YXkudjEuT3BlbkFjY291bnRSZXF1ZXN0GicucGF5Z2F0ZS5nYXRld2F5LnYxLk9wZW5BY2NvdW50UmVzcG9uc2USUgoHRGVwb3NpdBIiLnBheWdhdGUuZ2F0ZXdheS52MS5EZXBvc2l0UmVxdWVzdBojLnBheWdhdGUuZ2F0ZXdheS52MS5EZXBvc2l0UmVzcG9uc2USWAoJUmVjb25jaWxlEiQucGF5Z2F0ZS5nYXRld2F5LnYxLlJlY29uY2lsZVJlcXVlc3QaJS5wYXlnYXRlLmdhdGV3YXkudjEuUmVjb25jaWxlUmVzcG9uc2USWAoJSXNzdWVDYXJkEiQucGF5Z2F0ZS5nYXRld2F5LnYxLklzc3VlQ2FyZFJlcXVlc3QaJS5wYXlnYXRlLmdhdGV3YXkudjEuSXNzdWVDYXJkUmVzcG9uc2Uy0gMKC0NhcmRTZXJ2aWNlElgKCUF1dGhvcml6ZRIkLnBheWdhdGUuZ2F0ZXdheS52MS5BdXRob3JpemVSZXF1ZXN0GiUucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6ZVJlc3BvbnNlEl4KC1NldHRsZUJhdGNoEiYucGF5Z2F0ZS5nYXRld2F5LnYxLlNldHRsZUJhdGNoUmVxdWVzdBonLnBheWdhdGUuZ2F0ZXdheS52MS5TZXR0bGVCYXRjaFJlc3BvbnNlEkkKBFZvaWQSHy5wYXlnYXRlLmdhdGV3YXkudjEuVm9pZFJlcXVlc3QaIC5wYXlnYXRlLmdhdGV3YXkudjEuVm9pZFJlc3BvbnNlEk8KBlJlZnVuZBIhLnBheWdhdGUuZ2F0ZXdheS52MS5SZWZ1bmRSZXF1ZXN0GiIucGF5Z2F0ZS5nYXRld2F5LnYxLlJlZnVuZFJlc3BvbnNlEm0KEEdldEF1dGhvcml6YXRpb24SKy5wYXlnYXRlLmdhdGV3YXkudjEuR2V0QXV0aG9yaXphdGlvblJlcXVlc3QaLC5wYXlnYXRlLmdhdGV3YXkudjEuR2V0QXV0aG9yaXphdGlvblJlc3BvbnNlMnQKEkNvb3JkaW5hdG9yU2VydmljZRJeCgtHZXREZWNpc2lvbhImLnBheWdhdGUuZ2F0ZXdheS52MS5HZXREZWNpc2lvblJlcXVlc3QaJy5wYXlnYXRlLmdhdGV3YXkudjEuR2V0RGVjaXNpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message paygate.gateway.v1.LoginRequest
@@ -768,6 +768,525 @@ export const GetDecisionResponseSchema: GenMessage<GetDecisionResponse> = /*@__P
   messageDesc(file_paygate_gateway_v1_gateway, 27);
 
 /**
+ * @generated from message paygate.gateway.v1.IssueCardRequest
+ */
+export type IssueCardRequest = Message<"paygate.gateway.v1.IssueCardRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: string cardholder_name = 2;
+   */
+  cardholderName: string;
+
+  /**
+   * Optional: a specific test number (must pass Luhn); generated if empty.
+   *
+   * @generated from field: string number = 3;
+   */
+  number: string;
+
+  /**
+   * @generated from field: int32 exp_month = 4;
+   */
+  expMonth: number;
+
+  /**
+   * @generated from field: int32 exp_year = 5;
+   */
+  expYear: number;
+
+  /**
+   * Optional: a specific CVC (3 digits); generated if empty.
+   *
+   * @generated from field: string cvc = 6;
+   */
+  cvc: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.IssueCardRequest.
+ * Use `create(IssueCardRequestSchema)` to create a new message.
+ */
+export const IssueCardRequestSchema: GenMessage<IssueCardRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 28);
+
+/**
+ * @generated from message paygate.gateway.v1.IssueCardResponse
+ */
+export type IssueCardResponse = Message<"paygate.gateway.v1.IssueCardResponse"> & {
+  /**
+   * @generated from field: string card_id = 1;
+   */
+  cardId: string;
+
+  /**
+   * Returned once: the gateway keeps only a token, the last 4 and hashes.
+   *
+   * @generated from field: string number = 2;
+   */
+  number: string;
+
+  /**
+   * @generated from field: string cvc = 3;
+   */
+  cvc: string;
+
+  /**
+   * @generated from field: string last4 = 4;
+   */
+  last4: string;
+
+  /**
+   * @generated from field: int32 exp_month = 5;
+   */
+  expMonth: number;
+
+  /**
+   * @generated from field: int32 exp_year = 6;
+   */
+  expYear: number;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.IssueCardResponse.
+ * Use `create(IssueCardResponseSchema)` to create a new message.
+ */
+export const IssueCardResponseSchema: GenMessage<IssueCardResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 29);
+
+/**
+ * @generated from message paygate.gateway.v1.CardDetails
+ */
+export type CardDetails = Message<"paygate.gateway.v1.CardDetails"> & {
+  /**
+   * @generated from field: string number = 1;
+   */
+  number: string;
+
+  /**
+   * @generated from field: int32 exp_month = 2;
+   */
+  expMonth: number;
+
+  /**
+   * @generated from field: int32 exp_year = 3;
+   */
+  expYear: number;
+
+  /**
+   * @generated from field: string cvc = 4;
+   */
+  cvc: string;
+
+  /**
+   * @generated from field: string cardholder_name = 5;
+   */
+  cardholderName: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.CardDetails.
+ * Use `create(CardDetailsSchema)` to create a new message.
+ */
+export const CardDetailsSchema: GenMessage<CardDetails> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 30);
+
+/**
+ * @generated from message paygate.gateway.v1.RiskDecision
+ */
+export type RiskDecision = Message<"paygate.gateway.v1.RiskDecision"> & {
+  /**
+   * @generated from field: int32 score = 1;
+   */
+  score: number;
+
+  /**
+   * @generated from field: bool approved = 2;
+   */
+  approved: boolean;
+
+  /**
+   * The rule that decided, e.g. "score>=600" or "daily_limit".
+   *
+   * @generated from field: string rule = 3;
+   */
+  rule: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RiskDecision.
+ * Use `create(RiskDecisionSchema)` to create a new message.
+ */
+export const RiskDecisionSchema: GenMessage<RiskDecision> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 31);
+
+/**
+ * @generated from message paygate.gateway.v1.Authorization
+ */
+export type Authorization = Message<"paygate.gateway.v1.Authorization"> & {
+  /**
+   * Six characters, [A-Z0-9]; what the merchant settles with.
+   *
+   * @generated from field: string auth_code = 1;
+   */
+  authCode: string;
+
+  /**
+   * @generated from field: paygate.gateway.v1.AuthorizationStatus status = 2;
+   */
+  status: AuthorizationStatus;
+
+  /**
+   * @generated from field: string card_last4 = 3;
+   */
+  cardLast4: string;
+
+  /**
+   * @generated from field: int64 amount_minor = 4;
+   */
+  amountMinor: bigint;
+
+  /**
+   * @generated from field: int64 captured_minor = 5;
+   */
+  capturedMinor: bigint;
+
+  /**
+   * @generated from field: int64 refunded_minor = 6;
+   */
+  refundedMinor: bigint;
+
+  /**
+   * @generated from field: string currency = 7;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: string merchant_account_id = 8;
+   */
+  merchantAccountId: string;
+
+  /**
+   * @generated from field: string merchant_reference = 9;
+   */
+  merchantReference: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 10;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 11;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: paygate.gateway.v1.RiskDecision risk = 12;
+   */
+  risk?: RiskDecision | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.Authorization.
+ * Use `create(AuthorizationSchema)` to create a new message.
+ */
+export const AuthorizationSchema: GenMessage<Authorization> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 32);
+
+/**
+ * @generated from message paygate.gateway.v1.AuthorizeRequest
+ */
+export type AuthorizeRequest = Message<"paygate.gateway.v1.AuthorizeRequest"> & {
+  /**
+   * @generated from field: string idempotency_key = 1;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: paygate.gateway.v1.CardDetails card = 2;
+   */
+  card?: CardDetails | undefined;
+
+  /**
+   * @generated from field: int64 amount_minor = 3;
+   */
+  amountMinor: bigint;
+
+  /**
+   * @generated from field: string currency = 4;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: string merchant_reference = 5;
+   */
+  merchantReference: string;
+
+  /**
+   * The merchant's own account the money will settle into.
+   *
+   * @generated from field: string merchant_account_id = 6;
+   */
+  merchantAccountId: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.AuthorizeRequest.
+ * Use `create(AuthorizeRequestSchema)` to create a new message.
+ */
+export const AuthorizeRequestSchema: GenMessage<AuthorizeRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 33);
+
+/**
+ * @generated from message paygate.gateway.v1.AuthorizeResponse
+ */
+export type AuthorizeResponse = Message<"paygate.gateway.v1.AuthorizeResponse"> & {
+  /**
+   * @generated from field: paygate.gateway.v1.Authorization authorization = 1;
+   */
+  authorization?: Authorization | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.AuthorizeResponse.
+ * Use `create(AuthorizeResponseSchema)` to create a new message.
+ */
+export const AuthorizeResponseSchema: GenMessage<AuthorizeResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 34);
+
+/**
+ * @generated from message paygate.gateway.v1.SettleItem
+ */
+export type SettleItem = Message<"paygate.gateway.v1.SettleItem"> & {
+  /**
+   * @generated from field: string auth_code = 1;
+   */
+  authCode: string;
+
+  /**
+   * @generated from field: int64 amount_minor = 2;
+   */
+  amountMinor: bigint;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.SettleItem.
+ * Use `create(SettleItemSchema)` to create a new message.
+ */
+export const SettleItemSchema: GenMessage<SettleItem> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 35);
+
+/**
+ * @generated from message paygate.gateway.v1.SettleItemResult
+ */
+export type SettleItemResult = Message<"paygate.gateway.v1.SettleItemResult"> & {
+  /**
+   * @generated from field: string auth_code = 1;
+   */
+  authCode: string;
+
+  /**
+   * @generated from field: paygate.gateway.v1.SettleItemStatus status = 2;
+   */
+  status: SettleItemStatus;
+
+  /**
+   * Why the item failed: authorization_expired, authorization_voided,
+   * already_captured, amount_exceeds_authorization, authorization_not_found...
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: int64 captured_minor = 4;
+   */
+  capturedMinor: bigint;
+
+  /**
+   * @generated from field: string transaction_id = 5;
+   */
+  transactionId: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.SettleItemResult.
+ * Use `create(SettleItemResultSchema)` to create a new message.
+ */
+export const SettleItemResultSchema: GenMessage<SettleItemResult> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 36);
+
+/**
+ * @generated from message paygate.gateway.v1.SettleBatchRequest
+ */
+export type SettleBatchRequest = Message<"paygate.gateway.v1.SettleBatchRequest"> & {
+  /**
+   * @generated from field: string idempotency_key = 1;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: repeated paygate.gateway.v1.SettleItem items = 2;
+   */
+  items: SettleItem[];
+};
+
+/**
+ * Describes the message paygate.gateway.v1.SettleBatchRequest.
+ * Use `create(SettleBatchRequestSchema)` to create a new message.
+ */
+export const SettleBatchRequestSchema: GenMessage<SettleBatchRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 37);
+
+/**
+ * @generated from message paygate.gateway.v1.SettleBatchResponse
+ */
+export type SettleBatchResponse = Message<"paygate.gateway.v1.SettleBatchResponse"> & {
+  /**
+   * @generated from field: string batch_id = 1;
+   */
+  batchId: string;
+
+  /**
+   * @generated from field: repeated paygate.gateway.v1.SettleItemResult results = 2;
+   */
+  results: SettleItemResult[];
+};
+
+/**
+ * Describes the message paygate.gateway.v1.SettleBatchResponse.
+ * Use `create(SettleBatchResponseSchema)` to create a new message.
+ */
+export const SettleBatchResponseSchema: GenMessage<SettleBatchResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 38);
+
+/**
+ * @generated from message paygate.gateway.v1.VoidRequest
+ */
+export type VoidRequest = Message<"paygate.gateway.v1.VoidRequest"> & {
+  /**
+   * @generated from field: string auth_code = 1;
+   */
+  authCode: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.VoidRequest.
+ * Use `create(VoidRequestSchema)` to create a new message.
+ */
+export const VoidRequestSchema: GenMessage<VoidRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 39);
+
+/**
+ * @generated from message paygate.gateway.v1.VoidResponse
+ */
+export type VoidResponse = Message<"paygate.gateway.v1.VoidResponse"> & {
+  /**
+   * @generated from field: paygate.gateway.v1.Authorization authorization = 1;
+   */
+  authorization?: Authorization | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.VoidResponse.
+ * Use `create(VoidResponseSchema)` to create a new message.
+ */
+export const VoidResponseSchema: GenMessage<VoidResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 40);
+
+/**
+ * @generated from message paygate.gateway.v1.RefundRequest
+ */
+export type RefundRequest = Message<"paygate.gateway.v1.RefundRequest"> & {
+  /**
+   * @generated from field: string idempotency_key = 1;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: string auth_code = 2;
+   */
+  authCode: string;
+
+  /**
+   * @generated from field: int64 amount_minor = 3;
+   */
+  amountMinor: bigint;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RefundRequest.
+ * Use `create(RefundRequestSchema)` to create a new message.
+ */
+export const RefundRequestSchema: GenMessage<RefundRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 41);
+
+/**
+ * @generated from message paygate.gateway.v1.RefundResponse
+ */
+export type RefundResponse = Message<"paygate.gateway.v1.RefundResponse"> & {
+  /**
+   * @generated from field: string refund_id = 1;
+   */
+  refundId: string;
+
+  /**
+   * @generated from field: string transaction_id = 2;
+   */
+  transactionId: string;
+
+  /**
+   * @generated from field: paygate.gateway.v1.Authorization authorization = 3;
+   */
+  authorization?: Authorization | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RefundResponse.
+ * Use `create(RefundResponseSchema)` to create a new message.
+ */
+export const RefundResponseSchema: GenMessage<RefundResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 42);
+
+/**
+ * @generated from message paygate.gateway.v1.GetAuthorizationRequest
+ */
+export type GetAuthorizationRequest = Message<"paygate.gateway.v1.GetAuthorizationRequest"> & {
+  /**
+   * @generated from field: string auth_code = 1;
+   */
+  authCode: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.GetAuthorizationRequest.
+ * Use `create(GetAuthorizationRequestSchema)` to create a new message.
+ */
+export const GetAuthorizationRequestSchema: GenMessage<GetAuthorizationRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 43);
+
+/**
+ * @generated from message paygate.gateway.v1.GetAuthorizationResponse
+ */
+export type GetAuthorizationResponse = Message<"paygate.gateway.v1.GetAuthorizationResponse"> & {
+  /**
+   * @generated from field: paygate.gateway.v1.Authorization authorization = 1;
+   */
+  authorization?: Authorization | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.GetAuthorizationResponse.
+ * Use `create(GetAuthorizationResponseSchema)` to create a new message.
+ */
+export const GetAuthorizationResponseSchema: GenMessage<GetAuthorizationResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 44);
+
+/**
  * @generated from enum paygate.gateway.v1.Role
  */
 export enum Role {
@@ -860,6 +1379,68 @@ export enum Decision {
  */
 export const DecisionSchema: GenEnum<Decision> = /*@__PURE__*/
   enumDesc(file_paygate_gateway_v1_gateway, 2);
+
+/**
+ * @generated from enum paygate.gateway.v1.AuthorizationStatus
+ */
+export enum AuthorizationStatus {
+  /**
+   * @generated from enum value: AUTHORIZATION_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: AUTHORIZATION_STATUS_APPROVED = 1;
+   */
+  APPROVED = 1,
+
+  /**
+   * @generated from enum value: AUTHORIZATION_STATUS_CAPTURED = 2;
+   */
+  CAPTURED = 2,
+
+  /**
+   * @generated from enum value: AUTHORIZATION_STATUS_VOIDED = 3;
+   */
+  VOIDED = 3,
+
+  /**
+   * @generated from enum value: AUTHORIZATION_STATUS_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+}
+
+/**
+ * Describes the enum paygate.gateway.v1.AuthorizationStatus.
+ */
+export const AuthorizationStatusSchema: GenEnum<AuthorizationStatus> = /*@__PURE__*/
+  enumDesc(file_paygate_gateway_v1_gateway, 3);
+
+/**
+ * @generated from enum paygate.gateway.v1.SettleItemStatus
+ */
+export enum SettleItemStatus {
+  /**
+   * @generated from enum value: SETTLE_ITEM_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: SETTLE_ITEM_STATUS_CAPTURED = 1;
+   */
+  CAPTURED = 1,
+
+  /**
+   * @generated from enum value: SETTLE_ITEM_STATUS_FAILED = 2;
+   */
+  FAILED = 2,
+}
+
+/**
+ * Describes the enum paygate.gateway.v1.SettleItemStatus.
+ */
+export const SettleItemStatusSchema: GenEnum<SettleItemStatus> = /*@__PURE__*/
+  enumDesc(file_paygate_gateway_v1_gateway, 4);
 
 /**
  * AuthService turns a username and password into an opaque session token.
@@ -977,8 +1558,81 @@ export const AdminService: GenService<{
     input: typeof ReconcileRequestSchema;
     output: typeof ReconcileResponseSchema;
   },
+  /**
+   * Issues a card against a customer's account. The full number and CVC are
+   * returned once, here, and never stored (only a token, last 4 and a hash).
+   *
+   * @generated from rpc paygate.gateway.v1.AdminService.IssueCard
+   */
+  issueCard: {
+    methodKind: "unary";
+    input: typeof IssueCardRequestSchema;
+    output: typeof IssueCardResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_paygate_gateway_v1_gateway, 2);
+
+/**
+ * CardService is for the merchant role: card authorizations and their life.
+ * Declines are errors whose ErrorDetail.reason is the decline code
+ * (invalid_number, expired_card, incorrect_cvc, insufficient_funds,
+ * risk_declined, spend_limit_exceeded, card_not_found).
+ *
+ * @generated from service paygate.gateway.v1.CardService
+ */
+export const CardService: GenService<{
+  /**
+   * Validate the card, fetch a credit report, apply the risk rule, and place
+   * an authorization hold at the issuing bank. Exactly once per key.
+   *
+   * @generated from rpc paygate.gateway.v1.CardService.Authorize
+   */
+  authorize: {
+    methodKind: "unary";
+    input: typeof AuthorizeRequestSchema;
+    output: typeof AuthorizeResponseSchema;
+  },
+  /**
+   * Captures each item (amount <= authorized; the rest is released) into the
+   * merchant's account; one status per item. Idempotent per key.
+   *
+   * @generated from rpc paygate.gateway.v1.CardService.SettleBatch
+   */
+  settleBatch: {
+    methodKind: "unary";
+    input: typeof SettleBatchRequestSchema;
+    output: typeof SettleBatchResponseSchema;
+  },
+  /**
+   * Releases an authorization's hold.
+   *
+   * @generated from rpc paygate.gateway.v1.CardService.Void
+   */
+  void: {
+    methodKind: "unary";
+    input: typeof VoidRequestSchema;
+    output: typeof VoidResponseSchema;
+  },
+  /**
+   * Moves captured money back; total refunds never exceed the captured amount.
+   *
+   * @generated from rpc paygate.gateway.v1.CardService.Refund
+   */
+  refund: {
+    methodKind: "unary";
+    input: typeof RefundRequestSchema;
+    output: typeof RefundResponseSchema;
+  },
+  /**
+   * @generated from rpc paygate.gateway.v1.CardService.GetAuthorization
+   */
+  getAuthorization: {
+    methodKind: "unary";
+    input: typeof GetAuthorizationRequestSchema;
+    output: typeof GetAuthorizationResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_paygate_gateway_v1_gateway, 3);
 
 /**
  * CoordinatorService answers banks that hold a prepared txn past the timeout.
@@ -999,5 +1653,5 @@ export const CoordinatorService: GenService<{
     output: typeof GetDecisionResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_paygate_gateway_v1_gateway, 3);
+  serviceDesc(file_paygate_gateway_v1_gateway, 4);
 
