@@ -11,7 +11,8 @@ help: ## list the targets
 
 $(STAMP): package.json package-lock.json
 	@echo "==> installing npm packages (better-sqlite3 compiles from source the first time: ~2-3 min)"
-	npm ci --no-audit --no-fund
+	@# npm ci rejects this lock file (npm 11 drops other platforms' optional buf binaries from it); install respects the pins.
+	npm install --no-audit --no-fund
 	@touch $@
 
 install: $(STAMP) ## install npm packages
