@@ -41,7 +41,7 @@ function start(svc, restarts = 0) {
     while ((nl = buf.indexOf("\n")) >= 0) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
-      show(prefix, line);
+      show(prefix, line, svc.name);
     }
   });
   child.stderr.setEncoding("utf8").on("data", (c) => process.stderr.write(`${prefix} ${c}`));
@@ -59,7 +59,7 @@ function start(svc, restarts = 0) {
 }
 
 const ready = new Set();
-function show(prefix, line) {
+function show(prefix, line, name) {
   let j;
   try {
     j = JSON.parse(line);
@@ -68,7 +68,7 @@ function show(prefix, line) {
     return;
   }
   if (j.msg === "listening") {
-    ready.add(j.service);
+    ready.add(name);
     console.log(`${prefix} listening on ${j.port}`);
     if (ready.size === services.length && !shownTour) tour();
     return;
