@@ -1,5 +1,5 @@
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, Http2SessionManager, type ConnectTransportOptions } from "@connectrpc/connect-node";
 import { loadTls, watchTls, type TlsFiles, type TlsMaterial } from "./tls.js";
 
 export interface MtlsTransportOptions {
@@ -25,9 +25,7 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport {
       useBinaryFormat: true,
       defaultTimeoutMs: options.timeoutMs,
       interceptors: options.interceptors ?? [],
-      nodeOptions: { ca: m.ca, cert: m.cert, key: m.key },
-      pingIntervalMs: 10_000,
-      idleConnectionTimeoutMs: 60_000,
+      sessionManager: guardSessions(new Http2SessionManager(options.baseUrl, { pingIntervalMs: 10_000, idleConnectionTimeoutMs: 60_000 }, { ca: m.ca, cert: m.cert, key: m.key })),
     });
   if ("ca" in options.tls) return make(options.tls);
   let inner = make(loadTls(options.tls));
@@ -39,5 +37,32 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport {
   return {
     unary: (...args) => inner.unary(...args),
     stream: (...args) => inner.stream(...args),
+  };
+}
+
+/**
+ * connect-node 2.1.2 removes its "error" listener from an HTTP/2 session once
+ * it has given up on it; a second error from that session (e.g. TLS "bad
+ * record mac" after a peer or the network garbles bytes) then has no listener
+ * and kills the process as an uncaught exception. The first error still fails
+ * the calls on the session; later ones are only swallowed here. Found by
+ * test/chaos (regression test: client.test.ts).
+ */
+function guardSessions(inner: Http2SessionManager): NonNullable<Extract<ConnectTransportOptions, { httpVersion: "2" }>["sessionManager"]> {
+  const guarded = new WeakSet<object>();
+  return {
+    get authority() {
+      return inner.authority;
+    },
+    notifyResponseByteRead: (stream: Parameters<Http2SessionManager["notifyResponseByteRead"]>[0]) => inner.notifyResponseByteRead(stream),
+    async request(...args: Parameters<Http2SessionManager["request"]>) {
+      const stream = await inner.request(...args);
+      const session = stream.session;
+      if (session && !guarded.has(session)) {
+        guarded.add(session);
+        session.on("error", () => {});
+      }
+      return stream;
+    },
   };
 }

@@ -46,6 +46,8 @@ export const errorTable = {
   amount_exceeds_authorization: Code.FailedPrecondition,
   refund_exceeds_capture: Code.FailedPrecondition,
   hold_not_found: Code.NotFound,
+  // A capture or void of this hold is already prepared at the bank; retry once it is decided.
+  hold_in_use: Code.Aborted,
   bureau_unavailable: Code.Unavailable,
   // Who you are.
   unauthenticated: Code.Unauthenticated,

@@ -1,6 +1,7 @@
 // Server interceptors shared by every service. Index 0 is outermost:
 //   [createLoggingInterceptor(log), createAccessInterceptor(table, authenticate)]
 import { createContextKey, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { errorInfo, rejection } from "./errors.js";
 import { peerKey } from "./identity.js";
 import type { Logger } from "./logger.js";
@@ -22,6 +23,10 @@ export const logFieldsKey = createContextKey<Record<string, unknown>>({}, { desc
 const LOGGED_REQUEST_FIELDS = ["idempotencyKey", "amountMinor", "currency", "fromAccountId", "toAccountId", "accountId", "txnId", "transactionId", "username"] as const;
 
 function traceIdOf(header: Headers): string | undefined {
+  // The active span (a trace interceptor outside this one) is right even for
+  // calls that start a trace; the header is the fallback with tracing off.
+  const sc = trace.getActiveSpan()?.spanContext();
+  if (sc && isSpanContextValid(sc)) return sc.traceId;
   const tp = header.get("traceparent");
   const m = tp ? /^[0-9a-f]{2}-([0-9a-f]{32})-/.exec(tp) : null;
   return m?.[1];

@@ -2,10 +2,16 @@ import { pino, type Logger } from "pino";
 
 export type { Logger };
 
+export interface LoggerOptions {
+  /** Fields merged into every line, e.g. telemetry's traceLogFields (traceId/spanId of the active span). */
+  readonly mixin?: () => object;
+}
+
 /** JSON lines on stdout, one logger per service process. */
-export function createLogger(service: string, level = "info"): Logger {
+export function createLogger(service: string, level = "info", options: LoggerOptions = {}): Logger {
   return pino({
     level,
+    ...(options.mixin && { mixin: options.mixin }),
     base: { service },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },

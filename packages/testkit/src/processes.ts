@@ -144,6 +144,13 @@ export class ServiceProcess {
     await this.start(extraEnv);
   }
 
+  /** The ops port (/metrics, /healthz, /readyz) from the latest "listening" line (METRICS_PORT=0 picks a free one). */
+  get metricsPort(): number {
+    const port = this.find("listening").at(-1)?.metricsPort;
+    if (typeof port !== "number") throw new Error(`${this.name} has not logged "listening" with a metricsPort`);
+    return port;
+  }
+
   /** Log lines whose msg equals `msg` (or all lines matching a predicate). */
   find(pred: string | ((l: LogLine) => boolean)): LogLine[] {
     return this.lines.filter(typeof pred === "string" ? (l) => l.msg === pred : pred);

@@ -10,6 +10,7 @@ import { AdminService, AuthService, type ReconcileResponse } from "@paygate/prot
 import { createMtlsTransport } from "@paygate/rpc";
 import { freePort, ServiceProcess } from "./processes.js";
 import { testCerts, tlsFilesFor } from "./certs.js";
+import { bureauProcess, checkoutProcess } from "./checkout.js";
 
 export const TEST_PASSWORD_SUFFIX = "-test-password";
 
@@ -39,7 +40,13 @@ export interface StackOptions {
   /** Small in tests so timeouts and in-doubt resolution happen quickly. */
   readonly prepareTimeoutMs?: number;
   readonly gatewayEnv?: Record<string, string>;
+  /** The gateway's REDIS_URL (e.g. RedisServer.url); unset = its embedded store only. */
+  readonly redisUrl?: string;
   readonly bankEnv?: Record<string, string>;
+  /** Also run the credit bureau (started before the gateway, which gets its CREDIT_BUREAU_URL); `data` replaces TEST_BUREAU_DATA. */
+  readonly bureau?: boolean | { readonly data?: string };
+  /** Also run the merchant's checkout (after the gateway), logged in as the seed's "shop" settling into `merchantAccountId` (default bank-b/2003). */
+  readonly checkout?: boolean | { readonly merchantAccountId?: string; readonly env?: Record<string, string> };
 }
 
 export class Stack {
@@ -47,6 +54,10 @@ export class Stack {
   gateway!: ServiceProcess;
   gatewayUrl = "";
   readonly bankUrls = new Map<string, string>();
+  bureau: ServiceProcess | undefined;
+  bureauUrl = "";
+  checkout: ServiceProcess | undefined;
+  checkoutUrl = "";
   private transports = new Map<string, Transport>();
 
   private constructor(readonly dir: string, readonly certs: string) {}
@@ -83,6 +94,11 @@ export class Stack {
         }),
       );
     }
+    if (options.bureau) {
+      const b = await bureauProcess({ dir: stack.dir, certs: stack.certs, data: typeof options.bureau === "object" ? options.bureau.data : undefined });
+      stack.bureau = b.process;
+      stack.bureauUrl = b.url;
+    }
     const gtls = tlsFilesFor(stack.certs, "gateway");
     stack.gateway = new ServiceProcess({
       name: "gateway",
@@ -99,12 +115,27 @@ export class Stack {
         COMMIT_TIMEOUT_MS: "1000",
         REDRIVE_INTERVAL_MS: "200",
         REDRIVE_BACKOFF_MAX_MS: "1000",
+        ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
+        ...(stack.bureauUrl ? { CREDIT_BUREAU_URL: stack.bureauUrl } : {}),
         ...options.gatewayEnv,
       },
     });
+    if (options.checkout) {
+      const c = typeof options.checkout === "object" ? options.checkout : {};
+      const started = await checkoutProcess({
+        dir: stack.dir,
+        certs: stack.certs,
+        gatewayUrl: stack.gatewayUrl,
+        merchant: { username: "shop", password: `shop${TEST_PASSWORD_SUFFIX}`, accountId: c.merchantAccountId ?? "bank-b/2003" },
+        env: c.env,
+      });
+      stack.checkout = started.process;
+      stack.checkoutUrl = started.url;
+    }
     try {
-      await Promise.all([...stack.banks.values()].map((p) => p.start()));
+      await Promise.all([...stack.banks.values(), ...(stack.bureau ? [stack.bureau] : [])].map((p) => p.start()));
       await stack.gateway.start();
+      await stack.checkout?.start();
     } catch (e) {
       await stack.close();
       throw e;
@@ -170,7 +201,9 @@ export class Stack {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.gateway, ...this.banks.values()].filter(Boolean).map(async (p) => {
+    // The checkout first: it would otherwise log the gateway going away.
+    await this.checkout?.stop();
+    await Promise.all([this.gateway, ...this.banks.values(), this.bureau].filter((p): p is ServiceProcess => p !== undefined).map(async (p) => {
       p.thaw();
       await p.stop();
     }));

@@ -1,6 +1,7 @@
 // What every command gets: the parsed configuration, the local stores, a
 // gateway client and the output helpers — each created on first use, so that
 // `paycli queue` works with no certificates and `paycli --help` touches no file.
+import type { Interceptor } from "@connectrpc/connect";
 import type { Command } from "commander";
 import type { Env } from "@paygate/config";
 import { ConfigError, loadConfig, type FaultPoint, type PaycliConfig } from "./config.js";
@@ -44,6 +45,8 @@ export interface RunOptions {
   /** Called at an armed PAYCLI_FAULTPOINT; the default SIGKILLs this process. */
   readonly crash?: (point: FaultPoint) => void;
   readonly sleep?: (ms: number, signal: AbortSignal | undefined) => Promise<void>;
+  /** Added to every gateway transport (main.ts: the trace client interceptor). */
+  readonly interceptors?: readonly Interceptor[];
 }
 
 export interface GlobalFlags {
@@ -145,7 +148,7 @@ export function createApp(o: RunOptions): App {
       if (client === undefined) {
         const c = app.config();
         try {
-          client = createGatewayClient({ baseUrl: c.gatewayUrl, tls: c.tls, timeoutMs: c.timeoutMs, token: token ?? undefined });
+          client = createGatewayClient({ baseUrl: c.gatewayUrl, tls: c.tls, timeoutMs: c.timeoutMs, token: token ?? undefined, interceptors: o.interceptors });
         } catch (e) {
           if (e instanceof TlsSetupError) throw new CliError(ExitCode.usage, "tls_files_unreadable", e.message);
           throw e;

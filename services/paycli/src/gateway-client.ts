@@ -16,6 +16,8 @@ export interface GatewayClientOptions {
   readonly timeoutMs: number;
   /** Session token sent as `authorization: Bearer ...` on every call but Login. */
   readonly token?: string | undefined;
+  /** Outermost first, before the bearer token (e.g. the trace client interceptor). */
+  readonly interceptors?: readonly Interceptor[] | undefined;
 }
 
 export interface TransferCommand {
@@ -115,7 +117,7 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
     if (options.token !== undefined) req.header.set("authorization", `Bearer ${options.token}`);
     return next(req);
   };
-  const transport = createMtlsTransport({ baseUrl: options.baseUrl, tls: material, interceptors: [bearer] });
+  const transport = createMtlsTransport({ baseUrl: options.baseUrl, tls: material, interceptors: [...(options.interceptors ?? []), bearer] });
   const auth = createClient(AuthService, transport);
   const payments = createClient(PaymentService, transport);
   const admin = createClient(AdminService, transport);

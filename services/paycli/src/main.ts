@@ -1,7 +1,18 @@
 // paycli's process entry: the only place that reads process.env and argv.
 // Run as `node dist/paycli.js ...` (bundled) or `node --import tsx services/paycli/src/main.ts ...`.
 import { homedir } from "node:os";
+import { createTraceClientInterceptor, startTracing, type Tracing } from "@paygate/telemetry";
 import { runCli } from "./cli.js";
+
+// Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then each call to the gateway
+// starts a trace (paycli -> gateway -> banks).
+let tracing: Tracing;
+try {
+  tracing = startTracing({ service: "paycli", endpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT });
+} catch (e) {
+  process.stderr.write(`paycli: ${(e as Error).message}\n`);
+  process.exit(2);
+}
 
 const controller = new AbortController();
 let interrupts = 0;
@@ -23,7 +34,10 @@ const code = await runCli({
   homeDir: homedir(),
   io: { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
   signal: controller.signal,
+  interceptors: tracing.enabled ? [createTraceClientInterceptor(tracing.tracer)] : [],
 });
+// Spans wait in a batch queue: export them before exiting (bounded by the exporter's own timeout).
+await tracing.shutdown().catch((e: unknown) => process.stderr.write(`paycli: could not export traces: ${(e as Error).message}\n`));
 // The HTTP/2 session to the gateway would keep the event loop alive until its
 // idle timeout; everything paycli owes is written (SQLite fsync'd, stdout
 // flushed below), so end now.

@@ -11,6 +11,7 @@ import { assert, AssertionError } from "@paygate/money";
 import type { FaultPoint } from "@paygate/faults";
 import type { Reason } from "@paygate/rpc";
 import type { DecidedFeed } from "./decided-feed.js";
+import { NO_METRICS, type CoordinatorMetrics } from "./metrics.js";
 import { fail, ok, TRANSIENT_ABORT_REASONS, type AckTask, type Decision, type DecisionRecord, type NewTxn, type Result, type TxnRecord } from "./model.js";
 import type { Clock, CoordinatorLog, Directory, IdempotencyClaims, Leg, Participants } from "./ports.js";
 import { checkTransfer, type CheckedTransfer, type TransferRequest } from "./transfer-rules.js";
@@ -33,6 +34,7 @@ export interface CoordinatorOptions {
   readonly faults: { hit(point: FaultPoint): void };
   readonly feed: DecidedFeed;
   readonly logger: EventLogger;
+  readonly metrics?: CoordinatorMetrics;
   readonly prepareTimeoutMs: number;
   readonly commitTimeoutMs: number;
   readonly redriveIntervalMs: number;
@@ -65,6 +67,20 @@ export interface Coordinator {
   redriveOnce(): Promise<number>;
   /** Runs redriveOnce every interval until the returned stop() is awaited. */
   startRedrive(): () => Promise<void>;
+  /** A fresh txn id of this replica, for runRound. */
+  newTxnId(): string;
+  /**
+   * One two-phase-commit round over explicit legs (card holds, captures,
+   * refunds): the same prepare / decide / deliver as a transfer, but the txn
+   * lives only in the decision log; the caller keeps its own record and stores
+   * `txnId` there BEFORE calling, so an interrupted round can be settled.
+   */
+  runRound(txnId: string, plan: readonly PreparePlan[]): Promise<DecisionRecord>;
+  /**
+   * For a round this process may have died in: its logged decision, or ABORT
+   * durably logged now (presumed abort; the redrive loop tells `banks`).
+   */
+  settleRound(txnId: string, banks: readonly string[]): DecisionRecord;
 }
 
 export const TXN_ID_PATTERN = /^([a-z][a-z0-9-]{0,62}):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -75,7 +91,7 @@ const CLAIM_ATTEMPTS_MAX = 3;
 const RECOVERY_PAGES_MAX = 100_000;
 const BACKOFF_EXPONENT_MAX = 30;
 
-interface PreparePlan {
+export interface PreparePlan {
   readonly bank: string;
   readonly legs: readonly Leg[];
 }
@@ -102,6 +118,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
   const claims = o.claims ?? log;
   const newTxnId = o.newTxnId ?? (() => `${o.replica}:${randomUUID()}`);
   const redriveBatchMax = o.redriveBatchMax ?? REDRIVE_BATCH_MAX_DEFAULT;
+  const metrics = o.metrics ?? NO_METRICS;
   // (txn, bank) pairs with a Commit/Abort on the wire, so the redrive loop and
   // the transfer path never send the same message twice at once.
   const inflight = new Set<string>();
@@ -125,8 +142,10 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
 
   function decide(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): DecisionRecord {
     const nowMs = clock.nowMs();
+    const logged = metrics.phaseDuration.startTimer({ phase: "decision_log" });
     // The caller sends the first Commit/Abort itself; the loop takes over after that attempt's timeout.
     const d = log.decide({ txnId, decision, reason, participants: banks, nowMs, firstResendAtMs: nowMs + o.commitTimeoutMs });
+    logged();
     assert(d.txnId === txnId, "the log answered for another txn");
     if (d.decision !== decision) logger.warn({ transactionId: txnId, wanted: decision, logged: d.decision }, "decision already logged; obeying it");
     feed.notify();
@@ -160,7 +179,10 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       if (delivery.transient) logger.warn(fields, "participant did not acknowledge the decision; will resend");
       // The bank answered and contradicts the log (e.g. Commit -> unknown_txn):
       // money may be out of step. Keep resending and shout every time.
-      else logger.error({ ...fields, alarm: true }, "ALARM: participant rejected the logged decision");
+      else {
+        if (task.decision === "COMMIT" && delivery.reason === "unknown_txn") metrics.unknownTxn.inc({ bank: task.bank });
+        logger.error({ ...fields, alarm: true }, "ALARM: participant rejected the logged decision");
+      }
     } finally {
       inflight.delete(key);
     }
@@ -199,7 +221,9 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
   async function run(txn: TxnRecord): Promise<Result<TxnRecord>> {
     const plan = preparePlan(txn);
     const banks = plan.map((p) => p.bank);
+    const voted = metrics.phaseDuration.startTimer({ phase: "prepare" });
     const verdict = await collectVotes(txn.txnId, plan);
+    voted();
     let d: DecisionRecord;
     if (verdict.commit) {
       faults.hit("gateway.after_votes_before_decision");
@@ -209,9 +233,12 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       d = decide(txn.txnId, "ABORT", verdict.reason, banks);
     }
     faults.hit(d.decision === "COMMIT" ? "gateway.after_commit_logged" : "gateway.after_abort_logged");
+    const delivered = metrics.phaseDuration.startTimer({ phase: "commit" });
     await deliver(d, banks);
+    delivered();
     const final = log.findTxn(txn.txnId);
     assert(final !== undefined && final.status === (d.decision === "COMMIT" ? "COMMITTED" : "ABORTED"), "txn status follows its logged decision");
+    metrics.transfers.inc(final.status === "COMMITTED" ? { outcome: "committed" } : { outcome: "aborted", reason: final.declineReason || "internal" });
     return d.decision === "COMMIT" ? ok(final) : declined(final);
   }
 
@@ -231,19 +258,27 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       const owner = claim.owner;
       const meta = { transaction_id: owner.txnId };
       if (owner.fingerprint !== checked.value.fingerprint) {
+        metrics.idempotency.inc({ result: "conflict" });
         return { result: fail("idempotency_key_reused", "this idempotency key was used for a different request", meta), txnId: owner.txnId, replayed };
       }
-      if (owner.status === "COMMITTED") return { result: ok(owner), txnId: owner.txnId, replayed };
+      if (owner.status === "COMMITTED") {
+        metrics.idempotency.inc({ result: "hit" });
+        return { result: ok(owner), txnId: owner.txnId, replayed };
+      }
       if (owner.status === "PENDING") {
+        metrics.idempotency.inc({ result: "in_flight" });
         return { result: fail("idempotency_key_in_use", "this request is still in progress; retry with the same key", meta), txnId: owner.txnId, replayed };
       }
       // ABORTED. Nothing moved and ABORT is durably decided, so a transient
       // cause lets the same key try again as a new txn; a business reason is final.
       if (!TRANSIENT_ABORT_REASONS.has(owner.declineReason) || attempt >= CLAIM_ATTEMPTS_MAX) {
+        metrics.idempotency.inc({ result: "hit" });
         return { result: declined(owner), txnId: owner.txnId, replayed };
       }
       claim = await claims.reclaim(owner.txnId, newTxn(checked.value, callerUserId));
     }
+    // A fresh txn runs (also after a transient abort released the key): nothing was replayed.
+    metrics.idempotency.inc({ result: "miss" });
     const txn = claim.txn;
     assert(txn.status === "PENDING", "a fresh claim is PENDING");
     return { result: await run(txn), txnId: txn.txnId, replayed };
@@ -264,6 +299,10 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
 
   async function redriveOnce(): Promise<number> {
     const due = log.dueAcks(clock.nowMs(), redriveBatchMax);
+    for (const t of due) {
+      // send() skips a pair already on the wire; that is not an attempt.
+      if (!inflight.has(`${t.txnId} ${t.bank}`)) metrics.redriveAttempts.inc({ decision: t.decision === "COMMIT" ? "commit" : "abort" });
+    }
     await Promise.all(due.map(send));
     return due.length;
   }
@@ -277,6 +316,8 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
         // The process died between claiming and deciding: no COMMIT was ever
         // logged, so no bank can have been told to commit.
         decide(txn.txnId, "ABORT", "coordinator_restarted", banksOf(txn));
+        // Its transfer ended here, not in run(): count it once, where it was decided.
+        metrics.transfers.inc({ outcome: "aborted", reason: "coordinator_restarted" });
         abortedPending++;
       }
     }
@@ -310,5 +351,22 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     };
   }
 
-  return { transfer, getDecision, recover, redriveOnce, startRedrive };
+  async function runRound(txnId: string, plan: readonly PreparePlan[]): Promise<DecisionRecord> {
+    assert(TXN_ID_PATTERN.test(txnId) && plan.length > 0, "a round has a txn id and participants");
+    assert(log.findTxn(txnId) === undefined, "a round is not a transfer");
+    const banks = plan.map((p) => p.bank);
+    assert(new Set(banks).size === banks.length, "one prepare per bank");
+    const verdict = await collectVotes(txnId, plan);
+    if (verdict.commit) faults.hit("gateway.after_votes_before_decision");
+    const d = verdict.commit ? decide(txnId, "COMMIT", "", banks) : decide(txnId, "ABORT", verdict.reason, banks);
+    faults.hit(d.decision === "COMMIT" ? "gateway.after_commit_logged" : "gateway.after_abort_logged");
+    await deliver(d, banks);
+    return d;
+  }
+
+  function settleRound(txnId: string, banks: readonly string[]): DecisionRecord {
+    return log.findDecision(txnId) ?? decide(txnId, "ABORT", "coordinator_restarted", banks);
+  }
+
+  return { transfer, getDecision, recover, redriveOnce, startRedrive, newTxnId, runRound, settleRound };
 }

@@ -9,7 +9,8 @@ export interface Clock {
 
 export const systemClock: Clock = { nowMs: () => Date.now() };
 
-export type LegDirection = "DEBIT" | "CREDIT";
+/** AUTH_HOLD / CAPTURE / RELEASE act on a card authorization's standing hold at the issuing bank. */
+export type LegDirection = "DEBIT" | "CREDIT" | "AUTH_HOLD" | "CAPTURE" | "RELEASE";
 
 export interface Leg {
   readonly accountId: string;
@@ -18,6 +19,10 @@ export interface Leg {
   readonly currency: string;
   /** Debits: the bank checks the account belongs to this user. */
   readonly ownerUserId: string;
+  /** AUTH_HOLD, CAPTURE, RELEASE: the standing hold's id. */
+  readonly holdId?: string;
+  /** AUTH_HOLD: when the bank releases the hold on its own. */
+  readonly holdExpiresAtMs?: number;
 }
 
 export type Vote = { readonly vote: "YES" } | { readonly vote: "NO"; readonly reason: Reason };

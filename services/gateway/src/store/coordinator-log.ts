@@ -54,7 +54,14 @@ interface DecisionRow {
 
 const toDecision = (r: DecisionRow): DecisionRecord => ({ txnId: r.txn_id, decision: r.decision, reason: r.reason, decidedAtMs: num(r.decided_at) });
 
-export type SqliteCoordinatorLog = CoordinatorLog & TxnHistory;
+export interface InDoubtSummary {
+  /** Txns PENDING (no decision yet) plus decided txns some participant has not acknowledged. */
+  readonly count: number;
+  /** Age of the oldest of them, from its creation; 0 when there is none. */
+  readonly oldestAgeSeconds: number;
+}
+
+export type SqliteCoordinatorLog = CoordinatorLog & TxnHistory & { inDoubtSummary(nowMs: number): InDoubtSummary };
 
 export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
   const q = {
@@ -80,6 +87,14 @@ export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
     unacked: db.prepare(`SELECT d.txn_id, d.decision, d.decided_at, group_concat(a.bank) AS banks, max(a.last_error) AS last_error
       FROM decision_acks a JOIN decisions d ON d.txn_id = a.txn_id WHERE a.acked_at IS NULL
       GROUP BY d.txn_id ORDER BY d.decided_at LIMIT ?`),
+    // Both halves read only the partial indexes (txns_pending, decision_acks_due): cheap at every scrape.
+    inDoubt: db.prepare(`SELECT
+        (SELECT count(*) FROM txns WHERE status = 'PENDING') + (SELECT count(DISTINCT txn_id) FROM decision_acks WHERE acked_at IS NULL) AS n,
+        min(
+          coalesce((SELECT min(created_at) FROM txns WHERE status = 'PENDING'), 9223372036854775807),
+          coalesce((SELECT min(coalesce(t.created_at, d.decided_at)) FROM decision_acks a JOIN decisions d ON d.txn_id = a.txn_id
+                    LEFT JOIN txns t ON t.txn_id = a.txn_id WHERE a.acked_at IS NULL), 9223372036854775807)
+        ) AS oldest`),
     visible: db.prepare(`SELECT * FROM txns WHERE sequence > @after AND (caller_user_id = @user
         OR from_account_id IN (SELECT account_id FROM accounts WHERE owner_user_id = @user)
         OR to_account_id IN (SELECT account_id FROM accounts WHERE owner_user_id = @user))
@@ -162,6 +177,12 @@ export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
         banks: r.banks.split(","),
         lastError: r.last_error,
       }));
+    },
+    inDoubtSummary(nowMs) {
+      const r = q.inDoubt.get() as { n: bigint; oldest: bigint };
+      const count = num(r.n);
+      if (count === 0) return { count: 0, oldestAgeSeconds: 0 };
+      return { count, oldestAgeSeconds: Math.max(0, nowMs - num(r.oldest)) / 1000 };
     },
     listVisible: (userId, afterSequence, limit) => (q.visible.all({ user: userId, after: afterSequence, limit }) as TxnRow[]).map(toTxn),
   };
