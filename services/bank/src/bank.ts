@@ -5,8 +5,9 @@ import { AssertionError } from "@paygate/money";
 import type { Faults } from "@paygate/faults";
 import { abort, commit, prepare, type AbortFailure, type CommitFailure, type Decided, type PrepareInput, type PrepareInvalid, type PrepareOutcome } from "./domain/participant.js";
 import { checkAccountId, deposit, openAccount, openSeedAccounts, type DepositFailure, type Deposited, type DepositInput, type OpenAccountFailure, type OpenAccountInput, type SeedAccountInput } from "./domain/ledger.js";
+import { expireDueHolds, HOLD_ID_PATTERN } from "./domain/holds.js";
 import { reconcile, type Reconciliation } from "./domain/reconcile.js";
-import { fail, ok, type Account, type Entry, type LedgerTx, type Result } from "./domain/types.js";
+import { fail, ok, type Account, type Entry, type Hold, type Leg, type LedgerTx, type Result } from "./domain/types.js";
 import type { LedgerStore, PreparedRef } from "./store/ledger-store.js";
 
 export const ENTRIES_PAGE_MAX = 1000;
@@ -30,12 +31,35 @@ export interface Bank {
   getAccount(accountId: string): Result<Account, "invalid_account_id" | "account_not_found">;
   listEntries(accountId: string, afterSequence: bigint, limit: number): Result<Entry[], "invalid_account_id" | "account_not_found" | "invalid_argument">;
   totals(): Totals;
+  getHold(holdId: string): Result<Hold, "invalid_argument" | "hold_not_found">;
+  /** One expiry sweep (bounded): releases ACTIVE holds past their expiry. */
+  expireHolds(): Hold[];
 }
+
+/**
+ * What the bank records, one call per fact. @paygate/telemetry's BankMetrics
+ * satisfies it; without one nothing is recorded.
+ */
+export interface BankRecorder {
+  readonly prepareVotes: { inc(labels: { vote: "yes" } | { vote: "no"; reason: string }): void };
+  readonly decisions: { inc(labels: { decision: "commit" | "abort" }): void };
+  readonly ledger: { post(labels: { direction: "debit" | "credit"; currency: string }, amountMinor: bigint): void };
+  /** Times each durable write transaction (its COMMIT is the fsync). */
+  readonly fsyncDuration: { time<T>(fn: () => T): T };
+}
+
+const NO_RECORDER: BankRecorder = {
+  prepareVotes: { inc: () => {} },
+  decisions: { inc: () => {} },
+  ledger: { post: () => {} },
+  fsyncDuration: { time: (fn) => fn() },
+};
 
 export interface BankOptions {
   readonly name: string;
   readonly store: LedgerStore;
   readonly faults: Faults;
+  readonly metrics?: BankRecorder;
   readonly clock?: () => number;
   /**
    * A broken invariant: the write was rolled back; the process should log
@@ -47,10 +71,11 @@ export interface BankOptions {
 export function createBank(options: BankOptions): Bank {
   const { name, store, faults, onInvariantBroken } = options;
   const clock = options.clock ?? Date.now;
+  const metrics = options.metrics ?? NO_RECORDER;
 
   function write<T>(fn: (tx: LedgerTx, nowMs: number) => T): T {
     try {
-      return store.transact((tx) => fn(tx, clock()));
+      return metrics.fsyncDuration.time(() => store.transact((tx) => fn(tx, clock())));
     } catch (e) {
       if (e instanceof AssertionError) onInvariantBroken(e);
       throw e;
@@ -73,19 +98,47 @@ export function createBank(options: BankOptions): Bank {
     },
     prepare(input) {
       const r = write((tx, now) => prepare(tx, name, input, now));
+      // A re-delivered Prepare repeats a vote already counted.
+      if (r.ok && !r.value.redelivered) metrics.prepareVotes.inc(r.value.vote === "yes" ? { vote: "yes" } : { vote: "no", reason: r.value.reason });
       if (r.ok && r.value.vote === "yes" && !r.value.redelivered) faults.hit("bank.after_prepare_logged");
       return r;
     },
     commit(txnId) {
       // Only a commit that will change something is a crash point worth testing.
       if (store.txn(txnId)?.state === "PREPARED") faults.hit("bank.before_commit_apply");
-      const r = write((tx, now) => commit(tx, txnId, now));
-      if (r.ok && r.value.changed) faults.hit("bank.after_commit_applied");
+      let posted: Leg[] = [];
+      const r = write((tx, now) => {
+        const c = commit(tx, txnId, now);
+        if (c.ok && c.value.changed) posted = tx.txnLegs(txnId);
+        return c;
+      });
+      if (r.ok && r.value.changed) {
+        metrics.decisions.inc({ decision: "commit" });
+        for (const l of posted) {
+          // Journal entries only: holds and releases move no balance; a capture posts a debit.
+          const direction = l.direction === "credit" ? "credit" : l.direction === "debit" || l.direction === "capture" ? "debit" : undefined;
+          if (direction) metrics.ledger.post({ direction, currency: l.currency }, l.amountMinor);
+        }
+        faults.hit("bank.after_commit_applied");
+      }
       return r;
     },
-    abort: (txnId) => write((tx, now) => abort(tx, txnId, now)),
+    abort(txnId) {
+      let wasPrepared = false;
+      const r = write((tx, now) => {
+        wasPrepared = tx.txn(txnId)?.state === "PREPARED";
+        return abort(tx, txnId, now);
+      });
+      // Tombstones for unseen txns and repeats are not decisions applied to a prepared txn.
+      if (r.ok && r.value.changed && wasPrepared) metrics.decisions.inc({ decision: "abort" });
+      return r;
+    },
     openAccount: (input) => write((tx, now) => openAccount(tx, name, input, now)),
-    deposit: (input) => write((tx, now) => deposit(tx, name, input, now)),
+    deposit(input) {
+      const r = write((tx, now) => deposit(tx, name, input, now));
+      if (r.ok && r.value.changed) metrics.ledger.post({ direction: "credit", currency: input.currency }, input.amountMinor);
+      return r;
+    },
     getAccount,
     listEntries(accountId, afterSequence, limit) {
       if (afterSequence < 0n) return fail("invalid_argument", "after_sequence must be >= 0");
@@ -98,5 +151,11 @@ export function createBank(options: BankOptions): Bank {
     totals() {
       return { bank: name, ...reconcile(store.audit()), prepared: store.prepared(PREPARED_LIST_MAX) };
     },
+    getHold(holdId) {
+      if (!HOLD_ID_PATTERN.test(holdId)) return fail("invalid_argument", "hold_id must be 1-128 characters of letters, digits and _ . : -");
+      const hold = store.hold(holdId);
+      return hold ? ok(hold) : fail("hold_not_found", `no hold ${holdId} at ${name}`);
+    },
+    expireHolds: () => write((tx, now) => expireDueHolds(tx, now)),
   };
 }

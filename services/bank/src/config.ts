@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { createEnvReader, type Env } from "@paygate/config";
 import { parseFaultPoints, type FaultPoint } from "@paygate/faults";
 import type { TlsFiles } from "@paygate/rpc";
+import { DEFAULT_METRICS_PORT, otlpTracesUrl } from "@paygate/telemetry";
 
 export interface BankConfig {
   readonly bankName: string;
@@ -21,7 +22,13 @@ export interface BankConfig {
   readonly resolveIntervalMs: number;
   /** Ceiling of the doubling back-off after a failed GetDecision. */
   readonly resolveBackoffMaxMs: number;
+  /** How often expired card authorization holds are released. */
+  readonly holdExpiryIntervalMs: number;
   readonly logLevel: string;
+  /** Plain-HTTP ops port (/metrics, /healthz, /readyz); 0 = any free port (the "listening" line says which). */
+  readonly metricsPort: number;
+  /** OTLP/HTTP collector base URL; "" = tracing off. */
+  readonly otlpEndpoint: string;
   /** Test-only crash points (PAYGATE_FAULTPOINTS). */
   readonly faultPoints: ReadonlySet<FaultPoint>;
 }
@@ -62,9 +69,20 @@ export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
   const resolveIntervalMs = r.int("RESOLVE_INTERVAL_MS", 1_000, { min: 1, max: HOUR_MS });
   const resolveBackoffMaxMs = r.int("RESOLVE_BACKOFF_MAX_MS", 30_000, { min: 1, max: 24 * HOUR_MS });
   if (resolveBackoffMaxMs < resolveIntervalMs) r.problem("RESOLVE_BACKOFF_MAX_MS must be >= RESOLVE_INTERVAL_MS");
+  const holdExpiryIntervalMs = r.int("HOLD_EXPIRY_INTERVAL_MS", 5_000, { min: 1, max: HOUR_MS });
 
   const logLevel = r.string("LOG_LEVEL", "info").toLowerCase();
   if (!LOG_LEVELS.includes(logLevel)) r.problem(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
+
+  const metricsPort = r.int("METRICS_PORT", DEFAULT_METRICS_PORT, { min: 0, max: 65535 });
+  const otlpEndpoint = r.string("OTEL_EXPORTER_OTLP_ENDPOINT", "").trim();
+  if (otlpEndpoint !== "") {
+    try {
+      otlpTracesUrl(otlpEndpoint);
+    } catch (e) {
+      r.problem((e as Error).message);
+    }
+  }
 
   const { armed, unknown } = parseFaultPoints(r.list("PAYGATE_FAULTPOINTS"));
   if (unknown.length > 0) r.problem(`PAYGATE_FAULTPOINTS: unknown fault points ${unknown.join(", ")}`);
@@ -80,7 +98,10 @@ export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
     prepareTimeoutMs,
     resolveIntervalMs,
     resolveBackoffMaxMs,
+    holdExpiryIntervalMs,
     logLevel,
+    metricsPort,
+    otlpEndpoint,
     faultPoints: armed,
   });
 }

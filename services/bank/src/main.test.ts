@@ -27,7 +27,7 @@ const children = new Set<ChildProcess>();
 async function startBank(env: Record<string, string>): Promise<Running> {
   const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "services/bank/src/main.ts")], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", METRICS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.add(child);

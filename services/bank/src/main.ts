@@ -4,9 +4,11 @@ import { ConfigError } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
 import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
 import { loadSeedFile } from "@paygate/seed";
+import { createBankMetrics, createClientMetricsInterceptor, createMetrics, createMetricsInterceptor, createTraceClientInterceptor, createTraceServerInterceptor, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
 import { createBank } from "./bank.js";
 import { loadConfig, type BankConfig } from "./config.js";
 import { createDecisionAsker } from "./coordinator-client.js";
+import { createHoldExpiry } from "./expiry.js";
 import { createResolver } from "./resolver.js";
 import { bankAccessTable, bankRoutes } from "./routes.js";
 import { openLedgerStore } from "./store/ledger-store.js";
@@ -29,13 +31,24 @@ function readConfig(): BankConfig {
 
 async function main(): Promise<void> {
   const config = readConfig();
-  const log = createLogger("bank", config.logLevel).child({ bank: config.bankName });
+  const log = createLogger("bank", config.logLevel, { mixin: traceLogFields }).child({ bank: config.bankName });
+  const tracing = startTracing({ service: config.bankName, endpoint: config.otlpEndpoint });
+  const metrics = createMetrics(config.bankName);
   if (config.faultPoints.size > 0) log.warn({ faultPoints: [...config.faultPoints] }, "TEST-ONLY fault points are armed");
 
   const store = openLedgerStore({ dataDir: config.dataDir, bank: config.bankName });
+  const bankMetrics = createBankMetrics(metrics.registry, config.bankName, {
+    sqliteBytes: () => store.sizeBytes(),
+    heldMinor: () => store.heldByCurrency(),
+    preparedTransactions: () => store.preparedCount(),
+  });
+  // Before recovery, so a slow start is visible: /metrics answers, /readyz says 503.
+  let ready = false;
+  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready, logger: log });
   const bank = createBank({
     name: config.bankName,
     store,
+    metrics: bankMetrics,
     faults: createFaults(config.faultPoints),
     onInvariantBroken(err) {
       log.fatal({ err: { message: err.message, stack: err.stack } }, "invariant broken; the write was rolled back; exiting");
@@ -52,7 +65,7 @@ async function main(): Promise<void> {
 
   const resolver = createResolver({
     preparedBefore: (cutoffMs, limit) => store.preparedBefore(cutoffMs, limit),
-    ask: createDecisionAsker(config.coordinatorUrls, config.tls),
+    ask: createDecisionAsker(config.coordinatorUrls, config.tls, undefined, () => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, "gateway")]),
     apply(txnId, decision) {
       const r = decision === "commit" ? bank.commit(txnId) : bank.abort(txnId);
       return r.ok ? undefined : r.reason;
@@ -68,22 +81,31 @@ async function main(): Promise<void> {
     port: config.port,
     tls: config.tls,
     routes: bankRoutes(bank),
-    interceptors: [createLoggingInterceptor(log), createAccessInterceptor(bankAccessTable)],
+    // Trace outermost so the log line carries the trace id; metrics outside access control so refusals count.
+    interceptors: [createTraceServerInterceptor(tracing.tracer), createLoggingInterceptor(log), createMetricsInterceptor(metrics), createAccessInterceptor(bankAccessTable)],
     logger: log,
   });
+  const holdExpiry = createHoldExpiry({ expireHolds: () => bank.expireHolds(), intervalMs: config.holdExpiryIntervalMs, logger: log });
   resolver.start();
-  log.info({ host: config.host, port: server.port, dataDir: config.dataDir }, "listening");
+  holdExpiry.start();
+  ready = true;
+  log.info({ host: config.host, port: server.port, metricsPort: ops.port, dataDir: config.dataDir, tracing: tracing.enabled }, "listening");
 
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    ready = false; // load balancers stop sending first
     log.info({ signal }, "shutting down");
     void (async () => {
       try {
         await server.close(SHUTDOWN_GRACE_MS);
         await resolver.stop();
+        await holdExpiry.stop();
+        // Before the store: its probes read it.
+        await ops.close();
         store.close();
+        await tracing.shutdown();
         log.info({}, "stopped");
         process.exit(0);
       } catch (e) {

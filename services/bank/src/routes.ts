@@ -1,14 +1,15 @@
 // Proto <-> domain for ParticipantService and LedgerService. No rules here:
 // a failed Result becomes rejection(reason) from the shared error table.
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { AccountStatus, LedgerService, LegDirection, ParticipantService, Vote } from "@paygate/proto/bank";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { AccountStatus, HoldState, LedgerService, LegDirection, ParticipantService, Vote } from "@paygate/proto/bank";
 import { GATEWAY_IDENTITY, logFieldsKey, rejection, type AccessTable, type Reason } from "@paygate/rpc";
+import { setSpanAttributes } from "@paygate/telemetry";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { AccountSchema, EntrySchema } from "@paygate/proto/bank";
+import type { AccountSchema, EntrySchema, HoldSchema } from "@paygate/proto/bank";
 import type { Bank } from "./bank.js";
 import type { LegInput } from "./domain/participant.js";
-import type { Account, Entry, Result } from "./domain/types.js";
+import type { Account, Entry, Hold, Result } from "./domain/types.js";
 
 /** Only the gateway's certificate may call the bank at all. */
 const gatewayOnly = { kind: "peer", allow: (id: string) => id === GATEWAY_IDENTITY, describe: "the gateway" } as const;
@@ -22,8 +23,30 @@ function unwrap<T, R extends Reason>(r: Result<T, R>): T {
   return r.value;
 }
 
+const DIRECTIONS = new Map<LegDirection, LegInput["direction"]>([
+  [LegDirection.DEBIT, "debit"],
+  [LegDirection.CREDIT, "credit"],
+  [LegDirection.AUTH_HOLD, "auth_hold"],
+  [LegDirection.CAPTURE, "capture"],
+  [LegDirection.RELEASE, "release"],
+]);
+
 function toDirection(d: LegDirection): LegInput["direction"] {
-  return d === LegDirection.DEBIT ? "debit" : d === LegDirection.CREDIT ? "credit" : "unspecified";
+  return DIRECTIONS.get(d) ?? "unspecified";
+}
+
+const HOLD_STATES = { ACTIVE: HoldState.ACTIVE, CAPTURED: HoldState.CAPTURED, RELEASED: HoldState.RELEASED, EXPIRED: HoldState.EXPIRED } as const;
+
+function holdMsg(h: Hold): MessageInitShape<typeof HoldSchema> {
+  return {
+    holdId: h.holdId,
+    accountId: h.accountId,
+    amountMinor: h.amountMinor,
+    currency: h.currency,
+    state: HOLD_STATES[h.state],
+    expiresAt: timestampFromMs(h.expiresAtMs),
+    capturedMinor: h.capturedMinor,
+  };
 }
 
 function accountMsg(a: Account): MessageInitShape<typeof AccountSchema> {
@@ -62,10 +85,20 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         const outcome = unwrap(
           bank.prepare({
             txnId: req.txnId,
-            legs: req.legs.map((l) => ({ accountId: l.accountId, direction: toDirection(l.direction), amountMinor: l.amountMinor, currency: l.currency, ownerUserId: l.ownerUserId })),
+            legs: req.legs.map((l) => ({
+              accountId: l.accountId,
+              direction: toDirection(l.direction),
+              amountMinor: l.amountMinor,
+              currency: l.currency,
+              ownerUserId: l.ownerUserId,
+              ...(l.holdId !== "" ? { holdId: l.holdId } : {}),
+              ...(l.holdExpiresAt ? { holdExpiresAtMs: timestampMs(l.holdExpiresAt) } : {}),
+            })),
           }),
         );
         const fields = logFields(ctx);
+        const leg = req.legs[0];
+        setSpanAttributes({ transactionId: req.txnId, amountMinor: leg?.amountMinor, currency: leg?.currency, outcome: outcome.vote === "yes" ? "voted_yes" : "voted_no", reason: outcome.vote === "no" ? outcome.reason : undefined });
         fields.vote = outcome.vote;
         if (outcome.redelivered) fields.retry = true;
         if (outcome.vote === "no") {
@@ -75,11 +108,15 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         return { vote: Vote.YES };
       },
       commit(req, ctx) {
+        setSpanAttributes({ transactionId: req.txnId });
         if (!unwrap(bank.commit(req.txnId)).changed) logFields(ctx).retry = true;
+        setSpanAttributes({ outcome: "committed" });
         return {};
       },
       abort(req, ctx) {
+        setSpanAttributes({ transactionId: req.txnId });
         if (!unwrap(bank.abort(req.txnId)).changed) logFields(ctx).retry = true;
+        setSpanAttributes({ outcome: "aborted" });
         return {};
       },
     });
@@ -97,6 +134,9 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         const r = unwrap(bank.deposit({ depositId: req.depositId, accountId: req.accountId, amountMinor: req.amountMinor, currency: req.currency }));
         if (!r.changed) logFields(ctx).retry = true;
         return { account: accountMsg(r.account) };
+      },
+      getHold(req) {
+        return { hold: holdMsg(unwrap(bank.getHold(req.holdId))) };
       },
       totals() {
         const t = bank.totals();

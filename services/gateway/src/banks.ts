@@ -1,8 +1,8 @@
 // Connect clients for the participant banks, over mTLS with the gateway's own
 // certificate. They implement the domain's Participants and Ledgers ports and
 // turn every transport failure into a value (these ports never throw).
-import { Code, createClient, type Client } from "@connectrpc/connect";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { LedgerService, LegDirection, ParticipantService, Vote, type Account } from "@paygate/proto/bank";
 import { createMtlsTransport, errorInfo, isReason, type Logger, type Reason, type TlsFiles } from "@paygate/rpc";
 import type { BankAccount, BankResult, Delivery, Ledgers, Participants } from "./domain/ports.js";
@@ -18,6 +18,8 @@ export interface BankClientOptions {
   readonly logger: Logger;
   /** Default per-call timeout for ledger calls. */
   readonly ledgerTimeoutMs: number;
+  /** Per bank (trace propagation, client metrics). */
+  readonly interceptors?: (bank: string) => Interceptor[];
 }
 
 // Reasons a bank gives that describe the request or the account, not the
@@ -60,7 +62,7 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
   const clients = new Map<string, BankClients>();
   for (const [bank, baseUrl] of o.banks) {
     // File paths, not loaded material: a rotated gateway certificate is picked up without a restart.
-    const transport = createMtlsTransport({ baseUrl, tls: o.tls, timeoutMs: o.ledgerTimeoutMs });
+    const transport = createMtlsTransport({ baseUrl, tls: o.tls, timeoutMs: o.ledgerTimeoutMs, interceptors: o.interceptors?.(bank) ?? [] });
     clients.set(bank, { participant: createClient(ParticipantService, transport), ledger: createClient(LedgerService, transport) });
   }
   const unknownBank = (bank: string) => ({ ok: false as const, reason: "participant_unavailable" as const, message: `bank ${bank} is not configured (BANKS)` });
@@ -88,10 +90,12 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
             txnId,
             legs: legs.map((l) => ({
               accountId: l.accountId,
-              direction: l.direction === "DEBIT" ? LegDirection.DEBIT : LegDirection.CREDIT,
+              direction: LegDirection[l.direction],
               amountMinor: l.amountMinor,
               currency: l.currency,
               ownerUserId: l.ownerUserId,
+              holdId: l.holdId ?? "",
+              ...(l.holdExpiresAtMs !== undefined ? { holdExpiresAt: timestampFromMs(l.holdExpiresAtMs) } : {}),
             })),
           },
           { signal },

@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { createEnvReader, type Env } from "@paygate/config";
 import { parseFaultPoints, type FaultPoint } from "@paygate/faults";
 import type { TlsFiles } from "@paygate/rpc";
+import { DEFAULT_METRICS_PORT, otlpTracesUrl } from "@paygate/telemetry";
 
 export interface GatewayConfig {
   /** Prefix of every txn id this process coordinates; banks route GetDecision by it. */
@@ -25,10 +26,35 @@ export interface GatewayConfig {
   readonly loginFailuresMax: number;
   readonly loginLockoutMs: number;
   readonly logLevel: string;
-  /** Reserved for the Redis idempotency fast path; unused today. */
+  /** Plain-HTTP ops port (/metrics, /healthz, /readyz); 0 = any free port (the "listening" line says which). */
+  readonly metricsPort: number;
+  /** OTLP/HTTP collector base URL; "" = tracing off. */
+  readonly otlpEndpoint: string;
+  /** Redis for the idempotency fast path (idempotency/); unset = the durable log alone answers repeats. */
   readonly redisUrl: string | undefined;
+  /** How long Redis answers a finished key's repeats (IDEMPOTENCY_TTL); past it the log still does. */
+  readonly idempotencyTtlMs: number;
+  /** Per Redis command; past it the request falls through to the log. */
+  readonly redisCommandTimeoutMs: number;
   /** Test-only crash points (PAYGATE_FAULTPOINTS). */
   readonly faultPoints: ReadonlySet<FaultPoint>;
+  readonly cards: CardsConfig;
+}
+
+/** Card payments: the credit bureau, the risk rule, authorization lifetimes. */
+export interface CardsConfig {
+  readonly creditBureauUrl: string;
+  readonly creditBureauTimeoutMs: number;
+  /** An authorization (and its hold at the issuing bank) expires this long after it was approved. */
+  readonly authHoldTtlMs: number;
+  /** How often the gateway records expired authorizations (the banks release the holds on their own). */
+  readonly authExpiryIntervalMs: number;
+  readonly riskScoreMin: number;
+  /** Amounts at or above this need riskReviewScoreMin. */
+  readonly riskAmountReviewMinor: bigint;
+  readonly riskReviewScoreMin: number;
+  /** Per card and UTC day. */
+  readonly cardDailySpendMaxMinor: bigint;
 }
 
 export const DEFAULT_BANKS = "bank-a=https://127.0.0.1:50051,bank-b=https://127.0.0.1:50052";
@@ -77,8 +103,41 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const logLevel = r.string("LOG_LEVEL", "info").toLowerCase();
   if (!LOG_LEVELS.includes(logLevel)) r.problem(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
 
+  const metricsPort = r.int("METRICS_PORT", DEFAULT_METRICS_PORT, { min: 0, max: 65535 });
+  const otlpEndpoint = r.string("OTEL_EXPORTER_OTLP_ENDPOINT", "").trim();
+  if (otlpEndpoint !== "") {
+    try {
+      otlpTracesUrl(otlpEndpoint);
+    } catch (e) {
+      r.problem((e as Error).message);
+    }
+  }
+
+  const redisUrl = r.optional("REDIS_URL");
+  if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) r.problem("REDIS_URL must look like redis://host:port[/db] (or rediss:// for TLS)");
+  // Must outlive the longest time a client may replay a key (paycli's offline queue).
+  const idempotencyTtlMs = parseDurationMs(r.string("IDEMPOTENCY_TTL", "24h"));
+  if (idempotencyTtlMs === undefined || idempotencyTtlMs < 1_000 || idempotencyTtlMs > 365 * 24 * HOUR_MS) {
+    r.problem('IDEMPOTENCY_TTL must be a duration from 1s to 365d such as "24h", "90m", "7d" or milliseconds');
+  }
+
+  const redisCommandTimeoutMs = r.int("REDIS_COMMAND_TIMEOUT_MS", 200, { min: 1, max: 60_000 });
+
   const { armed, unknown } = parseFaultPoints(r.list("PAYGATE_FAULTPOINTS"));
   for (const u of unknown) r.problem(`PAYGATE_FAULTPOINTS: unknown fault point ${JSON.stringify(u)}`);
+
+  const creditBureauUrl = r.string("CREDIT_BUREAU_URL", "https://127.0.0.1:8081");
+  if (!/^https:\/\/[^\s/]+/.test(creditBureauUrl)) r.problem(`CREDIT_BUREAU_URL needs an https:// URL, got ${JSON.stringify(creditBureauUrl)}`);
+  const cards: CardsConfig = {
+    creditBureauUrl,
+    creditBureauTimeoutMs: r.int("CREDIT_BUREAU_TIMEOUT_MS", 3_000, { min: 1, max: HOUR_MS }),
+    authHoldTtlMs: r.int("AUTH_HOLD_TTL_MS", 7 * 24 * HOUR_MS, { min: 1, max: 90 * 24 * HOUR_MS }),
+    authExpiryIntervalMs: r.int("AUTH_EXPIRY_INTERVAL_MS", 5_000, { min: 1, max: HOUR_MS }),
+    riskScoreMin: r.int("RISK_SCORE_MIN", 600, { min: 0, max: 1000 }),
+    riskAmountReviewMinor: BigInt(r.int("RISK_AMOUNT_REVIEW_MINOR", 50_000, { min: 1, max: Number.MAX_SAFE_INTEGER })),
+    riskReviewScoreMin: r.int("RISK_REVIEW_SCORE_MIN", 700, { min: 0, max: 1000 }),
+    cardDailySpendMaxMinor: BigInt(r.int("CARD_DAILY_SPEND_MAX_MINOR", 500_000, { min: 1, max: Number.MAX_SAFE_INTEGER })),
+  };
 
   return r.finish({
     replica,
@@ -97,7 +156,21 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
     loginFailuresMax,
     loginLockoutMs,
     logLevel,
-    redisUrl: r.optional("REDIS_URL"),
+    metricsPort,
+    otlpEndpoint,
+    redisUrl,
+    idempotencyTtlMs: idempotencyTtlMs ?? 0,
+    redisCommandTimeoutMs,
     faultPoints: armed,
+    cards,
   });
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: HOUR_MS, d: 24 * HOUR_MS };
+
+/** "24h", "90m", "30s", "7d", "500ms", or a bare number of milliseconds. */
+export function parseDurationMs(text: string): number | undefined {
+  const m = /^\s*(\d{1,12})\s*(ms|s|m|h|d)?\s*$/.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * DURATION_UNITS_MS[m[2] ?? "ms"]!;
 }

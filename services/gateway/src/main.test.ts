@@ -131,6 +131,7 @@ async function startGateway(extraEnv: Record<string, string> = {}): Promise<Gate
   const env = {
     PATH: process.env.PATH ?? "",
     GATEWAY_PORT: "0",
+    METRICS_PORT: "0",
     GATEWAY_DATA_DIR: join(tmp, "data"),
     SEED_FILE,
     BANKS: `bank-a=https://127.0.0.1:${bankServers[0]?.port},bank-b=https://127.0.0.1:${bankServers[1]?.port}`,

@@ -7,6 +7,17 @@ import { ConfigError } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
 import { createAccessInterceptor, createLoggingInterceptor, createLogger, startRpcServer, type Logger } from "@paygate/rpc";
 import { loadSeedFile, SeedError } from "@paygate/seed";
+import {
+  createClientMetricsInterceptor,
+  createGatewayMetrics,
+  createMetrics,
+  createMetricsInterceptor,
+  createTraceClientInterceptor,
+  createTraceServerInterceptor,
+  startOpsServer,
+  startTracing,
+  traceLogFields,
+} from "@paygate/telemetry";
 import { gatewayAccessTable } from "./access.js";
 import { createBankClients } from "./banks.js";
 import { loadConfig, type GatewayConfig } from "./config.js";
@@ -14,8 +25,14 @@ import { createAdmin } from "./domain/admin.js";
 import { createAuth } from "./domain/auth.js";
 import { createCoordinator } from "./domain/coordinator.js";
 import { createDecidedFeed } from "./domain/decided-feed.js";
+import { createBureauClient } from "./bureau.js";
+import { createCardHasher } from "./domain/cards-crypto.js";
+import { createCards } from "./domain/cards.js";
+import { createSqliteCardStore } from "./store/cards-store.js";
+import { loadOrCreateCardSecret } from "./store/cards-secret.js";
 import { hashPassword } from "./domain/password.js";
 import { createPaymentQueries } from "./domain/payments.js";
+import { setupIdempotency } from "./idempotency/setup.js";
 import { systemClock } from "./domain/ports.js";
 import { createRoutes } from "./routes.js";
 import { createSqliteCoordinatorLog } from "./store/coordinator-log.js";
@@ -39,7 +56,9 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const log = createLogger("gateway", config.logLevel);
+  const log = createLogger("gateway", config.logLevel, { mixin: traceLogFields });
+  const tracing = startTracing({ service: "gateway", endpoint: config.otlpEndpoint });
+  const metrics = createMetrics("gateway");
   process.on("unhandledRejection", (e) => crash(log, e, "unhandled rejection"));
   process.on("uncaughtException", (e) => crash(log, e, "uncaught exception"));
 
@@ -63,11 +82,25 @@ async function main(): Promise<void> {
   }
 
   const coordinatorLog = createSqliteCoordinatorLog(db);
+  const gatewayMetrics = createGatewayMetrics(metrics.registry, {
+    prepareTimeoutMs: config.prepareTimeoutMs,
+    banks: [...config.banks.keys()],
+    inDoubt: () => coordinatorLog.inDoubtSummary(clock.nowMs()),
+  });
+  // Before recovery, so a slow recovery is visible: /metrics answers, /readyz says 503.
+  let ready = false;
+  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready, logger: log });
   const directory = createSqliteDirectory(db);
   const users = createSqliteUsers(db);
   const sessions = createSqliteSessions(db);
   const feed = createDecidedFeed();
-  const { participants, ledgers } = createBankClients({ banks: config.banks, tls: config.tls, logger: log, ledgerTimeoutMs: config.prepareTimeoutMs });
+  const { participants, ledgers } = createBankClients({
+    banks: config.banks,
+    tls: config.tls,
+    logger: log,
+    ledgerTimeoutMs: config.prepareTimeoutMs,
+    interceptors: (bank) => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, bank)],
+  });
 
   const coordinator = createCoordinator({
     replica: config.replica,
@@ -78,6 +111,7 @@ async function main(): Promise<void> {
     faults: createFaults(config.faultPoints),
     feed,
     logger: log,
+    metrics: gatewayMetrics,
     prepareTimeoutMs: config.prepareTimeoutMs,
     commitTimeoutMs: config.commitTimeoutMs,
     redriveIntervalMs: config.redriveIntervalMs,
@@ -102,33 +136,76 @@ async function main(): Promise<void> {
     clock,
     hashPassword: (pw) => hashPassword(pw),
     reconcileTimeoutMs: config.prepareTimeoutMs,
+    metrics: gatewayMetrics,
+  });
+
+  // Repeats of a finished transfer are answered from Redis when REDIS_URL is set; the log stays the guard.
+  const idempotency = setupIdempotency(config, { coordinator, directory, logger: log, metrics: gatewayMetrics });
+
+  const cards = createCards({
+    store: createSqliteCardStore(db),
+    rounds: coordinator,
+    directory,
+    bureau: createBureauClient({
+      url: config.cards.creditBureauUrl,
+      tls: config.tls,
+      timeoutMs: config.cards.creditBureauTimeoutMs,
+      interceptors: [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, "credit-bureau")],
+    }),
+    hasher: createCardHasher(loadOrCreateCardSecret(config.dataDir)),
+    clock,
+    logger: log,
+    risk: {
+      scoreMin: config.cards.riskScoreMin,
+      reviewAmountMinor: config.cards.riskAmountReviewMinor,
+      reviewScoreMin: config.cards.riskReviewScoreMin,
+      dailySpendMaxMinor: config.cards.cardDailySpendMaxMinor,
+    },
+    authHoldTtlMs: config.cards.authHoldTtlMs,
   });
 
   const recovery = await coordinator.recover();
   log.info({ ...recovery, replica: config.replica }, "recovery done");
+  // After the coordinator's: card rounds settle against the same decision log.
+  const cardRecovery = cards.recover();
+  log.info({ ...cardRecovery }, "card recovery done");
 
   const server = await startRpcServer({
     host: config.host,
     port: config.port,
     tls: config.tls,
-    routes: createRoutes({ auth, coordinator, payments, admin }),
-    interceptors: [createLoggingInterceptor(log), createAccessInterceptor(gatewayAccessTable, async (token) => auth.authenticate(token))],
+    routes: createRoutes({ auth, coordinator: idempotency.coordinator, payments, admin, cards }),
+    // Trace outermost so the log line carries the trace id; metrics outside access control so refusals count.
+    interceptors: [
+      createTraceServerInterceptor(tracing.tracer),
+      createLoggingInterceptor(log),
+      createMetricsInterceptor(metrics),
+      createAccessInterceptor(gatewayAccessTable, async (token) => auth.authenticate(token)),
+    ],
     logger: log,
   });
   const stopRedrive = coordinator.startRedrive();
+  const stopCardExpiry = cards.startExpiry(config.cards.authExpiryIntervalMs);
   const purge = setInterval(() => sessions.purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX), SESSION_PURGE_INTERVAL_MS);
   purge.unref();
-  log.info({ port: server.port, host: config.host, replica: config.replica, banks: [...config.banks.keys()] }, "listening");
+  ready = true;
+  log.info({ port: server.port, metricsPort: ops.port, host: config.host, replica: config.replica, banks: [...config.banks.keys()], tracing: tracing.enabled }, "listening");
 
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    ready = false; // load balancers stop sending first
     log.info({ signal }, "shutting down");
     clearInterval(purge);
     await server.close(SHUTDOWN_GRACE_MS);
     await stopRedrive();
+    await stopCardExpiry();
+    await idempotency.close();
+    // Before the database: the in-doubt probe reads it.
+    await ops.close();
     db.close();
+    await tracing.shutdown();
     log.info({}, "stopped");
     process.exit(0);
   };

@@ -16,17 +16,21 @@ import {
   type TransactionSchema,
 } from "@paygate/proto/gateway";
 import { bankOfIdentity, callerKey, logFieldsKey, peerKey, rejection, type Caller } from "@paygate/rpc";
+import { setSpanAttributes } from "@paygate/telemetry";
 import type { Admin } from "./domain/admin.js";
 import type { Auth } from "./domain/auth.js";
 import type { Coordinator } from "./domain/coordinator.js";
 import type { Result, Role, TxnRecord } from "./domain/model.js";
 import type { AccountView, PaymentQueries } from "./domain/payments.js";
+import type { Cards } from "./domain/cards.js";
+import { cardRoutes, issueCardHandler } from "./routes-cards.js";
 
 export interface GatewayUseCases {
   readonly auth: Auth;
   readonly coordinator: Coordinator;
   readonly payments: PaymentQueries;
   readonly admin: Admin;
+  readonly cards: Cards;
 }
 
 function unwrap<T>(r: Result<T>): T {
@@ -107,6 +111,10 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
         const f = logFields(ctx);
         if (out.txnId) f.transactionId = out.txnId;
         if (out.replayed) f.retry = true;
+        const r = out.result;
+        // A failure with a txn is a 2PC abort, unless the key belongs to another request or is still in flight.
+        const outcome = r.ok ? r.value.status.toLowerCase() : out.txnId && !r.reason.startsWith("idempotency_key_") ? "aborted" : "rejected";
+        setSpanAttributes({ transactionId: out.txnId, amountMinor: req.amountMinor, currency: req.currency, outcome, reason: r.ok ? undefined : r.reason });
         return { transaction: toProtoTxn(unwrap(out.result)) };
       },
       async getBalance(req, ctx) {
@@ -123,6 +131,7 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
     });
 
     router.service(AdminService, {
+      issueCard: issueCardHandler(u.cards),
       async createUser(req) {
         const roles = req.roles.map((r) => PROTO_TO_ROLE.get(r) ?? `unknown(${r})`);
         const user = unwrap(await u.admin.createUser({ username: req.username, password: req.password, roles, displayName: req.displayName }));
@@ -150,6 +159,8 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
         };
       },
     });
+
+    cardRoutes(u.cards)(router);
 
     router.service(CoordinatorService, {
       getDecision(req, ctx) {

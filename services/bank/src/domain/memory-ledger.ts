@@ -1,6 +1,6 @@
 // An in-memory LedgerTx for unit tests of the rules: same semantics as the
 // SQLite store (reads see earlier writes; a throw rolls everything back).
-import type { Account, Deposit, Entry, Leg, LedgerTx, Txn } from "./types.js";
+import type { Account, Deposit, Entry, Hold, Leg, LedgerTx, Txn } from "./types.js";
 import type { AccountAudit } from "./reconcile.js";
 
 interface State {
@@ -8,16 +8,18 @@ interface State {
   entries: Entry[];
   txns: Map<string, { txn: Txn; legs: Leg[] }>;
   deposits: Map<string, Deposit>;
+  holds: Map<string, Hold>;
 }
 
 export interface MemoryLedger {
   transact<T>(fn: (tx: LedgerTx) => T): T;
   entries(accountId: string): Entry[];
+  hold(holdId: string): Hold | undefined;
   audit(): AccountAudit[];
 }
 
 export function createMemoryLedger(): MemoryLedger {
-  let s: State = { accounts: new Map(), entries: [], txns: new Map(), deposits: new Map() };
+  let s: State = { accounts: new Map(), entries: [], txns: new Map(), deposits: new Map(), holds: new Map() };
   const tx: LedgerTx = {
     account: (id) => s.accounts.get(id)?.account,
     insertAccount(account, number) {
@@ -53,6 +55,27 @@ export function createMemoryLedger(): MemoryLedger {
       if (s.deposits.has(d.depositId)) throw new Error(`UNIQUE constraint: deposit ${d.depositId}`);
       s.deposits.set(d.depositId, d);
     },
+    hold: (id) => s.holds.get(id),
+    insertHold(h) {
+      if (s.holds.has(h.holdId)) throw new Error(`UNIQUE constraint: hold ${h.holdId}`);
+      s.holds.set(h.holdId, h);
+    },
+    updateHold(id, change) {
+      const h = s.holds.get(id);
+      if (!h) throw new Error(`no hold ${id}`);
+      s.holds.set(id, { ...h, ...change });
+    },
+    preparedAuthHold(holdId) {
+      for (const { txn, legs } of s.txns.values()) {
+        if (txn.state === "PREPARED" && legs.some((l) => l.direction === "auth_hold" && l.holdId === holdId)) return txn.txnId;
+      }
+      return undefined;
+    },
+    dueHolds: (nowMs, limit) =>
+      [...s.holds.values()]
+        .filter((h) => h.state === "ACTIVE" && h.pinnedTxnId === "" && h.expiresAtMs <= nowMs)
+        .sort((a, b) => a.expiresAtMs - b.expiresAtMs)
+        .slice(0, limit),
   };
   return {
     transact(fn) {
@@ -65,6 +88,7 @@ export function createMemoryLedger(): MemoryLedger {
       }
     },
     entries: (id) => s.entries.filter((e) => e.accountId === id),
+    hold: (id) => s.holds.get(id),
     audit() {
       return [...s.accounts.values()].map(({ account: a }) => {
         const es = s.entries.filter((e) => e.accountId === a.accountId);
@@ -77,8 +101,9 @@ export function createMemoryLedger(): MemoryLedger {
         let activeHoldMinor = 0n;
         for (const { txn, legs } of s.txns.values()) {
           if (txn.state !== "PREPARED") continue;
-          for (const l of legs) if (l.accountId === a.accountId && l.direction === "debit") activeHoldMinor += l.amountMinor;
+          for (const l of legs) if (l.accountId === a.accountId && (l.direction === "debit" || l.direction === "auth_hold")) activeHoldMinor += l.amountMinor;
         }
+        for (const h of s.holds.values()) if (h.accountId === a.accountId && h.state === "ACTIVE") activeHoldMinor += h.amountMinor;
         const sum = (pred: (e: Entry) => boolean) => es.filter(pred).reduce((t, e) => t + e.amountMinor, 0n);
         return {
           accountId: a.accountId,
@@ -90,7 +115,7 @@ export function createMemoryLedger(): MemoryLedger {
           lastBalanceAfterMinor: es.at(-1)?.balanceAfterMinor,
           brokenChainCount: broken,
           depositedMinor: sum((e) => e.kind === "opening" || e.kind === "deposit"),
-          transferNetMinor: sum((e) => e.kind === "transfer_debit" || e.kind === "transfer_credit"),
+          transferNetMinor: sum((e) => e.kind === "transfer_debit" || e.kind === "transfer_credit" || e.kind === "capture_debit"),
         };
       });
     },

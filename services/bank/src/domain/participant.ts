@@ -14,6 +14,7 @@
 // validates everything before its first write, so a failure changes nothing.
 import { AMOUNT_MINOR_MAX, assert, checkPositiveAmount, parseCurrency } from "@paygate/money";
 import { ACCOUNT_ID_PATTERN } from "@paygate/seed";
+import { abortHoldLeg, checkHoldLeg, commitHoldLeg, holdShapeProblem, isHoldDirection, pinHoldLeg, type HoldNoReason } from "./holds.js";
 import { fail, ok, type Account, type Direction, type Leg, type LedgerTx, type Result, type Txn } from "./types.js";
 
 export const TXN_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}:[0-9a-f-]{36}$/;
@@ -33,7 +34,7 @@ export interface PrepareInput {
 export type PrepareInvalid = "invalid_txn_id" | "invalid_argument" | "invalid_amount" | "invalid_currency" | "invalid_account_id" | "txn_id_reused";
 
 /** Reasons for a NO vote: recorded, so a re-delivered Prepare says NO again. */
-export type NoReason = "account_not_found" | "account_closed" | "currency_mismatch" | "not_account_owner" | "insufficient_funds" | "txn_aborted";
+export type NoReason = "account_not_found" | "account_closed" | "currency_mismatch" | "not_account_owner" | "insufficient_funds" | "txn_aborted" | HoldNoReason;
 
 export type PrepareOutcome =
   | { readonly vote: "yes"; readonly redelivered: boolean }
@@ -60,11 +61,15 @@ function checkShape(input: PrepareInput): Result<readonly Leg[], PrepareInvalid>
   if (!id.ok) return id;
   if (input.legs.length === 0 || input.legs.length > LEGS_MAX) return fail("invalid_argument", `a txn has 1 to ${LEGS_MAX} legs, got ${input.legs.length}`);
   for (const [i, leg] of input.legs.entries()) {
-    if (leg.direction === "unspecified") return fail("invalid_argument", `legs[${i}].direction must be DEBIT or CREDIT`);
+    if (leg.direction === "unspecified") return fail("invalid_argument", `legs[${i}].direction must be DEBIT, CREDIT, AUTH_HOLD, CAPTURE or RELEASE`);
+    const holdProblem = holdShapeProblem(leg, i);
+    if (holdProblem) return fail("invalid_argument", holdProblem);
     if (!ACCOUNT_ID_PATTERN.test(leg.accountId)) return fail("invalid_account_id", `legs[${i}].account_id must look like "<bank>/<number>"`);
     if (checkPositiveAmount(leg.amountMinor)) return fail("invalid_amount", `legs[${i}].amount_minor must be in [1, ${AMOUNT_MINOR_MAX}]`);
     if (!parseCurrency(leg.currency)) return fail("invalid_currency", `legs[${i}].currency must be three capital letters`);
   }
+  const holdIds = input.legs.flatMap((l) => (isHoldDirection(l.direction) ? [l.holdId] : []));
+  if (new Set(holdIds).size !== holdIds.length) return fail("invalid_argument", "a txn names each hold at most once");
   return ok(input.legs as readonly Leg[]);
 }
 
@@ -73,7 +78,14 @@ function sameLegs(a: readonly Leg[], b: readonly Leg[]): boolean {
     a.length === b.length &&
     a.every((x, i) => {
       const y = b[i]!;
-      return x.accountId === y.accountId && x.direction === y.direction && x.amountMinor === y.amountMinor && x.currency === y.currency;
+      return (
+        x.accountId === y.accountId &&
+        x.direction === y.direction &&
+        x.amountMinor === y.amountMinor &&
+        x.currency === y.currency &&
+        (x.holdId ?? "") === (y.holdId ?? "") &&
+        (x.holdExpiresAtMs ?? 0) === (y.holdExpiresAtMs ?? 0)
+      );
     })
   );
 }
@@ -83,18 +95,24 @@ function bankOfAccount(accountId: string): string {
 }
 
 /** Business checks; the first failing one is the vote's reason. */
-function checkLegs(tx: LedgerTx, bank: string, legs: readonly Leg[]): { reason: NoReason; message: string } | Map<string, { account: Account; debitMinor: bigint }> {
+function checkLegs(tx: LedgerTx, bank: string, legs: readonly Leg[], nowMs: number): { reason: NoReason; message: string } | Map<string, { account: Account; debitMinor: bigint }> {
   const touched = new Map<string, { account: Account; debitMinor: bigint }>();
   for (const [i, leg] of legs.entries()) {
     const account = bankOfAccount(leg.accountId) === bank ? tx.account(leg.accountId) : undefined;
     if (!account) return { reason: "account_not_found", message: `legs[${i}]: no account ${leg.accountId} at ${bank}` };
     if (account.status !== "open") return { reason: "account_closed", message: `legs[${i}]: account ${leg.accountId} is closed` };
     if (account.currency !== leg.currency) return { reason: "currency_mismatch", message: `legs[${i}]: account ${leg.accountId} holds ${account.currency}, not ${leg.currency}` };
-    if (leg.direction === "debit" && leg.ownerUserId !== "" && leg.ownerUserId !== account.ownerUserId) {
+    // An authorization hold takes money out of `available` exactly like a debit.
+    const reserves = leg.direction === "debit" || leg.direction === "auth_hold";
+    if (reserves && leg.ownerUserId !== "" && leg.ownerUserId !== account.ownerUserId) {
       return { reason: "not_account_owner", message: `legs[${i}]: account ${leg.accountId} does not belong to ${leg.ownerUserId}` };
     }
+    if (isHoldDirection(leg.direction)) {
+      const no = checkHoldLeg(tx, leg, i, nowMs);
+      if (no) return no;
+    }
     const t = touched.get(leg.accountId) ?? { account, debitMinor: 0n };
-    if (leg.direction === "debit") t.debitMinor += leg.amountMinor;
+    if (reserves) t.debitMinor += leg.amountMinor;
     touched.set(leg.accountId, t);
   }
   for (const [accountId, { account, debitMinor }] of touched) {
@@ -121,7 +139,7 @@ export function prepare(tx: LedgerTx, bank: string, input: PrepareInput, nowMs: 
     return ok({ vote: "yes", redelivered: true });
   }
 
-  const checked = checkLegs(tx, bank, legs);
+  const checked = checkLegs(tx, bank, legs, nowMs);
   if (!(checked instanceof Map)) {
     const txn: Txn = { txnId: input.txnId, state: "ABORTED", coordinator: coordinatorOf(input.txnId), preparedAtMs: undefined, decidedAtMs: nowMs, tombstone: false, voteReason: checked.reason };
     tx.insertTxn(txn, []);
@@ -136,6 +154,7 @@ export function prepare(tx: LedgerTx, bank: string, input: PrepareInput, nowMs: 
     assert(account.balanceMinor - heldMinor >= 0n, `available of ${accountId} negative after prepare`);
     tx.setAccountAmounts(accountId, account.balanceMinor, heldMinor);
   }
+  for (const leg of legs) pinHoldLeg(tx, input.txnId, leg);
   return ok({ vote: "yes", redelivered: false });
 }
 
@@ -150,9 +169,13 @@ export function commit(tx: LedgerTx, txnId: string, nowMs: number): Result<Decid
   const legs = tx.txnLegs(txnId);
   assert(legs.length > 0, `prepared txn ${txnId} has legs`);
   for (const leg of legs) {
+    assert(leg.amountMinor > 0n, `leg amount of ${txnId} positive`);
+    if (isHoldDirection(leg.direction)) {
+      commitHoldLeg(tx, txnId, leg, nowMs);
+      continue;
+    }
     const account = tx.account(leg.accountId);
     assert(account !== undefined, `account ${leg.accountId} of prepared txn ${txnId} exists`);
-    assert(leg.amountMinor > 0n, `leg amount of ${txnId} positive`);
     const signedMinor = leg.direction === "debit" ? -leg.amountMinor : leg.amountMinor;
     const balanceMinor = account.balanceMinor + signedMinor;
     const heldMinor = leg.direction === "debit" ? account.heldMinor - leg.amountMinor : account.heldMinor;
@@ -186,6 +209,10 @@ export function abort(tx: LedgerTx, txnId: string, nowMs: number): Result<Decide
   if (txn.state === "COMMITTED") return fail("txn_committed", `txn ${txnId} is committed; it cannot abort`);
 
   for (const leg of tx.txnLegs(txnId)) {
+    if (isHoldDirection(leg.direction)) {
+      abortHoldLeg(tx, txnId, leg);
+      continue;
+    }
     if (leg.direction !== "debit") continue;
     const account = tx.account(leg.accountId);
     assert(account !== undefined, `account ${leg.accountId} of prepared txn ${txnId} exists`);

@@ -9,7 +9,7 @@ export interface AccountAudit {
   readonly heldMinor: bigint;
   /** sum(entries.amount_minor) */
   readonly entrySumMinor: bigint;
-  /** Sum of debit legs of this account's PREPARED txns. */
+  /** This account's ACTIVE standing holds plus the debit and auth_hold legs of its PREPARED txns. */
   readonly activeHoldMinor: bigint;
   /** balance_after of the latest entry (undefined: no entries). */
   readonly lastBalanceAfterMinor: bigint | undefined;
@@ -17,7 +17,7 @@ export interface AccountAudit {
   readonly brokenChainCount: number;
   /** Opening and deposit entries. */
   readonly depositedMinor: bigint;
-  /** Committed transfer entries: credits - debits. */
+  /** Committed transfer and capture entries: credits - debits. */
   readonly transferNetMinor: bigint;
 }
 

@@ -2,10 +2,12 @@
 // and deposits, plus the one port (LedgerTx) through which the rules read and
 // change them inside a single atomic transaction.
 
-export type Direction = "debit" | "credit";
+// auth_hold / capture / release are card-authorization legs on a standing
+// hold (see holds.ts); debit / credit are plain transfers.
+export type Direction = "debit" | "credit" | "auth_hold" | "capture" | "release";
 export type TxnState = "PREPARED" | "COMMITTED" | "ABORTED";
 export type AccountStatus = "open" | "closed";
-export type EntryKind = "opening" | "deposit" | "transfer_debit" | "transfer_credit";
+export type EntryKind = "opening" | "deposit" | "transfer_debit" | "transfer_credit" | "capture_debit";
 
 /** Entry kinds that bring money into the system (what balances must sum to). */
 export const DEPOSITED_KINDS: readonly EntryKind[] = ["opening", "deposit"];
@@ -27,6 +29,44 @@ export interface Leg {
   readonly currency: string;
   /** For debits: the account must belong to this user ("" = not checked). */
   readonly ownerUserId: string;
+  /** For auth_hold, capture and release: the standing hold's id. */
+  readonly holdId?: string;
+  /** For auth_hold: when the bank releases the hold on its own. */
+  readonly holdExpiresAtMs?: number;
+}
+
+export type HoldState = "ACTIVE" | "CAPTURED" | "RELEASED" | "EXPIRED";
+
+/**
+ * A standing (card authorization) hold: money kept out of `available` after
+ * its auth_hold txn committed, until captured, released or expired.
+ */
+export interface Hold {
+  readonly holdId: string;
+  readonly accountId: string;
+  readonly amountMinor: bigint;
+  readonly currency: string;
+  readonly state: HoldState;
+  readonly expiresAtMs: number;
+  readonly capturedMinor: bigint;
+  /** The auth_hold txn that placed it. */
+  readonly txnId: string;
+  /**
+   * A PREPARED capture or release txn that has claimed the hold ("" = none).
+   * The expiry sweeper leaves a pinned hold alone: that txn voted YES, so its
+   * commit must still find the hold ACTIVE.
+   */
+  readonly pinnedTxnId: string;
+  readonly createdAtMs: number;
+  /** When it left ACTIVE (0 while ACTIVE). */
+  readonly closedAtMs: number;
+}
+
+export interface HoldChange {
+  readonly state: HoldState;
+  readonly capturedMinor: bigint;
+  readonly pinnedTxnId: string;
+  readonly closedAtMs: number;
 }
 
 export interface Txn {
@@ -84,6 +124,14 @@ export interface LedgerTx {
 
   deposit(depositId: string): Deposit | undefined;
   insertDeposit(deposit: Deposit): void;
+
+  hold(holdId: string): Hold | undefined;
+  insertHold(hold: Hold): void;
+  updateHold(holdId: string, change: HoldChange): void;
+  /** The PREPARED txn with an auth_hold leg for this hold id, if any. */
+  preparedAuthHold(holdId: string): string | undefined;
+  /** ACTIVE, unpinned holds whose expiry is at or before nowMs, earliest first. */
+  dueHolds(nowMs: number, limit: number): Hold[];
 }
 
 /** Failures are values; `reason` is a key of the shared error table. */

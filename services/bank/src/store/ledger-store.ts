@@ -5,12 +5,13 @@
 // Every statement is prepared once. transact() runs any number of rule calls
 // in ONE SQLite transaction (one fsync); transactAll() is the batching entry
 // point: N operations, one commit.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { AccountAudit } from "../domain/reconcile.js";
-import type { Account, AccountStatus, Deposit, Direction, Entry, EntryKind, Leg, LedgerTx, Txn, TxnState } from "../domain/types.js";
-import { SCHEMA, SCHEMA_VERSION } from "./schema.js";
+import type { Account, AccountStatus, Deposit, Direction, Entry, EntryKind, Hold, Leg, LedgerTx, Txn, TxnState } from "../domain/types.js";
+import { createHoldQueries } from "./holds-store.js";
+import { MIGRATE_V1_TO_V2, SCHEMA, SCHEMA_VERSION } from "./schema.js";
 
 export interface PreparedRef {
   readonly txnId: string;
@@ -30,6 +31,7 @@ export interface LedgerStore {
   seed<T>(fn: (tx: LedgerTx) => T): T;
   account(accountId: string): Account | undefined;
   txn(txnId: string): Txn | undefined;
+  hold(holdId: string): Hold | undefined;
   listEntries(accountId: string, afterSequence: bigint, limit: number): Entry[];
   audit(): AccountAudit[];
   accountCount(): number;
@@ -37,6 +39,10 @@ export interface LedgerStore {
   prepared(limit: number): PreparedRef[];
   /** PREPARED txns prepared before cutoffMs, oldest first. */
   preparedBefore(cutoffMs: number, limit: number): PreparedRef[];
+  /** Metrics probes, read at every scrape: bytes of the db and its WAL, held per currency (every currency, 0 included), PREPARED count. */
+  sizeBytes(): number;
+  heldByCurrency(): Array<[currency: string, heldMinor: bigint]>;
+  preparedCount(): number;
   close(): void;
 }
 
@@ -79,6 +85,8 @@ interface LegRow {
   direction: string;
   amount_minor: bigint;
   currency: string;
+  hold_id: string;
+  hold_expires_at_ms: bigint;
 }
 
 interface AuditRow {
@@ -149,6 +157,7 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
   db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
+  migrate(db);
   db.exec(SCHEMA);
 
   const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
@@ -172,16 +181,20 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     appendEntry: db.prepare("INSERT INTO entries (account_id, txn_id, kind, amount_minor, balance_after_minor, created_at_ms) VALUES (@accountId, @txnId, @kind, @amountMinor, @balanceAfterMinor, @createdAtMs)"),
     lastEntry: db.prepare<[string], EntryRow>("SELECT * FROM entries WHERE account_id = ? ORDER BY seq DESC LIMIT 1"),
     txn: db.prepare<[string], TxnRow>("SELECT * FROM txns WHERE txn_id = ?"),
-    txnLegs: db.prepare<[string], LegRow>("SELECT account_id, direction, amount_minor, currency FROM txn_legs WHERE txn_id = ? ORDER BY leg_index"),
+    txnLegs: db.prepare<[string], LegRow>("SELECT account_id, direction, amount_minor, currency, hold_id, hold_expires_at_ms FROM txn_legs WHERE txn_id = ? ORDER BY leg_index"),
     insertTxn: db.prepare(
       "INSERT INTO txns (txn_id, state, coordinator, prepared_at_ms, decided_at_ms, tombstone, vote_reason) VALUES (@txnId, @state, @coordinator, @preparedAtMs, @decidedAtMs, @tombstone, @voteReason)",
     ),
-    insertLeg: db.prepare("INSERT INTO txn_legs (txn_id, leg_index, account_id, direction, amount_minor, currency) VALUES (@txnId, @legIndex, @accountId, @direction, @amountMinor, @currency)"),
+    insertLeg: db.prepare(
+      "INSERT INTO txn_legs (txn_id, leg_index, account_id, direction, amount_minor, currency, hold_id, hold_expires_at_ms) VALUES (@txnId, @legIndex, @accountId, @direction, @amountMinor, @currency, @holdId, @holdExpiresAtMs)",
+    ),
     decideTxn: db.prepare<[string, number, string]>("UPDATE txns SET state = ?, decided_at_ms = ? WHERE txn_id = ? AND state = 'PREPARED'"),
     deposit: db.prepare<[string], { deposit_id: string; account_id: string; amount_minor: bigint; currency: string; created_at_ms: bigint }>("SELECT * FROM deposits WHERE deposit_id = ?"),
     insertDeposit: db.prepare("INSERT INTO deposits (deposit_id, account_id, amount_minor, currency, created_at_ms) VALUES (@depositId, @accountId, @amountMinor, @currency, @createdAtMs)"),
     listEntries: db.prepare<[string, bigint, number], EntryRow>("SELECT * FROM entries WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
     accountCount: db.prepare<[], { n: bigint }>("SELECT count(*) AS n FROM accounts"),
+    heldByCurrency: db.prepare<[], { currency: string; held: bigint }>("SELECT currency, coalesce(sum(held_minor), 0) AS held FROM accounts GROUP BY currency ORDER BY currency"),
+    preparedCount: db.prepare<[], { n: bigint }>("SELECT count(*) AS n FROM txns WHERE state = 'PREPARED'"),
     prepared: db.prepare<[number], { txn_id: string; coordinator: string; prepared_at_ms: bigint }>(
       "SELECT txn_id, coordinator, prepared_at_ms FROM txns WHERE state = 'PREPARED' ORDER BY prepared_at_ms LIMIT ?",
     ),
@@ -194,7 +207,7 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
         SELECT account_id,
                sum(amount_minor) AS entry_sum,
                sum(CASE WHEN kind IN ('opening', 'deposit') THEN amount_minor ELSE 0 END) AS deposited,
-               sum(CASE WHEN kind IN ('transfer_debit', 'transfer_credit') THEN amount_minor ELSE 0 END) AS transfer_net,
+               sum(CASE WHEN kind IN ('transfer_debit', 'transfer_credit', 'capture_debit') THEN amount_minor ELSE 0 END) AS transfer_net,
                max(seq) AS last_seq
         FROM entries GROUP BY account_id
       ),
@@ -205,11 +218,14 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
           FROM entries
         ) WHERE balance_after_minor != prev_after + amount_minor GROUP BY account_id
       ),
-      holds AS (
-        SELECT l.account_id, sum(l.amount_minor) AS active_hold
-        FROM txns t JOIN txn_legs l ON l.txn_id = t.txn_id
-        WHERE t.state = 'PREPARED' AND l.direction = 'debit'
-        GROUP BY l.account_id
+      reserved AS (
+        SELECT account_id, sum(amount_minor) AS active_hold FROM (
+          SELECT l.account_id, l.amount_minor
+          FROM txns t JOIN txn_legs l ON l.txn_id = t.txn_id
+          WHERE t.state = 'PREPARED' AND l.direction IN ('debit', 'auth_hold')
+          UNION ALL
+          SELECT account_id, amount_minor FROM holds WHERE state = 'ACTIVE'
+        ) GROUP BY account_id
       )
       SELECT a.account_id, a.currency, a.balance_minor, a.held_minor,
              coalesce(s.entry_sum, 0) AS entry_sum,
@@ -221,7 +237,7 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
       FROM accounts a
       LEFT JOIN sums s ON s.account_id = a.account_id
       LEFT JOIN chain c ON c.account_id = a.account_id
-      LEFT JOIN holds h ON h.account_id = a.account_id
+      LEFT JOIN reserved h ON h.account_id = a.account_id
       ORDER BY a.account_id`),
   };
 
@@ -251,12 +267,20 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     },
     txnLegs(txnId): Leg[] {
       // Owner checks happen at prepare; a stored leg no longer needs them.
-      return q.txnLegs.all(txnId).map((r) => ({ accountId: r.account_id, direction: r.direction as Direction, amountMinor: r.amount_minor, currency: r.currency, ownerUserId: "" }));
+      return q.txnLegs.all(txnId).map((r) => ({
+        accountId: r.account_id,
+        direction: r.direction as Direction,
+        amountMinor: r.amount_minor,
+        currency: r.currency,
+        ownerUserId: "",
+        ...(r.hold_id !== "" ? { holdId: r.hold_id } : {}),
+        ...(r.hold_expires_at_ms !== 0n ? { holdExpiresAtMs: Number(r.hold_expires_at_ms) } : {}),
+      }));
     },
     insertTxn(t, legs) {
       q.insertTxn.run({ txnId: t.txnId, state: t.state, coordinator: t.coordinator, preparedAtMs: t.preparedAtMs ?? null, decidedAtMs: t.decidedAtMs ?? null, tombstone: t.tombstone ? 1 : 0, voteReason: t.voteReason ?? null });
       for (const [legIndex, l] of legs.entries()) {
-        q.insertLeg.run({ txnId: t.txnId, legIndex, accountId: l.accountId, direction: l.direction, amountMinor: l.amountMinor, currency: l.currency });
+        q.insertLeg.run({ txnId: t.txnId, legIndex, accountId: l.accountId, direction: l.direction, amountMinor: l.amountMinor, currency: l.currency, holdId: l.holdId ?? "", holdExpiresAtMs: l.holdExpiresAtMs ?? 0 });
       }
     },
     decideTxn(txnId, state, decidedAtMs) {
@@ -270,6 +294,7 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     insertDeposit(d) {
       q.insertDeposit.run({ ...d });
     },
+    ...createHoldQueries(db),
   };
 
   // Created once: better-sqlite3 wraps the call in BEGIN/COMMIT (or ROLLBACK on throw).
@@ -293,6 +318,7 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     },
     account: (id) => tx.account(id),
     txn: (id) => tx.txn(id),
+    hold: (id) => tx.hold(id),
     listEntries: (accountId, afterSequence, limit) => q.listEntries.all(accountId, afterSequence, limit).map(toEntry),
     audit: () =>
       q.audit.all().map((r) => ({
@@ -310,6 +336,26 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     accountCount: () => Number(q.accountCount.get()?.n ?? 0n),
     prepared: (limit) => q.prepared.all(limit).map(toRef),
     preparedBefore: (cutoffMs, limit) => q.preparedBefore.all(cutoffMs, limit).map(toRef),
+    sizeBytes: () => fileBytes(path) + fileBytes(`${path}-wal`),
+    heldByCurrency: () => q.heldByCurrency.all().map((r) => [r.currency, r.held]),
+    preparedCount: () => Number(q.preparedCount.get()?.n ?? 0n),
     close: () => db.close(),
   };
+}
+
+function fileBytes(path: string): number {
+  // The WAL is absent right after a checkpoint-on-close; that is 0 bytes, not an error.
+  return statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+}
+
+/** Brings an older ledger file up to SCHEMA_VERSION before SCHEMA (which assumes the new columns) runs. */
+function migrate(db: Database.Database): void {
+  const hasMeta = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get() !== undefined;
+  if (!hasMeta) return; // a new file: SCHEMA creates the current version
+  const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get()?.value;
+  if (version !== "1") return;
+  db.transaction(() => {
+    db.exec(MIGRATE_V1_TO_V2);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION));
+  }).immediate();
 }

@@ -2,6 +2,7 @@
 // across every bank.
 import { randomBytes } from "node:crypto";
 import { parseCurrency } from "@paygate/money";
+import type { CoordinatorMetrics } from "./metrics.js";
 import { fail, ok, ROLES, type Result, type Role } from "./model.js";
 import { accountView, type AccountView } from "./payments.js";
 import type { Clock, CoordinatorLog, Directory, Ledgers, UserRecord, Users } from "./ports.js";
@@ -18,6 +19,7 @@ export interface AdminOptions {
   readonly hashPassword: (password: string) => Promise<string>;
   /** Per bank Totals call. */
   readonly reconcileTimeoutMs: number;
+  readonly metrics?: Pick<CoordinatorMetrics, "reconcileConserved">;
 }
 
 export interface NewUser {
@@ -167,6 +169,9 @@ export function createAdmin(o: AdminOptions): Admin {
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([currency, s]) => ({ currency, balanceMinor: s.balance, heldMinor: s.held, depositedMinor: s.deposited, conserved: s.balance === s.deposited }));
     const conserved = banks.every((b) => b.reachable && b.ledgerConsistent) && currencies.every((c) => c.conserved);
+    // An unreachable bank proves nothing either way (BankDown says so); the
+    // gauge, which pages when 0, only records reconciles that saw every bank.
+    if (banks.every((b) => b.reachable)) o.metrics?.reconcileConserved.set(conserved);
     return { conserved, currencies, banks, inDoubt };
   }
 

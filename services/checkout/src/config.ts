@@ -1,0 +1,88 @@
+// The checkout's one typed, frozen configuration. main.ts passes process.env
+// in; every problem is reported at once.
+import { resolve } from "node:path";
+import { createEnvReader, type Env } from "@paygate/config";
+import type { TlsFiles } from "@paygate/rpc";
+import { DEFAULT_METRICS_PORT, otlpTracesUrl } from "@paygate/telemetry";
+
+export interface CheckoutConfig {
+  readonly host: string;
+  /** 0 = any free port (the "listening" log line says which). */
+  readonly port: number;
+  readonly dataDir: string;
+  readonly gatewayUrl: string;
+  /** Client certificate for the mTLS hop to the gateway. */
+  readonly tls: TlsFiles;
+  readonly gatewayTimeoutMs: number;
+  readonly merchantUsername: string;
+  readonly merchantPassword: string;
+  /** The merchant's own account the settlements pay into. */
+  readonly merchantAccountId: string;
+  /** 0 = settle only on demand (POST /settle). */
+  readonly settlementIntervalMs: number;
+  readonly settlementBatchItemsMax: number;
+  readonly logLevel: string;
+  /** Plain-HTTP ops port: /metrics, /healthz, /readyz (0 = any free port). */
+  readonly metricsPort: number;
+  /** OTLP/HTTP endpoint; empty = tracing off. */
+  readonly otlpEndpoint: string;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const ACCOUNT_ID_PATTERN = /^[a-z][a-z0-9-]{0,30}\/\d{1,12}$/;
+const DAY_MS = 86_400_000;
+
+export function loadConfig(env: Env, cwd = process.cwd()): CheckoutConfig {
+  const r = createEnvReader("checkout", env);
+  const host = r.string("CHECKOUT_HOST", "127.0.0.1");
+  const port = r.int("CHECKOUT_PORT", 8080, { min: 0, max: 65535 });
+  const dataDir = resolve(cwd, r.string("CHECKOUT_DATA_DIR", "data/checkout"));
+  const gatewayUrl = r.string("GATEWAY_URL", "https://127.0.0.1:50050");
+  let https = false;
+  try {
+    https = new URL(gatewayUrl).protocol === "https:";
+  } catch {
+    https = false;
+  }
+  if (!https) r.problem(`GATEWAY_URL needs an https:// URL (the gateway hop is mTLS), got ${JSON.stringify(gatewayUrl)}`);
+  const tls: TlsFiles = {
+    caFile: resolve(cwd, r.string("TLS_CA_FILE", ".certs/ca.crt")),
+    certFile: resolve(cwd, r.string("TLS_CERT_FILE", ".certs/checkout.crt")),
+    keyFile: resolve(cwd, r.string("TLS_KEY_FILE", ".certs/checkout.key")),
+  };
+  const gatewayTimeoutMs = r.int("GATEWAY_TIMEOUT_MS", 15_000, { min: 1, max: 600_000 });
+  const merchantUsername = r.string("CHECKOUT_MERCHANT_USERNAME", "shop");
+  // The demo seed's password (config/seed.yaml); set the variable anywhere real.
+  const merchantPassword = r.string("CHECKOUT_MERCHANT_PASSWORD", "shop-demo-2026");
+  const merchantAccountId = r.string("CHECKOUT_MERCHANT_ACCOUNT", "bank-b/2002");
+  if (!ACCOUNT_ID_PATTERN.test(merchantAccountId)) r.problem(`CHECKOUT_MERCHANT_ACCOUNT must look like bank-b/2002, got ${JSON.stringify(merchantAccountId)}`);
+  const settlementIntervalMs = r.int("SETTLEMENT_INTERVAL_MS", 60_000, { min: 0, max: DAY_MS });
+  const settlementBatchItemsMax = r.int("SETTLEMENT_BATCH_ITEMS_MAX", 500, { min: 1, max: 10_000 });
+  const logLevel = r.string("LOG_LEVEL", "info").toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel)) r.problem(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
+  const metricsPort = r.int("METRICS_PORT", DEFAULT_METRICS_PORT, { min: 0, max: 65535 });
+  const otlpEndpoint = r.string("OTEL_EXPORTER_OTLP_ENDPOINT", "").trim();
+  if (otlpEndpoint !== "") {
+    try {
+      otlpTracesUrl(otlpEndpoint);
+    } catch (e) {
+      r.problem((e as Error).message);
+    }
+  }
+  return r.finish({
+    host,
+    port,
+    dataDir,
+    gatewayUrl,
+    tls,
+    gatewayTimeoutMs,
+    merchantUsername,
+    merchantPassword,
+    merchantAccountId,
+    settlementIntervalMs,
+    settlementBatchItemsMax,
+    logLevel,
+    metricsPort,
+    otlpEndpoint,
+  });
+}

@@ -1,0 +1,321 @@
+// The shop's HTTP side (plain HTTP: it is the merchant's web page; the hop to
+// the gateway is the mTLS one). Form posts get HTML pages, JSON posts get
+// JSON; both go through the same use cases.
+//
+//   GET  /payment.html   the cart and the card form, with a fresh attempt key
+//   POST /make-payment   validate -> Authorize (once per attempt key) -> result
+//   POST /settle         run the settlement job now
+//   GET  /merchant       orders, settlement batches, per-item results (?format=json)
+//   GET  /healthz
+import http from "node:http";
+import { randomBytes, randomUUID } from "node:crypto";
+import type { Logger } from "@paygate/rpc";
+import type { Cart } from "./domain/cart.js";
+import type { CardInput, FieldErrors } from "./domain/card.js";
+import type { Checkout, PayOutcome } from "./domain/checkout.js";
+import { describeDecline } from "./domain/declines.js";
+import type { CheckoutStore, Order, Settlement, SettlementItem } from "./domain/ports.js";
+import type { SettlementJob, SettlementRun } from "./domain/settlement.js";
+import { securityHeaders } from "./web/html.js";
+import { merchantPage } from "./web/merchant-page.js";
+import { paymentPage } from "./web/payment-page.js";
+import { approvedPage, declinedPage, notFoundPage, problemPage } from "./web/result-page.js";
+
+export interface CheckoutServerDeps {
+  readonly checkout: Checkout;
+  readonly settlement: SettlementJob;
+  readonly store: CheckoutStore;
+  readonly cart: Cart;
+  readonly merchantAccountId: string;
+  readonly settlementIntervalMs: number;
+  readonly logger: Logger;
+  readonly bodyMaxBytes?: number;
+  /** Rows shown on /merchant. */
+  readonly listMax?: number;
+  readonly newAttemptKey?: () => string;
+}
+
+class HttpProblem extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+type Body = { kind: "form"; fields: Record<string, string> } | { kind: "json"; fields: Record<string, unknown> } | { kind: "none" };
+
+async function readBody(req: http.IncomingMessage, maxBytes: number): Promise<Body> {
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new HttpProblem(413, `request body over ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.length === 0 && type === "") return { kind: "none" };
+  if (type === "application/x-www-form-urlencoded") {
+    const fields: Record<string, string> = {};
+    for (const [k, v] of new URLSearchParams(text)) if (!(k in fields)) fields[k] = v;
+    return { kind: "form", fields };
+  }
+  if (type === "application/json") {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new HttpProblem(400, "the body is not valid JSON");
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new HttpProblem(400, "the body must be a JSON object");
+    return { kind: "json", fields: parsed as Record<string, unknown> };
+  }
+  if (text.length === 0) return { kind: "none" };
+  throw new HttpProblem(415, "send application/x-www-form-urlencoded or application/json");
+}
+
+const str = (v: unknown): string => (typeof v === "string" ? v : typeof v === "number" ? String(v) : "");
+
+/** JSON clients may send expiry as "MM/YY" or as expMonth + expYear. */
+function cardInputOf(fields: Record<string, unknown>): CardInput {
+  const expiry = str(fields.expiry) || (fields.expMonth !== undefined && fields.expYear !== undefined ? `${str(fields.expMonth)}/${str(fields.expYear)}` : "");
+  return { cardholderName: str(fields.cardholderName), cardNumber: str(fields.cardNumber), expiry, cvc: str(fields.cvc) };
+}
+
+function wantsJson(req: http.IncomingMessage, url: URL, body?: Body): boolean {
+  if (body?.kind === "json") return true;
+  if (url.searchParams.get("format") === "json") return true;
+  const accept = req.headers.accept ?? "";
+  return accept.includes("application/json") && !accept.includes("text/html");
+}
+
+export function orderJson(o: Order) {
+  return {
+    orderId: o.orderId,
+    attemptKey: o.attemptKey,
+    state: o.state,
+    authCode: o.authCode,
+    reason: o.reason,
+    amountMinor: o.amountMinor.toString(),
+    currency: o.currency,
+    cardLast4: o.cardLast4,
+    createdAt: new Date(o.createdAtMs).toISOString(),
+    settleState: o.settleState,
+    settlementId: o.settlementId,
+    capturedMinor: o.capturedMinor.toString(),
+    settleReason: o.settleReason,
+  };
+}
+
+export function settlementJson(s: Settlement, items: readonly SettlementItem[]) {
+  return {
+    settlementId: s.settlementId,
+    idempotencyKey: s.idempotencyKey,
+    state: s.state,
+    itemCount: s.itemCount,
+    totalMinor: s.totalMinor.toString(),
+    capturedMinor: s.capturedMinor.toString(),
+    currency: s.currency,
+    attempts: s.attempts,
+    lastError: s.lastError,
+    gatewayBatchId: s.gatewayBatchId,
+    createdAt: new Date(s.createdAtMs).toISOString(),
+    finishedAt: s.finishedAtMs === null ? null : new Date(s.finishedAtMs).toISOString(),
+    items: items.map((i) => ({
+      orderId: i.orderId,
+      authCode: i.authCode,
+      amountMinor: i.amountMinor.toString(),
+      status: i.status,
+      reason: i.reason,
+      capturedMinor: i.capturedMinor.toString(),
+      transactionId: i.transactionId,
+    })),
+  };
+}
+
+function runJson(run: SettlementRun) {
+  return { batches: run.batches.map((b) => ({ settlementId: b.settlementId, state: b.state, itemCount: b.itemCount, capturedMinor: b.capturedMinor.toString(), lastError: b.lastError })), openAfter: run.openAfter };
+}
+
+interface Reply {
+  readonly status: number;
+  readonly json: unknown;
+  readonly html: (nonce: string) => string;
+  readonly facts: Record<string, unknown>;
+}
+
+function paymentReply(outcome: PayOutcome, deps: CheckoutServerDeps, attemptKey: string, card: CardInput): Reply {
+  const form = (errors: FieldErrors) => (nonce: string) =>
+    paymentPage({
+      cart: deps.cart,
+      totalMinor: deps.checkout.amountMinor,
+      nonce,
+      state: { attemptKey, values: { cardholderName: card.cardholderName, cardNumber: card.cardNumber, expiry: card.expiry }, errors },
+    });
+  switch (outcome.kind) {
+    case "invalid":
+      return { status: 422, json: { status: "invalid", errors: outcome.errors }, html: form(outcome.errors), facts: { outcome: "invalid", fields: Object.keys(outcome.errors) } };
+    case "approved": {
+      const o = outcome.order;
+      return {
+        status: 200,
+        json: { status: "approved", authCode: o.authCode, duplicate: outcome.duplicate, order: orderJson(o) },
+        html: (nonce) => approvedPage(o, outcome.duplicate, nonce),
+        facts: { outcome: "approved", orderId: o.orderId, authCode: o.authCode, duplicate: outcome.duplicate },
+      };
+    }
+    case "declined": {
+      const o = outcome.order;
+      const view = describeDecline(outcome.reason);
+      return {
+        status: 402,
+        json: { status: "declined", reason: outcome.reason, title: view.title, message: view.message, duplicate: outcome.duplicate, order: orderJson(o) },
+        html: (nonce) => declinedPage(o, outcome.reason, nonce),
+        facts: { outcome: "declined", orderId: o.orderId, reason: outcome.reason, duplicate: outcome.duplicate },
+      };
+    }
+    case "unavailable": {
+      const view = describeDecline(outcome.reason);
+      return {
+        status: 503,
+        json: { status: "unavailable", reason: outcome.reason, title: view.title, message: view.message, order: orderJson(outcome.order) },
+        html: (nonce) => problemPage({ title: view.title, message: view.message, nonce, outcome: "unavailable", reason: outcome.reason, backToForm: true }),
+        facts: { outcome: "unavailable", orderId: outcome.order.orderId, reason: outcome.reason },
+      };
+    }
+    case "conflict": {
+      const message = "We are still confirming your previous attempt for this order. To make sure you are not charged twice, submit exactly the same card details again, or start a new order in a few minutes.";
+      return {
+        status: 409,
+        json: { status: "conflict", message, order: orderJson(outcome.order) },
+        html: (nonce) => problemPage({ title: "Previous attempt not confirmed yet", message, nonce, outcome: "conflict", backToForm: true }),
+        facts: { outcome: "conflict", orderId: outcome.order.orderId },
+      };
+    }
+    case "too_many_retries": {
+      const message = "There have been too many attempts for this order. Start a new order to try again.";
+      return {
+        status: 429,
+        json: { status: "too_many_retries", message, order: orderJson(outcome.order) },
+        html: (nonce) => problemPage({ title: "Too many attempts", message, nonce, outcome: "too_many_retries", backToForm: false }),
+        facts: { outcome: "too_many_retries", orderId: outcome.order.orderId },
+      };
+    }
+    case "busy": {
+      const message = "The shop is very busy right now. Wait a moment and submit again: you will not be charged twice.";
+      return {
+        status: 503,
+        json: { status: "busy", message },
+        html: (nonce) => problemPage({ title: "Please try again", message, nonce, outcome: "busy", backToForm: true }),
+        facts: { outcome: "busy" },
+      };
+    }
+  }
+}
+
+export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
+  const log = deps.logger;
+  const bodyMaxBytes = deps.bodyMaxBytes ?? 16 * 1024;
+  const listMax = deps.listMax ?? 200;
+  const newAttemptKey = deps.newAttemptKey ?? randomUUID;
+
+  function send(res: http.ServerResponse, status: number, type: "html" | "json" | "text", body: string, nonce: string, extra: Record<string, string> = {}): void {
+    const headers: Record<string, string> = {
+      "content-type": type === "html" ? "text/html; charset=utf-8" : type === "json" ? "application/json; charset=utf-8" : "text/plain; charset=utf-8",
+      "cache-control": "no-store",
+      ...securityHeaders(nonce),
+      ...extra,
+    };
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, facts: Record<string, unknown>): Promise<number> {
+    const url = new URL(req.url ?? "/", "http://checkout.local");
+    const nonce = randomBytes(16).toString("base64");
+    const route = `${req.method} ${url.pathname}`;
+    switch (route) {
+      case "GET /":
+        res.writeHead(302, { location: "/payment.html" }).end();
+        return 302;
+      case "GET /payment.html": {
+        const html = paymentPage({ cart: deps.cart, totalMinor: deps.checkout.amountMinor, nonce, state: { attemptKey: newAttemptKey() } });
+        // Not "no-store": Back from the result page must restore this page with
+        // its attempt key, so a resubmission is recognised, not a new order.
+        send(res, 200, "html", html, nonce, { "cache-control": "private, no-cache" });
+        return 200;
+      }
+      case "POST /make-payment": {
+        const body = await readBody(req, bodyMaxBytes);
+        const fields: Record<string, unknown> = body.kind === "none" ? {} : body.fields;
+        const attemptKey = str(fields.idempotencyKey);
+        const card = cardInputOf(fields);
+        const outcome = await deps.checkout.pay({ attemptKey, card });
+        const reply = paymentReply(outcome, deps, attemptKey, card);
+        Object.assign(facts, reply.facts);
+        if (wantsJson(req, url, body)) send(res, reply.status, "json", JSON.stringify(reply.json), nonce);
+        else send(res, reply.status, "html", reply.html(nonce), nonce);
+        return reply.status;
+      }
+      case "POST /settle": {
+        const body = await readBody(req, bodyMaxBytes);
+        const run = await deps.settlement.runOnce();
+        facts.batches = run.batches.length;
+        facts.openAfter = run.openAfter;
+        if (wantsJson(req, url, body)) {
+          send(res, 200, "json", JSON.stringify(runJson(run)), nonce);
+          return 200;
+        }
+        // Post/redirect/get: a reload of the merchant page never re-runs settlement.
+        res.writeHead(303, { location: "/merchant" }).end();
+        return 303;
+      }
+      case "GET /merchant": {
+        const orders = deps.store.listOrders(listMax);
+        const settlements = deps.store.listSettlements(listMax).map((s) => ({ settlement: s, items: deps.store.settlementItems(s.settlementId) }));
+        if (wantsJson(req, url)) {
+          send(res, 200, "json", JSON.stringify({ merchantAccountId: deps.merchantAccountId, orders: orders.map(orderJson), settlements: settlements.map((x) => settlementJson(x.settlement, x.items)) }), nonce);
+        } else {
+          send(res, 200, "html", merchantPage({ orders, settlements, merchantAccountId: deps.merchantAccountId, settlementIntervalMs: deps.settlementIntervalMs }, nonce), nonce);
+        }
+        return 200;
+      }
+      case "GET /healthz":
+        send(res, 200, "text", "ok\n", nonce);
+        return 200;
+      default: {
+        const known = ["/", "/payment.html", "/make-payment", "/settle", "/merchant", "/healthz"].includes(url.pathname);
+        if (known) {
+          send(res, 405, "text", "method not allowed\n", nonce, { allow: url.pathname === "/make-payment" || url.pathname === "/settle" ? "POST" : "GET" });
+          return 405;
+        }
+        send(res, 404, "html", notFoundPage(nonce), nonce);
+        return 404;
+      }
+    }
+  }
+
+  const server = http.createServer((req, res) => {
+    const started = performance.now();
+    const facts: Record<string, unknown> = {};
+    const path = (req.url ?? "/").split("?")[0];
+    handle(req, res, facts)
+      .catch((e: unknown) => {
+        const status = e instanceof HttpProblem ? e.status : 500;
+        if (status === 500) log.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), path }, "request failed");
+        if (!res.headersSent) {
+          const json = (req.headers["content-type"] ?? "").includes("json") || (req.headers.accept ?? "").includes("application/json");
+          const message = e instanceof HttpProblem ? e.message : "internal error";
+          if (json) send(res, status, "json", JSON.stringify({ status: "error", message }), "x");
+          else send(res, status, "text", `${message}\n`, "x");
+        } else res.destroy();
+        return status;
+      })
+      .then((status) => {
+        // One line per request; card data never reaches it (only last 4 via orders).
+        log.info({ method: req.method, path, status, ...facts, durationMs: Math.round((performance.now() - started) * 10) / 10 }, "http");
+      });
+  });
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  return server;
+}

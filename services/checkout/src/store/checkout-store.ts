@@ -1,0 +1,341 @@
+// The merchant's records in one SQLite file (<data dir>/checkout.db): every
+// checkout attempt and its authorization, and every settlement batch with its
+// per-item results. WAL with synchronous=FULL: an attempt is on disk before
+// Authorize is sent, and a batch before SettleBatch is sent, so a crash can
+// only leave work that is resent with the same idempotency key.
+//
+// No card data is stored: the last 4 digits, the holder's name and an HMAC
+// fingerprint (keyed by a secret kept here) to recognise a resubmission.
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { assert } from "@paygate/money";
+import type { CheckoutStore, NewOrder, Order, OrderState, SettleItemOutcome, SettleState, Settlement, SettlementItem, SettlementState } from "../domain/ports.js";
+
+const SCHEMA_V1 = `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE settlements (
+  settlement_id    TEXT PRIMARY KEY,
+  idempotency_key  TEXT NOT NULL UNIQUE,
+  state            TEXT NOT NULL CHECK (state IN ('open', 'done', 'rejected')),
+  currency         TEXT NOT NULL,
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  last_error       TEXT,
+  gateway_batch_id TEXT,
+  created_at_ms    INTEGER NOT NULL,
+  finished_at_ms   INTEGER
+) STRICT;
+CREATE INDEX settlements_open ON settlements(created_at_ms) WHERE state = 'open';
+
+CREATE TABLE orders (
+  attempt_key     TEXT PRIMARY KEY,
+  order_id        TEXT NOT NULL,
+  gateway_key     TEXT NOT NULL,
+  fingerprint     TEXT NOT NULL,
+  retries         INTEGER NOT NULL DEFAULT 0,
+  state           TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'declined', 'unknown')),
+  amount_minor    INTEGER NOT NULL CHECK (amount_minor > 0),
+  currency        TEXT NOT NULL,
+  card_last4      TEXT NOT NULL,
+  cardholder_name TEXT NOT NULL,
+  auth_code       TEXT UNIQUE,
+  reason          TEXT,
+  created_at_ms   INTEGER NOT NULL,
+  updated_at_ms   INTEGER NOT NULL,
+  settle_state    TEXT NOT NULL DEFAULT 'unsettled' CHECK (settle_state IN ('unsettled', 'in_batch', 'captured', 'failed')),
+  settlement_id   TEXT REFERENCES settlements(settlement_id),
+  captured_minor  INTEGER NOT NULL DEFAULT 0,
+  settle_reason   TEXT,
+  settle_attempts INTEGER NOT NULL DEFAULT 0,
+  CHECK (state = 'approved' OR settle_state = 'unsettled'),
+  CHECK ((settle_state = 'in_batch') = (settlement_id IS NOT NULL) OR settle_state IN ('captured', 'failed'))
+) STRICT;
+CREATE INDEX orders_to_settle ON orders(created_at_ms) WHERE state = 'approved' AND settle_state = 'unsettled';
+CREATE INDEX orders_recent ON orders(created_at_ms);
+
+CREATE TABLE settlement_items (
+  settlement_id  TEXT NOT NULL REFERENCES settlements(settlement_id),
+  attempt_key    TEXT NOT NULL REFERENCES orders(attempt_key),
+  auth_code      TEXT NOT NULL,
+  amount_minor   INTEGER NOT NULL CHECK (amount_minor > 0),
+  status         TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'captured', 'failed')),
+  reason         TEXT,
+  captured_minor INTEGER NOT NULL DEFAULT 0,
+  transaction_id TEXT,
+  PRIMARY KEY (settlement_id, attempt_key)
+) STRICT;
+`;
+
+const MIGRATIONS: readonly string[] = [SCHEMA_V1];
+
+interface OrderRow {
+  attempt_key: string;
+  order_id: string;
+  gateway_key: string;
+  fingerprint: string;
+  retries: bigint;
+  state: string;
+  amount_minor: bigint;
+  currency: string;
+  card_last4: string;
+  cardholder_name: string;
+  auth_code: string | null;
+  reason: string | null;
+  created_at_ms: bigint;
+  updated_at_ms: bigint;
+  settle_state: string;
+  settlement_id: string | null;
+  captured_minor: bigint;
+  settle_reason: string | null;
+  settle_attempts: bigint;
+}
+
+interface SettlementRow {
+  settlement_id: string;
+  idempotency_key: string;
+  state: string;
+  currency: string;
+  attempts: bigint;
+  last_error: string | null;
+  gateway_batch_id: string | null;
+  created_at_ms: bigint;
+  finished_at_ms: bigint | null;
+  item_count: bigint;
+  total_minor: bigint;
+  captured_minor: bigint;
+}
+
+interface ItemRow {
+  settlement_id: string;
+  attempt_key: string;
+  order_id: string;
+  auth_code: string;
+  amount_minor: bigint;
+  status: string;
+  reason: string | null;
+  captured_minor: bigint;
+  transaction_id: string | null;
+}
+
+const toOrder = (r: OrderRow): Order => ({
+  attemptKey: r.attempt_key,
+  orderId: r.order_id,
+  gatewayKey: r.gateway_key,
+  fingerprint: r.fingerprint,
+  retries: Number(r.retries),
+  state: r.state as OrderState,
+  amountMinor: r.amount_minor,
+  currency: r.currency,
+  cardLast4: r.card_last4,
+  cardholderName: r.cardholder_name,
+  authCode: r.auth_code,
+  reason: r.reason,
+  createdAtMs: Number(r.created_at_ms),
+  updatedAtMs: Number(r.updated_at_ms),
+  settleState: r.settle_state as SettleState,
+  settlementId: r.settlement_id,
+  capturedMinor: r.captured_minor,
+  settleReason: r.settle_reason,
+  settleAttempts: Number(r.settle_attempts),
+});
+
+const toSettlement = (r: SettlementRow): Settlement => ({
+  settlementId: r.settlement_id,
+  idempotencyKey: r.idempotency_key,
+  state: r.state as SettlementState,
+  itemCount: Number(r.item_count),
+  totalMinor: r.total_minor,
+  capturedMinor: r.captured_minor,
+  currency: r.currency,
+  attempts: Number(r.attempts),
+  lastError: r.last_error,
+  gatewayBatchId: r.gateway_batch_id,
+  createdAtMs: Number(r.created_at_ms),
+  finishedAtMs: r.finished_at_ms === null ? null : Number(r.finished_at_ms),
+});
+
+const toItem = (r: ItemRow): SettlementItem => ({
+  settlementId: r.settlement_id,
+  attemptKey: r.attempt_key,
+  orderId: r.order_id,
+  authCode: r.auth_code,
+  amountMinor: r.amount_minor,
+  status: r.status as SettlementItem["status"],
+  reason: r.reason,
+  capturedMinor: r.captured_minor,
+  transactionId: r.transaction_id,
+});
+
+export interface OpenedCheckoutStore extends CheckoutStore {
+  readonly path: string;
+  /** Keys the card fingerprints; made at first start and kept with the data. */
+  fingerprintSecret(): Buffer;
+  close(): void;
+}
+
+const SETTLEMENT_SELECT = `
+  SELECT s.*, COUNT(i.attempt_key) AS item_count, COALESCE(SUM(i.amount_minor), 0) AS total_minor, COALESCE(SUM(i.captured_minor), 0) AS captured_minor
+  FROM settlements s LEFT JOIN settlement_items i ON i.settlement_id = s.settlement_id`;
+
+export function openCheckoutStore(options: { dataDir: string } | { memory: true }): OpenedCheckoutStore {
+  const path = "memory" in options ? ":memory:" : join(options.dataDir, "checkout.db");
+  if (!("memory" in options)) mkdirSync(options.dataDir, { recursive: true });
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  db.defaultSafeIntegers(true);
+  migrate(db);
+
+  const q = {
+    getMeta: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
+    setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)"),
+    insertOrder: db.prepare(`INSERT INTO orders (attempt_key, order_id, gateway_key, fingerprint, state, amount_minor, currency, card_last4, cardholder_name, created_at_ms, updated_at_ms)
+      VALUES (@attemptKey, @orderId, @attemptKey, @fingerprint, 'pending', @amountMinor, @currency, @cardLast4, @cardholderName, @nowMs, @nowMs) ON CONFLICT (attempt_key) DO NOTHING`),
+    order: db.prepare<[string], OrderRow>("SELECT * FROM orders WHERE attempt_key = ?"),
+    retry: db.prepare(`UPDATE orders SET fingerprint = @fingerprint, gateway_key = @gatewayKey, retries = retries + 1, state = 'pending', reason = NULL,
+      card_last4 = @cardLast4, cardholder_name = @cardholderName, updated_at_ms = @nowMs WHERE attempt_key = @attemptKey AND state = 'declined'`),
+    approve: db.prepare("UPDATE orders SET state = 'approved', auth_code = ?, card_last4 = ?, reason = NULL, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')"),
+    decline: db.prepare("UPDATE orders SET state = 'declined', reason = ?, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')"),
+    unknown: db.prepare("UPDATE orders SET state = 'unknown', reason = ?, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')"),
+    listOrders: db.prepare<[number], OrderRow>("SELECT * FROM orders ORDER BY created_at_ms DESC, attempt_key LIMIT ?"),
+    openSettlements: db.prepare<[number], SettlementRow>(`${SETTLEMENT_SELECT} WHERE s.state = 'open' GROUP BY s.settlement_id ORDER BY s.created_at_ms, s.settlement_id LIMIT ?`),
+    settlement: db.prepare<[string], SettlementRow>(`${SETTLEMENT_SELECT} WHERE s.settlement_id = ? GROUP BY s.settlement_id`),
+    listSettlements: db.prepare<[number], SettlementRow>(`${SETTLEMENT_SELECT} GROUP BY s.settlement_id ORDER BY s.created_at_ms DESC, s.settlement_id LIMIT ?`),
+    firstUnsettledCurrency: db.prepare<[], { currency: string }>("SELECT currency FROM orders WHERE state = 'approved' AND settle_state = 'unsettled' ORDER BY created_at_ms LIMIT 1"),
+    unsettled: db.prepare<[string, number], OrderRow>("SELECT * FROM orders WHERE state = 'approved' AND settle_state = 'unsettled' AND currency = ? ORDER BY created_at_ms, attempt_key LIMIT ?"),
+    insertSettlement: db.prepare("INSERT INTO settlements (settlement_id, idempotency_key, state, currency, created_at_ms) VALUES (?, ?, 'open', ?, ?)"),
+    insertItem: db.prepare("INSERT INTO settlement_items (settlement_id, attempt_key, auth_code, amount_minor) VALUES (?, ?, ?, ?)"),
+    markInBatch: db.prepare("UPDATE orders SET settle_state = 'in_batch', settlement_id = ? WHERE attempt_key = ? AND settle_state = 'unsettled'"),
+    items: db.prepare<[string], ItemRow>(`SELECT i.*, o.order_id FROM settlement_items i JOIN orders o ON o.attempt_key = i.attempt_key
+      WHERE i.settlement_id = ? ORDER BY o.created_at_ms, i.attempt_key`),
+    itemResult: db.prepare("UPDATE settlement_items SET status = ?, reason = ?, captured_minor = ?, transaction_id = ? WHERE settlement_id = ? AND attempt_key = ?"),
+    orderSettled: db.prepare("UPDATE orders SET settle_state = ?, captured_minor = ?, settle_reason = ? WHERE attempt_key = ? AND settle_state = 'in_batch'"),
+    orderReleased: db.prepare(`UPDATE orders SET settle_attempts = settle_attempts + 1, settle_reason = @reason,
+      settle_state = CASE WHEN settle_attempts + 1 >= @attemptsMax THEN 'failed' ELSE 'unsettled' END,
+      settlement_id = CASE WHEN settle_attempts + 1 >= @attemptsMax THEN settlement_id ELSE NULL END
+      WHERE attempt_key = @attemptKey AND settle_state = 'in_batch'`),
+    finishSettlement: db.prepare("UPDATE settlements SET state = ?, gateway_batch_id = ?, last_error = ?, attempts = attempts + 1, finished_at_ms = ? WHERE settlement_id = ? AND state = 'open'"),
+    noteAttempt: db.prepare("UPDATE settlements SET attempts = attempts + 1, last_error = ? WHERE settlement_id = ? AND state = 'open'"),
+  };
+
+  const mustOrder = (attemptKey: string): Order => {
+    const row = q.order.get(attemptKey);
+    assert(row !== undefined, `order ${attemptKey} exists`);
+    return toOrder(row);
+  };
+  const mustSettlement = (id: string): Settlement => {
+    const row = q.settlement.get(id);
+    assert(row !== undefined, `settlement ${id} exists`);
+    return toSettlement(row);
+  };
+  const changedOne = (info: Database.RunResult, what: string) => assert(info.changes === 1, what);
+
+  const secret = db.transaction((): Buffer => {
+    const row = q.getMeta.get("fingerprint_secret");
+    if (row) return Buffer.from(row.value, "base64");
+    const fresh = randomBytes(32);
+    q.setMeta.run("fingerprint_secret", fresh.toString("base64"));
+    return fresh;
+  })();
+
+  const store: OpenedCheckoutStore = {
+    path,
+    fingerprintSecret: () => secret,
+    close: () => db.close(),
+
+    claimOrder: db.transaction((order: NewOrder) => {
+      const created = q.insertOrder.run({ ...order }).changes === 1;
+      return { created, order: mustOrder(order.attemptKey) };
+    }),
+    retryOrder: db.transaction((attemptKey: string, change: { fingerprint: string; gatewayKey: string; cardLast4: string; cardholderName: string; nowMs: number }) => {
+      changedOne(q.retry.run({ attemptKey, ...change }), `retry of a declined order ${attemptKey}`);
+      return mustOrder(attemptKey);
+    }),
+    recordApproved(attemptKey, authCode, cardLast4, nowMs) {
+      changedOne(q.approve.run(authCode, cardLast4, nowMs, attemptKey), `approval of an open order ${attemptKey}`);
+      return mustOrder(attemptKey);
+    },
+    recordDeclined(attemptKey, reason, nowMs) {
+      changedOne(q.decline.run(reason, nowMs, attemptKey), `decline of an open order ${attemptKey}`);
+      return mustOrder(attemptKey);
+    },
+    recordUnknown(attemptKey, reason, nowMs) {
+      changedOne(q.unknown.run(reason, nowMs, attemptKey), `unknown outcome of an open order ${attemptKey}`);
+      return mustOrder(attemptKey);
+    },
+    getOrder(attemptKey) {
+      const row = q.order.get(attemptKey);
+      return row && toOrder(row);
+    },
+    listOrders: (limit) => q.listOrders.all(limit).map(toOrder),
+
+    openSettlements: (limit) => q.openSettlements.all(limit).map(toSettlement),
+    createSettlement: db.transaction((settlementId: string, idempotencyKey: string, itemsMax: number, nowMs: number) => {
+      assert(itemsMax > 0, "a batch holds at least one item");
+      const first = q.firstUnsettledCurrency.get();
+      if (!first) return undefined;
+      const orders = q.unsettled.all(first.currency, itemsMax);
+      q.insertSettlement.run(settlementId, idempotencyKey, first.currency, nowMs);
+      for (const o of orders) {
+        assert(o.auth_code !== null, "an approved order has an auth code");
+        q.insertItem.run(settlementId, o.attempt_key, o.auth_code, o.amount_minor);
+        changedOne(q.markInBatch.run(settlementId, o.attempt_key), `order ${o.attempt_key} joins one batch only`);
+      }
+      return mustSettlement(settlementId);
+    }),
+    settlementItems: (settlementId) => q.items.all(settlementId).map(toItem),
+    completeSettlement: db.transaction((settlementId: string, gatewayBatchId: string, outcomes: readonly SettleItemOutcome[], nowMs: number) => {
+      const byCode = new Map(outcomes.map((o) => [o.authCode, o]));
+      for (const item of q.items.all(settlementId)) {
+        const o = byCode.get(item.auth_code);
+        if (!o) {
+          // The gateway owes an answer per item; without one the order goes to the next batch.
+          q.itemResult.run("failed", "missing_from_response", 0n, null, settlementId, item.attempt_key);
+          changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: "missing_from_response", attemptsMax: Number.MAX_SAFE_INTEGER }), "release");
+          continue;
+        }
+        // Captured earlier under another key: the money is the merchant's already.
+        const captured = o.status === "captured" || o.reason === "already_captured";
+        const capturedMinor = o.status === "captured" ? o.capturedMinor : captured ? item.amount_minor : 0n;
+        assert(capturedMinor >= 0n && capturedMinor <= item.amount_minor, "never capture more than authorized");
+        q.itemResult.run(captured ? "captured" : "failed", o.reason || null, capturedMinor, o.transactionId || null, settlementId, item.attempt_key);
+        changedOne(q.orderSettled.run(captured ? "captured" : "failed", capturedMinor, o.reason || null, item.attempt_key), `order ${item.attempt_key} settles once`);
+      }
+      q.finishSettlement.run("done", gatewayBatchId, null, nowMs, settlementId);
+      return mustSettlement(settlementId);
+    }),
+    noteSettlementAttempt(settlementId, error) {
+      q.noteAttempt.run(error.slice(0, 500), settlementId);
+      return mustSettlement(settlementId);
+    },
+    rejectSettlement: db.transaction((settlementId: string, reason: string, attemptsMax: number, nowMs: number) => {
+      const short = reason.slice(0, 500);
+      for (const item of q.items.all(settlementId)) {
+        q.itemResult.run("failed", short, 0n, null, settlementId, item.attempt_key);
+        changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: short, attemptsMax }), "release");
+      }
+      q.finishSettlement.run("rejected", null, short, nowMs, settlementId);
+      return mustSettlement(settlementId);
+    }),
+    listSettlements: (limit) => q.listSettlements.all(limit).map(toSettlement),
+  };
+  return store;
+}
+
+function migrate(db: Database.Database): void {
+  const version = Number(db.pragma("user_version", { simple: true }));
+  if (version > MIGRATIONS.length) throw new Error(`checkout.db schema v${version} is newer than this build (v${MIGRATIONS.length})`);
+  db.transaction(() => {
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.exec(MIGRATIONS[v] ?? "");
+      db.pragma(`user_version = ${v + 1}`);
+    }
+  })();
+}

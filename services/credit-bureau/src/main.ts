@@ -1,0 +1,86 @@
+// The credit bureau process: config -> data file -> mTLS server -> "listening".
+// The only place that reads process.env.
+import { ConfigError } from "@paygate/config";
+import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
+import { createMetrics, createMetricsInterceptor, createTraceServerInterceptor, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
+import { loadConfig, type BureauConfig } from "./config.js";
+import { createBureau } from "./domain/report.js";
+import { bureauAccessTable, bureauRoutes } from "./routes.js";
+import { loadReportFile, ReportFileError } from "./store/report-file.js";
+
+const SHUTDOWN_GRACE_MS = 5_000;
+
+function readConfig(): BureauConfig {
+  try {
+    return loadConfig(process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+  const log = createLogger("credit-bureau", config.logLevel, { mixin: traceLogFields });
+  const tracing = startTracing({ service: "credit-bureau", endpoint: config.otlpEndpoint });
+  const metrics = createMetrics("credit-bureau");
+  let reports;
+  try {
+    reports = loadReportFile(config.dataFile);
+  } catch (e) {
+    // A bad data file is a configuration error: same exit code, every problem listed.
+    if (e instanceof ReportFileError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const bureau = createBureau(reports);
+  let ready = false;
+  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready, logger: log });
+
+  const server = await startRpcServer({
+    host: config.host,
+    port: config.port,
+    tls: config.tls,
+    routes: bureauRoutes(bureau),
+    // Trace outermost so the log line carries the trace id; metrics outside access control so refusals count.
+    interceptors: [createTraceServerInterceptor(tracing.tracer), createLoggingInterceptor(log), createMetricsInterceptor(metrics), createAccessInterceptor(bureauAccessTable)],
+    logger: log,
+    readMaxBytes: 64 * 1024,
+  });
+  ready = true;
+  log.info({ host: config.host, port: server.port, metricsPort: ops.port, dataFile: config.dataFile, reports: bureau.size, tracing: tracing.enabled }, "listening");
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    ready = false;
+    log.info({ signal }, "shutting down");
+    (async () => {
+      await server.close(SHUTDOWN_GRACE_MS);
+      await ops.close();
+      await tracing.shutdown();
+    })().then(
+      () => {
+        log.info({}, "stopped");
+        process.exit(0);
+      },
+      (e: unknown) => {
+        log.error({ err: e instanceof Error ? e.message : String(e) }, "unclean shutdown");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`credit-bureau: failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});
