@@ -59,3 +59,6 @@ kind-down: ## delete the kind cluster
 
 helm-tools: ## build helm into .tools/bin with go install
 	scripts/tools.sh helm
+
+bench: build certs ## benchmark every scenario on a real stack (~6 min); writes bench/results/ and bench/README.md
+	node --import tsx bench/run.ts $(BENCH_ARGS)

@@ -4,6 +4,10 @@ set -euo pipefail
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v redis-server >/dev/null || need+=(redis-server)
+# test/observability runs promtool and a real Prometheus against the stack.
+command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
+# The checkout browser tests drive Debian's Chromium (playwright-core never downloads one).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "==> installing Debian packages: ${need[*]}"
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

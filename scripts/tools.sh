@@ -2,6 +2,7 @@
 # Builds developer tools that no package registry here ships, into the ignored
 # .tools/bin, from the Go module proxy (the only way we can get them offline).
 #   scripts/tools.sh helm        # prints the path of a working helm binary
+#   scripts/tools.sh k6          # prints the path of a working k6 binary
 # Idempotent: a tool already built at the pinned version is not rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ mkdir -p "$bin"
 
 # Pinned: a recent 3.x that builds with the local Go toolchain.
 HELM_VERSION=${HELM_VERSION:-v3.21.4}
+# Pinned: the 1.x the Go module proxy offers here; needs Go >= 1.25.
+K6_VERSION=${K6_VERSION:-v1.8.1}
 
 log() { echo "tools.sh: $*" >&2; }
 
@@ -40,7 +43,23 @@ build_helm() {
   echo "$want"
 }
 
+build_k6() {
+  local want="$bin/k6" stamp="$bin/.k6-version"
+  if [ -x "$want" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$K6_VERSION" ]; then
+    echo "$want"
+    return 0
+  fi
+  command -v go >/dev/null || { log "go is required to build k6"; exit 1; }
+  log "building k6 $K6_VERSION with $(go version | awk '{print $3}') into $bin (several minutes on 2 cores the first time)..."
+  local start=$SECONDS
+  GOBIN="$bin" GOFLAGS="${GOFLAGS:-} -trimpath" go install -ldflags "-s -w" "go.k6.io/k6@$K6_VERSION" >&2
+  echo "$K6_VERSION" > "$stamp"
+  log "k6 $K6_VERSION built in $((SECONDS - start))s"
+  echo "$want"
+}
+
 case "${1:-}" in
   helm) build_helm ;;
-  *) echo "usage: $0 helm" >&2; exit 2 ;;
+  k6) build_k6 ;;
+  *) echo "usage: $0 helm|k6" >&2; exit 2 ;;
 esac

@@ -17,6 +17,8 @@ const services = [
   { name: "bank-a", bundle: "bank", env: { ...common, ...tls("bank-a"), BANK_NAME: "bank-a", BANK_PORT: "50051", BANK_DATA_DIR: `${data}/bank-a`, METRICS_PORT: "9465" } },
   { name: "bank-b", bundle: "bank", env: { ...common, ...tls("bank-b"), BANK_NAME: "bank-b", BANK_PORT: "50052", BANK_DATA_DIR: `${data}/bank-b`, METRICS_PORT: "9466" } },
   { name: "gateway", bundle: "gateway", env: { ...common, ...tls("gateway"), GATEWAY_PORT: "50050", GATEWAY_DATA_DIR: `${data}/gateway`, METRICS_PORT: "9464" } },
+  { name: "bureau", bundle: "credit-bureau", env: { ...common, ...tls("credit-bureau"), CREDIT_BUREAU_PORT: "8081", CREDIT_BUREAU_DATA_FILE: resolve(root, "config/credit-bureau.yaml"), METRICS_PORT: "9467" } },
+  { name: "checkout", bundle: "checkout", env: { ...common, ...tls("checkout"), CHECKOUT_PORT: "8080", CHECKOUT_DATA_DIR: `${data}/checkout`, CHECKOUT_MERCHANT_ACCOUNT: "bank-b/2002", METRICS_PORT: "9468" } },
 ].filter((s) => existsSync(`${root}/dist/${s.bundle}.js`));
 
 const RESTARTS_MAX = 5;
@@ -24,7 +26,7 @@ const logDir = resolve(data, "logs");
 mkdirSync(logDir, { recursive: true });
 let stopping = false;
 const children = new Map();
-const colors = { "bank-a": 36, "bank-b": 35, gateway: 33 };
+const colors = { "bank-a": 36, "bank-b": 35, gateway: 33, bureau: 34, checkout: 32 };
 
 function start(svc, restarts = 0) {
   const child = spawn(process.execPath, ["--enable-source-maps", `dist/${svc.bundle}.js`], {
@@ -69,7 +71,7 @@ function show(prefix, line, name) {
   }
   if (j.msg === "listening") {
     ready.add(name);
-    console.log(`${prefix} listening on ${j.port}`);
+    console.log(`${prefix} listening on ${j.port}${j.metricsPort ? ` (metrics :${j.metricsPort})` : ""}`);
     if (ready.size === services.length && !shownTour) tour();
     return;
   }
@@ -90,6 +92,7 @@ function tour() {
 \x1b[1mpaygate is up.\x1b[0m  Data: ./data   Certificates: ./.certs (CA: .certs/ca.crt)
   gateway  https://127.0.0.1:50050   (gRPC, gRPC-Web and Connect JSON; mTLS: present a client certificate)
   bank-a   https://127.0.0.1:50051   bank-b  https://127.0.0.1:50052   (only the gateway's certificate may call them)
+  bureau   https://127.0.0.1:8081    (credit reports; only the gateway)   checkout  http://127.0.0.1:8080/payment.html
 
 Demo logins (config/seed.yaml):  alice / alice-demo-2026 (bank-a/1001 USD, bank-a/1002 EUR)
   bob / bob-demo-2026 (bank-b/2001)   shop / shop-demo-2026 (merchant, bank-b/2002)   admin / admin-demo-2026
@@ -103,6 +106,21 @@ Try it (in another terminal, from this folder):
 ` : ""}  curl -s --cacert .certs/ca.crt --cert .certs/admin.crt --key .certs/admin.key \\
     -H 'content-type: application/json' -d '{"username":"alice","password":"alice-demo-2026"}' \\
     https://127.0.0.1:50050/paygate.gateway.v1.AuthService/Login
+
+Card payments (DESIGN.md §6) — the shop's checkout: \x1b[1mhttp://127.0.0.1:8080/payment.html\x1b[0m  (merchant: /merchant)
+  1. Issue Alice a card (admin; the number and CVC are shown once):
+  C="--cacert .certs/ca.crt --cert .certs/admin.crt --key .certs/admin.key -H content-type:application/json"
+  ATOKEN=$(curl -s $C -d '{"username":"admin","password":"admin-demo-2026"}' \\
+    https://127.0.0.1:50050/paygate.gateway.v1.AuthService/Login | sed 's/.*"sessionToken":"\\([^"]*\\)".*/\\1/')
+  curl -s $C -H "authorization: Bearer $ATOKEN" -d '{"accountId":"bank-a/1001","cardholderName":"Alice Customer"}' \\
+    https://127.0.0.1:50050/paygate.gateway.v1.AdminService/IssueCard
+  2. Pay on the page with that number, expiry (expMonth/expYear) and CVC; a wrong CVC shows a decline.
+  3. "Settle now" on http://127.0.0.1:8080/merchant (or wait a minute): the money lands in the shop's
+     bank-b/2002 (${existsSync(`${root}/dist/paycli.js`) ? `${paycli} login shop --password shop-demo-2026 && ${paycli} balance` : "GetBalance as shop"}).
+
+Metrics (Prometheus text; also /healthz and /readyz on the same ports):
+  curl -s http://127.0.0.1:9464/metrics | grep ^paygate_    (gateway; bank-a :9465, bank-b :9466, bureau :9467, checkout :9468)
+Traces: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 make up   (any OTLP/HTTP collector; docs/OPERATIONS.md)
 
 Ctrl-C stops everything.  QUIET=1 make up hides the per-call lines.
 `);

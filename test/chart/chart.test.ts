@@ -10,10 +10,11 @@
 import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { parse, parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments, stringify } from "yaml";
 import { GATEWAY_IDENTITY, bankIdentity, clientIdentity } from "@paygate/rpc";
 import { parseSeed } from "@paygate/seed";
 import { SchemaError, validateAny, type K8sObject } from "./k8s-validate.js";
@@ -32,10 +33,8 @@ const HELM_OUTPUT_MAX = 64 * 1024 * 1024;
 const READ_OUTSIDE_CONFIG = new Set(["OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT"]);
 // The chart already sets these; the code does not read them yet. The test
 // fails as soon as it does, so this list can only shrink: delete the entry.
-const NOT_READ_YET: Readonly<Record<string, readonly string[]>> = {
-  gateway: ["METRICS_PORT", "CREDIT_BUREAU_URL"],
-  bank: ["METRICS_PORT"],
-};
+// Every service reads all its env now; a new service lists here what it does not read yet.
+const NOT_READ_YET: Readonly<Record<string, readonly string[]>> = {};
 // Services whose code does not exist yet (no config.ts): the chart uses the
 // ports DESIGN.md plans for them. Once config.ts exists its defaults rule
 // and this table is ignored.
@@ -423,6 +422,12 @@ describe("kubernetes-models catches what a typo would break", () => {
     sm.spec.endpoints[0].intervall = "30s";
     assert.throws(() => validateAny(sm), /endpoints\[0\]\.intervall/);
   });
+  test("a misspelled PrometheusRule field fails", () => {
+    const rule = clone(ofKind(objs, "PrometheusRule")[0]!);
+    validateAny(rule);
+    rule.spec.groups[2].rules[0].fro = "1m";
+    assert.throws(() => validateAny(rule), /rules\[0\]\.fro/);
+  });
   test("a kind without a schema fails", () => {
     assert.throws(() => validateAny({ apiVersion: "example.com/v1", kind: "Widget", metadata: { name: "w" } }), /no schema/);
   });
@@ -715,6 +720,7 @@ for (const vc of CASES) {
     test("monitoring objects follow monitoring.enabled and dashboards come from dashboards/*.json", () => {
       const monitored = vc.files.length === 0;
       assert.equal(ofKind(objs, "ServiceMonitor").length, monitored ? 1 : 0);
+      assert.equal(ofKind(objs, "PrometheusRule").length, monitored ? 1 : 0);
       const dashboards = ofKind(objs, "ConfigMap").filter((m) => m.metadata.name.startsWith("paygate-dashboard-"));
       if (!monitored) return assert.equal(dashboards.length, 0);
       assert.ok(dashboards.length >= 1);
@@ -729,6 +735,78 @@ for (const vc of CASES) {
       const selected = ofKind(objs, "Service").filter((s) => selects(sm.selector.matchLabels, s.metadata.labels ?? {}));
       assert.ok(selected.length >= 3);
       for (const s of selected) assert.ok(spec(s).ports.some((p: { name: string }) => p.name === sm.endpoints[0].port), s.metadata.name);
+      // One source of truth: the ConfigMaps are the files test/observability runs against Prometheus.
+      const files = readdirSync(join(CHART, "dashboards")).filter((f) => f.endsWith(".json")).sort();
+      assert.deepEqual(dashboards.flatMap((d) => Object.keys(d.data as object)).sort(), files);
+      for (const d of dashboards) {
+        for (const [file, text] of Object.entries(d.data as Record<string, string>)) assert.equal(text, readFileSync(join(CHART, "dashboards", file), "utf8").trimEnd(), file);
+      }
+    });
+
+    test("the PrometheusRule is rules/paygate-rules.yaml, verbatim", (t) => {
+      const rules = ofKind(objs, "PrometheusRule");
+      if (vc.files.length > 0) return t.diagnostic("monitoring is off in this case");
+      assert.deepEqual(spec(rules[0]!), parse(readFileSync(join(CHART, "rules/paygate-rules.yaml"), "utf8")));
+    });
+
+    test("BankDown and GatewayDown match exactly the jobs the ServiceMonitor gives banks and gateways", (t) => {
+      if (vc.files.length > 0) return t.diagnostic("monitoring is off in this case");
+      assert.deepEqual(downAlertProblems(objs), []);
     });
   });
 }
+
+/**
+ * The job each scraped Service's targets get (the ServiceMonitor's jobLabel,
+ * else the Service name, as the Prometheus Operator does it), checked against
+ * the `up{job=~"..."}` matchers of the BankDown and GatewayDown alerts.
+ */
+function downAlertProblems(objs: readonly K8sObject[]): string[] {
+  const sm = spec(ofKind(objs, "ServiceMonitor")[0]!);
+  const alerts = new Map<string, RegExp>();
+  for (const g of spec(ofKind(objs, "PrometheusRule")[0]!).groups as { rules: { alert?: string; expr: string }[] }[]) {
+    for (const r of g.rules) {
+      const m = /up\{job=~"([^"]+)"\}/.exec(String(r.expr));
+      // Prometheus anchors =~ at both ends.
+      if (r.alert && m) alerts.set(r.alert, new RegExp(`^(?:${m[1]})$`));
+    }
+  }
+  const problems: string[] = [];
+  const bankDown = alerts.get("BankDown");
+  const gatewayDown = alerts.get("GatewayDown");
+  if (!bankDown || !gatewayDown) return [`BankDown/GatewayDown with an up{job=~...} matcher not found: ${[...alerts.keys()].join(", ")}`];
+  const scraped = ofKind(objs, "Service").filter((s) => selects(sm.selector.matchLabels, s.metadata.labels ?? {}));
+  for (const s of scraped) {
+    const labels = s.metadata.labels ?? {};
+    const job = (sm.jobLabel ? labels[sm.jobLabel as string] : undefined) ?? s.metadata.name;
+    const role = labels["paygate.local/role"] === "bank" ? "bank" : s.metadata.name.startsWith("gateway") ? "gateway" : "other";
+    if (bankDown.test(job) !== (role === "bank")) problems.push(`BankDown ${role === "bank" ? "misses" : "matches"} ${s.metadata.name} (job ${job})`);
+    if (gatewayDown.test(job) !== (role === "gateway")) problems.push(`GatewayDown ${role === "gateway" ? "misses" : "matches"} ${s.metadata.name} (job ${job})`);
+  }
+  if (!scraped.some((s) => s.metadata.labels?.["paygate.local/role"] === "bank")) problems.push("no bank Service is scraped");
+  return problems;
+}
+
+test("banks with any names are still banks to BankDown (job from paygate.local/job, not the Service name)", () => {
+  const seed = [
+    "banks: [acme, globex]",
+    "users:",
+    "  - { id: admin, username: admin, password: admin-ci-2026, roles: [admin], display_name: Admin }",
+    "accounts:",
+    "  - { id: acme/1001, owner: admin, currency: USD, opening_minor: 0 }",
+  ].join("\n");
+  const dir = mkdtempSync(join(tmpdir(), "paygate-chart-"));
+  try {
+    const file = join(dir, "values.yaml");
+    writeFileSync(file, stringify({ banks: [{ name: "acme" }, { name: "globex" }], seed: { content: seed } }));
+    const objs = render([file]);
+    assert.equal(ofKind(objs, "StatefulSet").filter((s) => ["acme", "globex"].includes(s.metadata.name)).length, 2);
+    assert.deepEqual(downAlertProblems(objs), []);
+    // Control: without the jobLabel the job is the Service name, and "acme-headless" is no bank to BankDown.
+    const sm = ofKind(objs, "ServiceMonitor")[0]! as K8sObject & { spec: Record<string, unknown> };
+    delete sm.spec.jobLabel;
+    assert.ok(downAlertProblems(objs).some((p) => p.startsWith("BankDown misses acme-headless")), downAlertProblems(objs).join("; "));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

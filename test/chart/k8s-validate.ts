@@ -161,8 +161,58 @@ export function validateServiceMonitor(obj: K8sObject): void {
   if (problems.length > 0) throw new SchemaError(`${where}: ${problems.join(", ")}`);
 }
 
-/** Dispatches on kind: the typed schemas, or the ServiceMonitor allow-list. */
+/**
+ * PrometheusRule, the same way: an allow-list from the monitoring.coreos.com/v1
+ * CRD (groups of record/alert rules), unknown fields fail. The rules'
+ * PromQL is checked by promtool and a real Prometheus in test/observability.
+ */
+export function validatePrometheusRule(obj: K8sObject): void {
+  const where = `PrometheusRule/${obj.metadata?.name ?? "?"}`;
+  const problems: string[] = [];
+  const allowed = (path: string, value: unknown, keys: readonly string[]): Record<string, unknown> => {
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      problems.push(`${path} must be an object`);
+      return {};
+    }
+    for (const k of Object.keys(value)) if (!keys.includes(k)) problems.push(`unknown field ${path}.${k}`);
+    return value as Record<string, unknown>;
+  };
+  const stringMap = (path: string, value: unknown): void => {
+    if (value === undefined) return;
+    const m = allowed(path, value, Object.keys((value as object) ?? {}));
+    for (const [k, v] of Object.entries(m)) if (typeof v !== "string") problems.push(`${path}.${k} must be a string`);
+  };
+  const duration = (path: string, value: unknown): void => {
+    if (value !== undefined && !/^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/.test(String(value))) problems.push(`${path} is not a duration`);
+  };
+  const top = allowed("", obj, ["apiVersion", "kind", "metadata", "spec"]);
+  if (top.apiVersion !== "monitoring.coreos.com/v1") problems.push("apiVersion must be monitoring.coreos.com/v1");
+  const meta = allowed(".metadata", top.metadata, ["name", "namespace", "labels", "annotations"]);
+  if (typeof meta.name !== "string" || meta.name === "") problems.push(".metadata.name is required");
+  stringMap(".metadata.labels", meta.labels);
+  const spec = allowed(".spec", top.spec, ["groups"]);
+  if (!Array.isArray(spec.groups) || spec.groups.length === 0) problems.push(".spec.groups must be a non-empty list");
+  for (const [i, g] of (Array.isArray(spec.groups) ? spec.groups : []).entries()) {
+    const group = allowed(`.spec.groups[${i}]`, g, ["name", "interval", "rules", "partial_response_strategy", "limit", "query_offset", "labels"]);
+    if (typeof group.name !== "string" || group.name === "") problems.push(`.spec.groups[${i}].name is required`);
+    duration(`.spec.groups[${i}].interval`, group.interval);
+    for (const [j, r] of (Array.isArray(group.rules) ? group.rules : []).entries()) {
+      const path = `.spec.groups[${i}].rules[${j}]`;
+      const rule = allowed(path, r, ["record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"]);
+      if ((typeof rule.record === "string") === (typeof rule.alert === "string")) problems.push(`${path} needs exactly one of record and alert`);
+      if (typeof rule.expr !== "string" && typeof rule.expr !== "number") problems.push(`${path}.expr is required`);
+      duration(`${path}.for`, rule.for);
+      duration(`${path}.keep_firing_for`, rule.keep_firing_for);
+      stringMap(`${path}.labels`, rule.labels);
+      stringMap(`${path}.annotations`, rule.annotations);
+    }
+  }
+  if (problems.length > 0) throw new SchemaError(`${where}: ${problems.join(", ")}`);
+}
+
+/** Dispatches on kind: the typed schemas, or the ServiceMonitor / PrometheusRule allow-lists. */
 export function validateAny(obj: K8sObject): void {
   if (obj.apiVersion === "monitoring.coreos.com/v1" && obj.kind === "ServiceMonitor") validateServiceMonitor(obj);
+  else if (obj.apiVersion === "monitoring.coreos.com/v1" && obj.kind === "PrometheusRule") validatePrometheusRule(obj);
   else validateObject(obj);
 }

@@ -11,7 +11,7 @@ import { stringify } from "yaml";
 import { ensurePrometheus } from "./promtool.js";
 
 export interface ScrapeTarget {
-  /** Becomes the `job` label; banks must contain "bank", the gateway "gateway" (see the rules file). */
+  /** Becomes the `job` label; banks' start with "paygate-bank", the gateway's with "paygate-gateway" (see the rules file). */
   readonly job: string;
   /** host:port of the ops server. */
   readonly address: string;

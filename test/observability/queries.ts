@@ -14,9 +14,11 @@ import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 
 export const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-export const OBSERVABILITY_DIR = join(ROOT, "deploy/observability");
-export const DASHBOARDS_DIR = join(OBSERVABILITY_DIR, "dashboards");
-export const RULES_DIR = join(OBSERVABILITY_DIR, "rules");
+// The Helm chart is the one source of truth: it ships these very files as
+// ConfigMaps and a PrometheusRule (helm can only read files inside the chart).
+export const CHART_DIR = join(ROOT, "deploy/helm/paygate");
+export const DASHBOARDS_DIR = join(CHART_DIR, "dashboards");
+export const RULES_DIR = join(CHART_DIR, "rules");
 
 export type QueryKind = "panel" | "variable" | "record" | "alert";
 
