@@ -1,0 +1,47 @@
+// What happened during a chaos run, kept small: faults, client answers,
+// checker findings. On a violation the lines that name the txn or key
+// involved (and the faults around them) are the minimal history printed.
+
+export interface HistoryEvent {
+  readonly kind: string;
+  readonly detail: string;
+  readonly key?: string;
+  readonly txnId?: string;
+}
+
+interface Stamped extends HistoryEvent {
+  readonly atMs: number;
+}
+
+/** Events kept in memory; older ones are dropped (faults are kept apart, all of them). */
+const EVENTS_MAX = 200_000;
+
+export class History {
+  private readonly started = Date.now();
+  private events: Stamped[] = [];
+  private readonly faults: Stamped[] = [];
+
+  add(e: HistoryEvent): void {
+    const s = { ...e, atMs: Date.now() - this.started };
+    if (e.kind === "fault") this.faults.push(s);
+    else {
+      this.events.push(s);
+      if (this.events.length > EVENTS_MAX) this.events = this.events.slice(-EVENTS_MAX / 2);
+    }
+  }
+
+  get elapsedMs(): number {
+    return Date.now() - this.started;
+  }
+
+  /** Lines about these txns/keys, plus every fault within `aroundMs` of them. */
+  minimal(txnIds: readonly string[], keys: readonly string[], linesMax = 80, aroundMs = 15_000): string[] {
+    const related = this.events.filter((e) => (e.txnId && txnIds.includes(e.txnId)) || (e.key && keys.includes(e.key)));
+    const times = related.map((e) => e.atMs);
+    const lo = times.length ? Math.min(...times) - aroundMs : Number.NEGATIVE_INFINITY;
+    const hi = times.length ? Math.max(...times) + aroundMs : Number.POSITIVE_INFINITY;
+    const faults = this.faults.filter((f) => f.atMs >= lo && f.atMs <= hi);
+    const lines = [...related, ...faults].sort((a, b) => a.atMs - b.atMs).map((e) => `  +${(e.atMs / 1000).toFixed(3)}s ${e.kind.padEnd(7)} ${e.key ? `${e.key} ` : ""}${e.txnId ? `${e.txnId} ` : ""}${e.detail}`);
+    return lines.length > linesMax ? [...lines.slice(0, linesMax / 2), `  ... ${lines.length - linesMax} lines ...`, ...lines.slice(-linesMax / 2)] : lines;
+  }
+}
