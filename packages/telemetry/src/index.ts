@@ -2,3 +2,4 @@ export * from "./metrics.js";
 export * from "./interceptors.js";
 export * from "./tracing.js";
 export * from "./ops-server.js";
+export * from "./shutdown.js";

@@ -34,6 +34,22 @@ export function testSeed(banks: readonly string[] = ["bank-a", "bank-b"]): strin
   ].join("\n");
 }
 
+const GATEWAY_TIMEOUT_MS = 30_000;
+const BANK_TIMEOUT_MS = 10_000;
+
+/** `transport` with `authorization: Bearer <token>` on every call, as the gateway's sessions expect. */
+function withBearer(transport: Transport, token: string): Transport {
+  const withToken = (header: Parameters<Transport["unary"]>[3]): Headers => {
+    const h = new Headers(header);
+    h.set("authorization", `Bearer ${token}`);
+    return h;
+  };
+  return {
+    unary: (method, signal, timeoutMs, header, input, contextValues) => transport.unary(method, signal, timeoutMs, withToken(header), input, contextValues),
+    stream: (method, signal, timeoutMs, header, input, contextValues) => transport.stream(method, signal, timeoutMs, withToken(header), input, contextValues),
+  };
+}
+
 export interface StackOptions {
   readonly banks?: readonly string[];
   readonly seed?: string;
@@ -58,7 +74,8 @@ export class Stack {
   bureauUrl = "";
   checkout: ServiceProcess | undefined;
   checkoutUrl = "";
-  private transports = new Map<string, Transport>();
+  /** One transport per (target, identity), kept for the stack's life; see mtls(). */
+  private readonly transports = new Map<string, Transport>();
 
   private constructor(readonly dir: string, readonly certs: string) {}
 
@@ -151,29 +168,42 @@ export class Stack {
 
   /** A transport to the gateway presenting the given client certificate. */
   transport(certName = "paycli", certsDir = this.certs, interceptors: Interceptor[] = []): Transport {
-    const key = `${certsDir}|${certName}|${interceptors.length}`;
-    let t = interceptors.length === 0 ? this.transports.get(key) : undefined;
-    if (!t) {
-      t = createMtlsTransport({ baseUrl: this.gatewayUrl, tls: tlsFilesFor(certsDir, certName), timeoutMs: 30_000, interceptors });
-      if (interceptors.length === 0) this.transports.set(key, t);
-    }
-    return t;
+    // Interceptors are part of a transport, so a transport with its own is the caller's alone.
+    if (interceptors.length > 0) return createMtlsTransport({ baseUrl: this.gatewayUrl, tls: tlsFilesFor(certsDir, certName), timeoutMs: GATEWAY_TIMEOUT_MS, interceptors, reload: false });
+    return this.mtls(this.gatewayUrl, certsDir, certName, GATEWAY_TIMEOUT_MS);
   }
 
   /** A gateway client that sends `authorization: Bearer <token>` when a token is given. */
   client<S extends DescService>(service: S, token?: string, certName = "paycli"): Client<S> {
-    const auth: Interceptor = (next) => (req) => {
-      if (token) req.header.set("authorization", `Bearer ${token}`);
-      return next(req);
-    };
-    return createClient(service, token ? this.transport(certName, this.certs, [auth]) : this.transport(certName));
+    const transport = this.transport(certName);
+    // The token rides on each call's headers, so every session shares the identity's one transport.
+    return createClient(service, token ? withBearer(transport, token) : transport);
   }
 
   /** A client straight to a bank, presenting `certName` (only "gateway" may call banks). */
   bankClient<S extends DescService>(service: S, bank: string, certName = "gateway", certsDir = this.certs): Client<S> {
     const url = this.bankUrls.get(bank);
     if (!url) throw new Error(`no bank ${bank}`);
-    return createClient(service, createMtlsTransport({ baseUrl: url, tls: tlsFilesFor(certsDir, certName), timeoutMs: 10_000 }));
+    return createClient(service, this.mtls(url, certsDir, certName, BANK_TIMEOUT_MS));
+  }
+
+  /**
+   * The cached transport for one (target, identity). Tests call client() and
+   * reconcile() in loops; a transport per call piled up HTTP/2 sessions and, with
+   * certificate reloading on, three polling file watchers each, all on the shared
+   * test certificates (MaxListenersExceededWarning after ten). The test CA is made
+   * once per run and never rotated under a stack, so these transports do not
+   * watch the files (as test/chaos and test/security do), leaving nothing behind
+   * that outlives the stack.
+   */
+  private mtls(baseUrl: string, certsDir: string, certName: string, timeoutMs: number): Transport {
+    const key = JSON.stringify([baseUrl, certsDir, certName]);
+    let t = this.transports.get(key);
+    if (!t) {
+      t = createMtlsTransport({ baseUrl, tls: tlsFilesFor(certsDir, certName), timeoutMs, reload: false });
+      this.transports.set(key, t);
+    }
+    return t;
   }
 
   async login(username: string, password = `${username}${TEST_PASSWORD_SUFFIX}`): Promise<string> {
@@ -201,6 +231,8 @@ export class Stack {
   }
 
   async close(): Promise<void> {
+    // Their HTTP/2 sessions end with the processes below; a stack is not reused after close.
+    this.transports.clear();
     // The checkout first: it would otherwise log the gateway going away.
     await this.checkout?.stop();
     await Promise.all([this.gateway, ...this.banks.values(), this.bureau].filter((p): p is ServiceProcess => p !== undefined).map(async (p) => {

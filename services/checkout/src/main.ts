@@ -2,7 +2,7 @@
 // "listening". The only place that reads process.env.
 import { ConfigError } from "@paygate/config";
 import { createLogger } from "@paygate/rpc";
-import { createClientMetricsInterceptor, createMetrics, createTraceClientInterceptor, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
+import { createClientMetricsInterceptor, createMetrics, createTraceClientInterceptor, onShutdownSignals, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
 import { createCheckoutApp } from "./app.js";
 import { loadConfig, type CheckoutConfig } from "./config.js";
 
@@ -43,29 +43,12 @@ async function main(): Promise<void> {
     "listening",
   );
 
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  onShutdownSignals(log, async () => {
     ready = false;
-    log.info({ signal }, "shutting down");
-    (async () => {
-      await app.close(SHUTDOWN_GRACE_MS);
-      await ops.close();
-      await tracing.shutdown();
-    })().then(
-      () => {
-        log.info({}, "stopped");
-        process.exit(0);
-      },
-      (e: unknown) => {
-        log.error({ err: e instanceof Error ? e.message : String(e) }, "unclean shutdown");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
+    await app.close(SHUTDOWN_GRACE_MS);
+    await ops.close();
+    await tracing.shutdown();
+  });
 }
 
 main().catch((e: unknown) => {

@@ -2,7 +2,7 @@
 // The only place that reads process.env.
 import { ConfigError } from "@paygate/config";
 import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
-import { createMetrics, createMetricsInterceptor, createTraceServerInterceptor, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
+import { createMetrics, createMetricsInterceptor, createTraceServerInterceptor, onShutdownSignals, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
 import { loadConfig, type BureauConfig } from "./config.js";
 import { createBureau } from "./domain/report.js";
 import { bureauAccessTable, bureauRoutes } from "./routes.js";
@@ -55,29 +55,12 @@ async function main(): Promise<void> {
   ready = true;
   log.info({ host: config.host, port: server.port, metricsPort: ops.port, dataFile: config.dataFile, reports: bureau.size, tracing: tracing.enabled }, "listening");
 
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  onShutdownSignals(log, async () => {
     ready = false;
-    log.info({ signal }, "shutting down");
-    (async () => {
-      await server.close(SHUTDOWN_GRACE_MS);
-      await ops.close();
-      await tracing.shutdown();
-    })().then(
-      () => {
-        log.info({}, "stopped");
-        process.exit(0);
-      },
-      (e: unknown) => {
-        log.error({ err: e instanceof Error ? e.message : String(e) }, "unclean shutdown");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
+    await server.close(SHUTDOWN_GRACE_MS);
+    await ops.close();
+    await tracing.shutdown();
+  });
 }
 
 main().catch((e: unknown) => {
