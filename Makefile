@@ -4,7 +4,7 @@ SHELL := bash
 STAMP := node_modules/.paygate-installed
 
 .PHONY: help install system-deps generate build certs up test test-unit test-e2e typecheck clean \
-        images kind-up kind-down helm-tools bench
+        images kind-up kind-down helm-tools bench bench-recovery
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,3 +62,6 @@ helm-tools: ## build helm into .tools/bin with go install
 
 bench: build certs ## benchmark every scenario on a real stack (~6 min); writes bench/results/ and bench/README.md
 	node --import tsx bench/run.ts $(BENCH_ARGS)
+
+bench-recovery: build ## restart a gateway with 10,000 unacknowledged COMMIT decisions and time their resolution (~1 min)
+	node --import tsx bench/recovery.ts $(RECOVERY_ARGS)

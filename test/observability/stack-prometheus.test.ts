@@ -76,8 +76,14 @@ before(async () => {
     if (i === 0) {
       // RPC series appear on first use. Let one scrape see them before the rest
       // of the traffic, or rate() reads 0 (Prometheus has no earlier sample).
-      const seen = await prometheus.waitUntil(async () => (await prometheus.query("sum(paygate_transfers_total)"))[0]?.value === 1);
-      assert.ok(seen, "Prometheus never saw the first transfer");
+      // Every service's own scrape must see it (targets are scraped at different moments): the
+      // first transfer is cross-bank, so the gateway and both banks served an RPC for it.
+      const seen = await prometheus.waitUntil(
+        async () =>
+          (await prometheus.query("sum(paygate_transfers_total)"))[0]?.value === 1 &&
+          (await prometheus.query('count by (service) (paygate_rpc_server_requests_total{method=~"paygate.bank.v1.ParticipantService/.*"})')).length === 2,
+      );
+      assert.ok(seen, "Prometheus never saw the first transfer at the gateway and both banks");
     }
   }
   // The same request again is answered from the log: an idempotency hit, not a transfer.

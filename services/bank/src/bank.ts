@@ -26,6 +26,10 @@ export interface Bank {
   prepare(input: PrepareInput): Result<PrepareOutcome, PrepareInvalid>;
   commit(txnId: string): Result<Decided, CommitFailure>;
   abort(txnId: string): Result<Decided, AbortFailure>;
+  /** Batches: every item in one durable write, each answered as its single call would be. */
+  prepareMany(inputs: readonly PrepareInput[]): Result<PrepareOutcome, PrepareInvalid>[];
+  commitMany(txnIds: readonly string[]): Result<Decided, CommitFailure>[];
+  abortMany(txnIds: readonly string[]): Result<Decided, AbortFailure>[];
   openAccount(input: OpenAccountInput): Result<Account, OpenAccountFailure>;
   deposit(input: DepositInput): Result<Deposited, DepositFailure>;
   getAccount(accountId: string): Result<Account, "invalid_account_id" | "account_not_found">;
@@ -74,12 +78,7 @@ export function createBank(options: BankOptions): Bank {
   const metrics = options.metrics ?? NO_RECORDER;
 
   function write<T>(fn: (tx: LedgerTx, nowMs: number) => T): T {
-    try {
-      return metrics.fsyncDuration.time(() => store.transact((tx) => fn(tx, clock())));
-    } catch (e) {
-      if (e instanceof AssertionError) onInvariantBroken(e);
-      throw e;
-    }
+    return writeAll([fn])[0]!;
   }
 
   function getAccount(accountId: string): Result<Account, "invalid_account_id" | "account_not_found"> {
@@ -89,6 +88,67 @@ export function createBank(options: BankOptions): Bank {
     return account ? ok(account) : fail("account_not_found", `no account ${accountId} at ${name}`);
   }
 
+  /** Many rule calls, one store transaction: one fsync for the lot (group commit). */
+  function writeAll<T>(fns: ReadonlyArray<(tx: LedgerTx, nowMs: number) => T>): T[] {
+    try {
+      const now = clock();
+      return metrics.fsyncDuration.time(() => store.transactAll(fns.map((fn) => (tx: LedgerTx) => fn(tx, now))));
+    } catch (e) {
+      if (e instanceof AssertionError) onInvariantBroken(e);
+      throw e;
+    }
+  }
+
+  function prepareMany(inputs: readonly PrepareInput[]): Result<PrepareOutcome, PrepareInvalid>[] {
+    const results = writeAll(inputs.map((input) => (tx: LedgerTx, now: number) => prepare(tx, name, input, now)));
+    for (const r of results) {
+      // A re-delivered Prepare repeats a vote already counted.
+      if (r.ok && !r.value.redelivered) metrics.prepareVotes.inc(r.value.vote === "yes" ? { vote: "yes" } : { vote: "no", reason: r.value.reason });
+    }
+    // Logged (all of them, durably) but not yet answered.
+    if (results.some((r) => r.ok && r.value.vote === "yes" && !r.value.redelivered)) faults.hit("bank.after_prepare_logged");
+    return results;
+  }
+
+  function commitMany(txnIds: readonly string[]): Result<Decided, CommitFailure>[] {
+    // Only a commit that will change something is a crash point worth testing.
+    if (txnIds.some((id) => store.txn(id)?.state === "PREPARED")) faults.hit("bank.before_commit_apply");
+    const posted: Leg[][] = txnIds.map(() => []);
+    const results = writeAll(
+      txnIds.map((txnId, i) => (tx: LedgerTx, now: number) => {
+        const c = commit(tx, txnId, now);
+        if (c.ok && c.value.changed) posted[i] = tx.txnLegs(txnId);
+        return c;
+      }),
+    );
+    let applied = false;
+    for (const [i, r] of results.entries()) {
+      if (!r.ok || !r.value.changed) continue;
+      applied = true;
+      metrics.decisions.inc({ decision: "commit" });
+      for (const l of posted[i]!) {
+        // Journal entries only: holds and releases move no balance; a capture posts a debit.
+        const direction = l.direction === "credit" ? "credit" : l.direction === "debit" || l.direction === "capture" ? "debit" : undefined;
+        if (direction) metrics.ledger.post({ direction, currency: l.currency }, l.amountMinor);
+      }
+    }
+    if (applied) faults.hit("bank.after_commit_applied");
+    return results;
+  }
+
+  function abortMany(txnIds: readonly string[]): Result<Decided, AbortFailure>[] {
+    const wasPrepared = txnIds.map(() => false);
+    const results = writeAll(
+      txnIds.map((txnId, i) => (tx: LedgerTx, now: number) => {
+        wasPrepared[i] = tx.txn(txnId)?.state === "PREPARED";
+        return abort(tx, txnId, now);
+      }),
+    );
+    // Tombstones for unseen txns and repeats are not decisions applied to a prepared txn.
+    for (const [i, r] of results.entries()) if (r.ok && r.value.changed && wasPrepared[i]) metrics.decisions.inc({ decision: "abort" });
+    return results;
+  }
+
   return {
     name,
     loadSeedOnce(read) {
@@ -96,43 +156,12 @@ export function createBank(options: BankOptions): Bank {
       const accounts = read();
       return store.seed((tx) => openSeedAccounts(tx, name, accounts, clock()));
     },
-    prepare(input) {
-      const r = write((tx, now) => prepare(tx, name, input, now));
-      // A re-delivered Prepare repeats a vote already counted.
-      if (r.ok && !r.value.redelivered) metrics.prepareVotes.inc(r.value.vote === "yes" ? { vote: "yes" } : { vote: "no", reason: r.value.reason });
-      if (r.ok && r.value.vote === "yes" && !r.value.redelivered) faults.hit("bank.after_prepare_logged");
-      return r;
-    },
-    commit(txnId) {
-      // Only a commit that will change something is a crash point worth testing.
-      if (store.txn(txnId)?.state === "PREPARED") faults.hit("bank.before_commit_apply");
-      let posted: Leg[] = [];
-      const r = write((tx, now) => {
-        const c = commit(tx, txnId, now);
-        if (c.ok && c.value.changed) posted = tx.txnLegs(txnId);
-        return c;
-      });
-      if (r.ok && r.value.changed) {
-        metrics.decisions.inc({ decision: "commit" });
-        for (const l of posted) {
-          // Journal entries only: holds and releases move no balance; a capture posts a debit.
-          const direction = l.direction === "credit" ? "credit" : l.direction === "debit" || l.direction === "capture" ? "debit" : undefined;
-          if (direction) metrics.ledger.post({ direction, currency: l.currency }, l.amountMinor);
-        }
-        faults.hit("bank.after_commit_applied");
-      }
-      return r;
-    },
-    abort(txnId) {
-      let wasPrepared = false;
-      const r = write((tx, now) => {
-        wasPrepared = tx.txn(txnId)?.state === "PREPARED";
-        return abort(tx, txnId, now);
-      });
-      // Tombstones for unseen txns and repeats are not decisions applied to a prepared txn.
-      if (r.ok && r.value.changed && wasPrepared) metrics.decisions.inc({ decision: "abort" });
-      return r;
-    },
+    prepare: (input) => prepareMany([input])[0]!,
+    commit: (txnId) => commitMany([txnId])[0]!,
+    abort: (txnId) => abortMany([txnId])[0]!,
+    prepareMany,
+    commitMany,
+    abortMany,
     openAccount: (input) => write((tx, now) => openAccount(tx, name, input, now)),
     deposit(input) {
       const r = write((tx, now) => deposit(tx, name, input, now));

@@ -6,9 +6,9 @@ import { AccountStatus, HoldState, LedgerService, LegDirection, ParticipantServi
 import { GATEWAY_IDENTITY, logFieldsKey, rejection, type AccessTable, type Reason } from "@paygate/rpc";
 import { setSpanAttributes } from "@paygate/telemetry";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { AccountSchema, EntrySchema, HoldSchema } from "@paygate/proto/bank";
+import type { AccountSchema, DecisionBatchResultSchema, EntrySchema, HoldSchema, PrepareRequest, PrepareResponseSchema } from "@paygate/proto/bank";
 import type { Bank } from "./bank.js";
-import type { LegInput } from "./domain/participant.js";
+import type { LegInput, PrepareOutcome } from "./domain/participant.js";
 import type { Account, Entry, Hold, Result } from "./domain/types.js";
 
 /** Only the gateway's certificate may call the bank at all. */
@@ -74,6 +74,37 @@ function entryMsg(e: Entry): MessageInitShape<typeof EntrySchema> {
   };
 }
 
+/** Items in one PrepareBatch / CommitBatch / AbortBatch. */
+export const BATCH_ITEMS_MAX = 1024;
+
+function checkBatchSize(n: number): void {
+  if (n === 0 || n > BATCH_ITEMS_MAX) throw rejection("invalid_argument", `a batch carries 1 to ${BATCH_ITEMS_MAX} items, got ${n}`);
+}
+
+function toPrepareInput(req: PrepareRequest) {
+  return {
+    txnId: req.txnId,
+    legs: req.legs.map((l) => ({
+      accountId: l.accountId,
+      direction: toDirection(l.direction),
+      amountMinor: l.amountMinor,
+      currency: l.currency,
+      ownerUserId: l.ownerUserId,
+      ...(l.holdId !== "" ? { holdId: l.holdId } : {}),
+      ...(l.holdExpiresAt ? { holdExpiresAtMs: timestampMs(l.holdExpiresAt) } : {}),
+    })),
+  };
+}
+
+function voteMsg(outcome: PrepareOutcome): MessageInitShape<typeof PrepareResponseSchema> {
+  return outcome.vote === "no" ? { vote: Vote.NO, reason: outcome.reason } : { vote: Vote.YES };
+}
+
+/** A batch item's answer: done, or the reason its single call would have been refused with. */
+function decisionResult<T, R extends Reason>(r: Result<T, R>): MessageInitShape<typeof DecisionBatchResultSchema> {
+  return r.ok ? {} : { error: { reason: r.reason, message: r.message } };
+}
+
 function logFields(ctx: HandlerContext): Record<string, unknown> {
   return ctx.values.get(logFieldsKey);
 }
@@ -82,30 +113,14 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
   return (router) => {
     router.service(ParticipantService, {
       prepare(req, ctx) {
-        const outcome = unwrap(
-          bank.prepare({
-            txnId: req.txnId,
-            legs: req.legs.map((l) => ({
-              accountId: l.accountId,
-              direction: toDirection(l.direction),
-              amountMinor: l.amountMinor,
-              currency: l.currency,
-              ownerUserId: l.ownerUserId,
-              ...(l.holdId !== "" ? { holdId: l.holdId } : {}),
-              ...(l.holdExpiresAt ? { holdExpiresAtMs: timestampMs(l.holdExpiresAt) } : {}),
-            })),
-          }),
-        );
+        const outcome = unwrap(bank.prepare(toPrepareInput(req)));
         const fields = logFields(ctx);
         const leg = req.legs[0];
         setSpanAttributes({ transactionId: req.txnId, amountMinor: leg?.amountMinor, currency: leg?.currency, outcome: outcome.vote === "yes" ? "voted_yes" : "voted_no", reason: outcome.vote === "no" ? outcome.reason : undefined });
         fields.vote = outcome.vote;
         if (outcome.redelivered) fields.retry = true;
-        if (outcome.vote === "no") {
-          fields.voteReason = outcome.reason; // "reason" is the call's own error reason
-          return { vote: Vote.NO, reason: outcome.reason };
-        }
-        return { vote: Vote.YES };
+        if (outcome.vote === "no") fields.voteReason = outcome.reason; // "reason" is the call's own error reason
+        return voteMsg(outcome);
       },
       commit(req, ctx) {
         setSpanAttributes({ transactionId: req.txnId });
@@ -118,6 +133,25 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         if (!unwrap(bank.abort(req.txnId)).changed) logFields(ctx).retry = true;
         setSpanAttributes({ outcome: "aborted" });
         return {};
+      },
+      // One log line per batch (the access interceptor's); per-txn facts are in the counters.
+      prepareBatch(req, ctx) {
+        checkBatchSize(req.items.length);
+        const results = bank.prepareMany(req.items.map(toPrepareInput));
+        logFields(ctx).items = req.items.length;
+        return {
+          results: results.map((r) => (r.ok ? { outcome: { case: "response" as const, value: voteMsg(r.value) } } : { outcome: { case: "error" as const, value: { reason: r.reason, message: r.message } } })),
+        };
+      },
+      commitBatch(req, ctx) {
+        checkBatchSize(req.txnIds.length);
+        logFields(ctx).items = req.txnIds.length;
+        return { results: bank.commitMany(req.txnIds).map(decisionResult) };
+      },
+      abortBatch(req, ctx) {
+        checkBatchSize(req.txnIds.length);
+        logFields(ctx).items = req.txnIds.length;
+        return { results: bank.abortMany(req.txnIds).map(decisionResult) };
       },
     });
     router.service(LedgerService, {

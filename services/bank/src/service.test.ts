@@ -238,4 +238,65 @@ describe("bank over mTLS", () => {
       await coordinator.close(100);
     }
   });
+
+  test("PrepareBatch / CommitBatch / AbortBatch answer each item as its single call would, in order", async () => {
+    // An account of its own, so the other tests' balances stay as they expect.
+    const acct = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/7000" })).account!.accountId;
+    const before = (await gw.ledger.deposit({ depositId: "batch-test", accountId: acct, amountMinor: 1_000n, currency: "USD" })).account!;
+    const [big, late, fine] = [newTxnId(), newTxnId(), newTxnId()];
+    const prepared = await gw.participant.prepareBatch({
+      items: [
+        { txnId: big, legs: [debit(acct, before.availableMinor - 10n)] },
+        // Sees the first item's hold: only 10 is left.
+        { txnId: late, legs: [debit(acct, 20n)] },
+        { txnId: "nope", legs: [debit(acct, 1n)] },
+        { txnId: fine, legs: [credit("bank-a/1002", 5n)] },
+      ],
+    });
+    assert.deepEqual(
+      prepared.results.map((r) => (r.outcome.case === "response" ? [r.outcome.value.vote, r.outcome.value.reason] : [r.outcome.case, r.outcome.value?.reason])),
+      [
+        [Vote.YES, ""],
+        [Vote.NO, "insufficient_funds"],
+        ["error", "invalid_txn_id"],
+        [Vote.YES, ""],
+      ],
+    );
+    assert.equal((await gw.ledger.getAccount({ accountId: acct })).account!.heldMinor, before.heldMinor + before.availableMinor - 10n);
+
+    const unknown = newTxnId();
+    const committed = await gw.participant.commitBatch({ txnIds: [big, fine, unknown, late, big] });
+    assert.deepEqual(
+      committed.results.map((r) => r.error?.reason ?? "ok"),
+      ["ok", "ok", "unknown_txn", "txn_aborted", "ok"],
+      "a repeated commit in the same batch is a re-delivery",
+    );
+    const after1001 = (await gw.ledger.getAccount({ accountId: acct })).account!;
+    assert.deepEqual([after1001.balanceMinor, after1001.heldMinor], [before.balanceMinor - (before.availableMinor - 10n), before.heldMinor]);
+
+    const tombstone = newTxnId();
+    const aborted = await gw.participant.abortBatch({ txnIds: [late, tombstone, big] });
+    assert.deepEqual(
+      aborted.results.map((r) => r.error?.reason ?? "ok"),
+      ["ok", "ok", "txn_committed"],
+    );
+    const lateVote = await gw.participant.prepare({ txnId: tombstone, legs: [debit(acct, 1n)] });
+    assert.deepEqual([lateVote.vote, lateVote.reason], [Vote.NO, "txn_aborted"]);
+    await assertLedgerConsistent(gw.ledger);
+  });
+
+  test("a batch carries 1 to 1024 items; other sizes are refused and change nothing", async () => {
+    const before = await gw.ledger.totals({});
+    assert.deepEqual(await rejected(gw.participant.prepareBatch({ items: [] })), { code: Code.InvalidArgument, reason: "invalid_argument" });
+    const tooMany = Array.from({ length: 1025 }, () => ({ txnId: newTxnId(), legs: [credit("bank-a/1002", 1n)] }));
+    assert.deepEqual(await rejected(gw.participant.prepareBatch({ items: tooMany })), { code: Code.InvalidArgument, reason: "invalid_argument" });
+    assert.deepEqual(await rejected(gw.participant.commitBatch({ txnIds: [] })), { code: Code.InvalidArgument, reason: "invalid_argument" });
+    assert.deepEqual(await rejected(gw.participant.abortBatch({ txnIds: tooMany.map((i) => i.txnId) })), { code: Code.InvalidArgument, reason: "invalid_argument" });
+    const after = await gw.ledger.totals({});
+    assert.deepEqual(after.prepared, before.prepared);
+    assert.deepEqual(after.currencies, before.currencies);
+    // None of the refused batch's txns was recorded, not even as a tombstone.
+    assert.equal((await gw.participant.prepare({ txnId: tooMany[0]!.txnId, legs: [credit("bank-a/1002", 1n)] })).vote, Vote.YES);
+    await gw.participant.abort({ txnId: tooMany[0]!.txnId });
+  });
 });

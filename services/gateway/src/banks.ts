@@ -3,13 +3,33 @@
 // turn every transport failure into a value (these ports never throw).
 import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { LedgerService, LegDirection, ParticipantService, Vote, type Account } from "@paygate/proto/bank";
-import { createMtlsTransport, errorInfo, isReason, type Logger, type Reason, type TlsFiles } from "@paygate/rpc";
-import type { BankAccount, BankResult, Delivery, Ledgers, Participants } from "./domain/ports.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { LedgerService, LegDirection, ParticipantService, Vote, type Account, type BatchItemError, type PrepareRequestSchema, type PrepareResponse } from "@paygate/proto/bank";
+import { createMtlsTransport, errorInfo, isReason, rejection, type Logger, type Reason, type TlsFiles } from "@paygate/rpc";
+import { createBatcher, type Batcher } from "./batcher.js";
+import type { BankAccount, BankResult, Delivery, Leg, Ledgers, Participants } from "./domain/ports.js";
+
+type PrepareInit = MessageInitShape<typeof PrepareRequestSchema>;
+
+/** How one bank's Prepare / Commit / Abort calls become batched RPCs. */
+interface ParticipantCalls {
+  prepare(req: PrepareInit, signal: AbortSignal): Promise<PrepareResponse>;
+  commit(txnId: string, timeoutMs: number): Promise<void>;
+  abort(txnId: string, timeoutMs: number): Promise<void>;
+}
 
 interface BankClients {
-  readonly participant: Client<typeof ParticipantService>;
+  readonly participant: ParticipantCalls;
   readonly ledger: Client<typeof LedgerService>;
+}
+
+export interface BatchingOptions {
+  readonly itemsMax: number;
+  readonly inflightMax: number;
+  /** Per PrepareBatch RPC (each item also keeps its own deadline). */
+  readonly prepareTimeoutMs: number;
+  /** Per CommitBatch / AbortBatch RPC. */
+  readonly decisionTimeoutMs: number;
 }
 
 export interface BankClientOptions {
@@ -20,6 +40,8 @@ export interface BankClientOptions {
   readonly ledgerTimeoutMs: number;
   /** Per bank (trace propagation, client metrics). */
   readonly interceptors?: (bank: string) => Interceptor[];
+  /** Coalesce participant calls into PrepareBatch / CommitBatch / AbortBatch; unset = one RPC per call. */
+  readonly batching?: BatchingOptions;
 }
 
 // Reasons a bank gives that describe the request or the account, not the
@@ -53,9 +75,84 @@ function failureOf(e: unknown, timedOut: boolean): { ok: false; reason: Reason; 
   return { ok: false, reason: "participant_unavailable", message: `${info.reason}: ${info.message}` };
 }
 
+function legMsg(l: Leg): NonNullable<PrepareInit["legs"]>[number] {
+  return {
+    accountId: l.accountId,
+    direction: LegDirection[l.direction],
+    amountMinor: l.amountMinor,
+    currency: l.currency,
+    ownerUserId: l.ownerUserId,
+    holdId: l.holdId ?? "",
+    ...(l.holdExpiresAtMs !== undefined ? { holdExpiresAt: timestampFromMs(l.holdExpiresAtMs) } : {}),
+  };
+}
+
 function toBankAccount(a: Account | undefined): BankAccount | undefined {
   if (!a) return undefined;
   return { accountId: a.accountId, ownerUserId: a.ownerUserId, currency: a.currency, balanceMinor: a.balanceMinor, heldMinor: a.heldMinor, availableMinor: a.availableMinor };
+}
+
+/** A batch item's error, raised as the single call would have raised it. */
+function itemError(e: BatchItemError | undefined): Error {
+  const reason = e?.reason ?? "";
+  return isReason(reason) ? rejection(reason, e?.message ?? reason) : new Error(`bank answered a batch item with an unknown reason ${JSON.stringify(reason)}: ${e?.message ?? ""}`);
+}
+
+function singleCalls(client: Client<typeof ParticipantService>): ParticipantCalls {
+  return {
+    prepare: (req, signal) => client.prepare(req, { signal }),
+    commit: async (txnId, timeoutMs) => void (await client.commit({ txnId }, { timeoutMs })),
+    abort: async (txnId, timeoutMs) => void (await client.abort({ txnId }, { timeoutMs })),
+  };
+}
+
+/**
+ * Batched calls. A batch of one goes out as the single RPC, in the caller's
+ * trace context (so a quiet system's traces and logs show each txn); bigger
+ * batches are one RPC, one span and one fsync at the bank for all of them.
+ */
+function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOptions): ParticipantCalls {
+  const single = singleCalls(client);
+  // An item's error is its own answer, not the batch's: carry it as a value.
+  type PrepareOutcome = { readonly vote: PrepareResponse } | { readonly error: BatchItemError | undefined };
+  const prepares = createBatcher<PrepareInit, PrepareOutcome>({
+    itemsMax: b.itemsMax,
+    inflightMax: b.inflightMax,
+    async send(items) {
+      // A failed single call fails its one-item batch: the same error the caller would have seen.
+      if (items.length === 1) return [{ vote: await client.prepare(items[0]!, { timeoutMs: b.prepareTimeoutMs }) }];
+      const res = await client.prepareBatch({ items: [...items] }, { timeoutMs: b.prepareTimeoutMs });
+      return res.results.map((r) => (r.outcome.case === "response" ? { vote: r.outcome.value } : { error: r.outcome.value }));
+    },
+  });
+  const decisions = (kind: "commit" | "abort"): Batcher<string, BatchItemError | undefined> =>
+    createBatcher<string, BatchItemError | undefined>({
+      itemsMax: b.itemsMax,
+      inflightMax: b.inflightMax,
+      async send(txnIds) {
+        if (txnIds.length === 1) {
+          await single[kind](txnIds[0]!, b.decisionTimeoutMs);
+          return [undefined];
+        }
+        const res = kind === "commit" ? await client.commitBatch({ txnIds: [...txnIds] }, { timeoutMs: b.decisionTimeoutMs }) : await client.abortBatch({ txnIds: [...txnIds] }, { timeoutMs: b.decisionTimeoutMs });
+        return res.results.map((r) => r.error);
+      },
+    });
+  const commits = decisions("commit");
+  const aborts = decisions("abort");
+  const settle = async (batcher: Batcher<string, BatchItemError | undefined>, txnId: string) => {
+    const error = await batcher.submit(txnId);
+    if (error) throw itemError(error);
+  };
+  return {
+    async prepare(req, signal) {
+      const outcome = await prepares.submit(req, signal);
+      if ("vote" in outcome) return outcome.vote;
+      throw itemError(outcome.error);
+    },
+    commit: (txnId) => settle(commits, txnId),
+    abort: (txnId) => settle(aborts, txnId),
+  };
 }
 
 export function createBankClients(o: BankClientOptions): { participants: Participants; ledgers: Ledgers } {
@@ -63,7 +160,8 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
   for (const [bank, baseUrl] of o.banks) {
     // File paths, not loaded material: a rotated gateway certificate is picked up without a restart.
     const transport = createMtlsTransport({ baseUrl, tls: o.tls, timeoutMs: o.ledgerTimeoutMs, interceptors: o.interceptors?.(bank) ?? [] });
-    clients.set(bank, { participant: createClient(ParticipantService, transport), ledger: createClient(LedgerService, transport) });
+    const participant = createClient(ParticipantService, transport);
+    clients.set(bank, { participant: o.batching ? batchedCalls(participant, o.batching) : singleCalls(participant), ledger: createClient(LedgerService, transport) });
   }
   const unknownBank = (bank: string) => ({ ok: false as const, reason: "participant_unavailable" as const, message: `bank ${bank} is not configured (BANKS)` });
 
@@ -85,21 +183,7 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
       const c = clients.get(bank);
       if (!c) return { vote: "NO", reason: "participant_unavailable" };
       try {
-        const res = await c.participant.prepare(
-          {
-            txnId,
-            legs: legs.map((l) => ({
-              accountId: l.accountId,
-              direction: LegDirection[l.direction],
-              amountMinor: l.amountMinor,
-              currency: l.currency,
-              ownerUserId: l.ownerUserId,
-              holdId: l.holdId ?? "",
-              ...(l.holdExpiresAtMs !== undefined ? { holdExpiresAt: timestampFromMs(l.holdExpiresAtMs) } : {}),
-            })),
-          },
-          { signal },
-        );
+        const res = await c.participant.prepare({ txnId, legs: legs.map(legMsg) }, signal);
         if (res.vote === Vote.YES) return { vote: "YES" };
         if (res.vote === Vote.NO && isReason(res.reason)) return { vote: "NO", reason: res.reason };
         o.logger.warn({ transactionId: txnId, bank, vote: res.vote, reason: res.reason }, "bank voted without a known reason; counting it as NO");
@@ -108,8 +192,8 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
         return { vote: "NO", reason: failureOf(e, signal.aborted).reason };
       }
     },
-    commit: (bank, txnId, timeoutMs) => deliver(bank, (c) => c.participant.commit({ txnId }, { timeoutMs }), COMMIT_CONTRADICTIONS),
-    abort: (bank, txnId, timeoutMs) => deliver(bank, (c) => c.participant.abort({ txnId }, { timeoutMs }), ABORT_CONTRADICTIONS),
+    commit: (bank, txnId, timeoutMs) => deliver(bank, (c) => c.participant.commit(txnId, timeoutMs), COMMIT_CONTRADICTIONS),
+    abort: (bank, txnId, timeoutMs) => deliver(bank, (c) => c.participant.abort(txnId, timeoutMs), ABORT_CONTRADICTIONS),
   };
 
   async function ledgerCall<T>(bank: string, call: (c: BankClients) => Promise<T | undefined>): Promise<BankResult<T>> {

@@ -22,6 +22,10 @@ export interface GatewayConfig {
   readonly commitTimeoutMs: number;
   readonly redriveIntervalMs: number;
   readonly redriveBackoffMaxMs: number;
+  /** Most Prepares / Commits / Aborts per batched RPC to one bank; 0 = one RPC per txn (no batching). */
+  readonly participantBatchMax: number;
+  /** Batched RPCs on the wire per bank and kind; more items wait for the next batch. */
+  readonly participantBatchInflight: number;
   readonly sessionTtlMs: number;
   readonly loginFailuresMax: number;
   readonly loginLockoutMs: number;
@@ -96,6 +100,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const redriveIntervalMs = r.int("REDRIVE_INTERVAL_MS", 1_000, { min: 1, max: HOUR_MS });
   const redriveBackoffMaxMs = r.int("REDRIVE_BACKOFF_MAX_MS", 30_000, { min: 1, max: 24 * HOUR_MS });
   if (redriveBackoffMaxMs < redriveIntervalMs) r.problem("REDRIVE_BACKOFF_MAX_MS must be >= REDRIVE_INTERVAL_MS");
+  const participantBatchMax = r.int("PARTICIPANT_BATCH_MAX", 256, { min: 0, max: 1024 });
+  const participantBatchInflight = r.int("PARTICIPANT_BATCH_INFLIGHT", 2, { min: 1, max: 64 });
   const sessionTtlMs = r.int("SESSION_TTL_MS", HOUR_MS, { min: 1, max: 30 * 24 * HOUR_MS });
   const loginFailuresMax = r.int("LOGIN_FAILURES_MAX", 5, { min: 1, max: 1000 });
   const loginLockoutMs = r.int("LOGIN_LOCKOUT_MS", 300_000, { min: 1, max: 30 * 24 * HOUR_MS });
@@ -152,6 +158,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
     commitTimeoutMs,
     redriveIntervalMs,
     redriveBackoffMaxMs,
+    participantBatchMax,
+    participantBatchInflight,
     sessionTtlMs,
     loginFailuresMax,
     loginLockoutMs,

@@ -99,6 +99,7 @@ async function main(): Promise<void> {
     tls: config.tls,
     logger: log,
     ledgerTimeoutMs: config.prepareTimeoutMs,
+    batching: config.participantBatchMax === 0 ? undefined : { itemsMax: config.participantBatchMax, inflightMax: config.participantBatchInflight, prepareTimeoutMs: config.prepareTimeoutMs, decisionTimeoutMs: config.commitTimeoutMs },
     interceptors: (bank) => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, bank)],
   });
 
@@ -184,7 +185,7 @@ async function main(): Promise<void> {
     ],
     logger: log,
   });
-  const stopRedrive = coordinator.startRedrive();
+  const stopRedrive = coordinator.startRedrive({ backlog: recovery.backlog });
   const stopCardExpiry = cards.startExpiry(config.cards.authExpiryIntervalMs);
   const purge = setInterval(() => sessions.purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX), SESSION_PURGE_INTERVAL_MS);
   purge.unref();
@@ -204,6 +205,7 @@ async function main(): Promise<void> {
     await idempotency.close();
     // Before the database: the in-doubt probe reads it.
     await ops.close();
+    coordinatorLog.flush(); // queued acknowledgements (group commit)
     db.close();
     await tracing.shutdown();
     log.info({}, "stopped");

@@ -55,6 +55,8 @@ export interface TransferOutcome {
 export interface RecoveryReport {
   readonly abortedPending: number;
   readonly redriven: number;
+  /** Recovery resent a full batch: more decisions wait (start the redrive loop at once). */
+  readonly backlog: boolean;
 }
 
 export interface Coordinator {
@@ -65,8 +67,11 @@ export interface Coordinator {
   recover(): Promise<RecoveryReport>;
   /** One bounded batch of resends; returns how many were attempted. */
   redriveOnce(): Promise<number>;
-  /** Runs redriveOnce every interval until the returned stop() is awaited. */
-  startRedrive(): () => Promise<void>;
+  /**
+   * Runs redriveOnce every interval until the returned stop() is awaited; at
+   * once while a tick finds a full batch due (a backlog after a restart).
+   */
+  startRedrive(options?: { readonly backlog?: boolean }): () => Promise<void>;
   /** A fresh txn id of this replica, for runRound. */
   newTxnId(): string;
   /**
@@ -84,7 +89,8 @@ export interface Coordinator {
 }
 
 export const TXN_ID_PATTERN = /^([a-z][a-z0-9-]{0,62}):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const REDRIVE_BATCH_MAX_DEFAULT = 256;
+/** Resends per tick; they leave as CommitBatch / AbortBatch RPCs of up to 1024 per bank. */
+const REDRIVE_BATCH_MAX_DEFAULT = 1024;
 /** A concurrent retry can move the key between our reads; give up (transiently) after this many. */
 const CLAIM_ATTEMPTS_MAX = 3;
 /** Pages of PENDING txns recovery aborts before giving up (each page is a batch). */
@@ -140,16 +146,33 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     };
   }
 
-  function decide(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): DecisionRecord {
+  function decideInput(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]) {
     const nowMs = clock.nowMs();
-    const logged = metrics.phaseDuration.startTimer({ phase: "decision_log" });
     // The caller sends the first Commit/Abort itself; the loop takes over after that attempt's timeout.
-    const d = log.decide({ txnId, decision, reason, participants: banks, nowMs, firstResendAtMs: nowMs + o.commitTimeoutMs });
-    logged();
+    return { txnId, decision, reason, participants: banks, nowMs, firstResendAtMs: nowMs + o.commitTimeoutMs };
+  }
+
+  function decided(d: DecisionRecord, txnId: string, decision: Decision): DecisionRecord {
     assert(d.txnId === txnId, "the log answered for another txn");
     if (d.decision !== decision) logger.warn({ transactionId: txnId, wanted: decision, logged: d.decision }, "decision already logged; obeying it");
     feed.notify();
     return d;
+  }
+
+  /** Logs the decision now, alone (recovery, GetDecision, settling a round). */
+  function decide(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): DecisionRecord {
+    const logged = metrics.phaseDuration.startTimer({ phase: "decision_log" });
+    const d = log.decide(decideInput(txnId, decision, reason, banks));
+    logged();
+    return decided(d, txnId, decision);
+  }
+
+  /** The hot path: resolves once durable, sharing its fsync with concurrent decisions. */
+  async function decideDurably(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): Promise<DecisionRecord> {
+    const logged = metrics.phaseDuration.startTimer({ phase: "decision_log" });
+    const d = await log.decideDurably(decideInput(txnId, decision, reason, banks));
+    logged();
+    return decided(d, txnId, decision);
   }
 
   function backoffMs(attempts: number): number {
@@ -196,6 +219,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
   async function collectVotes(txnId: string, plan: readonly PreparePlan[]): Promise<Verdict> {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), o.prepareTimeoutMs);
+    let answered = 0;
     try {
       return await new Promise<Verdict>((resolve) => {
         const yes = new Set<string>();
@@ -203,18 +227,23 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
         for (const p of plan) {
           participants.prepare(p.bank, txnId, p.legs, controller.signal).then(
             (v) => {
+              answered++;
               if (v.vote === "NO") return resolve({ commit: false, reason: v.reason, bank: p.bank });
               yes.add(p.bank);
               if (yes.size === plan.length) resolve({ commit: true, yes });
             },
-            () => resolve({ commit: false, reason: "participant_unavailable", bank: p.bank }),
+            () => {
+              answered++;
+              resolve({ commit: false, reason: "participant_unavailable", bank: p.bank });
+            },
           );
         }
       });
     } finally {
       clearTimeout(timer);
       // Stragglers after a NO: their Prepare is moot, the Abort below releases any hold.
-      controller.abort();
+      // (Aborting costs a DOMException with a stack: only when someone is still waiting.)
+      if (answered < plan.length) controller.abort();
     }
   }
 
@@ -228,9 +257,9 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     if (verdict.commit) {
       faults.hit("gateway.after_votes_before_decision");
       assert(banks.every((b) => verdict.yes.has(b)) && verdict.yes.size === banks.length, "COMMIT only after every participant voted YES");
-      d = decide(txn.txnId, "COMMIT", "", banks);
+      d = await decideDurably(txn.txnId, "COMMIT", "", banks);
     } else {
-      d = decide(txn.txnId, "ABORT", verdict.reason, banks);
+      d = await decideDurably(txn.txnId, "ABORT", verdict.reason, banks);
     }
     faults.hit(d.decision === "COMMIT" ? "gateway.after_commit_logged" : "gateway.after_abort_logged");
     const delivered = metrics.phaseDuration.startTimer({ phase: "commit" });
@@ -325,25 +354,30 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     log.rescheduleUnacked(clock.nowMs());
     const redriven = await redriveOnce();
     if (abortedPending > 0 || redriven > 0) logger.info({ abortedPending, redriven }, "coordinator recovery");
-    return { abortedPending, redriven };
+    return { abortedPending, redriven, backlog: redriven >= redriveBatchMax };
   }
 
-  function startRedrive(): () => Promise<void> {
+  function startRedrive(options: { readonly backlog?: boolean } = {}): () => Promise<void> {
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let running: Promise<unknown> = Promise.resolve();
     const tick = () => {
+      let full = false;
       running = redriveOnce()
+        .then((n) => {
+          full = n >= redriveBatchMax;
+        })
         .catch((e: unknown) => {
           // A broken invariant is a crash (the supervisor restarts, recovery takes over).
           if (e instanceof AssertionError) throw e;
           logger.error({ err: String(e) }, "redrive tick failed");
         })
         .finally(() => {
-          if (!stopped) timer = setTimeout(tick, o.redriveIntervalMs);
+          // A full batch means more are due (a backlog after a restart or an outage): go on at once.
+          if (!stopped) timer = setTimeout(tick, full ? 0 : o.redriveIntervalMs);
         });
     };
-    timer = setTimeout(tick, o.redriveIntervalMs);
+    timer = setTimeout(tick, options.backlog ? 0 : o.redriveIntervalMs);
     return async () => {
       stopped = true;
       clearTimeout(timer);
@@ -358,7 +392,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     assert(new Set(banks).size === banks.length, "one prepare per bank");
     const verdict = await collectVotes(txnId, plan);
     if (verdict.commit) faults.hit("gateway.after_votes_before_decision");
-    const d = verdict.commit ? decide(txnId, "COMMIT", "", banks) : decide(txnId, "ABORT", verdict.reason, banks);
+    const d = verdict.commit ? await decideDurably(txnId, "COMMIT", "", banks) : await decideDurably(txnId, "ABORT", verdict.reason, banks);
     faults.hit(d.decision === "COMMIT" ? "gateway.after_commit_logged" : "gateway.after_abort_logged");
     await deliver(d, banks);
     return d;

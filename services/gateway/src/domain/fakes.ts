@@ -71,6 +71,9 @@ export function createMemoryLog(directory?: Directory): MemoryLog {
       acks.set(input.txnId, rows);
       return d;
     },
+    decideDurably(input: DecideInput) {
+      return Promise.resolve(this.decide(input));
+    },
     findDecision: (id) => decisions.get(id),
     ack(txnId, bank) {
       const row = acks.get(txnId)?.get(bank);

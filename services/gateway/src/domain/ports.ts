@@ -81,7 +81,10 @@ export interface CoordinatorLog extends IdempotencyClaims {
    * also settles the txn's status and its place in the history.
    */
   decide(input: DecideInput): DecisionRecord;
+  /** decide(), resolved once durable; concurrent callers may share one fsync (group commit). */
+  decideDurably(input: DecideInput): Promise<DecisionRecord>;
   findDecision(txnId: string): DecisionRecord | undefined;
+  /** May become durable a little later (a lost ack costs one idempotent resend); readers below see it. */
   ack(txnId: string, bank: string, nowMs: number): void;
   /** Records a failed resend and when to try again. */
   deferAck(txnId: string, bank: string, attempts: number, nextAttemptAtMs: number, error: string): void;

@@ -4,6 +4,7 @@ import { assert } from "@paygate/money";
 import type { AckTask, Decision, DecisionRecord, NewTxn, TxnRecord, TxnStatus, UnackedDecision } from "../domain/model.js";
 import type { Claim, CoordinatorLog, DecideInput, TxnHistory } from "../domain/ports.js";
 import { num, type Db } from "./db.js";
+import { createGroupCommit } from "./group-commit.js";
 
 interface TxnRow {
   txn_id: string;
@@ -61,7 +62,12 @@ export interface InDoubtSummary {
   readonly oldestAgeSeconds: number;
 }
 
-export type SqliteCoordinatorLog = CoordinatorLog & TxnHistory & { inDoubtSummary(nowMs: number): InDoubtSummary };
+export type SqliteCoordinatorLog = CoordinatorLog &
+  TxnHistory & {
+    inDoubtSummary(nowMs: number): InDoubtSummary;
+    /** Writes queued for group commit, now (before closing the database). */
+    flush(): void;
+  };
 
 export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
   const q = {
@@ -147,19 +153,32 @@ export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
     return winner;
   });
 
+  // Claims, decisions and acks of concurrent transfers share fsyncs. Claims
+  // and decisions resolve only once durable. An ack that a crash loses only
+  // costs a resend the bank answers idempotently; readers of ack state flush first.
+  const group = createGroupCommit(db);
+  const background = (write: () => unknown) => {
+    group.enqueue(write).catch(() => {
+      // The pair stays unacknowledged and is resent: at worst one extra Commit/Abort.
+    });
+  };
+
   return {
     findTxn,
     findDecision,
-    claim: async (txn) => claimTx(txn),
-    reclaim: async (previousTxnId, txn) => reclaimTx(previousTxnId, txn),
+    claim: (txn) => group.enqueue(() => claimTx(txn)),
+    reclaim: (previousTxnId, txn) => group.enqueue(() => reclaimTx(previousTxnId, txn)),
     decide: (input) => decideTx(input),
+    decideDurably: (input) => group.enqueue(() => decideTx(input)),
     ack(txnId, bank, nowMs) {
-      q.ack.run(nowMs, txnId, bank);
+      background(() => q.ack.run(nowMs, txnId, bank));
     },
     deferAck(txnId, bank, attempts, nextAttemptAtMs, error) {
-      q.defer.run(attempts, nextAttemptAtMs, error.slice(0, 500), txnId, bank);
+      background(() => q.defer.run(attempts, nextAttemptAtMs, error.slice(0, 500), txnId, bank));
     },
+    flush: () => group.flush(),
     dueAcks(nowMs, limit): AckTask[] {
+      group.flush();
       return (q.due.all(nowMs, limit) as { txn_id: string; bank: string; attempts: bigint; decision: Decision }[]).map((r) => ({
         txnId: r.txn_id,
         bank: r.bank,
@@ -167,9 +186,16 @@ export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
         attempts: num(r.attempts),
       }));
     },
-    rescheduleUnacked: (nowMs) => q.reschedule.run(nowMs).changes,
-    pendingUndecided: (limit) => (q.pendingUndecided.all(limit) as TxnRow[]).map(toTxn),
+    rescheduleUnacked(nowMs) {
+      group.flush();
+      return q.reschedule.run(nowMs).changes;
+    },
+    pendingUndecided(limit) {
+      group.flush();
+      return (q.pendingUndecided.all(limit) as TxnRow[]).map(toTxn);
+    },
     unackedDecisions(limit): UnackedDecision[] {
+      group.flush();
       return (q.unacked.all(limit) as { txn_id: string; decision: Decision; decided_at: bigint; banks: string; last_error: string }[]).map((r) => ({
         txnId: r.txn_id,
         decision: r.decision,
@@ -179,6 +205,7 @@ export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
       }));
     },
     inDoubtSummary(nowMs) {
+      group.flush();
       const r = q.inDoubt.get() as { n: bigint; oldest: bigint };
       const count = num(r.n);
       if (count === 0) return { count: 0, oldestAgeSeconds: 0 };

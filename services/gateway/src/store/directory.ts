@@ -15,6 +15,8 @@ const toAccount = (r: AccountRow): DirectoryAccount => ({ accountId: r.account_i
 
 /** An owner's accounts listed at most; GetBalance fans out to banks per account. */
 export const ACCOUNTS_PER_OWNER_MAX = 1000;
+/** Directory rows are never updated or deleted, so a found row can be kept; bounded so memory stays flat. */
+const FOUND_CACHE_MAX = 50_000;
 
 export function createSqliteDirectory(db: Db): Directory {
   const q = {
@@ -22,10 +24,18 @@ export function createSqliteDirectory(db: Db): Directory {
     owned: db.prepare("SELECT * FROM accounts WHERE owner_user_id = ? ORDER BY account_id LIMIT ?"),
     insert: db.prepare("INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
   };
+  // Every transfer looks up two accounts; only hits are kept (an unknown id may be opened later).
+  const found = new Map<string, DirectoryAccount>();
   return {
     find(accountId) {
+      const cached = found.get(accountId);
+      if (cached) return cached;
       const r = q.find.get(accountId) as AccountRow | undefined;
-      return r ? toAccount(r) : undefined;
+      if (!r) return undefined;
+      if (found.size >= FOUND_CACHE_MAX) found.clear();
+      const a = toAccount(r);
+      found.set(accountId, a);
+      return a;
     },
     ownedBy: (userId) => (q.owned.all(userId, ACCOUNTS_PER_OWNER_MAX) as AccountRow[]).map(toAccount),
     add(a, nowMs) {

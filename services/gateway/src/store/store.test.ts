@@ -70,6 +70,7 @@ test("close and reopen keeps the log, the decision and the idempotency key's own
   const d = log.decide({ txnId: first.txn.txnId, decision: "COMMIT", reason: "", participants: ["bank-a", "bank-b"], nowMs: 2_000, firstResendAtMs: 7_000 });
   assert.equal(d.decision, "COMMIT");
   log.ack(first.txn.txnId, "bank-a", 2_100);
+  log.flush(); // acks are group-committed; the gateway flushes before it closes the database
   db.close();
 
   db = openDb(file);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file paygate/bank/v1/bank.proto.
  */
 export const file_paygate_bank_v1_bank: GenFile = /*@__PURE__*/
-  fileDesc("ChpwYXlnYXRlL2JhbmsvdjEvYmFuay5wcm90bxIPcGF5Z2F0ZS5iYW5rLnYxItABCgNMZWcSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglkaXJlY3Rpb24YAiABKA4yHS5wYXlnYXRlLmJhbmsudjEuTGVnRGlyZWN0aW9uEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIVCg1vd25lcl91c2VyX2lkGAUgASgJEg8KB2hvbGRfaWQYBiABKAkSMwoPaG9sZF9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJECg5QcmVwYXJlUmVxdWVzdBIOCgZ0eG5faWQYASABKAkSIgoEbGVncxgCIAMoCzIULnBheWdhdGUuYmFuay52MS5MZWciRgoPUHJlcGFyZVJlc3BvbnNlEiMKBHZvdGUYASABKA4yFS5wYXlnYXRlLmJhbmsudjEuVm90ZRIOCgZyZWFzb24YAiABKAkiHwoNQ29tbWl0UmVxdWVzdBIOCgZ0eG5faWQYASABKAkiEAoOQ29tbWl0UmVzcG9uc2UiHgoMQWJvcnRSZXF1ZXN0Eg4KBnR4bl9pZBgBIAEoCSIPCg1BYm9ydFJlc3BvbnNlIukBCgdBY2NvdW50EhIKCmFjY291bnRfaWQYASABKAkSFQoNb3duZXJfdXNlcl9pZBgCIAEoCRIQCghjdXJyZW5jeRgDIAEoCRIVCg1iYWxhbmNlX21pbm9yGAQgASgDEhIKCmhlbGRfbWlub3IYBSABKAMSFwoPYXZhaWxhYmxlX21pbm9yGAYgASgDEi4KBnN0YXR1cxgHIAEoDjIeLnBheWdhdGUuYmFuay52MS5BY2NvdW50U3RhdHVzEi0KCW9wZW5lZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSI/ChJHZXRBY2NvdW50UmVzcG9uc2USKQoHYWNjb3VudBgBIAEoCzIYLnBheWdhdGUuYmFuay52MS5BY2NvdW50Iq4BCgVFbnRyeRIQCghzZXF1ZW5jZRgBIAEoAxISCgphY2NvdW50X2lkGAIgASgJEg4KBnR4bl9pZBgDIAEoCRIMCgRraW5kGAQgASgJEhQKDGFtb3VudF9taW5vchgFIAEoAxIbChNiYWxhbmNlX2FmdGVyX21pbm9yGAYgASgDEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk8KEkxpc3RFbnRyaWVzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDEg0KBWxpbWl0GAMgASgFIjwKE0xpc3RFbnRyaWVzUmVzcG9uc2USJQoFZW50cnkYASABKAsyFi5wYXlnYXRlLmJhbmsudjEuRW50cnkiUQoST3BlbkFjY291bnRSZXF1ZXN0EhUKDW93bmVyX3VzZXJfaWQYASABKAkSEAoIY3VycmVuY3kYAiABKAkSEgoKYWNjb3VudF9pZBgDIAEoCSJAChNPcGVuQWNjb3VudFJlc3BvbnNlEikKB2FjY291bnQYASABKAsyGC5wYXlnYXRlLmJhbmsudjEuQWNjb3VudCJgCg5EZXBvc2l0UmVxdWVzdBISCgpkZXBvc2l0X2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJIjwKD0RlcG9zaXRSZXNwb25zZRIpCgdhY2NvdW50GAEgASgLMhgucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnQiDwoNVG90YWxzUmVxdWVzdCKBAQoNQ3VycmVuY3lUb3RhbBIQCghjdXJyZW5jeRgBIAEoCRIVCg1iYWxhbmNlX21pbm9yGAIgASgDEhIKCmhlbGRfbWlub3IYAyABKAMSFwoPZGVwb3NpdGVkX21pbm9yGAQgASgDEhoKEnRyYW5zZmVyX25ldF9taW5vchgFIAEoAyJOCgtQcmVwYXJlZFR4bhIOCgZ0eG5faWQYASABKAkSLwoLcHJlcGFyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsYBCg5Ub3RhbHNSZXNwb25zZRIMCgRiYW5rGAEgASgJEjIKCmN1cnJlbmNpZXMYAiADKAsyHi5wYXlnYXRlLmJhbmsudjEuQ3VycmVuY3lUb3RhbBIuCghwcmVwYXJlZBgDIAMoCzIcLnBheWdhdGUuYmFuay52MS5QcmVwYXJlZFR4bhIZChFsZWRnZXJfY29uc2lzdGVudBgEIAEoCBIQCghwcm9ibGVtcxgFIAMoCRIVCg1hY2NvdW50X2NvdW50GAYgASgDIsYBCgRIb2xkEg8KB2hvbGRfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkSKQoFc3RhdGUYBSABKA4yGi5wYXlnYXRlLmJhbmsudjEuSG9sZFN0YXRlEi4KCmV4cGlyZXNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmNhcHR1cmVkX21pbm9yGAcgASgDIiEKDkdldEhvbGRSZXF1ZXN0Eg8KB2hvbGRfaWQYASABKAkiNgoPR2V0SG9sZFJlc3BvbnNlEiMKBGhvbGQYASABKAsyFS5wYXlnYXRlLmJhbmsudjEuSG9sZCqzAQoMTGVnRGlyZWN0aW9uEh0KGUxFR19ESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIXChNMRUdfRElSRUNUSU9OX0RFQklUEAESGAoUTEVHX0RJUkVDVElPTl9DUkVESVQQAhIbChdMRUdfRElSRUNUSU9OX0FVVEhfSE9MRBADEhkKFUxFR19ESVJFQ1RJT05fQ0FQVFVSRRAEEhkKFUxFR19ESVJFQ1RJT05fUkVMRUFTRRAFKjcKBFZvdGUSFAoQVk9URV9VTlNQRUNJRklFRBAAEgwKCFZPVEVfWUVTEAESCwoHVk9URV9OTxACKmMKDUFjY291bnRTdGF0dXMSHgoaQUNDT1VOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNBQ0NPVU5UX1NUQVRVU19PUEVOEAESGQoVQUNDT1VOVF9TVEFUVVNfQ0xPU0VEEAIqiAEKCUhvbGRTdGF0ZRIaChZIT0xEX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRSE9MRF9TVEFURV9BQ1RJVkUQARIXChNIT0xEX1NUQVRFX0NBUFRVUkVEEAISFwoTSE9MRF9TVEFURV9SRUxFQVNFRBADEhYKEkhPTERfU1RBVEVfRVhQSVJFRBAEMvUBChJQYXJ0aWNpcGFudFNlcnZpY2USTAoHUHJlcGFyZRIfLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVxdWVzdBogLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVzcG9uc2USSQoGQ29tbWl0Eh4ucGF5Z2F0ZS5iYW5rLnYxLkNvbW1pdFJlcXVlc3QaHy5wYXlnYXRlLmJhbmsudjEuQ29tbWl0UmVzcG9uc2USRgoFQWJvcnQSHS5wYXlnYXRlLmJhbmsudjEuQWJvcnRSZXF1ZXN0Gh4ucGF5Z2F0ZS5iYW5rLnYxLkFib3J0UmVzcG9uc2UygwQKDUxlZGdlclNlcnZpY2USVQoKR2V0QWNjb3VudBIiLnBheWdhdGUuYmFuay52MS5HZXRBY2NvdW50UmVxdWVzdBojLnBheWdhdGUuYmFuay52MS5HZXRBY2NvdW50UmVzcG9uc2USWgoLTGlzdEVudHJpZXMSIy5wYXlnYXRlLmJhbmsudjEuTGlzdEVudHJpZXNSZXF1ZXN0GiQucGF5Z2F0ZS5iYW5rLnYxLkxpc3RFbnRyaWVzUmVzcG9uc2UwARJYCgtPcGVuQWNjb3VudBIjLnBheWdhdGUuYmFuay52MS5PcGVuQWNjb3VudFJlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuT3BlbkFjY291bnRSZXNwb25zZRJMCgdEZXBvc2l0Eh8ucGF5Z2F0ZS5iYW5rLnYxLkRlcG9zaXRSZXF1ZXN0GiAucGF5Z2F0ZS5iYW5rLnYxLkRlcG9zaXRSZXNwb25zZRJJCgZUb3RhbHMSHi5wYXlnYXRlLmJhbmsudjEuVG90YWxzUmVxdWVzdBofLnBheWdhdGUuYmFuay52MS5Ub3RhbHNSZXNwb25zZRJMCgdHZXRIb2xkEh8ucGF5Z2F0ZS5iYW5rLnYxLkdldEhvbGRSZXF1ZXN0GiAucGF5Z2F0ZS5iYW5rLnYxLkdldEhvbGRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChpwYXlnYXRlL2JhbmsvdjEvYmFuay5wcm90bxIPcGF5Z2F0ZS5iYW5rLnYxItABCgNMZWcSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglkaXJlY3Rpb24YAiABKA4yHS5wYXlnYXRlLmJhbmsudjEuTGVnRGlyZWN0aW9uEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIVCg1vd25lcl91c2VyX2lkGAUgASgJEg8KB2hvbGRfaWQYBiABKAkSMwoPaG9sZF9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJECg5QcmVwYXJlUmVxdWVzdBIOCgZ0eG5faWQYASABKAkSIgoEbGVncxgCIAMoCzIULnBheWdhdGUuYmFuay52MS5MZWciRgoPUHJlcGFyZVJlc3BvbnNlEiMKBHZvdGUYASABKA4yFS5wYXlnYXRlLmJhbmsudjEuVm90ZRIOCgZyZWFzb24YAiABKAkiHwoNQ29tbWl0UmVxdWVzdBIOCgZ0eG5faWQYASABKAkiEAoOQ29tbWl0UmVzcG9uc2UiHgoMQWJvcnRSZXF1ZXN0Eg4KBnR4bl9pZBgBIAEoCSIPCg1BYm9ydFJlc3BvbnNlIjEKDkJhdGNoSXRlbUVycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIkUKE1ByZXBhcmVCYXRjaFJlcXVlc3QSLgoFaXRlbXMYASADKAsyHy5wYXlnYXRlLmJhbmsudjEuUHJlcGFyZVJlcXVlc3QihwEKElByZXBhcmVCYXRjaFJlc3VsdBI0CghyZXNwb25zZRgBIAEoCzIgLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVzcG9uc2VIABIwCgVlcnJvchgCIAEoCzIfLnBheWdhdGUuYmFuay52MS5CYXRjaEl0ZW1FcnJvckgAQgkKB291dGNvbWUiTAoUUHJlcGFyZUJhdGNoUmVzcG9uc2USNAoHcmVzdWx0cxgBIAMoCzIjLnBheWdhdGUuYmFuay52MS5QcmVwYXJlQmF0Y2hSZXN1bHQiJQoSQ29tbWl0QmF0Y2hSZXF1ZXN0Eg8KB3R4bl9pZHMYASADKAkiRQoTRGVjaXNpb25CYXRjaFJlc3VsdBIuCgVlcnJvchgBIAEoCzIfLnBheWdhdGUuYmFuay52MS5CYXRjaEl0ZW1FcnJvciJMChNDb21taXRCYXRjaFJlc3BvbnNlEjUKB3Jlc3VsdHMYASADKAsyJC5wYXlnYXRlLmJhbmsudjEuRGVjaXNpb25CYXRjaFJlc3VsdCIkChFBYm9ydEJhdGNoUmVxdWVzdBIPCgd0eG5faWRzGAEgAygJIksKEkFib3J0QmF0Y2hSZXNwb25zZRI1CgdyZXN1bHRzGAEgAygLMiQucGF5Z2F0ZS5iYW5rLnYxLkRlY2lzaW9uQmF0Y2hSZXN1bHQi6QEKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRIVCg1vd25lcl91c2VyX2lkGAIgASgJEhAKCGN1cnJlbmN5GAMgASgJEhUKDWJhbGFuY2VfbWlub3IYBCABKAMSEgoKaGVsZF9taW5vchgFIAEoAxIXCg9hdmFpbGFibGVfbWlub3IYBiABKAMSLgoGc3RhdHVzGAcgASgOMh4ucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnRTdGF0dXMSLQoJb3BlbmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCInChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIj8KEkdldEFjY291bnRSZXNwb25zZRIpCgdhY2NvdW50GAEgASgLMhgucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnQirgEKBUVudHJ5EhAKCHNlcXVlbmNlGAEgASgDEhIKCmFjY291bnRfaWQYAiABKAkSDgoGdHhuX2lkGAMgASgJEgwKBGtpbmQYBCABKAkSFAoMYW1vdW50X21pbm9yGAUgASgDEhsKE2JhbGFuY2VfYWZ0ZXJfbWlub3IYBiABKAMSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoSTGlzdEVudHJpZXNSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSDQoFbGltaXQYAyABKAUiPAoTTGlzdEVudHJpZXNSZXNwb25zZRIlCgVlbnRyeRgBIAEoCzIWLnBheWdhdGUuYmFuay52MS5FbnRyeSJRChJPcGVuQWNjb3VudFJlcXVlc3QSFQoNb3duZXJfdXNlcl9pZBgBIAEoCRIQCghjdXJyZW5jeRgCIAEoCRISCgphY2NvdW50X2lkGAMgASgJIkAKE09wZW5BY2NvdW50UmVzcG9uc2USKQoHYWNjb3VudBgBIAEoCzIYLnBheWdhdGUuYmFuay52MS5BY2NvdW50ImAKDkRlcG9zaXRSZXF1ZXN0EhIKCmRlcG9zaXRfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiPAoPRGVwb3NpdFJlc3BvbnNlEikKB2FjY291bnQYASABKAsyGC5wYXlnYXRlLmJhbmsudjEuQWNjb3VudCIPCg1Ub3RhbHNSZXF1ZXN0IoEBCg1DdXJyZW5jeVRvdGFsEhAKCGN1cnJlbmN5GAEgASgJEhUKDWJhbGFuY2VfbWlub3IYAiABKAMSEgoKaGVsZF9taW5vchgDIAEoAxIXCg9kZXBvc2l0ZWRfbWlub3IYBCABKAMSGgoSdHJhbnNmZXJfbmV0X21pbm9yGAUgASgDIk4KC1ByZXBhcmVkVHhuEg4KBnR4bl9pZBgBIAEoCRIvCgtwcmVwYXJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAixgEKDlRvdGFsc1Jlc3BvbnNlEgwKBGJhbmsYASABKAkSMgoKY3VycmVuY2llcxgCIAMoCzIeLnBheWdhdGUuYmFuay52MS5DdXJyZW5jeVRvdGFsEi4KCHByZXBhcmVkGAMgAygLMhwucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVkVHhuEhkKEWxlZGdlcl9jb25zaXN0ZW50GAQgASgIEhAKCHByb2JsZW1zGAUgAygJEhUKDWFjY291bnRfY291bnQYBiABKAMixgEKBEhvbGQSDwoHaG9sZF9pZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIpCgVzdGF0ZRgFIAEoDjIaLnBheWdhdGUuYmFuay52MS5Ib2xkU3RhdGUSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY2FwdHVyZWRfbWlub3IYByABKAMiIQoOR2V0SG9sZFJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCSI2Cg9HZXRIb2xkUmVzcG9uc2USIwoEaG9sZBgBIAEoCzIVLnBheWdhdGUuYmFuay52MS5Ib2xkKrMBCgxMZWdEaXJlY3Rpb24SHQoZTEVHX0RJUkVDVElPTl9VTlNQRUNJRklFRBAAEhcKE0xFR19ESVJFQ1RJT05fREVCSVQQARIYChRMRUdfRElSRUNUSU9OX0NSRURJVBACEhsKF0xFR19ESVJFQ1RJT05fQVVUSF9IT0xEEAMSGQoVTEVHX0RJUkVDVElPTl9DQVBUVVJFEAQSGQoVTEVHX0RJUkVDVElPTl9SRUxFQVNFEAUqNwoEVm90ZRIUChBWT1RFX1VOU1BFQ0lGSUVEEAASDAoIVk9URV9ZRVMQARILCgdWT1RFX05PEAIqYwoNQWNjb3VudFN0YXR1cxIeChpBQ0NPVU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FDQ09VTlRfU1RBVFVTX09QRU4QARIZChVBQ0NPVU5UX1NUQVRVU19DTE9TRUQQAiqIAQoJSG9sZFN0YXRlEhoKFkhPTERfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFIT0xEX1NUQVRFX0FDVElWRRABEhcKE0hPTERfU1RBVEVfQ0FQVFVSRUQQAhIXChNIT0xEX1NUQVRFX1JFTEVBU0VEEAMSFgoSSE9MRF9TVEFURV9FWFBJUkVEEAQygwQKElBhcnRpY2lwYW50U2VydmljZRJMCgdQcmVwYXJlEh8ucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVSZXF1ZXN0GiAucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVSZXNwb25zZRJJCgZDb21taXQSHi5wYXlnYXRlLmJhbmsudjEuQ29tbWl0UmVxdWVzdBofLnBheWdhdGUuYmFuay52MS5Db21taXRSZXNwb25zZRJGCgVBYm9ydBIdLnBheWdhdGUuYmFuay52MS5BYm9ydFJlcXVlc3QaHi5wYXlnYXRlLmJhbmsudjEuQWJvcnRSZXNwb25zZRJbCgxQcmVwYXJlQmF0Y2gSJC5wYXlnYXRlLmJhbmsudjEuUHJlcGFyZUJhdGNoUmVxdWVzdBolLnBheWdhdGUuYmFuay52MS5QcmVwYXJlQmF0Y2hSZXNwb25zZRJYCgtDb21taXRCYXRjaBIjLnBheWdhdGUuYmFuay52MS5Db21taXRCYXRjaFJlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuQ29tbWl0QmF0Y2hSZXNwb25zZRJVCgpBYm9ydEJhdGNoEiIucGF5Z2F0ZS5iYW5rLnYxLkFib3J0QmF0Y2hSZXF1ZXN0GiMucGF5Z2F0ZS5iYW5rLnYxLkFib3J0QmF0Y2hSZXNwb25zZTKDBAoNTGVkZ2VyU2VydmljZRJVCgpHZXRBY2NvdW50EiIucGF5Z2F0ZS5iYW5rLnYxLkdldEFjY291bnRSZXF1ZXN0GiMucGF5Z2F0ZS5iYW5rLnYxLkdldEFjY291bnRSZXNwb25zZRJaCgtMaXN0RW50cmllcxIjLnBheWdhdGUuYmFuay52MS5MaXN0RW50cmllc1JlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuTGlzdEVudHJpZXNSZXNwb25zZTABElgKC09wZW5BY2NvdW50EiMucGF5Z2F0ZS5iYW5rLnYxLk9wZW5BY2NvdW50UmVxdWVzdBokLnBheWdhdGUuYmFuay52MS5PcGVuQWNjb3VudFJlc3BvbnNlEkwKB0RlcG9zaXQSHy5wYXlnYXRlLmJhbmsudjEuRGVwb3NpdFJlcXVlc3QaIC5wYXlnYXRlLmJhbmsudjEuRGVwb3NpdFJlc3BvbnNlEkkKBlRvdGFscxIeLnBheWdhdGUuYmFuay52MS5Ub3RhbHNSZXF1ZXN0Gh8ucGF5Z2F0ZS5iYW5rLnYxLlRvdGFsc1Jlc3BvbnNlEkwKB0dldEhvbGQSHy5wYXlnYXRlLmJhbmsudjEuR2V0SG9sZFJlcXVlc3QaIC5wYXlnYXRlLmJhbmsudjEuR2V0SG9sZFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * One side of a transfer at this bank.
@@ -178,6 +178,190 @@ export const AbortResponseSchema: GenMessage<AbortResponse> = /*@__PURE__*/
   messageDesc(file_paygate_bank_v1_bank, 6);
 
 /**
+ * Why one item of a batch failed, as the single call's error would say it.
+ *
+ * @generated from message paygate.bank.v1.BatchItemError
+ */
+export type BatchItemError = Message<"paygate.bank.v1.BatchItemError"> & {
+  /**
+   * From the error table (e.g. "invalid_txn_id", "unknown_txn").
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message paygate.bank.v1.BatchItemError.
+ * Use `create(BatchItemErrorSchema)` to create a new message.
+ */
+export const BatchItemErrorSchema: GenMessage<BatchItemError> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 7);
+
+/**
+ * @generated from message paygate.bank.v1.PrepareBatchRequest
+ */
+export type PrepareBatchRequest = Message<"paygate.bank.v1.PrepareBatchRequest"> & {
+  /**
+   * 1 to 1024 items; txn ids must be distinct.
+   *
+   * @generated from field: repeated paygate.bank.v1.PrepareRequest items = 1;
+   */
+  items: PrepareRequest[];
+};
+
+/**
+ * Describes the message paygate.bank.v1.PrepareBatchRequest.
+ * Use `create(PrepareBatchRequestSchema)` to create a new message.
+ */
+export const PrepareBatchRequestSchema: GenMessage<PrepareBatchRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 8);
+
+/**
+ * @generated from message paygate.bank.v1.PrepareBatchResult
+ */
+export type PrepareBatchResult = Message<"paygate.bank.v1.PrepareBatchResult"> & {
+  /**
+   * @generated from oneof paygate.bank.v1.PrepareBatchResult.outcome
+   */
+  outcome: {
+    /**
+     * @generated from field: paygate.bank.v1.PrepareResponse response = 1;
+     */
+    value: PrepareResponse;
+    case: "response";
+  } | {
+    /**
+     * @generated from field: paygate.bank.v1.BatchItemError error = 2;
+     */
+    value: BatchItemError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message paygate.bank.v1.PrepareBatchResult.
+ * Use `create(PrepareBatchResultSchema)` to create a new message.
+ */
+export const PrepareBatchResultSchema: GenMessage<PrepareBatchResult> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 9);
+
+/**
+ * @generated from message paygate.bank.v1.PrepareBatchResponse
+ */
+export type PrepareBatchResponse = Message<"paygate.bank.v1.PrepareBatchResponse"> & {
+  /**
+   * One per item, in request order.
+   *
+   * @generated from field: repeated paygate.bank.v1.PrepareBatchResult results = 1;
+   */
+  results: PrepareBatchResult[];
+};
+
+/**
+ * Describes the message paygate.bank.v1.PrepareBatchResponse.
+ * Use `create(PrepareBatchResponseSchema)` to create a new message.
+ */
+export const PrepareBatchResponseSchema: GenMessage<PrepareBatchResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 10);
+
+/**
+ * @generated from message paygate.bank.v1.CommitBatchRequest
+ */
+export type CommitBatchRequest = Message<"paygate.bank.v1.CommitBatchRequest"> & {
+  /**
+   * 1 to 1024 distinct txn ids.
+   *
+   * @generated from field: repeated string txn_ids = 1;
+   */
+  txnIds: string[];
+};
+
+/**
+ * Describes the message paygate.bank.v1.CommitBatchRequest.
+ * Use `create(CommitBatchRequestSchema)` to create a new message.
+ */
+export const CommitBatchRequestSchema: GenMessage<CommitBatchRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 11);
+
+/**
+ * The outcome of one Commit or Abort of a batch: no error means done.
+ *
+ * @generated from message paygate.bank.v1.DecisionBatchResult
+ */
+export type DecisionBatchResult = Message<"paygate.bank.v1.DecisionBatchResult"> & {
+  /**
+   * @generated from field: paygate.bank.v1.BatchItemError error = 1;
+   */
+  error?: BatchItemError | undefined;
+};
+
+/**
+ * Describes the message paygate.bank.v1.DecisionBatchResult.
+ * Use `create(DecisionBatchResultSchema)` to create a new message.
+ */
+export const DecisionBatchResultSchema: GenMessage<DecisionBatchResult> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 12);
+
+/**
+ * @generated from message paygate.bank.v1.CommitBatchResponse
+ */
+export type CommitBatchResponse = Message<"paygate.bank.v1.CommitBatchResponse"> & {
+  /**
+   * @generated from field: repeated paygate.bank.v1.DecisionBatchResult results = 1;
+   */
+  results: DecisionBatchResult[];
+};
+
+/**
+ * Describes the message paygate.bank.v1.CommitBatchResponse.
+ * Use `create(CommitBatchResponseSchema)` to create a new message.
+ */
+export const CommitBatchResponseSchema: GenMessage<CommitBatchResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 13);
+
+/**
+ * @generated from message paygate.bank.v1.AbortBatchRequest
+ */
+export type AbortBatchRequest = Message<"paygate.bank.v1.AbortBatchRequest"> & {
+  /**
+   * 1 to 1024 distinct txn ids.
+   *
+   * @generated from field: repeated string txn_ids = 1;
+   */
+  txnIds: string[];
+};
+
+/**
+ * Describes the message paygate.bank.v1.AbortBatchRequest.
+ * Use `create(AbortBatchRequestSchema)` to create a new message.
+ */
+export const AbortBatchRequestSchema: GenMessage<AbortBatchRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 14);
+
+/**
+ * @generated from message paygate.bank.v1.AbortBatchResponse
+ */
+export type AbortBatchResponse = Message<"paygate.bank.v1.AbortBatchResponse"> & {
+  /**
+   * @generated from field: repeated paygate.bank.v1.DecisionBatchResult results = 1;
+   */
+  results: DecisionBatchResult[];
+};
+
+/**
+ * Describes the message paygate.bank.v1.AbortBatchResponse.
+ * Use `create(AbortBatchResponseSchema)` to create a new message.
+ */
+export const AbortBatchResponseSchema: GenMessage<AbortBatchResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 15);
+
+/**
  * @generated from message paygate.bank.v1.Account
  */
 export type Account = Message<"paygate.bank.v1.Account"> & {
@@ -227,7 +411,7 @@ export type Account = Message<"paygate.bank.v1.Account"> & {
  * Use `create(AccountSchema)` to create a new message.
  */
 export const AccountSchema: GenMessage<Account> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 7);
+  messageDesc(file_paygate_bank_v1_bank, 16);
 
 /**
  * @generated from message paygate.bank.v1.GetAccountRequest
@@ -244,7 +428,7 @@ export type GetAccountRequest = Message<"paygate.bank.v1.GetAccountRequest"> & {
  * Use `create(GetAccountRequestSchema)` to create a new message.
  */
 export const GetAccountRequestSchema: GenMessage<GetAccountRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 8);
+  messageDesc(file_paygate_bank_v1_bank, 17);
 
 /**
  * @generated from message paygate.bank.v1.GetAccountResponse
@@ -261,7 +445,7 @@ export type GetAccountResponse = Message<"paygate.bank.v1.GetAccountResponse"> &
  * Use `create(GetAccountResponseSchema)` to create a new message.
  */
 export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 9);
+  messageDesc(file_paygate_bank_v1_bank, 18);
 
 /**
  * @generated from message paygate.bank.v1.Entry
@@ -312,7 +496,7 @@ export type Entry = Message<"paygate.bank.v1.Entry"> & {
  * Use `create(EntrySchema)` to create a new message.
  */
 export const EntrySchema: GenMessage<Entry> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 10);
+  messageDesc(file_paygate_bank_v1_bank, 19);
 
 /**
  * @generated from message paygate.bank.v1.ListEntriesRequest
@@ -341,7 +525,7 @@ export type ListEntriesRequest = Message<"paygate.bank.v1.ListEntriesRequest"> &
  * Use `create(ListEntriesRequestSchema)` to create a new message.
  */
 export const ListEntriesRequestSchema: GenMessage<ListEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 11);
+  messageDesc(file_paygate_bank_v1_bank, 20);
 
 /**
  * @generated from message paygate.bank.v1.ListEntriesResponse
@@ -358,7 +542,7 @@ export type ListEntriesResponse = Message<"paygate.bank.v1.ListEntriesResponse">
  * Use `create(ListEntriesResponseSchema)` to create a new message.
  */
 export const ListEntriesResponseSchema: GenMessage<ListEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 12);
+  messageDesc(file_paygate_bank_v1_bank, 21);
 
 /**
  * @generated from message paygate.bank.v1.OpenAccountRequest
@@ -387,7 +571,7 @@ export type OpenAccountRequest = Message<"paygate.bank.v1.OpenAccountRequest"> &
  * Use `create(OpenAccountRequestSchema)` to create a new message.
  */
 export const OpenAccountRequestSchema: GenMessage<OpenAccountRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 13);
+  messageDesc(file_paygate_bank_v1_bank, 22);
 
 /**
  * @generated from message paygate.bank.v1.OpenAccountResponse
@@ -404,7 +588,7 @@ export type OpenAccountResponse = Message<"paygate.bank.v1.OpenAccountResponse">
  * Use `create(OpenAccountResponseSchema)` to create a new message.
  */
 export const OpenAccountResponseSchema: GenMessage<OpenAccountResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 14);
+  messageDesc(file_paygate_bank_v1_bank, 23);
 
 /**
  * @generated from message paygate.bank.v1.DepositRequest
@@ -436,7 +620,7 @@ export type DepositRequest = Message<"paygate.bank.v1.DepositRequest"> & {
  * Use `create(DepositRequestSchema)` to create a new message.
  */
 export const DepositRequestSchema: GenMessage<DepositRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 15);
+  messageDesc(file_paygate_bank_v1_bank, 24);
 
 /**
  * @generated from message paygate.bank.v1.DepositResponse
@@ -453,7 +637,7 @@ export type DepositResponse = Message<"paygate.bank.v1.DepositResponse"> & {
  * Use `create(DepositResponseSchema)` to create a new message.
  */
 export const DepositResponseSchema: GenMessage<DepositResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 16);
+  messageDesc(file_paygate_bank_v1_bank, 25);
 
 /**
  * @generated from message paygate.bank.v1.TotalsRequest
@@ -466,7 +650,7 @@ export type TotalsRequest = Message<"paygate.bank.v1.TotalsRequest"> & {
  * Use `create(TotalsRequestSchema)` to create a new message.
  */
 export const TotalsRequestSchema: GenMessage<TotalsRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 17);
+  messageDesc(file_paygate_bank_v1_bank, 26);
 
 /**
  * @generated from message paygate.bank.v1.CurrencyTotal
@@ -508,7 +692,7 @@ export type CurrencyTotal = Message<"paygate.bank.v1.CurrencyTotal"> & {
  * Use `create(CurrencyTotalSchema)` to create a new message.
  */
 export const CurrencyTotalSchema: GenMessage<CurrencyTotal> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 18);
+  messageDesc(file_paygate_bank_v1_bank, 27);
 
 /**
  * @generated from message paygate.bank.v1.PreparedTxn
@@ -530,7 +714,7 @@ export type PreparedTxn = Message<"paygate.bank.v1.PreparedTxn"> & {
  * Use `create(PreparedTxnSchema)` to create a new message.
  */
 export const PreparedTxnSchema: GenMessage<PreparedTxn> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 19);
+  messageDesc(file_paygate_bank_v1_bank, 28);
 
 /**
  * @generated from message paygate.bank.v1.TotalsResponse
@@ -575,7 +759,7 @@ export type TotalsResponse = Message<"paygate.bank.v1.TotalsResponse"> & {
  * Use `create(TotalsResponseSchema)` to create a new message.
  */
 export const TotalsResponseSchema: GenMessage<TotalsResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 20);
+  messageDesc(file_paygate_bank_v1_bank, 29);
 
 /**
  * @generated from message paygate.bank.v1.Hold
@@ -622,7 +806,7 @@ export type Hold = Message<"paygate.bank.v1.Hold"> & {
  * Use `create(HoldSchema)` to create a new message.
  */
 export const HoldSchema: GenMessage<Hold> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 21);
+  messageDesc(file_paygate_bank_v1_bank, 30);
 
 /**
  * @generated from message paygate.bank.v1.GetHoldRequest
@@ -639,7 +823,7 @@ export type GetHoldRequest = Message<"paygate.bank.v1.GetHoldRequest"> & {
  * Use `create(GetHoldRequestSchema)` to create a new message.
  */
 export const GetHoldRequestSchema: GenMessage<GetHoldRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 22);
+  messageDesc(file_paygate_bank_v1_bank, 31);
 
 /**
  * @generated from message paygate.bank.v1.GetHoldResponse
@@ -656,7 +840,7 @@ export type GetHoldResponse = Message<"paygate.bank.v1.GetHoldResponse"> & {
  * Use `create(GetHoldResponseSchema)` to create a new message.
  */
 export const GetHoldResponseSchema: GenMessage<GetHoldResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_bank_v1_bank, 23);
+  messageDesc(file_paygate_bank_v1_bank, 32);
 
 /**
  * @generated from enum paygate.bank.v1.LegDirection
@@ -833,6 +1017,38 @@ export const ParticipantService: GenService<{
     methodKind: "unary";
     input: typeof AbortRequestSchema;
     output: typeof AbortResponseSchema;
+  },
+  /**
+   * Many Prepares in one call and one durable write (group commit). Each
+   * item is answered exactly as its own Prepare would be, in request order;
+   * a malformed item fails alone and changes nothing.
+   *
+   * @generated from rpc paygate.bank.v1.ParticipantService.PrepareBatch
+   */
+  prepareBatch: {
+    methodKind: "unary";
+    input: typeof PrepareBatchRequestSchema;
+    output: typeof PrepareBatchResponseSchema;
+  },
+  /**
+   * Many Commits in one call and one durable write; answered per item.
+   *
+   * @generated from rpc paygate.bank.v1.ParticipantService.CommitBatch
+   */
+  commitBatch: {
+    methodKind: "unary";
+    input: typeof CommitBatchRequestSchema;
+    output: typeof CommitBatchResponseSchema;
+  },
+  /**
+   * Many Aborts in one call and one durable write; answered per item.
+   *
+   * @generated from rpc paygate.bank.v1.ParticipantService.AbortBatch
+   */
+  abortBatch: {
+    methodKind: "unary";
+    input: typeof AbortBatchRequestSchema;
+    output: typeof AbortBatchResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_paygate_bank_v1_bank, 0);
