@@ -318,6 +318,8 @@ async function main(): Promise<number> {
     COMMIT_TIMEOUT_MS: "5000",
     REDRIVE_INTERVAL_MS: "1000",
     REDRIVE_BACKOFF_MAX_MS: "30000",
+    // Experiments (e.g. V8 flags in NODE_OPTIONS, PARTICIPANT_BATCH_MAX=0): a JSON object of extra gateway env.
+    ...(JSON.parse(process.env.BENCH_GATEWAY_ENV ?? "{}") as Record<string, string>),
   };
   const wantRedis = args.redis === "on" || (args.redis === "auto" && gatewayUsesRedis());
   if (args.redis === "off") redis = { used: false, why: "--redis off" };
@@ -371,7 +373,7 @@ async function main(): Promise<number> {
       if (profiled.includes(p.name)) {
         // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preload starts the profiler instead.
         mkdirSync(join(profileDir, p.name), { recursive: true });
-        p.env.NODE_OPTIONS = `--import ${join(repoRoot, "bench", "lib", "cpu-profile.mjs")}`;
+        p.env.NODE_OPTIONS = `${p.env.NODE_OPTIONS ?? ""} --import ${join(repoRoot, "bench", "lib", "cpu-profile.mjs")}`;
         p.env.BENCH_CPU_PROFILE = join(profileDir, p.name, `${p.name}.cpuprofile`);
         // The profile names lines of this bundle; keep the exact file it ran.
         copyFileSync(join(repoRoot, "dist", `${p.options.bundle}.js`), join(profileDir, p.name, "bundle.js"));

@@ -16,7 +16,7 @@ const common = { SEED_FILE: resolve(root, "config/seed.yaml"), LOG_LEVEL: proces
 const services = [
   { name: "bank-a", bundle: "bank", env: { ...common, ...tls("bank-a"), BANK_NAME: "bank-a", BANK_PORT: "50051", BANK_DATA_DIR: `${data}/bank-a`, METRICS_PORT: "9465" } },
   { name: "bank-b", bundle: "bank", env: { ...common, ...tls("bank-b"), BANK_NAME: "bank-b", BANK_PORT: "50052", BANK_DATA_DIR: `${data}/bank-b`, METRICS_PORT: "9466" } },
-  { name: "gateway", bundle: "gateway", env: { ...common, ...tls("gateway"), GATEWAY_PORT: "50050", GATEWAY_DATA_DIR: `${data}/gateway`, METRICS_PORT: "9464" } },
+  { name: "gateway", bundle: "gateway", env: { ...common, ...tls("gateway"), GATEWAY_PORT: "50050", GATEWAY_DATA_DIR: `${data}/gateway`, METRICS_PORT: "9464", NODE_OPTIONS: "--max-semi-space-size=4" /* as the chart's gateway.nodeOptions */ } },
   { name: "bureau", bundle: "credit-bureau", env: { ...common, ...tls("credit-bureau"), CREDIT_BUREAU_PORT: "8081", CREDIT_BUREAU_DATA_FILE: resolve(root, "config/credit-bureau.yaml"), METRICS_PORT: "9467" } },
   { name: "checkout", bundle: "checkout", env: { ...common, ...tls("checkout"), CHECKOUT_PORT: "8080", CHECKOUT_DATA_DIR: `${data}/checkout`, CHECKOUT_MERCHANT_ACCOUNT: "bank-b/2002", METRICS_PORT: "9468" } },
 ].filter((s) => existsSync(`${root}/dist/${s.bundle}.js`));

@@ -65,6 +65,9 @@ export interface StackOptions {
   readonly checkout?: boolean | { readonly merchantAccountId?: string; readonly env?: Record<string, string> };
 }
 
+/** The gateway's V8 flags, as the chart sets them (gateway.nodeOptions; test/chart checks they agree). */
+export const GATEWAY_NODE_OPTIONS = "--max-semi-space-size=4";
+
 export class Stack {
   readonly banks = new Map<string, ServiceProcess>();
   gateway!: ServiceProcess;
@@ -122,6 +125,7 @@ export class Stack {
       bundle: "gateway",
       env: {
         ...common,
+        NODE_OPTIONS: GATEWAY_NODE_OPTIONS,
         GATEWAY_REPLICA: "gateway-0",
         GATEWAY_PORT: String(gatewayPort),
         GATEWAY_DATA_DIR: join(stack.dir, "gateway"),

@@ -307,6 +307,43 @@ test("settlement: partial capture is a CAPTURE leg at the issuer plus a CREDIT a
   assert.deepEqual(later.results.map((r) => r.reason || r.status), ["already_captured", "CAPTURED"]);
 });
 
+test("settlement runs different authorizations concurrently; the same code repeated still captures once, at its first item", async () => {
+  const h = setup();
+  const card = issue(h);
+  const auths = [];
+  for (let i = 0; i < 20; i++) auths.push(await approve(h, card, { amountMinor: 100n }));
+  // Every prepare waits until the test lets it go: count how many are in flight at once.
+  let inFlight = 0;
+  let peak = 0;
+  const waiting: Array<() => void> = [];
+  h.banks.onPrepare = () => {
+    inFlight++;
+    peak = Math.max(peak, inFlight);
+    return new Promise((resolve) =>
+      waiting.push(() => {
+        inFlight--;
+        resolve({ vote: "YES" });
+      }),
+    );
+  };
+  const dup = auths[3]!.authCode;
+  const items = [...auths.map((a) => ({ authCode: a.authCode, amountMinor: 60n })), { authCode: dup, amountMinor: 1n }, { authCode: dup, amountMinor: 2n }];
+  const settling = h.cards.settleBatch("shop", "concurrent", items);
+  // Each capture prepares at the card's bank and the merchant's: 40 prepares.
+  for (let turn = 0; turn < 1_000 && waiting.length < 40; turn++) await new Promise((r) => setImmediate(r));
+  assert.equal(peak, 40, "all 20 authorizations were being captured at once");
+  while (waiting.length > 0 || inFlight > 0) {
+    waiting.splice(0).forEach((go) => go());
+    await new Promise((r) => setImmediate(r));
+  }
+  const s = value((await settling).result);
+  assert.deepEqual(
+    s.results.map((r) => r.reason || r.status),
+    [...auths.map(() => "CAPTURED"), "already_captured", "already_captured"],
+  );
+  assert.equal(value(h.cards.getAuthorization("shop", dup)).capturedMinor, 60n, "the first item naming the code captured");
+});
+
 test("void: a RELEASE leg; then capture says authorization_voided; a captured one cannot be voided", async () => {
   const h = setup();
   const card = issue(h);

@@ -129,6 +129,8 @@ const AUTH_CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const CODE_ATTEMPTS_MAX = 20;
 const ISSUE_ATTEMPTS_MAX = 20;
 export const SETTLE_ITEMS_MAX = 500;
+/** Captures of one batch in flight at once (their prepares and commits share batched RPCs and fsyncs). */
+const SETTLE_CONCURRENCY = 64;
 const AUTH_CODE_LENGTH_MAX = 64;
 const CARDHOLDER_NAME_LENGTH_MAX = 100;
 const EXP_YEAR_MIN = 2000;
@@ -504,12 +506,21 @@ export function createCards(o: CardsOptions): Cards {
     const { batchId } = batch;
     runningBatches.add(batchId);
     try {
-      // One item at a time, in order: the same code twice in a batch captures once, deterministically.
+      // Different authorizations settle concurrently; the items naming one code run
+      // one at a time, in order, so the same code twice captures once, deterministically.
+      const byCode = new Map<string, BatchItemRecord[]>();
       for (const item of store.batchItems(batchId)) {
         if (item.status !== "") continue;
-        const r = await captureItem(merchantUserId, batchId, item);
-        store.setBatchItem(batchId, item.index, { status: r.status, reason: r.reason, capturedMinor: r.capturedMinor, txnId: r.txnId });
+        const same = byCode.get(item.authCode);
+        if (same) same.push(item);
+        else byCode.set(item.authCode, [item]);
       }
+      await forEachConcurrently([...byCode.values()], SETTLE_CONCURRENCY, async (items) => {
+        for (const item of items) {
+          const r = await captureItem(merchantUserId, batchId, item);
+          store.setBatchItem(batchId, item.index, { status: r.status, reason: r.reason, capturedMinor: r.capturedMinor, txnId: r.txnId });
+        }
+      });
       store.finishBatch(batchId, clock.nowMs());
     } finally {
       runningBatches.delete(batchId);
@@ -681,4 +692,25 @@ export function createCards(o: CardsOptions): Cards {
 function must<T>(v: T | undefined): T {
   assert(v !== undefined, "record exists");
   return v;
+}
+
+/**
+ * Runs fn over the items with at most `limit` in flight. After a failure no
+ * new item starts; it rejects with that failure once the running ones stop.
+ */
+async function forEachConcurrently<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (!failed && next < items.length) {
+      try {
+        await fn(items[next++]!);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  });
+  const first = (await Promise.allSettled(workers)).find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (first) throw first.reason;
 }
