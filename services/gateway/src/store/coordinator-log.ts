@@ -116,23 +116,24 @@ export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
     return r ? toDecision(r) : undefined;
   };
 
-  const claimTx = db.transaction((txn: NewTxn): Claim => {
+  // Plain functions: group commit runs each in its own savepoint, decide() in its own transaction.
+  const claimTx = (txn: NewTxn): Claim => {
     const owner = q.keyOwner.get(txn.callerUserId, txn.idempotencyKey) as TxnRow | undefined;
     if (owner) return { claimed: false, owner: toTxn(owner) };
     q.insertTxn.run(txn);
     const inserted = findTxn(txn.txnId);
     assert(inserted !== undefined, "claimed txn is readable");
     return { claimed: true, txn: inserted };
-  });
+  };
 
-  const reclaimTx = db.transaction((previousTxnId: string, txn: NewTxn): Claim => {
+  const reclaimTx = (previousTxnId: string, txn: NewTxn): Claim => {
     // Only an ABORTED owner lets go (the old txn keeps its row and decision);
     // if another retry already took the key, claimTx reports that owner.
     q.releaseKey.run(previousTxnId);
     return claimTx(txn);
-  });
+  };
 
-  const decideTx = db.transaction((input: DecideInput): DecisionRecord => {
+  const decideTx = (input: DecideInput): DecisionRecord => {
     const wrote = q.insertDecision.run(input.txnId, input.decision, input.reason, input.nowMs).changes === 1;
     const winner = findDecision(input.txnId);
     assert(winner !== undefined, "decision is readable after insert");
@@ -151,7 +152,8 @@ export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
       assert(txn.status === (winner.decision === "COMMIT" ? "COMMITTED" : "ABORTED"), "a decided txn's status follows its decision");
     }
     return winner;
-  });
+  };
+  const decideNow = db.transaction(decideTx);
 
   // Claims, decisions and acks of concurrent transfers share fsyncs. Claims
   // and decisions resolve only once durable. An ack that a crash loses only
@@ -168,7 +170,7 @@ export function createSqliteCoordinatorLog(db: Db): SqliteCoordinatorLog {
     findDecision,
     claim: (txn) => group.enqueue(() => claimTx(txn)),
     reclaim: (previousTxnId, txn) => group.enqueue(() => reclaimTx(previousTxnId, txn)),
-    decide: (input) => decideTx(input),
+    decide: (input) => decideNow(input),
     decideDurably: (input) => group.enqueue(() => decideTx(input)),
     ack(txnId, bank, nowMs) {
       background(() => q.ack.run(nowMs, txnId, bank));
