@@ -115,7 +115,7 @@ Card payments (DESIGN.md §6) — the shop's checkout: \x1b[1mhttp://127.0.0.1:8
   curl -s $C -H "authorization: Bearer $ATOKEN" -d '{"accountId":"bank-a/1001","cardholderName":"Alice Customer"}' \\
     https://127.0.0.1:50050/paygate.gateway.v1.AdminService/IssueCard
   2. Pay on the page with that number, expiry (expMonth/expYear) and CVC; a wrong CVC shows a decline.
-  3. "Settle now" on http://127.0.0.1:8080/merchant (or wait a minute): the money lands in the shop's
+  3. "Settle now" on http://127.0.0.1:8080/merchant (sign in as shop / shop-demo-2026; or wait a minute): the money lands in the shop's
      bank-b/2002 (${existsSync(`${root}/dist/paycli.js`) ? `${paycli} login shop --password shop-demo-2026 && ${paycli} balance` : "GetBalance as shop"}).
 
 Metrics (Prometheus text; also /healthz and /readyz on the same ports):

@@ -11,6 +11,9 @@ import { attemptKeyOf, DESKTOP, fillCard, futureExpiry, launchChromium, pay, scr
 
 const CART_MINOR = 2399n;
 const MERCHANT_ACCOUNT = "bank-b/2003";
+/** The checkout's back office takes the shop's own login (HTTP Basic). */
+const MERCHANT_LOGIN = { username: "shop", password: `shop${TEST_PASSWORD_SUFFIX}` };
+const merchantAuth = { authorization: `Basic ${Buffer.from(`${MERCHANT_LOGIN.username}:${MERCHANT_LOGIN.password}`).toString("base64")}` };
 
 interface Issued extends ShopperCard {
   readonly accountId: string;
@@ -172,7 +175,7 @@ describe("checkout in Chromium against the real stack", () => {
     for (let i = 0; i < 200 && posts() < postsBefore + 4; i++) await new Promise((r) => setTimeout(r, 25));
     assert.ok(posts() >= postsBefore + 4, `expected 4 posts of the form, saw ${posts() - postsBefore}`);
     // ...and there is one authorization for it, one cart held at the bank.
-    const merchant = (await (await fetch(`${stack.checkoutUrl}/merchant?format=json`)).json()) as { orders: Array<{ attemptKey: string; authCode: string | null }> };
+    const merchant = (await (await fetch(`${stack.checkoutUrl}/merchant?format=json`, { headers: merchantAuth })).json()) as { orders: Array<{ attemptKey: string; authCode: string | null }> };
     assert.deepEqual(merchant.orders.filter((o) => o.attemptKey === key).map((o) => o.authCode), [both[0]!.authCode]);
     assert.equal(await held("alice", cards.double.accountId), heldBefore + CART_MINOR);
     await page.close();
@@ -181,15 +184,18 @@ describe("checkout in Chromium against the real stack", () => {
   test("settle from the merchant page: the money arrives in the merchant's account, and money is conserved", async () => {
     const balance = async () => (await stack.client(PaymentService, await stack.login("shop")).getBalance({ accountId: MERCHANT_ACCOUNT })).accounts[0]!.balanceMinor;
     const before = await balance();
-    const page = await context.newPage();
+    const merchantContext = await browser.newContext({ ...DESKTOP, httpCredentials: MERCHANT_LOGIN });
+    const page = await merchantContext.newPage();
     await page.goto(`${stack.checkoutUrl}/merchant`);
     await Promise.all([page.waitForURL("**/merchant"), page.getByRole("button", { name: "Settle now" }).click()]);
     const batch = page.locator("#settlements tbody tr[data-settlement]").first();
-    await batch.waitFor();
+    await batch.waitFor().catch((e: unknown) => {
+      throw new Error(`${String(e)}\ncheckout log: ${JSON.stringify(stack.checkout!.lines.filter((l) => l.msg === "http").slice(-4))}`);
+    });
     assert.match((await batch.textContent()) ?? "", /done/);
     await page.locator("#settlements details summary").first().click();
     await screenshot(page, "stack-04-merchant-settled");
-    const merchant = (await (await fetch(`${stack.checkoutUrl}/merchant?format=json`)).json()) as {
+    const merchant = (await (await fetch(`${stack.checkoutUrl}/merchant?format=json`, { headers: merchantAuth })).json()) as {
       orders: Array<{ state: string; settleState: string; capturedMinor: string }>;
     };
     const approved = merchant.orders.filter((o) => o.state === "approved");
@@ -198,6 +204,6 @@ describe("checkout in Chromium against the real stack", () => {
     assert.equal(await balance(), before + CART_MINOR * BigInt(approved.length));
     assert.equal(await held("alice", "bank-a/1001"), 0n);
     await stack.assertConserved();
-    await page.close();
+    await merchantContext.close();
   });
 });

@@ -200,7 +200,14 @@ describe("checkout in Chromium (fake gateway)", () => {
   });
 
   test("the merchant page lists the authorizations and settles them on demand", async () => {
-    const page = await context.newPage();
+    // Without the merchant's login the back office is a 401 challenge and shows nothing
+    // (headless Chromium turns an unanswered challenge into a navigation error).
+    const refused = await fetch(`${url}/merchant`);
+    assert.equal(refused.status, 401);
+    assert.doesNotMatch(await refused.text(), /Settle now/);
+    // The merchant signs in with the shop's own login (HTTP Basic).
+    const merchant = await browser.newContext({ ...DESKTOP, httpCredentials: { username: FAKE_MERCHANT.username, password: FAKE_MERCHANT.password } });
+    const page = await merchant.newPage();
     await page.goto(`${url}/merchant`);
     await screenshot(page, "08-merchant-before-settle");
     await Promise.all([page.waitForURL("**/merchant"), page.getByRole("button", { name: "Settle now" }).click()]);
@@ -211,7 +218,7 @@ describe("checkout in Chromium (fake gateway)", () => {
     assert.equal(captured, fake.settleCalls[0]!.items.length);
     await page.locator("#settlements details summary").first().click();
     await screenshot(page, "09-merchant-after-settle");
-    await page.close();
+    await merchant.close();
     // The checkout's ops port counts its calls to the gateway.
     const scraped = await (await fetch(`http://127.0.0.1:${checkout.metricsPort}/metrics`)).text();
     assert.match(scraped, /paygate_rpc_client_requests_total\{[^}]*method="paygate\.gateway\.v1\.CardService\/SettleBatch"[^}]*\} 1/);

@@ -55,6 +55,7 @@ export function createCheckoutApp(config: CheckoutConfig, logger: Logger, option
     cart,
     merchantAccountId: config.merchantAccountId,
     settlementIntervalMs: config.settlementIntervalMs,
+    backOffice: { username: config.merchantUsername, password: config.merchantPassword },
     logger,
   });
   return {

@@ -4,11 +4,12 @@
 //
 //   GET  /payment.html   the cart and the card form, with a fresh attempt key
 //   POST /make-payment   validate -> Authorize (once per attempt key) -> result
-//   POST /settle         run the settlement job now
-//   GET  /merchant       orders, settlement batches, per-item results (?format=json)
+//   POST /settle         run the settlement job now              } the merchant's back office:
+//   GET  /merchant       orders, settlement batches, per-item      } HTTP Basic with the merchant's
+//                        results (?format=json)                    } own login (401 otherwise)
 //   GET  /healthz
 import http from "node:http";
-import { randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import type { Logger } from "@paygate/rpc";
 import type { Cart } from "./domain/cart.js";
 import type { CardInput, FieldErrors } from "./domain/card.js";
@@ -28,11 +29,52 @@ export interface CheckoutServerDeps {
   readonly cart: Cart;
   readonly merchantAccountId: string;
   readonly settlementIntervalMs: number;
+  /** Who may open /merchant and POST /settle (HTTP Basic): the merchant's own gateway login. */
+  readonly backOffice: { readonly username: string; readonly password: string };
   readonly logger: Logger;
   readonly bodyMaxBytes?: number;
   /** Rows shown on /merchant. */
   readonly listMax?: number;
   readonly newAttemptKey?: () => string;
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest();
+
+/** Constant-time on the digests, so neither length nor content leaks through timing. */
+function sameSecret(given: string, expected: string): boolean {
+  return timingSafeEqual(sha256(given), sha256(expected));
+}
+
+/** The back office's credentials check: `Authorization: Basic base64(user:password)`. */
+export function backOfficeAllowed(header: string | undefined, expected: CheckoutServerDeps["backOffice"]): boolean {
+  const m = /^Basic ([A-Za-z0-9+/]+={0,2})$/.exec(header ?? "");
+  if (!m) return false;
+  const decoded = Buffer.from(m[1]!, "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  if (colon < 0) return false;
+  // Both compared, always: a wrong username costs the same time as a wrong password.
+  const userOk = sameSecret(decoded.slice(0, colon), expected.username);
+  const passwordOk = sameSecret(decoded.slice(colon + 1), expected.password);
+  return userOk && passwordOk;
+}
+
+/**
+ * A browser's cross-site form post is refused. Browsers say where a request
+ * comes from in Sec-Fetch-Site; without it, Origin must name this host. Our
+ * own pages send `Referrer-Policy: no-referrer`, under which a browser's
+ * same-origin post says `Origin: null`, so Sec-Fetch-Site is what decides for
+ * them. A client that sends neither (curl, scripts) is not a browser.
+ */
+function sameOrigin(req: http.IncomingMessage): boolean {
+  const site = req.headers["sec-fetch-site"];
+  if (site !== undefined) return site === "same-origin" || site === "none";
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  try {
+    return origin !== "null" && new URL(origin).host === req.headers.host;
+  } catch {
+    return false;
+  }
 }
 
 class HttpProblem extends Error {
@@ -233,6 +275,18 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
     const url = new URL(req.url ?? "/", "http://checkout.local");
     const nonce = randomBytes(16).toString("base64");
     const route = `${req.method} ${url.pathname}`;
+    if (route === "POST /settle" || route === "GET /merchant") {
+      if (!backOfficeAllowed(req.headers.authorization, deps.backOffice)) {
+        facts.reason = "back_office_login_required";
+        send(res, 401, "text", "The merchant's back office: sign in with the merchant's login.\n", nonce, { "www-authenticate": 'Basic realm="paygate merchant back office", charset="UTF-8"' });
+        return 401;
+      }
+      if (route === "POST /settle" && !sameOrigin(req)) {
+        facts.reason = "cross_origin_post";
+        send(res, 403, "text", "Settlement can only be started from this shop's own merchant page.\n", nonce);
+        return 403;
+      }
+    }
     switch (route) {
       case "GET /":
         res.writeHead(302, { location: "/payment.html" }).end();

@@ -72,8 +72,11 @@ describe("checkout against a fake gateway", () => {
     fake.outage = undefined;
   });
 
-  const postJson = (path: string, body: unknown) => fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  const postForm = (path: string, body: Record<string, string>) => fetch(`${base}${path}`, { method: "POST", body: new URLSearchParams(body), redirect: "manual" });
+  // The back office (/merchant, POST /settle) takes the merchant's own login, as HTTP Basic.
+  const merchantAuth = () => ({ authorization: `Basic ${Buffer.from(`${FAKE_MERCHANT.username}:${FAKE_MERCHANT.password}`).toString("base64")}` });
+  const backOffice = (path: string) => (path === "/settle" || path.startsWith("/merchant") ? merchantAuth() : {});
+  const postJson = (path: string, body: unknown) => fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json", ...backOffice(path) }, body: JSON.stringify(body) });
+  const postForm = (path: string, body: Record<string, string>) => fetch(`${base}${path}`, { method: "POST", headers: backOffice(path), body: new URLSearchParams(body), redirect: "manual" });
 
   test("GET /payment.html: the form, a fresh attempt key each time, labels, a live error region, no outside assets", async () => {
     const res = await fetch(`${base}/payment.html`);
@@ -217,7 +220,7 @@ describe("checkout against a fake gateway", () => {
     assert.deepEqual(sent.items.map((i) => i.authCode).sort(), [...approvedCodes, voided.authCode].sort());
     assert.deepEqual(run.batches.map((b) => [b.state, b.itemCount]), [["done", approvedCodes.length + 1]]);
 
-    const merchant = (await (await fetch(`${base}/merchant?format=json`)).json()) as {
+    const merchant = (await (await fetch(`${base}/merchant?format=json`, { headers: merchantAuth() })).json()) as {
       orders: Array<{ authCode: string | null; settleState: string; settleReason: string | null }>;
       settlements: Array<{ items: Array<{ authCode: string; status: string; reason: string | null }> }>;
     };
@@ -231,9 +234,41 @@ describe("checkout against a fake gateway", () => {
     assert.equal(form.status, 303);
     assert.equal(form.headers.get("location"), "/merchant");
     assert.equal(fake.settleCalls.length, callsBefore + 1);
-    const page = await (await fetch(`${base}/merchant`)).text();
+    const page = await (await fetch(`${base}/merchant`, { headers: merchantAuth() })).text();
     assert.match(page, /Settle now/);
     assert.ok(page.includes(voided.authCode));
+  });
+
+  test("the back office needs the merchant's login: 401 without it or with a wrong one, 403 for a cross-site post; nothing settles", async () => {
+    await postJson("/make-payment", { idempotencyKey: newKey(), ...card() });
+    const callsBefore = fake.settleCalls.length;
+    const basic = (user: string, password: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}` });
+    const refused = [
+      await fetch(`${base}/merchant`),
+      await fetch(`${base}/merchant?format=json`, { headers: basic(FAKE_MERCHANT.username, "wrong") }),
+      await fetch(`${base}/merchant`, { headers: basic("someone-else", FAKE_MERCHANT.password) }),
+      await fetch(`${base}/merchant`, { headers: { authorization: "Bearer abc" } }),
+      await fetch(`${base}/settle`, { method: "POST", redirect: "manual" }),
+      await fetch(`${base}/settle`, { method: "POST", headers: basic(FAKE_MERCHANT.username, `${FAKE_MERCHANT.password}x`), redirect: "manual" }),
+    ];
+    for (const r of refused) {
+      assert.equal(r.status, 401);
+      assert.match(r.headers.get("www-authenticate") ?? "", /^Basic realm=/);
+      assert.doesNotMatch(await r.text(), /authCode|Settle now/);
+    }
+    const crossSiteHeaders: Record<string, string>[] = [{ origin: "https://evil.example" }, { origin: "null" }, { "sec-fetch-site": "cross-site", origin: base }, { "sec-fetch-site": "same-site" }];
+    for (const headers of crossSiteHeaders) {
+      const crossSite = await fetch(`${base}/settle`, { method: "POST", headers: { ...merchantAuth(), ...headers }, redirect: "manual" });
+      assert.equal(crossSite.status, 403, JSON.stringify(headers));
+    }
+    assert.equal(fake.settleCalls.length, callsBefore, "no refused request settled anything");
+    // The shop's own page posting back (same origin) is fine.
+    const own = await fetch(`${base}/settle`, { method: "POST", headers: { ...merchantAuth(), origin: base }, redirect: "manual" });
+    assert.equal(own.status, 303);
+    assert.equal(fake.settleCalls.length, callsBefore + 1);
+    // A browser on the shop's own page under no-referrer: Origin null, Sec-Fetch-Site same-origin.
+    const ownPage = await fetch(`${base}/settle`, { method: "POST", headers: { ...merchantAuth(), origin: "null", "sec-fetch-site": "same-origin" }, redirect: "manual" });
+    assert.equal(ownPage.status, 303);
   });
 
   test("HTTP edges: unknown path 404, wrong method 405, oversized body 413, other content types 415", async () => {
