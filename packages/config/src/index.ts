@@ -11,6 +11,26 @@ export class ConfigError extends Error {
   }
 }
 
+export interface ExitingProcess {
+  readonly stderr: { write(text: string): unknown };
+  exit(code: number): never;
+}
+
+/**
+ * main.ts's first step: the service's typed config, or every problem on stderr
+ * and exit code 2 (a misconfigured deploy fails once, with the full list).
+ * Errors other than ConfigError are bugs and propagate.
+ */
+export function loadConfigOrExit<T>(load: (env: Env) => T, env: Env, proc: ExitingProcess = process): T {
+  try {
+    return load(env);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    proc.stderr.write(`${e.message}\n`);
+    return proc.exit(2);
+  }
+}
+
 export interface IntOptions {
   readonly min?: number;
   readonly max?: number;

@@ -1,6 +1,6 @@
 // One bank process: config -> ledger (seed at first start) -> in-doubt
 // resolver -> mTLS server -> "listening". The only place that reads process.env.
-import { ConfigError } from "@paygate/config";
+import { loadConfigOrExit } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
 import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
 import { loadSeedFile } from "@paygate/seed";
@@ -17,20 +17,8 @@ const SHUTDOWN_GRACE_MS = 5_000;
 /** Exit code after a broken invariant: the supervisor restarts, recovery takes over. */
 const EXIT_INVARIANT = 70;
 
-function readConfig(): BankConfig {
-  try {
-    return loadConfig(process.env);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
-}
-
 async function main(): Promise<void> {
-  const config = readConfig();
+  const config = loadConfigOrExit(loadConfig, process.env);
   const log = createLogger("bank", config.logLevel, { mixin: traceLogFields }).child({ bank: config.bankName });
   const tracing = startTracing({ service: config.bankName, endpoint: config.otlpEndpoint });
   const metrics = createMetrics(config.bankName);

@@ -1,6 +1,6 @@
 // The merchant's checkout process: config -> store -> HTTP server ->
 // "listening". The only place that reads process.env.
-import { ConfigError } from "@paygate/config";
+import { loadConfigOrExit } from "@paygate/config";
 import { createLogger } from "@paygate/rpc";
 import { createClientMetricsInterceptor, createMetrics, createTraceClientInterceptor, onShutdownSignals, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
 import { createCheckoutApp } from "./app.js";
@@ -8,20 +8,8 @@ import { loadConfig, type CheckoutConfig } from "./config.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
-function readConfig(): CheckoutConfig {
-  try {
-    return loadConfig(process.env);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
-}
-
 async function main(): Promise<void> {
-  const config = readConfig();
+  const config = loadConfigOrExit(loadConfig, process.env);
   const log = createLogger("checkout", config.logLevel, { mixin: traceLogFields });
   const tracing = startTracing({ service: "checkout", endpoint: config.otlpEndpoint });
   const metrics = createMetrics("checkout");

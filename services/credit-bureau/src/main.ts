@@ -1,6 +1,6 @@
 // The credit bureau process: config -> data file -> mTLS server -> "listening".
 // The only place that reads process.env.
-import { ConfigError } from "@paygate/config";
+import { loadConfigOrExit } from "@paygate/config";
 import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
 import { createMetrics, createMetricsInterceptor, createTraceServerInterceptor, onShutdownSignals, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
 import { loadConfig, type BureauConfig } from "./config.js";
@@ -10,20 +10,8 @@ import { loadReportFile, ReportFileError } from "./store/report-file.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
-function readConfig(): BureauConfig {
-  try {
-    return loadConfig(process.env);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
-}
-
 async function main(): Promise<void> {
-  const config = readConfig();
+  const config = loadConfigOrExit(loadConfig, process.env);
   const log = createLogger("credit-bureau", config.logLevel, { mixin: traceLogFields });
   const tracing = startTracing({ service: "credit-bureau", endpoint: config.otlpEndpoint });
   const metrics = createMetrics("credit-bureau");

@@ -3,7 +3,7 @@
 // test) that waits for it knows every in-doubt decision is being redriven.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { ConfigError } from "@paygate/config";
+import { loadConfigOrExit } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
 import { createAccessInterceptor, createLoggingInterceptor, createLogger, startRpcServer, type Logger } from "@paygate/rpc";
 import { loadSeedFile, SeedError } from "@paygate/seed";
@@ -46,16 +46,7 @@ const SESSION_PURGE_INTERVAL_MS = 60_000;
 const SESSION_PURGE_BATCH_MAX = 1_000;
 
 async function main(): Promise<void> {
-  let config: GatewayConfig;
-  try {
-    config = loadConfig(process.env);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config: GatewayConfig = loadConfigOrExit(loadConfig, process.env);
   const log = createLogger("gateway", config.logLevel, { mixin: traceLogFields });
   const tracing = startTracing({ service: "gateway", endpoint: config.otlpEndpoint });
   const metrics = createMetrics("gateway");
