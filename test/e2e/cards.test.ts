@@ -361,7 +361,8 @@ function assertNoCardData(procs: readonly ServiceProcess[]): void {
     if (typeof v === "string") {
       for (const s of secrets) {
         assert.ok(!v.includes(s.number), `${where}: a full card number`);
-        assert.notEqual(v, s.cvc, `${where}: a CVC`);
+        // A money amount (…Minor, logged as a string) may equal a random 3-digit CVC by chance.
+        if (!/Minor$/.test(where)) assert.notEqual(v, s.cvc, `${where}: a CVC`);
       }
     } else if (Array.isArray(v)) {
       v.forEach((x, i) => walk(x, `${where}[${i}]`));

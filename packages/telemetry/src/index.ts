@@ -3,3 +3,4 @@ export * from "./interceptors.js";
 export * from "./tracing.js";
 export * from "./ops-server.js";
 export * from "./shutdown.js";
+export * from "./settings.js";

@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { createEnvReader, type Env } from "@paygate/config";
 import { parseFaultPoints, type FaultPoint } from "@paygate/faults";
 import type { TlsFiles } from "@paygate/rpc";
-import { DEFAULT_METRICS_PORT, otlpTracesUrl } from "@paygate/telemetry";
+import { readObservabilitySettings } from "@paygate/telemetry";
 
 export interface BankConfig {
   readonly bankName: string;
@@ -35,7 +35,6 @@ export interface BankConfig {
 
 export const BANK_NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
 const REPLICA_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/; // the txn id's prefix
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const HOUR_MS = 3_600_000;
 
 export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
@@ -71,18 +70,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
   if (resolveBackoffMaxMs < resolveIntervalMs) r.problem("RESOLVE_BACKOFF_MAX_MS must be >= RESOLVE_INTERVAL_MS");
   const holdExpiryIntervalMs = r.int("HOLD_EXPIRY_INTERVAL_MS", 5_000, { min: 1, max: HOUR_MS });
 
-  const logLevel = r.string("LOG_LEVEL", "info").toLowerCase();
-  if (!LOG_LEVELS.includes(logLevel)) r.problem(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
-
-  const metricsPort = r.int("METRICS_PORT", DEFAULT_METRICS_PORT, { min: 0, max: 65535 });
-  const otlpEndpoint = r.string("OTEL_EXPORTER_OTLP_ENDPOINT", "").trim();
-  if (otlpEndpoint !== "") {
-    try {
-      otlpTracesUrl(otlpEndpoint);
-    } catch (e) {
-      r.problem((e as Error).message);
-    }
-  }
+  const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
 
   const { armed, unknown } = parseFaultPoints(r.list("PAYGATE_FAULTPOINTS"));
   if (unknown.length > 0) r.problem(`PAYGATE_FAULTPOINTS: unknown fault points ${unknown.join(", ")}`);

@@ -3,7 +3,7 @@
 import { resolve } from "node:path";
 import { createEnvReader, type Env } from "@paygate/config";
 import type { TlsFiles } from "@paygate/rpc";
-import { DEFAULT_METRICS_PORT, otlpTracesUrl } from "@paygate/telemetry";
+import { readObservabilitySettings } from "@paygate/telemetry";
 
 export interface CheckoutConfig {
   readonly host: string;
@@ -28,7 +28,6 @@ export interface CheckoutConfig {
   readonly otlpEndpoint: string;
 }
 
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const ACCOUNT_ID_PATTERN = /^[a-z][a-z0-9-]{0,30}\/\d{1,12}$/;
 const DAY_MS = 86_400_000;
 
@@ -58,17 +57,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): CheckoutConfig {
   if (!ACCOUNT_ID_PATTERN.test(merchantAccountId)) r.problem(`CHECKOUT_MERCHANT_ACCOUNT must look like bank-b/2002, got ${JSON.stringify(merchantAccountId)}`);
   const settlementIntervalMs = r.int("SETTLEMENT_INTERVAL_MS", 60_000, { min: 0, max: DAY_MS });
   const settlementBatchItemsMax = r.int("SETTLEMENT_BATCH_ITEMS_MAX", 500, { min: 1, max: 10_000 });
-  const logLevel = r.string("LOG_LEVEL", "info").toLowerCase();
-  if (!LOG_LEVELS.includes(logLevel)) r.problem(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
-  const metricsPort = r.int("METRICS_PORT", DEFAULT_METRICS_PORT, { min: 0, max: 65535 });
-  const otlpEndpoint = r.string("OTEL_EXPORTER_OTLP_ENDPOINT", "").trim();
-  if (otlpEndpoint !== "") {
-    try {
-      otlpTracesUrl(otlpEndpoint);
-    } catch (e) {
-      r.problem((e as Error).message);
-    }
-  }
+  const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
   return r.finish({
     host,
     port,

@@ -3,7 +3,7 @@
 import { resolve } from "node:path";
 import { createEnvReader, type Env } from "@paygate/config";
 import type { TlsFiles } from "@paygate/rpc";
-import { DEFAULT_METRICS_PORT, otlpTracesUrl } from "@paygate/telemetry";
+import { readObservabilitySettings } from "@paygate/telemetry";
 
 export interface BureauConfig {
   readonly host: string;
@@ -19,7 +19,6 @@ export interface BureauConfig {
   readonly otlpEndpoint: string;
 }
 
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function loadConfig(env: Env, cwd = process.cwd()): BureauConfig {
   const r = createEnvReader("credit-bureau", env);
@@ -31,16 +30,6 @@ export function loadConfig(env: Env, cwd = process.cwd()): BureauConfig {
     certFile: resolve(cwd, r.string("TLS_CERT_FILE", ".certs/credit-bureau.crt")),
     keyFile: resolve(cwd, r.string("TLS_KEY_FILE", ".certs/credit-bureau.key")),
   };
-  const logLevel = r.string("LOG_LEVEL", "info").toLowerCase();
-  if (!LOG_LEVELS.includes(logLevel)) r.problem(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
-  const metricsPort = r.int("METRICS_PORT", DEFAULT_METRICS_PORT, { min: 0, max: 65535 });
-  const otlpEndpoint = r.string("OTEL_EXPORTER_OTLP_ENDPOINT", "").trim();
-  if (otlpEndpoint !== "") {
-    try {
-      otlpTracesUrl(otlpEndpoint);
-    } catch (e) {
-      r.problem((e as Error).message);
-    }
-  }
+  const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
   return r.finish({ host, port, dataFile, tls, logLevel, metricsPort, otlpEndpoint });
 }

@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { createEnvReader, type Env } from "@paygate/config";
 import { parseFaultPoints, type FaultPoint } from "@paygate/faults";
 import type { TlsFiles } from "@paygate/rpc";
-import { DEFAULT_METRICS_PORT, otlpTracesUrl } from "@paygate/telemetry";
+import { readObservabilitySettings } from "@paygate/telemetry";
 
 export interface GatewayConfig {
   /** Prefix of every txn id this process coordinates; banks route GetDecision by it. */
@@ -64,7 +64,6 @@ export interface CardsConfig {
 export const DEFAULT_BANKS = "bank-a=https://127.0.0.1:50051,bank-b=https://127.0.0.1:50052";
 const REPLICA_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
 const BANK_NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const HOUR_MS = 3_600_000;
 
 export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
@@ -106,18 +105,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const loginFailuresMax = r.int("LOGIN_FAILURES_MAX", 5, { min: 1, max: 1000 });
   const loginLockoutMs = r.int("LOGIN_LOCKOUT_MS", 300_000, { min: 1, max: 30 * 24 * HOUR_MS });
 
-  const logLevel = r.string("LOG_LEVEL", "info").toLowerCase();
-  if (!LOG_LEVELS.includes(logLevel)) r.problem(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
-
-  const metricsPort = r.int("METRICS_PORT", DEFAULT_METRICS_PORT, { min: 0, max: 65535 });
-  const otlpEndpoint = r.string("OTEL_EXPORTER_OTLP_ENDPOINT", "").trim();
-  if (otlpEndpoint !== "") {
-    try {
-      otlpTracesUrl(otlpEndpoint);
-    } catch (e) {
-      r.problem((e as Error).message);
-    }
-  }
+  const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
 
   const redisUrl = r.optional("REDIS_URL");
   if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) r.problem("REDIS_URL must look like redis://host:port[/db] (or rediss:// for TLS)");
