@@ -3,8 +3,8 @@ SHELL := bash
 .DEFAULT_GOAL := help
 STAMP := node_modules/.paygate-installed
 
-.PHONY: help install system-deps generate build certs up test test-unit test-e2e typecheck clean \
-        images kind-up kind-down helm-tools bench bench-recovery
+.PHONY: help install system-deps generate build certs up up-ha test test-unit test-e2e typecheck clean \
+        images kind-up kind-down helm-tools bench bench-recovery lint proto-baseline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,13 @@ generate: $(STAMP) ## regenerate TypeScript from proto/ (buf, local plugin) and 
 	npx buf generate
 	npx buf lint
 
+lint: $(STAMP) ## the linter (biome.jsonc) and the proto checks, as make test runs them
+	npx biome lint --diagnostic-level=error .
+	@scripts/check-protos.sh
+
+proto-baseline: $(STAMP) ## record the current protos as the released API that buf breaking compares against
+	npx buf build -o proto/api-baseline.binpb
+
 build: $(STAMP) ## bundle every service into dist/
 	@node scripts/build.mjs
 
@@ -32,6 +39,10 @@ certs: ## make the local CA and per-service certificates in .certs/
 
 up: build certs ## run the whole system locally (two banks, gateway) on ./data; Ctrl-C stops
 	@node scripts/up.mjs
+
+up-ha: build certs ## the same with three gateway replicas on a private PostgreSQL and Redis (./data/ha); kill replicas, nothing breaks
+	@scripts/system-deps.sh up-ha
+	@node scripts/up-ha.mjs
 
 typecheck: $(STAMP)
 	npx tsc -p tsconfig.json

@@ -4,7 +4,11 @@
 // connect-node, Connect binary protocol, HTTP/2 over mTLS, one reused HTTP/2
 // session per target (or `connections` of them). Closed loop: `concurrency`
 // workers each send the next request as soon as the previous one answers.
-// Commands arrive as IPC messages and each gets one reply.
+// With several gateway replicas, request i goes to replica i mod N (what a
+// Service without session affinity does, evenly), at every concurrency.
+// Commands arrive as IPC messages and each gets one reply; a cell also sends
+// two unsolicited events, when its measured window opens and when it closes,
+// so the orchestrator can read the services' /metrics at exactly those moments.
 import { randomUUID } from "node:crypto";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { AuthService, CardService, PaymentService, TransactionStatus, SettleItemStatus } from "@paygate/proto/gateway";
@@ -15,8 +19,10 @@ import { password, transferShape, USERS, type Accounts, type Scenario } from "./
 
 export interface InitCommand {
   readonly type: "init";
-  readonly gatewayUrl: string;
-  readonly echoUrl: string;
+  /** Every gateway replica; logins and settlement use the first. */
+  readonly gatewayUrls: readonly string[];
+  /** Unset when this run measures no echo. */
+  readonly echoUrl?: string;
   readonly certsDir: string;
   readonly accounts: Accounts;
   /** HTTP/2 sessions per target; workers are spread over them. */
@@ -36,6 +42,16 @@ export interface CellCommand {
   readonly cards?: readonly CardFixture[];
   /** Stop after this many requests even if the duration has not passed. */
   readonly requestsMax?: number;
+  /** Send WindowEvents for this cell (the orchestrator reads /metrics on them). */
+  readonly windowEvents?: boolean;
+}
+
+/** Sent (not as a reply) when a cell's measured window opens and when it closes. */
+export interface WindowEvent {
+  readonly event: "window";
+  readonly phase: "open" | "close";
+  readonly scenario: Scenario;
+  readonly concurrency: number;
 }
 
 export interface DrainCommand {
@@ -124,14 +140,24 @@ function transportsFor(baseUrl: string): Transport[] {
   return ts;
 }
 
-function paymentClients(baseUrl: string): Client<typeof PaymentService>[] {
-  return transportsFor(baseUrl).map((t) => createClient(PaymentService, t));
+/** clients[replica][connection] of one service over the given targets. */
+function clientsOf<S extends typeof PaymentService | typeof CardService>(service: S, baseUrls: readonly string[]): Client<S>[][] {
+  return baseUrls.map((u) => transportsFor(u).map((t) => createClient(service, t)));
 }
+
+/** Request i to replica i mod N; worker w on connection w mod connections. */
+function pickClient<C>(clients: readonly (readonly C[])[], i: number, w: number): C {
+  const replica = clients[i % clients.length]!;
+  return replica[w % replica.length]!;
+}
+
+const firstGateway = () => init!.gatewayUrls[0]!;
 
 async function tokenFor(user: string): Promise<string> {
   let t = tokens.get(user);
   if (!t) {
-    const auth = createClient(AuthService, transportsFor(init!.gatewayUrl)[0]!);
+    // A session from one replica works on every replica (they share the store).
+    const auth = createClient(AuthService, transportsFor(firstGateway())[0]!);
     t = (await auth.login({ username: user, password: password(user) })).sessionToken;
     tokens.set(user, t);
   }
@@ -151,9 +177,10 @@ interface Outcome {
 async function runCell(cmd: CellCommand): Promise<CellResult> {
   const acc = init!.accounts;
   const card = cmd.scenario === "card";
-  const target = cmd.scenario === "echo" ? init!.echoUrl : init!.gatewayUrl;
-  const payments = paymentClients(target);
-  const cards = transportsFor(init!.gatewayUrl).map((t) => createClient(CardService, t));
+  if (cmd.scenario === "echo" && init!.echoUrl === undefined) throw new Error("echo: this run started no echo server");
+  const targets = cmd.scenario === "echo" ? [init!.echoUrl!] : init!.gatewayUrls;
+  const payments = clientsOf(PaymentService, targets);
+  const cards = clientsOf(CardService, init!.gatewayUrls);
   const users = card ? [USERS.shop] : [USERS.payerA, USERS.payerB, USERS.whale, USERS.storm];
   const headers = new Map<string, Record<string, string>>();
   for (const u of users) headers.set(u, { authorization: `Bearer ${await tokenFor(u)}` });
@@ -168,7 +195,7 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
     // Every copy of a storm key must be the same request (same fingerprint).
     const shape = storm ? transferShape(cmd.scenario, acc, keyIndex, 0, ((keyIndex * 2654435761) % 4096) / 4096) : transferShape(cmd.scenario, acc, i, Math.random(), Math.random());
     const key = storm ? `${cmd.runId}-storm-c${cmd.concurrency}-${keyIndex}` : randomUUID();
-    const client = payments[w % payments.length]!;
+    const client = pickClient(payments, i, w);
     const req = { idempotencyKey: key, fromAccountId: shape.from, toAccountId: shape.to, amountMinor: 1n, currency: "USD", memo: "bench" };
     let retries = 0;
     for (let inUse = 0, transient = 0; ; ) {
@@ -203,7 +230,7 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
   async function authorizeOnce(i: number, w: number): Promise<Outcome> {
     const c = cmd.cards![i % cmd.cards!.length]!;
     try {
-      const res = await cards[w % cards.length]!.authorize(
+      const res = await pickClient(cards, i, w).authorize(
         { idempotencyKey: randomUUID(), card: c, amountMinor: 100n, currency: "USD", merchantReference: `bench-${i}`, merchantAccountId: acc.cardMerchant },
         { headers: headers.get(USERS.shop)! },
       );
@@ -233,6 +260,11 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
   let lastCounted = 0;
   const answersMin = cmd.requestsMax === undefined ? Math.max(10, cmd.concurrency) : 0;
   const open = (now: number) => now < end || (answered < answersMin && now < hardEnd);
+  const windowEvent = (phase: WindowEvent["phase"]) => {
+    if (cmd.windowEvents) process.send!({ event: "window", phase, scenario: cmd.scenario, concurrency: cmd.concurrency } satisfies WindowEvent, undefined, undefined, () => {});
+  };
+  if (warmEnd === started) windowEvent("open");
+  let closed = false;
   await Promise.all(
     Array.from({ length: cmd.concurrency }, async (_, w) => {
       while (open(performance.now()) && (cmd.requestsMax === undefined || seq < cmd.requestsMax)) {
@@ -248,6 +280,7 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
           warmEnd = t1;
           end = warmEnd + cmd.durationMs;
           hardEnd = warmEnd + cmd.durationMs * WINDOW_STRETCH_MAX;
+          windowEvent("open");
         }
         totals.retries += out.retries;
         if (out.ok) {
@@ -264,6 +297,11 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
           if (out.ok) ok++;
           else errors[out.reason ?? "unknown"] = (errors[out.reason ?? "unknown"] ?? 0) + 1;
         }
+      }
+      // The first worker out ends the window: the others only finish what they have in flight.
+      if (!closed) {
+        closed = true;
+        windowEvent("close");
       }
     }),
   );
@@ -296,7 +334,7 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
 /** hot-debit correctness: more requests than the payer can afford, all at once. */
 async function runDrain(cmd: DrainCommand): Promise<DrainResult> {
   const acc = init!.accounts;
-  const payments = paymentClients(init!.gatewayUrl);
+  const payments = clientsOf(PaymentService, init!.gatewayUrls);
   const headers = { authorization: `Bearer ${await tokenFor(USERS.drain)}` };
   const errors: Record<string, number> = {};
   let committed = 0;
@@ -306,7 +344,7 @@ async function runDrain(cmd: DrainCommand): Promise<DrainResult> {
       while (next < cmd.requests) {
         const i = next++;
         try {
-          const res = await payments[w % payments.length]!.transfer(
+          const res = await pickClient(payments, i, w).transfer(
             { idempotencyKey: `${cmd.runId}-drain-${i}`, fromAccountId: acc.drain, toAccountId: acc.b[i % acc.b.length]!, amountMinor: 1n, currency: "USD" },
             { headers },
           );
@@ -323,7 +361,7 @@ async function runDrain(cmd: DrainCommand): Promise<DrainResult> {
 }
 
 async function runSettle(cmd: SettleCommand): Promise<SettleResult> {
-  const client = createClient(CardService, transportsFor(init!.gatewayUrl)[0]!);
+  const client = createClient(CardService, transportsFor(firstGateway())[0]!);
   const headers = { authorization: `Bearer ${await tokenFor(USERS.shop)}` };
   const failed: Record<string, number> = {};
   let captured = 0;

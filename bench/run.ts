@@ -1,10 +1,13 @@
 // `make bench`: the whole paygate on this machine (real processes, mTLS,
-// durable SQLite, Redis when the gateway supports it), every scenario at
+// durable stores, Redis when the gateway supports it), every scenario at
 // every concurrency, the echo ceiling measured in the same run by the same
 // load generator, then the money checks. Writes bench/results/<time>.json and
-// .md and, for a full run, bench/README.md's "Latest figures".
-//   node --import tsx bench/run.ts [--duration-s 8] [--warmup-s 1] [--concurrency 1,16,64,256]
+// .md and, for a full run, bench/README.md's "Latest figures" (or, with
+// --matrix, "Latest matrix").
+//   node --import tsx bench/run.ts [--duration-s 6] [--warmup-s 1] [--concurrency 1,16,64,256]
 //        [--scenarios cross-bank,hot-credit] [--connections 1] [--cpu-prof gateway,bank-a] [--no-readme]
+//        [--store sqlite|postgres] [--gateways N] [--pg-driver pg|postgres] [--breakdown-at 1,16]
+//        [--matrix [--matrix-configs sqlite:1,postgres:1,postgres:2,postgres:3,postgres:1:postgres]]
 // Exit code 0 only if every scenario ran and every money check passed.
 import { fork, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -14,32 +17,52 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { AdminService, PaymentService } from "@paygate/proto/gateway";
-import { freePort, repoRoot, ServiceProcess, Stack, tlsFilesFor } from "@paygate/testkit";
+import { freePort, PostgresServer, repoRoot, ServiceProcess, Stack } from "@paygate/testkit";
+import { BREAKDOWN_METRICS, computeBreakdown, serverMethodOf, type MetricsSnapshot } from "./breakdown.js";
 import { createFsyncProbe } from "./lib/fsync-probe.js";
-import { cpuSeconds, machineBusySeconds, machineInfo, memoryMiB } from "./lib/proc.js";
-import type { CardFixture, CellResult, Command, DrainResult, SettleResult } from "./load-generator.js";
+import { cpuSeconds, machineBusySeconds, machineInfo, memoryMiB, treeCpuSeconds } from "./lib/proc.js";
+import { scrape } from "./lib/prom-text.js";
+import type { CardFixture, CellResult, Command, DrainResult, SettleResult, WindowEvent } from "./load-generator.js";
 import { profileMarkdown, summarizeProfile } from "./profile-summary.js";
-import { peakOf, renderMarkdown, updateReadme, type BenchReport, type CellRecord, type Check, type ProcessTotal } from "./report.js";
+import { headlineOf, peakOf, renderMarkdown, updateReadme, type BenchReport, type CellRecord, type Check, type ProcessTotal, type RunRecord, type StoreConfig } from "./report.js";
 import { accounts, BENCH_BANKS, benchSeed, bureauReports, SCENARIOS, SLOW_BANK, USERS, type Scenario } from "./scenarios.js";
 
 const DEFAULT_CONCURRENCY = "1,16,64,256";
+/** What --matrix runs on each configuration unless --scenarios says otherwise (echo only on the first). */
+const MATRIX_SCENARIOS: readonly Scenario[] = ["echo", "cross-bank", "card"];
+/** Testkit's Stack runs at most this many replicas. */
+const GATEWAYS_MAX = 8;
+const DRIVERS = ["pg", "postgres"] as const;
+type Driver = (typeof DRIVERS)[number];
 const { values: args } = parseArgs({
   options: {
     "duration-s": { type: "string", default: "6" },
     "warmup-s": { type: "string", default: "1" },
     concurrency: { type: "string", default: DEFAULT_CONCURRENCY },
-    scenarios: { type: "string", default: SCENARIOS.join(",") },
+    // Default: every scenario; with --matrix, MATRIX_SCENARIOS.
+    scenarios: { type: "string" },
     connections: { type: "string", default: "1" },
     "accounts-per-bank": { type: "string", default: "200" },
     "delay-ms": { type: "string", default: "5" },
     "duplicates-per-key": { type: "string", default: "16" },
     "drain-count": { type: "string", default: "300" },
-    "card-authorizations": { type: "string", default: "10000" },
+    // Authorizations to settle after the card scenario; default 10000, with --matrix 0 (no settlement).
+    "card-authorizations": { type: "string" },
     // The gateway's SETTLE_ITEMS_MAX: the merchant's job sends the day in calls of this size.
     "settle-batch-max": { type: "string", default: "500" },
     // Bounds the default run while settlement is slow; raise it to settle all.
     "settle-budget-s": { type: "string", default: "60" },
     redis: { type: "string", default: "auto" },
+    // Where the gateway keeps its state: its embedded SQLite, or a private PostgreSQL cluster this run starts.
+    store: { type: "string", default: "sqlite" },
+    // Gateway replicas on the one store (more than one needs --store postgres).
+    gateways: { type: "string", default: "1" },
+    "pg-driver": { type: "string", default: "pg" },
+    // Several store configurations in one run (see matrixConfigs()).
+    matrix: { type: "boolean" },
+    "matrix-configs": { type: "string" },
+    // Concurrencies whose latency breakdown the report prints (the JSON keeps every cell's).
+    "breakdown-at": { type: "string", default: "1,16" },
     "cpu-prof": { type: "string", default: "" },
     // Keep every service log line (JSON) in <dir>/<service>.jsonl, e.g. to split latency by method.
     "keep-logs": { type: "string", default: "" },
@@ -49,15 +72,73 @@ const { values: args } = parseArgs({
   },
 });
 
+/** A wrong flag: say which and stop, before anything is started. */
+function usage(msg: string): never {
+  process.stderr.write(`bench: ${msg}\n`);
+  process.exit(2);
+}
+
 const durationMs = Number(args["duration-s"]) * 1000;
 const warmupMs = Number(args["warmup-s"]) * 1000;
 const concurrencies = args.concurrency!.split(",").map(Number);
-const scenarios = args.scenarios!.split(",").map((s) => s.trim()) as Scenario[];
-for (const s of scenarios) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; one of ${SCENARIOS.join(", ")}`);
-if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 4096)) throw new Error("--concurrency: integers in 1..4096");
+const matrix = args.matrix === true;
+const scenarios = (args.scenarios ?? (matrix ? MATRIX_SCENARIOS : SCENARIOS).join(",")).split(",").map((s) => s.trim()) as Scenario[];
+for (const s of scenarios) if (!SCENARIOS.includes(s)) usage(`unknown scenario ${s}; one of ${SCENARIOS.join(", ")}`);
+if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 4096)) usage("--concurrency: integers in 1..4096");
+const breakdownAt = args["breakdown-at"]!.split(",").filter(Boolean).map(Number);
+if (breakdownAt.some((c) => !Number.isInteger(c) || c < 1)) usage("--breakdown-at: positive integers, e.g. 1,16");
+const cardAuthorizations = Number(args["card-authorizations"] ?? (matrix ? "0" : "10000"));
+const mainDriver = parseDriver(args["pg-driver"]!, "--pg-driver");
+
+function parseDriver(d: string, what: string): Driver {
+  if (!(DRIVERS as readonly string[]).includes(d)) usage(`${what}: pg or postgres, got ${JSON.stringify(d)}`);
+  return d as Driver;
+}
+
+function parseGateways(text: string, what: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > GATEWAYS_MAX) usage(`${what}: an integer from 1 to ${GATEWAYS_MAX}, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+function storeConfig(store: string, gateways: number, driver: Driver, what: string, runScenarios: readonly Scenario[]): StoreConfig {
+  if (store !== "sqlite" && store !== "postgres") usage(`${what}: store sqlite or postgres, got ${JSON.stringify(store)}`);
+  // Each replica would keep its own SQLite file and know only what it was told itself (issue 12).
+  if (store === "sqlite" && gateways > 1) usage(`${what}: ${gateways} gateways need a shared store: use postgres`);
+  const label = store === "sqlite" ? `sqlite ×${gateways}` : `postgres ×${gateways} (${driver})`;
+  return { label, store, gateways, ...(store === "postgres" ? { driver } : {}), scenarios: runScenarios };
+}
+
+/**
+ * --matrix: 1 replica on SQLite, 1/2/3 on PostgreSQL with --pg-driver, and 1
+ * on PostgreSQL with the other driver (cross-bank only: the driver comparison).
+ * --matrix-configs "store:N[:driver],..." replaces the list. Echo runs on the
+ * first configuration only; a configuration whose driver is not --pg-driver
+ * runs cross-bank only.
+ */
+function matrixConfigs(): StoreConfig[] {
+  const other: Driver = mainDriver === "pg" ? "postgres" : "pg";
+  const text = args["matrix-configs"] ?? `sqlite:1,postgres:1,postgres:2,postgres:3,postgres:1:${other}`;
+  const list = text.split(",").map((x) => x.trim()).filter(Boolean);
+  if (list.length === 0) usage("--matrix-configs: at least one store:N[:driver]");
+  return list.map((item, i) => {
+    const [store = "", n = "1", driver = mainDriver, ...rest] = item.split(":");
+    if (rest.length) usage(`--matrix-configs: ${JSON.stringify(item)} is not store:N[:driver]`);
+    const d = parseDriver(driver, `--matrix-configs ${item}`);
+    const comparison = store === "postgres" && d !== mainDriver;
+    const runScenarios = scenarios.filter((s) => (s !== "echo" || i === 0) && (!comparison || s === "cross-bank"));
+    return storeConfig(store, parseGateways(n, `--matrix-configs ${item}`), d, `--matrix-configs ${item}`, runScenarios.length ? runScenarios : ["cross-bank"]);
+  });
+}
+
+const configs: StoreConfig[] = matrix ? matrixConfigs() : [storeConfig(args.store!, parseGateways(args.gateways!, "--gateways"), mainDriver, "--store/--gateways", scenarios)];
 const plan = { perBank: Number(args["accounts-per-bank"]), openingMinor: 1_000_000_000_000n, drainCount: Number(args["drain-count"]) };
 const acc = accounts(plan);
-const fullRun = scenarios.length === SCENARIOS.length && args.concurrency === DEFAULT_CONCURRENCY;
+const defaultShape = args.concurrency === DEFAULT_CONCURRENCY && args["duration-s"] === "6" && args["warmup-s"] === "1";
+// A full plain run rewrites "Latest figures" (SQLite, every scenario); a full matrix run "Latest matrix".
+const fullRun = matrix
+  ? defaultShape && args["matrix-configs"] === undefined && args.scenarios === undefined
+  : defaultShape && scenarios.length === SCENARIOS.length && configs[0]!.store === "sqlite" && configs[0]!.gateways === 1;
 const writeReadme = args["no-readme"] ? false : (args.readme ?? fullRun);
 const profiled = args["cpu-prof"]!.split(",").filter(Boolean);
 const startedAt = new Date();
@@ -66,8 +147,6 @@ const argv = process.argv.slice(2).join(" ");
 const command = process.env.MAKELEVEL ? `make bench${argv ? ` BENCH_ARGS="${argv}"` : ""}` : `node --import tsx bench/run.ts${argv ? ` ${argv}` : ""}`;
 
 const log = (msg: string) => process.stdout.write(`bench: ${msg}\n`);
-/** Every cell measured in this run, in order. */
-const cells: CellRecord[] = [];
 const fsyncProbe = createFsyncProbe();
 // A paused machine (VM snapshot, suspended laptop) makes a cell meaningless:
 // it shows up as a long gap between ticks of this timer.
@@ -80,7 +159,7 @@ setInterval(() => {
   stallGapMaxMs = Math.max(stallGapMaxMs, now - lastTick - STALL_TICK_MS);
   lastTick = now;
 }, STALL_TICK_MS).unref();
-/** Service processes of the running stack, for the exit-time safety net. */
+/** Service processes of the running stack (and the postmaster), for the exit-time safety net. */
 let liveStackPids: number[] = [];
 
 // ---- helper processes we start (and only these are stopped by us) ----
@@ -90,11 +169,8 @@ interface Helper {
   readonly child: ChildProcess;
   readonly port: number;
 }
+/** The current configuration's helpers (Redis, echo, delay proxy); stopped when it ends. */
 const helpers: Helper[] = [];
-/** Services the Stack does not start itself (the credit bureau), stopped by us. */
-const extraServices: ServiceProcess[] = [];
-/** Service name -> its bundle under dist/ (for profiles). */
-const stackBundles = new Map<string, string>();
 
 async function startHelper(name: string, command: string, argv: string[], ready: (line: string) => number | undefined): Promise<Helper> {
   const child = spawn(command, argv, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
@@ -153,10 +229,13 @@ async function stopHelpers(): Promise<void> {
 let loadGen: ChildProcess | undefined;
 let nextId = 1;
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+/** The running cell's listener for the load generator's window events. */
+let onWindow: ((e: WindowEvent) => void) | undefined;
 
 function startLoadGenerator(): ChildProcess {
   const child = fork(join(repoRoot, "bench", "load-generator.ts"), [], { cwd: repoRoot, execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  child.on("message", (m: { id: number; result?: unknown; error?: string }) => {
+  child.on("message", (m: { id: number; result?: unknown; error?: string } | WindowEvent) => {
+    if ("event" in m) return onWindow?.(m);
     const p = pending.get(m.id);
     pending.delete(m.id);
     if (m.error !== undefined) p?.reject(new Error(`load generator: ${m.error}`));
@@ -184,22 +263,47 @@ function ask<T>(cmd: Command): Promise<T> {
   });
 }
 
-// ---- measuring processes ----
+async function stopLoadGenerator(): Promise<void> {
+  if (!loadGen || loadGen.exitCode !== null || loadGen.signalCode !== null) return;
+  const exited = once(loadGen, "exit");
+  await ask({ type: "exit" }).catch(() => loadGen?.kill("SIGTERM"));
+  await exited;
+  loadGen = undefined;
+}
 
-function pids(stack: Stack): Map<string, number> {
+// ---- one configuration's stack, and measuring its processes ----
+
+/** What the cells of one configuration share. */
+interface Bench {
+  readonly config: StoreConfig;
+  readonly stack: Stack;
+  readonly pg: PostgresServer | undefined;
+  /** The ops ports (/metrics) of every gateway replica and bank, read after their last (re)start. */
+  readonly metricsPorts: { readonly gateways: readonly number[]; readonly banks: ReadonlyMap<string, number> };
+  /** Cells of this configuration so far. */
+  readonly cells: CellRecord[];
+}
+
+function services(stack: Stack): ServiceProcess[] {
+  return [...stack.gateways, ...stack.banks.values(), ...(stack.bureau ? [stack.bureau] : [])];
+}
+
+const isGateway = (stack: Stack, p: ServiceProcess) => stack.gateways.includes(p);
+
+/** Process name -> pid; "postgres" is the postmaster (its CPU is read with its whole cluster). */
+function pids(b: Bench): Map<string, number> {
   const m = new Map<string, number>();
-  if (stack.gateway.pid) m.set("gateway", stack.gateway.pid);
-  for (const [n, p] of stack.banks) if (p.pid) m.set(n, p.pid);
-  for (const p of extraServices) if (p.pid) m.set(p.name, p.pid);
+  for (const p of services(b.stack)) if (p.pid) m.set(p.name, p.pid);
+  if (b.pg?.pid) m.set("postgres", b.pg.pid);
   for (const h of helpers) if (h.child.pid) m.set(h.name, h.child.pid);
   if (loadGen?.pid) m.set("load-generator", loadGen.pid);
   return m;
 }
 
-function cpuSnapshot(stack: Stack): Map<string, number> {
+function cpuSnapshot(b: Bench): Map<string, number> {
   const out = new Map<string, number>();
-  for (const [n, pid] of pids(stack)) {
-    const s = cpuSeconds(pid);
+  for (const [n, pid] of pids(b)) {
+    const s = n === "postgres" ? treeCpuSeconds(pid) : cpuSeconds(pid);
     if (s !== undefined) out.set(n, s);
   }
   const me = process.cpuUsage();
@@ -207,45 +311,71 @@ function cpuSnapshot(stack: Stack): Map<string, number> {
   return out;
 }
 
-function services(stack: Stack): ServiceProcess[] {
-  return [stack.gateway, ...stack.banks.values(), ...extraServices];
-}
-
 /** Log lines are kept in memory by ServiceProcess; count the bad ones, then drop them. */
-function drainLogs(stack: Stack): Record<string, number> {
+function drainLogs(b: Bench): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const p of services(stack)) {
+  for (const p of services(b.stack)) {
     const bad = p.lines.filter((l) => l.level === "error" || l.level === "fatal").length;
     if (bad) counts[p.name] = bad;
     if (args["keep-logs"]) {
-      mkdirSync(args["keep-logs"], { recursive: true });
-      appendFileSync(join(args["keep-logs"], `${p.name}.jsonl`), p.lines.map((l) => `${JSON.stringify(l)}\n`).join(""));
+      const dir = configs.length > 1 ? join(args["keep-logs"], slug(b.config.label)) : args["keep-logs"];
+      mkdirSync(dir, { recursive: true });
+      appendFileSync(join(dir, `${p.name}.jsonl`), p.lines.map((l) => `${JSON.stringify(l)}\n`).join(""));
     }
     p.lines.splice(0);
   }
   return counts;
 }
 
-async function runCell(stack: Stack, scenario: Scenario, concurrency: number, runId: string, extra: { cards?: readonly CardFixture[]; requestsMax?: number; warmupMs?: number; durationMs?: number } = {}): Promise<CellRecord> {
+const slug = (label: string) => label.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase();
+
+/** /metrics of every gateway replica and bank at one moment, kept to what the breakdown reads. */
+async function metricsSnapshot(b: Bench): Promise<MetricsSnapshot> {
+  const [gateways, banks] = await Promise.all([
+    Promise.all(b.metricsPorts.gateways.map((port) => scrape(port, BREAKDOWN_METRICS))),
+    Promise.all([...b.metricsPorts.banks].map(async ([bank, port]) => [bank, await scrape(port, BREAKDOWN_METRICS)] as const)),
+  ]);
+  return { gateways, banks: new Map(banks) };
+}
+
+async function runCell(b: Bench, scenario: Scenario, concurrency: number, runId: string, extra: { cards?: readonly CardFixture[]; requestsMax?: number; warmupMs?: number; durationMs?: number } = {}): Promise<CellRecord> {
   const fsync = fsyncProbe.sample();
   stallGapMaxMs = 0;
-  const before = cpuSnapshot(stack);
+  const before = cpuSnapshot(b);
   const busyBefore = machineBusySeconds();
   const wallBefore = performance.now();
-  const r = await ask<CellResult>({
-    type: "cell",
-    scenario,
-    concurrency,
-    warmupMs: extra.warmupMs ?? warmupMs,
-    durationMs: extra.durationMs ?? durationMs,
-    runId,
-    duplicatesPerKey: Number(args["duplicates-per-key"]),
-    ...(extra.cards ? { cards: extra.cards } : {}),
-    ...(extra.requestsMax !== undefined ? { requestsMax: extra.requestsMax } : {}),
-  });
-  const after = cpuSnapshot(stack);
+  // The services' own histograms, read when the measured window opens and closes.
+  const withBreakdown = serverMethodOf(scenario) !== undefined;
+  const snap = () => metricsSnapshot(b).catch((e: unknown) => (log(`reading /metrics failed: ${String(e)}`), undefined));
+  let windowOpen: Promise<MetricsSnapshot | undefined> | undefined;
+  let windowClose: Promise<MetricsSnapshot | undefined> | undefined;
+  onWindow = (e) => {
+    if (e.scenario !== scenario || e.concurrency !== concurrency) return;
+    if (e.phase === "open") windowOpen ??= snap();
+    else windowClose ??= snap();
+  };
+  let r: CellResult;
+  try {
+    r = await ask<CellResult>({
+      type: "cell",
+      scenario,
+      concurrency,
+      warmupMs: extra.warmupMs ?? warmupMs,
+      durationMs: extra.durationMs ?? durationMs,
+      runId,
+      duplicatesPerKey: Number(args["duplicates-per-key"]),
+      windowEvents: withBreakdown,
+      ...(extra.cards ? { cards: extra.cards } : {}),
+      ...(extra.requestsMax !== undefined ? { requestsMax: extra.requestsMax } : {}),
+    });
+  } finally {
+    onWindow = undefined;
+  }
+  const after = cpuSnapshot(b);
   const busy = machineBusySeconds() - busyBefore;
   const wallS = (performance.now() - wallBefore) / 1000;
+  const [opened, closed] = withBreakdown && windowOpen ? await Promise.all([windowOpen, windowClose ?? snap()]) : [undefined, undefined];
+  const breakdown = opened && closed ? computeBreakdown({ scenario, concurrency, client: r.latency, before: opened, after: closed }) : undefined;
   const cpu: Record<string, number> = {};
   const perOp: Record<string, number> = {};
   // The whole cell (warm-up, drain) used this CPU for this many successful operations.
@@ -255,18 +385,32 @@ async function runCell(stack: Stack, scenario: Scenario, concurrency: number, ru
     cpu[n] = Math.round(d * 100) / 100;
     if (n !== "bench-orchestrator") perOp[n] = Math.round(((d * 1000) / ops) * 100) / 100;
   }
-  const down = services(stack).filter((p) => !p.running);
+  const down = services(b.stack).filter((p) => !p.running);
   if (down.length) throw new Error(`service(s) died during ${scenario} c=${concurrency}: ${down.map((p) => `${p.name} ${JSON.stringify(p.lastExit)}\n${p.rawStderr.join("").slice(-2000)}`).join("\n")}`);
-  const ours = Object.values(cpu).reduce((a, b) => a + b, 0);
+  if (b.pg && !b.pg.running) throw new Error(`postgres died during ${scenario} c=${concurrency}:\n${b.pg.log.slice(-2000)}`);
+  const ours = Object.values(cpu).reduce((a, c) => a + c, 0);
   // Cores kept busy by processes that are not part of this benchmark: the noise.
   const otherCores = Math.round((Math.max(0, busy - ours) / wallS) * 100) / 100;
-  return { ...r, cpuSeconds: cpu, cpuMsPerOp: perOp, errorLogLines: drainLogs(stack), otherCores, fsyncBefore: fsync, ...(stallGapMaxMs > STALL_GAP_MS ? { stalledMs: Math.round(stallGapMaxMs) } : {}) };
+  const cell: CellRecord = {
+    ...r,
+    cpuSeconds: cpu,
+    cpuMsPerOp: perOp,
+    errorLogLines: drainLogs(b),
+    otherCores,
+    fsyncBefore: fsync,
+    ...(stallGapMaxMs > STALL_GAP_MS ? { stalledMs: Math.round(stallGapMaxMs) } : {}),
+    ...(breakdown ? { breakdown } : {}),
+  };
+  return cell;
 }
 
 function describe(c: CellRecord): string {
   const errs = Object.entries(c.errors).map(([k, v]) => `${k}=${v}`).join(" ");
-  const cpu = ["gateway", ...BENCH_BANKS, "echo", "load-generator"].filter((n) => c.cpuMsPerOp[n] !== undefined && c.cpuSeconds[n]! > 0.05).map((n) => `${n} ${c.cpuMsPerOp[n]}`).join(", ");
-  return `${c.scenario.padEnd(16)} c=${String(c.concurrency).padEnd(4)} ${String(c.okPerSecond).padStart(8)}/s  p50 ${c.latency.p50Ms} p90 ${c.latency.p90Ms} p99 ${c.latency.p99Ms} ms${errs ? `  failures: ${errs}` : ""}  [cpu ms/op: ${cpu}; other processes: ${c.otherCores} cores; fsync p50 ${c.fsyncBefore.p50Ms} ms]${c.stalledMs ? `  MACHINE STALLED ${Math.round(c.stalledMs / 1000)} s: this cell is invalid` : ""}`;
+  const cpu = Object.keys(c.cpuMsPerOp).filter((n) => (c.cpuSeconds[n] ?? 0) > 0.05).map((n) => `${n} ${c.cpuMsPerOp[n]}`).join(", ");
+  const ms = (v: number) => (Number.isFinite(v) ? String(v) : "–");
+  const p = c.breakdown?.phases;
+  const bd = c.breakdown && p ? `; mean ms: client ${ms(c.latency.meanMs)}, gateway ${ms(c.breakdown.serverMs)} (claim ${ms(p.claimMs)}, prepare ${ms(p.prepareMs)}, decision ${ms(p.decisionLogMs)})` : "";
+  return `${c.scenario.padEnd(16)} c=${String(c.concurrency).padEnd(4)} ${String(c.okPerSecond).padStart(8)}/s  p50 ${c.latency.p50Ms} p90 ${c.latency.p90Ms} p99 ${c.latency.p99Ms} ms${errs ? `  failures: ${errs}` : ""}  [cpu ms/op: ${cpu}; other processes: ${c.otherCores} cores; fsync p50 ${c.fsyncBefore.p50Ms} ms${bd}]${c.stalledMs ? `  MACHINE STALLED ${Math.round(c.stalledMs / 1000)} s: this cell is invalid` : ""}`;
 }
 
 // ---- Redis, when the gateway can use it ----
@@ -296,80 +440,89 @@ async function balanceOf(stack: Stack, user: string, accountId: string): Promise
   return { balance: a.balanceMinor, available: a.availableMinor };
 }
 
-// ---- the run ----
+// ---- one configuration, start to end ----
 
-async function main(): Promise<number> {
-  const machine = machineInfo();
-  log(`${machine.nproc} × ${machine.cpuModel}, load average ${machine.loadAvg}; ${scenarios.length} scenarios × concurrency ${concurrencies.join("/")} × (${warmupMs / 1000}+${durationMs / 1000}) s`);
-  const work = mkdtempSync(join(tmpdir(), "paygate-bench-"));
-  const profileDir = join(args.out!, `${stamp}-profiles`);
+/** Everything of a RunRecord that is known once its stack has stopped (the headline comes when every run is in). */
+type Measured = Omit<RunRecord, "headline">;
+
+async function runConfiguration(config: StoreConfig, work: string): Promise<Measured> {
+  const runScenarios = config.scenarios;
+  const runStartedAt = new Date().toISOString();
+  const profileDir = join(args.out!, `${stamp}-profiles`, ...(configs.length > 1 ? [slug(config.label)] : []));
   const checks: Check[] = [];
   const notRunnable: { scenario: Scenario; why: string }[] = [];
   const profiles: string[] = [];
-  let drain: BenchReport["drain"];
+  const cells: CellRecord[] = [];
+  let drain: RunRecord["drain"];
   let settle: SettleResult | undefined;
   let conservation: unknown;
   let processes: ProcessTotal[] = [];
+  /** Service name -> its bundle under dist/ (for profiles). */
+  const stackBundles = new Map<string, string>();
+  mkdirSync(work, { recursive: true });
 
-  // Redis: used whenever the gateway bundle can talk to it.
+  // Redis: used whenever the gateway bundle can talk to it; one for all replicas.
   let redis = { used: false, why: "the gateway does not read REDIS_URL yet" };
   const gatewayEnv: Record<string, string> = {
     // Production-like timing, not the test suite's hurried values.
     COMMIT_TIMEOUT_MS: "5000",
     REDRIVE_INTERVAL_MS: "1000",
     REDRIVE_BACKOFF_MAX_MS: "30000",
+    ...(config.store === "postgres" ? { DATABASE_DRIVER: config.driver ?? "pg" } : {}),
     // Experiments (e.g. V8 flags in NODE_OPTIONS, PARTICIPANT_BATCH_MAX=0): a JSON object of extra gateway env.
     ...(JSON.parse(process.env.BENCH_GATEWAY_ENV ?? "{}") as Record<string, string>),
   };
   const wantRedis = args.redis === "on" || (args.redis === "auto" && gatewayUsesRedis());
   if (args.redis === "off") redis = { used: false, why: "--redis off" };
-  if (wantRedis) {
-    if (!hasCommand("redis-server")) throw new Error("redis-server is not installed: `make system-deps` (or apt-get install redis-server), or pass --redis off");
-    const r = await startRedis(work);
-    gatewayEnv.REDIS_URL = `redis://127.0.0.1:${r.port}`;
-    redis = { used: true, why: `redis-server on port ${r.port}` };
-    log(`redis-server on port ${r.port}`);
-  }
-
-  log("starting the stack (3 banks, gateway) ...");
-  const stack = await Stack.start({
-    banks: BENCH_BANKS,
-    seed: benchSeed(plan),
-    prepareTimeoutMs: 10_000,
-    gatewayEnv,
-    bankEnv: { RESOLVE_INTERVAL_MS: "1000" },
-  });
+  let stack: Stack | undefined;
+  let pg: PostgresServer | undefined;
   try {
-    // bank-c behind a latency proxy: the gateway must be restarted to dial it there.
-    const slow = await startHelper(
-      "delay-proxy",
-      process.execPath,
-      ["--import", "tsx", join(repoRoot, "bench", "delay-proxy.ts"), "--target", new URL(stack.bankUrls.get(SLOW_BANK)!).host, "--delay-ms", args["delay-ms"]!],
-      jsonPort,
-    );
-    const banksEnv = BENCH_BANKS.map((b) => `${b}=${b === SLOW_BANK ? `https://127.0.0.1:${slow.port}` : stack.bankUrls.get(b)}`).join(",");
-    // Card authorizations ask the credit bureau; start one unless the Stack already did.
-    const cardServed = readFileSync(join(repoRoot, "services", "gateway", "src", "access.ts"), "utf8").includes("CardService");
-    if (scenarios.includes("card") && cardServed && stack.gateway.env.CREDIT_BUREAU_URL === undefined) {
-      const data = join(work, "credit-bureau.yaml");
-      writeFileSync(data, bureauReports());
-      const port = await freePort();
-      const tls = tlsFilesFor(stack.certs, "credit-bureau");
-      const bureau = new ServiceProcess({
-        name: "credit-bureau",
-        bundle: "credit-bureau",
-        env: { CREDIT_BUREAU_PORT: String(port), CREDIT_BUREAU_DATA_FILE: data, TLS_CA_FILE: tls.caFile, TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile, LOG_LEVEL: "info", METRICS_PORT: "0" },
-      });
-      extraServices.push(bureau);
-      await bureau.start();
-      stack.gateway.env.CREDIT_BUREAU_URL = `https://127.0.0.1:${port}`;
+    if (wantRedis) {
+      if (!hasCommand("redis-server")) throw new Error("redis-server is not installed: `make system-deps` (or apt-get install redis-server), or pass --redis off");
+      const r = await startRedis(work);
+      gatewayEnv.REDIS_URL = `redis://127.0.0.1:${r.port}`;
+      redis = { used: true, why: `redis-server on port ${r.port}` };
+      log(`redis-server on port ${r.port}`);
     }
-    for (const p of services(stack)) {
+    if (config.store === "postgres") {
+      // Its own initdb on a free port, durable (fsync, synchronous_commit on); never the machine's server.
+      pg = await PostgresServer.start();
+      log(`postgres (private cluster) on port ${pg.port}, postmaster pid ${pg.pid}`);
+    }
+    // Card authorizations ask the credit bureau: the Stack starts one before the gateways when asked.
+    const cardServed = readFileSync(join(repoRoot, "services", "gateway", "src", "access.ts"), "utf8").includes("CardService");
+    const withCards = runScenarios.includes("card") && cardServed;
+    log(`starting the stack (3 banks, ${config.gateways} gateway${config.gateways > 1 ? "s" : ""} on ${config.store}${pg ? ` with ${config.driver}` : ""}${withCards ? ", credit bureau" : ""}) ...`);
+    stack = await Stack.start({
+      banks: BENCH_BANKS,
+      seed: benchSeed(plan),
+      prepareTimeoutMs: 10_000,
+      gatewayEnv,
+      bankEnv: { RESOLVE_INTERVAL_MS: "1000" },
+      gateways: config.gateways,
+      ...(pg ? { postgres: pg } : {}),
+      ...(withCards ? { bureau: { data: bureauReports() } } : {}),
+    });
+    const st = stack;
+
+    // bank-c behind a latency proxy (slow-bank only): the gateways must be restarted to dial it there.
+    let banksEnv: string | undefined;
+    if (runScenarios.includes("slow-bank")) {
+      const slow = await startHelper(
+        "delay-proxy",
+        process.execPath,
+        ["--import", "tsx", join(repoRoot, "bench", "delay-proxy.ts"), "--target", new URL(st.bankUrls.get(SLOW_BANK)!).host, "--delay-ms", args["delay-ms"]!],
+        jsonPort,
+      );
+      banksEnv = BENCH_BANKS.map((bank) => `${bank}=${bank === SLOW_BANK ? `https://127.0.0.1:${slow.port}` : st.bankUrls.get(bank)}`).join(",");
+      log(`${SLOW_BANK} is reached through a +${args["delay-ms"]} ms proxy on port ${slow.port}`);
+    }
+    for (const p of services(st)) {
       stackBundles.set(p.name, p.options.bundle);
-      const restart = p === stack.gateway || profiled.includes(p.name);
+      const restart = (isGateway(st, p) && banksEnv !== undefined) || profiled.includes(p.name);
       if (!restart) continue;
       await p.stop();
-      if (p === stack.gateway) p.env.BANKS = banksEnv;
+      if (isGateway(st, p) && banksEnv !== undefined) p.env.BANKS = banksEnv;
       if (profiled.includes(p.name)) {
         // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preload starts the profiler instead.
         mkdirSync(join(profileDir, p.name), { recursive: true });
@@ -380,25 +533,29 @@ async function main(): Promise<number> {
       }
       await p.start();
     }
-    log(`${SLOW_BANK} is reached through a +${args["delay-ms"]} ms proxy on port ${slow.port}${profiled.length ? `; profiling ${profiled.join(", ")} (figures include profiler overhead)` : ""}`);
+    if (profiled.length) log(`profiling ${profiled.join(", ")} (figures include profiler overhead)`);
 
-    const echo = await startHelper("echo", process.execPath, ["--import", "tsx", join(repoRoot, "bench", "echo-server.ts"), "--certs", stack.certs], jsonPort);
-    liveStackPids = [...pids(stack).values()];
+    const echo = runScenarios.includes("echo") ? await startHelper("echo", process.execPath, ["--import", "tsx", join(repoRoot, "bench", "echo-server.ts"), "--certs", st.certs], jsonPort) : undefined;
+    // Read before drainLogs() drops the "listening" lines they come from.
+    const metricsPorts = { gateways: st.gateways.map((g) => g.metricsPort), banks: new Map([...st.banks].map(([name, p]) => [name, p.metricsPort] as const)) };
+    const b: Bench = { config, stack: st, pg, metricsPorts, cells };
+    liveStackPids = [...pids(b).values()];
     loadGen = startLoadGenerator();
-    await ask({ type: "init", gatewayUrl: stack.gatewayUrl, echoUrl: `https://127.0.0.1:${echo.port}`, certsDir: stack.certs, accounts: acc, connections: Number(args.connections) });
-    drainLogs(stack);
+    await ask({ type: "init", gatewayUrls: st.gatewayUrls, ...(echo ? { echoUrl: `https://127.0.0.1:${echo.port}` } : {}), certsDir: st.certs, accounts: acc, connections: Number(args.connections) });
+    liveStackPids = [...pids(b).values()];
+    drainLogs(b);
 
-    const runId = stamp;
+    const runId = configs.length > 1 ? `${stamp}-${slug(config.label)}` : stamp;
     let cards: CardFixture[] | undefined;
     const committed = new Map<Scenario, number>();
     let stormKeysCommitted = 0;
     let stormSeveral = 0;
-    const stormBefore = scenarios.includes("duplicate-storm") ? await balanceOf(stack, USERS.storm, acc.storm) : undefined;
-    const whaleBefore = scenarios.includes("hot-debit") ? await balanceOf(stack, USERS.whale, acc.whale) : undefined;
-    const merchantBefore = scenarios.includes("hot-credit") ? await balanceOf(stack, USERS.shop, acc.merchant) : undefined;
-    const cardMerchantBefore = await balanceOf(stack, USERS.shop, acc.cardMerchant);
+    const stormBefore = runScenarios.includes("duplicate-storm") ? await balanceOf(st, USERS.storm, acc.storm) : undefined;
+    const whaleBefore = runScenarios.includes("hot-debit") ? await balanceOf(st, USERS.whale, acc.whale) : undefined;
+    const merchantBefore = runScenarios.includes("hot-credit") ? await balanceOf(st, USERS.shop, acc.merchant) : undefined;
+    const cardMerchantBefore = await balanceOf(st, USERS.shop, acc.cardMerchant);
 
-    for (const scenario of scenarios) {
+    for (const scenario of runScenarios) {
       if (scenario === "card") {
         if (!cardServed) {
           notRunnable.push({ scenario, why: "the gateway does not serve CardService yet (services/gateway/src/access.ts has no rule for it)" });
@@ -406,7 +563,7 @@ async function main(): Promise<number> {
           continue;
         }
         try {
-          cards = await issueCards(stack);
+          cards = await issueCards(st);
         } catch (e) {
           notRunnable.push({ scenario, why: `issuing test cards failed: ${e instanceof Error ? e.message : String(e)}` });
           log(`card: not runnable: ${String(e)}`);
@@ -414,61 +571,54 @@ async function main(): Promise<number> {
         }
       }
       for (const c of concurrencies) {
-        const cell = await runCell(stack, scenario, c, runId, cards && scenario === "card" ? { cards } : {});
+        const cell = await runCell(b, scenario, c, runId, cards && scenario === "card" ? { cards } : {});
         cells.push(cell);
         committed.set(scenario, (committed.get(scenario) ?? 0) + cell.totals.committed);
         if (cell.storm) {
           stormKeysCommitted += cell.storm.keysCommitted;
           stormSeveral += cell.storm.keysWithSeveralTxns;
         }
-        log(describe(cell));
+        log(`${configs.length > 1 ? `[${config.label}] ` : ""}${describe(cell)}`);
       }
-      if (scenario === "card" && cards) settle = await settleCards(stack, cards, runId);
-    }
-
-    // Ratios to the echo ceiling at the same concurrency.
-    const echoAt = new Map(cells.filter((c) => c.scenario === "echo").map((c) => [c.concurrency, c.okPerSecond]));
-    for (const [i, c] of cells.entries()) {
-      const e = echoAt.get(c.concurrency);
-      if (c.scenario !== "echo" && e) cells[i] = { ...c, ratioToEcho: Math.round((c.okPerSecond / e) * 100) / 100 };
+      if (scenario === "card" && cards && cardAuthorizations > 0) settle = await settleCards(b, cards, runId);
     }
 
     // ---- correctness: a benchmark that breaks money is a failed benchmark ----
-    if (scenarios.includes("hot-debit")) {
+    if (runScenarios.includes("hot-debit")) {
       const r = await ask<DrainResult>({ type: "drain", concurrency: 64, requests: plan.drainCount * 2, runId });
       drain = { ...r, requests: plan.drainCount * 2, affordable: plan.drainCount };
-      const after = await balanceOf(stack, USERS.drain, acc.drain);
+      const after = await balanceOf(st, USERS.drain, acc.drain);
       checks.push({
         name: "hot debit never overdraws",
         ok: r.committed === plan.drainCount && after.balance === 0n && after.available === 0n,
         detail: `${r.committed} of ${plan.drainCount * 2} committed from an account holding ${plan.drainCount}; balance now ${after.balance}, available ${after.available}`,
       });
-      const whale = await balanceOf(stack, USERS.whale, acc.whale);
+      const whale = await balanceOf(st, USERS.whale, acc.whale);
       const moved = whaleBefore!.balance - whale.balance;
       const n = committed.get("hot-debit") ?? 0;
-      const ambiguous = cells.filter((c) => c.scenario === "hot-debit").reduce((s, c) => s + c.totals.ambiguous, 0);
+      const ambiguous = cells.filter((c) => c.scenario === "hot-debit").reduce((a, c) => a + c.totals.ambiguous, 0);
       checks.push({ name: "hot debit moved exactly what was committed", ok: moved === BigInt(n) || ambiguous > 0, detail: `payer balance fell by ${moved}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}` });
     }
-    if (scenarios.includes("hot-credit")) {
-      const m = await balanceOf(stack, USERS.shop, acc.merchant);
+    if (runScenarios.includes("hot-credit")) {
+      const m = await balanceOf(st, USERS.shop, acc.merchant);
       const got = m.balance - merchantBefore!.balance;
       const n = committed.get("hot-credit") ?? 0;
-      const ambiguous = cells.filter((c) => c.scenario === "hot-credit").reduce((s, c) => s + c.totals.ambiguous, 0);
+      const ambiguous = cells.filter((c) => c.scenario === "hot-credit").reduce((a, c) => a + c.totals.ambiguous, 0);
       checks.push({ name: "hot account received exactly what was committed", ok: got === BigInt(n) || ambiguous > 0, detail: `merchant balance rose by ${got}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}` });
     }
     if (settle) {
-      const m = await balanceOf(stack, USERS.shop, acc.cardMerchant);
+      const m = await balanceOf(st, USERS.shop, acc.cardMerchant);
       const got = m.balance - cardMerchantBefore.balance;
-      const ambiguous = Object.entries(settle.failed).filter(([k]) => k.startsWith("batch:")).reduce((s, [, n]) => s + n, 0);
+      const ambiguous = Object.entries(settle.failed).filter(([k]) => k.startsWith("batch:")).reduce((a, [, n]) => a + n, 0);
       checks.push({
         name: "card settlement credited exactly the captured items",
         ok: got === BigInt(settle.captured) * 100n || ambiguous > 0,
         detail: `merchant balance rose by ${got} for ${settle.captured} captured items of 100${ambiguous ? ` (${ambiguous} items in failed batch calls: inconclusive)` : ""}`,
       });
     }
-    if (scenarios.includes("duplicate-storm")) {
-      const s = await balanceOf(stack, USERS.storm, acc.storm);
-      const moved = stormBefore!.balance - s.balance;
+    if (runScenarios.includes("duplicate-storm")) {
+      const x = await balanceOf(st, USERS.storm, acc.storm);
+      const moved = stormBefore!.balance - x.balance;
       checks.push({
         name: "duplicate-key storm moved money once per key",
         ok: moved === BigInt(stormKeysCommitted) && stormSeveral === 0,
@@ -477,20 +627,25 @@ async function main(): Promise<number> {
     }
     log("reconciling (stack.assertConserved) ...");
     try {
-      const r = await stack.assertConserved();
+      const r = await st.assertConserved();
       conservation = JSON.parse(JSON.stringify(r, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)));
       const usd = r.currencies.map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`).join("; ");
-      checks.push({ name: "money conserved (stack.assertConserved)", ok: r.conserved && r.inDoubt.length === 0, detail: `${usd}; in doubt: ${r.inDoubt.length}; banks consistent: ${r.banks.every((b) => b.ledgerConsistent)}` });
+      checks.push({ name: "money conserved (stack.assertConserved)", ok: r.conserved && r.inDoubt.length === 0, detail: `${usd}; in doubt: ${r.inDoubt.length}; banks consistent: ${r.banks.every((x) => x.ledgerConsistent)}` });
     } catch (e) {
       checks.push({ name: "money conserved (stack.assertConserved)", ok: false, detail: String(e).slice(0, 2000) });
     }
     for (const c of checks) log(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.detail}`);
 
     // Whole-run CPU and peak RSS, read before anything stops.
-    const end = cpuSnapshot(stack);
-    processes = [...pids(stack)].map(([name, pid]) => ({ name, pid, cpuSeconds: Math.round((end.get(name) ?? 0) * 10) / 10, peakRssMiB: memoryMiB(pid)?.peakRssMiB ?? Number.NaN }));
-    const me = process.memoryUsage();
-    processes.push({ name: "bench-orchestrator", pid: process.pid, cpuSeconds: Math.round((end.get("bench-orchestrator") ?? 0) * 10) / 10, peakRssMiB: memoryMiB(process.pid)?.peakRssMiB ?? Math.round(me.rss / 1048576) });
+    const end = cpuSnapshot(b);
+    processes = [...pids(b)].map(([name, pid]) => ({
+      name,
+      pid,
+      cpuSeconds: Math.round((end.get(name) ?? 0) * 10) / 10,
+      // One cluster of processes sharing memory: no single figure would be honest.
+      peakRssMiB: name === "postgres" ? Number.NaN : (memoryMiB(pid)?.peakRssMiB ?? Number.NaN),
+    }));
+    processes.push({ name: "bench-orchestrator", pid: process.pid, cpuSeconds: Math.round((end.get("bench-orchestrator") ?? 0) * 10) / 10, peakRssMiB: memoryMiB(process.pid)?.peakRssMiB ?? Math.round(process.memoryUsage().rss / 1048576) });
   } finally {
     // Each step on its own: whatever failed above, the stack must still stop.
     const step = async (what: string, f: () => Promise<unknown>) => {
@@ -500,19 +655,11 @@ async function main(): Promise<number> {
         log(`cleanup: ${what} failed: ${String(e)}`);
       }
     };
-    await step("credit bureau", () => Promise.all(extraServices.map((p) => p.stop())));
-    await step("load generator", async () => {
-      if (!loadGen || loadGen.exitCode !== null || loadGen.signalCode !== null) return;
-      const exited = once(loadGen, "exit");
-      await ask({ type: "exit" }).catch(() => loadGen?.kill("SIGTERM"));
-      await exited;
-      loadGen = undefined;
-    });
+    await step("load generator", stopLoadGenerator);
     await step("helpers", stopHelpers);
-    await step("stack", () => stack.close());
+    if (stack) await step("stack", () => stack!.close());
+    if (pg) await step("postgres", () => pg!.close());
     liveStackPids = [];
-    fsyncProbe.close();
-    rmSync(work, { recursive: true, force: true });
   }
 
   // Profiles are written when the profiled process exits (stack.close above).
@@ -521,53 +668,81 @@ async function main(): Promise<number> {
     if (!existsSync(dir)) continue;
     for (const f of readdirSync(dir).filter((x) => x.endsWith(".cpuprofile"))) {
       const bundleUrl = pathToFileURL(join(repoRoot, "dist", `${stackBundles.get(name) ?? name}.js`)).href;
-      const s = summarizeProfile(JSON.parse(readFileSync(join(dir, f), "utf8")) as Parameters<typeof summarizeProfile>[0], 25, { [bundleUrl]: join(dir, "bundle.js") });
-      profiles.push(profileMarkdown(`${name} (${f})`, s));
+      const sum = summarizeProfile(JSON.parse(readFileSync(join(dir, f), "utf8")) as Parameters<typeof summarizeProfile>[0], 25, { [bundleUrl]: join(dir, "bundle.js") });
+      profiles.push(profileMarkdown(`${name} (${f})`, sum));
     }
   }
+  return { config, startedAt: runStartedAt, redis, cells, notRunnable, ...(drain ? { drain } : {}), ...(settle ? { settle } : {}), checks, processes, conservation, profiles };
+}
 
-  const echoPeak = peakOf(cells, "echo");
-  const crossPeak = peakOf(cells, "cross-bank");
-  const hotPeak = peakOf(cells, "hot-credit");
+// ---- the run ----
+
+async function main(): Promise<number> {
+  const machine = machineInfo();
+  log(
+    `${machine.nproc} × ${machine.cpuModel}, load average ${machine.loadAvg}; ${configs.map((c) => `${c.label}: ${c.scenarios.join(",")}`).join("; ")} × concurrency ${concurrencies.join("/")} × (${warmupMs / 1000}+${durationMs / 1000}) s`,
+  );
+  const work = mkdtempSync(join(tmpdir(), "paygate-bench-"));
+  const measured: Measured[] = [];
+  try {
+    for (const config of configs) {
+      if (configs.length > 1) log(`==== ${config.label} (${measured.length + 1} of ${configs.length}) ====`);
+      try {
+        measured.push(await runConfiguration(config, join(work, slug(config.label))));
+      } catch (e) {
+        if (process.exitCode === 130) throw e;
+        // One configuration that cannot run (no PostgreSQL here, a replica that will not start) does not cost the others.
+        const why = e instanceof Error ? e.message : String(e);
+        log(`${config.label}: FAILED: ${why}`);
+        measured.push({ config, startedAt: new Date().toISOString(), redis: { used: false, why: "not reached" }, cells: [], notRunnable: [], checks: [{ name: `${config.label} ran`, ok: false, detail: why.slice(0, 2000) }], processes: [], profiles: [], failed: why.slice(0, 500) });
+      }
+    }
+  } finally {
+    fsyncProbe.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+
+  // Ratios to the echo ceiling at the same concurrency (echo is measured once, in the first configuration).
+  const echoAt = new Map(measured.flatMap((m) => m.cells).filter((c) => c.scenario === "echo").map((c) => [c.concurrency, c.okPerSecond]));
+  const withRatios = measured.map((m) => ({
+    ...m,
+    cells: m.cells.map((c) => {
+      const e = echoAt.get(c.concurrency);
+      return c.scenario !== "echo" && e ? { ...c, ratioToEcho: Math.round((c.okPerSecond / e) * 100) / 100 } : c;
+    }),
+  }));
+  const echoPeak = peakOf(withRatios.flatMap((m) => m.cells), "echo");
+  const runs: RunRecord[] = withRatios.map((m) => ({ ...m, headline: headlineOf(m.cells, echoPeak) }));
   const report: BenchReport = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     command,
     machine,
     loadAvgEnd: machineInfo().loadAvg,
-    options: { ...args, durationMs, warmupMs, concurrencies, scenarios },
-    redis,
-    cells,
-    notRunnable,
-    headline: {
-      ...(echoPeak ? { echoPeak: { perSecond: echoPeak.okPerSecond, concurrency: echoPeak.concurrency } } : {}),
-      ...(crossPeak ? { crossBankPeak: { perSecond: crossPeak.okPerSecond, concurrency: crossPeak.concurrency, p99Ms: crossPeak.latency.p99Ms } } : {}),
-      ...(echoPeak && crossPeak ? { ratio: Math.round((crossPeak.okPerSecond / echoPeak.okPerSecond) * 100) / 100 } : {}),
-      ...(hotPeak && crossPeak ? { hotCreditVsUniform: Math.round((hotPeak.okPerSecond / crossPeak.okPerSecond) * 100) / 100 } : {}),
-    },
-    ...(drain ? { drain } : {}),
-    ...(settle ? { settle } : {}),
-    checks,
-    processes,
-    conservation,
-    profiles,
-    ok: checks.every((c) => c.ok) && notRunnable.length === 0,
+    options: { ...args, durationMs, warmupMs, concurrencies, scenarios, cardAuthorizations },
+    matrix,
+    breakdownAt,
+    runs,
+    ok: runs.every((r) => !r.failed && r.checks.every((c) => c.ok) && r.notRunnable.length === 0),
   };
   mkdirSync(args.out!, { recursive: true });
   const md = renderMarkdown(report);
-  const base = join(args.out!, stamp);
+  const base = join(args.out!, `${stamp}${matrix ? "-matrix" : ""}`);
   writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(`${base}.md`, `# paygate benchmark ${stamp}\n\n${md}\n`);
+  writeFileSync(`${base}.md`, `# paygate benchmark ${stamp}${matrix ? " (store × replicas matrix)" : ""}\n\n${md}\n`);
   log(`wrote ${base}.json and ${base}.md`);
   if (writeReadme) {
-    updateReadme(join(repoRoot, "bench", "README.md"), md, README_SKELETON);
-    log("updated bench/README.md (Latest figures)");
+    updateReadme(join(repoRoot, "bench", "README.md"), md, README_SKELETON, matrix ? "matrix" : "figures");
+    log(`updated bench/README.md (${matrix ? "Latest matrix" : "Latest figures"})`);
   }
   process.stdout.write(`\n${md}\n`);
-  const moneyOk = checks.every((c) => c.ok);
-  if (!moneyOk) log("FAILED: a money check failed (see above)");
+  const failedRuns = runs.filter((r) => r.failed);
+  const moneyOk = runs.every((r) => r.checks.every((c) => c.ok));
+  const notRunnable = runs.flatMap((r) => r.notRunnable);
+  if (failedRuns.length) log(`FAILED: ${failedRuns.map((r) => r.config.label).join(", ")} did not run to the end (see above)`);
+  else if (!moneyOk) log("FAILED: a money check failed (see above)");
   else if (notRunnable.length) log(`done; not yet runnable: ${notRunnable.map((n) => n.scenario).join(", ")}`);
-  return moneyOk ? 0 : 1;
+  return moneyOk && failedRuns.length === 0 ? 0 : 1;
 }
 
 async function issueCards(stack: Stack): Promise<CardFixture[]> {
@@ -582,12 +757,12 @@ async function issueCards(stack: Stack): Promise<CardFixture[]> {
 }
 
 /** Tops the authorizations up to the target count, then settles them in batches. */
-async function settleCards(stack: Stack, cards: CardFixture[], runId: string): Promise<SettleResult | undefined> {
-  const target = Number(args["card-authorizations"]);
-  const codes = cells.flatMap((c) => (c.scenario === "card" ? (c.authCodes ?? []) : []));
+async function settleCards(b: Bench, cards: CardFixture[], runId: string): Promise<SettleResult | undefined> {
+  const target = cardAuthorizations;
+  const codes = b.cells.flatMap((c) => (c.scenario === "card" ? (c.authCodes ?? []) : []));
   if (codes.length < target) {
     log(`card: authorizing ${target - codes.length} more to reach ${target} ...`);
-    const top = await runCell(stack, "card", 64, `${runId}-topup`, { cards, requestsMax: target - codes.length, warmupMs: 0, durationMs: 600_000 });
+    const top = await runCell(b, "card", 64, `${runId}-topup`, { cards, requestsMax: target - codes.length, warmupMs: 0, durationMs: 600_000 });
     codes.push(...(top.authCodes ?? []));
   }
   log(`card: settling ${Math.min(target, codes.length)} authorizations ...`);
@@ -599,7 +774,7 @@ async function settleCards(stack: Stack, cards: CardFixture[], runId: string): P
 const README_SKELETON = "# Benchmarks\n\n`make bench` runs every scenario against a real stack; see bench/run.ts.\n";
 
 // Ctrl-C: stop our own children; the pending load-generator call then fails
-// and main's finally block stops the stack.
+// and the configuration's finally block stops the stack (and PostgreSQL).
 const onSignal = () => {
   process.exitCode = 130;
   for (const h of helpers) h.child.kill("SIGTERM");
@@ -608,6 +783,7 @@ const onSignal = () => {
 process.on("SIGINT", onSignal);
 process.on("SIGTERM", onSignal);
 // Last resort if this process dies with children still up: kill exactly the ones we started.
+// (The postmaster also dies with us: testkit starts it with a parent-death signal.)
 process.on("exit", () => {
   for (const pid of [...helpers.map((h) => h.child.pid), loadGen?.pid, ...liveStackPids]) {
     if (pid === undefined) continue;

@@ -8,6 +8,12 @@ what=${1:-all}
 echo "==> typecheck"
 npx tsc -p tsconfig.json
 
+echo "==> lint (biome.jsonc)"
+npx biome lint --diagnostic-level=error .
+
+echo "==> protos: buf lint, no breaking change against proto/api-baseline.binpb, generated code up to date"
+scripts/check-protos.sh
+
 unit=$(find packages services -path '*/node_modules' -prune -o -name '*.test.ts' -print | sort)
 e2e=$(find test -name '*.test.ts' 2>/dev/null | sort || true)
 case "$what" in

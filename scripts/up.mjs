@@ -2,9 +2,9 @@
 // banks and the gateway as separate processes over mTLS, SQLite files under
 // ./data, certificates from .certs/. A small supervisor: a process that dies
 // is restarted (recovery takes over, as Kubernetes would do it), Ctrl-C stops all.
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
+import { createSupervisor } from "./lib/supervisor.mjs";
 
 const root = resolve(new URL("..", import.meta.url).pathname);
 const certs = resolve(root, ".certs");
@@ -13,80 +13,22 @@ mkdirSync(data, { recursive: true });
 
 const tls = (name) => ({ TLS_CA_FILE: `${certs}/ca.crt`, TLS_CERT_FILE: `${certs}/${name}.crt`, TLS_KEY_FILE: `${certs}/${name}.key` });
 const common = { SEED_FILE: resolve(root, "config/seed.yaml"), LOG_LEVEL: process.env.LOG_LEVEL ?? "info" };
+// Webhooks to the checkout's receiver on this machine (and any local test receiver): loopback is allowed here only.
+const webhooks = { WEBHOOK_ALLOW_LOOPBACK: "true", WEBHOOK_ALLOWED_HOSTS: "127.0.0.1,localhost" };
+// Where banks ask GetDecision: the one gateway (several replicas: their URLs, comma-separated).
+const coordinator = { COORDINATOR_URL: "https://127.0.0.1:50050" };
 const services = [
-  { name: "bank-a", bundle: "bank", env: { ...common, ...tls("bank-a"), BANK_NAME: "bank-a", BANK_PORT: "50051", BANK_DATA_DIR: `${data}/bank-a`, METRICS_PORT: "9465" } },
-  { name: "bank-b", bundle: "bank", env: { ...common, ...tls("bank-b"), BANK_NAME: "bank-b", BANK_PORT: "50052", BANK_DATA_DIR: `${data}/bank-b`, METRICS_PORT: "9466" } },
-  { name: "gateway", bundle: "gateway", env: { ...common, ...tls("gateway"), GATEWAY_PORT: "50050", GATEWAY_DATA_DIR: `${data}/gateway`, METRICS_PORT: "9464", NODE_OPTIONS: "--max-semi-space-size=4" /* as the chart's gateway.nodeOptions */ } },
+  { name: "bank-a", bundle: "bank", env: { ...common, ...tls("bank-a"), ...coordinator, BANK_NAME: "bank-a", BANK_PORT: "50051", BANK_DATA_DIR: `${data}/bank-a`, METRICS_PORT: "9465" } },
+  { name: "bank-b", bundle: "bank", env: { ...common, ...tls("bank-b"), ...coordinator, BANK_NAME: "bank-b", BANK_PORT: "50052", BANK_DATA_DIR: `${data}/bank-b`, METRICS_PORT: "9466" } },
+  { name: "gateway", bundle: "gateway", env: { ...common, ...tls("gateway"), ...webhooks, GATEWAY_PORT: "50050", GATEWAY_DATA_DIR: `${data}/gateway`, METRICS_PORT: "9464", NODE_OPTIONS: "--max-semi-space-size=4 --max-old-space-size=192" /* as the chart's gateway.nodeOptions */ } },
   { name: "bureau", bundle: "credit-bureau", env: { ...common, ...tls("credit-bureau"), CREDIT_BUREAU_PORT: "8081", CREDIT_BUREAU_DATA_FILE: resolve(root, "config/credit-bureau.yaml"), METRICS_PORT: "9467" } },
-  { name: "checkout", bundle: "checkout", env: { ...common, ...tls("checkout"), CHECKOUT_PORT: "8080", CHECKOUT_DATA_DIR: `${data}/checkout`, CHECKOUT_MERCHANT_ACCOUNT: "bank-b/2002", METRICS_PORT: "9468" } },
+  { name: "checkout", bundle: "checkout", env: { ...common, ...tls("checkout"), CHECKOUT_PORT: "8080", CHECKOUT_DATA_DIR: `${data}/checkout`, CHECKOUT_MERCHANT_ACCOUNT: "bank-b/2002", METRICS_PORT: "9468", CHECKOUT_WEBHOOK_PORT: "8443", CHECKOUT_WEBHOOK_URL: "https://127.0.0.1:8443/webhooks/paygate" } },
 ].filter((s) => existsSync(`${root}/dist/${s.bundle}.js`));
 
-const RESTARTS_MAX = 5;
-const logDir = resolve(data, "logs");
-mkdirSync(logDir, { recursive: true });
-let stopping = false;
-const children = new Map();
-const colors = { "bank-a": 36, "bank-b": 35, gateway: 33, bureau: 34, checkout: 32 };
+mkdirSync(resolve(data, "logs"), { recursive: true });
+const supervisor = createSupervisor({ root, services, onAllListening: () => tour() });
 
-function start(svc, restarts = 0) {
-  const child = spawn(process.execPath, ["--enable-source-maps", `dist/${svc.bundle}.js`], {
-    cwd: root,
-    env: { ...process.env, ...svc.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.set(svc.name, child);
-  const prefix = `\x1b[${colors[svc.name] ?? 37}m${svc.name.padEnd(8)}\x1b[0m`;
-  let buf = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk) => {
-    buf += chunk;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      show(prefix, line, svc.name);
-    }
-  });
-  child.stderr.setEncoding("utf8").on("data", (c) => process.stderr.write(`${prefix} ${c}`));
-  child.on("exit", (code, signal) => {
-    children.delete(svc.name);
-    if (stopping) return;
-    if (restarts >= RESTARTS_MAX) {
-      console.error(`${prefix} exited (${code ?? signal}) ${RESTARTS_MAX} times; giving up. See the lines above.`);
-      shutdown(1);
-      return;
-    }
-    console.error(`${prefix} exited (${code ?? signal}); restarting (recovery resolves anything in flight)`);
-    setTimeout(() => start(svc, restarts + 1), 500);
-  });
-}
-
-const ready = new Set();
-function show(prefix, line, name) {
-  let j;
-  try {
-    j = JSON.parse(line);
-  } catch {
-    console.log(`${prefix} ${line}`);
-    return;
-  }
-  if (j.msg === "listening") {
-    ready.add(name);
-    console.log(`${prefix} listening on ${j.port}${j.metricsPort ? ` (metrics :${j.metricsPort})` : ""}`);
-    if (ready.size === services.length && !shownTour) tour();
-    return;
-  }
-  if (j.msg === "rpc") {
-    if (process.env.QUIET) return;
-    const extra = [j.caller && `caller=${j.caller}`, j.amountMinor && `amount=${j.amountMinor}`, j.reason && `reason=${j.reason}`].filter(Boolean).join(" ");
-    console.log(`${prefix} ${j.method} ${j.code} ${j.durationMs}ms ${extra}`);
-    return;
-  }
-  console.log(`${prefix} ${j.level ?? ""} ${j.msg ?? ""} ${Object.entries(j).filter(([k]) => !["level", "time", "service", "msg", "pid", "hostname"].includes(k)).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ")}`);
-}
-
-let shownTour = false;
 function tour() {
-  shownTour = true;
   const paycli = "node dist/paycli.js";
   console.log(`
 \x1b[1mpaygate is up.\x1b[0m  Data: ./data   Certificates: ./.certs (CA: .certs/ca.crt)
@@ -96,6 +38,7 @@ function tour() {
 
 Demo logins (config/seed.yaml):  alice / alice-demo-2026 (bank-a/1001 USD, bank-a/1002 EUR)
   bob / bob-demo-2026 (bank-b/2001)   shop / shop-demo-2026 (merchant, bank-b/2002)   admin / admin-demo-2026
+  Dana signs up herself and links bank-a/1003 (code K7QF-9XMB-3TRW), bank-b/2003 (P4HN-2WDC-8YJE): README.md
 
 Try it (in another terminal, from this folder):
   ${existsSync(`${root}/dist/paycli.js`) ? `${paycli} login alice --password alice-demo-2026
@@ -117,6 +60,8 @@ Card payments (DESIGN.md §6) — the shop's checkout: \x1b[1mhttp://127.0.0.1:8
   2. Pay on the page with that number, expiry (expMonth/expYear) and CVC; a wrong CVC shows a decline.
   3. "Settle now" on http://127.0.0.1:8080/merchant (sign in as shop / shop-demo-2026; or wait a minute): the money lands in the shop's
      bank-b/2002 (${existsSync(`${root}/dist/paycli.js`) ? `${paycli} login shop --password shop-demo-2026 && ${paycli} balance` : "GetBalance as shop"}).
+  4. Webhooks (docs/WEBHOOKS.md): the checkout registered https://127.0.0.1:8443/webhooks/paygate at start-up; a void,
+     refund or expiry shows on /merchant ("At the gateway") without polling. Its log lines: msg "webhook".
 
 Metrics (Prometheus text; also /healthz and /readyz on the same ports):
   curl -s http://127.0.0.1:9464/metrics | grep ^paygate_    (gateway; bank-a :9465, bank-b :9466, bureau :9467, checkout :9468)
@@ -126,30 +71,13 @@ Ctrl-C stops everything.  QUIET=1 make up hides the per-call lines.
 `);
 }
 
-function shutdown(code = 0) {
-  if (stopping) return;
-  stopping = true;
-  console.log("\nstopping...");
-  for (const c of children.values()) c.kill("SIGTERM");
-  const deadline = setTimeout(() => {
-    for (const c of children.values()) c.kill("SIGKILL");
-    process.exit(code);
-  }, 10_000);
-  const check = setInterval(() => {
-    if (children.size === 0) {
-      clearInterval(check);
-      clearTimeout(deadline);
-      process.exit(code);
-    }
-  }, 100);
-}
-process.on("SIGINT", () => shutdown(0));
-process.on("SIGTERM", () => shutdown(0));
+process.on("SIGINT", () => supervisor.shutdown(0));
+process.on("SIGTERM", () => supervisor.shutdown(0));
 
 if (services.length === 0) {
   console.error("nothing to start: run `make build` first");
   process.exit(1);
 }
 // Banks first, so the gateway's recovery can reach them.
-for (const s of services.filter((s) => s.bundle === "bank")) start(s);
-setTimeout(() => services.filter((s) => s.bundle !== "bank").forEach((s) => start(s)), 300);
+for (const s of services.filter((s) => s.bundle === "bank")) supervisor.start(s);
+setTimeout(() => services.filter((s) => s.bundle !== "bank").forEach((s) => supervisor.start(s)), 300);

@@ -1,7 +1,7 @@
 // CPU time and peak memory of a process, from /proc (Linux only). The
 // benchmark samples these around every cell to say which process the CPU
 // went to, and reads VmHWM at the end for peak RSS.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 
 let clockTicks: number | undefined;
@@ -17,8 +17,8 @@ function ticksPerSecond(): number {
   return clockTicks;
 }
 
-/** User + system CPU seconds the process has used so far (undefined if it is gone). */
-export function cpuSeconds(pid: number): number | undefined {
+/** /proc/<pid>/stat from field 3 (state) on, or undefined if the process is gone. */
+function statFields(pid: number | string): string[] | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -26,10 +26,42 @@ export function cpuSeconds(pid: number): number | undefined {
     return undefined;
   }
   // The command name (field 2) may contain spaces: fields are counted after its ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return (utime + stime) / ticksPerSecond();
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+// Indexes into statFields(): proc(5) numbers fields from 1, and the list starts at field 3.
+const PPID = 1;
+const UTIME = 11;
+const STIME = 12;
+const CUTIME = 13;
+const CSTIME = 14;
+
+/** User + system CPU seconds the process has used so far (undefined if it is gone). */
+export function cpuSeconds(pid: number): number | undefined {
+  const f = statFields(pid);
+  if (!f) return undefined;
+  return (Number(f[UTIME]) + Number(f[STIME])) / ticksPerSecond();
+}
+
+/**
+ * CPU seconds of a server that forks one process per connection (PostgreSQL):
+ * the root's own time, the time of the children it has reaped (cutime/cstime:
+ * backends and autovacuum workers that exited) and of its live children. No
+ * CPU is lost when a backend exits between two samples, and nothing is counted
+ * twice (a live child's time reaches the root's cutime only when it is reaped).
+ */
+export function treeCpuSeconds(rootPid: number): number | undefined {
+  const root = statFields(rootPid);
+  if (!root) return undefined;
+  let ticks = Number(root[UTIME]) + Number(root[STIME]) + Number(root[CUTIME]) + Number(root[CSTIME]);
+  const self = String(rootPid);
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const f = statFields(entry);
+    if (f?.[PPID] !== self) continue;
+    ticks += Number(f[UTIME]) + Number(f[STIME]) + Number(f[CUTIME]) + Number(f[CSTIME]);
+  }
+  return ticks / ticksPerSecond();
 }
 
 /** Peak resident set size (VmHWM) and current RSS in MiB. */

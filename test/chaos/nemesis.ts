@@ -1,14 +1,22 @@
 // The fault injector: at random moments (from the seed) it kills a process
-// with SIGKILL and restarts it, restarts one with a named fault point armed
-// (PAYGATE_FAULTPOINTS: it dies exactly there under load), freezes one with
-// SIGSTOP/SIGCONT, cuts, blackholes or delays the links between the gateway
-// and a bank, cuts the clients' link, and kills Redis. Every fault ends by
-// healing what it broke. A watcher notices processes that die on their own.
+// with SIGKILL and restarts it (a gateway replica, a bank, the credit bureau,
+// the checkout, Redis, the PostgreSQL postmaster with every backend),
+// restarts one with a named fault point armed (PAYGATE_FAULTPOINTS: it dies
+// exactly there under load), freezes one with SIGSTOP/SIGCONT (a replica long
+// enough for its lease to run out and the others to take it over; PostgreSQL
+// whole or only its postmaster), cuts, blackholes, delays or garbles the
+// links between replicas and a bank (one replica's or all of them), cuts
+// clients off one replica or all, and partitions one replica from
+// PostgreSQL. Every fault ends by healing what it broke; processes come back
+// as a supervisor brings them back (retried with back-off while what they
+// need is down). A watcher notices processes that die on their own.
+import { readdirSync, readFileSync } from "node:fs";
 import { faultPoints, type FaultPoint } from "@paygate/faults";
 import type { ServiceProcess } from "@paygate/testkit";
 import type { Rng } from "../sim/rng.js";
 import type { Cluster } from "./cluster.js";
 import type { History } from "./history.js";
+import type { LinkProxy } from "./proxy.js";
 import { sleep } from "./workload.js";
 
 export type FaultKind =
@@ -23,14 +31,22 @@ export type FaultKind =
   | "delay_link"
   | "garble_link"
   | "cut_client_link"
-  | "kill_redis";
+  | "kill_redis"
+  | "freeze_redis"
+  | "kill_postgres"
+  | "freeze_postgres"
+  | "cut_postgres_link"
+  | "kill_bureau"
+  | "freeze_bureau"
+  | "kill_checkout"
+  | "cut_checkout_link";
 
 const WEIGHTS: Readonly<Record<FaultKind, number>> = {
   kill_gateway: 4,
   kill_bank: 6,
   faultpoint_gateway: 3,
   faultpoint_bank: 4,
-  freeze_gateway: 1,
+  freeze_gateway: 2,
   freeze_bank: 2,
   cut_link: 2,
   blackhole_link: 1,
@@ -38,15 +54,27 @@ const WEIGHTS: Readonly<Record<FaultKind, number>> = {
   garble_link: 1,
   cut_client_link: 1,
   kill_redis: 1,
+  freeze_redis: 1,
+  kill_postgres: 2,
+  freeze_postgres: 1,
+  cut_postgres_link: 1,
+  kill_bureau: 1,
+  freeze_bureau: 1,
+  kill_checkout: 1,
+  cut_checkout_link: 1,
 };
 
 export interface NemesisStats {
   faults: Record<string, number>;
   /** SIGKILLs sent plus processes that died at an armed fault point. */
   crashes: number;
+  /** Crashes per target kind: gateway, bank, postgres, redis, bureau, checkout. */
+  crashesBy: Record<string, number>;
   faultPointDeaths: Record<string, number>;
   /** Armed points that were not reached before the arming window closed. */
   faultPointMisses: number;
+  /** Restarts that failed and were retried (a gateway while PostgreSQL is down exits, as documented). */
+  failedStarts: number;
   unexpectedExits: string[];
 }
 
@@ -55,10 +83,35 @@ export interface NemesisOptions {
   readonly intervalMs: readonly [number, number];
   /** How long a process with a fault point armed gets to reach it. */
   readonly armedWindowMs: number;
+  /** Longest SIGSTOP of a gateway replica (past its lease plus the prepare timeout, the others take over). */
+  readonly gatewayFreezeMaxMs: number;
 }
 
+/**
+ * The pid of our own redis-server on `port`: a child of this process (RedisServer
+ * keeps its ChildProcess to itself), found in /proc by parent and port.
+ */
+function redisPid(port: number): number | undefined {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid !== process.pid) continue;
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      if (cmdline.includes("redis-server") && cmdline.includes(String(port))) return Number(entry);
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  return undefined;
+}
+
+/** How long a supervisor keeps restarting a process before the run gives up on it. */
+const RESTART_FOR_MS = 60_000;
+
 export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: NemesisOptions) {
-  const stats: NemesisStats = { faults: {}, crashes: 0, faultPointDeaths: {}, faultPointMisses: 0, unexpectedExits: [] };
+  const stats: NemesisStats = { faults: {}, crashes: 0, crashesBy: {}, faultPointDeaths: {}, faultPointMisses: 0, failedStarts: 0, unexpectedExits: [] };
   const busy = new Set<string>();
   const running = new Set<Promise<void>>();
   let stopping = false;
@@ -66,55 +119,68 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
   const gatewayPoints = faultPoints.filter((p) => p.startsWith("gateway."));
   const bankPoints = faultPoints.filter((p) => p.startsWith("bank."));
   const note = (detail: string) => history.add({ kind: "fault", detail });
+  const crashed = (what: string) => {
+    stats.crashes++;
+    stats.crashesBy[what] = (stats.crashesBy[what] ?? 0) + 1;
+  };
+  const kindOf = (p: ServiceProcess) => (cluster.gateways.includes(p) ? "gateway" : p === cluster.bureau ? "bureau" : p === cluster.checkout ? "checkout" : "bank");
 
   async function startProcess(p: ServiceProcess, env: Record<string, string> = {}): Promise<boolean> {
     try {
       await p.start(env);
       return true;
     } catch (e) {
-      // An armed process can die at its point during recovery, before "listening".
+      // An armed process can die at its point during recovery, before "listening"; a gateway exits while PostgreSQL is down.
+      stats.failedStarts++;
       note(`${p.name} did not come up: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}`);
       return false;
     }
   }
 
+  /** As a supervisor does: restart, with back-off, until it runs (bounded). */
   async function ensureUp(p: ServiceProcess): Promise<void> {
-    for (let i = 0; i < 5 && !p.running; i++) if (await startProcess(p)) return;
-    if (!p.running) throw new Error(`${p.name} cannot be restarted`);
+    const deadline = Date.now() + RESTART_FOR_MS;
+    for (let i = 0; !p.running; i++) {
+      if (await startProcess(p)) return;
+      if (Date.now() > deadline) throw new Error(`${p.name} cannot be restarted within ${RESTART_FOR_MS} ms`);
+      await sleep(Math.min(2000, 100 * 2 ** i));
+    }
   }
 
   async function kill(p: ServiceProcess): Promise<void> {
     await p.crash();
-    stats.crashes++;
-    note(`kill -9 ${p.name}`);
-    await sleep(rng.int(0, 400));
+    crashed(kindOf(p));
+    // A replica that stays down past its lease and a prepare timeout: the others take over what it left PENDING.
+    const downMs = kindOf(p) === "gateway" && cluster.gateways.length > 1 && rng.chance(0.3) ? rng.int(4000, 8000) : rng.int(0, 400);
+    note(`kill -9 ${p.name}${downMs > 1000 ? `, down for ${downMs} ms` : ""}`);
+    await sleep(downMs);
     await ensureUp(p);
     note(`${p.name} restarted`);
   }
 
   async function armed(p: ServiceProcess, point: FaultPoint): Promise<void> {
     await p.crash();
-    stats.crashes++;
+    crashed(kindOf(p));
     note(`kill -9 ${p.name}; restarting with ${point} armed`);
     const up = await startProcess(p, { PAYGATE_FAULTPOINTS: point });
     const deadline = Date.now() + o.armedWindowMs;
     while (up && p.running && Date.now() < deadline) await sleep(50);
     if (!p.running) {
-      stats.crashes++;
+      crashed(kindOf(p));
       stats.faultPointDeaths[point] = (stats.faultPointDeaths[point] ?? 0) + 1;
       note(`${p.name} died at ${point}`);
     } else {
       stats.faultPointMisses++;
       await p.crash();
-      stats.crashes++;
+      crashed(kindOf(p));
       note(`${point} not reached in ${o.armedWindowMs} ms; kill -9 ${p.name}`);
     }
     await ensureUp(p);
     note(`${p.name} restarted clean`);
   }
 
-  async function freeze(p: ServiceProcess): Promise<void> {
-    const ms = rng.int(300, 4000);
+  async function freeze(p: ServiceProcess, maxMs: number): Promise<void> {
+    const ms = rng.int(300, maxMs);
     p.freeze();
     note(`SIGSTOP ${p.name} for ${ms} ms`);
     await sleep(ms);
@@ -122,8 +188,9 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
     note(`SIGCONT ${p.name}`);
   }
 
-  async function link(bank: string, how: "cut" | "blackhole" | "delay" | "garble"): Promise<void> {
-    const proxies = [cluster.toBank.get(bank)!, cluster.fromBank.get(bank)!];
+  /** Some replicas (one, or all of them) against one bank, both directions. */
+  async function link(bank: string, replicas: readonly number[], how: "cut" | "blackhole" | "delay" | "garble"): Promise<void> {
+    const proxies = replicas.flatMap((i) => [cluster.toBank.get(`${i}/${bank}`)!, cluster.fromBank.get(`${bank}/${i}`)!]);
     const ms = rng.int(300, 5000);
     const delayMs = rng.int(100, 2500);
     for (const p of proxies) {
@@ -132,65 +199,145 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
       else if (how === "garble") p.garble();
       else p.delay(delayMs);
     }
-    note(`${how} gateway<->${bank} for ${ms} ms${how === "delay" ? ` (+${delayMs} ms each way)` : ""}`);
+    const who = replicas.length === cluster.gateways.length && replicas.length > 1 ? "every replica" : replicas.map((i) => cluster.replicaName(i)).join(",");
+    note(`${how} ${who}<->${bank} for ${ms} ms${how === "delay" ? ` (+${delayMs} ms each way)` : ""}`);
     await sleep(ms);
     for (const p of proxies) p.heal();
-    note(`healed gateway<->${bank}`);
+    note(`healed ${who}<->${bank}`);
+  }
+
+  async function cutFor(proxies: readonly LinkProxy[], what: string, blackhole = false): Promise<void> {
+    const ms = rng.int(300, 3000);
+    for (const p of proxies) (blackhole ? p.blackhole() : p.cut());
+    note(`${blackhole ? "blackhole" : "cut"} ${what} for ${ms} ms`);
+    await sleep(ms);
+    for (const p of proxies) p.heal();
+    note(`healed ${what}`);
+  }
+
+  async function restartPostgres(): Promise<void> {
+    const pg = cluster.pg!;
+    for (let i = 0; !pg.running; i++) {
+      try {
+        await pg.start();
+      } catch (e) {
+        stats.failedStarts++;
+        note(`postgres did not come up: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}`);
+        if (i >= 10) throw e;
+        await sleep(500);
+      }
+    }
+  }
+
+  function available(k: FaultKind): boolean {
+    if (k.endsWith("_redis")) return cluster.redis !== undefined;
+    if (k.includes("postgres")) return cluster.pg !== undefined;
+    if (k.includes("bureau")) return cluster.bureau !== undefined;
+    if (k.includes("checkout")) return cluster.checkout !== undefined;
+    return true;
   }
 
   function pickKind(): FaultKind {
-    const kinds = (Object.keys(WEIGHTS) as FaultKind[]).filter((k) => k !== "kill_redis" || cluster.redis);
+    const kinds = (Object.keys(WEIGHTS) as FaultKind[]).filter(available);
     const total = kinds.reduce((t, k) => t + WEIGHTS[k], 0);
     let r = rng.next() * total;
     for (const k of kinds) if ((r -= WEIGHTS[k]) < 0) return k;
     return kinds[0]!;
   }
 
-  /** Starts one fault on a target nobody else is breaking; undefined if all are busy. */
+  /** Starts one fault on a target nobody else is breaking; undefined if it is busy. */
   function launch(): Promise<void> | undefined {
     const kind = pickKind();
     const bank = rng.pick([...cluster.banks.keys()]);
-    const target = kind.endsWith("gateway") ? "gateway" : kind === "cut_client_link" ? "client-link" : kind === "kill_redis" ? "redis" : kind.endsWith("link") ? `link:${bank}` : bank;
+    const replica = rng.int(0, cluster.gateways.length - 1);
+    const replicas = rng.chance(0.5) ? [replica] : cluster.gateways.map((_, i) => i);
+    const gateway = cluster.gateways[replica]!;
+    const target =
+      kind.endsWith("_gateway") ? gateway.name
+      : kind === "cut_client_link" ? "client-link"
+      : kind.endsWith("_redis") ? "redis"
+      : kind === "kill_postgres" || kind === "freeze_postgres" ? "postgres"
+      : kind === "cut_postgres_link" ? `pg-link:${replica}`
+      : kind.endsWith("_bureau") ? "bureau"
+      : kind.endsWith("checkout") || kind === "cut_checkout_link" ? "checkout"
+      : kind.endsWith("_link") ? `link:${bank}`
+      : bank;
     if (busy.has(target)) return undefined;
     busy.add(target);
     stats.faults[kind] = (stats.faults[kind] ?? 0) + 1;
-    const proc = target === "gateway" ? cluster.gateway : cluster.banks.get(bank)!;
+    const bankProc = cluster.banks.get(bank)!;
     const run = async () => {
       switch (kind) {
         case "kill_gateway":
+          return kill(gateway);
         case "kill_bank":
-          return kill(proc);
+          return kill(bankProc);
         case "faultpoint_gateway":
-          return armed(proc, rng.pick(gatewayPoints));
+          return armed(gateway, rng.pick(gatewayPoints));
         case "faultpoint_bank":
-          return armed(proc, rng.pick(bankPoints));
+          return armed(bankProc, rng.pick(bankPoints));
         case "freeze_gateway":
+          return freeze(gateway, o.gatewayFreezeMaxMs);
         case "freeze_bank":
-          return freeze(proc);
+          return freeze(bankProc, 4000);
         case "cut_link":
-          return link(bank, "cut");
+          return link(bank, replicas, "cut");
         case "blackhole_link":
-          return link(bank, "blackhole");
+          return link(bank, replicas, "blackhole");
         case "delay_link":
-          return link(bank, "delay");
+          return link(bank, replicas, "delay");
         case "garble_link":
-          return link(bank, "garble");
-        case "cut_client_link": {
-          const ms = rng.int(300, 3000);
-          cluster.clientProxy.cut();
-          note(`cut clients->gateway for ${ms} ms`);
-          await sleep(ms);
-          cluster.clientProxy.heal();
-          return note("healed clients->gateway");
-        }
+          return link(bank, replicas, "garble");
+        case "cut_client_link":
+          return cutFor(
+            replicas.map((i) => cluster.clientProxies[i]!),
+            `clients->${replicas.length > 1 ? "every replica" : cluster.replicaName(replica)}`,
+          );
         case "kill_redis": {
           await cluster.redis!.crash();
-          stats.crashes++;
+          crashed("redis");
           note("kill -9 redis");
           await sleep(rng.int(100, 2000));
           await cluster.redis!.restart();
           return note("redis restarted (empty)");
         }
+        case "freeze_redis": {
+          const pid = redisPid(cluster.redis!.port);
+          if (pid === undefined) return note("freeze redis: its process was not found");
+          const ms = rng.int(300, 4000);
+          process.kill(pid, "SIGSTOP");
+          note(`SIGSTOP redis for ${ms} ms`);
+          await sleep(ms);
+          process.kill(pid, "SIGCONT");
+          return note("SIGCONT redis");
+        }
+        case "kill_postgres": {
+          await cluster.pg!.kill9();
+          crashed("postgres");
+          note("kill -9 postgres (postmaster and every backend)");
+          await sleep(rng.int(100, 2000));
+          await restartPostgres();
+          return note("postgres restarted (crash recovery from the WAL)");
+        }
+        case "freeze_postgres": {
+          const scope = rng.chance(0.7) ? "server" : "postmaster";
+          const ms = rng.int(300, 4000);
+          cluster.pg!.pause(scope);
+          note(`SIGSTOP postgres (${scope === "server" ? "postmaster and every backend" : "postmaster only: new connections hang"}) for ${ms} ms`);
+          await sleep(ms);
+          cluster.pg!.resume();
+          return note("SIGCONT postgres");
+        }
+        case "cut_postgres_link":
+          return cutFor([cluster.pgProxies[replica]!], `${cluster.replicaName(replica)}->postgres`, rng.chance(0.4));
+        case "kill_bureau":
+          return kill(cluster.bureau!);
+        case "freeze_bureau":
+          return freeze(cluster.bureau!, 4000);
+        case "kill_checkout":
+          return kill(cluster.checkout!);
+        case "cut_checkout_link":
+          return cutFor([cluster.checkoutLink!], "checkout->gateways");
       }
     };
     const p = run()
@@ -216,7 +363,7 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
     while (!stopping) {
       await sleep(300);
       for (const p of cluster.processes) {
-        const target = p === cluster.gateway ? "gateway" : p.name;
+        const target = p.name === "credit-bureau" ? "bureau" : p.name;
         if (p.running || busy.has(target)) continue;
         busy.add(target);
         const exit = JSON.stringify(p.lastExit);
@@ -226,8 +373,20 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
         note(`UNEXPECTED EXIT ${p.name} ${exit}`);
         try {
           await ensureUp(p);
+        } catch (e) {
+          note(`${p.name}: ${e instanceof Error ? e.message : String(e)}`);
         } finally {
           busy.delete(target);
+        }
+      }
+      if (cluster.pg && !cluster.pg.running && !busy.has("postgres")) {
+        busy.add("postgres");
+        stats.unexpectedExits.push(`postgres exited on its own:\n${cluster.pg.log.slice(-2000)}`);
+        note("UNEXPECTED EXIT postgres");
+        try {
+          await restartPostgres();
+        } finally {
+          busy.delete("postgres");
         }
       }
     }
@@ -244,12 +403,14 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
       stopping = true;
       await loops;
       await Promise.all([...running]);
-      for (const p of [cluster.clientProxy, ...cluster.toBank.values(), ...cluster.fromBank.values()]) p.heal();
+      for (const p of cluster.proxies) p.heal();
+      cluster.pg?.resume();
+      if (cluster.pg && !cluster.pg.running) await restartPostgres();
+      if (cluster.redis && !cluster.redis.running) await cluster.redis.restart();
       for (const p of cluster.processes) {
         p.thaw();
         await ensureUp(p);
       }
-      if (cluster.redis && !cluster.redis.running) await cluster.redis.restart();
       note("nemesis stopped; everything healed");
     },
   };

@@ -3,12 +3,14 @@
 // blackhole (connections accepted, bytes swallowed: a peer that hangs without
 // closing), and delay (every chunk held back, both directions, order kept).
 // TLS passes through untouched, so the services still authenticate each other.
+// The target may be a function: each new connection asks it where to go (a
+// load balancer in front of several gateway replicas).
 import net from "node:net";
 import { once } from "node:events";
 
 export type LinkState = "up" | "cut" | "blackhole";
 
-export interface Proxy {
+export interface LinkProxy {
   readonly port: number;
   readonly name: string;
   readonly state: LinkState;
@@ -26,7 +28,12 @@ export interface Proxy {
 /** Chunks buffered per direction while delayed; past this the link is cut (a bounded queue). */
 const QUEUED_BYTES_MAX = 64 * 1024 * 1024;
 
-export async function startProxy(name: string, target: { host: string; port: number }, listenPort = 0): Promise<Proxy> {
+export interface ProxyTarget {
+  readonly host: string;
+  readonly port: number;
+}
+
+export async function startProxy(name: string, target: ProxyTarget | (() => ProxyTarget), listenPort = 0): Promise<LinkProxy> {
   let state: LinkState = "up";
   let delayMs = 0;
   /** Directions (per pipe) that still owe a garbled chunk. */
@@ -85,7 +92,8 @@ export async function startProxy(name: string, target: { host: string; port: num
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect(target.port, target.host);
+    const to = typeof target === "function" ? target() : target;
+    const upstream = net.connect(to.port, to.host);
     sockets.add(client);
     sockets.add(upstream);
     const drop = () => {

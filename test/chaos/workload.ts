@@ -2,6 +2,7 @@
 // of it through one hot account, every transfer with an idempotency key that
 // every retry reuses (as paycli does), some sent two or three times at once.
 // It remembers what each client was told, which the checker holds the system to.
+// Every call goes to a random gateway replica (Cluster.client), retries included.
 import { Code } from "@connectrpc/connect";
 import { PaymentService, TransactionStatus } from "@paygate/proto/gateway";
 import { errorInfo } from "@paygate/rpc";
@@ -43,15 +44,17 @@ export function createWorkload(cluster: Cluster, rng: Rng, history: History, tok
   const keys = new Map<string, KeyRecord>();
   const stats: WorkloadStats = { transfers: 0, keys: 0, duplicateBursts: 0, acknowledged: 0, declined: 0, answers: {} };
   const clients = new Map<string, ReturnType<typeof cluster.client<typeof PaymentService>>>(CUSTOMERS.map((u) => [u, cluster.client(PaymentService, tokens.get(u), 8_000)]));
+  // Card holders' and the merchant's accounts are the card traffic's alone (checker: the merchant rises by exactly what was captured).
+  const accounts = cluster.accounts.filter((a) => a.use === "transfer");
   let stopping = false;
   let n = 0;
 
   function newKey(): KeyRecord {
-    const hot = cluster.accounts[0]!;
-    const caller = rng.pick(CUSTOMERS.filter((u) => cluster.accounts.some((a) => a.owner === u)));
-    const own = cluster.accounts.filter((a) => a.owner === caller);
+    const hot = accounts[0]!;
+    const caller = rng.pick(CUSTOMERS.filter((u) => accounts.some((a) => a.owner === u)));
+    const own = accounts.filter((a) => a.owner === caller);
     const from: SeedAccount = caller === "alice" && rng.chance(0.7) ? hot : rng.pick(own);
-    const others = cluster.accounts.filter((a) => a.id !== from.id);
+    const others = accounts.filter((a) => a.id !== from.id);
     const to = from !== hot && rng.chance(0.5) ? hot : rng.pick(others);
     const r: KeyRecord = { caller, key: `chaos-${++n}-${rng.uuid().slice(0, 8)}`, from: from.id, to: to.id, amountMinor: BigInt(rng.int(1, 20_000)), committed: new Set(), declined: new Set(), attempts: 0, done: false };
     keys.set(`${caller}/${r.key}`, r);
@@ -78,7 +81,7 @@ export function createWorkload(cluster: Cluster, rng: Rng, history: History, tok
       return false;
     } catch (e) {
       const info = errorInfo(e);
-      const label = info.code === Code.Internal || info.code === Code.Unavailable || info.code === Code.DeadlineExceeded || info.code === Code.Canceled ? `${Code[info.code]}/${info.reason}` : info.reason;
+      const label = info.code === Code.Internal || info.code === Code.Unavailable || info.code === Code.DeadlineExceeded || info.code === Code.Canceled || info.code === Code.Aborted ? `${Code[info.code]}/${info.reason}` : info.reason;
       stats.answers[label] = (stats.answers[label] ?? 0) + 1;
       const txnId = info.metadata.transaction_id;
       history.add({ kind: "answer", key: r.key, ...(txnId ? { txnId } : {}), detail: `${r.caller} ${r.from}->${r.to} ${r.amountMinor}: ${label} (attempt ${r.attempts})` });
@@ -91,13 +94,7 @@ export function createWorkload(cluster: Cluster, rng: Rng, history: History, tok
     }
   }
 
-  async function settle(r: KeyRecord, attemptsMax: number): Promise<void> {
-    while (!r.done && r.attempts < attemptsMax) {
-      if (await attempt(r)) return;
-      if (stopping && r.attempts >= 2) return;
-      await sleep(Math.min(3000, 100 * 2 ** Math.min(r.attempts, 5)) * (0.5 + rng.next()));
-    }
-  }
+  const settle = (r: KeyRecord, attemptsMax: number) => sendUntilSettled(r, () => attempt(r), { attemptsMax, baseMs: 100, rng, stopping: () => stopping });
 
   async function worker(): Promise<void> {
     while (!stopping) {
@@ -136,9 +133,49 @@ export function createWorkload(cluster: Cluster, rng: Rng, history: History, tok
       }
       return [...keys.values()].filter((r) => !r.done).length;
     },
+    /**
+     * After finish(): every key once more, each to a random replica. A key
+     * must answer as before (the same txn, or the same decline) and move no
+     * money again; what comes back lands in the same records the checker reads.
+     */
+    async resendAll(concurrency = 6): Promise<{ sent: number; changed: number }> {
+      const all = [...keys.values()];
+      let next = 0;
+      let changed = 0;
+      const before = new Map(all.map((r) => [r, `${[...r.committed].join(",")}|${r.done}`]));
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (next < all.length) {
+            const r = all[next++]!;
+            const done = r.done;
+            await attempt(r);
+            // An unsettled key that settles now is fine; a settled one must not change.
+            if (done && before.get(r) !== `${[...r.committed].join(",")}|${r.done}`) changed++;
+          }
+        }),
+      );
+      return { sent: all.length, changed };
+    },
   };
 }
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * A client's retry loop: `once` sends the request once (the same key every
+ * time) and says whether the answer is definitive; between tries it backs off
+ * exponentially with jitter from `baseMs` (at most 3 s), as paycli does.
+ * Bounded by attemptsMax; once the run is stopping, two tries are enough.
+ */
+export async function sendUntilSettled(rec: { attempts: number; done: boolean }, once: () => Promise<boolean>, o: { attemptsMax: number; baseMs: number; rng: Rng; stopping: () => boolean }): Promise<void> {
+  while (!rec.done && rec.attempts < o.attemptsMax) {
+    if (await once()) {
+      rec.done = true;
+      return;
+    }
+    if (o.stopping() && rec.attempts >= 2) return;
+    await sleep(Math.min(3000, o.baseMs * 2 ** Math.min(rec.attempts, 5)) * (0.5 + o.rng.next()));
+  }
 }

@@ -23,9 +23,21 @@ import { SchemaError, validateAny, type K8sObject } from "./k8s-validate.js";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const CHART = join(ROOT, "deploy/helm/paygate");
 const NAMESPACE = "paygate";
-const CASES = [
-  { name: "default values", files: [] as string[] },
-  { name: "three banks, external Redis, no monitoring", files: [join(CHART, "ci/three-banks-external-redis-no-monitoring.yaml")] },
+// operatorSecrets: Secrets a case names that the operator (or CloudNativePG) creates, not the chart.
+const CASES: readonly { name: string; files: string[]; monitored: boolean; operatorSecrets: readonly string[] }[] = [
+  { name: "default values", files: [], monitored: true, operatorSecrets: [] },
+  {
+    name: "three banks, two gateways on the bundled PostgreSQL, external Redis, no monitoring",
+    files: [join(CHART, "ci/three-banks-external-redis-no-monitoring.yaml")],
+    monitored: false,
+    operatorSecrets: [],
+  },
+  {
+    name: "three gateways on a CloudNativePG cluster",
+    files: [join(CHART, "ci/three-gateways-cloudnativepg.yaml")],
+    monitored: true,
+    operatorSecrets: ["paygate-db-app", "paygate-db-ca"],
+  },
 ];
 const HELM_OUTPUT_MAX = 64 * 1024 * 1024;
 
@@ -97,7 +109,7 @@ function render(files: readonly string[], set: readonly string[] = []): K8sObjec
 interface EnvVar {
   readonly name: string;
   readonly value?: string;
-  readonly valueFrom?: { readonly fieldRef?: { readonly fieldPath: string } };
+  readonly valueFrom?: { readonly fieldRef?: { readonly fieldPath: string }; readonly secretKeyRef?: { readonly name: string; readonly key: string } };
 }
 interface Port {
   readonly name?: string;
@@ -125,7 +137,7 @@ interface Container {
 }
 interface Volume {
   readonly name: string;
-  readonly secret?: { readonly secretName: string };
+  readonly secret?: { readonly secretName: string; readonly items?: readonly { readonly key: string; readonly path: string }[] };
   readonly persistentVolumeClaim?: { readonly claimName: string };
 }
 interface PodSpec {
@@ -239,9 +251,7 @@ function reachProblems(objs: readonly K8sObject[], target: Workload, port: numbe
   const pods = workloads(objs);
   for (const p of ingressPolicies) {
     for (const rule of (spec(p).ingress ?? []) as NetworkPolicyRule[]) {
-      const ports = rule.ports ?? [];
-      const coversPort = ports.length === 0 || ports.some((x) => x.port === undefined || x.port === port || x.port === portNameOf(target, port));
-      if (!coversPort) continue;
+      if (!ruleCoversPort(rule, target, port)) continue;
       const where = `${p.metadata.name}: a rule opening port ${port} of ${target.name}`;
       if (!rule.from || rule.from.length === 0) {
         problems.push(`${where} allows every source`);
@@ -264,9 +274,34 @@ function portNameOf(w: Workload, port: number): string | undefined {
   return w.pod.containers.flatMap((c) => c.ports ?? []).find((p) => p.containerPort === port)?.name;
 }
 
-function secretProblems(objs: readonly K8sObject[]): string[] {
+function ruleCoversPort(rule: NetworkPolicyRule, target: Workload, port: number): boolean {
+  const ports = rule.ports ?? [];
+  return ports.length === 0 || ports.some((x) => x.port === undefined || x.port === port || x.port === portNameOf(target, port));
+}
+
+/**
+ * Whether the policies let `source` pods open `port` on `target` pods: the
+ * target's ingress rules, then the source's egress rules (by port). A peer
+ * with a namespace selector or an IP block counts as letting it in, so a
+ * "denied" answer is never a guess.
+ */
+function admits(objs: readonly K8sObject[], source: Workload, target: Workload, port: number): boolean {
+  const policies = ofKind(objs, "NetworkPolicy");
+  const applies = (p: K8sObject, w: Workload, type: string): boolean => selects(spec(p).podSelector?.matchLabels, w.labels) && (spec(p).policyTypes ?? ["Ingress"]).includes(type);
+  const ingress = policies.filter((p) => applies(p, target, "Ingress"));
+  const peerAdmits = (peer: NetworkPolicyPeer): boolean =>
+    peer.ipBlock !== undefined || (peer.podSelector === undefined ? peer.namespaceSelector !== undefined : selects(peer.podSelector.matchLabels, source.labels));
+  const inOk =
+    ingress.length === 0 ||
+    ingress.some((p) => ((spec(p).ingress ?? []) as NetworkPolicyRule[]).some((r) => ruleCoversPort(r, target, port) && (!r.from || r.from.length === 0 || r.from.some(peerAdmits))));
+  const egress = policies.filter((p) => applies(p, source, "Egress"));
+  const outOk = egress.length === 0 || egress.some((p) => ((spec(p).egress ?? []) as NetworkPolicyRule[]).some((r) => ruleCoversPort(r, target, port)));
+  return inOk && outOk;
+}
+
+function secretProblems(objs: readonly K8sObject[], operatorSecrets: readonly string[] = []): string[] {
   const issued = new Set(ofKind(objs, "Certificate").map((c) => spec(c).secretName as string));
-  const secrets = new Set(ofKind(objs, "Secret").map((s) => s.metadata.name));
+  const secrets = new Set([...ofKind(objs, "Secret").map((s) => s.metadata.name), ...operatorSecrets]);
   const problems: string[] = [];
   for (const w of workloads(objs)) {
     for (const v of w.pod.volumes ?? []) {
@@ -289,6 +324,116 @@ function claimProblems(objs: readonly K8sObject[]): string[] {
       if (!data) problems.push(`${w.name}/${c.name} does not mount /data`);
       else if (!claims.includes(data.name)) problems.push(`${w.name}/${c.name} mounts /data from ${data.name}, not from a volumeClaimTemplate`);
     }
+  }
+  return problems;
+}
+
+/** The chart's Secret values: name/key -> the decoded value. */
+function secretValues(objs: readonly K8sObject[]): Map<string, string> {
+  const values = new Map<string, string>();
+  for (const secret of ofKind(objs, "Secret")) {
+    for (const [k, v] of Object.entries((secret.data ?? {}) as Record<string, string>)) values.set(`${secret.metadata.name}/${k}`, Buffer.from(v, "base64").toString("utf8"));
+    for (const [k, v] of Object.entries((secret.stringData ?? {}) as Record<string, string>)) values.set(`${secret.metadata.name}/${k}`, v);
+  }
+  return values;
+}
+
+/** Passwords and keys reach processes as files: none in an env value (literal or secretKeyRef), none in a database URL. */
+function passwordProblems(objs: readonly K8sObject[]): string[] {
+  const passwords = new Map([...secretValues(objs)].filter(([where]) => /password|secret|key/i.test(where.split("/")[1]!)).map(([where, v]) => [v, where]));
+  const problems: string[] = [];
+  for (const w of workloads(objs)) {
+    for (const c of w.pod.containers) {
+      for (const e of c.env ?? []) {
+        const where = `${w.name}/${c.name}: env ${e.name}`;
+        const ref = e.valueFrom?.secretKeyRef;
+        if (ref) problems.push(`${where} comes from Secret ${ref.name}/${ref.key}: mount the Secret and pass a *_FILE path`);
+        if (e.value === undefined) continue;
+        if (/PASSWORD$/.test(e.name)) problems.push(`${where} is a password in the pod spec`);
+        for (const [password, from] of passwords) if (password.length >= 8 && e.value.includes(password)) problems.push(`${where} contains the value of Secret ${from}`);
+        if (/^postgres(ql)?:\/\//.test(e.value)) {
+          const url = new URL(e.value);
+          if (url.password !== "" || url.searchParams.has("password")) problems.push(`${where} is a database URL with a password in it`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+/** The Secret and key a file inside one of the container's mounts comes from, or a problem. */
+function secretFileOf(w: Workload, c: Container, file: string): { secret: string; key: string } | string {
+  const mount = c.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+  const volume = mount && w.pod.volumes?.find((v) => v.name === mount.name);
+  if (!mount || !volume?.secret) return `${w.name}/${c.name}: ${file} is not in a mounted Secret`;
+  const path = file.slice(mount.mountPath.length + 1);
+  const key = volume.secret.items ? volume.secret.items.find((i) => i.path === path)?.key : path;
+  return key === undefined ? `${w.name}/${c.name}: Secret ${volume.secret.secretName} mounted at ${mount.mountPath} projects no ${path}` : { secret: volume.secret.secretName, key };
+}
+
+interface StoreView {
+  readonly kind: string;
+  readonly file?: string;
+  readonly url?: string;
+  readonly passwordFile?: string;
+}
+
+/**
+ * The gateway's store as its own loadConfig reads the chart's env: SQLite on
+ * the data volume (one replica), or PostgreSQL whose password and CA are
+ * files from mounted Secrets; on the bundled server, the URL names its
+ * Service, the user and database initdb made, and the very Secret initdb read.
+ */
+async function storeProblems(objs: readonly K8sObject[]): Promise<string[]> {
+  const load = await loadConfigOf("gateway");
+  assert.ok(load, "services/gateway/src/config.ts has no loadConfig");
+  const ws = workloads(objs);
+  const gateway = ws.find((w) => w.name === "gateway")!;
+  const c = gateway.pod.containers[0]!;
+  const env = envOf(c, "gateway-0");
+  const store = load(env, "/app").store as StoreView;
+  const problems: string[] = [];
+  if (gateway.replicas > 1 && store.kind !== "postgres") problems.push(`${gateway.replicas} gateway replicas on a ${store.kind} store: each would keep its own decisions`);
+  if (gateway.replicas > 1 && !env.REDIS_URL) problems.push(`${gateway.replicas} gateway replicas without REDIS_URL`);
+  if (store.kind === "sqlite") {
+    const claims = ((spec(gateway.obj).volumeClaimTemplates ?? []) as K8sObject[]).map((t) => t.metadata.name);
+    const mount = c.volumeMounts?.find((m) => store.file!.startsWith(`${m.mountPath}/`));
+    if (!mount || !claims.includes(mount.name)) problems.push(`gateway: SQLite file ${store.file} is not on a volumeClaimTemplate`);
+    return problems;
+  }
+  // Replicas hashing card numbers with different keys could not find each other's cards.
+  const cardKeyFile = (load(env, "/app").cards as { cardSecretFile?: string }).cardSecretFile ?? "";
+  const cardKey = secretFileOf(gateway, c, cardKeyFile);
+  if (typeof cardKey === "string") problems.push(`the card key: ${cardKey}`);
+  else {
+    const value = secretValues(objs).get(`${cardKey.secret}/${cardKey.key}`);
+    if (value !== undefined && !/^[0-9a-f]{64}$/.test(value.trim())) problems.push(`the card key in ${cardKey.secret}/${cardKey.key} is not 32 bytes of hex`);
+  }
+  const url = new URL(store.url!);
+  const password = store.passwordFile ? secretFileOf(gateway, c, store.passwordFile) : undefined;
+  if (typeof password === "string") problems.push(password);
+  const ca = url.searchParams.get("sslrootcert");
+  if (ca) {
+    const from = secretFileOf(gateway, c, ca);
+    if (typeof from === "string") problems.push(`sslrootcert: ${from}`);
+  }
+  const pg = ws.find((w) => w.name === "postgresql");
+  if (!pg) return problems;
+  const svc = ofKind(objs, "Service").find((s) => url.hostname === `${s.metadata.name}.${NAMESPACE}.svc`);
+  if (!svc || spec(svc).clusterIP === "None" || !selects(spec(svc).selector, pg.labels)) problems.push(`DATABASE_URL names ${url.hostname}, not the bundled server's Service`);
+  else if (!spec(svc).ports.some((p: { port: number; targetPort: string }) => p.port === Number(url.port || 5432) && p.targetPort === portNameOf(pg, 5432))) problems.push(`Service ${svc.metadata.name} does not forward port ${url.port} to the server`);
+  const pgc = pg.pod.containers[0]!;
+  const pgEnv = envOf(pgc, "postgresql-0");
+  if (decodeURIComponent(url.username) !== pgEnv.POSTGRES_USER) problems.push(`DATABASE_URL user ${url.username}, initdb's ${pgEnv.POSTGRES_USER}`);
+  if (decodeURIComponent(url.pathname.slice(1)) !== pgEnv.POSTGRES_DB) problems.push(`DATABASE_URL database ${url.pathname}, initdb's ${pgEnv.POSTGRES_DB}`);
+  const initdb = secretFileOf(pg, pgc, pgEnv.POSTGRES_PASSWORD_FILE ?? "");
+  if (typeof initdb === "string") problems.push(initdb);
+  else if (password === undefined) problems.push("the bundled server has a password and the gateway no DATABASE_PASSWORD_FILE");
+  else if (typeof password !== "string" && (password.secret !== initdb.secret || password.key !== initdb.key)) {
+    problems.push(`the gateway reads ${password.secret}/${password.key}, initdb ${initdb.secret}/${initdb.key}`);
+  }
+  if (typeof initdb !== "string" && !ofKind(objs, "Secret").some((s) => s.metadata.name === initdb.secret && initdb.key in ((s.data ?? {}) as object))) {
+    problems.push(`Secret ${initdb.secret} with key ${initdb.key} is not rendered`);
   }
   return problems;
 }
@@ -489,6 +634,92 @@ describe("the invariant checks can fail", () => {
     sts.spec.template.spec.containers[0].env.find((e: EnvVar) => e.name === "BANK_NAME").value = "Bank A";
     assert.match((await configProblems(broken)).problems.join("\n"), /bank-a: the chart's env does not load: .*BANK_NAME must match/s);
   });
+  describe("on the bundled PostgreSQL", () => {
+    let pgObjs: K8sObject[] = [];
+    before(() => {
+      pgObjs = render([], ["postgresql.bundled.enabled=true", "gateway.replicas=2"]);
+    });
+    const find = (o: readonly any[], kind: string, name: string): any => o.find((x) => x.kind === kind && x.metadata.name === name);
+    const gatewayEnv = (o: readonly any[]): EnvVar[] => find(o, "StatefulSet", "gateway").spec.template.spec.containers[0].env;
+
+    test("a PostgreSQL policy that lets banks in is caught", () => {
+      const broken = structuredClone(pgObjs) as any[];
+      find(broken, "NetworkPolicy", "postgresql").spec.ingress[0].from.push({ podSelector: { matchLabels: { "paygate.local/role": "bank" } } });
+      const ws = workloads(broken);
+      const pg = ws.find((w) => w.name === "postgresql")!;
+      assert.match(reachProblems(broken, pg, 5432, gatewayLabels(broken)).join("\n"), /allows bank-a/);
+      assert.ok(admits(broken, ws.find((w) => w.name === "bank-a")!, pg, 5432));
+      assert.ok(!admits(pgObjs, workloads(pgObjs).find((w) => w.name === "bank-a")!, workloads(pgObjs).find((w) => w.name === "postgresql")!, 5432));
+    });
+    test("a PostgreSQL without a policy is caught", () => {
+      const broken = pgObjs.filter((o) => !(o.kind === "NetworkPolicy" && o.metadata.name === "postgresql"));
+      assert.match(reachProblems(broken, workloads(broken).find((w) => w.name === "postgresql")!, 5432, gatewayLabels(broken)).join("\n"), /no NetworkPolicy/);
+    });
+    test("a PostgreSQL policy that shuts the gateway out is caught", () => {
+      const broken = structuredClone(pgObjs) as any[];
+      find(broken, "NetworkPolicy", "postgresql").spec.ingress[0].from[0].podSelector.matchLabels["app.kubernetes.io/component"] = "checkout";
+      const ws = workloads(broken);
+      assert.ok(!admits(broken, ws.find((w) => w.name === "gateway")!, ws.find((w) => w.name === "postgresql")!, 5432));
+    });
+    test("a gateway egress policy without port 5432 is caught", () => {
+      const broken = structuredClone(pgObjs) as any[];
+      const np = structuredClone(find(broken, "NetworkPolicy", "gateway"));
+      np.metadata.name = "gateway-egress";
+      np.spec = { podSelector: np.spec.podSelector, policyTypes: ["Egress"], egress: [{ ports: [{ port: 50051, protocol: "TCP" }] }] };
+      broken.push(np);
+      const ws = workloads(broken);
+      assert.ok(!admits(broken, ws.find((w) => w.name === "gateway")!, ws.find((w) => w.name === "postgresql")!, 5432));
+    });
+    test("a password in an env value is caught, literal, from a secretKeyRef, or inside DATABASE_URL", () => {
+      const pw = Buffer.from(find(pgObjs, "Secret", "postgresql").data.password as string, "base64").toString("utf8");
+      const literal = structuredClone(pgObjs) as any[];
+      gatewayEnv(literal).push({ name: "PGPASS", value: pw });
+      assert.match(passwordProblems(literal).join("\n"), /env PGPASS contains the value of Secret postgresql\/password/);
+      const fromRef = structuredClone(pgObjs) as any[];
+      gatewayEnv(fromRef).push({ name: "DATABASE_PASSWORD", valueFrom: { secretKeyRef: { name: "postgresql", key: "password" } } });
+      assert.match(passwordProblems(fromRef).join("\n"), /env DATABASE_PASSWORD comes from Secret postgresql\/password/);
+      const inUrl = structuredClone(pgObjs) as any[];
+      const url = gatewayEnv(inUrl).find((e) => e.name === "DATABASE_URL") as { value: string };
+      url.value = url.value.replace("paygate@", "paygate:hunter2@");
+      assert.match(passwordProblems(inUrl).join("\n"), /DATABASE_URL is a database URL with a password/);
+    });
+    test("a password file outside the mounted Secret, or from another Secret than initdb's, is caught", async () => {
+      const setFile = (o: any[], file: string): void => void ((gatewayEnv(o).find((e) => e.name === "DATABASE_PASSWORD_FILE") as { value: string }).value = file);
+      const outside = structuredClone(pgObjs) as any[];
+      setFile(outside, "/data/password");
+      assert.match((await storeProblems(outside)).join("\n"), /\/data\/password is not in a mounted Secret/);
+      const unprojected = structuredClone(pgObjs) as any[];
+      setFile(unprojected, "/etc/paygate/postgresql/pw");
+      assert.match((await storeProblems(unprojected)).join("\n"), /mounted at \/etc\/paygate\/postgresql projects no pw/);
+      const other = structuredClone(pgObjs) as any[];
+      find(other, "StatefulSet", "gateway").spec.template.spec.volumes.find((v: Volume) => v.name === "postgresql-password").secret.secretName = "paygate-seed";
+      assert.match((await storeProblems(other)).join("\n"), /the gateway reads paygate-seed\/password, initdb postgresql\/password/);
+    });
+    test("a DATABASE_URL that misses the bundled server's Service or its database is caught", async () => {
+      const broken = structuredClone(pgObjs) as any[];
+      const url = gatewayEnv(broken).find((e) => e.name === "DATABASE_URL") as { value: string };
+      url.value = url.value.replace("postgresql.", "postgresql-headless.").replace(/\/paygate$/, "/payments");
+      const problems = (await storeProblems(broken)).join("\n");
+      assert.match(problems, /names postgresql-headless\.paygate\.svc, not the bundled server's Service/);
+      assert.match(problems, /database \/payments, initdb's paygate/);
+    });
+    test("a card key outside a Secret, or not 32 bytes of hex, is caught", async () => {
+      const file = structuredClone(pgObjs) as any[];
+      (gatewayEnv(file).find((e) => e.name === "CARD_SECRET_FILE") as { value: string }).value = "/data/card-secret.key";
+      assert.match((await storeProblems(file)).join("\n"), /the card key: .*\/data\/card-secret.key is not in a mounted Secret/);
+      const short = structuredClone(pgObjs) as any[];
+      find(short, "Secret", "gateway-card-secret").data["card-secret.key"] = Buffer.from("abcd").toString("base64");
+      assert.match((await storeProblems(short)).join("\n"), /is not 32 bytes of hex/);
+      const inEnv = structuredClone(pgObjs) as any[];
+      gatewayEnv(inEnv).push({ name: "CARD_KEY", value: Buffer.from(find(pgObjs, "Secret", "gateway-card-secret").data["card-secret.key"], "base64").toString("utf8") });
+      assert.match(passwordProblems(inEnv).join("\n"), /env CARD_KEY contains the value of Secret gateway-card-secret\/card-secret.key/);
+    });
+    test("two gateway replicas on SQLite are caught", async () => {
+      const broken = structuredClone(objs) as any[];
+      find(broken, "StatefulSet", "gateway").spec.replicas = 2;
+      assert.match((await storeProblems(broken)).join("\n"), /2 gateway replicas on a sqlite store/);
+    });
+  });
   test("a StatefulSet without a claim is caught", () => {
     const broken = structuredClone(objs) as any[];
     delete broken.find((o) => o.kind === "StatefulSet" && o.metadata.name === "bank-b").spec.volumeClaimTemplates;
@@ -507,10 +738,58 @@ describe("values the chart refuses", () => {
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /replica/);
   });
-  test("several gateway replicas without shared idempotency keys", () => {
-    const r = template([], ["gateway.replicas=2", "redis.enabled=false"]);
+  test("several gateway replicas without PostgreSQL", () => {
+    const r = template([], ["gateway.replicas=2"]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /gateway.replicas > 1 needs a shared PostgreSQL store/);
+    // Control: the same with the bundled server renders.
+    assert.equal(template([], ["gateway.replicas=2", "postgresql.bundled.enabled=true"]).status, 0);
+  });
+  test("several gateway replicas on PostgreSQL without shared idempotency keys", () => {
+    const r = template([], ["gateway.replicas=2", "postgresql.bundled.enabled=true", "redis.enabled=false"]);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /needs shared idempotency keys/);
+  });
+  test("a postgresql.url with a password in it, without echoing the password", () => {
+    for (const url of ["postgres://paygate:hunter2secret@db.example.com:5432/paygate", "postgresql://paygate@db.example.com/paygate?password=hunter2secret"]) {
+      const r = template([], [`postgresql.url=${url}`]);
+      assert.notEqual(r.status, 0, url);
+      assert.match(r.stderr, /postgresql.url must not carry a password/);
+      assert.doesNotMatch(r.stderr, /hunter2secret/);
+    }
+  });
+  test("more than one PostgreSQL source", () => {
+    const r = template([], ["postgresql.url=postgres://paygate@db.example.com/paygate", "postgresql.bundled.enabled=true"]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /set only one of url, host and bundled.enabled/);
+  });
+  test("a password Secret or a CA without a database", () => {
+    for (const key of ["existingSecret", "caSecret"]) {
+      const r = template([], [`postgresql.${key}=paygate-db-app`]);
+      assert.notEqual(r.status, 0, key);
+      assert.match(r.stderr, new RegExp(`postgresql.${key} needs postgresql.url or postgresql.host`));
+    }
+  });
+  test("a CA for the postgres.js driver, which would not check it", () => {
+    const r = template([], ["postgresql.host=db.example.com", "postgresql.caSecret=db-ca", "postgresql.driver=postgres"]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /postgresql.caSecret needs postgresql.driver pg/);
+  });
+  test("a heartbeat longer than half the lease", () => {
+    const r = template([], ["postgresql.bundled.enabled=true", "gateway.leaseMs=3000", "gateway.heartbeatIntervalMs=2000"]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /heartbeatIntervalMs must be at most half/);
+  });
+  test("more pooled connections than the bundled server accepts", () => {
+    const r = template([], ["postgresql.bundled.enabled=true", "gateway.replicas=13", "postgresql.poolMax=8"]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /104 connections, more than postgresql.bundled.maxConnections \(100\) minus 3 reserved/);
+    assert.equal(template([], ["postgresql.bundled.enabled=true", "gateway.replicas=12", "postgresql.poolMax=8"]).status, 0);
+  });
+  test("session affinity on the gateway Service (gone: any replica serves any request)", () => {
+    const r = template([], ["gateway.service.sessionAffinity=ClientIP"]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /sessionAffinity/);
   });
   test("a bank the seed does not know", () => {
     const r = runHelm(["template", "paygate", CHART, "--set-json", 'banks=[{"name":"bank-a"},{"name":"bank-b"},{"name":"bank-z"}]']);
@@ -522,6 +801,34 @@ describe("values the chart refuses", () => {
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /seed.content names bank bank-b but banks has no such entry/);
   });
+});
+
+test("the chart's PostgreSQL settings are the code's defaults (config.ts)", async () => {
+  const load = await loadConfigOf("gateway");
+  assert.ok(load);
+  const gateway = workloads(render([], ["postgresql.bundled.enabled=true"])).find((w) => w.name === "gateway")!;
+  const env = envOf(gateway.pod.containers[0]!, "gateway-0");
+  const tunables = ["DATABASE_POOL_MAX", "DATABASE_DRIVER", "DATABASE_STATEMENT_TIMEOUT_MS", "GATEWAY_LEASE_MS", "GATEWAY_HEARTBEAT_INTERVAL_MS"];
+  for (const name of tunables) assert.ok(name in env, `the chart does not set ${name}`);
+  const chart = load(env, "/app").store as Record<string, unknown>;
+  const code = load(Object.fromEntries(Object.entries(env).filter(([k]) => !tunables.includes(k))), "/app").store as Record<string, unknown>;
+  assert.equal(chart.kind, "postgres");
+  for (const key of ["poolMax", "driver", "statementTimeoutMs", "leaseMs", "heartbeatIntervalMs"]) assert.equal(chart[key], code[key], key);
+});
+
+test("a managed PostgreSQL by URL: the URL as given, the password and the CA as files", async () => {
+  const url = "postgres://paygate@db.example.com:5432/paygate?sslmode=verify-full&sslrootcert=/etc/paygate/postgresql-ca/rds-ca.pem";
+  const objs = render([], [`postgresql.url=${url}`, "postgresql.existingSecret=rds-paygate", "postgresql.existingSecretPasswordKey=pw", "postgresql.caSecret=rds-ca", "postgresql.caSecretKey=rds-ca.pem"]);
+  const gateway = workloads(objs).find((w) => w.name === "gateway")!;
+  const env = envOf(gateway.pod.containers[0]!, "gateway-0");
+  assert.equal(env.DATABASE_URL, url);
+  assert.deepEqual(secretFileOf(gateway, gateway.pod.containers[0]!, env.DATABASE_PASSWORD_FILE!), { secret: "rds-paygate", key: "pw" });
+  assert.deepEqual(secretFileOf(gateway, gateway.pod.containers[0]!, "/etc/paygate/postgresql-ca/rds-ca.pem"), { secret: "rds-ca", key: "rds-ca.pem" });
+  assert.ok(!workloads(objs).some((w) => w.name === "postgresql"), "no bundled server");
+  assert.deepEqual(await storeProblems(objs), []);
+  assert.deepEqual(passwordProblems(objs), []);
+  assert.deepEqual(secretProblems(objs, ["rds-paygate", "rds-ca"]), []);
+  for (const o of objs) validateAny(o);
 });
 
 test("without cert-manager, pods use the Secrets named in tls.existingSecrets", () => {
@@ -573,7 +880,7 @@ for (const vc of CASES) {
     });
 
     test("every Secret a pod mounts is issued by a Certificate or created by the chart", () => {
-      assert.deepEqual(secretProblems(objs), []);
+      assert.deepEqual(secretProblems(objs, vc.operatorSecrets), []);
     });
 
     test("certificates carry the identities the code authorizes on", () => {
@@ -632,10 +939,15 @@ for (const vc of CASES) {
         assert.equal(Number(url.port), portNamed(ws.find((w) => w.name === bank)!.pod.containers[0]!, "rpc"));
       }
       for (const w of ws.filter((x) => x.pod.containers.some((y) => serviceOf(y) === "bank"))) {
-        const coordinators = urlMap(envOf(w.pod.containers[0]!, `${w.name}-0`).COORDINATOR_URLS);
-        // Banks route GetDecision by the txn id's prefix, which is the gateway pod name.
-        assert.deepEqual([...coordinators.keys()], Array.from({ length: gateway.replicas }, (_, i) => `gateway-${i}`));
-        for (const url of coordinators.values()) assert.ok(dnsOf("gateway").includes(url.hostname), `gateway certificate lacks ${url.hostname}`);
+        const coordinators = (envOf(w.pod.containers[0]!, `${w.name}-0`).COORDINATOR_URL ?? "").split(",").filter(Boolean).map((u) => new URL(u));
+        assert.ok(coordinators.length >= 1, `${w.name} sets no COORDINATOR_URL`);
+        for (const url of coordinators) {
+          assert.ok(dnsOf("gateway").includes(url.hostname), `gateway certificate lacks ${url.hostname}`);
+          assert.equal(Number(url.port), portNamed(gateway.pod.containers[0]!, "rpc"));
+          // The gateway Service, never one pod: any replica answers GetDecision, so scaling changes no bank's env.
+          const svc = ofKind(objs, "Service").find((x) => url.hostname === `${x.metadata.name}.${NAMESPACE}.svc`);
+          assert.ok(svc && spec(svc).clusterIP !== "None" && selects(spec(svc).selector, gateway.labels), `${w.name} dials ${url.hostname}, not the gateway Service`);
+        }
       }
       const replica = gateway.pod.containers[0]!.env?.find((e) => e.name === "GATEWAY_REPLICA");
       assert.equal(replica?.valueFrom?.fieldRef?.fieldPath, "metadata.name", "GATEWAY_REPLICA must be the pod name");
@@ -647,7 +959,7 @@ for (const vc of CASES) {
       if (gEnv.CREDIT_BUREAU_URL) assert.ok(dnsOf("credit-bureau").includes(new URL(gEnv.CREDIT_BUREAU_URL).hostname));
     });
 
-    test("only the gateway reaches banks, the bureau and Redis", () => {
+    test("only the gateway reaches banks, the bureau, Redis and PostgreSQL", () => {
       const ws = workloads(objs);
       const gateway = ws.find((w) => w.name === "gateway")!;
       const guarded = paygateContainers(objs).filter((x) => x.service === "bank" || x.service === "credit-bureau");
@@ -655,7 +967,32 @@ for (const vc of CASES) {
       const problems = guarded.flatMap(({ w, c }) => reachProblems(objs, w, portNamed(c, "rpc"), gateway.labels));
       const redis = ws.find((w) => w.name === "redis");
       if (redis) problems.push(...reachProblems(objs, redis, 6379, gateway.labels));
+      const pg = ws.find((w) => w.name === "postgresql");
+      if (pg) problems.push(...reachProblems(objs, pg, 5432, gateway.labels));
       assert.deepEqual(problems, []);
+    });
+
+    test("the gateway may reach the bundled PostgreSQL; banks, checkout and the bureau may not", (t) => {
+      const ws = workloads(objs);
+      const pg = ws.find((w) => w.name === "postgresql");
+      if (!pg) return t.diagnostic("no bundled PostgreSQL in this case");
+      assert.ok(admits(objs, ws.find((w) => w.name === "gateway")!, pg, 5432), "gateway -> postgresql:5432 is blocked");
+      const others = paygateContainers(objs).filter((x) => x.service !== "gateway");
+      assert.ok(others.some((x) => x.service === "bank"));
+      for (const { w } of others) assert.ok(!admits(objs, w, pg, 5432), `${w.name} -> postgresql:5432 is allowed`);
+    });
+
+    test("the gateway Service has no session affinity (any replica serves any request)", () => {
+      const svc = ofKind(objs, "Service").find((x) => x.metadata.name === "gateway")!;
+      assert.ok(["None", undefined].includes(spec(svc).sessionAffinity), `sessionAffinity ${spec(svc).sessionAffinity}`);
+    });
+
+    test("the gateway's store: SQLite on its volume, or PostgreSQL with the password in a mounted Secret", async () => {
+      assert.deepEqual(await storeProblems(objs), []);
+    });
+
+    test("no password in any env value or database URL", () => {
+      assert.deepEqual(passwordProblems(objs), []);
     });
 
     test("env, ports and defaults agree with the services' config.ts", async (t) => {
@@ -725,7 +1062,7 @@ for (const vc of CASES) {
     });
 
     test("monitoring objects follow monitoring.enabled and dashboards come from dashboards/*.json", () => {
-      const monitored = vc.files.length === 0;
+      const monitored = vc.monitored;
       assert.equal(ofKind(objs, "ServiceMonitor").length, monitored ? 1 : 0);
       assert.equal(ofKind(objs, "PrometheusRule").length, monitored ? 1 : 0);
       const dashboards = ofKind(objs, "ConfigMap").filter((m) => m.metadata.name.startsWith("paygate-dashboard-"));
@@ -752,12 +1089,12 @@ for (const vc of CASES) {
 
     test("the PrometheusRule is rules/paygate-rules.yaml, verbatim", (t) => {
       const rules = ofKind(objs, "PrometheusRule");
-      if (vc.files.length > 0) return t.diagnostic("monitoring is off in this case");
+      if (!vc.monitored) return t.diagnostic("monitoring is off in this case");
       assert.deepEqual(spec(rules[0]!), parse(readFileSync(join(CHART, "rules/paygate-rules.yaml"), "utf8")));
     });
 
     test("BankDown and GatewayDown match exactly the jobs the ServiceMonitor gives banks and gateways", (t) => {
-      if (vc.files.length > 0) return t.diagnostic("monitoring is off in this case");
+      if (!vc.monitored) return t.diagnostic("monitoring is off in this case");
       assert.deepEqual(downAlertProblems(objs), []);
     });
   });
@@ -816,4 +1153,22 @@ test("banks with any names are still banks to BankDown (job from paygate.local/j
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("webhooks: the chart's schedule is the code's default; the allow-list admits the checkout's receiver only when it is enabled", async () => {
+  const load = await loadConfigOf("gateway");
+  assert.ok(load);
+  const envWith = (set: string[]) => envOf(workloads(render([], set)).find((w) => w.name === "gateway")!.pod.containers[0]!, "gateway-0");
+  const env = envWith([]);
+  const tunables = Object.keys(env).filter((k) => k.startsWith("WEBHOOK_") && k !== "WEBHOOK_ALLOWED_HOSTS");
+  assert.deepEqual(tunables.sort(), ["WEBHOOK_ALLOW_LOOPBACK", "WEBHOOK_CONCURRENCY", "WEBHOOK_GIVE_UP_MS", "WEBHOOK_POLL_MS", "WEBHOOK_RETRY_BASE_MS", "WEBHOOK_RETRY_MAX_MS", "WEBHOOK_TIMEOUT_MS"]);
+  const chart = load(env, "/app").webhooks as Record<string, unknown>;
+  const code = load(Object.fromEntries(Object.entries(env).filter(([k]) => !tunables.includes(k) && k !== "WEBHOOK_ALLOWED_HOSTS")), "/app").webhooks as Record<string, unknown>;
+  for (const key of ["allowLoopback", "timeoutMs", "pollMs", "retryBaseMs", "retryMaxMs", "giveUpMs", "concurrency", "caFile"]) assert.deepEqual(chart[key], code[key], key);
+  assert.deepEqual(chart.allowedHosts, ["checkout.paygate.svc", "checkout.paygate.svc.cluster.local"]);
+  assert.deepEqual(load(envWith(["checkout.enabled=false"]), "/app").webhooks, { ...code, allowedHosts: [] }, "nothing admitted by default");
+  assert.deepEqual((load(envWith(["gateway.webhooks.allowedHosts={hooks.shop.example,*.merchants.example}"]), "/app").webhooks as { allowedHosts: string[] }).allowedHosts, ["hooks.shop.example", "*.merchants.example", "checkout.paygate.svc", "checkout.paygate.svc.cluster.local"]);
+  const bad = runHelm(["template", "paygate", CHART, "--set", "gateway.webhooks.allowedHosts={https://hooks.example/}"]);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /allowedHosts\/0/);
 });

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { AdminService, AuthService, CoordinatorService, PaymentService } from "@paygate/proto/gateway";
+import { AdminService, AuthService, CoordinatorService, PaymentService, WebhookService } from "@paygate/proto/gateway";
 import { LedgerService, ParticipantService } from "@paygate/proto/bank";
 import { refused, rejectsWith, rogueCerts, Stack } from "@paygate/testkit";
 
@@ -41,6 +41,19 @@ describe("access control", () => {
     const alice = stack.client(AdminService, await stack.login("alice"));
     await rejectsWith(alice.deposit({ idempotencyKey: randomUUID(), accountId: "bank-a/1001", amountMinor: 100n, currency: "USD" }), Code.PermissionDenied, "permission_denied");
     await rejectsWith(alice.reconcile({}), Code.PermissionDenied, "permission_denied");
+  });
+
+  test("webhook endpoints: customers and merchants only; with no allow-list (the default) no URL is accepted, not even the gateway's own", async () => {
+    await rejectsWith(stack.client(WebhookService, await stack.login("admin")).listEndpoints({}), Code.PermissionDenied, "permission_denied");
+    await rejectsWith(stack.client(WebhookService).listEndpoints({}), Code.Unauthenticated, "unauthenticated");
+    const shop = stack.client(WebhookService, await stack.login("shop"));
+    for (const url of ["https://shop.example/hook", `${stack.gatewayUrl}/`, "https://127.0.0.1:8443/hook", "https://localhost/hook"]) {
+      await rejectsWith(shop.createEndpoint({ url, eventTypes: ["capture.succeeded"] }), Code.PermissionDenied, "webhook_host_not_allowed");
+    }
+    await rejectsWith(shop.createEndpoint({ url: "http://shop.example/hook", eventTypes: ["capture.succeeded"] }), Code.InvalidArgument, "invalid_webhook_url");
+    assert.deepEqual((await shop.listEndpoints({})).endpoints, []);
+    const alice = stack.client(WebhookService, await stack.login("alice"));
+    assert.deepEqual((await alice.listEndpoints({})).endpoints, []);
   });
 
   test("only banks may ask the coordinator for decisions", async () => {
@@ -93,7 +106,9 @@ describe("access control", () => {
 
   test("repeated login failures lock the login, and sessions expire", async () => {
     const auth = stack.client(AuthService);
-    for (let i = 0; i < 3; i++) await rejectsWith(auth.login({ username: "carol", password: "wrong" }), Code.Unauthenticated, "invalid_credentials");
+    for (let i = 0; i < 2; i++) await rejectsWith(auth.login({ username: "carol", password: "wrong" }), Code.Unauthenticated, "invalid_credentials");
+    // The failure that reaches LOGIN_FAILURES_MAX (3) locks this client out, and says so.
+    await rejectsWith(auth.login({ username: "carol", password: "wrong" }), Code.ResourceExhausted, "login_locked");
     // Locked now, even with the right password.
     await rejectsWith(auth.login({ username: "carol", password: "carol-test-password" }), Code.ResourceExhausted, "login_locked");
     // Unknown users get the same answer as wrong passwords.

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { Code, type Client } from "@connectrpc/connect";
 import { HoldState, LedgerService } from "@paygate/proto/bank";
 import { AdminService, AuthorizationStatus, CardService, PaymentService, SettleItemStatus, type IssueCardResponse } from "@paygate/proto/gateway";
-import { rejectsWith, Stack, type ServiceProcess } from "@paygate/testkit";
+import { authorizeRequest, rejectsWith, Stack, type ServiceProcess } from "@paygate/testkit";
 
 /** Every number and CVC handed out in this file: none may show up in a log line. */
 const secrets: { number: string; cvc: string }[] = [];
@@ -45,17 +45,7 @@ async function issue(c: Ctx, accountId: string, over: Partial<{ number: string; 
   return card;
 }
 
-function authorizeReq(card: IssueCardResponse, amountMinor: bigint, over: Record<string, unknown> = {}) {
-  return {
-    idempotencyKey: randomUUID(),
-    card: { number: card.number, expMonth: card.expMonth, expYear: card.expYear, cvc: card.cvc, cardholderName: "Test Holder" },
-    amountMinor,
-    currency: "USD",
-    merchantReference: `order-${randomUUID().slice(0, 8)}`,
-    merchantAccountId: "bank-b/2003",
-    ...over,
-  };
-}
+const authorizeReq = authorizeRequest;
 
 async function account(c: Ctx, user: string, accountId: string) {
   const res = await (await c.payments(user)).getBalance({ accountId });

@@ -41,6 +41,12 @@ const DICTIONARY = [
   "gateway-0:00000000-0000-4000-8000-000000000000",
   "other-gw:11111111-2222-4333-8444-555555555555",
   "4242424242424242",
+  "https://127.0.0.1:50050/",
+  "https://user:pw@localhost/#x",
+  "capture.succeeded",
+  "transfer.committed",
+  "we_0123456789abcdef01234567",
+  "wd_0123456789abcdef01234567",
   "ABC123",
   "",
   " ",
@@ -90,8 +96,13 @@ export const SAFE_RULES: FieldRules = {
 };
 
 /** Field overrides for one request type (e.g. IssueCard's account must not exist). */
+const NO_SUCH_ACCOUNT = fc.constantFrom("bank-z/1", "bank-a/99999", "", "nope");
+
 export const MESSAGE_RULES: Readonly<Record<string, FieldRules>> = {
-  "paygate.gateway.v1.IssueCardRequest": { accountId: fc.constantFrom("bank-z/1", "bank-a/99999", "", "nope") },
+  "paygate.gateway.v1.IssueCardRequest": { accountId: NO_SUCH_ACCOUNT },
+  // An unlink or a new code for a real account would change who may use it.
+  "paygate.gateway.v1.UnlinkBankAccountRequest": { accountId: NO_SUCH_ACCOUNT },
+  "paygate.gateway.v1.IssueLinkCodeRequest": { accountId: NO_SUCH_ACCOUNT },
 };
 
 function scalarArb(t: ScalarType): fc.Arbitrary<unknown> {

@@ -32,6 +32,8 @@ const CALLER: Readonly<Record<string, { cert: string; user?: string }>> = {
   "paygate.gateway.v1.PaymentService": { cert: "paycli", user: "alice" },
   "paygate.gateway.v1.AdminService": { cert: "admin", user: "admin" },
   "paygate.gateway.v1.CardService": { cert: "checkout", user: "shop" },
+  // No WEBHOOK_ALLOWED_HOSTS here: no URL is admitted, so no case can register an endpoint.
+  "paygate.gateway.v1.WebhookService": { cert: "checkout", user: "shop" },
   "paygate.gateway.v1.CoordinatorService": { cert: "bank-a" },
 };
 
@@ -62,7 +64,8 @@ describe("bad input to every public gateway RPC", () => {
   const tokens = new Map<string, string>();
 
   before(async () => {
-    stack = await Stack.start({ bureau: true, gatewayEnv: { LOGIN_FAILURES_MAX: "1000" } });
+    // Limits high enough that every case reaches the handler's validation (Register and LinkBankAccount count attempts).
+    stack = await Stack.start({ bureau: true, gatewayEnv: { LOGIN_FAILURES_MAX: "1000", REGISTER_RATE_MAX: "1000000", LINK_RATE_MAX: "1000000" } });
     for (const u of ["alice", "admin", "shop"]) tokens.set(u, await stack.login(u));
     // One decided transfer, so a ListTransactions follower gets its response started.
     await stack.client(PaymentService, tokens.get("alice")).transfer({ idempotencyKey: "fuzz-setup", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2002", amountMinor: 1n, currency: "USD" });

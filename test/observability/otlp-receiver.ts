@@ -21,6 +21,8 @@ export interface ReceivedSpan {
   readonly attributes: Readonly<Record<string, AttributeValue>>;
   /** OTLP status code: 0 unset, 1 ok, 2 error. */
   readonly statusCode: number;
+  /** Spans this one links to (a batched call links its items' spans). */
+  readonly links: readonly { readonly traceId: string; readonly spanId: string }[];
 }
 
 export const SPAN_KIND = { internal: 1, server: 2, client: 3 } as const;
@@ -103,7 +105,16 @@ interface JsonRequest {
   resourceSpans?: {
     resource?: { attributes?: JsonKeyValue[] };
     scopeSpans?: {
-      spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind?: number; attributes?: JsonKeyValue[]; status?: { code?: number } }[];
+      spans?: {
+        traceId: string;
+        spanId: string;
+        parentSpanId?: string;
+        name: string;
+        kind?: number;
+        attributes?: JsonKeyValue[];
+        status?: { code?: number };
+        links?: { traceId: string; spanId: string }[];
+      }[];
     }[];
   }[];
 }
@@ -143,6 +154,7 @@ function fromJson(request: JsonRequest): ReceivedSpan[] {
           kind: s.kind ?? 0,
           attributes: jsonAttributes(s.attributes),
           statusCode: s.status?.code ?? 0,
+          links: (s.links ?? []).map((l) => ({ traceId: jsonId(l.traceId, 16), spanId: jsonId(l.spanId, 8) })),
         });
       }
     }
@@ -240,6 +252,11 @@ function fromProtobuf(body: Buffer): ReceivedSpan[] {
           kind: Number(varintOf(sf, 6) ?? 0n),
           attributes: pbAttributes(bytesOf(sf, 9)),
           statusCode: status ? Number(varintOf(fields(status), 3) ?? 0n) : 0,
+          // Span.links = 13; Link.trace_id = 1, Link.span_id = 2.
+          links: bytesOf(sf, 13).map((l) => {
+            const lf = fields(l);
+            return { traceId: bytesOf(lf, 1)[0]?.toString("hex") ?? "", spanId: bytesOf(lf, 2)[0]?.toString("hex") ?? "" };
+          }),
         });
       }
     }

@@ -157,7 +157,7 @@ test(`${COMMITTED.length} committed transfers and 1 declined: the gateway's coun
   assert.deepEqual(await byLabel('sum by (reason) (paygate_transfers_total{outcome="aborted"})', "reason"), { insufficient_funds: 1 });
   // Every transfer that ran 2PC timed each phase once; the replay ran none.
   const runs = COMMITTED.length + 1;
-  assert.deepEqual(await byLabel("sum by (phase) (paygate_2pc_phase_duration_seconds_count)", "phase"), { prepare: runs, decision_log: runs, commit: runs });
+  assert.deepEqual(await byLabel("sum by (phase) (paygate_2pc_phase_duration_seconds_count)", "phase"), { claim: runs, prepare: runs, decision_log: runs, commit: runs });
   assert.deepEqual(await byLabel("sum by (result) (paygate_idempotency_total)", "result"), { miss: runs, hit: 1, conflict: 0, in_flight: 0 });
   assert.deepEqual(await byLabel(`sum by (code) (paygate_rpc_server_requests_total{service="gateway",method="${TRANSFER}"})`, "code"), {
     ok: COMMITTED.length + 1,

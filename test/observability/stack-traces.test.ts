@@ -26,6 +26,7 @@ const ALLOWED_ATTRIBUTES = new Set([
   "paygate.currency",
   "paygate.outcome",
   "paygate.reason",
+  "paygate.batch.size",
 ]);
 
 let receiver: OtlpReceiver;

@@ -12,7 +12,7 @@ import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { file_paygate_bank_v1_bank } from "@paygate/proto/bank";
 import { file_paygate_bureau_v1_bureau } from "@paygate/proto/bureau";
 import { ErrorDetailSchema } from "@paygate/proto/common";
-import { AdminService, AuthService, file_paygate_gateway_v1_gateway, PaymentService, Role } from "@paygate/proto/gateway";
+import { AdminService, AuthService, file_paygate_gateway_v1_gateway, PaymentService, Role, WebhookService } from "@paygate/proto/gateway";
 import { bankIdentity, clientIdentity, createMtlsTransport, errorInfo, GATEWAY_IDENTITY, type AccessRule, type AccessTable } from "@paygate/rpc";
 import { rejectsWith, rogueCerts, Stack, tlsFilesFor } from "@paygate/testkit";
 import { bankAccessTable } from "../../services/bank/src/routes.js";
@@ -55,24 +55,28 @@ const IDENTITIES: readonly Identity[] = [
 
 /**
  * The written policy (DESIGN.md §5), per service so a new method inherits its
- * service's rule. Login is the only public method.
+ * service's rule. Login and Register (sign-up) are the only public methods.
  */
 function policy(service: DescService, method: DescMethod, id: Identity): Outcome {
   if (id.rogue) return "refused";
   const signedIn = id.session === "valid";
   switch (service.typeName) {
     case "paygate.gateway.v1.AuthService":
-      return method.name === "Login" || signedIn ? "allowed" : "denied";
+      return method.name === "Login" || method.name === "Register" || signedIn ? "allowed" : "denied";
     case "paygate.gateway.v1.PaymentService":
       return signedIn ? "allowed" : "denied";
     case "paygate.gateway.v1.AdminService":
       return signedIn && id.roles.includes("admin") ? "allowed" : "denied";
     case "paygate.gateway.v1.CardService":
       return signedIn && id.roles.includes("merchant") ? "allowed" : "denied";
+    case "paygate.gateway.v1.WebhookService":
+      // A merchant's card payments, a paid customer's transfers; an admin has no events of its own.
+      return signedIn && (id.roles.includes("merchant") || id.roles.includes("customer")) ? "allowed" : "denied";
     case "paygate.gateway.v1.CoordinatorService":
       return id.peer.startsWith("spiffe://paygate.local/bank/") ? "allowed" : "denied";
     case "paygate.bank.v1.ParticipantService":
     case "paygate.bank.v1.LedgerService":
+    case "paygate.bank.v1.LinkService":
     case "paygate.bureau.v1.CreditBureauService":
       return id.peer === GATEWAY_IDENTITY ? "allowed" : "denied";
     default:
@@ -110,11 +114,12 @@ describe("security matrix", () => {
   const transports = new Map<string, Transport>();
 
   before(async () => {
-    stack = await Stack.start({ bureau: true, gatewayEnv: { LOGIN_FAILURES_MAX: "3", LOGIN_LOCKOUT_MS: "3000" } });
+    // hooks.invalid never resolves: endpoints can be registered, nothing is ever delivered.
+    stack = await Stack.start({ bureau: true, gatewayEnv: { LOGIN_FAILURES_MAX: "3", LOGIN_LOCKOUT_MS: "3000", WEBHOOK_ALLOWED_HOSTS: "hooks.invalid" } });
     // Expired tokens: log in while the gateway hands out 1 ms sessions, then
     // restart it with the normal lifetime (sessions are durable rows).
     await stack.gateway.restart({ SESSION_TTL_MS: "1" });
-    for (let i = 0; i < 40; i++) expiredTokens.push(await stack.login("carol"));
+    for (let i = 0; i < 64; i++) expiredTokens.push(await stack.login("carol"));
     await stack.gateway.restart();
     for (const u of ["alice", "bob", "shop", "admin"]) tokens.set(u, await stack.login(u));
     revokedToken = await stack.login("carol");
@@ -227,6 +232,25 @@ describe("security matrix", () => {
     await stack.assertConserved();
   });
 
+  test("what a stranger learns from linking: a wrong code, a wrong name, an unknown account, another's account and an unknown bank answer exactly alike", async () => {
+    const stranger = stack.client(PaymentService, tokens.get("bob"));
+    const tries = [
+      { accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode: "WRONG-CODE-0001" }, // a real, unlinked account; a wrong code
+      { accountId: "bank-a/1004", holderName: "Someone Else", linkCode: "DANA-TEST-LINK-A" }, // the right code, a wrong name
+      { accountId: "bank-a/9999", holderName: "Dana Newcomer", linkCode: "DANA-TEST-LINK-A" }, // no such account
+      { accountId: "bank-a/1001", holderName: "Alice", linkCode: "DANA-TEST-LINK-A" }, // alice's
+      { accountId: "bank-z/1004", holderName: "Dana Newcomer", linkCode: "DANA-TEST-LINK-A" }, // no such bank
+    ];
+    const answers = [];
+    for (const req of tries) answers.push(await rejectsWith(stranger.linkBankAccount(req), Code.FailedPrecondition, "link_failed"));
+    for (const a of answers) assert.deepEqual(a, answers[0], "every refusal reads the same: code, reason, message, metadata");
+    assert.deepEqual(answers[0]!.metadata, {});
+    // The failures made it nobody's, and its holder still links it.
+    const carol = stack.client(PaymentService, await stack.login("carol"));
+    assert.equal((await carol.linkBankAccount({ accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode: "DANA-TEST-LINK-A" })).account?.ownerUserId, "carol");
+    await rejectsWith(stranger.getBalance({ accountId: "bank-a/1004" }), Code.PermissionDenied, "not_account_owner");
+  });
+
   test("an expired session says session_expired once, then it is gone", async () => {
     const t = expiredTokens.pop()!;
     const client = stack.client(PaymentService, t);
@@ -251,13 +275,38 @@ describe("security matrix", () => {
     await stack.assertConserved();
   });
 
+  test("webhooks: another user's endpoint or delivery answers exactly like an unknown one, and is left untouched", async () => {
+    const alice = stack.client(WebhookService, tokens.get("alice"));
+    const bob = stack.client(WebhookService, tokens.get("bob"));
+    const { endpoint } = await alice.createEndpoint({ url: "https://hooks.invalid/alice", eventTypes: ["transfer.committed"] });
+    const id = endpoint!.endpointId;
+    const unknown = "we_ffffffffffffffffffffffff";
+    const same = (theirs: { message: string; metadata: Record<string, string> }, none: { message: string; metadata: Record<string, string> }) =>
+      assert.deepEqual(JSON.parse(JSON.stringify(theirs).replaceAll(id, "ID")), JSON.parse(JSON.stringify(none).replaceAll(unknown, "ID")));
+    for (const call of [
+      (endpointId: string) => bob.deleteEndpoint({ endpointId }),
+      (endpointId: string) => bob.rollSecret({ endpointId }),
+      (endpointId: string) => bob.listDeliveries({ endpointId }),
+    ]) {
+      same(await rejectsWith(call(id), Code.NotFound, "endpoint_not_found"), await rejectsWith(call(unknown), Code.NotFound, "endpoint_not_found"));
+    }
+    assert.deepEqual((await bob.listEndpoints({})).endpoints, []);
+    assert.deepEqual((await alice.listEndpoints({})).endpoints.map((e) => e.endpointId), [id], "alice's endpoint is still there");
+    await rejectsWith(bob.getDelivery({ deliveryId: "wd_ffffffffffffffffffffffff" }), Code.NotFound, "delivery_not_found");
+    await rejectsWith(alice.createEndpoint({ url: "https://hooks.example/", eventTypes: ["transfer.committed"] }), Code.PermissionDenied, "webhook_host_not_allowed");
+    await rejectsWith(alice.createEndpoint({ url: `${stack.gatewayUrl}/`, eventTypes: ["transfer.committed"] }), Code.PermissionDenied, "webhook_host_not_allowed");
+    await alice.deleteEndpoint({ endpointId: id });
+  });
+
   test("login lockout: repeated failures lock one user (even with the right password), others are unaffected, the lock expires", async () => {
     const admin = stack.client(AdminService, tokens.get("admin"));
     const username = `victim-${randomUUID().slice(0, 8)}`;
     const password = "correct horse battery staple";
     await admin.createUser({ username, password, roles: [Role.CUSTOMER], displayName: "Victim" });
     const auth = stack.client(AuthService);
-    for (let i = 0; i < 3; i++) await rejectsWith(auth.login({ username, password: `wrong-${i}` }), Code.Unauthenticated, "invalid_credentials");
+    for (let i = 0; i < 2; i++) await rejectsWith(auth.login({ username, password: `wrong-${i}` }), Code.Unauthenticated, "invalid_credentials");
+    // The failure that reaches LOGIN_FAILURES_MAX (3) already answers with the lock; then even the right password is locked out.
+    await rejectsWith(auth.login({ username, password: "wrong-2" }), Code.ResourceExhausted, "login_locked");
     const locked = await rejectsWith(auth.login({ username, password }), Code.ResourceExhausted, "login_locked");
     assert.ok(Number(locked.metadata.retry_after_ms) > 0, "the lock says when to retry");
     // Another user logs in normally; an unknown user gets the same answer as a wrong password.

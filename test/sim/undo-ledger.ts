@@ -51,6 +51,13 @@ export function createUndoLedger(): MemoryLedger {
     lastEntry: (id) => entries.findLast((e) => e.accountId === id),
     txn: (id) => txns.get(id)?.txn,
     txnLegs: (id) => [...(txns.get(id)?.legs ?? [])],
+    preparedCreditMinor(accountId) {
+      let sum = 0n;
+      for (const { txn, legs } of txns.values()) {
+        if (txn.state === "PREPARED") for (const l of legs) if (l.accountId === accountId && l.direction === "credit") sum += l.amountMinor;
+      }
+      return sum;
+    },
     insertTxn(txn, legs) {
       if (txns.has(txn.txnId)) throw new Error(`UNIQUE constraint: txn ${txn.txnId}`);
       restore(txns, txn.txnId);
@@ -107,6 +114,10 @@ export function createUndoLedger(): MemoryLedger {
         for (let i = log.length - 1; i >= 0; i--) log[i]!();
         throw e;
       }
+    },
+    // The simulation never links accounts (its seeds have owners): a link rule reaching this ledger is a bug.
+    transactLinks() {
+      throw new Error("the simulation does not link accounts");
     },
     entries: (id) => entries.filter((e) => e.accountId === id),
     hold: (id) => holds.get(id),

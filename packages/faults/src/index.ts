@@ -8,10 +8,15 @@ export const faultPoints = [
   "bank.after_prepare_logged", // PREPARED is durable, the YES vote is not sent
   "bank.before_commit_apply", // Commit arrived, nothing applied yet
   "bank.after_commit_applied", // applied durably, the ack is not sent
+  "bank.after_link_verified", // the account is durably the caller's at the bank, the answer is not sent
   // gateway (coordinator)
   "gateway.after_votes_before_decision", // every vote is YES, no decision logged
   "gateway.after_commit_logged", // COMMIT is durable, no Commit sent yet
   "gateway.after_abort_logged", // ABORT is durable, no Abort sent yet
+  "gateway.after_link_verified", // the bank linked the account, the directory does not have it yet
+  "gateway.after_link_recorded", // the directory has it, the caller is not answered yet
+  "gateway.webhook_before_send", // a delivery is claimed, nothing sent
+  "gateway.webhook_after_response", // the receiver answered 2xx, the attempt is not recorded
 ] as const;
 
 export type FaultPoint = (typeof faultPoints)[number];

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ErrorDetailSchema } from "@paygate/proto/common";
-import { errorInfo, errorTable, isReason, rejection } from "./errors.js";
+import { REASONS } from "@paygate/vocab";
+import { errorInfo, errorTable, internalError, isExpectedError, isReason, rejection } from "./errors.js";
 
 test("every reason maps to a code and survives a round trip as a detail", () => {
   for (const reason of Object.keys(errorTable)) {
@@ -32,4 +33,19 @@ test("decline reasons use the codes clients branch on", () => {
 test("errors without a detail get a reason from their code", () => {
   assert.equal(errorInfo(new Error("boom")).reason, "internal");
   assert.equal(errorInfo(new ConnectError("x", Code.DeadlineExceeded)).reason, "deadline_exceeded");
+});
+
+test("the table maps exactly the shared vocabulary's reasons", () => {
+  assert.deepEqual(Object.keys(errorTable).sort(), [...REASONS].sort());
+});
+
+test("only our own rejections and the detail-less call outcomes count as expected", () => {
+  assert.ok(isExpectedError(rejection("insufficient_funds", "no")));
+  assert.ok(isExpectedError(rejection("internal", "bank answered nonsense")));
+  assert.ok(isExpectedError(internalError("id-1")));
+  for (const code of [Code.Canceled, Code.DeadlineExceeded, Code.Unimplemented]) assert.ok(isExpectedError(new ConnectError("x", code)), Code[code]);
+  for (const e of [new Error("SQLITE_BUSY"), new TypeError("x is undefined"), new ConnectError("connect ECONNREFUSED 10.0.0.1:7001", Code.Unavailable), new ConnectError("boom", Code.Internal), "a string"]) {
+    assert.ok(!isExpectedError(e), String(e));
+  }
+  assert.deepEqual(errorInfo(internalError("id-1")).metadata, { correlation_id: "id-1" });
 });

@@ -1,8 +1,9 @@
 // Server interceptors shared by every service. Index 0 is outermost:
 //   [createLoggingInterceptor(log), createAccessInterceptor(table, authenticate)]
-import { createContextKey, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, createContextKey, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
 import { isSpanContextValid, trace } from "@opentelemetry/api";
-import { errorInfo, rejection } from "./errors.js";
+import { errorInfo, internalError, isExpectedError, rejection } from "./errors.js";
 import { peerKey } from "./identity.js";
 import type { Logger } from "./logger.js";
 
@@ -32,7 +33,42 @@ function traceIdOf(header: Headers): string | undefined {
   return m?.[1];
 }
 
-/** One JSON line per call: method, caller, peer, ip, request facts, outcome, duration. */
+function causeOf(e: unknown): Record<string, unknown> {
+  if (!(e instanceof Error)) return { message: String(e) };
+  const code = (e as { code?: unknown }).code;
+  return { name: e.name, message: e.message, ...(code !== undefined ? { code: String(code) } : {}), stack: e.stack };
+}
+
+/**
+ * One JSON line per call: method, caller, peer, ip, request facts, outcome, duration.
+ *
+ * It is also where an unexpected failure stops: the caller gets internalError
+ * (a generic message and a fresh correlation id), the line gets the cause and
+ * the same id, at level error. Interceptors outside this one (tracing) see
+ * only what the caller sees.
+ */
+/**
+ * For a streaming method connect-es decodes the request inside the handler,
+ * so a malformed one fails here rather than before the interceptors: a
+ * detail-less invalid_argument of its own ("protocol error: promised 9 bytes,
+ * received 2", "cannot decode message ... from JSON"), or — its 2.1.2 defect —
+ * `internal` for binary it cannot parse ("parse binary: ...") or a compressed
+ * envelope it cannot decompress, or an envelope longer than readMaxBytes. All are the
+ * caller's bad input and get invalid_argument with a typed detail. (Unary
+ * calls are decoded before any interceptor: test/fuzz/known-defects.test.ts.)
+ * Our own rejections always carry a detail, so none of them is taken for one.
+ */
+function malformedRequest(thrown: unknown): ConnectError | undefined {
+  if (!(thrown instanceof ConnectError) || isExpectedError(thrown)) return undefined;
+  const e: ConnectError = thrown;
+  const decoding =
+    e.code === Code.InvalidArgument ||
+    (e.code === Code.ResourceExhausted && /larger than configured readMaxBytes/.test(e.rawMessage)) ||
+    (e.code === Code.Internal && /^(parse binary: |received compressed envelope, but do not know how to decompress)/.test(e.rawMessage));
+  if (!decoding) return undefined;
+  return rejection("invalid_argument", `the request could not be decoded: ${e.rawMessage.slice(0, 200)}`, { field: "body" });
+}
+
 export function createLoggingInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
@@ -45,10 +81,11 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
         if (v !== undefined && v !== "" && v !== 0n) fields[f] = typeof v === "bigint" ? v.toString() : v;
       }
     }
-    const line = (code: string, reason: string | undefined) => {
+    const line = (code: string, reason: string | undefined, unexpected?: { correlationId: string; err: Record<string, unknown> }) => {
       const peer = req.contextValues.get(peerKey);
       const caller = req.contextValues.get(callerKey);
-      logger.info(
+      (unexpected ? logger.error : logger.info).call(
+        logger,
         {
           method: `${req.service.typeName}/${req.method.name}`,
           caller: caller?.userId,
@@ -59,18 +96,30 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
           reason,
           durationMs: Math.round((performance.now() - started) * 1000) / 1000,
           traceId: traceIdOf(req.header),
+          ...unexpected,
         },
         "rpc",
       );
+    };
+    /** Logs the failure; returns what the caller may see of it. */
+    const failed = (thrown: unknown): unknown => {
+      // The call's own signal aborted (the client left, the server is closing): a cancellation, not a fault.
+      const aborted = thrown instanceof Error && (thrown.name === "AbortError" || thrown.name === "TimeoutError") ? ConnectError.from(thrown) : thrown;
+      const e = malformedRequest(aborted) ?? aborted;
+      if (isExpectedError(e)) {
+        const info = errorInfo(e);
+        line(codeName(info.code), info.reason);
+        return e;
+      }
+      const correlationId = randomUUID();
+      line("internal", "internal", { correlationId, err: causeOf(e) });
+      return internalError(correlationId);
     };
     let res: UnaryResponse | StreamResponse;
     try {
       res = await next(req);
     } catch (e) {
-      const info = errorInfo(e);
-      line(codeName(info.code), info.reason);
-      if (info.reason === "internal") logger.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), method: req.method.name }, "internal error");
-      throw e;
+      throw failed(e);
     }
     if (!res.stream) {
       line("ok", undefined);
@@ -84,9 +133,7 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
           yield* inner;
           line("ok", undefined);
         } catch (e) {
-          const info = errorInfo(e);
-          line(codeName(info.code), info.reason);
-          throw e;
+          throw failed(e);
         }
       })(),
     };

@@ -3,8 +3,10 @@
 // the paygate CA, rotated certificate files picked up without a restart.
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { fromJsonString, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { rejection } from "./errors.js";
 import { peerContextValues } from "./identity.js";
 import { loadTls, watchTls, type TlsFiles } from "./tls.js";
 import type { Logger } from "./logger.js";
@@ -30,7 +32,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const { logger } = options;
   const material = loadTls(options.tls);
   const handler = connectNodeAdapter({
-    routes: options.routes,
+    routes: (router) => options.routes(strictJsonRouter(router)),
     interceptors: options.interceptors,
     contextValues: peerContextValues,
     readMaxBytes: options.readMaxBytes ?? 1024 * 1024,
@@ -81,4 +83,70 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       clearTimeout(timer);
     },
   };
+}
+
+// ---- unknown fields in JSON requests
+
+/** "cannot decode message paygate.x.v1.Y from JSON: key \"bogus\" is unknown" (@bufbuild/protobuf's wording). */
+const UNKNOWN_KEY = /^cannot decode (?:message )?(\S+) from JSON: key "(.*)" is unknown$/;
+
+/**
+ * JSON options for one method's requests that refuse unknown keys with a
+ * typed invalid_argument naming the key. connect-es parses a unary body
+ * before any interceptor runs and answers a parse error with a bare
+ * InvalidArgument; the text decoder is the one hook that runs during that
+ * parse, and a ConnectError thrown from it reaches the caller unchanged. So the
+ * decoder parses strictly (a second parse, JSON requests only) and otherwise
+ * leaves the parse to connect-es as before. Binary requests are untouched:
+ * skipping unknown fields is how protobuf lets schemas evolve.
+ */
+function strictJsonOptions(input: DescMessage) {
+  const utf8 = new TextDecoder();
+  return {
+    textDecoder: {
+      decode(bytes?: Uint8Array): string {
+        const text = utf8.decode(bytes);
+        try {
+          fromJsonString(input, text, { ignoreUnknownFields: false });
+        } catch (e) {
+          const m = e instanceof Error ? UNKNOWN_KEY.exec(e.message) : null;
+          if (m) throw rejection("invalid_argument", `unknown field "${m[2]}" in ${m[1]}`, { field: m[2] ?? "" });
+          // Anything else (bad JSON, a wrong type) connect-es reports in its own parse.
+        }
+        return text;
+      },
+    },
+  };
+}
+
+/**
+ * The router handed to a service's routes: each method registered on its own
+ * (router.rpc), so each gets JSON options that know its request type.
+ * Methods a service leaves out answer Unimplemented, as router.service does.
+ */
+function strictJsonRouter(router: ConnectRouter): ConnectRouter {
+  type Options = Parameters<ConnectRouter["rpc"]>[2];
+  const register = (method: DescMethod, impl: unknown, options: Options) =>
+    router.rpc(method, impl as never, { ...options, jsonOptions: { ...options?.jsonOptions, ...strictJsonOptions(method.input) } });
+  const strict: ConnectRouter = {
+    handlers: router.handlers,
+    service(service, implementation, options) {
+      for (const method of service.methods) {
+        const fn = (implementation as Record<string, unknown>)[method.localName];
+        const impl =
+          typeof fn === "function"
+            ? fn.bind(implementation)
+            : () => {
+                throw new ConnectError(`${service.typeName}.${method.name} is not implemented`, Code.Unimplemented);
+              };
+        register(method, impl, options);
+      }
+      return strict;
+    },
+    rpc(method, impl, options) {
+      register(method, impl, options);
+      return strict;
+    },
+  };
+  return strict;
 }

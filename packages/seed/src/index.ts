@@ -2,9 +2,19 @@
 // opening balances. Each bank loads only its own accounts at first start; the
 // gateway loads users and the account directory. After that, each service's
 // own database is the truth and the file is not read again.
+//
+// An account may belong to no gateway user yet (no `owner`): the bank knows
+// its holder (`holder`, the name) and may have given the holder a
+// `link_code`, with which they link it to the user they sign up as
+// (DESIGN.md §11). The gateway leaves such accounts out of its directory; the
+// bank keeps only a hash of the code.
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import { parseCurrency, AMOUNT_MINOR_MAX } from "@paygate/money";
+import { ACCOUNT_ID_PATTERN, checkHolderNameShape, normalizeLinkCode } from "@paygate/vocab";
+
+// The seed names accounts by the same rule as every request does (group 1 is the bank).
+export { ACCOUNT_ID_PATTERN };
 
 export type SeedRole = "customer" | "merchant" | "admin";
 
@@ -21,9 +31,14 @@ export interface SeedUser {
 export interface SeedAccount {
   readonly id: string;
   readonly bank: string;
+  /** The gateway user it belongs to; "" = nobody yet (a holder who may link it). */
   readonly owner: string;
   readonly currency: string;
   readonly openingMinor: bigint;
+  /** The holder's name as the bank knows it ("" = not recorded). */
+  readonly holder: string;
+  /** The code the bank gave the holder for linking (only for an account without owner). */
+  readonly linkCode?: string;
 }
 
 export interface Seed {
@@ -36,7 +51,6 @@ export class SeedError extends Error {
   override name = "SeedError";
 }
 
-export const ACCOUNT_ID_PATTERN = /^([a-z][a-z0-9-]{0,30})\/(\d{1,12})$/;
 export const USER_ID_PATTERN = /^[a-z][a-z0-9_-]{0,63}$/;
 const ROLES: readonly SeedRole[] = ["customer", "merchant", "admin"];
 
@@ -81,14 +95,26 @@ export function parseSeed(text: string, source = "seed"): Seed {
     if (seen.has(id)) problems.push(`accounts[${i}].id: duplicate ${id}`);
     seen.add(id);
     const owner = String(r.owner ?? "");
-    if (!userIds.has(owner)) problems.push(`accounts[${i}].owner: unknown user ${JSON.stringify(owner)}`);
+    const holder = r.holder === undefined ? "" : String(r.holder);
+    const linkCode = r.link_code === undefined ? undefined : String(r.link_code);
+    if (owner !== "" && !userIds.has(owner)) problems.push(`accounts[${i}].owner: unknown user ${JSON.stringify(owner)}`);
+    if (owner === "" && holder === "") problems.push(`accounts[${i}]: an owner (a user id) or, for an account nobody has linked yet, a holder name`);
+    if (holder !== "") {
+      const problem = checkHolderNameShape(holder);
+      if (problem) problems.push(`accounts[${i}].holder: ${problem.replace("holder_name ", "")}`);
+    }
+    if (linkCode !== undefined) {
+      if (owner !== "") problems.push(`accounts[${i}].link_code: only for an account without an owner (it is how the holder links it)`);
+      if (holder === "") problems.push(`accounts[${i}].link_code: needs the holder's name (holder), which linking checks too`);
+      if (normalizeLinkCode(linkCode) === undefined) problems.push(`accounts[${i}].link_code: 8 to 32 letters and digits (dashes and spaces allowed)`);
+    }
     const currency = String(r.currency ?? "");
     if (!parseCurrency(currency)) problems.push(`accounts[${i}].currency: three capital letters, got ${JSON.stringify(currency)}`);
     const opening = String(r.opening_minor ?? "0");
     let openingMinor = 0n;
     if (!/^\d+$/.test(opening) || BigInt(opening) > AMOUNT_MINOR_MAX) problems.push(`accounts[${i}].opening_minor: a whole number of minor units >= 0`);
     else openingMinor = BigInt(opening);
-    accounts.push({ id, bank, owner, currency, openingMinor });
+    accounts.push({ id, bank, owner, currency, openingMinor, holder, ...(linkCode !== undefined ? { linkCode } : {}) });
   }
   if (problems.length > 0) throw new SeedError(`${source}: invalid seed:\n  - ${problems.join("\n  - ")}`);
   return { banks, users, accounts };

@@ -1,9 +1,9 @@
 // Connect interceptors for metrics and traces, server and client side.
 // Streaming calls are counted, timed and their spans ended when the stream
 // completes, not when the handler returns the iterable.
-import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from "@opentelemetry/api";
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Link, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import type { Metrics } from "./metrics.js";
 import { noopTracer } from "./tracing.js";
@@ -172,11 +172,39 @@ export function createTraceServerInterceptor(tracer: Tracer): Interceptor {
 }
 
 /** Client side: a CLIENT span, child of the active span, with its `traceparent` sent in the request headers. */
+/**
+ * A call that carries many callers' items (PrepareBatch, CommitBatch): the
+ * span of each item, in its own caller's trace. The call's own span is then a
+ * root with a link to every item span, so the one payment an on-call engineer
+ * follows shows its participant call under load too, and the batch shows whom
+ * it served.
+ */
+export const batchItemSpansKey = createContextKey<readonly Span[]>([], { description: "spans of a batched call's items" });
+
+/**
+ * For a batched call: one CLIENT span per item, each a child of the context it
+ * was submitted in (its transfer's). End them with the returned function once
+ * the batch answered. Nothing when tracing is off.
+ */
+export function startBatchItemSpans(tracer: Tracer, name: string, itemContexts: readonly Context[]): { readonly spans: readonly Span[]; end(err?: unknown): void } {
+  if (tracer === noopTracer || itemContexts.length === 0) return { spans: [], end: () => {} };
+  const spans = itemContexts.map((ctx) => tracer.startSpan(`${name} item`, { kind: SpanKind.CLIENT, attributes: { "paygate.batch.size": itemContexts.length } }, ctx));
+  return {
+    spans,
+    end(err?: unknown) {
+      for (const span of spans) endSpan(span, err === undefined ? undefined : clientCode(err), err !== undefined);
+    },
+  };
+}
+
 export function createTraceClientInterceptor(tracer: Tracer): Interceptor {
   if (tracer === noopTracer) return (next) => next;
   return (next) => (req) => {
-    const parent = context.active();
-    const span = tracer.startSpan(rpcMethodName(req), { kind: SpanKind.CLIENT, attributes: rpcAttributes(req) }, parent);
+    const items = req.contextValues.get(batchItemSpansKey);
+    // A batch belongs to no single trace: a root span linked to each item's span.
+    const parent = items.length > 0 ? ROOT_CONTEXT : context.active();
+    const links: Link[] = items.map((s) => ({ context: s.spanContext() }));
+    const span = tracer.startSpan(rpcMethodName(req), { kind: SpanKind.CLIENT, attributes: rpcAttributes(req), links }, parent);
     const ctx = trace.setSpan(parent, span);
     propagator.inject(ctx, req.header, headerSetter);
     return around(

@@ -149,3 +149,32 @@ test("bank metrics: ledger.post counts entries and volume; fsync timer observes 
   assert.equal(await value(registry, "paygate_bank_held_minor", { ...s, currency: "EUR" }), 10);
   assert.equal(await value(registry, "paygate_bank_sqlite_bytes", s), 4096);
 });
+
+test("gateway metrics: webhook gauges come from one store probe per scrape (the last figures if it fails); attempts start at zero per outcome", async () => {
+  const { registry } = createMetrics("gateway", { defaultMetrics: false });
+  let calls = 0;
+  let sample: { backlog: number; oldestPendingAgeSeconds: number } | Error = { backlog: 4, oldestPendingAgeSeconds: 61.5 };
+  const g = createGatewayMetrics(registry, {
+    webhooks: async () => {
+      calls += 1;
+      if (sample instanceof Error) throw sample;
+      return sample;
+    },
+  });
+  const text = await registry.metrics();
+  assert.equal(calls, 1);
+  assert.match(text, /^paygate_webhook_backlog\{service="gateway"\} 4$/m);
+  assert.match(text, /^paygate_webhook_oldest_pending_age_seconds\{service="gateway"\} 61.5$/m);
+  for (const outcome of ["delivered", "retry", "failed"]) assert.match(text, new RegExp(`^paygate_webhook_attempts_total\\{outcome="${outcome}",service="gateway"\\} 0$`, "m"));
+  assert.match(text, /^paygate_webhook_attempt_duration_seconds_count\{service="gateway"\} 0$/m);
+  sample = new Error("store unreachable");
+  assert.match(await registry.metrics(), /^paygate_webhook_backlog\{service="gateway"\} 4$/m);
+  g.webhookAttempts.inc({ outcome: "retry" });
+  g.webhookAttemptDuration.observe(0.02);
+  assert.equal(await value(registry, "paygate_webhook_attempts_total", { service: "gateway", outcome: "retry" }), 1);
+  assert.equal(await value(registry, "paygate_webhook_attempt_duration_seconds_bucket", { service: "gateway", le: "0.025" }), 1);
+  assert.equal(calls, 4);
+  const bare = createMetrics("gateway", { defaultMetrics: false });
+  createGatewayMetrics(bare.registry);
+  assert.match(await bare.registry.metrics(), /^paygate_webhook_backlog\{service="gateway"\} 0$/m, "exists without a probe");
+});

@@ -124,8 +124,33 @@ function plainHistogram(h: Histogram<string>, bound: LabelSet = {}): PlainHistog
 
 // ------------------------------------------------------------------ gateway
 
+/**
+ * Two gauges read from one probe per scrape: the first gauge's collect starts
+ * it (registration order), the second reuses it and ends the scrape's share.
+ * A probe that fails keeps the last figures: the store's own alerts say why.
+ */
+function scrapeProbe<T>(probe: () => T | Promise<T>, initial: T): { read(): Promise<T>; readLast(): Promise<T> } {
+  let sample: Promise<T> | undefined;
+  let last = initial;
+  const read = (): Promise<T> =>
+    (sample ??= Promise.resolve()
+      .then(() => probe())
+      .then(
+        (s) => (last = s),
+        () => last,
+      ));
+  return {
+    read,
+    async readLast() {
+      const s = await read();
+      sample = undefined;
+      return s;
+    },
+  };
+}
+
 export type TransferLabels = { outcome: "committed" } | { outcome: "aborted"; reason: string };
-export type TwoPcPhase = "prepare" | "decision_log" | "commit";
+export type TwoPcPhase = "claim" | "prepare" | "decision_log" | "commit";
 export type IdempotencyResult = "hit" | "miss" | "conflict" | "in_flight";
 export type CardAuthorizationLabels = { outcome: "approved" } | { outcome: "declined"; code: string };
 
@@ -136,11 +161,24 @@ export interface InDoubtSample {
   readonly oldestAgeSeconds: number;
 }
 
+export interface WebhookBacklogSample {
+  /** Deliveries waiting (PENDING). */
+  readonly backlog: number;
+  /** Age of the oldest undelivered event (0 when none). */
+  readonly oldestPendingAgeSeconds: number;
+}
+
+export type WebhookAttemptOutcome = "delivered" | "retry" | "failed";
+/** 10 ms .. 30 s: a local receiver answers in milliseconds, a stuck one runs into the timeout (5 s by default). */
+export const WEBHOOK_ATTEMPT_BUCKETS: readonly number[] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
 export interface GatewayMetricsOptions {
+  /** Read at every scrape (the webhook store's stats); without it both webhook gauges read 0. */
+  readonly webhooks?: () => WebhookBacklogSample | Promise<WebhookBacklogSample>;
   /** Exported as paygate_2pc_prepare_timeout_seconds so alert rules can scale with it. */
   readonly prepareTimeoutMs?: number;
   /** Read at every scrape; without it, set inDoubtTransactions/inDoubtOldestAgeSeconds yourself. */
-  readonly inDoubt?: () => InDoubtSample;
+  readonly inDoubt?: () => InDoubtSample | Promise<InDoubtSample>;
   /** The configured participants: their per-bank series start at 0 instead of appearing on the first event. */
   readonly banks?: readonly string[];
 }
@@ -148,7 +186,7 @@ export interface GatewayMetricsOptions {
 export interface GatewayMetrics {
   /** paygate_transfers_total{outcome,reason}: one per finished transfer; reason from the error table (participant_timeout = timed out). */
   readonly transfers: LabeledCounter<TransferLabels>;
-  /** paygate_2pc_phase_duration_seconds{phase}: prepare = all votes in; decision_log = the durable decision write; commit = all acks. */
+  /** paygate_2pc_phase_duration_seconds{phase}: claim = the durable idempotency claim; prepare = all votes in; decision_log = the durable decision write; commit = all acks (behind the reply). */
   readonly phaseDuration: LabeledHistogram<{ phase: TwoPcPhase }>;
   /** paygate_2pc_in_doubt_transactions */
   readonly inDoubtTransactions: PlainGauge;
@@ -170,6 +208,10 @@ export interface GatewayMetrics {
   readonly settlementLagSeconds: PlainHistogram;
   /** paygate_reconcile_conserved: 1 after a reconcile that proved conservation, 0 after one that did not; absent before the first. */
   readonly reconcileConserved: { set(conserved: boolean): void };
+  /** paygate_webhook_attempts_total{outcome}: each recorded delivery attempt (retry = failed, tried again later; failed = given up). */
+  readonly webhookAttempts: LabeledCounter<{ outcome: WebhookAttemptOutcome }>;
+  /** paygate_webhook_attempt_duration_seconds: each attempt, from sending to the answer (or the timeout). */
+  readonly webhookAttemptDuration: PlainHistogram;
 }
 
 export function createGatewayMetrics(registry: Registry, options: GatewayMetricsOptions = {}): GatewayMetrics {
@@ -188,19 +230,16 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
     buckets: [...RPC_DURATION_BUCKETS],
     registers,
   });
-  for (const p of ["prepare", "decision_log", "commit"] as const) phase.zero({ phase: p });
+  for (const p of ["claim", "prepare", "decision_log", "commit"] as const) phase.zero({ phase: p });
 
-  const inDoubt = options.inDoubt;
-  let sample: InDoubtSample | undefined;
+  const inDoubt = options.inDoubt && scrapeProbe(options.inDoubt, { count: 0, oldestAgeSeconds: 0 });
   const inDoubtCount = new Gauge({
     name: "paygate_2pc_in_doubt_transactions",
     help: "Transactions started but not yet resolved (committed or aborted) at every participant.",
     registers,
     ...(inDoubt && {
-      collect(this: Gauge) {
-        // Both in-doubt gauges come from one probe call; this one runs first (registration order).
-        sample = inDoubt();
-        this.set(sample.count);
+      async collect(this: Gauge) {
+        this.set((await inDoubt.read()).count);
       },
     }),
   });
@@ -209,9 +248,8 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
     help: "Age of the oldest in-doubt transaction; 0 when there is none.",
     registers,
     ...(inDoubt && {
-      collect(this: Gauge) {
-        this.set((sample ?? inDoubt()).oldestAgeSeconds);
-        sample = undefined;
+      async collect(this: Gauge) {
+        this.set((await inDoubt.readLast()).oldestAgeSeconds);
       },
     }),
   });
@@ -238,6 +276,27 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
   const conservedGauge = () =>
     (conserved ??= new Gauge({ name: "paygate_reconcile_conserved", help: "1 if the last reconcile proved sum(balances) = sum(deposits), 0 if not; absent before the first.", registers }));
 
+  const webhooks = scrapeProbe(options.webhooks ?? (() => ({ backlog: 0, oldestPendingAgeSeconds: 0 })), { backlog: 0, oldestPendingAgeSeconds: 0 });
+  new Gauge({
+    name: "paygate_webhook_backlog",
+    help: "Webhook deliveries waiting to be delivered (pending, in the shared store).",
+    registers,
+    async collect(this: Gauge) {
+      this.set((await webhooks.read()).backlog);
+    },
+  });
+  new Gauge({
+    name: "paygate_webhook_oldest_pending_age_seconds",
+    help: "Age of the oldest event with an undelivered webhook; 0 when none. What the stuck-webhook alert watches.",
+    registers,
+    async collect(this: Gauge) {
+      this.set((await webhooks.readLast()).oldestPendingAgeSeconds);
+    },
+  });
+  const webhookAttempts = new Counter({ name: "paygate_webhook_attempts_total", help: "Webhook delivery attempts by outcome: delivered (2xx), retry (failed, tried again later), failed (given up).", labelNames: ["outcome"], registers });
+  for (const outcome of ["delivered", "retry", "failed"] as const) webhookAttempts.inc({ outcome }, 0);
+  const webhookDuration = new Histogram({ name: "paygate_webhook_attempt_duration_seconds", help: "Webhook delivery attempts, from sending to the answer or the timeout.", buckets: [...WEBHOOK_ATTEMPT_BUCKETS], registers });
+
   return {
     transfers: labeledCounter(transfers),
     phaseDuration: {
@@ -254,6 +313,8 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
     settlementBatchItems: plainHistogram(batch),
     settlementLagSeconds: plainHistogram(lag),
     reconcileConserved: { set: (ok) => conservedGauge().set(ok ? 1 : 0) },
+    webhookAttempts: labeledCounter(webhookAttempts),
+    webhookAttemptDuration: plainHistogram(webhookDuration),
   };
 }
 

@@ -3,6 +3,7 @@
 // on free ports in the test's temp dir. Stack.start({ bureau, checkout })
 // uses these; tests that need only one of them (e.g. checkout against a fake
 // gateway) call them directly.
+import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tlsFilesFor } from "./certs.js";
@@ -81,4 +82,29 @@ export async function checkoutProcess(options: CheckoutProcessOptions): Promise<
     },
   });
   return { process, url: `http://127.0.0.1:${port}` };
+}
+
+/** A card as AdminService.IssueCard returned it (number and CVC shown once). */
+export interface IssuedTestCard {
+  readonly number: string;
+  readonly expMonth: number;
+  readonly expYear: number;
+  readonly cvc: string;
+}
+
+/**
+ * A CardService.Authorize request for testSeed()'s merchant ("shop", paid into
+ * bank-b/2003) with a fresh idempotency key and order reference; `over`
+ * replaces any field (e.g. another currency or merchant account).
+ */
+export function authorizeRequest(card: IssuedTestCard, amountMinor: bigint, over: Record<string, unknown> = {}) {
+  return {
+    idempotencyKey: randomUUID(),
+    card: { number: card.number, expMonth: card.expMonth, expYear: card.expYear, cvc: card.cvc, cardholderName: "Test Holder" },
+    amountMinor,
+    currency: "USD",
+    merchantReference: `order-${randomUUID().slice(0, 8)}`,
+    merchantAccountId: "bank-b/2003",
+    ...over,
+  };
 }

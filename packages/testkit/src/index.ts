@@ -6,3 +6,4 @@ export * from "./assertions.js";
 export * from "./redis.js";
 export * from "./fake-card-gateway.js";
 export * from "./checkout.js";
+export * from "./postgres.js";

@@ -8,9 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "./processes.js";
+import { untilReadyLine } from "./ready-line.js";
 
 const run = promisify(execFile);
 const START_TIMEOUT_MS = 10_000;
+const OUTPUT_KEPT_CHARS = 64_000;
 
 export interface RedisServerOptions {
   /** appendonly yes + appendfsync always: data survives kill -9 (default: nothing persists). */
@@ -59,25 +61,13 @@ export class RedisServer {
     }
     this.child = child;
     this.output = "";
-    const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server did not get ready within ${START_TIMEOUT_MS} ms:\n${this.output.slice(-2000)}`)), START_TIMEOUT_MS);
-      const onData = (chunk: string) => {
-        this.output += chunk;
-        if (this.output.includes("Ready to accept connections")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout!.setEncoding("utf8").on("data", onData);
-      child.stderr!.setEncoding("utf8").on("data", onData);
-      child.once("error", (e) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot start redis-server (install it: scripts/system-deps.sh): ${e.message}`));
-      });
-      child.once("exit", (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited (code ${code}, signal ${signal}) before it was ready:\n${this.output.slice(-2000)}`));
-      });
+    const ready = untilReadyLine(child, {
+      name: "redis-server",
+      readyText: "Ready to accept connections",
+      timeoutMs: START_TIMEOUT_MS,
+      onOutput: (chunk) => (this.output = (this.output + chunk).slice(-OUTPUT_KEPT_CHARS)),
+      recentOutput: () => this.output,
+      spawnHint: "install it: scripts/system-deps.sh",
     });
     child.once("exit", () => {
       if (this.child === child) this.child = undefined;

@@ -1,6 +1,10 @@
 // A whole paygate on this machine: N banks and a gateway as real processes,
 // real mTLS, real SQLite files in a temp dir. Tests drive it through the
-// generated Connect clients exactly as paycli and checkout do.
+// generated Connect clients exactly as paycli and checkout do. With
+// `gateways: N` and a shared PostgreSQL (DESIGN.md §3b) it runs N gateway
+// replicas, and clients can send each call to a random live replica, as a
+// Kubernetes Service without session affinity does.
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,10 +15,29 @@ import { createMtlsTransport } from "@paygate/rpc";
 import { freePort, ServiceProcess } from "./processes.js";
 import { testCerts, tlsFilesFor } from "./certs.js";
 import { bureauProcess, checkoutProcess } from "./checkout.js";
+import type { PostgresServer } from "./postgres.js";
 
 export const TEST_PASSWORD_SUFFIX = "-test-password";
 
-/** Demo-ish seed for tests: generous balances, two customers at each bank. */
+/** An account in testSeed that belongs to no user yet: its holder links it with the code (DESIGN.md §11). */
+export interface LinkableAccount {
+  readonly accountId: string;
+  readonly holder: string;
+  readonly linkCode: string;
+  readonly currency: string;
+  readonly openingMinor: bigint;
+}
+
+/** testSeed's unlinked accounts, at its first two banks (a: bank-a, b: bank-b by default). */
+export function testLinkable(a = "bank-a", b = "bank-b"): readonly LinkableAccount[] {
+  return [
+    { accountId: `${a}/1004`, holder: "Dana Newcomer", linkCode: "DANA-TEST-LINK-A", currency: "USD", openingMinor: 20_000n },
+    { accountId: `${b}/2004`, holder: "Dana Newcomer", linkCode: "DANA-TEST-LINK-B", currency: "USD", openingMinor: 5_000n },
+    { accountId: `${a}/1005`, holder: "Erin Newcomer", linkCode: "ERIN-TEST-LINK-A", currency: "USD", openingMinor: 10_000n },
+  ];
+}
+
+/** Demo-ish seed for tests: generous balances, two customers at each bank, and unlinked accounts (testLinkable). */
 export function testSeed(banks: readonly string[] = ["bank-a", "bank-b"]): string {
   const [a = "bank-a", b = "bank-b"] = banks;
   const users = ["admin", "alice", "bob", "carol", "shop"];
@@ -31,10 +54,13 @@ export function testSeed(banks: readonly string[] = ["bank-a", "bank-b"]): strin
     `  - { id: ${b}/2002, owner: carol, currency: USD, opening_minor: 0 }`,
     `  - { id: ${b}/2003, owner: shop, currency: USD, opening_minor: 0 }`,
     ...banks.slice(2).map((x, i) => `  - { id: ${x}/${3001 + i}, owner: carol, currency: USD, opening_minor: 20000 }`),
+    ...testLinkable(a, b).map((l) => `  - { id: ${l.accountId}, holder: ${l.holder}, link_code: ${l.linkCode}, currency: ${l.currency}, opening_minor: ${l.openingMinor} }`),
   ].join("\n");
 }
 
 const GATEWAY_TIMEOUT_MS = 30_000;
+/** Replicas one stack may run (ports, processes and PG connections are finite). */
+const GATEWAYS_MAX = 8;
 const BANK_TIMEOUT_MS = 10_000;
 
 /** `transport` with `authorization: Bearer <token>` on every call, as the gateway's sessions expect. */
@@ -63,15 +89,31 @@ export interface StackOptions {
   readonly bureau?: boolean | { readonly data?: string };
   /** Also run the merchant's checkout (after the gateway), logged in as the seed's "shop" settling into `merchantAccountId` (default bank-b/2003). */
   readonly checkout?: boolean | { readonly merchantAccountId?: string; readonly env?: Record<string, string> };
+  /**
+   * Gateway replicas gateway-0..N-1 (default 1), each with its own port, ops
+   * port and data dir, all on one shared store: more than one needs `postgres`
+   * (or DATABASE_URL in gatewayEnv). Banks get every replica's URL.
+   */
+  readonly gateways?: number;
+  /** Every replica's DATABASE_URL: a PostgresServer (its url) or a postgres:// URL. The test owns it (the stack does not stop it). */
+  readonly postgres?: PostgresServer | string;
 }
 
+/** Which gateway replica a call goes to: replica i, or a random live one per call. */
+export type GatewayTarget = number | "any";
+
 /** The gateway's V8 flags, as the chart sets them (gateway.nodeOptions; test/chart checks they agree). */
-export const GATEWAY_NODE_OPTIONS = "--max-semi-space-size=4";
+export const GATEWAY_NODE_OPTIONS = "--max-semi-space-size=4 --max-old-space-size=192";
 
 export class Stack {
   readonly banks = new Map<string, ServiceProcess>();
+  /** Replica 0 (gateways[0]). */
   gateway!: ServiceProcess;
+  /** Replica 0's URL (gatewayUrls[0]); what the checkout dials. */
   gatewayUrl = "";
+  /** Replica i is GATEWAY_REPLICA=gateway-i. */
+  readonly gateways: ServiceProcess[] = [];
+  readonly gatewayUrls: string[] = [];
   readonly bankUrls = new Map<string, string>();
   bureau: ServiceProcess | undefined;
   bureauUrl = "";
@@ -84,12 +126,21 @@ export class Stack {
 
   static async start(options: StackOptions = {}): Promise<Stack> {
     const banks = options.banks ?? ["bank-a", "bank-b"];
+    const gatewayCount = options.gateways ?? 1;
+    if (!Number.isInteger(gatewayCount) || gatewayCount < 1 || gatewayCount > GATEWAYS_MAX) throw new Error(`gateways must be an integer from 1 to ${GATEWAYS_MAX}, got ${gatewayCount}`);
+    const databaseUrl = typeof options.postgres === "string" ? options.postgres : (options.postgres?.url ?? options.gatewayEnv?.DATABASE_URL);
+    // Each replica would otherwise keep its own SQLite file and know only what it was told itself.
+    if (gatewayCount > 1 && databaseUrl === undefined) throw new Error(`gateways: ${gatewayCount} needs a shared store: pass postgres (a PostgresServer or a postgres:// URL)`);
     const stack = new Stack(mkdtempSync(join(tmpdir(), "paygate-e2e-")), testCerts());
     const seedFile = join(stack.dir, "seed.yaml");
     writeFileSync(seedFile, options.seed ?? testSeed(banks));
     const prepareTimeoutMs = String(options.prepareTimeoutMs ?? 1500);
-    const gatewayPort = await freePort();
-    stack.gatewayUrl = `https://127.0.0.1:${gatewayPort}`;
+    const gatewayPorts: number[] = [];
+    for (let i = 0; i < gatewayCount; i++) {
+      gatewayPorts.push(await freePort());
+      stack.gatewayUrls.push(`https://127.0.0.1:${gatewayPorts[i]}`);
+    }
+    stack.gatewayUrl = stack.gatewayUrls[0]!;
     for (const b of banks) stack.bankUrls.set(b, `https://127.0.0.1:${await freePort()}`);
     const common = { SEED_FILE: seedFile, TLS_CA_FILE: join(stack.certs, "ca.crt"), LOG_LEVEL: "info", METRICS_PORT: "0" };
     for (const b of banks) {
@@ -106,7 +157,7 @@ export class Stack {
             BANK_DATA_DIR: join(stack.dir, b),
             TLS_CERT_FILE: tls.certFile,
             TLS_KEY_FILE: tls.keyFile,
-            COORDINATOR_URLS: `gateway-0=${stack.gatewayUrl}`,
+            COORDINATOR_URL: stack.gatewayUrls.join(","),
             PREPARE_TIMEOUT_MS: prepareTimeoutMs,
             RESOLVE_INTERVAL_MS: "200",
             ...options.bankEnv,
@@ -120,27 +171,37 @@ export class Stack {
       stack.bureauUrl = b.url;
     }
     const gtls = tlsFilesFor(stack.certs, "gateway");
-    stack.gateway = new ServiceProcess({
-      name: "gateway",
-      bundle: "gateway",
-      env: {
-        ...common,
-        NODE_OPTIONS: GATEWAY_NODE_OPTIONS,
-        GATEWAY_REPLICA: "gateway-0",
-        GATEWAY_PORT: String(gatewayPort),
-        GATEWAY_DATA_DIR: join(stack.dir, "gateway"),
-        TLS_CERT_FILE: gtls.certFile,
-        TLS_KEY_FILE: gtls.keyFile,
-        BANKS: banks.map((b) => `${b}=${stack.bankUrls.get(b)}`).join(","),
-        PREPARE_TIMEOUT_MS: prepareTimeoutMs,
-        COMMIT_TIMEOUT_MS: "1000",
-        REDRIVE_INTERVAL_MS: "200",
-        REDRIVE_BACKOFF_MAX_MS: "1000",
-        ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
-        ...(stack.bureauUrl ? { CREDIT_BUREAU_URL: stack.bureauUrl } : {}),
-        ...options.gatewayEnv,
-      },
-    });
+    // A shared store needs one card-hashing key for every replica (or none finds another's cards).
+    const cardSecretFile = join(stack.dir, "card-secret.key");
+    if (databaseUrl !== undefined) writeFileSync(cardSecretFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+    for (let i = 0; i < gatewayCount; i++) {
+      stack.gateways.push(
+        new ServiceProcess({
+          // One replica keeps the names (and data dir) single-gateway tests know.
+          name: gatewayCount === 1 ? "gateway" : `gateway-${i}`,
+          bundle: "gateway",
+          env: {
+            ...common,
+            NODE_OPTIONS: GATEWAY_NODE_OPTIONS,
+            GATEWAY_REPLICA: `gateway-${i}`,
+            GATEWAY_PORT: String(gatewayPorts[i]),
+            GATEWAY_DATA_DIR: join(stack.dir, i === 0 ? "gateway" : `gateway-${i}`),
+            TLS_CERT_FILE: gtls.certFile,
+            TLS_KEY_FILE: gtls.keyFile,
+            BANKS: banks.map((b) => `${b}=${stack.bankUrls.get(b)}`).join(","),
+            PREPARE_TIMEOUT_MS: prepareTimeoutMs,
+            COMMIT_TIMEOUT_MS: "1000",
+            REDRIVE_INTERVAL_MS: "200",
+            REDRIVE_BACKOFF_MAX_MS: "1000",
+            ...(databaseUrl !== undefined ? { DATABASE_URL: databaseUrl, CARD_SECRET_FILE: cardSecretFile } : {}),
+            ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
+            ...(stack.bureauUrl ? { CREDIT_BUREAU_URL: stack.bureauUrl } : {}),
+            ...options.gatewayEnv,
+          },
+        }),
+      );
+    }
+    stack.gateway = stack.gateways[0]!;
     if (options.checkout) {
       const c = typeof options.checkout === "object" ? options.checkout : {};
       const started = await checkoutProcess({
@@ -155,7 +216,8 @@ export class Stack {
     }
     try {
       await Promise.all([...stack.banks.values(), ...(stack.bureau ? [stack.bureau] : [])].map((p) => p.start()));
-      await stack.gateway.start();
+      // At once: they migrate and seed under advisory locks, which is what this also exercises.
+      await Promise.all(stack.gateways.map((g) => g.start()));
       await stack.checkout?.start();
     } catch (e) {
       await stack.close();
@@ -170,18 +232,58 @@ export class Stack {
     return p;
   }
 
-  /** A transport to the gateway presenting the given client certificate. */
+  /** A transport to the gateway (replica 0) presenting the given client certificate. */
   transport(certName = "paycli", certsDir = this.certs, interceptors: Interceptor[] = []): Transport {
     // Interceptors are part of a transport, so a transport with its own is the caller's alone.
     if (interceptors.length > 0) return createMtlsTransport({ baseUrl: this.gatewayUrl, tls: tlsFilesFor(certsDir, certName), timeoutMs: GATEWAY_TIMEOUT_MS, interceptors, reload: false });
     return this.mtls(this.gatewayUrl, certsDir, certName, GATEWAY_TIMEOUT_MS);
   }
 
-  /** A gateway client that sends `authorization: Bearer <token>` when a token is given. */
+  /** A gateway (replica 0) client that sends `authorization: Bearer <token>` when a token is given. */
   client<S extends DescService>(service: S, token?: string, certName = "paycli"): Client<S> {
     const transport = this.transport(certName);
     // The token rides on each call's headers, so every session shares the identity's one transport.
     return createClient(service, token ? withBearer(transport, token) : transport);
+  }
+
+  /**
+   * A transport to replica `target`, or with "any" one that sends every call
+   * (each retry is a new call, a stream stays where it began) to a random
+   * live replica, as a Service without session affinity does: a running
+   * process (a frozen one still counts, as a hung pod stays an endpoint until
+   * its probes fail). With none running it picks among all, and the call
+   * fails as one to a Service without endpoints would.
+   */
+  gatewayTransport(target: GatewayTarget = "any", certName = "paycli", certsDir = this.certs): Transport {
+    if (target !== "any") return this.mtls(this.replicaUrl(target), certsDir, certName, GATEWAY_TIMEOUT_MS);
+    const pick = (): Transport => {
+      const live = this.gateways.flatMap((g, i) => (g.running ? [i] : []));
+      const from = live.length > 0 ? live : this.gateways.map((_, i) => i);
+      const i = from[Math.floor(Math.random() * from.length)]!;
+      return this.mtls(this.gatewayUrls[i]!, certsDir, certName, GATEWAY_TIMEOUT_MS);
+    };
+    return {
+      unary: (...args) => pick().unary(...args),
+      stream: (...args) => pick().stream(...args),
+    };
+  }
+
+  /** A client of replica `target` (or, with "any", of a random live replica per call), with the session token when given. */
+  gatewayClient<S extends DescService>(target: GatewayTarget, service: S, token?: string, certName = "paycli"): Client<S> {
+    const transport = this.gatewayTransport(target, certName);
+    return createClient(service, token ? withBearer(transport, token) : transport);
+  }
+
+  /** Replica i's ServiceProcess. */
+  replica(i: number): ServiceProcess {
+    this.replicaUrl(i);
+    return this.gateways[i]!;
+  }
+
+  private replicaUrl(i: number): string {
+    const url = this.gatewayUrls[i];
+    if (!Number.isInteger(i) || url === undefined) throw new Error(`no gateway replica ${i} (this stack runs ${this.gateways.length})`);
+    return url;
   }
 
   /** A client straight to a bank, presenting `certName` (only "gateway" may call banks). */
@@ -210,14 +312,16 @@ export class Stack {
     return t;
   }
 
+  /** Logs in on a random live replica (with one gateway, on it): a session works on every replica. */
   async login(username: string, password = `${username}${TEST_PASSWORD_SUFFIX}`): Promise<string> {
-    const res = await this.client(AuthService).login({ username, password });
+    const res = await this.gatewayClient("any", AuthService).login({ username, password });
     return res.sessionToken;
   }
 
+  /** Reconcile on a random live replica (so it still answers with one of several replicas killed). */
   async reconcile(): Promise<ReconcileResponse> {
     const token = await this.login("admin");
-    return this.client(AdminService, token).reconcile({});
+    return this.gatewayClient("any", AdminService, token).reconcile({});
   }
 
   /**
@@ -239,7 +343,7 @@ export class Stack {
     this.transports.clear();
     // The checkout first: it would otherwise log the gateway going away.
     await this.checkout?.stop();
-    await Promise.all([this.gateway, ...this.banks.values(), this.bureau].filter((p): p is ServiceProcess => p !== undefined).map(async (p) => {
+    await Promise.all([...this.gateways, ...this.banks.values(), this.bureau].filter((p): p is ServiceProcess => p !== undefined).map(async (p) => {
       p.thaw();
       await p.stop();
     }));

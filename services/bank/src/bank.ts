@@ -6,6 +6,20 @@ import type { Faults } from "@paygate/faults";
 import { abort, commit, prepare, type AbortFailure, type CommitFailure, type Decided, type PrepareInput, type PrepareInvalid, type PrepareOutcome } from "./domain/participant.js";
 import { checkAccountId, deposit, openAccount, openSeedAccounts, type DepositFailure, type Deposited, type DepositInput, type OpenAccountFailure, type OpenAccountInput, type SeedAccountInput } from "./domain/ledger.js";
 import { expireDueHolds, HOLD_ID_PATTERN } from "./domain/holds.js";
+import {
+  issueLinkCode,
+  LINK_ATTEMPTS_MAX_DEFAULT,
+  seedHolders,
+  unlink,
+  verifyLink,
+  type IssueLinkCodeFailure,
+  type IssueLinkCodeInput,
+  type IssuedLinkCode,
+  type Unlinked,
+  type UnlinkFailure,
+  type VerifyLinkFailure,
+  type VerifyLinkInput,
+} from "./domain/links.js";
 import { reconcile, type Reconciliation } from "./domain/reconcile.js";
 import { fail, ok, type Account, type Entry, type Hold, type Leg, type LedgerTx, type Result } from "./domain/types.js";
 import type { LedgerStore, PreparedRef } from "./store/ledger-store.js";
@@ -38,6 +52,10 @@ export interface Bank {
   getHold(holdId: string): Result<Hold, "invalid_argument" | "hold_not_found">;
   /** One expiry sweep (bounded): releases ACTIVE holds past their expiry. */
   expireHolds(): Hold[];
+  /** Linking (DESIGN.md §11): on success the account is durably the user's. */
+  verifyLink(input: VerifyLinkInput): Result<Account, VerifyLinkFailure>;
+  issueLinkCode(input: IssueLinkCodeInput): Result<IssuedLinkCode, IssueLinkCodeFailure>;
+  unlink(accountId: string): Result<Unlinked, UnlinkFailure>;
 }
 
 /**
@@ -65,6 +83,8 @@ export interface BankOptions {
   readonly faults: Faults;
   readonly metrics?: BankRecorder;
   readonly clock?: () => number;
+  /** Failed link attempts on one account before its linking locks. */
+  readonly linkAttemptsMax?: number;
   /**
    * A broken invariant: the write was rolled back; the process should log
    * and exit so the supervisor restarts it and recovery takes over.
@@ -76,6 +96,7 @@ export function createBank(options: BankOptions): Bank {
   const { name, store, faults, onInvariantBroken } = options;
   const clock = options.clock ?? Date.now;
   const metrics = options.metrics ?? NO_RECORDER;
+  const linkAttemptsMax = options.linkAttemptsMax ?? LINK_ATTEMPTS_MAX_DEFAULT;
 
   function write<T>(fn: (tx: LedgerTx, nowMs: number) => T): T {
     return writeAll([fn])[0]!;
@@ -154,7 +175,11 @@ export function createBank(options: BankOptions): Bank {
     loadSeedOnce(read) {
       if (store.isSeeded()) return undefined;
       const accounts = read();
-      return store.seed((tx) => openSeedAccounts(tx, name, accounts, clock()));
+      return store.seed((tx, links) => {
+        const opened = openSeedAccounts(tx, name, accounts, clock());
+        seedHolders(links, name, accounts.map((a) => ({ id: a.id, holder: a.holder ?? "", ...(a.linkCode !== undefined ? { linkCode: a.linkCode } : {}) })), clock());
+        return opened;
+      });
     },
     prepare: (input) => prepareMany([input])[0]!,
     commit: (txnId) => commitMany([txnId])[0]!,
@@ -186,5 +211,14 @@ export function createBank(options: BankOptions): Bank {
       return hold ? ok(hold) : fail("hold_not_found", `no hold ${holdId} at ${name}`);
     },
     expireHolds: () => write((tx, now) => expireDueHolds(tx, now)),
+    verifyLink(input) {
+      const r = store.transactLinks((tx) => verifyLink(tx, name, input, clock(), linkAttemptsMax));
+      if (!r.ok) return r;
+      // Durably the user's, not yet answered.
+      if (r.value.changed) faults.hit("bank.after_link_verified");
+      return ok(r.value.account);
+    },
+    issueLinkCode: (input) => store.transactLinks((tx) => issueLinkCode(tx, name, input, clock())),
+    unlink: (accountId) => store.transactLinks((tx) => unlink(tx, name, accountId, clock())),
   };
 }

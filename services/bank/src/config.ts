@@ -5,6 +5,7 @@ import { createEnvReader, type Env } from "@paygate/config";
 import { parseFaultPoints, type FaultPoint } from "@paygate/faults";
 import type { TlsFiles } from "@paygate/rpc";
 import { readObservabilitySettings } from "@paygate/telemetry";
+import { LINK_ATTEMPTS_MAX_DEFAULT } from "./domain/links.js";
 
 export interface BankConfig {
   readonly bankName: string;
@@ -15,9 +16,13 @@ export interface BankConfig {
   /** Read at first start only (empty ledger). */
   readonly seedFile: string;
   readonly tls: TlsFiles;
-  /** Coordinator replica (the txn id's prefix) -> base URL for GetDecision. */
-  readonly coordinatorUrls: ReadonlyMap<string, string>;
-  /** A txn PREPARED longer than this is in doubt: ask its coordinator. */
+  /**
+   * Where GetDecision goes: gateway replicas, any of which answers for any txn
+   * (the gateway Service in Kubernetes; each replica's address on a laptop).
+   * Tried in order from the last one that answered, the next on a failure.
+   */
+  readonly coordinatorUrls: readonly string[];
+  /** A txn PREPARED longer than this is in doubt: ask the coordinator. */
   readonly prepareTimeoutMs: number;
   readonly resolveIntervalMs: number;
   /** Ceiling of the doubling back-off after a failed GetDecision. */
@@ -29,12 +34,14 @@ export interface BankConfig {
   readonly metricsPort: number;
   /** OTLP/HTTP collector base URL; "" = tracing off. */
   readonly otlpEndpoint: string;
+  /** Failed link attempts on one account before its linking locks until a new code is issued (DESIGN.md §11). */
+  readonly linkAttemptsMax: number;
   /** Test-only crash points (PAYGATE_FAULTPOINTS). */
   readonly faultPoints: ReadonlySet<FaultPoint>;
 }
 
 export const BANK_NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
-const REPLICA_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/; // the txn id's prefix
+const COORDINATOR_URLS_MAX = 64;
 const HOUR_MS = 3_600_000;
 
 export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
@@ -51,17 +58,19 @@ export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
     keyFile: resolve(cwd, r.string("TLS_KEY_FILE", `.certs/${bankName}.key`)),
   };
 
-  const coordinatorUrls = r.map("COORDINATOR_URLS", "gateway-0=https://127.0.0.1:50050");
-  if (coordinatorUrls.size === 0) r.problem("COORDINATOR_URLS must name at least one coordinator replica");
-  for (const [name, url] of coordinatorUrls) {
-    if (!REPLICA_PATTERN.test(name)) r.problem(`COORDINATOR_URLS: bad replica name ${JSON.stringify(name)}`);
+  // The old per-replica map would otherwise be ignored, leaving the default URL.
+  if (r.optional("COORDINATOR_URLS") !== undefined) r.problem("COORDINATOR_URLS (replica=URL pairs) is replaced by COORDINATOR_URL: the gateway Service, or comma-separated replica URLs");
+  const coordinatorUrls = [...new Set(r.list("COORDINATOR_URL", ["https://127.0.0.1:50050"]))];
+  if (coordinatorUrls.length === 0) r.problem("COORDINATOR_URL must name at least one gateway URL");
+  if (coordinatorUrls.length > COORDINATOR_URLS_MAX) r.problem(`COORDINATOR_URL: at most ${COORDINATOR_URLS_MAX} URLs, got ${coordinatorUrls.length}`);
+  for (const url of coordinatorUrls) {
     let https = false;
     try {
       https = new URL(url).protocol === "https:";
     } catch {
       https = false;
     }
-    if (!https) r.problem(`COORDINATOR_URLS: ${name} needs an https:// URL, got ${JSON.stringify(url)}`);
+    if (!https) r.problem(`COORDINATOR_URL: needs https:// URLs, got ${JSON.stringify(url)}`);
   }
 
   const prepareTimeoutMs = r.int("PREPARE_TIMEOUT_MS", 10_000, { min: 1, max: HOUR_MS });
@@ -69,6 +78,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
   const resolveBackoffMaxMs = r.int("RESOLVE_BACKOFF_MAX_MS", 30_000, { min: 1, max: 24 * HOUR_MS });
   if (resolveBackoffMaxMs < resolveIntervalMs) r.problem("RESOLVE_BACKOFF_MAX_MS must be >= RESOLVE_INTERVAL_MS");
   const holdExpiryIntervalMs = r.int("HOLD_EXPIRY_INTERVAL_MS", 5_000, { min: 1, max: HOUR_MS });
+  const linkAttemptsMax = r.int("LINK_ATTEMPTS_MAX", LINK_ATTEMPTS_MAX_DEFAULT, { min: 1, max: 100 });
 
   const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
 
@@ -90,6 +100,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
     logLevel,
     metricsPort,
     otlpEndpoint,
+    linkAttemptsMax,
     faultPoints: armed,
   });
 }

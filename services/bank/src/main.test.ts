@@ -12,6 +12,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { LegDirection, Vote } from "@paygate/proto/bank";
 import { CoordinatorService, Decision } from "@paygate/proto/gateway";
 import { createLogger, startRpcServer, type RpcServer } from "@paygate/rpc";
+import { freePort } from "@paygate/testkit";
 import { assertLedgerConsistent, bankClients, makeTestDir, newTxnId, repoRoot, tlsFiles, type TestDir } from "./test-support.js";
 
 interface Running {
@@ -78,7 +79,7 @@ describe("bank process", () => {
       TLS_CA_FILE: tls.caFile,
       TLS_CERT_FILE: tls.certFile,
       TLS_KEY_FILE: tls.keyFile,
-      COORDINATOR_URLS: `gateway-0=https://127.0.0.1:${coordinator.port}`,
+      COORDINATOR_URL: `https://127.0.0.1:${coordinator.port}`,
       // Long enough that nothing is in doubt while a test drives the txn itself.
       PREPARE_TIMEOUT_MS: "600000",
       RESOLVE_INTERVAL_MS: "50",
@@ -94,14 +95,14 @@ describe("bank process", () => {
   test("configuration problems are listed on stderr and exit 2", async () => {
     const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "services/bank/src/main.ts")], {
       cwd: repoRoot,
-      env: { PATH: process.env.PATH ?? "", BANK_NAME: "Bank A", BANK_PORT: "99999", PAYGATE_FAULTPOINTS: "bank.no_such_point" },
+      env: { PATH: process.env.PATH ?? "", BANK_NAME: "Bank A", BANK_PORT: "99999", PAYGATE_FAULTPOINTS: "bank.no_such_point", COORDINATOR_URL: "https://127.0.0.1:50050,http://127.0.0.1:50060", COORDINATOR_URLS: "gateway-0=https://127.0.0.1:50050" },
       stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
     child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c));
     const [code] = (await once(child, "exit")) as [number | null];
     assert.equal(code, 2);
-    for (const frag of ["BANK_NAME", "BANK_PORT", "bank.no_such_point"]) assert.match(stderr, new RegExp(frag.replace(".", "\\.")));
+    for (const frag of ["BANK_NAME", "BANK_PORT", "bank.no_such_point", "COORDINATOR_URL: needs https", "COORDINATOR_URLS \\(replica=URL pairs\\) is replaced"]) assert.match(stderr, new RegExp(frag.replace(".", "\\.")));
   });
 
   test("each fault point kills the process at its step; the restarted bank recovers from its ledger", async () => {
@@ -175,6 +176,36 @@ describe("bank process", () => {
     assert.ok(!credited.includes(abortId), "the txn the coordinator presumed aborted is not");
     const a = (await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!;
     assert.deepEqual([a.balanceMinor, a.heldMinor], [98_500n, 0n]);
+    await assertLedgerConsistent(gw.ledger);
+    bank.child.kill("SIGTERM");
+    assert.equal((await bank.exited).code, 0);
+  });
+
+  test("given two coordinator URLs, the first a dead port, an in-doubt txn is resolved through the second", async () => {
+    const deadUrl = `https://127.0.0.1:${await freePort()}`; // nothing listens there
+    const liveUrl = `https://127.0.0.1:${coordinator.port}`;
+    const txnId = newTxnId("gateway-5"); // names a replica no URL belongs to: only logs say it
+    decisions.set(txnId, Decision.COMMIT);
+    const bank = await startBank({ ...env, COORDINATOR_URL: `${deadUrl},${liveUrl}`, PREPARE_TIMEOUT_MS: "200" });
+    const gw = bankClients(bank.port, t.certs, "gateway");
+    const before = (await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!;
+    const legs = [
+      { accountId: "bank-a/1001", direction: LegDirection.DEBIT, amountMinor: 700n, currency: "USD", ownerUserId: "" },
+      { accountId: "bank-a/1002", direction: LegDirection.CREDIT, amountMinor: 700n, currency: "USD", ownerUserId: "" },
+    ];
+    assert.equal((await gw.participant.prepare({ txnId, legs })).vote, Vote.YES);
+    let totals = await gw.ledger.totals({});
+    for (let i = 0; i < 400 && totals.prepared.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      totals = await gw.ledger.totals({});
+    }
+    assert.deepEqual(totals.prepared, [], "resolved although the first URL never answers");
+    const a = (await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!;
+    assert.deepEqual([a.balanceMinor, a.heldMinor], [before.balanceMinor - 700n, 0n], "the coordinator's COMMIT is applied");
+    const failover = bank.lines.find((l) => l.msg === "GetDecision failed at this coordinator URL; trying the next");
+    assert.deepEqual([failover?.url, failover?.nextUrl, failover?.coordinator, failover?.txnId], [deadUrl, liveUrl, "gateway-5", txnId]);
+    const resolved = bank.lines.find((l) => l.msg === "in-doubt txn resolved");
+    assert.deepEqual([resolved?.txnId, resolved?.coordinator, resolved?.decision], [txnId, "gateway-5", "commit"]);
     await assertLedgerConsistent(gw.ledger);
     bank.child.kill("SIGTERM");
     assert.equal((await bank.exited).code, 0);

@@ -1,12 +1,13 @@
 // One bank process: config -> ledger (seed at first start) -> in-doubt
 // resolver -> mTLS server -> "listening". The only place that reads process.env.
+import { Code } from "@connectrpc/connect";
 import { loadConfigOrExit } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
 import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
 import { loadSeedFile } from "@paygate/seed";
 import { createBankMetrics, createClientMetricsInterceptor, createMetrics, createMetricsInterceptor, createTraceClientInterceptor, createTraceServerInterceptor, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
 import { createBank } from "./bank.js";
-import { loadConfig, type BankConfig } from "./config.js";
+import { loadConfig, } from "./config.js";
 import { createDecisionAsker } from "./coordinator-client.js";
 import { createHoldExpiry } from "./expiry.js";
 import { createResolver } from "./resolver.js";
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
     store,
     metrics: bankMetrics,
     faults: createFaults(config.faultPoints),
+    linkAttemptsMax: config.linkAttemptsMax,
     onInvariantBroken(err) {
       log.fatal({ err: { message: err.message, stack: err.stack } }, "invariant broken; the write was rolled back; exiting");
       setImmediate(() => process.exit(EXIT_INVARIANT));
@@ -53,7 +55,12 @@ async function main(): Promise<void> {
 
   const resolver = createResolver({
     preparedBefore: (cutoffMs, limit) => store.preparedBefore(cutoffMs, limit),
-    ask: createDecisionAsker(config.coordinatorUrls, config.tls, undefined, () => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, "gateway")]),
+    ask: createDecisionAsker({
+      urls: config.coordinatorUrls,
+      tls: config.tls,
+      interceptors: () => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, "gateway")],
+      onFailover: ({ txnId, coordinator, url, nextUrl, err }) => log.warn({ txnId, coordinator, url, nextUrl, code: Code[err.code], err: err.message }, "GetDecision failed at this coordinator URL; trying the next"),
+    }),
     apply(txnId, decision) {
       const r = decision === "commit" ? bank.commit(txnId) : bank.abort(txnId);
       return r.ok ? undefined : r.reason;
@@ -77,7 +84,7 @@ async function main(): Promise<void> {
   resolver.start();
   holdExpiry.start();
   ready = true;
-  log.info({ host: config.host, port: server.port, metricsPort: ops.port, dataDir: config.dataDir, tracing: tracing.enabled }, "listening");
+  log.info({ host: config.host, port: server.port, metricsPort: ops.port, dataDir: config.dataDir, coordinatorUrls: config.coordinatorUrls, tracing: tracing.enabled }, "listening");
 
   let stopping = false;
   const shutdown = (signal: string) => {

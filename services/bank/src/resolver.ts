@@ -1,8 +1,9 @@
 // In-doubt resolution (DESIGN.md §3 step 5): a txn held PREPARED longer than
 // the prepare timeout has lost its coordinator's decision somewhere. Ask the
-// coordinator named by the txn id's prefix and apply what it says. The
-// coordinator answers ABORT for a txn it has no decision for (presumed abort)
-// and records that, so asking is always safe.
+// coordinator (any gateway replica: coordinator-client.ts) and apply what it
+// says. The coordinator answers ABORT for a txn it has no decision for
+// (presumed abort) and records that, so asking is always safe. The replica the
+// txn id's prefix names is only carried into log lines.
 //
 // Ticks never overlap; each asks at most askPerTickMax txns concurrently
 // (async, so the event loop keeps serving); a txn whose ask failed waits a
@@ -20,7 +21,7 @@ export interface ResolverLogger {
 
 export interface ResolverOptions {
   readonly preparedBefore: (cutoffMs: number, limit: number) => PreparedRef[];
-  /** Asks the coordinator replica; rejects on any failure. */
+  /** Asks the coordinator (`coordinator` = the txn id's prefix, for messages); rejects on any failure. */
   readonly ask: (txnId: string, coordinator: string) => Promise<Decision>;
   /** Applies the decision locally (Commit / Abort); returns the failure reason, if any. */
   readonly apply: (txnId: string, decision: Decision) => string | undefined;
@@ -28,7 +29,10 @@ export interface ResolverOptions {
   readonly prepareTimeoutMs: number;
   readonly intervalMs: number;
   readonly backoffMaxMs: number;
+  /** Wall clock (epoch ms): compared with the persisted prepare times. */
   readonly clock?: () => number;
+  /** For back-off intervals; defaults to a monotonic clock (or `clock`, when a test gives one). */
+  readonly monotonicMs?: () => number;
   readonly askPerTickMax?: number;
   /** How many overdue txns one tick looks at (to skip those backing off). */
   readonly scanMax?: number;
@@ -58,6 +62,8 @@ const BACKOFF_EXPONENT_MAX = 20;
 
 export function createResolver(options: ResolverOptions): Resolver {
   const clock = options.clock ?? Date.now;
+  // Back-off is an interval: a wall clock stepped by NTP must not stretch or skip it.
+  const monotonic = options.monotonicMs ?? options.clock ?? (() => performance.now());
   const askPerTickMax = options.askPerTickMax ?? ASK_PER_TICK_MAX;
   const scanMax = options.scanMax ?? SCAN_MAX;
   const { logger } = options;
@@ -76,7 +82,7 @@ export function createResolver(options: ResolverOptions): Resolver {
       const prev = backoff.get(ref.txnId)?.failures ?? 0;
       const failures = prev + 1;
       const delayMs = Math.min(options.intervalMs * 2 ** Math.min(failures, BACKOFF_EXPONENT_MAX), options.backoffMaxMs);
-      if (backoff.size < scanMax || backoff.has(ref.txnId)) backoff.set(ref.txnId, { failures, retryAtMs: clock() + delayMs });
+      if (backoff.size < scanMax || backoff.has(ref.txnId)) backoff.set(ref.txnId, { failures, retryAtMs: monotonic() + delayMs });
       logger.warn({ txnId: ref.txnId, coordinator: ref.coordinator, failures, retryInMs: delayMs, err: e instanceof Error ? e.message : String(e) }, "in-doubt txn: asking the coordinator failed");
       return undefined;
     }
@@ -100,9 +106,10 @@ export function createResolver(options: ResolverOptions): Resolver {
     }
     const due: PreparedRef[] = [];
     let waiting = 0;
+    const tick = monotonic();
     for (const ref of overdue) {
       const b = backoff.get(ref.txnId);
-      if (b && b.retryAtMs > now) waiting++;
+      if (b && b.retryAtMs > tick) waiting++;
       else if (due.length < askPerTickMax) due.push(ref);
     }
     const results = await Promise.all(due.map(resolveOne));

@@ -2,7 +2,7 @@
 // a failed Result becomes rejection(reason) from the shared error table.
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { AccountStatus, HoldState, LedgerService, LegDirection, ParticipantService, Vote } from "@paygate/proto/bank";
+import { AccountStatus, HoldState, LedgerService, LegDirection, LinkService, ParticipantService, Vote } from "@paygate/proto/bank";
 import { GATEWAY_IDENTITY, logFieldsKey, rejection, type AccessTable, type Reason } from "@paygate/rpc";
 import { setSpanAttributes } from "@paygate/telemetry";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -15,7 +15,7 @@ import type { Account, Entry, Hold, Result } from "./domain/types.js";
 const gatewayOnly = { kind: "peer", allow: (id: string) => id === GATEWAY_IDENTITY, describe: "the gateway" } as const;
 
 export const bankAccessTable: AccessTable = Object.fromEntries(
-  [ParticipantService, LedgerService].flatMap((s) => s.methods.map((m) => [`${s.typeName}/${m.name}`, gatewayOnly])),
+  [ParticipantService, LedgerService, LinkService].flatMap((s) => s.methods.map((m) => [`${s.typeName}/${m.name}`, gatewayOnly])),
 );
 
 function unwrap<T, R extends Reason>(r: Result<T, R>): T {
@@ -91,7 +91,7 @@ function toPrepareInput(req: PrepareRequest) {
       currency: l.currency,
       ownerUserId: l.ownerUserId,
       ...(l.holdId !== "" ? { holdId: l.holdId } : {}),
-      ...(l.holdExpiresAt ? { holdExpiresAtMs: timestampMs(l.holdExpiresAt) } : {}),
+      ...(l.holdTtlMs > 0n ? { holdTtlMs: Number(l.holdTtlMs) } : l.holdExpiresAt ? { holdExpiresAtMs: timestampMs(l.holdExpiresAt) } : {}),
     })),
   };
 }
@@ -152,6 +152,25 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         checkBatchSize(req.txnIds.length);
         logFields(ctx).items = req.txnIds.length;
         return { results: bank.abortMany(req.txnIds).map(decisionResult) };
+      },
+    });
+    // Linking (DESIGN.md §11). The code is in no log line: only the account, the user and the outcome.
+    router.service(LinkService, {
+      verifyLink(req, ctx) {
+        const fields = logFields(ctx);
+        fields.userId = req.userId;
+        const account = unwrap(bank.verifyLink({ accountId: req.accountId, holderName: req.holderName, linkCode: req.linkCode, userId: req.userId }));
+        fields.linked = true;
+        return { account: accountMsg(account) };
+      },
+      issueLinkCode(req) {
+        const issued = unwrap(bank.issueLinkCode({ accountId: req.accountId, holderName: req.holderName }));
+        return { linkCode: issued.linkCode, holderName: issued.holderName };
+      },
+      unlink(req, ctx) {
+        const r = unwrap(bank.unlink(req.accountId));
+        logFields(ctx).previousOwner = r.previousOwnerUserId;
+        return { account: accountMsg(r.account), previousOwnerUserId: r.previousOwnerUserId };
       },
     });
     router.service(LedgerService, {

@@ -6,9 +6,9 @@ import { join } from "node:path";
 import { Code, createClient, type ConnectRouter } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { readFileSync } from "node:fs";
-import { LegDirection, Vote } from "@paygate/proto/bank";
+import { LegDirection, LinkService, Vote } from "@paygate/proto/bank";
 import { CoordinatorService, Decision } from "@paygate/proto/gateway";
-import { bankIdentity, createAccessInterceptor, createLogger, createLoggingInterceptor, errorInfo, peerKey, rejection, startRpcServer, type RpcServer } from "@paygate/rpc";
+import { bankIdentity, createAccessInterceptor, createLogger, createLoggingInterceptor, createMtlsTransport, errorInfo, peerKey, rejection, startRpcServer, type RpcServer } from "@paygate/rpc";
 import { noFaults } from "@paygate/faults";
 import { loadSeedFile } from "@paygate/seed";
 import { createBank } from "./bank.js";
@@ -16,6 +16,7 @@ import { createDecisionAsker } from "./coordinator-client.js";
 import { createResolver } from "./resolver.js";
 import { bankAccessTable, bankRoutes } from "./routes.js";
 import { openLedgerStore, type LedgerStore } from "./store/ledger-store.js";
+import { freePort } from "@paygate/testkit";
 import { assertLedgerConsistent, bankClients, makeTestDir, newTxnId, tlsFiles, type BankClients, type TestDir } from "./test-support.js";
 
 const log = createLogger("bank-test", "silent");
@@ -28,6 +29,26 @@ async function rejected(p: Promise<unknown>): Promise<{ code: Code; reason: stri
     return { code: info.code, reason: info.reason };
   }
   assert.fail("expected the call to fail");
+}
+
+/** A stand-in gateway (gateway certificate) answering GetDecision with `decide`. */
+async function startCoordinatorStub(certs: string, decide: (txnId: string) => Decision): Promise<{ server: RpcServer; url: string; askedBy: Array<string | undefined> }> {
+  const askedBy: Array<string | undefined> = [];
+  const server = await startRpcServer({
+    host: "127.0.0.1",
+    port: 0,
+    tls: tlsFiles(certs, "gateway"),
+    routes: (router: ConnectRouter) =>
+      router.service(CoordinatorService, {
+        getDecision(req, ctx) {
+          askedBy.push(ctx.values.get(peerKey).identity);
+          return { decision: decide(req.txnId) };
+        },
+      }),
+    interceptors: [],
+    logger: log,
+  });
+  return { server, url: `https://127.0.0.1:${server.port}`, askedBy };
 }
 
 const debit = (accountId: string, amountMinor: bigint, ownerUserId = "") => ({ accountId, direction: LegDirection.DEBIT, amountMinor, currency: "USD", ownerUserId });
@@ -183,32 +204,20 @@ describe("bank over mTLS", () => {
     await assert.rejects(createClient(LedgerService, transport).totals({}, { timeoutMs: 5_000 }));
   });
 
-  test("an in-doubt txn is resolved by asking its coordinator over mTLS with the bank's certificate", async () => {
-    // A stand-in coordinator: gateway certificate, answers COMMIT for one txn and ABORT for the rest.
+  test("an in-doubt txn is resolved by asking the coordinator over mTLS with the bank's certificate, whatever replica its id names", async () => {
+    // A stand-in gateway: gateway certificate, answers for any txn (decisions are shared across replicas).
     const toCommit = newTxnId();
-    const toAbort = newTxnId();
-    const askedBy: Array<string | undefined> = [];
-    const coordinator = await startRpcServer({
-      host: "127.0.0.1",
-      port: 0,
-      tls: tlsFiles(t.certs, "gateway"),
-      routes: (router: ConnectRouter) =>
-        router.service(CoordinatorService, {
-          getDecision(req, ctx) {
-            askedBy.push(ctx.values.get(peerKey).identity);
-            if (req.txnId.startsWith("gateway-0:")) return { decision: req.txnId === toCommit ? Decision.COMMIT : Decision.ABORT };
-            throw rejection("transaction_not_found", "unknown");
-          },
-        }),
-      interceptors: [],
-      logger: log,
+    const toAbort = newTxnId("gateway-7"); // a replica this bank was never told about
+    const refused = newTxnId();
+    const coordinator = await startCoordinatorStub(t.certs, (txnId) => {
+      if (txnId === refused) throw rejection("transaction_not_found", "unknown");
+      return txnId === toCommit ? Decision.COMMIT : Decision.ABORT;
     });
     try {
-      const urls = new Map([["gateway-0", `https://127.0.0.1:${coordinator.port}`]]);
       const bank = createBank({ name: "bank-a", store, faults: noFaults, clock: () => nowMs, onInvariantBroken: (e) => broken.push(e) });
       const resolver = createResolver({
         preparedBefore: (cutoff, limit) => store.preparedBefore(cutoff, limit),
-        ask: createDecisionAsker(urls, tlsFiles(t.certs, "bank-a")),
+        ask: createDecisionAsker({ urls: [coordinator.url], tls: tlsFiles(t.certs, "bank-a") }),
         apply: (txnId, d) => {
           const r = d === "commit" ? bank.commit(txnId) : bank.abort(txnId);
           return r.ok ? undefined : r.reason;
@@ -219,23 +228,55 @@ describe("bank over mTLS", () => {
         backoffMaxMs: 30_000,
         clock: () => nowMs,
       });
-      const orphan = newTxnId("gateway-7"); // a replica this bank has no URL for
-      for (const txnId of [toCommit, toAbort, orphan]) {
+      for (const txnId of [toCommit, toAbort, refused]) {
         assert.equal((await gw.participant.prepare({ txnId, legs: [debit("bank-a/1001", 1_000n), credit("bank-a/1002", 1_000n)] })).vote, Vote.YES);
       }
       assert.deepEqual(await resolver.tick(), { committed: 0, aborted: 0, failed: 0, waiting: 0 }, "not overdue yet");
       nowMs += 10_001;
       assert.deepEqual(await resolver.tick(), { committed: 1, aborted: 1, failed: 1, waiting: 0 });
-      assert.deepEqual(askedBy, [bankIdentity("bank-a"), bankIdentity("bank-a")]);
+      assert.deepEqual(coordinator.askedBy, [bankIdentity("bank-a"), bankIdentity("bank-a"), bankIdentity("bank-a")]);
       assert.equal(store.txn(toCommit)!.state, "COMMITTED");
       assert.equal(store.txn(toAbort)!.state, "ABORTED");
-      assert.equal(store.txn(orphan)!.state, "PREPARED");
+      assert.equal(store.txn(refused)!.state, "PREPARED");
       assert.deepEqual(await resolver.tick(), { committed: 0, aborted: 0, failed: 0, waiting: 1 }, "the failed ask backs off");
       assert.equal((await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!.heldMinor, 1_000n);
-      await gw.participant.abort({ txnId: orphan });
+      await gw.participant.abort({ txnId: refused });
       await assertLedgerConsistent(gw.ledger);
     } finally {
-      await coordinator.close(100);
+      await coordinator.server.close(100);
+    }
+  });
+
+  test("GetDecision moves on past a dead coordinator URL, stays with the one that answers, and gives up after one round", async () => {
+    const dead = `https://127.0.0.1:${await freePort()}`; // nothing listens there
+    const live = await startCoordinatorStub(t.certs, () => Decision.COMMIT);
+    const refusing = await startCoordinatorStub(t.certs, () => {
+      throw rejection("peer_not_allowed", "every replica would say the same");
+    });
+    const failovers: string[] = [];
+    const tls = tlsFiles(t.certs, "bank-a");
+    const onFailover = (e: { url: string; nextUrl: string }) => void failovers.push(`${e.url} -> ${e.nextUrl}`);
+    try {
+      const ask = createDecisionAsker({ urls: [dead, live.url], tls, onFailover });
+      assert.equal(await ask(newTxnId(), "gateway-0"), "commit");
+      assert.deepEqual(failovers, [`${dead} -> ${live.url}`]);
+      assert.equal(await ask(newTxnId("gateway-2"), "gateway-2"), "commit");
+      assert.equal(failovers.length, 1, "the next call starts at the URL that answered");
+      assert.equal(live.askedBy.length, 2);
+
+      // A refusal every replica would repeat is not retried elsewhere.
+      const strict = createDecisionAsker({ urls: [refusing.url, live.url], tls, onFailover });
+      await assert.rejects(strict(newTxnId(), "gateway-0"), (e: unknown) => errorInfo(e).code === Code.PermissionDenied);
+      assert.equal(live.askedBy.length, 2);
+
+      // Every URL down: one attempt each, then the call fails naming them all.
+      await live.server.close(100);
+      failovers.length = 0;
+      await assert.rejects(ask(newTxnId(), "gateway-0"), (e: unknown) => e instanceof Error && e.message.includes(dead) && e.message.includes(live.url) && /failed at 2 of 2/.test(e.message));
+      assert.equal(failovers.length, 1);
+    } finally {
+      await live.server.close(100);
+      await refusing.server.close(100);
     }
   });
 
@@ -298,5 +339,26 @@ describe("bank over mTLS", () => {
     // None of the refused batch's txns was recorded, not even as a tombstone.
     assert.equal((await gw.participant.prepare({ txnId: tooMany[0]!.txnId, legs: [credit("bank-a/1002", 1n)] })).vote, Vote.YES);
     await gw.participant.abort({ txnId: tooMany[0]!.txnId });
+  });
+  test("LinkService: unlink, a new code, a link; every failure link_failed, then link_locked; the owner is what Prepare checks", async () => {
+    const link = createClient(LinkService, createMtlsTransport({ baseUrl: `https://127.0.0.1:${server.port}`, tls: tlsFiles(t.certs, "gateway"), timeoutMs: 10_000 }));
+    const acct = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/7001" })).account!;
+    assert.deepEqual(await rejected(link.issueLinkCode({ accountId: acct.accountId, holderName: "Carol C" })), { code: Code.AlreadyExists, reason: "already_linked" });
+    assert.equal((await link.unlink({ accountId: acct.accountId })).previousOwnerUserId, "carol");
+    const { linkCode } = await link.issueLinkCode({ accountId: acct.accountId, holderName: "Carol C" });
+    const verify = (code: string, userId = "dave") => link.verifyLink({ accountId: acct.accountId, holderName: "carol c", linkCode: code, userId });
+    assert.deepEqual(await rejected(verify("WRONG-CODE-1")), { code: Code.FailedPrecondition, reason: "link_failed" });
+    assert.deepEqual(await rejected(link.verifyLink({ accountId: "bank-a/7999", holderName: "Carol C", linkCode, userId: "dave" })), { code: Code.FailedPrecondition, reason: "link_failed" });
+    assert.deepEqual(await rejected(verify("nope")), { code: Code.InvalidArgument, reason: "invalid_argument" });
+    assert.equal((await verify(linkCode)).account?.ownerUserId, "dave");
+    assert.equal((await verify(linkCode)).account?.ownerUserId, "dave", "a repeat answers the same");
+    assert.deepEqual(await rejected(verify(linkCode, "erin")), { code: Code.FailedPrecondition, reason: "link_failed" });
+    const notDave = await gw.participant.prepare({ txnId: newTxnId(), legs: [debit(acct.accountId, 1n, "carol")] });
+    assert.deepEqual([notDave.vote, notDave.reason], [Vote.NO, "not_account_owner"]);
+    // LINK_ATTEMPTS_MAX (5 by default) failures since the link (erin's was the first): locked, even for the right code.
+    for (let i = 0; i < 3; i++) assert.equal((await rejected(verify(`WRONG-CODE-${i}`))).reason, "link_failed");
+    assert.deepEqual(await rejected(verify("WRONG-CODE-9")), { code: Code.ResourceExhausted, reason: "link_locked" });
+    assert.deepEqual(await rejected(verify(linkCode)), { code: Code.ResourceExhausted, reason: "link_locked" });
+    await assertLedgerConsistent(gw.ledger);
   });
 });

@@ -9,15 +9,22 @@ import { createCheckout } from "./domain/checkout.js";
 import { createSettlementJob, type SettlementJob } from "./domain/settlement.js";
 import type { CheckoutConfig } from "./config.js";
 import { createGatewayClient } from "./gateway-client.js";
+import { startRegistration, type RegistrationLoop } from "./domain/webhook-registration.js";
+import { createWebhookReceiver } from "./domain/webhooks.js";
 import { createCheckoutServer } from "./http-server.js";
+import { createWebhookServer, type WebhookServer } from "./webhook-server.js";
 import { openCheckoutStore, type OpenedCheckoutStore } from "./store/checkout-store.js";
 
 export interface CheckoutApp {
   readonly server: http.Server;
   readonly store: OpenedCheckoutStore;
   readonly settlement: SettlementJob;
-  /** Binds, starts the settlement schedule; resolves with the port. */
+  /** The webhook receiver, when configured (CHECKOUT_WEBHOOK_PORT). */
+  readonly webhooks: WebhookServer | undefined;
+  /** Binds (the shop, then the webhook receiver), starts the settlement schedule and the endpoint's registration; resolves with the shop's port. */
   listen(): Promise<number>;
+  /** The webhook receiver's port once listening; undefined without one. */
+  webhookPort(): number | undefined;
   /** Stops taking requests, lets in-flight ones finish (up to graceMs), stops the job, closes the store. */
   close(graceMs?: number): Promise<void>;
 }
@@ -58,28 +65,70 @@ export function createCheckoutApp(config: CheckoutConfig, logger: Logger, option
     backOffice: { username: config.merchantUsername, password: config.merchantPassword },
     logger,
   });
+  const hook = config.webhook;
+  const webhooks =
+    hook &&
+    createWebhookServer({
+      receiver: createWebhookReceiver({ store, toleranceSeconds: hook.toleranceSeconds }),
+      certFile: hook.certFile,
+      keyFile: hook.keyFile,
+      bodyMaxBytes: hook.bodyMaxBytes,
+      logger,
+    });
+  let registration: RegistrationLoop | undefined;
+  const listenOn = (s: http.Server, port: number, host: string) =>
+    new Promise<number>((resolve, reject) => {
+      s.once("error", reject);
+      s.listen(port, host, () => {
+        s.off("error", reject);
+        const address = s.address();
+        resolve(typeof address === "object" && address ? address.port : port);
+      });
+    });
+  const closeGracefully = async (s: http.Server, graceMs: number) => {
+    const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+    s.closeIdleConnections();
+    const timer = setTimeout(() => s.closeAllConnections(), graceMs);
+    await closed;
+    clearTimeout(timer);
+  };
+  let boundWebhookPort: number | undefined;
   return {
     server,
     store,
     settlement,
+    webhooks,
+    webhookPort: () => boundWebhookPort,
     async listen() {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(config.port, config.host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
+      const port = await listenOn(server, config.port, config.host);
+      if (webhooks && hook) {
+        boundWebhookPort = await listenOn(webhooks.server, hook.port, hook.host);
+        logger.info({ host: hook.host, port: boundWebhookPort, url: hook.url, toleranceSeconds: hook.toleranceSeconds }, "webhook receiver listening");
+        if (hook.url !== undefined) {
+          const url = hook.url;
+          // Beside the shop, never in its way: until it succeeds, polling and the settlement job are what the shop has.
+          registration = startRegistration(
+            { admin: gateway.webhooks, store, url, toleranceSeconds: hook.toleranceSeconds },
+            {
+              retryBaseMs: hook.registerRetryBaseMs,
+              retryCapMs: hook.registerRetryCapMs,
+              onRetry: (e, attempt, delayMs) => logger.warn({ err: e instanceof Error ? e.message : String(e), attempt, delayMs, url }, "webhook endpoint not registered yet; retrying"),
+            },
+          );
+          registration.done.then(
+            (r) => r && logger.info({ outcome: r.outcome, endpointId: r.endpointId, url }, "webhook endpoint registered"),
+            (e: unknown) => logger.error({ err: e instanceof Error ? e.message : String(e), url }, "webhook endpoint registration stopped"),
+          );
+        }
+      }
       if (config.settlementIntervalMs > 0) settlement.start(config.settlementIntervalMs);
-      const address = server.address();
-      return typeof address === "object" && address ? address.port : config.port;
+      return port;
     },
     async close(graceMs = 5_000) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
-      await closed;
-      clearTimeout(timer);
+      registration?.stop();
+      await Promise.all([closeGracefully(server, graceMs), webhooks?.server.listening ? closeGracefully(webhooks.server, graceMs) : undefined]);
+      webhooks?.stopWatching();
+      await registration?.done.catch(() => undefined);
       await settlement.stop();
       gateway.close();
       store.close();

@@ -7,9 +7,10 @@ import { Code, ConnectError, createClient, type Interceptor, type Transport } fr
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ErrorDetailSchema } from "@paygate/proto/common";
-import { AuthService, CardService, SettleItemStatus } from "@paygate/proto/gateway";
-import { errorInfo, isReason, loadTls, retryableReasons, watchTls, type Logger, type TlsFiles, type TlsMaterial } from "@paygate/rpc";
-import type { AuthorizeResult, CardGateway, SettleResult } from "./domain/ports.js";
+import { AuthService, CardService, SettleItemStatus, WebhookService } from "@paygate/proto/gateway";
+import { errorInfo, loadTls, watchTls, type Logger, type TlsFiles, type TlsMaterial } from "@paygate/rpc";
+import { isRetryableReason } from "@paygate/vocab";
+import type { AuthorizeResult, CardGateway, SettleResult, WebhookAdmin } from "./domain/ports.js";
 
 export interface GatewayClientOptions {
   readonly baseUrl: string;
@@ -23,7 +24,16 @@ export interface GatewayClientOptions {
 }
 
 export interface MerchantGatewayClient extends CardGateway {
+  /** The merchant's webhook endpoints (WebhookService), for the checkout's registration. */
+  readonly webhooks: WebhookAdmin;
   close(): void;
+}
+
+/** A WebhookService call that got no answer or a refusal; the registration retries on it. */
+export class WebhookAdminError extends Error {
+  constructor(readonly method: string, readonly reason: string, message: string) {
+    super(`${method}: ${reason}: ${message}`);
+  }
 }
 
 type Failure = { kind: "verdict"; reason: string; message: string; code: Code } | { kind: "no_verdict"; reason: string; message: string; code: Code } | { kind: "needs_login"; reason: string; message: string; code: Code };
@@ -43,7 +53,7 @@ export function classifyFailure(err: unknown): Failure {
     if (TRANSPORT_CODES.has(info.code)) return { kind: "no_verdict", reason: "gateway_unreachable", message: err.rawMessage, code: info.code };
     return { kind: "verdict", reason: info.reason, message: err.rawMessage, code: info.code };
   }
-  if ((isReason(info.reason) && retryableReasons.has(info.reason)) || info.reason === "bureau_unavailable" || info.code === Code.Internal || info.code === Code.Unavailable) {
+  if (isRetryableReason(info.reason) || info.code === Code.Internal || info.code === Code.Unavailable) {
     return { kind: "no_verdict", reason: info.reason, message: info.message, code: info.code };
   }
   return { kind: "verdict", reason: info.reason, message: info.message, code: info.code };
@@ -83,6 +93,30 @@ export function createGatewayClient(options: GatewayClientOptions): MerchantGate
   const proxy: Transport = { unary: (...a) => transport.unary(...a), stream: (...a) => transport.stream(...a) };
   const auth = createClient(AuthService, proxy);
   const cards = createClient(CardService, proxy);
+  const hooks = createClient(WebhookService, proxy);
+
+  async function webhookCall<T>(method: string, call: () => Promise<T>): Promise<T> {
+    const r = await withSession(method, call, "WebhookService");
+    if (!r.ok) throw new WebhookAdminError(method, r.failure.reason, r.failure.message);
+    return r.value;
+  }
+
+  const webhooks: WebhookAdmin = {
+    async listEndpoints() {
+      const r = await webhookCall("ListEndpoints", () => hooks.listEndpoints({}));
+      return r.endpoints.map((e) => ({ endpointId: e.endpointId, url: e.url, eventTypes: [...e.eventTypes] }));
+    },
+    async createEndpoint(url, eventTypes) {
+      const r = await webhookCall("CreateEndpoint", () => hooks.createEndpoint({ url, eventTypes: [...eventTypes] }));
+      if (!r.endpoint || !r.secret) throw new WebhookAdminError("CreateEndpoint", "internal", "the gateway answered without an endpoint or its secret");
+      return { endpointId: r.endpoint.endpointId, secret: r.secret };
+    },
+    async rollSecret(endpointId, overlapSeconds) {
+      const r = await webhookCall("RollSecret", () => hooks.rollSecret({ endpointId, overlapSeconds: BigInt(overlapSeconds) }));
+      if (!r.secret) throw new WebhookAdminError("RollSecret", "internal", "the gateway answered without a secret");
+      return { secret: r.secret, previousExpiresAtMs: r.previousExpiresAt ? timestampMs(r.previousExpiresAt) : 0 };
+    },
+  };
 
   function login(): Promise<string> {
     loggingIn ??= auth
@@ -99,10 +133,10 @@ export function createGatewayClient(options: GatewayClientOptions): MerchantGate
   }
 
   /** Runs call with a session; on Unauthenticated logs in again and retries once. */
-  async function withSession<T>(method: string, call: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; failure: Failure }> {
+  async function withSession<T>(method: string, call: () => Promise<T>, service = "CardService"): Promise<{ ok: true; value: T } | { ok: false; failure: Failure }> {
     const started = performance.now();
     const done = (code: string, reason?: string) =>
-      log.info({ method: `paygate.gateway.v1.CardService/${method}`, code, reason, durationMs: Math.round(performance.now() - started) }, "gateway call");
+      log.info({ method: `paygate.gateway.v1.${service}/${method}`, code, reason, durationMs: Math.round(performance.now() - started) }, "gateway call");
     for (let attempt = 0; attempt < 2; attempt++) {
       if (token === undefined) {
         try {
@@ -133,6 +167,7 @@ export function createGatewayClient(options: GatewayClientOptions): MerchantGate
   }
 
   return {
+    webhooks,
     close: stopWatching,
     async authorize(command): Promise<AuthorizeResult> {
       const r = await withSession("Authorize", () =>

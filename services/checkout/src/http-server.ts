@@ -145,6 +145,9 @@ export function orderJson(o: Order) {
     settlementId: o.settlementId,
     capturedMinor: o.capturedMinor.toString(),
     settleReason: o.settleReason,
+    // What the gateway's webhooks last said (null until one did).
+    authStatus: o.authStatus,
+    refundedMinor: o.refundedMinor.toString(),
   };
 }
 

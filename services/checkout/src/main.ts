@@ -4,7 +4,7 @@ import { loadConfigOrExit } from "@paygate/config";
 import { createLogger } from "@paygate/rpc";
 import { createClientMetricsInterceptor, createMetrics, createTraceClientInterceptor, onShutdownSignals, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
 import { createCheckoutApp } from "./app.js";
-import { loadConfig, type CheckoutConfig } from "./config.js";
+import { loadConfig, } from "./config.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const port = await app.listen();
   ready = true;
   log.info(
-    { host: config.host, port, metricsPort: ops.port, tracing: tracing.enabled, url: `http://${config.host}:${port}/payment.html`, gatewayUrl: config.gatewayUrl, merchantAccountId: config.merchantAccountId, settlementIntervalMs: config.settlementIntervalMs },
+    { host: config.host, port, webhookPort: app.webhookPort(), metricsPort: ops.port, tracing: tracing.enabled, url: `http://${config.host}:${port}/payment.html`, gatewayUrl: config.gatewayUrl, merchantAccountId: config.merchantAccountId, settlementIntervalMs: config.settlementIntervalMs },
     "listening",
   );
 

@@ -3,7 +3,7 @@
 import { loadConfigOrExit } from "@paygate/config";
 import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
 import { createMetrics, createMetricsInterceptor, createTraceServerInterceptor, onShutdownSignals, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
-import { loadConfig, type BureauConfig } from "./config.js";
+import { loadConfig, } from "./config.js";
 import { createBureau } from "./domain/report.js";
 import { bureauAccessTable, bureauRoutes } from "./routes.js";
 import { loadReportFile, ReportFileError } from "./store/report-file.js";

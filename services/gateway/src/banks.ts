@@ -1,11 +1,13 @@
 // Connect clients for the participant banks, over mTLS with the gateway's own
 // certificate. They implement the domain's Participants and Ledgers ports and
 // turn every transport failure into a value (these ports never throw).
-import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, createClient, createContextValues, type Client, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { context, type Context, type Tracer } from "@opentelemetry/api";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { LedgerService, LegDirection, ParticipantService, Vote, type Account, type BatchItemError, type PrepareRequestSchema, type PrepareResponse } from "@paygate/proto/bank";
 import { createMtlsTransport, errorInfo, isReason, rejection, type Logger, type Reason, type TlsFiles } from "@paygate/rpc";
+import { batchItemSpansKey, noopTracer, startBatchItemSpans } from "@paygate/telemetry";
 import { createBatcher, type Batcher } from "./batcher.js";
 import type { BankAccount, BankResult, Delivery, Leg, Ledgers, Participants } from "./domain/ports.js";
 
@@ -42,6 +44,8 @@ export interface BankClientOptions {
   readonly interceptors?: (bank: string) => Interceptor[];
   /** Coalesce participant calls into PrepareBatch / CommitBatch / AbortBatch; unset = one RPC per call. */
   readonly batching?: BatchingOptions;
+  /** For the per-item spans of batched calls (the interceptors make the call spans); default: none. */
+  readonly tracer?: Tracer;
 }
 
 // Reasons a bank gives that describe the request or the account, not the
@@ -60,6 +64,7 @@ const BUSINESS_REASONS: ReadonlySet<string> = new Set<Reason>([
   "invalid_currency",
   "invalid_account_id",
   "invalid_argument",
+  "balance_limit_exceeded",
   "already_exists",
   "idempotency_key_reused",
   "user_not_found",
@@ -83,7 +88,7 @@ function legMsg(l: Leg): NonNullable<PrepareInit["legs"]>[number] {
     currency: l.currency,
     ownerUserId: l.ownerUserId,
     holdId: l.holdId ?? "",
-    ...(l.holdExpiresAtMs !== undefined ? { holdExpiresAt: timestampFromMs(l.holdExpiresAtMs) } : {}),
+    ...(l.holdTtlMs !== undefined ? { holdTtlMs: BigInt(l.holdTtlMs) } : {}),
   };
 }
 
@@ -111,42 +116,65 @@ function singleCalls(client: Client<typeof ParticipantService>): ParticipantCall
  * trace context (so a quiet system's traces and logs show each txn); bigger
  * batches are one RPC, one span and one fsync at the bank for all of them.
  */
-function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOptions): ParticipantCalls {
+function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOptions, tracer: Tracer): ParticipantCalls {
   const single = singleCalls(client);
+  // Each item remembers the trace context it was submitted in (its transfer's):
+  // a call of one item runs in it; a batch gives each item a span there and
+  // links the batch's own span to all of them (@paygate/telemetry).
+  type Traced<T> = { readonly item: T; readonly ctx: Context };
+  const traced = <T>(item: T): Traced<T> => ({ item, ctx: context.active() });
+  async function inBatch<R>(name: string, items: readonly Traced<unknown>[], call: (contextValues: ContextValues) => Promise<R>): Promise<R> {
+    const spans = startBatchItemSpans(tracer, name, items.map((i) => i.ctx));
+    const contextValues = createContextValues().set(batchItemSpansKey, spans.spans);
+    try {
+      const r = await call(contextValues);
+      spans.end();
+      return r;
+    } catch (e) {
+      spans.end(e);
+      throw e;
+    }
+  }
   // An item's error is its own answer, not the batch's: carry it as a value.
   type PrepareOutcome = { readonly vote: PrepareResponse } | { readonly error: BatchItemError | undefined };
-  const prepares = createBatcher<PrepareInit, PrepareOutcome>({
+  const prepares = createBatcher<Traced<PrepareInit>, PrepareOutcome>({
     itemsMax: b.itemsMax,
     inflightMax: b.inflightMax,
     async send(items) {
       // A failed single call fails its one-item batch: the same error the caller would have seen.
-      if (items.length === 1) return [{ vote: await client.prepare(items[0]!, { timeoutMs: b.prepareTimeoutMs }) }];
-      const res = await client.prepareBatch({ items: [...items] }, { timeoutMs: b.prepareTimeoutMs });
+      if (items.length === 1) return [{ vote: await context.with(items[0]!.ctx, () => client.prepare(items[0]!.item, { timeoutMs: b.prepareTimeoutMs })) }];
+      const res = await inBatch("paygate.bank.v1.ParticipantService/PrepareBatch", items, (contextValues) =>
+        client.prepareBatch({ items: items.map((i) => i.item) }, { timeoutMs: b.prepareTimeoutMs, contextValues }),
+      );
       return res.results.map((r) => (r.outcome.case === "response" ? { vote: r.outcome.value } : { error: r.outcome.value }));
     },
   });
-  const decisions = (kind: "commit" | "abort"): Batcher<string, BatchItemError | undefined> =>
-    createBatcher<string, BatchItemError | undefined>({
+  const decisions = (kind: "commit" | "abort"): Batcher<Traced<string>, BatchItemError | undefined> =>
+    createBatcher<Traced<string>, BatchItemError | undefined>({
       itemsMax: b.itemsMax,
       inflightMax: b.inflightMax,
-      async send(txnIds) {
-        if (txnIds.length === 1) {
-          await single[kind](txnIds[0]!, b.decisionTimeoutMs);
+      async send(items) {
+        if (items.length === 1) {
+          await context.with(items[0]!.ctx, () => single[kind](items[0]!.item, b.decisionTimeoutMs));
           return [undefined];
         }
-        const res = kind === "commit" ? await client.commitBatch({ txnIds: [...txnIds] }, { timeoutMs: b.decisionTimeoutMs }) : await client.abortBatch({ txnIds: [...txnIds] }, { timeoutMs: b.decisionTimeoutMs });
+        const txnIds = items.map((i) => i.item);
+        const name = `paygate.bank.v1.ParticipantService/${kind === "commit" ? "CommitBatch" : "AbortBatch"}`;
+        const res = await inBatch(name, items, async (contextValues): Promise<{ readonly results: readonly { readonly error?: BatchItemError }[] }> =>
+          kind === "commit" ? client.commitBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues }) : client.abortBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues }),
+        );
         return res.results.map((r) => r.error);
       },
     });
   const commits = decisions("commit");
   const aborts = decisions("abort");
-  const settle = async (batcher: Batcher<string, BatchItemError | undefined>, txnId: string) => {
-    const error = await batcher.submit(txnId);
+  const settle = async (batcher: Batcher<Traced<string>, BatchItemError | undefined>, txnId: string) => {
+    const error = await batcher.submit(traced(txnId));
     if (error) throw itemError(error);
   };
   return {
     async prepare(req, signal) {
-      const outcome = await prepares.submit(req, signal);
+      const outcome = await prepares.submit(traced(req), signal);
       if ("vote" in outcome) return outcome.vote;
       throw itemError(outcome.error);
     },
@@ -161,7 +189,7 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
     // File paths, not loaded material: a rotated gateway certificate is picked up without a restart.
     const transport = createMtlsTransport({ baseUrl, tls: o.tls, timeoutMs: o.ledgerTimeoutMs, interceptors: o.interceptors?.(bank) ?? [] });
     const participant = createClient(ParticipantService, transport);
-    clients.set(bank, { participant: o.batching ? batchedCalls(participant, o.batching) : singleCalls(participant), ledger: createClient(LedgerService, transport) });
+    clients.set(bank, { participant: o.batching ? batchedCalls(participant, o.batching, o.tracer ?? noopTracer) : singleCalls(participant), ledger: createClient(LedgerService, transport) });
   }
   const unknownBank = (bank: string) => ({ ok: false as const, reason: "participant_unavailable" as const, message: `bank ${bank} is not configured (BANKS)` });
 

@@ -1,5 +1,6 @@
 // The gateway's one typed, frozen configuration. main.ts passes process.env
 // in; everything else receives this object. Every problem is reported at once.
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { createEnvReader, type Env } from "@paygate/config";
 import { parseFaultPoints, type FaultPoint } from "@paygate/faults";
@@ -12,7 +13,8 @@ export interface GatewayConfig {
   readonly host: string;
   readonly port: number;
   readonly dataDir: string;
-  readonly dbFile: string;
+  /** Where users, sessions, the directory, the coordinator log and card records live. */
+  readonly store: StoreConfig;
   readonly seedFile: string;
   /** bank name -> base URL of its Connect server. */
   readonly banks: ReadonlyMap<string, string>;
@@ -29,6 +31,12 @@ export interface GatewayConfig {
   readonly sessionTtlMs: number;
   readonly loginFailuresMax: number;
   readonly loginLockoutMs: number;
+  /** Sign-ups (Register) one client may try per window (DESIGN.md §11). */
+  readonly registerRateMax: number;
+  readonly registerRateWindowMs: number;
+  /** LinkBankAccount attempts one user may make per window (on top of each bank's lock per account). */
+  readonly linkRateMax: number;
+  readonly linkRateWindowMs: number;
   readonly logLevel: string;
   /** Plain-HTTP ops port (/metrics, /healthz, /readyz); 0 = any free port (the "listening" line says which). */
   readonly metricsPort: number;
@@ -43,10 +51,38 @@ export interface GatewayConfig {
   /** Test-only crash points (PAYGATE_FAULTPOINTS). */
   readonly faultPoints: ReadonlySet<FaultPoint>;
   readonly cards: CardsConfig;
+  readonly webhooks: WebhooksConfig;
 }
+
+/**
+ * SQLite: one replica, a file on its own volume (the laptop default).
+ * PostgreSQL (DATABASE_URL): shared by any number of replicas (DESIGN.md §3b).
+ */
+export type StoreConfig =
+  | { readonly kind: "sqlite"; readonly file: string }
+  | {
+      readonly kind: "postgres";
+      /** postgres://user[:password]@host:port/db; the password may come from passwordFile instead. */
+      readonly url: string;
+      /** A file holding the password (a Kubernetes Secret mounted as a file); "" = none. */
+      readonly passwordFile: string;
+      readonly poolMax: number;
+      /** Which client library talks to PostgreSQL (bench/README.md compares them). */
+      readonly driver: "pg" | "postgres";
+      /** How long a replica's lease lasts without a heartbeat; past it (plus the prepare timeout) another replica takes over its transactions. */
+      readonly leaseMs: number;
+      readonly heartbeatIntervalMs: number;
+      /** Per statement; a slower answer counts as PostgreSQL unavailable. */
+      readonly statementTimeoutMs: number;
+    };
 
 /** Card payments: the credit bureau, the risk rule, authorization lifetimes. */
 export interface CardsConfig {
+  /**
+   * The card-number key, shared by every replica (a Kubernetes Secret mounted
+   * as a file); "" = made once in the data dir (one replica only).
+   */
+  readonly cardSecretFile: string;
   readonly creditBureauUrl: string;
   readonly creditBureauTimeoutMs: number;
   /** An authorization (and its hold at the issuing bank) expires this long after it was approved. */
@@ -59,6 +95,31 @@ export interface CardsConfig {
   readonly riskReviewScoreMin: number;
   /** Per card and UTC day. */
   readonly cardDailySpendMaxMinor: bigint;
+}
+
+/** Webhook delivery (DESIGN.md §12): which hosts may be called, and the retry schedule. */
+export interface WebhooksConfig {
+  /**
+   * Hosts an endpoint URL may name (WEBHOOK_ALLOWED_HOSTS, lowercased):
+   * exact names, "*.suffix" patterns (any name under the suffix, not the
+   * suffix itself) and IP literals. Empty: no endpoint can be registered.
+   */
+  readonly allowedHosts: readonly string[];
+  /** Loopback names and addresses (localhost, 127.0.0.0/8, ::1), also as DNS answers; for `make up` and tests only. */
+  readonly allowLoopback: boolean;
+  /** Per delivery attempt: connect, TLS, request and the answer's headers. */
+  readonly timeoutMs: number;
+  /** How often the dispatcher looks for new events and due deliveries. */
+  readonly pollMs: number;
+  /** The first retry waits about this long, each next one twice as long (with jitter), up to retryMaxMs. */
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  /** A delivery still failing this long after its event was made is FAILED. */
+  readonly giveUpMs: number;
+  /** Attempts in flight per replica. */
+  readonly concurrency: number;
+  /** Extra roots trusted for endpoints' certificates, next to the system's (default: the gateway's TLS CA). */
+  readonly caFile: string;
 }
 
 export const DEFAULT_BANKS = "bank-a=https://127.0.0.1:50051,bank-b=https://127.0.0.1:50052";
@@ -74,6 +135,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const port = r.int("GATEWAY_PORT", 50050, { min: 0, max: 65535 });
   const dataDir = resolve(cwd, r.string("GATEWAY_DATA_DIR", "data/gateway"));
   const seedFile = resolve(cwd, r.string("SEED_FILE", "config/seed.yaml"));
+  const store = readStoreConfig(r, resolve(dataDir, "gateway.db"), cwd);
 
   const banks = r.map("BANKS", DEFAULT_BANKS);
   if (banks.size === 0) r.problem("BANKS must name at least one bank");
@@ -104,6 +166,10 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const sessionTtlMs = r.int("SESSION_TTL_MS", HOUR_MS, { min: 1, max: 30 * 24 * HOUR_MS });
   const loginFailuresMax = r.int("LOGIN_FAILURES_MAX", 5, { min: 1, max: 1000 });
   const loginLockoutMs = r.int("LOGIN_LOCKOUT_MS", 300_000, { min: 1, max: 30 * 24 * HOUR_MS });
+  const registerRateMax = r.int("REGISTER_RATE_MAX", 10, { min: 1, max: 1_000_000 });
+  const registerRateWindowMs = r.int("REGISTER_RATE_WINDOW_MS", 600_000, { min: 1, max: 30 * 24 * HOUR_MS });
+  const linkRateMax = r.int("LINK_RATE_MAX", 10, { min: 1, max: 1_000_000 });
+  const linkRateWindowMs = r.int("LINK_RATE_WINDOW_MS", 600_000, { min: 1, max: 30 * 24 * HOUR_MS });
 
   const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
 
@@ -122,7 +188,11 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
 
   const creditBureauUrl = r.string("CREDIT_BUREAU_URL", "https://127.0.0.1:8081");
   if (!/^https:\/\/[^\s/]+/.test(creditBureauUrl)) r.problem(`CREDIT_BUREAU_URL needs an https:// URL, got ${JSON.stringify(creditBureauUrl)}`);
+  const cardSecretFile = r.string("CARD_SECRET_FILE", "");
+  // Replicas hashing card numbers with different keys could not find each other's cards.
+  if (store.kind === "postgres" && cardSecretFile === "") r.problem("CARD_SECRET_FILE is required with DATABASE_URL: every replica must hash card numbers with the same key (64 hex characters in a file)");
   const cards: CardsConfig = {
+    cardSecretFile: cardSecretFile === "" ? "" : resolve(cwd, cardSecretFile),
     creditBureauUrl,
     creditBureauTimeoutMs: r.int("CREDIT_BUREAU_TIMEOUT_MS", 3_000, { min: 1, max: HOUR_MS }),
     authHoldTtlMs: r.int("AUTH_HOLD_TTL_MS", 7 * 24 * HOUR_MS, { min: 1, max: 90 * 24 * HOUR_MS }),
@@ -133,12 +203,14 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
     cardDailySpendMaxMinor: BigInt(r.int("CARD_DAILY_SPEND_MAX_MINOR", 500_000, { min: 1, max: Number.MAX_SAFE_INTEGER })),
   };
 
+  const webhooks = readWebhooksConfig(r, tls.caFile, cwd);
+
   return r.finish({
     replica,
     host,
     port,
     dataDir,
-    dbFile: resolve(dataDir, "gateway.db"),
+    store,
     seedFile,
     banks,
     tls,
@@ -151,6 +223,10 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
     sessionTtlMs,
     loginFailuresMax,
     loginLockoutMs,
+    registerRateMax,
+    registerRateWindowMs,
+    linkRateMax,
+    linkRateWindowMs,
     logLevel,
     metricsPort,
     otlpEndpoint,
@@ -159,7 +235,70 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
     redisCommandTimeoutMs,
     faultPoints: armed,
     cards,
+    webhooks,
   });
+}
+
+const DAY_MS = 24 * HOUR_MS;
+const HOST_NAME_PATTERN = /^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+function readWebhooksConfig(r: ReturnType<typeof createEnvReader>, defaultCaFile: string, cwd: string): WebhooksConfig {
+  const allowedHosts: string[] = [];
+  for (const raw of r.list("WEBHOOK_ALLOWED_HOSTS")) {
+    const host = raw.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+    if (isIP(host) !== 0 || (HOST_NAME_PATTERN.test(host) && host.length <= 253)) allowedHosts.push(host);
+    else r.problem(`WEBHOOK_ALLOWED_HOSTS: ${JSON.stringify(raw)} is not a host name, a "*.suffix" pattern or an IP address`);
+  }
+  const retryBaseMs = r.int("WEBHOOK_RETRY_BASE_MS", 10_000, { min: 1, max: DAY_MS });
+  const retryMaxMs = r.int("WEBHOOK_RETRY_MAX_MS", HOUR_MS, { min: 1, max: 7 * DAY_MS });
+  if (retryMaxMs < retryBaseMs) r.problem("WEBHOOK_RETRY_MAX_MS must be >= WEBHOOK_RETRY_BASE_MS");
+  return {
+    allowedHosts: Object.freeze([...new Set(allowedHosts)]),
+    allowLoopback: r.bool("WEBHOOK_ALLOW_LOOPBACK", false),
+    timeoutMs: r.int("WEBHOOK_TIMEOUT_MS", 5_000, { min: 100, max: 60_000 }),
+    pollMs: r.int("WEBHOOK_POLL_MS", 250, { min: 10, max: 60_000 }),
+    retryBaseMs,
+    retryMaxMs,
+    giveUpMs: r.int("WEBHOOK_GIVE_UP_MS", 3 * DAY_MS, { min: 1, max: 30 * DAY_MS }),
+    concurrency: r.int("WEBHOOK_CONCURRENCY", 8, { min: 1, max: 256 }),
+    caFile: resolve(cwd, r.string("WEBHOOK_CA_FILE", defaultCaFile)),
+  };
+}
+
+function readStoreConfig(r: ReturnType<typeof createEnvReader>, sqliteFile: string, cwd: string): StoreConfig {
+  const url = r.optional("DATABASE_URL");
+  const passwordFile = r.string("DATABASE_PASSWORD_FILE", "");
+  const poolMax = r.int("DATABASE_POOL_MAX", 8, { min: 2, max: 256 });
+  const driver = r.string("DATABASE_DRIVER", "pg");
+  const leaseMs = r.int("GATEWAY_LEASE_MS", 3_000, { min: 100, max: HOUR_MS });
+  const heartbeatIntervalMs = r.int("GATEWAY_HEARTBEAT_INTERVAL_MS", 1_000, { min: 10, max: HOUR_MS });
+  const statementTimeoutMs = r.int("DATABASE_STATEMENT_TIMEOUT_MS", 5_000, { min: 10, max: HOUR_MS });
+  if (url === undefined) {
+    if (passwordFile !== "") r.problem("DATABASE_PASSWORD_FILE needs DATABASE_URL");
+    return { kind: "sqlite", file: sqliteFile };
+  }
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") || parsed.hostname === "" || parsed.pathname.length < 2) {
+    // Never echo the URL: it may carry a password.
+    r.problem("DATABASE_URL must look like postgres://user[:password]@host:port/database");
+  }
+  if (driver !== "pg" && driver !== "postgres") r.problem(`DATABASE_DRIVER must be "pg" or "postgres", got ${JSON.stringify(driver)}`);
+  if (heartbeatIntervalMs * 2 > leaseMs) r.problem("GATEWAY_HEARTBEAT_INTERVAL_MS must be at most half of GATEWAY_LEASE_MS");
+  return {
+    kind: "postgres",
+    url,
+    passwordFile: passwordFile === "" ? "" : resolve(cwd, passwordFile),
+    poolMax,
+    driver: driver === "postgres" ? "postgres" : "pg",
+    leaseMs,
+    heartbeatIntervalMs,
+    statementTimeoutMs,
+  };
 }
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: HOUR_MS, d: 24 * HOUR_MS };

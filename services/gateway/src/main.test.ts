@@ -195,13 +195,20 @@ async function reasonOf(p: Promise<unknown>): Promise<string> {
   return "ok";
 }
 
+/** Polls a condition that follows an RPC's effects asynchronously (a hang guard, not a timing goal). */
+async function eventually(what: string, cond: () => boolean, attemptsMax = 500): Promise<void> {
+  for (let i = 0; i < attemptsMax && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(cond(), `gave up waiting for ${what}`);
+}
+
 async function login(port: number, username: string, password: string): Promise<{ authorization: string }> {
   const r = await clients(port).auth.login({ username, password });
   return { authorization: `Bearer ${r.sessionToken}` };
 }
 
 before(async () => {
-  execFileSync(join(ROOT, "scripts/certs.sh"), [certs], { stdio: "ignore" });
+  // bank-c: a bank's certificate that takes part in none of the test's transfers.
+  execFileSync(join(ROOT, "scripts/certs.sh"), [certs, "bank-c"], { stdio: "ignore" });
   const logger = createLogger("fake-bank", "silent");
   for (const name of ["bank-a", "bank-b"] as const) {
     bankServers.push(await startRpcServer({ host: "127.0.0.1", port: 0, tls: tlsOf(name), routes: banks[name].routes, interceptors: [], logger }));
@@ -226,8 +233,8 @@ test("login, transfer, balance, history and replay over mTLS", { timeout: TEST_T
   assert.equal(await reasonOf(c.pay.getBalance({})), "unauthenticated");
   const res = await c.pay.transfer({ idempotencyKey: "svc-1", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 2500n, currency: "USD", memo: "hi" }, { headers });
   assert.equal(res.transaction?.status, TransactionStatus.COMMITTED);
-  assert.equal(banks["bank-a"].accounts.get("bank-a/1001")?.balance, 97_500n);
-  assert.equal(banks["bank-b"].accounts.get("bank-b/2001")?.balance, 52_500n);
+  // The reply may leave once COMMIT is durable, before both Commits are acknowledged.
+  await eventually("both Commits applied", () => banks["bank-a"].accounts.get("bank-a/1001")?.balance === 97_500n && banks["bank-b"].accounts.get("bank-b/2001")?.balance === 52_500n);
 
   const replay = await c.pay.transfer({ idempotencyKey: "svc-1", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 2500n, currency: "USD", memo: "hi" }, { headers });
   assert.equal(replay.transaction?.transactionId, res.transaction?.transactionId);
@@ -298,10 +305,17 @@ test("access rules: admins only for AdminService, bank certificates only for Get
   const asBank = clients(port, "bank-b");
   assert.equal((await asBank.coord.getDecision({ txnId })).decision, Decision.ABORT);
   assert.equal(await reasonOf(asBank.coord.getDecision({ txnId: "nonsense" })), "invalid_txn_id");
+  // Only a participant may ask: another bank's certificate cannot force a presumed abort (issue 13 #3).
+  const paid = await c.pay.transfer({ idempotencyKey: "access-1", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 1n, currency: "USD", memo: "" }, { headers: alice });
+  const paidId = paid.transaction?.transactionId ?? "";
+  const stranger = await clients(port, "bank-c").coord.getDecision({ txnId: paidId }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+  assert.equal(stranger?.code, Code.PermissionDenied);
+  assert.equal(errorInfo(stranger!).reason, "not_participant");
+  assert.equal((await asBank.coord.getDecision({ txnId: paidId })).decision, Decision.COMMIT);
 
   const user = await c.admin.createUser({ username: "carol", password: "carol-pass-2026", roles: [Role.CUSTOMER], displayName: "Carol" }, { headers: admin });
   assert.equal(user.user?.userId, "carol");
-  assert.equal(await reasonOf(c.admin.createUser({ username: "carol", password: "carol-pass-2026", roles: [Role.CUSTOMER] }, { headers: admin })), "already_exists");
+  assert.equal(await reasonOf(c.admin.createUser({ username: "carol", password: "carol-pass-2026", roles: [Role.CUSTOMER] }, { headers: admin })), "username_taken");
   assert.equal(await reasonOf(c.admin.createUser({ username: "dave", password: "short", roles: [Role.CUSTOMER] }, { headers: admin })), "weak_password");
   const opened = await c.admin.openAccount({ ownerUserId: "carol", bank: "bank-b", currency: "USD" }, { headers: admin });
   assert.match(opened.account?.accountId ?? "", /^bank-b\/\d+$/);
@@ -311,6 +325,19 @@ test("access rules: admins only for AdminService, bank certificates only for Get
   const carol = await login(port, "carol", "carol-pass-2026");
   const bal = await c.pay.getBalance({}, { headers: carol });
   assert.deepEqual(bal.accounts.map((a) => a.balanceMinor), [700n]);
+});
+
+test("a login lockout is per client: guesses through one certificate do not lock the user out through another", { timeout: TEST_TIMEOUT_MS }, async () => {
+  const port = gateway!.port;
+  const guesser = clients(port, "paycli");
+  // LOGIN_FAILURES_MAX defaults to 5; the fifth guess already answers with the lock.
+  const guesses: string[] = [];
+  for (let i = 0; i < 5; i++) guesses.push(await reasonOf(guesser.auth.login({ username: "shop", password: `guess-${i}-guess` })));
+  assert.deepEqual(guesses, ["invalid_credentials", "invalid_credentials", "invalid_credentials", "invalid_credentials", "login_locked"]);
+  assert.equal(await reasonOf(guesser.auth.login({ username: "shop", password: "shop-demo-2026" })), "login_locked");
+  // Before issue 13 #8 the username itself was locked, for everyone.
+  const session = await clients(port, "admin").auth.login({ username: "shop", password: "shop-demo-2026" });
+  assert.deepEqual(session.roles, [Role.MERCHANT]);
 });
 
 test("a crash after COMMIT is logged is finished by recovery on restart", { timeout: TEST_TIMEOUT_MS }, async () => {

@@ -1,12 +1,13 @@
 // The gateway process: config -> storage -> seed -> recovery -> server.
 // "listening" is logged only once recovery has run, so a supervisor (or a
 // test) that waits for it knows every in-doubt decision is being redriven.
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
+import { hostname } from "node:os";
 import { loadConfigOrExit } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
 import { createAccessInterceptor, createLoggingInterceptor, createLogger, startRpcServer, type Logger } from "@paygate/rpc";
-import { loadSeedFile, SeedError } from "@paygate/seed";
+import { loadSeedFile, SeedError, type Seed } from "@paygate/seed";
 import {
   createClientMetricsInterceptor,
   createGatewayMetrics,
@@ -20,6 +21,7 @@ import {
 } from "@paygate/telemetry";
 import { gatewayAccessTable } from "./access.js";
 import { createBankClients } from "./banks.js";
+import { createBankLinkClients } from "./bank-links.js";
 import { loadConfig, type GatewayConfig } from "./config.js";
 import { createAdmin } from "./domain/admin.js";
 import { createAuth } from "./domain/auth.js";
@@ -28,18 +30,23 @@ import { createDecidedFeed } from "./domain/decided-feed.js";
 import { createBureauClient } from "./bureau.js";
 import { createCardHasher } from "./domain/cards-crypto.js";
 import { createCards } from "./domain/cards.js";
-import { createSqliteCardStore } from "./store/cards-store.js";
-import { loadOrCreateCardSecret } from "./store/cards-secret.js";
-import { hashPassword } from "./domain/password.js";
+import { createLinks } from "./domain/links.js";
+import { createSignUp } from "./domain/sign-up.js";
+import { createWebhookDispatcher } from "./domain/webhook-dispatcher.js";
+import { transferEvent } from "./domain/webhook-events.js";
+import type { HostPort, WebhookUrlPolicy } from "./domain/webhook-urls.js";
+import { createWebhooks, newDeliveryId } from "./domain/webhooks.js";
+import { createHttpsWebhookSender } from "./webhook-sender.js";
+import { loadCardSecretFile, loadOrCreateCardSecret } from "./store/cards-secret.js";
+import { hashPassword, isPasswordHash } from "./domain/password.js";
 import { createPaymentQueries } from "./domain/payments.js";
 import { setupIdempotency } from "./idempotency/setup.js";
-import { systemClock } from "./domain/ports.js";
+import { StoreUnavailableError, systemClock, type GatewayStore, type SeedData, type UserRecord } from "./domain/ports.js";
+import { createReplicaDuties } from "./domain/replicas.js";
+import { createPostgresStore } from "./store/postgres/store.js";
+import { createSqliteStore } from "./store/sqlite-store.js";
 import { createRoutes } from "./routes.js";
-import { createSqliteCoordinatorLog } from "./store/coordinator-log.js";
-import { openDb } from "./store/db.js";
-import { createSqliteDirectory } from "./store/directory.js";
-import { loadSeedOnce } from "./store/seed.js";
-import { createSqliteSessions, createSqliteUsers } from "./store/users.js";
+import { createStoreErrorInterceptor } from "./store-errors.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 const SESSION_PURGE_INTERVAL_MS = 60_000;
@@ -53,38 +60,50 @@ async function main(): Promise<void> {
   process.on("unhandledRejection", (e) => crash(log, e, "unhandled rejection"));
   process.on("uncaughtException", (e) => crash(log, e, "uncaught exception"));
 
-  const db = openDb(config.dbFile);
   const clock = systemClock;
+  const bootId = randomUUID();
+  let store: GatewayStore;
+  try {
+    store = await openStore(config, log);
+  } catch (e) {
+    // Unreachable PostgreSQL at start-up: exit, and let the supervisor retry (nothing is served without a store).
+    log.fatal({ err: e instanceof Error ? e.message : String(e), store: config.store.kind }, "cannot open the store");
+    process.exit(1);
+  }
 
   if (existsSync(config.seedFile)) {
     try {
       const seed = loadSeedFile(config.seedFile);
       for (const b of seed.banks) if (!config.banks.has(b)) log.warn({ bank: b }, "seed names a bank that BANKS does not configure");
-      const report = await loadSeedOnce(db, seed, (pw) => hashPassword(pw), clock.nowMs());
-      if (report.loaded) log.info({ users: report.users, accounts: report.accounts, file: config.seedFile }, "seed loaded");
+      if (!(await store.seeded())) {
+        const report = await store.seedOnce(await seedData(seed), clock.nowMs());
+        if (report.loaded) log.info({ users: report.users, accounts: report.accounts, file: config.seedFile }, "seed loaded");
+      }
     } catch (e) {
       if (!(e instanceof SeedError)) throw e;
       process.stderr.write(`gateway: ${e.message}\n`);
-      db.close();
+      await store.close();
       process.exit(2);
     }
   } else {
     log.warn({ file: config.seedFile }, "seed file not found; starting without seed data");
   }
 
-  const coordinatorLog = createSqliteCoordinatorLog(db);
   const gatewayMetrics = createGatewayMetrics(metrics.registry, {
     prepareTimeoutMs: config.prepareTimeoutMs,
     banks: [...config.banks.keys()],
-    inDoubt: () => coordinatorLog.inDoubtSummary(clock.nowMs()),
+    inDoubt: () => store.log.inDoubtSummary(clock.nowMs()),
+    webhooks: async () => {
+      const s = await store.webhooks.stats(clock.nowMs());
+      return { backlog: s.backlog, oldestPendingAgeSeconds: s.oldestPendingAgeMs / 1000 };
+    },
   });
-  // Before recovery, so a slow recovery is visible: /metrics answers, /readyz says 503.
+  // Before recovery, so a slow recovery is visible: /metrics answers, /readyz says 503 (also while the store is unreachable).
   let ready = false;
-  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready, logger: log });
-  const directory = createSqliteDirectory(db);
-  const users = createSqliteUsers(db);
-  const sessions = createSqliteSessions(db);
+  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready && store.healthy(), logger: log });
   const feed = createDecidedFeed();
+  // Decisions logged by any replica wake this replica's ListTransactions followers.
+  store.onDecided(() => feed.notify());
   const { participants, ledgers } = createBankClients({
     banks: config.banks,
     tls: config.tls,
@@ -92,15 +111,17 @@ async function main(): Promise<void> {
     ledgerTimeoutMs: config.prepareTimeoutMs,
     batching: config.participantBatchMax === 0 ? undefined : { itemsMax: config.participantBatchMax, inflightMax: config.participantBatchInflight, prepareTimeoutMs: config.prepareTimeoutMs, decisionTimeoutMs: config.commitTimeoutMs },
     interceptors: (bank) => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, bank)],
+    tracer: tracing.tracer,
   });
 
+  const faults = createFaults(config.faultPoints);
   const coordinator = createCoordinator({
     replica: config.replica,
-    log: coordinatorLog,
-    directory,
+    log: store.log,
+    directory: store.directory,
     participants,
     clock,
-    faults: createFaults(config.faultPoints),
+    faults,
     feed,
     logger: log,
     metrics: gatewayMetrics,
@@ -108,22 +129,23 @@ async function main(): Promise<void> {
     commitTimeoutMs: config.commitTimeoutMs,
     redriveIntervalMs: config.redriveIntervalMs,
     redriveBackoffMaxMs: config.redriveBackoffMaxMs,
+    sharedLog: store.shared,
   });
   const auth = createAuth({
-    users,
-    sessions,
+    users: store.users,
+    sessions: store.sessions,
     clock,
     sessionTtlMs: config.sessionTtlMs,
     loginFailuresMax: config.loginFailuresMax,
     loginLockoutMs: config.loginLockoutMs,
     dummyPasswordHash: await hashPassword(randomBytes(16).toString("hex")),
   });
-  const payments = createPaymentQueries({ directory, history: coordinatorLog, ledgers, feed });
+  const payments = createPaymentQueries({ directory: store.directory, history: store.log, ledgers, feed });
   const admin = createAdmin({
-    users,
-    directory,
+    users: store.users,
+    directory: store.directory,
     ledgers,
-    log: coordinatorLog,
+    log: store.log,
     banks: [...config.banks.keys()],
     clock,
     hashPassword: (pw) => hashPassword(pw),
@@ -131,20 +153,42 @@ async function main(): Promise<void> {
     metrics: gatewayMetrics,
   });
 
+  const signUp = createSignUp({ users: store.users, limits: store.limits, clock, hashPassword: (pw) => hashPassword(pw), attemptsMax: config.registerRateMax, windowMs: config.registerRateWindowMs });
+  const links = createLinks({
+    directory: store.directory,
+    banks: createBankLinkClients({ banks: config.banks, tls: config.tls, timeoutMs: config.prepareTimeoutMs, interceptors: (bank) => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, bank)] }),
+    limits: store.limits,
+    clock,
+    bankNames: [...config.banks.keys()],
+    faults,
+    logger: log,
+    attemptsMax: config.linkRateMax,
+    windowMs: config.linkRateWindowMs,
+  });
+
+  // The gateway's own addresses are never a webhook target; the RPC port is known once it listens.
+  let rpcPort = config.port;
+  const ownAddresses = (): HostPort[] => {
+    const hosts = [config.host, ...(config.host === "0.0.0.0" || config.host === "::" ? [hostname()] : [])];
+    return hosts.flatMap((host) => [{ host, port: rpcPort }, { host, port: ops.port }]);
+  };
+  const urlPolicy: WebhookUrlPolicy = { allowedHosts: config.webhooks.allowedHosts, allowLoopback: config.webhooks.allowLoopback, ownAddresses };
+  const webhooks = createWebhooks({ store: store.webhooks, clock, randomBytes, urlPolicy });
+
   // Repeats of a finished transfer are answered from Redis when REDIS_URL is set; the log stays the guard.
-  const idempotency = setupIdempotency(config, { coordinator, directory, logger: log, metrics: gatewayMetrics });
+  const idempotency = setupIdempotency(config, { coordinator, directory: store.directory, logger: log, metrics: gatewayMetrics, sharedLog: store.shared });
 
   const cards = createCards({
-    store: createSqliteCardStore(db),
+    store: store.cards,
     rounds: coordinator,
-    directory,
+    directory: store.directory,
     bureau: createBureauClient({
       url: config.cards.creditBureauUrl,
       tls: config.tls,
       timeoutMs: config.cards.creditBureauTimeoutMs,
       interceptors: [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, "credit-bureau")],
     }),
-    hasher: createCardHasher(loadOrCreateCardSecret(config.dataDir)),
+    hasher: createCardHasher(config.cards.cardSecretFile !== "" ? loadCardSecretFile(config.cards.cardSecretFile) : loadOrCreateCardSecret(config.dataDir)),
     clock,
     logger: log,
     risk: {
@@ -154,34 +198,88 @@ async function main(): Promise<void> {
       dailySpendMaxMinor: config.cards.cardDailySpendMaxMinor,
     },
     authHoldTtlMs: config.cards.authHoldTtlMs,
+    replica: config.replica,
+    isReplicaAlive: (r) => store.leases.isAlive(r),
   });
 
-  const recovery = await coordinator.recover();
-  log.info({ ...recovery, replica: config.replica }, "recovery done");
-  // After the coordinator's: card rounds settle against the same decision log.
-  const cardRecovery = cards.recover();
-  log.info({ ...cardRecovery }, "card recovery done");
+  const duties = createReplicaDuties({
+    replica: config.replica,
+    bootId,
+    leases: store.leases,
+    coordinator,
+    cards,
+    clock,
+    logger: log,
+    shared: store.shared,
+    leaseMs: config.store.kind === "postgres" ? config.store.leaseMs : config.prepareTimeoutMs,
+    heartbeatIntervalMs: config.store.kind === "postgres" ? config.store.heartbeatIntervalMs : config.prepareTimeoutMs,
+    prepareTimeoutMs: config.prepareTimeoutMs,
+  });
+  let recovery: Awaited<ReturnType<typeof coordinator.recover>>;
+  try {
+    // Our lease first: a replica restarting under its old name is not taken over while it recovers.
+    if (store.shared) await duties.heartbeat();
+    recovery = await coordinator.recover();
+    log.info({ ...recovery, replica: config.replica }, "recovery done");
+    // After the coordinator's: card rounds settle against the same decision log.
+    const cardRecovery = await cards.recover();
+    log.info({ ...cardRecovery }, "card recovery done");
+  } catch (e) {
+    if (!(e instanceof StoreUnavailableError)) throw e;
+    // Nothing is served before recovery: exit and let the supervisor start us again.
+    log.fatal({ err: e.message }, "the store became unreachable during recovery; exiting so the supervisor retries");
+    process.exit(1);
+  }
 
   const server = await startRpcServer({
     host: config.host,
     port: config.port,
     tls: config.tls,
-    routes: createRoutes({ auth, coordinator: idempotency.coordinator, payments, admin, cards }),
+    routes: createRoutes({ auth, coordinator: idempotency.coordinator, payments, admin, cards, signUp, links, webhooks }),
     // Trace outermost so the log line carries the trace id; metrics outside access control so refusals count.
     interceptors: [
       createTraceServerInterceptor(tracing.tracer),
       createLoggingInterceptor(log),
       createMetricsInterceptor(metrics),
+      // Outside access control: a session lookup can meet an unreachable store too.
+      createStoreErrorInterceptor(),
       createAccessInterceptor(gatewayAccessTable, async (token) => auth.authenticate(token)),
     ],
     logger: log,
   });
+  rpcPort = server.port;
   const stopRedrive = coordinator.startRedrive({ backlog: recovery.backlog });
   const stopCardExpiry = cards.startExpiry(config.cards.authExpiryIntervalMs);
-  const purge = setInterval(() => sessions.purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX), SESSION_PURGE_INTERVAL_MS);
+  const stopDuties = duties.start();
+  const purge = setInterval(() => {
+    store.sessions.purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX).catch((e: unknown) => log.warn({ err: String(e) }, "session purge failed"));
+    store.limits.purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX).catch((e: unknown) => log.warn({ err: String(e) }, "rate limit purge failed"));
+  }, SESSION_PURGE_INTERVAL_MS);
   purge.unref();
+  const webhookSender = createHttpsWebhookSender({ timeoutMs: config.webhooks.timeoutMs, allowLoopback: config.webhooks.allowLoopback, caFile: config.webhooks.caFile });
+  const dispatcher = createWebhookDispatcher({
+    store: store.webhooks,
+    sender: webhookSender,
+    clock,
+    replica: config.replica,
+    faults,
+    logger: log,
+    metrics: gatewayMetrics,
+    urlPolicy,
+    transferEvent,
+    newDeliveryId: () => newDeliveryId(randomBytes),
+    random: Math.random,
+    pollMs: config.webhooks.pollMs,
+    retryBaseMs: config.webhooks.retryBaseMs,
+    retryMaxMs: config.webhooks.retryMaxMs,
+    giveUpMs: config.webhooks.giveUpMs,
+    concurrency: config.webhooks.concurrency,
+    timeoutMs: config.webhooks.timeoutMs,
+  });
+  // After recovery (events of recovered card rounds are in the outbox by now); a tick while the store is unreachable is skipped.
+  const stopWebhooks = dispatcher.start(() => store.healthy());
   ready = true;
-  log.info({ port: server.port, metricsPort: ops.port, host: config.host, replica: config.replica, banks: [...config.banks.keys()], tracing: tracing.enabled }, "listening");
+  log.info({ port: server.port, metricsPort: ops.port, host: config.host, replica: config.replica, store: store.kind, banks: [...config.banks.keys()], tracing: tracing.enabled }, "listening");
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -193,17 +291,42 @@ async function main(): Promise<void> {
     await server.close(SHUTDOWN_GRACE_MS);
     await stopRedrive();
     await stopCardExpiry();
+    await stopDuties();
+    // Before the store closes: sends in flight finish and their attempts are recorded.
+    await stopWebhooks();
+    webhookSender.close();
     await idempotency.close();
     // Before the database: the in-doubt probe reads it.
     await ops.close();
-    coordinatorLog.flush(); // queued acknowledgements (group commit)
-    db.close();
+    await store.close(); // after queued acknowledgements (group commit)
     await tracing.shutdown();
     log.info({}, "stopped");
     process.exit(0);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+async function openStore(config: GatewayConfig, log: Logger): Promise<GatewayStore> {
+  if (config.store.kind === "sqlite") return createSqliteStore(config.store.file);
+  return createPostgresStore({ ...config.store, replica: config.replica, logger: log });
+}
+
+/** The seed file's users (passwords hashed here, one at a time: each scrypt takes ~16 MiB) and accounts. */
+async function seedData(seed: Seed): Promise<SeedData> {
+  const users: UserRecord[] = [];
+  for (const u of seed.users) {
+    let passwordHash = u.passwordHash;
+    if (passwordHash !== undefined) {
+      if (!isPasswordHash(passwordHash)) throw new SeedError(`seed: user ${u.id} has a password_hash that is not "scrypt$N$r$p$salt$hash"`);
+    } else {
+      passwordHash = await hashPassword(u.password ?? "");
+    }
+    users.push({ userId: u.id, username: u.username, passwordHash, roles: u.roles, displayName: u.displayName });
+  }
+  // An account without an owner belongs to no user until its holder links it (DESIGN.md §11).
+  const owned = seed.accounts.filter((a) => a.owner !== "");
+  return { users, accounts: owned.map((a) => ({ accountId: a.id, bank: a.bank, ownerUserId: a.owner, currency: a.currency })) };
 }
 
 function crash(log: Logger, e: unknown, what: string): never {

@@ -5,23 +5,9 @@ import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AuthorizationStatus, CardService, SettleItemStatus, type AuthorizationSchema, type IssueCardRequest, type IssueCardResponseSchema } from "@paygate/proto/gateway";
-import { callerKey, logFieldsKey, rejection, type Caller } from "@paygate/rpc";
 import type { AuthRecord } from "./domain/cards-ports.js";
 import type { CardOutcome, Cards } from "./domain/cards.js";
-import type { Result } from "./domain/model.js";
-
-function unwrap<T>(r: Result<T>): T {
-  if (!r.ok) throw rejection(r.reason, r.message, r.metadata ? { ...r.metadata } : {});
-  return r.value;
-}
-
-function callerOf(ctx: HandlerContext): Caller {
-  const caller = ctx.values.get(callerKey);
-  if (!caller) throw rejection("unauthenticated", "no session");
-  return caller;
-}
-
-const logFields = (ctx: HandlerContext): Record<string, unknown> => ctx.values.get(logFieldsKey);
+import { callerOf, logFields, unwrap } from "./route-support.js";
 
 function noteOutcome(ctx: HandlerContext, out: CardOutcome<unknown>): void {
   const f = logFields(ctx);
@@ -57,10 +43,10 @@ export function toProtoAuthorization(a: AuthRecord): MessageInitShape<typeof Aut
 }
 
 /** AdminService.IssueCard, mounted by routes.ts inside the AdminService block. */
-export function issueCardHandler(cards: Cards): (req: IssueCardRequest, ctx: HandlerContext) => MessageInitShape<typeof IssueCardResponseSchema> {
-  return (req, ctx) => {
+export function issueCardHandler(cards: Cards): (req: IssueCardRequest, ctx: HandlerContext) => Promise<MessageInitShape<typeof IssueCardResponseSchema>> {
+  return async (req, ctx) => {
     const issued = unwrap(
-      cards.issueCard({ accountId: req.accountId, cardholderName: req.cardholderName, number: req.number, expMonth: req.expMonth, expYear: req.expYear, cvc: req.cvc }),
+      await cards.issueCard({ accountId: req.accountId, cardholderName: req.cardholderName, number: req.number, expMonth: req.expMonth, expYear: req.expYear, cvc: req.cvc }),
     );
     const f = logFields(ctx);
     f.cardId = issued.card.cardId;
@@ -121,8 +107,8 @@ export function cardRoutes(cards: Cards): (router: ConnectRouter) => void {
         f.transactionId = r.refund.txnId;
         return { refundId: r.refund.refundId, transactionId: r.refund.txnId, authorization: toProtoAuthorization(r.authorization) };
       },
-      getAuthorization(req, ctx) {
-        return { authorization: toProtoAuthorization(unwrap(cards.getAuthorization(callerOf(ctx).userId, req.authCode))) };
+      async getAuthorization(req, ctx) {
+        return { authorization: toProtoAuthorization(unwrap(await cards.getAuthorization(callerOf(ctx).userId, req.authCode))) };
       },
     });
   };

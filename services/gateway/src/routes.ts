@@ -1,4 +1,4 @@
-// Proto <-> domain for the gateway's four services. No business rules here:
+// Proto <-> domain for the gateway's services. No business rules here:
 // each handler unpacks the request, calls one use case and maps the result
 // (a Failure becomes a Connect error with its reason from the error table).
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
@@ -15,15 +15,21 @@ import {
   type AccountSchema,
   type TransactionSchema,
 } from "@paygate/proto/gateway";
-import { bankOfIdentity, callerKey, logFieldsKey, peerKey, rejection, type Caller } from "@paygate/rpc";
+import { bankOfIdentity, peerKey, rejection } from "@paygate/rpc";
 import { setSpanAttributes } from "@paygate/telemetry";
 import type { Admin } from "./domain/admin.js";
 import type { Auth } from "./domain/auth.js";
 import type { Coordinator } from "./domain/coordinator.js";
-import type { Result, Role, TxnRecord } from "./domain/model.js";
+import type { Role, TxnRecord } from "./domain/model.js";
 import type { AccountView, PaymentQueries } from "./domain/payments.js";
 import type { Cards } from "./domain/cards.js";
+import type { Links } from "./domain/links.js";
+import type { UserRecord } from "./domain/ports.js";
+import type { SignUp } from "./domain/sign-up.js";
 import { cardRoutes, issueCardHandler } from "./routes-cards.js";
+import { callerOf, logFields, unwrap } from "./route-support.js";
+import type { Webhooks } from "./domain/webhooks.js";
+import { webhookRoutes } from "./routes-webhooks.js";
 
 export interface GatewayUseCases {
   readonly auth: Auth;
@@ -31,21 +37,10 @@ export interface GatewayUseCases {
   readonly payments: PaymentQueries;
   readonly admin: Admin;
   readonly cards: Cards;
+  readonly signUp: SignUp;
+  readonly links: Links;
+  readonly webhooks: Webhooks;
 }
-
-function unwrap<T>(r: Result<T>): T {
-  if (!r.ok) throw rejection(r.reason, r.message, r.metadata ? { ...r.metadata } : {});
-  return r.value;
-}
-
-function callerOf(ctx: HandlerContext): Caller {
-  const caller = ctx.values.get(callerKey);
-  // The access interceptor sets it for every role-guarded method.
-  if (!caller) throw rejection("unauthenticated", "no session");
-  return caller;
-}
-
-const logFields = (ctx: HandlerContext): Record<string, unknown> => ctx.values.get(logFieldsKey);
 
 const ROLE_TO_PROTO: Record<Role, ProtoRole> = { customer: ProtoRole.CUSTOMER, merchant: ProtoRole.MERCHANT, admin: ProtoRole.ADMIN };
 const PROTO_TO_ROLE = new Map<ProtoRole, Role>([
@@ -79,6 +74,16 @@ function toProtoAccount(a: AccountView): MessageInitShape<typeof AccountSchema> 
   return { ...a };
 }
 
+/** Who is asking, for lockouts and rate limits: the address and the certificate identity. */
+function clientOf(ctx: HandlerContext): string {
+  const peer = ctx.values.get(peerKey);
+  return `${peer.ip} ${peer.identity ?? "-"}`;
+}
+
+function userMsg(user: UserRecord) {
+  return { userId: user.userId, username: user.username, roles: rolesToProto(user.roles), displayName: user.displayName };
+}
+
 function bearerToken(ctx: HandlerContext): string {
   return /^Bearer\s+(\S+)$/i.exec(ctx.requestHeader.get("authorization") ?? "")?.[1] ?? "";
 }
@@ -87,13 +92,18 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
   return (router) => {
     router.service(AuthService, {
       async login(req, ctx) {
-        const s = unwrap(await u.auth.login(req.username, req.password));
+        const s = unwrap(await u.auth.login(req.username, req.password, clientOf(ctx)));
         logFields(ctx).userId = s.user.userId;
         return { sessionToken: s.token, expiresAt: timestampFromMs(s.expiresAtMs), userId: s.user.userId, roles: rolesToProto(s.user.roles) };
       },
-      logout(_req, ctx) {
-        u.auth.logout(bearerToken(ctx));
+      async logout(_req, ctx) {
+        await u.auth.logout(bearerToken(ctx));
         return {};
+      },
+      async register(req, ctx) {
+        const user = unwrap(await u.signUp.register({ username: req.username, password: req.password, displayName: req.displayName }, clientOf(ctx)));
+        logFields(ctx).userId = user.userId;
+        return { user: userMsg(user) };
       },
     });
 
@@ -121,12 +131,18 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
         const accounts = unwrap(await u.payments.getBalance(callerOf(ctx).userId, req.accountId));
         return { accounts: accounts.map(toProtoAccount) };
       },
-      getTransaction(req, ctx) {
-        return { transaction: toProtoTxn(unwrap(u.payments.getTransaction(callerOf(ctx).userId, req.transactionId))) };
+      async getTransaction(req, ctx) {
+        return { transaction: toProtoTxn(unwrap(await u.payments.getTransaction(callerOf(ctx).userId, req.transactionId))) };
       },
       async *listTransactions(req, ctx) {
         const txns = unwrap(u.payments.listTransactions(callerOf(ctx).userId, { afterSequence: req.afterSequence, limit: req.limit, follow: req.follow, signal: ctx.signal }));
         for await (const t of txns) yield { transaction: toProtoTxn(t) };
+      },
+      // The log line names the account and the steps taken, never the code (the interceptor logs only known-safe fields).
+      async linkBankAccount(req, ctx) {
+        const linked = unwrap(await u.links.link(callerOf(ctx).userId, { accountId: req.accountId, holderName: req.holderName, linkCode: req.linkCode }));
+        logFields(ctx).linkSteps = linked.steps.join(",");
+        return { account: toProtoAccount(linked.account) };
       },
     });
 
@@ -135,7 +151,16 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
       async createUser(req) {
         const roles = req.roles.map((r) => PROTO_TO_ROLE.get(r) ?? `unknown(${r})`);
         const user = unwrap(await u.admin.createUser({ username: req.username, password: req.password, roles, displayName: req.displayName }));
-        return { user: { userId: user.userId, username: user.username, roles: rolesToProto(user.roles), displayName: user.displayName } };
+        return { user: userMsg(user) };
+      },
+      async issueLinkCode(req) {
+        const issued = unwrap(await u.links.issueCode(req.accountId, req.holderName));
+        return { accountId: issued.accountId, linkCode: issued.linkCode, holderName: issued.holderName };
+      },
+      async unlinkBankAccount(req, ctx) {
+        const r = unwrap(await u.links.unlink(req.accountId));
+        logFields(ctx).previousOwner = r.previousOwnerUserId;
+        return { accountId: r.accountId, previousOwnerUserId: r.previousOwnerUserId };
       },
       async openAccount(req, ctx) {
         const account = unwrap(await u.admin.openAccount(req.ownerUserId, req.bank, req.currency));
@@ -161,13 +186,14 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
     });
 
     cardRoutes(u.cards)(router);
+    webhookRoutes(u.webhooks)(router);
 
     router.service(CoordinatorService, {
-      getDecision(req, ctx) {
+      async getDecision(req, ctx) {
         const bank = bankOfIdentity(ctx.values.get(peerKey).identity);
         if (!bank) throw rejection("peer_not_allowed", "only banks may ask for decisions");
         logFields(ctx).bank = bank;
-        const d = unwrap(u.coordinator.getDecision(req.txnId, bank));
+        const d = unwrap(await u.coordinator.getDecision(req.txnId, bank));
         logFields(ctx).decision = d;
         return { decision: d === "COMMIT" ? ProtoDecision.COMMIT : ProtoDecision.ABORT };
       },

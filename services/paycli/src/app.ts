@@ -8,7 +8,7 @@ import { ConfigError, loadConfig, type FaultPoint, type PaycliConfig } from "./c
 import type { Random } from "./domain/backoff.js";
 import type { Claim } from "./domain/queue.js";
 import { createGatewayClient, GatewayError, TlsSetupError, type Failure, type GatewayClient } from "./gateway-client.js";
-import { CliError, ExitCode, toJson, type Writer } from "./output.js";
+import { CliError, ExitCode, printableWriter, toJson, type Writer } from "./output.js";
 import { createQueueRunner, type QueueRunner } from "./queue-runner.js";
 import { openQueueStore, type QueueStore } from "./store/queue-store.js";
 import { createSessionStore, type Session, type SessionStore } from "./store/session-store.js";
@@ -97,9 +97,11 @@ export function createApp(o: RunOptions): App {
   let store: QueueStore | undefined;
   const clients = new Map<string, GatewayClient>();
   const pid = o.pid ?? process.pid;
+  // Everything a command prints goes through these (never o.io directly).
+  const io: CliIo = { stdout: printableWriter(o.io.stdout), stderr: printableWriter(o.io.stderr), stdin: o.io.stdin };
 
   const app: App = {
-    io: o.io,
+    io,
     env: o.env,
     signal: o.signal,
     now: o.now ?? Date.now,
@@ -174,11 +176,11 @@ export function createApp(o: RunOptions): App {
       });
     },
     print(json, text, stream = "stdout") {
-      if (app.json) o.io.stdout.write(`${toJson(json)}\n`);
-      else if (text.length > 0) (stream === "stderr" ? o.io.stderr : o.io.stdout).write(text.endsWith("\n") ? text : `${text}\n`);
+      if (app.json) io.stdout.write(`${toJson(json)}\n`);
+      else if (text.length > 0) (stream === "stderr" ? io.stderr : io.stdout).write(text.endsWith("\n") ? text : `${text}\n`);
     },
     note(text) {
-      o.io.stderr.write(text.endsWith("\n") ? text : `${text}\n`);
+      io.stderr.write(text.endsWith("\n") ? text : `${text}\n`);
     },
     close() {
       store?.close();
@@ -192,6 +194,15 @@ export function createApp(o: RunOptions): App {
 export function failureError(e: unknown): CliError {
   if (!(e instanceof GatewayError)) throw e;
   return cliErrorOf(e.failure);
+}
+
+/** Awaits a gateway call that is not a payment; a failure becomes the CliError that tells the user what to do. */
+export async function asking<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (e) {
+    throw failureError(e);
+  }
 }
 
 export function cliErrorOf(f: Failure): CliError {

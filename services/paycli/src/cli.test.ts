@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { freePort, makeTestHome, repoRoot, runPaycli, startFakeGateway, writeSession, type FakeGateway, type TestHome } from "./test-support.js";
+import { FAKE_DELIVERY, FAKE_ENDPOINT, freePort, LINKABLE, makeTestHome, repoRoot, runPaycli, SCRIPTED_ACCOUNTS, startFakeGateway, writeSession, type FakeGateway, type TestHome } from "./test-support.js";
 
 interface EntryDoc {
   key: string;
@@ -112,6 +112,24 @@ test("usage errors exit 2 and queue nothing", async (t) => {
   assert.equal((await runPaycli(["queue", "--json"], env)).json<QueueDoc>().depth, 0);
 });
 
+test("what the gateway would refuse as malformed exits 2 before anything is queued: account ids, memos, keys", async (t) => {
+  const env = freshHome(t, await freePort());
+  for (const [argv, reason] of [
+    [["pay", "BANK-B/2001", "5"], "invalid_account_id"], // the gateway's rule: lowercase bank, digits
+    [["pay", "bank-b/20x1", "5"], "invalid_account_id"],
+    [["pay", "bank-b/2001", "5", "--from", "bank-a/1001/"], "invalid_account_id"],
+    [["pay", "bank-b/2001", "5", "--memo", "hi\x1b[2J\x1b[31mURGENT"], "invalid_memo"],
+    [["pay", "bank-b/2001", "5", "--memo", "refund \u202egnp.exe"], "invalid_memo"],
+    [["pay", "bank-b/2001", "5", "--key", "has space"], "idempotency_key_missing"],
+    [["pay", "bank-b/2001", "5", "--key", "k".repeat(101)], "idempotency_key_missing"],
+  ] as const) {
+    const r = await runPaycli([...argv, "--json"], env);
+    assert.equal(r.code, 2, `${argv.join(" ")}: ${r.stdout}${r.stderr}`);
+    assert.equal(r.json<{ error: { reason: string } }>().error.reason, reason, argv.join(" "));
+  }
+  assert.equal((await runPaycli(["queue", "--json"], env)).json<QueueDoc>().depth, 0);
+});
+
 test("not logged in: pay exits 1 and queues nothing", async (t) => {
   const env = home.env(await freePort(), { PAYCLI_HOME: join(home.dir, "nobody") });
   const r = await runPaycli(["pay", "bank-b/2001", "5", "--from", "bank-a/1001", "--json"], env);
@@ -132,19 +150,19 @@ test("against a gateway: committed, declined (final), busy (retried with the sam
   assert.equal(okDoc.entry.transactionId, okDoc.transaction.transactionId);
   assert.deepEqual(gw.calls[0], { key: okDoc.key, to: "bank-b/2001", authorization: "Bearer token-alice" });
 
-  const broke = await runPaycli(["pay", "bank-b/broke", "99", "--json"], env);
+  const broke = await runPaycli(["pay", SCRIPTED_ACCOUNTS.broke, "99", "--json"], env);
   assert.equal(broke.code, 1);
   const brokeDoc = broke.json<ResultDoc>();
   assert.equal(brokeDoc.state, "declined");
   assert.equal(brokeDoc.entry.lastReason, "insufficient_funds");
   assert.match(brokeDoc.entry.transactionId ?? "", /^gateway-0:t/);
 
-  const busy = await runPaycli(["pay", "bank-b/busy", "3", "--json"], env);
+  const busy = await runPaycli(["pay", SCRIPTED_ACCOUNTS.busy, "3", "--json"], env);
   assert.equal(busy.code, 3);
   const busyDoc = busy.json<ResultDoc>();
   assert.equal(busyDoc.outcome.reason, "idempotency_key_in_use");
 
-  const expired = await runPaycli(["pay", "bank-b/expired", "4", "--json"], env);
+  const expired = await runPaycli(["pay", SCRIPTED_ACCOUNTS.expired, "4", "--json"], env);
   assert.equal(expired.code, 1);
   const expiredDoc = expired.json<ResultDoc>();
   assert.equal(expiredDoc.state, "queued");
@@ -215,6 +233,46 @@ test("sync --watch: payments queued while the gateway is down are each applied e
   const again = await runPaycli(["sync", "--json"], env, { now });
   assert.equal(again.code, 0);
   assert.deepEqual(again.json<SyncDoc>().results, []);
+});
+
+test("history never prints raw control characters: a hostile memo is shown escaped, in tables and in JSON", async (t) => {
+  const port = await freePort();
+  const gw = await startFakeGateway(home.certs, port);
+  t.after(() => gw.close());
+  const env = freshHome(t, port);
+  assert.equal((await runPaycli(["pay", "bank-b/2001", "1.00", "--memo", "lunch"], env)).code, 0);
+  // As an older gateway (or another client's bank) could have stored it: clear screen, CSI, bidi override, DEL, newline.
+  const hostile = "\x1b[2J\x1b]0;pwned\x07\x9b31mpay me\u202e\u2066\x7f\nrow";
+  gw.transactions[0]!.memo = hostile;
+  const RAW = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+  const table = await runPaycli(["history"], env);
+  assert.equal(table.code, 0, table.stderr);
+  assert.doesNotMatch(table.stdout, RAW);
+  assert.match(table.stdout, /\\x1b\[2J\\x1b\]0;pwned\\x07\\x9b31mpay me\\u202e\\u2066\\x7f\\x0arow/);
+  assert.equal(table.stdout.trimEnd().split("\n").length, 3, "header, rule, one row: the memo's newline does not start a row");
+  const json = await runPaycli(["history", "--json"], env);
+  assert.doesNotMatch(json.stdout, RAW);
+  assert.equal(json.json<{ transactions: { memo: string }[] }>().transactions[0]?.memo, hostile, "JSON escapes, the value is intact");
+});
+
+test("a closed stdout (paycli --help | head -1) ends quietly with 0, not an unhandled EPIPE", async () => {
+  for (const argv of [["--help"], ["queue", "--json"], ["pay", "--help"]]) {
+    const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "services/paycli/src/main.ts"), ...argv], {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH ?? "", PAYCLI_HOME: join(home.dir, "epipe") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    // The reader goes away before paycli writes anything, as `head` does after its first line.
+    child.stdout.destroy();
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.on("error", reject);
+      child.on("close", (c) => resolve(c));
+    });
+    assert.equal(code, 0, `${argv.join(" ")}: ${stderr}`);
+    assert.doesNotMatch(stderr, /EPIPE|Unhandled/, argv.join(" "));
+  }
 });
 
 /** paycli as its own process (asynchronously: the fake gateway in this process must keep serving). */
@@ -325,4 +383,129 @@ test("login saves a 0600 session with the account list; balance, history, status
   assert.equal(logout.json<{ revoked: boolean }>().revoked, true);
   assert.equal(existsSync(sessionFile), false);
   assert.equal((await runPaycli(["balance"], env)).code, 1);
+});
+
+/** A terminal that types one answer per prompt; records whether raw mode (no echo) was on while each was typed. */
+function typingTerminal(answers: string[]) {
+  const rawWhileTyped: boolean[] = [];
+  let raw = false;
+  let listener: ((chunk: string) => void) | undefined;
+  return {
+    rawWhileTyped,
+    stdin: {
+      isTTY: true,
+      setRawMode: (mode: boolean) => void (raw = mode),
+      on: (_e: "data", l: (chunk: Buffer | string) => void) => void (listener = l),
+      off: () => void (listener = undefined),
+      resume: () =>
+        void setImmediate(() => {
+          const a = answers.shift();
+          if (a === undefined || !listener) return;
+          rawWhileTyped.push(raw);
+          listener(`${a}\r`);
+        }),
+      pause: () => undefined,
+      setEncoding: () => undefined,
+    },
+  };
+}
+
+test("register: the password from the environment or twice from a prompt that does not echo; refusals exit 1 with the reason, usage 2", async (t) => {
+  const port = await freePort();
+  const gw = await startFakeGateway(home.certs, port);
+  t.after(() => gw.close());
+  const env = home.env(port, { PAYCLI_HOME: join(home.dir, "register") });
+
+  const made = await runPaycli(["register", "dana", "--display-name", "Dana Newcomer", "--json"], { ...env, PAYCLI_PASSWORD: "a-long-passphrase" });
+  assert.equal(made.code, 0, made.stderr);
+  assert.deepEqual(made.json<{ user: { userId: string; displayName: string; roles: string[] } }>().user, { userId: "dana", username: "dana", roles: ["customer"], displayName: "Dana Newcomer" });
+  const taken = await runPaycli(["register", "alice", "--json"], { ...env, PAYCLI_PASSWORD: "a-long-passphrase" });
+  assert.equal(taken.code, 1);
+  assert.equal(taken.json<{ error: { reason: string } }>().error.reason, "username_taken");
+  assert.equal((await runPaycli(["register", "erin"], env)).code, 2, "no password and no terminal");
+
+  const term = typingTerminal(["secret-passphrase-1", "secret-passphrase-1"]);
+  const typed = await runPaycli(["register", "erin"], env, { io: { stdout: { write: () => undefined }, stderr: { write: () => undefined }, stdin: term.stdin } });
+  assert.equal(typed.code, 0);
+  assert.deepEqual(term.rawWhileTyped, [true, true], "both password prompts without echo");
+  assert.deepEqual(gw.registered.at(-1), { username: "erin", password: "secret-passphrase-1" });
+  const differ = typingTerminal(["secret-passphrase-1", "secret-passphrase-2"]);
+  assert.equal((await runPaycli(["register", "fred"], env, { io: { stdout: { write: () => undefined }, stderr: { write: () => undefined }, stdin: differ.stdin } })).code, 2);
+  assert.deepEqual(gw.registered.map((r) => r.username), ["dana", "erin"], "nothing sent when the two differ");
+});
+
+test("link: the code from --code, PAYCLI_LINK_CODE or a no-echo prompt; linked accounts join the session's list; a refusal exits 1, malformed input 2", async (t) => {
+  const port = await freePort();
+  const gw = await startFakeGateway(home.certs, port);
+  t.after(() => gw.close());
+  const env = freshHome(t, port);
+  const wrong = await runPaycli(["link", LINKABLE.accountId, "--holder", LINKABLE.holder, "--code", "WRONG-CODE-1", "--json"], env);
+  assert.equal(wrong.code, 1);
+  assert.equal(wrong.json<{ error: { reason: string } }>().error.reason, "link_failed");
+  for (const argv of [["link", "BANK-A/1004", "--holder", "x", "--code", LINKABLE.code], ["link", LINKABLE.accountId, "--holder", "", "--code", LINKABLE.code], ["link", LINKABLE.accountId, "--holder", "x", "--code", "no!"], ["link", LINKABLE.accountId, "--holder", "x"]]) {
+    assert.equal((await runPaycli([...argv, "--json"], env)).code, 2, argv.join(" "));
+  }
+
+  const term = typingTerminal([LINKABLE.code.toLowerCase()]);
+  let stderr = "";
+  const linked = await runPaycli(["link", LINKABLE.accountId, "--holder", "dana newcomer"], env, { io: { stdout: { write: () => undefined }, stderr: { write: (s: string) => (stderr += s) }, stdin: term.stdin } });
+  assert.equal(linked.code, 0, stderr);
+  assert.deepEqual(term.rawWhileTyped, [true], "the code is typed without echo");
+  assert.ok(!stderr.toLowerCase().includes(LINKABLE.code.toLowerCase()), "and never printed");
+  const session = JSON.parse(readFileSync(join(env.PAYCLI_HOME ?? "", "session.json"), "utf8")) as { accounts: { accountId: string }[] };
+  assert.deepEqual(session.accounts.map((a) => a.accountId), ["bank-a/1001", "bank-a/1002", LINKABLE.accountId]);
+  const again = await runPaycli(["link", LINKABLE.accountId, "--holder", LINKABLE.holder, "--json"], { ...env, PAYCLI_LINK_CODE: LINKABLE.code });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.json<{ account: { accountId: string; balance: string } }>().account.balance, "200.00 USD");
+  // Two USD accounts now: pay asks which one (usage), and takes the linked one with --from.
+  assert.equal((await runPaycli(["pay", "bank-b/2001", "5", "--json"], env)).code, 2);
+  assert.equal((await runPaycli(["pay", "bank-b/2001", "5", "--from", LINKABLE.accountId, "--json"], env)).code, 0);
+});
+
+test("webhooks: create shows the secret once, list, roll-secret with --overlap, deliveries, delivery with its attempts, redeliver, delete; refusals exit 1, usage 2", async (t) => {
+  const port = await freePort();
+  const gw = await startFakeGateway(home.certs, port);
+  t.after(() => gw.close());
+  const env = freshHome(t, port);
+
+  const created = await runPaycli(["webhooks", "create", "--url", "https://hooks.example/in", "--events", "capture.succeeded, refund.succeeded", "--json"], env);
+  assert.equal(created.code, 0, created.stderr);
+  const doc = created.json<{ endpoint: { endpointId: string; eventTypes: string[] }; secret: string }>();
+  assert.deepEqual([doc.endpoint.eventTypes, doc.secret], [["capture.succeeded", "refund.succeeded"], "whsec_fake-secret-shown-once"]);
+  const text = await runPaycli(["webhooks", "create", "--url", "https://hooks.example/in", "--events", "capture.succeeded"], env);
+  assert.match(text.stdout, /signing secret \(shown once; store it with the receiver\): whsec_fake-secret-shown-once/);
+
+  const refused = await runPaycli(["webhooks", "create", "--url", "https://elsewhere.example/", "--events", "capture.succeeded", "--json"], env);
+  assert.equal(refused.code, 1);
+  assert.equal(refused.json<{ error: { reason: string } }>().error.reason, "webhook_host_not_allowed");
+  for (const argv of [["webhooks", "create", "--url", "https://hooks.example/in"], ["webhooks", "create", "--url", "https://hooks.example/in", "--events", " , "], ["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "8d"], ["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "soon"], ["webhooks", "deliveries", FAKE_ENDPOINT, "--limit", "0"], ["webhooks", "delete"]]) {
+    assert.equal((await runPaycli([...argv, "--json"], env)).code, 2, argv.join(" "));
+  }
+
+  const list = await runPaycli(["webhooks", "list"], env);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, new RegExp(`${FAKE_ENDPOINT}\\s+enabled\\s+https://hooks.example/in\\s+capture.succeeded`));
+
+  assert.equal((await runPaycli(["webhooks", "roll-secret", FAKE_ENDPOINT, "--json"], env)).code, 0);
+  const rolled = await runPaycli(["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "1h", "--json"], env);
+  assert.equal(rolled.json<{ secret: string }>().secret, "whsec_rolled");
+  assert.equal((await runPaycli(["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "0", "--json"], env)).code, 0);
+  assert.deepEqual(gw.rolls.map((r) => r.overlapSeconds), [undefined, 3_600n, 0n], "no flag leaves the default to the gateway; 0 is sent as 0");
+
+  const deliveries = await runPaycli(["webhooks", "deliveries", FAKE_ENDPOINT], env);
+  assert.match(deliveries.stdout, new RegExp(`${FAKE_DELIVERY}\\s+capture.succeeded\\s+AB12CD\\s+failed\\s+2\\s+503`));
+  const one = await runPaycli(["webhooks", "delivery", FAKE_DELIVERY, "--json"], env);
+  const d = one.json<{ delivery: { status: string; lastError: string }; attempts: { attempt: number; statusCode: number; latencyMs: string }[] }>();
+  assert.deepEqual([d.delivery.status, d.delivery.lastError, d.attempts.map((a) => [a.attempt, a.statusCode, a.latencyMs])], ["failed", "HTTP 503: busy", [[1, 503, "12"], [2, 503, "12"]]]);
+  const again = await runPaycli(["webhooks", "redeliver", FAKE_DELIVERY], env);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /queued again: .* pending after 2 attempt/);
+
+  const unknown = await runPaycli(["webhooks", "delivery", "wd_ffffffffffffffffffffffff", "--json"], env);
+  assert.equal(unknown.code, 1);
+  assert.equal(unknown.json<{ error: { reason: string } }>().error.reason, "delivery_not_found");
+  assert.equal((await runPaycli(["webhooks", "delete", FAKE_ENDPOINT], env)).code, 0);
+  assert.equal((await runPaycli(["webhooks", "delete", "we_nope", "--json"], env)).json<{ error: { reason: string } }>().error.reason, "endpoint_not_found");
+  const help = await runPaycli(["webhooks", "--help"], env);
+  assert.match(help.stdout, /Exit codes: 0 done; 1 refused/);
 });

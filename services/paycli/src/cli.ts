@@ -7,11 +7,14 @@ import { CliError, ExitCode, toJson } from "./output.js";
 import { registerAdmin } from "./commands/admin.js";
 import { registerBalance } from "./commands/balance.js";
 import { registerHistory } from "./commands/history.js";
+import { registerLink } from "./commands/link.js";
 import { registerLogin, registerLogout } from "./commands/login.js";
 import { registerPay } from "./commands/pay.js";
 import { registerQueue } from "./commands/queue.js";
+import { registerRegister } from "./commands/register.js";
 import { registerStatus } from "./commands/status.js";
 import { registerSync } from "./commands/sync.js";
+import { registerWebhooks } from "./commands/webhooks.js";
 
 const MAIN_HELP = `
 Exit codes (every command):
@@ -33,17 +36,21 @@ Configuration (a flag beats the environment, which beats $PAYCLI_HOME/config.jso
               PAYCLI_ATTEMPTS_MAX     sends before giving up     ${DEFAULTS.attemptsMax}
               PAYCLI_KEEP_RESULTS     finished payments kept     ${DEFAULTS.keepResults}
               PAYCLI_QUEUE_MAX        queued payments allowed    ${DEFAULTS.queueMax}
-              PAYCLI_PASSWORD         password for \`login\` (else --password or a prompt)
+              PAYCLI_PASSWORD         password for \`login\` and \`register\` (else --password or a prompt)
+              PAYCLI_LINK_CODE        the bank's code for \`link\` (else --code or a prompt)
   config.json keys: gateway, ca, cert, keyFile, timeoutMs, backoffBaseMs, backoffCapMs, attemptsMax,
   keepResults, queueMax (paths relative to $PAYCLI_HOME).
   Test only: PAYCLI_FAULTPOINT=${FAULT_POINTS.join("|")} makes paycli SIGKILL itself at that point.
 
 Examples:
+  $ paycli register dana && paycli login dana
+  $ paycli link bank-a/1004 --holder "Dana Newcomer"
   $ paycli login alice
   $ paycli balance
   $ paycli pay bank-b/2001 12.50 --memo "lunch"
   $ paycli queue && paycli sync --watch
-  $ paycli history --follow`;
+  $ paycli history --follow
+  $ paycli webhooks create --url https://shop.example/hook --events capture.succeeded`;
 
 export function buildProgram(app: ReturnType<typeof createApp>): Command {
   const program = new Command("paycli");
@@ -63,14 +70,17 @@ export function buildProgram(app: ReturnType<typeof createApp>): Command {
     .addOption(new Option("--key-file <file>", "client private key file [env PAYGATE_KEY]"))
     .addHelpText("after", MAIN_HELP);
 
+  registerRegister(program, app);
   registerLogin(program, app);
   registerLogout(program, app);
   registerBalance(program, app);
+  registerLink(program, app);
   registerPay(program, app);
   registerHistory(program, app);
   registerQueue(program, app);
   registerSync(program, app);
   registerStatus(program, app);
+  registerWebhooks(program, app);
   registerAdmin(program, app);
   reflowDescriptions(program);
   return program;

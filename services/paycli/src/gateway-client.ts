@@ -4,11 +4,37 @@
 // (transient), or log in again.
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { AdminService, AuthService, PaymentService, Role, TransactionStatus, type Account, type Transaction, type User } from "@paygate/proto/gateway";
+import {
+  AdminService,
+  AuthService,
+  PaymentService,
+  Role,
+  TransactionStatus,
+  WebhookDeliveryStatus,
+  WebhookEndpointStatus,
+  WebhookService,
+  type Account,
+  type Transaction,
+  type User,
+  type WebhookDelivery,
+  type WebhookEndpoint,
+} from "@paygate/proto/gateway";
 import { ErrorDetailSchema } from "@paygate/proto/common";
 import { createMtlsTransport, errorInfo, isReason, loadTls, retryableReasons, type TlsFiles } from "@paygate/rpc";
 import type { SendOutcome } from "./domain/queue.js";
-import type { AccountView, LoginView, ReconcileView, RoleName, TransactionStatusName, TransactionView, UserView } from "./views.js";
+import type {
+  AccountView,
+  LoginView,
+  ReconcileView,
+  RoleName,
+  TransactionStatusName,
+  TransactionView,
+  UserView,
+  WebhookAttemptView,
+  WebhookDeliveryStatusName,
+  WebhookDeliveryView,
+  WebhookEndpointView,
+} from "./views.js";
 
 export interface GatewayClientOptions {
   readonly baseUrl: string;
@@ -36,6 +62,12 @@ export interface TransferResult {
 
 export interface GatewayClient {
   login(username: string, password: string): Promise<LoginView>;
+  /** Sign-up (public): a customer with no accounts. */
+  register(input: { username: string; password: string; displayName: string }): Promise<UserView>;
+  /** Links an account the caller holds at its bank (the bank checks the holder's name and the code). */
+  linkBankAccount(input: { accountId: string; holderName: string; linkCode: string }): Promise<AccountView>;
+  issueLinkCode(input: { accountId: string; holderName: string }): Promise<{ accountId: string; linkCode: string; holderName: string }>;
+  unlinkBankAccount(accountId: string): Promise<{ accountId: string; previousOwnerUserId: string }>;
   logout(): Promise<void>;
   balances(accountId?: string): Promise<AccountView[]>;
   /** Never throws for an answer or a network failure: both are outcomes the queue records. */
@@ -45,6 +77,15 @@ export interface GatewayClient {
   openAccount(input: { ownerUserId: string; bank: string; currency: string }): Promise<AccountView>;
   deposit(input: { key: string; accountId: string; amountMinor: bigint; currency: string }): Promise<AccountView>;
   reconcile(): Promise<ReconcileView>;
+  /** WebhookService: the caller's own endpoints and deliveries. */
+  createWebhookEndpoint(input: { url: string; eventTypes: string[] }): Promise<{ endpoint: WebhookEndpointView; secret: string }>;
+  listWebhookEndpoints(): Promise<WebhookEndpointView[]>;
+  deleteWebhookEndpoint(endpointId: string): Promise<void>;
+  /** `overlapSeconds` undefined: the gateway's default (24 h). */
+  rollWebhookSecret(endpointId: string, overlapSeconds: bigint | undefined): Promise<{ secret: string; previousExpiresAt: Date | null }>;
+  listWebhookDeliveries(input: { endpointId: string; pageSize: number; pageToken: string }): Promise<{ deliveries: WebhookDeliveryView[]; nextPageToken: string }>;
+  getWebhookDelivery(deliveryId: string): Promise<{ delivery: WebhookDeliveryView; attempts: WebhookAttemptView[] }>;
+  redeliverWebhook(deliveryId: string): Promise<WebhookDeliveryView>;
 }
 
 /** Thrown by every call except transfer; `failure` says what kind. */
@@ -121,6 +162,7 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
   const auth = createClient(AuthService, transport);
   const payments = createClient(PaymentService, transport);
   const admin = createClient(AdminService, transport);
+  const webhooks = createClient(WebhookService, transport);
   const unary = { timeoutMs: options.timeoutMs };
 
   async function call<T>(fn: () => Promise<T>): Promise<T> {
@@ -138,6 +180,22 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
     },
     async logout() {
       await call(() => auth.logout({}, unary));
+    },
+    async register(input) {
+      const res = await call(() => auth.register(input, unary));
+      return userView(res.user);
+    },
+    async linkBankAccount(input) {
+      const res = await call(() => payments.linkBankAccount(input, unary));
+      return accountView(required(res.account, "an account"));
+    },
+    async issueLinkCode(input) {
+      const res = await call(() => admin.issueLinkCode(input, unary));
+      return { accountId: res.accountId, linkCode: res.linkCode, holderName: res.holderName };
+    },
+    async unlinkBankAccount(accountId) {
+      const res = await call(() => admin.unlinkBankAccount({ accountId }, unary));
+      return { accountId: res.accountId, previousOwnerUserId: res.previousOwnerUserId };
     },
     async balances(accountId = "") {
       const res = await call(() => payments.getBalance({ accountId }, unary));
@@ -186,13 +244,11 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
     },
     async openAccount(input) {
       const res = await call(() => admin.openAccount(input, unary));
-      if (res.account === undefined) throw new GatewayError({ kind: "rejected", reason: "empty_response", message: "the gateway answered without an account", code: Code.Internal, transactionId: null });
-      return accountView(res.account);
+      return accountView(required(res.account, "an account"));
     },
     async deposit(input) {
       const res = await call(() => admin.deposit({ idempotencyKey: input.key, accountId: input.accountId, amountMinor: input.amountMinor, currency: input.currency }, unary));
-      if (res.account === undefined) throw new GatewayError({ kind: "rejected", reason: "empty_response", message: "the gateway answered without an account", code: Code.Internal, transactionId: null });
-      return accountView(res.account);
+      return accountView(required(res.account, "an account"));
     },
     async reconcile() {
       const res = await call(() => admin.reconcile({}, unary));
@@ -203,7 +259,69 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
         inDoubt: res.inDoubt.map((d) => ({ transactionId: d.transactionId, where: d.where, state: d.state, ageMs: d.ageMs })),
       };
     },
+    async createWebhookEndpoint(input) {
+      const res = await call(() => webhooks.createEndpoint(input, unary));
+      return { endpoint: endpointView(required(res.endpoint, "an endpoint")), secret: res.secret };
+    },
+    async listWebhookEndpoints() {
+      return (await call(() => webhooks.listEndpoints({}, unary))).endpoints.map(endpointView);
+    },
+    async deleteWebhookEndpoint(endpointId) {
+      await call(() => webhooks.deleteEndpoint({ endpointId }, unary));
+    },
+    async rollWebhookSecret(endpointId, overlapSeconds) {
+      const res = await call(() => webhooks.rollSecret({ endpointId, ...(overlapSeconds === undefined ? {} : { overlapSeconds }) }, unary));
+      return { secret: res.secret, previousExpiresAt: dateOf(res.previousExpiresAt) };
+    },
+    async listWebhookDeliveries(input) {
+      const res = await call(() => webhooks.listDeliveries(input, unary));
+      return { deliveries: res.deliveries.map(deliveryView), nextPageToken: res.nextPageToken };
+    },
+    async getWebhookDelivery(deliveryId) {
+      const res = await call(() => webhooks.getDelivery({ deliveryId }, unary));
+      return {
+        delivery: deliveryView(required(res.delivery, "a delivery")),
+        attempts: res.attempts.map((a) => ({ attempt: a.attempt, at: dateOf(a.at), statusCode: a.statusCode, latencyMs: a.latencyMs, error: a.error })),
+      };
+    },
+    async redeliverWebhook(deliveryId) {
+      return deliveryView(required((await call(() => webhooks.redeliver({ deliveryId }, unary))).delivery, "a delivery"));
+    },
   };
+}
+
+const ENDPOINT_STATUS_NAMES: Partial<Record<WebhookEndpointStatus, WebhookEndpointView["status"]>> = { [WebhookEndpointStatus.ENABLED]: "enabled", [WebhookEndpointStatus.DISABLED]: "disabled" };
+const DELIVERY_STATUS_NAMES: Partial<Record<WebhookDeliveryStatus, WebhookDeliveryStatusName>> = {
+  [WebhookDeliveryStatus.PENDING]: "pending",
+  [WebhookDeliveryStatus.DELIVERED]: "delivered",
+  [WebhookDeliveryStatus.FAILED]: "failed",
+};
+
+function endpointView(e: WebhookEndpoint): WebhookEndpointView {
+  return { endpointId: e.endpointId, url: e.url, eventTypes: [...e.eventTypes], status: ENDPOINT_STATUS_NAMES[e.status] ?? "unknown", createdAt: dateOf(e.createdAt) };
+}
+
+function deliveryView(d: WebhookDelivery): WebhookDeliveryView {
+  return {
+    deliveryId: d.deliveryId,
+    endpointId: d.endpointId,
+    eventId: d.eventId,
+    eventType: d.eventType,
+    objectId: d.objectId,
+    status: DELIVERY_STATUS_NAMES[d.status] ?? "unknown",
+    attempts: d.attempts,
+    nextAttemptAt: dateOf(d.nextAttemptAt),
+    lastStatusCode: d.lastStatusCode,
+    lastError: d.lastError,
+    createdAt: dateOf(d.createdAt),
+    deliveredAt: dateOf(d.deliveredAt),
+  };
+}
+
+/** A field the gateway always sets; its absence is an answer we cannot use. */
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new GatewayError({ kind: "rejected", reason: "empty_response", message: `the gateway answered without ${what}`, code: Code.Internal, transactionId: null });
+  return value;
 }
 
 function dateOf(t: Timestamp | undefined): Date | null {
@@ -239,8 +357,8 @@ function accountView(a: Account): AccountView {
   return { accountId: a.accountId, bank: a.bank, ownerUserId: a.ownerUserId, currency: a.currency, balanceMinor: a.balanceMinor, heldMinor: a.heldMinor, availableMinor: a.availableMinor };
 }
 
-function userView(u: User | undefined): UserView {
-  if (u === undefined) throw new GatewayError({ kind: "rejected", reason: "empty_response", message: "the gateway answered without a user", code: Code.Internal, transactionId: null });
+function userView(maybe: User | undefined): UserView {
+  const u = required(maybe, "a user");
   return { userId: u.userId, username: u.username, roles: u.roles.map(roleName).filter((r): r is RoleName => r !== undefined), displayName: u.displayName };
 }
 

@@ -4,6 +4,18 @@ import { homedir } from "node:os";
 import { createTraceClientInterceptor, startTracing, type Tracing } from "@paygate/telemetry";
 import { runCli } from "./cli.js";
 
+// `paycli --help | head -1`, `paycli history | less` quit early: the reader
+// closed the pipe and nothing more can be said, so end quietly, as Unix tools
+// do, instead of dying on an unhandled EPIPE. Whatever paycli owes is already
+// durable by then (the queue is fsync'd before anything is printed).
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+process.stderr.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code !== "EPIPE") throw e;
+});
+
 // Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; then each call to the gateway
 // starts a trace (paycli -> gateway -> banks).
 let tracing: Tracing;

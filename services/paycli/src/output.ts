@@ -2,6 +2,7 @@
 // document for programs (--json). Amounts are bigint minor units everywhere;
 // in JSON they are decimal strings, as in the proto JSON mapping for int64.
 import { formatMoney } from "@paygate/money";
+import { escapeControlCharacters } from "@paygate/vocab";
 
 export const ExitCode = {
   ok: 0,
@@ -33,8 +34,28 @@ export interface Writer {
   write(chunk: string): unknown;
 }
 
+/**
+ * Every string paycli writes passes through this: text from the gateway (a
+ * memo someone else typed, a decline message) must never reach the terminal
+ * as a control sequence, so control characters are shown escaped (\x1b).
+ * Newlines are paycli's own line structure and stay.
+ */
+export function printableWriter(inner: Writer): Writer {
+  return { write: (chunk) => inner.write(escapeControlCharacters(chunk, "c", "\n")) };
+}
+
+/**
+ * JSON for programs: the same values, with DEL, C1 and bidi controls as \u
+ * escapes (JSON.stringify leaves them raw; it escapes C0 itself, so a raw
+ * newline here is only the pretty-printing's).
+ */
 export function toJson(value: unknown, pretty = true): string {
-  return JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), pretty ? 2 : undefined);
+  return escapeControlCharacters(JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), pretty ? 2 : undefined), "json", "\n");
+}
+
+/** One table cell or fixed-width field: escaped whole, so a newline in a memo cannot start a row. */
+export function cell(text: string): string {
+  return escapeControlCharacters(text);
 }
 
 export interface Column {
@@ -43,7 +64,8 @@ export interface Column {
 }
 
 /** A plain-text table: header, a rule, rows; widths fit the longest cell. */
-export function formatTable(columns: readonly Column[], rows: readonly (readonly string[])[]): string {
+export function formatTable(columns: readonly Column[], rawRows: readonly (readonly string[])[]): string {
+  const rows = rawRows.map((r) => r.map(cell));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]) =>
     columns

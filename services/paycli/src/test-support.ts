@@ -10,7 +10,18 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
-import { AuthService, PaymentService, Role, TransactionSchema, TransactionStatus, type Transaction, type TransferRequest } from "@paygate/proto/gateway";
+import {
+  AuthService,
+  PaymentService,
+  Role,
+  TransactionSchema,
+  TransactionStatus,
+  WebhookDeliveryStatus,
+  WebhookEndpointStatus,
+  WebhookService,
+  type Transaction,
+  type TransferRequest,
+} from "@paygate/proto/gateway";
 import { createLogger, rejection, startRpcServer, type Reason, type RpcServer } from "@paygate/rpc";
 import type { RunOptions } from "./app.js";
 import { runCli } from "./cli.js";
@@ -119,24 +130,62 @@ export interface FakeGateway {
   readonly applied: string[];
   /** Committed transactions, as ListTransactions returns them. */
   readonly transactions: Transaction[];
+  /** Register calls that created a user. */
+  readonly registered: { username: string; password: string }[];
+  /** RollSecret calls: the endpoint and the overlap asked for (undefined: the gateway's default). */
+  readonly rolls: { endpointId: string; overlapSeconds: bigint | undefined }[];
   close(): Promise<void>;
 }
 
+/** The one account the fake gateway links (for alice), and what proves she holds it. */
+export const LINKABLE = { accountId: "bank-a/1004", holder: "Dana Newcomer", code: "DANA-2026-BANK-A" } as const;
+
+/** Destination accounts the fake gateway answers in a scripted way (well-formed ids: paycli checks them). */
+export const SCRIPTED_ACCOUNTS = { broke: "bank-b/9001", busy: "bank-b/9002", expired: "bank-b/9003" } as const;
+
 /**
- * Transfer answers by destination account:
- *   "bank-b/broke"   -> insufficient_funds (a decline; the decision is stored per key)
- *   "bank-b/busy"    -> idempotency_key_in_use on the first call per key, then commits
- *   "bank-b/expired" -> session_expired (Unauthenticated)
- *   anything else    -> commits
+ * Transfer answers by destination account (SCRIPTED_ACCOUNTS):
+ *   broke      -> insufficient_funds (a decline; the decision is stored per key)
+ *   busy       -> idempotency_key_in_use on the first call per key, then commits
+ *   expired    -> session_expired (Unauthenticated)
+ *   any other  -> commits
  * Like the real gateway, a key seen before gets its stored decision back.
  * Login accepts alice / "pw"; GetBalance and ListTransactions need her token.
+ * Register refuses "alice" (taken) and short passwords; LinkBankAccount links LINKABLE only.
+ * WebhookService: one endpoint (FAKE_ENDPOINT) with one failed delivery (FAKE_DELIVERY) and its two
+ * attempts; CreateEndpoint admits https://hooks.example/ URLs only; unknown ids answer *_not_found.
  */
+export const FAKE_ENDPOINT = "we_0123456789abcdef01234567";
+export const FAKE_DELIVERY = "wd_0123456789abcdef01234567";
+
 export async function startFakeGateway(certs: string, port: number): Promise<FakeGateway> {
   const calls: FakeGateway["calls"] = [];
   const applied: string[] = [];
   const decided = new Map<string, { request: TransferRequest; reason: Reason | null; txnId: string }>();
   const busySeen = new Set<string>();
   const transactions: Transaction[] = [];
+  const registered: FakeGateway["registered"] = [];
+  const rolls: FakeGateway["rolls"] = [];
+  const endpoint = { endpointId: FAKE_ENDPOINT, url: "https://hooks.example/in", eventTypes: ["capture.succeeded"], status: WebhookEndpointStatus.ENABLED, createdAt: timestampFromMs(1_767_225_600_000) };
+  let deliveryStatus = WebhookDeliveryStatus.FAILED;
+  const delivery = () => ({
+    deliveryId: FAKE_DELIVERY,
+    endpointId: FAKE_ENDPOINT,
+    eventId: "evt_0123456789abcdef01234567",
+    eventType: "capture.succeeded",
+    objectId: "AB12CD",
+    status: deliveryStatus,
+    attempts: 2,
+    lastStatusCode: 503,
+    lastError: "HTTP 503: busy",
+    createdAt: timestampFromMs(1_767_225_600_000),
+  });
+  const ownEndpoint = (id: string) => {
+    if (id !== FAKE_ENDPOINT) throw rejection("endpoint_not_found", `no endpoint "${id}"`);
+  };
+  const ownDelivery = (id: string) => {
+    if (id !== FAKE_DELIVERY) throw rejection("delivery_not_found", `no delivery "${id}"`);
+  };
   let seq = 0n;
   const requireToken = (header: Headers) => {
     if (header.get("authorization") !== "Bearer token-alice") throw rejection("unauthenticated", "no valid session");
@@ -158,6 +207,52 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
             requireToken(ctx.requestHeader);
             return {};
           },
+          register(req) {
+            if (req.username === "alice") throw rejection("username_taken", "username alice is taken", { field: "username" });
+            if (req.password.length < 10) throw rejection("weak_password", "password must be at least 10 characters", { field: "password" });
+            registered.push({ username: req.username, password: req.password });
+            return { user: { userId: req.username, username: req.username, roles: [Role.CUSTOMER], displayName: req.displayName || req.username } };
+          },
+        })
+        .service(WebhookService, {
+          createEndpoint(req, ctx) {
+            requireToken(ctx.requestHeader);
+            if (!req.url.startsWith("https://hooks.example/")) throw rejection("webhook_host_not_allowed", "host is not in this gateway's allow-list of webhook hosts", { field: "url" });
+            if (req.eventTypes.some((t) => !t.includes("."))) throw rejection("invalid_event_type", "unknown event type");
+            return { endpoint: { ...endpoint, endpointId: "we_ffffffffffffffffffffffff", url: req.url, eventTypes: req.eventTypes }, secret: "whsec_fake-secret-shown-once" };
+          },
+          listEndpoints(_req, ctx) {
+            requireToken(ctx.requestHeader);
+            return { endpoints: [endpoint] };
+          },
+          deleteEndpoint(req, ctx) {
+            requireToken(ctx.requestHeader);
+            ownEndpoint(req.endpointId);
+            return {};
+          },
+          rollSecret(req, ctx) {
+            requireToken(ctx.requestHeader);
+            ownEndpoint(req.endpointId);
+            rolls.push({ endpointId: req.endpointId, overlapSeconds: req.overlapSeconds });
+            return { secret: "whsec_rolled", previousExpiresAt: timestampFromMs(1_767_225_600_000 + Number(req.overlapSeconds ?? 86_400n) * 1000) };
+          },
+          listDeliveries(req, ctx) {
+            requireToken(ctx.requestHeader);
+            ownEndpoint(req.endpointId);
+            return { deliveries: [delivery()], nextPageToken: "" };
+          },
+          getDelivery(req, ctx) {
+            requireToken(ctx.requestHeader);
+            ownDelivery(req.deliveryId);
+            const attempt = (n: number) => ({ attempt: n, at: timestampFromMs(1_767_225_600_000 + n * 10_000), statusCode: 503, latencyMs: 12n, error: "HTTP 503: busy" });
+            return { delivery: delivery(), attempts: [attempt(1), attempt(2)] };
+          },
+          redeliver(req, ctx) {
+            requireToken(ctx.requestHeader);
+            ownDelivery(req.deliveryId);
+            deliveryStatus = WebhookDeliveryStatus.PENDING;
+            return { delivery: delivery() };
+          },
         })
         .service(PaymentService, {
         getBalance(req, ctx) {
@@ -170,21 +265,29 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
           if (accounts.length === 0) throw rejection("account_not_found", `no account ${req.accountId}`);
           return { accounts };
         },
+        linkBankAccount(req, ctx) {
+          requireToken(ctx.requestHeader);
+          const code = req.linkCode.replace(/[\s-]/g, "").toUpperCase();
+          if (req.accountId !== LINKABLE.accountId || req.holderName.toLowerCase() !== LINKABLE.holder.toLowerCase() || code !== LINKABLE.code.replaceAll("-", "")) {
+            throw rejection("link_failed", "the account, the holder's name and the link code do not match");
+          }
+          return { account: { accountId: LINKABLE.accountId, bank: "bank-a", ownerUserId: "alice", currency: "USD", balanceMinor: 20_000n, heldMinor: 0n, availableMinor: 20_000n } };
+        },
         async *listTransactions(req, ctx) {
           requireToken(ctx.requestHeader);
           for (const t of transactions) if (t.sequence > req.afterSequence) yield { transaction: t };
         },
         transfer(req, ctx) {
           calls.push({ key: req.idempotencyKey, to: req.toAccountId, authorization: ctx.requestHeader.get("authorization") });
-          if (req.toAccountId === "bank-b/expired") throw rejection("session_expired", "session expired");
+          if (req.toAccountId === SCRIPTED_ACCOUNTS.expired) throw rejection("session_expired", "session expired");
           let d = decided.get(req.idempotencyKey);
           if (d === undefined) {
-            if (req.toAccountId === "bank-b/busy" && !busySeen.has(req.idempotencyKey)) {
+            if (req.toAccountId === SCRIPTED_ACCOUNTS.busy && !busySeen.has(req.idempotencyKey)) {
               busySeen.add(req.idempotencyKey);
               throw rejection("idempotency_key_in_use", "request in progress, retry");
             }
             seq++;
-            d = { request: req, reason: req.toAccountId === "bank-b/broke" ? "insufficient_funds" : null, txnId: `gateway-0:t${seq}` };
+            d = { request: req, reason: req.toAccountId === SCRIPTED_ACCOUNTS.broke ? "insufficient_funds" : null, txnId: `gateway-0:t${seq}` };
             decided.set(req.idempotencyKey, d);
             if (d.reason === null) applied.push(req.idempotencyKey);
           }
@@ -209,5 +312,5 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
         },
       }),
   });
-  return { server, calls, applied, transactions, close: () => server.close(100) };
+  return { server, calls, applied, transactions, registered, rolls, close: () => server.close(100) };
 }

@@ -51,3 +51,36 @@ export interface ReconcileView {
   readonly banks: { bank: string; reachable: boolean; ledgerConsistent: boolean; problems: string[]; preparedCount: bigint }[];
   readonly inDoubt: { transactionId: string; where: string; state: string; ageMs: bigint }[];
 }
+
+export interface WebhookEndpointView {
+  readonly endpointId: string;
+  readonly url: string;
+  readonly eventTypes: string[];
+  readonly status: "enabled" | "disabled" | "unknown";
+  readonly createdAt: Date | null;
+}
+
+export type WebhookDeliveryStatusName = "pending" | "delivered" | "failed" | "unknown";
+
+export interface WebhookDeliveryView {
+  readonly deliveryId: string;
+  readonly endpointId: string;
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly objectId: string;
+  readonly status: WebhookDeliveryStatusName;
+  readonly attempts: number;
+  readonly nextAttemptAt: Date | null;
+  readonly lastStatusCode: number;
+  readonly lastError: string;
+  readonly createdAt: Date | null;
+  readonly deliveredAt: Date | null;
+}
+
+export interface WebhookAttemptView {
+  readonly attempt: number;
+  readonly at: Date | null;
+  readonly statusCode: number;
+  readonly latencyMs: bigint;
+  readonly error: string;
+}

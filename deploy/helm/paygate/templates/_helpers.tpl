@@ -44,15 +44,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%d.%s-headless.%s.svc" .name (int .ordinal) .name .root.Release.Namespace -}}
 {{- end -}}
 
-{{/* gateway-0=https://gateway-0.gateway-headless.<ns>.svc:50050,... for the banks. */}}
-{{- define "paygate.coordinatorUrls" -}}
-{{- $root := . -}}
-{{- $urls := list -}}
-{{- range $i := until (int .Values.gateway.replicas) -}}
-{{- $host := include "paygate.podHost" (dict "root" $root "name" "gateway" "ordinal" $i) -}}
-{{- $urls = append $urls (printf "gateway-%d=https://%s:%d" $i $host (int $root.Values.gateway.port)) -}}
-{{- end -}}
-{{- join "," $urls -}}
+{{/* The gateway Service's URL: what banks (GetDecision) and checkout dial; any ready replica answers. */}}
+{{- define "paygate.gatewayUrl" -}}
+{{- printf "https://gateway.%s.svc:%d" .Release.Namespace (int .Values.gateway.port) -}}
 {{- end -}}
 
 {{/* bank-a=https://bank-a-0.bank-a-headless.<ns>.svc:50051,... for the gateway. */}}
@@ -99,11 +93,12 @@ app.kubernetes.io/component: {{ .component }}
 - {{ .name }}-headless.{{ $ns }}.svc.{{ $cd }}
 {{- end -}}
 
+{{/* Takes runAsUser, runAsGroup and fsGroup (podSecurity, or a third-party image's own user). */}}
 {{- define "paygate.podSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: {{ .Values.podSecurity.runAsUser }}
-runAsGroup: {{ .Values.podSecurity.runAsGroup }}
-fsGroup: {{ .Values.podSecurity.fsGroup }}
+runAsUser: {{ .runAsUser }}
+runAsGroup: {{ .runAsGroup }}
+fsGroup: {{ .fsGroup }}
 fsGroupChangePolicy: OnRootMismatch
 seccompProfile:
   type: RuntimeDefault
@@ -189,12 +184,12 @@ readinessProbe:
   mountPath: /tmp
 {{- end -}}
 
-{{/* Pod-spec fields shared by every paygate pod. */}}
+{{/* Pod-spec fields shared by every paygate pod; "security" overrides podSecurity's user and groups. */}}
 {{- define "paygate.podCommon" -}}
 automountServiceAccountToken: false
 enableServiceLinks: false
 securityContext:
-  {{- include "paygate.podSecurityContext" .root | nindent 2 }}
+  {{- include "paygate.podSecurityContext" (.security | default .root.Values.podSecurity) | nindent 2 }}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -229,10 +224,91 @@ affinity:
         storage: {{ .persistence.size | quote }}
 {{- end -}}
 
+{{/* "true" when the gateway's store is PostgreSQL (any of url, host, bundled), else "". */}}
+{{- define "paygate.postgresql.enabled" -}}
+{{- $pg := .Values.postgresql -}}
+{{- if or $pg.url $pg.host $pg.bundled.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the database password ("" = none): the bundled one, or postgresql.existingSecret. */}}
+{{- define "paygate.postgresql.passwordSecret" -}}
+{{- if .Values.postgresql.bundled.enabled -}}postgresql{{- else -}}{{- .Values.postgresql.existingSecret -}}{{- end -}}
+{{- end -}}
+
+{{- define "paygate.postgresql.passwordKey" -}}
+{{- if .Values.postgresql.bundled.enabled -}}password{{- else -}}{{- .Values.postgresql.existingSecretPasswordKey -}}{{- end -}}
+{{- end -}}
+
+{{/*
+The base64 value of key .key in Secret .name as the cluster has it, else a new
+one from .generate: secrets that must never change once used (a password
+initdb wrote, the card-number key) survive upgrades. `helm template` cannot
+look up and always prints a new value.
+*/}}
+{{- define "paygate.keptSecretValue" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name | default (dict) -}}
+{{- get (dig "data" (dict) $existing) .key | default (.generate | b64enc) -}}
+{{- end -}}
+
+{{/* The Secret with the card-number key every replica shares (only on PostgreSQL; one SQLite replica makes its own in /data). */}}
+{{- define "paygate.cardSecret" -}}
+{{- .Values.gateway.cardSecret.existingSecret | default "gateway-card-secret" -}}
+{{- end -}}
+
+{{/* Where the gateway finds the password and the server's CA (whole-directory Secret mounts). */}}
+{{- define "paygate.postgresql.passwordDir" -}}/etc/paygate/postgresql{{- end -}}
+{{- define "paygate.postgresql.caDir" -}}/etc/paygate/postgresql-ca{{- end -}}
+
+{{/*
+DATABASE_URL, never with a password (that is DATABASE_PASSWORD_FILE):
+postgresql.url as given, or composed from host/port/database/username
+(the bundled server's Service when bundled.enabled) plus sslmode/sslrootcert.
+*/}}
+{{- define "paygate.databaseUrl" -}}
+{{- $pg := .Values.postgresql -}}
+{{- if $pg.url -}}
+{{- $pg.url -}}
+{{- else -}}
+{{- $host := $pg.host -}}
+{{- if $pg.bundled.enabled -}}{{- $host = printf "postgresql.%s.svc" .Release.Namespace -}}{{- end -}}
+{{- $query := list -}}
+{{- with $pg.sslMode -}}{{- $query = append $query (printf "sslmode=%s" .) -}}{{- end -}}
+{{- if $pg.caSecret -}}{{- $query = append $query (printf "sslrootcert=%s/%s" (include "paygate.postgresql.caDir" .) $pg.caSecretKey) -}}{{- end -}}
+{{- printf "postgres://%s@%s:%d/%s" (urlquery $pg.username) $host (int $pg.port) (urlquery $pg.database) -}}
+{{- with $query -}}?{{ join "&" . }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Render-time checks the schema cannot express. */}}
 {{- define "paygate.validate" -}}
-{{- if and (gt (int .Values.gateway.replicas) 1) (not .Values.redis.enabled) (not .Values.redis.externalUrl) -}}
+{{- $pg := .Values.postgresql -}}
+{{- $g := .Values.gateway -}}
+{{- if gt (len (compact (list $pg.url $pg.host (ternary "bundled" "" $pg.bundled.enabled)))) 1 -}}
+{{- fail "postgresql: set only one of url, host and bundled.enabled" -}}
+{{- end -}}
+{{- if or (regexMatch "^[a-z]+://[^/@?#]*:[^/@?#]*@" $pg.url) (regexMatch "[?&]password=" $pg.url) -}}
+{{- fail "postgresql.url must not carry a password (it would sit in the pod spec): put the password in a Secret and name it in postgresql.existingSecret; it is mounted as a file" -}}
+{{- end -}}
+{{- if and $pg.caSecret (eq $pg.driver "postgres") -}}
+{{- fail "postgresql.caSecret needs postgresql.driver pg: postgres.js ignores sslrootcert in the URL, so the CA would not be checked" -}}
+{{- end -}}
+{{- range $k := list "existingSecret" "caSecret" -}}
+{{- if and (get $pg $k) (not (or $pg.url $pg.host)) -}}
+{{- fail (printf "postgresql.%s needs postgresql.url or postgresql.host (the bundled server makes its own Secret and needs no CA)" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (gt (int $g.replicas) 1) (not (include "paygate.postgresql.enabled" .)) -}}
+{{- fail "gateway.replicas > 1 needs a shared PostgreSQL store (each replica would otherwise keep its own SQLite log): set postgresql.url, postgresql.host or postgresql.bundled.enabled; see docs/OPERATIONS.md, PostgreSQL" -}}
+{{- end -}}
+{{- if and (gt (int $g.replicas) 1) (not .Values.redis.enabled) (not .Values.redis.externalUrl) -}}
 {{- fail "gateway.replicas > 1 needs shared idempotency keys: set redis.enabled or redis.externalUrl" -}}
+{{- end -}}
+{{- if gt (mul 2 (int $g.heartbeatIntervalMs)) (int $g.leaseMs) -}}
+{{- fail "gateway.heartbeatIntervalMs must be at most half of gateway.leaseMs" -}}
+{{- end -}}
+{{- /* superuser_reserved_connections (3) stay free for an operator's psql. */ -}}
+{{- if and $pg.bundled.enabled (gt (mul (int $g.replicas) (int $pg.poolMax)) (sub (int $pg.bundled.maxConnections) 3)) -}}
+{{- fail (printf "gateway.replicas x postgresql.poolMax = %d connections, more than postgresql.bundled.maxConnections (%d) minus 3 reserved" (mul (int $g.replicas) (int $pg.poolMax)) (int $pg.bundled.maxConnections)) -}}
 {{- end -}}
 {{- if and .Values.redis.enabled .Values.redis.externalUrl -}}
 {{- fail "set either redis.enabled or redis.externalUrl, not both" -}}

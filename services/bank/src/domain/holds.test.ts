@@ -117,6 +117,15 @@ test("auth_hold: a hold id is placed once (while prepared and after commit)", ()
   assertConsistent(l2);
 });
 
+test("a capture or release that arrives before its hold's Commit is hold_in_use (retryable), not hold_not_found", () => {
+  const l = setup();
+  run(l, [authHold("auth-1", 1_000n)], NOW, "none"); // the hold's round is PREPARED; its Commit is late
+  assert.equal(noReason(run(l, [capture("auth-1", 500n)]).vote), "hold_in_use");
+  assert.equal(noReason(run(l, [release("auth-1", 1_000n)]).vote), "hold_in_use");
+  assert.equal(noReason(run(l, [capture("auth-9", 500n)]).vote), "hold_not_found", "a hold nobody placed is still not found");
+  assertConsistent(l);
+});
+
 test("auth_hold checks the owner like a debit", () => {
   const l = setup();
   assert.equal(noReason(run(l, [authHold("auth-1", 100n, { ownerUserId: "bob" })]).vote), "not_account_owner");
@@ -201,6 +210,25 @@ test("expiry: the sweep releases ACTIVE holds past expires_at (EXPIRED) and leav
   assert.deepEqual(money(l), { balance: 10_000n, held: 2_000n, available: 8_000n });
   assert.equal(noReason(run(l, [capture("auth-1", 1n)], NOW + 2_000).vote), "authorization_expired");
   assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 1_000)), [], "an expired hold is expired once");
+  assertConsistent(l);
+});
+
+test("a hold asked for by duration expires on this bank's clock, counted from its prepare; a resent Prepare is the same request", () => {
+  const l = setup();
+  // The gateway's clock says nothing here: only how long. The bank prepares at NOW + 250 by its own clock.
+  const id = txnId();
+  const legs = [authHold("auth-ttl", 1_000n, { holdExpiresAtMs: undefined, holdTtlMs: 60_000 })];
+  const first = l.transact((tx) => prepare(tx, BANK, { txnId: id, legs }, NOW + 250));
+  assert.ok(first.ok && first.value.vote === "yes");
+  // The resend arrives later (a retry): same txn, same duration, so the same YES and still one hold.
+  const again = l.transact((tx) => prepare(tx, BANK, { txnId: id, legs }, NOW + 5_000));
+  assert.ok(again.ok && again.value.vote === "yes" && again.value.redelivered, JSON.stringify(again));
+  assert.ok(l.transact((tx) => commit(tx, id, NOW + 300)).ok);
+  assert.equal(l.hold("auth-ttl")!.expiresAtMs, NOW + 250 + 60_000, "expiry = the bank's prepare time + the duration");
+  assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 60_249)), []);
+  assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 60_250)).map((h) => h.holdId), ["auth-ttl"]);
+  const bad = l.transact((tx) => prepare(tx, BANK, { txnId: txnId(), legs: [authHold("auth-bad", 1n, { holdExpiresAtMs: undefined, holdTtlMs: 0 })] }, NOW));
+  assert.ok(!bad.ok && bad.reason === "invalid_argument");
   assertConsistent(l);
 });
 

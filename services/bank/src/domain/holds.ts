@@ -31,11 +31,14 @@ export function isHoldDirection(d: Direction | "unspecified"): d is "auth_hold" 
 }
 
 /** Shape of a leg's hold fields; a message when malformed. */
-export function holdShapeProblem(leg: { readonly direction: Direction | "unspecified"; readonly holdId?: string; readonly holdExpiresAtMs?: number }, i: number): string | undefined {
+export function holdShapeProblem(leg: { readonly direction: Direction | "unspecified"; readonly holdId?: string; readonly holdExpiresAtMs?: number; readonly holdTtlMs?: number }, i: number): string | undefined {
   const holdId = leg.holdId ?? "";
   if (!isHoldDirection(leg.direction)) return holdId === "" ? undefined : `legs[${i}].hold_id is only for AUTH_HOLD, CAPTURE and RELEASE legs`;
   if (!HOLD_ID_PATTERN.test(holdId)) return `legs[${i}].hold_id must be 1-128 characters of letters, digits and _ . : -`;
-  if (leg.direction === "auth_hold" && !((leg.holdExpiresAtMs ?? 0) > 0)) return `legs[${i}].hold_expires_at is required for AUTH_HOLD`;
+  if (leg.holdTtlMs !== undefined && (leg.direction !== "auth_hold" || !Number.isSafeInteger(leg.holdTtlMs) || leg.holdTtlMs <= 0)) {
+    return `legs[${i}].hold_ttl_ms must be a positive number of milliseconds, for AUTH_HOLD only`;
+  }
+  if (leg.direction === "auth_hold" && leg.holdTtlMs === undefined && !((leg.holdExpiresAtMs ?? 0) > 0)) return `legs[${i}].hold_ttl_ms (or hold_expires_at) is required for AUTH_HOLD`;
   return undefined;
 }
 
@@ -51,6 +54,9 @@ export function checkHoldLeg(tx: LedgerTx, leg: Leg, i: number, nowMs: number): 
     return undefined;
   }
   const hold = tx.hold(holdId);
+  // The hold's own round is prepared here but its Commit has not arrived yet
+  // (the gateway approved it; the Commit was lost or is late): busy, not missing.
+  if (!hold && tx.preparedAuthHold(holdId) !== undefined) return { reason: "hold_in_use", message: `legs[${i}]: hold ${holdId} is still being placed` };
   if (!hold || hold.accountId !== leg.accountId || hold.currency !== leg.currency) {
     return { reason: "hold_not_found", message: `legs[${i}]: no hold ${holdId} on ${leg.accountId} in ${leg.currency}` };
   }

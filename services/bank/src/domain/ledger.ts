@@ -1,7 +1,8 @@
 // Ledger rules outside 2PC: opening accounts (from the seed or the admin API)
 // and deposits, the only ways money enters the system.
 import { AMOUNT_MINOR_MAX, assert, checkPositiveAmount, parseCurrency } from "@paygate/money";
-import { ACCOUNT_ID_PATTERN, USER_ID_PATTERN } from "@paygate/seed";
+import { USER_ID_PATTERN } from "@paygate/seed";
+import { ACCOUNT_ID_PATTERN, DEPOSIT_ID_LENGTH_MAX, DEPOSIT_ID_PATTERN } from "@paygate/vocab";
 import { fail, ok, type Account, type LedgerTx, type Result } from "./types.js";
 
 /** First number handed out at a bank with no accounts yet. */
@@ -9,10 +10,22 @@ export const FIRST_ACCOUNT_NUMBER = 1001n;
 const ACCOUNT_NUMBER_MAX = 999_999_999_999n; // 12 digits, as ACCOUNT_ID_PATTERN allows
 /**
  * No balance may grow past this, so sums over a bank's accounts stay far
- * inside int64 (SQLite INTEGER) even with many accounts.
+ * inside int64 (SQLite INTEGER) even with many accounts. Every way money
+ * arrives (deposits, credit legs of transfers and captures) is checked
+ * against it, together with the credits already promised to the account.
  */
 export const BALANCE_MINOR_MAX = AMOUNT_MINOR_MAX * 1000n;
-export const DEPOSIT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+
+/**
+ * Whether `addMinor` more could take the account past BALANCE_MINOR_MAX once
+ * every credit prepared on it so far commits too. Counting prepared credits
+ * is what keeps two credits that each fit from overflowing together: a YES
+ * vote must be able to commit.
+ */
+export function exceedsBalanceMax(tx: LedgerTx, account: Account, addMinor: bigint): boolean {
+  const pendingMinor = tx.preparedCreditMinor?.(account.accountId) ?? 0n;
+  return account.balanceMinor + pendingMinor + addMinor > BALANCE_MINOR_MAX;
+}
 
 export interface OpenAccountInput {
   readonly ownerUserId: string;
@@ -68,9 +81,14 @@ export function openAccount(tx: LedgerTx, bank: string, input: OpenAccountInput,
 
 export interface SeedAccountInput {
   readonly id: string;
+  /** "" = the account belongs to no gateway user yet (its holder may link it, DESIGN.md §11). */
   readonly owner: string;
   readonly currency: string;
   readonly openingMinor: bigint;
+  /** The holder's name ("" or absent = not recorded). */
+  readonly holder?: string;
+  /** The code given to the holder for linking. */
+  readonly linkCode?: string;
 }
 
 /** First start only: this bank's accounts from the seed, each with an opening entry. */
@@ -102,7 +120,8 @@ export type DepositFailure =
   | "idempotency_key_reused"
   | "account_not_found"
   | "account_closed"
-  | "currency_mismatch";
+  | "currency_mismatch"
+  | "balance_limit_exceeded";
 
 export interface Deposited {
   readonly account: Account;
@@ -111,7 +130,7 @@ export interface Deposited {
 }
 
 export function deposit(tx: LedgerTx, bank: string, input: DepositInput, nowMs: number): Result<Deposited, DepositFailure> {
-  if (!DEPOSIT_ID_PATTERN.test(input.depositId)) return fail("invalid_argument", "deposit_id must be 1-128 characters of letters, digits and _ . : -");
+  if (!DEPOSIT_ID_PATTERN.test(input.depositId)) return fail("invalid_argument", `deposit_id must be 1-${DEPOSIT_ID_LENGTH_MAX} characters of letters, digits and _ . : -`);
   const id = checkAccountId(bank, input.accountId);
   if (!id.ok) return id;
   if (checkPositiveAmount(input.amountMinor)) return fail("invalid_amount", `amount_minor must be in [1, ${AMOUNT_MINOR_MAX}]`);
@@ -131,8 +150,10 @@ export function deposit(tx: LedgerTx, bank: string, input: DepositInput, nowMs: 
   if (!account) return fail("account_not_found", `no account ${input.accountId} at ${bank}`);
   if (account.status !== "open") return fail("account_closed", `account ${input.accountId} is closed`);
   if (account.currency !== input.currency) return fail("currency_mismatch", `account ${input.accountId} holds ${account.currency}, not ${input.currency}`);
+  if (exceedsBalanceMax(tx, account, input.amountMinor)) {
+    return fail("balance_limit_exceeded", `the balance of ${input.accountId} would exceed ${BALANCE_MINOR_MAX} minor units`);
+  }
   const balanceMinor = account.balanceMinor + input.amountMinor;
-  if (balanceMinor > BALANCE_MINOR_MAX) return fail("invalid_amount", `the balance of ${input.accountId} would exceed ${BALANCE_MINOR_MAX} minor units`);
 
   const last = tx.lastEntry(input.accountId);
   assert(last === undefined || last.balanceAfterMinor === account.balanceMinor, `journal of ${input.accountId} matches its balance`);

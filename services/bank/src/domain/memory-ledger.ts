@@ -1,6 +1,7 @@
 // An in-memory LedgerTx for unit tests of the rules: same semantics as the
 // SQLite store (reads see earlier writes; a throw rolls everything back).
 import type { Account, Deposit, Entry, Hold, Leg, LedgerTx, Txn } from "./types.js";
+import type { AccountLink, LinkTx } from "./links.js";
 import type { AccountAudit } from "./reconcile.js";
 
 interface State {
@@ -9,17 +10,20 @@ interface State {
   txns: Map<string, { txn: Txn; legs: Leg[] }>;
   deposits: Map<string, Deposit>;
   holds: Map<string, Hold>;
+  links: Map<string, AccountLink>;
 }
 
 export interface MemoryLedger {
   transact<T>(fn: (tx: LedgerTx) => T): T;
+  /** The link rules' port on the same state (DESIGN.md §11). */
+  transactLinks<T>(fn: (tx: LinkTx) => T): T;
   entries(accountId: string): Entry[];
   hold(holdId: string): Hold | undefined;
   audit(): AccountAudit[];
 }
 
 export function createMemoryLedger(): MemoryLedger {
-  let s: State = { accounts: new Map(), entries: [], txns: new Map(), deposits: new Map(), holds: new Map() };
+  let s: State = { accounts: new Map(), entries: [], txns: new Map(), deposits: new Map(), holds: new Map(), links: new Map() };
   const tx: LedgerTx = {
     account: (id) => s.accounts.get(id)?.account,
     insertAccount(account, number) {
@@ -41,6 +45,13 @@ export function createMemoryLedger(): MemoryLedger {
     lastEntry: (id) => s.entries.findLast((e) => e.accountId === id),
     txn: (id) => s.txns.get(id)?.txn,
     txnLegs: (id) => [...(s.txns.get(id)?.legs ?? [])],
+    preparedCreditMinor(accountId) {
+      let sum = 0n;
+      for (const { txn, legs } of s.txns.values()) {
+        if (txn.state === "PREPARED") for (const l of legs) if (l.accountId === accountId && l.direction === "credit") sum += l.amountMinor;
+      }
+      return sum;
+    },
     insertTxn(txn, legs) {
       if (s.txns.has(txn.txnId)) throw new Error(`UNIQUE constraint: txn ${txn.txnId}`);
       s.txns.set(txn.txnId, { txn, legs: legs.map((l) => ({ ...l })) });
@@ -77,16 +88,28 @@ export function createMemoryLedger(): MemoryLedger {
         .sort((a, b) => a.expiresAtMs - b.expiresAtMs)
         .slice(0, limit),
   };
-  return {
-    transact(fn) {
-      const before = structuredClone(s);
-      try {
-        return fn(tx);
-      } catch (e) {
-        s = before;
-        throw e;
-      }
+  const links: LinkTx = {
+    account: tx.account,
+    setAccountOwner(id, ownerUserId) {
+      const a = s.accounts.get(id);
+      if (!a) throw new Error(`no account ${id}`);
+      a.account = { ...a.account, ownerUserId };
     },
+    link: (id) => s.links.get(id),
+    saveLink: (l) => void s.links.set(l.accountId, l),
+  };
+  function atomically<T>(fn: () => T): T {
+    const before = structuredClone(s);
+    try {
+      return fn();
+    } catch (e) {
+      s = before;
+      throw e;
+    }
+  }
+  return {
+    transact: (fn) => atomically(() => fn(tx)),
+    transactLinks: (fn) => atomically(() => fn(links)),
     entries: (id) => s.entries.filter((e) => e.accountId === id),
     hold: (id) => s.holds.get(id),
     audit() {

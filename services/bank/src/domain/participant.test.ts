@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AssertionError } from "@paygate/money";
 import { abort, commit, prepare, type LegInput, type PrepareInput } from "./participant.js";
-import { deposit, openSeedAccounts } from "./ledger.js";
+import { BALANCE_MINOR_MAX, deposit, openSeedAccounts } from "./ledger.js";
 import { createMemoryLedger, type MemoryLedger } from "./memory-ledger.js";
 import { reconcile } from "./reconcile.js";
 
@@ -242,4 +242,58 @@ test("deposits are idempotent on deposit_id and count as deposited", () => {
   const usd = reconcile(l.audit()).currencies.find((c) => c.currency === "USD")!;
   assert.equal(usd.depositedMinor, 10_750n);
   assertConsistent(l);
+});
+
+test("a credit past the balance maximum votes NO balance_limit_exceeded, counting credits prepared but not committed", () => {
+  const l = setup();
+  l.transact((tx) => openSeedAccounts(tx, BANK, [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }], NOW));
+  const first = txnId();
+  assert.equal(vote(doPrepare(l, { txnId: first, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] })).vote, "yes");
+  // Alone it would fit (max - 100 + 60); with the first one still prepared it would not.
+  const second = txnId();
+  const no = vote(doPrepare(l, { txnId: second, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] }));
+  assert.deepEqual(no.vote === "no" && [no.reason, no.redelivered], ["balance_limit_exceeded", false]);
+  assert.equal(account(l, "bank-a/1001").heldMinor, 60n, "the NO holds nothing");
+  const again = vote(doPrepare(l, { txnId: second, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] }));
+  assert.equal(again.vote === "no" && again.reason, "balance_limit_exceeded", "the NO is remembered");
+  // Two credits to the same account in one txn add up too.
+  const split = vote(doPrepare(l, { txnId: txnId(), legs: [credit("bank-a/1009", 30n), credit("bank-a/1009", 11n)] }));
+  assert.equal(split.vote === "no" && split.reason, "balance_limit_exceeded");
+  // Exactly up to the maximum is fine, and so is the same credit once the first one is aborted.
+  const exact = txnId();
+  assert.equal(vote(doPrepare(l, { txnId: exact, legs: [credit("bank-a/1009", 40n)] })).vote, "yes");
+  assert.ok(doCommit(l, exact).ok);
+  assert.ok(doAbort(l, first).ok);
+  const retry = txnId();
+  assert.equal(vote(doPrepare(l, { txnId: retry, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] })).vote, "yes");
+  assert.ok(doCommit(l, retry).ok);
+  assert.equal(account(l, "bank-a/1009").balanceMinor, BALANCE_MINOR_MAX);
+  assertConsistent(l);
+});
+
+test("a deposit past the balance maximum is balance_limit_exceeded, prepared credits counted", () => {
+  const l = setup();
+  l.transact((tx) => openSeedAccounts(tx, BANK, [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }], NOW));
+  assert.equal(vote(doPrepare(l, { txnId: txnId(), legs: [credit("bank-a/1009", 60n)] })).vote, "yes");
+  const over = l.transact((tx) => deposit(tx, BANK, { depositId: "admin:dep-9", accountId: "bank-a/1009", amountMinor: 41n, currency: "USD" }, NOW));
+  assert.equal(!over.ok && over.reason, "balance_limit_exceeded");
+  const fits = l.transact((tx) => deposit(tx, BANK, { depositId: "admin:dep-10", accountId: "bank-a/1009", amountMinor: 40n, currency: "USD" }, NOW));
+  assert.ok(fits.ok);
+  assertConsistent(l);
+});
+
+test("txn ids follow the gateway's rule: a replica name and a lowercase UUID", () => {
+  const l = setup();
+  for (const bad of ["gateway-0:" + "0".repeat(36), "0gw:00000000-0000-4000-8000-000000000001", "gateway-0:--------0000-4000-8000-0000000000011"]) {
+    const r = doPrepare(l, { txnId: bad, legs: [debit("bank-a/1001", 1n)] });
+    assert.equal(!r.ok && r.reason, "invalid_txn_id", bad);
+  }
+});
+
+test("a deposit id made of the gateway's prefix and any valid idempotency key is accepted", () => {
+  const l = setup();
+  for (const key of ["k".repeat(100), "-", "_x", "a.b:c"]) {
+    const r = l.transact((tx) => deposit(tx, BANK, { depositId: `admin:${key}`, accountId: "bank-a/1002", amountMinor: 1n, currency: "USD" }, NOW));
+    assert.ok(r.ok, r.ok ? key : `${key}: ${r.reason} ${r.message}`);
+  }
 });

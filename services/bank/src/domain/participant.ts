@@ -13,11 +13,10 @@
 // Every function here runs inside ONE atomic store transaction (LedgerTx) and
 // validates everything before its first write, so a failure changes nothing.
 import { AMOUNT_MINOR_MAX, assert, checkPositiveAmount, parseCurrency } from "@paygate/money";
-import { ACCOUNT_ID_PATTERN } from "@paygate/seed";
+import { ACCOUNT_ID_PATTERN, TXN_ID_PATTERN } from "@paygate/vocab";
 import { abortHoldLeg, checkHoldLeg, commitHoldLeg, holdShapeProblem, isHoldDirection, pinHoldLeg, type HoldNoReason } from "./holds.js";
+import { BALANCE_MINOR_MAX, exceedsBalanceMax } from "./ledger.js";
 import { fail, ok, type Account, type Direction, type Leg, type LedgerTx, type Result, type Txn } from "./types.js";
-
-export const TXN_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}:[0-9a-f-]{36}$/;
 /** Legs in one Prepare: a transfer needs one or two; card captures a few more. */
 export const LEGS_MAX = 16;
 
@@ -34,7 +33,7 @@ export interface PrepareInput {
 export type PrepareInvalid = "invalid_txn_id" | "invalid_argument" | "invalid_amount" | "invalid_currency" | "invalid_account_id" | "txn_id_reused";
 
 /** Reasons for a NO vote: recorded, so a re-delivered Prepare says NO again. */
-export type NoReason = "account_not_found" | "account_closed" | "currency_mismatch" | "not_account_owner" | "insufficient_funds" | "txn_aborted" | HoldNoReason;
+export type NoReason = "account_not_found" | "account_closed" | "currency_mismatch" | "not_account_owner" | "insufficient_funds" | "balance_limit_exceeded" | "txn_aborted" | HoldNoReason;
 
 export type PrepareOutcome =
   | { readonly vote: "yes"; readonly redelivered: boolean }
@@ -84,7 +83,8 @@ function sameLegs(a: readonly Leg[], b: readonly Leg[]): boolean {
         x.amountMinor === y.amountMinor &&
         x.currency === y.currency &&
         (x.holdId ?? "") === (y.holdId ?? "") &&
-        (x.holdExpiresAtMs ?? 0) === (y.holdExpiresAtMs ?? 0)
+        // A hold asked for by duration got its expiry from this bank's clock at the first Prepare: a resend asks for the same duration.
+        (y.holdTtlMs !== undefined || (x.holdExpiresAtMs ?? 0) === (y.holdExpiresAtMs ?? 0))
       );
     })
   );
@@ -94,9 +94,15 @@ function bankOfAccount(accountId: string): string {
   return accountId.slice(0, accountId.indexOf("/"));
 }
 
+interface Touched {
+  readonly account: Account;
+  debitMinor: bigint;
+  creditMinor: bigint;
+}
+
 /** Business checks; the first failing one is the vote's reason. */
-function checkLegs(tx: LedgerTx, bank: string, legs: readonly Leg[], nowMs: number): { reason: NoReason; message: string } | Map<string, { account: Account; debitMinor: bigint }> {
-  const touched = new Map<string, { account: Account; debitMinor: bigint }>();
+function checkLegs(tx: LedgerTx, bank: string, legs: readonly Leg[], nowMs: number): { reason: NoReason; message: string } | Map<string, Touched> {
+  const touched = new Map<string, Touched>();
   for (const [i, leg] of legs.entries()) {
     const account = bankOfAccount(leg.accountId) === bank ? tx.account(leg.accountId) : undefined;
     if (!account) return { reason: "account_not_found", message: `legs[${i}]: no account ${leg.accountId} at ${bank}` };
@@ -111,14 +117,19 @@ function checkLegs(tx: LedgerTx, bank: string, legs: readonly Leg[], nowMs: numb
       const no = checkHoldLeg(tx, leg, i, nowMs);
       if (no) return no;
     }
-    const t = touched.get(leg.accountId) ?? { account, debitMinor: 0n };
+    const t = touched.get(leg.accountId) ?? { account, debitMinor: 0n, creditMinor: 0n };
     if (reserves) t.debitMinor += leg.amountMinor;
+    if (leg.direction === "credit") t.creditMinor += leg.amountMinor;
     touched.set(leg.accountId, t);
   }
-  for (const [accountId, { account, debitMinor }] of touched) {
+  for (const [accountId, { account, debitMinor, creditMinor }] of touched) {
     // Existing holds (other prepared txns, card authorizations) count: money
     // promised to one txn cannot be promised again.
     if (account.balanceMinor - account.heldMinor < debitMinor) return { reason: "insufficient_funds", message: `account ${accountId} has too little available` };
+    // Conservative: a debit of the same account in this txn makes no room.
+    if (creditMinor > 0n && exceedsBalanceMax(tx, account, creditMinor)) {
+      return { reason: "balance_limit_exceeded", message: `account ${accountId} would exceed the balance maximum of ${BALANCE_MINOR_MAX} minor units` };
+    }
   }
   return touched;
 }
@@ -126,7 +137,8 @@ function checkLegs(tx: LedgerTx, bank: string, legs: readonly Leg[], nowMs: numb
 export function prepare(tx: LedgerTx, bank: string, input: PrepareInput, nowMs: number): Result<PrepareOutcome, PrepareInvalid> {
   const shape = checkShape(input);
   if (!shape.ok) return shape;
-  const legs = shape.value;
+  // The expiry of a hold asked for by duration is decided here, on this bank's clock.
+  const legs = shape.value.map((l) => (l.holdTtlMs !== undefined ? { ...l, holdExpiresAtMs: nowMs + l.holdTtlMs } : l));
 
   const existing = tx.txn(input.txnId);
   if (existing) {

@@ -31,8 +31,13 @@ export interface Leg {
   readonly ownerUserId: string;
   /** For auth_hold, capture and release: the standing hold's id. */
   readonly holdId?: string;
-  /** For auth_hold: when the bank releases the hold on its own. */
+  /** For auth_hold: when the bank releases the hold on its own (this bank's clock). */
   readonly holdExpiresAtMs?: number;
+  /**
+   * For auth_hold, as the gateway sends it: how long to keep the hold, from
+   * the moment this bank prepares it (the bank's clock alone decides the expiry).
+   */
+  readonly holdTtlMs?: number;
 }
 
 export type HoldState = "ACTIVE" | "CAPTURED" | "RELEASED" | "EXPIRED";
@@ -119,6 +124,14 @@ export interface LedgerTx {
 
   txn(txnId: string): Txn | undefined;
   txnLegs(txnId: string): Leg[];
+  /**
+   * Sum of the credit legs of PREPARED txns on this account: money that will
+   * arrive if they commit, so the balance maximum must leave room for it.
+   * Optional only because the simulator's store (test/sim/undo-ledger.ts) does
+   * not implement it yet; both production stores do, and without it prepared
+   * credits count as 0.
+   */
+  preparedCreditMinor?(accountId: string): bigint;
   insertTxn(txn: Txn, legs: readonly Leg[]): void;
   decideTxn(txnId: string, state: "COMMITTED" | "ABORTED", decidedAtMs: number): void;
 

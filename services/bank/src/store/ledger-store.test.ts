@@ -6,8 +6,9 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { openLedgerStore, StoreError, type LedgerStore } from "./ledger-store.js";
 import { abort, commit, prepare } from "../domain/participant.js";
-import { deposit, openAccount, openSeedAccounts } from "../domain/ledger.js";
+import { BALANCE_MINOR_MAX, deposit, openAccount, openSeedAccounts } from "../domain/ledger.js";
 import { reconcile } from "../domain/reconcile.js";
+import { issueLinkCode, seedHolders, verifyLink } from "../domain/links.js";
 
 const BANK = "bank-a";
 const NOW = 1_700_000_000_000;
@@ -106,6 +107,29 @@ test("the ledger file is in WAL mode, belongs to one bank and is seeded at most 
   });
 });
 
+test("credits prepared on an account are counted against the balance maximum, across a restart; decided ones are not", () => {
+  withDir((dir) => {
+    const near = [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }];
+    let store = openLedgerStore({ dataDir: dir, bank: BANK });
+    store.seed((tx) => openSeedAccounts(tx, BANK, [...SEED, ...near], NOW));
+    const credit = (amountMinor: bigint) => [{ accountId: "bank-a/1009", direction: "credit" as const, amountMinor, currency: "USD", ownerUserId: "" }];
+    assert.deepEqual(store.transact((tx) => prepare(tx, BANK, { txnId: T1, legs: credit(60n) }, NOW)), { ok: true, value: { vote: "yes", redelivered: false } });
+    assert.equal(store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1009")), 60n);
+    assert.equal(store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1001")), 0n);
+    store.close();
+    store = openLedgerStore({ dataDir: dir, bank: BANK });
+    const no = store.transact((tx) => prepare(tx, BANK, { txnId: T2, legs: credit(60n) }, NOW));
+    assert.ok(no.ok && no.value.vote === "no" && no.value.reason === "balance_limit_exceeded", JSON.stringify(no.ok && no.value));
+    assert.ok(store.transact((tx) => abort(tx, T1, NOW + 1)).ok);
+    assert.equal(store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1009")), 0n, "an aborted credit no longer counts");
+    assert.ok(store.transact((tx) => prepare(tx, BANK, { txnId: T3, legs: credit(100n) }, NOW)).ok);
+    assert.ok(store.transact((tx) => commit(tx, T3, NOW + 2)).ok);
+    assert.equal(store.account("bank-a/1009")?.balanceMinor, BALANCE_MINOR_MAX);
+    assertConsistent(store);
+    store.close();
+  });
+});
+
 test("listEntries pages by sequence; open account picks the next number; deposits are journaled", () => {
   withDir((dir) => {
     const store = openLedgerStore({ dataDir: dir, bank: BANK });
@@ -163,5 +187,33 @@ test("reconciliation reads the file independently and notices a tampered balance
     assert.match(r.problems.join("\n"), /bank-a\/1002: balance 1 != sum of entries 0/);
     assert.match(r.problems.join("\n"), /bank-a\/1002: balance 1 != last balance_after 0/);
     reopened.close();
+  });
+});
+
+test("linking on SQLite: the owner, failed attempts and the lock survive a restart; a failure rolls nothing else back", () => {
+  withDir((dir) => {
+    let store = openLedgerStore({ dataDir: dir, bank: BANK });
+    store.seed((tx, links) => {
+      openSeedAccounts(tx, BANK, [...SEED, { id: "bank-a/1004", owner: "", currency: "USD", openingMinor: 20_000n }], NOW);
+      return seedHolders(links, BANK, [{ id: "bank-a/1004", holder: "Dana Newcomer", linkCode: "DANA-2026-LINK" }, { id: "bank-a/1005", holder: "Nobody Here", linkCode: "ABCD-EFGH-JKLM" }], NOW);
+    });
+    const verify = (linkCode: string, userId = "dana") => store.transactLinks((tx) => verifyLink(tx, BANK, { accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode, userId }, NOW, 3));
+    assert.equal(store.account("bank-a/1004")?.ownerUserId, "");
+    assert.deepEqual([verify("WRONG-CODE-1").ok, verify("WRONG-CODE-2").ok], [false, false]);
+    store.close();
+    store = openLedgerStore({ dataDir: dir, bank: BANK });
+    const third = verify("WRONG-CODE-3");
+    assert.equal(!third.ok && third.reason, "link_locked", "the two failures before the restart counted");
+    store.close();
+    store = openLedgerStore({ dataDir: dir, bank: BANK });
+    const right = verify("DANA-2026-LINK");
+    assert.equal(!right.ok && right.reason, "link_locked", "the lock survived the restart");
+    assert.ok(store.transactLinks((tx) => issueLinkCode(tx, BANK, { accountId: "bank-a/1004", holderName: "" }, NOW, () => "K7QF9XMB3TRW")).ok);
+    assert.ok(verify("K7QF-9XMB-3TRW").ok);
+    store.close();
+    store = openLedgerStore({ dataDir: dir, bank: BANK });
+    assert.equal(store.account("bank-a/1004")?.ownerUserId, "dana");
+    assertConsistent(store);
+    store.close();
   });
 });

@@ -10,7 +10,9 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { AccountAudit } from "../domain/reconcile.js";
 import type { Account, AccountStatus, Deposit, Direction, Entry, EntryKind, Hold, Leg, LedgerTx, Txn, TxnState } from "../domain/types.js";
+import type { LinkTx } from "../domain/links.js";
 import { createHoldQueries } from "./holds-store.js";
+import { createLinkQueries } from "./links-store.js";
 import { MIGRATE_V1_TO_V2, SCHEMA, SCHEMA_VERSION } from "./schema.js";
 
 export interface PreparedRef {
@@ -25,10 +27,12 @@ export interface LedgerStore {
   transact<T>(fn: (tx: LedgerTx) => T): T;
   /** Many operations, one transaction and one fsync (group commit). */
   transactAll<T>(fns: ReadonlyArray<(tx: LedgerTx) => T>): T[];
+  /** Runs a link rule (DESIGN.md §11) in one SQLite transaction. */
+  transactLinks<T>(fn: (tx: LinkTx) => T): T;
   /** True once the seed has been loaded (the seed file is never read again). */
   isSeeded(): boolean;
   /** Runs fn and marks the store seeded, atomically. Throws if already seeded. */
-  seed<T>(fn: (tx: LedgerTx) => T): T;
+  seed<T>(fn: (tx: LedgerTx, links: LinkTx) => T): T;
   account(accountId: string): Account | undefined;
   txn(txnId: string): Txn | undefined;
   hold(holdId: string): Hold | undefined;
@@ -182,6 +186,10 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     lastEntry: db.prepare<[string], EntryRow>("SELECT * FROM entries WHERE account_id = ? ORDER BY seq DESC LIMIT 1"),
     txn: db.prepare<[string], TxnRow>("SELECT * FROM txns WHERE txn_id = ?"),
     txnLegs: db.prepare<[string], LegRow>("SELECT account_id, direction, amount_minor, currency, hold_id, hold_expires_at_ms FROM txn_legs WHERE txn_id = ? ORDER BY leg_index"),
+    // Driven by txns_prepared (the few PREPARED txns), then each one's legs by primary key.
+    preparedCredit: db.prepare<[string], { n: bigint }>(
+      "SELECT coalesce(sum(l.amount_minor), 0) AS n FROM txns t JOIN txn_legs l ON l.txn_id = t.txn_id WHERE t.state = 'PREPARED' AND l.account_id = ? AND l.direction = 'credit'",
+    ),
     insertTxn: db.prepare(
       "INSERT INTO txns (txn_id, state, coordinator, prepared_at_ms, decided_at_ms, tombstone, vote_reason) VALUES (@txnId, @state, @coordinator, @preparedAtMs, @decidedAtMs, @tombstone, @voteReason)",
     ),
@@ -277,6 +285,7 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
         ...(r.hold_expires_at_ms !== 0n ? { holdExpiresAtMs: Number(r.hold_expires_at_ms) } : {}),
       }));
     },
+    preparedCreditMinor: (accountId) => q.preparedCredit.get(accountId)?.n ?? 0n,
     insertTxn(t, legs) {
       q.insertTxn.run({ txnId: t.txnId, state: t.state, coordinator: t.coordinator, preparedAtMs: t.preparedAtMs ?? null, decidedAtMs: t.decidedAtMs ?? null, tombstone: t.tombstone ? 1 : 0, voteReason: t.voteReason ?? null });
       for (const [legIndex, l] of legs.entries()) {
@@ -298,7 +307,9 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
   };
 
   // Created once: better-sqlite3 wraps the call in BEGIN/COMMIT (or ROLLBACK on throw).
+  const links: LinkTx = { account: tx.account, ...createLinkQueries(db) };
   const run = db.transaction((fn: (t: LedgerTx) => unknown) => fn(tx));
+  const runLinks = db.transaction((fn: (t: LinkTx) => unknown) => fn(links));
   const runAll = db.transaction((fns: ReadonlyArray<(t: LedgerTx) => unknown>) => fns.map((fn) => fn(tx)));
   const isSeeded = () => getMeta.get("seed_loaded") !== undefined;
   const toRef = (r: { txn_id: string; coordinator: string; prepared_at_ms: bigint }): PreparedRef => ({ txnId: r.txn_id, coordinator: r.coordinator, preparedAtMs: Number(r.prepared_at_ms) });
@@ -307,11 +318,12 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     path,
     transact: <T>(fn: (t: LedgerTx) => T) => run(fn) as T,
     transactAll: <T>(fns: ReadonlyArray<(t: LedgerTx) => T>) => runAll(fns) as T[],
+    transactLinks: <T>(fn: (t: LinkTx) => T) => runLinks(fn) as T,
     isSeeded,
     seed(fn) {
       return db.transaction(() => {
         if (isSeeded()) throw new StoreError(`${path} is already seeded`);
-        const result = fn(tx);
+        const result = fn(tx, links);
         setMeta.run("seed_loaded", new Date().toISOString());
         return result;
       }).immediate();

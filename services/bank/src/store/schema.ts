@@ -74,6 +74,24 @@ ${HOLDS_TABLE}
 ${INDEXES_V2}
 `;
 
+// Linking (DESIGN.md §11): what the bank knows of each account's holder, the
+// hash of the code it gave them, and failed attempts. Keyed by account id but
+// not a foreign key: attempts on ids the bank does not know are counted too,
+// so they answer (and lock) like a wrong code. A new table, created IF NOT
+// EXISTS on every start: files of schema v2 get it without a version bump,
+// and a previous build simply does not read it.
+const ACCOUNT_LINKS_TABLE = `
+CREATE TABLE IF NOT EXISTS account_links (
+  account_id    TEXT PRIMARY KEY,
+  holder_name   TEXT NOT NULL DEFAULT '',
+  code_hash     TEXT NOT NULL DEFAULT '',
+  code_used_by  TEXT NOT NULL DEFAULT '',
+  failures      INTEGER NOT NULL DEFAULT 0 CHECK (failures >= 0),
+  locked        INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1)),
+  updated_at_ms INTEGER NOT NULL
+) STRICT;
+`;
+
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
@@ -120,4 +138,5 @@ CREATE TABLE IF NOT EXISTS deposits (
 ) STRICT;
 ${HOLDS_TABLE}
 ${INDEXES_V2}
+${ACCOUNT_LINKS_TABLE}
 `;

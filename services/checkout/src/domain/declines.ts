@@ -1,5 +1,6 @@
 // What the shopper reads when a payment does not go through. Keyed by the
 // gateway's decline code (the ErrorDetail reason), never by message text.
+import { CARD_DECLINE_REASONS, retryableReasons, type CardDeclineReason, type Reason } from "@paygate/vocab";
 
 export interface DeclineView {
   readonly title: string;
@@ -8,17 +9,13 @@ export interface DeclineView {
   readonly next: "fix_details" | "other_card" | "try_later";
 }
 
-export const DECLINE_CODES = [
-  "invalid_number",
-  "expired_card",
-  "incorrect_cvc",
-  "insufficient_funds",
-  "risk_declined",
-  "spend_limit_exceeded",
-  "card_not_found",
-] as const;
+/** Every card decline the gateway can give (the vocabulary's list). */
+export const DECLINE_CODES: readonly CardDeclineReason[] = CARD_DECLINE_REASONS;
 
-const VIEWS: Readonly<Record<string, DeclineView>> = {
+/** Answers a shopper can act on: every decline, and two refusals of the details themselves. */
+type ShopperAnswer = CardDeclineReason | Extract<Reason, "invalid_argument" | "currency_mismatch">;
+
+const VIEWS: { readonly [R in ShopperAnswer]: DeclineView } = {
   invalid_number: { title: "Card number not valid", message: "Your card number is not valid. Check the number and try again.", next: "fix_details" },
   expired_card: { title: "Card expired", message: "Your card has expired, or the expiry date does not match the card. Check the date or use another card.", next: "other_card" },
   incorrect_cvc: { title: "Security code incorrect", message: "The security code (CVC) does not match your card. Check the 3 digits on the back of the card and try again.", next: "fix_details" },
@@ -46,22 +43,11 @@ const UNKNOWN: DeclineView = {
 };
 
 export function describeDecline(reason: string): DeclineView {
-  if (Object.hasOwn(VIEWS, reason)) return VIEWS[reason]!;
+  if (Object.hasOwn(VIEWS, reason)) return VIEWS[reason as ShopperAnswer];
   if (reason === "idempotency_key_in_use") return { ...TRANSIENT, message: "Your payment is still being processed. Wait a moment, then submit the same details again: you will not be charged twice." };
   if (TRANSIENT_REASONS.has(reason)) return TRANSIENT;
   return UNKNOWN;
 }
 
-/** Reasons (or client-side network outcomes) after which the outcome is not known yet. */
-export const TRANSIENT_REASONS: ReadonlySet<string> = new Set([
-  "bureau_unavailable",
-  "idempotency_key_in_use",
-  "participant_unavailable",
-  "participant_timeout",
-  "shutting_down",
-  "coordinator_restarted",
-  "gateway_unreachable",
-  "timeout",
-  "internal",
-  "merchant_login_failed",
-]);
+/** Reasons (the vocabulary's retryable ones, or client-side network outcomes) after which the outcome is not known yet. */
+export const TRANSIENT_REASONS: ReadonlySet<string> = new Set([...retryableReasons, "gateway_unreachable", "timeout", "internal", "merchant_login_failed"]);

@@ -23,8 +23,17 @@ function approvedOrders(store: OpenedCheckoutStore, n: number, amountMinor = 239
 
 type Script = (key: string, items: readonly SettleItemCommand[], call: number) => SettleResult;
 
-function setup(script: Script, options: { batchItemsMax?: number; settleAttemptsMax?: number } = {}) {
+interface SetupOptions {
+  batchItemsMax?: number;
+  settleAttemptsMax?: number;
+  captureRetriesMax?: number;
+  captureRetryBaseMs?: number;
+  captureRetryCapMs?: number;
+}
+
+function setup(script: Script, options: SetupOptions = {}) {
   const store = openCheckoutStore({ memory: true });
+  const clock = { nowMs: NOW };
   const calls: Array<{ key: string; items: readonly SettleItemCommand[] }> = [];
   const gateway: CardGateway = {
     authorize: async () => {
@@ -36,9 +45,26 @@ function setup(script: Script, options: { batchItemsMax?: number; settleAttempts
     },
   };
   let id = 0;
-  const job = createSettlementJob({ store, gateway, newId: () => `stl-${++id}`, clock: () => NOW, ...options });
-  return { store, job, calls };
+  const job = createSettlementJob({ store, gateway, newId: () => `stl-${++id}`, clock: () => clock.nowMs, ...options });
+  return { store, job, calls, clock };
 }
+
+/** Each item as the gateway answers it: captured unless `failures` names a reason for its code. */
+const answer =
+  (failures: (code: string, call: number) => string | undefined): Script =>
+  (_k, items, call) => ({
+    kind: "settled",
+    gatewayBatchId: `batch-${call}`,
+    items: items.map((i) => {
+      const reason = failures(i.authCode, call);
+      return reason === undefined
+        ? { authCode: i.authCode, status: "captured" as const, reason: "", capturedMinor: i.amountMinor, transactionId: `txn-${i.authCode}-${call}` }
+        : { authCode: i.authCode, status: "failed" as const, reason, capturedMinor: 0n, transactionId: "" };
+    }),
+  });
+
+const TRANSIENT = ["participant_unavailable", "participant_timeout", "coordinator_restarted", "hold_in_use", "idempotency_key_in_use", "store_unavailable", "shutting_down"];
+const BUSINESS = ["authorization_expired", "authorization_voided", "amount_exceeds_authorization", "authorization_not_found", "invalid_amount"];
 
 const captureAll: Script = (_k, items) => ({
   kind: "settled",
@@ -90,6 +116,61 @@ describe("settlement", () => {
     const byOrder = new Map(store.listOrders(10).map((o) => [o.orderId, o]));
     assert.deepEqual([byOrder.get("order-1")?.settleState, byOrder.get("order-1")?.settleReason], ["failed", "authorization_expired"]);
     assert.equal(byOrder.get("order-0")?.settleState, "captured");
+  });
+
+  test("a capture that failed for a transient reason stays pending and is retried in a later run; business failures are final", async () => {
+    const { store, job, calls, clock } = setup(answer((code, call) => (call === 1 ? ({ C00001: "participant_unavailable", C00002: "authorization_expired" } as Record<string, string>)[code] : undefined)), { captureRetryBaseMs: 30_000 });
+    const codes = approvedOrders(store, 3);
+    await job.runOnce();
+    const byOrder = () => new Map(store.listOrders(10).map((o) => [o.orderId, o]));
+    assert.deepEqual([byOrder().get("order-0")?.settleState, byOrder().get("order-2")?.settleState, byOrder().get("order-2")?.settleReason], ["captured", "failed", "authorization_expired"]);
+    const waiting = byOrder().get("order-1")!;
+    assert.deepEqual([waiting.settleState, waiting.settleReason, waiting.captureRetries, waiting.settleAttempts, waiting.capturedMinor], ["unsettled", "participant_unavailable", 1, 0, 0n], "not failed: the gateway may still capture it");
+
+    // Backing off: a run right away sends nothing.
+    await job.runOnce();
+    assert.equal(calls.length, 1);
+    clock.nowMs += 30_000;
+    const later = await job.runOnce();
+    assert.deepEqual(calls.map((c) => c.items.map((i) => i.authCode)), [codes, ["C00001"]], "only the waiting order, under its own auth code");
+    assert.deepEqual(later.batches.map((b) => [b.state, b.capturedMinor]), [["done", 2399n]]);
+    assert.deepEqual([byOrder().get("order-1")?.settleState, byOrder().get("order-1")?.capturedMinor], ["captured", 2399n]);
+    assert.deepEqual([byOrder().get("order-2")?.settleState, calls.length], ["failed", 2], "a final failure is never sent again");
+  });
+
+  test("every retryable reason keeps the order pending; every business failure (and already_captured as captured) is final", async () => {
+    const reasons = [...TRANSIENT, ...BUSINESS, "already_captured"];
+    const { store, job } = setup(answer((code) => reasons[Number(code.slice(1))]));
+    approvedOrders(store, reasons.length);
+    await job.runOnce();
+    const byOrder = new Map(store.listOrders(100).map((o) => [o.orderId, o]));
+    reasons.forEach((reason, i) => {
+      const o = byOrder.get(`order-${i}`)!;
+      const expected = TRANSIENT.includes(reason) ? "unsettled" : reason === "already_captured" ? "captured" : "failed";
+      assert.deepEqual([reason, o.settleState, o.settleReason], [reason, expected, reason]);
+    });
+  });
+
+  test("transient retries are bounded and back off: the wait doubles up to a cap; after captureRetriesMax the order is failed", async () => {
+    const { store, job, calls, clock } = setup(answer(() => "participant_timeout"), { captureRetriesMax: 4, captureRetryBaseMs: 1_000, captureRetryCapMs: 3_000 });
+    approvedOrders(store, 1);
+    const waits: number[] = [];
+    for (let run = 0; run < 10 && store.listOrders(1)[0]!.settleState !== "failed"; run++) {
+      const sent = calls.length;
+      await job.runOnce();
+      assert.equal(calls.length, sent + 1, `run ${run} sends the order`);
+      const o = store.listOrders(1)[0]!;
+      if (o.settleState === "failed") break;
+      waits.push(o.settleNotBeforeMs - clock.nowMs);
+      clock.nowMs += 999;
+      await job.runOnce();
+      assert.equal(calls.length, sent + 1, "not before its time");
+      clock.nowMs = o.settleNotBeforeMs;
+    }
+    assert.deepEqual(waits, [1_000, 2_000, 3_000], "doubling, capped");
+    const o = store.listOrders(1)[0]!;
+    // Four tries: three sent it back to wait, the fourth marked it failed.
+    assert.deepEqual([o.settleState, o.settleReason, o.captureRetries, calls.length], ["failed", "participant_timeout", 3, 4]);
   });
 
   test("a batch refused as a whole releases its orders; after settleAttemptsMax refusals they are failed", async () => {

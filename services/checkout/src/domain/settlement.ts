@@ -3,7 +3,15 @@
 // idempotency key) before it is sent, so a batch whose answer was lost — a
 // timeout, a crash — is sent again with the same key and the gateway answers
 // from its record instead of capturing twice.
-import type { CardGateway, CheckoutStore, Settlement } from "./ports.js";
+//
+// An item the gateway answers FAILED is final only for a business reason
+// (expired, voided, amount too large, not found...). A transient one
+// (a bank down, a round the coordinator is still deciding, the hold claimed
+// by another batch) goes back to unsettled and a later batch tries its auth
+// code again: a capture resent is safe, the gateway answers already_captured
+// for a code captured before.
+import { reasonClass } from "@paygate/vocab";
+import type { CardGateway, CheckoutStore, ItemSettlement, SettleItemOutcome, Settlement, SettlementItem } from "./ports.js";
 
 export interface SettlementDeps {
   readonly store: CheckoutStore;
@@ -16,7 +24,28 @@ export interface SettlementDeps {
   readonly batchesPerRunMax?: number;
   /** Whole-batch refusals an authorization survives before it is marked failed. */
   readonly settleAttemptsMax?: number;
+  /**
+   * Settlement tries an order gets when its capture keeps failing for a
+   * transient reason, before it is marked failed (with that reason) for a
+   * person to look at. With the default backoff, 24 tries span about 17 hours:
+   * long enough for a bank outage or a coordinator's recovery to end, well
+   * inside the authorization's lifetime (7 days by default at the gateway), so
+   * the last try still finds the hold.
+   */
+  readonly captureRetriesMax?: number;
+  /**
+   * Wait before the first retry; it doubles per try up to captureRetryCapMs.
+   * Transient causes clear in seconds to minutes; backing off keeps every run
+   * (and every POST /settle) from hammering a bank that is down.
+   */
+  readonly captureRetryBaseMs?: number;
+  readonly captureRetryCapMs?: number;
   readonly onError?: (message: string, facts: Record<string, unknown>) => void;
+}
+
+/** The next try's wait after `tries` transient failures (1 = the first): base, 2 base, 4 base, ... up to cap. */
+export function captureRetryDelayMs(tries: number, baseMs: number, capMs: number): number {
+  return Math.min(capMs, baseMs * 2 ** Math.min(Math.max(tries - 1, 0), 30));
 }
 
 export interface SettlementRun {
@@ -38,16 +67,43 @@ export function createSettlementJob(deps: SettlementDeps): SettlementJob {
   const batchItemsMax = deps.batchItemsMax ?? 500;
   const batchesPerRunMax = deps.batchesPerRunMax ?? 20;
   const settleAttemptsMax = deps.settleAttemptsMax ?? 3;
+  const captureRetriesMax = deps.captureRetriesMax ?? 24;
+  const captureRetryBaseMs = deps.captureRetryBaseMs ?? 30_000;
+  const captureRetryCapMs = deps.captureRetryCapMs ?? 3_600_000;
   let running: Promise<SettlementRun> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
 
+  /** What one answered item means for its order. */
+  function settleItem(item: SettlementItem, o: SettleItemOutcome, nowMs: number): ItemSettlement {
+    if (o.status === "captured") return { kind: "captured", authCode: o.authCode, capturedMinor: o.capturedMinor, reason: o.reason, transactionId: o.transactionId };
+    // Captured earlier (a lost answer, a batch resent under another key): the money is the merchant's already.
+    if (o.reason === "already_captured") return { kind: "captured", authCode: o.authCode, capturedMinor: item.amountMinor, reason: o.reason, transactionId: o.transactionId };
+    // "unknown" (internal, or a reason newer than this build) is retried too: it is not known to be
+    // final, resending is safe, and the bound below ends it.
+    if (reasonClass(o.reason) === "final") return { kind: "failed", authCode: o.authCode, reason: o.reason, transactionId: o.transactionId };
+    const tries = (deps.store.getOrder(item.attemptKey)?.captureRetries ?? 0) + 1;
+    if (tries >= captureRetriesMax) {
+      deps.onError?.("capture kept failing for a transient reason; the order is marked failed", { attemptKey: item.attemptKey, authCode: o.authCode, reason: o.reason, tries });
+      return { kind: "failed", authCode: o.authCode, reason: o.reason, transactionId: o.transactionId };
+    }
+    return { kind: "retry", authCode: o.authCode, reason: o.reason, notBeforeMs: nowMs + captureRetryDelayMs(tries, captureRetryBaseMs, captureRetryCapMs) };
+  }
+
   async function send(batch: Settlement): Promise<Settlement> {
-    const items = deps.store.settlementItems(batch.settlementId).map((i) => ({ authCode: i.authCode, amountMinor: i.amountMinor }));
-    const r = await deps.gateway.settleBatch(batch.idempotencyKey, items);
+    const items = deps.store.settlementItems(batch.settlementId);
+    const r = await deps.gateway.settleBatch(batch.idempotencyKey, items.map((i) => ({ authCode: i.authCode, amountMinor: i.amountMinor })));
     switch (r.kind) {
-      case "settled":
-        return deps.store.completeSettlement(batch.settlementId, r.gatewayBatchId, r.items, clock());
+      case "settled": {
+        const nowMs = clock();
+        const byCode = new Map(items.map((i) => [i.authCode, i]));
+        // An answer for a code this batch does not hold is dropped; the store releases items left without one.
+        const results = r.items.flatMap((o) => {
+          const item = byCode.get(o.authCode);
+          return item ? [settleItem(item, o, nowMs)] : [];
+        });
+        return deps.store.completeSettlement(batch.settlementId, r.gatewayBatchId, results, nowMs);
+      }
       case "unavailable":
         deps.onError?.("settlement batch not answered; it will be resent with the same key", { settlementId: batch.settlementId, reason: r.reason });
         return deps.store.noteSettlementAttempt(batch.settlementId, `${r.reason}: ${r.message}`);

@@ -11,7 +11,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { assert } from "@paygate/money";
-import type { CheckoutStore, NewOrder, Order, OrderState, SettleItemOutcome, SettleState, Settlement, SettlementItem, SettlementState } from "../domain/ports.js";
+import type { AuthStatus, CheckoutStore, ItemSettlement, OrderChange, ReceivedEvent, NewOrder, Order, OrderState, SettleState, Settlement, SettlementItem, SettlementState } from "../domain/ports.js";
 
 const SCHEMA_V1 = `
 CREATE TABLE meta (
@@ -71,7 +71,51 @@ CREATE TABLE settlement_items (
 ) STRICT;
 `;
 
-const MIGRATIONS: readonly string[] = [SCHEMA_V1];
+// v2: an order whose capture failed for a transient reason counts it in
+// capture_retries (apart from settle_attempts, the whole-batch refusals) and
+// waits until settle_not_before_ms before a batch takes it again (backoff).
+const SCHEMA_V2 = `
+ALTER TABLE orders ADD COLUMN capture_retries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE orders ADD COLUMN settle_not_before_ms INTEGER NOT NULL DEFAULT 0;
+`;
+
+// v3: the gateway's webhooks (domain/webhooks.ts). An order keeps the
+// authorization's status and refunded total as the last event said; each
+// applied event's id is kept (dedup: a redelivery changes nothing), written in
+// the transaction that applies it; the endpoint's signing secrets, the current
+// one (expires_at_ms NULL) and replaced ones until they expire.
+const SCHEMA_V3 = `
+ALTER TABLE orders ADD COLUMN auth_status TEXT CHECK (auth_status IN ('APPROVED', 'DECLINED', 'CAPTURED', 'VOIDED', 'EXPIRED'));
+ALTER TABLE orders ADD COLUMN refunded_minor INTEGER NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0);
+
+CREATE TABLE webhook_events (
+  event_id       TEXT PRIMARY KEY,
+  type           TEXT NOT NULL,
+  object_id      TEXT NOT NULL,
+  created_at_ms  INTEGER NOT NULL,
+  received_at_ms INTEGER NOT NULL,
+  orders_changed INTEGER NOT NULL
+) STRICT;
+CREATE INDEX webhook_events_received ON webhook_events(received_at_ms);
+
+CREATE TABLE webhook_secrets (
+  secret        TEXT PRIMARY KEY,
+  endpoint_id   TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  expires_at_ms INTEGER
+) STRICT;
+`;
+
+const MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+
+/**
+ * How long an applied event's id is kept. The gateway gives up on a delivery
+ * 3 days after its event; a manual redelivery later than this is applied
+ * again, which the changes tolerate (statuses and totals, not increments).
+ */
+const WEBHOOK_EVENT_RETENTION_MS = 30 * 86_400_000;
+/** Old ids dropped per applied event: the table shrinks as fast as it grows, a little at a time. */
+const WEBHOOK_EVENT_PRUNE_MAX = 20;
 
 interface OrderRow {
   attempt_key: string;
@@ -93,6 +137,10 @@ interface OrderRow {
   captured_minor: bigint;
   settle_reason: string | null;
   settle_attempts: bigint;
+  capture_retries: bigint;
+  settle_not_before_ms: bigint;
+  auth_status: string | null;
+  refunded_minor: bigint;
 }
 
 interface SettlementRow {
@@ -142,6 +190,10 @@ const toOrder = (r: OrderRow): Order => ({
   capturedMinor: r.captured_minor,
   settleReason: r.settle_reason,
   settleAttempts: Number(r.settle_attempts),
+  captureRetries: Number(r.capture_retries),
+  settleNotBeforeMs: Number(r.settle_not_before_ms),
+  authStatus: r.auth_status as AuthStatus | null,
+  refundedMinor: r.refunded_minor,
 });
 
 const toSettlement = (r: SettlementRow): Settlement => ({
@@ -208,8 +260,12 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
     openSettlements: db.prepare<[number], SettlementRow>(`${SETTLEMENT_SELECT} WHERE s.state = 'open' GROUP BY s.settlement_id ORDER BY s.created_at_ms, s.settlement_id LIMIT ?`),
     settlement: db.prepare<[string], SettlementRow>(`${SETTLEMENT_SELECT} WHERE s.settlement_id = ? GROUP BY s.settlement_id`),
     listSettlements: db.prepare<[number], SettlementRow>(`${SETTLEMENT_SELECT} GROUP BY s.settlement_id ORDER BY s.created_at_ms DESC, s.settlement_id LIMIT ?`),
-    firstUnsettledCurrency: db.prepare<[], { currency: string }>("SELECT currency FROM orders WHERE state = 'approved' AND settle_state = 'unsettled' ORDER BY created_at_ms LIMIT 1"),
-    unsettled: db.prepare<[string, number], OrderRow>("SELECT * FROM orders WHERE state = 'approved' AND settle_state = 'unsettled' AND currency = ? ORDER BY created_at_ms, attempt_key LIMIT ?"),
+    firstUnsettledCurrency: db.prepare<[number], { currency: string }>(
+      "SELECT currency FROM orders WHERE state = 'approved' AND settle_state = 'unsettled' AND settle_not_before_ms <= ? ORDER BY created_at_ms LIMIT 1",
+    ),
+    unsettled: db.prepare<[string, number, number], OrderRow>(
+      "SELECT * FROM orders WHERE state = 'approved' AND settle_state = 'unsettled' AND currency = ? AND settle_not_before_ms <= ? ORDER BY created_at_ms, attempt_key LIMIT ?",
+    ),
     insertSettlement: db.prepare("INSERT INTO settlements (settlement_id, idempotency_key, state, currency, created_at_ms) VALUES (?, ?, 'open', ?, ?)"),
     insertItem: db.prepare("INSERT INTO settlement_items (settlement_id, attempt_key, auth_code, amount_minor) VALUES (?, ?, ?, ?)"),
     markInBatch: db.prepare("UPDATE orders SET settle_state = 'in_batch', settlement_id = ? WHERE attempt_key = ? AND settle_state = 'unsettled'"),
@@ -217,13 +273,51 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       WHERE i.settlement_id = ? ORDER BY o.created_at_ms, i.attempt_key`),
     itemResult: db.prepare("UPDATE settlement_items SET status = ?, reason = ?, captured_minor = ?, transaction_id = ? WHERE settlement_id = ? AND attempt_key = ?"),
     orderSettled: db.prepare("UPDATE orders SET settle_state = ?, captured_minor = ?, settle_reason = ? WHERE attempt_key = ? AND settle_state = 'in_batch'"),
+    orderRetry: db.prepare(`UPDATE orders SET capture_retries = capture_retries + 1, settle_reason = @reason, settle_state = 'unsettled', settlement_id = NULL,
+      settle_not_before_ms = @notBeforeMs WHERE attempt_key = @attemptKey AND settle_state = 'in_batch'`),
     orderReleased: db.prepare(`UPDATE orders SET settle_attempts = settle_attempts + 1, settle_reason = @reason,
       settle_state = CASE WHEN settle_attempts + 1 >= @attemptsMax THEN 'failed' ELSE 'unsettled' END,
       settlement_id = CASE WHEN settle_attempts + 1 >= @attemptsMax THEN settlement_id ELSE NULL END
       WHERE attempt_key = @attemptKey AND settle_state = 'in_batch'`),
     finishSettlement: db.prepare("UPDATE settlements SET state = ?, gateway_batch_id = ?, last_error = ?, attempts = attempts + 1, finished_at_ms = ? WHERE settlement_id = ? AND state = 'open'"),
     noteAttempt: db.prepare("UPDATE settlements SET attempts = attempts + 1, last_error = ? WHERE settlement_id = ? AND state = 'open'"),
+
+    // Webhooks: an order is found by its auth code; only approved orders have one.
+    insertEvent: db.prepare(`INSERT INTO webhook_events (event_id, type, object_id, created_at_ms, received_at_ms, orders_changed)
+      VALUES (@eventId, @type, @objectId, @createdAtMs, @nowMs, 0) ON CONFLICT (event_id) DO NOTHING`),
+    eventChanged: db.prepare("UPDATE webhook_events SET orders_changed = ? WHERE event_id = ?"),
+    pruneEvents: db.prepare(`DELETE FROM webhook_events WHERE event_id IN
+      (SELECT event_id FROM webhook_events WHERE received_at_ms < ? ORDER BY received_at_ms LIMIT ${WEBHOOK_EVENT_PRUNE_MAX})`),
+    authStatus: db.prepare("UPDATE orders SET auth_status = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND auth_status IS NOT ?"),
+    closed: db.prepare("UPDATE orders SET settle_state = 'failed', settle_reason = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND settle_state = 'unsettled'"),
+    captured: db.prepare(`UPDATE orders SET settle_state = 'captured', captured_minor = @capturedMinor, settle_reason = NULL, updated_at_ms = @nowMs
+      WHERE auth_code = @authCode AND state = 'approved' AND @capturedMinor <= amount_minor AND NOT (settle_state = 'captured' AND captured_minor = @capturedMinor)`),
+    captureFailed: db.prepare(`UPDATE orders SET settle_reason = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND settle_state <> 'captured'
+      AND settle_reason IS NOT ?`),
+    refunded: db.prepare("UPDATE orders SET refunded_minor = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND refunded_minor < ?"),
+    secretsAt: db.prepare<[number], { secret: string }>("SELECT secret FROM webhook_secrets WHERE expires_at_ms IS NULL OR expires_at_ms > ? ORDER BY created_at_ms DESC, secret"),
+    endpointSecretAt: db.prepare<[string, number], { secret: string }>("SELECT secret FROM webhook_secrets WHERE endpoint_id = ? AND (expires_at_ms IS NULL OR expires_at_ms > ?) LIMIT 1"),
+    retireSecrets: db.prepare("UPDATE webhook_secrets SET expires_at_ms = ? WHERE expires_at_ms IS NULL"),
+    dropExpiredSecrets: db.prepare("DELETE FROM webhook_secrets WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?"),
+    insertSecret: db.prepare("INSERT INTO webhook_secrets (secret, endpoint_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, NULL) ON CONFLICT (secret) DO NOTHING"),
   };
+
+  /** One order's changes from one event; whether any column changed. */
+  const applyChange = (c: OrderChange, nowMs: number): boolean => {
+    let changed = 0;
+    if (c.authStatus !== undefined) changed += q.authStatus.run(c.authStatus, nowMs, c.authCode, c.authStatus).changes;
+    if (c.closed !== undefined) changed += q.closed.run(`authorization_${c.closed}`, nowMs, c.authCode).changes;
+    if (c.capturedMinor !== undefined) changed += q.captured.run({ capturedMinor: c.capturedMinor, nowMs, authCode: c.authCode }).changes;
+    if (c.captureFailedReason !== undefined) {
+      const reason = c.captureFailedReason.slice(0, 500);
+      changed += q.captureFailed.run(reason, nowMs, c.authCode, reason).changes;
+    }
+    if (c.refundedMinor !== undefined) changed += q.refunded.run(c.refundedMinor, nowMs, c.authCode, c.refundedMinor).changes;
+    return changed > 0;
+  };
+
+  /** A webhook reported this order captured before its batch was answered: the batch answer must not undo that. */
+  const heardCaptured = (attemptKey: string): boolean => mustOrder(attemptKey).settleState === "captured";
 
   const mustOrder = (attemptKey: string): Order => {
     const row = q.order.get(attemptKey);
@@ -279,9 +373,9 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
     openSettlements: (limit) => q.openSettlements.all(limit).map(toSettlement),
     createSettlement: db.transaction((settlementId: string, idempotencyKey: string, itemsMax: number, nowMs: number) => {
       assert(itemsMax > 0, "a batch holds at least one item");
-      const first = q.firstUnsettledCurrency.get();
+      const first = q.firstUnsettledCurrency.get(nowMs);
       if (!first) return undefined;
-      const orders = q.unsettled.all(first.currency, itemsMax);
+      const orders = q.unsettled.all(first.currency, nowMs, itemsMax);
       q.insertSettlement.run(settlementId, idempotencyKey, first.currency, nowMs);
       for (const o of orders) {
         assert(o.auth_code !== null, "an approved order has an auth code");
@@ -291,22 +385,34 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       return mustSettlement(settlementId);
     }),
     settlementItems: (settlementId) => q.items.all(settlementId).map(toItem),
-    completeSettlement: db.transaction((settlementId: string, gatewayBatchId: string, outcomes: readonly SettleItemOutcome[], nowMs: number) => {
-      const byCode = new Map(outcomes.map((o) => [o.authCode, o]));
+    completeSettlement: db.transaction((settlementId: string, gatewayBatchId: string, results: readonly ItemSettlement[], nowMs: number) => {
+      const byCode = new Map(results.map((r) => [r.authCode, r]));
       for (const item of q.items.all(settlementId)) {
-        const o = byCode.get(item.auth_code);
-        if (!o) {
+        const r = byCode.get(item.auth_code);
+        const heard = heardCaptured(item.attempt_key);
+        if (!r) {
           // The gateway owes an answer per item; without one the order goes to the next batch.
           q.itemResult.run("failed", "missing_from_response", 0n, null, settlementId, item.attempt_key);
-          changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: "missing_from_response", attemptsMax: Number.MAX_SAFE_INTEGER }), "release");
+          if (!heard) changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: "missing_from_response", attemptsMax: Number.MAX_SAFE_INTEGER }), "release");
           continue;
         }
-        // Captured earlier under another key: the money is the merchant's already.
-        const captured = o.status === "captured" || o.reason === "already_captured";
-        const capturedMinor = o.status === "captured" ? o.capturedMinor : captured ? item.amount_minor : 0n;
-        assert(capturedMinor >= 0n && capturedMinor <= item.amount_minor, "never capture more than authorized");
-        q.itemResult.run(captured ? "captured" : "failed", o.reason || null, capturedMinor, o.transactionId || null, settlementId, item.attempt_key);
-        changedOne(q.orderSettled.run(captured ? "captured" : "failed", capturedMinor, o.reason || null, item.attempt_key), `order ${item.attempt_key} settles once`);
+        switch (r.kind) {
+          case "captured": {
+            assert(r.capturedMinor >= 0n && r.capturedMinor <= item.amount_minor, "never capture more than authorized");
+            q.itemResult.run("captured", r.reason || null, r.capturedMinor, r.transactionId || null, settlementId, item.attempt_key);
+            if (!heard) changedOne(q.orderSettled.run("captured", r.capturedMinor, r.reason || null, item.attempt_key), `order ${item.attempt_key} settles once`);
+            break;
+          }
+          case "failed":
+            q.itemResult.run("failed", r.reason || null, 0n, r.transactionId || null, settlementId, item.attempt_key);
+            if (!heard) changedOne(q.orderSettled.run("failed", 0n, r.reason || null, item.attempt_key), `order ${item.attempt_key} settles once`);
+            break;
+          case "retry":
+            // This batch's record keeps the failure; the order itself waits for a later batch.
+            q.itemResult.run("failed", r.reason, 0n, null, settlementId, item.attempt_key);
+            if (!heard) changedOne(q.orderRetry.run({ attemptKey: item.attempt_key, reason: r.reason, notBeforeMs: r.notBeforeMs }), `order ${item.attempt_key} waits for a retry`);
+            break;
+        }
       }
       q.finishSettlement.run("done", gatewayBatchId, null, nowMs, settlementId);
       return mustSettlement(settlementId);
@@ -319,12 +425,28 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       const short = reason.slice(0, 500);
       for (const item of q.items.all(settlementId)) {
         q.itemResult.run("failed", short, 0n, null, settlementId, item.attempt_key);
-        changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: short, attemptsMax }), "release");
+        if (!heardCaptured(item.attempt_key)) changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: short, attemptsMax }), "release");
       }
       q.finishSettlement.run("rejected", null, short, nowMs, settlementId);
       return mustSettlement(settlementId);
     }),
     listSettlements: (limit) => q.listSettlements.all(limit).map(toSettlement),
+
+    webhookSecrets: (nowMs) => q.secretsAt.all(nowMs).map((r) => r.secret),
+    applyWebhookEvent: db.transaction((event: ReceivedEvent, changes: readonly OrderChange[], nowMs: number) => {
+      if (q.insertEvent.run({ ...event, nowMs }).changes === 0) return { duplicate: true, ordersChanged: 0 };
+      const changed = new Set<string>();
+      for (const c of changes) if (applyChange(c, nowMs)) changed.add(c.authCode);
+      q.eventChanged.run(changed.size, event.eventId);
+      q.pruneEvents.run(nowMs - WEBHOOK_EVENT_RETENTION_MS);
+      return { duplicate: false, ordersChanged: changed.size };
+    }),
+    hasWebhookSecret: (endpointId, nowMs) => q.endpointSecretAt.get(endpointId, nowMs) !== undefined,
+    addWebhookSecret: db.transaction((secret: { endpointId: string; secret: string; createdAtMs: number }, previousExpireAtMs: number) => {
+      q.dropExpiredSecrets.run(secret.createdAtMs);
+      q.retireSecrets.run(previousExpireAtMs);
+      q.insertSecret.run(secret.secret, secret.endpointId, secret.createdAtMs);
+    }),
   };
   return store;
 }

@@ -91,7 +91,7 @@ dl.facts dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .note { color: var(--muted); font-size: .85rem; }
 .pill { display: inline-block; padding: .05rem .55rem; border-radius: 999px; font-size: .8rem; font-weight: 650; background: #eceff4; }
 .pill.approved, .pill.captured, .pill.done { background: var(--ok-bg); color: var(--ok); }
-.pill.declined, .pill.failed, .pill.rejected { background: var(--bad-bg); color: var(--bad); }
+.pill.declined, .pill.failed, .pill.rejected, .pill.expired, .pill.voided { background: var(--bad-bg); color: var(--bad); }
 .pill.unknown, .pill.open, .pill.pending, .pill.in_batch { background: #fff4e0; color: #7a4b00; }
 .toolbar { display: flex; flex-wrap: wrap; gap: 1rem; align-items: center; justify-content: space-between; margin-bottom: 1rem; }
 .toolbar form { width: auto; }

@@ -1,5 +1,7 @@
 // GET /merchant: the shop's back office — authorizations, settlement batches
 // and each batch item's result, with a "Settle now" button (POST /settle).
+// "At the gateway" is what its webhooks last said (expired, voided, captured,
+// refunded), so the page is right without waiting for a poll.
 import type { Order, Settlement, SettlementItem } from "../domain/ports.js";
 import { dateTime, esc, money, page } from "./html.js";
 
@@ -21,6 +23,7 @@ export function merchantPage(view: MerchantView, nonce: string): string {
   <td class="num">${esc(money(o.amountMinor, o.currency))}</td><td>${pill(o.state)}</td>
   <td class="code-cell">${esc(o.authCode ?? "")}</td><td>${esc(o.reason ?? "")}</td>
   <td>${o.state === "approved" ? pill(o.settleState) : ""}${o.settleReason ? ` <span class="note">${esc(o.settleReason)}</span>` : ""}</td>
+  <td>${o.authStatus ? pill(o.authStatus.toLowerCase()) : ""}${o.refundedMinor > 0n ? ` <span class="note">refunded ${esc(money(o.refundedMinor, o.currency))}</span>` : ""}</td>
 </tr>`,
     )
     .join("\n");
@@ -50,8 +53,8 @@ ${view.notice ? `<div class="alert" role="status">${esc(view.notice)}</div>` : "
 <section class="panel wide" aria-labelledby="auth-title">
   <h2 id="auth-title">Authorizations</h2>
   <div class="scroll"><table class="data" id="orders">
-    <thead><tr><th scope="col">Time</th><th scope="col">Order</th><th scope="col">Card</th><th scope="col">Amount</th><th scope="col">Authorization</th><th scope="col">Auth code</th><th scope="col">Reason</th><th scope="col">Settlement</th></tr></thead>
-    <tbody>${orderRows || `<tr><td colspan="8">No orders yet.</td></tr>`}</tbody>
+    <thead><tr><th scope="col">Time</th><th scope="col">Order</th><th scope="col">Card</th><th scope="col">Amount</th><th scope="col">Authorization</th><th scope="col">Auth code</th><th scope="col">Reason</th><th scope="col">Settlement</th><th scope="col">At the gateway</th></tr></thead>
+    <tbody>${orderRows || `<tr><td colspan="9">No orders yet.</td></tr>`}</tbody>
   </table></div>
 </section>
 <section class="panel wide" aria-labelledby="settle-title">

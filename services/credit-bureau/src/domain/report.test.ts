@@ -35,6 +35,8 @@ describe("credit reports", () => {
       as_of: "yesterday",
       reports: [
         { user_id: "Alice", score: 900, open_credit_minor: -1, currency: "usd", utilisation_bps: 10001, delinquencies: 1.5, colour: "red" },
+        // A number past 2^53 (as YAML would parse it): the parser must refuse it, not round it.
+        // biome-ignore lint/correctness/noPrecisionLoss: the literal is imprecise on purpose
         { user_id: "bob", score: 299, open_credit_minor: 9007199254740993, currency: "USD", utilisation_bps: 0, delinquencies: 0 },
         { user_id: "bob", score: 700, open_credit_minor: 0, currency: "USD", utilisation_bps: 0, delinquencies: 0, report_time: "soon" },
         "carol",

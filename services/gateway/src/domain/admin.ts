@@ -1,9 +1,10 @@
 // The admin role's use cases: users, accounts, deposits, and reconciliation
 // across every bank.
-import { randomBytes } from "node:crypto";
 import { parseCurrency } from "@paygate/money";
+import { depositIdOf } from "@paygate/vocab";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { fail, ok, ROLES, type Result, type Role } from "./model.js";
+import { createUserRecord } from "./new-users.js";
 import { accountView, type AccountView } from "./payments.js";
 import type { Clock, CoordinatorLog, Directory, Ledgers, UserRecord, Users } from "./ports.js";
 import { ACCOUNT_ID_PATTERN, checkAmount, checkIdempotencyKey } from "./transfer-rules.js";
@@ -67,11 +68,6 @@ export interface Admin {
   reconcile(): Promise<Reconciliation>;
 }
 
-export const USERNAME_PATTERN = /^[a-z][a-z0-9_.-]{2,31}$/;
-const USER_ID_PATTERN = /^[a-z][a-z0-9_-]{0,63}$/;
-export const PASSWORD_LENGTH_MIN = 10;
-const PASSWORD_LENGTH_MAX = 1024;
-const DISPLAY_NAME_LENGTH_MAX = 100;
 /** In-doubt rows listed per source, so one reply stays small. */
 const IN_DOUBT_MAX = 1000;
 
@@ -79,32 +75,17 @@ export function createAdmin(o: AdminOptions): Admin {
   const { users, directory, ledgers, clock } = o;
 
   async function createUser(input: NewUser): Promise<Result<UserRecord>> {
-    if (!USERNAME_PATTERN.test(input.username)) return fail("invalid_argument", `username must match ${USERNAME_PATTERN}`, { field: "username" });
-    if ([...input.password].length < PASSWORD_LENGTH_MIN) return fail("weak_password", `password must be at least ${PASSWORD_LENGTH_MIN} characters`, { field: "password" });
-    if (input.password.length > PASSWORD_LENGTH_MAX) return fail("invalid_argument", `password must be at most ${PASSWORD_LENGTH_MAX} characters`, { field: "password" });
     if (input.roles.length === 0 || input.roles.some((r) => !ROLES.includes(r as Role))) {
       return fail("invalid_argument", `roles must be one or more of ${ROLES.join(", ")}`, { field: "roles" });
     }
-    const displayName = input.displayName.trim() || input.username;
-    if ([...displayName].length > DISPLAY_NAME_LENGTH_MAX) return fail("invalid_argument", `display_name must be at most ${DISPLAY_NAME_LENGTH_MAX} characters`, { field: "display_name" });
-    if (users.byUsername(input.username)) return fail("already_exists", `username ${input.username} is taken`, { field: "username" });
-    const passwordHash = await o.hashPassword(input.password);
-    // The username doubles as the id when it can (seed users look the same); otherwise a random one.
-    const candidates = [USER_ID_PATTERN.test(input.username) ? input.username : undefined, `u-${randomBytes(8).toString("hex")}`];
-    for (const userId of candidates) {
-      if (!userId) continue;
-      const user = { userId, username: input.username, passwordHash, roles: [...new Set(input.roles)], displayName };
-      if (users.create(user, clock.nowMs())) return ok({ ...user, failedLogins: 0, lockedUntilMs: 0 });
-      // Lost a race for the username while hashing?
-      if (users.byUsername(input.username)) return fail("already_exists", `username ${input.username} is taken`, { field: "username" });
-    }
-    return fail("already_exists", "could not allocate a user id");
+    // The same rules as a customer's sign-up (new-users.ts).
+    return createUserRecord({ users, clock, hashPassword: o.hashPassword }, input, input.roles);
   }
 
   async function openAccount(ownerUserId: string, bank: string, currency: string): Promise<Result<AccountView>> {
     if (!o.banks.includes(bank)) return fail("bank_not_found", `bank ${JSON.stringify(bank)} is not configured`, { field: "bank" });
     if (!parseCurrency(currency)) return fail("invalid_currency", "currency must be three capital letters (ISO 4217)", { field: "currency" });
-    if (!users.byId(ownerUserId)) return fail("user_not_found", `user ${JSON.stringify(ownerUserId)} not found`, { field: "owner_user_id" });
+    if (!(await users.byId(ownerUserId))) return fail("user_not_found", `user ${JSON.stringify(ownerUserId)} not found`, { field: "owner_user_id" });
     // The bank first: an account the directory knows must exist at its bank.
     // A crash in between leaves an empty account at the bank nobody can reach: harmless.
     const opened = await ledgers.openAccount(bank, ownerUserId, currency);
@@ -115,8 +96,8 @@ export function createAdmin(o: AdminOptions): Admin {
       return fail("internal", `bank ${bank} answered with an unexpected account ${JSON.stringify(acct.accountId)}`);
     }
     const dir = { accountId: acct.accountId, bank, ownerUserId, currency };
-    if (!directory.add(dir, clock.nowMs())) {
-      const known = directory.find(acct.accountId);
+    if (!(await directory.add(dir, clock.nowMs()))) {
+      const known = await directory.find(acct.accountId);
       if (known?.ownerUserId !== ownerUserId || known.bank !== bank || known.currency !== currency) {
         return fail("internal", `account ${acct.accountId} is already in the directory with other details`);
       }
@@ -131,11 +112,11 @@ export function createAdmin(o: AdminOptions): Admin {
     const amount = checkAmount(amountMinor);
     if (!amount.ok) return amount;
     if (!parseCurrency(currency)) return fail("invalid_currency", "currency must be three capital letters (ISO 4217)", { field: "currency" });
-    const dir = directory.find(accountId);
+    const dir = await directory.find(accountId);
     if (!dir) return fail("account_not_found", `account ${accountId} not found`, { account_id: accountId });
     if (dir.currency !== currency) return fail("currency_mismatch", `account ${accountId} holds ${dir.currency}`, { account_id: accountId });
     // The bank is idempotent on deposit_id: a retried deposit credits once.
-    const r = await ledgers.deposit(dir.bank, `admin:${idempotencyKey}`, accountId, amountMinor, currency);
+    const r = await ledgers.deposit(dir.bank, depositIdOf("admin", idempotencyKey), accountId, amountMinor, currency);
     if (!r.ok) return fail(r.reason, `bank ${dir.bank}: ${r.message}`, { account_id: accountId, bank: dir.bank });
     return ok(accountView(dir, r.value));
   }
@@ -160,11 +141,12 @@ export function createAdmin(o: AdminOptions): Admin {
       }
       for (const p of t.prepared.slice(0, IN_DOUBT_MAX)) inDoubt.push({ transactionId: p.txnId, where: bank, state: "PREPARED", ageMs: Math.max(0, nowMs - p.preparedAtMs) });
     }
-    for (const d of o.log.unackedDecisions(IN_DOUBT_MAX)) {
+    const [unacked, pending] = await Promise.all([o.log.unackedDecisions(IN_DOUBT_MAX), o.log.pendingUndecided(IN_DOUBT_MAX)]);
+    for (const d of unacked) {
       const state = `${d.decision} unacknowledged by ${d.banks.join(",")}${d.lastError ? ` (last error: ${d.lastError})` : ""}`;
       inDoubt.push({ transactionId: d.txnId, where: "gateway", state, ageMs: Math.max(0, nowMs - d.decidedAtMs) });
     }
-    for (const t of o.log.pendingUndecided(IN_DOUBT_MAX)) inDoubt.push({ transactionId: t.txnId, where: "gateway", state: "PENDING", ageMs: Math.max(0, nowMs - t.createdAtMs) });
+    for (const t of pending) inDoubt.push({ transactionId: t.txnId, where: "gateway", state: "PENDING", ageMs: Math.max(0, nowMs - t.createdAtMs) });
     const currencies = [...sums.entries()]
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([currency, s]) => ({ currency, balanceMinor: s.balance, heldMinor: s.held, depositedMinor: s.deposited, conserved: s.balance === s.deposited }));

@@ -1,10 +1,13 @@
 // Login, logout and session lookup. Tokens are 32 random bytes (base64url);
-// only their sha256 is stored. Repeated failures lock a username for a while.
+// only their sha256 is stored. Repeated failures lock a username for a while
+// from the client that made them (its address and certificate), not for
+// everyone: a stranger guessing passwords locks out only itself, never the
+// customer. Failures from every replica count together (the store keeps them).
 import { createHash, randomBytes } from "node:crypto";
 import type { Caller } from "@paygate/rpc";
 import { fail, ok, type Result } from "./model.js";
 import { verifyPassword } from "./password.js";
-import type { Clock, Sessions, UserRecord, Users } from "./ports.js";
+import type { Clock, LoginFailures, Sessions, UserRecord, Users } from "./ports.js";
 
 export interface AuthOptions {
   readonly users: Users;
@@ -27,9 +30,10 @@ export interface Session {
 }
 
 export interface Auth {
-  login(username: string, password: string): Promise<Result<Session>>;
-  logout(token: string): void;
-  authenticate(token: string): Caller | "session_expired" | "unauthenticated";
+  /** `client` names who is asking (address and certificate identity): lockouts are per username and client. */
+  login(username: string, password: string, client: string): Promise<Result<Session>>;
+  logout(token: string): Promise<void>;
+  authenticate(token: string): Promise<Caller | "session_expired" | "unauthenticated">;
 }
 
 const TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
@@ -43,50 +47,50 @@ export function createAuth(o: AuthOptions): Auth {
   const { users, sessions, clock } = o;
   const invalid = () => fail("invalid_credentials", "unknown username or wrong password");
 
-  async function login(username: string, password: string): Promise<Result<Session>> {
+  async function login(username: string, password: string, client: string): Promise<Result<Session>> {
     if (username.length > USERNAME_LENGTH_MAX || password.length > PASSWORD_LENGTH_MAX) {
       await verifyPassword("", o.dummyPasswordHash);
       return invalid();
     }
-    const user = users.byUsername(username);
+    const user = await users.byUsername(username);
     if (!user) {
       await verifyPassword(password, o.dummyPasswordHash);
       return invalid();
     }
     const nowMs = clock.nowMs();
-    const locked = (u: UserRecord) => fail("login_locked", "too many failed logins; try again later", { retry_after_ms: String(u.lockedUntilMs - nowMs) });
-    if (user.lockedUntilMs > nowMs) return locked(user);
+    const locked = (f: LoginFailures) => fail("login_locked", "too many failed logins from this client; try again later", { retry_after_ms: String(f.lockedUntilMs - nowMs) });
+    const before = await users.loginFailures(user.userId, client);
+    if (before.lockedUntilMs > nowMs) return locked(before);
     const good = await verifyPassword(password, user.passwordHash);
-    // Concurrent attempts may have counted failures while scrypt ran: read again.
-    const fresh = users.byId(user.userId) ?? user;
-    if (fresh.lockedUntilMs > nowMs) return locked(fresh);
     if (!good) {
-      const failures = fresh.failedLogins + 1;
-      if (failures >= o.loginFailuresMax) users.setLoginState(fresh.userId, 0, nowMs + o.loginLockoutMs);
-      else users.setLoginState(fresh.userId, failures, 0);
-      return invalid();
+      // Counted atomically in the store: concurrent attempts (on any replica) all count.
+      const after = await users.recordLoginFailure(user.userId, client, nowMs, o.loginFailuresMax, o.loginLockoutMs);
+      return after.lockedUntilMs > nowMs ? locked(after) : invalid();
     }
-    if (fresh.failedLogins !== 0 || fresh.lockedUntilMs !== 0) users.setLoginState(fresh.userId, 0, 0);
+    // A lock that began while scrypt ran still holds.
+    const now = await users.loginFailures(user.userId, client);
+    if (now.lockedUntilMs > nowMs) return locked(now);
+    if (now.failures !== 0) await users.clearLoginFailures(user.userId, client);
     const token = randomBytes(32).toString("base64url");
     const expiresAtMs = nowMs + o.sessionTtlMs;
-    sessions.create({ tokenHash: hashToken(token), userId: fresh.userId, expiresAtMs }, nowMs);
-    return ok({ token, expiresAtMs, user: fresh });
+    await sessions.create({ tokenHash: hashToken(token), userId: user.userId, expiresAtMs }, nowMs);
+    return ok({ token, expiresAtMs, user });
   }
 
-  function logout(token: string): void {
-    if (TOKEN_PATTERN.test(token)) sessions.revoke(hashToken(token));
+  async function logout(token: string): Promise<void> {
+    if (TOKEN_PATTERN.test(token)) await sessions.revoke(hashToken(token));
   }
 
-  function authenticate(token: string): Caller | "session_expired" | "unauthenticated" {
+  async function authenticate(token: string): Promise<Caller | "session_expired" | "unauthenticated"> {
     if (!TOKEN_PATTERN.test(token)) return "unauthenticated";
     const tokenHash = hashToken(token);
-    const session = sessions.find(tokenHash);
+    const session = await sessions.find(tokenHash);
     if (!session) return "unauthenticated";
     if (session.expiresAtMs <= clock.nowMs()) {
-      sessions.revoke(tokenHash);
+      await sessions.revoke(tokenHash);
       return "session_expired";
     }
-    const user = users.byId(session.userId);
+    const user = await users.byId(session.userId);
     if (!user) return "unauthenticated";
     return { userId: user.userId, roles: user.roles };
   }

@@ -35,6 +35,8 @@ export type AuthOp = "" | "capture" | "void";
 export interface AuthRecord {
   /** Also the hold id at the issuing bank. */
   readonly authId: string;
+  /** The replica that created it: while PENDING, only that replica (or one that took it over) settles it. */
+  readonly replica: string;
   /** Six characters [A-Z0-9], what the merchant settles with. */
   readonly authCode: string;
   readonly merchantUserId: string;
@@ -76,6 +78,27 @@ export interface AuthRecord {
   readonly updatedAtMs: number;
 }
 
+/** What a new authorization starts with before its risk rule and hold round: no operation, nothing captured or refunded. */
+export const UNDECIDED_AUTHORIZATION = {
+  status: "PENDING",
+  declineReason: "",
+  riskScore: 0,
+  riskApproved: false,
+  riskRule: "",
+  holdTxnId: "",
+  opTxnId: "",
+  opKind: "",
+  opAmountMinor: 0n,
+  opBatchId: "",
+  opItemIndex: -1,
+  capturedMinor: 0n,
+  captureTxnId: "",
+  captureBatchId: "",
+  captureItemIndex: -1,
+  refundedMinor: 0n,
+  refundReservedMinor: 0n,
+} as const satisfies Partial<AuthRecord>;
+
 export type AuthChange = Partial<
   Pick<
     AuthRecord,
@@ -111,6 +134,8 @@ export interface BatchRecord {
   readonly idempotencyKey: string;
   readonly fingerprint: string;
   readonly status: "PENDING" | "DONE";
+  /** The replica settling it while PENDING; another takes it over only once that replica's lease ran out. */
+  readonly ownerReplica: string;
   readonly createdAtMs: number;
 }
 
@@ -141,47 +166,74 @@ export interface RefundRecord {
   readonly createdAtMs: number;
 }
 
+/** What recording a refund reservation found. */
+export type RefundStart =
+  | { readonly started: true }
+  | { readonly started: false; readonly existing: RefundRecord }
+  | { readonly started: false; readonly refundableMinor: bigint };
+
+/** How a refund's decided round ends. */
+export type RefundEnd = { readonly status: "COMMITTED" } | { readonly status: "FAILED"; readonly reason: string } | { readonly status: "RETRY" };
+
 /**
- * The card store. Synchronous (a local SQLite file): a sequence of calls with
- * no await in between cannot interleave with another request, and
- * `atomically` makes such a sequence one durable transaction.
+ * The card store: SQLite (one replica) or PostgreSQL (shared by every
+ * replica). Each method is one atomic, durable step; the multi-row ones
+ * (startRefund, finishRefund, recordRisk) say what they guarantee. Compare-
+ * and-set updates carry an `opId`: re-running the same update after an
+ * unknown outcome (a connection lost during COMMIT) reports it as applied.
  */
 export interface CardStore {
-  atomically<T>(fn: () => T): T;
-
   /** False if a card with this number exists. */
-  insertCard(card: CardRecord): boolean;
-  cardByPanHmac(panHmac: string): CardRecord | undefined;
+  insertCard(card: CardRecord): Promise<boolean>;
+  cardByPanHmac(panHmac: string): Promise<CardRecord | undefined>;
 
-  authById(authId: string): AuthRecord | undefined;
-  authByCode(authCode: string): AuthRecord | undefined;
-  authByKey(merchantUserId: string, idempotencyKey: string): AuthRecord | undefined;
+  authById(authId: string): Promise<AuthRecord | undefined>;
+  authByCode(authCode: string): Promise<AuthRecord | undefined>;
+  authByKey(merchantUserId: string, idempotencyKey: string): Promise<AuthRecord | undefined>;
   /** False if the (merchant, key) or the code is taken. */
-  insertAuth(auth: AuthRecord): boolean;
-  /** Applies `change` only if the row still matches `expect`; true if it did. */
-  updateAuth(authId: string, expect: AuthExpect, change: AuthChange, nowMs: number): boolean;
-  deleteAuth(authId: string): void;
-  /** refunded += refundedDelta, reserved += reservedDelta (the table refuses refunded + reserved > captured). */
-  adjustRefunds(authId: string, refundedDeltaMinor: bigint, reservedDeltaMinor: bigint, nowMs: number): void;
+  insertAuth(auth: AuthRecord): Promise<boolean>;
+  /** Applies `change` only if the row still matches `expect` (or this very opId already applied it); true if it did. */
+  updateAuth(authId: string, expect: AuthExpect, change: AuthChange, nowMs: number, opId: string): Promise<boolean>;
+  /** Deletes a PENDING authorization (its key may be used again). */
+  deleteAuth(authId: string): Promise<void>;
+  /**
+   * Records the risk rule's decision for a PENDING authorization if the card's
+   * spend since `sinceMs` is still `spentMinor` (what the rule was given):
+   * serialized per card, so two authorizations of one card cannot both fit
+   * under the daily limit. False: the spend changed; read it again and re-run the rule.
+   */
+  recordRisk(authId: string, cardId: string, sinceMs: number, spentMinor: bigint, change: AuthChange, nowMs: number): Promise<boolean>;
   /** What the card has authorized since sinceMs (PENDING past the risk rule, APPROVED, CAPTURED), one authorization excluded. */
-  spentSince(cardId: string, sinceMs: number, excludeAuthId: string): bigint;
-  pendingAuths(limit: number): AuthRecord[];
-  authsWithOp(limit: number): AuthRecord[];
+  spentSince(cardId: string, sinceMs: number, excludeAuthId: string): Promise<bigint>;
+  /** PENDING authorizations, oldest first; of one replica when given. */
+  pendingAuths(limit: number, replica?: string): Promise<AuthRecord[]>;
+  /** Authorizations with a capture/void in flight whose round belongs to `replica` (txn id prefix); all when undefined. */
+  authsWithOp(limit: number, replica?: string): Promise<AuthRecord[]>;
   /** APPROVED authorizations past expires_at with no capture/void in flight become EXPIRED; returns them. */
-  expireDue(nowMs: number, limit: number): AuthRecord[];
+  expireDue(nowMs: number, limit: number): Promise<AuthRecord[]>;
 
-  insertBatch(batch: BatchRecord, items: readonly BatchItemRecord[]): void;
-  batchByKey(merchantUserId: string, idempotencyKey: string): BatchRecord | undefined;
-  batchItems(batchId: string): BatchItemRecord[];
-  setBatchItem(batchId: string, index: number, result: Pick<BatchItemRecord, "status" | "reason" | "capturedMinor" | "txnId">): void;
-  finishBatch(batchId: string, nowMs: number): void;
+  insertBatch(batch: BatchRecord, items: readonly BatchItemRecord[]): Promise<boolean>;
+  batchByKey(merchantUserId: string, idempotencyKey: string): Promise<BatchRecord | undefined>;
+  batchItems(batchId: string): Promise<BatchItemRecord[]>;
+  /** Moves a PENDING batch to `replica` if it is still owned by `fromReplica`; true if it did. */
+  takeBatch(batchId: string, fromReplica: string, replica: string): Promise<boolean>;
+  /** Frees every PENDING batch `replica` owns but is not settling (not in `keep`): any replica may resume them. Returns how many. */
+  releaseBatches(replica: string, keep: readonly string[]): Promise<number>;
+  setBatchItem(batchId: string, index: number, result: Pick<BatchItemRecord, "status" | "reason" | "capturedMinor" | "txnId">): Promise<void>;
+  finishBatch(batchId: string, nowMs: number): Promise<void>;
 
-  insertRefund(refund: RefundRecord): void;
-  refundByKey(merchantUserId: string, idempotencyKey: string): RefundRecord | undefined;
-  refundById(refundId: string): RefundRecord | undefined;
-  decideRefund(refundId: string, status: "COMMITTED" | "FAILED", reason: string, nowMs: number): void;
-  deleteRefund(refundId: string): void;
-  pendingRefunds(limit: number): RefundRecord[];
+  /**
+   * Inserts the refund PENDING and reserves its amount on the authorization
+   * in one step, only while refunded + reserved + amount <= captured (every
+   * replica's concurrent refunds see each other's reservations).
+   */
+  startRefund(refund: RefundRecord, nowMs: number): Promise<RefundStart>;
+  /** The reservation becomes a refund (COMMITTED), goes (FAILED), or goes with the row (RETRY: nothing moved, the key may try again). */
+  finishRefund(refundId: string, end: RefundEnd, nowMs: number): Promise<void>;
+  refundByKey(merchantUserId: string, idempotencyKey: string): Promise<RefundRecord | undefined>;
+  refundById(refundId: string): Promise<RefundRecord | undefined>;
+  /** PENDING refunds whose round belongs to `replica` (txn id prefix); all when undefined. */
+  pendingRefunds(limit: number, replica?: string): Promise<RefundRecord[]>;
 }
 
 export interface CreditReport {
@@ -202,8 +254,15 @@ export interface CreditReports {
 /** Two-phase-commit rounds (the coordinator). */
 export interface Rounds {
   newTxnId(): string;
-  runRound(txnId: string, plan: readonly PreparePlan[]): Promise<DecisionRecord>;
-  settleRound(txnId: string, banks: readonly string[]): DecisionRecord;
+  runRound(txnId: string, kind: string, plan: readonly PreparePlan[]): Promise<DecisionRecord>;
+  /** A round some process may have died in: its logged decision, or ABORT logged now (presumed abort). */
+  settleRound(txnId: string, banks: readonly string[]): Promise<DecisionRecord>;
+  /** True once the round is decided ABORT and every participant acknowledged it (its holds are gone). */
+  abortDelivered(txnId: string): Promise<boolean>;
+  /** The logged decision, if any (never presumes one). */
+  decisionOf(txnId: string): Promise<DecisionRecord | undefined>;
+  /** The round is being run by this process right now. */
+  isRunning(txnId: string): boolean;
 }
 
 /** Keyed hashes of card data (the key lives in the gateway's data dir, not in the database). */

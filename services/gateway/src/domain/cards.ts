@@ -11,12 +11,13 @@
 // store's unique indexes; declines are stored outcomes, failed validation and
 // transient failures (bureau or bank unreachable) are not.
 import { createHash, randomBytes, randomInt, randomUUID } from "node:crypto";
-import { AMOUNT_MINOR_MAX, assert, parseCurrency } from "@paygate/money";
+import { AMOUNT_MINOR_MAX, assert, AssertionError, parseCurrency } from "@paygate/money";
 import type { Reason } from "@paygate/rpc";
 import type { EventLogger, PreparePlan } from "./coordinator.js";
-import type { AuthChange, AuthRecord, BatchItemRecord, BatchRecord, CardHasher, CardRecord, CardStore, CreditReports, RefundRecord, Rounds } from "./cards-ports.js";
+import { UNDECIDED_AUTHORIZATION, type AuthChange, type AuthRecord, type BatchItemRecord, type BatchRecord, type CardHasher, type CardRecord, type CardStore, type CreditReportResult, type CreditReports, type RefundRecord, type Rounds } from "./cards-ports.js";
 import { binOfBank, generatePan, isPlausiblePan, normalizePan } from "./luhn.js";
 import { fail, ok, TRANSIENT_ABORT_REASONS, type DecisionRecord, type Result } from "./model.js";
+import { checkPrintable } from "./transfer-rules.js";
 import type { Clock, Directory, Leg } from "./ports.js";
 import { evaluateRisk, noReportDecision, utcDayStartMs, type RiskConfig, type RiskDecision } from "./risk.js";
 import { ACCOUNT_ID_PATTERN, checkAmount, checkIdempotencyKey, MEMO_LENGTH_MAX } from "./transfer-rules.js";
@@ -34,6 +35,12 @@ export interface CardsOptions {
   readonly authHoldTtlMs: number;
   /** Test seam: crypto.randomInt otherwise. */
   readonly randomInt?: (maxExclusive: number) => number;
+  /** Which capture failures are final (default CAPTURE_FINAL_REASONS); the simulator widens it to prove its checker catches the mistake. */
+  readonly captureFinalReasons?: ReadonlySet<string>;
+  /** This replica: it owns the authorizations it creates and the batches it settles. */
+  readonly replica: string;
+  /** Whether another replica's lease still runs (a batch it owns is then not ours to resume). */
+  readonly isReplicaAlive: (replica: string) => Promise<boolean>;
 }
 
 export interface IssueCardInput {
@@ -91,6 +98,11 @@ export interface SettleItemResult {
   readonly reason: string;
   readonly capturedMinor: bigint;
   readonly txnId: string;
+  /**
+   * False for a failure that may pass later (a bank unreachable, the hold
+   * busy): not stored as the item's result, so sending the batch again retries it.
+   */
+  readonly final: boolean;
 }
 
 export interface Settlement {
@@ -110,16 +122,21 @@ export interface CardsRecovery {
 }
 
 export interface Cards {
-  issueCard(input: IssueCardInput): Result<IssuedCard>;
+  issueCard(input: IssueCardInput): Promise<Result<IssuedCard>>;
   authorize(merchantUserId: string, input: AuthorizeInput): Promise<CardOutcome<AuthRecord>>;
   settleBatch(merchantUserId: string, idempotencyKey: string, items: readonly SettleItemInput[]): Promise<CardOutcome<Settlement>>;
   voidAuthorization(merchantUserId: string, authCode: string): Promise<Result<AuthRecord>>;
   refund(merchantUserId: string, idempotencyKey: string, authCode: string, amountMinor: bigint): Promise<CardOutcome<Refunded>>;
-  getAuthorization(merchantUserId: string, authCode: string): Result<AuthRecord>;
+  getAuthorization(merchantUserId: string, authCode: string): Promise<Result<AuthRecord>>;
   /** One bounded sweep: APPROVED authorizations past their expiry become EXPIRED. */
-  expireDue(): number;
-  /** Start-up: settles every round an earlier process was interrupted in. */
-  recover(): CardsRecovery;
+  expireDue(): Promise<number>;
+  /**
+   * Settles every round `replica` (this one at start-up, a dead one at
+   * takeover) was interrupted in: holds, captures and voids, refunds.
+   */
+  recover(replica?: string): Promise<CardsRecovery>;
+  /** This replica's card records left mid-round by requests that no longer run (they lost the store). */
+  settleOrphans(replica?: string): Promise<CardsRecovery>;
   /** Runs expireDue every interval until the returned stop() is awaited. */
   startExpiry(intervalMs: number): () => Promise<void>;
 }
@@ -128,6 +145,10 @@ export const AUTH_CODE_PATTERN = /^[A-Z0-9]{6}$/;
 const AUTH_CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const CODE_ATTEMPTS_MAX = 20;
 const ISSUE_ATTEMPTS_MAX = 20;
+/** Lookups of a key that another request (perhaps on another replica) is inserting at the same moment. */
+const INSERT_ATTEMPTS_MAX = 5;
+/** Re-runs of the risk rule when another authorization of the card changed today's spend meanwhile. */
+const RISK_ATTEMPTS_MAX = 20;
 export const SETTLE_ITEMS_MAX = 500;
 /** Captures of one batch in flight at once (their prepares and commits share batched RPCs and fsyncs). */
 const SETTLE_CONCURRENCY = 64;
@@ -140,6 +161,24 @@ const EXPIRE_BATCH_MAX = 500;
 const RECOVERY_BATCH_MAX = 256;
 const RECOVERY_PAGES_MAX = 10_000;
 const CLEAR_OP: AuthChange = { opTxnId: "", opKind: "", opAmountMinor: 0n, opBatchId: "", opItemIndex: -1 };
+/**
+ * A capture that failed for one of these is the item's last word: the
+ * authorization itself says no. Anything else (a bank unreachable, the hold
+ * busy with another round, a restart) may pass later and is retried.
+ */
+export const CAPTURE_FINAL_REASONS: ReadonlySet<string> = new Set([
+  "invalid_amount",
+  "authorization_not_found",
+  "already_captured",
+  "authorization_voided",
+  "authorization_expired",
+  "amount_exceeds_authorization",
+  "hold_not_found",
+  "currency_mismatch",
+  "account_not_found",
+  "account_closed",
+  "balance_limit_exceeded",
+]);
 
 const sha256 = (parts: readonly unknown[]) =>
   createHash("sha256")
@@ -160,27 +199,31 @@ function checkExpiryShape(expMonth: number, expYear: number): Result<void> {
 export function createCards(o: CardsOptions): Cards {
   const { store, rounds, directory, bureau, hasher, clock, logger } = o;
   const rand = o.randomInt ?? ((max: number) => randomInt(max));
-  // Batches this process is working on; a PENDING batch not in here was cut short by a crash and a replay resumes it.
+  // Batches this process is working on (it owns them in the store while it does).
   const runningBatches = new Set<string>();
+  // Authorizations between their insert and their answer in this process. (Captures,
+  // voids and refunds are covered by their round: rounds.isRunning.)
+  const authorizing = new Set<string>();
 
   const digits = (n: number) => Array.from({ length: n }, () => String(rand(10))).join("");
+  const opId = () => randomUUID();
 
-  function newAuthCode(): string | undefined {
+  async function newAuthCode(): Promise<string | undefined> {
     for (let i = 0; i < CODE_ATTEMPTS_MAX; i++) {
       const code = Array.from({ length: 6 }, () => AUTH_CODE_ALPHABET[rand(AUTH_CODE_ALPHABET.length)]).join("");
-      if (!store.authByCode(code)) return code;
+      if (!(await store.authByCode(code))) return code;
     }
     return undefined;
   }
 
   // ---- issuing -------------------------------------------------------------
 
-  function issueCard(input: IssueCardInput): Result<IssuedCard> {
+  async function issueCard(input: IssueCardInput): Promise<Result<IssuedCard>> {
     if (!ACCOUNT_ID_PATTERN.test(input.accountId)) return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
-    const account = directory.find(input.accountId);
+    const account = await directory.find(input.accountId);
     if (!account) return fail("account_not_found", `account ${input.accountId} not found`, { account_id: input.accountId });
     const cardholderName = input.cardholderName.trim();
-    if ([...cardholderName].length > CARDHOLDER_NAME_LENGTH_MAX || /[\x00-\x1f\x7f]/.test(cardholderName)) {
+    if ([...cardholderName].length > CARDHOLDER_NAME_LENGTH_MAX || !checkPrintable(cardholderName, "cardholder_name").ok) {
       return fail("invalid_argument", `cardholder_name must be at most ${CARDHOLDER_NAME_LENGTH_MAX} printable characters`, { field: "cardholder_name" });
     }
     let expMonth = input.expMonth;
@@ -215,7 +258,7 @@ export function createCards(o: CardsOptions): Cards {
         currency: account.currency,
         createdAtMs: clock.nowMs(),
       };
-      if (store.insertCard(card)) {
+      if (await store.insertCard(card)) {
         logger.info({ cardId, last4: card.last4, accountId: card.accountId }, "card issued");
         return ok({ card, number, cvc });
       }
@@ -233,15 +276,17 @@ export function createCards(o: CardsOptions): Cards {
   }
 
   /** Everything that needs no stored state beyond the directory: shape, merchant account, number. */
-  function checkAuthorize(merchantUserId: string, input: AuthorizeInput): Result<CheckedAuthorize> {
+  async function checkAuthorize(merchantUserId: string, input: AuthorizeInput): Promise<Result<CheckedAuthorize>> {
     const key = checkIdempotencyKey(input.idempotencyKey);
     if (!key.ok) return key;
     const amount = checkAmount(input.amountMinor);
     if (!amount.ok) return amount;
     if (!parseCurrency(input.currency)) return fail("invalid_currency", "currency must be three capital letters (ISO 4217)", { field: "currency" });
     if ([...input.merchantReference].length > MEMO_LENGTH_MAX) return fail("invalid_argument", `merchant_reference must be at most ${MEMO_LENGTH_MAX} characters`, { field: "merchant_reference" });
+    const reference = checkPrintable(input.merchantReference, "merchant_reference");
+    if (!reference.ok) return reference;
     if (!ACCOUNT_ID_PATTERN.test(input.merchantAccountId)) return fail("invalid_account_id", 'merchant_account_id must look like "<bank>/<number>"', { field: "merchant_account_id" });
-    const merchant = directory.find(input.merchantAccountId);
+    const merchant = await directory.find(input.merchantAccountId);
     if (!merchant) return fail("account_not_found", `account ${input.merchantAccountId} not found`, { account_id: input.merchantAccountId });
     if (merchant.ownerUserId !== merchantUserId) return fail("not_account_owner", `you do not own ${input.merchantAccountId}`, { account_id: input.merchantAccountId });
     if (merchant.currency !== input.currency) return fail("currency_mismatch", `account ${input.merchantAccountId} holds ${merchant.currency}`, { account_id: input.merchantAccountId });
@@ -254,12 +299,12 @@ export function createCards(o: CardsOptions): Cards {
   }
 
   /** The card itself: expiry, existence, CVC, currency. Not stored when it fails. */
-  function checkCard(details: CardDetails, pan: string, currency: string): Result<CardRecord> {
+  async function checkCard(details: CardDetails, pan: string, currency: string): Promise<Result<CardRecord>> {
     const shape = checkExpiryShape(details.expMonth, details.expYear);
     if (!shape.ok) return fail("invalid_argument", shape.message, { field: `card.${shape.metadata?.field ?? "exp"}` });
     const nowMs = clock.nowMs();
     if (cardExpired(details.expMonth, details.expYear, nowMs)) return fail("expired_card", "the card has expired");
-    const card = store.cardByPanHmac(hasher.panHmac(pan));
+    const card = await store.cardByPanHmac(hasher.panHmac(pan));
     if (!card) return fail("card_not_found", "no such card");
     if (cardExpired(card.expMonth, card.expYear, nowMs)) return fail("expired_card", "the card has expired");
     if (card.expMonth !== details.expMonth || card.expYear !== details.expYear) return fail("invalid_argument", "the expiry date does not match the card", { field: "card.exp" });
@@ -277,143 +322,197 @@ export function createCards(o: CardsOptions): Cards {
   }
 
   function declined(a: AuthRecord): Result<AuthRecord> {
-    assert(a.status === "DECLINED" && a.declineReason !== "", "only a declined authorization has a decline reason");
+    assert(a.status === "DECLINED", "only a declined authorization declines");
+    assert(a.declineReason !== "", "a declined authorization has a reason");
     const meta: Record<string, string> = a.riskRule !== "" ? { risk_rule: a.riskRule } : {};
     return fail(a.declineReason as Reason, `card declined: ${a.declineReason}`, meta);
   }
 
-  async function authorize(merchantUserId: string, input: AuthorizeInput): Promise<CardOutcome<AuthRecord>> {
-    const checked = checkAuthorize(merchantUserId, input);
-    if (!checked.ok) return { result: checked, replayed: false };
-    const { pan, fingerprint, merchantBank } = checked.value;
-    const existing = store.authByKey(merchantUserId, input.idempotencyKey);
-    if (existing) return { result: replayAuthorize(existing, fingerprint), replayed: true, authCode: existing.authCode, cardLast4: existing.cardLast4 };
+  /**
+   * A PENDING authorization whose hold round ended in a transient ABORT: once
+   * that Abort reached the bank (its hold is gone), the row goes and the key
+   * may try again. True if it went.
+   */
+  async function clearAbortedAttempt(a: AuthRecord): Promise<boolean> {
+    if (a.status !== "PENDING" || a.holdTxnId === "" || rounds.isRunning(a.holdTxnId)) return false;
+    const d = await rounds.decisionOf(a.holdTxnId);
+    if (d?.decision !== "ABORT" || !TRANSIENT_ABORT_REASONS.has(d.reason)) return false;
+    if (!(await rounds.abortDelivered(a.holdTxnId))) return false;
+    await store.deleteAuth(a.authId);
+    return true;
+  }
 
-    const card = checkCard(input.card, pan, input.currency);
-    if (!card.ok) return { result: card, replayed: false, cardLast4: pan.slice(-4) };
-    const authCode = newAuthCode();
-    if (!authCode) return { result: fail("internal", "could not allocate an authorization code"), replayed: false };
+  function newAuthRecord(merchantUserId: string, input: AuthorizeInput, card: CardRecord, authCode: string, fingerprint: string, merchantBank: string): AuthRecord {
     const nowMs = clock.nowMs();
-    const auth: AuthRecord = {
+    return {
       authId: `auth_${randomUUID()}`,
+      replica: o.replica,
       authCode,
       merchantUserId,
       idempotencyKey: input.idempotencyKey,
       fingerprint,
-      cardId: card.value.cardId,
-      cardLast4: card.value.last4,
-      cardAccountId: card.value.accountId,
-      cardBank: card.value.bank,
-      cardOwnerUserId: card.value.ownerUserId,
+      cardId: card.cardId,
+      cardLast4: card.last4,
+      cardAccountId: card.accountId,
+      cardBank: card.bank,
+      cardOwnerUserId: card.ownerUserId,
       merchantAccountId: input.merchantAccountId,
       merchantBank,
       amountMinor: input.amountMinor,
       currency: input.currency,
       merchantReference: input.merchantReference,
-      status: "PENDING",
-      declineReason: "",
-      riskScore: 0,
-      riskApproved: false,
-      riskRule: "",
-      holdTxnId: "",
-      opTxnId: "",
-      opKind: "",
-      opAmountMinor: 0n,
-      opBatchId: "",
-      opItemIndex: -1,
-      capturedMinor: 0n,
-      captureTxnId: "",
-      captureBatchId: "",
-      captureItemIndex: -1,
-      refundedMinor: 0n,
-      refundReservedMinor: 0n,
+      ...UNDECIDED_AUTHORIZATION,
       createdAtMs: nowMs,
       expiresAtMs: nowMs + o.authHoldTtlMs,
       updatedAtMs: nowMs,
     };
-    // Nothing awaited since the lookup above: no other request can have taken the key meanwhile.
-    assert(store.insertAuth(auth), "the idempotency key and the code were free");
-    const result = await placeHold(auth);
-    return { result, replayed: false, authCode, cardLast4: auth.cardLast4 };
+  }
+
+  async function authorize(merchantUserId: string, input: AuthorizeInput): Promise<CardOutcome<AuthRecord>> {
+    const checked = await checkAuthorize(merchantUserId, input);
+    if (!checked.ok) return { result: checked, replayed: false };
+    const { pan, fingerprint, merchantBank } = checked.value;
+    for (let attempt = 0; attempt < INSERT_ATTEMPTS_MAX; attempt++) {
+      const existing = await store.authByKey(merchantUserId, input.idempotencyKey);
+      if (existing) {
+        if (existing.fingerprint === fingerprint && (await clearAbortedAttempt(existing))) continue;
+        return { result: replayAuthorize(existing, fingerprint), replayed: true, authCode: existing.authCode, cardLast4: existing.cardLast4 };
+      }
+      const card = await checkCard(input.card, pan, input.currency);
+      if (!card.ok) return { result: card, replayed: false, cardLast4: pan.slice(-4) };
+      const authCode = await newAuthCode();
+      if (!authCode) return { result: fail("internal", "could not allocate an authorization code"), replayed: false };
+      const auth = newAuthRecord(merchantUserId, input, card.value, authCode, fingerprint, merchantBank);
+      // False: another request (on any replica) took the key or the code first; look again.
+      if (await store.insertAuth(auth)) {
+        // Ours until we answer: the orphan sweep leaves it alone (the bureau call may take a while).
+        authorizing.add(auth.authId);
+        try {
+          return { result: await placeHold(auth), replayed: false, authCode, cardLast4: auth.cardLast4 };
+        } finally {
+          authorizing.delete(auth.authId);
+        }
+      }
+    }
+    return { result: fail("idempotency_key_in_use", "this authorization is still in progress; retry with the same key"), replayed: true };
+  }
+
+  /** The risk rule over today's spend, recorded only if that spend is still what the rule saw. */
+  async function decideRisk(auth: AuthRecord, report: CreditReportResult): Promise<{ readonly risk: RiskDecision; readonly txnId: string } | undefined> {
+    for (let attempt = 0; attempt < RISK_ATTEMPTS_MAX; attempt++) {
+      const nowMs = clock.nowMs();
+      const sinceMs = utcDayStartMs(nowMs);
+      const spentMinor = await store.spentSince(auth.cardId, sinceMs, auth.authId);
+      const risk: RiskDecision = report.ok ? evaluateRisk(o.risk, { score: report.report.score, amountMinor: auth.amountMinor, spentTodayMinor: spentMinor }) : noReportDecision();
+      const recorded: AuthChange = { riskScore: risk.score, riskApproved: risk.approved, riskRule: risk.rule };
+      const txnId = risk.approved ? rounds.newTxnId() : "";
+      const change: AuthChange = risk.approved ? { ...recorded, holdTxnId: txnId } : { ...recorded, status: "DECLINED", declineReason: risk.reason ?? "risk_declined" };
+      if (await store.recordRisk(auth.authId, auth.cardId, sinceMs, spentMinor, change, nowMs)) return { risk, txnId };
+    }
+    return undefined;
   }
 
   async function placeHold(auth: AuthRecord): Promise<Result<AuthRecord>> {
     const report = await bureau.fetch(auth.cardOwnerUserId);
     if (!report.ok && report.reason === "bureau_unavailable") {
       // Nothing was decided: free the key so a retry can ask again.
-      store.deleteAuth(auth.authId);
+      await store.deleteAuth(auth.authId);
       logger.warn({ authCode: auth.authCode, reason: report.message }, "credit bureau unavailable");
       return fail("bureau_unavailable", "the credit bureau is unavailable; retry with the same idempotency key");
     }
-    // Today's spend and this decision in one step, so two authorizations of one card cannot both fit under the limit.
-    const { risk, txnId } = store.atomically(() => {
-      const nowMs = clock.nowMs();
-      const decision: RiskDecision = report.ok
-        ? evaluateRisk(o.risk, { score: report.report.score, amountMinor: auth.amountMinor, spentTodayMinor: store.spentSince(auth.cardId, utcDayStartMs(nowMs), auth.authId) })
-        : noReportDecision();
-      const recorded: AuthChange = { riskScore: decision.score, riskApproved: decision.approved, riskRule: decision.rule };
-      if (!decision.approved) {
-        assert(store.updateAuth(auth.authId, { status: "PENDING" }, { ...recorded, status: "DECLINED", declineReason: decision.reason ?? "risk_declined" }, nowMs), "pending authorization declines");
-        return { risk: decision, txnId: "" };
-      }
-      const id = rounds.newTxnId();
-      assert(store.updateAuth(auth.authId, { status: "PENDING" }, { ...recorded, holdTxnId: id }, nowMs), "pending authorization records its risk decision");
-      return { risk: decision, txnId: id };
-    });
+    const decided = await decideRisk(auth, report);
+    if (!decided) {
+      await store.deleteAuth(auth.authId);
+      return fail("idempotency_key_in_use", "too many authorizations of this card at once; retry with the same key");
+    }
+    const { risk, txnId } = decided;
     if (!risk.approved) {
       logger.info({ authCode: auth.authCode, cardLast4: auth.cardLast4, score: risk.score, rule: risk.rule, reason: risk.reason }, "authorization declined by the risk rule");
-      return declined(must(store.authById(auth.authId)));
+      return declined(must(await store.authById(auth.authId)));
     }
-    const d = await rounds.runRound(txnId, [{ bank: auth.cardBank, legs: [holdLeg(auth)] }]);
+    const d = await rounds.runRound(txnId, "auth_hold", [{ bank: auth.cardBank, legs: [holdLeg(auth)] }]);
     return finishHold(auth.authId, d);
   }
 
   function holdLeg(a: AuthRecord): Leg {
-    return { accountId: a.cardAccountId, direction: "AUTH_HOLD", amountMinor: a.amountMinor, currency: a.currency, ownerUserId: a.cardOwnerUserId, holdId: a.authId, holdExpiresAtMs: a.expiresAtMs };
+    // The bank decides the expiry (its clock, from its prepare); ours began
+    // before the prepare, so it is never later than the bank's: we stop
+    // capturing no later than the bank releases the hold.
+    return { accountId: a.cardAccountId, direction: "AUTH_HOLD", amountMinor: a.amountMinor, currency: a.currency, ownerUserId: a.cardOwnerUserId, holdId: a.authId, holdTtlMs: o.authHoldTtlMs };
   }
 
-  function finishHold(authId: string, d: DecisionRecord): Result<AuthRecord> {
-    const nowMs = clock.nowMs();
-    const auth = must(store.authById(authId));
-    assert(auth.status === "PENDING" && auth.holdTxnId === d.txnId, "the hold round belongs to this pending authorization");
-    if (d.decision === "COMMIT") {
-      assert(store.updateAuth(authId, { status: "PENDING" }, { status: "APPROVED" }, nowMs), "approve once");
-      logger.info({ authCode: auth.authCode, cardLast4: auth.cardLast4, transactionId: d.txnId }, "authorization approved");
-      return ok(must(store.authById(authId)));
-    }
-    if (TRANSIENT_ABORT_REASONS.has(d.reason)) {
-      store.deleteAuth(authId);
+  /** The authorization as it now stands, after someone else (a retry, a takeover) finished its hold round first. */
+  function finishedElsewhere(a: AuthRecord | undefined, d: DecisionRecord): Result<AuthRecord> {
+    if (!a) {
+      // Only a retry after a transient abort deletes a PENDING row.
+      assert(d.decision === "ABORT", "an approved authorization is never deleted");
       return fail(d.reason as Reason, "the issuing bank could not be reached; nothing was held; retry with the same idempotency key");
     }
-    assert(store.updateAuth(authId, { status: "PENDING" }, { status: "DECLINED", declineReason: d.reason || "internal" }, nowMs), "decline once");
+    if (a.status === "DECLINED") return declined(a);
+    return ok(a);
+  }
+
+  async function finishHold(authId: string, d: DecisionRecord): Promise<Result<AuthRecord>> {
+    const nowMs = clock.nowMs();
+    const auth = await store.authById(authId);
+    if (!auth || auth.status !== "PENDING") return finishedElsewhere(auth, d);
+    assert(auth.holdTxnId === d.txnId, "the hold round belongs to this pending authorization");
+    const id = `${d.txnId}/hold`;
+    if (d.decision === "COMMIT") {
+      if (!(await store.updateAuth(authId, { status: "PENDING" }, { status: "APPROVED" }, nowMs, id))) return finishedElsewhere(await store.authById(authId), d);
+      logger.info({ authCode: auth.authCode, cardLast4: auth.cardLast4, transactionId: d.txnId }, "authorization approved");
+      return ok(must(await store.authById(authId)));
+    }
+    if (TRANSIENT_ABORT_REASONS.has(d.reason)) {
+      // The key may try again, but only once the Abort has released this
+      // round's hold (else the retry meets it: insufficient_funds, for good).
+      // Until then the row stays PENDING and no longer counts as spend.
+      await store.updateAuth(authId, { status: "PENDING" }, { riskApproved: false }, nowMs, id);
+      if (await rounds.abortDelivered(d.txnId)) await store.deleteAuth(authId);
+      return fail(d.reason as Reason, "the issuing bank could not be reached; nothing was held; retry with the same idempotency key");
+    }
+    if (!(await store.updateAuth(authId, { status: "PENDING" }, { status: "DECLINED", declineReason: d.reason || "internal" }, nowMs, id))) {
+      return finishedElsewhere(await store.authById(authId), d);
+    }
     logger.info({ authCode: auth.authCode, cardLast4: auth.cardLast4, transactionId: d.txnId, reason: d.reason }, "authorization declined by the issuing bank");
-    return declined(must(store.authById(authId)));
+    return declined(must(await store.authById(authId)));
   }
 
   // ---- capture (settlement) and void --------------------------------------
 
   /** The merchant's own, decided authorization (others' codes and declines look the same: not found). */
-  function visibleAuth(merchantUserId: string, authCode: string): AuthRecord | undefined {
+  async function visibleAuth(merchantUserId: string, authCode: string): Promise<AuthRecord | undefined> {
     if (!AUTH_CODE_PATTERN.test(authCode)) return undefined;
-    const a = store.authByCode(authCode);
+    const a = await store.authByCode(authCode);
     if (!a || a.merchantUserId !== merchantUserId || a.status === "PENDING" || a.status === "DECLINED") return undefined;
     return a;
   }
 
   /** Marks an APPROVED authorization past its expiry EXPIRED; true when its time is up. */
-  function expireIfDue(a: AuthRecord): boolean {
+  async function expireIfDue(a: AuthRecord): Promise<boolean> {
     const nowMs = clock.nowMs();
     if (a.expiresAtMs > nowMs) return false;
-    if (a.status === "APPROVED" && store.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { status: "EXPIRED" }, nowMs)) {
+    if (a.status === "APPROVED" && (await store.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { status: "EXPIRED" }, nowMs, opId()))) {
       logger.info({ authCode: a.authCode, cardLast4: a.cardLast4 }, "authorization expired");
     }
     return true;
   }
 
-  /** One capture or void at a time per authorization: claims it with the round's txn id. */
-  function lockOp(a: AuthRecord, change: Omit<AuthChange, "opTxnId">): string | undefined {
+  /**
+   * One capture or void at a time per authorization: claims it with the
+   * round's txn id. A lock left by a round that is decided and that no one
+   * runs (its request lost the store mid-round) is settled first, then taken.
+   */
+  async function lockOp(a: AuthRecord, change: Omit<AuthChange, "opTxnId">): Promise<string | undefined> {
     const txnId = rounds.newTxnId();
-    return store.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { ...change, opTxnId: txnId }, clock.nowMs()) ? txnId : undefined;
+    const take = () => store.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { ...change, opTxnId: txnId }, clock.nowMs(), `${txnId}/lock`);
+    if (await take()) return txnId;
+    const now = await store.authById(a.authId);
+    if (!now || now.opTxnId === "" || rounds.isRunning(now.opTxnId)) return undefined;
+    const d = await rounds.decisionOf(now.opTxnId);
+    if (!d) return undefined;
+    const after = await applyOp(now.authId, d);
+    return after.status === "APPROVED" && (await take()) ? txnId : undefined;
   }
 
   function opBanks(a: AuthRecord): string[] {
@@ -430,10 +529,11 @@ export function createCards(o: CardsOptions): Cards {
     ];
   }
 
-  /** Applies a capture's or void's decided round to the authorization. */
-  function applyOp(authId: string, d: DecisionRecord): AuthRecord {
-    const a = must(store.authById(authId));
-    assert(a.opTxnId === d.txnId && a.status === "APPROVED", "the round is this authorization's operation");
+  /** Applies a capture's or void's decided round to the authorization (once: a second caller finds it applied). */
+  async function applyOp(authId: string, d: DecisionRecord): Promise<AuthRecord> {
+    const a = must(await store.authById(authId));
+    if (a.opTxnId !== d.txnId) return a; // settled already (by a takeover, or the request itself)
+    assert(a.status === "APPROVED", "an operation runs on an approved authorization");
     let change: AuthChange = CLEAR_OP;
     if (d.decision === "COMMIT") {
       change =
@@ -445,40 +545,93 @@ export function createCards(o: CardsOptions): Cards {
     } else if (d.reason === "already_captured" || d.reason === "authorization_voided" || d.reason === "hold_not_found") {
       logger.error({ authCode: a.authCode, transactionId: d.txnId, reason: d.reason, alarm: true }, "ALARM: the issuing bank's hold disagrees with the authorization");
     }
-    assert(store.updateAuth(authId, { opTxnId: d.txnId }, change, clock.nowMs()), "the operation is settled once");
-    return must(store.authById(authId));
+    await store.updateAuth(authId, { opTxnId: d.txnId }, change, clock.nowMs(), `${d.txnId}/apply`);
+    return must(await store.authById(authId));
   }
 
-  const failedItem = (authCode: string, reason: Reason): SettleItemResult => ({ authCode, status: "FAILED", reason, capturedMinor: 0n, txnId: "" });
+  const finalReasons = o.captureFinalReasons ?? CAPTURE_FINAL_REASONS;
+  const failedItem = (authCode: string, reason: Reason): SettleItemResult => ({ authCode, status: "FAILED", reason, capturedMinor: 0n, txnId: "", final: finalReasons.has(reason) });
 
   async function captureItem(merchantUserId: string, batchId: string, item: BatchItemRecord): Promise<SettleItemResult> {
     if (item.amountMinor <= 0n || item.amountMinor > AMOUNT_MINOR_MAX) return failedItem(item.authCode, "invalid_amount");
-    const a = visibleAuth(merchantUserId, item.authCode);
+    const a = await visibleAuth(merchantUserId, item.authCode);
     if (!a) return failedItem(item.authCode, "authorization_not_found");
     if (a.status === "CAPTURED") {
       // Captured by this very item before a crash cut the batch short: report it as captured.
-      if (a.captureBatchId === batchId && a.captureItemIndex === item.index) return { authCode: a.authCode, status: "CAPTURED", reason: "", capturedMinor: a.capturedMinor, txnId: a.captureTxnId };
+      if (a.captureBatchId === batchId && a.captureItemIndex === item.index) return { authCode: a.authCode, status: "CAPTURED", reason: "", capturedMinor: a.capturedMinor, txnId: a.captureTxnId, final: true };
       return failedItem(a.authCode, "already_captured");
     }
     if (a.status === "VOIDED") return failedItem(a.authCode, "authorization_voided");
-    if (a.status === "EXPIRED" || expireIfDue(a)) return failedItem(a.authCode, "authorization_expired");
+    if (a.status === "EXPIRED" || (await expireIfDue(a))) return failedItem(a.authCode, "authorization_expired");
     if (item.amountMinor > a.amountMinor) return failedItem(a.authCode, "amount_exceeds_authorization");
-    const txnId = lockOp(a, { opKind: "capture", opAmountMinor: item.amountMinor, opBatchId: batchId, opItemIndex: item.index });
+    // Another capture or void of it is in flight (e.g. a second batch naming the same code): retry later.
+    const txnId = await lockOp(a, { opKind: "capture", opAmountMinor: item.amountMinor, opBatchId: batchId, opItemIndex: item.index });
     if (!txnId) return failedItem(a.authCode, "idempotency_key_in_use");
-    const d = await rounds.runRound(txnId, capturePlan(a, item.amountMinor));
-    const after = applyOp(a.authId, d);
+    const d = await rounds.runRound(txnId, "capture", capturePlan(a, item.amountMinor));
+    const after = await applyOp(a.authId, d);
     if (d.decision === "COMMIT") {
       logger.info({ authCode: a.authCode, cardLast4: a.cardLast4, batchId, transactionId: txnId, capturedMinor: item.amountMinor.toString() }, "authorization captured");
-      return { authCode: a.authCode, status: "CAPTURED", reason: "", capturedMinor: after.capturedMinor, txnId };
+      return { authCode: a.authCode, status: "CAPTURED", reason: "", capturedMinor: after.capturedMinor, txnId, final: true };
     }
     return { ...failedItem(a.authCode, (d.reason || "internal") as Reason), txnId };
   }
 
-  function itemResults(batchId: string): SettleItemResult[] {
-    return store.batchItems(batchId).map((it) => {
-      assert(it.status !== "", "every item of a finished batch has a result");
-      return { authCode: it.authCode, status: it.status === "CAPTURED" ? "CAPTURED" : "FAILED", reason: it.reason, capturedMinor: it.capturedMinor, txnId: it.txnId };
+  const storedResult = (it: BatchItemRecord): SettleItemResult => ({
+    authCode: it.authCode,
+    status: it.status === "CAPTURED" ? "CAPTURED" : "FAILED",
+    reason: it.reason,
+    capturedMinor: it.capturedMinor,
+    txnId: it.txnId,
+    final: true,
+  });
+
+  type BatchStart = { readonly batch: BatchRecord; readonly replayed: boolean } | { readonly failure: Result<Settlement>; readonly replayed: boolean };
+
+  /** Finds or creates the batch and makes this replica its owner while it settles. */
+  async function startBatch(merchantUserId: string, idempotencyKey: string, fingerprint: string, items: readonly SettleItemInput[]): Promise<BatchStart> {
+    for (let attempt = 0; attempt < INSERT_ATTEMPTS_MAX; attempt++) {
+      const batch = await store.batchByKey(merchantUserId, idempotencyKey);
+      if (!batch) {
+        const created: BatchRecord = { batchId: `batch_${randomUUID()}`, merchantUserId, idempotencyKey, fingerprint, status: "PENDING", ownerReplica: o.replica, createdAtMs: clock.nowMs() };
+        const rows = items.map((i, index) => ({ batchId: created.batchId, index, authCode: i.authCode, amountMinor: i.amountMinor, status: "" as const, reason: "", capturedMinor: 0n, txnId: "" }));
+        if (await store.insertBatch(created, rows)) return { batch: created, replayed: false };
+        continue; // another request created it first
+      }
+      const inUse = { failure: fail("idempotency_key_in_use", "this batch is still being settled; retry with the same key", { batch_id: batch.batchId }), replayed: true };
+      if (batch.fingerprint !== fingerprint) return { failure: fail("idempotency_key_reused", "this idempotency key was used for a different batch"), replayed: true };
+      if (batch.status === "DONE") return { batch, replayed: true };
+      if (runningBatches.has(batch.batchId)) return inUse;
+      // PENDING: free (its last run left items to retry), ours from before a
+      // restart, or a dead replica's. A live replica's is in progress.
+      const owner = batch.ownerReplica;
+      if (owner !== "" && owner !== o.replica && (await o.isReplicaAlive(owner))) return inUse;
+      if (!(await store.takeBatch(batch.batchId, owner, o.replica))) return inUse;
+      return { batch: { ...batch, ownerReplica: o.replica }, replayed: true };
+    }
+    return { failure: fail("idempotency_key_in_use", "this batch is still being settled; retry with the same key"), replayed: true };
+  }
+
+  async function runBatch(merchantUserId: string, batchId: string): Promise<SettleItemResult[]> {
+    const items = await store.batchItems(batchId);
+    const results = new Map<number, SettleItemResult>();
+    // Different authorizations settle concurrently; the items naming one code run
+    // one at a time, in order, so the same code twice captures once, deterministically.
+    const byCode = new Map<string, BatchItemRecord[]>();
+    for (const item of items) {
+      if (item.status !== "") continue;
+      const same = byCode.get(item.authCode);
+      if (same) same.push(item);
+      else byCode.set(item.authCode, [item]);
+    }
+    await forEachConcurrently([...byCode.values()], SETTLE_CONCURRENCY, async (sameCode) => {
+      for (const item of sameCode) {
+        const r = await captureItem(merchantUserId, batchId, item);
+        results.set(item.index, r);
+        // Only a final result is the item's; a transient one is retried when the batch is sent again.
+        if (r.final) await store.setBatchItem(batchId, item.index, { status: r.status, reason: r.reason, capturedMinor: r.capturedMinor, txnId: r.txnId });
+      }
     });
+    return items.map((it) => results.get(it.index) ?? storedResult(it));
   }
 
   async function settleBatch(merchantUserId: string, idempotencyKey: string, items: readonly SettleItemInput[]): Promise<CardOutcome<Settlement>> {
@@ -488,57 +641,36 @@ export function createCards(o: CardsOptions): Cards {
     // Unknown codes fail per item, but what is stored and echoed stays small.
     if (items.some((i) => i.authCode.length > AUTH_CODE_LENGTH_MAX)) return { result: fail("invalid_argument", `auth codes are at most ${AUTH_CODE_LENGTH_MAX} characters`, { field: "items.auth_code" }), replayed: false };
     const fingerprint = sha256(["settle.v1", ...items.map((i) => [i.authCode, i.amountMinor])]);
-    let batch = store.batchByKey(merchantUserId, idempotencyKey);
-    const replayed = batch !== undefined;
-    if (batch) {
-      if (batch.fingerprint !== fingerprint) return { result: fail("idempotency_key_reused", "this idempotency key was used for a different batch"), replayed };
-      if (batch.status === "DONE") return { result: ok({ batchId: batch.batchId, results: itemResults(batch.batchId) }), replayed };
-      if (runningBatches.has(batch.batchId)) return { result: fail("idempotency_key_in_use", "this batch is still being settled; retry with the same key", { batch_id: batch.batchId }), replayed };
-      // PENDING and nobody working on it: a crash cut it short. Carry on where it stopped.
-    } else {
-      const created: BatchRecord = { batchId: `batch_${randomUUID()}`, merchantUserId, idempotencyKey, fingerprint, status: "PENDING", createdAtMs: clock.nowMs() };
-      store.insertBatch(
-        created,
-        items.map((i, index) => ({ batchId: created.batchId, index, authCode: i.authCode, amountMinor: i.amountMinor, status: "", reason: "", capturedMinor: 0n, txnId: "" })),
-      );
-      batch = created;
-    }
-    const { batchId } = batch;
-    runningBatches.add(batchId);
+    const started = await startBatch(merchantUserId, idempotencyKey, fingerprint, items);
+    if ("failure" in started) return { result: started.failure, replayed: started.replayed };
+    const { batch, replayed } = started;
+    if (batch.status === "DONE") return { result: ok({ batchId: batch.batchId, results: (await store.batchItems(batch.batchId)).map(storedResult) }), replayed };
+    runningBatches.add(batch.batchId);
+    let results: SettleItemResult[];
     try {
-      // Different authorizations settle concurrently; the items naming one code run
-      // one at a time, in order, so the same code twice captures once, deterministically.
-      const byCode = new Map<string, BatchItemRecord[]>();
-      for (const item of store.batchItems(batchId)) {
-        if (item.status !== "") continue;
-        const same = byCode.get(item.authCode);
-        if (same) same.push(item);
-        else byCode.set(item.authCode, [item]);
-      }
-      await forEachConcurrently([...byCode.values()], SETTLE_CONCURRENCY, async (items) => {
-        for (const item of items) {
-          const r = await captureItem(merchantUserId, batchId, item);
-          store.setBatchItem(batchId, item.index, { status: r.status, reason: r.reason, capturedMinor: r.capturedMinor, txnId: r.txnId });
-        }
-      });
-      store.finishBatch(batchId, clock.nowMs());
+      results = await runBatch(merchantUserId, batch.batchId);
+      if (results.every((r) => r.final)) await store.finishBatch(batch.batchId, clock.nowMs());
     } finally {
-      runningBatches.delete(batchId);
+      runningBatches.delete(batch.batchId);
+      // Whatever is left may be resumed by any replica that receives the batch
+      // again. If the store cannot take this now, the orphan sweep frees it
+      // (recover releases every batch this replica owns but is not settling).
+      await store.takeBatch(batch.batchId, o.replica, "").catch(() => false);
     }
-    return { result: ok({ batchId, results: itemResults(batchId) }), replayed };
+    return { result: ok({ batchId: batch.batchId, results }), replayed };
   }
 
   async function voidAuthorization(merchantUserId: string, authCode: string): Promise<Result<AuthRecord>> {
-    const a = visibleAuth(merchantUserId, authCode);
+    const a = await visibleAuth(merchantUserId, authCode);
     if (!a) return fail("authorization_not_found", "no such authorization");
     if (a.status === "VOIDED") return ok(a);
     if (a.status === "CAPTURED") return fail("already_captured", "the authorization is captured; refund it instead");
-    if (a.status === "EXPIRED" || expireIfDue(a)) return fail("authorization_expired", "the authorization has expired; its hold is released");
-    const txnId = lockOp(a, { opKind: "void", opAmountMinor: 0n, opBatchId: "", opItemIndex: -1 });
+    if (a.status === "EXPIRED" || (await expireIfDue(a))) return fail("authorization_expired", "the authorization has expired; its hold is released");
+    const txnId = await lockOp(a, { opKind: "void", opAmountMinor: 0n, opBatchId: "", opItemIndex: -1 });
     if (!txnId) return fail("idempotency_key_in_use", "a capture or void of this authorization is in progress; retry");
     const release: Leg = { accountId: a.cardAccountId, direction: "RELEASE", amountMinor: a.amountMinor, currency: a.currency, ownerUserId: "", holdId: a.authId };
-    const d = await rounds.runRound(txnId, [{ bank: a.cardBank, legs: [release] }]);
-    const after = applyOp(a.authId, d);
+    const d = await rounds.runRound(txnId, "release", [{ bank: a.cardBank, legs: [release] }]);
+    const after = await applyOp(a.authId, d);
     if (d.decision === "COMMIT") {
       logger.info({ authCode: a.authCode, cardLast4: a.cardLast4, transactionId: txnId }, "authorization voided");
       return ok(after);
@@ -558,34 +690,47 @@ export function createCards(o: CardsOptions): Cards {
     ];
   }
 
-  function replayRefund(r: RefundRecord, fingerprint: string): Result<Refunded> {
+  const refundBanks = (a: AuthRecord) => (a.cardBank === a.merchantBank ? [a.cardBank] : [a.merchantBank, a.cardBank]);
+
+  async function replayRefund(r: RefundRecord, fingerprint: string): Promise<Result<Refunded>> {
     if (r.fingerprint !== fingerprint) return fail("idempotency_key_reused", "this idempotency key was used for a different refund");
     if (r.status === "PENDING") return fail("idempotency_key_in_use", "this refund is still in progress; retry with the same key", { refund_id: r.refundId });
     if (r.status === "FAILED") return fail(r.reason as Reason, `refund failed: ${r.reason}`, { refund_id: r.refundId });
-    return ok({ refund: r, authorization: must(store.authById(r.authId)) });
+    return ok({ refund: r, authorization: must(await store.authById(r.authId)) });
   }
 
   /** Applies a refund's decided round: the reservation becomes a refund, or goes. */
-  function finishRefund(refundId: string, d: DecisionRecord): Result<Refunded> {
+  async function finishRefund(refundId: string, d: DecisionRecord): Promise<Result<Refunded>> {
     const nowMs = clock.nowMs();
-    const outcome = store.atomically((): Result<Refunded> => {
-      const r = must(store.refundById(refundId));
-      assert(r.status === "PENDING" && r.txnId === d.txnId, "the round is this pending refund's");
-      if (d.decision === "COMMIT") {
-        store.adjustRefunds(r.authId, r.amountMinor, -r.amountMinor, nowMs);
-        store.decideRefund(refundId, "COMMITTED", "", nowMs);
-        return ok({ refund: must(store.refundById(refundId)), authorization: must(store.authById(r.authId)) });
-      }
-      store.adjustRefunds(r.authId, 0n, -r.amountMinor, nowMs);
-      const reason = (d.reason || "internal") as Reason;
-      if (TRANSIENT_ABORT_REASONS.has(reason)) {
-        store.deleteRefund(refundId); // nothing moved: the key may try again
-        return fail(reason, "a bank could not be reached; nothing moved; retry with the same idempotency key");
-      }
-      store.decideRefund(refundId, "FAILED", reason, nowMs);
-      return fail(reason, `refund failed: ${reason}`, { refund_id: refundId });
-    });
-    return outcome;
+    const r = await store.refundById(refundId);
+    // Finished elsewhere meanwhile (a takeover, a retry clearing a transient abort): report what it became.
+    if (!r) {
+      assert(d.decision === "ABORT", "only a transiently aborted refund is deleted");
+      return fail((d.reason || "internal") as Reason, "a bank could not be reached; nothing moved; retry with the same idempotency key");
+    }
+    if (r.status !== "PENDING") return replayRefund(r, r.fingerprint);
+    assert(r.txnId === d.txnId, "the round is this refund's");
+    if (d.decision === "COMMIT") {
+      await store.finishRefund(refundId, { status: "COMMITTED" }, nowMs);
+      return ok({ refund: must(await store.refundById(refundId)), authorization: must(await store.authById(r.authId)) });
+    }
+    const reason = (d.reason || "internal") as Reason;
+    if (TRANSIENT_ABORT_REASONS.has(reason)) {
+      // Nothing moved: the key may try again, once the Abort released this round's debit hold.
+      if (await rounds.abortDelivered(d.txnId)) await store.finishRefund(refundId, { status: "RETRY" }, nowMs);
+      return fail(reason, "a bank could not be reached; nothing moved; retry with the same idempotency key");
+    }
+    await store.finishRefund(refundId, { status: "FAILED", reason }, nowMs);
+    return fail(reason, `refund failed: ${reason}`, { refund_id: refundId });
+  }
+
+  /** A PENDING refund left by a transient abort whose Abort has now been delivered: gone, so the key may try again. */
+  async function clearAbortedRefund(r: RefundRecord): Promise<boolean> {
+    if (r.status !== "PENDING" || rounds.isRunning(r.txnId)) return false;
+    const d = await rounds.decisionOf(r.txnId);
+    if (d?.decision !== "ABORT" || !TRANSIENT_ABORT_REASONS.has(d.reason) || !(await rounds.abortDelivered(r.txnId))) return false;
+    await store.finishRefund(r.refundId, { status: "RETRY" }, clock.nowMs());
+    return true;
   }
 
   async function refund(merchantUserId: string, idempotencyKey: string, authCode: string, amountMinor: bigint): Promise<CardOutcome<Refunded>> {
@@ -594,99 +739,131 @@ export function createCards(o: CardsOptions): Cards {
     const amount = checkAmount(amountMinor);
     if (!amount.ok) return { result: amount, replayed: false };
     const fingerprint = sha256(["refund.v1", authCode, amountMinor]);
-    // Check and reserve in one step: concurrent refunds see each other's reservations.
-    const started = store.atomically((): { replay: RefundRecord } | { refund: RefundRecord; auth: AuthRecord } | { failure: Result<Refunded> } => {
-      const existing = store.refundByKey(merchantUserId, idempotencyKey);
-      if (existing) return { replay: existing };
-      const a = visibleAuth(merchantUserId, authCode);
-      if (!a) return { failure: fail("authorization_not_found", "no such authorization") };
-      if (a.status !== "CAPTURED") return { failure: fail("not_captured", "only a captured authorization can be refunded") };
-      const refundableMinor = a.capturedMinor - a.refundedMinor - a.refundReservedMinor;
-      if (amountMinor > refundableMinor) return { failure: fail("refund_exceeds_capture", `at most ${refundableMinor} can be refunded now`, { refundable_minor: refundableMinor.toString() }) };
-      const nowMs = clock.nowMs();
-      const r: RefundRecord = { refundId: `refund_${randomUUID()}`, merchantUserId, idempotencyKey, fingerprint, authId: a.authId, amountMinor, txnId: rounds.newTxnId(), status: "PENDING", reason: "", createdAtMs: nowMs };
-      store.insertRefund(r);
-      store.adjustRefunds(a.authId, 0n, amountMinor, nowMs);
-      return { refund: r, auth: a };
-    });
-    if ("failure" in started) return { result: started.failure, replayed: false };
-    if ("replay" in started) return { result: replayRefund(started.replay, fingerprint), replayed: true, authCode };
-    const d = await rounds.runRound(started.refund.txnId, refundPlan(started.auth, amountMinor));
-    const result = finishRefund(started.refund.refundId, d);
-    if (result.ok) logger.info({ authCode, cardLast4: started.auth.cardLast4, refundId: started.refund.refundId, transactionId: d.txnId, amountMinor: amountMinor.toString() }, "refund committed");
-    return { result, replayed: false, authCode, cardLast4: started.auth.cardLast4 };
+    for (let attempt = 0; attempt < INSERT_ATTEMPTS_MAX; attempt++) {
+      const existing = await store.refundByKey(merchantUserId, idempotencyKey);
+      if (existing) {
+        if (existing.fingerprint === fingerprint && (await clearAbortedRefund(existing))) continue;
+        return { result: await replayRefund(existing, fingerprint), replayed: true, authCode };
+      }
+      const a = await visibleAuth(merchantUserId, authCode);
+      if (!a) return { result: fail("authorization_not_found", "no such authorization"), replayed: false };
+      if (a.status !== "CAPTURED") return { result: fail("not_captured", "only a captured authorization can be refunded"), replayed: false };
+      const r: RefundRecord = { refundId: `refund_${randomUUID()}`, merchantUserId, idempotencyKey, fingerprint, authId: a.authId, amountMinor, txnId: rounds.newTxnId(), status: "PENDING", reason: "", createdAtMs: clock.nowMs() };
+      // Check and reserve in one step: concurrent refunds (on any replica) see each other's reservations.
+      const started = await store.startRefund(r, clock.nowMs());
+      if (!started.started) {
+        if ("existing" in started) continue; // a concurrent request with this key got in first
+        const refundable = started.refundableMinor;
+        return { result: fail("refund_exceeds_capture", `at most ${refundable} can be refunded now`, { refundable_minor: refundable.toString() }), replayed: false };
+      }
+      const d = await rounds.runRound(r.txnId, "refund", refundPlan(a, amountMinor));
+      const result = await finishRefund(r.refundId, d);
+      if (result.ok) logger.info({ authCode, cardLast4: a.cardLast4, refundId: r.refundId, transactionId: d.txnId, amountMinor: amountMinor.toString() }, "refund committed");
+      return { result, replayed: false, authCode, cardLast4: a.cardLast4 };
+    }
+    return { result: fail("idempotency_key_in_use", "this refund is still in progress; retry with the same key"), replayed: true, authCode };
   }
 
   // ---- reads, expiry, recovery ----------------------------------------------
 
-  function getAuthorization(merchantUserId: string, authCode: string): Result<AuthRecord> {
-    const a = visibleAuth(merchantUserId, authCode);
+  async function getAuthorization(merchantUserId: string, authCode: string): Promise<Result<AuthRecord>> {
+    const a = await visibleAuth(merchantUserId, authCode);
     if (!a) return fail("authorization_not_found", "no such authorization");
     // Reading a lapsed authorization records its expiry right away rather than at the next sweep.
-    if (a.status === "APPROVED" && expireIfDue(a)) return ok(must(store.authById(a.authId)));
+    if (a.status === "APPROVED" && (await expireIfDue(a))) return ok(must(await store.authById(a.authId)));
     return ok(a);
   }
 
-  function expireDue(): number {
-    const expired = store.expireDue(clock.nowMs(), EXPIRE_BATCH_MAX);
+  async function expireDue(): Promise<number> {
+    const expired = await store.expireDue(clock.nowMs(), EXPIRE_BATCH_MAX);
     for (const a of expired) logger.info({ authCode: a.authCode, cardLast4: a.cardLast4 }, "authorization expired");
     return expired.length;
   }
 
-  function recover(): CardsRecovery {
-    let authorizations = 0;
-    let operations = 0;
-    let refunds = 0;
-    for (let page = 0; page < RECOVERY_PAGES_MAX; page++) {
-      const pending = store.pendingAuths(RECOVERY_BATCH_MAX);
-      if (pending.length === 0) break;
-      for (const a of pending) {
-        authorizations++;
-        // Died before the hold round started: nothing reached a bank.
-        if (a.holdTxnId === "") store.deleteAuth(a.authId);
-        else finishHold(a.authId, rounds.settleRound(a.holdTxnId, [a.cardBank]));
+  /** Pages through `page()` until it yields nothing new (rows left as they were, e.g. an Abort not yet delivered, are not revisited). */
+  /** Returns how many rows fn acted on (it returns false for a row it leaves alone). */
+  async function forEachPage<T>(page: () => Promise<T[]>, id: (row: T) => string, fn: (row: T) => Promise<boolean>): Promise<number> {
+    const seen = new Set<string>();
+    let acted = 0;
+    for (let i = 0; i < RECOVERY_PAGES_MAX; i++) {
+      const fresh = (await page()).filter((row) => !seen.has(id(row)));
+      if (fresh.length === 0) break;
+      for (const row of fresh) {
+        seen.add(id(row));
+        if (await fn(row)) acted++;
       }
     }
-    for (let page = 0; page < RECOVERY_PAGES_MAX; page++) {
-      const busy = store.authsWithOp(RECOVERY_BATCH_MAX);
-      if (busy.length === 0) break;
-      for (const a of busy) {
-        operations++;
-        applyOp(a.authId, rounds.settleRound(a.opTxnId, opBanks(a)));
-      }
-    }
-    for (let page = 0; page < RECOVERY_PAGES_MAX; page++) {
-      const pending = store.pendingRefunds(RECOVERY_BATCH_MAX);
-      if (pending.length === 0) break;
-      for (const r of pending) {
-        refunds++;
-        const a = must(store.authById(r.authId));
-        finishRefund(r.refundId, rounds.settleRound(r.txnId, a.cardBank === a.merchantBank ? [a.cardBank] : [a.merchantBank, a.cardBank]));
-      }
-    }
-    assert(store.pendingAuths(1).length === 0 && store.authsWithOp(1).length === 0 && store.pendingRefunds(1).length === 0, "card recovery settles every interrupted round");
-    if (authorizations + operations + refunds > 0) logger.info({ authorizations, operations, refunds }, "card recovery");
+    return acted;
+  }
+
+  async function recover(replica = o.replica): Promise<CardsRecovery> {
+    const authorizations = await forEachPage(
+      () => store.pendingAuths(RECOVERY_BATCH_MAX, replica),
+      (a) => a.authId,
+      async (a) => {
+        if (authorizing.has(a.authId) || (a.holdTxnId !== "" && rounds.isRunning(a.holdTxnId))) return false;
+        // Its request is gone before the hold round started: nothing reached a bank.
+        if (a.holdTxnId === "") await store.deleteAuth(a.authId);
+        else await finishHold(a.authId, await rounds.settleRound(a.holdTxnId, [a.cardBank]));
+        return true;
+      },
+    );
+    const operations = await forEachPage(
+      () => store.authsWithOp(RECOVERY_BATCH_MAX, replica),
+      (a) => a.authId,
+      async (a) => {
+        if (rounds.isRunning(a.opTxnId)) return false;
+        await applyOp(a.authId, await rounds.settleRound(a.opTxnId, opBanks(a)));
+        return true;
+      },
+    );
+    const refunds = await forEachPage(
+      () => store.pendingRefunds(RECOVERY_BATCH_MAX, replica),
+      (r) => r.refundId,
+      async (r) => {
+        if (rounds.isRunning(r.txnId)) return false;
+        const a = must(await store.authById(r.authId));
+        await finishRefund(r.refundId, await rounds.settleRound(r.txnId, refundBanks(a)));
+        return true;
+      },
+    );
+    // Batches it owns but is not settling (a run that ended while the store was unreachable, or a restart).
+    const batches = await store.releaseBatches(replica, replica === o.replica ? [...runningBatches] : []);
+    if (authorizations + operations + refunds + batches > 0) logger.info({ replica, authorizations, operations, refunds, batches }, "card recovery");
     return { authorizations, operations, refunds };
   }
 
+  /**
+   * Card records of this replica left mid-round by a request that no longer
+   * runs (it lost the store: a write whose outcome is unknown, a round never
+   * registered): settled as recovery settles them — from the round's decision,
+   * or a presumed abort, which is safe for a round no request runs.
+   */
+  const settleOrphans = (replica = o.replica) => recover(replica);
+
   function startExpiry(intervalMs: number): () => Promise<void> {
     let stopped = false;
+    let running: Promise<unknown> = Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
     const tick = () => {
-      try {
-        expireDue();
-      } catch (e) {
-        logger.error({ err: e instanceof Error ? e.message : String(e) }, "authorization expiry sweep failed");
-      }
-      if (!stopped) timer = setTimeout(tick, intervalMs);
+      running = expireDue()
+        .catch((e: unknown) => {
+          if (e instanceof AssertionError) throw e;
+          logger.error({ err: e instanceof Error ? e.message : String(e) }, "authorization expiry sweep failed");
+        })
+        .finally(() => {
+          if (!stopped) timer = setTimeout(tick, intervalMs);
+        });
     };
-    let timer: NodeJS.Timeout | undefined = setTimeout(tick, intervalMs);
+    timer = setTimeout(tick, intervalMs);
     return async () => {
       stopped = true;
       clearTimeout(timer);
+      await running;
     };
   }
 
-  return { issueCard, authorize, settleBatch, voidAuthorization, refund, getAuthorization, expireDue, recover, startExpiry };
+  return { issueCard, authorize, settleBatch, voidAuthorization, refund, getAuthorization, expireDue, recover, settleOrphans, startExpiry };
 }
 
 function must<T>(v: T | undefined): T {

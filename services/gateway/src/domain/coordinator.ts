@@ -8,12 +8,13 @@
 // not acknowledge are re-told by the redrive loop until they do.
 import { randomUUID } from "node:crypto";
 import { assert, AssertionError } from "@paygate/money";
+import { TXN_ID_PATTERN } from "@paygate/vocab";
 import type { FaultPoint } from "@paygate/faults";
 import type { Reason } from "@paygate/rpc";
 import type { DecidedFeed } from "./decided-feed.js";
 import { NO_METRICS, type CoordinatorMetrics } from "./metrics.js";
-import { fail, ok, TRANSIENT_ABORT_REASONS, type AckTask, type Decision, type DecisionRecord, type NewTxn, type Result, type TxnRecord } from "./model.js";
-import type { Clock, CoordinatorLog, Directory, IdempotencyClaims, Leg, Participants } from "./ports.js";
+import { fail, ok, TRANSIENT_ABORT_REASONS, type AckTask, type Decided, type Decision, type DecisionRecord, type NewTxn, type Result, type TxnRecord } from "./model.js";
+import { StoreUnavailableError, type Clock, type CoordinatorLog, type Directory, type IdempotencyClaims, type Leg, type Participants } from "./ports.js";
 import { checkTransfer, type CheckedTransfer, type TransferRequest } from "./transfer-rules.js";
 
 /** The subset of pino the domain uses. */
@@ -42,6 +43,18 @@ export interface CoordinatorOptions {
   /** Resends per redrive tick. */
   readonly redriveBatchMax?: number;
   readonly newTxnId?: () => string;
+  /**
+   * Several replicas share the log (PostgreSQL): any replica answers
+   * GetDecision for any txn. Alone (SQLite), a txn of another replica's
+   * prefix that this log never saw is refused rather than presumed aborted.
+   */
+  readonly sharedLog?: boolean;
+  /**
+   * Wait for every participant's acknowledgement before answering a transfer
+   * (the simulator and a few tests want it). Default: answer once the
+   * decision is durable and let the Commit/Abort go out behind the reply.
+   */
+  readonly replyAfterDelivery?: boolean;
 }
 
 export interface TransferOutcome {
@@ -59,12 +72,24 @@ export interface RecoveryReport {
   readonly backlog: boolean;
 }
 
+export interface TakeoverReport {
+  readonly abortedPending: number;
+  readonly abortedRounds: number;
+}
+
 export interface Coordinator {
   transfer(callerUserId: string, req: TransferRequest): Promise<TransferOutcome>;
-  /** For a bank holding a prepared txn; a txn without a decision is durably aborted first. */
-  getDecision(txnId: string, askingBank: string): Result<Decision>;
-  /** Start-up: presumed abort for PENDING txns, then resend every unacknowledged decision. */
+  /** For a bank holding a prepared txn; a txn without a decision is durably aborted first. Only a participant may ask. */
+  getDecision(txnId: string, askingBank: string): Promise<Result<Decision>>;
+  /** Start-up: presumed abort for this replica's PENDING txns and rounds, then resend every unacknowledged decision. */
   recover(): Promise<RecoveryReport>;
+  /**
+   * Presumed abort for every undecided txn and round of `replica` created
+   * before `createdBeforeMs`: a dead replica's (its lease ran out), or this
+   * replica's own that no request is running any more (a write whose outcome
+   * was lost with the store). The redrive loop then tells the banks.
+   */
+  abortUndecided(replica: string, createdBeforeMs: number): Promise<TakeoverReport>;
   /** One bounded batch of resends; returns how many were attempted. */
   redriveOnce(): Promise<number>;
   /**
@@ -77,18 +102,28 @@ export interface Coordinator {
   /**
    * One two-phase-commit round over explicit legs (card holds, captures,
    * refunds): the same prepare / decide / deliver as a transfer, but the txn
-   * lives only in the decision log; the caller keeps its own record and stores
-   * `txnId` there BEFORE calling, so an interrupted round can be settled.
+   * is a registered round, not a transfer; the caller keeps its own record
+   * and stores `txnId` there BEFORE calling, so an interrupted round can be settled.
    */
-  runRound(txnId: string, plan: readonly PreparePlan[]): Promise<DecisionRecord>;
+  runRound(txnId: string, kind: string, plan: readonly PreparePlan[]): Promise<DecisionRecord>;
   /**
-   * For a round this process may have died in: its logged decision, or ABORT
+   * For a round some process may have died in: its logged decision, or ABORT
    * durably logged now (presumed abort; the redrive loop tells `banks`).
    */
-  settleRound(txnId: string, banks: readonly string[]): DecisionRecord;
+  settleRound(txnId: string, banks: readonly string[]): Promise<DecisionRecord>;
+  /**
+   * True once the txn is decided ABORT and every participant acknowledged
+   * the Abort (resending it now to those that have not): its holds are gone,
+   * so a retry under the same key cannot be refused by its own leftovers.
+   */
+  abortDelivered(txnId: string): Promise<boolean>;
+  /** The logged decision, if any (never presumes one). */
+  decisionOf(txnId: string): Promise<DecisionRecord | undefined>;
+  /** Txns and rounds this process is running now (not orphans). */
+  isRunning(txnId: string): boolean;
 }
 
-export const TXN_ID_PATTERN = /^([a-z][a-z0-9-]{0,62}):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export { TXN_ID_PATTERN } from "@paygate/vocab";
 /** Resends per tick; they leave as CommitBatch / AbortBatch RPCs of up to 1024 per bank. */
 const REDRIVE_BATCH_MAX_DEFAULT = 1024;
 /** A concurrent retry can move the key between our reads; give up (transiently) after this many. */
@@ -125,9 +160,12 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
   const newTxnId = o.newTxnId ?? (() => `${o.replica}:${randomUUID()}`);
   const redriveBatchMax = o.redriveBatchMax ?? REDRIVE_BATCH_MAX_DEFAULT;
   const metrics = o.metrics ?? NO_METRICS;
-  // (txn, bank) pairs with a Commit/Abort on the wire, so the redrive loop and
-  // the transfer path never send the same message twice at once.
-  const inflight = new Set<string>();
+  // (txn, bank) pairs with a Commit/Abort on the wire, and the answer they will
+  // get: the redrive loop, the transfer path and a retry's check share one send.
+  const inflight = new Map<string, Promise<boolean>>();
+  // Txns and rounds between their claim and their decision in this process:
+  // the orphan sweep leaves them alone.
+  const running = new Set<string>();
 
   function newTxn(t: CheckedTransfer, callerUserId: string): NewTxn {
     return {
@@ -152,27 +190,15 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     return { txnId, decision, reason, participants: banks, nowMs, firstResendAtMs: nowMs + o.commitTimeoutMs };
   }
 
-  function decided(d: DecisionRecord, txnId: string, decision: Decision): DecisionRecord {
-    assert(d.txnId === txnId, "the log answered for another txn");
-    if (d.decision !== decision) logger.warn({ transactionId: txnId, wanted: decision, logged: d.decision }, "decision already logged; obeying it");
+  /** Logs the decision (insert-if-absent; resolves once durable, sharing its fsync with concurrent ones). */
+  async function decide(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): Promise<Decided> {
+    const logged = metrics.phaseDuration.startTimer({ phase: "decision_log" });
+    const d = await log.decide(decideInput(txnId, decision, reason, banks));
+    logged();
+    assert(d.decision.txnId === txnId, "the log answered for another txn");
+    if (d.decision.decision !== decision) logger.warn({ transactionId: txnId, wanted: decision, logged: d.decision.decision }, "decision already logged; obeying it");
     feed.notify();
     return d;
-  }
-
-  /** Logs the decision now, alone (recovery, GetDecision, settling a round). */
-  function decide(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): DecisionRecord {
-    const logged = metrics.phaseDuration.startTimer({ phase: "decision_log" });
-    const d = log.decide(decideInput(txnId, decision, reason, banks));
-    logged();
-    return decided(d, txnId, decision);
-  }
-
-  /** The hot path: resolves once durable, sharing its fsync with concurrent decisions. */
-  async function decideDurably(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): Promise<DecisionRecord> {
-    const logged = metrics.phaseDuration.startTimer({ phase: "decision_log" });
-    const d = await log.decideDurably(decideInput(txnId, decision, reason, banks));
-    logged();
-    return decided(d, txnId, decision);
   }
 
   function backoffMs(attempts: number): number {
@@ -180,39 +206,44 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     return Math.min(o.redriveBackoffMaxMs, o.redriveIntervalMs * 2 ** exp);
   }
 
-  async function send(task: AckTask): Promise<void> {
+  /** One Commit/Abort; true if the participant acknowledged it. A pair already on the wire is not sent twice: its answer is shared. */
+  function send(task: AckTask): Promise<boolean> {
     const key = `${task.txnId} ${task.bank}`;
-    if (inflight.has(key)) return;
-    inflight.add(key);
-    try {
-      let delivery;
-      try {
-        delivery = task.decision === "COMMIT" ? await participants.commit(task.bank, task.txnId, o.commitTimeoutMs) : await participants.abort(task.bank, task.txnId, o.commitTimeoutMs);
-      } catch (e) {
-        delivery = { ok: false as const, reason: `participant_unavailable: ${String(e)}`, transient: true };
-      }
-      const nowMs = clock.nowMs();
-      if (delivery.ok) {
-        log.ack(task.txnId, task.bank, nowMs);
-        return;
-      }
-      const attempts = task.attempts + 1;
-      log.deferAck(task.txnId, task.bank, attempts, nowMs + backoffMs(attempts), delivery.reason);
-      const fields = { transactionId: task.txnId, bank: task.bank, decision: task.decision, reason: delivery.reason, attempts };
-      if (delivery.transient) logger.warn(fields, "participant did not acknowledge the decision; will resend");
-      // The bank answered and contradicts the log (e.g. Commit -> unknown_txn):
-      // money may be out of step. Keep resending and shout every time.
-      else {
-        if (task.decision === "COMMIT" && delivery.reason === "unknown_txn") metrics.unknownTxn.inc({ bank: task.bank });
-        logger.error({ ...fields, alarm: true }, "ALARM: participant rejected the logged decision");
-      }
-    } finally {
-      inflight.delete(key);
-    }
+    const onWire = inflight.get(key);
+    if (onWire) return onWire;
+    const attempt = sendOnce(task).finally(() => inflight.delete(key));
+    inflight.set(key, attempt);
+    return attempt;
   }
 
-  function deliver(d: DecisionRecord, banks: readonly string[]): Promise<void[]> {
-    return Promise.all(banks.map((bank) => send({ txnId: d.txnId, bank, decision: d.decision, attempts: 0 })));
+  async function sendOnce(task: AckTask): Promise<boolean> {
+    let delivery;
+    try {
+      delivery = task.decision === "COMMIT" ? await participants.commit(task.bank, task.txnId, o.commitTimeoutMs) : await participants.abort(task.bank, task.txnId, o.commitTimeoutMs);
+    } catch (e) {
+      delivery = { ok: false as const, reason: `participant_unavailable: ${String(e)}`, transient: true };
+    }
+    const nowMs = clock.nowMs();
+    if (delivery.ok) {
+      log.ack(task.txnId, task.bank, nowMs);
+      return true;
+    }
+    const attempts = task.attempts + 1;
+    log.deferAck(task.txnId, task.bank, attempts, nowMs + backoffMs(attempts), delivery.reason);
+    const fields = { transactionId: task.txnId, bank: task.bank, decision: task.decision, reason: delivery.reason, attempts };
+    if (delivery.transient) logger.warn(fields, "participant did not acknowledge the decision; will resend");
+    // The bank answered and contradicts the log (e.g. Commit -> unknown_txn):
+    // money may be out of step. Keep resending and shout every time.
+    else {
+      if (task.decision === "COMMIT" && delivery.reason === "unknown_txn") metrics.unknownTxn.inc({ bank: task.bank });
+      logger.error({ ...fields, alarm: true }, "ALARM: participant rejected the logged decision");
+    }
+    return false;
+  }
+
+  async function deliver(d: DecisionRecord, banks: readonly string[]): Promise<boolean> {
+    const acked = await Promise.all(banks.map((bank) => send({ txnId: d.txnId, bank, decision: d.decision, attempts: 0 })));
+    return acked.every(Boolean);
   }
 
   /** Prepares in parallel; the first NO, error or the deadline decides ABORT without waiting for the rest. */
@@ -247,26 +278,38 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     }
   }
 
-  async function run(txn: TxnRecord): Promise<Result<TxnRecord>> {
-    const plan = preparePlan(txn);
+  /** Votes, then the decision. Shared by transfers and rounds. */
+  async function prepareAndDecide(txnId: string, plan: readonly PreparePlan[]): Promise<Decided> {
     const banks = plan.map((p) => p.bank);
     const voted = metrics.phaseDuration.startTimer({ phase: "prepare" });
-    const verdict = await collectVotes(txn.txnId, plan);
+    const verdict = await collectVotes(txnId, plan);
     voted();
-    let d: DecisionRecord;
-    if (verdict.commit) {
-      faults.hit("gateway.after_votes_before_decision");
-      assert(banks.every((b) => verdict.yes.has(b)) && verdict.yes.size === banks.length, "COMMIT only after every participant voted YES");
-      d = await decideDurably(txn.txnId, "COMMIT", "", banks);
-    } else {
-      d = await decideDurably(txn.txnId, "ABORT", verdict.reason, banks);
-    }
+    if (!verdict.commit) return decide(txnId, "ABORT", verdict.reason, banks);
+    faults.hit("gateway.after_votes_before_decision");
+    assert(verdict.yes.size === banks.length, "COMMIT only after every participant voted YES");
+    assert(
+      banks.every((b) => verdict.yes.has(b)),
+      "every participant's YES is its own",
+    );
+    return decide(txnId, "COMMIT", "", banks);
+  }
+
+  async function run(txn: TxnRecord): Promise<Result<TxnRecord>> {
+    const decided = await prepareAndDecide(txn.txnId, preparePlan(txn));
+    const d = decided.decision;
     faults.hit(d.decision === "COMMIT" ? "gateway.after_commit_logged" : "gateway.after_abort_logged");
+    // The decision is durable: the answer no longer depends on the banks
+    // hearing it now. Commit/Abort go out after the reply (the redrive loop
+    // and recovery resend whatever is not acknowledged), so the caller waits
+    // for one prepare round and two fsyncs, not a second round trip.
+    const delivering = deliver(d, banksOf(txn));
     const delivered = metrics.phaseDuration.startTimer({ phase: "commit" });
-    await deliver(d, banks);
-    delivered();
-    const final = log.findTxn(txn.txnId);
-    assert(final !== undefined && final.status === (d.decision === "COMMIT" ? "COMMITTED" : "ABORTED"), "txn status follows its logged decision");
+    void delivering.then(delivered);
+    if (o.replyAfterDelivery) await delivering;
+    // The decision's write settled the txn (status, sequence) and hands it back.
+    const final = decided.txn;
+    assert(final !== undefined && final.txnId === txn.txnId, "deciding a transfer returns it");
+    assert(final.status === (d.decision === "COMMIT" ? "COMMITTED" : "ABORTED"), "txn status follows its logged decision");
     metrics.transfers.inc(final.status === "COMMITTED" ? { outcome: "committed" } : { outcome: "aborted", reason: final.declineReason || "internal" });
     return d.decision === "COMMIT" ? ok(final) : declined(final);
   }
@@ -277,57 +320,105 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     return fail(reason, `transfer declined: ${reason}`, { transaction_id: txn.txnId });
   }
 
-  async function transfer(callerUserId: string, req: TransferRequest): Promise<TransferOutcome> {
-    const checked = checkTransfer(req, callerUserId, directory);
-    if (!checked.ok) return { result: checked, txnId: undefined, replayed: false };
-    let claim = await claims.claim(newTxn(checked.value, callerUserId));
+  type ClaimStep = { readonly done: TransferOutcome } | { readonly txn: TxnRecord; readonly replayed: boolean };
+
+  /** Claims the key, or answers from the txn that owns it. */
+  async function claimKey(callerUserId: string, checked: CheckedTransfer): Promise<ClaimStep> {
+    let claim = await claims.claim(newTxn(checked, callerUserId));
     let replayed = false;
     for (let attempt = 1; !claim.claimed; attempt++) {
       replayed = true;
       const owner = claim.owner;
       const meta = { transaction_id: owner.txnId };
-      if (owner.fingerprint !== checked.value.fingerprint) {
+      const answer = (result: Result<TxnRecord>): ClaimStep => ({ done: { result, txnId: owner.txnId, replayed } });
+      if (owner.fingerprint !== checked.fingerprint) {
         metrics.idempotency.inc({ result: "conflict" });
-        return { result: fail("idempotency_key_reused", "this idempotency key was used for a different request", meta), txnId: owner.txnId, replayed };
+        return answer(fail("idempotency_key_reused", "this idempotency key was used for a different request", meta));
       }
       if (owner.status === "COMMITTED") {
         metrics.idempotency.inc({ result: "hit" });
-        return { result: ok(owner), txnId: owner.txnId, replayed };
+        return answer(ok(owner));
       }
       if (owner.status === "PENDING") {
         metrics.idempotency.inc({ result: "in_flight" });
-        return { result: fail("idempotency_key_in_use", "this request is still in progress; retry with the same key", meta), txnId: owner.txnId, replayed };
+        return answer(fail("idempotency_key_in_use", "this request is still in progress; retry with the same key", meta));
       }
       // ABORTED. Nothing moved and ABORT is durably decided, so a transient
       // cause lets the same key try again as a new txn; a business reason is final.
       if (!TRANSIENT_ABORT_REASONS.has(owner.declineReason) || attempt >= CLAIM_ATTEMPTS_MAX) {
         metrics.idempotency.inc({ result: "hit" });
-        return { result: declined(owner), txnId: owner.txnId, replayed };
+        return answer(declined(owner));
       }
-      claim = await claims.reclaim(owner.txnId, newTxn(checked.value, callerUserId));
+      // The retry must not meet the first attempt's own hold (a NO for
+      // insufficient_funds would be final for this key): its Abort first.
+      if (!(await abortDelivered(owner.txnId))) {
+        metrics.idempotency.inc({ result: "in_flight" });
+        return answer(fail("participant_unavailable", "the previous attempt is still being released at a bank; retry with the same key", meta));
+      }
+      claim = await claims.reclaim(owner.txnId, newTxn(checked, callerUserId));
     }
-    // A fresh txn runs (also after a transient abort released the key): nothing was replayed.
-    metrics.idempotency.inc({ result: "miss" });
-    const txn = claim.txn;
-    assert(txn.status === "PENDING", "a fresh claim is PENDING");
-    return { result: await run(txn), txnId: txn.txnId, replayed };
+    return { txn: claim.txn, replayed };
   }
 
-  function getDecision(txnId: string, askingBank: string): Result<Decision> {
+  async function transfer(callerUserId: string, req: TransferRequest): Promise<TransferOutcome> {
+    const checked = await checkTransfer(req, callerUserId, directory);
+    if (!checked.ok) return { result: checked, txnId: undefined, replayed: false };
+    let step: ClaimStep;
+    const claimed = metrics.phaseDuration.startTimer({ phase: "claim" });
+    try {
+      step = await claimKey(callerUserId, checked.value);
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      // Whether the claim landed is unknown: a repeat finds out (and the orphan sweep aborts a claim nobody runs).
+      return { result: fail("store_unavailable", "the gateway's store is unavailable; nothing was sent to a bank; retry with the same key"), txnId: undefined, replayed: false };
+    }
+    if ("done" in step) return step.done;
+    claimed(); // timed for the transfers that run, like the other phases
+    // A fresh txn runs (also after a transient abort released the key): nothing was replayed.
+    metrics.idempotency.inc({ result: "miss" });
+    const txn = step.txn;
+    assert(txn.status === "PENDING", "a fresh claim is PENDING");
+    running.add(txn.txnId);
+    try {
+      return { result: await run(txn), txnId: txn.txnId, replayed: step.replayed };
+    } catch (e) {
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      // The decision may or may not be durable: nothing is sent until it is
+      // known. The banks ask GetDecision after their prepare timeout.
+      logger.warn({ transactionId: txn.txnId, err: e.message }, "store unavailable while deciding; the banks will ask for the decision");
+      return { result: fail("store_unavailable", "the gateway's store is unavailable; retry with the same key", { transaction_id: txn.txnId }), txnId: txn.txnId, replayed: step.replayed };
+    } finally {
+      running.delete(txn.txnId);
+    }
+  }
+
+  /** Who takes part in a txn: a transfer's banks, a round's, or (an unknown txn presumed aborted before) the acks'. */
+  async function participantsOf(txnId: string): Promise<readonly string[] | undefined> {
+    const txn = await log.findTxn(txnId);
+    if (txn) return banksOf(txn);
+    return (await log.findRound(txnId))?.banks;
+  }
+
+  async function getDecision(txnId: string, askingBank: string): Promise<Result<Decision>> {
     const m = TXN_ID_PATTERN.exec(txnId);
     if (!m) return fail("invalid_txn_id", "txn_id must look like \"<replica>:<uuid>\"", { field: "txn_id" });
-    const logged = log.findDecision(txnId);
+    const banks = await participantsOf(txnId);
+    // Any bank's certificate could otherwise force a presumed abort on any txn in flight.
+    if (banks && !banks.includes(askingBank)) return fail("not_participant", `bank ${askingBank} takes no part in ${txnId}`, { field: "txn_id" });
+    const logged = await log.findDecision(txnId);
     if (logged) return ok(logged.decision);
-    const txn = log.findTxn(txnId);
-    // Presuming abort for another coordinator's txn could contradict its COMMIT.
-    if (!txn && m[1] !== o.replica) return fail("invalid_txn_id", `txn ${txnId} is coordinated by ${m[1]}, not ${o.replica}`, { field: "txn_id" });
-    const d = decide(txnId, "ABORT", "participant_timeout", txn ? banksOf(txn) : [askingBank]);
+    // Every txn and round is registered before its first Prepare leaves, so
+    // an unknown id was never prepared anywhere legitimately. Alone, another
+    // replica's txn is not ours to presume about.
+    if (!banks && !o.sharedLog && m[1] !== o.replica) return fail("invalid_txn_id", `txn ${txnId} is coordinated by ${m[1]}, not ${o.replica}`, { field: "txn_id" });
+    const d = (await decide(txnId, "ABORT", "participant_timeout", banks ?? [askingBank])).decision;
     if (d.decision === "ABORT") logger.info({ transactionId: txnId, bank: askingBank }, "presumed abort for a bank that asked before the decision");
     return ok(d.decision);
   }
 
   async function redriveOnce(): Promise<number> {
-    const due = log.dueAcks(clock.nowMs(), redriveBatchMax);
+    // Claimed for twice the attempt's timeout: another replica resends them only if this one dies meanwhile.
+    const due = await log.dueAcks(clock.nowMs(), redriveBatchMax, 2 * o.commitTimeoutMs);
     for (const t of due) {
       // send() skips a pair already on the wire; that is not an attempt.
       if (!inflight.has(`${t.txnId} ${t.bank}`)) metrics.redriveAttempts.inc({ decision: t.decision === "COMMIT" ? "commit" : "abort" });
@@ -336,25 +427,36 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     return due.length;
   }
 
-  async function recover(): Promise<RecoveryReport> {
+  async function abortUndecided(replica: string, createdBeforeMs: number): Promise<TakeoverReport> {
     let abortedPending = 0;
+    let abortedRounds = 0;
     for (let page = 0; page < RECOVERY_PAGES_MAX; page++) {
-      const pending = log.pendingUndecided(redriveBatchMax);
+      const pending = (await log.pendingUndecided(redriveBatchMax, { replica, createdBeforeMs })).filter((t) => !running.has(t.txnId));
       if (pending.length === 0) break;
-      for (const txn of pending) {
-        // The process died between claiming and deciding: no COMMIT was ever
-        // logged, so no bank can have been told to commit.
-        decide(txn.txnId, "ABORT", "coordinator_restarted", banksOf(txn));
-        // Its transfer ended here, not in run(): count it once, where it was decided.
-        metrics.transfers.inc({ outcome: "aborted", reason: "coordinator_restarted" });
-        abortedPending++;
-      }
+      // No COMMIT was ever logged for these, so no bank can have been told to commit.
+      await Promise.all(pending.map((txn) => decide(txn.txnId, "ABORT", "coordinator_restarted", banksOf(txn))));
+      // Each transfer ended here, not in run(): count it once, where it was decided.
+      for (let i = 0; i < pending.length; i++) metrics.transfers.inc({ outcome: "aborted", reason: "coordinator_restarted" });
+      abortedPending += pending.length;
     }
-    assert(log.pendingUndecided(1).length === 0, "recovery leaves no PENDING txn without a decision");
-    log.rescheduleUnacked(clock.nowMs());
+    for (let page = 0; page < RECOVERY_PAGES_MAX; page++) {
+      const rounds = (await log.undecidedRounds(redriveBatchMax, replica, createdBeforeMs)).filter((r) => !running.has(r.txnId));
+      if (rounds.length === 0) break;
+      await Promise.all(rounds.map((r) => decide(r.txnId, "ABORT", "coordinator_restarted", r.banks)));
+      abortedRounds += rounds.length;
+    }
+    return { abortedPending, abortedRounds };
+  }
+
+  async function recover(): Promise<RecoveryReport> {
+    // Nothing of this process runs yet: everything of our prefix undecided is an earlier process's.
+    const { abortedPending, abortedRounds } = await abortUndecided(o.replica, Number.MAX_SAFE_INTEGER);
+    const left = await log.pendingUndecided(1, { replica: o.replica });
+    assert(left.length === 0, "recovery leaves no PENDING txn without a decision");
+    await log.rescheduleUnacked(clock.nowMs());
     const redriven = await redriveOnce();
-    if (abortedPending > 0 || redriven > 0) logger.info({ abortedPending, redriven }, "coordinator recovery");
-    return { abortedPending, redriven, backlog: redriven >= redriveBatchMax };
+    if (abortedPending > 0 || abortedRounds > 0 || redriven > 0) logger.info({ abortedPending, abortedRounds, redriven }, "coordinator recovery");
+    return { abortedPending: abortedPending + abortedRounds, redriven, backlog: redriven >= redriveBatchMax };
   }
 
   function startRedrive(options: { readonly backlog?: boolean } = {}): () => Promise<void> {
@@ -385,22 +487,48 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     };
   }
 
-  async function runRound(txnId: string, plan: readonly PreparePlan[]): Promise<DecisionRecord> {
-    assert(TXN_ID_PATTERN.test(txnId) && plan.length > 0, "a round has a txn id and participants");
-    assert(log.findTxn(txnId) === undefined, "a round is not a transfer");
+  async function runRound(txnId: string, kind: string, plan: readonly PreparePlan[]): Promise<DecisionRecord> {
+    assert(TXN_ID_PATTERN.test(txnId), "a round has a txn id");
+    assert(plan.length > 0, "a round has participants");
     const banks = plan.map((p) => p.bank);
     assert(new Set(banks).size === banks.length, "one prepare per bank");
-    const verdict = await collectVotes(txnId, plan);
-    if (verdict.commit) faults.hit("gateway.after_votes_before_decision");
-    const d = verdict.commit ? await decideDurably(txnId, "COMMIT", "", banks) : await decideDurably(txnId, "ABORT", verdict.reason, banks);
-    faults.hit(d.decision === "COMMIT" ? "gateway.after_commit_logged" : "gateway.after_abort_logged");
-    await deliver(d, banks);
-    return d;
+    running.add(txnId);
+    try {
+      // Durable before any Prepare: any replica then knows who may ask about it.
+      await log.registerRound({ txnId, kind, banks, createdAtMs: clock.nowMs() });
+      const { decision: d } = await prepareAndDecide(txnId, plan);
+      faults.hit(d.decision === "COMMIT" ? "gateway.after_commit_logged" : "gateway.after_abort_logged");
+      await deliver(d, banks);
+      return d;
+    } finally {
+      running.delete(txnId);
+    }
   }
 
-  function settleRound(txnId: string, banks: readonly string[]): DecisionRecord {
-    return log.findDecision(txnId) ?? decide(txnId, "ABORT", "coordinator_restarted", banks);
+  async function settleRound(txnId: string, banks: readonly string[]): Promise<DecisionRecord> {
+    return (await log.findDecision(txnId)) ?? (await decide(txnId, "ABORT", "coordinator_restarted", banks)).decision;
   }
 
-  return { transfer, getDecision, recover, redriveOnce, startRedrive, newTxnId, runRound, settleRound };
+  async function abortDelivered(txnId: string): Promise<boolean> {
+    const d = await log.findDecision(txnId);
+    if (d?.decision !== "ABORT") return false;
+    const unacked = await log.unackedBanks(txnId);
+    if (unacked.length === 0) return true;
+    return deliver(d, unacked);
+  }
+
+  return {
+    transfer,
+    getDecision,
+    recover,
+    abortUndecided,
+    redriveOnce,
+    startRedrive,
+    newTxnId,
+    runRound,
+    settleRound,
+    abortDelivered,
+    decisionOf: (txnId) => log.findDecision(txnId),
+    isRunning: (txnId) => running.has(txnId),
+  };
 }

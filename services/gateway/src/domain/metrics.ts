@@ -2,7 +2,7 @@
 // GatewayMetrics satisfies it (main.ts passes that in), so the domain never
 // imports prom-client. Without one, nothing is recorded.
 
-export type TwoPcPhase = "prepare" | "decision_log" | "commit";
+export type TwoPcPhase = "claim" | "prepare" | "decision_log" | "commit";
 
 export interface CoordinatorMetrics {
   /** One per transfer that reached a decision (replays are idempotency hits, not transfers). */

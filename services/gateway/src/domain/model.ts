@@ -51,6 +51,26 @@ export interface DecisionRecord {
   readonly decidedAtMs: number;
 }
 
+/**
+ * A two-phase-commit round that is not a transfer (a card hold, capture,
+ * release or refund): registered before its prepares go out, so any replica
+ * knows its participants (GetDecision refuses other banks) and a replica that
+ * takes over a dead one finds the rounds it left undecided.
+ */
+export interface RoundRecord {
+  readonly txnId: string;
+  /** What the round does, for logs: "auth_hold", "capture", "release", "refund". */
+  readonly kind: string;
+  readonly banks: readonly string[];
+  readonly createdAtMs: number;
+}
+
+/** What logging a decision returns: the winner, and the transfer it settled (undefined for a round). */
+export interface Decided {
+  readonly decision: DecisionRecord;
+  readonly txn: TxnRecord | undefined;
+}
+
 /** One participant that still has to acknowledge a logged decision. */
 export interface AckTask {
   readonly txnId: string;

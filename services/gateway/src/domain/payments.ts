@@ -33,7 +33,7 @@ export interface ListOptions {
 
 export interface PaymentQueries {
   getBalance(callerUserId: string, accountId: string): Promise<Result<AccountView[]>>;
-  getTransaction(callerUserId: string, txnId: string): Result<TxnRecord>;
+  getTransaction(callerUserId: string, txnId: string): Promise<Result<TxnRecord>>;
   /** Checks the options; the stream ends when not following, or when the signal aborts. */
   listTransactions(callerUserId: string, options: ListOptions): Result<AsyncIterable<TxnRecord>>;
 }
@@ -61,12 +61,12 @@ export function createPaymentQueries(o: PaymentQueriesOptions): PaymentQueries {
     let accounts: DirectoryAccount[];
     if (accountId !== "") {
       if (!ACCOUNT_ID_PATTERN.test(accountId)) return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
-      const acct = directory.find(accountId);
+      const acct = await directory.find(accountId);
       if (!acct) return fail("account_not_found", `account ${accountId} not found`, { account_id: accountId });
       if (acct.ownerUserId !== callerUserId) return fail("not_account_owner", `you do not own ${accountId}`, { account_id: accountId });
       accounts = [acct];
     } else {
-      accounts = directory.ownedBy(callerUserId);
+      accounts = await directory.ownedBy(callerUserId);
     }
     const answers = await Promise.all(accounts.map((a) => ledgers.getAccount(a.bank, a.accountId)));
     const views: AccountView[] = [];
@@ -74,20 +74,26 @@ export function createPaymentQueries(o: PaymentQueriesOptions): PaymentQueries {
       const dir = accounts[i];
       if (!dir) continue;
       if (!r.ok) return fail(r.reason, `bank ${dir.bank}: ${r.message}`, { account_id: dir.accountId, bank: dir.bank });
+      // The bank is the truth for ownership: a directory entry cached from before an unlink (DESIGN.md §11) shows nothing.
+      if (r.value.ownerUserId !== callerUserId) {
+        if (accountId !== "") return fail("not_account_owner", `you do not own ${accountId}`, { account_id: accountId });
+        continue;
+      }
       views.push(accountView(dir, r.value));
     }
     return ok(views);
   }
 
-  function visibleTo(callerUserId: string, txn: TxnRecord): boolean {
+  async function visibleTo(callerUserId: string, txn: TxnRecord): Promise<boolean> {
     if (txn.callerUserId === callerUserId) return true;
-    return directory.find(txn.fromAccountId)?.ownerUserId === callerUserId || directory.find(txn.toAccountId)?.ownerUserId === callerUserId;
+    const [from, to] = await Promise.all([directory.find(txn.fromAccountId), directory.find(txn.toAccountId)]);
+    return from?.ownerUserId === callerUserId || to?.ownerUserId === callerUserId;
   }
 
-  function getTransaction(callerUserId: string, txnId: string): Result<TxnRecord> {
+  async function getTransaction(callerUserId: string, txnId: string): Promise<Result<TxnRecord>> {
     if (!TXN_ID_PATTERN.test(txnId)) return fail("invalid_txn_id", 'transaction_id must look like "<replica>:<uuid>"', { field: "transaction_id" });
-    const txn = history.findTxn(txnId);
-    if (!txn || !visibleTo(callerUserId, txn)) return fail("transaction_not_found", `transaction ${txnId} not found`);
+    const txn = await history.findTxn(txnId);
+    if (!txn || !(await visibleTo(callerUserId, txn))) return fail("transaction_not_found", `transaction ${txnId} not found`);
     return ok(txn);
   }
 
@@ -99,7 +105,7 @@ export function createPaymentQueries(o: PaymentQueriesOptions): PaymentQueries {
       // Read the version before the log: a decision logged after this line wakes the wait below.
       const seen = feed.version;
       const want = o.follow ? LIST_PAGE_MAX : Math.min(LIST_PAGE_MAX, o.limit - sent);
-      const page = history.listVisible(callerUserId, last, want);
+      const page = await history.listVisible(callerUserId, last, want);
       for (const txn of page) {
         if (o.signal.aborted) return;
         yield txn;

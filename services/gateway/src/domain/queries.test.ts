@@ -67,7 +67,7 @@ function setup(down?: Set<string>) {
   const decide = async (t: NewTxn, decision: "COMMIT" | "ABORT" = "COMMIT") => {
     const c = await log.claim(t);
     assert.ok(c.claimed);
-    log.decide({ txnId: t.txnId, decision, reason: decision === "ABORT" ? "insufficient_funds" : "", participants: [t.fromBank, t.toBank], nowMs: 1, firstResendAtMs: 1 });
+    await log.decide({ txnId: t.txnId, decision, reason: decision === "ABORT" ? "insufficient_funds" : "", participants: [t.fromBank, t.toBank], nowMs: 1, firstResendAtMs: 1 });
     feed.notify();
     return t.txnId;
   };
@@ -88,11 +88,11 @@ test("GetBalance: own accounts only, from the banks", async () => {
 test("GetTransaction: initiator and account owners see it; others get not found", async () => {
   const h = setup();
   const id = await h.decide(txn());
-  assert.equal(reasonOf(h.payments.getTransaction("alice", id)), "ok");
-  assert.equal(reasonOf(h.payments.getTransaction("bob", id)), "ok");
-  assert.equal(reasonOf(h.payments.getTransaction("carol", id)), "transaction_not_found");
-  assert.equal(reasonOf(h.payments.getTransaction("alice", "gateway-0:00000000-0000-4000-8000-999999999999")), "transaction_not_found");
-  assert.equal(reasonOf(h.payments.getTransaction("alice", "x")), "invalid_txn_id");
+  assert.equal(reasonOf(await h.payments.getTransaction("alice", id)), "ok");
+  assert.equal(reasonOf(await h.payments.getTransaction("bob", id)), "ok");
+  assert.equal(reasonOf(await h.payments.getTransaction("carol", id)), "transaction_not_found");
+  assert.equal(reasonOf(await h.payments.getTransaction("alice", "gateway-0:00000000-0000-4000-8000-999999999999")), "transaction_not_found");
+  assert.equal(reasonOf(await h.payments.getTransaction("alice", "x")), "invalid_txn_id");
 });
 
 async function collect(it: AsyncIterable<{ txnId: string }>, max = 100): Promise<string[]> {
@@ -169,14 +169,15 @@ test("admin: users, accounts and deposits are validated before any bank is calle
   const h = setup();
   const users = createMemoryUsers();
   const admin = createAdmin({ users, directory: h.directory, ledgers: h.ledgers, log: h.log, banks: ["bank-a", "bank-b"], clock: createManualClock(), hashPassword: async (pw) => `hash:${pw}`, reconcileTimeoutMs: 100 });
-  assert.equal(reasonOf(await admin.createUser({ username: "Dave!", password: "long-enough-pw", roles: ["customer"], displayName: "" })), "invalid_argument");
+  assert.equal(reasonOf(await admin.createUser({ username: "Dave!", password: "long-enough-pw", roles: ["customer"], displayName: "" })), "invalid_username");
+  assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "Password123", roles: ["customer"], displayName: "" })), "common_password", "the sign-up rules, for admins too");
   assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "short", roles: ["customer"], displayName: "" })), "weak_password");
   assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "long-enough-pw", roles: [], displayName: "" })), "invalid_argument");
   assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["king"], displayName: "" })), "invalid_argument");
   const dave = await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["customer"], displayName: "" });
   assert.ok(dave.ok);
   assert.deepEqual([dave.value.userId, dave.value.displayName, dave.value.passwordHash], ["dave", "dave", "hash:long-enough-pw"]);
-  assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["customer"], displayName: "" })), "already_exists");
+  assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["customer"], displayName: "" })), "username_taken");
   const dotted = await admin.createUser({ username: "d.v", password: "long-enough-pw", roles: ["merchant"], displayName: "" });
   assert.ok(dotted.ok && /^u-[0-9a-f]{16}$/.test(dotted.value.userId));
 
@@ -184,7 +185,7 @@ test("admin: users, accounts and deposits are validated before any bank is calle
   assert.equal(reasonOf(await admin.openAccount("nobody", "bank-a", "USD")), "user_not_found");
   const opened = await admin.openAccount("dave", "bank-a", "USD");
   assert.ok(opened.ok);
-  assert.equal(h.directory.find("bank-a/9001")?.ownerUserId, "dave");
+  assert.equal((await h.directory.find("bank-a/9001"))?.ownerUserId, "dave");
 
   assert.equal(reasonOf(await admin.deposit("", "bank-a/9001", 5n, "USD")), "idempotency_key_missing");
   assert.equal(reasonOf(await admin.deposit("d1", "bank-a/9001", 0n, "USD")), "invalid_amount");

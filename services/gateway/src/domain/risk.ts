@@ -1,6 +1,7 @@
 // The card risk rule: the credit bureau's score, stricter for large amounts,
 // and a per-card ceiling on what is authorized per UTC day. Pure: the caller
 // supplies today's spend, read atomically with recording the decision.
+import type { CardDeclineReason } from "@paygate/vocab";
 
 export interface RiskConfig {
   /** Below this score every authorization is declined. */
@@ -25,7 +26,7 @@ export interface RiskDecision {
   /** The rule that decided, recorded with the authorization, e.g. "score>=600" or "daily_limit". */
   readonly rule: string;
   /** Set when declined. */
-  readonly reason?: "risk_declined" | "spend_limit_exceeded";
+  readonly reason?: Extract<CardDeclineReason, "risk_declined" | "spend_limit_exceeded">;
 }
 
 const DAY_MS = 86_400_000;

@@ -2,6 +2,7 @@
 // fingerprint (what "the same request" means for an idempotency key).
 import { createHash } from "node:crypto";
 import { AMOUNT_MINOR_MAX, parseCurrency } from "@paygate/money";
+import { ACCOUNT_ID_PATTERN, checkIdempotencyKeyShape, checkMemoShape } from "@paygate/vocab";
 import { fail, ok, type DirectoryAccount, type Result } from "./model.js";
 import type { Directory } from "./ports.js";
 
@@ -20,19 +21,12 @@ export interface CheckedTransfer extends TransferRequest {
   readonly fingerprint: string;
 }
 
-export const ACCOUNT_ID_PATTERN = /^[a-z][a-z0-9-]{0,30}\/\d{1,12}$/;
-export const IDEMPOTENCY_KEY_LENGTH_MAX = 255;
-export const MEMO_LENGTH_MAX = 140;
-// Printable ASCII: keys end up in logs and Redis keys, so no control characters.
-const KEY_PATTERN = /^[\x20-\x7e]+$/;
+export { ACCOUNT_ID_PATTERN, MEMO_LENGTH_MAX } from "@paygate/vocab";
 
-/** Shape checks shared with Deposit. */
+/** One rule for every money-moving key (transfer, deposit, card authorize/settle/refund), checked here at the edge. */
 export function checkIdempotencyKey(key: string): Result<string> {
-  if (key.trim() === "") return fail("idempotency_key_missing", "idempotency_key is required (reuse it on every retry)");
-  if (key.length > IDEMPOTENCY_KEY_LENGTH_MAX || !KEY_PATTERN.test(key)) {
-    return fail("idempotency_key_missing", `idempotency_key must be 1-${IDEMPOTENCY_KEY_LENGTH_MAX} printable ASCII characters`);
-  }
-  return ok(key);
+  const problem = checkIdempotencyKeyShape(key);
+  return problem === undefined ? ok(key) : fail("idempotency_key_missing", problem, { field: "idempotency_key" });
 }
 
 export function checkAmount(amountMinor: bigint): Result<bigint> {
@@ -43,7 +37,7 @@ export function checkAmount(amountMinor: bigint): Result<bigint> {
   return ok(amountMinor);
 }
 
-export function checkTransfer(req: TransferRequest, callerUserId: string, directory: Directory): Result<CheckedTransfer> {
+export async function checkTransfer(req: TransferRequest, callerUserId: string, directory: Directory): Promise<Result<CheckedTransfer>> {
   const key = checkIdempotencyKey(req.idempotencyKey);
   if (!key.ok) return key;
   for (const [field, id] of [["from_account_id", req.fromAccountId], ["to_account_id", req.toAccountId]] as const) {
@@ -53,11 +47,11 @@ export function checkTransfer(req: TransferRequest, callerUserId: string, direct
   const amount = checkAmount(req.amountMinor);
   if (!amount.ok) return amount;
   if (!parseCurrency(req.currency)) return fail("invalid_currency", "currency must be three capital letters (ISO 4217)", { field: "currency" });
-  if ([...req.memo].length > MEMO_LENGTH_MAX) return fail("memo_too_long", `memo must be at most ${MEMO_LENGTH_MAX} characters`, { field: "memo" });
+  const memo = checkPrintable(req.memo, "memo");
+  if (!memo.ok) return memo;
 
-  const from = directory.find(req.fromAccountId);
+  const [from, to] = await Promise.all([directory.find(req.fromAccountId), directory.find(req.toAccountId)]);
   if (!from) return fail("account_not_found", `account ${req.fromAccountId} not found`, { account_id: req.fromAccountId });
-  const to = directory.find(req.toAccountId);
   if (!to) return fail("account_not_found", `account ${req.toAccountId} not found`, { account_id: req.toAccountId });
   // Ownership before currency: a stranger's account reveals nothing about itself.
   if (from.ownerUserId !== callerUserId) return fail("not_account_owner", `you do not own ${req.fromAccountId}`, { account_id: req.fromAccountId });
@@ -65,6 +59,12 @@ export function checkTransfer(req: TransferRequest, callerUserId: string, direct
     return fail("currency_mismatch", "both accounts must hold the transfer's currency");
   }
   return ok({ ...req, from, to, fingerprint: transferFingerprint(req) });
+}
+
+/** Free text another person will read (memo, reference, name): no control characters, at most MEMO_LENGTH_MAX. */
+export function checkPrintable(text: string, field: string): Result<string> {
+  const problem = checkMemoShape(text, field);
+  return problem ? fail(problem.reason, problem.message, { field }) : ok(text);
 }
 
 /** Hash of the request's canonical fields (not the key itself: the key is the scope). */

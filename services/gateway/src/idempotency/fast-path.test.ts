@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createCoordinator, type Coordinator, type TransferOutcome } from "../domain/coordinator.js";
-import { createDecidedFeed } from "../domain/decided-feed.js";
+import type { Coordinator, TransferOutcome } from "../domain/coordinator.js";
 import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type MemoryLog } from "../domain/fakes.js";
 import type { DirectoryAccount } from "../domain/model.js";
+import { createTestCoordinator, sequentialTxnIds } from "../domain/test-harness.js";
 import type { TransferRequest } from "../domain/transfer-rules.js";
 import { createMemoryCache, type IdempotencyCache } from "./cache.js";
 import { withIdempotencyFastPath } from "./fast-path.js";
@@ -35,7 +35,6 @@ interface Harness {
   metrics: { results: string[]; redisErrors: number };
 }
 
-let ids = 0;
 function setup(o: { cache?: IdempotencyCache; bootId?: string; log?: MemoryLog; memory?: ReturnType<typeof createMemoryCache> } = {}): Harness {
   const directory = createMemoryDirectory(ACCOUNTS);
   const log = o.log ?? createMemoryLog(directory);
@@ -43,21 +42,7 @@ function setup(o: { cache?: IdempotencyCache; bootId?: string; log?: MemoryLog; 
   const memory = o.memory ?? createMemoryCache();
   const warnings: string[] = [];
   const logger = { info: () => {}, warn: (_f: object, msg: string) => void warnings.push(msg), error: () => {} };
-  const inner = createCoordinator({
-    replica: "gateway-0",
-    log,
-    directory,
-    participants: banks,
-    clock: createManualClock(),
-    faults: { hit: () => {} },
-    feed: createDecidedFeed(),
-    logger,
-    prepareTimeoutMs: 10_000,
-    commitTimeoutMs: 5_000,
-    redriveIntervalMs: 1_000,
-    redriveBackoffMaxMs: 8_000,
-    newTxnId: () => `gateway-0:00000000-0000-4000-8000-${String(++ids).padStart(12, "0")}`,
-  });
+  const inner = createTestCoordinator({ log, directory, participants: banks, clock: createManualClock(), logger, newTxnId: sequentialTxnIds() });
   const h: Harness = { fast: inner, log, banks, cache: memory, innerCalls: 0, warnings, metrics: { results: [], redisErrors: 0 } };
   const counted: Coordinator = {
     ...inner,

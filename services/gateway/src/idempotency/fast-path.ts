@@ -18,11 +18,11 @@
 // transient abort deletes the claim, as the log lets the key try again.
 //
 // An in-flight claim whose holder died (or whose outcome could not be stored)
-// is cleared only by its own replica, which asks its log; every other replica
-// answers "in use" until then. Each replica has its own log, so a claim that
-// simply expired could let a second replica run a key the first had already
-// committed.
+// is checked against the log. With one shared log (PostgreSQL) any replica
+// may do it; with a log per replica (SQLite) only the claim's own replica,
+// whose log alone knows what became of it.
 import { randomUUID } from "node:crypto";
+import { reasonClass } from "@paygate/vocab";
 import type { Coordinator, EventLogger, TransferOutcome } from "../domain/coordinator.js";
 import { fail, TRANSIENT_ABORT_REASONS } from "../domain/model.js";
 import type { Directory } from "../domain/ports.js";
@@ -59,25 +59,36 @@ export interface FastPathOptions {
   /** A cache failure is logged at most once per interval (each one is counted). */
   readonly warnIntervalMs?: number;
   readonly nowMs?: () => number;
+  /**
+   * Every replica shares one durable log (PostgreSQL): an in-flight claim of
+   * any replica may be checked against it, because the log knows every key.
+   */
+  readonly sharedLog?: boolean;
 }
 
 const WARN_INTERVAL_MS_DEFAULT = 5_000;
 const MSG_REUSED = "this idempotency key was used for a different request";
 const MSG_IN_USE = "this request is still in progress; retry with the same key";
 
-/** Outcomes that are the key's last word: the same request always gets them again. */
+/**
+ * Outcomes that are the key's last word: the same request always gets them
+ * again. Only a commit or a final decline; anything that may pass later (a
+ * transient abort, the store unreachable, a key still in use) must never be
+ * remembered, or the key would be stuck on it for IDEMPOTENCY_TTL.
+ */
 export function isFinal(out: TransferOutcome): boolean {
   if (out.txnId === undefined) return false; // rejected before any claim
   if (out.result.ok) return true;
   const reason = out.result.reason;
-  // In use / reused describe another request's claim, and a transient abort lets the key try again.
-  return reason !== "idempotency_key_in_use" && reason !== "idempotency_key_reused" && !TRANSIENT_ABORT_REASONS.has(reason) && reason !== "internal";
+  // Reused describes another request's claim; a transient abort lets the key try again.
+  return reasonClass(reason) === "final" && reason !== "idempotency_key_reused" && !TRANSIENT_ABORT_REASONS.has(reason);
 }
 
 export function withIdempotencyFastPath(o: FastPathOptions): Coordinator {
   const { inner, cache, logger } = o;
   const owner = `${o.replica}/${o.bootId ?? randomUUID()}`;
-  const nowMs = o.nowMs ?? Date.now;
+  // Only intervals (the warning throttle): monotonic.
+  const nowMs = o.nowMs ?? (() => performance.now());
   const warnIntervalMs = o.warnIntervalMs ?? WARN_INTERVAL_MS_DEFAULT;
   let lastWarnMs = -Infinity;
   let suppressed = 0;
@@ -117,15 +128,18 @@ export function withIdempotencyFastPath(o: FastPathOptions): Coordinator {
     try {
       out = await inner.transfer(callerUserId, req);
     } catch (e) {
-      await settle(key, claimRaw, fingerprint, { result: fail("internal", "failed"), txnId: undefined, replayed: false });
+      void settle(key, claimRaw, fingerprint, { result: fail("internal", "failed"), txnId: undefined, replayed: false });
       throw e;
     }
-    await settle(key, claimRaw, fingerprint, out);
+    // Behind the reply: the log already holds the outcome, so a repeat that
+    // arrives before this lands is answered from the log (or finds our claim
+    // and asks the log), never differently.
+    void settle(key, claimRaw, fingerprint, out);
     return out;
   }
 
   async function transfer(callerUserId: string, req: TransferRequest): Promise<TransferOutcome> {
-    const checked = checkTransfer(req, callerUserId, o.directory);
+    const checked = await checkTransfer(req, callerUserId, o.directory);
     // Invalid: the coordinator rejects it exactly the same way, and nothing is stored anywhere.
     if (!checked.ok) return inner.transfer(callerUserId, req);
     const key = cacheKey(callerUserId, req.idempotencyKey);
@@ -159,10 +173,12 @@ export function withIdempotencyFastPath(o: FastPathOptions): Coordinator {
       cacheFailed("decode", new Error(`unreadable record under ${key}`));
       return viaLog(callerUserId, req, key, claimRaw, fingerprint);
     }
-    if (existing.state === "in_flight" && existing.owner.startsWith(`${o.replica}/`) && running.get(key) === 1) {
-      // Our own claim, but no other request of this process holds it: an
-      // earlier run died, or storing the outcome failed. Our log knows what
-      // happened (including whether that request, whatever it was, got in).
+    const stale = existing.state === "in_flight" && running.get(key) === 1 && (o.sharedLog === true || existing.owner.startsWith(`${o.replica}/`));
+    if (stale) {
+      // A claim no request of this process holds: an earlier run died, storing
+      // the outcome failed, or (shared log) another replica holds it or died.
+      // The log knows what happened, including whether that request got in,
+      // and answers "in use" itself while its txn is still PENDING.
       let took = false;
       try {
         took = await cache.swap(key, existingRaw, claimRaw, o.ttlMs);

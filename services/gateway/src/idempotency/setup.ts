@@ -13,7 +13,7 @@ export interface IdempotencyWiring {
 
 export function setupIdempotency(
   config: Pick<GatewayConfig, "redisUrl" | "idempotencyTtlMs" | "redisCommandTimeoutMs" | "replica">,
-  deps: { readonly coordinator: Coordinator; readonly directory: Directory; readonly logger: EventLogger; readonly metrics?: FastPathMetrics },
+  deps: { readonly coordinator: Coordinator; readonly directory: Directory; readonly logger: EventLogger; readonly metrics?: FastPathMetrics; readonly sharedLog?: boolean },
 ): IdempotencyWiring {
   if (config.redisUrl === undefined) return { coordinator: deps.coordinator, close: async () => {} };
   const cache = createRedisCache({ url: config.redisUrl, logger: deps.logger, commandTimeoutMs: config.redisCommandTimeoutMs, connectionName: `paygate-${config.replica}` });
@@ -23,6 +23,7 @@ export function setupIdempotency(
     directory: deps.directory,
     replica: config.replica,
     ttlMs: config.idempotencyTtlMs,
+    sharedLog: deps.sharedLog ?? false,
     logger: deps.logger,
     ...(deps.metrics ? { metrics: deps.metrics } : {}),
   });

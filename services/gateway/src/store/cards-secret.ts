@@ -9,6 +9,13 @@ import { CARD_SECRET_BYTES } from "../domain/cards-crypto.js";
 
 export const CARD_SECRET_FILE = "card-secret.key";
 
+/** A key every replica shares: the file must exist (it is never made here). */
+export function loadCardSecretFile(file: string): Buffer {
+  const secret = Buffer.from(readFileSync(file, "utf8").trim(), "hex");
+  if (secret.length !== CARD_SECRET_BYTES) throw new Error(`${file} must hold ${CARD_SECRET_BYTES} bytes as hex`);
+  return secret;
+}
+
 export function loadOrCreateCardSecret(dataDir: string): Buffer {
   mkdirSync(dataDir, { recursive: true });
   const file = join(dataDir, CARD_SECRET_FILE);

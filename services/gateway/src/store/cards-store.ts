@@ -1,113 +1,19 @@
 // Cards, authorizations, settlement batches and refunds in the gateway's
-// SQLite file. The tables are created here (IF NOT EXISTS) rather than in
-// db.ts's numbered migrations, so card payments stay one self-contained
-// module. Unique indexes are the exactly-once guards: (merchant, key) per
-// authorization, batch and refund; CHECKs repeat the money rules (a refund
-// total never exceeds the captured amount, even with reservations).
+// SQLite file (tables in db.ts's migrations). Unique indexes are the
+// exactly-once guards: (merchant, key) per authorization, batch and refund;
+// CHECKs repeat the money rules (a refund total never exceeds the captured
+// amount, even with reservations). Every write goes through group commit, so
+// concurrent authorizations share fsyncs; each write is one atomic step.
+//
+// The webhook outbox (DESIGN.md §12): a write that changes what a merchant is
+// told about (an authorization's status, a failed capture, a finished batch, a
+// committed refund) inserts its event in the same transaction (webhooks-store.ts).
 import { assert } from "@paygate/money";
-import type { AuthChange, AuthRecord, AuthStatus, BatchItemRecord, BatchRecord, CardRecord, CardStore, ItemStatus, RefundRecord, RefundStatus, AuthOp } from "../domain/cards-ports.js";
+import type { AuthChange, AuthExpect, AuthOp, AuthRecord, AuthStatus, BatchItemRecord, BatchRecord, CardRecord, CardStore, ItemStatus, RefundEnd, RefundRecord, RefundStart, RefundStatus } from "../domain/cards-ports.js";
 import { num, type Db } from "./db.js";
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS cards (
-  card_id         TEXT PRIMARY KEY,
-  pan_hmac        TEXT NOT NULL UNIQUE,
-  last4           TEXT NOT NULL,
-  exp_month       INTEGER NOT NULL CHECK (exp_month BETWEEN 1 AND 12),
-  exp_year        INTEGER NOT NULL,
-  cvc_hash        TEXT NOT NULL,
-  cardholder_name TEXT NOT NULL,
-  account_id      TEXT NOT NULL,
-  bank            TEXT NOT NULL,
-  owner_user_id   TEXT NOT NULL,
-  currency        TEXT NOT NULL,
-  created_at      INTEGER NOT NULL
-) STRICT;
-
-CREATE TABLE IF NOT EXISTS card_authorizations (
-  auth_id               TEXT PRIMARY KEY,
-  auth_code             TEXT NOT NULL UNIQUE,
-  merchant_user_id      TEXT NOT NULL,
-  idempotency_key       TEXT NOT NULL,
-  fingerprint           TEXT NOT NULL,
-  card_id               TEXT NOT NULL REFERENCES cards (card_id),
-  card_last4            TEXT NOT NULL,
-  card_account_id       TEXT NOT NULL,
-  card_bank             TEXT NOT NULL,
-  card_owner_user_id    TEXT NOT NULL,
-  merchant_account_id   TEXT NOT NULL,
-  merchant_bank         TEXT NOT NULL,
-  amount_minor          INTEGER NOT NULL CHECK (amount_minor > 0),
-  currency              TEXT NOT NULL,
-  merchant_reference    TEXT NOT NULL,
-  status                TEXT NOT NULL CHECK (status IN ('PENDING', 'DECLINED', 'APPROVED', 'CAPTURED', 'VOIDED', 'EXPIRED')),
-  decline_reason        TEXT NOT NULL DEFAULT '',
-  risk_score            INTEGER NOT NULL DEFAULT 0,
-  risk_approved         INTEGER NOT NULL DEFAULT 0 CHECK (risk_approved IN (0, 1)),
-  risk_rule             TEXT NOT NULL DEFAULT '',
-  hold_txn_id           TEXT NOT NULL DEFAULT '',
-  op_txn_id             TEXT NOT NULL DEFAULT '',
-  op_kind               TEXT NOT NULL DEFAULT '' CHECK (op_kind IN ('', 'capture', 'void')),
-  op_amount_minor       INTEGER NOT NULL DEFAULT 0,
-  op_batch_id           TEXT NOT NULL DEFAULT '',
-  op_item_index         INTEGER NOT NULL DEFAULT -1,
-  captured_minor        INTEGER NOT NULL DEFAULT 0 CHECK (captured_minor >= 0 AND captured_minor <= amount_minor),
-  capture_txn_id        TEXT NOT NULL DEFAULT '',
-  capture_batch_id      TEXT NOT NULL DEFAULT '',
-  capture_item_index    INTEGER NOT NULL DEFAULT -1,
-  refunded_minor        INTEGER NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0),
-  refund_reserved_minor INTEGER NOT NULL DEFAULT 0 CHECK (refund_reserved_minor >= 0),
-  created_at            INTEGER NOT NULL,
-  expires_at            INTEGER NOT NULL,
-  updated_at            INTEGER NOT NULL,
-  CHECK (refunded_minor + refund_reserved_minor <= captured_minor),
-  CHECK ((op_kind = '') = (op_txn_id = ''))
-) STRICT;
-CREATE UNIQUE INDEX IF NOT EXISTS card_auth_key ON card_authorizations (merchant_user_id, idempotency_key);
-CREATE INDEX IF NOT EXISTS card_auth_spend ON card_authorizations (card_id, created_at);
-CREATE INDEX IF NOT EXISTS card_auth_pending ON card_authorizations (created_at) WHERE status = 'PENDING';
-CREATE INDEX IF NOT EXISTS card_auth_ops ON card_authorizations (op_txn_id) WHERE op_txn_id != '';
-CREATE INDEX IF NOT EXISTS card_auth_expiry ON card_authorizations (expires_at) WHERE status = 'APPROVED';
-
-CREATE TABLE IF NOT EXISTS card_settle_batches (
-  batch_id         TEXT PRIMARY KEY,
-  merchant_user_id TEXT NOT NULL,
-  idempotency_key  TEXT NOT NULL,
-  fingerprint      TEXT NOT NULL,
-  status           TEXT NOT NULL CHECK (status IN ('PENDING', 'DONE')),
-  created_at       INTEGER NOT NULL,
-  finished_at      INTEGER NOT NULL DEFAULT 0
-) STRICT;
-CREATE UNIQUE INDEX IF NOT EXISTS card_batch_key ON card_settle_batches (merchant_user_id, idempotency_key);
-
-CREATE TABLE IF NOT EXISTS card_settle_items (
-  batch_id       TEXT NOT NULL REFERENCES card_settle_batches (batch_id),
-  item_index     INTEGER NOT NULL,
-  auth_code      TEXT NOT NULL,
-  amount_minor   INTEGER NOT NULL,
-  status         TEXT NOT NULL DEFAULT '' CHECK (status IN ('', 'CAPTURED', 'FAILED')),
-  reason         TEXT NOT NULL DEFAULT '',
-  captured_minor INTEGER NOT NULL DEFAULT 0,
-  txn_id         TEXT NOT NULL DEFAULT '',
-  PRIMARY KEY (batch_id, item_index)
-) STRICT, WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS card_refunds (
-  refund_id        TEXT PRIMARY KEY,
-  merchant_user_id TEXT NOT NULL,
-  idempotency_key  TEXT NOT NULL,
-  fingerprint      TEXT NOT NULL,
-  auth_id          TEXT NOT NULL REFERENCES card_authorizations (auth_id),
-  amount_minor     INTEGER NOT NULL CHECK (amount_minor > 0),
-  txn_id           TEXT NOT NULL,
-  status           TEXT NOT NULL CHECK (status IN ('PENDING', 'COMMITTED', 'FAILED')),
-  reason           TEXT NOT NULL DEFAULT '',
-  created_at       INTEGER NOT NULL,
-  decided_at       INTEGER NOT NULL DEFAULT 0
-) STRICT;
-CREATE UNIQUE INDEX IF NOT EXISTS card_refund_key ON card_refunds (merchant_user_id, idempotency_key);
-CREATE INDEX IF NOT EXISTS card_refund_pending ON card_refunds (created_at) WHERE status = 'PENDING';
-`;
+import { createGroupCommit, type GroupCommit } from "./group-commit.js";
+import { captureFailedEvent, eventsForAuthChange, eventsForNewAuth, refundEvent, settlementEvent } from "../domain/webhook-events.js";
+import { createSqliteOutbox } from "./webhooks-store.js";
 
 interface CardRow {
   card_id: string;
@@ -141,6 +47,7 @@ const toCard = (r: CardRow): CardRecord => ({
 
 interface AuthRow {
   auth_id: string;
+  replica: string;
   auth_code: string;
   merchant_user_id: string;
   idempotency_key: string;
@@ -179,6 +86,7 @@ interface AuthRow {
 
 const toAuth = (r: AuthRow): AuthRecord => ({
   authId: r.auth_id,
+  replica: r.replica,
   authCode: r.auth_code,
   merchantUserId: r.merchant_user_id,
   idempotencyKey: r.idempotency_key,
@@ -222,6 +130,7 @@ function authParams(a: AuthRecord): Record<string, unknown> {
 
 interface BatchRow {
   batch_id: string;
+  owner_replica: string;
   merchant_user_id: string;
   idempotency_key: string;
   fingerprint: string;
@@ -235,6 +144,7 @@ const toBatch = (r: BatchRow): BatchRecord => ({
   idempotencyKey: r.idempotency_key,
   fingerprint: r.fingerprint,
   status: r.status as BatchRecord["status"],
+  ownerReplica: r.owner_replica,
   createdAtMs: num(r.created_at),
 });
 
@@ -286,17 +196,21 @@ const toRefund = (r: RefundRow): RefundRecord => ({
   createdAtMs: num(r.created_at),
 });
 
-const AUTH_COLUMNS = `auth_id, auth_code, merchant_user_id, idempotency_key, fingerprint, card_id, card_last4, card_account_id, card_bank,
+const AUTH_COLUMNS = `auth_id, replica, auth_code, merchant_user_id, idempotency_key, fingerprint, card_id, card_last4, card_account_id, card_bank,
   card_owner_user_id, merchant_account_id, merchant_bank, amount_minor, currency, merchant_reference, status, decline_reason, risk_score,
   risk_approved, risk_rule, hold_txn_id, op_txn_id, op_kind, op_amount_minor, op_batch_id, op_item_index, captured_minor, capture_txn_id,
   capture_batch_id, capture_item_index, refunded_minor, refund_reserved_minor, created_at, expires_at, updated_at`;
-const AUTH_VALUES = `@authId, @authCode, @merchantUserId, @idempotencyKey, @fingerprint, @cardId, @cardLast4, @cardAccountId, @cardBank,
+const AUTH_VALUES = `@authId, @replica, @authCode, @merchantUserId, @idempotencyKey, @fingerprint, @cardId, @cardLast4, @cardAccountId, @cardBank,
   @cardOwnerUserId, @merchantAccountId, @merchantBank, @amountMinor, @currency, @merchantReference, @status, @declineReason, @riskScore,
   @riskApproved, @riskRule, @holdTxnId, @opTxnId, @opKind, @opAmountMinor, @opBatchId, @opItemIndex, @capturedMinor, @captureTxnId,
   @captureBatchId, @captureItemIndex, @refundedMinor, @refundReservedMinor, @createdAtMs, @expiresAtMs, @updatedAtMs`;
 
-export function createSqliteCardStore(db: Db): CardStore {
-  db.exec(SCHEMA);
+/** `<replica>:` as a LIKE prefix (replica names are [a-z0-9-], no wildcards). */
+const prefixOf = (replica: string | undefined) => (replica === undefined ? "%" : `${replica}:%`);
+
+/** `clockMs`: the time of events whose store call carries none (a failed batch item). */
+export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCommit(db), clockMs: () => number = Date.now): CardStore {
+  const outbox = createSqliteOutbox(db);
   const q = {
     insertCard: db.prepare(`INSERT INTO cards (card_id, pan_hmac, last4, exp_month, exp_year, cvc_hash, cardholder_name, account_id, bank, owner_user_id, currency, created_at)
       VALUES (@cardId, @panHmac, @last4, @expMonth, @expYear, @cvcHash, @cardholderName, @accountId, @bank, @ownerUserId, @currency, @createdAtMs)
@@ -310,119 +224,188 @@ export function createSqliteCardStore(db: Db): CardStore {
     writeAuth: db.prepare(`UPDATE card_authorizations SET status = @status, decline_reason = @declineReason, risk_score = @riskScore,
       risk_approved = @riskApproved, risk_rule = @riskRule, hold_txn_id = @holdTxnId, op_txn_id = @opTxnId, op_kind = @opKind,
       op_amount_minor = @opAmountMinor, op_batch_id = @opBatchId, op_item_index = @opItemIndex, captured_minor = @capturedMinor,
-      capture_txn_id = @captureTxnId, capture_batch_id = @captureBatchId, capture_item_index = @captureItemIndex, updated_at = @updatedAtMs
+      capture_txn_id = @captureTxnId, capture_batch_id = @captureBatchId, capture_item_index = @captureItemIndex, updated_at = @updatedAtMs,
+      last_op_id = @lastOpId
       WHERE auth_id = @authId`),
+    lastOp: db.prepare("SELECT last_op_id FROM card_authorizations WHERE auth_id = ?"),
     deleteAuth: db.prepare("DELETE FROM card_authorizations WHERE auth_id = ? AND status = 'PENDING'"),
     adjustRefunds: db.prepare(`UPDATE card_authorizations SET refunded_minor = refunded_minor + ?, refund_reserved_minor = refund_reserved_minor + ?, updated_at = ?
       WHERE auth_id = ?`),
+    reserveRefund: db.prepare(`UPDATE card_authorizations SET refund_reserved_minor = refund_reserved_minor + @amount, updated_at = @now
+      WHERE auth_id = @authId AND status = 'CAPTURED' AND refunded_minor + refund_reserved_minor + @amount <= captured_minor`),
     spent: db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS total FROM card_authorizations
       WHERE card_id = ? AND created_at >= ? AND auth_id != ?
         AND (status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1))`),
-    pending: db.prepare("SELECT * FROM card_authorizations WHERE status = 'PENDING' ORDER BY created_at LIMIT ?"),
-    withOp: db.prepare("SELECT * FROM card_authorizations WHERE op_txn_id != '' ORDER BY updated_at LIMIT ?"),
+    pending: db.prepare("SELECT * FROM card_authorizations WHERE status = 'PENDING' AND (@replica IS NULL OR replica = @replica) ORDER BY created_at LIMIT @limit"),
+    withOp: db.prepare("SELECT * FROM card_authorizations WHERE op_txn_id != '' AND op_txn_id LIKE @prefix ORDER BY updated_at LIMIT @limit"),
     due: db.prepare("SELECT * FROM card_authorizations WHERE status = 'APPROVED' AND expires_at <= ? AND op_txn_id = '' ORDER BY expires_at LIMIT ?"),
     expire: db.prepare("UPDATE card_authorizations SET status = 'EXPIRED', updated_at = ? WHERE auth_id = ? AND status = 'APPROVED' AND op_txn_id = ''"),
-    insertBatch: db.prepare(`INSERT INTO card_settle_batches (batch_id, merchant_user_id, idempotency_key, fingerprint, status, created_at)
-      VALUES (@batchId, @merchantUserId, @idempotencyKey, @fingerprint, @status, @createdAtMs)`),
+    insertBatch: db.prepare(`INSERT INTO card_settle_batches (batch_id, merchant_user_id, idempotency_key, fingerprint, status, owner_replica, created_at)
+      VALUES (@batchId, @merchantUserId, @idempotencyKey, @fingerprint, @status, @ownerReplica, @createdAtMs) ON CONFLICT DO NOTHING`),
     insertItem: db.prepare("INSERT INTO card_settle_items (batch_id, item_index, auth_code, amount_minor) VALUES (?, ?, ?, ?)"),
     batchByKey: db.prepare("SELECT * FROM card_settle_batches WHERE merchant_user_id = ? AND idempotency_key = ?"),
+    batchById: db.prepare("SELECT * FROM card_settle_batches WHERE batch_id = ?"),
+    takeBatch: db.prepare("UPDATE card_settle_batches SET owner_replica = @to WHERE batch_id = @batchId AND status = 'PENDING' AND owner_replica = @from"),
+    owned: db.prepare("SELECT batch_id FROM card_settle_batches WHERE status = 'PENDING' AND owner_replica = ?"),
+    release: db.prepare("UPDATE card_settle_batches SET owner_replica = '' WHERE batch_id = ? AND status = 'PENDING' AND owner_replica = ?"),
     items: db.prepare("SELECT * FROM card_settle_items WHERE batch_id = ? ORDER BY item_index"),
+    item: db.prepare("SELECT * FROM card_settle_items WHERE batch_id = ? AND item_index = ?"),
     setItem: db.prepare("UPDATE card_settle_items SET status = ?, reason = ?, captured_minor = ?, txn_id = ? WHERE batch_id = ? AND item_index = ?"),
     finishBatch: db.prepare("UPDATE card_settle_batches SET status = 'DONE', finished_at = ? WHERE batch_id = ? AND status = 'PENDING'"),
     insertRefund: db.prepare(`INSERT INTO card_refunds (refund_id, merchant_user_id, idempotency_key, fingerprint, auth_id, amount_minor, txn_id, status, reason, created_at)
-      VALUES (@refundId, @merchantUserId, @idempotencyKey, @fingerprint, @authId, @amountMinor, @txnId, @status, @reason, @createdAtMs)`),
+      VALUES (@refundId, @merchantUserId, @idempotencyKey, @fingerprint, @authId, @amountMinor, @txnId, @status, @reason, @createdAtMs) ON CONFLICT DO NOTHING`),
     refundByKey: db.prepare("SELECT * FROM card_refunds WHERE merchant_user_id = ? AND idempotency_key = ?"),
     refundById: db.prepare("SELECT * FROM card_refunds WHERE refund_id = ?"),
     decideRefund: db.prepare("UPDATE card_refunds SET status = ?, reason = ?, decided_at = ? WHERE refund_id = ? AND status = 'PENDING'"),
     deleteRefund: db.prepare("DELETE FROM card_refunds WHERE refund_id = ? AND status = 'PENDING'"),
-    pendingRefunds: db.prepare("SELECT * FROM card_refunds WHERE status = 'PENDING' ORDER BY created_at LIMIT ?"),
+    pendingRefunds: db.prepare("SELECT * FROM card_refunds WHERE status = 'PENDING' AND txn_id LIKE @prefix ORDER BY created_at LIMIT @limit"),
   };
 
-  const authById = (authId: string): AuthRecord | undefined => {
+  const authNow = (authId: string): AuthRecord | undefined => {
     const r = q.authById.get(authId) as AuthRow | undefined;
     return r ? toAuth(r) : undefined;
   };
+  const refundNow = (refundId: string): RefundRecord | undefined => {
+    const r = q.refundById.get(refundId) as RefundRow | undefined;
+    return r ? toRefund(r) : undefined;
+  };
 
-  const updateAuthTx = db.transaction((authId: string, expect: { status?: AuthStatus; opTxnId?: string }, change: AuthChange, nowMs: number): boolean => {
-    const current = authById(authId);
+  function updateAuthNow(authId: string, expect: AuthExpect, change: AuthChange, nowMs: number, opId: string): boolean {
+    const current = authNow(authId);
     if (!current) return false;
+    const lastOp = (q.lastOp.get(authId) as { last_op_id: string }).last_op_id;
+    if (lastOp === opId) return true; // this very update, re-run after an unknown outcome
     if (expect.status !== undefined && current.status !== expect.status) return false;
     if (expect.opTxnId !== undefined && current.opTxnId !== expect.opTxnId) return false;
     const next: AuthRecord = { ...current, ...change, updatedAtMs: nowMs };
-    q.writeAuth.run(authParams(next));
+    q.writeAuth.run({ ...authParams(next), lastOpId: opId });
+    outbox.insert(eventsForAuthChange(current, next, nowMs));
     return true;
-  });
+  }
 
-  const expireTx = db.transaction((nowMs: number, limit: number): AuthRecord[] => {
+  function finishRefundNow(refundId: string, end: RefundEnd, nowMs: number): void {
+    const r = refundNow(refundId);
+    if (!r || r.status !== "PENDING") return; // finished already (a re-run, or another replica's recovery)
+    if (end.status === "COMMITTED") {
+      q.adjustRefunds.run(r.amountMinor, -r.amountMinor, nowMs, r.authId);
+      q.decideRefund.run("COMMITTED", "", nowMs, refundId);
+      const after = authNow(r.authId);
+      assert(after !== undefined, "a refund's authorization exists");
+      outbox.insert([refundEvent({ ...r, status: "COMMITTED" }, after, nowMs)]);
+      return;
+    }
+    q.adjustRefunds.run(0n, -r.amountMinor, nowMs, r.authId);
+    if (end.status === "RETRY") q.deleteRefund.run(refundId);
+    else q.decideRefund.run("FAILED", end.reason, nowMs, refundId);
+  }
+
+  function startRefundNow(r: RefundRecord, nowMs: number): RefundStart {
+    const existing = q.refundByKey.get(r.merchantUserId, r.idempotencyKey) as RefundRow | undefined;
+    if (existing) return existing.refund_id === r.refundId ? { started: true } : { started: false, existing: toRefund(existing) };
+    if (q.reserveRefund.run({ authId: r.authId, amount: r.amountMinor, now: nowMs }).changes !== 1) {
+      const a = authNow(r.authId);
+      return { started: false, refundableMinor: a ? a.capturedMinor - a.refundedMinor - a.refundReservedMinor : 0n };
+    }
+    q.insertRefund.run({ ...r });
+    return { started: true };
+  }
+
+  function recordRiskNow(authId: string, cardId: string, sinceMs: number, spentMinor: bigint, change: AuthChange, nowMs: number): boolean {
+    // One writer at a time (SQLite): the spend read here is the spend at commit.
+    const now = (q.spent.get(cardId, sinceMs, authId) as { total: bigint }).total;
+    if (now !== spentMinor) return false;
+    return updateAuthNow(authId, { status: "PENDING" }, change, nowMs, `risk/${authId}`);
+  }
+
+  const expireNow = (nowMs: number, limit: number): AuthRecord[] => {
     const due = (q.due.all(nowMs, limit) as AuthRow[]).map(toAuth);
     for (const a of due) assert(q.expire.run(nowMs, a.authId).changes === 1, `authorization ${a.authId} expires once`);
-    return due.map((a) => ({ ...a, status: "EXPIRED" as const, updatedAtMs: nowMs }));
-  });
+    const expired = due.map((a) => ({ ...a, status: "EXPIRED" as const, updatedAtMs: nowMs }));
+    due.forEach((a, i) => outbox.insert(eventsForAuthChange(a, expired[i]!, nowMs)));
+    return expired;
+  };
 
-  const insertBatchTx = db.transaction((batch: BatchRecord, items: readonly BatchItemRecord[]) => {
-    q.insertBatch.run({ ...batch });
+  const insertBatchNow = (batch: BatchRecord, items: readonly BatchItemRecord[]): boolean => {
+    if (q.insertBatch.run({ ...batch }).changes !== 1) {
+      // A re-run after a lost batch finds its own row.
+      return (q.batchById.get(batch.batchId) as BatchRow | undefined) !== undefined;
+    }
     for (const it of items) q.insertItem.run(batch.batchId, it.index, it.authCode, it.amountMinor);
-  });
+    return true;
+  };
+
+  const write = <T>(fn: () => T): Promise<T> => group.enqueue(fn);
 
   return {
-    atomically: <T>(fn: () => T): T => db.transaction(fn)(),
-    insertCard: (card) => q.insertCard.run({ ...card }).changes === 1,
-    cardByPanHmac(panHmac) {
+    insertCard: (card) =>
+      write(() => q.insertCard.run({ ...card }).changes === 1 || (q.cardByPan.get(card.panHmac) as CardRow | undefined)?.card_id === card.cardId),
+    async cardByPanHmac(panHmac) {
       const r = q.cardByPan.get(panHmac) as CardRow | undefined;
       return r ? toCard(r) : undefined;
     },
-    authById,
-    authByCode(code) {
+    authById: async (authId) => authNow(authId),
+    async authByCode(code) {
       const r = q.authByCode.get(code) as AuthRow | undefined;
       return r ? toAuth(r) : undefined;
     },
-    authByKey(merchantUserId, key) {
+    async authByKey(merchantUserId, key) {
       const r = q.authByKey.get(merchantUserId, key) as AuthRow | undefined;
       return r ? toAuth(r) : undefined;
     },
-    insertAuth: (auth) => q.insertAuth.run(authParams(auth)).changes === 1,
-    updateAuth: (authId, expect, change, nowMs) => updateAuthTx(authId, expect, change, nowMs),
-    deleteAuth(authId) {
-      q.deleteAuth.run(authId);
-    },
-    adjustRefunds(authId, refundedDeltaMinor, reservedDeltaMinor, nowMs) {
-      const r = q.adjustRefunds.run(refundedDeltaMinor, reservedDeltaMinor, nowMs, authId);
-      assert(r.changes === 1, `authorization ${authId} exists`);
-    },
-    spentSince: (cardId, sinceMs, excludeAuthId) => (q.spent.get(cardId, sinceMs, excludeAuthId) as { total: bigint }).total,
-    pendingAuths: (limit) => (q.pending.all(limit) as AuthRow[]).map(toAuth),
-    authsWithOp: (limit) => (q.withOp.all(limit) as AuthRow[]).map(toAuth),
-    expireDue: (nowMs, limit) => expireTx(nowMs, limit),
-    insertBatch: (batch, items) => insertBatchTx(batch, items),
-    batchByKey(merchantUserId, key) {
+    insertAuth: (auth) =>
+      write(() => {
+        if (q.insertAuth.run(authParams(auth)).changes !== 1) return authNow(auth.authId) !== undefined;
+        outbox.insert(eventsForNewAuth(auth, auth.updatedAtMs));
+        return true;
+      }),
+    updateAuth: (authId, expect, change, nowMs, opId) => write(() => updateAuthNow(authId, expect, change, nowMs, opId)),
+    deleteAuth: (authId) => write(() => void q.deleteAuth.run(authId)),
+    recordRisk: (authId, cardId, sinceMs, spentMinor, change, nowMs) => write(() => recordRiskNow(authId, cardId, sinceMs, spentMinor, change, nowMs)),
+    spentSince: async (cardId, sinceMs, excludeAuthId) => (q.spent.get(cardId, sinceMs, excludeAuthId) as { total: bigint }).total,
+    pendingAuths: async (limit, replica) => (q.pending.all({ limit, replica: replica ?? null }) as AuthRow[]).map(toAuth),
+    authsWithOp: async (limit, replica) => (q.withOp.all({ limit, prefix: prefixOf(replica) }) as AuthRow[]).map(toAuth),
+    expireDue: (nowMs, limit) => write(() => expireNow(nowMs, limit)),
+    insertBatch: (batch, items) => write(() => insertBatchNow(batch, items)),
+    async batchByKey(merchantUserId, key) {
       const r = q.batchByKey.get(merchantUserId, key) as BatchRow | undefined;
       return r ? toBatch(r) : undefined;
     },
-    batchItems: (batchId) => (q.items.all(batchId) as ItemRow[]).map(toItem),
-    setBatchItem(batchId, index, result) {
-      const r = q.setItem.run(result.status, result.reason, result.capturedMinor, result.txnId, batchId, index);
-      assert(r.changes === 1, `batch item ${batchId}#${index} exists`);
-    },
-    finishBatch(batchId, nowMs) {
-      q.finishBatch.run(nowMs, batchId);
-    },
-    insertRefund(refund) {
-      q.insertRefund.run({ ...refund });
-    },
-    refundByKey(merchantUserId, key) {
+    batchItems: async (batchId) => (q.items.all(batchId) as ItemRow[]).map(toItem),
+    takeBatch: (batchId, fromReplica, replica) =>
+      write(() => {
+        if (q.takeBatch.run({ batchId, from: fromReplica, to: replica }).changes === 1) return true;
+        return (q.batchById.get(batchId) as BatchRow | undefined)?.owner_replica === replica;
+      }),
+    releaseBatches: (replica, keep) =>
+      write(() => {
+        let n = 0;
+        for (const r of q.owned.all(replica) as { batch_id: string }[]) if (!keep.includes(r.batch_id)) n += q.release.run(r.batch_id, replica).changes;
+        return n;
+      }),
+    setBatchItem: (batchId, index, result) =>
+      write(() => {
+        const r = q.setItem.run(result.status, result.reason, result.capturedMinor, result.txnId, batchId, index);
+        assert(r.changes === 1, `batch item ${batchId}#${index} exists`);
+        if (result.status !== "FAILED") return; // a capture's event comes with the authorization's change
+        const batch = q.batchById.get(batchId) as BatchRow;
+        const item = toItem(q.item.get(batchId, index) as ItemRow);
+        const a = q.authByCode.get(item.authCode) as AuthRow | undefined;
+        const event = a && captureFailedEvent(toBatch(batch), item, toAuth(a), clockMs());
+        if (event) outbox.insert([event]);
+      }),
+    finishBatch: (batchId, nowMs) =>
+      write(() => {
+        if (q.finishBatch.run(nowMs, batchId).changes !== 1) return; // done already
+        const batch = toBatch(q.batchById.get(batchId) as BatchRow);
+        outbox.insert([settlementEvent(batch, (q.items.all(batchId) as ItemRow[]).map(toItem), nowMs)]);
+      }),
+    startRefund: (refund, nowMs) => write(() => startRefundNow(refund, nowMs)),
+    finishRefund: (refundId, end, nowMs) => write(() => finishRefundNow(refundId, end, nowMs)),
+    async refundByKey(merchantUserId, key) {
       const r = q.refundByKey.get(merchantUserId, key) as RefundRow | undefined;
       return r ? toRefund(r) : undefined;
     },
-    refundById(refundId) {
-      const r = q.refundById.get(refundId) as RefundRow | undefined;
-      return r ? toRefund(r) : undefined;
-    },
-    decideRefund(refundId, status, reason, nowMs) {
-      q.decideRefund.run(status, reason, nowMs, refundId);
-    },
-    deleteRefund(refundId) {
-      q.deleteRefund.run(refundId);
-    },
-    pendingRefunds: (limit) => (q.pendingRefunds.all(limit) as RefundRow[]).map(toRefund),
+    refundById: async (refundId) => refundNow(refundId),
+    pendingRefunds: async (limit, replica) => (q.pendingRefunds.all({ limit, prefix: prefixOf(replica) }) as RefundRow[]).map(toRefund),
   };
 }

@@ -3,6 +3,7 @@
 import type { DirectoryAccount } from "../domain/model.js";
 import type { Directory } from "../domain/ports.js";
 import type { Db } from "./db.js";
+import type { GroupCommit } from "./group-commit.js";
 
 interface AccountRow {
   account_id: string;
@@ -15,19 +16,20 @@ const toAccount = (r: AccountRow): DirectoryAccount => ({ accountId: r.account_i
 
 /** An owner's accounts listed at most; GetBalance fans out to banks per account. */
 export const ACCOUNTS_PER_OWNER_MAX = 1000;
-/** Directory rows are never updated or deleted, so a found row can be kept; bounded so memory stays flat. */
+/** Found rows are kept (only unlinking removes one, and drops it here too); bounded so memory stays flat. */
 const FOUND_CACHE_MAX = 50_000;
 
-export function createSqliteDirectory(db: Db): Directory {
+export function createSqliteDirectory(db: Db, group: GroupCommit): Directory {
   const q = {
     find: db.prepare("SELECT * FROM accounts WHERE account_id = ?"),
     owned: db.prepare("SELECT * FROM accounts WHERE owner_user_id = ? ORDER BY account_id LIMIT ?"),
     insert: db.prepare("INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+    remove: db.prepare("DELETE FROM accounts WHERE account_id = ? RETURNING *"),
   };
   // Every transfer looks up two accounts; only hits are kept (an unknown id may be opened later).
   const found = new Map<string, DirectoryAccount>();
   return {
-    find(accountId) {
+    async find(accountId) {
       const cached = found.get(accountId);
       if (cached) return cached;
       const r = q.find.get(accountId) as AccountRow | undefined;
@@ -37,9 +39,19 @@ export function createSqliteDirectory(db: Db): Directory {
       found.set(accountId, a);
       return a;
     },
-    ownedBy: (userId) => (q.owned.all(userId, ACCOUNTS_PER_OWNER_MAX) as AccountRow[]).map(toAccount),
-    add(a, nowMs) {
-      return q.insert.run(a.accountId, a.bank, a.ownerUserId, a.currency, nowMs).changes === 1;
-    },
+    ownedBy: async (userId) => (q.owned.all(userId, ACCOUNTS_PER_OWNER_MAX) as AccountRow[]).map(toAccount),
+    add: (a, nowMs) =>
+      group.enqueue(() => {
+        const added = q.insert.run(a.accountId, a.bank, a.ownerUserId, a.currency, nowMs).changes === 1;
+        if (added) found.delete(a.accountId);
+        return added;
+      }),
+    // One replica: this process's cache is the only one to drop.
+    remove: (accountId) =>
+      group.enqueue(() => {
+        found.delete(accountId);
+        const r = q.remove.get(accountId) as AccountRow | undefined;
+        return r ? toAccount(r) : undefined;
+      }),
   };
 }

@@ -75,3 +75,24 @@ test("flush() runs the queue at once, for readers that must see queued writes", 
   assert.equal((db.prepare("SELECT count(*) AS n FROM t").get() as { n: number }).n, 1);
   await done;
 });
+
+test("disk full mid-batch (SQLite rolls the whole transaction back): every caller learns its own fate, none a neighbour's", async (t) => {
+  const { db, reader } = twoConnections(t);
+  const group = createGroupCommit(db);
+  const insert = db.prepare("INSERT INTO t (k) VALUES (?)");
+  // Room for a few small rows, never for the big one: SQLITE_FULL, and SQLite
+  // rolls back the transaction on its own, as it does for a real full disk.
+  db.pragma(`max_page_count = ${Number(db.pragma("page_count", { simple: true })) + 3}`);
+  const big = "x".repeat(20_000);
+  const keys = ["a", "b", big, "c", "d"];
+  const outcomes = await Promise.allSettled(keys.map((k) => group.enqueue(() => insert.run(k))));
+  const on = new Set((reader.prepare("SELECT k FROM t").all() as { k: string }[]).map((r) => r.k));
+  outcomes.forEach((o, i) => {
+    const k = keys[i]!;
+    // Resolved <=> on disk: before the fix, later writes autocommitted and then every caller was rejected.
+    assert.equal(o.status === "fulfilled", on.has(k), `${k.slice(0, 5)}: ${o.status} but ${on.has(k) ? "on disk" : "not on disk"}`);
+  });
+  assert.equal(outcomes[2]!.status, "rejected", "the write that does not fit fails");
+  assert.deepEqual([...on].sort(), ["a", "b", "c", "d"], "the ones that fit are all there");
+  assert.equal(db.inTransaction, false);
+});

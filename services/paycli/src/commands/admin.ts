@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
 import { parseMajorAmount } from "@paygate/money";
-import { failureError, type App } from "../app.js";
+import { checkIdempotencyKeyShape, isAccountId } from "@paygate/vocab";
+import { asking, failureError, type App } from "../app.js";
 import { CliError, ExitCode, formatTable, money, usageError } from "../output.js";
 import type { RoleName } from "../views.js";
 import { prompt } from "./prompt.js";
@@ -13,7 +14,10 @@ export function registerAdmin(program: Command, app: App): void {
     .command("admin")
     .summary("create users and accounts, deposit, reconcile (admin role)")
     .description("Administration through the gateway's AdminService. Your session must have the admin role\n(e.g. `paycli login admin`); others get permission_denied.")
-    .addHelpText("after", "\nExamples:\n  $ paycli admin create-user carol --role customer\n  $ paycli admin open-account carol --bank bank-a --currency USD\n  $ paycli admin deposit bank-a/1003 250.00\n  $ paycli admin reconcile");
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ paycli admin create-user carol --role customer\n  $ paycli admin open-account carol --bank bank-a --currency USD\n  $ paycli admin deposit bank-a/1003 250.00\n  $ paycli admin issue-link-code bank-a/1004\n  $ paycli admin unlink bank-a/1004\n  $ paycli admin reconcile",
+    );
 
   admin
     .command("create-user")
@@ -31,12 +35,7 @@ export function registerAdmin(program: Command, app: App): void {
       const session = app.requireSession();
       const client = app.gateway(session.token);
       const password = opts.password ?? app.env.PAYCLI_NEW_PASSWORD ?? (await prompt(app.io.stdin, app.io.stderr, `password for new user ${username}: `, true));
-      let user;
-      try {
-        user = await client.createUser({ username, password, roles: roles as RoleName[], displayName: opts.displayName });
-      } catch (e) {
-        throw failureError(e);
-      }
+      const user = await asking(client.createUser({ username, password, roles: roles as RoleName[], displayName: opts.displayName }));
       app.print({ user }, `created user ${user.username} (id ${user.userId}; ${user.roles.join(", ")})`);
       app.exitCode = ExitCode.ok;
     });
@@ -51,12 +50,7 @@ export function registerAdmin(program: Command, app: App): void {
     .action(async (owner: string, opts: { bank: string; currency: string }, cmd: Command) => {
       app.use(cmd);
       const session = app.requireSession();
-      let account;
-      try {
-        account = await app.gateway(session.token).openAccount({ ownerUserId: owner, bank: opts.bank, currency: opts.currency.toUpperCase() });
-      } catch (e) {
-        throw failureError(e);
-      }
+      const account = await asking(app.gateway(session.token).openAccount({ ownerUserId: owner, bank: opts.bank, currency: opts.currency.toUpperCase() }));
       app.print({ account }, `opened ${account.accountId} (${account.currency}) at ${account.bank} for ${account.ownerUserId}`);
       app.exitCode = ExitCode.ok;
     });
@@ -77,8 +71,11 @@ export function registerAdmin(program: Command, app: App): void {
       const amountMinor = parseMajorAmount(amountText);
       if (amountMinor === undefined || amountMinor <= 0n) throw usageError("invalid_amount", `amount ${JSON.stringify(amountText)} is not a positive number like 250 or 250.00`);
       const currency = opts.currency.toUpperCase();
+      if (!isAccountId(account)) throw usageError("invalid_account_id", `account ${JSON.stringify(account)} is not an account id like bank-a/1001`);
       const session = app.requireSession();
       const key = opts.key ?? randomUUID();
+      const keyProblem = checkIdempotencyKeyShape(key);
+      if (keyProblem) throw usageError("idempotency_key_missing", keyProblem);
       let after;
       try {
         after = await app.gateway(session.token).deposit({ key, accountId: account, amountMinor, currency });
@@ -91,6 +88,39 @@ export function registerAdmin(program: Command, app: App): void {
     });
 
   admin
+    .command("issue-link-code")
+    .summary("ask an account's bank for a new link code (shown once)")
+    .description(
+      "For an account that belongs to no user: its bank makes a new code (it keeps only a hash),\n" +
+        "replacing the old one and lifting a lock after failed attempts. Give the code to the holder.",
+    )
+    .argument("<account>", "the account, e.g. bank-a/1004")
+    .option("--holder <name>", "the holder's name for the bank to record (needed if it has none)", "")
+    .addHelpText("after", "\nExamples:\n  $ paycli admin issue-link-code bank-a/1004\n  $ paycli admin issue-link-code bank-b/2009 --holder 'Frank Fresh' --json")
+    .action(async (account: string, opts: { holder: string }, cmd: Command) => {
+      app.use(cmd);
+      if (!isAccountId(account)) throw usageError("invalid_account_id", `account ${JSON.stringify(account)} is not an account id like bank-a/1004`);
+      const session = app.requireSession();
+      const issued = await asking(app.gateway(session.token).issueLinkCode({ accountId: account, holderName: opts.holder }));
+      app.print(issued, `link code for ${issued.accountId} (holder ${issued.holderName}): ${issued.linkCode}\nshown once: the bank keeps only a hash`);
+      app.exitCode = ExitCode.ok;
+    });
+
+  admin
+    .command("unlink")
+    .summary("take an account away from its user (at its bank, then at the gateway)")
+    .argument("<account>", "the account, e.g. bank-a/1004")
+    .addHelpText("after", "\nIt can be linked again with a new code (issue-link-code).\n\nExamples:\n  $ paycli admin unlink bank-a/1004")
+    .action(async (account: string, _opts: unknown, cmd: Command) => {
+      app.use(cmd);
+      if (!isAccountId(account)) throw usageError("invalid_account_id", `account ${JSON.stringify(account)} is not an account id like bank-a/1004`);
+      const session = app.requireSession();
+      const r = await asking(app.gateway(session.token).unlinkBankAccount(account));
+      app.print(r, r.previousOwnerUserId === "" ? `${r.accountId} already belonged to nobody` : `unlinked ${r.accountId} from ${r.previousOwnerUserId}`);
+      app.exitCode = ExitCode.ok;
+    });
+
+  admin
     .command("reconcile")
     .summary("check that money is conserved across all banks")
     .description("Asks every bank for its totals: per currency, the sum of balances must equal the sum of\ndeposits; lists unreachable banks, inconsistent ledgers and in-doubt transactions.")
@@ -98,12 +128,7 @@ export function registerAdmin(program: Command, app: App): void {
     .action(async (_opts: unknown, cmd: Command) => {
       app.use(cmd);
       const session = app.requireSession();
-      let r;
-      try {
-        r = await app.gateway(session.token).reconcile();
-      } catch (e) {
-        throw failureError(e);
-      }
+      const r = await asking(app.gateway(session.token).reconcile());
       const text = [
         r.conserved ? "conserved: yes" : "conserved: NO",
         formatTable(

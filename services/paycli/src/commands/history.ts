@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { failureError, type App } from "../app.js";
 import { fullJitterDelayMs } from "../domain/backoff.js";
 import { GatewayError } from "../gateway-client.js";
-import { CliError, ExitCode, formatTable, formatTime, money, toJson, usageError, type Column } from "../output.js";
+import { cell, CliError, ExitCode, formatTable, formatTime, money, toJson, usageError, type Column } from "../output.js";
 import type { TransactionView } from "../views.js";
 import { transactionJson } from "./entries.js";
 
@@ -34,6 +34,7 @@ function row(t: TransactionView): string[] {
 
 function fixedLine(cells: readonly string[]): string {
   return cells
+    .map(cell)
     .map((c, i) => {
       const w = FOLLOW_WIDTHS[i] ?? 0;
       return COLUMNS[i]?.align === "right" ? c.padStart(w) : c.padEnd(w);

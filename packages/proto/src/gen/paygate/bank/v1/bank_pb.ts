@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file paygate/bank/v1/bank.proto.
  */
 export const file_paygate_bank_v1_bank: GenFile = /*@__PURE__*/
-  fileDesc("ChpwYXlnYXRlL2JhbmsvdjEvYmFuay5wcm90bxIPcGF5Z2F0ZS5iYW5rLnYxItABCgNMZWcSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglkaXJlY3Rpb24YAiABKA4yHS5wYXlnYXRlLmJhbmsudjEuTGVnRGlyZWN0aW9uEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIVCg1vd25lcl91c2VyX2lkGAUgASgJEg8KB2hvbGRfaWQYBiABKAkSMwoPaG9sZF9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJECg5QcmVwYXJlUmVxdWVzdBIOCgZ0eG5faWQYASABKAkSIgoEbGVncxgCIAMoCzIULnBheWdhdGUuYmFuay52MS5MZWciRgoPUHJlcGFyZVJlc3BvbnNlEiMKBHZvdGUYASABKA4yFS5wYXlnYXRlLmJhbmsudjEuVm90ZRIOCgZyZWFzb24YAiABKAkiHwoNQ29tbWl0UmVxdWVzdBIOCgZ0eG5faWQYASABKAkiEAoOQ29tbWl0UmVzcG9uc2UiHgoMQWJvcnRSZXF1ZXN0Eg4KBnR4bl9pZBgBIAEoCSIPCg1BYm9ydFJlc3BvbnNlIjEKDkJhdGNoSXRlbUVycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIkUKE1ByZXBhcmVCYXRjaFJlcXVlc3QSLgoFaXRlbXMYASADKAsyHy5wYXlnYXRlLmJhbmsudjEuUHJlcGFyZVJlcXVlc3QihwEKElByZXBhcmVCYXRjaFJlc3VsdBI0CghyZXNwb25zZRgBIAEoCzIgLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVzcG9uc2VIABIwCgVlcnJvchgCIAEoCzIfLnBheWdhdGUuYmFuay52MS5CYXRjaEl0ZW1FcnJvckgAQgkKB291dGNvbWUiTAoUUHJlcGFyZUJhdGNoUmVzcG9uc2USNAoHcmVzdWx0cxgBIAMoCzIjLnBheWdhdGUuYmFuay52MS5QcmVwYXJlQmF0Y2hSZXN1bHQiJQoSQ29tbWl0QmF0Y2hSZXF1ZXN0Eg8KB3R4bl9pZHMYASADKAkiRQoTRGVjaXNpb25CYXRjaFJlc3VsdBIuCgVlcnJvchgBIAEoCzIfLnBheWdhdGUuYmFuay52MS5CYXRjaEl0ZW1FcnJvciJMChNDb21taXRCYXRjaFJlc3BvbnNlEjUKB3Jlc3VsdHMYASADKAsyJC5wYXlnYXRlLmJhbmsudjEuRGVjaXNpb25CYXRjaFJlc3VsdCIkChFBYm9ydEJhdGNoUmVxdWVzdBIPCgd0eG5faWRzGAEgAygJIksKEkFib3J0QmF0Y2hSZXNwb25zZRI1CgdyZXN1bHRzGAEgAygLMiQucGF5Z2F0ZS5iYW5rLnYxLkRlY2lzaW9uQmF0Y2hSZXN1bHQi6QEKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRIVCg1vd25lcl91c2VyX2lkGAIgASgJEhAKCGN1cnJlbmN5GAMgASgJEhUKDWJhbGFuY2VfbWlub3IYBCABKAMSEgoKaGVsZF9taW5vchgFIAEoAxIXCg9hdmFpbGFibGVfbWlub3IYBiABKAMSLgoGc3RhdHVzGAcgASgOMh4ucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnRTdGF0dXMSLQoJb3BlbmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCInChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIj8KEkdldEFjY291bnRSZXNwb25zZRIpCgdhY2NvdW50GAEgASgLMhgucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnQirgEKBUVudHJ5EhAKCHNlcXVlbmNlGAEgASgDEhIKCmFjY291bnRfaWQYAiABKAkSDgoGdHhuX2lkGAMgASgJEgwKBGtpbmQYBCABKAkSFAoMYW1vdW50X21pbm9yGAUgASgDEhsKE2JhbGFuY2VfYWZ0ZXJfbWlub3IYBiABKAMSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoSTGlzdEVudHJpZXNSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSDQoFbGltaXQYAyABKAUiPAoTTGlzdEVudHJpZXNSZXNwb25zZRIlCgVlbnRyeRgBIAEoCzIWLnBheWdhdGUuYmFuay52MS5FbnRyeSJRChJPcGVuQWNjb3VudFJlcXVlc3QSFQoNb3duZXJfdXNlcl9pZBgBIAEoCRIQCghjdXJyZW5jeRgCIAEoCRISCgphY2NvdW50X2lkGAMgASgJIkAKE09wZW5BY2NvdW50UmVzcG9uc2USKQoHYWNjb3VudBgBIAEoCzIYLnBheWdhdGUuYmFuay52MS5BY2NvdW50ImAKDkRlcG9zaXRSZXF1ZXN0EhIKCmRlcG9zaXRfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiPAoPRGVwb3NpdFJlc3BvbnNlEikKB2FjY291bnQYASABKAsyGC5wYXlnYXRlLmJhbmsudjEuQWNjb3VudCIPCg1Ub3RhbHNSZXF1ZXN0IoEBCg1DdXJyZW5jeVRvdGFsEhAKCGN1cnJlbmN5GAEgASgJEhUKDWJhbGFuY2VfbWlub3IYAiABKAMSEgoKaGVsZF9taW5vchgDIAEoAxIXCg9kZXBvc2l0ZWRfbWlub3IYBCABKAMSGgoSdHJhbnNmZXJfbmV0X21pbm9yGAUgASgDIk4KC1ByZXBhcmVkVHhuEg4KBnR4bl9pZBgBIAEoCRIvCgtwcmVwYXJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAixgEKDlRvdGFsc1Jlc3BvbnNlEgwKBGJhbmsYASABKAkSMgoKY3VycmVuY2llcxgCIAMoCzIeLnBheWdhdGUuYmFuay52MS5DdXJyZW5jeVRvdGFsEi4KCHByZXBhcmVkGAMgAygLMhwucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVkVHhuEhkKEWxlZGdlcl9jb25zaXN0ZW50GAQgASgIEhAKCHByb2JsZW1zGAUgAygJEhUKDWFjY291bnRfY291bnQYBiABKAMixgEKBEhvbGQSDwoHaG9sZF9pZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIpCgVzdGF0ZRgFIAEoDjIaLnBheWdhdGUuYmFuay52MS5Ib2xkU3RhdGUSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY2FwdHVyZWRfbWlub3IYByABKAMiIQoOR2V0SG9sZFJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCSI2Cg9HZXRIb2xkUmVzcG9uc2USIwoEaG9sZBgBIAEoCzIVLnBheWdhdGUuYmFuay52MS5Ib2xkKrMBCgxMZWdEaXJlY3Rpb24SHQoZTEVHX0RJUkVDVElPTl9VTlNQRUNJRklFRBAAEhcKE0xFR19ESVJFQ1RJT05fREVCSVQQARIYChRMRUdfRElSRUNUSU9OX0NSRURJVBACEhsKF0xFR19ESVJFQ1RJT05fQVVUSF9IT0xEEAMSGQoVTEVHX0RJUkVDVElPTl9DQVBUVVJFEAQSGQoVTEVHX0RJUkVDVElPTl9SRUxFQVNFEAUqNwoEVm90ZRIUChBWT1RFX1VOU1BFQ0lGSUVEEAASDAoIVk9URV9ZRVMQARILCgdWT1RFX05PEAIqYwoNQWNjb3VudFN0YXR1cxIeChpBQ0NPVU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FDQ09VTlRfU1RBVFVTX09QRU4QARIZChVBQ0NPVU5UX1NUQVRVU19DTE9TRUQQAiqIAQoJSG9sZFN0YXRlEhoKFkhPTERfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFIT0xEX1NUQVRFX0FDVElWRRABEhcKE0hPTERfU1RBVEVfQ0FQVFVSRUQQAhIXChNIT0xEX1NUQVRFX1JFTEVBU0VEEAMSFgoSSE9MRF9TVEFURV9FWFBJUkVEEAQygwQKElBhcnRpY2lwYW50U2VydmljZRJMCgdQcmVwYXJlEh8ucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVSZXF1ZXN0GiAucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVSZXNwb25zZRJJCgZDb21taXQSHi5wYXlnYXRlLmJhbmsudjEuQ29tbWl0UmVxdWVzdBofLnBheWdhdGUuYmFuay52MS5Db21taXRSZXNwb25zZRJGCgVBYm9ydBIdLnBheWdhdGUuYmFuay52MS5BYm9ydFJlcXVlc3QaHi5wYXlnYXRlLmJhbmsudjEuQWJvcnRSZXNwb25zZRJbCgxQcmVwYXJlQmF0Y2gSJC5wYXlnYXRlLmJhbmsudjEuUHJlcGFyZUJhdGNoUmVxdWVzdBolLnBheWdhdGUuYmFuay52MS5QcmVwYXJlQmF0Y2hSZXNwb25zZRJYCgtDb21taXRCYXRjaBIjLnBheWdhdGUuYmFuay52MS5Db21taXRCYXRjaFJlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuQ29tbWl0QmF0Y2hSZXNwb25zZRJVCgpBYm9ydEJhdGNoEiIucGF5Z2F0ZS5iYW5rLnYxLkFib3J0QmF0Y2hSZXF1ZXN0GiMucGF5Z2F0ZS5iYW5rLnYxLkFib3J0QmF0Y2hSZXNwb25zZTKDBAoNTGVkZ2VyU2VydmljZRJVCgpHZXRBY2NvdW50EiIucGF5Z2F0ZS5iYW5rLnYxLkdldEFjY291bnRSZXF1ZXN0GiMucGF5Z2F0ZS5iYW5rLnYxLkdldEFjY291bnRSZXNwb25zZRJaCgtMaXN0RW50cmllcxIjLnBheWdhdGUuYmFuay52MS5MaXN0RW50cmllc1JlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuTGlzdEVudHJpZXNSZXNwb25zZTABElgKC09wZW5BY2NvdW50EiMucGF5Z2F0ZS5iYW5rLnYxLk9wZW5BY2NvdW50UmVxdWVzdBokLnBheWdhdGUuYmFuay52MS5PcGVuQWNjb3VudFJlc3BvbnNlEkwKB0RlcG9zaXQSHy5wYXlnYXRlLmJhbmsudjEuRGVwb3NpdFJlcXVlc3QaIC5wYXlnYXRlLmJhbmsudjEuRGVwb3NpdFJlc3BvbnNlEkkKBlRvdGFscxIeLnBheWdhdGUuYmFuay52MS5Ub3RhbHNSZXF1ZXN0Gh8ucGF5Z2F0ZS5iYW5rLnYxLlRvdGFsc1Jlc3BvbnNlEkwKB0dldEhvbGQSHy5wYXlnYXRlLmJhbmsudjEuR2V0SG9sZFJlcXVlc3QaIC5wYXlnYXRlLmJhbmsudjEuR2V0SG9sZFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChpwYXlnYXRlL2JhbmsvdjEvYmFuay5wcm90bxIPcGF5Z2F0ZS5iYW5rLnYxIuUBCgNMZWcSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglkaXJlY3Rpb24YAiABKA4yHS5wYXlnYXRlLmJhbmsudjEuTGVnRGlyZWN0aW9uEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIVCg1vd25lcl91c2VyX2lkGAUgASgJEg8KB2hvbGRfaWQYBiABKAkSMwoPaG9sZF9leHBpcmVzX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtob2xkX3R0bF9tcxgIIAEoAyJECg5QcmVwYXJlUmVxdWVzdBIOCgZ0eG5faWQYASABKAkSIgoEbGVncxgCIAMoCzIULnBheWdhdGUuYmFuay52MS5MZWciRgoPUHJlcGFyZVJlc3BvbnNlEiMKBHZvdGUYASABKA4yFS5wYXlnYXRlLmJhbmsudjEuVm90ZRIOCgZyZWFzb24YAiABKAkiHwoNQ29tbWl0UmVxdWVzdBIOCgZ0eG5faWQYASABKAkiEAoOQ29tbWl0UmVzcG9uc2UiHgoMQWJvcnRSZXF1ZXN0Eg4KBnR4bl9pZBgBIAEoCSIPCg1BYm9ydFJlc3BvbnNlIjEKDkJhdGNoSXRlbUVycm9yEg4KBnJlYXNvbhgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIkUKE1ByZXBhcmVCYXRjaFJlcXVlc3QSLgoFaXRlbXMYASADKAsyHy5wYXlnYXRlLmJhbmsudjEuUHJlcGFyZVJlcXVlc3QihwEKElByZXBhcmVCYXRjaFJlc3VsdBI0CghyZXNwb25zZRgBIAEoCzIgLnBheWdhdGUuYmFuay52MS5QcmVwYXJlUmVzcG9uc2VIABIwCgVlcnJvchgCIAEoCzIfLnBheWdhdGUuYmFuay52MS5CYXRjaEl0ZW1FcnJvckgAQgkKB291dGNvbWUiTAoUUHJlcGFyZUJhdGNoUmVzcG9uc2USNAoHcmVzdWx0cxgBIAMoCzIjLnBheWdhdGUuYmFuay52MS5QcmVwYXJlQmF0Y2hSZXN1bHQiJQoSQ29tbWl0QmF0Y2hSZXF1ZXN0Eg8KB3R4bl9pZHMYASADKAkiRQoTRGVjaXNpb25CYXRjaFJlc3VsdBIuCgVlcnJvchgBIAEoCzIfLnBheWdhdGUuYmFuay52MS5CYXRjaEl0ZW1FcnJvciJMChNDb21taXRCYXRjaFJlc3BvbnNlEjUKB3Jlc3VsdHMYASADKAsyJC5wYXlnYXRlLmJhbmsudjEuRGVjaXNpb25CYXRjaFJlc3VsdCIkChFBYm9ydEJhdGNoUmVxdWVzdBIPCgd0eG5faWRzGAEgAygJIksKEkFib3J0QmF0Y2hSZXNwb25zZRI1CgdyZXN1bHRzGAEgAygLMiQucGF5Z2F0ZS5iYW5rLnYxLkRlY2lzaW9uQmF0Y2hSZXN1bHQi6QEKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRIVCg1vd25lcl91c2VyX2lkGAIgASgJEhAKCGN1cnJlbmN5GAMgASgJEhUKDWJhbGFuY2VfbWlub3IYBCABKAMSEgoKaGVsZF9taW5vchgFIAEoAxIXCg9hdmFpbGFibGVfbWlub3IYBiABKAMSLgoGc3RhdHVzGAcgASgOMh4ucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnRTdGF0dXMSLQoJb3BlbmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCInChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIj8KEkdldEFjY291bnRSZXNwb25zZRIpCgdhY2NvdW50GAEgASgLMhgucGF5Z2F0ZS5iYW5rLnYxLkFjY291bnQirgEKBUVudHJ5EhAKCHNlcXVlbmNlGAEgASgDEhIKCmFjY291bnRfaWQYAiABKAkSDgoGdHhuX2lkGAMgASgJEgwKBGtpbmQYBCABKAkSFAoMYW1vdW50X21pbm9yGAUgASgDEhsKE2JhbGFuY2VfYWZ0ZXJfbWlub3IYBiABKAMSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoSTGlzdEVudHJpZXNSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMSDQoFbGltaXQYAyABKAUiPAoTTGlzdEVudHJpZXNSZXNwb25zZRIlCgVlbnRyeRgBIAEoCzIWLnBheWdhdGUuYmFuay52MS5FbnRyeSJRChJPcGVuQWNjb3VudFJlcXVlc3QSFQoNb3duZXJfdXNlcl9pZBgBIAEoCRIQCghjdXJyZW5jeRgCIAEoCRISCgphY2NvdW50X2lkGAMgASgJIkAKE09wZW5BY2NvdW50UmVzcG9uc2USKQoHYWNjb3VudBgBIAEoCzIYLnBheWdhdGUuYmFuay52MS5BY2NvdW50ImAKDkRlcG9zaXRSZXF1ZXN0EhIKCmRlcG9zaXRfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiPAoPRGVwb3NpdFJlc3BvbnNlEikKB2FjY291bnQYASABKAsyGC5wYXlnYXRlLmJhbmsudjEuQWNjb3VudCIPCg1Ub3RhbHNSZXF1ZXN0IoEBCg1DdXJyZW5jeVRvdGFsEhAKCGN1cnJlbmN5GAEgASgJEhUKDWJhbGFuY2VfbWlub3IYAiABKAMSEgoKaGVsZF9taW5vchgDIAEoAxIXCg9kZXBvc2l0ZWRfbWlub3IYBCABKAMSGgoSdHJhbnNmZXJfbmV0X21pbm9yGAUgASgDIk4KC1ByZXBhcmVkVHhuEg4KBnR4bl9pZBgBIAEoCRIvCgtwcmVwYXJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAixgEKDlRvdGFsc1Jlc3BvbnNlEgwKBGJhbmsYASABKAkSMgoKY3VycmVuY2llcxgCIAMoCzIeLnBheWdhdGUuYmFuay52MS5DdXJyZW5jeVRvdGFsEi4KCHByZXBhcmVkGAMgAygLMhwucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVkVHhuEhkKEWxlZGdlcl9jb25zaXN0ZW50GAQgASgIEhAKCHByb2JsZW1zGAUgAygJEhUKDWFjY291bnRfY291bnQYBiABKAMixgEKBEhvbGQSDwoHaG9sZF9pZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCRIpCgVzdGF0ZRgFIAEoDjIaLnBheWdhdGUuYmFuay52MS5Ib2xkU3RhdGUSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY2FwdHVyZWRfbWlub3IYByABKAMiIQoOR2V0SG9sZFJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCSI2Cg9HZXRIb2xkUmVzcG9uc2USIwoEaG9sZBgBIAEoCzIVLnBheWdhdGUuYmFuay52MS5Ib2xkImAKEVZlcmlmeUxpbmtSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEwoLaG9sZGVyX25hbWUYAiABKAkSEQoJbGlua19jb2RlGAMgASgJEg8KB3VzZXJfaWQYBCABKAkiPwoSVmVyaWZ5TGlua1Jlc3BvbnNlEikKB2FjY291bnQYASABKAsyGC5wYXlnYXRlLmJhbmsudjEuQWNjb3VudCI/ChRJc3N1ZUxpbmtDb2RlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhMKC2hvbGRlcl9uYW1lGAIgASgJIj8KFUlzc3VlTGlua0NvZGVSZXNwb25zZRIRCglsaW5rX2NvZGUYASABKAkSEwoLaG9sZGVyX25hbWUYAiABKAkiIwoNVW5saW5rUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIlsKDlVubGlua1Jlc3BvbnNlEikKB2FjY291bnQYASABKAsyGC5wYXlnYXRlLmJhbmsudjEuQWNjb3VudBIeChZwcmV2aW91c19vd25lcl91c2VyX2lkGAIgASgJKrMBCgxMZWdEaXJlY3Rpb24SHQoZTEVHX0RJUkVDVElPTl9VTlNQRUNJRklFRBAAEhcKE0xFR19ESVJFQ1RJT05fREVCSVQQARIYChRMRUdfRElSRUNUSU9OX0NSRURJVBACEhsKF0xFR19ESVJFQ1RJT05fQVVUSF9IT0xEEAMSGQoVTEVHX0RJUkVDVElPTl9DQVBUVVJFEAQSGQoVTEVHX0RJUkVDVElPTl9SRUxFQVNFEAUqNwoEVm90ZRIUChBWT1RFX1VOU1BFQ0lGSUVEEAASDAoIVk9URV9ZRVMQARILCgdWT1RFX05PEAIqYwoNQWNjb3VudFN0YXR1cxIeChpBQ0NPVU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FDQ09VTlRfU1RBVFVTX09QRU4QARIZChVBQ0NPVU5UX1NUQVRVU19DTE9TRUQQAiqIAQoJSG9sZFN0YXRlEhoKFkhPTERfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFIT0xEX1NUQVRFX0FDVElWRRABEhcKE0hPTERfU1RBVEVfQ0FQVFVSRUQQAhIXChNIT0xEX1NUQVRFX1JFTEVBU0VEEAMSFgoSSE9MRF9TVEFURV9FWFBJUkVEEAQygwQKElBhcnRpY2lwYW50U2VydmljZRJMCgdQcmVwYXJlEh8ucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVSZXF1ZXN0GiAucGF5Z2F0ZS5iYW5rLnYxLlByZXBhcmVSZXNwb25zZRJJCgZDb21taXQSHi5wYXlnYXRlLmJhbmsudjEuQ29tbWl0UmVxdWVzdBofLnBheWdhdGUuYmFuay52MS5Db21taXRSZXNwb25zZRJGCgVBYm9ydBIdLnBheWdhdGUuYmFuay52MS5BYm9ydFJlcXVlc3QaHi5wYXlnYXRlLmJhbmsudjEuQWJvcnRSZXNwb25zZRJbCgxQcmVwYXJlQmF0Y2gSJC5wYXlnYXRlLmJhbmsudjEuUHJlcGFyZUJhdGNoUmVxdWVzdBolLnBheWdhdGUuYmFuay52MS5QcmVwYXJlQmF0Y2hSZXNwb25zZRJYCgtDb21taXRCYXRjaBIjLnBheWdhdGUuYmFuay52MS5Db21taXRCYXRjaFJlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuQ29tbWl0QmF0Y2hSZXNwb25zZRJVCgpBYm9ydEJhdGNoEiIucGF5Z2F0ZS5iYW5rLnYxLkFib3J0QmF0Y2hSZXF1ZXN0GiMucGF5Z2F0ZS5iYW5rLnYxLkFib3J0QmF0Y2hSZXNwb25zZTKDBAoNTGVkZ2VyU2VydmljZRJVCgpHZXRBY2NvdW50EiIucGF5Z2F0ZS5iYW5rLnYxLkdldEFjY291bnRSZXF1ZXN0GiMucGF5Z2F0ZS5iYW5rLnYxLkdldEFjY291bnRSZXNwb25zZRJaCgtMaXN0RW50cmllcxIjLnBheWdhdGUuYmFuay52MS5MaXN0RW50cmllc1JlcXVlc3QaJC5wYXlnYXRlLmJhbmsudjEuTGlzdEVudHJpZXNSZXNwb25zZTABElgKC09wZW5BY2NvdW50EiMucGF5Z2F0ZS5iYW5rLnYxLk9wZW5BY2NvdW50UmVxdWVzdBokLnBheWdhdGUuYmFuay52MS5PcGVuQWNjb3VudFJlc3BvbnNlEkwKB0RlcG9zaXQSHy5wYXlnYXRlLmJhbmsudjEuRGVwb3NpdFJlcXVlc3QaIC5wYXlnYXRlLmJhbmsudjEuRGVwb3NpdFJlc3BvbnNlEkkKBlRvdGFscxIeLnBheWdhdGUuYmFuay52MS5Ub3RhbHNSZXF1ZXN0Gh8ucGF5Z2F0ZS5iYW5rLnYxLlRvdGFsc1Jlc3BvbnNlEkwKB0dldEhvbGQSHy5wYXlnYXRlLmJhbmsudjEuR2V0SG9sZFJlcXVlc3QaIC5wYXlnYXRlLmJhbmsudjEuR2V0SG9sZFJlc3BvbnNlMo8CCgtMaW5rU2VydmljZRJVCgpWZXJpZnlMaW5rEiIucGF5Z2F0ZS5iYW5rLnYxLlZlcmlmeUxpbmtSZXF1ZXN0GiMucGF5Z2F0ZS5iYW5rLnYxLlZlcmlmeUxpbmtSZXNwb25zZRJeCg1Jc3N1ZUxpbmtDb2RlEiUucGF5Z2F0ZS5iYW5rLnYxLklzc3VlTGlua0NvZGVSZXF1ZXN0GiYucGF5Z2F0ZS5iYW5rLnYxLklzc3VlTGlua0NvZGVSZXNwb25zZRJJCgZVbmxpbmsSHi5wYXlnYXRlLmJhbmsudjEuVW5saW5rUmVxdWVzdBofLnBheWdhdGUuYmFuay52MS5VbmxpbmtSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * One side of a transfer at this bank.
@@ -55,11 +55,22 @@ export type Leg = Message<"paygate.bank.v1.Leg"> & {
   holdId: string;
 
   /**
-   * For AUTH_HOLD: when the bank releases the hold on its own.
+   * For AUTH_HOLD, from gateways before hold_ttl_ms: when the bank releases
+   * the hold on its own, on the sender's clock. Ignored when hold_ttl_ms is set.
    *
    * @generated from field: google.protobuf.Timestamp hold_expires_at = 7;
    */
   holdExpiresAt?: Timestamp | undefined;
+
+  /**
+   * For AUTH_HOLD: how long the bank keeps the hold, counted on the bank's own
+   * clock from the moment it prepares it. One clock decides the expiry (the
+   * bank's); the gateway's own view starts before the prepare, so it is only
+   * ever earlier: it stops capturing no later than the bank releases.
+   *
+   * @generated from field: int64 hold_ttl_ms = 8;
+   */
+  holdTtlMs: bigint;
 };
 
 /**
@@ -208,7 +219,7 @@ export const BatchItemErrorSchema: GenMessage<BatchItemError> = /*@__PURE__*/
  */
 export type PrepareBatchRequest = Message<"paygate.bank.v1.PrepareBatchRequest"> & {
   /**
-   * 1 to 1024 items; txn ids must be distinct.
+   * 1 to 1024 items, applied in order (a repeated txn id is a re-delivery).
    *
    * @generated from field: repeated paygate.bank.v1.PrepareRequest items = 1;
    */
@@ -275,7 +286,7 @@ export const PrepareBatchResponseSchema: GenMessage<PrepareBatchResponse> = /*@_
  */
 export type CommitBatchRequest = Message<"paygate.bank.v1.CommitBatchRequest"> & {
   /**
-   * 1 to 1024 distinct txn ids.
+   * 1 to 1024 txn ids, applied in order.
    *
    * @generated from field: repeated string txn_ids = 1;
    */
@@ -330,7 +341,7 @@ export const CommitBatchResponseSchema: GenMessage<CommitBatchResponse> = /*@__P
  */
 export type AbortBatchRequest = Message<"paygate.bank.v1.AbortBatchRequest"> & {
   /**
-   * 1 to 1024 distinct txn ids.
+   * 1 to 1024 txn ids, applied in order.
    *
    * @generated from field: repeated string txn_ids = 1;
    */
@@ -843,6 +854,146 @@ export const GetHoldResponseSchema: GenMessage<GetHoldResponse> = /*@__PURE__*/
   messageDesc(file_paygate_bank_v1_bank, 32);
 
 /**
+ * @generated from message paygate.bank.v1.VerifyLinkRequest
+ */
+export type VerifyLinkRequest = Message<"paygate.bank.v1.VerifyLinkRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: string holder_name = 2;
+   */
+  holderName: string;
+
+  /**
+   * @generated from field: string link_code = 3;
+   */
+  linkCode: string;
+
+  /**
+   * The gateway user the account will belong to.
+   *
+   * @generated from field: string user_id = 4;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message paygate.bank.v1.VerifyLinkRequest.
+ * Use `create(VerifyLinkRequestSchema)` to create a new message.
+ */
+export const VerifyLinkRequestSchema: GenMessage<VerifyLinkRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 33);
+
+/**
+ * @generated from message paygate.bank.v1.VerifyLinkResponse
+ */
+export type VerifyLinkResponse = Message<"paygate.bank.v1.VerifyLinkResponse"> & {
+  /**
+   * @generated from field: paygate.bank.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+};
+
+/**
+ * Describes the message paygate.bank.v1.VerifyLinkResponse.
+ * Use `create(VerifyLinkResponseSchema)` to create a new message.
+ */
+export const VerifyLinkResponseSchema: GenMessage<VerifyLinkResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 34);
+
+/**
+ * @generated from message paygate.bank.v1.IssueLinkCodeRequest
+ */
+export type IssueLinkCodeRequest = Message<"paygate.bank.v1.IssueLinkCodeRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * Optional: records (or replaces) the holder's name; required when the bank has none.
+   *
+   * @generated from field: string holder_name = 2;
+   */
+  holderName: string;
+};
+
+/**
+ * Describes the message paygate.bank.v1.IssueLinkCodeRequest.
+ * Use `create(IssueLinkCodeRequestSchema)` to create a new message.
+ */
+export const IssueLinkCodeRequestSchema: GenMessage<IssueLinkCodeRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 35);
+
+/**
+ * @generated from message paygate.bank.v1.IssueLinkCodeResponse
+ */
+export type IssueLinkCodeResponse = Message<"paygate.bank.v1.IssueLinkCodeResponse"> & {
+  /**
+   * e.g. "K7QF-9XMB-3TRW".
+   *
+   * @generated from field: string link_code = 1;
+   */
+  linkCode: string;
+
+  /**
+   * @generated from field: string holder_name = 2;
+   */
+  holderName: string;
+};
+
+/**
+ * Describes the message paygate.bank.v1.IssueLinkCodeResponse.
+ * Use `create(IssueLinkCodeResponseSchema)` to create a new message.
+ */
+export const IssueLinkCodeResponseSchema: GenMessage<IssueLinkCodeResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 36);
+
+/**
+ * @generated from message paygate.bank.v1.UnlinkRequest
+ */
+export type UnlinkRequest = Message<"paygate.bank.v1.UnlinkRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message paygate.bank.v1.UnlinkRequest.
+ * Use `create(UnlinkRequestSchema)` to create a new message.
+ */
+export const UnlinkRequestSchema: GenMessage<UnlinkRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 37);
+
+/**
+ * @generated from message paygate.bank.v1.UnlinkResponse
+ */
+export type UnlinkResponse = Message<"paygate.bank.v1.UnlinkResponse"> & {
+  /**
+   * @generated from field: paygate.bank.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+
+  /**
+   * "" when the account already belonged to nobody.
+   *
+   * @generated from field: string previous_owner_user_id = 2;
+   */
+  previousOwnerUserId: string;
+};
+
+/**
+ * Describes the message paygate.bank.v1.UnlinkResponse.
+ * Use `create(UnlinkResponseSchema)` to create a new message.
+ */
+export const UnlinkResponseSchema: GenMessage<UnlinkResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_bank_v1_bank, 38);
+
+/**
  * @generated from enum paygate.bank.v1.LegDirection
  */
 export enum LegDirection {
@@ -1118,4 +1269,52 @@ export const LedgerService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_paygate_bank_v1_bank, 1);
+
+/**
+ * LinkService is how the gateway checks that a customer holds an account
+ * before linking it to the customer's gateway user (the bank's owner of the
+ * account, which every debit's Prepare checks). Only the gateway's
+ * certificate may call it.
+ *
+ * @generated from service paygate.bank.v1.LinkService
+ */
+export const LinkService: GenService<{
+  /**
+   * Checks the holder's name and the link code together; on success the
+   * account's owner becomes `user_id` and the code is used up. A repeat by
+   * the same user with the same code answers the same (a lost reply is
+   * retried). Every failure (an unknown account too) is link_failed and is
+   * counted durably per account id; at the bank's maximum the account's
+   * linking is locked (link_locked) until a new code is issued.
+   *
+   * @generated from rpc paygate.bank.v1.LinkService.VerifyLink
+   */
+  verifyLink: {
+    methodKind: "unary";
+    input: typeof VerifyLinkRequestSchema;
+    output: typeof VerifyLinkResponseSchema;
+  },
+  /**
+   * A new code for an account that belongs to nobody: returned once, stored
+   * as a salted hash; replaces the old code and clears failures and the lock.
+   *
+   * @generated from rpc paygate.bank.v1.LinkService.IssueLinkCode
+   */
+  issueLinkCode: {
+    methodKind: "unary";
+    input: typeof IssueLinkCodeRequestSchema;
+    output: typeof IssueLinkCodeResponseSchema;
+  },
+  /**
+   * The account belongs to nobody again (its code is void). Idempotent.
+   *
+   * @generated from rpc paygate.bank.v1.LinkService.Unlink
+   */
+  unlink: {
+    methodKind: "unary";
+    input: typeof UnlinkRequestSchema;
+    output: typeof UnlinkResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_paygate_bank_v1_bank, 2);
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file paygate/gateway/v1/gateway.proto.
  */
 export const file_paygate_gateway_v1_gateway: GenFile = /*@__PURE__*/
-  fileDesc("CiBwYXlnYXRlL2dhdGV3YXkvdjEvZ2F0ZXdheS5wcm90bxIScGF5Z2F0ZS5nYXRld2F5LnYxIjIKDExvZ2luUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKQAQoNTG9naW5SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYAyABKAkSJwoFcm9sZXMYBCADKA4yGC5wYXlnYXRlLmdhdGV3YXkudjEuUm9sZSIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIoMDCgtUcmFuc2FjdGlvbhIWCg50cmFuc2FjdGlvbl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxI1CgZzdGF0dXMYAyABKA4yJS5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb25TdGF0dXMSFgoOZGVjbGluZV9yZWFzb24YBCABKAkSFwoPZnJvbV9hY2NvdW50X2lkGAUgASgJEhUKDXRvX2FjY291bnRfaWQYBiABKAkSFAoMYW1vdW50X21pbm9yGAcgASgDEhAKCGN1cnJlbmN5GAggASgJEgwKBG1lbW8YCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmRlY2lkZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFGluaXRpYXRlZF9ieV91c2VyX2lkGA0gASgJIpABCg9UcmFuc2ZlclJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEhcKD2Zyb21fYWNjb3VudF9pZBgCIAEoCRIVCg10b19hY2NvdW50X2lkGAMgASgJEhQKDGFtb3VudF9taW5vchgEIAEoAxIQCghjdXJyZW5jeRgFIAEoCRIMCgRtZW1vGAYgASgJIkgKEFRyYW5zZmVyUmVzcG9uc2USNAoLdHJhbnNhY3Rpb24YASABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb24imAEKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRIMCgRiYW5rGAIgASgJEhUKDW93bmVyX3VzZXJfaWQYAyABKAkSEAoIY3VycmVuY3kYBCABKAkSFQoNYmFsYW5jZV9taW5vchgFIAEoAxISCgpoZWxkX21pbm9yGAYgASgDEhcKD2F2YWlsYWJsZV9taW5vchgHIAEoAyInChFHZXRCYWxhbmNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIkMKEkdldEJhbGFuY2VSZXNwb25zZRItCghhY2NvdW50cxgBIAMoCzIbLnBheWdhdGUuZ2F0ZXdheS52MS5BY2NvdW50Ii8KFUdldFRyYW5zYWN0aW9uUmVxdWVzdBIWCg50cmFuc2FjdGlvbl9pZBgBIAEoCSJOChZHZXRUcmFuc2FjdGlvblJlc3BvbnNlEjQKC3RyYW5zYWN0aW9uGAEgASgLMh8ucGF5Z2F0ZS5nYXRld2F5LnYxLlRyYW5zYWN0aW9uIlAKF0xpc3RUcmFuc2FjdGlvbnNSZXF1ZXN0EhYKDmFmdGVyX3NlcXVlbmNlGAEgASgDEg4KBmZvbGxvdxgCIAEoCBINCgVsaW1pdBgDIAEoBSJQChhMaXN0VHJhbnNhY3Rpb25zUmVzcG9uc2USNAoLdHJhbnNhY3Rpb24YASABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb24iaAoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEicKBXJvbGVzGAMgAygOMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlJvbGUSFAoMZGlzcGxheV9uYW1lGAQgASgJInYKEUNyZWF0ZVVzZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEicKBXJvbGVzGAMgAygOMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlJvbGUSFAoMZGlzcGxheV9uYW1lGAQgASgJIjwKEkNyZWF0ZVVzZXJSZXNwb25zZRImCgR1c2VyGAEgASgLMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlVzZXIiSwoST3BlbkFjY291bnRSZXF1ZXN0EhUKDW93bmVyX3VzZXJfaWQYASABKAkSDAoEYmFuaxgCIAEoCRIQCghjdXJyZW5jeRgDIAEoCSJDChNPcGVuQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5wYXlnYXRlLmdhdGV3YXkudjEuQWNjb3VudCJlCg5EZXBvc2l0UmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkiPwoPRGVwb3NpdFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5wYXlnYXRlLmdhdGV3YXkudjEuQWNjb3VudCISChBSZWNvbmNpbGVSZXF1ZXN0InoKD0N1cnJlbmN5U3VtbWFyeRIQCghjdXJyZW5jeRgBIAEoCRIVCg1iYWxhbmNlX21pbm9yGAIgASgDEhIKCmhlbGRfbWlub3IYAyABKAMSFwoPZGVwb3NpdGVkX21pbm9yGAQgASgDEhEKCWNvbnNlcnZlZBgFIAEoCCJzCgtCYW5rU3VtbWFyeRIMCgRiYW5rGAEgASgJEhEKCXJlYWNoYWJsZRgCIAEoCBIZChFsZWRnZXJfY29uc2lzdGVudBgDIAEoCBIQCghwcm9ibGVtcxgEIAMoCRIWCg5wcmVwYXJlZF9jb3VudBgFIAEoAyJaChJJbkRvdWJ0VHJhbnNhY3Rpb24SFgoOdHJhbnNhY3Rpb25faWQYASABKAkSDQoFd2hlcmUYAiABKAkSDQoFc3RhdGUYAyABKAkSDgoGYWdlX21zGAQgASgDIskBChFSZWNvbmNpbGVSZXNwb25zZRIRCgljb25zZXJ2ZWQYASABKAgSNwoKY3VycmVuY2llcxgCIAMoCzIjLnBheWdhdGUuZ2F0ZXdheS52MS5DdXJyZW5jeVN1bW1hcnkSLgoFYmFua3MYAyADKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuQmFua1N1bW1hcnkSOAoIaW5fZG91YnQYBCADKAsyJi5wYXlnYXRlLmdhdGV3YXkudjEuSW5Eb3VidFRyYW5zYWN0aW9uIiQKEkdldERlY2lzaW9uUmVxdWVzdBIOCgZ0eG5faWQYASABKAkiRQoTR2V0RGVjaXNpb25SZXNwb25zZRIuCghkZWNpc2lvbhgBIAEoDjIcLnBheWdhdGUuZ2F0ZXdheS52MS5EZWNpc2lvbiKBAQoQSXNzdWVDYXJkUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhcKD2NhcmRob2xkZXJfbmFtZRgCIAEoCRIOCgZudW1iZXIYAyABKAkSEQoJZXhwX21vbnRoGAQgASgFEhAKCGV4cF95ZWFyGAUgASgFEgsKA2N2YxgGIAEoCSJ1ChFJc3N1ZUNhcmRSZXNwb25zZRIPCgdjYXJkX2lkGAEgASgJEg4KBm51bWJlchgCIAEoCRILCgNjdmMYAyABKAkSDQoFbGFzdDQYBCABKAkSEQoJZXhwX21vbnRoGAUgASgFEhAKCGV4cF95ZWFyGAYgASgFImgKC0NhcmREZXRhaWxzEg4KBm51bWJlchgBIAEoCRIRCglleHBfbW9udGgYAiABKAUSEAoIZXhwX3llYXIYAyABKAUSCwoDY3ZjGAQgASgJEhcKD2NhcmRob2xkZXJfbmFtZRgFIAEoCSI9CgxSaXNrRGVjaXNpb24SDQoFc2NvcmUYASABKAUSEAoIYXBwcm92ZWQYAiABKAgSDAoEcnVsZRgDIAEoCSKQAwoNQXV0aG9yaXphdGlvbhIRCglhdXRoX2NvZGUYASABKAkSNwoGc3RhdHVzGAIgASgOMicucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6YXRpb25TdGF0dXMSEgoKY2FyZF9sYXN0NBgDIAEoCRIUCgxhbW91bnRfbWlub3IYBCABKAMSFgoOY2FwdHVyZWRfbWlub3IYBSABKAMSFgoOcmVmdW5kZWRfbWlub3IYBiABKAMSEAoIY3VycmVuY3kYByABKAkSGwoTbWVyY2hhbnRfYWNjb3VudF9pZBgIIAEoCRIaChJtZXJjaGFudF9yZWZlcmVuY2UYCSABKAkSLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoEcmlzaxgMIAEoCzIgLnBheWdhdGUuZ2F0ZXdheS52MS5SaXNrRGVjaXNpb24iuwEKEEF1dGhvcml6ZVJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEi0KBGNhcmQYAiABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuQ2FyZERldGFpbHMSFAoMYW1vdW50X21pbm9yGAMgASgDEhAKCGN1cnJlbmN5GAQgASgJEhoKEm1lcmNoYW50X3JlZmVyZW5jZRgFIAEoCRIbChNtZXJjaGFudF9hY2NvdW50X2lkGAYgASgJIk0KEUF1dGhvcml6ZVJlc3BvbnNlEjgKDWF1dGhvcml6YXRpb24YASABKAsyIS5wYXlnYXRlLmdhdGV3YXkudjEuQXV0aG9yaXphdGlvbiI1CgpTZXR0bGVJdGVtEhEKCWF1dGhfY29kZRgBIAEoCRIUCgxhbW91bnRfbWlub3IYAiABKAMimwEKEFNldHRsZUl0ZW1SZXN1bHQSEQoJYXV0aF9jb2RlGAEgASgJEjQKBnN0YXR1cxgCIAEoDjIkLnBheWdhdGUuZ2F0ZXdheS52MS5TZXR0bGVJdGVtU3RhdHVzEg4KBnJlYXNvbhgDIAEoCRIWCg5jYXB0dXJlZF9taW5vchgEIAEoAxIWCg50cmFuc2FjdGlvbl9pZBgFIAEoCSJcChJTZXR0bGVCYXRjaFJlcXVlc3QSFwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJEi0KBWl0ZW1zGAIgAygLMh4ucGF5Z2F0ZS5nYXRld2F5LnYxLlNldHRsZUl0ZW0iXgoTU2V0dGxlQmF0Y2hSZXNwb25zZRIQCghiYXRjaF9pZBgBIAEoCRI1CgdyZXN1bHRzGAIgAygLMiQucGF5Z2F0ZS5nYXRld2F5LnYxLlNldHRsZUl0ZW1SZXN1bHQiIAoLVm9pZFJlcXVlc3QSEQoJYXV0aF9jb2RlGAEgASgJIkgKDFZvaWRSZXNwb25zZRI4Cg1hdXRob3JpemF0aW9uGAEgASgLMiEucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6YXRpb24iUQoNUmVmdW5kUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSEQoJYXV0aF9jb2RlGAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAyJ1Cg5SZWZ1bmRSZXNwb25zZRIRCglyZWZ1bmRfaWQYASABKAkSFgoOdHJhbnNhY3Rpb25faWQYAiABKAkSOAoNYXV0aG9yaXphdGlvbhgDIAEoCzIhLnBheWdhdGUuZ2F0ZXdheS52MS5BdXRob3JpemF0aW9uIiwKF0dldEF1dGhvcml6YXRpb25SZXF1ZXN0EhEKCWF1dGhfY29kZRgBIAEoCSJUChhHZXRBdXRob3JpemF0aW9uUmVzcG9uc2USOAoNYXV0aG9yaXphdGlvbhgBIAEoCzIhLnBheWdhdGUuZ2F0ZXdheS52MS5BdXRob3JpemF0aW9uKlIKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEhEKDVJPTEVfQ1VTVE9NRVIQARIRCg1ST0xFX01FUkNIQU5UEAISDgoKUk9MRV9BRE1JThADKpkBChFUcmFuc2FjdGlvblN0YXR1cxIiCh5UUkFOU0FDVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIeChpUUkFOU0FDVElPTl9TVEFUVVNfUEVORElORxABEiAKHFRSQU5TQUNUSU9OX1NUQVRVU19DT01NSVRURUQQAhIeChpUUkFOU0FDVElPTl9TVEFUVVNfQUJPUlRFRBADKk0KCERlY2lzaW9uEhgKFERFQ0lTSU9OX1VOU1BFQ0lGSUVEEAASEwoPREVDSVNJT05fQ09NTUlUEAESEgoOREVDSVNJT05fQUJPUlQQAirEAQoTQXV0aG9yaXphdGlvblN0YXR1cxIkCiBBVVRIT1JJWkFUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEiEKHUFVVEhPUklaQVRJT05fU1RBVFVTX0FQUFJPVkVEEAESIQodQVVUSE9SSVpBVElPTl9TVEFUVVNfQ0FQVFVSRUQQAhIfChtBVVRIT1JJWkFUSU9OX1NUQVRVU19WT0lERUQQAxIgChxBVVRIT1JJWkFUSU9OX1NUQVRVU19FWFBJUkVEEAQqdgoQU2V0dGxlSXRlbVN0YXR1cxIiCh5TRVRUTEVfSVRFTV9TVEFUVVNfVU5TUEVDSUZJRUQQABIfChtTRVRUTEVfSVRFTV9TVEFUVVNfQ0FQVFVSRUQQARIdChlTRVRUTEVfSVRFTV9TVEFUVVNfRkFJTEVEEAIyrAEKC0F1dGhTZXJ2aWNlEkwKBUxvZ2luEiAucGF5Z2F0ZS5nYXRld2F5LnYxLkxvZ2luUmVxdWVzdBohLnBheWdhdGUuZ2F0ZXdheS52MS5Mb2dpblJlc3BvbnNlEk8KBkxvZ291dBIhLnBheWdhdGUuZ2F0ZXdheS52MS5Mb2dvdXRSZXF1ZXN0GiIucGF5Z2F0ZS5nYXRld2F5LnYxLkxvZ291dFJlc3BvbnNlMp4DCg5QYXltZW50U2VydmljZRJVCghUcmFuc2ZlchIjLnBheWdhdGUuZ2F0ZXdheS52MS5UcmFuc2ZlclJlcXVlc3QaJC5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNmZXJSZXNwb25zZRJbCgpHZXRCYWxhbmNlEiUucGF5Z2F0ZS5nYXRld2F5LnYxLkdldEJhbGFuY2VSZXF1ZXN0GiYucGF5Z2F0ZS5nYXRld2F5LnYxLkdldEJhbGFuY2VSZXNwb25zZRJnCg5HZXRUcmFuc2FjdGlvbhIpLnBheWdhdGUuZ2F0ZXdheS52MS5HZXRUcmFuc2FjdGlvblJlcXVlc3QaKi5wYXlnYXRlLmdhdGV3YXkudjEuR2V0VHJhbnNhY3Rpb25SZXNwb25zZRJvChBMaXN0VHJhbnNhY3Rpb25zEisucGF5Z2F0ZS5nYXRld2F5LnYxLkxpc3RUcmFuc2FjdGlvbnNSZXF1ZXN0GiwucGF5Z2F0ZS5nYXRld2F5LnYxLkxpc3RUcmFuc2FjdGlvbnNSZXNwb25zZTABMtMDCgxBZG1pblNlcnZpY2USWwoKQ3JlYXRlVXNlchIlLnBheWdhdGUuZ2F0ZXdheS52MS5DcmVhdGVVc2VyUmVxdWVzdBomLnBheWdhdGUuZ2F0ZXdheS52MS5DcmVhdGVVc2VyUmVzcG9uc2USXgoLT3BlbkFjY291bnQSJi5wYXlnYXRlLmdhdGV3YXkudjEuT3BlbkFjY291bnRSZXF1ZXN0GicucGF5Z2F0ZS5nYXRld2F5LnYxLk9wZW5BY2NvdW50UmVzcG9uc2USUgoHRGVwb3NpdBIiLnBheWdhdGUuZ2F0ZXdheS52MS5EZXBvc2l0UmVxdWVzdBojLnBheWdhdGUuZ2F0ZXdheS52MS5EZXBvc2l0UmVzcG9uc2USWAoJUmVjb25jaWxlEiQucGF5Z2F0ZS5nYXRld2F5LnYxLlJlY29uY2lsZVJlcXVlc3QaJS5wYXlnYXRlLmdhdGV3YXkudjEuUmVjb25jaWxlUmVzcG9uc2USWAoJSXNzdWVDYXJkEiQucGF5Z2F0ZS5nYXRld2F5LnYxLklzc3VlQ2FyZFJlcXVlc3QaJS5wYXlnYXRlLmdhdGV3YXkudjEuSXNzdWVDYXJkUmVzcG9uc2Uy0gMKC0NhcmRTZXJ2aWNlElgKCUF1dGhvcml6ZRIkLnBheWdhdGUuZ2F0ZXdheS52MS5BdXRob3JpemVSZXF1ZXN0GiUucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6ZVJlc3BvbnNlEl4KC1NldHRsZUJhdGNoEiYucGF5Z2F0ZS5nYXRld2F5LnYxLlNldHRsZUJhdGNoUmVxdWVzdBonLnBheWdhdGUuZ2F0ZXdheS52MS5TZXR0bGVCYXRjaFJlc3BvbnNlEkkKBFZvaWQSHy5wYXlnYXRlLmdhdGV3YXkudjEuVm9pZFJlcXVlc3QaIC5wYXlnYXRlLmdhdGV3YXkudjEuVm9pZFJlc3BvbnNlEk8KBlJlZnVuZBIhLnBheWdhdGUuZ2F0ZXdheS52MS5SZWZ1bmRSZXF1ZXN0GiIucGF5Z2F0ZS5nYXRld2F5LnYxLlJlZnVuZFJlc3BvbnNlEm0KEEdldEF1dGhvcml6YXRpb24SKy5wYXlnYXRlLmdhdGV3YXkudjEuR2V0QXV0aG9yaXphdGlvblJlcXVlc3QaLC5wYXlnYXRlLmdhdGV3YXkudjEuR2V0QXV0aG9yaXphdGlvblJlc3BvbnNlMnQKEkNvb3JkaW5hdG9yU2VydmljZRJeCgtHZXREZWNpc2lvbhImLnBheWdhdGUuZ2F0ZXdheS52MS5HZXREZWNpc2lvblJlcXVlc3QaJy5wYXlnYXRlLmdhdGV3YXkudjEuR2V0RGVjaXNpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwYXlnYXRlL2dhdGV3YXkvdjEvZ2F0ZXdheS5wcm90bxIScGF5Z2F0ZS5nYXRld2F5LnYxIjIKDExvZ2luUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKQAQoNTG9naW5SZXNwb25zZRIVCg1zZXNzaW9uX3Rva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYAyABKAkSJwoFcm9sZXMYBCADKA4yGC5wYXlnYXRlLmdhdGV3YXkudjEuUm9sZSIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlIksKD1JlZ2lzdGVyUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiOgoQUmVnaXN0ZXJSZXNwb25zZRImCgR1c2VyGAEgASgLMhgucGF5Z2F0ZS5nYXRld2F5LnYxLlVzZXIigwMKC1RyYW5zYWN0aW9uEhYKDnRyYW5zYWN0aW9uX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEjUKBnN0YXR1cxgDIAEoDjIlLnBheWdhdGUuZ2F0ZXdheS52MS5UcmFuc2FjdGlvblN0YXR1cxIWCg5kZWNsaW5lX3JlYXNvbhgEIAEoCRIXCg9mcm9tX2FjY291bnRfaWQYBSABKAkSFQoNdG9fYWNjb3VudF9pZBgGIAEoCRIUCgxhbW91bnRfbWlub3IYByABKAMSEAoIY3VycmVuY3kYCCABKAkSDAoEbWVtbxgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVjaWRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUaW5pdGlhdGVkX2J5X3VzZXJfaWQYDSABKAkikAEKD1RyYW5zZmVyUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSFwoPZnJvbV9hY2NvdW50X2lkGAIgASgJEhUKDXRvX2FjY291bnRfaWQYAyABKAkSFAoMYW1vdW50X21pbm9yGAQgASgDEhAKCGN1cnJlbmN5GAUgASgJEgwKBG1lbW8YBiABKAkiSAoQVHJhbnNmZXJSZXNwb25zZRI0Cgt0cmFuc2FjdGlvbhgBIAEoCzIfLnBheWdhdGUuZ2F0ZXdheS52MS5UcmFuc2FjdGlvbiKYAQoHQWNjb3VudBISCgphY2NvdW50X2lkGAEgASgJEgwKBGJhbmsYAiABKAkSFQoNb3duZXJfdXNlcl9pZBgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIVCg1iYWxhbmNlX21pbm9yGAUgASgDEhIKCmhlbGRfbWlub3IYBiABKAMSFwoPYXZhaWxhYmxlX21pbm9yGAcgASgDIicKEUdldEJhbGFuY2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiQwoSR2V0QmFsYW5jZVJlc3BvbnNlEi0KCGFjY291bnRzGAEgAygLMhsucGF5Z2F0ZS5nYXRld2F5LnYxLkFjY291bnQiLwoVR2V0VHJhbnNhY3Rpb25SZXF1ZXN0EhYKDnRyYW5zYWN0aW9uX2lkGAEgASgJIk4KFkdldFRyYW5zYWN0aW9uUmVzcG9uc2USNAoLdHJhbnNhY3Rpb24YASABKAsyHy5wYXlnYXRlLmdhdGV3YXkudjEuVHJhbnNhY3Rpb24iUAoXTGlzdFRyYW5zYWN0aW9uc1JlcXVlc3QSFgoOYWZ0ZXJfc2VxdWVuY2UYASABKAMSDgoGZm9sbG93GAIgASgIEg0KBWxpbWl0GAMgASgFIlAKGExpc3RUcmFuc2FjdGlvbnNSZXNwb25zZRI0Cgt0cmFuc2FjdGlvbhgBIAEoCzIfLnBheWdhdGUuZ2F0ZXdheS52MS5UcmFuc2FjdGlvbiJUChZMaW5rQmFua0FjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEwoLaG9sZGVyX25hbWUYAiABKAkSEQoJbGlua19jb2RlGAMgASgJIkcKF0xpbmtCYW5rQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5wYXlnYXRlLmdhdGV3YXkudjEuQWNjb3VudCJoCgRVc2VyEg8KB3VzZXJfaWQYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSJwoFcm9sZXMYAyADKA4yGC5wYXlnYXRlLmdhdGV3YXkudjEuUm9sZRIUCgxkaXNwbGF5X25hbWUYBCABKAkidgoRQ3JlYXRlVXNlclJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSJwoFcm9sZXMYAyADKA4yGC5wYXlnYXRlLmdhdGV3YXkudjEuUm9sZRIUCgxkaXNwbGF5X25hbWUYBCABKAkiPAoSQ3JlYXRlVXNlclJlc3BvbnNlEiYKBHVzZXIYASABKAsyGC5wYXlnYXRlLmdhdGV3YXkudjEuVXNlciJLChJPcGVuQWNjb3VudFJlcXVlc3QSFQoNb3duZXJfdXNlcl9pZBgBIAEoCRIMCgRiYW5rGAIgASgJEhAKCGN1cnJlbmN5GAMgASgJIkMKE09wZW5BY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLnBheWdhdGUuZ2F0ZXdheS52MS5BY2NvdW50ImUKDkRlcG9zaXRSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAxIQCghjdXJyZW5jeRgEIAEoCSI/Cg9EZXBvc2l0UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLnBheWdhdGUuZ2F0ZXdheS52MS5BY2NvdW50IhIKEFJlY29uY2lsZVJlcXVlc3QiegoPQ3VycmVuY3lTdW1tYXJ5EhAKCGN1cnJlbmN5GAEgASgJEhUKDWJhbGFuY2VfbWlub3IYAiABKAMSEgoKaGVsZF9taW5vchgDIAEoAxIXCg9kZXBvc2l0ZWRfbWlub3IYBCABKAMSEQoJY29uc2VydmVkGAUgASgIInMKC0JhbmtTdW1tYXJ5EgwKBGJhbmsYASABKAkSEQoJcmVhY2hhYmxlGAIgASgIEhkKEWxlZGdlcl9jb25zaXN0ZW50GAMgASgIEhAKCHByb2JsZW1zGAQgAygJEhYKDnByZXBhcmVkX2NvdW50GAUgASgDIloKEkluRG91YnRUcmFuc2FjdGlvbhIWCg50cmFuc2FjdGlvbl9pZBgBIAEoCRINCgV3aGVyZRgCIAEoCRINCgVzdGF0ZRgDIAEoCRIOCgZhZ2VfbXMYBCABKAMiyQEKEVJlY29uY2lsZVJlc3BvbnNlEhEKCWNvbnNlcnZlZBgBIAEoCBI3CgpjdXJyZW5jaWVzGAIgAygLMiMucGF5Z2F0ZS5nYXRld2F5LnYxLkN1cnJlbmN5U3VtbWFyeRIuCgViYW5rcxgDIAMoCzIfLnBheWdhdGUuZ2F0ZXdheS52MS5CYW5rU3VtbWFyeRI4Cghpbl9kb3VidBgEIAMoCzImLnBheWdhdGUuZ2F0ZXdheS52MS5JbkRvdWJ0VHJhbnNhY3Rpb24iJAoSR2V0RGVjaXNpb25SZXF1ZXN0Eg4KBnR4bl9pZBgBIAEoCSJFChNHZXREZWNpc2lvblJlc3BvbnNlEi4KCGRlY2lzaW9uGAEgASgOMhwucGF5Z2F0ZS5nYXRld2F5LnYxLkRlY2lzaW9uIj8KFElzc3VlTGlua0NvZGVSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEwoLaG9sZGVyX25hbWUYAiABKAkiUwoVSXNzdWVMaW5rQ29kZVJlc3BvbnNlEhIKCmFjY291bnRfaWQYASABKAkSEQoJbGlua19jb2RlGAIgASgJEhMKC2hvbGRlcl9uYW1lGAMgASgJIi4KGFVubGlua0JhbmtBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIk8KGVVubGlua0JhbmtBY2NvdW50UmVzcG9uc2USEgoKYWNjb3VudF9pZBgBIAEoCRIeChZwcmV2aW91c19vd25lcl91c2VyX2lkGAIgASgJIoEBChBJc3N1ZUNhcmRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSFwoPY2FyZGhvbGRlcl9uYW1lGAIgASgJEg4KBm51bWJlchgDIAEoCRIRCglleHBfbW9udGgYBCABKAUSEAoIZXhwX3llYXIYBSABKAUSCwoDY3ZjGAYgASgJInUKEUlzc3VlQ2FyZFJlc3BvbnNlEg8KB2NhcmRfaWQYASABKAkSDgoGbnVtYmVyGAIgASgJEgsKA2N2YxgDIAEoCRINCgVsYXN0NBgEIAEoCRIRCglleHBfbW9udGgYBSABKAUSEAoIZXhwX3llYXIYBiABKAUiaAoLQ2FyZERldGFpbHMSDgoGbnVtYmVyGAEgASgJEhEKCWV4cF9tb250aBgCIAEoBRIQCghleHBfeWVhchgDIAEoBRILCgNjdmMYBCABKAkSFwoPY2FyZGhvbGRlcl9uYW1lGAUgASgJIj0KDFJpc2tEZWNpc2lvbhINCgVzY29yZRgBIAEoBRIQCghhcHByb3ZlZBgCIAEoCBIMCgRydWxlGAMgASgJIpADCg1BdXRob3JpemF0aW9uEhEKCWF1dGhfY29kZRgBIAEoCRI3CgZzdGF0dXMYAiABKA4yJy5wYXlnYXRlLmdhdGV3YXkudjEuQXV0aG9yaXphdGlvblN0YXR1cxISCgpjYXJkX2xhc3Q0GAMgASgJEhQKDGFtb3VudF9taW5vchgEIAEoAxIWCg5jYXB0dXJlZF9taW5vchgFIAEoAxIWCg5yZWZ1bmRlZF9taW5vchgGIAEoAxIQCghjdXJyZW5jeRgHIAEoCRIbChNtZXJjaGFudF9hY2NvdW50X2lkGAggASgJEhoKEm1lcmNoYW50X3JlZmVyZW5jZRgJIAEoCRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgRyaXNrGAwgASgLMiAucGF5Z2F0ZS5nYXRld2F5LnYxLlJpc2tEZWNpc2lvbiK7AQoQQXV0aG9yaXplUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSLQoEY2FyZBgCIAEoCzIfLnBheWdhdGUuZ2F0ZXdheS52MS5DYXJkRGV0YWlscxIUCgxhbW91bnRfbWlub3IYAyABKAMSEAoIY3VycmVuY3kYBCABKAkSGgoSbWVyY2hhbnRfcmVmZXJlbmNlGAUgASgJEhsKE21lcmNoYW50X2FjY291bnRfaWQYBiABKAkiTQoRQXV0aG9yaXplUmVzcG9uc2USOAoNYXV0aG9yaXphdGlvbhgBIAEoCzIhLnBheWdhdGUuZ2F0ZXdheS52MS5BdXRob3JpemF0aW9uIjUKClNldHRsZUl0ZW0SEQoJYXV0aF9jb2RlGAEgASgJEhQKDGFtb3VudF9taW5vchgCIAEoAyKbAQoQU2V0dGxlSXRlbVJlc3VsdBIRCglhdXRoX2NvZGUYASABKAkSNAoGc3RhdHVzGAIgASgOMiQucGF5Z2F0ZS5nYXRld2F5LnYxLlNldHRsZUl0ZW1TdGF0dXMSDgoGcmVhc29uGAMgASgJEhYKDmNhcHR1cmVkX21pbm9yGAQgASgDEhYKDnRyYW5zYWN0aW9uX2lkGAUgASgJIlwKElNldHRsZUJhdGNoUmVxdWVzdBIXCg9pZGVtcG90ZW5jeV9rZXkYASABKAkSLQoFaXRlbXMYAiADKAsyHi5wYXlnYXRlLmdhdGV3YXkudjEuU2V0dGxlSXRlbSJeChNTZXR0bGVCYXRjaFJlc3BvbnNlEhAKCGJhdGNoX2lkGAEgASgJEjUKB3Jlc3VsdHMYAiADKAsyJC5wYXlnYXRlLmdhdGV3YXkudjEuU2V0dGxlSXRlbVJlc3VsdCIgCgtWb2lkUmVxdWVzdBIRCglhdXRoX2NvZGUYASABKAkiSAoMVm9pZFJlc3BvbnNlEjgKDWF1dGhvcml6YXRpb24YASABKAsyIS5wYXlnYXRlLmdhdGV3YXkudjEuQXV0aG9yaXphdGlvbiJRCg1SZWZ1bmRSZXF1ZXN0EhcKD2lkZW1wb3RlbmN5X2tleRgBIAEoCRIRCglhdXRoX2NvZGUYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDInUKDlJlZnVuZFJlc3BvbnNlEhEKCXJlZnVuZF9pZBgBIAEoCRIWCg50cmFuc2FjdGlvbl9pZBgCIAEoCRI4Cg1hdXRob3JpemF0aW9uGAMgASgLMiEucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6YXRpb24iLAoXR2V0QXV0aG9yaXphdGlvblJlcXVlc3QSEQoJYXV0aF9jb2RlGAEgASgJIlQKGEdldEF1dGhvcml6YXRpb25SZXNwb25zZRI4Cg1hdXRob3JpemF0aW9uGAEgASgLMiEucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6YXRpb24iswEKD1dlYmhvb2tFbmRwb2ludBITCgtlbmRwb2ludF9pZBgBIAEoCRILCgN1cmwYAiABKAkSEwoLZXZlbnRfdHlwZXMYAyADKAkSOQoGc3RhdHVzGAQgASgOMikucGF5Z2F0ZS5nYXRld2F5LnYxLldlYmhvb2tFbmRwb2ludFN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI5ChVDcmVhdGVFbmRwb2ludFJlcXVlc3QSCwoDdXJsGAEgASgJEhMKC2V2ZW50X3R5cGVzGAIgAygJIl8KFkNyZWF0ZUVuZHBvaW50UmVzcG9uc2USNQoIZW5kcG9pbnQYASABKAsyIy5wYXlnYXRlLmdhdGV3YXkudjEuV2ViaG9va0VuZHBvaW50Eg4KBnNlY3JldBgCIAEoCSIWChRMaXN0RW5kcG9pbnRzUmVxdWVzdCJPChVMaXN0RW5kcG9pbnRzUmVzcG9uc2USNgoJZW5kcG9pbnRzGAEgAygLMiMucGF5Z2F0ZS5nYXRld2F5LnYxLldlYmhvb2tFbmRwb2ludCIsChVEZWxldGVFbmRwb2ludFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkiGAoWRGVsZXRlRW5kcG9pbnRSZXNwb25zZSJaChFSb2xsU2VjcmV0UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCRIcCg9vdmVybGFwX3NlY29uZHMYAiABKANIAIgBAUISChBfb3ZlcmxhcF9zZWNvbmRzIl0KElJvbGxTZWNyZXRSZXNwb25zZRIOCgZzZWNyZXQYASABKAkSNwoTcHJldmlvdXNfZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihgMKD1dlYmhvb2tEZWxpdmVyeRITCgtkZWxpdmVyeV9pZBgBIAEoCRITCgtlbmRwb2ludF9pZBgCIAEoCRIQCghldmVudF9pZBgDIAEoCRISCgpldmVudF90eXBlGAQgASgJEhEKCW9iamVjdF9pZBgFIAEoCRI5CgZzdGF0dXMYBiABKA4yKS5wYXlnYXRlLmdhdGV3YXkudjEuV2ViaG9va0RlbGl2ZXJ5U3RhdHVzEhAKCGF0dGVtcHRzGAcgASgFEjMKD25leHRfYXR0ZW1wdF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQbGFzdF9zdGF0dXNfY29kZRgJIAEoBRISCgpsYXN0X2Vycm9yGAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGRlbGl2ZXJlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigQEKDldlYmhvb2tBdHRlbXB0Eg8KB2F0dGVtcHQYASABKAUSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3N0YXR1c19jb2RlGAMgASgFEhIKCmxhdGVuY3lfbXMYBCABKAMSDQoFZXJyb3IYBSABKAkiUwoVTGlzdERlbGl2ZXJpZXNSZXF1ZXN0EhMKC2VuZHBvaW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImoKFkxpc3REZWxpdmVyaWVzUmVzcG9uc2USNwoKZGVsaXZlcmllcxgBIAMoCzIjLnBheWdhdGUuZ2F0ZXdheS52MS5XZWJob29rRGVsaXZlcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIikKEkdldERlbGl2ZXJ5UmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSKCAQoTR2V0RGVsaXZlcnlSZXNwb25zZRI1CghkZWxpdmVyeRgBIAEoCzIjLnBheWdhdGUuZ2F0ZXdheS52MS5XZWJob29rRGVsaXZlcnkSNAoIYXR0ZW1wdHMYAiADKAsyIi5wYXlnYXRlLmdhdGV3YXkudjEuV2ViaG9va0F0dGVtcHQiJwoQUmVkZWxpdmVyUmVxdWVzdBITCgtkZWxpdmVyeV9pZBgBIAEoCSJKChFSZWRlbGl2ZXJSZXNwb25zZRI1CghkZWxpdmVyeRgBIAEoCzIjLnBheWdhdGUuZ2F0ZXdheS52MS5XZWJob29rRGVsaXZlcnkqUgoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASEQoNUk9MRV9DVVNUT01FUhABEhEKDVJPTEVfTUVSQ0hBTlQQAhIOCgpST0xFX0FETUlOEAMqmQEKEVRyYW5zYWN0aW9uU3RhdHVzEiIKHlRSQU5TQUNUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh4KGlRSQU5TQUNUSU9OX1NUQVRVU19QRU5ESU5HEAESIAocVFJBTlNBQ1RJT05fU1RBVFVTX0NPTU1JVFRFRBACEh4KGlRSQU5TQUNUSU9OX1NUQVRVU19BQk9SVEVEEAMqTQoIRGVjaXNpb24SGAoUREVDSVNJT05fVU5TUEVDSUZJRUQQABITCg9ERUNJU0lPTl9DT01NSVQQARISCg5ERUNJU0lPTl9BQk9SVBACKsQBChNBdXRob3JpemF0aW9uU3RhdHVzEiQKIEFVVEhPUklaQVRJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodQVVUSE9SSVpBVElPTl9TVEFUVVNfQVBQUk9WRUQQARIhCh1BVVRIT1JJWkFUSU9OX1NUQVRVU19DQVBUVVJFRBACEh8KG0FVVEhPUklaQVRJT05fU1RBVFVTX1ZPSURFRBADEiAKHEFVVEhPUklaQVRJT05fU1RBVFVTX0VYUElSRUQQBCp2ChBTZXR0bGVJdGVtU3RhdHVzEiIKHlNFVFRMRV9JVEVNX1NUQVRVU19VTlNQRUNJRklFRBAAEh8KG1NFVFRMRV9JVEVNX1NUQVRVU19DQVBUVVJFRBABEh0KGVNFVFRMRV9JVEVNX1NUQVRVU19GQUlMRUQQAiqLAQoVV2ViaG9va0VuZHBvaW50U3RhdHVzEicKI1dFQkhPT0tfRU5EUE9JTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIwofV0VCSE9PS19FTkRQT0lOVF9TVEFUVVNfRU5BQkxFRBABEiQKIFdFQkhPT0tfRU5EUE9JTlRfU1RBVFVTX0RJU0FCTEVEEAIqsAEKFVdlYmhvb2tEZWxpdmVyeVN0YXR1cxInCiNXRUJIT09LX0RFTElWRVJZX1NUQVRVU19VTlNQRUNJRklFRBAAEiMKH1dFQkhPT0tfREVMSVZFUllfU1RBVFVTX1BFTkRJTkcQARIlCiFXRUJIT09LX0RFTElWRVJZX1NUQVRVU19ERUxJVkVSRUQQAhIiCh5XRUJIT09LX0RFTElWRVJZX1NUQVRVU19GQUlMRUQQAzKDAgoLQXV0aFNlcnZpY2USTAoFTG9naW4SIC5wYXlnYXRlLmdhdGV3YXkudjEuTG9naW5SZXF1ZXN0GiEucGF5Z2F0ZS5nYXRld2F5LnYxLkxvZ2luUmVzcG9uc2USTwoGTG9nb3V0EiEucGF5Z2F0ZS5nYXRld2F5LnYxLkxvZ291dFJlcXVlc3QaIi5wYXlnYXRlLmdhdGV3YXkudjEuTG9nb3V0UmVzcG9uc2USVQoIUmVnaXN0ZXISIy5wYXlnYXRlLmdhdGV3YXkudjEuUmVnaXN0ZXJSZXF1ZXN0GiQucGF5Z2F0ZS5nYXRld2F5LnYxLlJlZ2lzdGVyUmVzcG9uc2UyigQKDlBheW1lbnRTZXJ2aWNlElUKCFRyYW5zZmVyEiMucGF5Z2F0ZS5nYXRld2F5LnYxLlRyYW5zZmVyUmVxdWVzdBokLnBheWdhdGUuZ2F0ZXdheS52MS5UcmFuc2ZlclJlc3BvbnNlElsKCkdldEJhbGFuY2USJS5wYXlnYXRlLmdhdGV3YXkudjEuR2V0QmFsYW5jZVJlcXVlc3QaJi5wYXlnYXRlLmdhdGV3YXkudjEuR2V0QmFsYW5jZVJlc3BvbnNlEmcKDkdldFRyYW5zYWN0aW9uEikucGF5Z2F0ZS5nYXRld2F5LnYxLkdldFRyYW5zYWN0aW9uUmVxdWVzdBoqLnBheWdhdGUuZ2F0ZXdheS52MS5HZXRUcmFuc2FjdGlvblJlc3BvbnNlEm8KEExpc3RUcmFuc2FjdGlvbnMSKy5wYXlnYXRlLmdhdGV3YXkudjEuTGlzdFRyYW5zYWN0aW9uc1JlcXVlc3QaLC5wYXlnYXRlLmdhdGV3YXkudjEuTGlzdFRyYW5zYWN0aW9uc1Jlc3BvbnNlMAESagoPTGlua0JhbmtBY2NvdW50EioucGF5Z2F0ZS5nYXRld2F5LnYxLkxpbmtCYW5rQWNjb3VudFJlcXVlc3QaKy5wYXlnYXRlLmdhdGV3YXkudjEuTGlua0JhbmtBY2NvdW50UmVzcG9uc2UyqwUKDEFkbWluU2VydmljZRJbCgpDcmVhdGVVc2VyEiUucGF5Z2F0ZS5nYXRld2F5LnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiYucGF5Z2F0ZS5nYXRld2F5LnYxLkNyZWF0ZVVzZXJSZXNwb25zZRJeCgtPcGVuQWNjb3VudBImLnBheWdhdGUuZ2F0ZXdheS52MS5PcGVuQWNjb3VudFJlcXVlc3QaJy5wYXlnYXRlLmdhdGV3YXkudjEuT3BlbkFjY291bnRSZXNwb25zZRJSCgdEZXBvc2l0EiIucGF5Z2F0ZS5nYXRld2F5LnYxLkRlcG9zaXRSZXF1ZXN0GiMucGF5Z2F0ZS5nYXRld2F5LnYxLkRlcG9zaXRSZXNwb25zZRJYCglSZWNvbmNpbGUSJC5wYXlnYXRlLmdhdGV3YXkudjEuUmVjb25jaWxlUmVxdWVzdBolLnBheWdhdGUuZ2F0ZXdheS52MS5SZWNvbmNpbGVSZXNwb25zZRJYCglJc3N1ZUNhcmQSJC5wYXlnYXRlLmdhdGV3YXkudjEuSXNzdWVDYXJkUmVxdWVzdBolLnBheWdhdGUuZ2F0ZXdheS52MS5Jc3N1ZUNhcmRSZXNwb25zZRJkCg1Jc3N1ZUxpbmtDb2RlEigucGF5Z2F0ZS5nYXRld2F5LnYxLklzc3VlTGlua0NvZGVSZXF1ZXN0GikucGF5Z2F0ZS5nYXRld2F5LnYxLklzc3VlTGlua0NvZGVSZXNwb25zZRJwChFVbmxpbmtCYW5rQWNjb3VudBIsLnBheWdhdGUuZ2F0ZXdheS52MS5VbmxpbmtCYW5rQWNjb3VudFJlcXVlc3QaLS5wYXlnYXRlLmdhdGV3YXkudjEuVW5saW5rQmFua0FjY291bnRSZXNwb25zZTLSAwoLQ2FyZFNlcnZpY2USWAoJQXV0aG9yaXplEiQucGF5Z2F0ZS5nYXRld2F5LnYxLkF1dGhvcml6ZVJlcXVlc3QaJS5wYXlnYXRlLmdhdGV3YXkudjEuQXV0aG9yaXplUmVzcG9uc2USXgoLU2V0dGxlQmF0Y2gSJi5wYXlnYXRlLmdhdGV3YXkudjEuU2V0dGxlQmF0Y2hSZXF1ZXN0GicucGF5Z2F0ZS5nYXRld2F5LnYxLlNldHRsZUJhdGNoUmVzcG9uc2USSQoEVm9pZBIfLnBheWdhdGUuZ2F0ZXdheS52MS5Wb2lkUmVxdWVzdBogLnBheWdhdGUuZ2F0ZXdheS52MS5Wb2lkUmVzcG9uc2USTwoGUmVmdW5kEiEucGF5Z2F0ZS5nYXRld2F5LnYxLlJlZnVuZFJlcXVlc3QaIi5wYXlnYXRlLmdhdGV3YXkudjEuUmVmdW5kUmVzcG9uc2USbQoQR2V0QXV0aG9yaXphdGlvbhIrLnBheWdhdGUuZ2F0ZXdheS52MS5HZXRBdXRob3JpemF0aW9uUmVxdWVzdBosLnBheWdhdGUuZ2F0ZXdheS52MS5HZXRBdXRob3JpemF0aW9uUmVzcG9uc2UyyAUKDldlYmhvb2tTZXJ2aWNlEmcKDkNyZWF0ZUVuZHBvaW50EikucGF5Z2F0ZS5nYXRld2F5LnYxLkNyZWF0ZUVuZHBvaW50UmVxdWVzdBoqLnBheWdhdGUuZ2F0ZXdheS52MS5DcmVhdGVFbmRwb2ludFJlc3BvbnNlEmQKDUxpc3RFbmRwb2ludHMSKC5wYXlnYXRlLmdhdGV3YXkudjEuTGlzdEVuZHBvaW50c1JlcXVlc3QaKS5wYXlnYXRlLmdhdGV3YXkudjEuTGlzdEVuZHBvaW50c1Jlc3BvbnNlEmcKDkRlbGV0ZUVuZHBvaW50EikucGF5Z2F0ZS5nYXRld2F5LnYxLkRlbGV0ZUVuZHBvaW50UmVxdWVzdBoqLnBheWdhdGUuZ2F0ZXdheS52MS5EZWxldGVFbmRwb2ludFJlc3BvbnNlElsKClJvbGxTZWNyZXQSJS5wYXlnYXRlLmdhdGV3YXkudjEuUm9sbFNlY3JldFJlcXVlc3QaJi5wYXlnYXRlLmdhdGV3YXkudjEuUm9sbFNlY3JldFJlc3BvbnNlEmcKDkxpc3REZWxpdmVyaWVzEikucGF5Z2F0ZS5nYXRld2F5LnYxLkxpc3REZWxpdmVyaWVzUmVxdWVzdBoqLnBheWdhdGUuZ2F0ZXdheS52MS5MaXN0RGVsaXZlcmllc1Jlc3BvbnNlEl4KC0dldERlbGl2ZXJ5EiYucGF5Z2F0ZS5nYXRld2F5LnYxLkdldERlbGl2ZXJ5UmVxdWVzdBonLnBheWdhdGUuZ2F0ZXdheS52MS5HZXREZWxpdmVyeVJlc3BvbnNlElgKCVJlZGVsaXZlchIkLnBheWdhdGUuZ2F0ZXdheS52MS5SZWRlbGl2ZXJSZXF1ZXN0GiUucGF5Z2F0ZS5nYXRld2F5LnYxLlJlZGVsaXZlclJlc3BvbnNlMnQKEkNvb3JkaW5hdG9yU2VydmljZRJeCgtHZXREZWNpc2lvbhImLnBheWdhdGUuZ2F0ZXdheS52MS5HZXREZWNpc2lvblJlcXVlc3QaJy5wYXlnYXRlLmdhdGV3YXkudjEuR2V0RGVjaXNpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message paygate.gateway.v1.LoginRequest
@@ -95,6 +95,56 @@ export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
   messageDesc(file_paygate_gateway_v1_gateway, 3);
 
 /**
+ * @generated from message paygate.gateway.v1.RegisterRequest
+ */
+export type RegisterRequest = Message<"paygate.gateway.v1.RegisterRequest"> & {
+  /**
+   * 3-32 of [a-z0-9_.-], starting with a letter.
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * At least 10 characters, not on the list of common passwords.
+   *
+   * @generated from field: string password = 2;
+   */
+  password: string;
+
+  /**
+   * Shown to people; at most 100 printable characters (empty: the username).
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RegisterRequest.
+ * Use `create(RegisterRequestSchema)` to create a new message.
+ */
+export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 4);
+
+/**
+ * @generated from message paygate.gateway.v1.RegisterResponse
+ */
+export type RegisterResponse = Message<"paygate.gateway.v1.RegisterResponse"> & {
+  /**
+   * @generated from field: paygate.gateway.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RegisterResponse.
+ * Use `create(RegisterResponseSchema)` to create a new message.
+ */
+export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 5);
+
+/**
  * @generated from message paygate.gateway.v1.Transaction
  */
 export type Transaction = Message<"paygate.gateway.v1.Transaction"> & {
@@ -173,7 +223,7 @@ export type Transaction = Message<"paygate.gateway.v1.Transaction"> & {
  * Use `create(TransactionSchema)` to create a new message.
  */
 export const TransactionSchema: GenMessage<Transaction> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 4);
+  messageDesc(file_paygate_gateway_v1_gateway, 6);
 
 /**
  * @generated from message paygate.gateway.v1.TransferRequest
@@ -219,7 +269,7 @@ export type TransferRequest = Message<"paygate.gateway.v1.TransferRequest"> & {
  * Use `create(TransferRequestSchema)` to create a new message.
  */
 export const TransferRequestSchema: GenMessage<TransferRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 5);
+  messageDesc(file_paygate_gateway_v1_gateway, 7);
 
 /**
  * @generated from message paygate.gateway.v1.TransferResponse
@@ -236,7 +286,7 @@ export type TransferResponse = Message<"paygate.gateway.v1.TransferResponse"> & 
  * Use `create(TransferResponseSchema)` to create a new message.
  */
 export const TransferResponseSchema: GenMessage<TransferResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 6);
+  messageDesc(file_paygate_gateway_v1_gateway, 8);
 
 /**
  * @generated from message paygate.gateway.v1.Account
@@ -283,7 +333,7 @@ export type Account = Message<"paygate.gateway.v1.Account"> & {
  * Use `create(AccountSchema)` to create a new message.
  */
 export const AccountSchema: GenMessage<Account> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 7);
+  messageDesc(file_paygate_gateway_v1_gateway, 9);
 
 /**
  * @generated from message paygate.gateway.v1.GetBalanceRequest
@@ -302,7 +352,7 @@ export type GetBalanceRequest = Message<"paygate.gateway.v1.GetBalanceRequest"> 
  * Use `create(GetBalanceRequestSchema)` to create a new message.
  */
 export const GetBalanceRequestSchema: GenMessage<GetBalanceRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 8);
+  messageDesc(file_paygate_gateway_v1_gateway, 10);
 
 /**
  * @generated from message paygate.gateway.v1.GetBalanceResponse
@@ -319,7 +369,7 @@ export type GetBalanceResponse = Message<"paygate.gateway.v1.GetBalanceResponse"
  * Use `create(GetBalanceResponseSchema)` to create a new message.
  */
 export const GetBalanceResponseSchema: GenMessage<GetBalanceResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 9);
+  messageDesc(file_paygate_gateway_v1_gateway, 11);
 
 /**
  * @generated from message paygate.gateway.v1.GetTransactionRequest
@@ -336,7 +386,7 @@ export type GetTransactionRequest = Message<"paygate.gateway.v1.GetTransactionRe
  * Use `create(GetTransactionRequestSchema)` to create a new message.
  */
 export const GetTransactionRequestSchema: GenMessage<GetTransactionRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 10);
+  messageDesc(file_paygate_gateway_v1_gateway, 12);
 
 /**
  * @generated from message paygate.gateway.v1.GetTransactionResponse
@@ -353,7 +403,7 @@ export type GetTransactionResponse = Message<"paygate.gateway.v1.GetTransactionR
  * Use `create(GetTransactionResponseSchema)` to create a new message.
  */
 export const GetTransactionResponseSchema: GenMessage<GetTransactionResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 11);
+  messageDesc(file_paygate_gateway_v1_gateway, 13);
 
 /**
  * @generated from message paygate.gateway.v1.ListTransactionsRequest
@@ -382,7 +432,7 @@ export type ListTransactionsRequest = Message<"paygate.gateway.v1.ListTransactio
  * Use `create(ListTransactionsRequestSchema)` to create a new message.
  */
 export const ListTransactionsRequestSchema: GenMessage<ListTransactionsRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 12);
+  messageDesc(file_paygate_gateway_v1_gateway, 14);
 
 /**
  * @generated from message paygate.gateway.v1.ListTransactionsResponse
@@ -399,7 +449,57 @@ export type ListTransactionsResponse = Message<"paygate.gateway.v1.ListTransacti
  * Use `create(ListTransactionsResponseSchema)` to create a new message.
  */
 export const ListTransactionsResponseSchema: GenMessage<ListTransactionsResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 13);
+  messageDesc(file_paygate_gateway_v1_gateway, 15);
+
+/**
+ * @generated from message paygate.gateway.v1.LinkBankAccountRequest
+ */
+export type LinkBankAccountRequest = Message<"paygate.gateway.v1.LinkBankAccountRequest"> & {
+  /**
+   * "<bank>/<number>", as the bank gave it to its customer.
+   *
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * The account holder's name as the bank knows it (case and spacing do not matter).
+   *
+   * @generated from field: string holder_name = 2;
+   */
+  holderName: string;
+
+  /**
+   * The code the bank gave its customer, e.g. "K7QF-9XMB-3TRW" (dashes, spaces and case do not matter).
+   *
+   * @generated from field: string link_code = 3;
+   */
+  linkCode: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.LinkBankAccountRequest.
+ * Use `create(LinkBankAccountRequestSchema)` to create a new message.
+ */
+export const LinkBankAccountRequestSchema: GenMessage<LinkBankAccountRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 16);
+
+/**
+ * @generated from message paygate.gateway.v1.LinkBankAccountResponse
+ */
+export type LinkBankAccountResponse = Message<"paygate.gateway.v1.LinkBankAccountResponse"> & {
+  /**
+   * @generated from field: paygate.gateway.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.LinkBankAccountResponse.
+ * Use `create(LinkBankAccountResponseSchema)` to create a new message.
+ */
+export const LinkBankAccountResponseSchema: GenMessage<LinkBankAccountResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 17);
 
 /**
  * @generated from message paygate.gateway.v1.User
@@ -431,7 +531,7 @@ export type User = Message<"paygate.gateway.v1.User"> & {
  * Use `create(UserSchema)` to create a new message.
  */
 export const UserSchema: GenMessage<User> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 14);
+  messageDesc(file_paygate_gateway_v1_gateway, 18);
 
 /**
  * @generated from message paygate.gateway.v1.CreateUserRequest
@@ -463,7 +563,7 @@ export type CreateUserRequest = Message<"paygate.gateway.v1.CreateUserRequest"> 
  * Use `create(CreateUserRequestSchema)` to create a new message.
  */
 export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 15);
+  messageDesc(file_paygate_gateway_v1_gateway, 19);
 
 /**
  * @generated from message paygate.gateway.v1.CreateUserResponse
@@ -480,7 +580,7 @@ export type CreateUserResponse = Message<"paygate.gateway.v1.CreateUserResponse"
  * Use `create(CreateUserResponseSchema)` to create a new message.
  */
 export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 16);
+  messageDesc(file_paygate_gateway_v1_gateway, 20);
 
 /**
  * @generated from message paygate.gateway.v1.OpenAccountRequest
@@ -507,7 +607,7 @@ export type OpenAccountRequest = Message<"paygate.gateway.v1.OpenAccountRequest"
  * Use `create(OpenAccountRequestSchema)` to create a new message.
  */
 export const OpenAccountRequestSchema: GenMessage<OpenAccountRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 17);
+  messageDesc(file_paygate_gateway_v1_gateway, 21);
 
 /**
  * @generated from message paygate.gateway.v1.OpenAccountResponse
@@ -524,7 +624,7 @@ export type OpenAccountResponse = Message<"paygate.gateway.v1.OpenAccountRespons
  * Use `create(OpenAccountResponseSchema)` to create a new message.
  */
 export const OpenAccountResponseSchema: GenMessage<OpenAccountResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 18);
+  messageDesc(file_paygate_gateway_v1_gateway, 22);
 
 /**
  * @generated from message paygate.gateway.v1.DepositRequest
@@ -556,7 +656,7 @@ export type DepositRequest = Message<"paygate.gateway.v1.DepositRequest"> & {
  * Use `create(DepositRequestSchema)` to create a new message.
  */
 export const DepositRequestSchema: GenMessage<DepositRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 19);
+  messageDesc(file_paygate_gateway_v1_gateway, 23);
 
 /**
  * @generated from message paygate.gateway.v1.DepositResponse
@@ -573,7 +673,7 @@ export type DepositResponse = Message<"paygate.gateway.v1.DepositResponse"> & {
  * Use `create(DepositResponseSchema)` to create a new message.
  */
 export const DepositResponseSchema: GenMessage<DepositResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 20);
+  messageDesc(file_paygate_gateway_v1_gateway, 24);
 
 /**
  * @generated from message paygate.gateway.v1.ReconcileRequest
@@ -586,7 +686,7 @@ export type ReconcileRequest = Message<"paygate.gateway.v1.ReconcileRequest"> & 
  * Use `create(ReconcileRequestSchema)` to create a new message.
  */
 export const ReconcileRequestSchema: GenMessage<ReconcileRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 21);
+  messageDesc(file_paygate_gateway_v1_gateway, 25);
 
 /**
  * @generated from message paygate.gateway.v1.CurrencySummary
@@ -625,7 +725,7 @@ export type CurrencySummary = Message<"paygate.gateway.v1.CurrencySummary"> & {
  * Use `create(CurrencySummarySchema)` to create a new message.
  */
 export const CurrencySummarySchema: GenMessage<CurrencySummary> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 22);
+  messageDesc(file_paygate_gateway_v1_gateway, 26);
 
 /**
  * @generated from message paygate.gateway.v1.BankSummary
@@ -662,7 +762,7 @@ export type BankSummary = Message<"paygate.gateway.v1.BankSummary"> & {
  * Use `create(BankSummarySchema)` to create a new message.
  */
 export const BankSummarySchema: GenMessage<BankSummary> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 23);
+  messageDesc(file_paygate_gateway_v1_gateway, 27);
 
 /**
  * @generated from message paygate.gateway.v1.InDoubtTransaction
@@ -696,7 +796,7 @@ export type InDoubtTransaction = Message<"paygate.gateway.v1.InDoubtTransaction"
  * Use `create(InDoubtTransactionSchema)` to create a new message.
  */
 export const InDoubtTransactionSchema: GenMessage<InDoubtTransaction> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 24);
+  messageDesc(file_paygate_gateway_v1_gateway, 28);
 
 /**
  * @generated from message paygate.gateway.v1.ReconcileResponse
@@ -731,7 +831,7 @@ export type ReconcileResponse = Message<"paygate.gateway.v1.ReconcileResponse"> 
  * Use `create(ReconcileResponseSchema)` to create a new message.
  */
 export const ReconcileResponseSchema: GenMessage<ReconcileResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 25);
+  messageDesc(file_paygate_gateway_v1_gateway, 29);
 
 /**
  * @generated from message paygate.gateway.v1.GetDecisionRequest
@@ -748,7 +848,7 @@ export type GetDecisionRequest = Message<"paygate.gateway.v1.GetDecisionRequest"
  * Use `create(GetDecisionRequestSchema)` to create a new message.
  */
 export const GetDecisionRequestSchema: GenMessage<GetDecisionRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 26);
+  messageDesc(file_paygate_gateway_v1_gateway, 30);
 
 /**
  * @generated from message paygate.gateway.v1.GetDecisionResponse
@@ -765,7 +865,101 @@ export type GetDecisionResponse = Message<"paygate.gateway.v1.GetDecisionRespons
  * Use `create(GetDecisionResponseSchema)` to create a new message.
  */
 export const GetDecisionResponseSchema: GenMessage<GetDecisionResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 27);
+  messageDesc(file_paygate_gateway_v1_gateway, 31);
+
+/**
+ * @generated from message paygate.gateway.v1.IssueLinkCodeRequest
+ */
+export type IssueLinkCodeRequest = Message<"paygate.gateway.v1.IssueLinkCodeRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * Optional: the holder's name for the bank to record (needed when the bank has none yet).
+   *
+   * @generated from field: string holder_name = 2;
+   */
+  holderName: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.IssueLinkCodeRequest.
+ * Use `create(IssueLinkCodeRequestSchema)` to create a new message.
+ */
+export const IssueLinkCodeRequestSchema: GenMessage<IssueLinkCodeRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 32);
+
+/**
+ * @generated from message paygate.gateway.v1.IssueLinkCodeResponse
+ */
+export type IssueLinkCodeResponse = Message<"paygate.gateway.v1.IssueLinkCodeResponse"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * Returned once: the bank keeps only a hash. Give it to the account holder.
+   *
+   * @generated from field: string link_code = 2;
+   */
+  linkCode: string;
+
+  /**
+   * @generated from field: string holder_name = 3;
+   */
+  holderName: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.IssueLinkCodeResponse.
+ * Use `create(IssueLinkCodeResponseSchema)` to create a new message.
+ */
+export const IssueLinkCodeResponseSchema: GenMessage<IssueLinkCodeResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 33);
+
+/**
+ * @generated from message paygate.gateway.v1.UnlinkBankAccountRequest
+ */
+export type UnlinkBankAccountRequest = Message<"paygate.gateway.v1.UnlinkBankAccountRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.UnlinkBankAccountRequest.
+ * Use `create(UnlinkBankAccountRequestSchema)` to create a new message.
+ */
+export const UnlinkBankAccountRequestSchema: GenMessage<UnlinkBankAccountRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 34);
+
+/**
+ * @generated from message paygate.gateway.v1.UnlinkBankAccountResponse
+ */
+export type UnlinkBankAccountResponse = Message<"paygate.gateway.v1.UnlinkBankAccountResponse"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * Who it belonged to ("" when it already belonged to nobody).
+   *
+   * @generated from field: string previous_owner_user_id = 2;
+   */
+  previousOwnerUserId: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.UnlinkBankAccountResponse.
+ * Use `create(UnlinkBankAccountResponseSchema)` to create a new message.
+ */
+export const UnlinkBankAccountResponseSchema: GenMessage<UnlinkBankAccountResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 35);
 
 /**
  * @generated from message paygate.gateway.v1.IssueCardRequest
@@ -811,7 +1005,7 @@ export type IssueCardRequest = Message<"paygate.gateway.v1.IssueCardRequest"> & 
  * Use `create(IssueCardRequestSchema)` to create a new message.
  */
 export const IssueCardRequestSchema: GenMessage<IssueCardRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 28);
+  messageDesc(file_paygate_gateway_v1_gateway, 36);
 
 /**
  * @generated from message paygate.gateway.v1.IssueCardResponse
@@ -855,7 +1049,7 @@ export type IssueCardResponse = Message<"paygate.gateway.v1.IssueCardResponse"> 
  * Use `create(IssueCardResponseSchema)` to create a new message.
  */
 export const IssueCardResponseSchema: GenMessage<IssueCardResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 29);
+  messageDesc(file_paygate_gateway_v1_gateway, 37);
 
 /**
  * @generated from message paygate.gateway.v1.CardDetails
@@ -892,7 +1086,7 @@ export type CardDetails = Message<"paygate.gateway.v1.CardDetails"> & {
  * Use `create(CardDetailsSchema)` to create a new message.
  */
 export const CardDetailsSchema: GenMessage<CardDetails> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 30);
+  messageDesc(file_paygate_gateway_v1_gateway, 38);
 
 /**
  * @generated from message paygate.gateway.v1.RiskDecision
@@ -921,7 +1115,7 @@ export type RiskDecision = Message<"paygate.gateway.v1.RiskDecision"> & {
  * Use `create(RiskDecisionSchema)` to create a new message.
  */
 export const RiskDecisionSchema: GenMessage<RiskDecision> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 31);
+  messageDesc(file_paygate_gateway_v1_gateway, 39);
 
 /**
  * @generated from message paygate.gateway.v1.Authorization
@@ -995,7 +1189,7 @@ export type Authorization = Message<"paygate.gateway.v1.Authorization"> & {
  * Use `create(AuthorizationSchema)` to create a new message.
  */
 export const AuthorizationSchema: GenMessage<Authorization> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 32);
+  messageDesc(file_paygate_gateway_v1_gateway, 40);
 
 /**
  * @generated from message paygate.gateway.v1.AuthorizeRequest
@@ -1039,7 +1233,7 @@ export type AuthorizeRequest = Message<"paygate.gateway.v1.AuthorizeRequest"> & 
  * Use `create(AuthorizeRequestSchema)` to create a new message.
  */
 export const AuthorizeRequestSchema: GenMessage<AuthorizeRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 33);
+  messageDesc(file_paygate_gateway_v1_gateway, 41);
 
 /**
  * @generated from message paygate.gateway.v1.AuthorizeResponse
@@ -1056,7 +1250,7 @@ export type AuthorizeResponse = Message<"paygate.gateway.v1.AuthorizeResponse"> 
  * Use `create(AuthorizeResponseSchema)` to create a new message.
  */
 export const AuthorizeResponseSchema: GenMessage<AuthorizeResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 34);
+  messageDesc(file_paygate_gateway_v1_gateway, 42);
 
 /**
  * @generated from message paygate.gateway.v1.SettleItem
@@ -1078,7 +1272,7 @@ export type SettleItem = Message<"paygate.gateway.v1.SettleItem"> & {
  * Use `create(SettleItemSchema)` to create a new message.
  */
 export const SettleItemSchema: GenMessage<SettleItem> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 35);
+  messageDesc(file_paygate_gateway_v1_gateway, 43);
 
 /**
  * @generated from message paygate.gateway.v1.SettleItemResult
@@ -1118,7 +1312,7 @@ export type SettleItemResult = Message<"paygate.gateway.v1.SettleItemResult"> & 
  * Use `create(SettleItemResultSchema)` to create a new message.
  */
 export const SettleItemResultSchema: GenMessage<SettleItemResult> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 36);
+  messageDesc(file_paygate_gateway_v1_gateway, 44);
 
 /**
  * @generated from message paygate.gateway.v1.SettleBatchRequest
@@ -1140,7 +1334,7 @@ export type SettleBatchRequest = Message<"paygate.gateway.v1.SettleBatchRequest"
  * Use `create(SettleBatchRequestSchema)` to create a new message.
  */
 export const SettleBatchRequestSchema: GenMessage<SettleBatchRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 37);
+  messageDesc(file_paygate_gateway_v1_gateway, 45);
 
 /**
  * @generated from message paygate.gateway.v1.SettleBatchResponse
@@ -1162,7 +1356,7 @@ export type SettleBatchResponse = Message<"paygate.gateway.v1.SettleBatchRespons
  * Use `create(SettleBatchResponseSchema)` to create a new message.
  */
 export const SettleBatchResponseSchema: GenMessage<SettleBatchResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 38);
+  messageDesc(file_paygate_gateway_v1_gateway, 46);
 
 /**
  * @generated from message paygate.gateway.v1.VoidRequest
@@ -1179,7 +1373,7 @@ export type VoidRequest = Message<"paygate.gateway.v1.VoidRequest"> & {
  * Use `create(VoidRequestSchema)` to create a new message.
  */
 export const VoidRequestSchema: GenMessage<VoidRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 39);
+  messageDesc(file_paygate_gateway_v1_gateway, 47);
 
 /**
  * @generated from message paygate.gateway.v1.VoidResponse
@@ -1196,7 +1390,7 @@ export type VoidResponse = Message<"paygate.gateway.v1.VoidResponse"> & {
  * Use `create(VoidResponseSchema)` to create a new message.
  */
 export const VoidResponseSchema: GenMessage<VoidResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 40);
+  messageDesc(file_paygate_gateway_v1_gateway, 48);
 
 /**
  * @generated from message paygate.gateway.v1.RefundRequest
@@ -1223,7 +1417,7 @@ export type RefundRequest = Message<"paygate.gateway.v1.RefundRequest"> & {
  * Use `create(RefundRequestSchema)` to create a new message.
  */
 export const RefundRequestSchema: GenMessage<RefundRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 41);
+  messageDesc(file_paygate_gateway_v1_gateway, 49);
 
 /**
  * @generated from message paygate.gateway.v1.RefundResponse
@@ -1250,7 +1444,7 @@ export type RefundResponse = Message<"paygate.gateway.v1.RefundResponse"> & {
  * Use `create(RefundResponseSchema)` to create a new message.
  */
 export const RefundResponseSchema: GenMessage<RefundResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 42);
+  messageDesc(file_paygate_gateway_v1_gateway, 50);
 
 /**
  * @generated from message paygate.gateway.v1.GetAuthorizationRequest
@@ -1267,7 +1461,7 @@ export type GetAuthorizationRequest = Message<"paygate.gateway.v1.GetAuthorizati
  * Use `create(GetAuthorizationRequestSchema)` to create a new message.
  */
 export const GetAuthorizationRequestSchema: GenMessage<GetAuthorizationRequest> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 43);
+  messageDesc(file_paygate_gateway_v1_gateway, 51);
 
 /**
  * @generated from message paygate.gateway.v1.GetAuthorizationResponse
@@ -1284,7 +1478,472 @@ export type GetAuthorizationResponse = Message<"paygate.gateway.v1.GetAuthorizat
  * Use `create(GetAuthorizationResponseSchema)` to create a new message.
  */
 export const GetAuthorizationResponseSchema: GenMessage<GetAuthorizationResponse> = /*@__PURE__*/
-  messageDesc(file_paygate_gateway_v1_gateway, 44);
+  messageDesc(file_paygate_gateway_v1_gateway, 52);
+
+/**
+ * @generated from message paygate.gateway.v1.WebhookEndpoint
+ */
+export type WebhookEndpoint = Message<"paygate.gateway.v1.WebhookEndpoint"> & {
+  /**
+   * "we_" + 24 lowercase hex.
+   *
+   * @generated from field: string endpoint_id = 1;
+   */
+  endpointId: string;
+
+  /**
+   * https://host[:port]/path, as registered.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * What it receives, e.g. "authorization.approved", "transfer.committed".
+   *
+   * @generated from field: repeated string event_types = 3;
+   */
+  eventTypes: string[];
+
+  /**
+   * @generated from field: paygate.gateway.v1.WebhookEndpointStatus status = 4;
+   */
+  status: WebhookEndpointStatus;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.WebhookEndpoint.
+ * Use `create(WebhookEndpointSchema)` to create a new message.
+ */
+export const WebhookEndpointSchema: GenMessage<WebhookEndpoint> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 53);
+
+/**
+ * @generated from message paygate.gateway.v1.CreateEndpointRequest
+ */
+export type CreateEndpointRequest = Message<"paygate.gateway.v1.CreateEndpointRequest"> & {
+  /**
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * At least one known event type; repeats are ignored.
+   *
+   * @generated from field: repeated string event_types = 2;
+   */
+  eventTypes: string[];
+};
+
+/**
+ * Describes the message paygate.gateway.v1.CreateEndpointRequest.
+ * Use `create(CreateEndpointRequestSchema)` to create a new message.
+ */
+export const CreateEndpointRequestSchema: GenMessage<CreateEndpointRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 54);
+
+/**
+ * @generated from message paygate.gateway.v1.CreateEndpointResponse
+ */
+export type CreateEndpointResponse = Message<"paygate.gateway.v1.CreateEndpointResponse"> & {
+  /**
+   * @generated from field: paygate.gateway.v1.WebhookEndpoint endpoint = 1;
+   */
+  endpoint?: WebhookEndpoint | undefined;
+
+  /**
+   * "whsec_" + 43 characters. Returned once: store it where the receiver can read it.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.CreateEndpointResponse.
+ * Use `create(CreateEndpointResponseSchema)` to create a new message.
+ */
+export const CreateEndpointResponseSchema: GenMessage<CreateEndpointResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 55);
+
+/**
+ * @generated from message paygate.gateway.v1.ListEndpointsRequest
+ */
+export type ListEndpointsRequest = Message<"paygate.gateway.v1.ListEndpointsRequest"> & {
+};
+
+/**
+ * Describes the message paygate.gateway.v1.ListEndpointsRequest.
+ * Use `create(ListEndpointsRequestSchema)` to create a new message.
+ */
+export const ListEndpointsRequestSchema: GenMessage<ListEndpointsRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 56);
+
+/**
+ * @generated from message paygate.gateway.v1.ListEndpointsResponse
+ */
+export type ListEndpointsResponse = Message<"paygate.gateway.v1.ListEndpointsResponse"> & {
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated paygate.gateway.v1.WebhookEndpoint endpoints = 1;
+   */
+  endpoints: WebhookEndpoint[];
+};
+
+/**
+ * Describes the message paygate.gateway.v1.ListEndpointsResponse.
+ * Use `create(ListEndpointsResponseSchema)` to create a new message.
+ */
+export const ListEndpointsResponseSchema: GenMessage<ListEndpointsResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 57);
+
+/**
+ * @generated from message paygate.gateway.v1.DeleteEndpointRequest
+ */
+export type DeleteEndpointRequest = Message<"paygate.gateway.v1.DeleteEndpointRequest"> & {
+  /**
+   * @generated from field: string endpoint_id = 1;
+   */
+  endpointId: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.DeleteEndpointRequest.
+ * Use `create(DeleteEndpointRequestSchema)` to create a new message.
+ */
+export const DeleteEndpointRequestSchema: GenMessage<DeleteEndpointRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 58);
+
+/**
+ * @generated from message paygate.gateway.v1.DeleteEndpointResponse
+ */
+export type DeleteEndpointResponse = Message<"paygate.gateway.v1.DeleteEndpointResponse"> & {
+};
+
+/**
+ * Describes the message paygate.gateway.v1.DeleteEndpointResponse.
+ * Use `create(DeleteEndpointResponseSchema)` to create a new message.
+ */
+export const DeleteEndpointResponseSchema: GenMessage<DeleteEndpointResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 59);
+
+/**
+ * @generated from message paygate.gateway.v1.RollSecretRequest
+ */
+export type RollSecretRequest = Message<"paygate.gateway.v1.RollSecretRequest"> & {
+  /**
+   * @generated from field: string endpoint_id = 1;
+   */
+  endpointId: string;
+
+  /**
+   * How long the previous secret keeps signing: unset = 24 hours, 0 = it
+   * stops now, at most 7 days (604800).
+   *
+   * @generated from field: optional int64 overlap_seconds = 2;
+   */
+  overlapSeconds?: bigint | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RollSecretRequest.
+ * Use `create(RollSecretRequestSchema)` to create a new message.
+ */
+export const RollSecretRequestSchema: GenMessage<RollSecretRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 60);
+
+/**
+ * @generated from message paygate.gateway.v1.RollSecretResponse
+ */
+export type RollSecretResponse = Message<"paygate.gateway.v1.RollSecretResponse"> & {
+  /**
+   * The new current secret, returned once.
+   *
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+
+  /**
+   * Until when the previous secret still signs.
+   *
+   * @generated from field: google.protobuf.Timestamp previous_expires_at = 2;
+   */
+  previousExpiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RollSecretResponse.
+ * Use `create(RollSecretResponseSchema)` to create a new message.
+ */
+export const RollSecretResponseSchema: GenMessage<RollSecretResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 61);
+
+/**
+ * One event to one endpoint.
+ *
+ * @generated from message paygate.gateway.v1.WebhookDelivery
+ */
+export type WebhookDelivery = Message<"paygate.gateway.v1.WebhookDelivery"> & {
+  /**
+   * "wd_" + 24 lowercase hex.
+   *
+   * @generated from field: string delivery_id = 1;
+   */
+  deliveryId: string;
+
+  /**
+   * @generated from field: string endpoint_id = 2;
+   */
+  endpointId: string;
+
+  /**
+   * The event's id ("evt_..."), sent as Paygate-Event-Id: receivers dedup by it.
+   *
+   * @generated from field: string event_id = 3;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: string event_type = 4;
+   */
+  eventType: string;
+
+  /**
+   * The auth code, batch id or txn id the event is about.
+   *
+   * @generated from field: string object_id = 5;
+   */
+  objectId: string;
+
+  /**
+   * @generated from field: paygate.gateway.v1.WebhookDeliveryStatus status = 6;
+   */
+  status: WebhookDeliveryStatus;
+
+  /**
+   * @generated from field: int32 attempts = 7;
+   */
+  attempts: number;
+
+  /**
+   * When a pending delivery is tried next.
+   *
+   * @generated from field: google.protobuf.Timestamp next_attempt_at = 8;
+   */
+  nextAttemptAt?: Timestamp | undefined;
+
+  /**
+   * HTTP status of the last attempt (0: no answer, or not tried yet).
+   *
+   * @generated from field: int32 last_status_code = 9;
+   */
+  lastStatusCode: number;
+
+  /**
+   * @generated from field: string last_error = 10;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 11;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Unset until delivered.
+   *
+   * @generated from field: google.protobuf.Timestamp delivered_at = 12;
+   */
+  deliveredAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.WebhookDelivery.
+ * Use `create(WebhookDeliverySchema)` to create a new message.
+ */
+export const WebhookDeliverySchema: GenMessage<WebhookDelivery> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 62);
+
+/**
+ * @generated from message paygate.gateway.v1.WebhookAttempt
+ */
+export type WebhookAttempt = Message<"paygate.gateway.v1.WebhookAttempt"> & {
+  /**
+   * 1, 2, ...
+   *
+   * @generated from field: int32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 2;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * 0: no HTTP answer (timeout, refused, TLS error).
+   *
+   * @generated from field: int32 status_code = 3;
+   */
+  statusCode: number;
+
+  /**
+   * @generated from field: int64 latency_ms = 4;
+   */
+  latencyMs: bigint;
+
+  /**
+   * "" when delivered.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.WebhookAttempt.
+ * Use `create(WebhookAttemptSchema)` to create a new message.
+ */
+export const WebhookAttemptSchema: GenMessage<WebhookAttempt> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 63);
+
+/**
+ * @generated from message paygate.gateway.v1.ListDeliveriesRequest
+ */
+export type ListDeliveriesRequest = Message<"paygate.gateway.v1.ListDeliveriesRequest"> & {
+  /**
+   * @generated from field: string endpoint_id = 1;
+   */
+  endpointId: string;
+
+  /**
+   * 0 = 50; at most 200.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From the previous page's next_page_token; "" = the newest.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.ListDeliveriesRequest.
+ * Use `create(ListDeliveriesRequestSchema)` to create a new message.
+ */
+export const ListDeliveriesRequestSchema: GenMessage<ListDeliveriesRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 64);
+
+/**
+ * @generated from message paygate.gateway.v1.ListDeliveriesResponse
+ */
+export type ListDeliveriesResponse = Message<"paygate.gateway.v1.ListDeliveriesResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated paygate.gateway.v1.WebhookDelivery deliveries = 1;
+   */
+  deliveries: WebhookDelivery[];
+
+  /**
+   * "" when there are no more.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.ListDeliveriesResponse.
+ * Use `create(ListDeliveriesResponseSchema)` to create a new message.
+ */
+export const ListDeliveriesResponseSchema: GenMessage<ListDeliveriesResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 65);
+
+/**
+ * @generated from message paygate.gateway.v1.GetDeliveryRequest
+ */
+export type GetDeliveryRequest = Message<"paygate.gateway.v1.GetDeliveryRequest"> & {
+  /**
+   * @generated from field: string delivery_id = 1;
+   */
+  deliveryId: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.GetDeliveryRequest.
+ * Use `create(GetDeliveryRequestSchema)` to create a new message.
+ */
+export const GetDeliveryRequestSchema: GenMessage<GetDeliveryRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 66);
+
+/**
+ * @generated from message paygate.gateway.v1.GetDeliveryResponse
+ */
+export type GetDeliveryResponse = Message<"paygate.gateway.v1.GetDeliveryResponse"> & {
+  /**
+   * @generated from field: paygate.gateway.v1.WebhookDelivery delivery = 1;
+   */
+  delivery?: WebhookDelivery | undefined;
+
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated paygate.gateway.v1.WebhookAttempt attempts = 2;
+   */
+  attempts: WebhookAttempt[];
+};
+
+/**
+ * Describes the message paygate.gateway.v1.GetDeliveryResponse.
+ * Use `create(GetDeliveryResponseSchema)` to create a new message.
+ */
+export const GetDeliveryResponseSchema: GenMessage<GetDeliveryResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 67);
+
+/**
+ * @generated from message paygate.gateway.v1.RedeliverRequest
+ */
+export type RedeliverRequest = Message<"paygate.gateway.v1.RedeliverRequest"> & {
+  /**
+   * @generated from field: string delivery_id = 1;
+   */
+  deliveryId: string;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RedeliverRequest.
+ * Use `create(RedeliverRequestSchema)` to create a new message.
+ */
+export const RedeliverRequestSchema: GenMessage<RedeliverRequest> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 68);
+
+/**
+ * @generated from message paygate.gateway.v1.RedeliverResponse
+ */
+export type RedeliverResponse = Message<"paygate.gateway.v1.RedeliverResponse"> & {
+  /**
+   * @generated from field: paygate.gateway.v1.WebhookDelivery delivery = 1;
+   */
+  delivery?: WebhookDelivery | undefined;
+};
+
+/**
+ * Describes the message paygate.gateway.v1.RedeliverResponse.
+ * Use `create(RedeliverResponseSchema)` to create a new message.
+ */
+export const RedeliverResponseSchema: GenMessage<RedeliverResponse> = /*@__PURE__*/
+  messageDesc(file_paygate_gateway_v1_gateway, 69);
 
 /**
  * @generated from enum paygate.gateway.v1.Role
@@ -1443,6 +2102,69 @@ export const SettleItemStatusSchema: GenEnum<SettleItemStatus> = /*@__PURE__*/
   enumDesc(file_paygate_gateway_v1_gateway, 4);
 
 /**
+ * @generated from enum paygate.gateway.v1.WebhookEndpointStatus
+ */
+export enum WebhookEndpointStatus {
+  /**
+   * @generated from enum value: WEBHOOK_ENDPOINT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: WEBHOOK_ENDPOINT_STATUS_ENABLED = 1;
+   */
+  ENABLED = 1,
+
+  /**
+   * @generated from enum value: WEBHOOK_ENDPOINT_STATUS_DISABLED = 2;
+   */
+  DISABLED = 2,
+}
+
+/**
+ * Describes the enum paygate.gateway.v1.WebhookEndpointStatus.
+ */
+export const WebhookEndpointStatusSchema: GenEnum<WebhookEndpointStatus> = /*@__PURE__*/
+  enumDesc(file_paygate_gateway_v1_gateway, 5);
+
+/**
+ * @generated from enum paygate.gateway.v1.WebhookDeliveryStatus
+ */
+export enum WebhookDeliveryStatus {
+  /**
+   * @generated from enum value: WEBHOOK_DELIVERY_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for its first attempt or a retry.
+   *
+   * @generated from enum value: WEBHOOK_DELIVERY_STATUS_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * The endpoint answered 2xx.
+   *
+   * @generated from enum value: WEBHOOK_DELIVERY_STATUS_DELIVERED = 2;
+   */
+  DELIVERED = 2,
+
+  /**
+   * Retried until the give-up age (3 days after the event); last_error says why.
+   *
+   * @generated from enum value: WEBHOOK_DELIVERY_STATUS_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum paygate.gateway.v1.WebhookDeliveryStatus.
+ */
+export const WebhookDeliveryStatusSchema: GenEnum<WebhookDeliveryStatus> = /*@__PURE__*/
+  enumDesc(file_paygate_gateway_v1_gateway, 6);
+
+/**
  * AuthService turns a username and password into an opaque session token.
  * Send it as "authorization: Bearer <token>" on every other call.
  *
@@ -1464,6 +2186,18 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof LogoutRequestSchema;
     output: typeof LogoutResponseSchema;
+  },
+  /**
+   * Sign-up: creates a customer with no accounts (then Login as usual). Public,
+   * and rate-limited per client (address and certificate): a refusal past the
+   * limit is rate_limited with metadata["retry_after_ms"].
+   *
+   * @generated from rpc paygate.gateway.v1.AuthService.Register
+   */
+  register: {
+    methodKind: "unary";
+    input: typeof RegisterRequestSchema;
+    output: typeof RegisterResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_paygate_gateway_v1_gateway, 0);
@@ -1514,6 +2248,22 @@ export const PaymentService: GenService<{
     methodKind: "server_streaming";
     input: typeof ListTransactionsRequestSchema;
     output: typeof ListTransactionsResponseSchema;
+  },
+  /**
+   * Links an account the caller holds at a bank to the caller: the account's
+   * bank verifies the holder's name and the link code it gave its customer.
+   * Then the account is the caller's on every replica (GetBalance, Transfer).
+   * A wrong code, a wrong name and an unknown account all answer link_failed;
+   * after a few failures the bank locks the account's linking (link_locked)
+   * until it issues a new code. Repeating a link that succeeded (the same
+   * account and code, e.g. after a lost reply) answers the same and changes nothing.
+   *
+   * @generated from rpc paygate.gateway.v1.PaymentService.LinkBankAccount
+   */
+  linkBankAccount: {
+    methodKind: "unary";
+    input: typeof LinkBankAccountRequestSchema;
+    output: typeof LinkBankAccountResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_paygate_gateway_v1_gateway, 1);
@@ -1568,6 +2318,29 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof IssueCardRequestSchema;
     output: typeof IssueCardResponseSchema;
+  },
+  /**
+   * Asks the account's bank for a new link code for an account that belongs
+   * to nobody (shown once, here; the bank keeps only a hash). It replaces any
+   * earlier code and lifts a lock after failed attempts.
+   *
+   * @generated from rpc paygate.gateway.v1.AdminService.IssueLinkCode
+   */
+  issueLinkCode: {
+    methodKind: "unary";
+    input: typeof IssueLinkCodeRequestSchema;
+    output: typeof IssueLinkCodeResponseSchema;
+  },
+  /**
+   * Takes an account away from its user, at its bank first and then in the
+   * directory; it can be linked again with a new code. Idempotent.
+   *
+   * @generated from rpc paygate.gateway.v1.AdminService.UnlinkBankAccount
+   */
+  unlinkBankAccount: {
+    methodKind: "unary";
+    input: typeof UnlinkBankAccountRequestSchema;
+    output: typeof UnlinkBankAccountResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_paygate_gateway_v1_gateway, 2);
@@ -1635,6 +2408,94 @@ export const CardService: GenService<{
   serviceDesc(file_paygate_gateway_v1_gateway, 3);
 
 /**
+ * WebhookService: a signed-in user's HTTPS endpoints, to which the gateway
+ * POSTs signed events about their own payments (docs/WEBHOOKS.md): a merchant
+ * hears of its authorizations, captures, refunds and settlements; a payee's
+ * owner of its committed transfers. Each call sees only the caller's own
+ * endpoints and deliveries: another user's answers exactly like an unknown one.
+ *
+ * @generated from service paygate.gateway.v1.WebhookService
+ */
+export const WebhookService: GenService<{
+  /**
+   * Registers an endpoint. The URL must be https, carry no user:password or
+   * fragment, and name a host the gateway's allow-list admits
+   * (invalid_webhook_url, webhook_host_not_allowed); event types must be known
+   * (invalid_event_type). At most a few endpoints per user (too_many_endpoints).
+   * The signing secret is returned once, here.
+   *
+   * @generated from rpc paygate.gateway.v1.WebhookService.CreateEndpoint
+   */
+  createEndpoint: {
+    methodKind: "unary";
+    input: typeof CreateEndpointRequestSchema;
+    output: typeof CreateEndpointResponseSchema;
+  },
+  /**
+   * @generated from rpc paygate.gateway.v1.WebhookService.ListEndpoints
+   */
+  listEndpoints: {
+    methodKind: "unary";
+    input: typeof ListEndpointsRequestSchema;
+    output: typeof ListEndpointsResponseSchema;
+  },
+  /**
+   * Deletes the endpoint with its secrets and its delivery log.
+   *
+   * @generated from rpc paygate.gateway.v1.WebhookService.DeleteEndpoint
+   */
+  deleteEndpoint: {
+    methodKind: "unary";
+    input: typeof DeleteEndpointRequestSchema;
+    output: typeof DeleteEndpointResponseSchema;
+  },
+  /**
+   * Makes a new current secret. The previous one keeps signing (both
+   * signatures are sent) until previous_expires_at, so a receiver can switch
+   * over without losing a delivery.
+   *
+   * @generated from rpc paygate.gateway.v1.WebhookService.RollSecret
+   */
+  rollSecret: {
+    methodKind: "unary";
+    input: typeof RollSecretRequestSchema;
+    output: typeof RollSecretResponseSchema;
+  },
+  /**
+   * The endpoint's deliveries, newest first, a page at a time.
+   *
+   * @generated from rpc paygate.gateway.v1.WebhookService.ListDeliveries
+   */
+  listDeliveries: {
+    methodKind: "unary";
+    input: typeof ListDeliveriesRequestSchema;
+    output: typeof ListDeliveriesResponseSchema;
+  },
+  /**
+   * One delivery and every attempt made at it.
+   *
+   * @generated from rpc paygate.gateway.v1.WebhookService.GetDelivery
+   */
+  getDelivery: {
+    methodKind: "unary";
+    input: typeof GetDeliveryRequestSchema;
+    output: typeof GetDeliveryResponseSchema;
+  },
+  /**
+   * Sends a delivered or failed delivery again, now (same event id: receivers
+   * dedup by it). A delivery still pending is left as it is.
+   *
+   * @generated from rpc paygate.gateway.v1.WebhookService.Redeliver
+   */
+  redeliver: {
+    methodKind: "unary";
+    input: typeof RedeliverRequestSchema;
+    output: typeof RedeliverResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_paygate_gateway_v1_gateway, 4);
+
+/**
  * CoordinatorService answers banks that hold a prepared txn past the timeout.
  * Only bank certificate identities may call it.
  *
@@ -1653,5 +2514,5 @@ export const CoordinatorService: GenService<{
     output: typeof GetDecisionResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_paygate_gateway_v1_gateway, 4);
+  serviceDesc(file_paygate_gateway_v1_gateway, 5);
 
