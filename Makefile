@@ -4,7 +4,7 @@ SHELL := bash
 STAMP := node_modules/.paygate-installed
 
 .PHONY: help install system-deps generate build certs up up-ha test test-unit test-e2e typecheck clean \
-        images kind-up kind-down helm-tools bench bench-recovery lint proto-baseline
+        images kind-up kind-down helm-tools bench bench-recovery bench-idempotency lint proto-baseline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,3 +76,6 @@ bench: build certs ## benchmark every scenario on a real stack (~6 min); writes 
 
 bench-recovery: build ## restart a gateway with 10,000 unacknowledged COMMIT decisions and time their resolution (~1 min)
 	node --import tsx bench/recovery.ts $(RECOVERY_ARGS)
+
+bench-idempotency: build ## time the idempotency check, Redis fast path vs the SQLite log (~30 s; IDEMPOTENCY_ARGS=--no-rpc: in process only)
+	node --import tsx services/gateway/bench/idempotency-cost.ts $(IDEMPOTENCY_ARGS)

@@ -31,7 +31,9 @@ import Database from "better-sqlite3";
 import type { Client } from "@connectrpc/connect";
 import { LedgerService, LegDirection, ParticipantService, Vote } from "@paygate/proto/bank";
 import { repoRoot, Stack, TEST_PASSWORD_SUFFIX, type LogLine } from "@paygate/testkit";
-import { transferFingerprint } from "../services/gateway/src/domain/transfer-rules.js";
+// Exported by the gateway on purpose (package.json "exports"): the seeded rows
+// carry the fingerprint the gateway itself would have stored for them.
+import { transferFingerprint } from "@paygate/gateway/transfer-rules";
 import { createFsyncProbe } from "./lib/fsync-probe.js";
 import { profileMarkdown, summarizeProfile, type ProfileSummary } from "./profile-summary.js";
 import { cpuSeconds, machineInfo } from "./lib/proc.js";

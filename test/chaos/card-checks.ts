@@ -33,22 +33,10 @@ import type { Cluster } from "./cluster.js";
 import type { Bad, EntryRow } from "./checker.js";
 import { readCheckout, type CardWorkload } from "./cards.js";
 import type { LogAuth, LogSnapshot } from "./store-reader.js";
-
-/** Reasons that say "not decided yet": never a final state (reasons.ts's retryable and unknown, plus the checkout's client-side ones). */
-export const TRANSIENT_REASONS: ReadonlySet<string> = new Set([
-  "participant_unavailable",
-  "participant_timeout",
-  "coordinator_restarted",
-  "hold_in_use",
-  "idempotency_key_in_use",
-  "bureau_unavailable",
-  "store_unavailable",
-  "shutting_down",
-  "internal",
-  "gateway_unreachable",
-  "timeout",
-  "merchant_login_failed",
-]);
+// Reasons that say "not decided yet", never a final state: the checkout's own
+// list (the vocabulary's retryable reasons plus its client-side outcomes), so
+// the check judges by the same words the shop shows.
+import { TRANSIENT_REASONS } from "../../services/checkout/src/domain/declines.js";
 
 const CALL_TIMEOUT_MS = 5_000;
 

@@ -109,6 +109,8 @@ describe("idempotency with Redis", () => {
       assert.equal(again.transaction?.sequence, first.transaction?.sequence);
       assert.equal(bytes(again), bytes(first), "byte for byte");
     }
+    // The rpc log line is written as the answer leaves: wait for it to reach us, then count exactly.
+    await until("the repeats' log lines", () => retryLines(key) >= 3);
     assert.equal(retryLines(key), 3, "each repeat's log line says retry");
     await movedOnce(before, 700n);
 
@@ -230,6 +232,7 @@ describe("idempotency with Redis", () => {
     const again = await alice.transfer(req);
     totals.duplicates++;
     assert.equal(bytes(again), bytes(first));
+    await until("the repeat's log line", () => retryLines(req.idempotencyKey!) >= 1);
     assert.equal(retryLines(req.idempotencyKey!), 1);
     await rejectsWith(alice.transfer({ ...req, memo: "changed" }), Code.InvalidArgument, "idempotency_key_reused");
     totals.duplicates++;

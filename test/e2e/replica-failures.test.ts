@@ -292,6 +292,8 @@ describe("a replica killed -9 for good under load", () => {
       const totals = await Promise.all(banks.map((b) => r.stack.bankClient(LedgerService, b).totals({})));
       return totals.flatMap((x) => x.prepared.map((p) => p.txnId)).filter((id) => replicaOf(id) === DEAD);
     };
+    const tookOverLogged = () =>
+      [r.stack.replica(0), r.stack.replica(1)].some((g) => g.find((l) => l.msg === "took over the transactions of a replica whose lease ran out" && l.deadReplica === DEAD).length > 0);
     await until(
       `everything ${DEAD} left to be resolved`,
       async () => {
@@ -301,8 +303,9 @@ describe("a replica killed -9 for good under load", () => {
         const rec = await r.stack.reconcile();
         if (rec.inDoubt.some((d) => replicaOf(d.transactionId) === DEAD)) return false;
         // The survivors' redrive and the banks' GetDecision can settle everything before the lease has run
-        // out; the takeover itself follows once it has (and is asserted below).
-        return (await count(`SELECT count(*) FROM replica_leases WHERE replica = '${DEAD}' AND taken_over_by IS NOT NULL`)) > 0;
+        // out; the takeover itself follows once it has (and is asserted below). taken_over_by is '' (not
+        // NULL) until a replica claims the dead one, and taken_over_at becomes 'infinity' once it is done.
+        return (await count(`SELECT count(*) FROM replica_leases WHERE replica = '${DEAD}' AND taken_over_by != '' AND taken_over_at = 'infinity'`)) > 0 && tookOverLogged();
       },
       90_000,
       50,
@@ -315,10 +318,7 @@ describe("a replica killed -9 for good under load", () => {
     for (const [id, decision] of unackedLeft) assert.deepEqual(await r.pg.sql(`SELECT decision FROM decisions WHERE txn_id = '${id}'`), [[decision!]], `${id} kept its decision`);
     const takers = await r.pg.sql(`SELECT taken_over_by FROM replica_leases WHERE replica = '${DEAD}'`);
     assert.ok(["gateway-0", "gateway-1"].includes(takers[0]?.[0] ?? ""), `a live replica took over ${DEAD}: ${JSON.stringify(takers)}`);
-    assert.ok(
-      [r.stack.replica(0), r.stack.replica(1)].some((g) => g.find((l) => l.msg === "took over the transactions of a replica whose lease ran out" && l.deadReplica === DEAD).length > 0),
-      "the takeover is logged",
-    );
+    assert.ok(tookOverLogged(), "the takeover is logged");
 
     // The load goes on on the two left; then every key is re-sent: answered, once.
     const ackedAtResolve = load.acked();

@@ -29,7 +29,7 @@
 import { reconcile } from "../../services/bank/src/domain/reconcile.js";
 import type { PrepareOutcome } from "../../services/bank/src/domain/participant.js";
 import type { Entry, Hold, Leg } from "../../services/bank/src/domain/types.js";
-import { banksOf } from "../../services/gateway/src/domain/coordinator.js";
+import { banksOf } from "../../services/gateway/src/domain/rounds/transfer.js";
 import type { Decision } from "../../services/gateway/src/domain/model.js";
 import type { BankCommit } from "./sim-store.js";
 import type { BankNode, World } from "./world.js";

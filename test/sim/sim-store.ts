@@ -4,7 +4,7 @@
 // simulated crash. Reads come from a mirror updated only by committed writes,
 // so the checker can look at the ledger after every step without copying it,
 // and each committed write reports what it changed (BankCommit).
-import { createMemoryLedger, type MemoryLedger } from "../../services/bank/src/domain/memory-ledger.js";
+import { createMemoryLedger, type MemoryLedger } from "../../services/bank/test-support/memory-ledger.js";
 import { createUndoLedger } from "./undo-ledger.js";
 import type { Account, Entry, Hold, HoldChange, Leg, LedgerTx, Txn, TxnState } from "../../services/bank/src/domain/types.js";
 import type { LedgerStore, PreparedRef } from "../../services/bank/src/store/ledger-store.js";

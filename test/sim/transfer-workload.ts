@@ -1,7 +1,8 @@
 // The transfer clients: customers paying each other (much of it through the
 // hot account), repeating requests, retrying transient failures with the same
 // idempotency key, and now and then reusing a key for a different request.
-import type { Result, TxnRecord } from "../../services/gateway/src/domain/model.js";
+import { isRetryableReason, type Result } from "@paygate/vocab";
+import type { TxnRecord } from "../../services/gateway/src/domain/model.js";
 import type { Checker } from "./checker.js";
 import type { Rng } from "./rng.js";
 import { USERS } from "./people.js";
@@ -23,7 +24,6 @@ export interface Workload {
   acknowledged(): ReadonlySet<string>;
 }
 
-const TRANSIENT = new Set(["participant_timeout", "participant_unavailable", "coordinator_restarted", "idempotency_key_in_use", "store_unavailable"]);
 const ATTEMPTS_MAX = 6;
 
 export function createTransferWorkload(world: World, rng: Rng, gateway: GatewayCall, checker: Checker): Workload {
@@ -71,7 +71,7 @@ export function createTransferWorkload(world: World, rng: Rng, gateway: GatewayC
       }
       // An unavailable store leaves the txn's fate unknown to this answer.
       if (out.txnId && !r.reason.startsWith("idempotency_key_") && r.reason !== "store_unavailable") checker.onClientResult(caller, req.idempotencyKey, variant, out.txnId, "ABORTED");
-      if (TRANSIENT.has(r.reason)) return retry(caller, req, n, variant);
+      if (isRetryableReason(r.reason)) return retry(caller, req, n, variant);
     });
   }
 

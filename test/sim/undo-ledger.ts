@@ -1,11 +1,11 @@
-// The same contract as services/bank/src/domain/memory-ledger.ts (reads see
+// The same contract as services/bank/test-support/memory-ledger.ts (reads see
 // earlier writes; a throw rolls the whole transaction back; the CHECK and
 // UNIQUE constraints of the SQLite schema), with an undo log instead of a
 // structuredClone of the whole state per transaction: the clone costs about
 // 0.1-0.8 ms once a run has a few hundred rows, too slow for thousands of
 // seeds. seeds.test.ts replays seeds on both and requires identical histories.
 import type { AccountAudit } from "../../services/bank/src/domain/reconcile.js";
-import type { MemoryLedger } from "../../services/bank/src/domain/memory-ledger.js";
+import { auditAccounts, type MemoryLedger } from "../../services/bank/test-support/memory-ledger.js";
 import type { Account, Deposit, Entry, Hold, Leg, LedgerTx, Txn } from "../../services/bank/src/domain/types.js";
 
 export function createUndoLedger(): MemoryLedger {
@@ -121,35 +121,6 @@ export function createUndoLedger(): MemoryLedger {
     },
     entries: (id) => entries.filter((e) => e.accountId === id),
     hold: (id) => holds.get(id),
-    audit(): AccountAudit[] {
-      return [...accounts.values()].map(({ account: a }) => {
-        const es = entries.filter((e) => e.accountId === a.accountId);
-        let prev = 0n;
-        let broken = 0;
-        for (const e of es) {
-          if (e.balanceAfterMinor !== prev + e.amountMinor) broken++;
-          prev = e.balanceAfterMinor;
-        }
-        let activeHoldMinor = 0n;
-        for (const { txn, legs } of txns.values()) {
-          if (txn.state !== "PREPARED") continue;
-          for (const l of legs) if (l.accountId === a.accountId && (l.direction === "debit" || l.direction === "auth_hold")) activeHoldMinor += l.amountMinor;
-        }
-        for (const h of holds.values()) if (h.accountId === a.accountId && h.state === "ACTIVE") activeHoldMinor += h.amountMinor;
-        const sum = (pred: (e: Entry) => boolean) => es.filter(pred).reduce((t, e) => t + e.amountMinor, 0n);
-        return {
-          accountId: a.accountId,
-          currency: a.currency,
-          balanceMinor: a.balanceMinor,
-          heldMinor: a.heldMinor,
-          entrySumMinor: sum(() => true),
-          activeHoldMinor,
-          lastBalanceAfterMinor: es.at(-1)?.balanceAfterMinor,
-          brokenChainCount: broken,
-          depositedMinor: sum((e) => e.kind === "opening" || e.kind === "deposit"),
-          transferNetMinor: sum((e) => e.kind === "transfer_debit" || e.kind === "transfer_credit" || e.kind === "capture_debit"),
-        };
-      });
-    },
+    audit: (): AccountAudit[] => auditAccounts(accounts.values(), entries, txns.values(), holds.values()),
   };
 }

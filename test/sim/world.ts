@@ -11,7 +11,7 @@
 // choice. The checkers look at the whole world after every step.
 import { AssertionError } from "@paygate/money";
 import type { FaultPoint } from "@paygate/faults";
-import type { Reason } from "@paygate/rpc";
+import { retryableReasons } from "@paygate/vocab";
 import { createBank, type Bank } from "../../services/bank/src/bank.js";
 import type { LegInput } from "../../services/bank/src/domain/participant.js";
 import { createResolver, type Resolver } from "../../services/bank/src/resolver.js";
@@ -21,7 +21,8 @@ import { createCardHasher } from "../../services/gateway/src/domain/cards-crypto
 import type { CreditReportResult, CreditReports } from "../../services/gateway/src/domain/cards-ports.js";
 import { createCoordinator, type Coordinator, type EventLogger } from "../../services/gateway/src/domain/coordinator.js";
 import { createDecidedFeed } from "../../services/gateway/src/domain/decided-feed.js";
-import { createMemoryDirectory, createMemoryLog, type MemoryLog } from "../../services/gateway/src/domain/fakes.js";
+import { deliveryOfFailure, knownVoteOf, UNKNOWN_ANSWER_VOTE, voteOfFailure, type DecisionKind } from "../../services/gateway/src/domain/participant-replies.js";
+import { createMemoryDirectory, createMemoryLog, type MemoryLog } from "../../services/gateway/test-support/fakes.js";
 import { StoreUnavailableError, type CoordinatorLog, type Delivery, type Leg, type LegDirection, type Participants, type ReplicaLeases, type Vote } from "../../services/gateway/src/domain/ports.js";
 import { createReplicaDuties } from "../../services/gateway/src/domain/replicas.js";
 import { createCardChecker, type CardChecker } from "./card-checker.js";
@@ -302,8 +303,6 @@ export interface World {
   violation(text: string): void;
 }
 
-/** Retryable capture failures (the shared vocabulary's), for the transient_capture_final control. */
-const RETRYABLE_CAPTURE_REASONS = ["participant_timeout", "participant_unavailable", "coordinator_restarted", "hold_in_use", "idempotency_key_in_use"];
 
 export function runSimulation(options: SimOptions): Promise<SimResult> {
   return simulate(options);
@@ -746,14 +745,15 @@ async function simulate(options: SimOptions): Promise<SimResult> {
   }
 
   function participantsFor(inc: number): Participants {
-    // Mirrors services/gateway/src/banks.ts: transport failures and timeouts become values.
+    // A simulated bank's answer means what a real one's does: the gateway's
+    // bank client rules (participant-replies.ts), not a copy of them. Only the
+    // transport is simulated here: a deadline, a dead process, a lost reply.
     const voteOf = (body: BankReply): Vote => {
-      if (body.ok) return body.vote === "yes" ? { vote: "YES" } : { vote: "NO", reason: (body.reason ?? "internal") as Reason };
-      return { vote: "NO", reason: body.reason === "internal" ? "participant_unavailable" : (body.reason as Reason) };
+      if (body.ok) return knownVoteOf({ vote: body.vote === "yes" ? "YES" : body.vote === "no" ? "NO" : "UNSPECIFIED", reason: body.reason ?? "" }) ?? UNKNOWN_ANSWER_VOTE;
+      return voteOfFailure({ reason: body.reason, message: "refused by the simulated bank", timedOut: false });
     };
-    const deliverDecision = (kind: "commit" | "abort", bank: string, txnId: string, timeoutMs: number): Promise<Delivery> => {
+    const deliverDecision = (kind: DecisionKind, bank: string, txnId: string, timeoutMs: number): Promise<Delivery> => {
       if (kind === "abort" && world.broken === "abort_acked_unsent") return Promise.resolve({ ok: true });
-      const contradictions = kind === "commit" ? ["unknown_txn", "txn_aborted"] : ["txn_committed"];
       return exchange<Delivery>(
         COORDINATOR,
         inc,
@@ -761,7 +761,7 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         { kind, txnId },
         { ms: timeoutMs, label: `${kind}-deadline`, answer: () => ({ ok: false, reason: "participant_timeout: deadline exceeded", transient: true }) },
         {
-          reply: (body) => (body.ok ? { ok: true } : { ok: false, reason: body.reason, transient: !contradictions.includes(body.reason) }),
+          reply: (body) => (body.ok ? { ok: true } : deliveryOfFailure(kind, { reason: body.reason, message: "refused by the simulated bank" })),
           death: () => ({ ok: false, reason: "process died", transient: true }),
         },
       );
@@ -832,7 +832,7 @@ async function simulate(options: SimOptions): Promise<SimResult> {
       // One replica: nobody else's lease runs.
       isReplicaAlive: async () => false,
       // The control: a gateway that takes transient capture failures for final ones.
-      ...(world.broken === "transient_capture_final" ? { captureFinalReasons: new Set([...CAPTURE_FINAL_REASONS, ...RETRYABLE_CAPTURE_REASONS]) } : {}),
+      ...(world.broken === "transient_capture_final" ? { captureFinalReasons: new Set([...CAPTURE_FINAL_REASONS, ...retryableReasons]) } : {}),
     });
     // Alone (one replica, its own store) the duties are the orphan sweep only: the leases go unused.
     const duties = createReplicaDuties({

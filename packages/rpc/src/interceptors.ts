@@ -6,11 +6,11 @@ import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { errorInfo, internalError, isExpectedError, rejection } from "./errors.js";
 import { peerKey } from "./identity.js";
 import type { Logger } from "./logger.js";
+import type { Caller } from "@paygate/vocab";
 
-export interface Caller {
-  readonly userId: string;
-  readonly roles: readonly string[];
-}
+// Caller is a vocabulary word (the auth use case makes it); re-exported for
+// the routes that read it from a call's context next to callerKey.
+export type { Caller } from "@paygate/vocab";
 
 /** The authenticated user of this call (set by the access interceptor). */
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });

@@ -5,3 +5,5 @@ export * from "./ids.js";
 export * from "./text.js";
 export * from "./reasons.js";
 export * from "./links.js";
+export * from "./caller.js";
+export * from "./result.js";

@@ -5,7 +5,8 @@
 // participant_unavailable (or participant_timeout).
 import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { LinkService, type Account } from "@paygate/proto/bank";
-import { createMtlsTransport, errorInfo, isReason, type Reason, type TlsFiles } from "@paygate/rpc";
+import { createMtlsTransport, errorInfo, type Reason, type TlsFiles } from "@paygate/rpc";
+import { bankFailure } from "./domain/participant-replies.js";
 import type { BankAccount, BankLinks, BankResult } from "./domain/ports.js";
 
 export interface BankLinkClientOptions {
@@ -39,9 +40,7 @@ export function createBankLinkClients(o: BankLinkClientOptions): BankLinks {
       return { ok: true, value };
     } catch (e) {
       const info = errorInfo(e);
-      if (info.code === Code.DeadlineExceeded) return { ok: false, reason: "participant_timeout", message: info.message };
-      if (LINK_REASONS.has(info.reason) && isReason(info.reason)) return { ok: false, reason: info.reason, message: info.message };
-      return { ok: false, reason: "participant_unavailable", message: `${info.reason}: ${info.message}` };
+      return bankFailure({ reason: info.reason, message: info.message, timedOut: info.code === Code.DeadlineExceeded }, LINK_REASONS);
     }
   }
 

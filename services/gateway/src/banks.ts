@@ -6,9 +6,10 @@ import { context, type Context, type Tracer } from "@opentelemetry/api";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { LedgerService, LegDirection, ParticipantService, Vote, type Account, type BatchItemError, type PrepareRequestSchema, type PrepareResponse } from "@paygate/proto/bank";
-import { createMtlsTransport, errorInfo, isReason, rejection, type Logger, type Reason, type TlsFiles } from "@paygate/rpc";
+import { createMtlsTransport, errorInfo, isReason, rejection, type Logger, type TlsFiles } from "@paygate/rpc";
 import { batchItemSpansKey, noopTracer, startBatchItemSpans } from "@paygate/telemetry";
 import { createBatcher, type Batcher } from "./batcher.js";
+import { bankFailure, deliveryOfFailure, knownVoteOf, UNKNOWN_ANSWER_VOTE, voteOfFailure, type DecisionKind, type FailedCall } from "./domain/participant-replies.js";
 import type { BankAccount, BankResult, Delivery, Leg, Ledgers, Participants } from "./domain/ports.js";
 
 type PrepareInit = MessageInitShape<typeof PrepareRequestSchema>;
@@ -48,36 +49,10 @@ export interface BankClientOptions {
   readonly tracer?: Tracer;
 }
 
-// Reasons a bank gives that describe the request or the account, not the
-// bank's health: they are final for this request. Anything else (transport
-// errors, refusals of our certificate, internal errors) counts as unavailable.
-const BUSINESS_REASONS: ReadonlySet<string> = new Set<Reason>([
-  "insufficient_funds",
-  "account_not_found",
-  "currency_mismatch",
-  "not_account_owner",
-  "account_closed",
-  "txn_aborted",
-  "txn_committed",
-  "unknown_txn",
-  "invalid_amount",
-  "invalid_currency",
-  "invalid_account_id",
-  "invalid_argument",
-  "balance_limit_exceeded",
-  "already_exists",
-  "idempotency_key_reused",
-  "user_not_found",
-]);
-// A bank that answers Commit/Abort with these contradicts the coordinator's log.
-const COMMIT_CONTRADICTIONS: ReadonlySet<string> = new Set(["unknown_txn", "txn_aborted"]);
-const ABORT_CONTRADICTIONS: ReadonlySet<string> = new Set(["txn_committed"]);
-
-function failureOf(e: unknown, timedOut: boolean): { ok: false; reason: Reason; message: string } {
+/** A thrown bank call as the transport reported it; the meaning is participant-replies.ts's. */
+function failedCall(e: unknown, timedOut: boolean): FailedCall {
   const info = errorInfo(e);
-  if (timedOut || info.code === Code.DeadlineExceeded) return { ok: false, reason: "participant_timeout", message: info.message };
-  if (BUSINESS_REASONS.has(info.reason) && isReason(info.reason)) return { ok: false, reason: info.reason, message: info.message };
-  return { ok: false, reason: "participant_unavailable", message: `${info.reason}: ${info.message}` };
+  return { reason: info.reason, message: info.message, timedOut: timedOut || info.code === Code.DeadlineExceeded };
 }
 
 function legMsg(l: Leg): NonNullable<PrepareInit["legs"]>[number] {
@@ -193,16 +168,14 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
   }
   const unknownBank = (bank: string) => ({ ok: false as const, reason: "participant_unavailable" as const, message: `bank ${bank} is not configured (BANKS)` });
 
-  async function deliver(bank: string, call: (c: BankClients) => Promise<unknown>, contradictions: ReadonlySet<string>): Promise<Delivery> {
+  async function deliver(bank: string, kind: DecisionKind, call: (c: BankClients) => Promise<unknown>): Promise<Delivery> {
     const c = clients.get(bank);
     if (!c) return { ok: false, reason: unknownBank(bank).message, transient: true };
     try {
       await call(c);
       return { ok: true };
     } catch (e) {
-      const info = errorInfo(e);
-      if (contradictions.has(info.reason)) return { ok: false, reason: info.reason, transient: false };
-      return { ok: false, reason: `${info.reason}: ${info.message}`, transient: true };
+      return deliveryOfFailure(kind, errorInfo(e));
     }
   }
 
@@ -212,16 +185,16 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
       if (!c) return { vote: "NO", reason: "participant_unavailable" };
       try {
         const res = await c.participant.prepare({ txnId, legs: legs.map(legMsg) }, signal);
-        if (res.vote === Vote.YES) return { vote: "YES" };
-        if (res.vote === Vote.NO && isReason(res.reason)) return { vote: "NO", reason: res.reason };
+        const vote = knownVoteOf({ vote: res.vote === Vote.YES ? "YES" : res.vote === Vote.NO ? "NO" : "UNSPECIFIED", reason: res.reason });
+        if (vote) return vote;
         o.logger.warn({ transactionId: txnId, bank, vote: res.vote, reason: res.reason }, "bank voted without a known reason; counting it as NO");
-        return { vote: "NO", reason: "internal" };
+        return UNKNOWN_ANSWER_VOTE;
       } catch (e) {
-        return { vote: "NO", reason: failureOf(e, signal.aborted).reason };
+        return voteOfFailure(failedCall(e, signal.aborted));
       }
     },
-    commit: (bank, txnId, timeoutMs) => deliver(bank, (c) => c.participant.commit(txnId, timeoutMs), COMMIT_CONTRADICTIONS),
-    abort: (bank, txnId, timeoutMs) => deliver(bank, (c) => c.participant.abort(txnId, timeoutMs), ABORT_CONTRADICTIONS),
+    commit: (bank, txnId, timeoutMs) => deliver(bank, "commit", (c) => c.participant.commit(txnId, timeoutMs)),
+    abort: (bank, txnId, timeoutMs) => deliver(bank, "abort", (c) => c.participant.abort(txnId, timeoutMs)),
   };
 
   async function ledgerCall<T>(bank: string, call: (c: BankClients) => Promise<T | undefined>): Promise<BankResult<T>> {
@@ -232,7 +205,7 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
       if (value === undefined) return { ok: false, reason: "participant_unavailable", message: `bank ${bank} sent an empty answer` };
       return { ok: true, value };
     } catch (e) {
-      return failureOf(e, false);
+      return bankFailure(failedCall(e, false));
     }
   }
 

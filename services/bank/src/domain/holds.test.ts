@@ -5,9 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { abort, commit, prepare, type LegInput } from "./participant.js";
 import { openSeedAccounts } from "./ledger.js";
-import { isReason } from "@paygate/rpc";
+import { isReason } from "@paygate/vocab";
 import { expireDueHolds, HOLD_NO_REASONS } from "./holds.js";
-import { createMemoryLedger, type MemoryLedger } from "./memory-ledger.js";
+import { createMemoryLedger, type MemoryLedger } from "../../test-support/memory-ledger.js";
 import { reconcile } from "./reconcile.js";
 
 const BANK = "bank-a";

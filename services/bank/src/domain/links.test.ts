@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { hashLinkCode, issueLinkCode, LINK_FAILED_MESSAGE, seedHolders, unlink, verifyLink, type AccountLink, type LinkTx } from "./links.js";
 import { openSeedAccounts } from "./ledger.js";
-import { createMemoryLedger } from "./memory-ledger.js";
+import { createMemoryLedger } from "../../test-support/memory-ledger.js";
 
 const BANK = "bank-a";
 const NOW = 1_700_000_000_000;

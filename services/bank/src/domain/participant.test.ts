@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { AssertionError } from "@paygate/money";
 import { abort, commit, prepare, type LegInput, type PrepareInput } from "./participant.js";
 import { BALANCE_MINOR_MAX, deposit, openSeedAccounts } from "./ledger.js";
-import { createMemoryLedger, type MemoryLedger } from "./memory-ledger.js";
+import { createMemoryLedger, type MemoryLedger } from "../../test-support/memory-ledger.js";
 import { reconcile } from "./reconcile.js";
 
 const BANK = "bank-a";

@@ -3,6 +3,7 @@
 // that serves a half-valid file would make the gateway's risk rule decide on
 // garbage.
 import { AMOUNT_MINOR_MAX, parseCurrency } from "@paygate/money";
+import type { Result } from "@paygate/vocab";
 
 export interface CreditReport {
   readonly userId: string;
@@ -17,7 +18,8 @@ export interface CreditReport {
   readonly reportTimeMs: number;
 }
 
-export type Result<T, R extends string> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: R; readonly message: string };
+// Failures are values, in the vocabulary's one Result shape.
+export type { Result };
 
 export const SCORE_MIN = 300;
 export const SCORE_MAX = 850;

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import { createAuth, hashToken, type Auth } from "./auth.js";
-import { createManualClock, createMemorySessions, createMemoryUsers, type ManualClock } from "./fakes.js";
+import { createManualClock, createMemorySessions, createMemoryUsers, type ManualClock } from "../../test-support/fakes.js";
 import { hashPassword } from "./password.js";
 import type { Sessions, Users } from "./ports.js";
 

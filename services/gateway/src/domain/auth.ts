@@ -4,7 +4,7 @@
 // everyone: a stranger guessing passwords locks out only itself, never the
 // customer. Failures from every replica count together (the store keeps them).
 import { createHash, randomBytes } from "node:crypto";
-import type { Caller } from "@paygate/rpc";
+import type { Caller } from "@paygate/vocab";
 import { fail, ok, type Result } from "./model.js";
 import { verifyPassword } from "./password.js";
 import type { Clock, LoginFailures, Sessions, UserRecord, Users } from "./ports.js";

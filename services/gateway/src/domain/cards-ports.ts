@@ -1,7 +1,7 @@
 // Card payments' vocabulary and the ports the card use cases need: the card
 // store (SQLite in production and tests), the credit bureau, 2PC rounds.
 import type { DecisionRecord } from "./model.js";
-import type { PreparePlan } from "./coordinator.js";
+import type { PreparePlan } from "./rounds/plan.js";
 
 /**
  * An issued card. Only what must be stored: a random token, the last 4, a

@@ -3,12 +3,12 @@
 // SQLite database (its unique indexes and CHECKs are part of the rules).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { retryableReasons } from "@paygate/rpc";
+import { retryableReasons } from "@paygate/vocab";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import type { AuthRecord, CardStore } from "./cards-ports.js";
 import { CAPTURE_FINAL_REASONS, type AuthorizeInput, type Cards, type IssueCardInput, type IssuedCard, type SettleItemInput, type SettleItemResult } from "./cards.js";
 import type { Coordinator } from "./coordinator.js";
-import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type ManualClock, type MemoryLog } from "./fakes.js";
+import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type ManualClock, type MemoryLog } from "../../test-support/fakes.js";
 import { binOfBank, luhnValid } from "./luhn.js";
 import { TRANSIENT_ABORT_REASONS } from "./model.js";
 import type { Vote } from "./ports.js";
@@ -33,7 +33,7 @@ import {
   until,
   value,
   type FakeBureau,
-} from "./test-harness.js";
+} from "../../test-support/test-harness.js";
 
 interface Harness {
   cards: Cards;

@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { FaultPoint } from "@paygate/faults";
-import { retryableReasons } from "@paygate/rpc";
-import type { Coordinator, PreparePlan } from "./coordinator.js";
-import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, hang, type FakeBanks, type ManualClock, type MemoryLog } from "./fakes.js";
+import { retryableReasons } from "@paygate/vocab";
+import type { Coordinator } from "./coordinator.js";
+import type { PreparePlan } from "./rounds/plan.js";
+import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, hang, type FakeBanks, type ManualClock, type MemoryLog } from "../../test-support/fakes.js";
 import type { Decision, DirectoryAccount, NewTxn, Result } from "./model.js";
 import {
   askBeforeVoting,
@@ -20,7 +21,7 @@ import {
   until,
   value,
   type Logged,
-} from "./test-harness.js";
+} from "../../test-support/test-harness.js";
 import type { TransferRequest } from "./transfer-rules.js";
 
 const ACCOUNTS: DirectoryAccount[] = [

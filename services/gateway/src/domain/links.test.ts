@@ -3,12 +3,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createDecidedFeed } from "./decided-feed.js";
-import { createManualClock, createMemoryDirectory, createMemoryLog, createMemoryRateLimits } from "./fakes.js";
+import { createManualClock, createMemoryDirectory, createMemoryLog, createMemoryRateLimits } from "../../test-support/fakes.js";
 import { createLinks } from "./links.js";
 import type { DirectoryAccount, Result } from "./model.js";
 import { createPaymentQueries } from "./payments.js";
 import type { BankAccount, BankLinks, BankResult, Ledgers, VerifyLinkInput } from "./ports.js";
-import { createCapturingLogger, throwingFaults } from "./test-harness.js";
+import { createCapturingLogger, throwingFaults } from "../../test-support/test-harness.js";
 
 const reasonOf = (r: Result<unknown>) => (r.ok ? "ok" : r.reason);
 const CODE = "K7QF-9XMB-3TRW";

@@ -1,6 +1,6 @@
 // The coordinator's vocabulary. Times are epoch milliseconds (numbers: they are
 // not money); amounts are bigint minor units.
-import type { Reason } from "@paygate/rpc";
+import type { Failure, Reason, Result } from "@paygate/vocab";
 
 export type Role = "customer" | "merchant" | "admin";
 export const ROLES: readonly Role[] = ["customer", "merchant", "admin"];
@@ -88,15 +88,9 @@ export interface UnackedDecision {
   readonly lastError: string;
 }
 
-/** Expected failures are values; routes turn them into Connect errors. */
-export interface Failure {
-  readonly ok: false;
-  readonly reason: Reason;
-  readonly message: string;
-  readonly metadata?: Readonly<Record<string, string>>;
-}
-
-export type Result<T> = { readonly ok: true; readonly value: T } | Failure;
+// Expected failures are values (the vocabulary's one Result shape); routes
+// turn them into Connect errors.
+export type { Failure, Result } from "@paygate/vocab";
 
 export const ok = <T>(value: T): Result<T> => ({ ok: true, value });
 export const fail = (reason: Reason, message: string, metadata?: Record<string, string>): Failure =>

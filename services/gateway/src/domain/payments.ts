@@ -1,11 +1,10 @@
 // What a customer reads: balances (from the banks), one transaction, and the
 // history of txns touching their accounts. Nothing here reveals another
 // owner's account or txn, not even whether it exists.
-import { TXN_ID_PATTERN } from "./coordinator.js";
+import { ACCOUNT_ID_PATTERN, TXN_ID_PATTERN } from "@paygate/vocab";
 import type { DecidedFeed } from "./decided-feed.js";
 import { fail, ok, type DirectoryAccount, type Result, type TxnRecord } from "./model.js";
 import type { BankAccount, Directory, Ledgers, TxnHistory } from "./ports.js";
-import { ACCOUNT_ID_PATTERN } from "./transfer-rules.js";
 
 export interface AccountView {
   readonly accountId: string;

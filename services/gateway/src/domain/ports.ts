@@ -1,6 +1,6 @@
 // What the domain needs from the outside world, as small interfaces. The
 // SQLite store, the Connect bank clients and the test fakes implement them.
-import type { Reason } from "@paygate/rpc";
+import type { Reason } from "@paygate/vocab";
 import type { CardStore } from "./cards-ports.js";
 import type { WebhookStore } from "./webhooks-ports.js";
 import type { AckTask, Decided, Decision, DecisionRecord, DirectoryAccount, NewTxn, RoundRecord, TxnRecord, UnackedDecision } from "./model.js";
@@ -10,6 +10,13 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { nowMs: () => Date.now() };
+
+/** The subset of pino the domain uses. */
+export interface EventLogger {
+  info(fields: object, msg: string): void;
+  warn(fields: object, msg: string): void;
+  error(fields: object, msg: string): void;
+}
 
 /** AUTH_HOLD / CAPTURE / RELEASE act on a card authorization's standing hold at the issuing bank. */
 export type LegDirection = "DEBIT" | "CREDIT" | "AUTH_HOLD" | "CAPTURE" | "RELEASE";

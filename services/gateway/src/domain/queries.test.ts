@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAdmin } from "./admin.js";
 import { createDecidedFeed } from "./decided-feed.js";
-import { createManualClock, createMemoryDirectory, createMemoryLog, createMemoryUsers } from "./fakes.js";
+import { createManualClock, createMemoryDirectory, createMemoryLog, createMemoryUsers } from "../../test-support/fakes.js";
 import type { DirectoryAccount, NewTxn, Result } from "./model.js";
 import { createPaymentQueries } from "./payments.js";
 import type { BankAccount, BankResult, BankTotals, Ledgers } from "./ports.js";

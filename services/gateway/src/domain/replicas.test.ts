@@ -5,13 +5,13 @@
 // the real SQLite adapter on the test's clock.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { retryableReasons } from "@paygate/rpc";
+import { retryableReasons } from "@paygate/vocab";
 import { createGroupCommit } from "../store/group-commit.js";
 import { createSqliteLeases } from "../store/leases.js";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import type { Cards } from "./cards.js";
 import type { Coordinator } from "./coordinator.js";
-import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type ManualClock, type MemoryLog } from "./fakes.js";
+import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type ManualClock, type MemoryLog } from "../../test-support/fakes.js";
 import type { Result } from "./model.js";
 import { StoreUnavailableError, type CoordinatorLog, type ReplicaLeases, type TxnHistory, type Vote } from "./ports.js";
 import { createReplicaDuties, type ReplicaDuties } from "./replicas.js";
@@ -28,7 +28,7 @@ import {
   until,
   value,
   type CapturingLogger,
-} from "./test-harness.js";
+} from "../../test-support/test-harness.js";
 import type { CardStore } from "./cards-ports.js";
 
 const LEASE_MS = 3_000;

@@ -1,7 +1,7 @@
 // Sign-up's rules and its rate limit, against in-memory ports.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createManualClock, createMemoryRateLimits, createMemoryUsers } from "./fakes.js";
+import { createManualClock, createMemoryRateLimits, createMemoryUsers } from "../../test-support/fakes.js";
 import type { Result } from "./model.js";
 import { isCommonPassword } from "./new-users.js";
 import { createSignUp } from "./sign-up.js";

@@ -4,8 +4,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { verifySignature } from "@paygate/webhook-signature";
-import { createManualClock } from "./fakes.js";
-import { createCapturingLogger, throwingFaults, value } from "./test-harness.js";
+import { createManualClock } from "../../test-support/fakes.js";
+import { createCapturingLogger, throwingFaults, value } from "../../test-support/test-harness.js";
 import { attemptOutcome, createWebhookDispatcher, retryDelayMs, type WebhookAnswer, type WebhookRequest } from "./webhook-dispatcher.js";
 import { checkWebhookUrl, isLoopbackHost, type WebhookUrlPolicy } from "./webhook-urls.js";
 import { createWebhooks, ENDPOINTS_PER_USER_MAX, newWebhookSecret } from "./webhooks.js";

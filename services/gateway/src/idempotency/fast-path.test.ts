@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Coordinator, TransferOutcome } from "../domain/coordinator.js";
-import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type MemoryLog } from "../domain/fakes.js";
+import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type MemoryLog } from "../../test-support/fakes.js";
 import type { DirectoryAccount } from "../domain/model.js";
-import { createTestCoordinator, sequentialTxnIds } from "../domain/test-harness.js";
+import { createTestCoordinator, sequentialTxnIds } from "../../test-support/test-harness.js";
 import type { TransferRequest } from "../domain/transfer-rules.js";
 import { createMemoryCache, type IdempotencyCache } from "./cache.js";
 import { withIdempotencyFastPath } from "./fast-path.js";

@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import type { FaultPoint, Faults } from "@paygate/faults";
-import { createCardHasher } from "./cards-crypto.js";
-import type { AuthRecord, CardStore, CreditReportResult, CreditReports } from "./cards-ports.js";
-import { createCards, type AuthorizeInput, type Cards, type IssueCardInput, type IssuedCard } from "./cards.js";
-import { createCoordinator, type Coordinator, type CoordinatorOptions, type EventLogger } from "./coordinator.js";
-import { createDecidedFeed } from "./decided-feed.js";
+import { createCardHasher } from "../src/domain/cards-crypto.js";
+import type { AuthRecord, CardStore, CreditReportResult, CreditReports } from "../src/domain/cards-ports.js";
+import { createCards, type AuthorizeInput, type Cards, type IssueCardInput, type IssuedCard } from "../src/domain/cards.js";
+import { createCoordinator, type Coordinator, type CoordinatorOptions, type EventLogger } from "../src/domain/coordinator.js";
+import { createDecidedFeed } from "../src/domain/decided-feed.js";
 import type { FakeBanks, PrepareCall } from "./fakes.js";
-import type { DirectoryAccount, Result } from "./model.js";
-import type { Clock, CoordinatorLog, Delivery, Directory, Participants, Vote } from "./ports.js";
+import type { DirectoryAccount, Result } from "../src/domain/model.js";
+import type { Clock, CoordinatorLog, Delivery, Directory, Participants, Vote } from "../src/domain/ports.js";
 
 export interface Logged {
   readonly level: "info" | "warn" | "error";

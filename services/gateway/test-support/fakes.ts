@@ -1,8 +1,8 @@
 // In-memory ports for unit tests: the same contracts as the SQLite store and
 // the bank clients, small enough to read next to the tests.
 import { assert } from "@paygate/money";
-import type { AckTask, Decided, DecisionRecord, DirectoryAccount, NewTxn, RoundRecord, TxnRecord, UnackedDecision } from "./model.js";
-import type { Claim, Clock, CoordinatorLog, DecideInput, Delivery, Directory, Leg, LoginFailures, Participants, RateCount, RateLimits, SessionRecord, Sessions, TxnHistory, UserRecord, Users, Vote } from "./ports.js";
+import type { AckTask, Decided, DecisionRecord, DirectoryAccount, NewTxn, RoundRecord, TxnRecord, UnackedDecision } from "../src/domain/model.js";
+import type { Claim, Clock, CoordinatorLog, DecideInput, Delivery, Directory, Leg, LoginFailures, Participants, RateCount, RateLimits, SessionRecord, Sessions, TxnHistory, UserRecord, Users, Vote } from "../src/domain/ports.js";
 
 export interface ManualClock extends Clock {
   advance(ms: number): void;

@@ -1,5 +1,7 @@
 // What the idempotency check costs, Redis fast path vs the embedded SQLite log.
-//   node --import tsx bench/idempotency-cost.ts [--n 5000] [--rpc-n 500] [--no-rpc]
+// A micro-benchmark of the gateway's own modules, so it lives in the gateway
+// (bench/ only drives whole processes through @paygate/testkit and dist/):
+//   make bench-idempotency   (or: node --import tsx services/gateway/bench/idempotency-cost.ts [--n 5000] [--rpc-n 500] [--no-rpc])
 //
 // 1. In process, one call at a time, real stores (a redis-server the testkit
 //    starts on a free port; a SQLite file with WAL + synchronous=FULL):
@@ -17,16 +19,16 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { PaymentService } from "@paygate/proto/gateway";
 import { RedisServer, Stack } from "@paygate/testkit";
-import { createCoordinator, type Coordinator } from "../services/gateway/src/domain/coordinator.js";
-import { createDecidedFeed } from "../services/gateway/src/domain/decided-feed.js";
-import { createFakeBanks, createMemoryDirectory } from "../services/gateway/src/domain/fakes.js";
-import type { NewTxn } from "../services/gateway/src/domain/model.js";
-import { systemClock } from "../services/gateway/src/domain/ports.js";
-import type { TransferRequest } from "../services/gateway/src/domain/transfer-rules.js";
-import { withIdempotencyFastPath } from "../services/gateway/src/idempotency/fast-path.js";
-import { createRedisCache } from "../services/gateway/src/idempotency/redis-cache.js";
-import { createSqliteCoordinatorLog } from "../services/gateway/src/store/coordinator-log.js";
-import { openDb } from "../services/gateway/src/store/db.js";
+import { createCoordinator, type Coordinator } from "../src/domain/coordinator.js";
+import { createDecidedFeed } from "../src/domain/decided-feed.js";
+import { createFakeBanks, createMemoryDirectory } from "../test-support/fakes.js";
+import type { NewTxn } from "../src/domain/model.js";
+import { systemClock } from "../src/domain/ports.js";
+import type { TransferRequest } from "../src/domain/transfer-rules.js";
+import { withIdempotencyFastPath } from "../src/idempotency/fast-path.js";
+import { createRedisCache } from "../src/idempotency/redis-cache.js";
+import { createSqliteCoordinatorLog } from "../src/store/coordinator-log.js";
+import { openDb } from "../src/store/db.js";
 
 const { values } = parseArgs({ options: { n: { type: "string", default: "5000" }, "rpc-n": { type: "string", default: "500" }, "no-rpc": { type: "boolean", default: false } } });
 const n = Number(values.n);

@@ -1,8 +1,8 @@
 // An in-memory LedgerTx for unit tests of the rules: same semantics as the
 // SQLite store (reads see earlier writes; a throw rolls everything back).
-import type { Account, Deposit, Entry, Hold, Leg, LedgerTx, Txn } from "./types.js";
-import type { AccountLink, LinkTx } from "./links.js";
-import type { AccountAudit } from "./reconcile.js";
+import type { Account, Deposit, Entry, Hold, Leg, LedgerTx, Txn } from "../src/domain/types.js";
+import type { AccountLink, LinkTx } from "../src/domain/links.js";
+import type { AccountAudit } from "../src/domain/reconcile.js";
 
 interface State {
   accounts: Map<string, { account: Account; number: bigint }>;
@@ -112,35 +112,49 @@ export function createMemoryLedger(): MemoryLedger {
     transactLinks: (fn) => atomically(() => fn(links)),
     entries: (id) => s.entries.filter((e) => e.accountId === id),
     hold: (id) => s.holds.get(id),
-    audit() {
-      return [...s.accounts.values()].map(({ account: a }) => {
-        const es = s.entries.filter((e) => e.accountId === a.accountId);
-        let prev = 0n;
-        let broken = 0;
-        for (const e of es) {
-          if (e.balanceAfterMinor !== prev + e.amountMinor) broken++;
-          prev = e.balanceAfterMinor;
-        }
-        let activeHoldMinor = 0n;
-        for (const { txn, legs } of s.txns.values()) {
-          if (txn.state !== "PREPARED") continue;
-          for (const l of legs) if (l.accountId === a.accountId && (l.direction === "debit" || l.direction === "auth_hold")) activeHoldMinor += l.amountMinor;
-        }
-        for (const h of s.holds.values()) if (h.accountId === a.accountId && h.state === "ACTIVE") activeHoldMinor += h.amountMinor;
-        const sum = (pred: (e: Entry) => boolean) => es.filter(pred).reduce((t, e) => t + e.amountMinor, 0n);
-        return {
-          accountId: a.accountId,
-          currency: a.currency,
-          balanceMinor: a.balanceMinor,
-          heldMinor: a.heldMinor,
-          entrySumMinor: sum(() => true),
-          activeHoldMinor,
-          lastBalanceAfterMinor: es.at(-1)?.balanceAfterMinor,
-          brokenChainCount: broken,
-          depositedMinor: sum((e) => e.kind === "opening" || e.kind === "deposit"),
-          transferNetMinor: sum((e) => e.kind === "transfer_debit" || e.kind === "transfer_credit" || e.kind === "capture_debit"),
-        };
-      });
-    },
+    audit: () => auditAccounts(s.accounts.values(), s.entries, s.txns.values(), s.holds.values()),
   };
+}
+
+/**
+ * What reconcile.ts checks, computed from plain collections: shared with the
+ * simulator's undo ledger (test/sim/undo-ledger.ts), which keeps the same
+ * state in another shape, so both ledgers are audited by one definition.
+ */
+export function auditAccounts(
+  accounts: Iterable<{ readonly account: Account }>,
+  entries: readonly Entry[],
+  txns: Iterable<{ readonly txn: Txn; readonly legs: readonly Leg[] }>,
+  holds: Iterable<Hold>,
+): AccountAudit[] {
+  const txnList = [...txns];
+  const holdList = [...holds];
+  return [...accounts].map(({ account: a }) => {
+    const es = entries.filter((e) => e.accountId === a.accountId);
+    let prev = 0n;
+    let broken = 0;
+    for (const e of es) {
+      if (e.balanceAfterMinor !== prev + e.amountMinor) broken++;
+      prev = e.balanceAfterMinor;
+    }
+    let activeHoldMinor = 0n;
+    for (const { txn, legs } of txnList) {
+      if (txn.state !== "PREPARED") continue;
+      for (const l of legs) if (l.accountId === a.accountId && (l.direction === "debit" || l.direction === "auth_hold")) activeHoldMinor += l.amountMinor;
+    }
+    for (const h of holdList) if (h.accountId === a.accountId && h.state === "ACTIVE") activeHoldMinor += h.amountMinor;
+    const sum = (pred: (e: Entry) => boolean) => es.filter(pred).reduce((t, e) => t + e.amountMinor, 0n);
+    return {
+      accountId: a.accountId,
+      currency: a.currency,
+      balanceMinor: a.balanceMinor,
+      heldMinor: a.heldMinor,
+      entrySumMinor: sum(() => true),
+      activeHoldMinor,
+      lastBalanceAfterMinor: es.at(-1)?.balanceAfterMinor,
+      brokenChainCount: broken,
+      depositedMinor: sum((e) => e.kind === "opening" || e.kind === "deposit"),
+      transferNetMinor: sum((e) => e.kind === "transfer_debit" || e.kind === "transfer_credit" || e.kind === "capture_debit"),
+    };
+  });
 }
