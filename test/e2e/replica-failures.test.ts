@@ -209,7 +209,12 @@ describe("three replicas while PostgreSQL is down", () => {
     // The retry (to random replicas) must get a final answer: the txn was presumed aborted, so the key runs again.
     const answer = await sendTransfer(pays.get("alice")!, s, 20_000);
     assert.equal(answer?.kind, "committed", `the key answers again after PostgreSQL returned (retried errors: ${s.errors.join(", ")}; Redis: ${cached})`);
-    const after = await bankBalances(r.stack, ["bank-a/1001", "bank-b/2002"]);
+    // Commit reaches the banks after the reply (DESIGN.md §3): wait for both to apply it, then compare exactly.
+    let after = await bankBalances(r.stack, ["bank-a/1001", "bank-b/2002"]);
+    await until("the Commit applied at both banks", async () => {
+      after = await bankBalances(r.stack, ["bank-a/1001", "bank-b/2002"]);
+      return after.get("bank-a/1001")!.balance !== before.get("bank-a/1001")!.balance && after.get("bank-b/2002")!.balance !== before.get("bank-b/2002")!.balance;
+    }, 20_000, 20);
     assert.equal(after.get("bank-a/1001")!.balance, before.get("bank-a/1001")!.balance - 5n, "moved once");
     assert.equal(after.get("bank-b/2002")!.balance, before.get("bank-b/2002")!.balance + 5n);
     await r.stack.assertConserved();
