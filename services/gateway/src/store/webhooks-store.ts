@@ -198,7 +198,11 @@ export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGrou
     cursor: db.prepare("SELECT last_sequence FROM webhook_transfer_cursor WHERE id = 1"),
     setCursor: db.prepare("UPDATE webhook_transfer_cursor SET last_sequence = ? WHERE id = 1"),
     transfersAfter: db.prepare(`SELECT t.txn_id, t.sequence, t.status, t.from_account_id, t.to_account_id, t.amount_minor, t.currency, t.memo,
-        t.decided_at, a.owner_user_id AS payee_user_id
+        t.decided_at,
+        -- Only a payee with an endpoint for the event gets one: no body is built for the others (most transfers).
+        CASE WHEN EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.owner_user_id = a.owner_user_id AND w.status = 'ENABLED'
+                          AND instr(',' || w.event_types || ',', ',transfer.committed,') > 0)
+             THEN a.owner_user_id END AS payee_user_id
       FROM txns t LEFT JOIN accounts a ON a.account_id = t.to_account_id
       WHERE t.sequence > ? ORDER BY t.sequence LIMIT ?`),
     unfanned: db.prepare("SELECT * FROM webhook_events WHERE fanned_out = 0 ORDER BY seq LIMIT ?"),

@@ -126,7 +126,10 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
     // prefix: a transfer still committing is past the bound and read next time.
     const rows = await tx.query(
       `SELECT t.txn_id, t.sequence, t.status, t.from_account_id, t.to_account_id, t.amount_minor, t.currency, t.memo, t.decided_at,
-              a.owner_user_id AS payee_user_id
+              -- Only a payee with an endpoint for the event gets one: no body is built for the others (most transfers).
+              CASE WHEN EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.owner_user_id = a.owner_user_id AND w.status = 'ENABLED'
+                                AND 'transfer.committed' = ANY (w.event_types))
+                   THEN a.owner_user_id END AS payee_user_id
        FROM txns t LEFT JOIN accounts a ON a.account_id = t.to_account_id
        WHERE t.sequence > $1 AND t.sequence <= (SELECT last FROM history_sequence WHERE id = 1)
        ORDER BY t.sequence LIMIT $2`,
