@@ -4,7 +4,7 @@ SHELL := bash
 STAMP := node_modules/.paygate-installed
 
 .PHONY: help install system-deps generate build certs up up-ha test test-unit test-e2e typecheck clean \
-        images kind-up kind-down helm-tools bench bench-recovery bench-idempotency lint proto-baseline
+        images kind-up kind-down helm-tools bench bench-recovery bench-idempotency lint format proto-baseline
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,9 +24,13 @@ generate: $(STAMP) ## regenerate TypeScript from proto/ (buf, local plugin) and 
 	npx buf generate
 	npx buf lint
 
-lint: $(STAMP) ## the linter (biome.jsonc) and the proto checks, as make test runs them
+lint: $(STAMP) ## the linter and formatter check (biome.jsonc) and the proto checks, as make test runs them
 	npx biome lint --diagnostic-level=error .
+	npx biome format .
 	@scripts/check-protos.sh
+
+format: $(STAMP) ## rewrite the tree in the project's format (biome.jsonc)
+	npx biome format --write .
 
 proto-baseline: $(STAMP) ## record the current protos as the released API that buf breaking compares against
 	npx buf build -o proto/api-baseline.binpb

@@ -28,7 +28,9 @@ test("parsePromText reads prom-client's output: labels with escapes, comments, +
 
 test("histogramDelta sums matching series over processes and subtracts the earlier scrape", () => {
   const at = (sum: number, count: number, method = TRANSFER) =>
-    parsePromText(`x_sum{method="${method}",code="ok"} ${sum}\nx_count{method="${method}",code="ok"} ${count}\nx_sum{method="${method}",code="internal"} 1\nx_count{method="${method}",code="internal"} 1`);
+    parsePromText(
+      `x_sum{method="${method}",code="ok"} ${sum}\nx_count{method="${method}",code="ok"} ${count}\nx_sum{method="${method}",code="internal"} 1\nx_count{method="${method}",code="internal"} 1`,
+    );
   const d = histogramDelta([at(1, 10), at(2, 20)], [at(1.5, 15), at(3, 30)], "x", { method: TRANSFER });
   assert.deepEqual(d, { count: 15, sum: 1.5 });
   assert.deepEqual(histogramDelta([at(1, 10)], [at(1, 10)], "x"), { count: 0, sum: 0 });
@@ -36,14 +38,30 @@ test("histogramDelta sums matching series over processes and subtracts the earli
   assert.deepEqual(histogramDelta([at(5, 50)], [at(1, 10)], "x"), { count: 0, sum: 0 });
 });
 
-function gatewayText(o: { transfers: number; serverS: number; claimS: number; prepareS: number; decisionS: number; rpcs: Record<string, [count: number, sumS: number]> }): string {
-  const h = (name: string, labels: string, count: number, sum: number) => `${name}_sum{${labels}} ${sum}\n${name}_count{${labels}} ${count}`;
-  const phases = [h("paygate_2pc_phase_duration_seconds", 'phase="claim"', o.transfers, o.claimS), h("paygate_2pc_phase_duration_seconds", 'phase="prepare"', o.transfers, o.prepareS), h("paygate_2pc_phase_duration_seconds", 'phase="decision_log"', o.transfers, o.decisionS)];
+function gatewayText(o: {
+  transfers: number;
+  serverS: number;
+  claimS: number;
+  prepareS: number;
+  decisionS: number;
+  rpcs: Record<string, [count: number, sumS: number]>;
+}): string {
+  const h = (name: string, labels: string, count: number, sum: number) =>
+    `${name}_sum{${labels}} ${sum}\n${name}_count{${labels}} ${count}`;
+  const phases = [
+    h("paygate_2pc_phase_duration_seconds", 'phase="claim"', o.transfers, o.claimS),
+    h("paygate_2pc_phase_duration_seconds", 'phase="prepare"', o.transfers, o.prepareS),
+    h("paygate_2pc_phase_duration_seconds", 'phase="decision_log"', o.transfers, o.decisionS),
+  ];
   const rpcs = Object.entries(o.rpcs).map(([k, [count, sum]]) => {
     const [target, method] = k.split(" ");
     return h("paygate_rpc_client_duration_seconds", `target="${target}",method="${method}",code="ok"`, count, sum);
   });
-  return [h("paygate_rpc_server_duration_seconds", `method="${TRANSFER}",code="ok"`, o.transfers, o.serverS), ...phases, ...rpcs].join("\n");
+  return [
+    h("paygate_rpc_server_duration_seconds", `method="${TRANSFER}",code="ok"`, o.transfers, o.serverS),
+    ...phases,
+    ...rpcs,
+  ].join("\n");
 }
 
 function bankText(prepares: number, serverS: number, fsyncs: number, fsyncS: number): string {
@@ -57,7 +75,18 @@ function bankText(prepares: number, serverS: number, fsyncs: number, fsyncS: num
 
 test("computeBreakdown: each part from Δsum/Δcount, the remainders as differences", () => {
   const zero: MetricsSnapshot = {
-    gateways: [parsePromText(gatewayText({ transfers: 0, serverS: 0, claimS: 0, prepareS: 0, decisionS: 0, rpcs: { [`bank-a ${PREPARE}`]: [0, 0], [`bank-b ${PREPARE}`]: [0, 0] } }))],
+    gateways: [
+      parsePromText(
+        gatewayText({
+          transfers: 0,
+          serverS: 0,
+          claimS: 0,
+          prepareS: 0,
+          decisionS: 0,
+          rpcs: { [`bank-a ${PREPARE}`]: [0, 0], [`bank-b ${PREPARE}`]: [0, 0] },
+        }),
+      ),
+    ],
     banks: new Map([
       ["bank-a", parsePromText(bankText(0, 0, 0, 0))],
       ["bank-b", parsePromText(bankText(0, 0, 0, 0))],
@@ -74,7 +103,11 @@ test("computeBreakdown: each part from Δsum/Δcount, the remainders as differen
           claimS: 0.1,
           prepareS: 0.4,
           decisionS: 0.15,
-          rpcs: { [`bank-a ${PREPARE}`]: [50, 0.15], [`bank-b ${PREPARE}`]: [100, 0.25], [`bank-a paygate.bank.v1.ParticipantService/CommitBatch`]: [10, 0.02] },
+          rpcs: {
+            [`bank-a ${PREPARE}`]: [50, 0.15],
+            [`bank-b ${PREPARE}`]: [100, 0.25],
+            [`bank-a paygate.bank.v1.ParticipantService/CommitBatch`]: [10, 0.02],
+          },
         }),
       ),
     ],
@@ -84,7 +117,13 @@ test("computeBreakdown: each part from Δsum/Δcount, the remainders as differen
       ["bank-c", parsePromText(bankText(0, 0, 5, 0.001))],
     ]),
   };
-  const bd = computeBreakdown({ scenario: "cross-bank", concurrency: 16, client: { count: 100, p50Ms: 9, p90Ms: 12, p99Ms: 20, maxMs: 30, meanMs: 10 }, before: zero, after });
+  const bd = computeBreakdown({
+    scenario: "cross-bank",
+    concurrency: 16,
+    client: { count: 100, p50Ms: 9, p90Ms: 12, p99Ms: 20, maxMs: 30, meanMs: 10 },
+    before: zero,
+    after,
+  });
   assert.ok(bd);
   const ms = Object.fromEntries(bd.rows.map((r) => [r.key, r.ms]));
   assert.equal(bd.ops, 100);
@@ -106,17 +145,32 @@ test("computeBreakdown: each part from Δsum/Δcount, the remainders as differen
   assert.equal(bd.rows.find((r) => r.key === "bank-a.fsync")!.perOp, 0.8);
   // bank-c took no part (no Prepare from the gateway): no rows for it.
   assert.ok(!bd.rows.some((r) => r.key.startsWith("bank-c")));
-  assert.deepEqual(bd.otherRpcs, [{ target: "bank-a", method: "ParticipantService/CommitBatch", perOp: 0.1, meanMs: 2, inHandler: false }]);
+  assert.deepEqual(bd.otherRpcs, [
+    { target: "bank-a", method: "ParticipantService/CommitBatch", perOp: 0.1, meanMs: 2, inHandler: false },
+  ]);
   assert.deepEqual(bd.opsPerGateway, [100]);
 });
 
 test("computeBreakdown: a call the handler makes itself (credit report) is its own row, out of the rest", () => {
   const g = (n: number, serverS: number, bureau: [number, number]) =>
     parsePromText(
-      gatewayText({ transfers: n, serverS, claimS: 0, prepareS: 0, decisionS: 0, rpcs: { "credit-bureau paygate.bureau.v1.CreditBureauService/FetchCreditReport": bureau } }).replaceAll(TRANSFER, "paygate.gateway.v1.CardService/Authorize"),
+      gatewayText({
+        transfers: n,
+        serverS,
+        claimS: 0,
+        prepareS: 0,
+        decisionS: 0,
+        rpcs: { "credit-bureau paygate.bureau.v1.CreditBureauService/FetchCreditReport": bureau },
+      }).replaceAll(TRANSFER, "paygate.gateway.v1.CardService/Authorize"),
     );
   const client = { count: 10, p50Ms: 6, p90Ms: 6, p99Ms: 6, maxMs: 6, meanMs: 6 };
-  const bd = computeBreakdown({ scenario: "card", concurrency: 1, client, before: { gateways: [g(0, 0, [0, 0]), g(0, 0, [0, 0])], banks: new Map() }, after: { gateways: [g(6, 0.03, [6, 0.012]), g(4, 0.02, [4, 0.008])], banks: new Map() } });
+  const bd = computeBreakdown({
+    scenario: "card",
+    concurrency: 1,
+    client,
+    before: { gateways: [g(0, 0, [0, 0]), g(0, 0, [0, 0])], banks: new Map() },
+    after: { gateways: [g(6, 0.03, [6, 0.012]), g(4, 0.02, [4, 0.008])], banks: new Map() },
+  });
   assert.ok(bd);
   const ms = Object.fromEntries(bd.rows.map((r) => [r.key, r.ms]));
   assert.equal(ms.server, 5);
@@ -127,7 +181,17 @@ test("computeBreakdown: a call the handler makes itself (credit report) is its o
 
 test("computeBreakdown: nothing served in the window, no breakdown; echo has none", () => {
   const empty: MetricsSnapshot = { gateways: [[]], banks: new Map() };
-  const client = { count: 0, p50Ms: Number.NaN, p90Ms: Number.NaN, p99Ms: Number.NaN, maxMs: Number.NaN, meanMs: Number.NaN };
-  assert.equal(computeBreakdown({ scenario: "cross-bank", concurrency: 1, client, before: empty, after: empty }), undefined);
+  const client = {
+    count: 0,
+    p50Ms: Number.NaN,
+    p90Ms: Number.NaN,
+    p99Ms: Number.NaN,
+    maxMs: Number.NaN,
+    meanMs: Number.NaN,
+  };
+  assert.equal(
+    computeBreakdown({ scenario: "cross-bank", concurrency: 1, client, before: empty, after: empty }),
+    undefined,
+  );
   assert.equal(computeBreakdown({ scenario: "echo", concurrency: 1, client, before: empty, after: empty }), undefined);
 });

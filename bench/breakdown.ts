@@ -22,13 +22,18 @@ export const BREAKDOWN_METRICS = [
 ] as const;
 
 const [RPC_SERVER, RPC_CLIENT, PHASE, BANK_FSYNC] = BREAKDOWN_METRICS;
-const PREPARE_METHODS = ["paygate.bank.v1.ParticipantService/Prepare", "paygate.bank.v1.ParticipantService/PrepareBatch"];
+const PREPARE_METHODS = [
+  "paygate.bank.v1.ParticipantService/Prepare",
+  "paygate.bank.v1.ParticipantService/PrepareBatch",
+];
 /** Commit/Abort (and their batches) leave after the reply or from the redrive loop; every other outgoing call is made inside the handler. */
 const AFTER_REPLY_SERVICE = "paygate.bank.v1.ParticipantService/";
 /** The gateway method a scenario's requests call. */
 export function serverMethodOf(scenario: Scenario): string | undefined {
   if (scenario === "echo") return undefined;
-  return scenario === "card" ? "paygate.gateway.v1.CardService/Authorize" : "paygate.gateway.v1.PaymentService/Transfer";
+  return scenario === "card"
+    ? "paygate.gateway.v1.CardService/Authorize"
+    : "paygate.gateway.v1.PaymentService/Transfer";
 }
 
 /** /metrics of every gateway replica and every bank, read at one moment. */
@@ -69,7 +74,12 @@ export interface Breakdown {
   readonly clientMeanMs: number;
   readonly clientP50Ms: number;
   readonly serverMs: number;
-  readonly phases: { readonly claimMs: number; readonly prepareMs: number; readonly decisionLogMs: number; readonly commitMs: number };
+  readonly phases: {
+    readonly claimMs: number;
+    readonly prepareMs: number;
+    readonly decisionLogMs: number;
+    readonly commitMs: number;
+  };
   readonly banks: readonly BankPrepare[];
   /** Every other outgoing RPC of the gateway in the window (commit delivery, the credit bureau, ...). */
   readonly otherRpcs: readonly OtherRpc[];
@@ -86,7 +96,8 @@ export interface BreakdownRow {
   readonly perOp?: number;
 }
 
-const round = (v: number, digits = 3) => (Number.isFinite(v) ? Math.round(v * 10 ** digits) / 10 ** digits : Number.NaN);
+const round = (v: number, digits = 3) =>
+  Number.isFinite(v) ? Math.round(v * 10 ** digits) / 10 ** digits : Number.NaN;
 
 function labelSet(samples: readonly (readonly Sample[])[], name: string): { target: string; method: string }[] {
   const seen = new Map<string, { target: string; method: string }>();
@@ -99,15 +110,27 @@ function labelSet(samples: readonly (readonly Sample[])[], name: string): { targ
   return [...seen.values()];
 }
 
-export function computeBreakdown(o: { scenario: Scenario; concurrency: number; client: LatencySummary; before: MetricsSnapshot; after: MetricsSnapshot }): Breakdown | undefined {
+export function computeBreakdown(o: {
+  scenario: Scenario;
+  concurrency: number;
+  client: LatencySummary;
+  before: MetricsSnapshot;
+  after: MetricsSnapshot;
+}): Breakdown | undefined {
   const serverMethod = serverMethodOf(o.scenario);
   if (serverMethod === undefined) return undefined;
-  const g = (name: string, filter: Record<string, string | readonly string[]> = {}): HistogramDelta => histogramDelta(o.before.gateways, o.after.gateways, name, filter);
+  const g = (name: string, filter: Record<string, string | readonly string[]> = {}): HistogramDelta =>
+    histogramDelta(o.before.gateways, o.after.gateways, name, filter);
   const server = g(RPC_SERVER, { method: serverMethod });
   if (server.count === 0) return undefined;
   const ops = server.count;
   const phase = (p: string) => meanMs(g(PHASE, { phase: p }));
-  const phases = { claimMs: phase("claim"), prepareMs: phase("prepare"), decisionLogMs: phase("decision_log"), commitMs: phase("commit") };
+  const phases = {
+    claimMs: phase("claim"),
+    prepareMs: phase("prepare"),
+    decisionLogMs: phase("decision_log"),
+    commitMs: phase("commit"),
+  };
 
   const banks: BankPrepare[] = [];
   for (const [bank, after] of o.after.banks) {
@@ -116,7 +139,14 @@ export function computeBreakdown(o: { scenario: Scenario; concurrency: number; c
     const before = [o.before.banks.get(bank) ?? []];
     const srv = histogramDelta(before, [after], RPC_SERVER, { method: PREPARE_METHODS });
     const fsync = histogramDelta(before, [after], BANK_FSYNC);
-    banks.push({ bank, clientMs: meanMs(client), rpcsPerOp: client.count / ops, serverMs: meanMs(srv), fsyncMs: meanMs(fsync), fsyncsPerOp: fsync.count / ops });
+    banks.push({
+      bank,
+      clientMs: meanMs(client),
+      rpcsPerOp: client.count / ops,
+      serverMs: meanMs(srv),
+      fsyncMs: meanMs(fsync),
+      fsyncsPerOp: fsync.count / ops,
+    });
   }
   banks.sort((a, b) => a.bank.localeCompare(b.bank));
 
@@ -124,16 +154,29 @@ export function computeBreakdown(o: { scenario: Scenario; concurrency: number; c
   for (const { target, method } of labelSet(o.after.gateways, RPC_CLIENT)) {
     if (PREPARE_METHODS.includes(method)) continue;
     const d = g(RPC_CLIENT, { target, method });
-    if (d.count > 0) otherRpcs.push({ target, method: method.replace(/^paygate\.\w+\.v1\./, ""), perOp: d.count / ops, meanMs: meanMs(d), inHandler: !method.startsWith(AFTER_REPLY_SERVICE) });
+    if (d.count > 0)
+      otherRpcs.push({
+        target,
+        method: method.replace(/^paygate\.\w+\.v1\./, ""),
+        perOp: d.count / ops,
+        meanMs: meanMs(d),
+        inHandler: !method.startsWith(AFTER_REPLY_SERVICE),
+      });
   }
   otherRpcs.sort((a, b) => b.perOp - a.perOp);
 
   const serverMs = meanMs(server);
   const rows: BreakdownRow[] = [];
-  const row = (key: string, depth: number, label: string, ms: number, perOp?: number) => rows.push({ key, depth, label, ms: round(ms), ...(perOp !== undefined ? { perOp: round(perOp, 2) } : {}) });
+  const row = (key: string, depth: number, label: string, ms: number, perOp?: number) =>
+    rows.push({ key, depth, label, ms: round(ms), ...(perOp !== undefined ? { perOp: round(perOp, 2) } : {}) });
   const short = serverMethod.replace(/^.*\//, "");
   row("client", 0, "client-observed (load generator)", o.client.meanMs);
-  row("outside", 1, `outside the gateway's ${short} metric: client↔gateway transport, TLS/HTTP/2, Connect framing, body parse, outer interceptors`, o.client.meanMs - serverMs);
+  row(
+    "outside",
+    1,
+    `outside the gateway's ${short} metric: client↔gateway transport, TLS/HTTP/2, Connect framing, body parse, outer interceptors`,
+    o.client.meanMs - serverMs,
+  );
   row("server", 1, `gateway server time (rpc_server_duration ${short})`, serverMs);
   const known = (v: number) => (Number.isFinite(v) ? v : 0);
   row("claim", 2, "claim (durable idempotency claim)", phases.claimMs);
@@ -141,12 +184,23 @@ export function computeBreakdown(o: { scenario: Scenario; concurrency: number; c
   for (const b of banks) {
     row(`${b.bank}.client`, 3, `${b.bank}: Prepare RPC, gateway client side (per RPC)`, b.clientMs, b.rpcsPerOp);
     row(`${b.bank}.server`, 4, `${b.bank} server time for Prepare`, b.serverMs);
-    row(`${b.bank}.fsync`, 5, `${b.bank} durable write incl. fsync (mean over all its writes)`, b.fsyncMs, b.fsyncsPerOp);
+    row(
+      `${b.bank}.fsync`,
+      5,
+      `${b.bank} durable write incl. fsync (mean over all its writes)`,
+      b.fsyncMs,
+      b.fsyncsPerOp,
+    );
     row(`${b.bank}.wire`, 4, "wire + Connect client/server around it (client − server)", b.clientMs - b.serverMs);
   }
   if (banks.length > 0) {
     const slowest = Math.max(...banks.map((b) => b.clientMs).filter(Number.isFinite));
-    row("prepare.wait", 3, "outside the RPCs: batch queue, vote handling (prepare − slowest bank's RPC)", phases.prepareMs - slowest);
+    row(
+      "prepare.wait",
+      3,
+      "outside the RPCs: batch queue, vote handling (prepare − slowest bank's RPC)",
+      phases.prepareMs - slowest,
+    );
   }
   row("decision", 2, "decision_log (durable decision write)", phases.decisionLogMs);
   // Calls the handler makes itself (the credit report of a card authorization, a ledger lookup): their share per operation.
@@ -154,9 +208,20 @@ export function computeBreakdown(o: { scenario: Scenario; concurrency: number; c
   for (const r of otherRpcs.filter((x) => x.inHandler)) {
     const share = r.perOp * r.meanMs;
     inHandlerMs += known(share);
-    row(`rpc.${r.target}.${r.method}`, 2, `${r.target} ${r.method}, gateway client side (calls × mean)`, share, r.perOp);
+    row(
+      `rpc.${r.target}.${r.method}`,
+      2,
+      `${r.target} ${r.method}, gateway client side (calls × mean)`,
+      share,
+      r.perOp,
+    );
   }
-  row("rest", 2, "rest of the handler: validation, directory, idempotency fast path, access, reply", serverMs - known(phases.claimMs) - known(phases.prepareMs) - known(phases.decisionLogMs) - inHandlerMs);
+  row(
+    "rest",
+    2,
+    "rest of the handler: validation, directory, idempotency fast path, access, reply",
+    serverMs - known(phases.claimMs) - known(phases.prepareMs) - known(phases.decisionLogMs) - inHandlerMs,
+  );
   row("commit", 0, "after the reply (not in the total): commit delivery, all acks", phases.commitMs);
 
   return {
@@ -164,12 +229,26 @@ export function computeBreakdown(o: { scenario: Scenario; concurrency: number; c
     concurrency: o.concurrency,
     serverMethod,
     ops,
-    opsPerGateway: o.before.gateways.map((b, i) => histogramDelta([b], [o.after.gateways[i] ?? []], RPC_SERVER, { method: serverMethod }).count),
+    opsPerGateway: o.before.gateways.map(
+      (b, i) => histogramDelta([b], [o.after.gateways[i] ?? []], RPC_SERVER, { method: serverMethod }).count,
+    ),
     clientMeanMs: o.client.meanMs,
     clientP50Ms: o.client.p50Ms,
     serverMs: round(serverMs),
-    phases: { claimMs: round(phases.claimMs), prepareMs: round(phases.prepareMs), decisionLogMs: round(phases.decisionLogMs), commitMs: round(phases.commitMs) },
-    banks: banks.map((b) => ({ ...b, clientMs: round(b.clientMs), serverMs: round(b.serverMs), fsyncMs: round(b.fsyncMs), rpcsPerOp: round(b.rpcsPerOp, 3), fsyncsPerOp: round(b.fsyncsPerOp, 3) })),
+    phases: {
+      claimMs: round(phases.claimMs),
+      prepareMs: round(phases.prepareMs),
+      decisionLogMs: round(phases.decisionLogMs),
+      commitMs: round(phases.commitMs),
+    },
+    banks: banks.map((b) => ({
+      ...b,
+      clientMs: round(b.clientMs),
+      serverMs: round(b.serverMs),
+      fsyncMs: round(b.fsyncMs),
+      rpcsPerOp: round(b.rpcsPerOp, 3),
+      fsyncsPerOp: round(b.fsyncsPerOp, 3),
+    })),
     otherRpcs: otherRpcs.map((r) => ({ ...r, perOp: round(r.perOp, 3), meanMs: round(r.meanMs) })),
     rows,
   };
@@ -195,22 +274,32 @@ export function breakdownMarkdown(title: string, bds: readonly Breakdown[]): str
     const cells = bds.map((b) => {
       const r = b.rows.find((x) => x.key === k.key);
       if (!r) return "";
-      const share = k.depth > 0 && k.key !== "commit" && b.clientMeanMs > 0 && Number.isFinite(r.ms) ? ` (${Math.round((r.ms / b.clientMeanMs) * 100)}%)` : "";
+      const share =
+        k.depth > 0 && k.key !== "commit" && b.clientMeanMs > 0 && Number.isFinite(r.ms)
+          ? ` (${Math.round((r.ms / b.clientMeanMs) * 100)}%)`
+          : "";
       return `${fmtMs(r.ms)}${share}${r.perOp !== undefined ? ` ×${r.perOp}` : ""}`;
     });
     out.push(`| ${"· ".repeat(k.depth)}${k.label} | ${cells.join(" | ")} |`);
   }
   out.push(`| client p50 (for skew) | ${bds.map((b) => fmtMs(b.clientP50Ms)).join(" | ")} |`);
-  out.push(`| operations in the window (server count${bds[0]!.opsPerGateway.length > 1 ? "; per replica" : ""}) | ${bds.map((b) => `${b.ops}${b.opsPerGateway.length > 1 ? ` (${b.opsPerGateway.join(" / ")})` : ""}`).join(" | ")} |`);
+  out.push(
+    `| operations in the window (server count${bds[0]!.opsPerGateway.length > 1 ? "; per replica" : ""}) | ${bds.map((b) => `${b.ops}${b.opsPerGateway.length > 1 ? ` (${b.opsPerGateway.join(" / ")})` : ""}`).join(" | ")} |`,
+  );
   const other = new Map<string, string[]>();
   for (const [i, b] of bds.entries()) {
     for (const r of b.otherRpcs.filter((x) => !x.inHandler)) {
       const key = `${r.target} ${r.method}`;
-      if (!other.has(key)) other.set(key, bds.map(() => ""));
+      if (!other.has(key))
+        other.set(
+          key,
+          bds.map(() => ""),
+        );
       other.get(key)![i] = `${fmtMs(r.meanMs)} ×${r.perOp}`;
     }
   }
-  for (const [key, cells] of other) out.push(`| after the reply or from the redrive loop (per call): ${key} | ${cells.join(" | ")} |`);
+  for (const [key, cells] of other)
+    out.push(`| after the reply or from the redrive loop (per call): ${key} | ${cells.join(" | ")} |`);
   out.push(
     "",
     "“×n” is calls per operation (RPCs per transfer: below 1 when PrepareBatch carries several; fsyncs per transfer at that bank, prepares and commits together). " +

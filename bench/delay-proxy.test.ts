@@ -8,7 +8,11 @@ test("the delay proxy forwards every byte in order and adds at least its delay p
   const echo = net.createServer((s) => s.pipe(s));
   echo.listen(0, "127.0.0.1");
   await once(echo, "listening");
-  const proxy = await startDelayProxy({ targetHost: "127.0.0.1", targetPort: (echo.address() as net.AddressInfo).port, delayMs: 20 });
+  const proxy = await startDelayProxy({
+    targetHost: "127.0.0.1",
+    targetPort: (echo.address() as net.AddressInfo).port,
+    delayMs: 20,
+  });
   try {
     const sock = net.connect(proxy.port, "127.0.0.1");
     await once(sock, "connect");

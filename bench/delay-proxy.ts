@@ -28,7 +28,13 @@ function pipeDelayed(from: net.Socket, to: net.Socket, delayMs: number): void {
   from.on("end", () => setTimeout(() => to.end(), delayMs));
 }
 
-export async function startDelayProxy(options: { targetHost: string; targetPort: number; delayMs: number; listenPort?: number; host?: string }): Promise<DelayProxy> {
+export async function startDelayProxy(options: {
+  targetHost: string;
+  targetPort: number;
+  delayMs: number;
+  listenPort?: number;
+  host?: string;
+}): Promise<DelayProxy> {
   // Node timers have 1 ms resolution: split into whole milliseconds that add up.
   const inboundMs = Math.floor(options.delayMs / 2);
   const outboundMs = options.delayMs - inboundMs;
@@ -70,15 +76,26 @@ export async function startDelayProxy(options: { targetHost: string; targetPort:
 // Run as its own process so its CPU shows up separately in the report.
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const { values } = parseArgs({
-    options: { target: { type: "string" }, "delay-ms": { type: "string", default: "5" }, port: { type: "string", default: "0" } },
+    options: {
+      target: { type: "string" },
+      "delay-ms": { type: "string", default: "5" },
+      port: { type: "string", default: "0" },
+    },
   });
   const [host, port] = (values.target ?? "").split(":");
   if (!host || !port) {
     process.stderr.write("usage: delay-proxy.ts --target host:port [--delay-ms 5] [--port 0]\n");
     process.exit(2);
   }
-  const proxy = await startDelayProxy({ targetHost: host, targetPort: Number(port), delayMs: Number(values["delay-ms"]), listenPort: Number(values.port) });
-  process.stdout.write(`${JSON.stringify({ service: "delay-proxy", msg: "listening", port: proxy.port, target: values.target, delayMs: Number(values["delay-ms"]) })}\n`);
+  const proxy = await startDelayProxy({
+    targetHost: host,
+    targetPort: Number(port),
+    delayMs: Number(values["delay-ms"]),
+    listenPort: Number(values.port),
+  });
+  process.stdout.write(
+    `${JSON.stringify({ service: "delay-proxy", msg: "listening", port: proxy.port, target: values.target, delayMs: Number(values["delay-ms"]) })}\n`,
+  );
   const stop = async () => {
     await proxy.close();
     process.exit(0);

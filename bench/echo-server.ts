@@ -27,7 +27,11 @@ let sequence = 0n;
 const server = await startRpcServer({
   host: values.host!,
   port: Number(values.port),
-  tls: { caFile: join(certs, "ca.crt"), certFile: join(certs, `${values.name}.crt`), keyFile: join(certs, `${values.name}.key`) },
+  tls: {
+    caFile: join(certs, "ca.crt"),
+    certFile: join(certs, `${values.name}.crt`),
+    keyFile: join(certs, `${values.name}.key`),
+  },
   interceptors: [],
   logger,
   routes: (router) =>

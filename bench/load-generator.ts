@@ -93,8 +93,18 @@ export interface CellResult {
   /** Failures in the window by reason. */
   readonly errors: Record<string, number>;
   /** Whole cell, warm-up and drain included: what the balance checks need. */
-  readonly totals: { readonly committed: number; readonly failed: number; readonly ambiguous: number; readonly retries: number };
-  readonly storm?: { readonly keys: number; readonly keysCommitted: number; readonly keysWithSeveralTxns: number; readonly requestsPerKey: number };
+  readonly totals: {
+    readonly committed: number;
+    readonly failed: number;
+    readonly ambiguous: number;
+    readonly retries: number;
+  };
+  readonly storm?: {
+    readonly keys: number;
+    readonly keysCommitted: number;
+    readonly keysWithSeveralTxns: number;
+    readonly requestsPerKey: number;
+  };
   readonly authCodes?: readonly string[];
 }
 
@@ -134,14 +144,19 @@ function transportsFor(baseUrl: string): Transport[] {
   let ts = transports.get(baseUrl);
   if (!ts) {
     const tls = tlsFilesFor(init!.certsDir, "paycli");
-    ts = Array.from({ length: init!.connections }, () => createMtlsTransport({ baseUrl, tls, timeoutMs: CLIENT_TIMEOUT_MS, reload: false }));
+    ts = Array.from({ length: init!.connections }, () =>
+      createMtlsTransport({ baseUrl, tls, timeoutMs: CLIENT_TIMEOUT_MS, reload: false }),
+    );
     transports.set(baseUrl, ts);
   }
   return ts;
 }
 
 /** clients[replica][connection] of one service over the given targets. */
-function clientsOf<S extends typeof PaymentService | typeof CardService>(service: S, baseUrls: readonly string[]): Client<S>[][] {
+function clientsOf<S extends typeof PaymentService | typeof CardService>(
+  service: S,
+  baseUrls: readonly string[],
+): Client<S>[][] {
   return baseUrls.map((u) => transportsFor(u).map((t) => createClient(service, t)));
 }
 
@@ -193,10 +208,19 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
     const storm = cmd.scenario === "duplicate-storm";
     const keyIndex = storm ? Math.floor(i / cmd.duplicatesPerKey) : i;
     // Every copy of a storm key must be the same request (same fingerprint).
-    const shape = storm ? transferShape(cmd.scenario, acc, keyIndex, 0, ((keyIndex * 2654435761) % 4096) / 4096) : transferShape(cmd.scenario, acc, i, Math.random(), Math.random());
+    const shape = storm
+      ? transferShape(cmd.scenario, acc, keyIndex, 0, ((keyIndex * 2654435761) % 4096) / 4096)
+      : transferShape(cmd.scenario, acc, i, Math.random(), Math.random());
     const key = storm ? `${cmd.runId}-storm-c${cmd.concurrency}-${keyIndex}` : randomUUID();
     const client = pickClient(payments, i, w);
-    const req = { idempotencyKey: key, fromAccountId: shape.from, toAccountId: shape.to, amountMinor: 1n, currency: "USD", memo: "bench" };
+    const req = {
+      idempotencyKey: key,
+      fromAccountId: shape.from,
+      toAccountId: shape.to,
+      amountMinor: 1n,
+      currency: "USD",
+      memo: "bench",
+    };
     let retries = 0;
     for (let inUse = 0, transient = 0; ; ) {
       try {
@@ -207,7 +231,12 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
           if (!s) keyTxns.set(key, (s = new Set()));
           s.add(txnId);
         }
-        return { ok: res.transaction?.status === TransactionStatus.COMMITTED, reason: res.transaction?.status === TransactionStatus.COMMITTED ? undefined : "not_committed", txnId, retries };
+        return {
+          ok: res.transaction?.status === TransactionStatus.COMMITTED,
+          reason: res.transaction?.status === TransactionStatus.COMMITTED ? undefined : "not_committed",
+          txnId,
+          retries,
+        };
       } catch (e) {
         const reason = errorInfo(e).reason;
         // Only the storm retries: it measures how duplicates are answered, and
@@ -231,7 +260,14 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
     const c = cmd.cards![i % cmd.cards!.length]!;
     try {
       const res = await pickClient(cards, i, w).authorize(
-        { idempotencyKey: randomUUID(), card: c, amountMinor: 100n, currency: "USD", merchantReference: `bench-${i}`, merchantAccountId: acc.cardMerchant },
+        {
+          idempotencyKey: randomUUID(),
+          card: c,
+          amountMinor: 100n,
+          currency: "USD",
+          merchantReference: `bench-${i}`,
+          merchantAccountId: acc.cardMerchant,
+        },
         { headers: headers.get(USERS.shop)! },
       );
       return { ok: true, authCode: res.authorization?.authCode ?? "", retries: 0 };
@@ -261,7 +297,13 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
   const answersMin = cmd.requestsMax === undefined ? Math.max(10, cmd.concurrency) : 0;
   const open = (now: number) => now < end || (answered < answersMin && now < hardEnd);
   const windowEvent = (phase: WindowEvent["phase"]) => {
-    if (cmd.windowEvents) process.send!({ event: "window", phase, scenario: cmd.scenario, concurrency: cmd.concurrency } satisfies WindowEvent, undefined, undefined, () => {});
+    if (cmd.windowEvents)
+      process.send!(
+        { event: "window", phase, scenario: cmd.scenario, concurrency: cmd.concurrency } satisfies WindowEvent,
+        undefined,
+        undefined,
+        () => {},
+      );
   };
   if (warmEnd === started) windowEvent("open");
   let closed = false;
@@ -276,7 +318,10 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
           answeredOnce[w] = 1;
           workersAnswered++;
         }
-        if (warmEnd === Number.POSITIVE_INFINITY && ((t1 >= warmMin && workersAnswered === cmd.concurrency) || t1 >= warmMax)) {
+        if (
+          warmEnd === Number.POSITIVE_INFINITY &&
+          ((t1 >= warmMin && workersAnswered === cmd.concurrency) || t1 >= warmMax)
+        ) {
           warmEnd = t1;
           end = warmEnd + cmd.durationMs;
           hardEnd = warmEnd + cmd.durationMs * WINDOW_STRETCH_MAX;
@@ -307,7 +352,12 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
   );
   // A count-bound cell ends before its deadline (rate over the time it took); a
   // stretched window ends at its last counted answer.
-  const windowMs = Math.max(1, cmd.requestsMax !== undefined ? Math.min(performance.now(), end) - warmEnd : Math.max(Math.min(end, performance.now()), lastCounted) - warmEnd);
+  const windowMs = Math.max(
+    1,
+    cmd.requestsMax !== undefined
+      ? Math.min(performance.now(), end) - warmEnd
+      : Math.max(Math.min(end, performance.now()), lastCounted) - warmEnd,
+  );
   const result: CellResult = {
     scenario: cmd.scenario,
     concurrency: cmd.concurrency,
@@ -326,7 +376,15 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
       if (s.size > 0) committed++;
       if (s.size > 1) several++;
     }
-    return { ...result, storm: { keys: Math.ceil(seq / cmd.duplicatesPerKey), keysCommitted: committed, keysWithSeveralTxns: several, requestsPerKey: cmd.duplicatesPerKey } };
+    return {
+      ...result,
+      storm: {
+        keys: Math.ceil(seq / cmd.duplicatesPerKey),
+        keysCommitted: committed,
+        keysWithSeveralTxns: several,
+        requestsPerKey: cmd.duplicatesPerKey,
+      },
+    };
   }
   return card ? { ...result, authCodes } : result;
 }
@@ -345,7 +403,13 @@ async function runDrain(cmd: DrainCommand): Promise<DrainResult> {
         const i = next++;
         try {
           const res = await pickClient(payments, i, w).transfer(
-            { idempotencyKey: `${cmd.runId}-drain-${i}`, fromAccountId: acc.drain, toAccountId: acc.b[i % acc.b.length]!, amountMinor: 1n, currency: "USD" },
+            {
+              idempotencyKey: `${cmd.runId}-drain-${i}`,
+              fromAccountId: acc.drain,
+              toAccountId: acc.b[i % acc.b.length]!,
+              amountMinor: 1n,
+              currency: "USD",
+            },
             { headers },
           );
           if (res.transaction?.status === TransactionStatus.COMMITTED) committed++;
@@ -373,7 +437,10 @@ async function runSettle(cmd: SettleCommand): Promise<SettleResult> {
     calls++;
     sent += items.length;
     try {
-      const res = await client.settleBatch({ idempotencyKey: `${cmd.runId}-settle-${at}`, items }, { headers, timeoutMs: 300_000 });
+      const res = await client.settleBatch(
+        { idempotencyKey: `${cmd.runId}-settle-${at}`, items },
+        { headers, timeoutMs: 300_000 },
+      );
       for (const r of res.results) {
         if (r.status === SettleItemStatus.CAPTURED) captured++;
         else failed[r.reason || "failed"] = (failed[r.reason || "failed"] ?? 0) + 1;
@@ -384,7 +451,16 @@ async function runSettle(cmd: SettleCommand): Promise<SettleResult> {
     }
   }
   const elapsedMs = performance.now() - t0;
-  return { offered: cmd.authCodes.length, budgetMs: cmd.budgetMs, items: sent, captured, failed, calls, elapsedMs: Math.round(elapsedMs), itemsPerSecond: Math.round((captured / elapsedMs) * 1000) };
+  return {
+    offered: cmd.authCodes.length,
+    budgetMs: cmd.budgetMs,
+    items: sent,
+    captured,
+    failed,
+    calls,
+    elapsedMs: Math.round(elapsedMs),
+    itemsPerSecond: Math.round((captured / elapsedMs) * 1000),
+  };
 }
 
 async function handle(cmd: Command): Promise<unknown> {
@@ -412,7 +488,8 @@ if (!process.send) {
 process.on("message", (msg: { id: number; cmd: Command }) => {
   handle(msg.cmd).then(
     (result) => process.send!({ id: msg.id, result }, undefined, undefined, () => {}),
-    (e: unknown) => process.send!({ id: msg.id, error: e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e) }),
+    (e: unknown) =>
+      process.send!({ id: msg.id, error: e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e) }),
   );
 });
 // The parent going away ends us too.

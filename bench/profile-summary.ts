@@ -93,7 +93,11 @@ function moduleName(f: CallFrame): string {
   return f.url;
 }
 
-export function summarizeProfile(profile: CpuProfile, top = 25, bundles: Readonly<Record<string, string>> = {}): ProfileSummary {
+export function summarizeProfile(
+  profile: CpuProfile,
+  top = 25,
+  bundles: Readonly<Record<string, string>> = {},
+): ProfileSummary {
   bundleCopies = bundles;
   bundleIndex.clear();
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -123,17 +127,40 @@ export function summarizeProfile(profile: CpuProfile, top = 25, bundles: Readonl
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([name, us]) => ({ name, selfMs: Math.round(us / 1000), percent: Math.round((us / Math.max(1, busy)) * 1000) / 10 }));
-  return { totalMs: Math.round(total / 1000), busyMs: Math.round(busy / 1000), functions: rows(fn), modules: rows(mod) };
+      .map(([name, us]) => ({
+        name,
+        selfMs: Math.round(us / 1000),
+        percent: Math.round((us / Math.max(1, busy)) * 1000) / 10,
+      }));
+  return {
+    totalMs: Math.round(total / 1000),
+    busyMs: Math.round(busy / 1000),
+    functions: rows(fn),
+    modules: rows(mod),
+  };
 }
 
 export function profileMarkdown(label: string, s: ProfileSummary, top = 15): string {
-  const table = (title: string, rows: readonly ProfileRow[]) => [`| ${title} | self ms | % of busy |`, "|---|---:|---:|", ...rows.slice(0, top).map((r) => `| \`${r.name.replace(/\|/g, "\\|")}\` | ${r.selfMs} | ${r.percent} |`)].join("\n");
-  return [`#### CPU profile: ${label} (busy ${s.busyMs} ms of ${s.totalMs} ms sampled)`, "", table("module", s.modules), "", table("function", s.functions)].join("\n");
+  const table = (title: string, rows: readonly ProfileRow[]) =>
+    [
+      `| ${title} | self ms | % of busy |`,
+      "|---|---:|---:|",
+      ...rows.slice(0, top).map((r) => `| \`${r.name.replace(/\|/g, "\\|")}\` | ${r.selfMs} | ${r.percent} |`),
+    ].join("\n");
+  return [
+    `#### CPU profile: ${label} (busy ${s.busyMs} ms of ${s.totalMs} ms sampled)`,
+    "",
+    table("module", s.modules),
+    "",
+    table("function", s.functions),
+  ].join("\n");
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: "string", default: "25" } } });
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { top: { type: "string", default: "25" } },
+  });
   if (positionals.length === 0) {
     process.stderr.write("usage: profile-summary.ts <file.cpuprofile> [--top 25]\n");
     process.exit(2);

@@ -59,9 +59,12 @@ const perBank = Number(args["accounts-per-bank"]);
 const pollMs = Number(args["poll-ms"]);
 const timeoutMs = Number(args["timeout-s"]) * 1000;
 const bankResolver = args["bank-resolver"] === "on";
-if (!Number.isInteger(decisionsN) || decisionsN < 1 || decisionsN > 1_000_000) throw new Error("--decisions: an integer in 1..1000000");
-if (!Number.isInteger(prepareConcurrency) || prepareConcurrency < 1 || prepareConcurrency > 1024) throw new Error("--prepare-concurrency: an integer in 1..1024");
-if (!Number.isInteger(perBank) || perBank < 1 || perBank > 10_000) throw new Error("--accounts-per-bank: an integer in 1..10000");
+if (!Number.isInteger(decisionsN) || decisionsN < 1 || decisionsN > 1_000_000)
+  throw new Error("--decisions: an integer in 1..1000000");
+if (!Number.isInteger(prepareConcurrency) || prepareConcurrency < 1 || prepareConcurrency > 1024)
+  throw new Error("--prepare-concurrency: an integer in 1..1024");
+if (!Number.isInteger(perBank) || perBank < 1 || perBank > 10_000)
+  throw new Error("--accounts-per-bank: an integer in 1..10000");
 if (!["on", "off"].includes(args["bank-resolver"]!)) throw new Error("--bank-resolver: on or off");
 
 const BANKS = ["bank-a", "bank-b"] as const;
@@ -84,16 +87,22 @@ const GATEWAY_ENV = { COMMIT_TIMEOUT_MS: "5000", REDRIVE_INTERVAL_MS: "1000", RE
 const BANK_ENV = { RESOLVE_INTERVAL_MS: "1000", ...(bankResolver ? {} : { PREPARE_TIMEOUT_MS: "3600000" }) };
 
 const startedAt = new Date();
-const stamp = startedAt.toISOString().replace(/[:.]/g, "-").replace(/-\d{3}Z$/, "Z");
+const stamp = startedAt
+  .toISOString()
+  .replace(/[:.]/g, "-")
+  .replace(/-\d{3}Z$/, "Z");
 const argv = process.argv.slice(2).join(" ");
-const command = process.env.MAKELEVEL ? `make bench-recovery${argv ? ` RECOVERY_ARGS="${argv}"` : ""}` : `node --import tsx bench/recovery.ts${argv ? ` ${argv}` : ""}`;
+const command = process.env.MAKELEVEL
+  ? `make bench-recovery${argv ? ` RECOVERY_ARGS="${argv}"` : ""}`
+  : `node --import tsx bench/recovery.ts${argv ? ` ${argv}` : ""}`;
 const log = (msg: string) => process.stdout.write(`recovery: ${msg}\n`);
 const fmt = (n: number) => n.toLocaleString("en-US");
 const round = (n: number, digits = 0) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 // ---- the plan: N cross-bank transfers, both directions, amounts that differ ----
 
-const accountsOf = (bank: BankName) => Array.from({ length: perBank }, (_, i) => `${bank}/${(bank === "bank-a" ? 1_000_000 : 2_000_000) + i}`);
+const accountsOf = (bank: BankName) =>
+  Array.from({ length: perBank }, (_, i) => `${bank}/${(bank === "bank-a" ? 1_000_000 : 2_000_000) + i}`);
 const ACCOUNTS: Record<BankName, string[]> = { "bank-a": accountsOf("bank-a"), "bank-b": accountsOf("bank-b") };
 
 function recoverySeed(): string {
@@ -101,9 +110,16 @@ function recoverySeed(): string {
   return [
     `banks: [${BANKS.join(", ")}]`,
     "users:",
-    ...users.map((u) => `  - { id: ${u}, username: ${u}, password: ${u}${TEST_PASSWORD_SUFFIX}, roles: [${u === "admin" ? "admin" : "customer"}] }`),
+    ...users.map(
+      (u) =>
+        `  - { id: ${u}, username: ${u}, password: ${u}${TEST_PASSWORD_SUFFIX}, roles: [${u === "admin" ? "admin" : "customer"}] }`,
+    ),
     "accounts:",
-    ...BANKS.flatMap((b) => ACCOUNTS[b].map((id) => `  - { id: ${id}, owner: ${PAYER[b]}, currency: ${CURRENCY}, opening_minor: ${OPENING_MINOR} }`)),
+    ...BANKS.flatMap((b) =>
+      ACCOUNTS[b].map(
+        (id) => `  - { id: ${id}, owner: ${PAYER[b]}, currency: ${CURRENCY}, opening_minor: ${OPENING_MINOR} }`,
+      ),
+    ),
   ].join("\n");
 }
 
@@ -166,19 +182,44 @@ interface LogWriter {
 }
 
 function createLogWriter(db: Database.Database, commitTimeoutMs: number): LogWriter {
-  const insertTxn = db.prepare(`INSERT INTO txns (txn_id, sequence, caller_user_id, idempotency_key, owns_key, fingerprint, from_account_id, to_account_id,
+  const insertTxn =
+    db.prepare(`INSERT INTO txns (txn_id, sequence, caller_user_id, idempotency_key, owns_key, fingerprint, from_account_id, to_account_id,
       from_bank, to_bank, amount_minor, currency, memo, status, decline_reason, created_at, decided_at)
     VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, 'COMMITTED', '', ?, ?)`);
-  const insertDecision = db.prepare("INSERT INTO decisions (txn_id, decision, reason, decided_at) VALUES (?, 'COMMIT', '', ?)");
+  const insertDecision = db.prepare(
+    "INSERT INTO decisions (txn_id, decision, reason, decided_at) VALUES (?, 'COMMIT', '', ?)",
+  );
   const insertAck = db.prepare("INSERT INTO decision_acks (txn_id, bank, next_attempt_at) VALUES (?, ?, ?)");
   let sequence = Number((db.prepare("SELECT COALESCE(MAX(sequence), 0) AS s FROM txns").get() as { s: number }).s);
   const write = db.transaction((txns: readonly PlannedTxn[]) => {
     const nowMs = Date.now();
     for (const t of txns) {
       const memo = "recovery bench";
-      const fingerprint = transferFingerprint({ idempotencyKey: t.idempotencyKey, fromAccountId: t.fromAccountId, toAccountId: t.toAccountId, amountMinor: t.amountMinor, currency: CURRENCY, memo });
+      const fingerprint = transferFingerprint({
+        idempotencyKey: t.idempotencyKey,
+        fromAccountId: t.fromAccountId,
+        toAccountId: t.toAccountId,
+        amountMinor: t.amountMinor,
+        currency: CURRENCY,
+        memo,
+      });
       sequence += 1;
-      insertTxn.run(t.txnId, sequence, t.callerUserId, t.idempotencyKey, fingerprint, t.fromAccountId, t.toAccountId, t.fromBank, t.toBank, t.amountMinor, CURRENCY, memo, nowMs, nowMs);
+      insertTxn.run(
+        t.txnId,
+        sequence,
+        t.callerUserId,
+        t.idempotencyKey,
+        fingerprint,
+        t.fromAccountId,
+        t.toAccountId,
+        t.fromBank,
+        t.toBank,
+        t.amountMinor,
+        CURRENCY,
+        memo,
+        nowMs,
+        nowMs,
+      );
       insertDecision.run(t.txnId, nowMs);
       // decide() schedules the first resend one commit timeout out: its caller sends the first Commit itself.
       for (const bank of [t.fromBank, t.toBank]) insertAck.run(t.txnId, bank, nowMs + commitTimeoutMs);
@@ -187,7 +228,11 @@ function createLogWriter(db: Database.Database, commitTimeoutMs: number): LogWri
   return { logCommitted: (txns) => write(txns) };
 }
 
-async function prepareAll(stack: Stack, txns: readonly PlannedTxn[], writer: LogWriter): Promise<{ elapsedMs: number }> {
+async function prepareAll(
+  stack: Stack,
+  txns: readonly PlannedTxn[],
+  writer: LogWriter,
+): Promise<{ elapsedMs: number }> {
   const clients = new Map(BANKS.map((b) => [b, stack.bankClient(ParticipantService, b)]));
   const started = performance.now();
   let next = 0;
@@ -201,7 +246,9 @@ async function prepareAll(stack: Stack, txns: readonly PlannedTxn[], writer: Log
   };
   const progress = setInterval(() => {
     const s = (performance.now() - started) / 1000;
-    log(`prepared ${fmt(prepared)}/${fmt(txns.length)} txns at both banks (${fmt(Math.round(prepared / s))}/s), COMMIT logged for ${fmt(logged)}`);
+    log(
+      `prepared ${fmt(prepared)}/${fmt(txns.length)} txns at both banks (${fmt(Math.round(prepared / s))}/s), COMMIT logged for ${fmt(logged)}`,
+    );
   }, PROGRESS_INTERVAL_MS);
   try {
     await Promise.all(
@@ -220,7 +267,9 @@ async function prepareAll(stack: Stack, txns: readonly PlannedTxn[], writer: Log
     clearInterval(progress);
   }
   const elapsedMs = performance.now() - started;
-  log(`prepared ${fmt(prepared)}/${fmt(txns.length)} txns at both banks in ${round(elapsedMs / 1000, 1)} s (${fmt(Math.round(prepared / (elapsedMs / 1000)))}/s), COMMIT logged for ${fmt(logged)}`);
+  log(
+    `prepared ${fmt(prepared)}/${fmt(txns.length)} txns at both banks in ${round(elapsedMs / 1000, 1)} s (${fmt(Math.round(prepared / (elapsedMs / 1000)))}/s), COMMIT logged for ${fmt(logged)}`,
+  );
   return { elapsedMs };
 }
 
@@ -246,8 +295,11 @@ async function scrape(port: number): Promise<PromSample[]> {
   return out;
 }
 
-const sumOf = (samples: readonly PromSample[], name: string, where: (l: Record<string, string>) => boolean = () => true) =>
-  samples.filter((s) => s.name === name && where(s.labels)).reduce((a, s) => a + s.value, 0);
+const sumOf = (
+  samples: readonly PromSample[],
+  name: string,
+  where: (l: Record<string, string>) => boolean = () => true,
+) => samples.filter((s) => s.name === name && where(s.labels)).reduce((a, s) => a + s.value, 0);
 
 interface PollSample {
   /** Since the gateway was spawned. */
@@ -278,7 +330,14 @@ function commitLines(stack: Stack, spawnEpochMs: number): CommitLine[] {
       .find((l: LogLine) => l.msg === "rpc" && typeof l.method === "string" && COMMIT_METHOD.test(l.method))
       .map((l) => {
         const endMs = Date.parse(String(l.time)) - spawnEpochMs;
-        return { bank: b, method: String(l.method).replace(/^.*\//, ""), startMs: endMs - Number(l.durationMs ?? 0), endMs, redelivered: l.retry === true, ok: l.code === "ok" };
+        return {
+          bank: b,
+          method: String(l.method).replace(/^.*\//, ""),
+          startMs: endMs - Number(l.durationMs ?? 0),
+          endMs,
+          redelivered: l.retry === true,
+          ok: l.code === "ok",
+        };
       }),
   ).sort((a, b) => a.startMs - b.startMs);
 }
@@ -322,7 +381,9 @@ async function balances(stack: Stack): Promise<Map<string, { balance: bigint; he
 
 /** Every planned txn has exactly one debit (-amount) and one credit (+amount) entry, where it should. */
 async function checkEntries(stack: Stack, txns: readonly PlannedTxn[]): Promise<Check> {
-  const want = new Map<string, { debit: string; credit: string; amount: bigint }>(txns.map((t) => [t.txnId, { debit: t.fromAccountId, credit: t.toAccountId, amount: t.amountMinor }]));
+  const want = new Map<string, { debit: string; credit: string; amount: bigint }>(
+    txns.map((t) => [t.txnId, { debit: t.fromAccountId, credit: t.toAccountId, amount: t.amountMinor }]),
+  );
   const seen = new Map<string, number>();
   const problems: string[] = [];
   for (const b of BANKS) {
@@ -338,7 +399,11 @@ async function checkEntries(stack: Stack, txns: readonly PlannedTxn[]): Promise<
           after = e.sequence;
           if (e.kind === "opening") continue;
           const w = want.get(e.txnId);
-          const expected = w && (e.kind === "transfer_debit" ? w.debit === id && e.amountMinor === -w.amount : e.kind === "transfer_credit" && w.credit === id && e.amountMinor === w.amount);
+          const expected =
+            w &&
+            (e.kind === "transfer_debit"
+              ? w.debit === id && e.amountMinor === -w.amount
+              : e.kind === "transfer_credit" && w.credit === id && e.amountMinor === w.amount);
           if (!expected) problems.push(`${id}: unexpected ${e.kind} ${e.amountMinor} for ${e.txnId}`);
           seen.set(`${e.txnId} ${e.kind}`, (seen.get(`${e.txnId} ${e.kind}`) ?? 0) + 1);
         }
@@ -347,7 +412,8 @@ async function checkEntries(stack: Stack, txns: readonly PlannedTxn[]): Promise<
     }
   }
   let wrongCount = 0;
-  for (const t of txns) for (const kind of ["transfer_debit", "transfer_credit"]) if (seen.get(`${t.txnId} ${kind}`) !== 1) wrongCount++;
+  for (const t of txns)
+    for (const kind of ["transfer_debit", "transfer_credit"]) if (seen.get(`${t.txnId} ${kind}`) !== 1) wrongCount++;
   return {
     name: "every txn's legs applied exactly once",
     ok: problems.length === 0 && wrongCount === 0,
@@ -359,12 +425,20 @@ async function checkEntries(stack: Stack, txns: readonly PlannedTxn[]): Promise<
 
 async function main(): Promise<number> {
   const machine = machineInfo();
-  log(`${machine.nproc} × ${machine.cpuModel}, load average ${machine.loadAvg}; ${fmt(decisionsN)} decisions, bank resolvers ${bankResolver ? "on" : "off"}`);
+  log(
+    `${machine.nproc} × ${machine.cpuModel}, load average ${machine.loadAvg}; ${fmt(decisionsN)} decisions, bank resolvers ${bankResolver ? "on" : "off"}`,
+  );
   const fsyncProbe = createFsyncProbe();
   const fsyncBefore = fsyncProbe.sample();
   fsyncProbe.close();
   log("starting the stack (2 banks, gateway) ...");
-  const stack = await Stack.start({ banks: BANKS, seed: recoverySeed(), prepareTimeoutMs: PREPARE_TIMEOUT_MS, gatewayEnv: GATEWAY_ENV, bankEnv: BANK_ENV });
+  const stack = await Stack.start({
+    banks: BANKS,
+    seed: recoverySeed(),
+    prepareTimeoutMs: PREPARE_TIMEOUT_MS,
+    gatewayEnv: GATEWAY_ENV,
+    bankEnv: BANK_ENV,
+  });
   liveStackPids = [stack.gateway.pid, ...BANKS.map((b) => stack.bank(b).pid)];
   let db: Database.Database | undefined;
   let stopPolling = false;
@@ -389,10 +463,21 @@ async function main(): Promise<number> {
     const bankMetricsPorts = new Map(BANKS.map((b) => [b, stack.bank(b).metricsPort]));
     const bankScrape = (b: BankName) => scrape(bankMetricsPorts.get(b)!);
     // A scrape that fails (a stalled machine) counts as "unknown", never as resolved.
-    const preparedGauge = async (b: BankName) => sumOf(await bankScrape(b).catch(() => [{ name: "paygate_bank_prepared_transactions", labels: {}, value: -1 }]), "paygate_bank_prepared_transactions");
-    const startState = { unackedAcks: countOf(unackedAcks), unresolvedDecisions: countOf(unresolved), prepared: Object.fromEntries(await Promise.all(BANKS.map(async (b) => [b, await preparedGauge(b)] as const))) };
-    log(`gateway log: ${fmt(startState.unresolvedDecisions)} COMMIT decisions, ${fmt(startState.unackedAcks)} unacknowledged (txn, bank) pairs; PREPARED at ${BANKS.map((b) => `${b}: ${fmt(startState.prepared[b] ?? 0)}`).join(", ")}`);
-    if (startState.unresolvedDecisions !== decisionsN || BANKS.some((b) => startState.prepared[b] !== decisionsN)) throw new Error("the prepared state is not what was planned");
+    const preparedGauge = async (b: BankName) =>
+      sumOf(
+        await bankScrape(b).catch(() => [{ name: "paygate_bank_prepared_transactions", labels: {}, value: -1 }]),
+        "paygate_bank_prepared_transactions",
+      );
+    const startState = {
+      unackedAcks: countOf(unackedAcks),
+      unresolvedDecisions: countOf(unresolved),
+      prepared: Object.fromEntries(await Promise.all(BANKS.map(async (b) => [b, await preparedGauge(b)] as const))),
+    };
+    log(
+      `gateway log: ${fmt(startState.unresolvedDecisions)} COMMIT decisions, ${fmt(startState.unackedAcks)} unacknowledged (txn, bank) pairs; PREPARED at ${BANKS.map((b) => `${b}: ${fmt(startState.prepared[b] ?? 0)}`).join(", ")}`,
+    );
+    if (startState.unresolvedDecisions !== decisionsN || BANKS.some((b) => startState.prepared[b] !== decisionsN))
+      throw new Error("the prepared state is not what was planned");
 
     const bankMetricsBefore = new Map(await Promise.all(BANKS.map(async (b) => [b, await bankScrape(b)] as const)));
     for (const b of BANKS) stack.bank(b).lines.splice(0);
@@ -405,8 +490,15 @@ async function main(): Promise<number> {
     const poll = async () => {
       while (!stopPolling) {
         const t0 = performance.now();
-        const prepared = Object.fromEntries(await Promise.all(BANKS.map(async (b) => [b, await preparedGauge(b)] as const)));
-        const s = { tMs: round(t0 - spawnAt, 1), unackedAcks: countOf(unackedAcks), unresolvedDecisions: countOf(unresolved), prepared };
+        const prepared = Object.fromEntries(
+          await Promise.all(BANKS.map(async (b) => [b, await preparedGauge(b)] as const)),
+        );
+        const s = {
+          tMs: round(t0 - spawnAt, 1),
+          unackedAcks: countOf(unackedAcks),
+          unresolvedDecisions: countOf(unresolved),
+          prepared,
+        };
         samples.push(s);
         if (s.unackedAcks === 0 && BANKS.every((b) => prepared[b] === 0)) {
           resolvedAtMs = s.tMs;
@@ -440,13 +532,18 @@ async function main(): Promise<number> {
     log(`gateway listening ${listeningMs} ms after spawn; waiting for every decision to be acknowledged ...`);
     const progress = setInterval(() => {
       const s = samples.at(-1);
-      if (s) log(`${round(s.tMs / 1000, 1)} s: ${fmt(decisionsN - s.unresolvedDecisions)}/${fmt(decisionsN)} decisions resolved; PREPARED ${BANKS.map((b) => `${b} ${fmt(s.prepared[b] ?? 0)}`).join(", ")}`);
+      if (s)
+        log(
+          `${round(s.tMs / 1000, 1)} s: ${fmt(decisionsN - s.unresolvedDecisions)}/${fmt(decisionsN)} decisions resolved; PREPARED ${BANKS.map((b) => `${b} ${fmt(s.prepared[b] ?? 0)}`).join(", ")}`,
+        );
     }, PROGRESS_INTERVAL_MS);
     await watching;
     clearInterval(progress);
     stopPolling = true;
     const gatewayCpu = cpuSeconds(stack.gateway.pid!) ?? Number.NaN;
-    const bankCpu = Object.fromEntries(BANKS.map((b) => [b, round((cpuSeconds(stack.bank(b).pid!) ?? 0) - (bankCpuBefore.get(b) ?? 0), 2)]));
+    const bankCpu = Object.fromEntries(
+      BANKS.map((b) => [b, round((cpuSeconds(stack.bank(b).pid!) ?? 0) - (bankCpuBefore.get(b) ?? 0), 2)]),
+    );
     const gatewayMetrics = await scrape(stack.gateway.metricsPort);
     const bankMetricsAfter = new Map(await Promise.all(BANKS.map(async (b) => [b, await bankScrape(b)] as const)));
     db.close();
@@ -461,34 +558,57 @@ async function main(): Promise<number> {
       liveStackPids = [stack.gateway.pid, ...BANKS.map((b) => stack.bank(b).pid)];
       if (existsSync(profileFile)) {
         const bundleUrl = pathToFileURL(join(repoRoot, "dist", "gateway.js")).href;
-        profile = summarizeProfile(JSON.parse(readFileSync(profileFile, "utf8")) as Parameters<typeof summarizeProfile>[0], 25, { [bundleUrl]: join(profileDir, "bundle.js") });
+        profile = summarizeProfile(
+          JSON.parse(readFileSync(profileFile, "utf8")) as Parameters<typeof summarizeProfile>[0],
+          25,
+          { [bundleUrl]: join(profileDir, "bundle.js") },
+        );
         process.stdout.write(`\n${profileMarkdown(`gateway, spawn to resolved (${profileFile})`, profile)}\n\n`);
       } else log(`no profile was written to ${profileFile}`);
     }
 
     const resolved = resolvedAtMs !== undefined;
     const last = samples.at(-1);
-    if (!resolved) log(`NOT RESOLVED within ${timeoutMs / 1000} s: ${fmt(last?.unresolvedDecisions ?? decisionsN)} decisions still unacknowledged`);
+    if (!resolved)
+      log(
+        `NOT RESOLVED within ${timeoutMs / 1000} s: ${fmt(last?.unresolvedDecisions ?? decisionsN)} decisions still unacknowledged`,
+      );
 
     // ---- where the time went ----
     const lines = commitLines(stack, spawnEpochMs);
     const bs = bursts(lines);
     const busyMs = bs.reduce((a, b) => a + (b.endMs - b.startMs), 0);
     const firstCommitMs = lines[0]?.startMs ?? Number.NaN;
-    const resolverResolved = Object.fromEntries(BANKS.map((b) => [b, stack.bank(b).find("in-doubt txn resolved").length]));
-    const bankDelta = (b: BankName, name: string, where?: (l: Record<string, string>) => boolean) => sumOf(bankMetricsAfter.get(b)!, name, where) - sumOf(bankMetricsBefore.get(b)!, name, where);
+    const resolverResolved = Object.fromEntries(
+      BANKS.map((b) => [b, stack.bank(b).find("in-doubt txn resolved").length]),
+    );
+    const bankDelta = (b: BankName, name: string, where?: (l: Record<string, string>) => boolean) =>
+      sumOf(bankMetricsAfter.get(b)!, name, where) - sumOf(bankMetricsBefore.get(b)!, name, where);
     const fsyncs = Object.fromEntries(
       BANKS.map((b) => {
         const count = bankDelta(b, "paygate_bank_fsync_duration_seconds_count");
         const sumS = bankDelta(b, "paygate_bank_fsync_duration_seconds_sum");
-        return [b, { count, totalMs: round(sumS * 1000), meanMs: count ? round((sumS * 1000) / count, 3) : Number.NaN }];
+        return [
+          b,
+          { count, totalMs: round(sumS * 1000), meanMs: count ? round((sumS * 1000) / count, 3) : Number.NaN },
+        ];
       }),
     );
     const clientCommit = (l: Record<string, string>) => COMMIT_METHOD.test(l.method ?? "");
     const gwCommitCount = sumOf(gatewayMetrics, "paygate_rpc_client_duration_seconds_count", clientCommit);
     const gwCommitSumS = sumOf(gatewayMetrics, "paygate_rpc_client_duration_seconds_sum", clientCommit);
     const where = {
-      commitRpcsAtBanks: Object.fromEntries(BANKS.map((b) => [b, Object.fromEntries([...new Set(lines.map((l) => l.method))].map((m) => [m, lines.filter((l) => l.bank === b && l.method === m).length]))])),
+      commitRpcsAtBanks: Object.fromEntries(
+        BANKS.map((b) => [
+          b,
+          Object.fromEntries(
+            [...new Set(lines.map((l) => l.method))].map((m) => [
+              m,
+              lines.filter((l) => l.bank === b && l.method === m).length,
+            ]),
+          ),
+        ]),
+      ),
       commitRpcsRedelivered: lines.filter((l) => l.redelivered).length,
       commitRpcsFailed: lines.filter((l) => !l.ok).length,
       resolvedByBankResolvers: resolverResolved,
@@ -503,7 +623,9 @@ async function main(): Promise<number> {
       idleBetweenBurstsMs: bs.length > 1 ? round(bs.at(-1)!.endMs - bs[0]!.startMs - busyMs) : 0,
       // recover() sends one batch before "listening"; the loop's first tick follows one REDRIVE_INTERVAL_MS later.
       firstGapMs: bs.length > 1 ? round(bs[1]!.startMs - bs[0]!.endMs) : 0,
-      bankCommitServerMeanMs: lines.length ? round(lines.reduce((a, l) => a + (l.endMs - l.startMs), 0) / lines.length, 3) : Number.NaN,
+      bankCommitServerMeanMs: lines.length
+        ? round(lines.reduce((a, l) => a + (l.endMs - l.startMs), 0) / lines.length, 3)
+        : Number.NaN,
       gatewayCommitClientMeanMs: gwCommitCount ? round((gwCommitSumS * 1000) / gwCommitCount, 3) : Number.NaN,
       bankFsyncs: fsyncs,
       cpuSeconds: { gateway: round(gatewayCpu, 2), ...bankCpu },
@@ -514,12 +636,22 @@ async function main(): Promise<number> {
     if (resolved) {
       for (const b of BANKS) {
         const t = await stack.bankClient(LedgerService, b).totals({});
-        checks.push({ name: `${b} holds no PREPARED txn (Totals)`, ok: t.prepared.length === 0 && t.ledgerConsistent, detail: `prepared: ${t.prepared.length}; ledger consistent: ${t.ledgerConsistent}${t.problems.length ? `; ${t.problems.slice(0, 3).join("; ")}` : ""}` });
+        checks.push({
+          name: `${b} holds no PREPARED txn (Totals)`,
+          ok: t.prepared.length === 0 && t.ledgerConsistent,
+          detail: `prepared: ${t.prepared.length}; ledger consistent: ${t.ledgerConsistent}${t.problems.length ? `; ${t.problems.slice(0, 3).join("; ")}` : ""}`,
+        });
       }
       try {
         const r = await stack.assertConserved(25);
-        const cur = r.currencies.map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`).join("; ");
-        checks.push({ name: "money conserved (stack.assertConserved)", ok: r.conserved && r.inDoubt.length === 0, detail: `${cur}; in doubt: ${r.inDoubt.length}` });
+        const cur = r.currencies
+          .map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`)
+          .join("; ");
+        checks.push({
+          name: "money conserved (stack.assertConserved)",
+          ok: r.conserved && r.inDoubt.length === 0,
+          detail: `${cur}; in doubt: ${r.inDoubt.length}`,
+        });
       } catch (e) {
         checks.push({ name: "money conserved (stack.assertConserved)", ok: false, detail: String(e).slice(0, 2000) });
       }
@@ -529,12 +661,22 @@ async function main(): Promise<number> {
         expected.set(t.toAccountId, (expected.get(t.toAccountId) ?? 0n) + t.amountMinor);
       }
       const after = await balances(stack);
-      const wrong = [...after].filter(([id, a]) => a.balance - before.get(id)!.balance !== (expected.get(id) ?? 0n) || a.held !== before.get(id)!.held);
+      const wrong = [...after].filter(
+        ([id, a]) =>
+          a.balance - before.get(id)!.balance !== (expected.get(id) ?? 0n) || a.held !== before.get(id)!.held,
+      );
       const moved = txns.reduce((a, t) => a + t.amountMinor, 0n);
       checks.push({
         name: "balances moved by exactly the committed legs",
         ok: wrong.length === 0,
-        detail: `${fmt(after.size)} accounts, ${moved} minor units moved by ${fmt(txns.length)} txns; accounts off by anything (balance or held): ${wrong.length}${wrong.length ? ` (${wrong.slice(0, 3).map(([id]) => id).join(", ")})` : ""}`,
+        detail: `${fmt(after.size)} accounts, ${moved} minor units moved by ${fmt(txns.length)} txns; accounts off by anything (balance or held): ${wrong.length}${
+          wrong.length
+            ? ` (${wrong
+                .slice(0, 3)
+                .map(([id]) => id)
+                .join(", ")})`
+            : ""
+        }`,
       });
       checks.push(await checkEntries(stack, txns));
     }
@@ -551,10 +693,28 @@ async function main(): Promise<number> {
       machine,
       loadAvgEnd: machineInfo().loadAvg,
       fsyncBefore,
-      options: { decisions: decisionsN, prepareConcurrency, accountsPerBank: perBank, bankResolver, pollMs, timeoutMs, prepareTimeoutMs: PREPARE_TIMEOUT_MS, gatewayEnv: GATEWAY_ENV, bankEnv: BANK_ENV },
+      options: {
+        decisions: decisionsN,
+        prepareConcurrency,
+        accountsPerBank: perBank,
+        bankResolver,
+        pollMs,
+        timeoutMs,
+        prepareTimeoutMs: PREPARE_TIMEOUT_MS,
+        gatewayEnv: GATEWAY_ENV,
+        bankEnv: BANK_ENV,
+      },
       prepare: { elapsedMs: round(prep.elapsedMs), txnsPerSecond: Math.round(decisionsN / (prep.elapsedMs / 1000)) },
       startState,
-      recovery: { resolved, spawnToListeningMs: listeningMs, spawnToResolvedMs, listeningToResolvedMs, decisionsPerSecond: perSecond, targetMs: TARGET_MS, targetMet: resolved && spawnToResolvedMs <= TARGET_MS },
+      recovery: {
+        resolved,
+        spawnToListeningMs: listeningMs,
+        spawnToResolvedMs,
+        listeningToResolvedMs,
+        decisionsPerSecond: perSecond,
+        targetMs: TARGET_MS,
+        targetMet: resolved && spawnToResolvedMs <= TARGET_MS,
+      },
       where,
       ...(profile ? { gatewayProfile: profile } : {}),
       timeline: samples,

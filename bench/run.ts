@@ -11,7 +11,17 @@
 // Exit code 0 only if every scenario ran and every money check passed.
 import { fork, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -24,8 +34,28 @@ import { cpuSeconds, machineBusySeconds, machineInfo, memoryMiB, treeCpuSeconds 
 import { scrape } from "./lib/prom-text.js";
 import type { CardFixture, CellResult, Command, DrainResult, SettleResult, WindowEvent } from "./load-generator.js";
 import { profileMarkdown, summarizeProfile } from "./profile-summary.js";
-import { headlineOf, peakOf, renderMarkdown, updateReadme, type BenchReport, type CellRecord, type Check, type ProcessTotal, type RunRecord, type StoreConfig } from "./report.js";
-import { accounts, BENCH_BANKS, benchSeed, bureauReports, SCENARIOS, SLOW_BANK, USERS, type Scenario } from "./scenarios.js";
+import {
+  headlineOf,
+  peakOf,
+  renderMarkdown,
+  updateReadme,
+  type BenchReport,
+  type CellRecord,
+  type Check,
+  type ProcessTotal,
+  type RunRecord,
+  type StoreConfig,
+} from "./report.js";
+import {
+  accounts,
+  BENCH_BANKS,
+  benchSeed,
+  bureauReports,
+  SCENARIOS,
+  SLOW_BANK,
+  USERS,
+  type Scenario,
+} from "./scenarios.js";
 
 const DEFAULT_CONCURRENCY = "1,16,64,256";
 /** What --matrix runs on each configuration unless --scenarios says otherwise (echo only on the first). */
@@ -82,7 +112,9 @@ const durationMs = Number(args["duration-s"]) * 1000;
 const warmupMs = Number(args["warmup-s"]) * 1000;
 const concurrencies = args.concurrency!.split(",").map(Number);
 const matrix = args.matrix === true;
-const scenarios = (args.scenarios ?? (matrix ? MATRIX_SCENARIOS : SCENARIOS).join(",")).split(",").map((s) => s.trim()) as Scenario[];
+const scenarios = (args.scenarios ?? (matrix ? MATRIX_SCENARIOS : SCENARIOS).join(","))
+  .split(",")
+  .map((s) => s.trim()) as Scenario[];
 for (const s of scenarios) if (!SCENARIOS.includes(s)) usage(`unknown scenario ${s}; one of ${SCENARIOS.join(", ")}`);
 if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 4096)) usage("--concurrency: integers in 1..4096");
 const breakdownAt = args["breakdown-at"]!.split(",").filter(Boolean).map(Number);
@@ -97,12 +129,20 @@ function parseDriver(d: string, what: string): Driver {
 
 function parseGateways(text: string, what: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > GATEWAYS_MAX) usage(`${what}: an integer from 1 to ${GATEWAYS_MAX}, got ${JSON.stringify(text)}`);
+  if (!Number.isInteger(n) || n < 1 || n > GATEWAYS_MAX)
+    usage(`${what}: an integer from 1 to ${GATEWAYS_MAX}, got ${JSON.stringify(text)}`);
   return n;
 }
 
-function storeConfig(store: string, gateways: number, driver: Driver, what: string, runScenarios: readonly Scenario[]): StoreConfig {
-  if (store !== "sqlite" && store !== "postgres") usage(`${what}: store sqlite or postgres, got ${JSON.stringify(store)}`);
+function storeConfig(
+  store: string,
+  gateways: number,
+  driver: Driver,
+  what: string,
+  runScenarios: readonly Scenario[],
+): StoreConfig {
+  if (store !== "sqlite" && store !== "postgres")
+    usage(`${what}: store sqlite or postgres, got ${JSON.stringify(store)}`);
   // Each replica would keep its own SQLite file and know only what it was told itself (issue 12).
   if (store === "sqlite" && gateways > 1) usage(`${what}: ${gateways} gateways need a shared store: use postgres`);
   const label = store === "sqlite" ? `sqlite ×${gateways}` : `postgres ×${gateways} (${driver})`;
@@ -119,7 +159,10 @@ function storeConfig(store: string, gateways: number, driver: Driver, what: stri
 function matrixConfigs(): StoreConfig[] {
   const other: Driver = mainDriver === "pg" ? "postgres" : "pg";
   const text = args["matrix-configs"] ?? `sqlite:1,postgres:1,postgres:2,postgres:3,postgres:1:${other}`;
-  const list = text.split(",").map((x) => x.trim()).filter(Boolean);
+  const list = text
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
   if (list.length === 0) usage("--matrix-configs: at least one store:N[:driver]");
   return list.map((item, i) => {
     const [store = "", n = "1", driver = mainDriver, ...rest] = item.split(":");
@@ -127,24 +170,52 @@ function matrixConfigs(): StoreConfig[] {
     const d = parseDriver(driver, `--matrix-configs ${item}`);
     const comparison = store === "postgres" && d !== mainDriver;
     const runScenarios = scenarios.filter((s) => (s !== "echo" || i === 0) && (!comparison || s === "cross-bank"));
-    return storeConfig(store, parseGateways(n, `--matrix-configs ${item}`), d, `--matrix-configs ${item}`, runScenarios.length ? runScenarios : ["cross-bank"]);
+    return storeConfig(
+      store,
+      parseGateways(n, `--matrix-configs ${item}`),
+      d,
+      `--matrix-configs ${item}`,
+      runScenarios.length ? runScenarios : ["cross-bank"],
+    );
   });
 }
 
-const configs: StoreConfig[] = matrix ? matrixConfigs() : [storeConfig(args.store!, parseGateways(args.gateways!, "--gateways"), mainDriver, "--store/--gateways", scenarios)];
-const plan = { perBank: Number(args["accounts-per-bank"]), openingMinor: 1_000_000_000_000n, drainCount: Number(args["drain-count"]) };
+const configs: StoreConfig[] = matrix
+  ? matrixConfigs()
+  : [
+      storeConfig(
+        args.store!,
+        parseGateways(args.gateways!, "--gateways"),
+        mainDriver,
+        "--store/--gateways",
+        scenarios,
+      ),
+    ];
+const plan = {
+  perBank: Number(args["accounts-per-bank"]),
+  openingMinor: 1_000_000_000_000n,
+  drainCount: Number(args["drain-count"]),
+};
 const acc = accounts(plan);
 const defaultShape = args.concurrency === DEFAULT_CONCURRENCY && args["duration-s"] === "6" && args["warmup-s"] === "1";
 // A full plain run rewrites "Latest figures" (SQLite, every scenario); a full matrix run "Latest matrix".
 const fullRun = matrix
   ? defaultShape && args["matrix-configs"] === undefined && args.scenarios === undefined
-  : defaultShape && scenarios.length === SCENARIOS.length && configs[0]!.store === "sqlite" && configs[0]!.gateways === 1;
+  : defaultShape &&
+    scenarios.length === SCENARIOS.length &&
+    configs[0]!.store === "sqlite" &&
+    configs[0]!.gateways === 1;
 const writeReadme = args["no-readme"] ? false : (args.readme ?? fullRun);
 const profiled = args["cpu-prof"]!.split(",").filter(Boolean);
 const startedAt = new Date();
-const stamp = startedAt.toISOString().replace(/[:.]/g, "-").replace(/-\d{3}Z$/, "Z");
+const stamp = startedAt
+  .toISOString()
+  .replace(/[:.]/g, "-")
+  .replace(/-\d{3}Z$/, "Z");
 const argv = process.argv.slice(2).join(" ");
-const command = process.env.MAKELEVEL ? `make bench${argv ? ` BENCH_ARGS="${argv}"` : ""}` : `node --import tsx bench/run.ts${argv ? ` ${argv}` : ""}`;
+const command = process.env.MAKELEVEL
+  ? `make bench${argv ? ` BENCH_ARGS="${argv}"` : ""}`
+  : `node --import tsx bench/run.ts${argv ? ` ${argv}` : ""}`;
 
 const log = (msg: string) => process.stdout.write(`bench: ${msg}\n`);
 const fsyncProbe = createFsyncProbe();
@@ -172,10 +243,17 @@ interface Helper {
 /** The current configuration's helpers (Redis, echo, delay proxy); stopped when it ends. */
 const helpers: Helper[] = [];
 
-async function startHelper(name: string, command: string, argv: string[], ready: (line: string) => number | undefined): Promise<Helper> {
+async function startHelper(
+  name: string,
+  command: string,
+  argv: string[],
+  ready: (line: string) => number | undefined,
+): Promise<Helper> {
   const child = spawn(command, argv, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
-  child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c).length > 8000 && (stderr = stderr.slice(-4000)));
+  child
+    .stderr!.setEncoding("utf8")
+    .on("data", (c: string) => (stderr += c).length > 8000 && (stderr = stderr.slice(-4000)));
   const port = await new Promise<number>((resolve, reject) => {
     let buf = "";
     const timer = setTimeout(() => reject(new Error(`${name} did not start in 20 s:\n${stderr}`)), 20_000);
@@ -233,7 +311,11 @@ const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Err
 let onWindow: ((e: WindowEvent) => void) | undefined;
 
 function startLoadGenerator(): ChildProcess {
-  const child = fork(join(repoRoot, "bench", "load-generator.ts"), [], { cwd: repoRoot, execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = fork(join(repoRoot, "bench", "load-generator.ts"), [], {
+    cwd: repoRoot,
+    execArgv: ["--import", "tsx"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
   child.on("message", (m: { id: number; result?: unknown; error?: string } | WindowEvent) => {
     if ("event" in m) return onWindow?.(m);
     const p = pending.get(m.id);
@@ -327,18 +409,30 @@ function drainLogs(b: Bench): Record<string, number> {
   return counts;
 }
 
-const slug = (label: string) => label.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase();
+const slug = (label: string) =>
+  label
+    .replace(/[^a-z0-9]+/gi, "-")
+    .replace(/^-|-$/g, "")
+    .toLowerCase();
 
 /** /metrics of every gateway replica and bank at one moment, kept to what the breakdown reads. */
 async function metricsSnapshot(b: Bench): Promise<MetricsSnapshot> {
   const [gateways, banks] = await Promise.all([
     Promise.all(b.metricsPorts.gateways.map((port) => scrape(port, BREAKDOWN_METRICS))),
-    Promise.all([...b.metricsPorts.banks].map(async ([bank, port]) => [bank, await scrape(port, BREAKDOWN_METRICS)] as const)),
+    Promise.all(
+      [...b.metricsPorts.banks].map(async ([bank, port]) => [bank, await scrape(port, BREAKDOWN_METRICS)] as const),
+    ),
   ]);
   return { gateways, banks: new Map(banks) };
 }
 
-async function runCell(b: Bench, scenario: Scenario, concurrency: number, runId: string, extra: { cards?: readonly CardFixture[]; requestsMax?: number; warmupMs?: number; durationMs?: number } = {}): Promise<CellRecord> {
+async function runCell(
+  b: Bench,
+  scenario: Scenario,
+  concurrency: number,
+  runId: string,
+  extra: { cards?: readonly CardFixture[]; requestsMax?: number; warmupMs?: number; durationMs?: number } = {},
+): Promise<CellRecord> {
   const fsync = fsyncProbe.sample();
   stallGapMaxMs = 0;
   const before = cpuSnapshot(b);
@@ -346,7 +440,8 @@ async function runCell(b: Bench, scenario: Scenario, concurrency: number, runId:
   const wallBefore = performance.now();
   // The services' own histograms, read when the measured window opens and closes.
   const withBreakdown = serverMethodOf(scenario) !== undefined;
-  const snap = () => metricsSnapshot(b).catch((e: unknown) => (log(`reading /metrics failed: ${String(e)}`), undefined));
+  const snap = () =>
+    metricsSnapshot(b).catch((e: unknown) => (log(`reading /metrics failed: ${String(e)}`), undefined));
   let windowOpen: Promise<MetricsSnapshot | undefined> | undefined;
   let windowClose: Promise<MetricsSnapshot | undefined> | undefined;
   onWindow = (e) => {
@@ -374,8 +469,12 @@ async function runCell(b: Bench, scenario: Scenario, concurrency: number, runId:
   const after = cpuSnapshot(b);
   const busy = machineBusySeconds() - busyBefore;
   const wallS = (performance.now() - wallBefore) / 1000;
-  const [opened, closed] = withBreakdown && windowOpen ? await Promise.all([windowOpen, windowClose ?? snap()]) : [undefined, undefined];
-  const breakdown = opened && closed ? computeBreakdown({ scenario, concurrency, client: r.latency, before: opened, after: closed }) : undefined;
+  const [opened, closed] =
+    withBreakdown && windowOpen ? await Promise.all([windowOpen, windowClose ?? snap()]) : [undefined, undefined];
+  const breakdown =
+    opened && closed
+      ? computeBreakdown({ scenario, concurrency, client: r.latency, before: opened, after: closed })
+      : undefined;
   const cpu: Record<string, number> = {};
   const perOp: Record<string, number> = {};
   // The whole cell (warm-up, drain) used this CPU for this many successful operations.
@@ -386,8 +485,12 @@ async function runCell(b: Bench, scenario: Scenario, concurrency: number, runId:
     if (n !== "bench-orchestrator") perOp[n] = Math.round(((d * 1000) / ops) * 100) / 100;
   }
   const down = services(b.stack).filter((p) => !p.running);
-  if (down.length) throw new Error(`service(s) died during ${scenario} c=${concurrency}: ${down.map((p) => `${p.name} ${JSON.stringify(p.lastExit)}\n${p.rawStderr.join("").slice(-2000)}`).join("\n")}`);
-  if (b.pg && !b.pg.running) throw new Error(`postgres died during ${scenario} c=${concurrency}:\n${b.pg.log.slice(-2000)}`);
+  if (down.length)
+    throw new Error(
+      `service(s) died during ${scenario} c=${concurrency}: ${down.map((p) => `${p.name} ${JSON.stringify(p.lastExit)}\n${p.rawStderr.join("").slice(-2000)}`).join("\n")}`,
+    );
+  if (b.pg && !b.pg.running)
+    throw new Error(`postgres died during ${scenario} c=${concurrency}:\n${b.pg.log.slice(-2000)}`);
   const ours = Object.values(cpu).reduce((a, c) => a + c, 0);
   // Cores kept busy by processes that are not part of this benchmark: the noise.
   const otherCores = Math.round((Math.max(0, busy - ours) / wallS) * 100) / 100;
@@ -405,11 +508,19 @@ async function runCell(b: Bench, scenario: Scenario, concurrency: number, runId:
 }
 
 function describe(c: CellRecord): string {
-  const errs = Object.entries(c.errors).map(([k, v]) => `${k}=${v}`).join(" ");
-  const cpu = Object.keys(c.cpuMsPerOp).filter((n) => (c.cpuSeconds[n] ?? 0) > 0.05).map((n) => `${n} ${c.cpuMsPerOp[n]}`).join(", ");
+  const errs = Object.entries(c.errors)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+  const cpu = Object.keys(c.cpuMsPerOp)
+    .filter((n) => (c.cpuSeconds[n] ?? 0) > 0.05)
+    .map((n) => `${n} ${c.cpuMsPerOp[n]}`)
+    .join(", ");
   const ms = (v: number) => (Number.isFinite(v) ? String(v) : "–");
   const p = c.breakdown?.phases;
-  const bd = c.breakdown && p ? `; mean ms: client ${ms(c.latency.meanMs)}, gateway ${ms(c.breakdown.serverMs)} (claim ${ms(p.claimMs)}, prepare ${ms(p.prepareMs)}, decision ${ms(p.decisionLogMs)})` : "";
+  const bd =
+    c.breakdown && p
+      ? `; mean ms: client ${ms(c.latency.meanMs)}, gateway ${ms(c.breakdown.serverMs)} (claim ${ms(p.claimMs)}, prepare ${ms(p.prepareMs)}, decision ${ms(p.decisionLogMs)})`
+      : "";
   return `${c.scenario.padEnd(16)} c=${String(c.concurrency).padEnd(4)} ${String(c.okPerSecond).padStart(8)}/s  p50 ${c.latency.p50Ms} p90 ${c.latency.p90Ms} p99 ${c.latency.p99Ms} ms${errs ? `  failures: ${errs}` : ""}  [cpu ms/op: ${cpu}; other processes: ${c.otherCores} cores; fsync p50 ${c.fsyncBefore.p50Ms} ms${bd}]${c.stalledMs ? `  MACHINE STALLED ${Math.round(c.stalledMs / 1000)} s: this cell is invalid` : ""}`;
 }
 
@@ -426,14 +537,34 @@ function hasCommand(cmd: string): boolean {
 
 async function startRedis(dir: string): Promise<Helper> {
   const port = await freePort();
-  return startHelper("redis", "redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"], (line) =>
-    /Ready to accept connections/.test(line) ? port : undefined,
+  return startHelper(
+    "redis",
+    "redis-server",
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--dir",
+      dir,
+      "--daemonize",
+      "no",
+    ],
+    (line) => (/Ready to accept connections/.test(line) ? port : undefined),
   );
 }
 
 // ---- balances, read as the owner ----
 
-async function balanceOf(stack: Stack, user: string, accountId: string): Promise<{ balance: bigint; available: bigint }> {
+async function balanceOf(
+  stack: Stack,
+  user: string,
+  accountId: string,
+): Promise<{ balance: bigint; available: bigint }> {
   const client = stack.client(PaymentService, await stack.login(user));
   const a = (await client.getBalance({ accountId })).accounts[0];
   if (!a) throw new Error(`no balance for ${accountId}`);
@@ -478,7 +609,10 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
   let pg: PostgresServer | undefined;
   try {
     if (wantRedis) {
-      if (!hasCommand("redis-server")) throw new Error("redis-server is not installed: `make system-deps` (or apt-get install redis-server), or pass --redis off");
+      if (!hasCommand("redis-server"))
+        throw new Error(
+          "redis-server is not installed: `make system-deps` (or apt-get install redis-server), or pass --redis off",
+        );
       const r = await startRedis(work);
       gatewayEnv.REDIS_URL = `redis://127.0.0.1:${r.port}`;
       redis = { used: true, why: `redis-server on port ${r.port}` };
@@ -490,9 +624,13 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
       log(`postgres (private cluster) on port ${pg.port}, postmaster pid ${pg.pid}`);
     }
     // Card authorizations ask the credit bureau: the Stack starts one before the gateways when asked.
-    const cardServed = readFileSync(join(repoRoot, "services", "gateway", "src", "access.ts"), "utf8").includes("CardService");
+    const cardServed = readFileSync(join(repoRoot, "services", "gateway", "src", "access.ts"), "utf8").includes(
+      "CardService",
+    );
     const withCards = runScenarios.includes("card") && cardServed;
-    log(`starting the stack (3 banks, ${config.gateways} gateway${config.gateways > 1 ? "s" : ""} on ${config.store}${pg ? ` with ${config.driver}` : ""}${withCards ? ", credit bureau" : ""}) ...`);
+    log(
+      `starting the stack (3 banks, ${config.gateways} gateway${config.gateways > 1 ? "s" : ""} on ${config.store}${pg ? ` with ${config.driver}` : ""}${withCards ? ", credit bureau" : ""}) ...`,
+    );
     stack = await Stack.start({
       banks: BENCH_BANKS,
       seed: benchSeed(plan),
@@ -511,10 +649,20 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
       const slow = await startHelper(
         "delay-proxy",
         process.execPath,
-        ["--import", "tsx", join(repoRoot, "bench", "delay-proxy.ts"), "--target", new URL(st.bankUrls.get(SLOW_BANK)!).host, "--delay-ms", args["delay-ms"]!],
+        [
+          "--import",
+          "tsx",
+          join(repoRoot, "bench", "delay-proxy.ts"),
+          "--target",
+          new URL(st.bankUrls.get(SLOW_BANK)!).host,
+          "--delay-ms",
+          args["delay-ms"]!,
+        ],
         jsonPort,
       );
-      banksEnv = BENCH_BANKS.map((bank) => `${bank}=${bank === SLOW_BANK ? `https://127.0.0.1:${slow.port}` : st.bankUrls.get(bank)}`).join(",");
+      banksEnv = BENCH_BANKS.map(
+        (bank) => `${bank}=${bank === SLOW_BANK ? `https://127.0.0.1:${slow.port}` : st.bankUrls.get(bank)}`,
+      ).join(",");
       log(`${SLOW_BANK} is reached through a +${args["delay-ms"]} ms proxy on port ${slow.port}`);
     }
     for (const p of services(st)) {
@@ -535,13 +683,30 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
     }
     if (profiled.length) log(`profiling ${profiled.join(", ")} (figures include profiler overhead)`);
 
-    const echo = runScenarios.includes("echo") ? await startHelper("echo", process.execPath, ["--import", "tsx", join(repoRoot, "bench", "echo-server.ts"), "--certs", st.certs], jsonPort) : undefined;
+    const echo = runScenarios.includes("echo")
+      ? await startHelper(
+          "echo",
+          process.execPath,
+          ["--import", "tsx", join(repoRoot, "bench", "echo-server.ts"), "--certs", st.certs],
+          jsonPort,
+        )
+      : undefined;
     // Read before drainLogs() drops the "listening" lines they come from.
-    const metricsPorts = { gateways: st.gateways.map((g) => g.metricsPort), banks: new Map([...st.banks].map(([name, p]) => [name, p.metricsPort] as const)) };
+    const metricsPorts = {
+      gateways: st.gateways.map((g) => g.metricsPort),
+      banks: new Map([...st.banks].map(([name, p]) => [name, p.metricsPort] as const)),
+    };
     const b: Bench = { config, stack: st, pg, metricsPorts, cells };
     liveStackPids = [...pids(b).values()];
     loadGen = startLoadGenerator();
-    await ask({ type: "init", gatewayUrls: st.gatewayUrls, ...(echo ? { echoUrl: `https://127.0.0.1:${echo.port}` } : {}), certsDir: st.certs, accounts: acc, connections: Number(args.connections) });
+    await ask({
+      type: "init",
+      gatewayUrls: st.gatewayUrls,
+      ...(echo ? { echoUrl: `https://127.0.0.1:${echo.port}` } : {}),
+      certsDir: st.certs,
+      accounts: acc,
+      connections: Number(args.connections),
+    });
     liveStackPids = [...pids(b).values()];
     drainLogs(b);
 
@@ -550,22 +715,32 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
     const committed = new Map<Scenario, number>();
     let stormKeysCommitted = 0;
     let stormSeveral = 0;
-    const stormBefore = runScenarios.includes("duplicate-storm") ? await balanceOf(st, USERS.storm, acc.storm) : undefined;
+    const stormBefore = runScenarios.includes("duplicate-storm")
+      ? await balanceOf(st, USERS.storm, acc.storm)
+      : undefined;
     const whaleBefore = runScenarios.includes("hot-debit") ? await balanceOf(st, USERS.whale, acc.whale) : undefined;
-    const merchantBefore = runScenarios.includes("hot-credit") ? await balanceOf(st, USERS.shop, acc.merchant) : undefined;
+    const merchantBefore = runScenarios.includes("hot-credit")
+      ? await balanceOf(st, USERS.shop, acc.merchant)
+      : undefined;
     const cardMerchantBefore = await balanceOf(st, USERS.shop, acc.cardMerchant);
 
     for (const scenario of runScenarios) {
       if (scenario === "card") {
         if (!cardServed) {
-          notRunnable.push({ scenario, why: "the gateway does not serve CardService yet (services/gateway/src/access.ts has no rule for it)" });
+          notRunnable.push({
+            scenario,
+            why: "the gateway does not serve CardService yet (services/gateway/src/access.ts has no rule for it)",
+          });
           log("card: not yet runnable (no CardService in the gateway)");
           continue;
         }
         try {
           cards = await issueCards(st);
         } catch (e) {
-          notRunnable.push({ scenario, why: `issuing test cards failed: ${e instanceof Error ? e.message : String(e)}` });
+          notRunnable.push({
+            scenario,
+            why: `issuing test cards failed: ${e instanceof Error ? e.message : String(e)}`,
+          });
           log(`card: not runnable: ${String(e)}`);
           continue;
         }
@@ -597,19 +772,29 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
       const moved = whaleBefore!.balance - whale.balance;
       const n = committed.get("hot-debit") ?? 0;
       const ambiguous = cells.filter((c) => c.scenario === "hot-debit").reduce((a, c) => a + c.totals.ambiguous, 0);
-      checks.push({ name: "hot debit moved exactly what was committed", ok: moved === BigInt(n) || ambiguous > 0, detail: `payer balance fell by ${moved}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}` });
+      checks.push({
+        name: "hot debit moved exactly what was committed",
+        ok: moved === BigInt(n) || ambiguous > 0,
+        detail: `payer balance fell by ${moved}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}`,
+      });
     }
     if (runScenarios.includes("hot-credit")) {
       const m = await balanceOf(st, USERS.shop, acc.merchant);
       const got = m.balance - merchantBefore!.balance;
       const n = committed.get("hot-credit") ?? 0;
       const ambiguous = cells.filter((c) => c.scenario === "hot-credit").reduce((a, c) => a + c.totals.ambiguous, 0);
-      checks.push({ name: "hot account received exactly what was committed", ok: got === BigInt(n) || ambiguous > 0, detail: `merchant balance rose by ${got}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}` });
+      checks.push({
+        name: "hot account received exactly what was committed",
+        ok: got === BigInt(n) || ambiguous > 0,
+        detail: `merchant balance rose by ${got}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}`,
+      });
     }
     if (settle) {
       const m = await balanceOf(st, USERS.shop, acc.cardMerchant);
       const got = m.balance - cardMerchantBefore.balance;
-      const ambiguous = Object.entries(settle.failed).filter(([k]) => k.startsWith("batch:")).reduce((a, [, n]) => a + n, 0);
+      const ambiguous = Object.entries(settle.failed)
+        .filter(([k]) => k.startsWith("batch:"))
+        .reduce((a, [, n]) => a + n, 0);
       checks.push({
         name: "card settlement credited exactly the captured items",
         ok: got === BigInt(settle.captured) * 100n || ambiguous > 0,
@@ -629,8 +814,14 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
     try {
       const r = await st.assertConserved();
       conservation = JSON.parse(JSON.stringify(r, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)));
-      const usd = r.currencies.map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`).join("; ");
-      checks.push({ name: "money conserved (stack.assertConserved)", ok: r.conserved && r.inDoubt.length === 0, detail: `${usd}; in doubt: ${r.inDoubt.length}; banks consistent: ${r.banks.every((x) => x.ledgerConsistent)}` });
+      const usd = r.currencies
+        .map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`)
+        .join("; ");
+      checks.push({
+        name: "money conserved (stack.assertConserved)",
+        ok: r.conserved && r.inDoubt.length === 0,
+        detail: `${usd}; in doubt: ${r.inDoubt.length}; banks consistent: ${r.banks.every((x) => x.ledgerConsistent)}`,
+      });
     } catch (e) {
       checks.push({ name: "money conserved (stack.assertConserved)", ok: false, detail: String(e).slice(0, 2000) });
     }
@@ -645,7 +836,12 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
       // One cluster of processes sharing memory: no single figure would be honest.
       peakRssMiB: name === "postgres" ? Number.NaN : (memoryMiB(pid)?.peakRssMiB ?? Number.NaN),
     }));
-    processes.push({ name: "bench-orchestrator", pid: process.pid, cpuSeconds: Math.round((end.get("bench-orchestrator") ?? 0) * 10) / 10, peakRssMiB: memoryMiB(process.pid)?.peakRssMiB ?? Math.round(process.memoryUsage().rss / 1048576) });
+    processes.push({
+      name: "bench-orchestrator",
+      pid: process.pid,
+      cpuSeconds: Math.round((end.get("bench-orchestrator") ?? 0) * 10) / 10,
+      peakRssMiB: memoryMiB(process.pid)?.peakRssMiB ?? Math.round(process.memoryUsage().rss / 1048576),
+    });
   } finally {
     // Each step on its own: whatever failed above, the stack must still stop.
     const step = async (what: string, f: () => Promise<unknown>) => {
@@ -668,11 +864,27 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
     if (!existsSync(dir)) continue;
     for (const f of readdirSync(dir).filter((x) => x.endsWith(".cpuprofile"))) {
       const bundleUrl = pathToFileURL(join(repoRoot, "dist", `${stackBundles.get(name) ?? name}.js`)).href;
-      const sum = summarizeProfile(JSON.parse(readFileSync(join(dir, f), "utf8")) as Parameters<typeof summarizeProfile>[0], 25, { [bundleUrl]: join(dir, "bundle.js") });
+      const sum = summarizeProfile(
+        JSON.parse(readFileSync(join(dir, f), "utf8")) as Parameters<typeof summarizeProfile>[0],
+        25,
+        { [bundleUrl]: join(dir, "bundle.js") },
+      );
       profiles.push(profileMarkdown(`${name} (${f})`, sum));
     }
   }
-  return { config, startedAt: runStartedAt, redis, cells, notRunnable, ...(drain ? { drain } : {}), ...(settle ? { settle } : {}), checks, processes, conservation, profiles };
+  return {
+    config,
+    startedAt: runStartedAt,
+    redis,
+    cells,
+    notRunnable,
+    ...(drain ? { drain } : {}),
+    ...(settle ? { settle } : {}),
+    checks,
+    processes,
+    conservation,
+    profiles,
+  };
 }
 
 // ---- the run ----
@@ -694,7 +906,17 @@ async function main(): Promise<number> {
         // One configuration that cannot run (no PostgreSQL here, a replica that will not start) does not cost the others.
         const why = e instanceof Error ? e.message : String(e);
         log(`${config.label}: FAILED: ${why}`);
-        measured.push({ config, startedAt: new Date().toISOString(), redis: { used: false, why: "not reached" }, cells: [], notRunnable: [], checks: [{ name: `${config.label} ran`, ok: false, detail: why.slice(0, 2000) }], processes: [], profiles: [], failed: why.slice(0, 500) });
+        measured.push({
+          config,
+          startedAt: new Date().toISOString(),
+          redis: { used: false, why: "not reached" },
+          cells: [],
+          notRunnable: [],
+          checks: [{ name: `${config.label} ran`, ok: false, detail: why.slice(0, 2000) }],
+          processes: [],
+          profiles: [],
+          failed: why.slice(0, 500),
+        });
       }
     }
   } finally {
@@ -703,7 +925,12 @@ async function main(): Promise<number> {
   }
 
   // Ratios to the echo ceiling at the same concurrency (echo is measured once, in the first configuration).
-  const echoAt = new Map(measured.flatMap((m) => m.cells).filter((c) => c.scenario === "echo").map((c) => [c.concurrency, c.okPerSecond]));
+  const echoAt = new Map(
+    measured
+      .flatMap((m) => m.cells)
+      .filter((c) => c.scenario === "echo")
+      .map((c) => [c.concurrency, c.okPerSecond]),
+  );
   const withRatios = measured.map((m) => ({
     ...m,
     cells: m.cells.map((c) => {
@@ -711,7 +938,10 @@ async function main(): Promise<number> {
       return c.scenario !== "echo" && e ? { ...c, ratioToEcho: Math.round((c.okPerSecond / e) * 100) / 100 } : c;
     }),
   }));
-  const echoPeak = peakOf(withRatios.flatMap((m) => m.cells), "echo");
+  const echoPeak = peakOf(
+    withRatios.flatMap((m) => m.cells),
+    "echo",
+  );
   const runs: RunRecord[] = withRatios.map((m) => ({ ...m, headline: headlineOf(m.cells, echoPeak) }));
   const report: BenchReport = {
     startedAt: startedAt.toISOString(),
@@ -739,7 +969,8 @@ async function main(): Promise<number> {
   const failedRuns = runs.filter((r) => r.failed);
   const moneyOk = runs.every((r) => r.checks.every((c) => c.ok));
   const notRunnable = runs.flatMap((r) => r.notRunnable);
-  if (failedRuns.length) log(`FAILED: ${failedRuns.map((r) => r.config.label).join(", ")} did not run to the end (see above)`);
+  if (failedRuns.length)
+    log(`FAILED: ${failedRuns.map((r) => r.config.label).join(", ")} did not run to the end (see above)`);
   else if (!moneyOk) log("FAILED: a money check failed (see above)");
   else if (notRunnable.length) log(`done; not yet runnable: ${notRunnable.map((n) => n.scenario).join(", ")}`);
   return moneyOk && failedRuns.length === 0 ? 0 : 1;
@@ -751,7 +982,13 @@ async function issueCards(stack: Stack): Promise<CardFixture[]> {
   const out: CardFixture[] = [];
   for (const [i, accountId] of acc.cardholder.entries()) {
     const r = await admin.issueCard({ accountId, cardholderName: `Bench Holder ${i}`, expMonth: 12, expYear: year });
-    out.push({ number: r.number, expMonth: r.expMonth, expYear: r.expYear, cvc: r.cvc, cardholderName: `Bench Holder ${i}` });
+    out.push({
+      number: r.number,
+      expMonth: r.expMonth,
+      expYear: r.expYear,
+      cvc: r.cvc,
+      cardholderName: `Bench Holder ${i}`,
+    });
   }
   return out;
 }
@@ -762,12 +999,25 @@ async function settleCards(b: Bench, cards: CardFixture[], runId: string): Promi
   const codes = b.cells.flatMap((c) => (c.scenario === "card" ? (c.authCodes ?? []) : []));
   if (codes.length < target) {
     log(`card: authorizing ${target - codes.length} more to reach ${target} ...`);
-    const top = await runCell(b, "card", 64, `${runId}-topup`, { cards, requestsMax: target - codes.length, warmupMs: 0, durationMs: 600_000 });
+    const top = await runCell(b, "card", 64, `${runId}-topup`, {
+      cards,
+      requestsMax: target - codes.length,
+      warmupMs: 0,
+      durationMs: 600_000,
+    });
     codes.push(...(top.authCodes ?? []));
   }
   log(`card: settling ${Math.min(target, codes.length)} authorizations ...`);
-  const r = await ask<SettleResult>({ type: "settle", authCodes: codes.slice(0, target), batchItemsMax: Number(args["settle-batch-max"]), runId, budgetMs: Number(args["settle-budget-s"]) * 1000 });
-  log(`card: ${r.captured} of ${r.offered} captured in ${r.elapsedMs} ms (${r.itemsPerSecond}/s)${r.items < r.offered ? `; stopped at the ${args["settle-budget-s"]} s budget` : ""}`);
+  const r = await ask<SettleResult>({
+    type: "settle",
+    authCodes: codes.slice(0, target),
+    batchItemsMax: Number(args["settle-batch-max"]),
+    runId,
+    budgetMs: Number(args["settle-budget-s"]) * 1000,
+  });
+  log(
+    `card: ${r.captured} of ${r.offered} captured in ${r.elapsedMs} ms (${r.itemsPerSecond}/s)${r.items < r.offered ? `; stopped at the ${args["settle-budget-s"]} s budget` : ""}`,
+  );
   return r;
 }
 

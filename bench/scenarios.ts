@@ -8,7 +8,16 @@ export const BENCH_BANKS = ["bank-a", "bank-b", "bank-c"] as const;
 /** bank-c sits behind the delay proxy; only the slow-bank scenario uses it. */
 export const SLOW_BANK = "bank-c";
 
-export const SCENARIOS = ["echo", "cross-bank", "same-bank", "hot-credit", "hot-debit", "duplicate-storm", "slow-bank", "card"] as const;
+export const SCENARIOS = [
+  "echo",
+  "cross-bank",
+  "same-bank",
+  "hot-credit",
+  "hot-debit",
+  "duplicate-storm",
+  "slow-bank",
+  "card",
+] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export const SCENARIO_TITLES: Record<Scenario, string> = {
@@ -60,11 +69,14 @@ export type Accounts = ReturnType<typeof accounts>;
 export function benchSeed(plan: AccountPlan): string {
   const acc = accounts(plan);
   const roles: Record<string, string> = { admin: "admin", shop: "merchant" };
-  const row = (id: string, owner: string, opening: bigint) => `  - { id: ${id}, owner: ${owner}, currency: USD, opening_minor: ${opening} }`;
+  const row = (id: string, owner: string, opening: bigint) =>
+    `  - { id: ${id}, owner: ${owner}, currency: USD, opening_minor: ${opening} }`;
   return [
     `banks: [${BENCH_BANKS.join(", ")}]`,
     "users:",
-    ...Object.values(USERS).map((u) => `  - { id: ${u}, username: ${u}, password: ${password(u)}, roles: [${roles[u] ?? "customer"}] }`),
+    ...Object.values(USERS).map(
+      (u) => `  - { id: ${u}, username: ${u}, password: ${password(u)}, roles: [${roles[u] ?? "customer"}] }`,
+    ),
     "accounts:",
     ...acc.a.map((id) => row(id, USERS.payerA, plan.openingMinor)),
     ...acc.b.map((id) => row(id, USERS.payerB, plan.openingMinor)),
@@ -103,7 +115,9 @@ export function transferShape(scenario: Scenario, acc: Accounts, i: number, r1: 
   switch (scenario) {
     case "echo":
     case "cross-bank":
-      return i % 2 === 0 ? { user: USERS.payerA, from: pick(acc.a, r1), to: pick(acc.b, r2) } : { user: USERS.payerB, from: pick(acc.b, r1), to: pick(acc.a, r2) };
+      return i % 2 === 0
+        ? { user: USERS.payerA, from: pick(acc.a, r1), to: pick(acc.b, r2) }
+        : { user: USERS.payerB, from: pick(acc.b, r1), to: pick(acc.a, r2) };
     case "same-bank": {
       const from = Math.floor(r1 * acc.a.length) % acc.a.length;
       // A different account at the same bank: shift by 1..n-1.

@@ -8,7 +8,9 @@ import { parseArgs } from "node:util";
 import { PaymentService } from "@paygate/proto/gateway";
 import { Stack } from "@paygate/testkit";
 
-const { values } = parseArgs({ options: { n: { type: "string", default: "1000" }, concurrency: { type: "string", default: "32" } } });
+const { values } = parseArgs({
+  options: { n: { type: "string", default: "1000" }, concurrency: { type: "string", default: "32" } },
+});
 const n = Number(values.n);
 const concurrency = Number(values.concurrency);
 
@@ -43,7 +45,16 @@ async function run(label: string, alice: ReturnType<Stack["client"]>, total: num
   );
   const secs = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
-  const row = { label, transfers: total, concurrency: lanes, failures, perSecond: Math.round(total / secs), p50ms: +pct(latencies, 50).toFixed(1), p90ms: +pct(latencies, 90).toFixed(1), p99ms: +pct(latencies, 99).toFixed(1) };
+  const row = {
+    label,
+    transfers: total,
+    concurrency: lanes,
+    failures,
+    perSecond: Math.round(total / secs),
+    p50ms: +pct(latencies, 50).toFixed(1),
+    p90ms: +pct(latencies, 90).toFixed(1),
+    p99ms: +pct(latencies, 99).toFixed(1),
+  };
   console.log(JSON.stringify(row));
   return row;
 }

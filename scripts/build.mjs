@@ -3,7 +3,9 @@
 import { build } from "esbuild";
 import { existsSync } from "node:fs";
 
-const services = ["bank", "gateway", "paycli", "credit-bureau", "checkout"].filter((s) => existsSync(`services/${s}/src/main.ts`));
+const services = ["bank", "gateway", "paycli", "credit-bureau", "checkout"].filter((s) =>
+  existsSync(`services/${s}/src/main.ts`),
+);
 await Promise.all(
   services.map((s) =>
     build({

@@ -8,8 +8,9 @@ what=${1:-all}
 echo "==> typecheck"
 npx tsc -p tsconfig.json
 
-echo "==> lint (biome.jsonc)"
+echo "==> lint and format (biome.jsonc)"
 npx biome lint --diagnostic-level=error .
+npx biome format .
 
 echo "==> protos: buf lint, no breaking change against proto/api-baseline.binpb, generated code up to date"
 scripts/check-protos.sh

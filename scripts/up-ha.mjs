@@ -25,9 +25,15 @@ mkdirSync(data, { recursive: true });
 
 // ---- PostgreSQL: a cluster of our own, made once --------------------------------
 const pgRoot = "/usr/lib/postgresql";
-const major = existsSync(pgRoot) ? readdirSync(pgRoot).filter((v) => existsSync(join(pgRoot, v, "bin/initdb"))).sort((a, b) => Number(b) - Number(a))[0] : undefined;
+const major = existsSync(pgRoot)
+  ? readdirSync(pgRoot)
+      .filter((v) => existsSync(join(pgRoot, v, "bin/initdb")))
+      .sort((a, b) => Number(b) - Number(a))[0]
+  : undefined;
 if (!major) {
-  console.error("make up-ha needs PostgreSQL's server binaries (Debian's postgresql package): run `scripts/system-deps.sh` or `apt-get install postgresql`");
+  console.error(
+    "make up-ha needs PostgreSQL's server binaries (Debian's postgresql package): run `scripts/system-deps.sh` or `apt-get install postgresql`",
+  );
   process.exit(1);
 }
 const pgBin = join(pgRoot, major, "bin");
@@ -35,8 +41,14 @@ const pgData = join(data, "postgres");
 const pgSocket = join(data, "postgres-socket");
 // initdb and postgres refuse root: as root, run them as Debian's `postgres` user.
 const asRoot = process.getuid?.() === 0;
-const owner = asRoot ? { uid: Number(execFileSync("id", ["-u", "postgres"]).toString()), gid: Number(execFileSync("id", ["-g", "postgres"]).toString()) } : undefined;
-const asServer = (cmd, args) => (owner ? ["setpriv", [`--reuid=${owner.uid}`, `--regid=${owner.gid}`, "--init-groups", cmd, ...args]] : [cmd, args]);
+const owner = asRoot
+  ? {
+      uid: Number(execFileSync("id", ["-u", "postgres"]).toString()),
+      gid: Number(execFileSync("id", ["-g", "postgres"]).toString()),
+    }
+  : undefined;
+const asServer = (cmd, args) =>
+  owner ? ["setpriv", [`--reuid=${owner.uid}`, `--regid=${owner.gid}`, "--init-groups", cmd, ...args]] : [cmd, args];
 mkdirSync(pgSocket, { recursive: true });
 if (owner) {
   chownSync(data, owner.uid, owner.gid);
@@ -52,25 +64,55 @@ if (!existsSync(join(pgData, "PG_VERSION"))) {
 
 // ---- the card-number key every replica shares ---------------------------------------
 const cardSecret = join(data, "card-secret.key");
-if (!existsSync(cardSecret)) writeFileSync(cardSecret, randomBytes(32).toString("hex") + "\n", { mode: 0o600, flag: "wx" });
+if (!existsSync(cardSecret))
+  writeFileSync(cardSecret, randomBytes(32).toString("hex") + "\n", { mode: 0o600, flag: "wx" });
 
 // ---- the services -----------------------------------------------------------------------
-const tls = (name) => ({ TLS_CA_FILE: `${certs}/ca.crt`, TLS_CERT_FILE: `${certs}/${name}.crt`, TLS_KEY_FILE: `${certs}/${name}.key` });
+const tls = (name) => ({
+  TLS_CA_FILE: `${certs}/ca.crt`,
+  TLS_CERT_FILE: `${certs}/${name}.crt`,
+  TLS_KEY_FILE: `${certs}/${name}.key`,
+});
 const common = { SEED_FILE: resolve(root, "config/seed.yaml"), LOG_LEVEL: process.env.LOG_LEVEL ?? "info" };
 const replicaUrls = Array.from({ length: REPLICAS }, (_, i) => `https://127.0.0.1:${replicaPort(i)}`);
 const coordinator = { COORDINATOR_URL: replicaUrls.join(",") };
 const [pgCmd, pgArgs] = asServer(join(pgBin, "postgres"), [
-  "-D", pgData, "-p", String(PG_PORT), "-k", pgSocket,
-  "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=100",
+  "-D",
+  pgData,
+  "-p",
+  String(PG_PORT),
+  "-k",
+  pgSocket,
+  "-c",
+  "listen_addresses=127.0.0.1",
+  "-c",
+  "fsync=on",
+  "-c",
+  "synchronous_commit=on",
+  "-c",
+  "max_connections=100",
 ]);
 const infra = [
   { name: "postgres", command: pgCmd, args: pgArgs, env: {} },
-  { name: "redis", command: "redis-server", args: ["--port", String(REDIS_PORT), "--bind", "127.0.0.1", "--dir", data, "--appendonly", "yes", "--save", ""], env: {} },
+  {
+    name: "redis",
+    command: "redis-server",
+    args: ["--port", String(REDIS_PORT), "--bind", "127.0.0.1", "--dir", data, "--appendonly", "yes", "--save", ""],
+    env: {},
+  },
 ];
 const banks = ["a", "b"].map((x, i) => ({
   name: `bank-${x}`,
   bundle: "bank",
-  env: { ...common, ...tls(`bank-${x}`), ...coordinator, BANK_NAME: `bank-${x}`, BANK_PORT: String(50051 + i), BANK_DATA_DIR: `${data}/bank-${x}`, METRICS_PORT: String(9465 + i) },
+  env: {
+    ...common,
+    ...tls(`bank-${x}`),
+    ...coordinator,
+    BANK_NAME: `bank-${x}`,
+    BANK_PORT: String(50051 + i),
+    BANK_DATA_DIR: `${data}/bank-${x}`,
+    METRICS_PORT: String(9465 + i),
+  },
 }));
 const gateways = Array.from({ length: REPLICAS }, (_, i) => ({
   name: `gateway-${i}`,
@@ -92,14 +134,38 @@ const gateways = Array.from({ length: REPLICAS }, (_, i) => ({
   },
 }));
 const edge = [
-  { name: "bureau", bundle: "credit-bureau", env: { ...common, ...tls("credit-bureau"), CREDIT_BUREAU_PORT: "8081", CREDIT_BUREAU_DATA_FILE: resolve(root, "config/credit-bureau.yaml"), METRICS_PORT: "9467" } },
-  { name: "checkout", bundle: "checkout", env: { ...common, ...tls("checkout"), CHECKOUT_PORT: "8080", CHECKOUT_DATA_DIR: `${data}/checkout`, CHECKOUT_MERCHANT_ACCOUNT: "bank-b/2002", METRICS_PORT: "9468", CHECKOUT_WEBHOOK_PORT: "8443", CHECKOUT_WEBHOOK_URL: "https://127.0.0.1:8443/webhooks/paygate" } },
+  {
+    name: "bureau",
+    bundle: "credit-bureau",
+    env: {
+      ...common,
+      ...tls("credit-bureau"),
+      CREDIT_BUREAU_PORT: "8081",
+      CREDIT_BUREAU_DATA_FILE: resolve(root, "config/credit-bureau.yaml"),
+      METRICS_PORT: "9467",
+    },
+  },
+  {
+    name: "checkout",
+    bundle: "checkout",
+    env: {
+      ...common,
+      ...tls("checkout"),
+      CHECKOUT_PORT: "8080",
+      CHECKOUT_DATA_DIR: `${data}/checkout`,
+      CHECKOUT_MERCHANT_ACCOUNT: "bank-b/2002",
+      METRICS_PORT: "9468",
+      CHECKOUT_WEBHOOK_PORT: "8443",
+      CHECKOUT_WEBHOOK_URL: "https://127.0.0.1:8443/webhooks/paygate",
+    },
+  },
 ];
 const services = [...infra, ...banks, ...gateways, ...edge];
-for (const s of services) if (s.bundle && !existsSync(`${root}/dist/${s.bundle}.js`)) {
-  console.error(`dist/${s.bundle}.js is missing: run \`make build\` first`);
-  process.exit(1);
-}
+for (const s of services)
+  if (s.bundle && !existsSync(`${root}/dist/${s.bundle}.js`)) {
+    console.error(`dist/${s.bundle}.js is missing: run \`make build\` first`);
+    process.exit(1);
+  }
 
 const keepDead = new Set((process.env.KEEP_DEAD ?? "").split(",").filter(Boolean));
 const supervisor = createSupervisor({
@@ -137,7 +203,10 @@ const frontDoor = net.createServer((client) => {
 });
 
 function tour() {
-  const pids = [...supervisor.children.entries()].filter(([n]) => n.startsWith("gateway-")).map(([n, c]) => `${n}: ${c.pid}`).join("   ");
+  const pids = [...supervisor.children.entries()]
+    .filter(([n]) => n.startsWith("gateway-"))
+    .map(([n, c]) => `${n}: ${c.pid}`)
+    .join("   ");
   const paycli = "node dist/paycli.js";
   console.log(`
 \x1b[1mpaygate is up with ${REPLICAS} gateway replicas on PostgreSQL.\x1b[0m  Data: ./data/ha

@@ -30,7 +30,10 @@ export function createFsyncProbe(dir = mkdtempSync(join(tmpdir(), "paygate-fsync
       }
       db.exec("DELETE FROM t");
       ms.sort((a, b) => a - b);
-      return { p50Ms: Math.round(percentile(ms, 50) * 1000) / 1000, p90Ms: Math.round(percentile(ms, 90) * 1000) / 1000 };
+      return {
+        p50Ms: Math.round(percentile(ms, 50) * 1000) / 1000,
+        p90Ms: Math.round(percentile(ms, 90) * 1000) / 1000,
+      };
     },
     close(): void {
       db.close();

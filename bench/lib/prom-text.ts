@@ -70,8 +70,14 @@ export interface HistogramDelta {
  * `before` and `after` scrapes. A process restarted in between would make it
  * negative: that reads as nothing observed.
  */
-export function histogramDelta(before: readonly (readonly Sample[])[], after: readonly (readonly Sample[])[], name: string, filter: LabelFilter = {}): HistogramDelta {
-  const total = (scrapes: readonly (readonly Sample[])[], suffix: string) => scrapes.reduce((a, s) => a + sumSamples(s, `${name}${suffix}`, filter), 0);
+export function histogramDelta(
+  before: readonly (readonly Sample[])[],
+  after: readonly (readonly Sample[])[],
+  name: string,
+  filter: LabelFilter = {},
+): HistogramDelta {
+  const total = (scrapes: readonly (readonly Sample[])[], suffix: string) =>
+    scrapes.reduce((a, s) => a + sumSamples(s, `${name}${suffix}`, filter), 0);
   const count = total(after, "_count") - total(before, "_count");
   const sum = total(after, "_sum") - total(before, "_sum");
   return count > 0 && sum >= 0 ? { count, sum } : { count: 0, sum: 0 };

@@ -38,13 +38,21 @@ export function createSupervisor({ root, services, keepDead = new Set(), onAllLi
       return;
     }
     if (j.msg === "listening") {
-      console.log(`${prefix} listening on ${j.port}${j.metricsPort ? ` (metrics :${j.metricsPort})` : ""}${j.store ? ` store=${j.store}` : ""}`);
+      console.log(
+        `${prefix} listening on ${j.port}${j.metricsPort ? ` (metrics :${j.metricsPort})` : ""}${j.store ? ` store=${j.store}` : ""}`,
+      );
       listening(name);
       return;
     }
     if (j.msg === "rpc") {
       if (process.env.QUIET) return;
-      const extra = [j.caller && `caller=${j.caller}`, j.amountMinor && `amount=${j.amountMinor}`, j.reason && `reason=${j.reason}`].filter(Boolean).join(" ");
+      const extra = [
+        j.caller && `caller=${j.caller}`,
+        j.amountMinor && `amount=${j.amountMinor}`,
+        j.reason && `reason=${j.reason}`,
+      ]
+        .filter(Boolean)
+        .join(" ");
       console.log(`${prefix} ${j.method} ${j.code} ${j.durationMs}ms ${extra}`);
       return;
     }
@@ -72,7 +80,11 @@ export function createSupervisor({ root, services, keepDead = new Set(), onAllLi
   function start(svc, restarts = 0) {
     const command = svc.command ?? process.execPath;
     const args = svc.args ?? ["--enable-source-maps", `dist/${svc.bundle}.js`];
-    const child = spawn(command, args, { cwd: root, env: { ...process.env, ...svc.env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, {
+      cwd: root,
+      env: { ...process.env, ...svc.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     children.set(svc.name, child);
     const prefix = `\x1b[${color.get(svc.name) ?? 37}m${svc.name.padEnd(width)}\x1b[0m`;
     lines(child.stdout, prefix, svc.name);
@@ -81,7 +93,9 @@ export function createSupervisor({ root, services, keepDead = new Set(), onAllLi
       children.delete(svc.name);
       if (stopping) return;
       if (keepDead.has(svc.name)) {
-        console.error(`${prefix} exited (${code ?? signal}); left dead (KEEP_DEAD): the other replicas take over its transactions`);
+        console.error(
+          `${prefix} exited (${code ?? signal}); left dead (KEEP_DEAD): the other replicas take over its transactions`,
+        );
         return;
       }
       if (restarts >= RESTARTS_MAX) {

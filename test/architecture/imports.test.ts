@@ -58,7 +58,15 @@ test("no production file under services/*/src imports a test-support module", ()
 });
 
 // What the rules in domain/ must do without: the transport and the storage.
-const DOMAIN_FORBIDDEN = [/^@connectrpc\//, /^@paygate\/rpc$/, /^@paygate\/proto(\/|$)/, /^better-sqlite3$/, /^pg$/, /^postgres$/, /^ioredis$/];
+const DOMAIN_FORBIDDEN = [
+  /^@connectrpc\//,
+  /^@paygate\/rpc$/,
+  /^@paygate\/proto(\/|$)/,
+  /^better-sqlite3$/,
+  /^pg$/,
+  /^postgres$/,
+  /^ioredis$/,
+];
 
 test("domain code imports neither Connect, the transport package nor a store driver", () => {
   const domainFiles = serviceSources.filter((f) => f.includes("/src/domain/") && !isTest(f));
@@ -67,9 +75,13 @@ test("domain code imports neither Connect, the transport package nor a store dri
   for (const i of domainFiles.flatMap(importsOf)) {
     const leavesDomain = i.target !== undefined && !i.target.includes("/src/domain/");
     const forbidden = DOMAIN_FORBIDDEN.some((re) => re.test(i.specifier));
-    if ((forbidden || leavesDomain)) bad.push(`${i.file}: ${i.specifier}`);
+    if (forbidden || leavesDomain) bad.push(`${i.file}: ${i.specifier}`);
   }
-  assert.deepEqual(bad, [], "domain/ depends on its ports (domain/*.ts) and the @paygate vocabulary, money and faults packages only");
+  assert.deepEqual(
+    bad,
+    [],
+    "domain/ depends on its ports (domain/*.ts) and the @paygate vocabulary, money and faults packages only",
+  );
 });
 
 test("services never import each other", () => {
@@ -88,5 +100,9 @@ test("bench/ drives processes through packages, never a service's source", () =>
     .flatMap(importsOf)
     .filter((i) => i.target !== undefined && !relative("bench", i.target).match(/^[^.]/))
     .map((i) => `${i.file}: ${i.specifier}`);
-  assert.deepEqual(bad, [], "a micro-benchmark of one module lives in that service (services/<name>/bench); bench/ imports @paygate/* and its own files");
+  assert.deepEqual(
+    bad,
+    [],
+    "a micro-benchmark of one module lives in that service (services/<name>/bench); bench/ imports @paygate/* and its own files",
+  );
 });

@@ -7,13 +7,24 @@ import assert from "node:assert/strict";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { AdminService, AuthorizationStatus, CardService, PaymentService, Role } from "@paygate/proto/gateway";
 import { Stack, TEST_PASSWORD_SUFFIX, withLuhnDigit } from "@paygate/testkit";
-import { attemptKeyOf, DESKTOP, fillCard, futureExpiry, launchChromium, pay, screenshot, type ShopperCard } from "./browser.js";
+import {
+  attemptKeyOf,
+  DESKTOP,
+  fillCard,
+  futureExpiry,
+  launchChromium,
+  pay,
+  screenshot,
+  type ShopperCard,
+} from "./browser.js";
 
 const CART_MINOR = 2399n;
 const MERCHANT_ACCOUNT = "bank-b/2003";
 /** The checkout's back office takes the shop's own login (HTTP Basic). */
 const MERCHANT_LOGIN = { username: "shop", password: `shop${TEST_PASSWORD_SUFFIX}` };
-const merchantAuth = { authorization: `Basic ${Buffer.from(`${MERCHANT_LOGIN.username}:${MERCHANT_LOGIN.password}`).toString("base64")}` };
+const merchantAuth = {
+  authorization: `Basic ${Buffer.from(`${MERCHANT_LOGIN.username}:${MERCHANT_LOGIN.password}`).toString("base64")}`,
+};
 
 interface Issued extends ShopperCard {
   readonly accountId: string;
@@ -32,7 +43,12 @@ describe("checkout in Chromium against the real stack", () => {
   const merchantCards = async () => stack.client(CardService, await stack.login("shop"));
 
   async function issue(accountId: string, name: string): Promise<Issued> {
-    const r = await (await admin()).issueCard({ accountId, cardholderName: name, expMonth: exp.month, expYear: exp.year });
+    const r = await (await admin()).issueCard({
+      accountId,
+      cardholderName: name,
+      expMonth: exp.month,
+      expYear: exp.year,
+    });
     secrets.push(r.number, r.cvc);
     return { accountId, name, number: r.number, expiry: exp.typed, cvc: r.cvc };
   }
@@ -50,16 +66,30 @@ describe("checkout in Chromium against the real stack", () => {
 
   before(async () => {
     // One cart fits under the daily limit, two do not.
-    stack = await Stack.start({ bureau: true, checkout: true, gatewayEnv: { CARD_DAILY_SPEND_MAX_MINOR: String(CART_MINOR * 2n - 1n) } });
+    stack = await Stack.start({
+      bureau: true,
+      checkout: true,
+      gatewayEnv: { CARD_DAILY_SPEND_MAX_MINOR: String(CART_MINOR * 2n - 1n) },
+    });
     const a = await admin();
     cards.alice = await issue("bank-a/1001", "Alice Customer");
     cards.limit = await issue("bank-a/1001", "Alice Customer");
     cards.double = await issue("bank-a/1001", "Alice Customer");
     cards.carol = await issue("bank-b/2002", "Carol Customer"); // an empty account
     // dave: a customer the credit bureau scores below the risk rule's minimum.
-    const dave = await a.createUser({ username: "dave", password: `dave${TEST_PASSWORD_SUFFIX}`, roles: [Role.CUSTOMER], displayName: "Dave" });
+    const dave = await a.createUser({
+      username: "dave",
+      password: `dave${TEST_PASSWORD_SUFFIX}`,
+      roles: [Role.CUSTOMER],
+      displayName: "Dave",
+    });
     const account = await a.openAccount({ ownerUserId: dave.user!.userId, bank: "bank-a", currency: "USD" });
-    await a.deposit({ idempotencyKey: "browser-dave-deposit", accountId: account.account!.accountId, amountMinor: 100_000n, currency: "USD" });
+    await a.deposit({
+      idempotencyKey: "browser-dave-deposit",
+      accountId: account.account!.accountId,
+      amountMinor: 100_000n,
+      currency: "USD",
+    });
     cards.dave = await issue(account.account!.accountId, "Dave Lowscore");
     browser = await launchChromium();
     context = await browser.newContext(DESKTOP);
@@ -69,15 +99,19 @@ describe("checkout in Chromium against the real stack", () => {
     await browser?.close();
     if (stack) {
       // Every log line of every process: no full card number, no CVC.
-      const processes = [...stack.banks.values(), stack.gateway, stack.bureau, stack.checkout].filter((p) => p !== undefined);
+      const processes = [...stack.banks.values(), stack.gateway, stack.bureau, stack.checkout].filter(
+        (p) => p !== undefined,
+      );
       await stack.close();
       let lines = 0;
       for (const p of processes) {
         for (const l of p.lines) {
           const text = JSON.stringify(l);
           lines++;
-          for (const s of secrets.filter((x) => x.length > 4)) assert.ok(!text.includes(s), `${p.name} logged a card number: ${text}`);
-          for (const cvc of secrets.filter((x) => x.length <= 4)) assert.ok(!text.includes(`"${cvc}"`), `${p.name} logged a CVC: ${text}`);
+          for (const s of secrets.filter((x) => x.length > 4))
+            assert.ok(!text.includes(s), `${p.name} logged a card number: ${text}`);
+          for (const cvc of secrets.filter((x) => x.length <= 4))
+            assert.ok(!text.includes(`"${cvc}"`), `${p.name} logged a CVC: ${text}`);
           assert.ok(!/"cvc"\s*:\s*"\d/.test(text), `${p.name} logged a cvc field: ${text}`);
         }
       }
@@ -95,21 +129,50 @@ describe("checkout in Chromium against the real stack", () => {
     assert.match(code, /^[A-Z0-9]{6}$/);
     await screenshot(page, "stack-01-approved");
     const auth = (await (await merchantCards()).getAuthorization({ authCode: code })).authorization!;
-    assert.deepEqual([auth.status, auth.amountMinor, auth.merchantAccountId, auth.cardLast4], [AuthorizationStatus.APPROVED, CART_MINOR, MERCHANT_ACCOUNT, cards.alice.number.slice(-4)]);
+    assert.deepEqual(
+      [auth.status, auth.amountMinor, auth.merchantAccountId, auth.cardLast4],
+      [AuthorizationStatus.APPROVED, CART_MINOR, MERCHANT_ACCOUNT, cards.alice.number.slice(-4)],
+    );
     assert.equal(await held("alice", "bank-a/1001"), heldBefore + CART_MINOR);
     await page.close();
   });
 
-  const declines: Array<{ reason: string; title: string; card: () => ShopperCard; owner: () => [user: string, accountId: string] }> = [
+  const declines: Array<{
+    reason: string;
+    title: string;
+    card: () => ShopperCard;
+    owner: () => [user: string, accountId: string];
+  }> = [
     {
       reason: "card_not_found",
       title: "Card not recognised",
-      card: () => ({ ...cards.alice, number: withLuhnDigit("411111111111111") === cards.alice.number ? withLuhnDigit("422222222222222") : withLuhnDigit("411111111111111") }),
+      card: () => ({
+        ...cards.alice,
+        number:
+          withLuhnDigit("411111111111111") === cards.alice.number
+            ? withLuhnDigit("422222222222222")
+            : withLuhnDigit("411111111111111"),
+      }),
       owner: () => ["alice", cards.alice.accountId],
     },
-    { reason: "incorrect_cvc", title: "Security code incorrect", card: () => ({ ...cards.alice, cvc: cards.alice.cvc === "000" ? "001" : "000" }), owner: () => ["alice", cards.alice.accountId] },
-    { reason: "insufficient_funds", title: "Insufficient funds", card: () => cards.carol, owner: () => ["carol", cards.carol.accountId] },
-    { reason: "risk_declined", title: "Payment declined by the card issuer", card: () => cards.dave, owner: () => ["dave", cards.dave.accountId] },
+    {
+      reason: "incorrect_cvc",
+      title: "Security code incorrect",
+      card: () => ({ ...cards.alice, cvc: cards.alice.cvc === "000" ? "001" : "000" }),
+      owner: () => ["alice", cards.alice.accountId],
+    },
+    {
+      reason: "insufficient_funds",
+      title: "Insufficient funds",
+      card: () => cards.carol,
+      owner: () => ["carol", cards.carol.accountId],
+    },
+    {
+      reason: "risk_declined",
+      title: "Payment declined by the card issuer",
+      card: () => cards.dave,
+      owner: () => ["dave", cards.dave.accountId],
+    },
   ];
   for (const d of declines) {
     test(`decline ${d.reason}: shown to the shopper, nothing held`, async () => {
@@ -142,7 +205,10 @@ describe("checkout in Chromium against the real stack", () => {
     await fillCard(page, { ...cards.alice, expiry: "0121" });
     await page.getByRole("button", { name: /^Pay / }).click();
     await page.locator("#expiry-error").getByText("This card has expired.").waitFor();
-    await fillCard(page, { ...cards.alice, number: `${cards.alice.number.slice(0, -1)}${(Number(cards.alice.number.at(-1)) + 1) % 10}` });
+    await fillCard(page, {
+      ...cards.alice,
+      number: `${cards.alice.number.slice(0, -1)}${(Number(cards.alice.number.at(-1)) + 1) % 10}`,
+    });
     await page.getByRole("button", { name: /^Pay / }).click();
     await page.locator("#cardNumber-error").getByText("This card number is not valid").waitFor();
     assert.match(page.url(), /payment\.html$/);
@@ -162,7 +228,10 @@ describe("checkout in Chromium against the real stack", () => {
       const send = () => fetch("/make-payment", { method: "POST", body: new URLSearchParams(new FormData(form)), headers: { accept: "application/json" } }).then((r) => r.json());
       return Promise.all([send(), send()]);
     })()`)) as Array<{ status: string; authCode: string }>;
-    assert.deepEqual(both.map((b) => b.status), ["approved", "approved"]);
+    assert.deepEqual(
+      both.map((b) => b.status),
+      ["approved", "approved"],
+    );
     assert.equal(both[0]!.authCode, both[1]!.authCode);
     // The real button, double-clicked, then a reload of the result page (the browser posts the form again).
     await Promise.all([page.waitForURL("**/make-payment"), page.getByRole("button", { name: /^Pay / }).dblclick()]);
@@ -175,14 +244,21 @@ describe("checkout in Chromium against the real stack", () => {
     for (let i = 0; i < 200 && posts() < postsBefore + 4; i++) await new Promise((r) => setTimeout(r, 25));
     assert.ok(posts() >= postsBefore + 4, `expected 4 posts of the form, saw ${posts() - postsBefore}`);
     // ...and there is one authorization for it, one cart held at the bank.
-    const merchant = (await (await fetch(`${stack.checkoutUrl}/merchant?format=json`, { headers: merchantAuth })).json()) as { orders: Array<{ attemptKey: string; authCode: string | null }> };
-    assert.deepEqual(merchant.orders.filter((o) => o.attemptKey === key).map((o) => o.authCode), [both[0]!.authCode]);
+    const merchant = (await (
+      await fetch(`${stack.checkoutUrl}/merchant?format=json`, { headers: merchantAuth })
+    ).json()) as { orders: Array<{ attemptKey: string; authCode: string | null }> };
+    assert.deepEqual(
+      merchant.orders.filter((o) => o.attemptKey === key).map((o) => o.authCode),
+      [both[0]!.authCode],
+    );
     assert.equal(await held("alice", cards.double.accountId), heldBefore + CART_MINOR);
     await page.close();
   });
 
   test("settle from the merchant page: the money arrives in the merchant's account, and money is conserved", async () => {
-    const balance = async () => (await stack.client(PaymentService, await stack.login("shop")).getBalance({ accountId: MERCHANT_ACCOUNT })).accounts[0]!.balanceMinor;
+    const balance = async () =>
+      (await stack.client(PaymentService, await stack.login("shop")).getBalance({ accountId: MERCHANT_ACCOUNT }))
+        .accounts[0]!.balanceMinor;
     const before = await balance();
     const merchantContext = await browser.newContext({ ...DESKTOP, httpCredentials: MERCHANT_LOGIN });
     const page = await merchantContext.newPage();
@@ -190,12 +266,16 @@ describe("checkout in Chromium against the real stack", () => {
     await Promise.all([page.waitForURL("**/merchant"), page.getByRole("button", { name: "Settle now" }).click()]);
     const batch = page.locator("#settlements tbody tr[data-settlement]").first();
     await batch.waitFor().catch((e: unknown) => {
-      throw new Error(`${String(e)}\ncheckout log: ${JSON.stringify(stack.checkout!.lines.filter((l) => l.msg === "http").slice(-4))}`);
+      throw new Error(
+        `${String(e)}\ncheckout log: ${JSON.stringify(stack.checkout!.lines.filter((l) => l.msg === "http").slice(-4))}`,
+      );
     });
     assert.match((await batch.textContent()) ?? "", /done/);
     await page.locator("#settlements details summary").first().click();
     await screenshot(page, "stack-04-merchant-settled");
-    const merchant = (await (await fetch(`${stack.checkoutUrl}/merchant?format=json`, { headers: merchantAuth })).json()) as {
+    const merchant = (await (
+      await fetch(`${stack.checkoutUrl}/merchant?format=json`, { headers: merchantAuth })
+    ).json()) as {
       orders: Array<{ state: string; settleState: string; capturedMinor: string }>;
     };
     const approved = merchant.orders.filter((o) => o.state === "approved");

@@ -8,8 +8,26 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { checkoutProcess, FAKE_CARDS, FAKE_MERCHANT, FakeCardGateway, testCerts, type ServiceProcess } from "@paygate/testkit";
-import { attemptKeyOf, DESKTOP, fillCard, focusedId, futureExpiry, horizontalOverflow, launchChromium, pay, PHONE, screenshot } from "./browser.js";
+import {
+  checkoutProcess,
+  FAKE_CARDS,
+  FAKE_MERCHANT,
+  FakeCardGateway,
+  testCerts,
+  type ServiceProcess,
+} from "@paygate/testkit";
+import {
+  attemptKeyOf,
+  DESKTOP,
+  fillCard,
+  focusedId,
+  futureExpiry,
+  horizontalOverflow,
+  launchChromium,
+  pay,
+  PHONE,
+  screenshot,
+} from "./browser.js";
 
 // The shopper's words for each decline, as checkout's domain/declines.ts has them.
 const DECLINES: Record<string, { title: string; text: RegExp }> = {
@@ -30,7 +48,12 @@ describe("checkout in Chromium (fake gateway)", () => {
   let context: BrowserContext;
   let dir = "";
   const exp = futureExpiry();
-  const alice = (number: string = FAKE_CARDS.approved) => ({ name: "Alice Customer", number, expiry: exp.typed, cvc: "737" });
+  const alice = (number: string = FAKE_CARDS.approved) => ({
+    name: "Alice Customer",
+    number,
+    expiry: exp.typed,
+    cvc: "737",
+  });
 
   before(async () => {
     const certs = testCerts();
@@ -71,7 +94,10 @@ describe("checkout in Chromium (fake gateway)", () => {
     assert.match(code, /^[A-Z0-9]{6}$/);
     assert.equal(fake.authorizations.get(code)?.amountMinor, 2399n);
     const call = fake.authorizeCalls.find((c) => c.idempotencyKey === key);
-    assert.deepEqual([call?.card?.number, call?.card?.expMonth, call?.card?.expYear], ["4242424242424242", exp.month, exp.year]);
+    assert.deepEqual(
+      [call?.card?.number, call?.card?.expMonth, call?.card?.expYear],
+      ["4242424242424242", exp.month, exp.year],
+    );
     await screenshot(page, "03-approved");
     await page.close();
   });
@@ -206,7 +232,10 @@ describe("checkout in Chromium (fake gateway)", () => {
     assert.equal(refused.status, 401);
     assert.doesNotMatch(await refused.text(), /Settle now/);
     // The merchant signs in with the shop's own login (HTTP Basic).
-    const merchant = await browser.newContext({ ...DESKTOP, httpCredentials: { username: FAKE_MERCHANT.username, password: FAKE_MERCHANT.password } });
+    const merchant = await browser.newContext({
+      ...DESKTOP,
+      httpCredentials: { username: FAKE_MERCHANT.username, password: FAKE_MERCHANT.password },
+    });
     const page = await merchant.newPage();
     await page.goto(`${url}/merchant`);
     await screenshot(page, "08-merchant-before-settle");
@@ -221,6 +250,9 @@ describe("checkout in Chromium (fake gateway)", () => {
     await merchant.close();
     // The checkout's ops port counts its calls to the gateway.
     const scraped = await (await fetch(`http://127.0.0.1:${checkout.metricsPort}/metrics`)).text();
-    assert.match(scraped, /paygate_rpc_client_requests_total\{[^}]*method="paygate\.gateway\.v1\.CardService\/SettleBatch"[^}]*\} 1/);
+    assert.match(
+      scraped,
+      /paygate_rpc_client_requests_total\{[^}]*method="paygate\.gateway\.v1\.CardService\/SettleBatch"[^}]*\} 1/,
+    );
   });
 });

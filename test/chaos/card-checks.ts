@@ -49,7 +49,8 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
     const byCapture = new Map<string, { auth: LogAuth; amountMinor: bigint }>();
     for (const a of log.auths.values()) {
       if (a.captureTxnId !== "") byCapture.set(a.captureTxnId, { auth: a, amountMinor: a.capturedMinor });
-      if (a.opKind === "capture" && a.opTxnId !== "") byCapture.set(a.opTxnId, { auth: a, amountMinor: a.opAmountMinor });
+      if (a.opKind === "capture" && a.opTxnId !== "")
+        byCapture.set(a.opTxnId, { auth: a, amountMinor: a.opAmountMinor });
     }
     const refundByTxn = new Map([...log.refunds.values()].map((r) => [r.txnId, r]));
     // By decision, not by entries: a refund may be applied at both banks before the capture it refunds is
@@ -75,15 +76,32 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
       if (round.kind === "capture") {
         const c = byCapture.get(txnId);
         if (!c) {
-          bad(`capture round ${txnId} moved money (${show}) but no authorization records it as its capture (a second capture of one authorization?)`, [txnId]);
+          bad(
+            `capture round ${txnId} moved money (${show}) but no authorization records it as its capture (a second capture of one authorization?)`,
+            [txnId],
+          );
           continue;
         }
         for (const r of rows) {
-          const ok = (r.kind === "capture_debit" && r.accountId === c.auth.cardAccountId && r.amountMinor === -c.amountMinor) || (r.kind === "transfer_credit" && r.accountId === c.auth.merchantAccountId && r.amountMinor === c.amountMinor);
-          if (!ok) bad(`capture ${txnId} of ${c.auth.authCode}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} is not its capture of ${c.amountMinor} (${c.auth.cardAccountId} -> ${c.auth.merchantAccountId})`, [txnId], [c.auth.authCode]);
+          const ok =
+            (r.kind === "capture_debit" && r.accountId === c.auth.cardAccountId && r.amountMinor === -c.amountMinor) ||
+            (r.kind === "transfer_credit" &&
+              r.accountId === c.auth.merchantAccountId &&
+              r.amountMinor === c.amountMinor);
+          if (!ok)
+            bad(
+              `capture ${txnId} of ${c.auth.authCode}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} is not its capture of ${c.amountMinor} (${c.auth.cardAccountId} -> ${c.auth.merchantAccountId})`,
+              [txnId],
+              [c.auth.authCode],
+            );
         }
         if (rows.length > 2) bad(`capture ${txnId} has ${rows.length} entries`, [txnId], [c.auth.authCode]);
-        if (final && rows.length !== 2) bad(`capture ${txnId} of ${c.auth.authCode} is COMMITTED but applied at only one bank after healing: ${show}`, [txnId], [c.auth.authCode]);
+        if (final && rows.length !== 2)
+          bad(
+            `capture ${txnId} of ${c.auth.authCode} is COMMITTED but applied at only one bank after healing: ${show}`,
+            [txnId],
+            [c.auth.authCode],
+          );
       } else if (round.kind === "refund") {
         const f = refundByTxn.get(txnId);
         const a = f ? log.auths.get(f.authId) : undefined;
@@ -92,10 +110,22 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
           continue;
         }
         for (const r of rows) {
-          const ok = (r.kind === "transfer_debit" && r.accountId === a.merchantAccountId && r.amountMinor === -f.amountMinor) || (r.kind === "transfer_credit" && r.accountId === a.cardAccountId && r.amountMinor === f.amountMinor);
-          if (!ok) bad(`refund ${f.refundId} (${txnId}) of ${a.authCode}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} is not its refund of ${f.amountMinor}`, [txnId], [a.authCode]);
+          const ok =
+            (r.kind === "transfer_debit" && r.accountId === a.merchantAccountId && r.amountMinor === -f.amountMinor) ||
+            (r.kind === "transfer_credit" && r.accountId === a.cardAccountId && r.amountMinor === f.amountMinor);
+          if (!ok)
+            bad(
+              `refund ${f.refundId} (${txnId}) of ${a.authCode}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} is not its refund of ${f.amountMinor}`,
+              [txnId],
+              [a.authCode],
+            );
         }
-        if (final && rows.length !== 2) bad(`refund ${f.refundId} (${txnId}) is COMMITTED but applied at only one bank after healing: ${show}`, [txnId], [a.authCode]);
+        if (final && rows.length !== 2)
+          bad(
+            `refund ${f.refundId} (${txnId}) is COMMITTED but applied at only one bank after healing: ${show}`,
+            [txnId],
+            [a.authCode],
+          );
       } else {
         bad(`${round.kind} round ${txnId} posted journal entries (${show}); holds and releases move no money`, [txnId]);
       }
@@ -103,12 +133,23 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
     for (const a of log.auths.values()) {
       const captured = capturedByAuth.get(a.authId) ?? 0n;
       const refunded = refundedByAuth.get(a.authId) ?? 0n;
-      if (captured > a.amountMinor) bad(`${a.authCode}: committed captures total ${captured}, more than the ${a.amountMinor} authorized`, [a.captureTxnId], [a.authCode]);
-      if (refunded > captured) bad(`${a.authCode}: committed refunds total ${refunded}, more than the ${captured} captured`, [], [a.authCode]);
+      if (captured > a.amountMinor)
+        bad(
+          `${a.authCode}: committed captures total ${captured}, more than the ${a.amountMinor} authorized`,
+          [a.captureTxnId],
+          [a.authCode],
+        );
+      if (refunded > captured)
+        bad(`${a.authCode}: committed refunds total ${refunded}, more than the ${captured} captured`, [], [a.authCode]);
     }
   }
 
-  async function finalChecks(log: LogSnapshot, entries: ReadonlyMap<string, readonly EntryRow[]>, balances: ReadonlyMap<string, bigint>, bad: Bad): Promise<void> {
+  async function finalChecks(
+    log: LogSnapshot,
+    entries: ReadonlyMap<string, readonly EntryRow[]>,
+    balances: ReadonlyMap<string, bigint>,
+    bad: Bad,
+  ): Promise<void> {
     const view = readCheckout(cluster.checkoutDbFile);
     const auths = [...log.auths.values()];
     const authByCode = new Map(auths.map((a) => [a.authCode, a]));
@@ -122,12 +163,19 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
         continue;
       }
       if (d.decision !== "COMMIT") {
-        if ((entries.get(r.txnId)?.length ?? 0) > 0) bad(`${r.kind} round ${r.txnId} is ABORTED but posted entries`, [r.txnId]);
+        if ((entries.get(r.txnId)?.length ?? 0) > 0)
+          bad(`${r.kind} round ${r.txnId} is ABORTED but posted entries`, [r.txnId]);
         continue;
       }
-      if (r.kind === "capture" && !auths.some((a) => a.captureTxnId === r.txnId)) bad(`capture round ${r.txnId} COMMITTED but no authorization records it as its capture`, [r.txnId]);
-      if (r.kind === "refund" && ![...log.refunds.values()].some((f) => f.txnId === r.txnId && f.status === "COMMITTED")) bad(`refund round ${r.txnId} COMMITTED but its refund is not COMMITTED`, [r.txnId]);
-      if (r.kind === "release" && !auths.some((a) => a.status === "VOIDED" || a.status === "EXPIRED")) bad(`release round ${r.txnId} COMMITTED but no authorization is voided`, [r.txnId]);
+      if (r.kind === "capture" && !auths.some((a) => a.captureTxnId === r.txnId))
+        bad(`capture round ${r.txnId} COMMITTED but no authorization records it as its capture`, [r.txnId]);
+      if (
+        r.kind === "refund" &&
+        ![...log.refunds.values()].some((f) => f.txnId === r.txnId && f.status === "COMMITTED")
+      )
+        bad(`refund round ${r.txnId} COMMITTED but its refund is not COMMITTED`, [r.txnId]);
+      if (r.kind === "release" && !auths.some((a) => a.status === "VOIDED" || a.status === "EXPIRED"))
+        bad(`release round ${r.txnId} COMMITTED but no authorization is voided`, [r.txnId]);
     }
 
     // Every authorization in one final state, the bank's hold agreeing.
@@ -135,26 +183,67 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
       const attempt = work.attempts.get(baseKey(a.key));
       const hold = log.decided.get(a.holdTxnId);
       const where = `authorization ${a.authCode} (${a.authId} by ${a.replica}, key ${a.key}, ${a.cardAccountId}; hold round ${a.holdTxnId || "none"} ${log.rounds.has(a.holdTxnId) ? "registered" : "not registered"}, decided ${hold ? `${hold.decision}${hold.reason ? ` ${hold.reason}` : ""}` : "nothing"})`;
-      if (a.status === "APPROVED") bad(`${where} is still APPROVED after healing: its hold is outstanding and nothing captured or voided it`, [a.holdTxnId], [a.authCode, baseKey(a.key)]);
-      else if (a.status === "PENDING") bad(`${where} is still PENDING after healing`, [a.holdTxnId], [a.authCode, baseKey(a.key)]);
-      if (a.opTxnId !== "") bad(`${where}: a ${a.opKind} (${a.opTxnId}) is still in flight after healing`, [a.opTxnId], [a.authCode]);
+      if (a.status === "APPROVED")
+        bad(
+          `${where} is still APPROVED after healing: its hold is outstanding and nothing captured or voided it`,
+          [a.holdTxnId],
+          [a.authCode, baseKey(a.key)],
+        );
+      else if (a.status === "PENDING")
+        bad(`${where} is still PENDING after healing`, [a.holdTxnId], [a.authCode, baseKey(a.key)]);
+      if (a.opTxnId !== "")
+        bad(`${where}: a ${a.opKind} (${a.opTxnId}) is still in flight after healing`, [a.opTxnId], [a.authCode]);
       if (a.status === "DECLINED") {
-        const expected = attempt?.card.expectedDecline || (attempt?.wrongCvcFirst && a.key === attempt.attemptKey ? "incorrect_cvc" : "");
-        if (TRANSIENT_REASONS.has(a.reason)) bad(`${where} ended DECLINED for a transient reason (${a.reason}): a transient failure became a final one`, [a.holdTxnId], [baseKey(a.key)]);
-        else if (a.reason === "insufficient_funds") bad(`${where} ended DECLINED insufficient_funds though the card account holds far more than the run spends (a leftover hold of an aborted attempt?)`, [a.holdTxnId], [baseKey(a.key)]);
-        else if (a.reason !== expected) bad(`${where} ended DECLINED ${a.reason}; the workload expected ${expected || "an approval"}`, [a.holdTxnId], [baseKey(a.key)]);
+        const expected =
+          attempt?.card.expectedDecline ||
+          (attempt?.wrongCvcFirst && a.key === attempt.attemptKey ? "incorrect_cvc" : "");
+        if (TRANSIENT_REASONS.has(a.reason))
+          bad(
+            `${where} ended DECLINED for a transient reason (${a.reason}): a transient failure became a final one`,
+            [a.holdTxnId],
+            [baseKey(a.key)],
+          );
+        else if (a.reason === "insufficient_funds")
+          bad(
+            `${where} ended DECLINED insufficient_funds though the card account holds far more than the run spends (a leftover hold of an aborted attempt?)`,
+            [a.holdTxnId],
+            [baseKey(a.key)],
+          );
+        else if (a.reason !== expected)
+          bad(
+            `${where} ended DECLINED ${a.reason}; the workload expected ${expected || "an approval"}`,
+            [a.holdTxnId],
+            [baseKey(a.key)],
+          );
       }
-      if (a.status === "VOIDED" && !voidedByUs.has(a.authCode)) bad(`${where} is VOIDED but the back office never voided it`, [], [a.authCode]);
-      if (a.refundReservedMinor !== 0n) bad(`${where} still reserves ${a.refundReservedMinor} for refunds after healing`, [], [a.authCode]);
-      const committedRefunds = [...log.refunds.values()].filter((f) => f.authId === a.authId && f.status === "COMMITTED").reduce((s, f) => s + f.amountMinor, 0n);
-      if (committedRefunds !== a.refundedMinor) bad(`${where}: refunded ${a.refundedMinor}, its committed refunds sum to ${committedRefunds}`, [], [a.authCode]);
-      if (a.refundedMinor > a.capturedMinor) bad(`${where}: refunded ${a.refundedMinor} > captured ${a.capturedMinor}`, [], [a.authCode]);
-      if (a.capturedMinor > a.amountMinor) bad(`${where}: captured ${a.capturedMinor} > authorized ${a.amountMinor}`, [], [a.authCode]);
-      if (a.status === "CAPTURED" && (entries.get(a.captureTxnId)?.length ?? 0) !== 2) bad(`${where} is CAPTURED but its capture ${a.captureTxnId} is not in both ledgers`, [a.captureTxnId], [a.authCode]);
+      if (a.status === "VOIDED" && !voidedByUs.has(a.authCode))
+        bad(`${where} is VOIDED but the back office never voided it`, [], [a.authCode]);
+      if (a.refundReservedMinor !== 0n)
+        bad(`${where} still reserves ${a.refundReservedMinor} for refunds after healing`, [], [a.authCode]);
+      const committedRefunds = [...log.refunds.values()]
+        .filter((f) => f.authId === a.authId && f.status === "COMMITTED")
+        .reduce((s, f) => s + f.amountMinor, 0n);
+      if (committedRefunds !== a.refundedMinor)
+        bad(
+          `${where}: refunded ${a.refundedMinor}, its committed refunds sum to ${committedRefunds}`,
+          [],
+          [a.authCode],
+        );
+      if (a.refundedMinor > a.capturedMinor)
+        bad(`${where}: refunded ${a.refundedMinor} > captured ${a.capturedMinor}`, [], [a.authCode]);
+      if (a.capturedMinor > a.amountMinor)
+        bad(`${where}: captured ${a.capturedMinor} > authorized ${a.amountMinor}`, [], [a.authCode]);
+      if (a.status === "CAPTURED" && (entries.get(a.captureTxnId)?.length ?? 0) !== 2)
+        bad(
+          `${where} is CAPTURED but its capture ${a.captureTxnId} is not in both ledgers`,
+          [a.captureTxnId],
+          [a.authCode],
+        );
       if (a.status === "DECLINED" && a.holdTxnId === "") continue; // declined before any hold (risk, CVC)
       let bankHold: { state: HoldState; capturedMinor: bigint } | undefined;
       try {
-        bankHold = (await cluster.bankClient(LedgerService, a.cardBank, CALL_TIMEOUT_MS).getHold({ holdId: a.authId })).hold!;
+        bankHold = (await cluster.bankClient(LedgerService, a.cardBank, CALL_TIMEOUT_MS).getHold({ holdId: a.authId }))
+          .hold!;
       } catch (e) {
         if (errorInfo(e).reason !== "hold_not_found") {
           bad(`${where}: the issuing bank did not answer GetHold after healing: ${errorInfo(e).reason}`);
@@ -162,26 +251,63 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
         }
       }
       const state = bankHold ? HoldState[bankHold.state] : "none";
-      const want: Record<string, string[]> = { CAPTURED: ["CAPTURED"], VOIDED: ["RELEASED"], EXPIRED: ["EXPIRED", "RELEASED"], DECLINED: ["none", "RELEASED", "EXPIRED"] };
-      if (want[a.status] && !want[a.status]!.includes(state)) bad(`${where} is ${a.status} but the hold at ${a.cardBank} is ${state}`, [a.holdTxnId, a.captureTxnId], [a.authCode]);
-      if (a.status === "CAPTURED" && bankHold && bankHold.capturedMinor !== a.capturedMinor) bad(`${where} captured ${a.capturedMinor}, the hold at ${a.cardBank} says ${bankHold.capturedMinor}`, [a.captureTxnId], [a.authCode]);
+      const want: Record<string, string[]> = {
+        CAPTURED: ["CAPTURED"],
+        VOIDED: ["RELEASED"],
+        EXPIRED: ["EXPIRED", "RELEASED"],
+        DECLINED: ["none", "RELEASED", "EXPIRED"],
+      };
+      if (want[a.status] && !want[a.status]!.includes(state))
+        bad(
+          `${where} is ${a.status} but the hold at ${a.cardBank} is ${state}`,
+          [a.holdTxnId, a.captureTxnId],
+          [a.authCode],
+        );
+      if (a.status === "CAPTURED" && bankHold && bankHold.capturedMinor !== a.capturedMinor)
+        bad(
+          `${where} captured ${a.capturedMinor}, the hold at ${a.cardBank} says ${bankHold.capturedMinor}`,
+          [a.captureTxnId],
+          [a.authCode],
+        );
     }
 
     // Refunds against what the merchant was told.
     for (const f of log.refunds.values()) {
-      if (f.status === "PENDING") bad(`refund ${f.refundId} (key ${f.key}) is still PENDING after healing`, [f.txnId], [f.key]);
-      if (f.status === "COMMITTED" && (entries.get(f.txnId)?.length ?? 0) !== 2) bad(`refund ${f.refundId} is COMMITTED but not in both ledgers`, [f.txnId], [f.key]);
+      if (f.status === "PENDING")
+        bad(`refund ${f.refundId} (key ${f.key}) is still PENDING after healing`, [f.txnId], [f.key]);
+      if (f.status === "COMMITTED" && (entries.get(f.txnId)?.length ?? 0) !== 2)
+        bad(`refund ${f.refundId} is COMMITTED but not in both ledgers`, [f.txnId], [f.key]);
     }
     for (const r of work.refunds.values()) {
-      if (r.committed.size > 1) bad(`refund key ${r.key} was acknowledged with ${r.committed.size} refund ids: ${[...r.committed].join(", ")}`, [], [r.authCode]);
-      if (r.committed.size > 0 && r.declined.length > 0) bad(`refund key ${r.key} was declined for good (${r.declined.join(", ")}) and acknowledged (${[...r.committed].join(", ")})`, [], [r.authCode]);
+      if (r.committed.size > 1)
+        bad(
+          `refund key ${r.key} was acknowledged with ${r.committed.size} refund ids: ${[...r.committed].join(", ")}`,
+          [],
+          [r.authCode],
+        );
+      if (r.committed.size > 0 && r.declined.length > 0)
+        bad(
+          `refund key ${r.key} was declined for good (${r.declined.join(", ")}) and acknowledged (${[...r.committed].join(", ")})`,
+          [],
+          [r.authCode],
+        );
       for (const id of r.committed) {
         const f = log.refunds.get(id);
-        if (!f || f.status !== "COMMITTED" || f.key !== r.key || f.amountMinor !== r.amountMinor) bad(`the merchant was told refund ${id} (key ${r.key}, ${r.amountMinor}) committed; the store says ${f ? `${f.status} ${f.key} ${f.amountMinor}` : "nothing"}`, f ? [f.txnId] : [], [r.authCode]);
+        if (!f || f.status !== "COMMITTED" || f.key !== r.key || f.amountMinor !== r.amountMinor)
+          bad(
+            `the merchant was told refund ${id} (key ${r.key}, ${r.amountMinor}) committed; the store says ${f ? `${f.status} ${f.key} ${f.amountMinor}` : "nothing"}`,
+            f ? [f.txnId] : [],
+            [r.authCode],
+          );
       }
       if (r.declined.length > 0) {
         const f = [...log.refunds.values()].find((x) => x.key === r.key);
-        if (f?.status === "COMMITTED") bad(`the merchant was told refund key ${r.key} was declined (${r.declined.join(", ")}); the store says COMMITTED`, [f.txnId], [r.authCode]);
+        if (f?.status === "COMMITTED")
+          bad(
+            `the merchant was told refund key ${r.key} was declined (${r.declined.join(", ")}); the store says COMMITTED`,
+            [f.txnId],
+            [r.authCode],
+          );
       }
     }
 
@@ -191,52 +317,110 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
       const o = view.orders.get(r.attemptKey);
       const where = `order ${r.attemptKey}`;
       for (const u of r.unexpected) bad(`${where}: the checkout answered ${u}`, [], [r.attemptKey]);
-      if (r.approved.size > 1) bad(`${where} was shown ${r.approved.size} different approvals: ${[...r.approved].join(", ")}`, [], [r.attemptKey]);
-      const wrongDeclines = r.declines.filter((d) => !(r.wrongCvcFirst && d === "incorrect_cvc") && d !== r.card.expectedDecline);
-      for (const d of wrongDeclines) bad(`${where} was shown a decline (${d}) ${TRANSIENT_REASONS.has(d) ? "for a transient reason" : "it did not ask for"}`, [], [r.attemptKey]);
-      if (r.approved.size > 0 && r.card.expectedDecline !== "") bad(`${where} was approved though ${r.card.holder}'s card must be declined ${r.card.expectedDecline}`, [], [r.attemptKey]);
+      if (r.approved.size > 1)
+        bad(
+          `${where} was shown ${r.approved.size} different approvals: ${[...r.approved].join(", ")}`,
+          [],
+          [r.attemptKey],
+        );
+      const wrongDeclines = r.declines.filter(
+        (d) => !(r.wrongCvcFirst && d === "incorrect_cvc") && d !== r.card.expectedDecline,
+      );
+      for (const d of wrongDeclines)
+        bad(
+          `${where} was shown a decline (${d}) ${TRANSIENT_REASONS.has(d) ? "for a transient reason" : "it did not ask for"}`,
+          [],
+          [r.attemptKey],
+        );
+      if (r.approved.size > 0 && r.card.expectedDecline !== "")
+        bad(
+          `${where} was approved though ${r.card.holder}'s card must be declined ${r.card.expectedDecline}`,
+          [],
+          [r.attemptKey],
+        );
       if (!o) {
-        if (r.approved.size > 0 || r.declines.length > 0) bad(`${where} was answered but the checkout has no such order`, [], [r.attemptKey]);
+        if (r.approved.size > 0 || r.declines.length > 0)
+          bad(`${where} was answered but the checkout has no such order`, [], [r.attemptKey]);
         continue;
       }
       if (o.state === "pending" || o.state === "unknown") {
-        bad(`${where} is still ${o.state} (${o.reason}) after healing and ${r.attempts} submissions`, [], [r.attemptKey]);
+        bad(
+          `${where} is still ${o.state} (${o.reason}) after healing and ${r.attempts} submissions`,
+          [],
+          [r.attemptKey],
+        );
         continue;
       }
       if (o.state === "declined") {
-        if (TRANSIENT_REASONS.has(o.reason)) bad(`${where} is marked declined for a transient reason (${o.reason})`, [], [r.attemptKey]);
-        if (r.approved.size > 0) bad(`${where} was shown approved (${[...r.approved].join(", ")}) but is declined (${o.reason})`, [], [r.attemptKey]);
+        if (TRANSIENT_REASONS.has(o.reason))
+          bad(`${where} is marked declined for a transient reason (${o.reason})`, [], [r.attemptKey]);
+        if (r.approved.size > 0)
+          bad(
+            `${where} was shown approved (${[...r.approved].join(", ")}) but is declined (${o.reason})`,
+            [],
+            [r.attemptKey],
+          );
         continue;
       }
       orderCodes.add(o.authCode);
-      for (const code of r.approved) if (code !== o.authCode) bad(`${where} was shown approval ${code}; the order holds ${o.authCode}`, [], [r.attemptKey]);
+      for (const code of r.approved)
+        if (code !== o.authCode)
+          bad(`${where} was shown approval ${code}; the order holds ${o.authCode}`, [], [r.attemptKey]);
       const a = authByCode.get(o.authCode);
       if (!a) {
         bad(`${where} is approved as ${o.authCode}, which the gateway does not know`, [], [r.attemptKey]);
         continue;
       }
-      if (a.merchantReference !== o.orderId || a.amountMinor !== o.amountMinor) bad(`${where} (${o.orderId}, ${o.amountMinor}) has authorization ${a.authCode} for ${a.merchantReference}, ${a.amountMinor}`, [], [r.attemptKey]);
+      if (a.merchantReference !== o.orderId || a.amountMinor !== o.amountMinor)
+        bad(
+          `${where} (${o.orderId}, ${o.amountMinor}) has authorization ${a.authCode} for ${a.merchantReference}, ${a.amountMinor}`,
+          [],
+          [r.attemptKey],
+        );
       if (o.settleState === "captured") {
-        if (o.capturedMinor !== o.amountMinor) bad(`${where} captured ${o.capturedMinor} of ${o.amountMinor}`, [], [r.attemptKey, o.authCode]);
-        if (a.status !== "CAPTURED" || a.capturedMinor !== o.capturedMinor) bad(`${where} is captured for ${o.capturedMinor} at the checkout; the gateway's ${a.authCode} is ${a.status} for ${a.capturedMinor}`, [a.captureTxnId], [r.attemptKey, o.authCode]);
+        if (o.capturedMinor !== o.amountMinor)
+          bad(`${where} captured ${o.capturedMinor} of ${o.amountMinor}`, [], [r.attemptKey, o.authCode]);
+        if (a.status !== "CAPTURED" || a.capturedMinor !== o.capturedMinor)
+          bad(
+            `${where} is captured for ${o.capturedMinor} at the checkout; the gateway's ${a.authCode} is ${a.status} for ${a.capturedMinor}`,
+            [a.captureTxnId],
+            [r.attemptKey, o.authCode],
+          );
       } else if (o.settleState === "failed") {
         const voided = a.status === "VOIDED" && voidedByUs.has(a.authCode) && o.settleReason === "authorization_voided";
         if (!voided) {
-          bad(`${where} is marked failed (${o.settleReason})${TRANSIENT_REASONS.has(o.settleReason) ? ": a transient failure ended as a final one, the merchant is never paid" : ""}; the gateway's ${a.authCode} is ${a.status}`, [a.opTxnId, a.captureTxnId], [r.attemptKey, o.authCode]);
+          bad(
+            `${where} is marked failed (${o.settleReason})${TRANSIENT_REASONS.has(o.settleReason) ? ": a transient failure ended as a final one, the merchant is never paid" : ""}; the gateway's ${a.authCode} is ${a.status}`,
+            [a.opTxnId, a.captureTxnId],
+            [r.attemptKey, o.authCode],
+          );
         }
       } else {
-        bad(`${where} is approved but still ${o.settleState} after the settlement drained (${o.settleReason})`, [], [r.attemptKey, o.authCode]);
+        bad(
+          `${where} is approved but still ${o.settleState} after the settlement drained (${o.settleReason})`,
+          [],
+          [r.attemptKey, o.authCode],
+        );
       }
     }
     for (const a of auths) {
       if (["APPROVED", "CAPTURED", "VOIDED", "EXPIRED"].includes(a.status) && !orderCodes.has(a.authCode)) {
-        bad(`authorization ${a.authCode} (key ${a.key}) is ${a.status} but no approved order of the checkout holds it: the merchant never learned of it`, [a.holdTxnId], [a.authCode, baseKey(a.key)]);
+        bad(
+          `authorization ${a.authCode} (key ${a.key}) is ${a.status} but no approved order of the checkout holds it: the merchant never learned of it`,
+          [a.holdTxnId],
+          [a.authCode, baseKey(a.key)],
+        );
       }
     }
 
     // Settlement batches: none left half done.
     for (const b of log.batches.values()) {
-      if (b.status !== "DONE") bad(`settlement batch ${b.batchId} (key ${b.key}) is still ${b.status} after healing with ${b.itemsOpen} items open${b.ownerReplica ? `, owned by ${b.ownerReplica}` : ""}`, [], [b.key]);
+      if (b.status !== "DONE")
+        bad(
+          `settlement batch ${b.batchId} (key ${b.key}) is still ${b.status} after healing with ${b.itemsOpen} items open${b.ownerReplica ? `, owned by ${b.ownerReplica}` : ""}`,
+          [],
+          [b.key],
+        );
     }
 
     // The merchant's account: exactly captured minus refunded, three ways.
@@ -245,11 +429,18 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
     const rose = balance === undefined ? undefined : balance - merchant.openingMinor;
     const byGateway = auths.reduce((s, a) => s + a.capturedMinor - a.refundedMinor, 0n);
     let byJournal = 0n;
-    for (const rows of entries.values()) for (const r of rows) if (r.accountId === merchantId) byJournal += r.amountMinor;
-    const toldRefunded = [...work.refunds.values()].filter((r) => r.committed.size > 0).reduce((s, r) => s + r.amountMinor, 0n);
-    const byCheckout = [...view.orders.values()].reduce((s, o) => s + (o.settleState === "captured" ? o.capturedMinor : 0n), 0n) - toldRefunded;
+    for (const rows of entries.values())
+      for (const r of rows) if (r.accountId === merchantId) byJournal += r.amountMinor;
+    const toldRefunded = [...work.refunds.values()]
+      .filter((r) => r.committed.size > 0)
+      .reduce((s, r) => s + r.amountMinor, 0n);
+    const byCheckout =
+      [...view.orders.values()].reduce((s, o) => s + (o.settleState === "captured" ? o.capturedMinor : 0n), 0n) -
+      toldRefunded;
     if (rose !== undefined && (rose !== byGateway || rose !== byJournal || rose !== byCheckout)) {
-      bad(`the merchant's account ${merchantId} rose by ${rose}; captured minus refunded is ${byGateway} by the gateway's authorizations, ${byJournal} by the journals, ${byCheckout} by the checkout's orders and the refunds acknowledged`);
+      bad(
+        `the merchant's account ${merchantId} rose by ${rose}; captured minus refunded is ${byGateway} by the gateway's authorizations, ${byJournal} by the journals, ${byCheckout} by the checkout's orders and the refunds acknowledged`,
+      );
     }
   }
 

@@ -81,7 +81,16 @@ export interface CardStats {
 }
 
 /** Refund and void refusals that are verdicts (retrying the same request gets the same no). */
-const BACK_OFFICE_FINAL = new Set(["refund_exceeds_capture", "not_captured", "authorization_not_found", "authorization_voided", "authorization_expired", "already_captured", "idempotency_key_reused", "invalid_amount"]);
+const BACK_OFFICE_FINAL = new Set([
+  "refund_exceeds_capture",
+  "not_captured",
+  "authorization_not_found",
+  "authorization_voided",
+  "authorization_expired",
+  "already_captured",
+  "idempotency_key_reused",
+  "invalid_amount",
+]);
 const POST_ATTEMPTS_MAX = 14;
 const BACK_OFFICE_ATTEMPTS_MAX = 10;
 const CALL_TIMEOUT_MS = 8_000;
@@ -129,10 +138,21 @@ export function readCheckout(file: string): CheckoutView {
           settleNotBeforeMs: Number(r.settle_not_before_ms ?? 0n),
         });
       }
-      const open = Number((db.prepare("SELECT count(*) AS n FROM settlements WHERE state = 'open'").get() as { n: bigint }).n);
-      const batches = (db.prepare("SELECT settlement_id, idempotency_key FROM settlements").all() as { settlement_id: string; idempotency_key: string }[]).map((s) => ({
+      const open = Number(
+        (db.prepare("SELECT count(*) AS n FROM settlements WHERE state = 'open'").get() as { n: bigint }).n,
+      );
+      const batches = (
+        db.prepare("SELECT settlement_id, idempotency_key FROM settlements").all() as {
+          settlement_id: string;
+          idempotency_key: string;
+        }[]
+      ).map((s) => ({
         key: s.idempotency_key,
-        items: (db.prepare("SELECT auth_code, amount_minor FROM settlement_items WHERE settlement_id = ? ORDER BY rowid").all(s.settlement_id) as { auth_code: string; amount_minor: bigint }[]).map((i) => ({ authCode: i.auth_code, amountMinor: i.amount_minor })),
+        items: (
+          db
+            .prepare("SELECT auth_code, amount_minor FROM settlement_items WHERE settlement_id = ? ORDER BY rowid")
+            .all(s.settlement_id) as { auth_code: string; amount_minor: bigint }[]
+        ).map((i) => ({ authCode: i.auth_code, amountMinor: i.amount_minor })),
       }));
       return { orders, openSettlements: open, batches };
     })();
@@ -154,8 +174,23 @@ export async function issueCards(cluster: Cluster, adminToken: string): Promise<
   for (const w of wanted) {
     for (let i = 0; ; i++) {
       try {
-        const c = await admin.issueCard({ accountId: w.account.id, cardholderName: `${w.account.owner} chaos`, number: "", cvc: "", expMonth: 0, expYear: 0 });
-        cards.push({ holder: w.account.owner, accountId: w.account.id, number: c.number, cvc: c.cvc, expMonth: c.expMonth, expYear: c.expYear, expectedDecline: w.expectedDecline });
+        const c = await admin.issueCard({
+          accountId: w.account.id,
+          cardholderName: `${w.account.owner} chaos`,
+          number: "",
+          cvc: "",
+          expMonth: 0,
+          expYear: 0,
+        });
+        cards.push({
+          holder: w.account.owner,
+          accountId: w.account.id,
+          number: c.number,
+          cvc: c.cvc,
+          expMonth: c.expMonth,
+          expYear: c.expYear,
+          expectedDecline: w.expectedDecline,
+        });
         break;
       } catch (e) {
         if (i >= 10) throw e;
@@ -166,11 +201,29 @@ export async function issueCards(cluster: Cluster, adminToken: string): Promise<
   return cards;
 }
 
-export function createCardWorkload(cluster: Cluster, rng: Rng, history: History, cards: readonly IssuedCard[], merchantToken: string) {
+export function createCardWorkload(
+  cluster: Cluster,
+  rng: Rng,
+  history: History,
+  cards: readonly IssuedCard[],
+  merchantToken: string,
+) {
   const attempts = new Map<string, AttemptRecord>();
   const refunds = new Map<string, RefundRecord>();
   const voids = new Map<string, VoidRecord>();
-  const stats: CardStats = { orders: 0, posts: 0, approved: 0, declined: 0, answers: {}, voids: 0, voided: 0, refunds: 0, refundsCommitted: 0, refundsDeclined: 0, backOffice: {} };
+  const stats: CardStats = {
+    orders: 0,
+    posts: 0,
+    approved: 0,
+    declined: 0,
+    answers: {},
+    voids: 0,
+    voided: 0,
+    refunds: 0,
+    refundsCommitted: 0,
+    refundsDeclined: 0,
+    backOffice: {},
+  };
   const shop = cluster.client(CardService, merchantToken, CALL_TIMEOUT_MS);
   const good = cards.filter((c) => c.expectedDecline === "");
   let stopping = false;
@@ -178,10 +231,23 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
   const count = (bucket: Record<string, number>, label: string) => (bucket[label] = (bucket[label] ?? 0) + 1);
 
   function newAttempt(): AttemptRecord {
-    const card = rng.chance(0.06) && cards.length > good.length ? rng.pick(cards.filter((c) => c.expectedDecline !== "")) : rng.pick(good);
+    const card =
+      rng.chance(0.06) && cards.length > good.length
+        ? rng.pick(cards.filter((c) => c.expectedDecline !== ""))
+        : rng.pick(good);
     const wrongCvcFirst = card.expectedDecline === "" && rng.chance(0.08);
     // The checkout's attempt keys: 16-64 of [A-Za-z0-9_-] (payment.html puts a UUID there).
-    const r: AttemptRecord = { attemptKey: `chaos-pay-${++n}-${rng.uuid()}`, card, wrongCvcFirst, phase: wrongCvcFirst ? "wrong" : "right", approved: new Set(), declines: [], unexpected: [], attempts: 0, done: false };
+    const r: AttemptRecord = {
+      attemptKey: `chaos-pay-${++n}-${rng.uuid()}`,
+      card,
+      wrongCvcFirst,
+      phase: wrongCvcFirst ? "wrong" : "right",
+      approved: new Set(),
+      declines: [],
+      unexpected: [],
+      attempts: 0,
+      done: false,
+    };
     attempts.set(r.attemptKey, r);
     stats.orders++;
     return r;
@@ -198,7 +264,13 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
     stats.posts++;
     // The phase this post was sent in: a concurrent post (a double click) may correct the CVC meanwhile.
     const phase = r.phase;
-    const body = { idempotencyKey: r.attemptKey, cardholderName: `${r.card.holder} chaos`, cardNumber: r.card.number, expiry: expiry(r.card), cvc: cvcOf(r) };
+    const body = {
+      idempotencyKey: r.attemptKey,
+      cardholderName: `${r.card.holder} chaos`,
+      cardNumber: r.card.number,
+      expiry: expiry(r.card),
+      cvc: cvcOf(r),
+    };
     let status = 0;
     let json: Record<string, unknown> = {};
     try {
@@ -212,14 +284,22 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
       json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
     } catch (e) {
       count(stats.answers, "checkout_unreachable");
-      history.add({ kind: "answer", key: r.attemptKey, detail: `POST /make-payment (${r.phase}): checkout unreachable: ${e instanceof Error ? e.message : String(e)} (post ${r.attempts})` });
+      history.add({
+        kind: "answer",
+        key: r.attemptKey,
+        detail: `POST /make-payment (${r.phase}): checkout unreachable: ${e instanceof Error ? e.message : String(e)} (post ${r.attempts})`,
+      });
       return false;
     }
     const outcome = typeof json.status === "string" ? json.status : `http_${status}`;
     const reason = typeof json.reason === "string" ? json.reason : "";
     count(stats.answers, reason ? `${outcome}/${reason}` : outcome);
     const authCode = typeof json.authCode === "string" ? json.authCode : "";
-    history.add({ kind: "answer", key: r.attemptKey, detail: `POST /make-payment (${phase}, ${r.card.holder}): ${status} ${outcome}${reason ? ` ${reason}` : ""}${authCode ? ` ${authCode}` : ""} (post ${r.attempts})` });
+    history.add({
+      kind: "answer",
+      key: r.attemptKey,
+      detail: `POST /make-payment (${phase}, ${r.card.holder}): ${status} ${outcome}${reason ? ` ${reason}` : ""}${authCode ? ` ${authCode}` : ""} (post ${r.attempts})`,
+    });
     switch (outcome) {
       case "approved":
         r.approved.add(authCode);
@@ -247,7 +327,8 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
     }
   }
 
-  const settleAttempt = (r: AttemptRecord, attemptsMax: number) => sendUntilSettled(r, () => post(r), { attemptsMax, baseMs: 150, rng, stopping: () => stopping });
+  const settleAttempt = (r: AttemptRecord, attemptsMax: number) =>
+    sendUntilSettled(r, () => post(r), { attemptsMax, baseMs: 150, rng, stopping: () => stopping });
 
   async function shopper(): Promise<void> {
     while (!stopping) {
@@ -266,7 +347,14 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
   /** A back-office call's failure: "final" (a verdict), or undefined (no verdict: the same request again later). */
   function backOfficeFailure(e: unknown, what: string): string | undefined {
     const info = errorInfo(e);
-    const label = info.code === Code.Internal || info.code === Code.Unavailable || info.code === Code.DeadlineExceeded || info.code === Code.Canceled || info.code === Code.Aborted ? `${Code[info.code]}/${info.reason}` : info.reason;
+    const label =
+      info.code === Code.Internal ||
+      info.code === Code.Unavailable ||
+      info.code === Code.DeadlineExceeded ||
+      info.code === Code.Canceled ||
+      info.code === Code.Aborted
+        ? `${Code[info.code]}/${info.reason}`
+        : info.reason;
     count(stats.backOffice, `${what}:${label}`);
     return BACK_OFFICE_FINAL.has(info.reason) ? info.reason : undefined;
   }
@@ -278,11 +366,19 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
       const status = AuthorizationStatus[res.authorization!.status] ?? "?";
       v.outcomes.push(status);
       count(stats.backOffice, `void:ok:${status}`);
-      history.add({ kind: "answer", key: v.authCode, detail: `Void ${v.authCode}: ok, ${status} (attempt ${v.attempts})` });
+      history.add({
+        kind: "answer",
+        key: v.authCode,
+        detail: `Void ${v.authCode}: ok, ${status} (attempt ${v.attempts})`,
+      });
       return true;
     } catch (e) {
       const final = backOfficeFailure(e, "void");
-      history.add({ kind: "answer", key: v.authCode, detail: `Void ${v.authCode}: ${errorInfo(e).reason || Code[errorInfo(e).code]} (attempt ${v.attempts})` });
+      history.add({
+        kind: "answer",
+        key: v.authCode,
+        detail: `Void ${v.authCode}: ${errorInfo(e).reason || Code[errorInfo(e).code]} (attempt ${v.attempts})`,
+      });
       if (final) v.outcomes.push(final);
       return final !== undefined;
     }
@@ -294,17 +390,27 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
       const res = await shop.refund({ idempotencyKey: f.key, authCode: f.authCode, amountMinor: f.amountMinor });
       f.committed.add(res.refundId);
       count(stats.backOffice, "refund:ok");
-      history.add({ kind: "answer", key: f.authCode, txnId: res.transactionId, detail: `Refund ${f.key} ${f.authCode} ${f.amountMinor}: ok ${res.refundId} (attempt ${f.attempts})` });
+      history.add({
+        kind: "answer",
+        key: f.authCode,
+        txnId: res.transactionId,
+        detail: `Refund ${f.key} ${f.authCode} ${f.amountMinor}: ok ${res.refundId} (attempt ${f.attempts})`,
+      });
       return true;
     } catch (e) {
       const final = backOfficeFailure(e, "refund");
-      history.add({ kind: "answer", key: f.authCode, detail: `Refund ${f.key} ${f.authCode} ${f.amountMinor}: ${errorInfo(e).reason || Code[errorInfo(e).code]} (attempt ${f.attempts})` });
+      history.add({
+        kind: "answer",
+        key: f.authCode,
+        detail: `Refund ${f.key} ${f.authCode} ${f.amountMinor}: ${errorInfo(e).reason || Code[errorInfo(e).code]} (attempt ${f.attempts})`,
+      });
       if (final) f.declined.push(final);
       return final !== undefined;
     }
   }
 
-  const until = (fn: () => Promise<boolean>, rec: { attempts: number; done: boolean }, attemptsMax: number) => sendUntilSettled(rec, fn, { attemptsMax, baseMs: 200, rng, stopping: () => stopping });
+  const until = (fn: () => Promise<boolean>, rec: { attempts: number; done: boolean }, attemptsMax: number) =>
+    sendUntilSettled(rec, fn, { attemptsMax, baseMs: 200, rng, stopping: () => stopping });
 
   async function backOffice(): Promise<void> {
     const refunded = new Set<string>();
@@ -336,7 +442,15 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
       // One to three refunds at once; together they may ask for more than was captured.
       const copies = rng.int(1, 3);
       const batch = Array.from({ length: copies }, (): RefundRecord => {
-        const f: RefundRecord = { key: `chaos-refund-${randomUUID()}`, authCode: code, amountMinor: BigInt(rng.int(1, Number(captured / 2n))), committed: new Set(), declined: [], attempts: 0, done: false };
+        const f: RefundRecord = {
+          key: `chaos-refund-${randomUUID()}`,
+          authCode: code,
+          amountMinor: BigInt(rng.int(1, Number(captured / 2n))),
+          committed: new Set(),
+          declined: [],
+          attempts: 0,
+          done: false,
+        };
         refunds.set(f.key, f);
         stats.refunds++;
         return f;
@@ -384,21 +498,34 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
      * waits for the latest retry that is due plus a grace period, or 30 s
      * with nothing due, within `capMs`. Returns how long it took and what was left.
      */
-    async drainSettlement(capMs: number, log: (line: string) => void, capturedEnough?: number): Promise<{ ms: number; left: number }> {
+    async drainSettlement(
+      capMs: number,
+      log: (line: string) => void,
+      capturedEnough?: number,
+    ): Promise<{ ms: number; left: number }> {
       const started = Date.now();
       const GRACE_MS = 30_000;
       let lastLog = 0;
       for (;;) {
         const view = readCheckout(cluster.checkoutDbFile);
-        const waiting = [...view.orders.values()].filter((o) => o.state === "approved" && (o.settleState === "unsettled" || o.settleState === "in_batch"));
+        const waiting = [...view.orders.values()].filter(
+          (o) => o.state === "approved" && (o.settleState === "unsettled" || o.settleState === "in_batch"),
+        );
         const left = waiting.length + view.openSettlements;
         if (left === 0) return { ms: Date.now() - started, left: 0 };
-        if (capturedEnough !== undefined && [...view.orders.values()].filter((o) => o.settleState === "captured").length >= capturedEnough) return { ms: Date.now() - started, left };
+        if (
+          capturedEnough !== undefined &&
+          [...view.orders.values()].filter((o) => o.settleState === "captured").length >= capturedEnough
+        )
+          return { ms: Date.now() - started, left };
         const latestDue = Math.max(0, ...waiting.map((o) => o.settleNotBeforeMs));
-        if (Date.now() > Math.min(started + capMs, Math.max(started, latestDue) + GRACE_MS)) return { ms: Date.now() - started, left };
+        if (Date.now() > Math.min(started + capMs, Math.max(started, latestDue) + GRACE_MS))
+          return { ms: Date.now() - started, left };
         if (Date.now() - lastLog >= 15_000) {
           lastLog = Date.now();
-          log(`  settlement: ${waiting.length} approved orders not captured yet, ${view.openSettlements} open batches; latest capture retry due in ${Math.max(0, Math.round((latestDue - Date.now()) / 1000))} s`);
+          log(
+            `  settlement: ${waiting.length} approved orders not captured yet, ${view.openSettlements} open batches; latest capture retry due in ${Math.max(0, Math.round((latestDue - Date.now()) / 1000))} s`,
+          );
         }
         await sleep(1000);
       }
@@ -417,14 +544,25 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
         const order = view.orders.get(r.attemptKey);
         if (!order) continue;
         // The keys the checkout used: the attempt key, and `<key>-r1` after a corrected decline.
-        const tries = r.wrongCvcFirst ? [{ key: r.attemptKey, cvc: r.card.cvc === "999" ? "998" : "999" }, { key: `${r.attemptKey}-r1`, cvc: r.card.cvc }] : [{ key: r.attemptKey, cvc: r.card.cvc }];
+        const tries = r.wrongCvcFirst
+          ? [
+              { key: r.attemptKey, cvc: r.card.cvc === "999" ? "998" : "999" },
+              { key: `${r.attemptKey}-r1`, cvc: r.card.cvc },
+            ]
+          : [{ key: r.attemptKey, cvc: r.card.cvc }];
         for (const t of tries) {
           if (t.key !== order.gatewayKey && t.key !== r.attemptKey) continue;
           sent++;
           try {
             const res = await shop.authorize({
               idempotencyKey: t.key,
-              card: { number: r.card.number, expMonth: r.card.expMonth, expYear: r.card.expYear, cvc: t.cvc, cardholderName: `${r.card.holder} chaos` },
+              card: {
+                number: r.card.number,
+                expMonth: r.card.expMonth,
+                expYear: r.card.expYear,
+                cvc: t.cvc,
+                cardholderName: `${r.card.holder} chaos`,
+              },
               amountMinor: order.amountMinor,
               currency: "USD",
               merchantReference: order.orderId,
@@ -432,13 +570,34 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
             });
             const code = res.authorization!.authCode;
             history.add({ kind: "resend", key: r.attemptKey, detail: `Authorize ${t.key} again: ${code}` });
-            if (t.key === order.gatewayKey && order.authCode !== "" && code !== order.authCode) changed.push(`Authorize key ${t.key} re-sent: auth code ${code}, the checkout holds ${order.authCode}`);
-            if (order.state === "declined" && t.key === order.gatewayKey) changed.push(`Authorize key ${t.key} was declined (${order.reason}) and, re-sent, is approved as ${code}`);
-            if (t.key !== order.gatewayKey) changed.push(`Authorize key ${t.key} was declined (incorrect_cvc) and, re-sent, is approved as ${code}`);
+            if (t.key === order.gatewayKey && order.authCode !== "" && code !== order.authCode)
+              changed.push(`Authorize key ${t.key} re-sent: auth code ${code}, the checkout holds ${order.authCode}`);
+            if (order.state === "declined" && t.key === order.gatewayKey)
+              changed.push(
+                `Authorize key ${t.key} was declined (${order.reason}) and, re-sent, is approved as ${code}`,
+              );
+            if (t.key !== order.gatewayKey)
+              changed.push(`Authorize key ${t.key} was declined (incorrect_cvc) and, re-sent, is approved as ${code}`);
           } catch (e) {
             const info = errorInfo(e);
-            history.add({ kind: "resend", key: r.attemptKey, detail: `Authorize ${t.key} again: ${info.reason || Code[info.code]}` });
-            if (t.key === order.gatewayKey && order.authCode !== "" && info.reason !== "" && !["idempotency_key_in_use", "participant_unavailable", "participant_timeout", "store_unavailable"].includes(info.reason) && info.code !== Code.Unavailable && info.code !== Code.DeadlineExceeded) {
+            history.add({
+              kind: "resend",
+              key: r.attemptKey,
+              detail: `Authorize ${t.key} again: ${info.reason || Code[info.code]}`,
+            });
+            if (
+              t.key === order.gatewayKey &&
+              order.authCode !== "" &&
+              info.reason !== "" &&
+              ![
+                "idempotency_key_in_use",
+                "participant_unavailable",
+                "participant_timeout",
+                "store_unavailable",
+              ].includes(info.reason) &&
+              info.code !== Code.Unavailable &&
+              info.code !== Code.DeadlineExceeded
+            ) {
               changed.push(`Authorize key ${t.key} (approved as ${order.authCode}) re-sent: ${info.reason}`);
             }
           }
@@ -448,17 +607,32 @@ export function createCardWorkload(cluster: Cluster, rng: Rng, history: History,
         sent++;
         const before = f.committed.size;
         await refundOnce(f);
-        if (before > 0 && f.committed.size !== before) changed.push(`refund key ${f.key} re-sent: refund ids ${[...f.committed].join(", ")}`);
-        if (f.declined.length > 0 && f.committed.size > 0) changed.push(`refund key ${f.key} was declined (${f.declined.join(", ")}) and committed as ${[...f.committed].join(", ")}`);
+        if (before > 0 && f.committed.size !== before)
+          changed.push(`refund key ${f.key} re-sent: refund ids ${[...f.committed].join(", ")}`);
+        if (f.declined.length > 0 && f.committed.size > 0)
+          changed.push(
+            `refund key ${f.key} was declined (${f.declined.join(", ")}) and committed as ${[...f.committed].join(", ")}`,
+          );
       }
       for (const b of view.batches) {
         if (b.items.length === 0) continue;
         sent++;
         try {
-          const res = await shop.settleBatch({ idempotencyKey: b.key, items: b.items.map((i) => ({ authCode: i.authCode, amountMinor: i.amountMinor })) });
-          history.add({ kind: "resend", key: b.key, detail: `SettleBatch again: ${res.results.map((x) => `${x.authCode}=${SettleItemStatus[x.status]}${x.reason ? `/${x.reason}` : ""}`).join(" ")}` });
+          const res = await shop.settleBatch({
+            idempotencyKey: b.key,
+            items: b.items.map((i) => ({ authCode: i.authCode, amountMinor: i.amountMinor })),
+          });
+          history.add({
+            kind: "resend",
+            key: b.key,
+            detail: `SettleBatch again: ${res.results.map((x) => `${x.authCode}=${SettleItemStatus[x.status]}${x.reason ? `/${x.reason}` : ""}`).join(" ")}`,
+          });
         } catch (e) {
-          history.add({ kind: "resend", key: b.key, detail: `SettleBatch again: ${errorInfo(e).reason || Code[errorInfo(e).code]}` });
+          history.add({
+            kind: "resend",
+            key: b.key,
+            detail: `SettleBatch again: ${errorInfo(e).reason || Code[errorInfo(e).code]}`,
+          });
         }
       }
       return { sent, changed };

@@ -31,7 +31,10 @@ const crashesMin = (durationS: number) => Math.ceil((50 * durationS) / 180);
 function assertClean(report: ChaosReport, durationS: number): void {
   const text = formatReport(report);
   assert.deepEqual(report.violations, [], text);
-  assert.ok(report.nemesis.crashes >= crashesMin(durationS), `only ${report.nemesis.crashes} crashes (want ${crashesMin(durationS)})`);
+  assert.ok(
+    report.nemesis.crashes >= crashesMin(durationS),
+    `only ${report.nemesis.crashes} crashes (want ${crashesMin(durationS)})`,
+  );
   // The faults must not have starved the run: money moved and clients got answers.
   assert.ok(report.workload.acknowledged > 0 && report.checker.committed > 0, "nothing committed");
   if (report.cards) assert.ok(report.cards.approved > 0, "no card payment approved");
@@ -39,23 +42,64 @@ function assertClean(report: ChaosReport, durationS: number): void {
 }
 
 test(`chaos: 3 gateway replicas on PostgreSQL + Redis, cards, ${DURATION_S} s of faults, zero violations (seed ${SEED})`, async (t) => {
-  const report = await runChaos({ seed: SEED, durationS: DURATION_S, store: "postgres", gateways: 3, banks: 3, workers: 6, redis: true, cards: true, shoppers: 2, checkEveryS: 10, log: (l) => t.diagnostic(l) });
+  const report = await runChaos({
+    seed: SEED,
+    durationS: DURATION_S,
+    store: "postgres",
+    gateways: 3,
+    banks: 3,
+    workers: 6,
+    redis: true,
+    cards: true,
+    shoppers: 2,
+    checkEveryS: 10,
+    log: (l) => t.diagnostic(l),
+  });
   for (const line of formatReport(report).split("\n")) t.diagnostic(line);
   assertClean(report, DURATION_S);
   assert.ok((report.nemesis.crashesBy.postgres ?? 0) > 0 || DURATION_S < 60, "PostgreSQL was never killed");
 });
 
 test(`chaos: one gateway on SQLite (the laptop default), cards, ${SQLITE_DURATION_S} s of faults, zero violations (seed ${SEED + 1})`, async (t) => {
-  const report = await runChaos({ seed: SEED + 1, durationS: SQLITE_DURATION_S, store: "sqlite", gateways: 1, banks: 3, workers: 6, redis: false, cards: true, shoppers: 2, checkEveryS: 10, log: (l) => t.diagnostic(l) });
+  const report = await runChaos({
+    seed: SEED + 1,
+    durationS: SQLITE_DURATION_S,
+    store: "sqlite",
+    gateways: 1,
+    banks: 3,
+    workers: 6,
+    redis: false,
+    cards: true,
+    shoppers: 2,
+    checkEveryS: 10,
+    log: (l) => t.diagnostic(l),
+  });
   for (const line of formatReport(report).split("\n")) t.diagnostic(line);
   assertClean(report, SQLITE_DURATION_S);
 });
 
 test("control: the checker reports money created behind the system's back, a rewritten decision and an undone capture", async (t) => {
-  const report = await runChaos({ seed: SEED, durationS: 10, store: "postgres", gateways: 2, banks: 2, workers: 3, redis: false, cards: true, shoppers: 1, checkEveryS: 5, log: (l) => t.diagnostic(l), tamper: true });
+  const report = await runChaos({
+    seed: SEED,
+    durationS: 10,
+    store: "postgres",
+    gateways: 2,
+    banks: 2,
+    workers: 3,
+    redis: false,
+    cards: true,
+    shoppers: 1,
+    checkEveryS: 5,
+    log: (l) => t.diagnostic(l),
+    tamper: true,
+  });
   const all = report.violations.join("\n");
   assert.match(all, /money not conserved|differ from the opening total/, formatReport(report));
-  assert.match(all, /decision of .* changed from COMMIT to ABORT|moved money .* decision is ABORT/, formatReport(report));
+  assert.match(
+    all,
+    /decision of .* changed from COMMIT to ABORT|moved money .* decision is ABORT/,
+    formatReport(report),
+  );
   assert.match(all, /merchant's account .* rose by|no authorization records it as its capture/, formatReport(report));
   assert.match(formatReport(report), new RegExp(`VIOLATION \\(seed ${SEED}\\)`));
 });

@@ -100,7 +100,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const adminToken = await cluster.login("admin");
     const workload = createWorkload(cluster, rng.fork(), history, tokens);
     const cardRng = rng.fork();
-    const cardWork = o.cards ? createCardWorkload(cluster, cardRng, history, await issueCards(cluster, adminToken), await cluster.login(MERCHANT.username, MERCHANT.password)) : undefined;
+    const cardWork = o.cards
+      ? createCardWorkload(
+          cluster,
+          cardRng,
+          history,
+          await issueCards(cluster, adminToken),
+          await cluster.login(MERCHANT.username, MERCHANT.password),
+        )
+      : undefined;
     // Histories: the transfer customers, and the card holders (whose refunds are no transfers: their history stays empty).
     const historyTokens = new Map(tokens);
     if (o.cards) for (const u of CARD_HOLDERS) historyTokens.set(u, await cluster.login(u));
@@ -149,7 +157,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       // A control run needs one capture to undo, not a drained settlement (its checker must fail anyway).
       const drained = await cardWork.drainSettlement(SETTLEMENT_DRAIN_CAP_MS, o.log, o.tamper ? 1 : undefined);
       settlementDrainMs = drained.ms;
-      if (drained.left > 0) o.log(`settlement not drained after ${drained.ms} ms: ${drained.left} orders or batches left (the checker reports them)`);
+      if (drained.left > 0)
+        o.log(
+          `settlement not drained after ${drained.ms} ms: ${drained.left} orders or batches left (the checker reports them)`,
+        );
       // Refunds of orders captured only now.
       await cardWork.finish();
     }
@@ -166,7 +177,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     // An ALARM is the services saying an invariant of theirs broke (e.g. a bank's hold disagrees with the authorization).
     for (const a of cluster.alarms) checker.bad(`a service raised an ALARM: ${a}`);
     if (nemesis.stats.unexpectedExits.length > 0) {
-      for (const e of nemesis.stats.unexpectedExits) checker.bad(`a process died on its own (not killed by the nemesis): ${e}`);
+      for (const e of nemesis.stats.unexpectedExits)
+        checker.bad(`a process died on its own (not killed by the nemesis): ${e}`);
     }
     return {
       seed: o.seed,
@@ -192,16 +204,26 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 
 async function tamper(cluster: Cluster, log: (line: string) => void): Promise<void> {
   const account = cluster.accounts[1]!;
-  await cluster.bankClient(LedgerService, account.bank, 5_000).deposit({ depositId: "tamper-1", accountId: account.id, amountMinor: 1n, currency: account.currency });
+  await cluster
+    .bankClient(LedgerService, account.bank, 5_000)
+    .deposit({ depositId: "tamper-1", accountId: account.id, amountMinor: 1n, currency: account.currency });
   const snapshot = await cluster.reader.read();
   const committed = [...snapshot.txns.values()].find((t) => t.status === "COMMITTED");
   if (committed) {
     await cluster.reader.exec("UPDATE decisions SET decision = 'ABORT' WHERE txn_id = $1", [committed.txnId]);
-    await cluster.reader.exec("UPDATE txns SET status = 'ABORTED', decline_reason = 'tampered' WHERE txn_id = $1", [committed.txnId]);
+    await cluster.reader.exec("UPDATE txns SET status = 'ABORTED', decline_reason = 'tampered' WHERE txn_id = $1", [
+      committed.txnId,
+    ]);
   }
   const captured = [...snapshot.auths.values()].find((a) => a.status === "CAPTURED" && a.refundedMinor === 0n);
-  if (captured) await cluster.reader.exec("UPDATE card_authorizations SET status = 'APPROVED', captured_minor = 0, capture_txn_id = '' WHERE auth_id = $1", [captured.authId]);
-  log(`TAMPERED: deposited 1 at ${account.id} behind the gateway's back; rewrote ${committed?.txnId ?? "(no committed txn)"} to ABORT; set ${captured?.authCode ?? "(no captured authorization)"} back to APPROVED`);
+  if (captured)
+    await cluster.reader.exec(
+      "UPDATE card_authorizations SET status = 'APPROVED', captured_minor = 0, capture_txn_id = '' WHERE auth_id = $1",
+      [captured.authId],
+    );
+  log(
+    `TAMPERED: deposited 1 at ${account.id} behind the gateway's back; rewrote ${committed?.txnId ?? "(no committed txn)"} to ABORT; set ${captured?.authCode ?? "(no captured authorization)"} back to APPROVED`,
+  );
 }
 
 export function formatReport(r: ChaosReport): string {
@@ -209,7 +231,10 @@ export function formatReport(r: ChaosReport): string {
   const c = r.cards;
   const lines = [
     `chaos seed ${r.seed} (${r.options.gateways} gateway(s) on ${r.options.store}, ${r.options.banks} banks${r.options.redis ? ", redis" : ""}${r.options.cards ? ", cards" : ""}): ${r.durationS} s of faults (${r.wallS} s wall) -> ${r.violations.length === 0 ? "NO VIOLATIONS" : `${r.violations.length} VIOLATION(S)`}`,
-    `faults injected: ${Object.entries(n.faults).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}=${v}`).join(" ")}`,
+    `faults injected: ${Object.entries(n.faults)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ")}`,
     `crashes: ${n.crashes} ${JSON.stringify(n.crashesBy)} (SIGKILLs + deaths at fault points); fault points reached: ${JSON.stringify(n.faultPointDeaths)}; armed but not reached: ${n.faultPointMisses}; restarts retried: ${n.failedStarts}; unexpected exits: ${n.unexpectedExits.length}`,
     `service logs: ${JSON.stringify(r.logTallies)} (takeovers: a live replica aborting what an expired one left; orphan sweeps: a replica aborting its own claims whose request is gone)`,
     `workload: ${r.workload.transfers} transfer calls, ${r.workload.keys} idempotency keys (${r.workload.duplicateBursts} concurrent duplicate bursts), ${r.workload.acknowledged} acknowledged COMMITTED, ${r.workload.declined} declined, ${r.keysWithoutAnswer} left without a definitive answer; re-sent after the run: ${r.resent.transfers} transfer keys, ${r.resent.cards} card keys`,

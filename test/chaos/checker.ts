@@ -70,10 +70,21 @@ export interface CheckerExtras {
   /** More checks over every snapshot (cards); `final` after healing. */
   judge?(log: LogSnapshot, entriesByTxn: ReadonlyMap<string, readonly EntryRow[]>, final: boolean, bad: Bad): void;
   /** After healing, once everything settled (cards' final state, histories). */
-  finalChecks?(log: LogSnapshot, entriesByTxn: ReadonlyMap<string, readonly EntryRow[]>, balances: ReadonlyMap<string, bigint>, bad: Bad): Promise<void>;
+  finalChecks?(
+    log: LogSnapshot,
+    entriesByTxn: ReadonlyMap<string, readonly EntryRow[]>,
+    balances: ReadonlyMap<string, bigint>,
+    bad: Bad,
+  ): Promise<void>;
 }
 
-export function createChecker(cluster: Cluster, history: History, keys: ReadonlyMap<string, KeyRecord>, adminToken: string, extras: CheckerExtras = {}) {
+export function createChecker(
+  cluster: Cluster,
+  history: History,
+  keys: ReadonlyMap<string, KeyRecord>,
+  adminToken: string,
+  extras: CheckerExtras = {},
+) {
   const violations: string[] = [];
   const cursor = new Map<string, bigint>();
   const entriesByTxn = new Map<string, EntryRow[]>();
@@ -102,7 +113,14 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
   const bad: Bad = (text, txnIds = [], keyNames = []) => {
     if (reported.has(text)) return;
     reported.add(text);
-    violations.push([text, "  minimal history:", ...history.minimal(txnIds, keyNames), ...processLines([...txnIds, ...keyNames].filter((x) => x !== ""))].join("\n"));
+    violations.push(
+      [
+        text,
+        "  minimal history:",
+        ...history.minimal(txnIds, keyNames),
+        ...processLines([...txnIds, ...keyNames].filter((x) => x !== "")),
+      ].join("\n"),
+    );
     history.add({ kind: "VIOLATE", detail: text, ...(txnIds[0] ? { txnId: txnIds[0] } : {}) });
   };
 
@@ -116,7 +134,14 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
         if (ids.some((id) => text.includes(id))) out.push(`  [${p.name}] ${text.slice(0, 400)}`);
       }
     }
-    return out.length === 0 ? [] : ["  service log lines naming them:", ...(out.length > linesMax ? [...out.slice(0, linesMax / 2), `  ... ${out.length - linesMax} lines ...`, ...out.slice(-linesMax / 2)] : out)];
+    return out.length === 0
+      ? []
+      : [
+          "  service log lines naming them:",
+          ...(out.length > linesMax
+            ? [...out.slice(0, linesMax / 2), `  ... ${out.length - linesMax} lines ...`, ...out.slice(-linesMax / 2)]
+            : out),
+        ];
   }
 
   /** New journal entries of every account at one bank; false if the bank did not answer. */
@@ -140,7 +165,8 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
             const rows = entriesByTxn.get(e.txnId) ?? [];
             // The same journal row (same bank, same sequence) is one posting, however often it is read.
             if (rows.some((x) => x.bank === bank && x.sequence === e.sequence)) continue;
-            if (rows.some((x) => x.accountId === e.accountId && x.kind === e.kind)) bad(`${bank} posted ${e.kind} of ${e.txnId} to ${e.accountId} twice`, [e.txnId]);
+            if (rows.some((x) => x.accountId === e.accountId && x.kind === e.kind))
+              bad(`${bank} posted ${e.kind} of ${e.txnId} to ${e.accountId} twice`, [e.txnId]);
             rows.push({ bank, accountId: e.accountId, kind: e.kind, amountMinor: e.amountMinor, sequence: e.sequence });
             entriesByTxn.set(e.txnId, rows);
           }
@@ -149,7 +175,8 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
         }
         const acc = (await ledger.getAccount({ accountId: a.id })).account!;
         balances.set(a.id, acc.balanceMinor);
-        if (acc.heldMinor < 0n || acc.balanceMinor - acc.heldMinor < 0n) bad(`${a.id}: balance ${acc.balanceMinor}, held ${acc.heldMinor}: negative held or available`);
+        if (acc.heldMinor < 0n || acc.balanceMinor - acc.heldMinor < 0n)
+          bad(`${a.id}: balance ${acc.balanceMinor}, held ${acc.heldMinor}: negative held or available`);
       }
       const t = await ledger.totals({});
       if (!t.ledgerConsistent) bad(`${bank} does not reconcile: ${t.problems.join("; ")}`);
@@ -188,11 +215,13 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
         const other = committedByKey.get(k);
         if (other) bad(`key ${k} has two COMMITTED txns: ${other} and ${t.txnId}`, [other, t.txnId], [t.key]);
         committedByKey.set(k, t.txnId);
-        if (log.decided.get(t.txnId)?.decision !== "COMMIT") bad(`${t.txnId} is COMMITTED without a COMMIT decision`, [t.txnId]);
+        if (log.decided.get(t.txnId)?.decision !== "COMMIT")
+          bad(`${t.txnId} is COMMITTED without a COMMIT decision`, [t.txnId]);
       } else if (t.status === "ABORTED") {
         aborted++;
         reasons[t.reason] = (reasons[t.reason] ?? 0) + 1;
-        if (log.decided.get(t.txnId)?.decision === "COMMIT") bad(`${t.txnId} is ABORTED but its decision is COMMIT`, [t.txnId], [t.key]);
+        if (log.decided.get(t.txnId)?.decision === "COMMIT")
+          bad(`${t.txnId} is ABORTED but its decision is COMMIT`, [t.txnId], [t.key]);
       } else pending++;
     }
     const rounds: Record<string, number> = {};
@@ -200,7 +229,14 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
       const d = log.decided.get(r.txnId)?.decision ?? "PENDING";
       rounds[`${r.kind}:${d}`] = (rounds[`${r.kind}:${d}`] ?? 0) + 1;
     }
-    Object.assign(figures, { txnsInLog: log.txns.size, committed, aborted, pending, abortReasons: reasons, cardRounds: rounds });
+    Object.assign(figures, {
+      txnsInLog: log.txns.size,
+      committed,
+      aborted,
+      pending,
+      abortReasons: reasons,
+      cardRounds: rounds,
+    });
 
     // Journals against the log. The log is read after the journals, and a
     // decision is logged before any bank applies it, so every entry read has
@@ -211,7 +247,11 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
       const round = log.rounds.get(txnId);
       const d = log.decided.get(txnId)?.decision;
       if ((!t && !round) || d !== "COMMIT") {
-        bad(`${txnId} moved money (${rows.map((r) => `${r.kind} ${r.amountMinor} at ${r.accountId}`).join(", ")}) but the coordinator's decision is ${d ?? "none"}${t || round ? "" : " and the store knows no such txn"}`, [txnId], t ? [t.key] : []);
+        bad(
+          `${txnId} moved money (${rows.map((r) => `${r.kind} ${r.amountMinor} at ${r.accountId}`).join(", ")}) but the coordinator's decision is ${d ?? "none"}${t || round ? "" : " and the store knows no such txn"}`,
+          [txnId],
+          t ? [t.key] : [],
+        );
         continue;
       }
       let net = 0n;
@@ -219,11 +259,23 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
       inFlight += net < 0n ? -net : net;
       if (!t) continue; // a card round: extras.judge checks its legs
       for (const r of rows) {
-        const ok = (r.kind === "transfer_debit" && r.accountId === t.from && r.amountMinor === -t.amountMinor) || (r.kind === "transfer_credit" && r.accountId === t.to && r.amountMinor === t.amountMinor);
-        if (!ok) bad(`${txnId}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} does not match the logged transfer ${t.from}->${t.to} ${t.amountMinor}`, [txnId], [t.key]);
+        const ok =
+          (r.kind === "transfer_debit" && r.accountId === t.from && r.amountMinor === -t.amountMinor) ||
+          (r.kind === "transfer_credit" && r.accountId === t.to && r.amountMinor === t.amountMinor);
+        if (!ok)
+          bad(
+            `${txnId}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} does not match the logged transfer ${t.from}->${t.to} ${t.amountMinor}`,
+            [txnId],
+            [t.key],
+          );
       }
       if (rows.length > 2) bad(`${txnId} has ${rows.length} transfer entries`, [txnId], [t.key]);
-      if (final && (rows.length !== 2 || net !== 0n)) bad(`${txnId} is COMMITTED but applied at only one bank after healing: ${rows.map((r) => `${r.kind}@${r.bank}`).join(", ")}`, [txnId], [t.key]);
+      if (final && (rows.length !== 2 || net !== 0n))
+        bad(
+          `${txnId} is COMMITTED but applied at only one bank after healing: ${rows.map((r) => `${r.kind}@${r.bank}`).join(", ")}`,
+          [txnId],
+          [t.key],
+        );
     }
     if (inFlight > inFlightMax) inFlightMax = inFlight;
     figures.inFlightMaxMinor = String(inFlightMax);
@@ -231,24 +283,39 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
     // What clients were told.
     let acked = 0;
     for (const { r, committed: told1, declined: told2 } of told) {
-      if (told1.length > 1) bad(`key ${r.caller}/${r.key} was acknowledged COMMITTED with ${told1.length} different txns: ${told1.join(", ")}`, told1, [r.key]);
-      if (told1.length > 0 && told2.length > 0) bad(`key ${r.caller}/${r.key} was declined for good (${told2.join(", ")}) and acknowledged COMMITTED (${told1.join(", ")})`, [...told1, ...told2], [r.key]);
+      if (told1.length > 1)
+        bad(
+          `key ${r.caller}/${r.key} was acknowledged COMMITTED with ${told1.length} different txns: ${told1.join(", ")}`,
+          told1,
+          [r.key],
+        );
+      if (told1.length > 0 && told2.length > 0)
+        bad(
+          `key ${r.caller}/${r.key} was declined for good (${told2.join(", ")}) and acknowledged COMMITTED (${told1.join(", ")})`,
+          [...told1, ...told2],
+          [r.key],
+        );
       for (const id of told1) {
         acked++;
         const t = log.txns.get(id);
-        if (!t || t.status !== "COMMITTED") bad(`a client was told ${id} COMMITTED; the log says ${t?.status ?? "nothing"}`, [id], [r.key]);
-        else if (t.caller !== r.caller || t.key !== r.key) bad(`${id} acknowledged for ${r.caller}/${r.key} belongs to ${t.caller}/${t.key}`, [id], [r.key]);
-        else if (final && (entriesByTxn.get(id)?.length ?? 0) !== 2) bad(`acknowledged COMMITTED ${id} is not in both ledgers`, [id], [r.key]);
+        if (!t || t.status !== "COMMITTED")
+          bad(`a client was told ${id} COMMITTED; the log says ${t?.status ?? "nothing"}`, [id], [r.key]);
+        else if (t.caller !== r.caller || t.key !== r.key)
+          bad(`${id} acknowledged for ${r.caller}/${r.key} belongs to ${t.caller}/${t.key}`, [id], [r.key]);
+        else if (final && (entriesByTxn.get(id)?.length ?? 0) !== 2)
+          bad(`acknowledged COMMITTED ${id} is not in both ledgers`, [id], [r.key]);
       }
       for (const id of told2) {
         const t = log.txns.get(id);
-        if (t && t.status === "COMMITTED") bad(`a client was told ${id} was declined; the log says COMMITTED`, [id], [r.key]);
+        if (t && t.status === "COMMITTED")
+          bad(`a client was told ${id} was declined; the log says COMMITTED`, [id], [r.key]);
       }
     }
     figures.acknowledgedChecked = acked;
     if (final) {
       for (const t of log.txns.values()) {
-        if (t.status === "COMMITTED" && (entriesByTxn.get(t.txnId)?.length ?? 0) !== 2) bad(`${t.txnId} is COMMITTED in the log but not in both ledgers`, [t.txnId], [t.key]);
+        if (t.status === "COMMITTED" && (entriesByTxn.get(t.txnId)?.length ?? 0) !== 2)
+          bad(`${t.txnId} is COMMITTED in the log but not in both ledgers`, [t.txnId], [t.key]);
       }
     }
     extras.judge?.(log, entriesByTxn, final, bad);
@@ -264,7 +331,8 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
       log = await cluster.reader.read();
     } catch (e) {
       figures.logUnreadableInChecks++;
-      if (final) bad(`the gateways' store could not be read after healing: ${e instanceof Error ? e.message : String(e)}`);
+      if (final)
+        bad(`the gateways' store could not be read after healing: ${e instanceof Error ? e.message : String(e)}`);
       return { allBanks, log: undefined }; // PostgreSQL killed or frozen right now: the next check judges
     }
     judge(log, told, final);
@@ -275,7 +343,12 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
     try {
       const r = await cluster.client(AdminService, adminToken, 10_000).reconcile({});
       if (r.conserved && r.inDoubt.length === 0) return "";
-      return `Reconcile: conserved ${r.conserved}, in doubt ${r.inDoubt.length} (${r.inDoubt.slice(0, 5).map((d) => `${d.transactionId}@${d.where}:${d.state}`).join(" ")}), banks ${r.banks.map((b) => `${b.bank}:${b.reachable ? "up" : "DOWN"}${b.ledgerConsistent ? "" : ":inconsistent"}`).join(" ")}`;
+      return `Reconcile: conserved ${r.conserved}, in doubt ${r.inDoubt.length} (${r.inDoubt
+        .slice(0, 5)
+        .map((d) => `${d.transactionId}@${d.where}:${d.state}`)
+        .join(
+          " ",
+        )}), banks ${r.banks.map((b) => `${b.bank}:${b.reachable ? "up" : "DOWN"}${b.ledgerConsistent ? "" : ":inconsistent"}`).join(" ")}`;
     } catch (e) {
       return `Reconcile failed: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`;
     }
@@ -306,7 +379,10 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
             for (const p of t.prepared) prepared.push(`${bank}:${p.txnId}`);
             for (const c of t.currencies) {
               const x = totals.get(c.currency) ?? { balance: 0n, deposited: 0n };
-              totals.set(c.currency, { balance: x.balance + c.balanceMinor, deposited: x.deposited + c.depositedMinor });
+              totals.set(c.currency, {
+                balance: x.balance + c.balanceMinor,
+                deposited: x.deposited + c.depositedMinor,
+              });
             }
           } catch {
             reachable = false;
@@ -321,23 +397,39 @@ export function createChecker(cluster: Cluster, history: History, keys: Readonly
           pending = [...log.txns.values()].filter((t) => t.status === "PENDING").length;
           pendingRounds = [...log.rounds.values()].filter((r) => !log.decided.has(r.txnId)).length;
           // Card work still moving (a capture or void in flight, a batch being settled): judged once it stops.
-          busyCards = [...log.auths.values()].filter((a) => a.opTxnId !== "").length + [...log.batches.values()].filter((b) => b.status === "PENDING" && b.ownerReplica !== "").length;
+          busyCards =
+            [...log.auths.values()].filter((a) => a.opTxnId !== "").length +
+            [...log.batches.values()].filter((b) => b.status === "PENDING" && b.ownerReplica !== "").length;
           unacked = log.unacked;
         } catch {
           reachable = false;
         }
-        const reconciled = reachable && prepared.length === 0 && pending === 0 && pendingRounds === 0 && unacked.length === 0 && busyCards === 0 ? await reconcile() : "(not asked yet)";
+        const reconciled =
+          reachable &&
+          prepared.length === 0 &&
+          pending === 0 &&
+          pendingRounds === 0 &&
+          unacked.length === 0 &&
+          busyCards === 0
+            ? await reconcile()
+            : "(not asked yet)";
         left = `${prepared.length} PREPARED (${prepared.slice(0, 5).join(" ")}), ${pending} PENDING, ${pendingRounds} undecided card rounds, ${busyCards} card operations or batches in progress, ${unacked.length} unacknowledged decisions (${unacked.slice(0, 5).join(" ")})${reachable ? "" : ", a bank or the store unreachable"}; ${reconciled || "Reconcile: nothing in doubt"}`;
         if (reconciled === "") {
           figures.settleMs = Date.now() - started;
-          for (const [currency, x] of totals) if (x.balance !== x.deposited) bad(`money not conserved in ${currency}: balances ${x.balance}, deposits ${x.deposited}`);
+          for (const [currency, x] of totals)
+            if (x.balance !== x.deposited)
+              bad(`money not conserved in ${currency}: balances ${x.balance}, deposits ${x.deposited}`);
           const opening = cluster.accounts.reduce((s, a) => s + a.openingMinor, 0n);
           const usd = totals.get("USD");
-          if (!usd || usd.balance !== opening) bad(`USD balances ${usd?.balance} differ from the opening total ${opening} (no deposits were made)`);
+          if (!usd || usd.balance !== opening)
+            bad(`USD balances ${usd?.balance} differ from the opening total ${opening} (no deposits were made)`);
           break;
         }
         if (Date.now() - started > windowMs) {
-          bad(`not settled ${windowMs} ms after healing (prepare timeout + resolution window): ${left}`, prepared.map((p) => p.split(":").slice(1).join(":")));
+          bad(
+            `not settled ${windowMs} ms after healing (prepare timeout + resolution window): ${left}`,
+            prepared.map((p) => p.split(":").slice(1).join(":")),
+          );
           break;
         }
         await new Promise((r) => setTimeout(r, 500));

@@ -84,9 +84,13 @@ function seedYaml(banks: readonly string[], accounts: readonly SeedAccount[]): s
     "users:",
     `  - { id: admin, username: admin, password: admin${TEST_PASSWORD_SUFFIX}, roles: [admin] }`,
     `  - { id: ${MERCHANT.username}, username: ${MERCHANT.username}, password: ${MERCHANT.password}, roles: [merchant] }`,
-    ...customers.map((u) => `  - { id: ${u}, username: ${u}, password: ${u}${TEST_PASSWORD_SUFFIX}, roles: [customer] }`),
+    ...customers.map(
+      (u) => `  - { id: ${u}, username: ${u}, password: ${u}${TEST_PASSWORD_SUFFIX}, roles: [customer] }`,
+    ),
     "accounts:",
-    ...accounts.map((a) => `  - { id: ${a.id}, owner: ${a.owner}, currency: ${a.currency}, opening_minor: ${a.openingMinor} }`),
+    ...accounts.map(
+      (a) => `  - { id: ${a.id}, owner: ${a.owner}, currency: ${a.currency}, opening_minor: ${a.openingMinor} }`,
+    ),
   ].join("\n");
 }
 
@@ -147,7 +151,8 @@ export class Cluster {
   private readonly transports = new Map<string, Transport>();
 
   private constructor(readonly options: ClusterOptions) {
-    if (options.store === "sqlite" && options.gateways !== 1) throw new Error("the SQLite store serves exactly one gateway replica; use --store postgres for more");
+    if (options.store === "sqlite" && options.gateways !== 1)
+      throw new Error("the SQLite store serves exactly one gateway replica; use --store postgres for more");
     this.accounts = chaosAccounts(options.banks);
   }
 
@@ -181,11 +186,22 @@ export class Cluster {
 
   /** Every process the nemesis may kill and the watcher watches (PostgreSQL and Redis apart). */
   get processes(): ServiceProcess[] {
-    return [...this.gateways, ...this.banks.values(), ...(this.bureau ? [this.bureau] : []), ...(this.checkout ? [this.checkout] : [])];
+    return [
+      ...this.gateways,
+      ...this.banks.values(),
+      ...(this.bureau ? [this.bureau] : []),
+      ...(this.checkout ? [this.checkout] : []),
+    ];
   }
 
   get proxies(): LinkProxy[] {
-    return [...this.clientProxies, ...this.toBank.values(), ...this.fromBank.values(), ...this.pgProxies, ...(this.checkoutLink ? [this.checkoutLink] : [])];
+    return [
+      ...this.clientProxies,
+      ...this.toBank.values(),
+      ...this.fromBank.values(),
+      ...this.pgProxies,
+      ...(this.checkoutLink ? [this.checkoutLink] : []),
+    ];
   }
 
   private pickReplica(): number {
@@ -196,16 +212,27 @@ export class Cluster {
     const { banks, gateways: n } = this.options;
     const seedFile = join(this.dir, "seed.yaml");
     writeFileSync(seedFile, seedYaml(banks, this.accounts));
-    const pgStarting = this.options.store === "postgres" ? PostgresServer.start({ settings: { max_connections: "200" } }) : undefined;
+    const pgStarting =
+      this.options.store === "postgres" ? PostgresServer.start({ settings: { max_connections: "200" } }) : undefined;
     if (this.options.redis) this.redis = await RedisServer.start({ appendOnly: false });
     if (pgStarting) this.pg = await pgStarting;
 
     for (let i = 0; i < n; i++) this.gatewayPorts.push(await freePort());
     const gatewayTarget = (i: number) => ({ host: "127.0.0.1", port: this.gatewayPorts[i]! });
-    for (let i = 0; i < n; i++) this.clientProxies.push(await startProxy(`clients->${this.replicaName(i)}`, gatewayTarget(i)));
-    if (this.pg) for (let i = 0; i < n; i++) this.pgProxies.push(await startProxy(`${this.replicaName(i)}->postgres`, { host: "127.0.0.1", port: this.pg.port }));
+    for (let i = 0; i < n; i++)
+      this.clientProxies.push(await startProxy(`clients->${this.replicaName(i)}`, gatewayTarget(i)));
+    if (this.pg)
+      for (let i = 0; i < n; i++)
+        this.pgProxies.push(
+          await startProxy(`${this.replicaName(i)}->postgres`, { host: "127.0.0.1", port: this.pg.port }),
+        );
 
-    const common = { SEED_FILE: seedFile, TLS_CA_FILE: join(this.certs, "ca.crt"), LOG_LEVEL: "info", METRICS_PORT: "0" };
+    const common = {
+      SEED_FILE: seedFile,
+      TLS_CA_FILE: join(this.certs, "ca.crt"),
+      LOG_LEVEL: "info",
+      METRICS_PORT: "0",
+    };
     const timeout = String(this.options.prepareTimeoutMs);
     for (const b of banks) {
       const port = await freePort();
@@ -282,7 +309,13 @@ export class Cluster {
             REDRIVE_BACKOFF_MAX_MS: "1000",
             LOGIN_FAILURES_MAX: "1000",
             ...(this.redis ? { REDIS_URL: this.redis.url } : {}),
-            ...(bureauUrl ? { CREDIT_BUREAU_URL: bureauUrl, CREDIT_BUREAU_TIMEOUT_MS: "2000", CARD_DAILY_SPEND_MAX_MINOR: "1000000000000" } : {}),
+            ...(bureauUrl
+              ? {
+                  CREDIT_BUREAU_URL: bureauUrl,
+                  CREDIT_BUREAU_TIMEOUT_MS: "2000",
+                  CARD_DAILY_SPEND_MAX_MINOR: "1000000000000",
+                }
+              : {}),
             ...store,
           },
         }),
@@ -311,14 +344,21 @@ export class Cluster {
       this.checkoutUrl = c.url;
       await this.checkout.start();
     }
-    this.reader = openStoreReader(this.pg ? { kind: "postgres", url: this.pg.url } : { kind: "sqlite", file: this.gatewayDbFile });
+    this.reader = openStoreReader(
+      this.pg ? { kind: "postgres", url: this.pg.url } : { kind: "sqlite", file: this.gatewayDbFile },
+    );
   }
 
   private transport(replica: number, cert: string, timeoutMs: number): Transport {
     const key = `${replica}/${cert}/${timeoutMs}`;
     let t = this.transports.get(key);
     if (!t) {
-      t = createMtlsTransport({ baseUrl: `https://127.0.0.1:${this.clientProxies[replica]!.port}`, tls: tlsFilesFor(this.certs, cert), timeoutMs, reload: false });
+      t = createMtlsTransport({
+        baseUrl: `https://127.0.0.1:${this.clientProxies[replica]!.port}`,
+        tls: tlsFilesFor(this.certs, cert),
+        timeoutMs,
+        reload: false,
+      });
       this.transports.set(key, t);
     }
     return t;
@@ -328,7 +368,12 @@ export class Cluster {
    * A client of the gateway as `cert`, with a session token if given. Every
    * call (every retry too) goes to a random replica unless `replica` pins one.
    */
-  client<S extends DescService>(service: S, token: string | undefined, timeoutMs: number, options: { cert?: string; replica?: number } = {}): Client<S> {
+  client<S extends DescService>(
+    service: S,
+    token: string | undefined,
+    timeoutMs: number,
+    options: { cert?: string; replica?: number } = {},
+  ): Client<S> {
     const cert = options.cert ?? "paycli";
     const pick = () => this.transport(options.replica ?? this.pickReplica(), cert, timeoutMs);
     const headers = (h: ConstructorParameters<typeof Headers>[0]): Headers => {
@@ -348,7 +393,12 @@ export class Cluster {
     const key = `bank/${bank}/${timeoutMs}`;
     let t = this.transports.get(key);
     if (!t) {
-      t = createMtlsTransport({ baseUrl: this.bankUrls.get(bank)!, tls: tlsFilesFor(this.certs, "gateway"), timeoutMs, reload: false });
+      t = createMtlsTransport({
+        baseUrl: this.bankUrls.get(bank)!,
+        tls: tlsFilesFor(this.certs, "gateway"),
+        timeoutMs,
+        reload: false,
+      });
       this.transports.set(key, t);
     }
     return createClient(service, t);
@@ -378,14 +428,23 @@ export class Cluster {
     for (const p of this.processes) {
       const from = this.scanned.get(p) ?? 0;
       // Every line also goes to <dir>/logs/<name>.jsonl (kept with PAYGATE_KEEP_TEST_DATA=1), as memory keeps only a tail.
-      if (p.lines.length > from) appendFileSync(join(this.dir, "logs", `${p.name}.jsonl`), p.lines.slice(from).map((l) => JSON.stringify(l)).join("\n") + "\n");
+      if (p.lines.length > from)
+        appendFileSync(
+          join(this.dir, "logs", `${p.name}.jsonl`),
+          p.lines
+            .slice(from)
+            .map((l) => JSON.stringify(l))
+            .join("\n") + "\n",
+        );
       for (let i = from; i < p.lines.length; i++) {
         const l = p.lines[i]!;
         const msg = typeof l.msg === "string" ? l.msg : "";
         if (msg.startsWith("took over")) this.tallies.takeovers = (this.tallies.takeovers ?? 0) + 1;
-        if (msg.startsWith("aborted this replica's undecided")) this.tallies.orphanSweeps = (this.tallies.orphanSweeps ?? 0) + 1;
+        if (msg.startsWith("aborted this replica's undecided"))
+          this.tallies.orphanSweeps = (this.tallies.orphanSweeps ?? 0) + 1;
         if (l.level === "fatal") this.tallies.fatal = (this.tallies.fatal ?? 0) + 1;
-        if (l.alarm === true || msg.startsWith("ALARM")) this.alarms.push(`[${p.name}] ${JSON.stringify(l).slice(0, 800)}`);
+        if (l.alarm === true || msg.startsWith("ALARM"))
+          this.alarms.push(`[${p.name}] ${JSON.stringify(l).slice(0, 800)}`);
       }
       this.scanned.set(p, p.lines.length);
     }

@@ -39,7 +39,13 @@ export class History {
    * faults within `aroundMs` of them, the nearest first when there are more
    * than the lines left for them.
    */
-  minimal(txnIds: readonly string[], keys: readonly string[], linesMax = 100, aroundMs = 15_000, relatedMax = 60): string[] {
+  minimal(
+    txnIds: readonly string[],
+    keys: readonly string[],
+    linesMax = 100,
+    aroundMs = 15_000,
+    relatedMax = 60,
+  ): string[] {
     let related = this.events.filter((e) => (e.txnId && txnIds.includes(e.txnId)) || (e.key && keys.includes(e.key)));
     const hidden = Math.max(0, related.length - relatedMax);
     if (hidden > 0) related = [...related.slice(0, relatedMax / 2), ...related.slice(-relatedMax / 2)];
@@ -51,7 +57,12 @@ export class History {
       .filter((f) => f.atMs >= lo && f.atMs <= hi)
       .sort((a, b) => distance(a) - distance(b))
       .slice(0, Math.max(0, linesMax - related.length));
-    const lines = [...related, ...faults].sort((a, b) => a.atMs - b.atMs).map((e) => `  +${(e.atMs / 1000).toFixed(3)}s ${e.kind.padEnd(7)} ${e.key ? `${e.key} ` : ""}${e.txnId ? `${e.txnId} ` : ""}${e.detail}`);
+    const lines = [...related, ...faults]
+      .sort((a, b) => a.atMs - b.atMs)
+      .map(
+        (e) =>
+          `  +${(e.atMs / 1000).toFixed(3)}s ${e.kind.padEnd(7)} ${e.key ? `${e.key} ` : ""}${e.txnId ? `${e.txnId} ` : ""}${e.detail}`,
+      );
     return hidden > 0 ? [...lines, `  (${hidden} more lines about them not shown)`] : lines;
   }
 }

@@ -46,7 +46,8 @@ const PAGES_MAX = 1_000;
 /** After healing, how long a follower may take to deliver the last decided txn it may see. */
 const CATCH_UP_MS = 20_000;
 
-const statusName = (t: Transaction) => (TransactionStatus[t.status] ?? String(t.status)).replace(/^TRANSACTION_STATUS_/, "");
+const statusName = (t: Transaction) =>
+  (TransactionStatus[t.status] ?? String(t.status)).replace(/^TRANSACTION_STATUS_/, "");
 
 export function createListings(cluster: Cluster, rng: Rng, tokens: ReadonlyMap<string, string>) {
   const followers = new Map<string, Follower>();
@@ -60,7 +61,10 @@ export function createListings(cluster: Cluster, rng: Rng, tokens: ReadonlyMap<s
     while (!stop.signal.aborted) {
       const after = f.delivered.at(-1)?.sequence ?? 0n;
       try {
-        for await (const r of client.listTransactions({ afterSequence: after, follow: true, limit: 0 }, { signal: stop.signal })) {
+        for await (const r of client.listTransactions(
+          { afterSequence: after, follow: true, limit: 0 },
+          { signal: stop.signal },
+        )) {
           const t = r.transaction!;
           f.delivered.push({ txnId: t.transactionId, sequence: t.sequence, status: statusName(t) });
         }
@@ -99,22 +103,45 @@ export function createListings(cluster: Cluster, rng: Rng, tokens: ReadonlyMap<s
     return out;
   }
 
-  function judgeOne(what: string, user: string, seen: readonly Seen[], expected: ReadonlyMap<string, { sequence: bigint; status: string }>, acked: readonly string[], bad: Bad): void {
+  function judgeOne(
+    what: string,
+    user: string,
+    seen: readonly Seen[],
+    expected: ReadonlyMap<string, { sequence: bigint; status: string }>,
+    acked: readonly string[],
+    bad: Bad,
+  ): void {
     const ids = new Set<string>();
     let last = -1n;
     for (const s of seen) {
-      if (s.sequence <= last) bad(`${what} of ${user}: ${s.txnId} (sequence ${s.sequence}) came after sequence ${last}: not in sequence order`, [s.txnId]);
+      if (s.sequence <= last)
+        bad(
+          `${what} of ${user}: ${s.txnId} (sequence ${s.sequence}) came after sequence ${last}: not in sequence order`,
+          [s.txnId],
+        );
       last = s.sequence > last ? s.sequence : last;
       if (ids.has(s.txnId)) bad(`${what} of ${user}: ${s.txnId} listed twice`, [s.txnId]);
       ids.add(s.txnId);
       const e = expected.get(s.txnId);
       if (!e) bad(`${what} of ${user}: lists ${s.txnId}, which is not a decided txn ${user} may see`, [s.txnId]);
-      else if (e.sequence !== s.sequence || e.status !== s.status) bad(`${what} of ${user}: ${s.txnId} listed as ${s.status} at ${s.sequence}; the store says ${e.status} at ${e.sequence}`, [s.txnId]);
+      else if (e.sequence !== s.sequence || e.status !== s.status)
+        bad(
+          `${what} of ${user}: ${s.txnId} listed as ${s.status} at ${s.sequence}; the store says ${e.status} at ${e.sequence}`,
+          [s.txnId],
+        );
     }
     const missing = [...expected.keys()].filter((id) => !ids.has(id));
-    if (missing.length > 0) bad(`${what} of ${user}: ${missing.length} decided txns missing (${missing.slice(0, 5).join(", ")})`, missing.slice(0, 5));
+    if (missing.length > 0)
+      bad(
+        `${what} of ${user}: ${missing.length} decided txns missing (${missing.slice(0, 5).join(", ")})`,
+        missing.slice(0, 5),
+      );
     const missingAcked = acked.filter((id) => !ids.has(id));
-    if (missingAcked.length > 0) bad(`${what} of ${user}: ${missingAcked.length} acknowledged COMMITTED txns missing (${missingAcked.slice(0, 5).join(", ")})`, missingAcked.slice(0, 5));
+    if (missingAcked.length > 0)
+      bad(
+        `${what} of ${user}: ${missingAcked.length} acknowledged COMMITTED txns missing (${missingAcked.slice(0, 5).join(", ")})`,
+        missingAcked.slice(0, 5),
+      );
   }
 
   return {
@@ -127,15 +154,19 @@ export function createListings(cluster: Cluster, rng: Rng, tokens: ReadonlyMap<s
     async check(log: LogSnapshot, keys: ReadonlyMap<string, KeyRecord>, bad: Bad): Promise<void> {
       const owner = new Map(cluster.accounts.map((a) => [a.id, a.owner]));
       for (const t of log.txns.values()) {
-        if (t.status !== "PENDING" && t.sequence === null) bad(`${t.txnId} is ${t.status} but has no place in the history (no sequence)`, [t.txnId], [t.key]);
+        if (t.status !== "PENDING" && t.sequence === null)
+          bad(`${t.txnId} is ${t.status} but has no place in the history (no sequence)`, [t.txnId], [t.key]);
       }
       for (const user of tokens.keys()) {
         const expected = new Map<string, { sequence: bigint; status: string }>();
         for (const t of log.txns.values()) {
           if (t.sequence === null) continue;
-          if (t.caller === user || owner.get(t.from) === user || owner.get(t.to) === user) expected.set(t.txnId, { sequence: t.sequence, status: t.status });
+          if (t.caller === user || owner.get(t.from) === user || owner.get(t.to) === user)
+            expected.set(t.txnId, { sequence: t.sequence, status: t.status });
         }
-        const acked = [...keys.values()].filter((r) => r.caller === user || owner.get(r.from) === user || owner.get(r.to) === user).flatMap((r) => [...r.committed]);
+        const acked = [...keys.values()]
+          .filter((r) => r.caller === user || owner.get(r.from) === user || owner.get(r.to) === user)
+          .flatMap((r) => [...r.committed]);
         const all = await readAll(user);
         if (typeof all === "string") bad(`history of ${user}: ${all}`);
         else {
@@ -148,7 +179,9 @@ export function createListings(cluster: Cluster, rng: Rng, tokens: ReadonlyMap<s
         const deadline = Date.now() + CATCH_UP_MS;
         while ((f.delivered.at(-1)?.sequence ?? 0n) < lastSeq && Date.now() < deadline) await sleep(200);
         if ((f.delivered.at(-1)?.sequence ?? 0n) < lastSeq) {
-          bad(`ListTransactions follow of ${user}: ${CATCH_UP_MS} ms after healing it has delivered up to sequence ${f.delivered.at(-1)?.sequence ?? 0n}, the last decided txn ${user} may see is at ${lastSeq} (${f.reconnects} reconnects, errors ${JSON.stringify(f.errors)})`);
+          bad(
+            `ListTransactions follow of ${user}: ${CATCH_UP_MS} ms after healing it has delivered up to sequence ${f.delivered.at(-1)?.sequence ?? 0n}, the last decided txn ${user} may see is at ${lastSeq} (${f.reconnects} reconnects, errors ${JSON.stringify(f.errors)})`,
+          );
         }
         judgeOne("ListTransactions follow", user, f.delivered, expected, acked, bad);
       }

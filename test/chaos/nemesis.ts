@@ -111,7 +111,15 @@ function redisPid(port: number): number | undefined {
 const RESTART_FOR_MS = 60_000;
 
 export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: NemesisOptions) {
-  const stats: NemesisStats = { faults: {}, crashes: 0, crashesBy: {}, faultPointDeaths: {}, faultPointMisses: 0, failedStarts: 0, unexpectedExits: [] };
+  const stats: NemesisStats = {
+    faults: {},
+    crashes: 0,
+    crashesBy: {},
+    faultPointDeaths: {},
+    faultPointMisses: 0,
+    failedStarts: 0,
+    unexpectedExits: [],
+  };
   const busy = new Set<string>();
   const running = new Set<Promise<void>>();
   let stopping = false;
@@ -123,7 +131,14 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
     stats.crashes++;
     stats.crashesBy[what] = (stats.crashesBy[what] ?? 0) + 1;
   };
-  const kindOf = (p: ServiceProcess) => (cluster.gateways.includes(p) ? "gateway" : p === cluster.bureau ? "bureau" : p === cluster.checkout ? "checkout" : "bank");
+  const kindOf = (p: ServiceProcess) =>
+    cluster.gateways.includes(p)
+      ? "gateway"
+      : p === cluster.bureau
+        ? "bureau"
+        : p === cluster.checkout
+          ? "checkout"
+          : "bank";
 
   async function startProcess(p: ServiceProcess, env: Record<string, string> = {}): Promise<boolean> {
     try {
@@ -151,7 +166,8 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
     await p.crash();
     crashed(kindOf(p));
     // A replica that stays down past its lease and a prepare timeout: the others take over what it left PENDING.
-    const downMs = kindOf(p) === "gateway" && cluster.gateways.length > 1 && rng.chance(0.3) ? rng.int(4000, 8000) : rng.int(0, 400);
+    const downMs =
+      kindOf(p) === "gateway" && cluster.gateways.length > 1 && rng.chance(0.3) ? rng.int(4000, 8000) : rng.int(0, 400);
     note(`kill -9 ${p.name}${downMs > 1000 ? `, down for ${downMs} ms` : ""}`);
     await sleep(downMs);
     await ensureUp(p);
@@ -189,8 +205,15 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
   }
 
   /** Some replicas (one, or all of them) against one bank, both directions. */
-  async function link(bank: string, replicas: readonly number[], how: "cut" | "blackhole" | "delay" | "garble"): Promise<void> {
-    const proxies = replicas.flatMap((i) => [cluster.toBank.get(`${i}/${bank}`)!, cluster.fromBank.get(`${bank}/${i}`)!]);
+  async function link(
+    bank: string,
+    replicas: readonly number[],
+    how: "cut" | "blackhole" | "delay" | "garble",
+  ): Promise<void> {
+    const proxies = replicas.flatMap((i) => [
+      cluster.toBank.get(`${i}/${bank}`)!,
+      cluster.fromBank.get(`${bank}/${i}`)!,
+    ]);
     const ms = rng.int(300, 5000);
     const delayMs = rng.int(100, 2500);
     for (const p of proxies) {
@@ -199,7 +222,10 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
       else if (how === "garble") p.garble();
       else p.delay(delayMs);
     }
-    const who = replicas.length === cluster.gateways.length && replicas.length > 1 ? "every replica" : replicas.map((i) => cluster.replicaName(i)).join(",");
+    const who =
+      replicas.length === cluster.gateways.length && replicas.length > 1
+        ? "every replica"
+        : replicas.map((i) => cluster.replicaName(i)).join(",");
     note(`${how} ${who}<->${bank} for ${ms} ms${how === "delay" ? ` (+${delayMs} ms each way)` : ""}`);
     await sleep(ms);
     for (const p of proxies) p.heal();
@@ -208,7 +234,7 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
 
   async function cutFor(proxies: readonly LinkProxy[], what: string, blackhole = false): Promise<void> {
     const ms = rng.int(300, 3000);
-    for (const p of proxies) (blackhole ? p.blackhole() : p.cut());
+    for (const p of proxies) blackhole ? p.blackhole() : p.cut();
     note(`${blackhole ? "blackhole" : "cut"} ${what} for ${ms} ms`);
     await sleep(ms);
     for (const p of proxies) p.heal();
@@ -252,16 +278,23 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
     const replica = rng.int(0, cluster.gateways.length - 1);
     const replicas = rng.chance(0.5) ? [replica] : cluster.gateways.map((_, i) => i);
     const gateway = cluster.gateways[replica]!;
-    const target =
-      kind.endsWith("_gateway") ? gateway.name
-      : kind === "cut_client_link" ? "client-link"
-      : kind.endsWith("_redis") ? "redis"
-      : kind === "kill_postgres" || kind === "freeze_postgres" ? "postgres"
-      : kind === "cut_postgres_link" ? `pg-link:${replica}`
-      : kind.endsWith("_bureau") ? "bureau"
-      : kind.endsWith("checkout") || kind === "cut_checkout_link" ? "checkout"
-      : kind.endsWith("_link") ? `link:${bank}`
-      : bank;
+    const target = kind.endsWith("_gateway")
+      ? gateway.name
+      : kind === "cut_client_link"
+        ? "client-link"
+        : kind.endsWith("_redis")
+          ? "redis"
+          : kind === "kill_postgres" || kind === "freeze_postgres"
+            ? "postgres"
+            : kind === "cut_postgres_link"
+              ? `pg-link:${replica}`
+              : kind.endsWith("_bureau")
+                ? "bureau"
+                : kind.endsWith("checkout") || kind === "cut_checkout_link"
+                  ? "checkout"
+                  : kind.endsWith("_link")
+                    ? `link:${bank}`
+                    : bank;
     if (busy.has(target)) return undefined;
     busy.add(target);
     stats.faults[kind] = (stats.faults[kind] ?? 0) + 1;
@@ -323,7 +356,9 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
           const scope = rng.chance(0.7) ? "server" : "postmaster";
           const ms = rng.int(300, 4000);
           cluster.pg!.pause(scope);
-          note(`SIGSTOP postgres (${scope === "server" ? "postmaster and every backend" : "postmaster only: new connections hang"}) for ${ms} ms`);
+          note(
+            `SIGSTOP postgres (${scope === "server" ? "postmaster and every backend" : "postmaster only: new connections hang"}) for ${ms} ms`,
+          );
           await sleep(ms);
           cluster.pg!.resume();
           return note("SIGCONT postgres");
@@ -367,8 +402,16 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
         if (p.running || busy.has(target)) continue;
         busy.add(target);
         const exit = JSON.stringify(p.lastExit);
-        const stderr = p.rawStderr.join("").split("\n").filter((l) => l && !l.startsWith("FAULT ")).slice(-10).join("\n");
-        const errors = p.lines.slice(-6).map((l) => JSON.stringify(l).slice(0, 600)).join("\n");
+        const stderr = p.rawStderr
+          .join("")
+          .split("\n")
+          .filter((l) => l && !l.startsWith("FAULT "))
+          .slice(-10)
+          .join("\n");
+        const errors = p.lines
+          .slice(-6)
+          .map((l) => JSON.stringify(l).slice(0, 600))
+          .join("\n");
         stats.unexpectedExits.push(`${p.name} exited on its own ${exit}:\n${errors}\n${stderr}`);
         note(`UNEXPECTED EXIT ${p.name} ${exit}`);
         try {

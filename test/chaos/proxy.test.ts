@@ -28,7 +28,9 @@ function roundTrip(port: number, text: string): Promise<string> {
       }
     });
     c.on("error", reject);
-    c.on("close", () => (got.length < text.length ? reject(new Error(`closed after ${JSON.stringify(got)}`)) : undefined));
+    c.on("close", () =>
+      got.length < text.length ? reject(new Error(`closed after ${JSON.stringify(got)}`)) : undefined,
+    );
   });
 }
 

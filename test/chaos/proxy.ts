@@ -33,7 +33,11 @@ export interface ProxyTarget {
   readonly port: number;
 }
 
-export async function startProxy(name: string, target: ProxyTarget | (() => ProxyTarget), listenPort = 0): Promise<LinkProxy> {
+export async function startProxy(
+  name: string,
+  target: ProxyTarget | (() => ProxyTarget),
+  listenPort = 0,
+): Promise<LinkProxy> {
   let state: LinkState = "up";
   let delayMs = 0;
   /** Directions (per pipe) that still owe a garbled chunk. */

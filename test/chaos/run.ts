@@ -29,7 +29,9 @@ if (values.store !== "sqlite" && values.store !== "postgres") {
 const store = values.store;
 const gateways = Number(values.gateways ?? (store === "postgres" ? 3 : 1));
 if (store === "sqlite" && gateways !== 1) {
-  console.error("--store sqlite runs exactly one gateway (the SQLite file is one replica's); use --store postgres for more");
+  console.error(
+    "--store sqlite runs exactly one gateway (the SQLite file is one replica's); use --store postgres for more",
+  );
   process.exit(2);
 }
 const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);

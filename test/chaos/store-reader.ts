@@ -90,7 +90,9 @@ export interface LogSnapshot {
   readonly batches: ReadonlyMap<string, LogBatch>;
 }
 
-export type StoreLocation = { readonly kind: "sqlite"; readonly file: string } | { readonly kind: "postgres"; readonly url: string };
+export type StoreLocation =
+  | { readonly kind: "sqlite"; readonly file: string }
+  | { readonly kind: "postgres"; readonly url: string };
 
 export interface StoreReader {
   readonly kind: StoreLocation["kind"];
@@ -147,7 +149,12 @@ function shaped(row: Row, money: readonly string[]): Row {
     else if (k === "ownsKey") out[k] = v === true || v === 1n || v === 1;
     else if (k === "itemsOpen") out[k] = Number(v);
     // text[] in PostgreSQL, comma separated in SQLite.
-    else if (k === "banks") out[k] = Array.isArray(v) ? v.map(String) : String(v ?? "").split(",").filter(Boolean);
+    else if (k === "banks")
+      out[k] = Array.isArray(v)
+        ? v.map(String)
+        : String(v ?? "")
+            .split(",")
+            .filter(Boolean);
     else out[k] = v === null || v === undefined ? "" : String(v);
   }
   return out;
@@ -155,7 +162,8 @@ function shaped(row: Row, money: readonly string[]): Row {
 
 function snapshotOf(raw: Record<QueryName, Row[]>): LogSnapshot {
   const rows = <T>(name: QueryName): T[] => raw[name].map((r) => shaped(r, QUERIES[name].money) as T);
-  const byId = <T, K extends keyof T>(name: QueryName, id: K): Map<string, T> => new Map(rows<T>(name).map((r) => [String(r[id]), r]));
+  const byId = <T, K extends keyof T>(name: QueryName, id: K): Map<string, T> =>
+    new Map(rows<T>(name).map((r) => [String(r[id]), r]));
   return {
     txns: byId<LogTxn, "txnId">("txns", "txnId"),
     decided: byId<{ txnId: string; decision: string; reason: string }, "txnId">("decisions", "txnId"),
@@ -177,7 +185,8 @@ function sqliteReader(file: string): StoreReader {
         db.defaultSafeIntegers(true);
         const read = db.transaction(() => {
           const out = {} as Record<QueryName, Row[]>;
-          for (const name of Object.keys(QUERIES) as QueryName[]) out[name] = db.prepare(QUERIES[name].sql).all() as Row[];
+          for (const name of Object.keys(QUERIES) as QueryName[])
+            out[name] = db.prepare(QUERIES[name].sql).all() as Row[];
           return out;
         });
         return snapshotOf(read());
@@ -204,7 +213,12 @@ const PG_QUERY_TIMEOUT_MS = 10_000;
 
 function postgresReader(url: string): StoreReader {
   async function withClient<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, query_timeout: PG_QUERY_TIMEOUT_MS, statement_timeout: PG_QUERY_TIMEOUT_MS });
+    const client = new pg.Client({
+      connectionString: url,
+      connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
+      query_timeout: PG_QUERY_TIMEOUT_MS,
+      statement_timeout: PG_QUERY_TIMEOUT_MS,
+    });
     client.on("error", () => {}); // a killed server: the pending query rejects; this is the socket's echo
     await client.connect();
     try {
@@ -219,7 +233,8 @@ function postgresReader(url: string): StoreReader {
       withClient(async (c) => {
         await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
         const out = {} as Record<QueryName, Row[]>;
-        for (const name of Object.keys(QUERIES) as QueryName[]) out[name] = (await c.query(QUERIES[name].sql)).rows as Row[];
+        for (const name of Object.keys(QUERIES) as QueryName[])
+          out[name] = (await c.query(QUERIES[name].sql)).rows as Row[];
         await c.query("COMMIT");
         return snapshotOf(out);
       }),

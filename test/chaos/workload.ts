@@ -27,7 +27,17 @@ export interface KeyRecord {
 }
 
 /** Declines that are final for the key: retrying cannot change them. */
-const FINAL_REASONS = new Set(["insufficient_funds", "currency_mismatch", "not_account_owner", "account_not_found", "account_closed", "txn_aborted", "idempotency_key_reused", "invalid_amount", "same_account"]);
+const FINAL_REASONS = new Set([
+  "insufficient_funds",
+  "currency_mismatch",
+  "not_account_owner",
+  "account_not_found",
+  "account_closed",
+  "txn_aborted",
+  "idempotency_key_reused",
+  "invalid_amount",
+  "same_account",
+]);
 
 export interface WorkloadStats {
   transfers: number;
@@ -43,7 +53,9 @@ const ATTEMPTS_MAX = 12;
 export function createWorkload(cluster: Cluster, rng: Rng, history: History, tokens: ReadonlyMap<string, string>) {
   const keys = new Map<string, KeyRecord>();
   const stats: WorkloadStats = { transfers: 0, keys: 0, duplicateBursts: 0, acknowledged: 0, declined: 0, answers: {} };
-  const clients = new Map<string, ReturnType<typeof cluster.client<typeof PaymentService>>>(CUSTOMERS.map((u) => [u, cluster.client(PaymentService, tokens.get(u), 8_000)]));
+  const clients = new Map<string, ReturnType<typeof cluster.client<typeof PaymentService>>>(
+    CUSTOMERS.map((u) => [u, cluster.client(PaymentService, tokens.get(u), 8_000)]),
+  );
   // Card holders' and the merchant's accounts are the card traffic's alone (checker: the merchant rises by exactly what was captured).
   const accounts = cluster.accounts.filter((a) => a.use === "transfer");
   let stopping = false;
@@ -56,7 +68,17 @@ export function createWorkload(cluster: Cluster, rng: Rng, history: History, tok
     const from: SeedAccount = caller === "alice" && rng.chance(0.7) ? hot : rng.pick(own);
     const others = accounts.filter((a) => a.id !== from.id);
     const to = from !== hot && rng.chance(0.5) ? hot : rng.pick(others);
-    const r: KeyRecord = { caller, key: `chaos-${++n}-${rng.uuid().slice(0, 8)}`, from: from.id, to: to.id, amountMinor: BigInt(rng.int(1, 20_000)), committed: new Set(), declined: new Set(), attempts: 0, done: false };
+    const r: KeyRecord = {
+      caller,
+      key: `chaos-${++n}-${rng.uuid().slice(0, 8)}`,
+      from: from.id,
+      to: to.id,
+      amountMinor: BigInt(rng.int(1, 20_000)),
+      committed: new Set(),
+      declined: new Set(),
+      attempts: 0,
+      done: false,
+    };
     keys.set(`${caller}/${r.key}`, r);
     stats.keys++;
     return r;
@@ -68,23 +90,52 @@ export function createWorkload(cluster: Cluster, rng: Rng, history: History, tok
     stats.transfers++;
     const started = Date.now();
     try {
-      const res = await clients.get(r.caller)!.transfer({ idempotencyKey: r.key, fromAccountId: r.from, toAccountId: r.to, amountMinor: r.amountMinor, currency: "USD", memo: "chaos" });
+      const res = await clients.get(r.caller)!.transfer({
+        idempotencyKey: r.key,
+        fromAccountId: r.from,
+        toAccountId: r.to,
+        amountMinor: r.amountMinor,
+        currency: "USD",
+        memo: "chaos",
+      });
       const t = res.transaction!;
       stats.answers.ok = (stats.answers.ok ?? 0) + 1;
       if (t.status === TransactionStatus.COMMITTED) {
         r.committed.add(t.transactionId);
-        history.add({ kind: "ack", key: r.key, txnId: t.transactionId, detail: `${r.caller} ${r.from}->${r.to} ${r.amountMinor} COMMITTED (attempt ${r.attempts}, ${Date.now() - started} ms)` });
+        history.add({
+          kind: "ack",
+          key: r.key,
+          txnId: t.transactionId,
+          detail: `${r.caller} ${r.from}->${r.to} ${r.amountMinor} COMMITTED (attempt ${r.attempts}, ${Date.now() - started} ms)`,
+        });
         r.done = true;
         return true;
       }
-      history.add({ kind: "answer", key: r.key, txnId: t.transactionId, detail: `ok but status ${TransactionStatus[t.status]}` });
+      history.add({
+        kind: "answer",
+        key: r.key,
+        txnId: t.transactionId,
+        detail: `ok but status ${TransactionStatus[t.status]}`,
+      });
       return false;
     } catch (e) {
       const info = errorInfo(e);
-      const label = info.code === Code.Internal || info.code === Code.Unavailable || info.code === Code.DeadlineExceeded || info.code === Code.Canceled || info.code === Code.Aborted ? `${Code[info.code]}/${info.reason}` : info.reason;
+      const label =
+        info.code === Code.Internal ||
+        info.code === Code.Unavailable ||
+        info.code === Code.DeadlineExceeded ||
+        info.code === Code.Canceled ||
+        info.code === Code.Aborted
+          ? `${Code[info.code]}/${info.reason}`
+          : info.reason;
       stats.answers[label] = (stats.answers[label] ?? 0) + 1;
       const txnId = info.metadata.transaction_id;
-      history.add({ kind: "answer", key: r.key, ...(txnId ? { txnId } : {}), detail: `${r.caller} ${r.from}->${r.to} ${r.amountMinor}: ${label} (attempt ${r.attempts})` });
+      history.add({
+        kind: "answer",
+        key: r.key,
+        ...(txnId ? { txnId } : {}),
+        detail: `${r.caller} ${r.from}->${r.to} ${r.amountMinor}: ${label} (attempt ${r.attempts})`,
+      });
       if (FINAL_REASONS.has(info.reason)) {
         if (txnId) r.declined.add(txnId);
         r.done = true;
@@ -94,7 +145,8 @@ export function createWorkload(cluster: Cluster, rng: Rng, history: History, tok
     }
   }
 
-  const settle = (r: KeyRecord, attemptsMax: number) => sendUntilSettled(r, () => attempt(r), { attemptsMax, baseMs: 100, rng, stopping: () => stopping });
+  const settle = (r: KeyRecord, attemptsMax: number) =>
+    sendUntilSettled(r, () => attempt(r), { attemptsMax, baseMs: 100, rng, stopping: () => stopping });
 
   async function worker(): Promise<void> {
     while (!stopping) {
@@ -169,7 +221,11 @@ export function sleep(ms: number): Promise<void> {
  * exponentially with jitter from `baseMs` (at most 3 s), as paycli does.
  * Bounded by attemptsMax; once the run is stopping, two tries are enough.
  */
-export async function sendUntilSettled(rec: { attempts: number; done: boolean }, once: () => Promise<boolean>, o: { attemptsMax: number; baseMs: number; rng: Rng; stopping: () => boolean }): Promise<void> {
+export async function sendUntilSettled(
+  rec: { attempts: number; done: boolean },
+  once: () => Promise<boolean>,
+  o: { attemptsMax: number; baseMs: number; rng: Rng; stopping: () => boolean },
+): Promise<void> {
   while (!rec.done && rec.attempts < o.attemptsMax) {
     if (await once()) {
       rec.done = true;

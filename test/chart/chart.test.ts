@@ -70,7 +70,11 @@ let helm = "";
 
 function ensureHelm(): string {
   // Progress (and the first build's timing) goes to stderr, which we pass through.
-  const r = spawnSync("bash", [join(ROOT, "scripts/tools.sh"), "helm"], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  const r = spawnSync("bash", [join(ROOT, "scripts/tools.sh"), "helm"], {
+    cwd: ROOT,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   assert.equal(r.status, 0, "scripts/tools.sh helm failed: cannot build helm");
   const path = r.stdout.trim().split("\n").pop() ?? "";
   assert.ok(existsSync(path), `scripts/tools.sh printed ${JSON.stringify(path)}, which does not exist`);
@@ -84,7 +88,17 @@ interface HelmResult {
 }
 
 function runHelm(args: readonly string[]): HelmResult {
-  const r = spawnSync(helm, args, { cwd: ROOT, encoding: "utf8", maxBuffer: HELM_OUTPUT_MAX, env: { ...process.env, HELM_CACHE_HOME: join(ROOT, ".tools/helm/cache"), HELM_CONFIG_HOME: join(ROOT, ".tools/helm/config"), HELM_DATA_HOME: join(ROOT, ".tools/helm/data") } });
+  const r = spawnSync(helm, args, {
+    cwd: ROOT,
+    encoding: "utf8",
+    maxBuffer: HELM_OUTPUT_MAX,
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: join(ROOT, ".tools/helm/cache"),
+      HELM_CONFIG_HOME: join(ROOT, ".tools/helm/config"),
+      HELM_DATA_HOME: join(ROOT, ".tools/helm/data"),
+    },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -109,7 +123,10 @@ function render(files: readonly string[], set: readonly string[] = []): K8sObjec
 interface EnvVar {
   readonly name: string;
   readonly value?: string;
-  readonly valueFrom?: { readonly fieldRef?: { readonly fieldPath: string }; readonly secretKeyRef?: { readonly name: string; readonly key: string } };
+  readonly valueFrom?: {
+    readonly fieldRef?: { readonly fieldPath: string };
+    readonly secretKeyRef?: { readonly name: string; readonly key: string };
+  };
 }
 interface Port {
   readonly name?: string;
@@ -137,7 +154,10 @@ interface Container {
 }
 interface Volume {
   readonly name: string;
-  readonly secret?: { readonly secretName: string; readonly items?: readonly { readonly key: string; readonly path: string }[] };
+  readonly secret?: {
+    readonly secretName: string;
+    readonly items?: readonly { readonly key: string; readonly path: string }[];
+  };
   readonly persistentVolumeClaim?: { readonly claimName: string };
 }
 interface PodSpec {
@@ -188,7 +208,9 @@ function serviceOf(c: Container): string | undefined {
 }
 
 function paygateContainers(objs: readonly K8sObject[]): { w: Workload; c: Container; service: string }[] {
-  return workloads(objs).flatMap((w) => w.pod.containers.flatMap((c) => (serviceOf(c) ? [{ w, c, service: serviceOf(c)! }] : [])));
+  return workloads(objs).flatMap((w) =>
+    w.pod.containers.flatMap((c) => (serviceOf(c) ? [{ w, c, service: serviceOf(c)! }] : [])),
+  );
 }
 
 function envOf(c: Container, podName: string): Record<string, string> {
@@ -243,11 +265,19 @@ function tlsSecretOf(w: Workload): string {
 // ---------------------------------------------------------------- invariant checks (return problems)
 
 /** Every NetworkPolicy rule that lets traffic reach `port` on pods labelled `labels` must come only from `allowed` pods. */
-function reachProblems(objs: readonly K8sObject[], target: Workload, port: number, allowedLabels: Record<string, string>): string[] {
+function reachProblems(
+  objs: readonly K8sObject[],
+  target: Workload,
+  port: number,
+  allowedLabels: Record<string, string>,
+): string[] {
   const problems: string[] = [];
-  const policies = ofKind(objs, "NetworkPolicy").filter((p) => selects(spec(p).podSelector?.matchLabels, target.labels));
+  const policies = ofKind(objs, "NetworkPolicy").filter((p) =>
+    selects(spec(p).podSelector?.matchLabels, target.labels),
+  );
   const ingressPolicies = policies.filter((p) => (spec(p).policyTypes ?? ["Ingress"]).includes("Ingress"));
-  if (ingressPolicies.length === 0) return [`${target.name}: no NetworkPolicy selects it, so every pod can reach port ${port}`];
+  if (ingressPolicies.length === 0)
+    return [`${target.name}: no NetworkPolicy selects it, so every pod can reach port ${port}`];
   const pods = workloads(objs);
   for (const p of ingressPolicies) {
     for (const rule of (spec(p).ingress ?? []) as NetworkPolicyRule[]) {
@@ -258,7 +288,8 @@ function reachProblems(objs: readonly K8sObject[], target: Workload, port: numbe
         continue;
       }
       for (const peer of rule.from) {
-        if (peer.namespaceSelector !== undefined || peer.ipBlock !== undefined) problems.push(`${where} allows a namespace or IP block`);
+        if (peer.namespaceSelector !== undefined || peer.ipBlock !== undefined)
+          problems.push(`${where} allows a namespace or IP block`);
         if (!peer.podSelector) continue;
         if (peer.podSelector.matchExpressions?.length) problems.push(`${where} uses matchExpressions (not checked)`);
         const matched = pods.filter((w) => selects(peer.podSelector!.matchLabels, w.labels));
@@ -276,7 +307,10 @@ function portNameOf(w: Workload, port: number): string | undefined {
 
 function ruleCoversPort(rule: NetworkPolicyRule, target: Workload, port: number): boolean {
   const ports = rule.ports ?? [];
-  return ports.length === 0 || ports.some((x) => x.port === undefined || x.port === port || x.port === portNameOf(target, port));
+  return (
+    ports.length === 0 ||
+    ports.some((x) => x.port === undefined || x.port === port || x.port === portNameOf(target, port))
+  );
 }
 
 /**
@@ -287,15 +321,25 @@ function ruleCoversPort(rule: NetworkPolicyRule, target: Workload, port: number)
  */
 function admits(objs: readonly K8sObject[], source: Workload, target: Workload, port: number): boolean {
   const policies = ofKind(objs, "NetworkPolicy");
-  const applies = (p: K8sObject, w: Workload, type: string): boolean => selects(spec(p).podSelector?.matchLabels, w.labels) && (spec(p).policyTypes ?? ["Ingress"]).includes(type);
+  const applies = (p: K8sObject, w: Workload, type: string): boolean =>
+    selects(spec(p).podSelector?.matchLabels, w.labels) && (spec(p).policyTypes ?? ["Ingress"]).includes(type);
   const ingress = policies.filter((p) => applies(p, target, "Ingress"));
   const peerAdmits = (peer: NetworkPolicyPeer): boolean =>
-    peer.ipBlock !== undefined || (peer.podSelector === undefined ? peer.namespaceSelector !== undefined : selects(peer.podSelector.matchLabels, source.labels));
+    peer.ipBlock !== undefined ||
+    (peer.podSelector === undefined
+      ? peer.namespaceSelector !== undefined
+      : selects(peer.podSelector.matchLabels, source.labels));
   const inOk =
     ingress.length === 0 ||
-    ingress.some((p) => ((spec(p).ingress ?? []) as NetworkPolicyRule[]).some((r) => ruleCoversPort(r, target, port) && (!r.from || r.from.length === 0 || r.from.some(peerAdmits))));
+    ingress.some((p) =>
+      ((spec(p).ingress ?? []) as NetworkPolicyRule[]).some(
+        (r) => ruleCoversPort(r, target, port) && (!r.from || r.from.length === 0 || r.from.some(peerAdmits)),
+      ),
+    );
   const egress = policies.filter((p) => applies(p, source, "Egress"));
-  const outOk = egress.length === 0 || egress.some((p) => ((spec(p).egress ?? []) as NetworkPolicyRule[]).some((r) => ruleCoversPort(r, target, port)));
+  const outOk =
+    egress.length === 0 ||
+    egress.some((p) => ((spec(p).egress ?? []) as NetworkPolicyRule[]).some((r) => ruleCoversPort(r, target, port)));
   return inOk && outOk;
 }
 
@@ -307,7 +351,9 @@ function secretProblems(objs: readonly K8sObject[], operatorSecrets: readonly st
     for (const v of w.pod.volumes ?? []) {
       if (!v.secret) continue;
       if (!issued.has(v.secret.secretName) && !secrets.has(v.secret.secretName)) {
-        problems.push(`${w.name}: volume ${v.name} mounts Secret ${v.secret.secretName}, which no Certificate issues and the chart does not create`);
+        problems.push(
+          `${w.name}: volume ${v.name} mounts Secret ${v.secret.secretName}, which no Certificate issues and the chart does not create`,
+        );
       }
     }
   }
@@ -322,7 +368,8 @@ function claimProblems(objs: readonly K8sObject[]): string[] {
     for (const c of w.pod.containers) {
       const data = c.volumeMounts?.find((m) => m.mountPath === "/data");
       if (!data) problems.push(`${w.name}/${c.name} does not mount /data`);
-      else if (!claims.includes(data.name)) problems.push(`${w.name}/${c.name} mounts /data from ${data.name}, not from a volumeClaimTemplate`);
+      else if (!claims.includes(data.name))
+        problems.push(`${w.name}/${c.name} mounts /data from ${data.name}, not from a volumeClaimTemplate`);
     }
   }
   return problems;
@@ -332,28 +379,38 @@ function claimProblems(objs: readonly K8sObject[]): string[] {
 function secretValues(objs: readonly K8sObject[]): Map<string, string> {
   const values = new Map<string, string>();
   for (const secret of ofKind(objs, "Secret")) {
-    for (const [k, v] of Object.entries((secret.data ?? {}) as Record<string, string>)) values.set(`${secret.metadata.name}/${k}`, Buffer.from(v, "base64").toString("utf8"));
-    for (const [k, v] of Object.entries((secret.stringData ?? {}) as Record<string, string>)) values.set(`${secret.metadata.name}/${k}`, v);
+    for (const [k, v] of Object.entries((secret.data ?? {}) as Record<string, string>))
+      values.set(`${secret.metadata.name}/${k}`, Buffer.from(v, "base64").toString("utf8"));
+    for (const [k, v] of Object.entries((secret.stringData ?? {}) as Record<string, string>))
+      values.set(`${secret.metadata.name}/${k}`, v);
   }
   return values;
 }
 
 /** Passwords and keys reach processes as files: none in an env value (literal or secretKeyRef), none in a database URL. */
 function passwordProblems(objs: readonly K8sObject[]): string[] {
-  const passwords = new Map([...secretValues(objs)].filter(([where]) => /password|secret|key/i.test(where.split("/")[1]!)).map(([where, v]) => [v, where]));
+  const passwords = new Map(
+    [...secretValues(objs)]
+      .filter(([where]) => /password|secret|key/i.test(where.split("/")[1]!))
+      .map(([where, v]) => [v, where]),
+  );
   const problems: string[] = [];
   for (const w of workloads(objs)) {
     for (const c of w.pod.containers) {
       for (const e of c.env ?? []) {
         const where = `${w.name}/${c.name}: env ${e.name}`;
         const ref = e.valueFrom?.secretKeyRef;
-        if (ref) problems.push(`${where} comes from Secret ${ref.name}/${ref.key}: mount the Secret and pass a *_FILE path`);
+        if (ref)
+          problems.push(`${where} comes from Secret ${ref.name}/${ref.key}: mount the Secret and pass a *_FILE path`);
         if (e.value === undefined) continue;
         if (/PASSWORD$/.test(e.name)) problems.push(`${where} is a password in the pod spec`);
-        for (const [password, from] of passwords) if (password.length >= 8 && e.value.includes(password)) problems.push(`${where} contains the value of Secret ${from}`);
+        for (const [password, from] of passwords)
+          if (password.length >= 8 && e.value.includes(password))
+            problems.push(`${where} contains the value of Secret ${from}`);
         if (/^postgres(ql)?:\/\//.test(e.value)) {
           const url = new URL(e.value);
-          if (url.password !== "" || url.searchParams.has("password")) problems.push(`${where} is a database URL with a password in it`);
+          if (url.password !== "" || url.searchParams.has("password"))
+            problems.push(`${where} is a database URL with a password in it`);
         }
       }
     }
@@ -368,7 +425,9 @@ function secretFileOf(w: Workload, c: Container, file: string): { secret: string
   if (!mount || !volume?.secret) return `${w.name}/${c.name}: ${file} is not in a mounted Secret`;
   const path = file.slice(mount.mountPath.length + 1);
   const key = volume.secret.items ? volume.secret.items.find((i) => i.path === path)?.key : path;
-  return key === undefined ? `${w.name}/${c.name}: Secret ${volume.secret.secretName} mounted at ${mount.mountPath} projects no ${path}` : { secret: volume.secret.secretName, key };
+  return key === undefined
+    ? `${w.name}/${c.name}: Secret ${volume.secret.secretName} mounted at ${mount.mountPath} projects no ${path}`
+    : { secret: volume.secret.secretName, key };
 }
 
 interface StoreView {
@@ -393,12 +452,14 @@ async function storeProblems(objs: readonly K8sObject[]): Promise<string[]> {
   const env = envOf(c, "gateway-0");
   const store = load(env, "/app").store as StoreView;
   const problems: string[] = [];
-  if (gateway.replicas > 1 && store.kind !== "postgres") problems.push(`${gateway.replicas} gateway replicas on a ${store.kind} store: each would keep its own decisions`);
+  if (gateway.replicas > 1 && store.kind !== "postgres")
+    problems.push(`${gateway.replicas} gateway replicas on a ${store.kind} store: each would keep its own decisions`);
   if (gateway.replicas > 1 && !env.REDIS_URL) problems.push(`${gateway.replicas} gateway replicas without REDIS_URL`);
   if (store.kind === "sqlite") {
     const claims = ((spec(gateway.obj).volumeClaimTemplates ?? []) as K8sObject[]).map((t) => t.metadata.name);
     const mount = c.volumeMounts?.find((m) => store.file!.startsWith(`${m.mountPath}/`));
-    if (!mount || !claims.includes(mount.name)) problems.push(`gateway: SQLite file ${store.file} is not on a volumeClaimTemplate`);
+    if (!mount || !claims.includes(mount.name))
+      problems.push(`gateway: SQLite file ${store.file} is not on a volumeClaimTemplate`);
     return problems;
   }
   // Replicas hashing card numbers with different keys could not find each other's cards.
@@ -407,7 +468,8 @@ async function storeProblems(objs: readonly K8sObject[]): Promise<string[]> {
   if (typeof cardKey === "string") problems.push(`the card key: ${cardKey}`);
   else {
     const value = secretValues(objs).get(`${cardKey.secret}/${cardKey.key}`);
-    if (value !== undefined && !/^[0-9a-f]{64}$/.test(value.trim())) problems.push(`the card key in ${cardKey.secret}/${cardKey.key} is not 32 bytes of hex`);
+    if (value !== undefined && !/^[0-9a-f]{64}$/.test(value.trim()))
+      problems.push(`the card key in ${cardKey.secret}/${cardKey.key} is not 32 bytes of hex`);
   }
   const url = new URL(store.url!);
   const password = store.passwordFile ? secretFileOf(gateway, c, store.passwordFile) : undefined;
@@ -420,19 +482,32 @@ async function storeProblems(objs: readonly K8sObject[]): Promise<string[]> {
   const pg = ws.find((w) => w.name === "postgresql");
   if (!pg) return problems;
   const svc = ofKind(objs, "Service").find((s) => url.hostname === `${s.metadata.name}.${NAMESPACE}.svc`);
-  if (!svc || spec(svc).clusterIP === "None" || !selects(spec(svc).selector, pg.labels)) problems.push(`DATABASE_URL names ${url.hostname}, not the bundled server's Service`);
-  else if (!spec(svc).ports.some((p: { port: number; targetPort: string }) => p.port === Number(url.port || 5432) && p.targetPort === portNameOf(pg, 5432))) problems.push(`Service ${svc.metadata.name} does not forward port ${url.port} to the server`);
+  if (!svc || spec(svc).clusterIP === "None" || !selects(spec(svc).selector, pg.labels))
+    problems.push(`DATABASE_URL names ${url.hostname}, not the bundled server's Service`);
+  else if (
+    !spec(svc).ports.some(
+      (p: { port: number; targetPort: string }) =>
+        p.port === Number(url.port || 5432) && p.targetPort === portNameOf(pg, 5432),
+    )
+  )
+    problems.push(`Service ${svc.metadata.name} does not forward port ${url.port} to the server`);
   const pgc = pg.pod.containers[0]!;
   const pgEnv = envOf(pgc, "postgresql-0");
-  if (decodeURIComponent(url.username) !== pgEnv.POSTGRES_USER) problems.push(`DATABASE_URL user ${url.username}, initdb's ${pgEnv.POSTGRES_USER}`);
-  if (decodeURIComponent(url.pathname.slice(1)) !== pgEnv.POSTGRES_DB) problems.push(`DATABASE_URL database ${url.pathname}, initdb's ${pgEnv.POSTGRES_DB}`);
+  if (decodeURIComponent(url.username) !== pgEnv.POSTGRES_USER)
+    problems.push(`DATABASE_URL user ${url.username}, initdb's ${pgEnv.POSTGRES_USER}`);
+  if (decodeURIComponent(url.pathname.slice(1)) !== pgEnv.POSTGRES_DB)
+    problems.push(`DATABASE_URL database ${url.pathname}, initdb's ${pgEnv.POSTGRES_DB}`);
   const initdb = secretFileOf(pg, pgc, pgEnv.POSTGRES_PASSWORD_FILE ?? "");
   if (typeof initdb === "string") problems.push(initdb);
-  else if (password === undefined) problems.push("the bundled server has a password and the gateway no DATABASE_PASSWORD_FILE");
+  else if (password === undefined)
+    problems.push("the bundled server has a password and the gateway no DATABASE_PASSWORD_FILE");
   else if (typeof password !== "string" && (password.secret !== initdb.secret || password.key !== initdb.key)) {
     problems.push(`the gateway reads ${password.secret}/${password.key}, initdb ${initdb.secret}/${initdb.key}`);
   }
-  if (typeof initdb !== "string" && !ofKind(objs, "Secret").some((s) => s.metadata.name === initdb.secret && initdb.key in ((s.data ?? {}) as object))) {
+  if (
+    typeof initdb !== "string" &&
+    !ofKind(objs, "Secret").some((s) => s.metadata.name === initdb.secret && initdb.key in ((s.data ?? {}) as object))
+  ) {
     problems.push(`Secret ${initdb.secret} with key ${initdb.key} is not rendered`);
   }
   return problems;
@@ -451,7 +526,10 @@ async function loadConfigOf(service: string): Promise<LoadConfig | undefined> {
 }
 
 /** Runs loadConfig over env, returning the config and the names it read. */
-function loadRecording(load: LoadConfig, env: Record<string, string>): { config: Record<string, unknown>; read: Set<string> } {
+function loadRecording(
+  load: LoadConfig,
+  env: Record<string, string>,
+): { config: Record<string, unknown>; read: Set<string> } {
   const read = new Set<string>();
   const proxy = new Proxy(env, {
     get(target, key) {
@@ -478,14 +556,18 @@ async function configProblems(objs: readonly K8sObject[]): Promise<{ problems: s
       problems.push(`${w.name}: no port variable known for ${service}`);
       continue;
     }
-    if (env[portEnv] !== String(port)) problems.push(`${w.name}: ${portEnv}=${env[portEnv]} but the containerPort is ${port}`);
-    if (env.METRICS_PORT !== String(portNamed(c, "metrics"))) problems.push(`${w.name}: METRICS_PORT=${env.METRICS_PORT} but the metrics port is ${portNamed(c, "metrics")}`);
+    if (env[portEnv] !== String(port))
+      problems.push(`${w.name}: ${portEnv}=${env[portEnv]} but the containerPort is ${port}`);
+    if (env.METRICS_PORT !== String(portNamed(c, "metrics")))
+      problems.push(`${w.name}: METRICS_PORT=${env.METRICS_PORT} but the metrics port is ${portNamed(c, "metrics")}`);
     const load = await loadConfigOf(service);
     if (!load) {
       const planned = PLANNED_PORTS[service];
       if (!planned) problems.push(`${service} has no config.ts and no planned port`);
       else if (port !== planned.port) problems.push(`${service}: port ${port}, planned ${planned.port}`);
-      notes.push(`${service}: no services/${service}/src/config.ts yet; port checked against the planned ${planned?.port}`);
+      notes.push(
+        `${service}: no services/${service}/src/config.ts yet; port checked against the planned ${planned?.port}`,
+      );
       continue;
     }
     let loaded: { config: Record<string, unknown>; read: Set<string> };
@@ -496,21 +578,31 @@ async function configProblems(objs: readonly K8sObject[]): Promise<{ problems: s
       continue;
     }
     const { config, read } = loaded;
-    if (config.port !== port) problems.push(`${w.name}: config.port ${String(config.port)} but the containerPort is ${port}`);
+    if (config.port !== port)
+      problems.push(`${w.name}: config.port ${String(config.port)} but the containerPort is ${port}`);
     const pending = NOT_READ_YET[service] ?? [];
     for (const name of Object.keys(env)) {
       if (READ_OUTSIDE_CONFIG.has(name)) continue;
       if (pending.includes(name)) {
-        if (read.has(name)) problems.push(`${service} now reads ${name}: delete it from NOT_READ_YET in test/chart/chart.test.ts`);
+        if (read.has(name))
+          problems.push(`${service} now reads ${name}: delete it from NOT_READ_YET in test/chart/chart.test.ts`);
         continue;
       }
-      if (!read.has(name)) problems.push(`${w.name}: the chart sets ${name}, which ${service}'s loadConfig never reads (a misspelled variable?)`);
+      if (!read.has(name))
+        problems.push(
+          `${w.name}: the chart sets ${name}, which ${service}'s loadConfig never reads (a misspelled variable?)`,
+        );
     }
     // The chart's ports and 2PC timings are the code's defaults.
-    const defaults = load(Object.fromEntries(Object.entries(env).filter(([k]) => k !== portEnv && !/_(TIMEOUT|INTERVAL)_MS$/.test(k))), "/app");
-    if (defaults.port !== port) problems.push(`${service}: the chart's port ${port} is not the code's default ${String(defaults.port)}`);
+    const defaults = load(
+      Object.fromEntries(Object.entries(env).filter(([k]) => k !== portEnv && !/_(TIMEOUT|INTERVAL)_MS$/.test(k))),
+      "/app",
+    );
+    if (defaults.port !== port)
+      problems.push(`${service}: the chart's port ${port} is not the code's default ${String(defaults.port)}`);
     for (const key of ["prepareTimeoutMs", "commitTimeoutMs", "redriveIntervalMs", "resolveIntervalMs"]) {
-      if (key in config && config[key] !== defaults[key]) problems.push(`${service}: ${key} ${String(config[key])} is not the code's default ${String(defaults[key])}`);
+      if (key in config && config[key] !== defaults[key])
+        problems.push(`${service}: ${key} ${String(config[key])} is not the code's default ${String(defaults[key])}`);
     }
   }
   return { problems, notes };
@@ -537,7 +629,10 @@ describe("kubernetes-models catches what a typo would break", () => {
   test("a misspelled container field fails", () => {
     const sts = clone(workloads(objs).find((w) => w.name === "gateway")!.obj);
     sts.spec.template.spec.containers[0].imagePullPolcy = "IfNotPresent";
-    assert.throws(() => validateAny(sts), (e: Error) => e instanceof SchemaError && /containers\[0\]\.imagePullPolcy/.test(e.message));
+    assert.throws(
+      () => validateAny(sts),
+      (e: Error) => e instanceof SchemaError && /containers\[0\]\.imagePullPolcy/.test(e.message),
+    );
   });
   test("a misspelled field deep in a probe fails", () => {
     const sts = clone(workloads(objs).find((w) => w.name === "gateway")!.obj);
@@ -576,7 +671,10 @@ describe("kubernetes-models catches what a typo would break", () => {
     assert.throws(() => validateAny(rule), /rules\[0\]\.fro/);
   });
   test("a kind without a schema fails", () => {
-    assert.throws(() => validateAny({ apiVersion: "example.com/v1", kind: "Widget", metadata: { name: "w" } }), /no schema/);
+    assert.throws(
+      () => validateAny({ apiVersion: "example.com/v1", kind: "Widget", metadata: { name: "w" } }),
+      /no schema/,
+    );
   });
   test("labels, resource quantities and other maps are data, not fields", () => {
     const sts = clone(workloads(objs).find((w) => w.name === "gateway")!.obj);
@@ -591,7 +689,8 @@ describe("the invariant checks can fail", () => {
   before(() => {
     objs = render([]);
   });
-  const gatewayLabels = (o: readonly K8sObject[]): Record<string, string> => workloads(o).find((w) => w.name === "gateway")!.labels;
+  const gatewayLabels = (o: readonly K8sObject[]): Record<string, string> =>
+    workloads(o).find((w) => w.name === "gateway")!.labels;
 
   test("a bank policy opened to a namespace is caught", () => {
     const broken = structuredClone(objs) as any[];
@@ -622,7 +721,10 @@ describe("the invariant checks can fail", () => {
     const broken = render([], []).map((o) => structuredClone(o) as any);
     const sts = broken.find((o) => o.kind === "StatefulSet" && o.metadata.name === "gateway");
     sts.spec.template.spec.containers[0].env.push({ name: "PREPARE_TIMEOUT", value: "5000" });
-    assert.match((await configProblems(broken)).problems.join("\n"), /sets PREPARE_TIMEOUT, which gateway's loadConfig never reads/);
+    assert.match(
+      (await configProblems(broken)).problems.join("\n"),
+      /sets PREPARE_TIMEOUT, which gateway's loadConfig never reads/,
+    );
   });
   test("a port that is not the code's default is caught", async () => {
     const { problems } = await configProblems(render([], ["bank.port=50099"]));
@@ -632,32 +734,56 @@ describe("the invariant checks can fail", () => {
     const broken = render([], []).map((o) => structuredClone(o) as any);
     const sts = broken.find((o) => o.kind === "StatefulSet" && o.metadata.name === "bank-a");
     sts.spec.template.spec.containers[0].env.find((e: EnvVar) => e.name === "BANK_NAME").value = "Bank A";
-    assert.match((await configProblems(broken)).problems.join("\n"), /bank-a: the chart's env does not load: .*BANK_NAME must match/s);
+    assert.match(
+      (await configProblems(broken)).problems.join("\n"),
+      /bank-a: the chart's env does not load: .*BANK_NAME must match/s,
+    );
   });
   describe("on the bundled PostgreSQL", () => {
     let pgObjs: K8sObject[] = [];
     before(() => {
       pgObjs = render([], ["postgresql.bundled.enabled=true", "gateway.replicas=2"]);
     });
-    const find = (o: readonly any[], kind: string, name: string): any => o.find((x) => x.kind === kind && x.metadata.name === name);
-    const gatewayEnv = (o: readonly any[]): EnvVar[] => find(o, "StatefulSet", "gateway").spec.template.spec.containers[0].env;
+    const find = (o: readonly any[], kind: string, name: string): any =>
+      o.find((x) => x.kind === kind && x.metadata.name === name);
+    const gatewayEnv = (o: readonly any[]): EnvVar[] =>
+      find(o, "StatefulSet", "gateway").spec.template.spec.containers[0].env;
 
     test("a PostgreSQL policy that lets banks in is caught", () => {
       const broken = structuredClone(pgObjs) as any[];
-      find(broken, "NetworkPolicy", "postgresql").spec.ingress[0].from.push({ podSelector: { matchLabels: { "paygate.local/role": "bank" } } });
+      find(broken, "NetworkPolicy", "postgresql").spec.ingress[0].from.push({
+        podSelector: { matchLabels: { "paygate.local/role": "bank" } },
+      });
       const ws = workloads(broken);
       const pg = ws.find((w) => w.name === "postgresql")!;
       assert.match(reachProblems(broken, pg, 5432, gatewayLabels(broken)).join("\n"), /allows bank-a/);
       assert.ok(admits(broken, ws.find((w) => w.name === "bank-a")!, pg, 5432));
-      assert.ok(!admits(pgObjs, workloads(pgObjs).find((w) => w.name === "bank-a")!, workloads(pgObjs).find((w) => w.name === "postgresql")!, 5432));
+      assert.ok(
+        !admits(
+          pgObjs,
+          workloads(pgObjs).find((w) => w.name === "bank-a")!,
+          workloads(pgObjs).find((w) => w.name === "postgresql")!,
+          5432,
+        ),
+      );
     });
     test("a PostgreSQL without a policy is caught", () => {
       const broken = pgObjs.filter((o) => !(o.kind === "NetworkPolicy" && o.metadata.name === "postgresql"));
-      assert.match(reachProblems(broken, workloads(broken).find((w) => w.name === "postgresql")!, 5432, gatewayLabels(broken)).join("\n"), /no NetworkPolicy/);
+      assert.match(
+        reachProblems(
+          broken,
+          workloads(broken).find((w) => w.name === "postgresql")!,
+          5432,
+          gatewayLabels(broken),
+        ).join("\n"),
+        /no NetworkPolicy/,
+      );
     });
     test("a PostgreSQL policy that shuts the gateway out is caught", () => {
       const broken = structuredClone(pgObjs) as any[];
-      find(broken, "NetworkPolicy", "postgresql").spec.ingress[0].from[0].podSelector.matchLabels["app.kubernetes.io/component"] = "checkout";
+      find(broken, "NetworkPolicy", "postgresql").spec.ingress[0].from[0].podSelector.matchLabels[
+        "app.kubernetes.io/component"
+      ] = "checkout";
       const ws = workloads(broken);
       assert.ok(!admits(broken, ws.find((w) => w.name === "gateway")!, ws.find((w) => w.name === "postgresql")!, 5432));
     });
@@ -665,7 +791,11 @@ describe("the invariant checks can fail", () => {
       const broken = structuredClone(pgObjs) as any[];
       const np = structuredClone(find(broken, "NetworkPolicy", "gateway"));
       np.metadata.name = "gateway-egress";
-      np.spec = { podSelector: np.spec.podSelector, policyTypes: ["Egress"], egress: [{ ports: [{ port: 50051, protocol: "TCP" }] }] };
+      np.spec = {
+        podSelector: np.spec.podSelector,
+        policyTypes: ["Egress"],
+        egress: [{ ports: [{ port: 50051, protocol: "TCP" }] }],
+      };
       broken.push(np);
       const ws = workloads(broken);
       assert.ok(!admits(broken, ws.find((w) => w.name === "gateway")!, ws.find((w) => w.name === "postgresql")!, 5432));
@@ -674,26 +804,44 @@ describe("the invariant checks can fail", () => {
       const pw = Buffer.from(find(pgObjs, "Secret", "postgresql").data.password as string, "base64").toString("utf8");
       const literal = structuredClone(pgObjs) as any[];
       gatewayEnv(literal).push({ name: "PGPASS", value: pw });
-      assert.match(passwordProblems(literal).join("\n"), /env PGPASS contains the value of Secret postgresql\/password/);
+      assert.match(
+        passwordProblems(literal).join("\n"),
+        /env PGPASS contains the value of Secret postgresql\/password/,
+      );
       const fromRef = structuredClone(pgObjs) as any[];
-      gatewayEnv(fromRef).push({ name: "DATABASE_PASSWORD", valueFrom: { secretKeyRef: { name: "postgresql", key: "password" } } });
-      assert.match(passwordProblems(fromRef).join("\n"), /env DATABASE_PASSWORD comes from Secret postgresql\/password/);
+      gatewayEnv(fromRef).push({
+        name: "DATABASE_PASSWORD",
+        valueFrom: { secretKeyRef: { name: "postgresql", key: "password" } },
+      });
+      assert.match(
+        passwordProblems(fromRef).join("\n"),
+        /env DATABASE_PASSWORD comes from Secret postgresql\/password/,
+      );
       const inUrl = structuredClone(pgObjs) as any[];
       const url = gatewayEnv(inUrl).find((e) => e.name === "DATABASE_URL") as { value: string };
       url.value = url.value.replace("paygate@", "paygate:hunter2@");
       assert.match(passwordProblems(inUrl).join("\n"), /DATABASE_URL is a database URL with a password/);
     });
     test("a password file outside the mounted Secret, or from another Secret than initdb's, is caught", async () => {
-      const setFile = (o: any[], file: string): void => void ((gatewayEnv(o).find((e) => e.name === "DATABASE_PASSWORD_FILE") as { value: string }).value = file);
+      const setFile = (o: any[], file: string): void =>
+        void ((gatewayEnv(o).find((e) => e.name === "DATABASE_PASSWORD_FILE") as { value: string }).value = file);
       const outside = structuredClone(pgObjs) as any[];
       setFile(outside, "/data/password");
       assert.match((await storeProblems(outside)).join("\n"), /\/data\/password is not in a mounted Secret/);
       const unprojected = structuredClone(pgObjs) as any[];
       setFile(unprojected, "/etc/paygate/postgresql/pw");
-      assert.match((await storeProblems(unprojected)).join("\n"), /mounted at \/etc\/paygate\/postgresql projects no pw/);
+      assert.match(
+        (await storeProblems(unprojected)).join("\n"),
+        /mounted at \/etc\/paygate\/postgresql projects no pw/,
+      );
       const other = structuredClone(pgObjs) as any[];
-      find(other, "StatefulSet", "gateway").spec.template.spec.volumes.find((v: Volume) => v.name === "postgresql-password").secret.secretName = "paygate-seed";
-      assert.match((await storeProblems(other)).join("\n"), /the gateway reads paygate-seed\/password, initdb postgresql\/password/);
+      find(other, "StatefulSet", "gateway").spec.template.spec.volumes.find(
+        (v: Volume) => v.name === "postgresql-password",
+      ).secret.secretName = "paygate-seed";
+      assert.match(
+        (await storeProblems(other)).join("\n"),
+        /the gateway reads paygate-seed\/password, initdb postgresql\/password/,
+      );
     });
     test("a DATABASE_URL that misses the bundled server's Service or its database is caught", async () => {
       const broken = structuredClone(pgObjs) as any[];
@@ -705,14 +853,26 @@ describe("the invariant checks can fail", () => {
     });
     test("a card key outside a Secret, or not 32 bytes of hex, is caught", async () => {
       const file = structuredClone(pgObjs) as any[];
-      (gatewayEnv(file).find((e) => e.name === "CARD_SECRET_FILE") as { value: string }).value = "/data/card-secret.key";
-      assert.match((await storeProblems(file)).join("\n"), /the card key: .*\/data\/card-secret.key is not in a mounted Secret/);
+      (gatewayEnv(file).find((e) => e.name === "CARD_SECRET_FILE") as { value: string }).value =
+        "/data/card-secret.key";
+      assert.match(
+        (await storeProblems(file)).join("\n"),
+        /the card key: .*\/data\/card-secret.key is not in a mounted Secret/,
+      );
       const short = structuredClone(pgObjs) as any[];
       find(short, "Secret", "gateway-card-secret").data["card-secret.key"] = Buffer.from("abcd").toString("base64");
       assert.match((await storeProblems(short)).join("\n"), /is not 32 bytes of hex/);
       const inEnv = structuredClone(pgObjs) as any[];
-      gatewayEnv(inEnv).push({ name: "CARD_KEY", value: Buffer.from(find(pgObjs, "Secret", "gateway-card-secret").data["card-secret.key"], "base64").toString("utf8") });
-      assert.match(passwordProblems(inEnv).join("\n"), /env CARD_KEY contains the value of Secret gateway-card-secret\/card-secret.key/);
+      gatewayEnv(inEnv).push({
+        name: "CARD_KEY",
+        value: Buffer.from(find(pgObjs, "Secret", "gateway-card-secret").data["card-secret.key"], "base64").toString(
+          "utf8",
+        ),
+      });
+      assert.match(
+        passwordProblems(inEnv).join("\n"),
+        /env CARD_KEY contains the value of Secret gateway-card-secret\/card-secret.key/,
+      );
     });
     test("two gateway replicas on SQLite are caught", async () => {
       const broken = structuredClone(objs) as any[];
@@ -751,7 +911,10 @@ describe("values the chart refuses", () => {
     assert.match(r.stderr, /needs shared idempotency keys/);
   });
   test("a postgresql.url with a password in it, without echoing the password", () => {
-    for (const url of ["postgres://paygate:hunter2secret@db.example.com:5432/paygate", "postgresql://paygate@db.example.com/paygate?password=hunter2secret"]) {
+    for (const url of [
+      "postgres://paygate:hunter2secret@db.example.com:5432/paygate",
+      "postgresql://paygate@db.example.com/paygate?password=hunter2secret",
+    ]) {
       const r = template([], [`postgresql.url=${url}`]);
       assert.notEqual(r.status, 0, url);
       assert.match(r.stderr, /postgresql.url must not carry a password/);
@@ -759,7 +922,10 @@ describe("values the chart refuses", () => {
     }
   });
   test("more than one PostgreSQL source", () => {
-    const r = template([], ["postgresql.url=postgres://paygate@db.example.com/paygate", "postgresql.bundled.enabled=true"]);
+    const r = template(
+      [],
+      ["postgresql.url=postgres://paygate@db.example.com/paygate", "postgresql.bundled.enabled=true"],
+    );
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /set only one of url, host and bundled.enabled/);
   });
@@ -771,12 +937,18 @@ describe("values the chart refuses", () => {
     }
   });
   test("a CA for the postgres.js driver, which would not check it", () => {
-    const r = template([], ["postgresql.host=db.example.com", "postgresql.caSecret=db-ca", "postgresql.driver=postgres"]);
+    const r = template(
+      [],
+      ["postgresql.host=db.example.com", "postgresql.caSecret=db-ca", "postgresql.driver=postgres"],
+    );
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /postgresql.caSecret needs postgresql.driver pg/);
   });
   test("a heartbeat longer than half the lease", () => {
-    const r = template([], ["postgresql.bundled.enabled=true", "gateway.leaseMs=3000", "gateway.heartbeatIntervalMs=2000"]);
+    const r = template(
+      [],
+      ["postgresql.bundled.enabled=true", "gateway.leaseMs=3000", "gateway.heartbeatIntervalMs=2000"],
+    );
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /heartbeatIntervalMs must be at most half/);
   });
@@ -784,7 +956,10 @@ describe("values the chart refuses", () => {
     const r = template([], ["postgresql.bundled.enabled=true", "gateway.replicas=13", "postgresql.poolMax=8"]);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /104 connections, more than postgresql.bundled.maxConnections \(100\) minus 3 reserved/);
-    assert.equal(template([], ["postgresql.bundled.enabled=true", "gateway.replicas=12", "postgresql.poolMax=8"]).status, 0);
+    assert.equal(
+      template([], ["postgresql.bundled.enabled=true", "gateway.replicas=12", "postgresql.poolMax=8"]).status,
+      0,
+    );
   });
   test("session affinity on the gateway Service (gone: any replica serves any request)", () => {
     const r = template([], ["gateway.service.sessionAffinity=ClientIP"]);
@@ -792,7 +967,13 @@ describe("values the chart refuses", () => {
     assert.match(r.stderr, /sessionAffinity/);
   });
   test("a bank the seed does not know", () => {
-    const r = runHelm(["template", "paygate", CHART, "--set-json", 'banks=[{"name":"bank-a"},{"name":"bank-b"},{"name":"bank-z"}]']);
+    const r = runHelm([
+      "template",
+      "paygate",
+      CHART,
+      "--set-json",
+      'banks=[{"name":"bank-a"},{"name":"bank-b"},{"name":"bank-z"}]',
+    ]);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /bank-z is not in seed/);
   });
@@ -808,22 +989,46 @@ test("the chart's PostgreSQL settings are the code's defaults (config.ts)", asyn
   assert.ok(load);
   const gateway = workloads(render([], ["postgresql.bundled.enabled=true"])).find((w) => w.name === "gateway")!;
   const env = envOf(gateway.pod.containers[0]!, "gateway-0");
-  const tunables = ["DATABASE_POOL_MAX", "DATABASE_DRIVER", "DATABASE_STATEMENT_TIMEOUT_MS", "GATEWAY_LEASE_MS", "GATEWAY_HEARTBEAT_INTERVAL_MS"];
+  const tunables = [
+    "DATABASE_POOL_MAX",
+    "DATABASE_DRIVER",
+    "DATABASE_STATEMENT_TIMEOUT_MS",
+    "GATEWAY_LEASE_MS",
+    "GATEWAY_HEARTBEAT_INTERVAL_MS",
+  ];
   for (const name of tunables) assert.ok(name in env, `the chart does not set ${name}`);
   const chart = load(env, "/app").store as Record<string, unknown>;
-  const code = load(Object.fromEntries(Object.entries(env).filter(([k]) => !tunables.includes(k))), "/app").store as Record<string, unknown>;
+  const code = load(Object.fromEntries(Object.entries(env).filter(([k]) => !tunables.includes(k))), "/app")
+    .store as Record<string, unknown>;
   assert.equal(chart.kind, "postgres");
-  for (const key of ["poolMax", "driver", "statementTimeoutMs", "leaseMs", "heartbeatIntervalMs"]) assert.equal(chart[key], code[key], key);
+  for (const key of ["poolMax", "driver", "statementTimeoutMs", "leaseMs", "heartbeatIntervalMs"])
+    assert.equal(chart[key], code[key], key);
 });
 
 test("a managed PostgreSQL by URL: the URL as given, the password and the CA as files", async () => {
-  const url = "postgres://paygate@db.example.com:5432/paygate?sslmode=verify-full&sslrootcert=/etc/paygate/postgresql-ca/rds-ca.pem";
-  const objs = render([], [`postgresql.url=${url}`, "postgresql.existingSecret=rds-paygate", "postgresql.existingSecretPasswordKey=pw", "postgresql.caSecret=rds-ca", "postgresql.caSecretKey=rds-ca.pem"]);
+  const url =
+    "postgres://paygate@db.example.com:5432/paygate?sslmode=verify-full&sslrootcert=/etc/paygate/postgresql-ca/rds-ca.pem";
+  const objs = render(
+    [],
+    [
+      `postgresql.url=${url}`,
+      "postgresql.existingSecret=rds-paygate",
+      "postgresql.existingSecretPasswordKey=pw",
+      "postgresql.caSecret=rds-ca",
+      "postgresql.caSecretKey=rds-ca.pem",
+    ],
+  );
   const gateway = workloads(objs).find((w) => w.name === "gateway")!;
   const env = envOf(gateway.pod.containers[0]!, "gateway-0");
   assert.equal(env.DATABASE_URL, url);
-  assert.deepEqual(secretFileOf(gateway, gateway.pod.containers[0]!, env.DATABASE_PASSWORD_FILE!), { secret: "rds-paygate", key: "pw" });
-  assert.deepEqual(secretFileOf(gateway, gateway.pod.containers[0]!, "/etc/paygate/postgresql-ca/rds-ca.pem"), { secret: "rds-ca", key: "rds-ca.pem" });
+  assert.deepEqual(secretFileOf(gateway, gateway.pod.containers[0]!, env.DATABASE_PASSWORD_FILE!), {
+    secret: "rds-paygate",
+    key: "pw",
+  });
+  assert.deepEqual(secretFileOf(gateway, gateway.pod.containers[0]!, "/etc/paygate/postgresql-ca/rds-ca.pem"), {
+    secret: "rds-ca",
+    key: "rds-ca.pem",
+  });
   assert.ok(!workloads(objs).some((w) => w.name === "postgresql"), "no bundled server");
   assert.deepEqual(await storeProblems(objs), []);
   assert.deepEqual(passwordProblems(objs), []);
@@ -905,7 +1110,11 @@ for (const vc of CASES) {
       }
       for (const [secret, s] of certs) {
         if (s.isCA) continue;
-        assert.deepEqual([...s.usages].sort(), ["client auth", "digital signature", "key encipherment", "server auth"], secret);
+        assert.deepEqual(
+          [...s.usages].sort(),
+          ["client auth", "digital signature", "key encipherment", "server auth"],
+          secret,
+        );
         assert.equal(s.issuerRef.name, "paygate-ca", secret);
       }
     });
@@ -929,7 +1138,8 @@ for (const vc of CASES) {
     test("every URL a service dials names a host its peer's certificate covers", () => {
       const certs = certificates(objs);
       const ws = workloads(objs);
-      const dnsOf = (name: string): readonly string[] => certs.get(tlsSecretOf(ws.find((w) => w.name === name)!))?.dnsNames ?? [];
+      const dnsOf = (name: string): readonly string[] =>
+        certs.get(tlsSecretOf(ws.find((w) => w.name === name)!))?.dnsNames ?? [];
       const gateway = ws.find((w) => w.name === "gateway")!;
       const gEnv = envOf(gateway.pod.containers[0]!, "gateway-0");
       const banks = urlMap(gEnv.BANKS);
@@ -939,14 +1149,20 @@ for (const vc of CASES) {
         assert.equal(Number(url.port), portNamed(ws.find((w) => w.name === bank)!.pod.containers[0]!, "rpc"));
       }
       for (const w of ws.filter((x) => x.pod.containers.some((y) => serviceOf(y) === "bank"))) {
-        const coordinators = (envOf(w.pod.containers[0]!, `${w.name}-0`).COORDINATOR_URL ?? "").split(",").filter(Boolean).map((u) => new URL(u));
+        const coordinators = (envOf(w.pod.containers[0]!, `${w.name}-0`).COORDINATOR_URL ?? "")
+          .split(",")
+          .filter(Boolean)
+          .map((u) => new URL(u));
         assert.ok(coordinators.length >= 1, `${w.name} sets no COORDINATOR_URL`);
         for (const url of coordinators) {
           assert.ok(dnsOf("gateway").includes(url.hostname), `gateway certificate lacks ${url.hostname}`);
           assert.equal(Number(url.port), portNamed(gateway.pod.containers[0]!, "rpc"));
           // The gateway Service, never one pod: any replica answers GetDecision, so scaling changes no bank's env.
           const svc = ofKind(objs, "Service").find((x) => url.hostname === `${x.metadata.name}.${NAMESPACE}.svc`);
-          assert.ok(svc && spec(svc).clusterIP !== "None" && selects(spec(svc).selector, gateway.labels), `${w.name} dials ${url.hostname}, not the gateway Service`);
+          assert.ok(
+            svc && spec(svc).clusterIP !== "None" && selects(spec(svc).selector, gateway.labels),
+            `${w.name} dials ${url.hostname}, not the gateway Service`,
+          );
         }
       }
       const replica = gateway.pod.containers[0]!.env?.find((e) => e.name === "GATEWAY_REPLICA");
@@ -984,7 +1200,10 @@ for (const vc of CASES) {
 
     test("the gateway Service has no session affinity (any replica serves any request)", () => {
       const svc = ofKind(objs, "Service").find((x) => x.metadata.name === "gateway")!;
-      assert.ok(["None", undefined].includes(spec(svc).sessionAffinity), `sessionAffinity ${spec(svc).sessionAffinity}`);
+      assert.ok(
+        ["None", undefined].includes(spec(svc).sessionAffinity),
+        `sessionAffinity ${spec(svc).sessionAffinity}`,
+      );
     });
 
     test("the gateway's store: SQLite on its volume, or PostgreSQL with the password in a mounted Secret", async () => {
@@ -1008,7 +1227,8 @@ for (const vc of CASES) {
       assert.ok(containers.length >= 4);
       for (const { c } of containers) assert.equal(c.image.split(":").pop(), appVersion(), c.name);
       const built = readFileSync(join(ROOT, "scripts/build.mjs"), "utf8");
-      for (const { service } of containers) assert.ok(built.includes(`"${service}"`), `scripts/build.mjs does not build dist/${service}.js`);
+      for (const { service } of containers)
+        assert.ok(built.includes(`"${service}"`), `scripts/build.mjs does not build dist/${service}.js`);
     });
 
     test("pods run locked down", () => {
@@ -1042,7 +1262,10 @@ for (const vc of CASES) {
       const pdbs = ofKind(objs, "PodDisruptionBudget");
       for (const { w } of paygateContainers(objs)) {
         if (w.name === "checkout") continue; // one pod on a ReadWriteOnce volume, Recreate strategy
-        assert.ok(pdbs.some((p) => selects(spec(p).selector?.matchLabels, w.labels)), `${w.name} has no PodDisruptionBudget`);
+        assert.ok(
+          pdbs.some((p) => selects(spec(p).selector?.matchLabels, w.labels)),
+          `${w.name} has no PodDisruptionBudget`,
+        );
       }
     });
 
@@ -1056,7 +1279,8 @@ for (const vc of CASES) {
       assert.deepEqual([...seed.banks].sort(), bankNames.sort());
       if (vc.files.length === 0) {
         // Compare what the services would load, not the text: same users, accounts, balances.
-        const strip = (s: ReturnType<typeof parseSeed>) => JSON.stringify(s, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+        const strip = (s: ReturnType<typeof parseSeed>) =>
+          JSON.stringify(s, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
         assert.equal(strip(seed), strip(parseSeed(readFileSync(join(ROOT, "config/seed.yaml"), "utf8"))));
       }
     });
@@ -1078,12 +1302,19 @@ for (const vc of CASES) {
       const sm = spec(ofKind(objs, "ServiceMonitor")[0]!);
       const selected = ofKind(objs, "Service").filter((s) => selects(sm.selector.matchLabels, s.metadata.labels ?? {}));
       assert.ok(selected.length >= 3);
-      for (const s of selected) assert.ok(spec(s).ports.some((p: { name: string }) => p.name === sm.endpoints[0].port), s.metadata.name);
+      for (const s of selected)
+        assert.ok(
+          spec(s).ports.some((p: { name: string }) => p.name === sm.endpoints[0].port),
+          s.metadata.name,
+        );
       // One source of truth: the ConfigMaps are the files test/observability runs against Prometheus.
-      const files = readdirSync(join(CHART, "dashboards")).filter((f) => f.endsWith(".json")).sort();
+      const files = readdirSync(join(CHART, "dashboards"))
+        .filter((f) => f.endsWith(".json"))
+        .sort();
       assert.deepEqual(dashboards.flatMap((d) => Object.keys(d.data as object)).sort(), files);
       for (const d of dashboards) {
-        for (const [file, text] of Object.entries(d.data as Record<string, string>)) assert.equal(text, readFileSync(join(CHART, "dashboards", file), "utf8").trimEnd(), file);
+        for (const [file, text] of Object.entries(d.data as Record<string, string>))
+          assert.equal(text, readFileSync(join(CHART, "dashboards", file), "utf8").trimEnd(), file);
       }
     });
 
@@ -1118,16 +1349,21 @@ function downAlertProblems(objs: readonly K8sObject[]): string[] {
   const problems: string[] = [];
   const bankDown = alerts.get("BankDown");
   const gatewayDown = alerts.get("GatewayDown");
-  if (!bankDown || !gatewayDown) return [`BankDown/GatewayDown with an up{job=~...} matcher not found: ${[...alerts.keys()].join(", ")}`];
+  if (!bankDown || !gatewayDown)
+    return [`BankDown/GatewayDown with an up{job=~...} matcher not found: ${[...alerts.keys()].join(", ")}`];
   const scraped = ofKind(objs, "Service").filter((s) => selects(sm.selector.matchLabels, s.metadata.labels ?? {}));
   for (const s of scraped) {
     const labels = s.metadata.labels ?? {};
     const job = (sm.jobLabel ? labels[sm.jobLabel as string] : undefined) ?? s.metadata.name;
-    const role = labels["paygate.local/role"] === "bank" ? "bank" : s.metadata.name.startsWith("gateway") ? "gateway" : "other";
-    if (bankDown.test(job) !== (role === "bank")) problems.push(`BankDown ${role === "bank" ? "misses" : "matches"} ${s.metadata.name} (job ${job})`);
-    if (gatewayDown.test(job) !== (role === "gateway")) problems.push(`GatewayDown ${role === "gateway" ? "misses" : "matches"} ${s.metadata.name} (job ${job})`);
+    const role =
+      labels["paygate.local/role"] === "bank" ? "bank" : s.metadata.name.startsWith("gateway") ? "gateway" : "other";
+    if (bankDown.test(job) !== (role === "bank"))
+      problems.push(`BankDown ${role === "bank" ? "misses" : "matches"} ${s.metadata.name} (job ${job})`);
+    if (gatewayDown.test(job) !== (role === "gateway"))
+      problems.push(`GatewayDown ${role === "gateway" ? "misses" : "matches"} ${s.metadata.name} (job ${job})`);
   }
-  if (!scraped.some((s) => s.metadata.labels?.["paygate.local/role"] === "bank")) problems.push("no bank Service is scraped");
+  if (!scraped.some((s) => s.metadata.labels?.["paygate.local/role"] === "bank"))
+    problems.push("no bank Service is scraped");
   return problems;
 }
 
@@ -1149,7 +1385,10 @@ test("banks with any names are still banks to BankDown (job from paygate.local/j
     // Control: without the jobLabel the job is the Service name, and "acme-headless" is no bank to BankDown.
     const sm = ofKind(objs, "ServiceMonitor")[0]! as K8sObject & { spec: Record<string, unknown> };
     delete sm.spec.jobLabel;
-    assert.ok(downAlertProblems(objs).some((p) => p.startsWith("BankDown misses acme-headless")), downAlertProblems(objs).join("; "));
+    assert.ok(
+      downAlertProblems(objs).some((p) => p.startsWith("BankDown misses acme-headless")),
+      downAlertProblems(objs).join("; "),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -1158,17 +1397,56 @@ test("banks with any names are still banks to BankDown (job from paygate.local/j
 test("webhooks: the chart's schedule is the code's default; the allow-list admits the checkout's receiver only when it is enabled", async () => {
   const load = await loadConfigOf("gateway");
   assert.ok(load);
-  const envWith = (set: string[]) => envOf(workloads(render([], set)).find((w) => w.name === "gateway")!.pod.containers[0]!, "gateway-0");
+  const envWith = (set: string[]) =>
+    envOf(workloads(render([], set)).find((w) => w.name === "gateway")!.pod.containers[0]!, "gateway-0");
   const env = envWith([]);
   const tunables = Object.keys(env).filter((k) => k.startsWith("WEBHOOK_") && k !== "WEBHOOK_ALLOWED_HOSTS");
-  assert.deepEqual(tunables.sort(), ["WEBHOOK_ALLOW_LOOPBACK", "WEBHOOK_CONCURRENCY", "WEBHOOK_GIVE_UP_MS", "WEBHOOK_POLL_MS", "WEBHOOK_RETRY_BASE_MS", "WEBHOOK_RETRY_MAX_MS", "WEBHOOK_TIMEOUT_MS"]);
+  assert.deepEqual(tunables.sort(), [
+    "WEBHOOK_ALLOW_LOOPBACK",
+    "WEBHOOK_CONCURRENCY",
+    "WEBHOOK_GIVE_UP_MS",
+    "WEBHOOK_POLL_MS",
+    "WEBHOOK_RETRY_BASE_MS",
+    "WEBHOOK_RETRY_MAX_MS",
+    "WEBHOOK_TIMEOUT_MS",
+  ]);
   const chart = load(env, "/app").webhooks as Record<string, unknown>;
-  const code = load(Object.fromEntries(Object.entries(env).filter(([k]) => !tunables.includes(k) && k !== "WEBHOOK_ALLOWED_HOSTS")), "/app").webhooks as Record<string, unknown>;
-  for (const key of ["allowLoopback", "timeoutMs", "pollMs", "retryBaseMs", "retryMaxMs", "giveUpMs", "concurrency", "caFile"]) assert.deepEqual(chart[key], code[key], key);
+  const code = load(
+    Object.fromEntries(Object.entries(env).filter(([k]) => !tunables.includes(k) && k !== "WEBHOOK_ALLOWED_HOSTS")),
+    "/app",
+  ).webhooks as Record<string, unknown>;
+  for (const key of [
+    "allowLoopback",
+    "timeoutMs",
+    "pollMs",
+    "retryBaseMs",
+    "retryMaxMs",
+    "giveUpMs",
+    "concurrency",
+    "caFile",
+  ])
+    assert.deepEqual(chart[key], code[key], key);
   assert.deepEqual(chart.allowedHosts, ["checkout.paygate.svc", "checkout.paygate.svc.cluster.local"]);
-  assert.deepEqual(load(envWith(["checkout.enabled=false"]), "/app").webhooks, { ...code, allowedHosts: [] }, "nothing admitted by default");
-  assert.deepEqual((load(envWith(["gateway.webhooks.allowedHosts={hooks.shop.example,*.merchants.example}"]), "/app").webhooks as { allowedHosts: string[] }).allowedHosts, ["hooks.shop.example", "*.merchants.example", "checkout.paygate.svc", "checkout.paygate.svc.cluster.local"]);
-  const bad = runHelm(["template", "paygate", CHART, "--set", "gateway.webhooks.allowedHosts={https://hooks.example/}"]);
+  assert.deepEqual(
+    load(envWith(["checkout.enabled=false"]), "/app").webhooks,
+    { ...code, allowedHosts: [] },
+    "nothing admitted by default",
+  );
+  assert.deepEqual(
+    (
+      load(envWith(["gateway.webhooks.allowedHosts={hooks.shop.example,*.merchants.example}"]), "/app").webhooks as {
+        allowedHosts: string[];
+      }
+    ).allowedHosts,
+    ["hooks.shop.example", "*.merchants.example", "checkout.paygate.svc", "checkout.paygate.svc.cluster.local"],
+  );
+  const bad = runHelm([
+    "template",
+    "paygate",
+    CHART,
+    "--set",
+    "gateway.webhooks.allowedHosts={https://hooks.example/}",
+  ]);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /allowedHosts\/0/);
 });

@@ -140,21 +140,50 @@ export function validateServiceMonitor(obj: K8sObject): void {
   const meta = allowed(".metadata", top.metadata, ["name", "namespace", "labels", "annotations"]);
   if (typeof meta.name !== "string" || meta.name === "") problems.push(".metadata.name is required");
   if (meta.labels !== undefined) stringMap(".metadata.labels", meta.labels);
-  const spec = allowed(".spec", top.spec, ["selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels", "podTargetLabels", "sampleLimit"]);
+  const spec = allowed(".spec", top.spec, [
+    "selector",
+    "namespaceSelector",
+    "endpoints",
+    "jobLabel",
+    "targetLabels",
+    "podTargetLabels",
+    "sampleLimit",
+  ]);
   const selector = allowed(".spec.selector", spec.selector, ["matchLabels", "matchExpressions"]);
   if (selector.matchLabels !== undefined) stringMap(".spec.selector.matchLabels", selector.matchLabels);
   if (spec.namespaceSelector !== undefined) {
     const ns = allowed(".spec.namespaceSelector", spec.namespaceSelector, ["any", "matchNames"]);
-    if (ns.matchNames !== undefined && !(Array.isArray(ns.matchNames) && ns.matchNames.every((n) => typeof n === "string"))) {
+    if (
+      ns.matchNames !== undefined &&
+      !(Array.isArray(ns.matchNames) && ns.matchNames.every((n) => typeof n === "string"))
+    ) {
       problems.push(".spec.namespaceSelector.matchNames must be a list of strings");
     }
   }
-  if (!Array.isArray(spec.endpoints) || spec.endpoints.length === 0) problems.push(".spec.endpoints must be a non-empty list");
+  if (!Array.isArray(spec.endpoints) || spec.endpoints.length === 0)
+    problems.push(".spec.endpoints must be a non-empty list");
   for (const [i, ep] of (Array.isArray(spec.endpoints) ? spec.endpoints : []).entries()) {
-    const e = allowed(`.spec.endpoints[${i}]`, ep, ["port", "targetPort", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings", "tlsConfig"]);
+    const e = allowed(`.spec.endpoints[${i}]`, ep, [
+      "port",
+      "targetPort",
+      "path",
+      "scheme",
+      "interval",
+      "scrapeTimeout",
+      "honorLabels",
+      "relabelings",
+      "metricRelabelings",
+      "tlsConfig",
+    ]);
     if (typeof e.port !== "string") problems.push(`.spec.endpoints[${i}].port must be a port name`);
-    if (e.scheme !== undefined && e.scheme !== "http" && e.scheme !== "https") problems.push(`.spec.endpoints[${i}].scheme must be http or https`);
-    if (e.interval !== undefined && !/^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/.test(String(e.interval))) {
+    if (e.scheme !== undefined && e.scheme !== "http" && e.scheme !== "https")
+      problems.push(`.spec.endpoints[${i}].scheme must be http or https`);
+    if (
+      e.interval !== undefined &&
+      !/^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/.test(
+        String(e.interval),
+      )
+    ) {
       problems.push(`.spec.endpoints[${i}].interval is not a duration`);
     }
   }
@@ -183,7 +212,11 @@ export function validatePrometheusRule(obj: K8sObject): void {
     for (const [k, v] of Object.entries(m)) if (typeof v !== "string") problems.push(`${path}.${k} must be a string`);
   };
   const duration = (path: string, value: unknown): void => {
-    if (value !== undefined && !/^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/.test(String(value))) problems.push(`${path} is not a duration`);
+    if (
+      value !== undefined &&
+      !/^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/.test(String(value))
+    )
+      problems.push(`${path} is not a duration`);
   };
   const top = allowed("", obj, ["apiVersion", "kind", "metadata", "spec"]);
   if (top.apiVersion !== "monitoring.coreos.com/v1") problems.push("apiVersion must be monitoring.coreos.com/v1");
@@ -193,13 +226,22 @@ export function validatePrometheusRule(obj: K8sObject): void {
   const spec = allowed(".spec", top.spec, ["groups"]);
   if (!Array.isArray(spec.groups) || spec.groups.length === 0) problems.push(".spec.groups must be a non-empty list");
   for (const [i, g] of (Array.isArray(spec.groups) ? spec.groups : []).entries()) {
-    const group = allowed(`.spec.groups[${i}]`, g, ["name", "interval", "rules", "partial_response_strategy", "limit", "query_offset", "labels"]);
+    const group = allowed(`.spec.groups[${i}]`, g, [
+      "name",
+      "interval",
+      "rules",
+      "partial_response_strategy",
+      "limit",
+      "query_offset",
+      "labels",
+    ]);
     if (typeof group.name !== "string" || group.name === "") problems.push(`.spec.groups[${i}].name is required`);
     duration(`.spec.groups[${i}].interval`, group.interval);
     for (const [j, r] of (Array.isArray(group.rules) ? group.rules : []).entries()) {
       const path = `.spec.groups[${i}].rules[${j}]`;
       const rule = allowed(path, r, ["record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"]);
-      if ((typeof rule.record === "string") === (typeof rule.alert === "string")) problems.push(`${path} needs exactly one of record and alert`);
+      if ((typeof rule.record === "string") === (typeof rule.alert === "string"))
+        problems.push(`${path} needs exactly one of record and alert`);
       if (typeof rule.expr !== "string" && typeof rule.expr !== "number") problems.push(`${path}.expr is required`);
       duration(`${path}.for`, rule.for);
       duration(`${path}.keep_firing_for`, rule.keep_firing_for);

@@ -23,7 +23,10 @@ test("every DESIGN.md section the repository cites exists in docs/DESIGN.md", ()
   const known = sections(design);
   assert.ok(known.has("3.4") && known.has("3b"), "docs/DESIGN.md has numbered sections");
   // Tracked and new (not ignored) files, as a clone has them.
-  const files = execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard"], { cwd: root, encoding: "utf8" })
+  const files = execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard"], {
+    cwd: root,
+    encoding: "utf8",
+  })
     .split("\n")
     .filter((f) => TEXT_FILES.test(f) && !f.startsWith("packages/proto/src/gen/"));
   const missing: string[] = [];
@@ -39,13 +42,18 @@ test("every DESIGN.md section the repository cites exists in docs/DESIGN.md", ()
       citations++;
       if (!known.has(m[1]!)) missing.push(`${f}: §${m[1]}`);
     }
-    assert.ok(f === "test/docs/design-refs.test.ts" || !text.includes(["..", "shared", "DESIGN.md"].join("/")), `${f} points outside the repository for the design`);
+    assert.ok(
+      f === "test/docs/design-refs.test.ts" || !text.includes(["..", "shared", "DESIGN.md"].join("/")),
+      `${f} points outside the repository for the design`,
+    );
   }
   assert.ok(citations > 20, `found ${citations} citations: the scan works`);
   assert.deepEqual(missing, [], "cited sections missing from docs/DESIGN.md");
 });
 
 test("the section finder reads the headings it should (a test for the test)", () => {
-  const ids = sections("# t\n## 3. Two-phase commit\n### 3.4 Presumed abort\n## 3b. Replicas\n#### 10.2 Group commit\n");
+  const ids = sections(
+    "# t\n## 3. Two-phase commit\n### 3.4 Presumed abort\n## 3b. Replicas\n#### 10.2 Group commit\n",
+  );
   assert.deepEqual([...ids].sort(), ["10.2", "3", "3.4", "3b"]);
 });

@@ -51,17 +51,28 @@ describe("proto compatibility check", () => {
   });
 
   test("renumbering a field of TransferRequest is refused", async () => {
-    const r = await breaking(copyOfProtos((t) => t.replace("string from_account_id = 2;", "string from_account_id = 42;")));
+    const r = await breaking(
+      copyOfProtos((t) => t.replace("string from_account_id = 2;", "string from_account_id = 42;")),
+    );
     assert.ok(!r.ok, "buf breaking accepted a renumbered field");
     assert.match(r.output, /TransferRequest/);
   });
 
   test("removing an RPC is refused; adding one passes", async () => {
-    const removed = await breaking(copyOfProtos((t) => t.replace(/\n\s*rpc GetTransaction\(GetTransactionRequest\) returns \(GetTransactionResponse\);/, "")));
+    const removed = await breaking(
+      copyOfProtos((t) =>
+        t.replace(/\n\s*rpc GetTransaction\(GetTransactionRequest\) returns \(GetTransactionResponse\);/, ""),
+      ),
+    );
     assert.ok(!removed.ok, "buf breaking accepted a removed RPC");
     assert.match(removed.output, /GetTransaction/);
     const added = await breaking(
-      copyOfProtos((t) => t.replace("rpc GetBalance(GetBalanceRequest) returns (GetBalanceResponse);", "rpc GetBalance(GetBalanceRequest) returns (GetBalanceResponse);\n  rpc GetBalanceAgain(GetBalanceRequest) returns (GetBalanceResponse);")),
+      copyOfProtos((t) =>
+        t.replace(
+          "rpc GetBalance(GetBalanceRequest) returns (GetBalanceResponse);",
+          "rpc GetBalance(GetBalanceRequest) returns (GetBalanceResponse);\n  rpc GetBalanceAgain(GetBalanceRequest) returns (GetBalanceResponse);",
+        ),
+      ),
     );
     assert.ok(added.ok, added.output);
   });

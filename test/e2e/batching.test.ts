@@ -15,7 +15,8 @@ async function counter(stack: Stack, service: string, name: string, ...match: st
   const text = await (await fetch(`http://127.0.0.1:${proc.metricsPort}/metrics`)).text();
   let sum = 0;
   for (const line of text.split("\n")) {
-    if (line.startsWith(`${name}{`) && match.every((m) => line.includes(m))) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (line.startsWith(`${name}{`) && match.every((m) => line.includes(m)))
+      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return sum;
 }
@@ -29,10 +30,29 @@ async function storm(stack: Stack, n: number) {
   };
   // Both directions at once, and some that must be declined (bob's EUR-less USD account cannot pay in EUR).
   const calls = Array.from({ length: n }, (_, i) => {
-    if (i % 10 === 9) return bob.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-b/2001", toAccountId: "bank-a/1001", amountMinor: 1n, currency: "EUR" });
+    if (i % 10 === 9)
+      return bob.transfer({
+        idempotencyKey: randomUUID(),
+        fromAccountId: "bank-b/2001",
+        toAccountId: "bank-a/1001",
+        amountMinor: 1n,
+        currency: "EUR",
+      });
     return i % 2 === 0
-      ? alice.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 3n, currency: "USD" })
-      : bob.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-b/2001", toAccountId: "bank-a/1001", amountMinor: 2n, currency: "USD" });
+      ? alice.transfer({
+          idempotencyKey: randomUUID(),
+          fromAccountId: "bank-a/1001",
+          toAccountId: "bank-b/2001",
+          amountMinor: 3n,
+          currency: "USD",
+        })
+      : bob.transfer({
+          idempotencyKey: randomUUID(),
+          fromAccountId: "bank-b/2001",
+          toAccountId: "bank-a/1001",
+          amountMinor: 2n,
+          currency: "USD",
+        });
   });
   const results = await Promise.allSettled(calls);
   let aToB = 0n;
@@ -71,13 +91,28 @@ describe("batched participant calls", () => {
   test("300 concurrent transfers in both directions: exact balances, and the banks saw batches", async () => {
     await storm(stack, 300);
     for (const bank of ["bank-a", "bank-b"]) {
-      const batches = await counter(stack, bank, "paygate_rpc_server_requests_total", "ParticipantService/PrepareBatch", 'code="ok"');
-      const commits = await counter(stack, bank, "paygate_rpc_server_requests_total", "ParticipantService/CommitBatch", 'code="ok"');
+      const batches = await counter(
+        stack,
+        bank,
+        "paygate_rpc_server_requests_total",
+        "ParticipantService/PrepareBatch",
+        'code="ok"',
+      );
+      const commits = await counter(
+        stack,
+        bank,
+        "paygate_rpc_server_requests_total",
+        "ParticipantService/CommitBatch",
+        'code="ok"',
+      );
       const votes = await counter(stack, bank, "paygate_bank_prepare_votes_total");
       assert.ok(batches > 0 && commits > 0, `${bank}: ${batches} PrepareBatch, ${commits} CommitBatch calls`);
       // Fewer RPCs than votes: some batches carried several txns.
-      const singles = await counter(stack, bank, "paygate_rpc_server_requests_total", "ParticipantService/Prepare\"");
-      assert.ok(batches + singles < votes, `${bank}: ${batches} batches + ${singles} single Prepares for ${votes} votes`);
+      const singles = await counter(stack, bank, "paygate_rpc_server_requests_total", 'ParticipantService/Prepare"');
+      assert.ok(
+        batches + singles < votes,
+        `${bank}: ${batches} batches + ${singles} single Prepares for ${votes} votes`,
+      );
     }
   });
 });
@@ -93,7 +128,7 @@ describe("batching off (PARTICIPANT_BATCH_MAX=0)", () => {
     await storm(stack, 100);
     for (const bank of ["bank-a", "bank-b"]) {
       assert.equal(await counter(stack, bank, "paygate_rpc_server_requests_total", "Batch"), 0);
-      assert.ok((await counter(stack, bank, "paygate_rpc_server_requests_total", "ParticipantService/Prepare\"")) > 0);
+      assert.ok((await counter(stack, bank, "paygate_rpc_server_requests_total", 'ParticipantService/Prepare"')) > 0);
     }
   });
 });

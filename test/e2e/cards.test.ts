@@ -11,7 +11,14 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Code, type Client } from "@connectrpc/connect";
 import { HoldState, LedgerService } from "@paygate/proto/bank";
-import { AdminService, AuthorizationStatus, CardService, PaymentService, SettleItemStatus, type IssueCardResponse } from "@paygate/proto/gateway";
+import {
+  AdminService,
+  AuthorizationStatus,
+  CardService,
+  PaymentService,
+  SettleItemStatus,
+  type IssueCardResponse,
+} from "@paygate/proto/gateway";
 import { authorizeRequest, rejectsWith, Stack, type ServiceProcess } from "@paygate/testkit";
 
 /** Every number and CVC handed out in this file: none may show up in a log line. */
@@ -39,8 +46,20 @@ async function context(stack: Stack): Promise<Ctx> {
   };
 }
 
-async function issue(c: Ctx, accountId: string, over: Partial<{ number: string; cvc: string; expMonth: number; expYear: number }> = {}): Promise<IssueCardResponse> {
-  const card = await c.admin.issueCard({ accountId, cardholderName: "Test Holder", number: "", cvc: "", expMonth: 0, expYear: 0, ...over });
+async function issue(
+  c: Ctx,
+  accountId: string,
+  over: Partial<{ number: string; cvc: string; expMonth: number; expYear: number }> = {},
+): Promise<IssueCardResponse> {
+  const card = await c.admin.issueCard({
+    accountId,
+    cardholderName: "Test Holder",
+    number: "",
+    cvc: "",
+    expMonth: 0,
+    expYear: 0,
+    ...over,
+  });
   secrets.push({ number: card.number, cvc: card.cvc });
   return card;
 }
@@ -67,36 +86,81 @@ describe("card payments", () => {
     assert.match(alice.number, /^4\d{15}$/);
     assert.equal(alice.last4, alice.number.slice(-4));
     assert.match(alice.cvc, /^\d{3}$/);
-    await rejectsWith(c.admin.issueCard({ accountId: "bank-a/9999", cardholderName: "", number: "", cvc: "", expMonth: 0, expYear: 0 }), Code.NotFound, "account_not_found");
-    await rejectsWith(c.admin.issueCard({ accountId: "bank-a/1001", cardholderName: "", number: "4242424242424241", cvc: "", expMonth: 0, expYear: 0 }), Code.InvalidArgument, "invalid_number");
+    await rejectsWith(
+      c.admin.issueCard({ accountId: "bank-a/9999", cardholderName: "", number: "", cvc: "", expMonth: 0, expYear: 0 }),
+      Code.NotFound,
+      "account_not_found",
+    );
+    await rejectsWith(
+      c.admin.issueCard({
+        accountId: "bank-a/1001",
+        cardholderName: "",
+        number: "4242424242424241",
+        cvc: "",
+        expMonth: 0,
+        expYear: 0,
+      }),
+      Code.InvalidArgument,
+      "invalid_number",
+    );
     // Only an admin issues; only a merchant authorizes.
-    await rejectsWith((await c.payments("alice")).getBalance({ accountId: "bank-b/2003" }), Code.PermissionDenied, "not_account_owner");
+    await rejectsWith(
+      (await c.payments("alice")).getBalance({ accountId: "bank-b/2003" }),
+      Code.PermissionDenied,
+      "not_account_owner",
+    );
     const asAlice = c.stack.client(CardService, await c.stack.login("alice"));
     await rejectsWith(asAlice.authorize(authorizeReq(alice, 100n)), Code.PermissionDenied, "permission_denied");
-    await rejectsWith(c.stack.client(AdminService, await c.stack.login("shop")).issueCard({ accountId: "bank-a/1001", cardholderName: "", number: "", cvc: "", expMonth: 0, expYear: 0 }), Code.PermissionDenied, "permission_denied");
+    await rejectsWith(
+      c.stack
+        .client(AdminService, await c.stack.login("shop"))
+        .issueCard({ accountId: "bank-a/1001", cardholderName: "", number: "", cvc: "", expMonth: 0, expYear: 0 }),
+      Code.PermissionDenied,
+      "permission_denied",
+    );
   });
 
   test("every decline code, each with nothing held", async () => {
     const before = await account(c, "alice", "bank-a/1001");
     const wrongDigit = alice.number.slice(0, -1) + String((Number(alice.number.at(-1)) + 1) % 10);
-    await rejectsWith(c.shop.authorize(authorizeReq({ ...alice, number: wrongDigit }, 100n)), Code.InvalidArgument, "invalid_number");
+    await rejectsWith(
+      c.shop.authorize(authorizeReq({ ...alice, number: wrongDigit }, 100n)),
+      Code.InvalidArgument,
+      "invalid_number",
+    );
     const expired = await issue(c, "bank-a/1001", { expMonth: 1, expYear: 2021 });
     await rejectsWith(c.shop.authorize(authorizeReq(expired, 100n)), Code.FailedPrecondition, "expired_card");
-    await rejectsWith(c.shop.authorize(authorizeReq({ ...alice, cvc: alice.cvc === "999" ? "998" : "999" }, 100n)), Code.FailedPrecondition, "incorrect_cvc");
-    await rejectsWith(c.shop.authorize(authorizeReq({ ...alice, number: "4000056655665556" }, 100n)), Code.NotFound, "card_not_found");
+    await rejectsWith(
+      c.shop.authorize(authorizeReq({ ...alice, cvc: alice.cvc === "999" ? "998" : "999" }, 100n)),
+      Code.FailedPrecondition,
+      "incorrect_cvc",
+    );
+    await rejectsWith(
+      c.shop.authorize(authorizeReq({ ...alice, number: "4000056655665556" }, 100n)),
+      Code.NotFound,
+      "card_not_found",
+    );
     // carol's account is empty: the issuing bank votes NO.
     const carol = await issue(c, "bank-b/2002");
     await rejectsWith(c.shop.authorize(authorizeReq(carol, 100n)), Code.FailedPrecondition, "insufficient_funds");
     // bob's score (690) is below what large amounts need (700).
     const bob = await issue(c, "bank-a/1002");
-    const info = await rejectsWith(c.shop.authorize(authorizeReq(bob, 50_000n)), Code.FailedPrecondition, "risk_declined");
+    const info = await rejectsWith(
+      c.shop.authorize(authorizeReq(bob, 50_000n)),
+      Code.FailedPrecondition,
+      "risk_declined",
+    );
     assert.equal(info.metadata.risk_rule, "amount>=50000:score<700");
     // The daily limit (60000 here) per card.
     const first = await c.shop.authorize(authorizeReq(alice, 40_000n));
     await rejectsWith(c.shop.authorize(authorizeReq(alice, 30_000n)), Code.FailedPrecondition, "spend_limit_exceeded");
     await c.shop.void({ authCode: first.authorization!.authCode });
     // A merchant account that is not the caller's.
-    await rejectsWith(c.shop.authorize(authorizeReq(alice, 100n, { merchantAccountId: "bank-a/1001" })), Code.PermissionDenied, "not_account_owner");
+    await rejectsWith(
+      c.shop.authorize(authorizeReq(alice, 100n, { merchantAccountId: "bank-a/1001" })),
+      Code.PermissionDenied,
+      "not_account_owner",
+    );
 
     const after = await account(c, "alice", "bank-a/1001");
     assert.deepEqual([after.balanceMinor, after.heldMinor], [before.balanceMinor, before.heldMinor]);
@@ -115,7 +179,11 @@ describe("card payments", () => {
     await rejectsWith(c.shop.authorize({ ...req, amountMinor: 701n }), Code.InvalidArgument, "idempotency_key_reused");
     const held = await account(c, "alice", "bank-a/1001");
     await c.shop.void({ authCode: a.authorization!.authCode });
-    assert.equal((await account(c, "alice", "bank-a/1001")).heldMinor, held.heldMinor - 700n, "held once, released once");
+    assert.equal(
+      (await account(c, "alice", "bank-a/1001")).heldMinor,
+      held.heldMinor - 700n,
+      "held once, released once",
+    );
     await c.stack.assertConserved();
   });
 
@@ -131,11 +199,20 @@ describe("card payments", () => {
     const held = await account(c, "alice", "bank-a/1001");
     assert.deepEqual([held.balanceMinor, held.availableMinor], [before.balanceMinor, before.availableMinor - 10_000n]);
 
-    const batch = await c.shop.settleBatch({ idempotencyKey: randomUUID(), items: [{ authCode: auth.authCode, amountMinor: 6_000n }] });
-    assert.deepEqual(batch.results.map((r) => [r.status, r.capturedMinor, r.reason]), [[SettleItemStatus.CAPTURED, 6_000n, ""]]);
+    const batch = await c.shop.settleBatch({
+      idempotencyKey: randomUUID(),
+      items: [{ authCode: auth.authCode, amountMinor: 6_000n }],
+    });
+    assert.deepEqual(
+      batch.results.map((r) => [r.status, r.capturedMinor, r.reason]),
+      [[SettleItemStatus.CAPTURED, 6_000n, ""]],
+    );
     assert.match(batch.results[0]!.transactionId, /^gateway-0:/);
     const after = await account(c, "alice", "bank-a/1001");
-    assert.deepEqual([after.balanceMinor, after.heldMinor, after.availableMinor], [before.balanceMinor - 6_000n, before.heldMinor, before.availableMinor - 6_000n]);
+    assert.deepEqual(
+      [after.balanceMinor, after.heldMinor, after.availableMinor],
+      [before.balanceMinor - 6_000n, before.heldMinor, before.availableMinor - 6_000n],
+    );
     assert.equal((await account(c, "shop", "bank-b/2003")).balanceMinor, shopBefore.balanceMinor + 6_000n);
     const got = (await c.shop.getAuthorization({ authCode: auth.authCode })).authorization!;
     assert.deepEqual([got.status, got.capturedMinor], [AuthorizationStatus.CAPTURED, 6_000n]);
@@ -149,8 +226,14 @@ describe("card payments", () => {
     const voided = await c.shop.void({ authCode: auth.authCode });
     assert.equal(voided.authorization!.status, AuthorizationStatus.VOIDED);
     assert.deepEqual(await account(c, "alice", "bank-a/1001"), before);
-    const s = await c.shop.settleBatch({ idempotencyKey: randomUUID(), items: [{ authCode: auth.authCode, amountMinor: 1n }] });
-    assert.deepEqual(s.results.map((r) => [r.status, r.reason]), [[SettleItemStatus.FAILED, "authorization_voided"]]);
+    const s = await c.shop.settleBatch({
+      idempotencyKey: randomUUID(),
+      items: [{ authCode: auth.authCode, amountMinor: 1n }],
+    });
+    assert.deepEqual(
+      s.results.map((r) => [r.status, r.reason]),
+      [[SettleItemStatus.FAILED, "authorization_voided"]],
+    );
     await rejectsWith(c.shop.getAuthorization({ authCode: "ZZZZZZ" }), Code.NotFound, "authorization_not_found");
     await c.stack.assertConserved();
   });
@@ -168,7 +251,10 @@ describe("card payments", () => {
       { authCode: d.authCode, amountMinor: 101n },
     ];
     const first = await c.shop.settleBatch({ idempotencyKey: key, items });
-    assert.deepEqual(first.results.map((r) => r.reason || "captured"), ["captured", "captured", "authorization_not_found", "already_captured", "amount_exceeds_authorization"]);
+    assert.deepEqual(
+      first.results.map((r) => r.reason || "captured"),
+      ["captured", "captured", "authorization_not_found", "already_captured", "amount_exceeds_authorization"],
+    );
     await c.shop.void({ authCode: d.authCode });
     const shopAfter = await account(c, "shop", "bank-b/2003");
     const aliceAfter = await account(c, "alice", "bank-a/1001");
@@ -176,22 +262,49 @@ describe("card payments", () => {
     assert.deepEqual(replay, first);
     assert.deepEqual(await account(c, "shop", "bank-b/2003"), shopAfter, "a replay moves nothing");
     assert.deepEqual(await account(c, "alice", "bank-a/1001"), aliceAfter);
-    await rejectsWith(c.shop.settleBatch({ idempotencyKey: key, items: items.slice(1) }), Code.InvalidArgument, "idempotency_key_reused");
-    const again = await c.shop.settleBatch({ idempotencyKey: randomUUID(), items: [{ authCode: a.authCode, amountMinor: 1n }] });
-    assert.deepEqual(again.results.map((r) => r.reason), ["already_captured"]);
+    await rejectsWith(
+      c.shop.settleBatch({ idempotencyKey: key, items: items.slice(1) }),
+      Code.InvalidArgument,
+      "idempotency_key_reused",
+    );
+    const again = await c.shop.settleBatch({
+      idempotencyKey: randomUUID(),
+      items: [{ authCode: a.authCode, amountMinor: 1n }],
+    });
+    assert.deepEqual(
+      again.results.map((r) => r.reason),
+      ["already_captured"],
+    );
     await c.stack.assertConserved();
   });
 
   test("concurrent refunds never exceed the captured amount", async () => {
     const auth = (await c.shop.authorize(authorizeReq(alice, 5_000n))).authorization!;
-    await c.shop.settleBatch({ idempotencyKey: randomUUID(), items: [{ authCode: auth.authCode, amountMinor: 5_000n }] });
-    await rejectsWith(c.shop.refund({ idempotencyKey: randomUUID(), authCode: (await c.shop.authorize(authorizeReq(alice, 10n))).authorization!.authCode, amountMinor: 1n }), Code.FailedPrecondition, "not_captured");
+    await c.shop.settleBatch({
+      idempotencyKey: randomUUID(),
+      items: [{ authCode: auth.authCode, amountMinor: 5_000n }],
+    });
+    await rejectsWith(
+      c.shop.refund({
+        idempotencyKey: randomUUID(),
+        authCode: (await c.shop.authorize(authorizeReq(alice, 10n))).authorization!.authCode,
+        amountMinor: 1n,
+      }),
+      Code.FailedPrecondition,
+      "not_captured",
+    );
     const aliceBefore = await account(c, "alice", "bank-a/1001");
     const shopBefore = await account(c, "shop", "bank-b/2003");
-    const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => c.shop.refund({ idempotencyKey: randomUUID(), authCode: auth.authCode, amountMinor: 1_000n })));
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 8 }, () =>
+        c.shop.refund({ idempotencyKey: randomUUID(), authCode: auth.authCode, amountMinor: 1_000n }),
+      ),
+    );
     const okCount = outcomes.filter((o) => o.status === "fulfilled").length;
     assert.equal(okCount, 5, "exactly the captured 5000 is refunded");
-    for (const o of outcomes) if (o.status === "rejected") await rejectsWith(Promise.reject(o.reason), Code.FailedPrecondition, "refund_exceeds_capture");
+    for (const o of outcomes)
+      if (o.status === "rejected")
+        await rejectsWith(Promise.reject(o.reason), Code.FailedPrecondition, "refund_exceeds_capture");
     assert.equal((await account(c, "alice", "bank-a/1001")).balanceMinor, aliceBefore.balanceMinor + 5_000n);
     assert.equal((await account(c, "shop", "bank-b/2003")).balanceMinor, shopBefore.balanceMinor - 5_000n);
     const got = (await c.shop.getAuthorization({ authCode: auth.authCode })).authorization!;
@@ -199,7 +312,10 @@ describe("card payments", () => {
     // A replayed refund key answers with the same refund and moves nothing.
     const key = randomUUID();
     const auth2 = (await c.shop.authorize(authorizeReq(alice, 300n))).authorization!;
-    await c.shop.settleBatch({ idempotencyKey: randomUUID(), items: [{ authCode: auth2.authCode, amountMinor: 300n }] });
+    await c.shop.settleBatch({
+      idempotencyKey: randomUUID(),
+      items: [{ authCode: auth2.authCode, amountMinor: 300n }],
+    });
     const r1 = await c.shop.refund({ idempotencyKey: key, authCode: auth2.authCode, amountMinor: 200n });
     const r2 = await c.shop.refund({ idempotencyKey: key, authCode: auth2.authCode, amountMinor: 200n });
     assert.equal(r2.refundId, r1.refundId);
@@ -265,12 +381,19 @@ describe("card authorization expiry", () => {
     }
     assert.ok(expiredLine, "the bank released the hold on its own");
     assert.equal(expiredLine.amountMinor, "3000");
-    const hold = (await c.stack.bankClient(LedgerService, "bank-a").getHold({ holdId: String(expiredLine.holdId) })).hold!;
+    const hold = (await c.stack.bankClient(LedgerService, "bank-a").getHold({ holdId: String(expiredLine.holdId) }))
+      .hold!;
     assert.deepEqual([hold.state, hold.accountId, hold.amountMinor], [HoldState.EXPIRED, "bank-a/1001", 3_000n]);
     assert.deepEqual(await account(c, "alice", "bank-a/1001"), before, "available is back");
 
-    const s = await c.shop.settleBatch({ idempotencyKey: randomUUID(), items: [{ authCode: auth.authCode, amountMinor: 3_000n }] });
-    assert.deepEqual(s.results.map((r) => [r.status, r.reason]), [[SettleItemStatus.FAILED, "authorization_expired"]]);
+    const s = await c.shop.settleBatch({
+      idempotencyKey: randomUUID(),
+      items: [{ authCode: auth.authCode, amountMinor: 3_000n }],
+    });
+    assert.deepEqual(
+      s.results.map((r) => [r.status, r.reason]),
+      [[SettleItemStatus.FAILED, "authorization_expired"]],
+    );
     await rejectsWith(c.shop.void({ authCode: auth.authCode }), Code.FailedPrecondition, "authorization_expired");
     await c.stack.assertConserved();
     assertNoCardData([c.stack.gateway, ...c.stack.banks.values(), c.stack.bureau!]);
@@ -331,7 +454,10 @@ describe("card payments across a gateway crash", () => {
     await crashDuring("gateway.after_commit_logged", () => c.shop.settleBatch(batch));
     await c.stack.assertConserved();
     const replay = await c.shop.settleBatch(batch);
-    assert.deepEqual(replay.results.map((r) => [r.status, r.capturedMinor, r.reason]), [[SettleItemStatus.CAPTURED, 1_200n, ""]]);
+    assert.deepEqual(
+      replay.results.map((r) => [r.status, r.capturedMinor, r.reason]),
+      [[SettleItemStatus.CAPTURED, 1_200n, ""]],
+    );
     assert.deepEqual(await c.shop.settleBatch(batch), replay);
     const after = await account(c, "alice", "bank-a/1001");
     assert.deepEqual([after.balanceMinor, after.heldMinor], [before.balanceMinor - 1_200n, before.heldMinor - 2_000n]);

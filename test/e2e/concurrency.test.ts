@@ -23,7 +23,13 @@ describe("concurrency", () => {
     const targets = ["bank-b/2001", "bank-a/1002", "bank-b/2002"];
     const results = await Promise.allSettled(
       Array.from({ length: n }, (_, i) =>
-        alice.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: targets[i % targets.length]!, amountMinor: amount, currency: "USD" }),
+        alice.transfer({
+          idempotencyKey: randomUUID(),
+          fromAccountId: "bank-a/1001",
+          toAccountId: targets[i % targets.length]!,
+          amountMinor: amount,
+          currency: "USD",
+        }),
       ),
     );
     let committed = 0n;
@@ -38,8 +44,16 @@ describe("concurrency", () => {
       }
     }
     // Only one kind of refusal is acceptable here.
-    assert.deepEqual([...reasons.keys()].filter((r) => r !== "insufficient_funds"), [], JSON.stringify([...reasons]));
-    assert.equal(committed, start.availableMinor / amount, `committed ${committed} of ${n}; refusals ${JSON.stringify([...reasons])}`);
+    assert.deepEqual(
+      [...reasons.keys()].filter((r) => r !== "insufficient_funds"),
+      [],
+      JSON.stringify([...reasons]),
+    );
+    assert.equal(
+      committed,
+      start.availableMinor / amount,
+      `committed ${committed} of ${n}; refusals ${JSON.stringify([...reasons])}`,
+    );
     const end = (await alice.getBalance({ accountId: "bank-a/1001" })).accounts[0]!;
     assert.equal(end.balanceMinor, start.balanceMinor - committed * amount);
     assert.ok(end.availableMinor >= 0n);

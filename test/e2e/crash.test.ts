@@ -21,7 +21,14 @@ async function balances(stack: Stack) {
 }
 
 function transferReq(amountMinor: bigint) {
-  return { idempotencyKey: randomUUID(), fromAccountId: FROM, toAccountId: TO, amountMinor, currency: "USD", memo: "crash test" };
+  return {
+    idempotencyKey: randomUUID(),
+    fromAccountId: FROM,
+    toAccountId: TO,
+    amountMinor,
+    currency: "USD",
+    memo: "crash test",
+  };
 }
 
 describe("crash safety", () => {

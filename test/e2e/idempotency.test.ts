@@ -9,7 +9,13 @@ import { randomUUID } from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { PaymentService, TransactionStatus, TransferResponseSchema, type TransferRequestSchema, type TransferResponse } from "@paygate/proto/gateway";
+import {
+  PaymentService,
+  TransactionStatus,
+  TransferResponseSchema,
+  type TransferRequestSchema,
+  type TransferResponse,
+} from "@paygate/proto/gateway";
 import { errorInfo } from "@paygate/rpc";
 import { RedisServer, rejectsWith, Stack } from "@paygate/testkit";
 
@@ -48,7 +54,10 @@ describe("idempotency with Redis", () => {
   });
 
   async function balances(): Promise<{ alice: bigint; bob: bigint }> {
-    const [a, b] = await Promise.all([alice.getBalance({ accountId: "bank-a/1001" }), bob.getBalance({ accountId: "bank-b/2001" })]);
+    const [a, b] = await Promise.all([
+      alice.getBalance({ accountId: "bank-a/1001" }),
+      bob.getBalance({ accountId: "bank-b/2001" }),
+    ]);
     return { alice: a.accounts[0]!.balanceMinor, bob: b.accounts[0]!.balanceMinor };
   }
 
@@ -64,7 +73,8 @@ describe("idempotency with Redis", () => {
     const raw = await redis.get(`idem:alice:${key}`);
     return raw === undefined ? undefined : (JSON.parse(raw) as { state: string; txnId?: string; fp: string });
   };
-  const retryLines = (key: string) => stack.gateway.find((l) => l.msg === "rpc" && l.idempotencyKey === key && l.retry === true).length;
+  const retryLines = (key: string) =>
+    stack.gateway.find((l) => l.msg === "rpc" && l.idempotencyKey === key && l.retry === true).length;
 
   /** 50 calls with one key at once: one movement; every answer is the committed txn or "in use". */
   async function storm(t: TestContext, req: Req): Promise<string> {
@@ -116,7 +126,13 @@ describe("idempotency with Redis", () => {
 
     // Proof that Redis (not the log) answers: mark the stored outcome and see the mark come back.
     const raw = (await redis.get(`idem:alice:${key}`))!;
-    await redis.command("SET", `idem:alice:${key}`, raw.replace('"memo":"lunch"', '"memo":"from-redis"'), "PX", "60000");
+    await redis.command(
+      "SET",
+      `idem:alice:${key}`,
+      raw.replace('"memo":"lunch"', '"memo":"from-redis"'),
+      "PX",
+      "60000",
+    );
     assert.equal((await alice.transfer(req)).transaction?.memo, "from-redis");
     await redis.command("SET", `idem:alice:${key}`, raw, "PX", "60000");
     totals.duplicates++;
@@ -135,7 +151,11 @@ describe("idempotency with Redis", () => {
     const first = await alice.transfer(req);
     const before = await balances();
     for (const change of [{ amountMinor: 701n }, { toAccountId: "bank-a/1002" }, { memo: "other" }]) {
-      const info = await rejectsWith(alice.transfer({ ...req, ...change }), Code.InvalidArgument, "idempotency_key_reused");
+      const info = await rejectsWith(
+        alice.transfer({ ...req, ...change }),
+        Code.InvalidArgument,
+        "idempotency_key_reused",
+      );
       totals.duplicates++;
       assert.equal(info.metadata.transaction_id, first.transaction?.transactionId);
     }
@@ -238,14 +258,21 @@ describe("idempotency with Redis", () => {
     totals.duplicates++;
     await movedOnce(before, 1500n);
     // A key finished while Redis was up is answered by the log now.
-    const old = await alice.transfer(request({ amountMinor: 100n, idempotencyKey: settledBefore.transaction!.idempotencyKey }));
+    const old = await alice.transfer(
+      request({ amountMinor: 100n, idempotencyKey: settledBefore.transaction!.idempotencyKey }),
+    );
     totals.duplicates++;
     assert.equal(old.transaction?.transactionId, settledBefore.transaction?.transactionId);
 
     const b2 = await balances();
     await storm(t, request({ amountMinor: 1600n }));
     await movedOnce(b2, 1600n);
-    assert.ok(stack.gateway.find((l) => l.level === 40 || l.level === "warn").some((l) => String(l.msg).startsWith("idempotency cache")), "the outage is logged");
+    assert.ok(
+      stack.gateway
+        .find((l) => l.level === 40 || l.level === "warn")
+        .some((l) => String(l.msg).startsWith("idempotency cache")),
+      "the outage is logged",
+    );
     const metrics = await (await fetch(`http://127.0.0.1:${stack.gateway.metricsPort}/metrics`)).text();
     const errors = Number(/^paygate_idempotency_redis_errors_total(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1] ?? "0");
     assert.ok(errors > 0, "Redis errors are counted");
@@ -278,7 +305,9 @@ describe("idempotency with Redis", () => {
       moved += txn.amountMinor;
     }
     for (const [key, n] of committedByKey) assert.equal(n, 1, `key ${key} committed ${n} times`);
-    t.diagnostic(`duplicates sent: ${totals.duplicates}; transfers committed: ${committedByKey.size} (one per key); moved ${moved} minor units`);
+    t.diagnostic(
+      `duplicates sent: ${totals.duplicates}; transfers committed: ${committedByKey.size} (one per key); moved ${moved} minor units`,
+    );
     assert.ok(totals.duplicates > 150);
     await stack.assertConserved();
   });

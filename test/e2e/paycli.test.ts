@@ -103,7 +103,10 @@ describe("paycli end to end", () => {
   };
 
   async function balances(): Promise<{ alice: bigint; bob: bigint }> {
-    const [a, b] = await Promise.all([alice.getBalance({ accountId: "bank-a/1001" }), bob.getBalance({ accountId: "bank-b/2001" })]);
+    const [a, b] = await Promise.all([
+      alice.getBalance({ accountId: "bank-a/1001" }),
+      bob.getBalance({ accountId: "bank-b/2001" }),
+    ]);
     return { alice: a.accounts[0]!.balanceMinor, bob: b.accounts[0]!.balanceMinor };
   }
 
@@ -136,7 +139,16 @@ describe("paycli end to end", () => {
     await stack.gateway.stop();
     const queued: string[] = [];
     for (const amount of ["1.00", "2.00", "3.00"]) {
-      const r = await paycli(["pay", "bank-b/2001", amount, "--from", "bank-a/1001", "--memo", `offline ${amount}`, "--json"]);
+      const r = await paycli([
+        "pay",
+        "bank-b/2001",
+        amount,
+        "--from",
+        "bank-a/1001",
+        "--memo",
+        `offline ${amount}`,
+        "--json",
+      ]);
       assert.equal(r.code, 3, `pay exits 3 (queued): ${r.stderr}`);
       const doc = json<{ key: string; state: string }>(r);
       assert.equal(doc.state, "queued");
@@ -175,9 +187,17 @@ describe("paycli end to end", () => {
     assert.equal((await committedPerKey()).get(key), 1);
     const txn = await alice.getTransaction({ transactionId: entry!.transactionId! });
     assert.equal(txn.transaction?.idempotencyKey, key, "paycli recorded the txn the dead gateway had committed");
-    assert.ok(stack.gateway.find((l) => l.msg === "rpc" && l.idempotencyKey === key && l.retry === true).length >= 1, "the replay is logged as a retry");
+    assert.ok(
+      stack.gateway.find((l) => l.msg === "rpc" && l.idempotencyKey === key && l.retry === true).length >= 1,
+      "the replay is logged as a retry",
+    );
     // The dead gateway's in-flight claim in Redis was cleared by its restarted self, from its log.
-    assert.equal(stack.gateway.find((l) => l.msg === "took over a stale in-flight claim of this replica" && l.idempotencyKey === key).length, 1);
+    assert.equal(
+      stack.gateway.find(
+        (l) => l.msg === "took over a stale in-flight claim of this replica" && l.idempotencyKey === key,
+      ).length,
+      1,
+    );
     keys.push(key);
     await stack.assertConserved();
   });
@@ -185,7 +205,9 @@ describe("paycli end to end", () => {
   test("paycli killed after enqueue, before send: the next sync pays once", async () => {
     const before = await balances();
     const key = randomUUID();
-    const r = await paycli(["pay", "bank-b/2001", "5.00", "--from", "bank-a/1001", "--key", key, "--json"], { PAYCLI_FAULTPOINT: "after_enqueue" });
+    const r = await paycli(["pay", "bank-b/2001", "5.00", "--from", "bank-a/1001", "--key", key, "--json"], {
+      PAYCLI_FAULTPOINT: "after_enqueue",
+    });
     assert.equal(r.signal, "SIGKILL", `killed at the fault point: ${r.stderr}`);
     await movedExactly(before, 0n);
     const queue = await drain();
@@ -199,7 +221,9 @@ describe("paycli end to end", () => {
   test("paycli killed after the gateway answered, before recording: the next sync is answered, not repeated", async () => {
     const before = await balances();
     const key = randomUUID();
-    const r = await paycli(["pay", "bank-b/2001", "6.00", "--from", "bank-a/1001", "--key", key, "--json"], { PAYCLI_FAULTPOINT: "after_send_before_record" });
+    const r = await paycli(["pay", "bank-b/2001", "6.00", "--from", "bank-a/1001", "--key", key, "--json"], {
+      PAYCLI_FAULTPOINT: "after_send_before_record",
+    });
     assert.equal(r.signal, "SIGKILL", `killed at the fault point: ${r.stderr}`);
     await movedExactly(before, 600n);
     const queue = await drain();

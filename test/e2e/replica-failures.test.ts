@@ -34,10 +34,15 @@ import {
 } from "./replicas-support.js";
 
 const REPLICAS = [0, 1, 2] as const;
-const OUTAGE_MS = Math.max(LEASE_MS + PREPARE_TIMEOUT_MS, 3 * Number(REPLICA_ENV.DATABASE_STATEMENT_TIMEOUT_MS)) + 1_000;
+const OUTAGE_MS =
+  Math.max(LEASE_MS + PREPARE_TIMEOUT_MS, 3 * Number(REPLICA_ENV.DATABASE_STATEMENT_TIMEOUT_MS)) + 1_000;
 
 /** Transfers from `workers` loops, each key retried to random live replicas until final; stop() ends the loops. */
-function startLoad(r: Replicas, pays: ReadonlyMap<string, Client<typeof PaymentService>>, o: { prefix: string; workers: number; flows: readonly Flow[]; keyDeadlineMs: number }) {
+function startLoad(
+  r: Replicas,
+  pays: ReadonlyMap<string, Client<typeof PaymentService>>,
+  o: { prefix: string; workers: number; flows: readonly Flow[]; keyDeadlineMs: number },
+) {
   const sent: Sent[] = [];
   let stopped = false;
   let k = 0;
@@ -95,7 +100,11 @@ describe("three replicas while PostgreSQL is down", () => {
   const takeoversSince = (sinceMs: number) =>
     r.stack.gateways.flatMap((g) =>
       g
-        .find((l) => l.msg === "took over the transactions of a replica whose lease ran out" && Date.parse(String(l.time)) >= sinceMs)
+        .find(
+          (l) =>
+            l.msg === "took over the transactions of a replica whose lease ran out" &&
+            Date.parse(String(l.time)) >= sinceMs,
+        )
         .map((l) => ({ by: g.name, dead: String(l.deadReplica), abortedPending: l.abortedPending, time: l.time })),
     );
 
@@ -117,10 +126,22 @@ describe("three replicas while PostgreSQL is down", () => {
       const downAt = Date.now();
       for (const i of REPLICAS) {
         // Any call that needs the store: a session lookup, a login.
-        await rejectsWith(r.stack.gatewayClient(i, PaymentService, alice).transfer(transferReq()), Code.Unavailable, "store_unavailable");
-        await rejectsWith(r.stack.gatewayClient(i, AuthService).login({ username: "alice", password: `alice${TEST_PASSWORD_SUFFIX}` }), Code.Unavailable, "store_unavailable");
+        await rejectsWith(
+          r.stack.gatewayClient(i, PaymentService, alice).transfer(transferReq()),
+          Code.Unavailable,
+          "store_unavailable",
+        );
+        await rejectsWith(
+          r.stack.gatewayClient(i, AuthService).login({ username: "alice", password: `alice${TEST_PASSWORD_SUFFIX}` }),
+          Code.Unavailable,
+          "store_unavailable",
+        );
       }
-      await until("every replica's /readyz to turn 503", async () => (await Promise.all(REPLICAS.map(readyz))).every((s) => s === 503), 20_000);
+      await until(
+        "every replica's /readyz to turn 503",
+        async () => (await Promise.all(REPLICAS.map(readyz))).every((s) => s === 503),
+        20_000,
+      );
       // Down longer than a lease plus a prepare timeout (every lease runs out meanwhile) and than the
       // store's retries of a queued write (3 statement timeouts), so writes in flight fail too.
       await sleep(Math.max(0, OUTAGE_MS - (Date.now() - downAt)));
@@ -128,13 +149,22 @@ describe("three replicas while PostgreSQL is down", () => {
 
       await r.pg.start();
       const upAt = Date.now();
-      await until("every replica's /readyz to turn 200 by itself", async () => (await Promise.all(REPLICAS.map(readyz))).every((s) => s === 200), 60_000);
+      await until(
+        "every replica's /readyz to turn 200 by itself",
+        async () => (await Promise.all(REPLICAS.map(readyz))).every((s) => s === 200),
+        60_000,
+      );
       const readyMs = Date.now() - upAt;
       for (const i of REPLICAS) {
         const req = transferReq();
-        const res = await r.stack.gatewayClient(i, PaymentService, alice).transfer(req).catch((e: unknown) => {
-          throw new Error(`replica ${i}, ready again, refused a new transfer (${String(e)}); takeovers since the outage: ${JSON.stringify(takeoversSince(startedAt))}`);
-        });
+        const res = await r.stack
+          .gatewayClient(i, PaymentService, alice)
+          .transfer(req)
+          .catch((e: unknown) => {
+            throw new Error(
+              `replica ${i}, ready again, refused a new transfer (${String(e)}); takeovers since the outage: ${JSON.stringify(takeoversSince(startedAt))}`,
+            );
+          });
         assert.equal(res.transaction?.status, TransactionStatus.COMMITTED, `replica ${i} moves money again`);
         assert.equal(replicaOf(res.transaction!.transactionId), `gateway-${i}`);
       }
@@ -153,8 +183,11 @@ describe("three replicas while PostgreSQL is down", () => {
 
     // Nothing acknowledged is lost: re-send every key; the store and both banks agree with every answer.
     const report = await assertExactlyOnce(r.stack, r.pg, sent, before, (u) => pays.get(u)!, r.redis);
-    t.diagnostic(`${report.committed} committed, ${report.declined} declined; coordinated by ${JSON.stringify(report.byReplica)}`);
-    for (const g of r.stack.gateways) assert.ok(g.running, `${g.name} is still running (it did not crash on the outage)`);
+    t.diagnostic(
+      `${report.committed} committed, ${report.declined} declined; coordinated by ${JSON.stringify(report.byReplica)}`,
+    );
+    for (const g of r.stack.gateways)
+      assert.ok(g.running, `${g.name} is still running (it did not crash on the outage)`);
     await r.stack.assertConserved();
     // No replica died, so none may be taken over (its transactions aborted under it) for an outage they all shared.
     assert.deepEqual(takeoversSince(startedAt), [], "no live replica was taken over");
@@ -169,7 +202,9 @@ describe("three replicas while PostgreSQL is down", () => {
     const received = new Set<string>();
     const following = (async () => {
       try {
-        for await (const m of r.stack.gatewayClient(0, PaymentService, carol).listTransactions({ afterSequence: BigInt(last), follow: true }, { signal: controller.signal })) {
+        for await (const m of r.stack
+          .gatewayClient(0, PaymentService, carol)
+          .listTransactions({ afterSequence: BigInt(last), follow: true }, { signal: controller.signal })) {
           received.add(m.transaction!.transactionId);
         }
       } catch (e) {
@@ -177,7 +212,8 @@ describe("three replicas while PostgreSQL is down", () => {
       }
     })();
     await sleep(300);
-    const want = (await r.stack.gatewayClient(1, PaymentService, alice).transfer(transferReq())).transaction!.transactionId;
+    const want = (await r.stack.gatewayClient(1, PaymentService, alice).transfer(transferReq())).transaction!
+      .transactionId;
     try {
       await until("the follower on replica 0 to get replica 1's transfer", () => received.has(want), 15_000, 20);
     } finally {
@@ -195,32 +231,60 @@ describe("three replicas while PostgreSQL is down", () => {
     r.stack.bank("bank-b").freeze();
     let first: Promise<string>;
     try {
-      first = r.stack.gatewayClient(0, PaymentService, alice).transfer(s.req).then(() => "committed", (e: unknown) => errorReason(e));
-      await until("the claim in the store", async () => (await r.pg.sql(`SELECT status FROM txns WHERE idempotency_key = '${key}'`)).length > 0, 10_000, 10);
+      first = r.stack
+        .gatewayClient(0, PaymentService, alice)
+        .transfer(s.req)
+        .then(
+          () => "committed",
+          (e: unknown) => errorReason(e),
+        );
+      await until(
+        "the claim in the store",
+        async () => (await r.pg.sql(`SELECT status FROM txns WHERE idempotency_key = '${key}'`)).length > 0,
+        10_000,
+        10,
+      );
       await r.pg.stop();
     } finally {
       r.stack.bank("bank-b").thaw();
     }
     assert.equal(await first, "store_unavailable", "YES from both banks, but the COMMIT could not be logged");
     await r.pg.start();
-    await until("every replica's /readyz to turn 200", async () => (await Promise.all(REPLICAS.map(readyz))).every((x) => x === 200), 60_000);
+    await until(
+      "every replica's /readyz to turn 200",
+      async () => (await Promise.all(REPLICAS.map(readyz))).every((x) => x === 200),
+      60_000,
+    );
     const cached = await r.redis.get(`idem:alice:${key}`);
     t.diagnostic(`Redis holds for the key: ${cached ?? "nothing"}`);
     // The retry (to random replicas) must get a final answer: the txn was presumed aborted, so the key runs again.
     const answer = await sendTransfer(pays.get("alice")!, s, 20_000);
-    assert.equal(answer?.kind, "committed", `the key answers again after PostgreSQL returned (retried errors: ${s.errors.join(", ")}; Redis: ${cached})`);
+    assert.equal(
+      answer?.kind,
+      "committed",
+      `the key answers again after PostgreSQL returned (retried errors: ${s.errors.join(", ")}; Redis: ${cached})`,
+    );
     // Commit reaches the banks after the reply (DESIGN.md §3): wait for both to apply it, then compare exactly.
     let after = await bankBalances(r.stack, ["bank-a/1001", "bank-b/2002"]);
-    await until("the Commit applied at both banks", async () => {
-      after = await bankBalances(r.stack, ["bank-a/1001", "bank-b/2002"]);
-      return after.get("bank-a/1001")!.balance !== before.get("bank-a/1001")!.balance && after.get("bank-b/2002")!.balance !== before.get("bank-b/2002")!.balance;
-    }, 20_000, 20);
+    await until(
+      "the Commit applied at both banks",
+      async () => {
+        after = await bankBalances(r.stack, ["bank-a/1001", "bank-b/2002"]);
+        return (
+          after.get("bank-a/1001")!.balance !== before.get("bank-a/1001")!.balance &&
+          after.get("bank-b/2002")!.balance !== before.get("bank-b/2002")!.balance
+        );
+      },
+      20_000,
+      20,
+    );
     assert.equal(after.get("bank-a/1001")!.balance, before.get("bank-a/1001")!.balance - 5n, "moved once");
     assert.equal(after.get("bank-b/2002")!.balance, before.get("bank-b/2002")!.balance + 5n);
     await r.stack.assertConserved();
   });
 
-  test("stopped (fast shutdown) and started again: unavailable meanwhile, then every replica serves again by itself", (t) => outage(t, "stop"));
+  test("stopped (fast shutdown) and started again: unavailable meanwhile, then every replica serves again by itself", (t) =>
+    outage(t, "stop"));
   test("killed -9 and started again (crash recovery): the same", (t) => outage(t, "kill9"));
 });
 
@@ -237,9 +301,12 @@ describe("a replica killed -9 for good under load", () => {
   const DEAD = "gateway-2";
   const bankB = () => r.stack.bank("bank-b");
   const count = async (sql: string) => Number((await r.pg.sql(sql))[0]![0]);
-  const pendingOf = (replica: string) => count(`SELECT count(*) FROM txns WHERE starts_with(txn_id, '${replica}:') AND status = 'PENDING'`);
+  const pendingOf = (replica: string) =>
+    count(`SELECT count(*) FROM txns WHERE starts_with(txn_id, '${replica}:') AND status = 'PENDING'`);
   const unackedOf = (replica: string, decision: "COMMIT" | "ABORT", bank: string) =>
-    count(`SELECT count(*) FROM decision_acks a JOIN decisions d USING (txn_id) WHERE starts_with(a.txn_id, '${replica}:') AND a.acked_at IS NULL AND d.decision = '${decision}' AND a.bank = '${bank}'`);
+    count(
+      `SELECT count(*) FROM decision_acks a JOIN decisions d USING (txn_id) WHERE starts_with(a.txn_id, '${replica}:') AND a.acked_at IS NULL AND d.decision = '${decision}' AND a.bank = '${bank}'`,
+    );
 
   test("a live replica aborts its PENDING txns and delivers its unacknowledged decisions; every hold it left is released or committed", async (t) => {
     const before = await bankBalances(r.stack, seedAccounts);
@@ -253,12 +320,20 @@ describe("a replica killed -9 for good under load", () => {
     }
     const sent = load.sent;
     const report = await assertExactlyOnce(r.stack, r.pg, sent, before, (u) => pays.get(u)!, r.redis);
-    t.diagnostic(`${sent.length} keys: ${report.committed} committed, ${report.declined} declined; coordinated by ${JSON.stringify(report.byReplica)}`);
+    t.diagnostic(
+      `${sent.length} keys: ${report.committed} committed, ${report.declined} declined; coordinated by ${JSON.stringify(report.byReplica)}`,
+    );
     await r.stack.assertConserved();
   });
 
   async function killOneUnderLoad(t: TestContext, load: ReturnType<typeof startLoad>): Promise<void> {
-    await until("every replica coordinating", () => new Set(load.sent.flatMap((s) => s.answers.map((a) => replicaOf(a.txnId)))).size === 3 && load.acked() >= 30, 60_000, 20);
+    await until(
+      "every replica coordinating",
+      () =>
+        new Set(load.sent.flatMap((s) => s.answers.map((a) => replicaOf(a.txnId)))).size === 3 && load.acked() >= 30,
+      60_000,
+      20,
+    );
 
     // Decisions bank-b has not acknowledged: bank-b frozen, then thawed just long enough to vote on
     // what queued up (the replicas log COMMIT and send Commit), then frozen again before it applies them.
@@ -281,13 +356,17 @@ describe("a replica killed -9 for good under load", () => {
     await r.stack.replica(2).crash();
     const killedAt = Date.now();
     // What it left: read before bank-b thaws (the others cannot reach bank-b until then).
-    const pendingLeft = (await r.pg.sql(`SELECT txn_id FROM txns WHERE starts_with(txn_id, '${DEAD}:') AND status = 'PENDING'`)).map((row) => row[0]!);
+    const pendingLeft = (
+      await r.pg.sql(`SELECT txn_id FROM txns WHERE starts_with(txn_id, '${DEAD}:') AND status = 'PENDING'`)
+    ).map((row) => row[0]!);
     const unackedLeft = await r.pg.sql(
       `SELECT a.txn_id, d.decision, a.bank FROM decision_acks a JOIN decisions d USING (txn_id) WHERE starts_with(a.txn_id, '${DEAD}:') AND a.acked_at IS NULL ORDER BY 1, 3`,
     );
     bankB().thaw();
     const commitsLeft = unackedLeft.filter((row) => row[1] === "COMMIT").length;
-    t.diagnostic(`${DEAD} killed with ${pendingLeft.length} PENDING txns and ${unackedLeft.length} unacknowledged decisions (${commitsLeft} COMMIT) after ${pulses + 1} freeze pulses`);
+    t.diagnostic(
+      `${DEAD} killed with ${pendingLeft.length} PENDING txns and ${unackedLeft.length} unacknowledged decisions (${commitsLeft} COMMIT) after ${pulses + 1} freeze pulses`,
+    );
     assert.ok(pendingLeft.length > 0, "the kill landed mid-prepare");
     assert.ok(commitsLeft > 0, "the kill left COMMIT decisions the banks had not acknowledged");
 
@@ -298,31 +377,60 @@ describe("a replica killed -9 for good under load", () => {
       return totals.flatMap((x) => x.prepared.map((p) => p.txnId)).filter((id) => replicaOf(id) === DEAD);
     };
     const tookOverLogged = () =>
-      [r.stack.replica(0), r.stack.replica(1)].some((g) => g.find((l) => l.msg === "took over the transactions of a replica whose lease ran out" && l.deadReplica === DEAD).length > 0);
+      [r.stack.replica(0), r.stack.replica(1)].some(
+        (g) =>
+          g.find(
+            (l) => l.msg === "took over the transactions of a replica whose lease ran out" && l.deadReplica === DEAD,
+          ).length > 0,
+      );
     await until(
       `everything ${DEAD} left to be resolved`,
       async () => {
         if ((await itsPrepared()).length > 0) return false;
         if ((await pendingOf(DEAD)) > 0) return false;
-        if ((await count(`SELECT count(*) FROM decision_acks WHERE starts_with(txn_id, '${DEAD}:') AND acked_at IS NULL`)) > 0) return false;
+        if (
+          (await count(
+            `SELECT count(*) FROM decision_acks WHERE starts_with(txn_id, '${DEAD}:') AND acked_at IS NULL`,
+          )) > 0
+        )
+          return false;
         const rec = await r.stack.reconcile();
         if (rec.inDoubt.some((d) => replicaOf(d.transactionId) === DEAD)) return false;
         // The survivors' redrive and the banks' GetDecision can settle everything before the lease has run
         // out; the takeover itself follows once it has (and is asserted below). taken_over_by is '' (not
         // NULL) until a replica claims the dead one, and taken_over_at becomes 'infinity' once it is done.
-        return (await count(`SELECT count(*) FROM replica_leases WHERE replica = '${DEAD}' AND taken_over_by != '' AND taken_over_at = 'infinity'`)) > 0 && tookOverLogged();
+        return (
+          (await count(
+            `SELECT count(*) FROM replica_leases WHERE replica = '${DEAD}' AND taken_over_by != '' AND taken_over_at = 'infinity'`,
+          )) > 0 && tookOverLogged()
+        );
       },
       90_000,
       50,
     );
     const tookMs = Date.now() - killedAt;
-    t.diagnostic(`takeover: ${tookMs} ms from the kill until every hold ${DEAD} left was released or committed and nothing of it was in doubt (goal: PREPARE_TIMEOUT_MS ${PREPARE_TIMEOUT_MS} + 5000 = ${PREPARE_TIMEOUT_MS + 5_000} ms; lease ${LEASE_MS} ms)`);
+    t.diagnostic(
+      `takeover: ${tookMs} ms from the kill until every hold ${DEAD} left was released or committed and nothing of it was in doubt (goal: PREPARE_TIMEOUT_MS ${PREPARE_TIMEOUT_MS} + 5000 = ${PREPARE_TIMEOUT_MS + 5_000} ms; lease ${LEASE_MS} ms)`,
+    );
 
     // Its PENDING txns were aborted; its decisions are all acknowledged, and stayed what they were.
-    for (const id of pendingLeft) assert.deepEqual(await r.pg.sql(`SELECT status FROM txns WHERE txn_id = '${id}'`), [["ABORTED"]], `${id} was aborted`);
-    for (const [id, decision] of unackedLeft) assert.deepEqual(await r.pg.sql(`SELECT decision FROM decisions WHERE txn_id = '${id}'`), [[decision!]], `${id} kept its decision`);
+    for (const id of pendingLeft)
+      assert.deepEqual(
+        await r.pg.sql(`SELECT status FROM txns WHERE txn_id = '${id}'`),
+        [["ABORTED"]],
+        `${id} was aborted`,
+      );
+    for (const [id, decision] of unackedLeft)
+      assert.deepEqual(
+        await r.pg.sql(`SELECT decision FROM decisions WHERE txn_id = '${id}'`),
+        [[decision!]],
+        `${id} kept its decision`,
+      );
     const takers = await r.pg.sql(`SELECT taken_over_by FROM replica_leases WHERE replica = '${DEAD}'`);
-    assert.ok(["gateway-0", "gateway-1"].includes(takers[0]?.[0] ?? ""), `a live replica took over ${DEAD}: ${JSON.stringify(takers)}`);
+    assert.ok(
+      ["gateway-0", "gateway-1"].includes(takers[0]?.[0] ?? ""),
+      `a live replica took over ${DEAD}: ${JSON.stringify(takers)}`,
+    );
     assert.ok(tookOverLogged(), "the takeover is logged");
 
     // The load goes on on the two left; then every key is re-sent: answered, once.

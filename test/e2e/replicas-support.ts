@@ -75,7 +75,12 @@ const RESEND_DEADLINE_MS = 30_000;
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `cond` every `intervalMs` until it holds; throws after `timeoutMs` (a bound, not a timing assertion). */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 30_000, intervalMs = 100): Promise<void> {
+export async function until(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+  intervalMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -85,7 +90,8 @@ export async function until(what: string, cond: () => boolean | Promise<boolean>
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
     await sleep(intervalMs);
   }
 }
@@ -94,7 +100,10 @@ export async function until(what: string, cond: () => boolean | Promise<boolean>
 export const replicaOf = (txnId: string): string => txnId.slice(0, txnId.indexOf(":"));
 
 /** Resends a call until its answer is final (success or a final reason), as paycli does: jittered backoff, bounded by `deadlineMs`. */
-export async function retrying<T>(call: () => Promise<T>, o: { deadlineMs?: number; onError?: (reason: string) => void } = {}): Promise<T> {
+export async function retrying<T>(
+  call: () => Promise<T>,
+  o: { deadlineMs?: number; onError?: (reason: string) => void } = {},
+): Promise<T> {
   const deadline = Date.now() + (o.deadlineMs ?? 60_000);
   for (let attempt = 0; ; attempt++) {
     try {
@@ -118,7 +127,12 @@ export interface Sent {
   readonly payer: string;
   /** The run's prefix of the idempotency key (`<prefix>-<uuid>`), to find its txns in the store. */
   readonly keyPrefix: string;
-  readonly req: TransferInit & { idempotencyKey: string; fromAccountId: string; toAccountId: string; amountMinor: bigint };
+  readonly req: TransferInit & {
+    idempotencyKey: string;
+    fromAccountId: string;
+    toAccountId: string;
+    amountMinor: bigint;
+  };
   /** Every answer a call got (a key sent twice at once gets two). */
   readonly answers: Outcome[];
   /** Reasons of the failed attempts (retried). */
@@ -126,7 +140,11 @@ export interface Sent {
 }
 
 /** One transfer, retried to random replicas until final or the deadline; the answer is recorded in `sent` (nothing if none came). */
-export async function sendTransfer(pay: Client<typeof PaymentService>, sent: Sent, deadlineMs = 60_000): Promise<Outcome | undefined> {
+export async function sendTransfer(
+  pay: Client<typeof PaymentService>,
+  sent: Sent,
+  deadlineMs = 60_000,
+): Promise<Outcome | undefined> {
   try {
     const res = await retrying(() => pay.transfer(sent.req), { deadlineMs, onError: (r) => sent.errors.push(r) });
     const t = res.transaction!;
@@ -162,17 +180,28 @@ export function newSent(flow: Flow, prefix: string, amountMinor: bigint): Sent {
   return {
     payer: flow.payer,
     keyPrefix: prefix,
-    req: { idempotencyKey: `${prefix}-${randomUUID()}`, fromAccountId: flow.from, toAccountId: flow.to, amountMinor, currency: "USD", memo: prefix },
+    req: {
+      idempotencyKey: `${prefix}-${randomUUID()}`,
+      fromAccountId: flow.from,
+      toAccountId: flow.to,
+      amountMinor,
+      currency: "USD",
+      memo: prefix,
+    },
     answers: [],
     errors: [],
   };
 }
 
 /** Every account's posted balance at its bank (asked directly, not through a gateway). */
-export async function bankBalances(stack: Stack, accounts: readonly string[]): Promise<Map<string, { balance: bigint; held: bigint }>> {
+export async function bankBalances(
+  stack: Stack,
+  accounts: readonly string[],
+): Promise<Map<string, { balance: bigint; held: bigint }>> {
   const out = new Map<string, { balance: bigint; held: bigint }>();
   for (const id of accounts) {
-    const a = (await stack.bankClient(LedgerService, id.slice(0, id.indexOf("/"))).getAccount({ accountId: id })).account!;
+    const a = (await stack.bankClient(LedgerService, id.slice(0, id.indexOf("/"))).getAccount({ accountId: id }))
+      .account!;
     out.set(id, { balance: a.balanceMinor, held: a.heldMinor });
   }
   return out;
@@ -196,7 +225,8 @@ export async function entryTxnIds(stack: Stack, accountId: string): Promise<stri
 }
 
 /** Accounts the flows touch. */
-export const accountsOf = (sent: readonly Sent[]): string[] => [...new Set(sent.flatMap((s) => [s.req.fromAccountId, s.req.toAccountId]))].sort();
+export const accountsOf = (sent: readonly Sent[]): string[] =>
+  [...new Set(sent.flatMap((s) => [s.req.fromAccountId, s.req.toAccountId]))].sort();
 
 /**
  * The exactly-once proof, after a run: re-send EVERY key to a random replica
@@ -221,8 +251,14 @@ export async function assertExactlyOnce(
       for (let s = queue.shift(); s; s = queue.shift()) {
         const answer = await sendTransfer(pays(s.payer), s, RESEND_DEADLINE_MS);
         // The seed's usernames are its user ids, and the fast path's key is idem:<caller>:<key>.
-        const cached = answer || !redis ? "" : `; Redis holds ${(await redis.get(`idem:${s.payer}:${s.req.idempotencyKey}`)) ?? "nothing"}`;
-        assert.ok(answer, `key ${s.req.idempotencyKey} has a final answer on re-send (errors: ${s.errors.slice(-5).join(", ")}${cached})`);
+        const cached =
+          answer || !redis
+            ? ""
+            : `; Redis holds ${(await redis.get(`idem:${s.payer}:${s.req.idempotencyKey}`)) ?? "nothing"}`;
+        assert.ok(
+          answer,
+          `key ${s.req.idempotencyKey} has a final answer on re-send (errors: ${s.errors.slice(-5).join(", ")}${cached})`,
+        );
       }
     }),
   );
@@ -232,7 +268,12 @@ export async function assertExactlyOnce(
   let declined = 0;
   for (const s of sent) {
     const first = s.answers[0]!;
-    for (const a of s.answers) assert.deepEqual(a, first, `every answer to key ${s.req.idempotencyKey} is the same: ${JSON.stringify(s.answers, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v))}`);
+    for (const a of s.answers)
+      assert.deepEqual(
+        a,
+        first,
+        `every answer to key ${s.req.idempotencyKey} is the same: ${JSON.stringify(s.answers, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v))}`,
+      );
     if (first.kind === "declined") {
       declined++;
       continue;
@@ -259,7 +300,8 @@ export async function assertExactlyOnce(
     assert.equal(pending, "0", `key ${key}: nothing pending after the re-send`);
     const a = s.answers[0]!;
     assert.equal(commits, a.kind === "committed" ? "1" : "0", `key ${key}: committed once iff acknowledged committed`);
-    if (a.kind === "committed") assert.equal(committedTxn, a.txnId, `key ${key}: the committed txn is the acknowledged one`);
+    if (a.kind === "committed")
+      assert.equal(committedTxn, a.txnId, `key ${key}: the committed txn is the acknowledged one`);
     for (const id of txnIds!.split(",")) allTxnIds.add(id);
   }
   assert.equal(rows.length, sent.length, "every key made a txn (a transient abort hands its key to the retry's txn)");
@@ -268,7 +310,8 @@ export async function assertExactlyOnce(
   const accounts = [...before.keys()];
   const posted = new Map<string, number>();
   for (const id of accounts) {
-    for (const txnId of await entryTxnIds(stack, id)) if (allTxnIds.has(txnId)) posted.set(`${id} ${txnId}`, (posted.get(`${id} ${txnId}`) ?? 0) + 1);
+    for (const txnId of await entryTxnIds(stack, id))
+      if (allTxnIds.has(txnId)) posted.set(`${id} ${txnId}`, (posted.get(`${id} ${txnId}`) ?? 0) + 1);
   }
   let expectedEntries = 0;
   for (const s of sent) {
@@ -278,11 +321,19 @@ export async function assertExactlyOnce(
     assert.equal(posted.get(`${s.req.fromAccountId} ${a.txnId}`), 1, `${a.txnId} debited ${s.req.fromAccountId} once`);
     assert.equal(posted.get(`${s.req.toAccountId} ${a.txnId}`), 1, `${a.txnId} credited ${s.req.toAccountId} once`);
   }
-  assert.equal([...posted.values()].reduce((x, y) => x + y, 0), expectedEntries, "no aborted or superseded txn of these keys posted an entry");
+  assert.equal(
+    [...posted.values()].reduce((x, y) => x + y, 0),
+    expectedEntries,
+    "no aborted or superseded txn of these keys posted an entry",
+  );
 
   const now = await bankBalances(stack, accounts);
   for (const id of accounts) {
-    assert.equal(now.get(id)!.balance, expected.get(id), `${id}: the balance is what the acknowledged transfers add up to`);
+    assert.equal(
+      now.get(id)!.balance,
+      expected.get(id),
+      `${id}: the balance is what the acknowledged transfers add up to`,
+    );
     assert.equal(now.get(id)!.held, before.get(id)!.held, `${id}: nothing left held`);
   }
   return { committed: committedIds.size, declined, byReplica };

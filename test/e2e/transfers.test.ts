@@ -30,7 +30,14 @@ describe("transfers", () => {
     const before = await balanceOf(alice, "bank-a/1001");
     const bobBefore = await balanceOf(bob, "bank-b/2001");
     const key = randomUUID();
-    const req = { idempotencyKey: key, fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 1234n, currency: "USD", memo: "lunch" };
+    const req = {
+      idempotencyKey: key,
+      fromAccountId: "bank-a/1001",
+      toAccountId: "bank-b/2001",
+      amountMinor: 1234n,
+      currency: "USD",
+      memo: "lunch",
+    };
     const res = await alice.transfer(req);
     assert.equal(res.transaction?.status, TransactionStatus.COMMITTED);
     assert.match(res.transaction!.transactionId, /^gateway-0:/);
@@ -53,7 +60,13 @@ describe("transfers", () => {
   test("a same-bank transfer also goes through 2PC and moves money once", async () => {
     const before = await balanceOf(alice, "bank-a/1001");
     const bobBefore = await balanceOf(bob, "bank-a/1002");
-    const res = await alice.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: "bank-a/1002", amountMinor: 500n, currency: "USD" });
+    const res = await alice.transfer({
+      idempotencyKey: randomUUID(),
+      fromAccountId: "bank-a/1001",
+      toAccountId: "bank-a/1002",
+      amountMinor: 500n,
+      currency: "USD",
+    });
     assert.equal(res.transaction?.status, TransactionStatus.COMMITTED);
     assert.equal((await balanceOf(alice, "bank-a/1001")).balanceMinor, before.balanceMinor - 500n);
     assert.equal((await balanceOf(bob, "bank-a/1002")).balanceMinor, bobBefore.balanceMinor + 500n);
@@ -64,7 +77,10 @@ describe("transfers", () => {
     const all: bigint[] = [];
     for await (const m of alice.listTransactions({ afterSequence: 0n })) all.push(m.transaction!.sequence);
     assert.ok(all.length >= 2);
-    assert.deepEqual([...all].sort((a, b) => (a < b ? -1 : 1)), all);
+    assert.deepEqual(
+      [...all].sort((a, b) => (a < b ? -1 : 1)),
+      all,
+    );
     const rest: bigint[] = [];
     for await (const m of alice.listTransactions({ afterSequence: all[0]! })) rest.push(m.transaction!.sequence);
     assert.deepEqual(rest, all.slice(1));
@@ -72,7 +88,14 @@ describe("transfers", () => {
 
   test("bad input gets a code and a reason, and changes nothing", async (t) => {
     const before = await balanceOf(alice, "bank-a/1001");
-    const ok = { idempotencyKey: "k", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 100n, currency: "USD", memo: "" };
+    const ok = {
+      idempotencyKey: "k",
+      fromAccountId: "bank-a/1001",
+      toAccountId: "bank-b/2001",
+      amountMinor: 100n,
+      currency: "USD",
+      memo: "",
+    };
     const cases: Array<[string, Partial<typeof ok>, Code, string]> = [
       ["unknown account", { toAccountId: "bank-b/9999" }, Code.NotFound, "account_not_found"],
       ["insufficient funds", { amountMinor: 100_000_000n }, Code.FailedPrecondition, "insufficient_funds"],
@@ -84,14 +107,28 @@ describe("transfers", () => {
       ["malformed to id", { toAccountId: "bank-b/../../etc" }, Code.InvalidArgument, "invalid_account_id"],
       ["bad currency code", { currency: "usd" }, Code.InvalidArgument, "invalid_currency"],
       ["huge memo", { memo: "x".repeat(10_000) }, Code.InvalidArgument, "memo_too_long"],
-      ["someone else's account", { fromAccountId: "bank-b/2001", toAccountId: "bank-a/1001" }, Code.PermissionDenied, "not_account_owner"],
+      [
+        "someone else's account",
+        { fromAccountId: "bank-b/2001", toAccountId: "bank-a/1001" },
+        Code.PermissionDenied,
+        "not_account_owner",
+      ],
       ["same account", { toAccountId: "bank-a/1001" }, Code.InvalidArgument, "same_account"],
       ["no idempotency key", { idempotencyKey: "" }, Code.InvalidArgument, "idempotency_key_missing"],
-      ["overlong idempotency key", { idempotencyKey: "k".repeat(256) }, Code.InvalidArgument, "idempotency_key_missing"],
+      [
+        "overlong idempotency key",
+        { idempotencyKey: "k".repeat(256) },
+        Code.InvalidArgument,
+        "idempotency_key_missing",
+      ],
     ];
     for (const [name, patch, code, reason] of cases) {
       await t.test(name, async () => {
-        await rejectsWith(alice.transfer({ ...ok, ...patch, idempotencyKey: patch.idempotencyKey ?? randomUUID() }), code, reason);
+        await rejectsWith(
+          alice.transfer({ ...ok, ...patch, idempotencyKey: patch.idempotencyKey ?? randomUUID() }),
+          code,
+          reason,
+        );
       });
     }
     const after = await balanceOf(alice, "bank-a/1001");
@@ -102,7 +139,13 @@ describe("transfers", () => {
 
   test("a key reused with different parameters is refused and moves nothing", async () => {
     const key = randomUUID();
-    const req = { idempotencyKey: key, fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 10n, currency: "USD" };
+    const req = {
+      idempotencyKey: key,
+      fromAccountId: "bank-a/1001",
+      toAccountId: "bank-b/2001",
+      amountMinor: 10n,
+      currency: "USD",
+    };
     await alice.transfer(req);
     const mid = await balanceOf(alice, "bank-a/1001");
     await rejectsWith(alice.transfer({ ...req, amountMinor: 11n }), Code.InvalidArgument, "idempotency_key_reused");

@@ -39,35 +39,45 @@ export class WebhookReceiver {
   /** Listens (again) on the same port as before, or a free one the first time. */
   async start(): Promise<void> {
     const tls = tlsFilesFor(this.certs, "checkout");
-    const server = https.createServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        const body = Buffer.concat(chunks).toString("utf8");
-        const path = (req.url ?? "").split("?")[0]!;
-        const signature = String(req.headers["paygate-signature"] ?? "");
-        const verified = verifySignature(signature, body, this.secrets.get(path) ?? [], Math.floor(Date.now() / 1000)).ok;
-        let parsed: { id?: string; type?: string; object_id?: string; data?: Record<string, unknown> } = {};
-        try {
-          parsed = JSON.parse(body) as typeof parsed;
-        } catch {
-          // recorded as is; unverified bodies are answered 400 below anyway
-        }
-        this.deliveries.push({
-          path,
-          eventId: parsed.id ?? "",
-          type: parsed.type ?? "",
-          objectId: parsed.object_id ?? "",
-          headerEventId: String(req.headers["paygate-event-id"] ?? ""),
-          signature,
-          body,
-          data: parsed.data ?? {},
-          verified,
-          v1Count: signature.split(",").filter((p) => p.startsWith("v1=")).length,
+    const server = https.createServer(
+      { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) },
+      (req, res) => {
+        const chunks: Buffer[] = [];
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on("end", () => {
+          const body = Buffer.concat(chunks).toString("utf8");
+          const path = (req.url ?? "").split("?")[0]!;
+          const signature = String(req.headers["paygate-signature"] ?? "");
+          const verified = verifySignature(
+            signature,
+            body,
+            this.secrets.get(path) ?? [],
+            Math.floor(Date.now() / 1000),
+          ).ok;
+          let parsed: { id?: string; type?: string; object_id?: string; data?: Record<string, unknown> } = {};
+          try {
+            parsed = JSON.parse(body) as typeof parsed;
+          } catch {
+            // recorded as is; unverified bodies are answered 400 below anyway
+          }
+          this.deliveries.push({
+            path,
+            eventId: parsed.id ?? "",
+            type: parsed.type ?? "",
+            objectId: parsed.object_id ?? "",
+            headerEventId: String(req.headers["paygate-event-id"] ?? ""),
+            signature,
+            body,
+            data: parsed.data ?? {},
+            verified,
+            v1Count: signature.split(",").filter((p) => p.startsWith("v1=")).length,
+          });
+          res
+            .writeHead(verified ? 200 : 400, { "content-type": "application/json" })
+            .end(JSON.stringify(verified ? { ok: true } : { reason: "signature_mismatch" }));
         });
-        res.writeHead(verified ? 200 : 400, { "content-type": "application/json" }).end(JSON.stringify(verified ? { ok: true } : { reason: "signature_mismatch" }));
-      });
-    });
+      },
+    );
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(this.port, "127.0.0.1", () => resolve());
@@ -97,12 +107,18 @@ export class WebhookReceiver {
       if (pred(ds)) return ds;
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`${what}: not delivered to ${path}; got ${JSON.stringify(this.deliveries.filter((d) => d.path === path).map((d) => [d.type, d.objectId, d.verified]))}`);
+    throw new Error(
+      `${what}: not delivered to ${path}; got ${JSON.stringify(this.deliveries.filter((d) => d.path === path).map((d) => [d.type, d.objectId, d.verified]))}`,
+    );
   }
 }
 
 /** Polls `probe` (bounded) until it returns a value; throws `what` otherwise. */
-export async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, attemptsMax = 600): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  attemptsMax = 600,
+): Promise<T> {
   for (let i = 0; i < attemptsMax; i++) {
     const v = await probe();
     if (v !== undefined) return v;

@@ -15,18 +15,36 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Code, type Client } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { AdminService, CardService, PaymentService, WebhookDeliveryStatus, WebhookService, type IssueCardResponse } from "@paygate/proto/gateway";
+import {
+  AdminService,
+  CardService,
+  PaymentService,
+  WebhookDeliveryStatus,
+  WebhookService,
+  type IssueCardResponse,
+} from "@paygate/proto/gateway";
 import { authorizeRequest, freePort, rejectsWith, Stack, testCerts } from "@paygate/testkit";
 import { signatureHeader } from "@paygate/webhook-signature";
 import { eventually, WebhookReceiver, type Delivery } from "./webhooks-support.js";
 
-const CARD_EVENTS = ["authorization.approved", "authorization.declined", "authorization.voided", "authorization.expired", "capture.succeeded", "capture.failed", "settlement.completed", "refund.succeeded"];
+const CARD_EVENTS = [
+  "authorization.approved",
+  "authorization.declined",
+  "authorization.voided",
+  "authorization.expired",
+  "capture.succeeded",
+  "capture.failed",
+  "settlement.completed",
+  "refund.succeeded",
+];
 const SHOP = "/shop";
 const CAROL = "/carol";
 const CART_MINOR = 2399n;
 const HOLD_TTL_MS = 8000;
 const MERCHANT_LOGIN = { username: "shop", password: "shop-test-password" };
-const merchantAuth = { authorization: `Basic ${Buffer.from(`${MERCHANT_LOGIN.username}:${MERCHANT_LOGIN.password}`).toString("base64")}` };
+const merchantAuth = {
+  authorization: `Basic ${Buffer.from(`${MERCHANT_LOGIN.username}:${MERCHANT_LOGIN.password}`).toString("base64")}`,
+};
 
 interface Ctx {
   stack: Stack;
@@ -47,7 +65,18 @@ const ofObject = (ds: readonly Delivery[], objectId: string) => ds.filter((d) =>
 const typesOf = (ds: readonly Delivery[]) => ds.map((d) => d.type);
 
 /** The checkout's orders as its back office shows them. */
-async function checkoutOrders(c: Ctx): Promise<Array<{ attemptKey: string; authCode: string | null; state: string; settleState: string; settleReason: string | null; capturedMinor: string; authStatus: string | null; refundedMinor: string }>> {
+async function checkoutOrders(c: Ctx): Promise<
+  Array<{
+    attemptKey: string;
+    authCode: string | null;
+    state: string;
+    settleState: string;
+    settleReason: string | null;
+    capturedMinor: string;
+    authStatus: string | null;
+    refundedMinor: string;
+  }>
+> {
   const res = await fetch(`${c.stack.checkoutUrl}/merchant?format=json`, { headers: merchantAuth });
   return ((await res.json()) as { orders: Awaited<ReturnType<typeof checkoutOrders>> }).orders;
 }
@@ -58,7 +87,13 @@ async function payAtCheckout(c: Ctx, card: IssueCardResponse): Promise<{ attempt
   const res = await fetch(`${c.stack.checkoutUrl}/make-payment`, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "application/json" },
-    body: JSON.stringify({ idempotencyKey: attemptKey, cardholderName: "Test Holder", cardNumber: card.number, expiry: `${String(card.expMonth).padStart(2, "0")}/${String(card.expYear % 100).padStart(2, "0")}`, cvc: card.cvc }),
+    body: JSON.stringify({
+      idempotencyKey: attemptKey,
+      cardholderName: "Test Holder",
+      cardNumber: card.number,
+      expiry: `${String(card.expMonth).padStart(2, "0")}/${String(card.expYear % 100).padStart(2, "0")}`,
+      cvc: card.cvc,
+    }),
   });
   const json = (await res.json()) as { status: string; authCode: string };
   assert.equal(json.status, "approved", JSON.stringify(json));
@@ -69,14 +104,19 @@ async function payAtCheckout(c: Ctx, card: IssueCardResponse): Promise<{ attempt
 function checkoutSecrets(c: Ctx): string[] {
   const db = new Database(join(c.stack.dir, "checkout", "checkout.db"), { readonly: true, fileMustExist: true });
   try {
-    return (db.prepare("SELECT secret FROM webhook_secrets WHERE expires_at_ms IS NULL OR expires_at_ms > ?").all(Date.now()) as Array<{ secret: string }>).map((r) => r.secret);
+    return (
+      db
+        .prepare("SELECT secret FROM webhook_secrets WHERE expires_at_ms IS NULL OR expires_at_ms > ?")
+        .all(Date.now()) as Array<{ secret: string }>
+    ).map((r) => r.secret);
   } finally {
     db.close();
   }
 }
 
 /** The checkout's "webhook" log lines for one event id. */
-const checkoutLines = (c: Ctx, eventId: string) => c.stack.checkout!.find((l) => l.msg === "webhook" && l.eventId === eventId);
+const checkoutLines = (c: Ctx, eventId: string) =>
+  c.stack.checkout!.find((l) => l.msg === "webhook" && l.eventId === eventId);
 
 async function allDelivered(c: Ctx, endpointId: string, hooks = c.shopHooks): Promise<void> {
   await eventually(async () => {
@@ -126,9 +166,13 @@ describe("webhooks", () => {
     const carolHooks = stack.client(WebhookService, await stack.login("carol"));
     const created = await shopHooks.createEndpoint({ url: receiver.url(SHOP), eventTypes: CARD_EVENTS });
     receiver.secrets.set(SHOP, [created.secret]);
-    const carolEndpoint = await carolHooks.createEndpoint({ url: receiver.url(CAROL), eventTypes: ["transfer.committed"] });
+    const carolEndpoint = await carolHooks.createEndpoint({
+      url: receiver.url(CAROL),
+      eventTypes: ["transfer.committed"],
+    });
     receiver.secrets.set(CAROL, [carolEndpoint.secret]);
-    const issue = (accountId: string) => admin.issueCard({ accountId, cardholderName: "Test Holder", number: "", cvc: "", expMonth: 0, expYear: 0 });
+    const issue = (accountId: string) =>
+      admin.issueCard({ accountId, cardholderName: "Test Holder", number: "", cvc: "", expMonth: 0, expYear: 0 });
     c = {
       stack,
       receiver,
@@ -143,7 +187,10 @@ describe("webhooks", () => {
       empty: await issue("bank-b/2002"),
     };
     // The checkout registered its own endpoint by itself.
-    await eventually(() => (stack.checkout!.find("webhook endpoint registered").length > 0 ? true : undefined), "the checkout registered its endpoint");
+    await eventually(
+      () => (stack.checkout!.find("webhook endpoint registered").length > 0 ? true : undefined),
+      "the checkout registered its endpoint",
+    );
   });
   after(async () => {
     await c?.stack.close();
@@ -154,13 +201,21 @@ describe("webhooks", () => {
     const endpoints = (await c.shopHooks.listEndpoints({})).endpoints;
     const mine = endpoints.filter((e) => e.url === `https://127.0.0.1:${c.webhookPort}/webhooks/paygate`);
     assert.equal(mine.length, 1);
-    assert.deepEqual([...mine[0]!.eventTypes].sort(), ["authorization.expired", "authorization.voided", "capture.failed", "capture.succeeded", "refund.succeeded", "settlement.completed"]);
+    assert.deepEqual([...mine[0]!.eventTypes].sort(), [
+      "authorization.expired",
+      "authorization.voided",
+      "capture.failed",
+      "capture.succeeded",
+      "refund.succeeded",
+      "settlement.completed",
+    ]);
     assert.equal(checkoutSecrets(c).length, 1);
     assert.equal(c.stack.checkout!.find("webhook endpoint registered").at(-1)?.outcome, "created");
   });
 
   test("every event type arrives exactly once, verified; transfer.committed only to a payee owner with an endpoint", async () => {
-    const auth = async (amountMinor: bigint) => (await c.shop.authorize(authorizeReq(c.card, amountMinor))).authorization!;
+    const auth = async (amountMinor: bigint) =>
+      (await c.shop.authorize(authorizeReq(c.card, amountMinor))).authorization!;
     const approvedOnly = await auth(1_000n); // left alone: it expires after HOLD_TTL_MS
     const voided = await auth(1_100n);
     await c.shop.void({ authCode: voided.authCode });
@@ -181,10 +236,32 @@ describe("webhooks", () => {
     // bob (no endpoint) is paid first, carol (an endpoint) second: once carol's event is in, bob's transfer was looked at.
     const alice = c.stack.client(PaymentService, await c.stack.login("alice"));
     const bob = c.stack.client(PaymentService, await c.stack.login("bob"));
-    const toBob = (await alice.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 300n, currency: "USD", memo: "to bob" })).transaction!;
-    const toCarol = (await bob.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1002", toAccountId: "bank-b/2002", amountMinor: 400n, currency: "USD", memo: "to carol" })).transaction!;
+    const toBob = (
+      await alice.transfer({
+        idempotencyKey: randomUUID(),
+        fromAccountId: "bank-a/1001",
+        toAccountId: "bank-b/2001",
+        amountMinor: 300n,
+        currency: "USD",
+        memo: "to bob",
+      })
+    ).transaction!;
+    const toCarol = (
+      await bob.transfer({
+        idempotencyKey: randomUUID(),
+        fromAccountId: "bank-a/1002",
+        toAccountId: "bank-b/2002",
+        amountMinor: 400n,
+        currency: "USD",
+        memo: "to carol",
+      })
+    ).transaction!;
 
-    const carolGot = await c.receiver.waitFor(CAROL, (ds) => ds.some((d) => d.objectId === toCarol.transactionId), "transfer.committed to carol");
+    const carolGot = await c.receiver.waitFor(
+      CAROL,
+      (ds) => ds.some((d) => d.objectId === toCarol.transactionId),
+      "transfer.committed to carol",
+    );
     const shopGot = await c.receiver.waitFor(
       SHOP,
       (ds) =>
@@ -193,35 +270,72 @@ describe("webhooks", () => {
         ofObject(ds, tooMuch.authCode).some((d) => d.type === "authorization.voided") &&
         ofObject(ds, voided.authCode).some((d) => d.type === "authorization.voided") &&
         ds.some((d) => d.type === "settlement.completed" && d.objectId === batch.batchId) &&
-        ds.some((d) => d.type === "authorization.declined" && d.data.merchant_reference === declinedReq.merchantReference),
+        ds.some(
+          (d) => d.type === "authorization.declined" && d.data.merchant_reference === declinedReq.merchantReference,
+        ),
       "every card event",
     );
-    assert.deepEqual(typesOf(ofObject(shopGot, approvedOnly.authCode)), ["authorization.approved", "authorization.expired"]);
+    assert.deepEqual(typesOf(ofObject(shopGot, approvedOnly.authCode)), [
+      "authorization.approved",
+      "authorization.expired",
+    ]);
     assert.deepEqual(typesOf(ofObject(shopGot, voided.authCode)), ["authorization.approved", "authorization.voided"]);
-    assert.deepEqual(typesOf(ofObject(shopGot, captured.authCode)), ["authorization.approved", "capture.succeeded", "refund.succeeded"]);
-    assert.deepEqual(typesOf(ofObject(shopGot, tooMuch.authCode)), ["authorization.approved", "capture.failed", "authorization.voided"]);
-    const declined = shopGot.filter((d) => d.type === "authorization.declined" && d.data.merchant_reference === declinedReq.merchantReference);
+    assert.deepEqual(typesOf(ofObject(shopGot, captured.authCode)), [
+      "authorization.approved",
+      "capture.succeeded",
+      "refund.succeeded",
+    ]);
+    assert.deepEqual(typesOf(ofObject(shopGot, tooMuch.authCode)), [
+      "authorization.approved",
+      "capture.failed",
+      "authorization.voided",
+    ]);
+    const declined = shopGot.filter(
+      (d) => d.type === "authorization.declined" && d.data.merchant_reference === declinedReq.merchantReference,
+    );
     assert.equal(declined.length, 1);
     assert.equal(declined[0]!.data.decline_reason, "insufficient_funds");
 
     // The bodies say what happened.
     const capture = ofObject(shopGot, captured.authCode).find((d) => d.type === "capture.succeeded")!;
-    assert.deepEqual([capture.data.captured_minor, capture.data.batch_id, (capture.data.authorization as Record<string, unknown>).status], ["1200", batch.batchId, "CAPTURED"]);
+    assert.deepEqual(
+      [
+        capture.data.captured_minor,
+        capture.data.batch_id,
+        (capture.data.authorization as Record<string, unknown>).status,
+      ],
+      ["1200", batch.batchId, "CAPTURED"],
+    );
     const failed = ofObject(shopGot, tooMuch.authCode).find((d) => d.type === "capture.failed")!;
     assert.deepEqual([failed.data.captured_minor, failed.data.reason], ["0", "amount_exceeds_authorization"]);
     const refund = ofObject(shopGot, captured.authCode).find((d) => d.type === "refund.succeeded")!;
-    assert.deepEqual([refund.data.amount_minor, (refund.data.authorization as Record<string, unknown>).refunded_minor], ["200", "200"]);
+    assert.deepEqual(
+      [refund.data.amount_minor, (refund.data.authorization as Record<string, unknown>).refunded_minor],
+      ["200", "200"],
+    );
     const settlement = shopGot.find((d) => d.type === "settlement.completed" && d.objectId === batch.batchId)!;
-    assert.deepEqual((settlement.data.items as Array<Record<string, unknown>>).map((i) => [i.auth_code, i.status]), [[captured.authCode, "CAPTURED"], [tooMuch.authCode, "FAILED"]]);
+    assert.deepEqual(
+      (settlement.data.items as Array<Record<string, unknown>>).map((i) => [i.auth_code, i.status]),
+      [
+        [captured.authCode, "CAPTURED"],
+        [tooMuch.authCode, "FAILED"],
+      ],
+    );
     const transfer = carolGot.find((d) => d.objectId === toCarol.transactionId)!;
-    assert.deepEqual([transfer.type, transfer.data.amount_minor, transfer.data.to_account_id, transfer.data.memo], ["transfer.committed", "400", "bank-b/2002", "to carol"]);
+    assert.deepEqual(
+      [transfer.type, transfer.data.amount_minor, transfer.data.to_account_id, transfer.data.memo],
+      ["transfer.committed", "400", "bank-b/2002", "to carol"],
+    );
 
     // Nobody heard of bob's transfer: he has no endpoint, and it is not carol's or the shop's.
     assert.equal(c.receiver.deliveries.filter((d) => d.objectId === toBob.transactionId).length, 0);
     // Exactly once: every delivery recorded delivered at its first attempt, every event id seen once, every one verified.
     await allDelivered(c, c.shopEndpointId);
     const deliveries = (await c.shopHooks.listDeliveries({ endpointId: c.shopEndpointId, pageSize: 200 })).deliveries;
-    assert.ok(deliveries.every((d) => d.attempts === 1), "one attempt each");
+    assert.ok(
+      deliveries.every((d) => d.attempts === 1),
+      "one attempt each",
+    );
     const ids = c.receiver.deliveries.filter((d) => d.path === SHOP || d.path === CAROL).map((d) => d.eventId);
     assert.equal(new Set(ids).size, ids.length, "no event id twice");
     assert.ok(c.receiver.deliveries.every((d) => d.verified && d.headerEventId === d.eventId));
@@ -236,7 +350,10 @@ describe("webhooks", () => {
       const a = (await c.shop.authorize(authorizeReq(c.card, 500n + BigInt(i)))).authorization!;
       codes.push(a.authCode);
     }
-    await c.shop.settleBatch({ idempotencyKey: randomUUID(), items: codes.map((authCode, i) => ({ authCode, amountMinor: 500n + BigInt(i) })) });
+    await c.shop.settleBatch({
+      idempotencyKey: randomUUID(),
+      items: codes.map((authCode, i) => ({ authCode, amountMinor: 500n + BigInt(i) })),
+    });
     for (const code of codes) {
       await c.shop.refund({ idempotencyKey: randomUUID(), authCode: code, amountMinor: 100n });
       await c.shop.refund({ idempotencyKey: randomUUID(), authCode: code, amountMinor: 50n });
@@ -244,16 +361,34 @@ describe("webhooks", () => {
     // The gateway is trying, and failing, meanwhile.
     await eventually(async () => {
       const r = await c.shopHooks.listDeliveries({ endpointId: c.shopEndpointId, pageSize: 50 });
-      return r.deliveries.some((d) => d.status === WebhookDeliveryStatus.PENDING && d.attempts >= 2 && d.lastError !== "") ? true : undefined;
+      return r.deliveries.some(
+        (d) => d.status === WebhookDeliveryStatus.PENDING && d.attempts >= 2 && d.lastError !== "",
+      )
+        ? true
+        : undefined;
     }, "a pending delivery retried");
     assert.equal(c.receiver.deliveries.length, before, "nothing got through while down");
 
     await c.receiver.start();
-    const got = await c.receiver.waitFor(SHOP, (ds) => codes.every((code) => ofObject(ds, code).filter((d) => d.type === "refund.succeeded").length === 2), "every event after the receiver came back");
+    const got = await c.receiver.waitFor(
+      SHOP,
+      (ds) => codes.every((code) => ofObject(ds, code).filter((d) => d.type === "refund.succeeded").length === 2),
+      "every event after the receiver came back",
+    );
     for (const code of codes) {
       const mine = ofObject(got, code);
-      assert.deepEqual(typesOf(mine), ["authorization.approved", "capture.succeeded", "refund.succeeded", "refund.succeeded"], code);
-      assert.deepEqual(mine.filter((d) => d.type === "refund.succeeded").map((d) => (d.data.authorization as Record<string, unknown>).refunded_minor), ["100", "150"], "refunds in commit order");
+      assert.deepEqual(
+        typesOf(mine),
+        ["authorization.approved", "capture.succeeded", "refund.succeeded", "refund.succeeded"],
+        code,
+      );
+      assert.deepEqual(
+        mine
+          .filter((d) => d.type === "refund.succeeded")
+          .map((d) => (d.data.authorization as Record<string, unknown>).refunded_minor),
+        ["100", "150"],
+        "refunds in commit order",
+      );
     }
     await allDelivered(c, c.shopEndpointId);
     await c.stack.assertConserved();
@@ -264,7 +399,10 @@ describe("webhooks", () => {
     const rolled = await c.shopHooks.rollSecret({ endpointId: c.shopEndpointId, overlapSeconds: 4n });
     assert.notEqual(rolled.secret, oldSecret);
     const during = (await c.shop.authorize(authorizeReq(c.card, 700n))).authorization!;
-    const inOverlap = ofObject(await c.receiver.waitFor(SHOP, (ds) => ofObject(ds, during.authCode).length > 0, "the event during the overlap"), during.authCode)[0]!;
+    const inOverlap = ofObject(
+      await c.receiver.waitFor(SHOP, (ds) => ofObject(ds, during.authCode).length > 0, "the event during the overlap"),
+      during.authCode,
+    )[0]!;
     assert.equal(inOverlap.v1Count, 2, "signed with both secrets during the overlap");
     await c.shop.void({ authCode: during.authCode });
 
@@ -272,12 +410,19 @@ describe("webhooks", () => {
     const overlapEndsMs = timestampMs(rolled.previousExpiresAt!);
     await new Promise((r) => setTimeout(r, Math.max(0, overlapEndsMs - Date.now()) + 100));
     const afterAuth = (await c.shop.authorize(authorizeReq(c.card, 800n))).authorization!;
-    await eventually(() => (c.receiver.deliveries.some((d) => d.objectId === afterAuth.authCode && !d.verified) ? true : undefined), "a delivery signed only with the new secret");
+    await eventually(
+      () => (c.receiver.deliveries.some((d) => d.objectId === afterAuth.authCode && !d.verified) ? true : undefined),
+      "a delivery signed only with the new secret",
+    );
     const refused = c.receiver.deliveries.filter((d) => d.objectId === afterAuth.authCode);
     assert.ok(refused.every((d) => !d.verified && d.v1Count === 1));
     // Given the new secret, the receiver takes the retry.
     c.receiver.secrets.set(SHOP, [rolled.secret]);
-    await c.receiver.waitFor(SHOP, (ds) => ofObject(ds, afterAuth.authCode).length > 0, "the retry after the receiver switched");
+    await c.receiver.waitFor(
+      SHOP,
+      (ds) => ofObject(ds, afterAuth.authCode).length > 0,
+      "the retry after the receiver switched",
+    );
     await c.shop.void({ authCode: afterAuth.authCode });
     await allDelivered(c, c.shopEndpointId);
     await c.stack.assertConserved();
@@ -286,10 +431,29 @@ describe("webhooks", () => {
   test("an endpoint URL outside the allow-list, not https, or with credentials is refused with its reason and creates nothing", async () => {
     const count = async () => (await c.shopHooks.listEndpoints({})).endpoints.length;
     const before = await count();
-    await rejectsWith(c.shopHooks.createEndpoint({ url: "https://example.com/hooks", eventTypes: ["capture.succeeded"] }), Code.PermissionDenied, "webhook_host_not_allowed");
-    await rejectsWith(c.shopHooks.createEndpoint({ url: `http://127.0.0.1:${c.receiver.port}/x`, eventTypes: ["capture.succeeded"] }), Code.InvalidArgument, "invalid_webhook_url");
-    await rejectsWith(c.shopHooks.createEndpoint({ url: `https://user:pw@127.0.0.1:${c.receiver.port}/x`, eventTypes: ["capture.succeeded"] }), Code.InvalidArgument, "invalid_webhook_url");
-    await rejectsWith(c.shopHooks.createEndpoint({ url: c.receiver.url("/typo"), eventTypes: ["capture.succeded"] }), Code.InvalidArgument, "invalid_event_type");
+    await rejectsWith(
+      c.shopHooks.createEndpoint({ url: "https://example.com/hooks", eventTypes: ["capture.succeeded"] }),
+      Code.PermissionDenied,
+      "webhook_host_not_allowed",
+    );
+    await rejectsWith(
+      c.shopHooks.createEndpoint({ url: `http://127.0.0.1:${c.receiver.port}/x`, eventTypes: ["capture.succeeded"] }),
+      Code.InvalidArgument,
+      "invalid_webhook_url",
+    );
+    await rejectsWith(
+      c.shopHooks.createEndpoint({
+        url: `https://user:pw@127.0.0.1:${c.receiver.port}/x`,
+        eventTypes: ["capture.succeeded"],
+      }),
+      Code.InvalidArgument,
+      "invalid_webhook_url",
+    );
+    await rejectsWith(
+      c.shopHooks.createEndpoint({ url: c.receiver.url("/typo"), eventTypes: ["capture.succeded"] }),
+      Code.InvalidArgument,
+      "invalid_event_type",
+    );
     assert.equal(await count(), before);
   });
 
@@ -297,24 +461,48 @@ describe("webhooks", () => {
     const [secret] = checkoutSecrets(c);
     assert.ok(secret, "the checkout stored its secret");
     const url = `https://127.0.0.1:${c.webhookPort}/webhooks/paygate`;
-    const body = JSON.stringify({ id: `evt_${randomUUID().replace(/-/g, "").slice(0, 24)}`, type: "test.ping", created_at: new Date().toISOString(), object_id: "ping", data: {} });
+    const body = JSON.stringify({
+      id: `evt_${randomUUID().replace(/-/g, "").slice(0, 24)}`,
+      type: "test.ping",
+      created_at: new Date().toISOString(),
+      object_id: "ping",
+      data: {},
+    });
     const now = Math.floor(Date.now() / 1000);
     const post = async (b: string, signature: string) => {
       const { request } = await import("node:https");
       const ca = (await import("node:fs")).readFileSync(join(c.stack.certs, "ca.crt"));
       return new Promise<{ status: number; reason?: string }>((resolve, reject) => {
-        const req = request(url, { method: "POST", ca, headers: { "content-type": "application/json", "paygate-signature": signature } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (x: Buffer) => chunks.push(x));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, reason: (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { reason?: string }).reason }));
-        });
+        const req = request(
+          url,
+          { method: "POST", ca, headers: { "content-type": "application/json", "paygate-signature": signature } },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (x: Buffer) => chunks.push(x));
+            res.on("end", () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                reason: (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { reason?: string }).reason,
+              }),
+            );
+          },
+        );
         req.on("error", reject);
         req.end(b);
       });
     };
-    assert.deepEqual(await post(body.replace("ping", "pong"), signatureHeader([secret], body, now)), { status: 400, reason: "signature_mismatch" });
-    assert.deepEqual(await post(body, signatureHeader(["whsec_" + "w".repeat(43)], body, now)), { status: 400, reason: "signature_mismatch" });
-    assert.deepEqual(await post(body, signatureHeader([secret], body, now - 3600)), { status: 400, reason: "timestamp_out_of_tolerance" });
+    assert.deepEqual(await post(body.replace("ping", "pong"), signatureHeader([secret], body, now)), {
+      status: 400,
+      reason: "signature_mismatch",
+    });
+    assert.deepEqual(await post(body, signatureHeader(["whsec_" + "w".repeat(43)], body, now)), {
+      status: 400,
+      reason: "signature_mismatch",
+    });
+    assert.deepEqual(await post(body, signatureHeader([secret], body, now - 3600)), {
+      status: 400,
+      reason: "timestamp_out_of_tolerance",
+    });
     assert.deepEqual(await post(body, signatureHeader([secret], body, now)), { status: 200, reason: undefined });
   });
 
@@ -322,9 +510,18 @@ describe("webhooks", () => {
     // Only the checkout's endpoint hears the shop now, so the fault strikes on its deliveries.
     await c.shopHooks.deleteEndpoint({ endpointId: c.shopEndpointId });
     const order = await payAtCheckout(c, c.card);
-    const settled = await fetch(`${c.stack.checkoutUrl}/settle`, { method: "POST", headers: { ...merchantAuth, accept: "application/json" } });
+    const settled = await fetch(`${c.stack.checkoutUrl}/settle`, {
+      method: "POST",
+      headers: { ...merchantAuth, accept: "application/json" },
+    });
     assert.equal(settled.status, 200);
-    await eventually(async () => ((await checkoutOrders(c)).find((o) => o.attemptKey === order.attemptKey)?.authStatus === "CAPTURED" ? true : undefined), "the checkout heard the capture");
+    await eventually(
+      async () =>
+        (await checkoutOrders(c)).find((o) => o.attemptKey === order.attemptKey)?.authStatus === "CAPTURED"
+          ? true
+          : undefined,
+      "the checkout heard the capture",
+    );
     // Nothing in flight: the fault below strikes on the refund's delivery, not an earlier one.
     await everythingDelivered(c);
 
@@ -355,17 +552,29 @@ describe("webhooks", () => {
     await c.stack.gateway.start();
     await refund2();
     const storedLine = await eventually(
-      () => c.stack.checkout!.lines.slice(linesBefore).find((l) => l.msg === "webhook" && l.outcome === "stored" && l.eventType === "refund.succeeded" && l.status === 200),
+      () =>
+        c.stack
+          .checkout!.lines.slice(linesBefore)
+          .find(
+            (l) =>
+              l.msg === "webhook" && l.outcome === "stored" && l.eventType === "refund.succeeded" && l.status === 200,
+          ),
       "the second refund stored",
     );
     const eventId = String(storedLine.eventId);
-    await eventually(() => (checkoutLines(c, eventId).some((l) => l.outcome === "duplicate") ? true : undefined), "the redelivery reached the checkout as a duplicate");
+    await eventually(
+      () => (checkoutLines(c, eventId).some((l) => l.outcome === "duplicate") ? true : undefined),
+      "the redelivery reached the checkout as a duplicate",
+    );
     const lines = checkoutLines(c, eventId);
     assert.equal(lines.filter((l) => l.outcome === "stored").length, 1, "applied once");
     assert.equal(storedLine.ordersChanged, 1);
     assert.ok(lines.filter((l) => l.outcome === "duplicate").every((l) => l.ordersChanged === undefined));
     const final = (await checkoutOrders(c)).find((x) => x.attemptKey === order.attemptKey)!;
-    assert.deepEqual([final.refundedMinor, final.capturedMinor, final.authStatus], ["1399", String(CART_MINOR), "CAPTURED"]);
+    assert.deepEqual(
+      [final.refundedMinor, final.capturedMinor, final.authStatus],
+      ["1399", String(CART_MINOR), "CAPTURED"],
+    );
     await everythingDelivered(c);
     await c.stack.assertConserved();
   });
@@ -379,15 +588,31 @@ describe("webhooks", () => {
     const from = c.stack.checkout!.lines.length;
     await c.stack.checkout!.start();
     const since = (msg: string) => c.stack.checkout!.lines.slice(from).filter((l) => l.msg === msg);
-    assert.equal((await fetch(`${c.stack.checkoutUrl}/payment.html`)).status, 200, "the shop serves while registration waits");
-    await eventually(() => (since("webhook endpoint not registered yet; retrying").length > 0 ? true : undefined), "registration retrying");
+    assert.equal(
+      (await fetch(`${c.stack.checkoutUrl}/payment.html`)).status,
+      200,
+      "the shop serves while registration waits",
+    );
+    await eventually(
+      () => (since("webhook endpoint not registered yet; retrying").length > 0 ? true : undefined),
+      "registration retrying",
+    );
     await c.stack.gateway.start();
-    const registered = await eventually(() => since("webhook endpoint registered").at(-1), "registration after the gateway came back");
+    const registered = await eventually(
+      () => since("webhook endpoint registered").at(-1),
+      "registration after the gateway came back",
+    );
     assert.equal(registered.outcome, "rolled");
     assert.equal(checkoutSecrets(c).length, 1);
     const order = await payAtCheckout(c, c.card);
     await c.shop.void({ authCode: order.authCode });
-    await eventually(async () => ((await checkoutOrders(c)).find((o) => o.attemptKey === order.attemptKey)?.authStatus === "VOIDED" ? true : undefined), "the void heard with the rolled secret");
+    await eventually(
+      async () =>
+        (await checkoutOrders(c)).find((o) => o.attemptKey === order.attemptKey)?.authStatus === "VOIDED"
+          ? true
+          : undefined,
+      "the void heard with the rolled secret",
+    );
     await c.stack.assertConserved();
   });
 
@@ -400,7 +625,12 @@ describe("webhooks", () => {
     }, "the checkout heard the void");
     assert.deepEqual([o.settleState, o.settleReason], ["failed", "authorization_voided"]);
     // Its settlement job no longer tries to capture it.
-    const run = (await (await fetch(`${c.stack.checkoutUrl}/settle`, { method: "POST", headers: { ...merchantAuth, accept: "application/json" } })).json()) as { batches: unknown[] };
+    const run = (await (
+      await fetch(`${c.stack.checkoutUrl}/settle`, {
+        method: "POST",
+        headers: { ...merchantAuth, accept: "application/json" },
+      })
+    ).json()) as { batches: unknown[] };
     assert.equal(run.batches.length, 0);
     await c.stack.assertConserved();
   });

@@ -82,7 +82,10 @@ export const invalidAmountArb: fc.Arbitrary<bigint> = fc.oneof(
   fc.bigInt({ min: AMOUNT_MINOR_MAX + 1n, max: INT64_MAX }),
 );
 
-const int64Arb = fc.oneof(fc.constantFrom(0n, -1n, 1n, INT64_MIN, INT64_MAX, AMOUNT_MINOR_MAX), fc.bigInt({ min: INT64_MIN, max: INT64_MAX }));
+const int64Arb = fc.oneof(
+  fc.constantFrom(0n, -1n, 1n, INT64_MIN, INT64_MAX, AMOUNT_MINOR_MAX),
+  fc.bigInt({ min: INT64_MIN, max: INT64_MAX }),
+);
 
 /** Per-field overrides (by the field's localName) that keep the world unchanged. */
 export type FieldRules = Readonly<Record<string, fc.Arbitrary<unknown>>>;
@@ -127,7 +130,10 @@ function scalarArb(t: ScalarType): fc.Arbitrary<unknown> {
     case ScalarType.FIXED32:
       return fc.integer({ min: 0, max: 4294967295 });
     default:
-      return fc.oneof(fc.constantFrom(0, -1, 1, 12, 13, 2147483647, -2147483648), fc.integer({ min: -2147483648, max: 2147483647 }));
+      return fc.oneof(
+        fc.constantFrom(0, -1, 1, 12, 13, 2147483647, -2147483648),
+        fc.integer({ min: -2147483648, max: 2147483647 }),
+      );
   }
 }
 
@@ -142,17 +148,36 @@ function fieldArb(field: DescField, depth: number, rules: FieldRules): fc.Arbitr
     case "message":
       return depth >= 3 ? fc.constant(undefined) : initArb(field.message, depth + 1, rules);
     case "list": {
-      const elem = field.listKind === "scalar" ? scalarArb(field.scalar) : field.listKind === "enum" ? fc.integer({ min: -3, max: 40 }) : depth >= 3 ? fc.constant({}) : initArb(field.message, depth + 1, rules);
+      const elem =
+        field.listKind === "scalar"
+          ? scalarArb(field.scalar)
+          : field.listKind === "enum"
+            ? fc.integer({ min: -3, max: 40 })
+            : depth >= 3
+              ? fc.constant({})
+              : initArb(field.message, depth + 1, rules);
       // Many small elements (not many huge ones: that is the over-limit case's job).
-      const small = field.listKind === "scalar" && field.scalar === ScalarType.STRING ? fc.constantFrom("ABC123", "", "x") : field.listKind === "message" ? fc.constant({ amountMinor: -1n }) : elem;
-      return fc.oneof({ arbitrary: fc.array(elem, { maxLength: 6 }), weight: 9 }, { arbitrary: fc.array(small, { minLength: 3000, maxLength: 3000 }), weight: 1 });
+      const small =
+        field.listKind === "scalar" && field.scalar === ScalarType.STRING
+          ? fc.constantFrom("ABC123", "", "x")
+          : field.listKind === "message"
+            ? fc.constant({ amountMinor: -1n })
+            : elem;
+      return fc.oneof(
+        { arbitrary: fc.array(elem, { maxLength: 6 }), weight: 9 },
+        { arbitrary: fc.array(small, { minLength: 3000, maxLength: 3000 }), weight: 1 },
+      );
     }
     case "map":
       return fc.constant(undefined);
   }
 }
 
-export function initArb(desc: DescMessage, depth = 0, rules: FieldRules = SAFE_RULES): fc.Arbitrary<Record<string, unknown>> {
+export function initArb(
+  desc: DescMessage,
+  depth = 0,
+  rules: FieldRules = SAFE_RULES,
+): fc.Arbitrary<Record<string, unknown>> {
   const merged = { ...rules, ...MESSAGE_RULES[desc.typeName] };
   const model: Record<string, fc.Arbitrary<unknown>> = {};
   for (const f of desc.fields) model[f.localName] = fieldArb(f, depth, merged);
@@ -219,16 +244,54 @@ function wrongJsonArb(desc: DescMessage): fc.Arbitrary<Uint8Array> {
   const names = desc.fields.flatMap((f) => [f.jsonName, f.name]);
   const weird = fc.oneof(
     fc.jsonValue({ maxDepth: 3 }),
-    fc.constantFrom("1e400", "-0", "1.5", "NaN", "Infinity", "9223372036854775808", "-9223372036854775809", "0x10", "true", "null", "\"\"", "[]", "{}"),
+    fc.constantFrom(
+      "1e400",
+      "-0",
+      "1.5",
+      "NaN",
+      "Infinity",
+      "9223372036854775808",
+      "-9223372036854775809",
+      "0x10",
+      "true",
+      "null",
+      '""',
+      "[]",
+      "{}",
+    ),
   );
-  const asText = (v: unknown) => (typeof v === "string" && /^[-0-9tnNI[{"]/.test(v) && !v.startsWith("\"") ? v : JSON.stringify(v));
-  const objectArb = fc.array(fc.tuple(names.length > 0 ? fc.oneof(fc.constantFrom(...names), fc.string({ maxLength: 8 })) : fc.string({ maxLength: 8 }), weird), { maxLength: 6 }).map((pairs) => utf8(`{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${asText(v)}`).join(",")}}`));
+  const asText = (v: unknown) =>
+    typeof v === "string" && /^[-0-9tnNI[{"]/.test(v) && !v.startsWith('"') ? v : JSON.stringify(v);
+  const objectArb = fc
+    .array(
+      fc.tuple(
+        names.length > 0
+          ? fc.oneof(fc.constantFrom(...names), fc.string({ maxLength: 8 }))
+          : fc.string({ maxLength: 8 }),
+        weird,
+      ),
+      { maxLength: 6 },
+    )
+    .map((pairs) => utf8(`{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${asText(v)}`).join(",")}}`));
   return fc.oneof(
     { arbitrary: objectArb, weight: 6 },
     { arbitrary: fc.jsonValue().map((v) => utf8(JSON.stringify(v) ?? "null")), weight: 2 },
     { arbitrary: fc.integer({ min: 1, max: 200_000 }).map((n) => utf8("[".repeat(n) + "]".repeat(n))), weight: 1 },
-    { arbitrary: fc.integer({ min: 1, max: 50_000 }).map((n) => utf8(`${"{\"a\":".repeat(n)}1${"}".repeat(n)}`)), weight: 1 },
-    { arbitrary: fc.constantFrom(Uint8Array.from([0xff, 0xfe, 0x7b, 0x7d]), Uint8Array.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]), utf8("\ufeff{}"), utf8("{\"a\":1,\"a\":2}"), utf8("{"), utf8("")), weight: 1 },
+    {
+      arbitrary: fc.integer({ min: 1, max: 50_000 }).map((n) => utf8(`${'{"a":'.repeat(n)}1${"}".repeat(n)}`)),
+      weight: 1,
+    },
+    {
+      arbitrary: fc.constantFrom(
+        Uint8Array.from([0xff, 0xfe, 0x7b, 0x7d]),
+        Uint8Array.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]),
+        utf8("\ufeff{}"),
+        utf8('{"a":1,"a":2}'),
+        utf8("{"),
+        utf8(""),
+      ),
+      weight: 1,
+    },
   );
 }
 
@@ -256,7 +319,11 @@ function overLimitBytes(desc: DescMessage, json: boolean): fc.Arbitrary<Uint8Arr
 
 type Framing = "good" | "raw" | "bad-length" | "compressed" | "two-messages" | "trailing-junk";
 
-function applyFraming(protocol: Protocol, message: Uint8Array, framing: Framing): { headers: Record<string, string>; body: Uint8Array } {
+function applyFraming(
+  protocol: Protocol,
+  message: Uint8Array,
+  framing: Framing,
+): { headers: Record<string, string>; body: Uint8Array } {
   const unary = protocol === "connect-proto" || protocol === "connect-json";
   if (unary || framing === "good") return frame(protocol, message, "good");
   const { headers } = frame(protocol, message, "good");
@@ -281,27 +348,57 @@ function applyFraming(protocol: Protocol, message: Uint8Array, framing: Framing)
 function protocolArb(method: DescMethod): fc.Arbitrary<Protocol> {
   const streaming = method.methodKind === "server_streaming";
   return fc.oneof(
-    ...PROTOCOLS.map((p) => ({ arbitrary: fc.constant(p), weight: p.startsWith("connect-stream") !== streaming && p.startsWith("connect") ? 1 : 6 })),
+    ...PROTOCOLS.map((p) => ({
+      arbitrary: fc.constant(p),
+      weight: p.startsWith("connect-stream") !== streaming && p.startsWith("connect") ? 1 : 6,
+    })),
   );
 }
 
 /** One bad request to `method`, in any protocol the server speaks. */
 export function caseArb(method: DescMethod): fc.Arbitrary<FuzzCase> {
   return fc
-    .tuple(protocolArb(method), fc.constantFrom<Framing>("good", "good", "good", "raw", "bad-length", "compressed", "two-messages", "trailing-junk"))
+    .tuple(
+      protocolArb(method),
+      fc.constantFrom<Framing>(
+        "good",
+        "good",
+        "good",
+        "raw",
+        "bad-length",
+        "compressed",
+        "two-messages",
+        "trailing-junk",
+      ),
+    )
     .chain(([protocol, framing]) => {
       const json = isJson(protocol);
       const kinds: fc.Arbitrary<[string, Uint8Array]>[] = [
         typedBytes(method.input, json).map((b) => ["typed", b] as [string, Uint8Array]),
         typedBytes(method.input, json).map((b) => ["typed", b] as [string, Uint8Array]),
         fc.uint8Array({ maxLength: 2048 }).map((b) => ["random-bytes", b] as [string, Uint8Array]),
-        json ? wrongJsonArb(method.input).map((b) => ["wrong-json", b] as [string, Uint8Array]) : wireGarbageArb.map((b) => ["wire-garbage", b] as [string, Uint8Array]),
-        json ? wrongJsonArb(method.input).map((b) => ["wrong-json", b] as [string, Uint8Array]) : wireGarbageArb.map((b) => ["wire-garbage", b] as [string, Uint8Array]),
+        json
+          ? wrongJsonArb(method.input).map((b) => ["wrong-json", b] as [string, Uint8Array])
+          : wireGarbageArb.map((b) => ["wire-garbage", b] as [string, Uint8Array]),
+        json
+          ? wrongJsonArb(method.input).map((b) => ["wrong-json", b] as [string, Uint8Array])
+          : wireGarbageArb.map((b) => ["wire-garbage", b] as [string, Uint8Array]),
       ];
-      const body = fc.oneof({ arbitrary: fc.oneof(...kinds), weight: 40 }, { arbitrary: overLimitBytes(method.input, json).map((b) => ["over-limit", b] as [string, Uint8Array]), weight: 1 });
+      const body = fc.oneof(
+        { arbitrary: fc.oneof(...kinds), weight: 40 },
+        {
+          arbitrary: overLimitBytes(method.input, json).map((b) => ["over-limit", b] as [string, Uint8Array]),
+          weight: 1,
+        },
+      );
       return body.map(([kind, message]) => {
         const framed = applyFraming(protocol, message, framing);
-        return { protocol, kind: framing === "good" ? kind : `${kind}+${framing}`, headers: framed.headers, body: framed.body };
+        return {
+          protocol,
+          kind: framing === "good" ? kind : `${kind}+${framing}`,
+          headers: framed.headers,
+          body: framed.body,
+        };
       });
     });
 }

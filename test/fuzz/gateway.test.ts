@@ -42,7 +42,10 @@ function asksToFollow(method: DescMethod, c: FuzzCase): boolean {
   if (!method.input.fields.some((f) => f.localName === "follow")) return false;
   const candidates = [c.body, c.body.subarray(5)];
   for (const bytes of candidates) {
-    for (const parse of [() => fromBinary(method.input, bytes), () => fromJsonString(method.input, new TextDecoder().decode(bytes), { ignoreUnknownFields: true })]) {
+    for (const parse of [
+      () => fromBinary(method.input, bytes),
+      () => fromJsonString(method.input, new TextDecoder().decode(bytes), { ignoreUnknownFields: true }),
+    ]) {
       try {
         if ((parse() as unknown as { follow?: boolean }).follow === true) return true;
       } catch {
@@ -65,10 +68,19 @@ describe("bad input to every public gateway RPC", () => {
 
   before(async () => {
     // Limits high enough that every case reaches the handler's validation (Register and LinkBankAccount count attempts).
-    stack = await Stack.start({ bureau: true, gatewayEnv: { LOGIN_FAILURES_MAX: "1000", REGISTER_RATE_MAX: "1000000", LINK_RATE_MAX: "1000000" } });
+    stack = await Stack.start({
+      bureau: true,
+      gatewayEnv: { LOGIN_FAILURES_MAX: "1000", REGISTER_RATE_MAX: "1000000", LINK_RATE_MAX: "1000000" },
+    });
     for (const u of ["alice", "admin", "shop"]) tokens.set(u, await stack.login(u));
     // One decided transfer, so a ListTransactions follower gets its response started.
-    await stack.client(PaymentService, tokens.get("alice")).transfer({ idempotencyKey: "fuzz-setup", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2002", amountMinor: 1n, currency: "USD" });
+    await stack.client(PaymentService, tokens.get("alice")).transfer({
+      idempotencyKey: "fuzz-setup",
+      fromAccountId: "bank-a/1001",
+      toAccountId: "bank-b/2002",
+      amountMinor: 1n,
+      currency: "USD",
+    });
   });
   after(async () => {
     for (const c of clients.values()) c.close();
@@ -88,11 +100,15 @@ describe("bad input to every public gateway RPC", () => {
       banks[name] = {
         accountCount: String(t.accountCount),
         prepared: t.prepared.length,
-        currencies: t.currencies.map((c) => `${c.currency} balance=${c.balanceMinor} held=${c.heldMinor} deposited=${c.depositedMinor}`),
+        currencies: t.currencies.map(
+          (c) => `${c.currency} balance=${c.balanceMinor} held=${c.heldMinor} deposited=${c.depositedMinor}`,
+        ),
       };
       assert.ok(t.ledgerConsistent, `${name}: ${t.problems.join("; ")}`);
     }
-    const alice = (await stack.client(PaymentService, tokens.get("alice")).getBalance({})).accounts.map((a) => `${a.accountId} ${a.balanceMinor}/${a.heldMinor}`);
+    const alice = (await stack.client(PaymentService, tokens.get("alice")).getBalance({})).accounts.map(
+      (a) => `${a.accountId} ${a.balanceMinor}/${a.heldMinor}`,
+    );
     return { banks, alice };
   }
 
@@ -105,7 +121,9 @@ describe("bad input to every public gateway RPC", () => {
     before_ = await snapshot();
   });
 
-  const methods: { service: DescService; method: DescMethod }[] = file_paygate_gateway_v1_gateway.services.flatMap((service) => service.methods.map((method) => ({ service, method })));
+  const methods: { service: DescService; method: DescMethod }[] = file_paygate_gateway_v1_gateway.services.flatMap(
+    (service) => service.methods.map((method) => ({ service, method })),
+  );
   for (const { service, method } of methods) {
     test(`${service.name}/${method.name}: ${RUNS} bad requests, each a clean error`, async (t) => {
       const caller = CALLER[service.typeName];
@@ -135,19 +153,33 @@ describe("bad input to every public gateway RPC", () => {
         const o = outcomeOf(c.protocol, r.res);
         const key = isKnownLibraryInternal(o) ? "internal(known connect-es parse defect)" : o.code;
         codes.set(key, (codes.get(key) ?? 0) + 1);
-        if ((BROKEN_CODES.has(o.code) && !isKnownLibraryInternal(o)) || o.code.startsWith("unparseable") || o.code.startsWith("http-5")) {
+        if (
+          (BROKEN_CODES.has(o.code) && !isKnownLibraryInternal(o)) ||
+          o.code.startsWith("unparseable") ||
+          o.code.startsWith("http-5")
+        ) {
           throw new Error(`${path}: ${o.code} (${o.detail}) for bad input ${describeCase(c)}`);
         }
-        if (++n % PROBE_EVERY === 0) await stack.client(PaymentService, tokens.get("alice")).getBalance({ accountId: "bank-a/1001" });
+        if (++n % PROBE_EVERY === 0)
+          await stack.client(PaymentService, tokens.get("alice")).getBalance({ accountId: "bank-a/1001" });
       };
-      await fc.assert(fc.asyncProperty(caseArb(method), send), { numRuns: RUNS, seed, verbose: 1, includeErrorInReport: true, endOnFailure: true });
+      await fc.assert(fc.asyncProperty(caseArb(method), send), {
+        numRuns: RUNS,
+        seed,
+        verbose: 1,
+        includeErrorInReport: true,
+        endOnFailure: true,
+      });
     });
   }
 
   test("afterwards: every process still runs, money is conserved, nothing changed", async (t) => {
     const resets = [...clients.values()].reduce((n, c) => n + c.sessionResets, 0);
-    t.diagnostic(`${requests} requests; HTTP/2 sessions refused by flood protection (and replaced): ${resets}; outcomes: ${JSON.stringify(Object.fromEntries([...codes].sort((a, b) => b[1] - a[1])))}`);
-    for (const p of [stack.gateway, ...stack.banks.values()]) assert.ok(p.running, `${p.name} died (last exit ${JSON.stringify(p.lastExit)})`);
+    t.diagnostic(
+      `${requests} requests; HTTP/2 sessions refused by flood protection (and replaced): ${resets}; outcomes: ${JSON.stringify(Object.fromEntries([...codes].sort((a, b) => b[1] - a[1])))}`,
+    );
+    for (const p of [stack.gateway, ...stack.banks.values()])
+      assert.ok(p.running, `${p.name} died (last exit ${JSON.stringify(p.lastExit)})`);
     await stack.assertConserved();
     assert.deepEqual(await snapshot(), before_);
     // The handlers were reached, not just the parser: validation errors dominate.

@@ -35,20 +35,40 @@ test("known defect: connect-es answers unparseable binary protobuf and unknown c
   try {
     const path = "/paygate.gateway.v1.AuthService/Login";
     const badTag = Uint8Array.from([0x00]); // field number 0: not protobuf
-    const unary = await client.post(path, { "content-type": "application/proto", "connect-protocol-version": "1" }, badTag);
+    const unary = await client.post(
+      path,
+      { "content-type": "application/proto", "connect-protocol-version": "1" },
+      badTag,
+    );
     assert.ok(unary.ok);
     const o1 = outcomeOf("connect-proto", unary.res);
-    assert.equal(o1.code, "internal", "connect-es now maps a binary parse error properly: remove the known-defect allowance");
+    assert.equal(
+      o1.code,
+      "internal",
+      "connect-es now maps a binary parse error properly: remove the known-defect allowance",
+    );
     assert.ok(isKnownLibraryInternal(o1), o1.detail);
 
-    const grpc = await client.post(path, { "content-type": "application/grpc+proto", te: "trailers" }, envelope(new Uint8Array(0), 1));
+    const grpc = await client.post(
+      path,
+      { "content-type": "application/grpc+proto", te: "trailers" },
+      envelope(new Uint8Array(0), 1),
+    );
     assert.ok(grpc.ok);
     const o2 = outcomeOf("grpc", grpc.res);
-    assert.equal(o2.code, "internal", "connect-es now rejects an unknown compression cleanly: remove the known-defect allowance");
+    assert.equal(
+      o2.code,
+      "internal",
+      "connect-es now rejects an unknown compression cleanly: remove the known-defect allowance",
+    );
     assert.ok(isKnownLibraryInternal(o2), o2.detail);
 
     // The same server answers bad JSON properly: the defect is the binary path only.
-    const json = await client.post(path, { "content-type": "application/json", "connect-protocol-version": "1" }, new TextEncoder().encode("{"));
+    const json = await client.post(
+      path,
+      { "content-type": "application/json", "connect-protocol-version": "1" },
+      new TextEncoder().encode("{"),
+    );
     assert.ok(json.ok);
     assert.equal(outcomeOf("connect-json", json.res).code, "invalid_argument");
   } finally {

@@ -3,11 +3,42 @@
 // name, or "ok") back out of a raw response, whatever the protocol.
 import type { RawResponse } from "./raw-http2.js";
 
-export type Protocol = "connect-proto" | "connect-json" | "connect-stream-proto" | "connect-stream-json" | "grpc" | "grpc-web";
+export type Protocol =
+  | "connect-proto"
+  | "connect-json"
+  | "connect-stream-proto"
+  | "connect-stream-json"
+  | "grpc"
+  | "grpc-web";
 
-export const PROTOCOLS: readonly Protocol[] = ["connect-proto", "connect-json", "connect-stream-proto", "connect-stream-json", "grpc", "grpc-web"];
+export const PROTOCOLS: readonly Protocol[] = [
+  "connect-proto",
+  "connect-json",
+  "connect-stream-proto",
+  "connect-stream-json",
+  "grpc",
+  "grpc-web",
+];
 
-const CODE_NAMES = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated"];
+const CODE_NAMES = [
+  "ok",
+  "canceled",
+  "unknown",
+  "invalid_argument",
+  "deadline_exceeded",
+  "not_found",
+  "already_exists",
+  "permission_denied",
+  "resource_exhausted",
+  "failed_precondition",
+  "aborted",
+  "out_of_range",
+  "unimplemented",
+  "internal",
+  "unavailable",
+  "data_loss",
+  "unauthenticated",
+];
 
 /** Codes that mean "the server broke", never "your input was bad". */
 export const BROKEN_CODES: ReadonlySet<string> = new Set(["internal", "unknown", "data_loss"]);
@@ -22,7 +53,11 @@ export const BROKEN_CODES: ReadonlySet<string> = new Set(["internal", "unknown",
  * lands (upgrade or patch) that test fails and this list must go.
  */
 export function isKnownLibraryInternal(o: Outcome): boolean {
-  return o.code === "internal" && (/^parse binary: /.test(decodeURIComponent(o.detail)) || decodeURIComponent(o.detail) === "received compressed envelope, but do not know how to decompress");
+  return (
+    o.code === "internal" &&
+    (/^parse binary: /.test(decodeURIComponent(o.detail)) ||
+      decodeURIComponent(o.detail) === "received compressed envelope, but do not know how to decompress")
+  );
 }
 
 export function isJson(p: Protocol): boolean {
@@ -38,7 +73,11 @@ export function envelope(message: Uint8Array, flags = 0): Uint8Array {
 }
 
 /** Headers and body for one request; `framing` lets the fuzzer break the envelope itself. */
-export function frame(p: Protocol, message: Uint8Array, framing: "good" | "raw" = "good"): { headers: Record<string, string>; body: Uint8Array } {
+export function frame(
+  p: Protocol,
+  message: Uint8Array,
+  framing: "good" | "raw" = "good",
+): { headers: Record<string, string>; body: Uint8Array } {
   const enveloped = framing === "good" ? envelope(message) : message;
   switch (p) {
     case "connect-proto":
@@ -46,9 +85,15 @@ export function frame(p: Protocol, message: Uint8Array, framing: "good" | "raw" 
     case "connect-json":
       return { headers: { "content-type": "application/json", "connect-protocol-version": "1" }, body: message };
     case "connect-stream-proto":
-      return { headers: { "content-type": "application/connect+proto", "connect-protocol-version": "1" }, body: enveloped };
+      return {
+        headers: { "content-type": "application/connect+proto", "connect-protocol-version": "1" },
+        body: enveloped,
+      };
     case "connect-stream-json":
-      return { headers: { "content-type": "application/connect+json", "connect-protocol-version": "1" }, body: enveloped };
+      return {
+        headers: { "content-type": "application/connect+json", "connect-protocol-version": "1" },
+        body: enveloped,
+      };
     case "grpc":
       return { headers: { "content-type": "application/grpc+proto", te: "trailers" }, body: enveloped };
     case "grpc-web":
@@ -66,7 +111,8 @@ export interface Outcome {
 function connectJsonError(body: Buffer): Outcome | undefined {
   try {
     const j = JSON.parse(body.toString("utf8")) as { code?: unknown; message?: unknown };
-    if (typeof j.code === "string") return { code: j.code, detail: typeof j.message === "string" ? j.message.slice(0, 200) : "" };
+    if (typeof j.code === "string")
+      return { code: j.code, detail: typeof j.message === "string" ? j.message.slice(0, 200) : "" };
   } catch {
     // not JSON
   }
@@ -96,7 +142,10 @@ function grpcStatus(h: Record<string, unknown>): Outcome | undefined {
 export function outcomeOf(p: Protocol, res: RawResponse): Outcome {
   const ct = String(res.headers["content-type"] ?? "");
   if (p === "grpc") {
-    return grpcStatus(res.trailers) ?? grpcStatus(res.headers) ?? { code: `unparseable(http ${res.status}, no grpc-status)`, detail: "" };
+    return (
+      grpcStatus(res.trailers) ??
+      grpcStatus(res.headers) ?? { code: `unparseable(http ${res.status}, no grpc-status)`, detail: "" }
+    );
   }
   if (p === "grpc-web") {
     const fromHeaders = grpcStatus(res.headers);
@@ -115,15 +164,28 @@ export function outcomeOf(p: Protocol, res: RawResponse): Outcome {
   }
   if (p === "connect-proto" || p === "connect-json") {
     if (res.status === 200) return { code: "ok", detail: "" };
-    return (ct.startsWith("application/json") ? connectJsonError(res.body) : undefined) ?? { code: `http-${res.status}`, detail: ct };
+    return (
+      (ct.startsWith("application/json") ? connectJsonError(res.body) : undefined) ?? {
+        code: `http-${res.status}`,
+        detail: ct,
+      }
+    );
   }
   // Connect streaming: errors before the stream starts are plain HTTP; otherwise the end-stream message says.
-  if (res.status !== 200) return (ct.startsWith("application/json") ? connectJsonError(res.body) : undefined) ?? { code: `http-${res.status}`, detail: ct };
+  if (res.status !== 200)
+    return (
+      (ct.startsWith("application/json") ? connectJsonError(res.body) : undefined) ?? {
+        code: `http-${res.status}`,
+        detail: ct,
+      }
+    );
   const end = envelopes(res.body).find((e) => (e.flags & 0x02) !== 0);
   if (!end) return { code: "unparseable(no end-stream message)", detail: "" };
   try {
     const j = JSON.parse(end.data.toString("utf8")) as { error?: { code?: string; message?: string } };
-    return j.error?.code ? { code: j.error.code, detail: (j.error.message ?? "").slice(0, 200) } : { code: "ok", detail: "" };
+    return j.error?.code
+      ? { code: j.error.code, detail: (j.error.message ?? "").slice(0, 200) }
+      : { code: "ok", detail: "" };
   } catch {
     return { code: "unparseable(end-stream message is not JSON)", detail: "" };
   }

@@ -14,7 +14,9 @@ export interface RawResponse {
   readonly trailers: IncomingHttpHeaders;
 }
 
-export type RawResult = { readonly ok: true; readonly res: RawResponse } | { readonly ok: false; readonly error: string };
+export type RawResult =
+  | { readonly ok: true; readonly res: RawResponse }
+  | { readonly ok: false; readonly error: string };
 
 export interface RawClient {
   post(path: string, headers: Record<string, string>, body: Uint8Array, timeoutMs?: number): Promise<RawResult>;
@@ -46,7 +48,12 @@ export function createRawClient(baseUrl: string, tls: TlsFiles): RawClient {
   // server already answered (bodies over readMaxBytes) gets its whole session
   // refused (rst code 11, ENHANCE_YOUR_CALM). That is the server defending
   // itself, not a failed request: start a new session and send it again, once.
-  async function post(path: string, headers: Record<string, string>, body: Uint8Array, timeoutMs = 20_000): Promise<RawResult> {
+  async function post(
+    path: string,
+    headers: Record<string, string>,
+    body: Uint8Array,
+    timeoutMs = 20_000,
+  ): Promise<RawResult> {
     const first = await once(path, headers, body, timeoutMs);
     if (first.ok || !/rst code 11\)|GOAWAY|session/i.test(first.error)) return first;
     sessionResets++;
@@ -55,48 +62,58 @@ export function createRawClient(baseUrl: string, tls: TlsFiles): RawClient {
     return once(path, headers, body, timeoutMs);
   }
 
-  function once(path: string, headers: Record<string, string>, body: Uint8Array, timeoutMs: number): Promise<RawResult> {
-      return new Promise<RawResult>((resolve) => {
-        let settled = false;
-        const done = (r: RawResult) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve(r);
-        };
-        const timer = setTimeout(() => {
-          req.close(http2.constants.NGHTTP2_CANCEL);
-          if (status !== 0) done({ ok: true, res: { open: true, status, headers: resHeaders, body: Buffer.concat(chunks), trailers } });
-          else done({ ok: false, error: `no answer within ${timeoutMs} ms` });
-        }, timeoutMs);
-        let req: http2.ClientHttp2Stream;
-        try {
-          req = connect().request({ ":method": "POST", ":path": path, ...headers });
-        } catch (e) {
-          clearTimeout(timer);
-          return resolve({ ok: false, error: `session refused a new stream: ${e instanceof Error ? e.message : String(e)}` });
-        }
-        let status = 0;
-        let resHeaders: IncomingHttpHeaders = {};
-        let trailers: IncomingHttpHeaders = {};
-        const chunks: Buffer[] = [];
-        let size = 0;
-        req.on("response", (h) => {
-          status = Number(h[":status"]);
-          resHeaders = h;
+  function once(
+    path: string,
+    headers: Record<string, string>,
+    body: Uint8Array,
+    timeoutMs: number,
+  ): Promise<RawResult> {
+    return new Promise<RawResult>((resolve) => {
+      let settled = false;
+      const done = (r: RawResult) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(r);
+      };
+      const timer = setTimeout(() => {
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        if (status !== 0)
+          done({ ok: true, res: { open: true, status, headers: resHeaders, body: Buffer.concat(chunks), trailers } });
+        else done({ ok: false, error: `no answer within ${timeoutMs} ms` });
+      }, timeoutMs);
+      let req: http2.ClientHttp2Stream;
+      try {
+        req = connect().request({ ":method": "POST", ":path": path, ...headers });
+      } catch (e) {
+        clearTimeout(timer);
+        return resolve({
+          ok: false,
+          error: `session refused a new stream: ${e instanceof Error ? e.message : String(e)}`,
         });
-        req.on("trailers", (t) => (trailers = t));
-        req.on("data", (c: Buffer) => {
-          size += c.length;
-          if (size <= RESPONSE_BYTES_MAX) chunks.push(c);
-        });
-        req.on("end", () => {
-          if (status === 0) return done({ ok: false, error: `stream ended without response headers (rst code ${req.rstCode})` });
-          done({ ok: true, res: { status, headers: resHeaders, body: Buffer.concat(chunks), trailers } });
-        });
-        req.on("error", (e: Error) => done({ ok: false, error: `stream error: ${e.message} (rst code ${req.rstCode})` }));
-        req.end(Buffer.from(body));
+      }
+      let status = 0;
+      let resHeaders: IncomingHttpHeaders = {};
+      let trailers: IncomingHttpHeaders = {};
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on("response", (h) => {
+        status = Number(h[":status"]);
+        resHeaders = h;
       });
+      req.on("trailers", (t) => (trailers = t));
+      req.on("data", (c: Buffer) => {
+        size += c.length;
+        if (size <= RESPONSE_BYTES_MAX) chunks.push(c);
+      });
+      req.on("end", () => {
+        if (status === 0)
+          return done({ ok: false, error: `stream ended without response headers (rst code ${req.rstCode})` });
+        done({ ok: true, res: { status, headers: resHeaders, body: Buffer.concat(chunks), trailers } });
+      });
+      req.on("error", (e: Error) => done({ ok: false, error: `stream error: ${e.message} (rst code ${req.rstCode})` }));
+      req.end(Buffer.from(body));
+    });
   }
 
   return {

@@ -13,9 +13,17 @@ import { join } from "node:path";
 import { PaymentService } from "@paygate/proto/gateway";
 import { repoRoot, Stack, TEST_PASSWORD_SUFFIX, tlsFilesFor } from "@paygate/testkit";
 
-function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
@@ -32,7 +40,11 @@ function run(cmd: string, args: string[], env: Record<string, string> = {}): Pro
 /** The k6 binary; builds it if missing. A machine that cannot build it fails the test. */
 async function k6Binary(): Promise<string> {
   const r = await run(join(repoRoot, "scripts", "tools.sh"), ["k6"]);
-  assert.equal(r.code, 0, `scripts/tools.sh k6 failed (Go and the Go module proxy are needed):\n${r.stderr.slice(-4000)}`);
+  assert.equal(
+    r.code,
+    0,
+    `scripts/tools.sh k6 failed (Go and the Go module proxy are needed):\n${r.stderr.slice(-4000)}`,
+  );
   return r.stdout.trim().split("\n").pop()!;
 }
 
@@ -46,24 +58,33 @@ test("k6 cross-bank script passes its thresholds against a real stack, and money
     const before = (await alice.getBalance({ accountId: "bank-a/1001" })).accounts[0]!.balanceMinor;
     const tls = tlsFilesFor(stack.certs, "paycli");
     const summary = join(out, "summary.json");
-    const r = await run(k6, ["run", "--quiet", "--no-color", "--summary-export", summary, join(repoRoot, "bench", "k6", "cross-bank.js")], {
-      GATEWAY_ADDR: new URL(stack.gatewayUrl).host,
-      CA: tls.caFile,
-      CERT: tls.certFile,
-      KEY: tls.keyFile,
-      PROTO_DIR: join(repoRoot, "proto"),
-      PAYERS: `alice:alice${TEST_PASSWORD_SUFFIX}:bank-a/1001`,
-      TO_ACCOUNTS: "bank-b/2001",
-      VUS: "4",
-      DURATION: "3s",
-      // The smoke test asserts correctness; timing goals live in bench/.
-      P99_MS: "30000",
-      CHECKS_RATE: "1",
-      K6_NO_USAGE_REPORT: "true",
-    });
-    assert.equal(r.code, 0, `k6 exited ${r.code} (a threshold failed or the script broke):\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+    const r = await run(
+      k6,
+      ["run", "--quiet", "--no-color", "--summary-export", summary, join(repoRoot, "bench", "k6", "cross-bank.js")],
+      {
+        GATEWAY_ADDR: new URL(stack.gatewayUrl).host,
+        CA: tls.caFile,
+        CERT: tls.certFile,
+        KEY: tls.keyFile,
+        PROTO_DIR: join(repoRoot, "proto"),
+        PAYERS: `alice:alice${TEST_PASSWORD_SUFFIX}:bank-a/1001`,
+        TO_ACCOUNTS: "bank-b/2001",
+        VUS: "4",
+        DURATION: "3s",
+        // The smoke test asserts correctness; timing goals live in bench/.
+        P99_MS: "30000",
+        CHECKS_RATE: "1",
+        K6_NO_USAGE_REPORT: "true",
+      },
+    );
+    assert.equal(
+      r.code,
+      0,
+      `k6 exited ${r.code} (a threshold failed or the script broke):\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`,
+    );
 
-    const metrics = (JSON.parse(readFileSync(summary, "utf8")) as { metrics: Record<string, Record<string, number>> }).metrics;
+    const metrics = (JSON.parse(readFileSync(summary, "utf8")) as { metrics: Record<string, Record<string, number>> })
+      .metrics;
     const passes = metrics.checks?.passes ?? 0;
     assert.ok(passes > 0, `k6 made no committed transfer: ${JSON.stringify(metrics.checks)}`);
     assert.equal(metrics.checks?.fails ?? 0, 0);

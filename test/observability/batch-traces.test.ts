@@ -29,7 +29,13 @@ test(`${TRANSFERS} concurrent transfers: every transfer's trace has its Prepare 
   const pay = stack.client(PaymentService, await stack.login("alice"));
   const ids = await Promise.all(
     Array.from({ length: TRANSFERS }, async () => {
-      const r = await pay.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 1n, currency: "USD" });
+      const r = await pay.transfer({
+        idempotencyKey: randomUUID(),
+        fromAccountId: "bank-a/1001",
+        toAccountId: "bank-b/2001",
+        amountMinor: 1n,
+        currency: "USD",
+      });
       return r.transaction!.transactionId;
     }),
   );
@@ -40,7 +46,10 @@ test(`${TRANSFERS} concurrent transfers: every transfer's trace has its Prepare 
   const spans = receiver.spans;
   const byId = new Map(spans.map((s) => [s.spanId, s]));
   const batches = spans.filter((s) => s.service === "gateway" && s.kind === SPAN_KIND.client && /Batch$/.test(s.name));
-  assert.ok(batches.some((b) => b.name.endsWith("/PrepareBatch")), "some prepares were batched (else this test proves nothing)");
+  assert.ok(
+    batches.some((b) => b.name.endsWith("/PrepareBatch")),
+    "some prepares were batched (else this test proves nothing)",
+  );
   for (const b of batches) {
     assert.equal(b.parentSpanId, "", `${b.name} belongs to no single transfer: a root`);
     assert.ok(b.links.length >= 2, `${b.name} links the items it carried`);
@@ -52,11 +61,21 @@ test(`${TRANSFERS} concurrent transfers: every transfer's trace has its Prepare 
     assert.equal(new Set(linked.map((s) => s!.traceId)).size, b.links.length, "each item is in a trace of its own");
   }
   for (const txnId of ids) {
-    const server = spans.find((s) => s.service === "gateway" && s.kind === SPAN_KIND.server && s.attributes["paygate.transaction_id"] === txnId);
+    const server = spans.find(
+      (s) => s.service === "gateway" && s.kind === SPAN_KIND.server && s.attributes["paygate.transaction_id"] === txnId,
+    );
     assert.ok(server, `the gateway's Transfer span of ${txnId}`);
-    const mine = spans.filter((s) => s.traceId === server.traceId && s.service === "gateway" && s.kind === SPAN_KIND.client);
-    const calls = mine.map((s) => s.name.replace(/^paygate\.bank\.v1\.ParticipantService\//, "").replace(/Batch item$/, "")).sort();
-    assert.deepEqual(calls, ["Commit", "Commit", "Prepare", "Prepare"], `${txnId}: one Prepare and one Commit per bank in its own trace`);
+    const mine = spans.filter(
+      (s) => s.traceId === server.traceId && s.service === "gateway" && s.kind === SPAN_KIND.client,
+    );
+    const calls = mine
+      .map((s) => s.name.replace(/^paygate\.bank\.v1\.ParticipantService\//, "").replace(/Batch item$/, ""))
+      .sort();
+    assert.deepEqual(
+      calls,
+      ["Commit", "Commit", "Prepare", "Prepare"],
+      `${txnId}: one Prepare and one Commit per bank in its own trace`,
+    );
     for (const s of mine) assert.equal(s.parentSpanId, server.spanId, "under the transfer's server span");
   }
 });

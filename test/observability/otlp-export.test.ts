@@ -46,7 +46,11 @@ test("startTracing exports OTLP/HTTP JSON to ${endpoint}/v1/traces with service.
     setSpanAttributes({ transactionId: "gw-0:1", amountMinor: 2500n, currency: "EUR", outcome: "committed" });
     return okRes;
   })(prepareReq(`00-${parent}-b7ad6b7169203331-01`));
-  await assert.rejects(call(async () => { throw new ConnectError("boom", Code.Internal); })(prepareReq()));
+  await assert.rejects(
+    call(async () => {
+      throw new ConnectError("boom", Code.Internal);
+    })(prepareReq()),
+  );
   await tracing.forceFlush();
   assert.equal(receiver.requests["application/json"], 1, "the default exporter posts JSON");
   assert.equal(receiver.spans.length, 2);
@@ -70,7 +74,10 @@ test("startTracing exports OTLP/HTTP JSON to ${endpoint}/v1/traces with service.
 test("startTracing: empty endpoint is off; a malformed one is refused", () => {
   assert.equal(startTracing({ service: "gateway" }).enabled, false);
   assert.equal(startTracing({ service: "gateway", endpoint: "  " }).enabled, false);
-  assert.throws(() => startTracing({ service: "gateway", endpoint: "otel-collector:4318" }), /must be http\(s\)|not a URL/);
+  assert.throws(
+    () => startTracing({ service: "gateway", endpoint: "otel-collector:4318" }),
+    /must be http\(s\)|not a URL/,
+  );
   assert.throws(() => otlpTracesUrl("not a url"), /not a URL/);
   assert.equal(otlpTracesUrl("http://c:4318"), "http://c:4318/v1/traces");
 });
@@ -84,7 +91,11 @@ test("receiver: protobuf (gzip'd) and JSON encodings of the same spans decode al
     setSpanAttributes({ transactionId: "gw-0:2", amountMinor: 1n });
     return okRes;
   })(prepareReq("00-11111111111111111111111111111111-2222222222222222-01"));
-  await assert.rejects(call(async () => { throw new ConnectError("no", Code.NotFound); })(prepareReq()));
+  await assert.rejects(
+    call(async () => {
+      throw new ConnectError("no", Code.NotFound);
+    })(prepareReq()),
+  );
   await tracing.forceFlush();
   const spans = memory.getFinishedSpans();
   assert.equal(spans.length, 2);
@@ -110,7 +121,11 @@ test("receiver: protobuf (gzip'd) and JSON encodings of the same spans decode al
   assert.equal(fromProto[0]?.attributes["paygate.amount_minor"], "1");
   assert.equal(fromProto[1]?.attributes["rpc.connect_rpc.error_code"], "not_found");
 
-  const bad = await fetch(`${receiver.url}/v1/traces`, { method: "POST", headers: { "content-type": "text/plain" }, body: "x" });
+  const bad = await fetch(`${receiver.url}/v1/traces`, {
+    method: "POST",
+    headers: { "content-type": "text/plain" },
+    body: "x",
+  });
   assert.equal(bad.status, 415);
   await tracing.shutdown();
 });

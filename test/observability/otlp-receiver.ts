@@ -166,7 +166,10 @@ function fromJson(request: JsonRequest): ReceivedSpan[] {
 // Just enough of the wire format for the fields above
 // (opentelemetry/proto/trace/v1/trace.proto, common/v1/common.proto).
 
-type Field = { no: number; wire: 0; value: bigint } | { no: number; wire: 1 | 5; value: Buffer } | { no: number; wire: 2; value: Buffer };
+type Field =
+  | { no: number; wire: 0; value: bigint }
+  | { no: number; wire: 1 | 5; value: Buffer }
+  | { no: number; wire: 2; value: Buffer };
 
 const FIELDS_PER_MESSAGE_MAX = 1_000_000;
 
@@ -203,8 +206,10 @@ function fields(buf: Buffer): Field[] {
   return out;
 }
 
-const bytesOf = (fs: Field[], no: number): Buffer[] => fs.filter((f): f is Extract<Field, { wire: 2 }> => f.no === no && f.wire === 2).map((f) => f.value);
-const varintOf = (fs: Field[], no: number): bigint | undefined => fs.find((f): f is Extract<Field, { wire: 0 }> => f.no === no && f.wire === 0)?.value;
+const bytesOf = (fs: Field[], no: number): Buffer[] =>
+  fs.filter((f): f is Extract<Field, { wire: 2 }> => f.no === no && f.wire === 2).map((f) => f.value);
+const varintOf = (fs: Field[], no: number): bigint | undefined =>
+  fs.find((f): f is Extract<Field, { wire: 0 }> => f.no === no && f.wire === 0)?.value;
 
 function pbValue(buf: Buffer | undefined): AttributeValue {
   if (!buf) return null;
@@ -255,7 +260,10 @@ function fromProtobuf(body: Buffer): ReceivedSpan[] {
           // Span.links = 13; Link.trace_id = 1, Link.span_id = 2.
           links: bytesOf(sf, 13).map((l) => {
             const lf = fields(l);
-            return { traceId: bytesOf(lf, 1)[0]?.toString("hex") ?? "", spanId: bytesOf(lf, 2)[0]?.toString("hex") ?? "" };
+            return {
+              traceId: bytesOf(lf, 1)[0]?.toString("hex") ?? "",
+              spanId: bytesOf(lf, 2)[0]?.toString("hex") ?? "",
+            };
           }),
         });
       }

@@ -5,7 +5,13 @@
 // real services and real traffic.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { createBankMetrics, createGatewayMetrics, createMetrics, startOpsServer, type OpsServer } from "@paygate/telemetry";
+import {
+  createBankMetrics,
+  createGatewayMetrics,
+  createMetrics,
+  startOpsServer,
+  type OpsServer,
+} from "@paygate/telemetry";
 import { startPrometheus, type Prometheus } from "./prometheus.js";
 import { alertProbes, allQueries, ruleFiles } from "./queries.js";
 
@@ -21,9 +27,17 @@ let ticker: NodeJS.Timeout;
 
 before(async () => {
   const gw = createMetrics("gateway");
-  const g = createGatewayMetrics(gw.registry, { prepareTimeoutMs: 1000, banks: ["bank-a"], inDoubt: () => ({ count: 1, oldestAgeSeconds: 0.2 }) });
+  const g = createGatewayMetrics(gw.registry, {
+    prepareTimeoutMs: 1000,
+    banks: ["bank-a"],
+    inDoubt: () => ({ count: 1, oldestAgeSeconds: 0.2 }),
+  });
   const bank = createMetrics("bank-a");
-  const b = createBankMetrics(bank.registry, "bank-a", { sqliteBytes: () => 65536, heldMinor: () => [["EUR", 1200n]], preparedTransactions: () => 1 });
+  const b = createBankMetrics(bank.registry, "bank-a", {
+    sqliteBytes: () => 65536,
+    heldMinor: () => [["EUR", 1200n]],
+    preparedTransactions: () => 1,
+  });
 
   // Known totals, recorded once: the counters must say exactly this.
   for (let i = 0; i < COMMITTED; i += 1) g.transfers.inc({ outcome: "committed" });
@@ -76,10 +90,13 @@ after(async () => {
 
 test("every dashboard query, variable and recording rule returns data; every alert's series exist", async () => {
   const queries = allQueries({ rateInterval: "10s" });
-  const checks = queries.flatMap((q) => (q.kind === "alert" ? alertProbes(q).map((p) => ({ q, promql: p })) : [{ q, promql: q.promql }]));
+  const checks = queries.flatMap((q) =>
+    q.kind === "alert" ? alertProbes(q).map((p) => ({ q, promql: p })) : [{ q, promql: q.promql }],
+  );
   const empty = async () => {
     const out: string[] = [];
-    for (const c of checks) if ((await prometheus.query(c.promql)).length === 0) out.push(`${c.q.file} ${c.q.where}: ${c.promql}`);
+    for (const c of checks)
+      if ((await prometheus.query(c.promql)).length === 0) out.push(`${c.q.file} ${c.q.where}: ${c.promql}`);
     return out;
   };
   // Bounded wait for a few scrapes and rule evaluations; the assertion is on the final state, not on time.
@@ -92,14 +109,27 @@ test("counters say what was recorded: 7 committed, 2 aborted by reason", async (
   assert.equal(await sum('sum(paygate_transfers_total{outcome="committed"})'), COMMITTED);
   assert.equal(await sum('sum(paygate_transfers_total{outcome="aborted"})'), ABORTED);
   const byReason = await prometheus.query('sum by (reason) (paygate_transfers_total{outcome="aborted"})');
-  assert.deepEqual(Object.fromEntries(byReason.map((s) => [s.metric.reason, s.value])), { insufficient_funds: 1, participant_timeout: 1 });
-  assert.deepEqual((await prometheus.query('up{job=~"paygate-.*"}')).map((s) => s.value), [1, 1]);
+  assert.deepEqual(Object.fromEntries(byReason.map((s) => [s.metric.reason, s.value])), {
+    insufficient_funds: 1,
+    participant_timeout: 1,
+  });
+  assert.deepEqual(
+    (await prometheus.query('up{job=~"paygate-.*"}')).map((s) => s.value),
+    [1, 1],
+  );
 });
 
 test("no alert fires on healthy synthetic traffic (business declines do not burn the error budget)", async () => {
-  await prometheus.waitUntil(async () => (await prometheus.query("paygate:rpc_server_errors:ratio_rate5m")).length >= 2);
+  await prometheus.waitUntil(
+    async () => (await prometheus.query("paygate:rpc_server_errors:ratio_rate5m")).length >= 2,
+  );
   const ratio = await prometheus.query('paygate:rpc_server_errors:ratio_rate5m{service="gateway"}');
   assert.equal(ratio[0]?.value, 0, "failed_precondition is not a fault");
-  const res = (await (await fetch(`${prometheus.url}/api/v1/alerts`)).json()) as { data: { alerts: { labels: { alertname: string }; state: string }[] } };
-  assert.deepEqual(res.data.alerts.map((a) => `${a.labels.alertname} ${a.state}`), []);
+  const res = (await (await fetch(`${prometheus.url}/api/v1/alerts`)).json()) as {
+    data: { alerts: { labels: { alertname: string }; state: string }[] };
+  };
+  assert.deepEqual(
+    res.data.alerts.map((a) => `${a.labels.alertname} ${a.state}`),
+    [],
+  );
 });

@@ -63,9 +63,18 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const log: string[] = [];
-  const child: ChildProcess = spawn(bin, [`--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const child: ChildProcess = spawn(
+    bin,
+    [
+      `--config.file=${join(dir, "prometheus.yml")}`,
+      `--storage.tsdb.path=${join(dir, "data")}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      "--log.level=warn",
+    ],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
   child.stderr?.setEncoding("utf8").on("data", (d: string) => {
     log.push(...d.split("\n").filter(Boolean));
     if (log.length > LOG_LINES_MAX) log.splice(0, log.length - LOG_LINES_MAX);
@@ -98,12 +107,20 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
     close,
     async query(promql) {
       const res = await fetch(`${url}/api/v1/query?${new URLSearchParams({ query: promql })}`);
-      const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: unknown } };
-      if (body.status !== "success" || !body.data) throw new Error(`query failed: ${body.error ?? res.status}: ${promql}`);
+      const body = (await res.json()) as {
+        status: string;
+        error?: string;
+        data?: { resultType: string; result: unknown };
+      };
+      if (body.status !== "success" || !body.data)
+        throw new Error(`query failed: ${body.error ?? res.status}: ${promql}`);
       const { resultType, result } = body.data;
       if (resultType === "scalar") return [{ metric: {}, value: Number((result as [number, string])[1]) }];
       if (resultType !== "vector") throw new Error(`unexpected result type ${resultType} for ${promql}`);
-      return (result as { metric: Record<string, string>; value: [number, string] }[]).map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
+      return (result as { metric: Record<string, string>; value: [number, string] }[]).map((r) => ({
+        metric: r.metric,
+        value: Number(r.value[1]),
+      }));
     },
   };
 }

@@ -17,17 +17,28 @@ export function ensurePrometheus(log?: (line: string) => void): string {
   return ensureFromPrometheusPackage("prometheus", log);
 }
 
-function ensureFromPrometheusPackage(binary: string, log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
+function ensureFromPrometheusPackage(
+  binary: string,
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): string {
   const found = which(binary);
   if (found) return found;
-  log(`${binary} not found: installing Debian's prometheus package (apt-get update && apt-get install -y prometheus) ...`);
+  log(
+    `${binary} not found: installing Debian's prometheus package (apt-get update && apt-get install -y prometheus) ...`,
+  );
   const sudo = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
   for (const args of [["update"], ["install", "-y", "--no-install-recommends", "prometheus"]]) {
     const cmd = [...sudo, "apt-get", ...args];
     log(`$ ${cmd.join(" ")}`);
     // Output goes to our stderr as it happens: the install takes a while and shows progress.
-    const r = spawnSync(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
-    if (r.status !== 0) throw new Error(`${cmd.join(" ")} failed (status ${r.status}${r.error ? `, ${r.error.message}` : ""}); install promtool (Debian package prometheus) and rerun`);
+    const r = spawnSync(cmd[0]!, cmd.slice(1), {
+      stdio: ["ignore", "inherit", "inherit"],
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
+    if (r.status !== 0)
+      throw new Error(
+        `${cmd.join(" ")} failed (status ${r.status}${r.error ? `, ${r.error.message}` : ""}); install promtool (Debian package prometheus) and rerun`,
+      );
   }
   const installed = which(binary);
   if (!installed) throw new Error(`apt-get installed prometheus but ${binary} is still not on PATH`);

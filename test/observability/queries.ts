@@ -60,15 +60,25 @@ interface GrafanaDashboard {
 
 /** Files shipped for Grafana and Prometheus, sorted (test data excluded). */
 export function dashboardFiles(): string[] {
-  return readdirSync(DASHBOARDS_DIR).filter((f) => f.endsWith(".json")).sort().map((f) => join(DASHBOARDS_DIR, f));
+  return readdirSync(DASHBOARDS_DIR)
+    .filter((f) => f.endsWith(".json"))
+    .sort()
+    .map((f) => join(DASHBOARDS_DIR, f));
 }
 export function ruleFiles(): string[] {
-  return readdirSync(RULES_DIR).filter((f) => /\.ya?ml$/.test(f) && !/\.test\.ya?ml$/.test(f)).sort().map((f) => join(RULES_DIR, f));
+  return readdirSync(RULES_DIR)
+    .filter((f) => /\.ya?ml$/.test(f) && !/\.test\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => join(RULES_DIR, f));
 }
 
 function substitute(expr: string, variables: readonly string[], options: QueryOptions): string {
   const interval = options.rateInterval ?? "1m";
-  let out = expr.replaceAll("$__rate_interval", interval).replaceAll("${__rate_interval}", interval).replaceAll("$__interval", interval).replaceAll("$__range", "1h");
+  let out = expr
+    .replaceAll("$__rate_interval", interval)
+    .replaceAll("${__rate_interval}", interval)
+    .replaceAll("$__interval", interval)
+    .replaceAll("$__range", "1h");
   for (const v of variables) out = out.replaceAll(`\${${v}}`, ".*").replaceAll(new RegExp(`\\$${v}\\b`, "g"), ".*");
   return out;
 }
@@ -90,13 +100,25 @@ export function dashboardQueries(file: string, options: QueryOptions = {}): Ship
   for (const v of dashboard.templating?.list ?? []) {
     if (v.type !== "query") continue;
     const raw = typeof v.query === "string" ? v.query : (v.query?.query ?? v.definition ?? "");
-    out.push({ file: rel, where: `variable $${v.name}`, kind: "variable", raw, promql: substitute(variableToPromql(raw), variables, options) });
+    out.push({
+      file: rel,
+      where: `variable $${v.name}`,
+      kind: "variable",
+      raw,
+      promql: substitute(variableToPromql(raw), variables, options),
+    });
   }
   const walk = (panels: GrafanaPanel[] | undefined) => {
     for (const p of panels ?? []) {
       for (const t of p.targets ?? []) {
         if (!t.expr) continue;
-        out.push({ file: rel, where: `panel "${p.title ?? "?"}" target ${t.refId ?? "?"}`, kind: "panel", raw: t.expr, promql: substitute(t.expr, variables, options) });
+        out.push({
+          file: rel,
+          where: `panel "${p.title ?? "?"}" target ${t.refId ?? "?"}`,
+          kind: "panel",
+          raw: t.expr,
+          promql: substitute(t.expr, variables, options),
+        });
       }
       walk(p.panels);
     }
@@ -116,7 +138,15 @@ export function ruleQueries(file: string): ShippedQuery[] {
   for (const g of doc.groups ?? []) {
     for (const r of g.rules ?? []) {
       const expr = String(r.expr).trim();
-      if (r.record) out.push({ file: rel, where: `group ${g.name} record ${r.record}`, kind: "record", raw: expr, promql: expr, record: r.record });
+      if (r.record)
+        out.push({
+          file: rel,
+          where: `group ${g.name} record ${r.record}`,
+          kind: "record",
+          raw: expr,
+          promql: expr,
+          record: r.record,
+        });
       else out.push({ file: rel, where: `group ${g.name} alert ${r.alert}`, kind: "alert", raw: expr, promql: expr });
     }
   }
@@ -125,18 +155,55 @@ export function ruleQueries(file: string): ShippedQuery[] {
 
 /** Every query in every shipped dashboard and rule file. */
 export function allQueries(options: QueryOptions = {}): ShippedQuery[] {
-  return [...dashboardFiles().flatMap((f) => dashboardQueries(f, options)), ...ruleFiles().flatMap((f) => ruleQueries(f))];
+  return [
+    ...dashboardFiles().flatMap((f) => dashboardQueries(f, options)),
+    ...ruleFiles().flatMap((f) => ruleQueries(f)),
+  ];
 }
 
 /** The names recorded by the shipped rule files. */
 export function recordedNames(): Set<string> {
-  return new Set(ruleFiles().flatMap((f) => ruleQueries(f)).flatMap((q) => (q.record ? [q.record] : [])));
+  return new Set(
+    ruleFiles()
+      .flatMap((f) => ruleQueries(f))
+      .flatMap((q) => (q.record ? [q.record] : [])),
+  );
 }
 
 // ------------------------------------------------------ metric names in PromQL
 
-const AGGREGATIONS = new Set(["sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile", "limitk", "limit_ratio"]);
-const KEYWORDS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless", "atan2", "inf", "nan"]);
+const AGGREGATIONS = new Set([
+  "sum",
+  "min",
+  "max",
+  "avg",
+  "group",
+  "stddev",
+  "stdvar",
+  "count",
+  "count_values",
+  "bottomk",
+  "topk",
+  "quantile",
+  "limitk",
+  "limit_ratio",
+]);
+const KEYWORDS = new Set([
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "bool",
+  "offset",
+  "and",
+  "or",
+  "unless",
+  "atan2",
+  "inf",
+  "nan",
+]);
 const LABEL_LIST_KEYWORDS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right"]);
 
 export interface Selector {
@@ -155,7 +222,8 @@ export function selectors(promql: string): Selector[] {
   // Blank string contents (same length), so braces or brackets inside label values cannot confuse the scan.
   const s = promql.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, (m) => `"${" ".repeat(m.length - 2)}"`);
   const out: Selector[] = [];
-  const token = /([a-zA-Z_:][a-zA-Z0-9_:]*)|(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?:ms|s|m|h|d|w|y)*|0x[0-9a-fA-F]+)|(\()|(\))|(\{)|(\[)|(\S)/g;
+  const token =
+    /([a-zA-Z_:][a-zA-Z0-9_:]*)|(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?:ms|s|m|h|d|w|y)*|0x[0-9a-fA-F]+)|(\()|(\))|(\{)|(\[)|(\S)/g;
   let skipList = false; // the next (...) is a label list
   let listDepth = 0;
   let m: RegExpExecArray | null;

@@ -43,7 +43,14 @@ test("every dashboard query parses as PromQL (checked by promtool as recording r
   const queries = allQueries().filter((q) => q.kind === "panel" || q.kind === "variable");
   assert.ok(queries.length >= 40);
   const file = join(scratch, "dashboards-as-rules.yaml");
-  writeFileSync(file, stringify({ groups: [{ name: "dashboards", rules: queries.map((q, i) => ({ record: `dashboard:query_${i}`, expr: q.promql })) }] }));
+  writeFileSync(
+    file,
+    stringify({
+      groups: [
+        { name: "dashboards", rules: queries.map((q, i) => ({ record: `dashboard:query_${i}`, expr: q.promql })) },
+      ],
+    }),
+  );
   const r = promtool(bin, ["check", "rules", file]);
   assert.equal(r.status, 0, `${r.output}\n${queries.map((q, i) => `${i}: ${q.file} ${q.where}`).join("\n")}`);
   assert.match(r.output, new RegExp(`SUCCESS: ${queries.length} rules found`));
@@ -51,7 +58,12 @@ test("every dashboard query parses as PromQL (checked by promtool as recording r
 
 test("control: promtool rejects broken PromQL, so the checks above can fail", () => {
   const file = join(scratch, "broken.yaml");
-  writeFileSync(file, stringify({ groups: [{ name: "broken", rules: [{ record: "x:y", expr: "sum by (le (rate(paygate_transfers_total[5m]))" }] }] }));
+  writeFileSync(
+    file,
+    stringify({
+      groups: [{ name: "broken", rules: [{ record: "x:y", expr: "sum by (le (rate(paygate_transfers_total[5m]))" }] }],
+    }),
+  );
   const r = promtool(bin, ["check", "rules", file]);
   assert.notEqual(r.status, 0);
 });

@@ -22,7 +22,8 @@ import { alertProbes, allQueries, metricNames, ruleFiles, type ShippedQuery } fr
 const TRANSFER = "paygate.gateway.v1.PaymentService/Transfer";
 const PREPARE = "paygate.bank.v1.ParticipantService/Prepare";
 /** Metric families only card authorization and settlement write; nothing in this stack does yet. */
-const CARD_FAMILIES = /^paygate_(card_authorizations_total|settlement_batch_items|settlement_lag_seconds)(_bucket|_sum|_count)?$/;
+const CARD_FAMILIES =
+  /^paygate_(card_authorizations_total|settlement_batch_items|settlement_lag_seconds)(_bucket|_sum|_count)?$/;
 
 interface Planned {
   readonly payer: "alice" | "bob";
@@ -61,14 +62,22 @@ before(async () => {
     ],
     ruleFiles: ruleFiles(),
   });
-  const scraped = await prometheus.waitUntil(async () => (await prometheus.query('sum(up{job=~"paygate-.*"})'))[0]?.value === 3);
+  const scraped = await prometheus.waitUntil(
+    async () => (await prometheus.query('sum(up{job=~"paygate-.*"})'))[0]?.value === 3,
+  );
   assert.ok(scraped, `Prometheus never scraped the three ops ports:\n${prometheus.log.join("\n")}`);
   const clients = {
     alice: stack.client(PaymentService, await stack.login("alice")),
     bob: stack.client(PaymentService, await stack.login("bob")),
   };
   const send = (p: Planned, key = randomUUID()) =>
-    clients[p.payer].transfer({ idempotencyKey: key, fromAccountId: p.from, toAccountId: p.to, amountMinor: p.amountMinor, currency: "USD" });
+    clients[p.payer].transfer({
+      idempotencyKey: key,
+      fromAccountId: p.from,
+      toAccountId: p.to,
+      amountMinor: p.amountMinor,
+      currency: "USD",
+    });
   const replayKey = randomUUID();
   for (const [i, p] of COMMITTED.entries()) {
     const res = await send(p, i === 0 ? replayKey : undefined);
@@ -81,7 +90,11 @@ before(async () => {
       const seen = await prometheus.waitUntil(
         async () =>
           (await prometheus.query("sum(paygate_transfers_total)"))[0]?.value === 1 &&
-          (await prometheus.query('count by (service) (paygate_rpc_server_requests_total{method=~"paygate.bank.v1.ParticipantService/.*"})')).length === 2,
+          (
+            await prometheus.query(
+              'count by (service) (paygate_rpc_server_requests_total{method=~"paygate.bank.v1.ParticipantService/.*"})',
+            )
+          ).length === 2,
       );
       assert.ok(seen, "Prometheus never saw the first transfer at the gateway and both banks");
     }
@@ -93,7 +106,9 @@ before(async () => {
   await stack.assertConserved();
   // Bounded wait until a scrape after the traffic has landed (the assertions below are on values, not time).
   const caughtUp = await prometheus.waitUntil(
-    async () => (await prometheus.query("sum(paygate_transfers_total)"))[0]?.value === COMMITTED.length + 1 && (await prometheus.query("paygate_reconcile_conserved")).length === 1,
+    async () =>
+      (await prometheus.query("sum(paygate_transfers_total)"))[0]?.value === COMMITTED.length + 1 &&
+      (await prometheus.query("paygate_reconcile_conserved")).length === 1,
   );
   assert.ok(caughtUp, `Prometheus never saw the traffic:\n${prometheus.log.join("\n")}`);
 });
@@ -125,7 +140,9 @@ test("the ops ports answer /healthz and /readyz, and /metrics names the service"
 
 test("every dashboard query, variable and recording rule returns data; every alert's series exist", async () => {
   const checks = allQueries({ rateInterval: "10s" }).flatMap((q) =>
-    q.kind === "alert" ? alertProbes(q).map((promql) => ({ q, promql, cardOnly: false })) : [{ q, promql: q.promql, cardOnly: isCardOnly(q) }],
+    q.kind === "alert"
+      ? alertProbes(q).map((promql) => ({ q, promql, cardOnly: false }))
+      : [{ q, promql: q.promql, cardOnly: isCardOnly(q) }],
   );
   assert.ok(checks.length > 50, `only ${checks.length} checks: did the dashboards move?`);
   const problems = async () => {
@@ -134,7 +151,8 @@ test("every dashboard query, variable and recording rule returns data; every ale
       const result = await prometheus.query(c.promql); // throws on a PromQL error: every query must parse
       if (c.cardOnly) {
         for (const name of metricNames(c.promql)) {
-          if ((await prometheus.query(`group({__name__="${name}"})`)).length === 0) out.push(`${c.q.file} ${c.q.where}: ${name} is not exposed`);
+          if ((await prometheus.query(`group({__name__="${name}"})`)).length === 0)
+            out.push(`${c.q.file} ${c.q.where}: ${name} is not exposed`);
         }
       } else if (result.length === 0) out.push(`${c.q.file} ${c.q.where}: ${c.promql}`);
     }
@@ -144,7 +162,10 @@ test("every dashboard query, variable and recording rule returns data; every ale
   await prometheus.waitUntil(async () => (await problems()).length === 0, 60, 500);
   assert.deepEqual(await problems(), [], prometheus.log.join("\n"));
   const cardOnly = checks.filter((c) => c.cardOnly).map((c) => `${c.q.where}`);
-  assert.ok(cardOnly.length > 0 && cardOnly.length < 10, `card-only queries (checked for parse + exposure only): ${cardOnly.join("; ")}`);
+  assert.ok(
+    cardOnly.length > 0 && cardOnly.length < 10,
+    `card-only queries (checked for parse + exposure only): ${cardOnly.join("; ")}`,
+  );
 });
 
 function isCardOnly(q: ShippedQuery): boolean {
@@ -154,15 +175,30 @@ function isCardOnly(q: ShippedQuery): boolean {
 
 test(`${COMMITTED.length} committed transfers and 1 declined: the gateway's counters say exactly that`, async () => {
   assert.equal(await value('sum(paygate_transfers_total{outcome="committed"})'), COMMITTED.length);
-  assert.deepEqual(await byLabel('sum by (reason) (paygate_transfers_total{outcome="aborted"})', "reason"), { insufficient_funds: 1 });
+  assert.deepEqual(await byLabel('sum by (reason) (paygate_transfers_total{outcome="aborted"})', "reason"), {
+    insufficient_funds: 1,
+  });
   // Every transfer that ran 2PC timed each phase once; the replay ran none.
   const runs = COMMITTED.length + 1;
-  assert.deepEqual(await byLabel("sum by (phase) (paygate_2pc_phase_duration_seconds_count)", "phase"), { claim: runs, prepare: runs, decision_log: runs, commit: runs });
-  assert.deepEqual(await byLabel("sum by (result) (paygate_idempotency_total)", "result"), { miss: runs, hit: 1, conflict: 0, in_flight: 0 });
-  assert.deepEqual(await byLabel(`sum by (code) (paygate_rpc_server_requests_total{service="gateway",method="${TRANSFER}"})`, "code"), {
-    ok: COMMITTED.length + 1,
-    failed_precondition: 1,
+  assert.deepEqual(await byLabel("sum by (phase) (paygate_2pc_phase_duration_seconds_count)", "phase"), {
+    claim: runs,
+    prepare: runs,
+    decision_log: runs,
+    commit: runs,
   });
+  assert.deepEqual(await byLabel("sum by (result) (paygate_idempotency_total)", "result"), {
+    miss: runs,
+    hit: 1,
+    conflict: 0,
+    in_flight: 0,
+  });
+  assert.deepEqual(
+    await byLabel(`sum by (code) (paygate_rpc_server_requests_total{service="gateway",method="${TRANSFER}"})`, "code"),
+    {
+      ok: COMMITTED.length + 1,
+      failed_precondition: 1,
+    },
+  );
   assert.equal(await value("sum(paygate_2pc_unknown_txn_total)"), 0);
   assert.equal(await value("sum(paygate_2pc_in_doubt_transactions)"), 0);
   assert.equal(await value("max(paygate_2pc_prepare_timeout_seconds)"), 1.5, "the stack's PREPARE_TIMEOUT_MS");
@@ -170,7 +206,12 @@ test(`${COMMITTED.length} committed transfers and 1 declined: the gateway's coun
 });
 
 test("the banks' votes, decisions and journal entries match the prepares the transfers sent", async () => {
-  const expected = { votes: new Map<string, number>(), entries: new Map<string, number>(), volume: new Map<string, number>(), prepares: new Map<string, number>() };
+  const expected = {
+    votes: new Map<string, number>(),
+    entries: new Map<string, number>(),
+    volume: new Map<string, number>(),
+    prepares: new Map<string, number>(),
+  };
   const add = (m: Map<string, number>, k: string, n = 1) => m.set(k, (m.get(k) ?? 0) + n);
   for (const t of COMMITTED) {
     for (const bank of new Set([bankOf(t.from), bankOf(t.to)])) {
@@ -186,16 +227,42 @@ test("the banks' votes, decisions and journal entries match the prepares the tra
   add(expected.prepares, bankOf(DECLINED.from));
 
   const samples = async (promql: string, labels: string[]) =>
-    new Map((await prometheus.query(promql)).filter((s) => s.value !== 0).map((s) => [labels.map((l) => s.metric[l] ?? "").join(" "), s.value]));
-  assert.deepEqual(await samples("sum by (bank, vote, reason) (paygate_bank_prepare_votes_total)", ["bank", "vote", "reason"]), expected.votes);
-  assert.deepEqual(await samples("sum by (bank, direction) (paygate_bank_ledger_entries_total)", ["bank", "direction"]), expected.entries);
-  assert.deepEqual(await samples("sum by (bank, direction) (paygate_bank_ledger_volume_minor_total)", ["bank", "direction"]), expected.volume);
+    new Map(
+      (await prometheus.query(promql))
+        .filter((s) => s.value !== 0)
+        .map((s) => [labels.map((l) => s.metric[l] ?? "").join(" "), s.value]),
+    );
+  assert.deepEqual(
+    await samples("sum by (bank, vote, reason) (paygate_bank_prepare_votes_total)", ["bank", "vote", "reason"]),
+    expected.votes,
+  );
+  assert.deepEqual(
+    await samples("sum by (bank, direction) (paygate_bank_ledger_entries_total)", ["bank", "direction"]),
+    expected.entries,
+  );
+  assert.deepEqual(
+    await samples("sum by (bank, direction) (paygate_bank_ledger_volume_minor_total)", ["bank", "direction"]),
+    expected.volume,
+  );
   // A commit is applied once per participant; the declined txn was ABORTED by its NO vote, so its Abort changed nothing.
-  const commits = new Map([...expected.prepares].map(([bank]) => [`${bank} commit`, COMMITTED.filter((t) => bankOf(t.from) === bank || bankOf(t.to) === bank).length]));
-  assert.deepEqual(await samples("sum by (bank, decision) (paygate_bank_decisions_total)", ["bank", "decision"]), commits);
+  const commits = new Map(
+    [...expected.prepares].map(([bank]) => [
+      `${bank} commit`,
+      COMMITTED.filter((t) => bankOf(t.from) === bank || bankOf(t.to) === bank).length,
+    ]),
+  );
+  assert.deepEqual(
+    await samples("sum by (bank, decision) (paygate_bank_decisions_total)", ["bank", "decision"]),
+    commits,
+  );
   // The banks answered every Prepare the gateway made (a NO vote is an ok answer), and both sides counted it.
-  const served = await samples(`sum by (service) (paygate_rpc_server_requests_total{method="${PREPARE}",code="ok"})`, ["service"]);
-  const sent = await samples(`sum by (target) (paygate_rpc_client_requests_total{service="gateway",method="${PREPARE}",code="ok"})`, ["target"]);
+  const served = await samples(`sum by (service) (paygate_rpc_server_requests_total{method="${PREPARE}",code="ok"})`, [
+    "service",
+  ]);
+  const sent = await samples(
+    `sum by (target) (paygate_rpc_client_requests_total{service="gateway",method="${PREPARE}",code="ok"})`,
+    ["target"],
+  );
   assert.deepEqual(served, expected.prepares);
   assert.deepEqual(sent, expected.prepares);
   // Each durable write was timed: at least a prepare and a commit per vote.
@@ -213,8 +280,19 @@ test("the banks' votes, decisions and journal entries match the prepares the tra
 
 test("healthy traffic fires no alert (a business decline does not burn the error budget)", async () => {
   // Rules evaluate every second; wait (bounded) for an evaluation that covers the traffic.
-  await prometheus.waitUntil(async () => (await prometheus.query("paygate:rpc_server_errors:ratio_rate5m >= 0")).length === 3);
-  assert.deepEqual(await byLabel("paygate:rpc_server_errors:ratio_rate5m", "service"), { gateway: 0, "bank-a": 0, "bank-b": 0 });
-  const res = (await (await fetch(`${prometheus.url}/api/v1/alerts`)).json()) as { data: { alerts: { labels: { alertname: string }; state: string }[] } };
-  assert.deepEqual(res.data.alerts.map((a) => `${a.labels.alertname} ${a.state}`), []);
+  await prometheus.waitUntil(
+    async () => (await prometheus.query("paygate:rpc_server_errors:ratio_rate5m >= 0")).length === 3,
+  );
+  assert.deepEqual(await byLabel("paygate:rpc_server_errors:ratio_rate5m", "service"), {
+    gateway: 0,
+    "bank-a": 0,
+    "bank-b": 0,
+  });
+  const res = (await (await fetch(`${prometheus.url}/api/v1/alerts`)).json()) as {
+    data: { alerts: { labels: { alertname: string }; state: string }[] };
+  };
+  assert.deepEqual(
+    res.data.alerts.map((a) => `${a.labels.alertname} ${a.state}`),
+    [],
+  );
 });

@@ -42,7 +42,15 @@ test("gateway /readyz: 200 when serving, 503 while draining after SIGTERM; /heal
   // A transfer stuck in prepare at a frozen bank keeps the RPC server draining.
   const alice = stack.client(PaymentService, await stack.login("alice"));
   stack.bank("bank-b").freeze();
-  const inFlight = alice.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 100n, currency: "USD" }).catch((e: unknown) => e);
+  const inFlight = alice
+    .transfer({
+      idempotencyKey: randomUUID(),
+      fromAccountId: "bank-a/1001",
+      toAccountId: "bank-b/2001",
+      amountMinor: 100n,
+      currency: "USD",
+    })
+    .catch((e: unknown) => e);
   let started = false;
   for (let i = 0; i < 100 && !started; i++) {
     started = (await metric(port, "paygate_2pc_in_doubt_transactions")) === 1;

@@ -59,27 +59,40 @@ async function paycli(args: string[]): Promise<string> {
     PAYCLI_PASSWORD: `alice${TEST_PASSWORD_SUFFIX}`,
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
   };
-  const { stdout } = await run(process.execPath, [join(repoRoot, "dist", "paycli.js"), ...args], { env, cwd: home, timeout: 60_000 });
+  const { stdout } = await run(process.execPath, [join(repoRoot, "dist", "paycli.js"), ...args], {
+    env,
+    cwd: home,
+    timeout: 60_000,
+  });
   return stdout;
 }
 
-const describeSpan = (s: ReceivedSpan) => `${s.service} ${s.kind === SPAN_KIND.server ? "SERVER" : s.kind === SPAN_KIND.client ? "CLIENT" : `kind${s.kind}`} ${s.name.split("/")[1]}`;
+const describeSpan = (s: ReceivedSpan) =>
+  `${s.service} ${s.kind === SPAN_KIND.server ? "SERVER" : s.kind === SPAN_KIND.client ? "CLIENT" : `kind${s.kind}`} ${s.name.split("/")[1]}`;
 
 test("a paycli payment is one trace: paycli -> gateway -> both banks, with the right parents and facts", async () => {
   await paycli(["login", "alice"]);
-  const paid = JSON.parse(await paycli(["pay", "bank-b/2001", "12.34", "--from", "bank-a/1001", "--memo", "trace me", "--json"])) as { state: string; entry: { transactionId: string | null } };
+  const paid = JSON.parse(
+    await paycli(["pay", "bank-b/2001", "12.34", "--from", "bank-a/1001", "--memo", "trace me", "--json"]),
+  ) as { state: string; entry: { transactionId: string | null } };
   assert.equal(paid.state, "committed");
   const txnId = paid.entry.transactionId;
   assert.ok(txnId);
   // paycli flushed its spans before exiting; a graceful stop makes each service flush its own.
   await Promise.all([stack.gateway, ...stack.banks.values()].map((p) => p.stop()));
-  for (const p of [stack.gateway, ...stack.banks.values()]) assert.equal(p.lastExit?.code, 0, `${p.name} exited cleanly`);
+  for (const p of [stack.gateway, ...stack.banks.values()])
+    assert.equal(p.lastExit?.code, 0, `${p.name} exited cleanly`);
 
   const root = receiver.spans.filter((s) => s.service === "paycli" && s.name.endsWith("/Transfer"));
   assert.equal(root.length, 1, "paycli exported one Transfer span");
   const trace = receiver.spans.filter((s) => s.traceId === root[0]!.traceId);
   const byId = new Map(trace.map((s) => [s.spanId, s]));
-  const tree = trace.map((s) => `${describeSpan(s)} <- ${s.parentSpanId === "" ? "root" : byId.has(s.parentSpanId) ? describeSpan(byId.get(s.parentSpanId)!) : "MISSING PARENT"}`).sort();
+  const tree = trace
+    .map(
+      (s) =>
+        `${describeSpan(s)} <- ${s.parentSpanId === "" ? "root" : byId.has(s.parentSpanId) ? describeSpan(byId.get(s.parentSpanId)!) : "MISSING PARENT"}`,
+    )
+    .sort();
   assert.deepEqual(tree, [
     "bank-a SERVER Commit <- gateway CLIENT Commit",
     "bank-a SERVER Prepare <- gateway CLIENT Prepare",
@@ -112,12 +125,29 @@ test("a paycli payment is one trace: paycli -> gateway -> both banks, with the r
   for (const s of trace) assert.equal(s.statusCode === 2, false, `${describeSpan(s)} is not an error`);
   // Only whitelisted keys on any span paygate exported, in any trace.
   const keys = new Set(receiver.spans.flatMap((s) => Object.keys(s.attributes)));
-  assert.deepEqual([...keys].filter((k) => !ALLOWED_ATTRIBUTES.has(k)), []);
-  assert.ok(!JSON.stringify(receiver.spans, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)).includes("trace me"), "the memo is in no span");
+  assert.deepEqual(
+    [...keys].filter((k) => !ALLOWED_ATTRIBUTES.has(k)),
+    [],
+  );
+  assert.ok(
+    !JSON.stringify(receiver.spans, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)).includes("trace me"),
+    "the memo is in no span",
+  );
 
   // The services' log lines for these calls carry the same trace id.
   const traceId = root[0]!.traceId;
-  const rpcLine = (p: typeof stack.gateway, method: string) => p.find((l) => l.msg === "rpc" && l.method === method && l.transactionId === txnId).at(0) ?? p.find((l) => l.msg === "rpc" && l.method === method && l.txnId === txnId).at(0);
-  assert.equal(rpcLine(stack.gateway, "paygate.gateway.v1.PaymentService/Transfer")?.traceId, traceId, "gateway Transfer log line");
-  for (const bank of stack.banks.values()) assert.equal(rpcLine(bank, "paygate.bank.v1.ParticipantService/Prepare")?.traceId, traceId, `${bank.name} Prepare log line`);
+  const rpcLine = (p: typeof stack.gateway, method: string) =>
+    p.find((l) => l.msg === "rpc" && l.method === method && l.transactionId === txnId).at(0) ??
+    p.find((l) => l.msg === "rpc" && l.method === method && l.txnId === txnId).at(0);
+  assert.equal(
+    rpcLine(stack.gateway, "paygate.gateway.v1.PaymentService/Transfer")?.traceId,
+    traceId,
+    "gateway Transfer log line",
+  );
+  for (const bank of stack.banks.values())
+    assert.equal(
+      rpcLine(bank, "paygate.bank.v1.ParticipantService/Prepare")?.traceId,
+      traceId,
+      `${bank.name} Prepare log line`,
+    );
 });

@@ -10,7 +10,14 @@ import { createClient, type ConnectRouter, type Interceptor } from "@connectrpc/
 import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
 import { ParticipantService, Vote } from "@paygate/proto/bank";
 import { PaymentService } from "@paygate/proto/gateway";
-import { createTraceClientInterceptor, createTraceServerInterceptor, currentTraceId, setSpanAttributes, startTracing, type Tracing } from "@paygate/telemetry";
+import {
+  createTraceClientInterceptor,
+  createTraceServerInterceptor,
+  currentTraceId,
+  setSpanAttributes,
+  startTracing,
+  type Tracing,
+} from "@paygate/telemetry";
 import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./otlp-receiver.js";
 
 interface Server {
@@ -69,14 +76,22 @@ async function startStack(propagate: boolean) {
           // Parallel prepares, then commits: the same shape as the real coordinator.
           await Promise.all(banks.map((b) => b.prepare({ txnId })));
           await Promise.all(banks.map((b) => b.commit({ txnId })));
-          setSpanAttributes({ transactionId: txnId, amountMinor: req.amountMinor, currency: req.currency, outcome: "committed" });
+          setSpanAttributes({
+            transactionId: txnId,
+            amountMinor: req.amountMinor,
+            currency: req.currency,
+            outcome: "committed",
+          });
           return {};
         },
       }),
     [createTraceServerInterceptor(tracing.gateway.tracer)],
   );
   servers.push(gateway);
-  const paycli = createClient(PaymentService, transport(gateway.url, [createTraceClientInterceptor(tracing.paycli.tracer)]));
+  const paycli = createClient(
+    PaymentService,
+    transport(gateway.url, [createTraceClientInterceptor(tracing.paycli.tracer)]),
+  );
   return { paycli, seenTraceIds };
 }
 
@@ -103,18 +118,38 @@ after(async () => {
 
 test("a transfer is one trace: paycli -> gateway -> both banks, every parent link right", async () => {
   const { paycli, seenTraceIds } = await startStack(true);
-  await paycli.transfer({ idempotencyKey: "k1", fromAccountId: "a", toAccountId: "b", amountMinor: 1234n, currency: "EUR" });
-  await paycli.transfer({ idempotencyKey: "k2", fromAccountId: "a", toAccountId: "b", amountMinor: 5n, currency: "EUR" });
+  await paycli.transfer({
+    idempotencyKey: "k1",
+    fromAccountId: "a",
+    toAccountId: "b",
+    amountMinor: 1234n,
+    currency: "EUR",
+  });
+  await paycli.transfer({
+    idempotencyKey: "k2",
+    fromAccountId: "a",
+    toAccountId: "b",
+    amountMinor: 5n,
+    currency: "EUR",
+  });
   const spans = await flushAll();
   const traceIds = [...new Set(spans.map((s) => s.traceId))];
   assert.equal(traceIds.length, 2, "two transfers, two traces, nothing leaks between them");
   assert.deepEqual(seenTraceIds.sort(), [...traceIds].sort(), "the handler's log lines would carry the trace id");
 
-  const first = spans.filter((s) => s.traceId === spans.find((x) => x.service === "paycli" && x.name.endsWith("/Transfer"))!.traceId);
+  const first = spans.filter(
+    (s) => s.traceId === spans.find((x) => x.service === "paycli" && x.name.endsWith("/Transfer"))!.traceId,
+  );
   const byId = new Map(first.map((s) => [s.spanId, s]));
-  const describe = (s: ReceivedSpan) => `${s.service} ${s.kind === SPAN_KIND.server ? "SERVER" : "CLIENT"} ${s.name.split("/")[1]}`;
+  const describe = (s: ReceivedSpan) =>
+    `${s.service} ${s.kind === SPAN_KIND.server ? "SERVER" : "CLIENT"} ${s.name.split("/")[1]}`;
   // Each span with its parent's description: the whole tree, checked at once.
-  const tree = first.map((s) => `${describe(s)} <- ${s.parentSpanId === "" ? "root" : describe(byId.get(s.parentSpanId) ?? ({ service: "MISSING", kind: 0, name: "/?" } as ReceivedSpan))}`).sort();
+  const tree = first
+    .map(
+      (s) =>
+        `${describe(s)} <- ${s.parentSpanId === "" ? "root" : describe(byId.get(s.parentSpanId) ?? ({ service: "MISSING", kind: 0, name: "/?" } as ReceivedSpan))}`,
+    )
+    .sort();
   assert.deepEqual(tree, [
     "bank-a SERVER Commit <- gateway CLIENT Commit",
     "bank-a SERVER Prepare <- gateway CLIENT Prepare",
@@ -129,7 +164,8 @@ test("a transfer is one trace: paycli -> gateway -> both banks, every parent lin
   ]);
   // Each gateway client span has exactly one child, so the two banks' spans hang off different calls.
   const gwClients = first.filter((s) => s.service === "gateway" && s.kind === SPAN_KIND.client);
-  for (const c of gwClients) assert.equal(first.filter((s) => s.parentSpanId === c.spanId).length, 1, `one child of ${c.name}`);
+  for (const c of gwClients)
+    assert.equal(first.filter((s) => s.parentSpanId === c.spanId).length, 1, `one child of ${c.name}`);
   const transfer = first.find((s) => s.service === "gateway" && s.kind === SPAN_KIND.server)!;
   assert.equal(transfer.attributes["paygate.transaction_id"], "gw-0:k1");
   assert.equal(transfer.attributes["paygate.amount_minor"], "1234");
@@ -139,7 +175,13 @@ test("a transfer is one trace: paycli -> gateway -> both banks, every parent lin
 
 test("control: without the gateway's client interceptor the banks start their own traces", async () => {
   const { paycli } = await startStack(false);
-  await paycli.transfer({ idempotencyKey: "k3", fromAccountId: "a", toAccountId: "b", amountMinor: 1n, currency: "EUR" });
+  await paycli.transfer({
+    idempotencyKey: "k3",
+    fromAccountId: "a",
+    toAccountId: "b",
+    amountMinor: 1n,
+    currency: "EUR",
+  });
   const spans = await flushAll();
   const gatewayTrace = spans.find((s) => s.service === "gateway")!.traceId;
   const bankSpans = spans.filter((s) => s.service.startsWith("bank-"));

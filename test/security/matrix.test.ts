@@ -12,8 +12,23 @@ import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { file_paygate_bank_v1_bank } from "@paygate/proto/bank";
 import { file_paygate_bureau_v1_bureau } from "@paygate/proto/bureau";
 import { ErrorDetailSchema } from "@paygate/proto/common";
-import { AdminService, AuthService, file_paygate_gateway_v1_gateway, PaymentService, Role, WebhookService } from "@paygate/proto/gateway";
-import { bankIdentity, clientIdentity, createMtlsTransport, errorInfo, GATEWAY_IDENTITY, type AccessRule, type AccessTable } from "@paygate/rpc";
+import {
+  AdminService,
+  AuthService,
+  file_paygate_gateway_v1_gateway,
+  PaymentService,
+  Role,
+  WebhookService,
+} from "@paygate/proto/gateway";
+import {
+  bankIdentity,
+  clientIdentity,
+  createMtlsTransport,
+  errorInfo,
+  GATEWAY_IDENTITY,
+  type AccessRule,
+  type AccessTable,
+} from "@paygate/rpc";
 import { rejectsWith, rogueCerts, Stack, tlsFilesFor } from "@paygate/testkit";
 import { bankAccessTable } from "../../services/bank/src/routes.js";
 import { bureauAccessTable } from "../../services/credit-bureau/src/routes.js";
@@ -40,16 +55,73 @@ interface Identity {
 
 const IDENTITIES: readonly Identity[] = [
   { name: "no session", cert: "paycli", peer: clientIdentity("paycli"), session: "none", roles: [] },
-  { name: "customer", cert: "paycli", peer: clientIdentity("paycli"), session: "valid", user: "alice", roles: ["customer"] },
-  { name: "other customer", cert: "paycli", peer: clientIdentity("paycli"), session: "valid", user: "bob", roles: ["customer"] },
-  { name: "merchant", cert: "checkout", peer: clientIdentity("checkout"), session: "valid", user: "shop", roles: ["merchant"] },
+  {
+    name: "customer",
+    cert: "paycli",
+    peer: clientIdentity("paycli"),
+    session: "valid",
+    user: "alice",
+    roles: ["customer"],
+  },
+  {
+    name: "other customer",
+    cert: "paycli",
+    peer: clientIdentity("paycli"),
+    session: "valid",
+    user: "bob",
+    roles: ["customer"],
+  },
+  {
+    name: "merchant",
+    cert: "checkout",
+    peer: clientIdentity("checkout"),
+    session: "valid",
+    user: "shop",
+    roles: ["merchant"],
+  },
   { name: "admin", cert: "admin", peer: clientIdentity("admin"), session: "valid", user: "admin", roles: ["admin"] },
-  { name: "wrong-CA certificate", cert: "paycli", rogue: true, peer: clientIdentity("paycli"), session: "valid", user: "alice", roles: ["customer"] },
-  { name: "wrong-CA gateway certificate", cert: "gateway", rogue: true, peer: GATEWAY_IDENTITY, session: "none", roles: [] },
-  { name: "expired token", cert: "paycli", peer: clientIdentity("paycli"), session: "expired", user: "carol", roles: ["customer"] },
-  { name: "revoked token", cert: "paycli", peer: clientIdentity("paycli"), session: "revoked", user: "carol", roles: ["customer"] },
+  {
+    name: "wrong-CA certificate",
+    cert: "paycli",
+    rogue: true,
+    peer: clientIdentity("paycli"),
+    session: "valid",
+    user: "alice",
+    roles: ["customer"],
+  },
+  {
+    name: "wrong-CA gateway certificate",
+    cert: "gateway",
+    rogue: true,
+    peer: GATEWAY_IDENTITY,
+    session: "none",
+    roles: [],
+  },
+  {
+    name: "expired token",
+    cert: "paycli",
+    peer: clientIdentity("paycli"),
+    session: "expired",
+    user: "carol",
+    roles: ["customer"],
+  },
+  {
+    name: "revoked token",
+    cert: "paycli",
+    peer: clientIdentity("paycli"),
+    session: "revoked",
+    user: "carol",
+    roles: ["customer"],
+  },
   { name: "bank certificate", cert: "bank-a", peer: bankIdentity("bank-a"), session: "none", roles: [] },
-  { name: "bank certificate + admin session", cert: "bank-a", peer: bankIdentity("bank-a"), session: "valid", user: "admin", roles: ["admin"] },
+  {
+    name: "bank certificate + admin session",
+    cert: "bank-a",
+    peer: bankIdentity("bank-a"),
+    session: "valid",
+    user: "admin",
+    roles: ["admin"],
+  },
   { name: "gateway certificate", cert: "gateway", peer: GATEWAY_IDENTITY, session: "none", roles: [] },
 ];
 
@@ -115,7 +187,10 @@ describe("security matrix", () => {
 
   before(async () => {
     // hooks.invalid never resolves: endpoints can be registered, nothing is ever delivered.
-    stack = await Stack.start({ bureau: true, gatewayEnv: { LOGIN_FAILURES_MAX: "3", LOGIN_LOCKOUT_MS: "3000", WEBHOOK_ALLOWED_HOSTS: "hooks.invalid" } });
+    stack = await Stack.start({
+      bureau: true,
+      gatewayEnv: { LOGIN_FAILURES_MAX: "3", LOGIN_LOCKOUT_MS: "3000", WEBHOOK_ALLOWED_HOSTS: "hooks.invalid" },
+    });
     // Expired tokens: log in while the gateway hands out 1 ms sessions, then
     // restart it with the normal lifetime (sessions are durable rows).
     await stack.gateway.restart({ SESSION_TTL_MS: "1" });
@@ -176,7 +251,12 @@ describe("security matrix", () => {
   }
 
   /** Runs one cell; returns what happened and a short description. */
-  async function observe(target: Target, service: DescService, method: DescMethod, id: Identity): Promise<{ outcome: Outcome; detail: string }> {
+  async function observe(
+    target: Target,
+    service: DescService,
+    method: DescMethod,
+    id: Identity,
+  ): Promise<{ outcome: Outcome; detail: string }> {
     const token = await tokenFor(id, method.name === "Logout");
     const client = createClient(service, transport(target.url(), id, token));
     try {
@@ -195,9 +275,24 @@ describe("security matrix", () => {
 
   test("every RPC x every identity: behaviour = access table = written policy", async (t) => {
     const targets: Target[] = [
-      { server: "gateway", url: () => stack.gatewayUrl, table: gatewayAccessTable, services: file_paygate_gateway_v1_gateway.services },
-      { server: "bank-a", url: () => stack.bankUrls.get("bank-a")!, table: bankAccessTable, services: file_paygate_bank_v1_bank.services },
-      { server: "credit-bureau", url: () => stack.bureauUrl, table: bureauAccessTable, services: file_paygate_bureau_v1_bureau.services },
+      {
+        server: "gateway",
+        url: () => stack.gatewayUrl,
+        table: gatewayAccessTable,
+        services: file_paygate_gateway_v1_gateway.services,
+      },
+      {
+        server: "bank-a",
+        url: () => stack.bankUrls.get("bank-a")!,
+        table: bankAccessTable,
+        services: file_paygate_bank_v1_bank.services,
+      },
+      {
+        server: "credit-bureau",
+        url: () => stack.bureauUrl,
+        table: bureauAccessTable,
+        services: file_paygate_bureau_v1_bureau.services,
+      },
     ];
     const problems: string[] = [];
     const rows: string[] = [];
@@ -213,21 +308,30 @@ describe("security matrix", () => {
             cells++;
             const where = `${target.server} ${service.name}/${method.name} as ${id.name}`;
             if (table !== want) problems.push(`${where}: the access table says ${table}, the policy says ${want}`);
-            if (got.outcome !== table) problems.push(`${where}: ${got.outcome} (${got.detail}), the access table says ${table}`);
-            if (got.detail.includes("INTERNAL")) problems.push(`${where}: Internal for a request the handler should reject cleanly: ${got.detail}`);
+            if (got.outcome !== table)
+              problems.push(`${where}: ${got.outcome} (${got.detail}), the access table says ${table}`);
+            if (got.detail.includes("INTERNAL"))
+              problems.push(`${where}: Internal for a request the handler should reject cleanly: ${got.detail}`);
             marks.push(got.outcome === "allowed" ? "A" : got.outcome === "denied" ? "-" : "x");
           }
           rows.push(`${marks.join(" ")}  ${target.server} ${service.name}/${method.name}`);
         }
       }
     }
-    t.diagnostic(`matrix: ${cells} cells (${cells / IDENTITIES.length} RPCs x ${IDENTITIES.length} identities); A allowed, - denied, x refused at TLS`);
+    t.diagnostic(
+      `matrix: ${cells} cells (${cells / IDENTITIES.length} RPCs x ${IDENTITIES.length} identities); A allowed, - denied, x refused at TLS`,
+    );
     t.diagnostic(`columns: ${IDENTITIES.map((i, n) => `${n + 1}=${i.name}`).join(", ")}`);
     for (const r of rows) t.diagnostic(r);
     assert.deepEqual(problems, []);
     // Every method the gateway serves has a rule (fail-closed is the fallback, not the plan).
     for (const target of targets) {
-      for (const s of target.services) for (const m of s.methods) assert.ok(target.table[`${s.typeName}/${m.name}`], `${target.server}: ${s.typeName}/${m.name} has no access rule`);
+      for (const s of target.services)
+        for (const m of s.methods)
+          assert.ok(
+            target.table[`${s.typeName}/${m.name}`],
+            `${target.server}: ${s.typeName}/${m.name} has no access rule`,
+          );
     }
     await stack.assertConserved();
   });
@@ -242,12 +346,23 @@ describe("security matrix", () => {
       { accountId: "bank-z/1004", holderName: "Dana Newcomer", linkCode: "DANA-TEST-LINK-A" }, // no such bank
     ];
     const answers = [];
-    for (const req of tries) answers.push(await rejectsWith(stranger.linkBankAccount(req), Code.FailedPrecondition, "link_failed"));
-    for (const a of answers) assert.deepEqual(a, answers[0], "every refusal reads the same: code, reason, message, metadata");
+    for (const req of tries)
+      answers.push(await rejectsWith(stranger.linkBankAccount(req), Code.FailedPrecondition, "link_failed"));
+    for (const a of answers)
+      assert.deepEqual(a, answers[0], "every refusal reads the same: code, reason, message, metadata");
     assert.deepEqual(answers[0]!.metadata, {});
     // The failures made it nobody's, and its holder still links it.
     const carol = stack.client(PaymentService, await stack.login("carol"));
-    assert.equal((await carol.linkBankAccount({ accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode: "DANA-TEST-LINK-A" })).account?.ownerUserId, "carol");
+    assert.equal(
+      (
+        await carol.linkBankAccount({
+          accountId: "bank-a/1004",
+          holderName: "Dana Newcomer",
+          linkCode: "DANA-TEST-LINK-A",
+        })
+      ).account?.ownerUserId,
+      "carol",
+    );
     await rejectsWith(stranger.getBalance({ accountId: "bank-a/1004" }), Code.PermissionDenied, "not_account_owner");
   });
 
@@ -261,16 +376,38 @@ describe("security matrix", () => {
   test("handlers check ownership: another customer sees and moves nothing of alice's", async () => {
     const alice = stack.client(PaymentService, tokens.get("alice"));
     const bob = stack.client(PaymentService, tokens.get("bob"));
-    const txn = (await alice.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: "bank-b/2002", amountMinor: 7n, currency: "USD" })).transaction!;
+    const txn = (
+      await alice.transfer({
+        idempotencyKey: randomUUID(),
+        fromAccountId: "bank-a/1001",
+        toAccountId: "bank-b/2002",
+        amountMinor: 7n,
+        currency: "USD",
+      })
+    ).transaction!;
     const before = await alice.getBalance({ accountId: "bank-a/1001" });
     await rejectsWith(bob.getBalance({ accountId: "bank-a/1001" }), Code.PermissionDenied, "not_account_owner");
-    await rejectsWith(bob.transfer({ idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 1n, currency: "USD" }), Code.PermissionDenied, "not_account_owner");
+    await rejectsWith(
+      bob.transfer({
+        idempotencyKey: randomUUID(),
+        fromAccountId: "bank-a/1001",
+        toAccountId: "bank-b/2001",
+        amountMinor: 1n,
+        currency: "USD",
+      }),
+      Code.PermissionDenied,
+      "not_account_owner",
+    );
     await rejectsWith(bob.getTransaction({ transactionId: txn.transactionId }), Code.NotFound, "transaction_not_found");
     const seen: string[] = [];
     for await (const r of bob.listTransactions({})) seen.push(r.transaction!.transactionId);
     assert.ok(!seen.includes(txn.transactionId), "bob's history shows alice's transfer");
     // A merchant and an admin are not alice either.
-    await rejectsWith(stack.client(PaymentService, tokens.get("shop")).getBalance({ accountId: "bank-a/1001" }), Code.PermissionDenied, "not_account_owner");
+    await rejectsWith(
+      stack.client(PaymentService, tokens.get("shop")).getBalance({ accountId: "bank-a/1001" }),
+      Code.PermissionDenied,
+      "not_account_owner",
+    );
     assert.deepEqual(await alice.getBalance({ accountId: "bank-a/1001" }), before);
     await stack.assertConserved();
   });
@@ -278,23 +415,51 @@ describe("security matrix", () => {
   test("webhooks: another user's endpoint or delivery answers exactly like an unknown one, and is left untouched", async () => {
     const alice = stack.client(WebhookService, tokens.get("alice"));
     const bob = stack.client(WebhookService, tokens.get("bob"));
-    const { endpoint } = await alice.createEndpoint({ url: "https://hooks.invalid/alice", eventTypes: ["transfer.committed"] });
+    const { endpoint } = await alice.createEndpoint({
+      url: "https://hooks.invalid/alice",
+      eventTypes: ["transfer.committed"],
+    });
     const id = endpoint!.endpointId;
     const unknown = "we_ffffffffffffffffffffffff";
-    const same = (theirs: { message: string; metadata: Record<string, string> }, none: { message: string; metadata: Record<string, string> }) =>
-      assert.deepEqual(JSON.parse(JSON.stringify(theirs).replaceAll(id, "ID")), JSON.parse(JSON.stringify(none).replaceAll(unknown, "ID")));
+    const same = (
+      theirs: { message: string; metadata: Record<string, string> },
+      none: { message: string; metadata: Record<string, string> },
+    ) =>
+      assert.deepEqual(
+        JSON.parse(JSON.stringify(theirs).replaceAll(id, "ID")),
+        JSON.parse(JSON.stringify(none).replaceAll(unknown, "ID")),
+      );
     for (const call of [
       (endpointId: string) => bob.deleteEndpoint({ endpointId }),
       (endpointId: string) => bob.rollSecret({ endpointId }),
       (endpointId: string) => bob.listDeliveries({ endpointId }),
     ]) {
-      same(await rejectsWith(call(id), Code.NotFound, "endpoint_not_found"), await rejectsWith(call(unknown), Code.NotFound, "endpoint_not_found"));
+      same(
+        await rejectsWith(call(id), Code.NotFound, "endpoint_not_found"),
+        await rejectsWith(call(unknown), Code.NotFound, "endpoint_not_found"),
+      );
     }
     assert.deepEqual((await bob.listEndpoints({})).endpoints, []);
-    assert.deepEqual((await alice.listEndpoints({})).endpoints.map((e) => e.endpointId), [id], "alice's endpoint is still there");
-    await rejectsWith(bob.getDelivery({ deliveryId: "wd_ffffffffffffffffffffffff" }), Code.NotFound, "delivery_not_found");
-    await rejectsWith(alice.createEndpoint({ url: "https://hooks.example/", eventTypes: ["transfer.committed"] }), Code.PermissionDenied, "webhook_host_not_allowed");
-    await rejectsWith(alice.createEndpoint({ url: `${stack.gatewayUrl}/`, eventTypes: ["transfer.committed"] }), Code.PermissionDenied, "webhook_host_not_allowed");
+    assert.deepEqual(
+      (await alice.listEndpoints({})).endpoints.map((e) => e.endpointId),
+      [id],
+      "alice's endpoint is still there",
+    );
+    await rejectsWith(
+      bob.getDelivery({ deliveryId: "wd_ffffffffffffffffffffffff" }),
+      Code.NotFound,
+      "delivery_not_found",
+    );
+    await rejectsWith(
+      alice.createEndpoint({ url: "https://hooks.example/", eventTypes: ["transfer.committed"] }),
+      Code.PermissionDenied,
+      "webhook_host_not_allowed",
+    );
+    await rejectsWith(
+      alice.createEndpoint({ url: `${stack.gatewayUrl}/`, eventTypes: ["transfer.committed"] }),
+      Code.PermissionDenied,
+      "webhook_host_not_allowed",
+    );
     await alice.deleteEndpoint({ endpointId: id });
   });
 
@@ -304,14 +469,19 @@ describe("security matrix", () => {
     const password = "correct horse battery staple";
     await admin.createUser({ username, password, roles: [Role.CUSTOMER], displayName: "Victim" });
     const auth = stack.client(AuthService);
-    for (let i = 0; i < 2; i++) await rejectsWith(auth.login({ username, password: `wrong-${i}` }), Code.Unauthenticated, "invalid_credentials");
+    for (let i = 0; i < 2; i++)
+      await rejectsWith(auth.login({ username, password: `wrong-${i}` }), Code.Unauthenticated, "invalid_credentials");
     // The failure that reaches LOGIN_FAILURES_MAX (3) already answers with the lock; then even the right password is locked out.
     await rejectsWith(auth.login({ username, password: "wrong-2" }), Code.ResourceExhausted, "login_locked");
     const locked = await rejectsWith(auth.login({ username, password }), Code.ResourceExhausted, "login_locked");
     assert.ok(Number(locked.metadata.retry_after_ms) > 0, "the lock says when to retry");
     // Another user logs in normally; an unknown user gets the same answer as a wrong password.
     assert.ok((await auth.login({ username: "bob", password: "bob-test-password" })).sessionToken);
-    await rejectsWith(auth.login({ username: `nobody-${randomUUID().slice(0, 8)}`, password }), Code.Unauthenticated, "invalid_credentials");
+    await rejectsWith(
+      auth.login({ username: `nobody-${randomUUID().slice(0, 8)}`, password }),
+      Code.Unauthenticated,
+      "invalid_credentials",
+    );
     // The lock is LOGIN_LOCKOUT_MS (3 s here); wait it out.
     await new Promise((r) => setTimeout(r, 3500));
     const s = await auth.login({ username, password });

@@ -54,7 +54,11 @@ const NEXT: Readonly<Record<AuthStatus, readonly AuthStatus[]>> = {
 const FINAL_STATUSES: ReadonlySet<AuthStatus> = new Set(["DECLINED", "CAPTURED", "VOIDED", "EXPIRED"]);
 /** What a bank says of a hold that the authorization itself can contradict. */
 const HOLD_VERDICTS: ReadonlySet<string> = new Set(["hold_not_found", "already_captured", "authorization_voided"]);
-const HOLD_STATE_OF: Partial<Record<AuthStatus, string>> = { CAPTURED: "CAPTURED", VOIDED: "RELEASED", EXPIRED: "EXPIRED" };
+const HOLD_STATE_OF: Partial<Record<AuthStatus, string>> = {
+  CAPTURED: "CAPTURED",
+  VOIDED: "RELEASED",
+  EXPIRED: "EXPIRED",
+};
 
 export function createCardChecker(world: World): CardChecker {
   const store = world.coord.cardStore;
@@ -74,7 +78,8 @@ export function createCardChecker(world: World): CardChecker {
     return undefined;
   };
   const authByKey = (key: string): AuthRecord | undefined => {
-    for (const a of store.auths.values()) if (a.idempotencyKey === key && a.merchantUserId === merchant.ownerUserId) return a;
+    for (const a of store.auths.values())
+      if (a.idempotencyKey === key && a.merchantUserId === merchant.ownerUserId) return a;
     return undefined;
   };
   const refundByKey = (key: string): RefundRecord | undefined => {
@@ -86,7 +91,8 @@ export function createCardChecker(world: World): CardChecker {
   function checkGone(txnId: string, what: string): void {
     for (const b of world.banks.values()) {
       const state = b.store.txns.get(txnId)?.txn.state;
-      if (state === "PREPARED" || state === "COMMITTED") bad(`${what} was dropped while its round ${short(txnId)} is ${state} at ${b.name}`);
+      if (state === "PREPARED" || state === "COMMITTED")
+        bad(`${what} was dropped while its round ${short(txnId)} is ${state} at ${b.name}`);
     }
   }
 
@@ -97,7 +103,8 @@ export function createCardChecker(world: World): CardChecker {
       if (a.status !== "PENDING") bad(`${what} was deleted ${a.status}`);
       if (a.holdTxnId !== "") {
         const d = decision(a.holdTxnId);
-        if (d?.decision !== "ABORT") bad(`${what} was deleted with its hold round ${short(a.holdTxnId)} ${d?.decision ?? "undecided"}`);
+        if (d?.decision !== "ABORT")
+          bad(`${what} was deleted with its hold round ${short(a.holdTxnId)} ${d?.decision ?? "undecided"}`);
         checkGone(a.holdTxnId, what);
       }
       return;
@@ -106,36 +113,64 @@ export function createCardChecker(world: World): CardChecker {
     const what = `authorization ${a.authCode} (key ${a.idempotencyKey})`;
     if (a.holdTxnId !== "") requests.set(a.holdTxnId, `${a.merchantUserId}\0auth:${a.idempotencyKey}`);
     if (a.capturedMinor > a.amountMinor) bad(`${what} captured ${a.capturedMinor} of ${a.amountMinor} authorized`);
-    if (a.refundedMinor < 0n || a.refundReservedMinor < 0n) bad(`${what} refunded ${a.refundedMinor}, reserved ${a.refundReservedMinor}`);
-    if (a.refundedMinor + a.refundReservedMinor > a.capturedMinor) bad(`${what} refunded ${a.refundedMinor} + reserved ${a.refundReservedMinor} of ${a.capturedMinor} captured`);
+    if (a.refundedMinor < 0n || a.refundReservedMinor < 0n)
+      bad(`${what} refunded ${a.refundedMinor}, reserved ${a.refundReservedMinor}`);
+    if (a.refundedMinor + a.refundReservedMinor > a.capturedMinor)
+      bad(`${what} refunded ${a.refundedMinor} + reserved ${a.refundReservedMinor} of ${a.capturedMinor} captured`);
     if (a.opTxnId !== "" && a.status !== "APPROVED") bad(`${what} is ${a.status} with a ${a.opKind} in flight`);
     if (!before) {
       if (a.status !== "PENDING") bad(`${what} was created ${a.status}`);
       return;
     }
     if (!NEXT[before.status].includes(a.status)) bad(`${what} went from ${before.status} to ${a.status}`);
-    if (before.status === "CAPTURED" && (a.capturedMinor !== before.capturedMinor || a.captureTxnId !== before.captureTxnId)) bad(`${what} was captured again`);
-    if (before.opTxnId !== "" && a.opTxnId !== "" && before.opTxnId !== a.opTxnId) bad(`${what}: the ${before.opKind} ${short(before.opTxnId)} in flight was overwritten`);
-    if (before.opTxnId !== "" && a.opTxnId === "" && a.status === "APPROVED" && decision(before.opTxnId)?.decision !== "ABORT") {
-      bad(`${what}: its ${before.opKind} ${short(before.opTxnId)} was dropped while ${decision(before.opTxnId)?.decision ?? "undecided"}`);
+    if (
+      before.status === "CAPTURED" &&
+      (a.capturedMinor !== before.capturedMinor || a.captureTxnId !== before.captureTxnId)
+    )
+      bad(`${what} was captured again`);
+    if (before.opTxnId !== "" && a.opTxnId !== "" && before.opTxnId !== a.opTxnId)
+      bad(`${what}: the ${before.opKind} ${short(before.opTxnId)} in flight was overwritten`);
+    if (
+      before.opTxnId !== "" &&
+      a.opTxnId === "" &&
+      a.status === "APPROVED" &&
+      decision(before.opTxnId)?.decision !== "ABORT"
+    ) {
+      bad(
+        `${what}: its ${before.opKind} ${short(before.opTxnId)} was dropped while ${decision(before.opTxnId)?.decision ?? "undecided"}`,
+      );
     }
     if (a.status === before.status) return;
     switch (a.status) {
       case "DECLINED":
-        if (transient(a.declineReason)) bad(`${what} was DECLINED ${a.declineReason}: a transient failure stored as final`);
+        if (transient(a.declineReason))
+          bad(`${what} was DECLINED ${a.declineReason}: a transient failure stored as final`);
         break;
       case "APPROVED":
-        if (decision(a.holdTxnId)?.decision !== "COMMIT") bad(`${what} APPROVED but its hold round ${short(a.holdTxnId)} is ${decision(a.holdTxnId)?.decision ?? "undecided"}`);
+        if (decision(a.holdTxnId)?.decision !== "COMMIT")
+          bad(
+            `${what} APPROVED but its hold round ${short(a.holdTxnId)} is ${decision(a.holdTxnId)?.decision ?? "undecided"}`,
+          );
         break;
       case "CAPTURED":
-        if (before.opKind !== "capture" || a.captureTxnId !== before.opTxnId || decision(a.captureTxnId)?.decision !== "COMMIT") bad(`${what} CAPTURED without its committed capture round`);
-        if (a.capturedMinor !== before.opAmountMinor || a.capturedMinor <= 0n) bad(`${what} CAPTURED ${a.capturedMinor}, its capture asked ${before.opAmountMinor}`);
+        if (
+          before.opKind !== "capture" ||
+          a.captureTxnId !== before.opTxnId ||
+          decision(a.captureTxnId)?.decision !== "COMMIT"
+        )
+          bad(`${what} CAPTURED without its committed capture round`);
+        if (a.capturedMinor !== before.opAmountMinor || a.capturedMinor <= 0n)
+          bad(`${what} CAPTURED ${a.capturedMinor}, its capture asked ${before.opAmountMinor}`);
         break;
       case "VOIDED":
-        if (before.opKind !== "void" || decision(before.opTxnId)?.decision !== "COMMIT") bad(`${what} VOIDED without its committed release round`);
+        if (before.opKind !== "void" || decision(before.opTxnId)?.decision !== "COMMIT")
+          bad(`${what} VOIDED without its committed release round`);
         break;
       case "EXPIRED":
-        if (before.opTxnId !== "" && decision(before.opTxnId)?.decision !== "ABORT") bad(`${what} EXPIRED while its ${before.opKind} ${short(before.opTxnId)} is ${decision(before.opTxnId)?.decision ?? "undecided"}`);
+        if (before.opTxnId !== "" && decision(before.opTxnId)?.decision !== "ABORT")
+          bad(
+            `${what} EXPIRED while its ${before.opKind} ${short(before.opTxnId)} is ${decision(before.opTxnId)?.decision ?? "undecided"}`,
+          );
         break;
       default:
         break;
@@ -149,7 +184,8 @@ export function createCardChecker(world: World): CardChecker {
     const d = decision(r.txnId);
     if (!after) {
       if (r.status !== "PENDING") bad(`${what} was deleted ${r.status}`);
-      if (d?.decision !== "ABORT" || !transient(d.reason)) bad(`${what} was deleted (retry) after ${d?.decision ?? "no decision"} ${d?.reason ?? ""}`);
+      if (d?.decision !== "ABORT" || !transient(d.reason))
+        bad(`${what} was deleted (retry) after ${d?.decision ?? "no decision"} ${d?.reason ?? ""}`);
       checkGone(r.txnId, what);
       return;
     }
@@ -157,9 +193,11 @@ export function createCardChecker(world: World): CardChecker {
       if (r.status !== "PENDING") bad(`${what} was created ${r.status}`);
       return;
     }
-    if (before.status !== "PENDING" && after.status !== before.status) bad(`${what} went from ${before.status} to ${after.status}`);
+    if (before.status !== "PENDING" && after.status !== before.status)
+      bad(`${what} went from ${before.status} to ${after.status}`);
     if (before.status === after.status) return;
-    if (after.status === "COMMITTED" && d?.decision !== "COMMIT") bad(`${what} COMMITTED but its round is ${d?.decision ?? "undecided"}`);
+    if (after.status === "COMMITTED" && d?.decision !== "COMMIT")
+      bad(`${what} COMMITTED but its round is ${d?.decision ?? "undecided"}`);
     if (after.status === "FAILED") {
       if (d?.decision !== "ABORT") bad(`${what} FAILED but its round is ${d?.decision ?? "undecided"}`);
       if (transient(after.reason)) bad(`${what} FAILED ${after.reason}: a transient failure stored as final`);
@@ -176,13 +214,24 @@ export function createCardChecker(world: World): CardChecker {
       if (hold) bad(`${what} but ${a.cardBank} has its hold (${hold.state})`);
     } else if (!hold) bad(`${what} but ${a.cardBank} has no hold for it`);
     else if (want && hold.state !== want) bad(`${what} but its hold at ${a.cardBank} is ${hold.state}`);
-    if (hold && hold.txnId !== a.holdTxnId) bad(`${what}: the hold at ${a.cardBank} was placed by ${short(hold.txnId)}, not its hold round ${short(a.holdTxnId)}`);
+    if (hold && hold.txnId !== a.holdTxnId)
+      bad(
+        `${what}: the hold at ${a.cardBank} was placed by ${short(hold.txnId)}, not its hold round ${short(a.holdTxnId)}`,
+      );
     if (a.status !== "CAPTURED") return { capturedMinor: 0n };
-    if (hold && hold.capturedMinor !== a.capturedMinor) bad(`${what}: captured ${a.capturedMinor} at the gateway, ${hold.capturedMinor} at ${a.cardBank}`);
+    if (hold && hold.capturedMinor !== a.capturedMinor)
+      bad(`${what}: captured ${a.capturedMinor} at the gateway, ${hold.capturedMinor} at ${a.cardBank}`);
     const entries = entriesOf(world, a.captureTxnId);
-    const debit = entries.filter((e) => e.kind === "capture_debit" && e.accountId === a.cardAccountId && e.amountMinor === -a.capturedMinor);
-    const credit = entries.filter((e) => e.kind === "transfer_credit" && e.accountId === a.merchantAccountId && e.amountMinor === a.capturedMinor);
-    if (debit.length !== 1 || credit.length !== 1 || entries.length !== 2) bad(`${what}: its capture's journal entries are ${JSON.stringify(entries.map((e) => [e.accountId, e.kind, String(e.amountMinor)]))}`);
+    const debit = entries.filter(
+      (e) => e.kind === "capture_debit" && e.accountId === a.cardAccountId && e.amountMinor === -a.capturedMinor,
+    );
+    const credit = entries.filter(
+      (e) => e.kind === "transfer_credit" && e.accountId === a.merchantAccountId && e.amountMinor === a.capturedMinor,
+    );
+    if (debit.length !== 1 || credit.length !== 1 || entries.length !== 2)
+      bad(
+        `${what}: its capture's journal entries are ${JSON.stringify(entries.map((e) => [e.accountId, e.kind, String(e.amountMinor)]))}`,
+      );
     return { capturedMinor: a.capturedMinor };
   }
 
@@ -194,9 +243,16 @@ export function createCardChecker(world: World): CardChecker {
       if (entries.length > 0) bad(`${what} moved money`);
       return 0n;
     }
-    const debit = entries.filter((e) => e.kind === "transfer_debit" && e.accountId === merchant.accountId && e.amountMinor === -r.amountMinor);
-    const credit = entries.filter((e) => e.kind === "transfer_credit" && e.accountId === a?.cardAccountId && e.amountMinor === r.amountMinor);
-    if (debit.length !== 1 || credit.length !== 1 || entries.length !== 2) bad(`${what}: its journal entries are ${JSON.stringify(entries.map((e) => [e.accountId, e.kind, String(e.amountMinor)]))}`);
+    const debit = entries.filter(
+      (e) => e.kind === "transfer_debit" && e.accountId === merchant.accountId && e.amountMinor === -r.amountMinor,
+    );
+    const credit = entries.filter(
+      (e) => e.kind === "transfer_credit" && e.accountId === a?.cardAccountId && e.amountMinor === r.amountMinor,
+    );
+    if (debit.length !== 1 || credit.length !== 1 || entries.length !== 2)
+      bad(
+        `${what}: its journal entries are ${JSON.stringify(entries.map((e) => [e.accountId, e.kind, String(e.amountMinor)]))}`,
+      );
     return r.amountMinor;
   }
 
@@ -216,22 +272,43 @@ export function createCardChecker(world: World): CardChecker {
         case "item": {
           const { before, after } = change;
           const what = `batch item #${after.index} (${after.authCode} for ${after.amountMinor})`;
-          if (before.status !== "") bad(`${what} was stored twice: ${before.status} ${before.reason}, then ${after.status} ${after.reason}`);
-          if (after.status === "FAILED" && transient(after.reason)) bad(`${what} stored FAILED ${after.reason}: a transient failure stored as final`);
+          if (before.status !== "")
+            bad(`${what} was stored twice: ${before.status} ${before.reason}, then ${after.status} ${after.reason}`);
+          if (after.status === "FAILED" && transient(after.reason))
+            bad(`${what} stored FAILED ${after.reason}: a transient failure stored as final`);
           // The bank said the hold is gone or used, yet the authorization stands: the bank had not caught up (transient), not a verdict.
-          if (after.status === "FAILED" && HOLD_VERDICTS.has(after.reason) && authByCode(after.authCode)?.status === "APPROVED") {
-            bad(`${what} stored FAILED ${after.reason} for good while the authorization is APPROVED (its hold round ${short(authByCode(after.authCode)!.holdTxnId)} committed)`);
+          if (
+            after.status === "FAILED" &&
+            HOLD_VERDICTS.has(after.reason) &&
+            authByCode(after.authCode)?.status === "APPROVED"
+          ) {
+            bad(
+              `${what} stored FAILED ${after.reason} for good while the authorization is APPROVED (its hold round ${short(authByCode(after.authCode)!.holdTxnId)} committed)`,
+            );
           }
           if (after.status === "CAPTURED") {
             const a = authByCode(after.authCode);
-            if (!a || a.status !== "CAPTURED" || a.captureBatchId !== after.batchId || a.captureItemIndex !== after.index || a.capturedMinor !== after.capturedMinor || a.captureTxnId !== after.txnId) {
-              bad(`${what} stored CAPTURED, but the authorization is ${a?.status ?? "missing"} (captured ${a?.capturedMinor} by item #${a?.captureItemIndex})`);
+            if (
+              !a ||
+              a.status !== "CAPTURED" ||
+              a.captureBatchId !== after.batchId ||
+              a.captureItemIndex !== after.index ||
+              a.capturedMinor !== after.capturedMinor ||
+              a.captureTxnId !== after.txnId
+            ) {
+              bad(
+                `${what} stored CAPTURED, but the authorization is ${a?.status ?? "missing"} (captured ${a?.capturedMinor} by item #${a?.captureItemIndex})`,
+              );
             }
           }
           return;
         }
         case "batch":
-          if (change.after.status === "DONE" && (store.items.get(change.after.batchId) ?? []).some((it) => it.status === "")) bad(`batch ${change.after.idempotencyKey} is DONE with items never settled`);
+          if (
+            change.after.status === "DONE" &&
+            (store.items.get(change.after.batchId) ?? []).some((it) => it.status === "")
+          )
+            bad(`batch ${change.after.idempotencyKey} is DONE with items never settled`);
           return;
       }
     },
@@ -239,14 +316,17 @@ export function createCardChecker(world: World): CardChecker {
       const stored = authByKey(key);
       if (result.ok) {
         const a = result.value;
-        if (!stored || stored.authId !== a.authId || stored.status === "PENDING" || stored.status === "DECLINED") bad(`merchant told ${key} approved as ${a.authCode}; the store has ${stored?.status ?? "nothing"}`);
+        if (!stored || stored.authId !== a.authId || stored.status === "PENDING" || stored.status === "DECLINED")
+          bad(`merchant told ${key} approved as ${a.authCode}; the store has ${stored?.status ?? "nothing"}`);
         const first = approvedCode.get(key);
         if (first !== undefined && first !== a.authCode) bad(`key ${key} approved twice: ${first} and ${a.authCode}`);
         approvedCode.set(key, a.authCode);
         return;
       }
-      if (!transient(result.reason) && approvedCode.has(key)) bad(`key ${key} was approved as ${approvedCode.get(key)}, then declined ${result.reason}`);
-      if (stored?.status === "DECLINED" && !transient(result.reason) && stored.declineReason !== result.reason) bad(`key ${key} declined ${result.reason}; the store says ${stored.declineReason}`);
+      if (!transient(result.reason) && approvedCode.has(key))
+        bad(`key ${key} was approved as ${approvedCode.get(key)}, then declined ${result.reason}`);
+      if (stored?.status === "DECLINED" && !transient(result.reason) && stored.declineReason !== result.reason)
+        bad(`key ${key} declined ${result.reason}; the store says ${stored.declineReason}`);
     },
     onSettleAnswer(batchKey, result) {
       if (!result.ok) return;
@@ -255,33 +335,56 @@ export function createCardChecker(world: World): CardChecker {
         const what = `batch ${batchKey} item #${i} (${r.authCode})`;
         if (r.status === "CAPTURED") {
           const a = authByCode(r.authCode);
-          if (!a || a.status !== "CAPTURED" || a.captureTxnId !== r.txnId || a.capturedMinor !== r.capturedMinor) bad(`${what}: merchant told CAPTURED ${r.capturedMinor}; the store has ${a?.status ?? "nothing"} ${a?.capturedMinor}`);
+          if (!a || a.status !== "CAPTURED" || a.captureTxnId !== r.txnId || a.capturedMinor !== r.capturedMinor)
+            bad(
+              `${what}: merchant told CAPTURED ${r.capturedMinor}; the store has ${a?.status ?? "nothing"} ${a?.capturedMinor}`,
+            );
         }
-        if (r.status === "FAILED" && r.final && transient(r.reason)) bad(`${what}: merchant told FAILED ${r.reason} for good, a transient failure`);
-        if (r.final && rows[i]?.status !== r.status) bad(`${what}: merchant told ${r.status} for good; stored ${rows[i]?.status || "nothing"}`);
+        if (r.status === "FAILED" && r.final && transient(r.reason))
+          bad(`${what}: merchant told FAILED ${r.reason} for good, a transient failure`);
+        if (r.final && rows[i]?.status !== r.status)
+          bad(`${what}: merchant told ${r.status} for good; stored ${rows[i]?.status || "nothing"}`);
       }
     },
     onVoidAnswer(authCode, result) {
       const a = authByCode(authCode);
       if (result.ok && a?.status !== "VOIDED") bad(`merchant told ${authCode} VOIDED; the store has ${a?.status}`);
-      if (!result.ok && HOLD_VERDICTS.has(result.reason) && a?.status === "APPROVED") bad(`merchant told the void of ${authCode} failed ${result.reason} for good while the authorization is APPROVED`);
+      if (!result.ok && HOLD_VERDICTS.has(result.reason) && a?.status === "APPROVED")
+        bad(
+          `merchant told the void of ${authCode} failed ${result.reason} for good while the authorization is APPROVED`,
+        );
     },
     onRefundAnswer(key, result) {
-      if (result.ok && refundByKey(key)?.status !== "COMMITTED") bad(`merchant told refund ${key} COMMITTED; the store has ${refundByKey(key)?.status ?? "nothing"}`);
+      if (result.ok && refundByKey(key)?.status !== "COMMITTED")
+        bad(`merchant told refund ${key} COMMITTED; the store has ${refundByKey(key)?.status ?? "nothing"}`);
     },
     quiescent() {
-      for (const a of store.auths.values()) if (a.status === "APPROVED" || a.status === "PENDING" || a.opTxnId !== "") return false;
+      for (const a of store.auths.values())
+        if (a.status === "APPROVED" || a.status === "PENDING" || a.opTxnId !== "") return false;
       for (const r of store.refunds.values()) if (r.status === "PENDING") return false;
-      for (const b of world.banks.values()) for (const h of b.store.holds.values()) if (h.state === "ACTIVE") return false;
+      for (const b of world.banks.values())
+        for (const h of b.store.holds.values()) if (h.state === "ACTIVE") return false;
       return true;
     },
     describeUnsettled() {
-      const round = (txnId: string) => (txnId === "" ? "none" : `${short(txnId)} ${decision(txnId)?.decision ?? (log.rounds.has(txnId) ? "undecided" : "never registered")}`);
+      const round = (txnId: string) =>
+        txnId === ""
+          ? "none"
+          : `${short(txnId)} ${decision(txnId)?.decision ?? (log.rounds.has(txnId) ? "undecided" : "never registered")}`;
       const open = [...store.auths.values()]
         .filter((a) => a.status === "APPROVED" || a.status === "PENDING" || a.opTxnId !== "")
-        .map((a) => `${a.authCode}:${a.status}${a.status === "PENDING" ? ` (hold round ${round(a.holdTxnId)})` : ""}${a.opKind ? ` (${a.opKind} ${round(a.opTxnId)})` : ""}`);
-      const refunds = [...store.refunds.values()].filter((r) => r.status === "PENDING").map((r) => `${r.idempotencyKey} (round ${round(r.txnId)})`);
-      const holds = [...world.banks.values()].flatMap((b) => [...b.store.holds.values()].filter((h) => h.state === "ACTIVE").map((h) => `${b.name}:${store.auths.get(h.holdId)?.authCode ?? "?"}`));
+        .map(
+          (a) =>
+            `${a.authCode}:${a.status}${a.status === "PENDING" ? ` (hold round ${round(a.holdTxnId)})` : ""}${a.opKind ? ` (${a.opKind} ${round(a.opTxnId)})` : ""}`,
+        );
+      const refunds = [...store.refunds.values()]
+        .filter((r) => r.status === "PENDING")
+        .map((r) => `${r.idempotencyKey} (round ${round(r.txnId)})`);
+      const holds = [...world.banks.values()].flatMap((b) =>
+        [...b.store.holds.values()]
+          .filter((h) => h.state === "ACTIVE")
+          .map((h) => `${b.name}:${store.auths.get(h.holdId)?.authCode ?? "?"}`),
+      );
       return `authorizations open: ${open.join(" ") || "none"}; refunds pending: ${refunds.join(" ") || "none"}; active holds: ${holds.join(" ") || "none"}`;
     },
     finalCheck() {
@@ -292,16 +395,28 @@ export function createCardChecker(world: World): CardChecker {
       for (const b of world.banks.values()) {
         for (const h of b.store.holds.values()) {
           const a = store.auths.get(h.holdId);
-          if (!a || a.holdTxnId !== h.txnId) bad(`${b.name} has a ${h.state} hold of ${h.amountMinor} that no authorization placed (round ${short(h.txnId)})`);
+          if (!a || a.holdTxnId !== h.txnId)
+            bad(
+              `${b.name} has a ${h.state} hold of ${h.amountMinor} that no authorization placed (round ${short(h.txnId)})`,
+            );
         }
       }
       for (const [txnId, round] of log.rounds) {
-        if (decision(txnId)?.decision === "COMMIT" && round.kind === "capture" && ![...store.auths.values()].some((a) => a.captureTxnId === txnId)) bad(`capture ${short(txnId)} committed at the banks but no authorization records it`);
-        if (decision(txnId)?.decision !== "COMMIT" && entriesOf(world, txnId).length > 0) bad(`${round.kind} ${short(txnId)} is not committed but moved money`);
+        if (
+          decision(txnId)?.decision === "COMMIT" &&
+          round.kind === "capture" &&
+          ![...store.auths.values()].some((a) => a.captureTxnId === txnId)
+        )
+          bad(`capture ${short(txnId)} committed at the banks but no authorization records it`);
+        if (decision(txnId)?.decision !== "COMMIT" && entriesOf(world, txnId).length > 0)
+          bad(`${round.kind} ${short(txnId)} is not committed but moved money`);
       }
       const balance = world.banks.get(merchant.bank)!.store.accounts.get(merchant.accountId)!.balanceMinor;
       const expected = merchant.openingMinor + capturedMinor - refundedMinor;
-      if (balance !== expected) bad(`the merchant's account holds ${balance}; opening ${merchant.openingMinor} + captured ${capturedMinor} - refunded ${refundedMinor} = ${expected}`);
+      if (balance !== expected)
+        bad(
+          `the merchant's account holds ${balance}; opening ${merchant.openingMinor} + captured ${capturedMinor} - refunded ${refundedMinor} = ${expected}`,
+        );
     },
     count(stats) {
       for (const a of store.auths.values()) {

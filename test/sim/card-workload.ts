@@ -78,7 +78,14 @@ export function createCardWorkload(world: World, rng: Rng, gateway: GatewayCall,
   const outcome = (r: Result<unknown>, ok: string) => (r.ok ? ok : r.reason);
 
   function issue(accountId: string, expired: boolean): void {
-    const input = { accountId, cardholderName: `holder of ${accountId}`, number: "", expMonth: expired ? 1 : 0, expYear: expired ? 2021 : 0, cvc: "" };
+    const input = {
+      accountId,
+      cardholderName: `holder of ${accountId}`,
+      number: "",
+      expMonth: expired ? 1 : 0,
+      expYear: expired ? 2021 : 0,
+      cvc: "",
+    };
     call(
       `issue ${accountId}${expired ? " (expired)" : ""}`,
       (g) => g.cards.issueCard(input),
@@ -111,7 +118,9 @@ export function createCardWorkload(world: World, rng: Rng, gateway: GatewayCall,
         (g) => g.cards.authorize(MERCHANT, input),
         (out) => {
           const r = out.result;
-          world.note(`card authorize ${key} card #${cardIndex}${wrongCvc ? " (wrong cvc)" : ""} ${input.amountMinor}: ${r.ok ? `${r.value.status} ${r.value.authCode}` : r.reason}`);
+          world.note(
+            `card authorize ${key} card #${cardIndex}${wrongCvc ? " (wrong cvc)" : ""} ${input.amountMinor}: ${r.ok ? `${r.value.status} ${r.value.authCode}` : r.reason}`,
+          );
           checker.onAuthorizeAnswer(key, r);
           if (r.ok) decideFate(r.value);
           return retryable(r);
@@ -154,7 +163,12 @@ export function createCardWorkload(world: World, rng: Rng, gateway: GatewayCall,
     const items: SettleItemInput[] = [];
     for (const a of auths) {
       const roll = rng.next();
-      const amountMinor = roll < 0.5 || a.amountMinor === 1n ? a.amountMinor : roll < 0.9 ? BigInt(rng.int(1, Number(a.amountMinor) - 1)) : a.amountMinor + 1n;
+      const amountMinor =
+        roll < 0.5 || a.amountMinor === 1n
+          ? a.amountMinor
+          : roll < 0.9
+            ? BigInt(rng.int(1, Number(a.amountMinor) - 1))
+            : a.amountMinor + 1n;
       items.push({ authCode: a.code, amountMinor });
       // The same code twice in one batch: it captures once, the repeat fails already_captured.
       if (rng.chance(0.2)) items.push({ authCode: a.code, amountMinor: BigInt(rng.int(1, Number(a.amountMinor))) });
@@ -181,7 +195,9 @@ export function createCardWorkload(world: World, rng: Rng, gateway: GatewayCall,
           world.note(`card settle ${key}: ${r.reason}`);
           return retryable(r);
         }
-        world.note(`card settle ${key}: ${r.value.results.map((it, i) => `${items[i]!.authCode}:${items[i]!.amountMinor}=${it.status === "CAPTURED" ? `CAPTURED ${it.capturedMinor}` : `${it.reason}${it.final ? "" : "(retry)"}`}`).join(", ")}`);
+        world.note(
+          `card settle ${key}: ${r.value.results.map((it, i) => `${items[i]!.authCode}:${items[i]!.amountMinor}=${it.status === "CAPTURED" ? `CAPTURED ${it.capturedMinor}` : `${it.reason}${it.final ? "" : "(retry)"}`}`).join(", ")}`,
+        );
         let again = false;
         for (const it of r.value.results) {
           if (!it.final) {
@@ -239,7 +255,8 @@ export function createCardWorkload(world: World, rng: Rng, gateway: GatewayCall,
       if (rng.chance(0.4)) holders.add(rng.pick(customers));
       for (const a of holders) later(rng.int(0, 20), () => issue(a.accountId, false));
       if (rng.chance(0.2)) later(rng.int(0, 20), () => issue(rng.pick(customers).accountId, true));
-      for (let i = 0; i < knobs.authorizations; i++) later(rng.int(30, Math.max(60, Math.floor(knobs.workloadMs * 0.7))), () => authorize(i));
+      for (let i = 0; i < knobs.authorizations; i++)
+        later(rng.int(30, Math.max(60, Math.floor(knobs.workloadMs * 0.7))), () => authorize(i));
     },
     idle: () => outstanding === 0 && queued === 0,
   };

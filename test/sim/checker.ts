@@ -45,7 +45,12 @@ export interface RoundRequests {
 export interface Checker {
   onBankCommit(node: BankNode, commit: BankCommit): void;
   /** A bank answered a Prepare (undefined: malformed, nothing recorded). */
-  onVote(node: BankNode, txnId: string, legs: readonly { readonly accountId: string; readonly direction: string }[], outcome: PrepareOutcome | undefined): void;
+  onVote(
+    node: BankNode,
+    txnId: string,
+    legs: readonly { readonly accountId: string; readonly direction: string }[],
+    outcome: PrepareOutcome | undefined,
+  ): void;
   /** The legs the coordinator asked a bank to prepare (a card round's amount comes from them). */
   onPrepareSent(txnId: string, legs: readonly { readonly direction: string; readonly amountMinor: bigint }[]): void;
   onClientResult(caller: string, key: string, variant: number, txnId: string, status: string): void;
@@ -94,7 +99,8 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
   /** Transfers and registered rounds with no decision yet (the log's own state, read synchronously). */
   function undecided(limit: number): string[] {
     const out: string[] = [];
-    for (const t of log.txns.values()) if (out.length < limit && t.status === "PENDING" && !log.decisions.has(t.txnId)) out.push(t.txnId);
+    for (const t of log.txns.values())
+      if (out.length < limit && t.status === "PENDING" && !log.decisions.has(t.txnId)) out.push(t.txnId);
     for (const id of log.rounds.keys()) if (out.length < limit && !log.decisions.has(id)) out.push(id);
     return out;
   }
@@ -105,7 +111,8 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
     for (const [txnId, rows] of log.acks) {
       if (out.length >= limit) break;
       const waiting = [...rows].filter(([, r]) => !r.acked).map(([b]) => b);
-      if (waiting.length > 0) out.push({ txnId, banks: waiting, lastError: [...rows.values()].map((r) => r.lastError).find(Boolean) ?? "" });
+      if (waiting.length > 0)
+        out.push({ txnId, banks: waiting, lastError: [...rows.values()].map((r) => r.lastError).find(Boolean) ?? "" });
     }
     return out;
   }
@@ -119,14 +126,17 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
     const decision = log.decisions.get(txnId)?.decision;
     for (const b of banks) {
       const state = b.store.txns.get(txnId)?.txn.state;
-      if (state === "COMMITTED" && decision !== "COMMIT") bad(`${short(txnId)} is COMMITTED at ${b.name} but the coordinator's decision is ${decision ?? "none"}`);
-      if (state === "ABORTED" && decision === "COMMIT") bad(`${short(txnId)} is ABORTED at ${b.name} but the coordinator decided COMMIT (atomicity)`);
+      if (state === "COMMITTED" && decision !== "COMMIT")
+        bad(`${short(txnId)} is COMMITTED at ${b.name} but the coordinator's decision is ${decision ?? "none"}`);
+      if (state === "ABORTED" && decision === "COMMIT")
+        bad(`${short(txnId)} is ABORTED at ${b.name} but the coordinator decided COMMIT (atomicity)`);
     }
     const n = net.get(txnId) ?? 0n;
     if (n !== 0n) {
       const amount = log.txns.get(txnId)?.amountMinor ?? roundAmount.get(txnId);
       if (decision !== "COMMIT") bad(`${short(txnId)} moved ${n} without a COMMIT decision`);
-      else if (amount === undefined || (n !== amount && n !== -amount)) bad(`${short(txnId)} entries sum to ${n}, not 0 or ±${amount} (money created or destroyed)`);
+      else if (amount === undefined || (n !== amount && n !== -amount))
+        bad(`${short(txnId)} entries sum to ${n}, not 0 or ±${amount} (money created or destroyed)`);
     }
   }
 
@@ -139,20 +149,26 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
         total += a.balanceMinor;
       }
     }
-    if (total !== openingTotal + inFlight) bad(`money: balances sum to ${total}, opening ${openingTotal} + in flight ${inFlight}`);
+    if (total !== openingTotal + inFlight)
+      bad(`money: balances sum to ${total}, opening ${openingTotal} + in flight ${inFlight}`);
   }
 
   function checkHold(node: BankNode, before: Hold | undefined, after: Hold): void {
     const code = world.coord.cardStore.auths.get(after.holdId)?.authCode ?? "?";
     const what = `${node.name}: the hold of ${code}`;
     if (!before) {
-      if (after.state !== "ACTIVE" || after.pinnedTxnId !== "") bad(`${what} was placed ${after.state}${after.pinnedTxnId ? " and pinned" : ""}`);
+      if (after.state !== "ACTIVE" || after.pinnedTxnId !== "")
+        bad(`${what} was placed ${after.state}${after.pinnedTxnId ? " and pinned" : ""}`);
       return;
     }
-    if (before.state !== "ACTIVE") return bad(`${what} was ${before.state} and became ${after.state} (released or captured twice)`);
-    if (after.amountMinor !== before.amountMinor || after.accountId !== before.accountId) bad(`${what} changed its amount or account`);
-    if (after.state === "CAPTURED" && (after.capturedMinor <= 0n || after.capturedMinor > after.amountMinor)) bad(`${what} captured ${after.capturedMinor} of a hold of ${after.amountMinor}`);
-    if (after.state === "ACTIVE" && (before.pinnedTxnId === "") === (after.pinnedTxnId === "")) bad(`${what} was re-pinned without being unpinned (${short(before.pinnedTxnId)} -> ${short(after.pinnedTxnId)})`);
+    if (before.state !== "ACTIVE")
+      return bad(`${what} was ${before.state} and became ${after.state} (released or captured twice)`);
+    if (after.amountMinor !== before.amountMinor || after.accountId !== before.accountId)
+      bad(`${what} changed its amount or account`);
+    if (after.state === "CAPTURED" && (after.capturedMinor <= 0n || after.capturedMinor > after.amountMinor))
+      bad(`${what} captured ${after.capturedMinor} of a hold of ${after.amountMinor}`);
+    if (after.state === "ACTIVE" && (before.pinnedTxnId === "") === (after.pinnedTxnId === ""))
+      bad(`${what} was re-pinned without being unpinned (${short(before.pinnedTxnId)} -> ${short(after.pinnedTxnId)})`);
   }
 
   function addHeld(accountId: string, deltaMinor: bigint, touched: Set<string>): void {
@@ -177,7 +193,8 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
         }
         const k = `${txn.callerUserId}\0${txn.idempotencyKey}`;
         const other = committedByKey.get(k);
-        if (other && other !== id) bad(`key ${txn.callerUserId}/${txn.idempotencyKey} committed twice: ${short(other)} and ${short(id)}`);
+        if (other && other !== id)
+          bad(`key ${txn.callerUserId}/${txn.idempotencyKey} committed twice: ${short(other)} and ${short(id)}`);
         committedByKey.set(k, id);
       } else if (before !== d.decision) bad(`decision of ${short(id)} changed from ${before} to ${d.decision}`);
     }
@@ -207,7 +224,8 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
         const was = t.before === "PREPARED";
         const is = t.after === "PREPARED";
         if (was === is) continue;
-        for (const l of t.legs) if (RESERVING.has(l.direction)) addHeld(l.accountId, is ? l.amountMinor : -l.amountMinor, touched);
+        for (const l of t.legs)
+          if (RESERVING.has(l.direction)) addHeld(l.accountId, is ? l.amountMinor : -l.amountMinor, touched);
       }
       for (const { before, after } of commit.holds) {
         checkHold(node, before, after);
@@ -217,7 +235,10 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
       }
       for (const id of touched) {
         const held = node.store.accounts.get(id)?.heldMinor;
-        if (held !== expectedHeld.get(id)) bad(`${node.name}: ${id} holds ${held}, but its active holds and prepared debits come to ${expectedHeld.get(id)}`);
+        if (held !== expectedHeld.get(id))
+          bad(
+            `${node.name}: ${id} holds ${held}, but its active holds and prepared debits come to ${expectedHeld.get(id)}`,
+          );
       }
     },
     onVote(node, txnId, legs, outcome) {
@@ -229,7 +250,9 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
         if (id === txnId || row.txn.state !== "PREPARED" || requestOf(id) !== request) continue;
         if (row.legs.some((l: Leg) => RESERVING.has(l.direction) && accounts.has(l.accountId))) {
           selfBlocked.set(txnId, id);
-          world.note(`${node.name}: ${short(txnId)} meets the hold of ${short(id)}, an earlier attempt of the same request`);
+          world.note(
+            `${node.name}: ${short(txnId)} meets the hold of ${short(id)}, an earlier attempt of the same request`,
+          );
         }
       }
     },
@@ -247,10 +270,12 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
       ids.add(txnId);
       if (byVariant.size > 1) bad(`two different requests ran under key ${caller}/${key}`);
       const logged = log.txns.get(txnId);
-      if (!logged || logged.status !== status) bad(`client told ${caller}/${key} ${status} for ${short(txnId)}, the log says ${logged?.status ?? "nothing"}`);
+      if (!logged || logged.status !== status)
+        bad(`client told ${caller}/${key} ${status} for ${short(txnId)}, the log says ${logged?.status ?? "nothing"}`);
       if (status === "COMMITTED") {
         const first = okAnswer.get(k);
-        if (first && first !== txnId) bad(`key ${caller}/${key} answered COMMITTED with two txns: ${short(first)} and ${short(txnId)}`);
+        if (first && first !== txnId)
+          bad(`key ${caller}/${key} answered COMMITTED with two txns: ${short(first)} and ${short(txnId)}`);
         okAnswer.set(k, txnId);
       }
     },
@@ -272,7 +297,12 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
     describeUnsettled() {
       const prepared = banks.flatMap((b) => b.store.prepared(5).map((r) => `${b.name}:${short(r.txnId)}`));
       const waiting = unacked(5).map((u) => `${short(u.txnId)}->${u.banks.join("+")}(${u.lastError})`);
-      return `coordinator ${world.coord.state}; down: ${banks.filter((b) => !b.up).map((b) => b.name).join(",") || "none"}; prepared: ${prepared.join(" ") || "none"}; unacked: ${waiting.join(" ") || "none"}; pending: ${undecided(5).map(short).join(" ") || "none"}`;
+      return `coordinator ${world.coord.state}; down: ${
+        banks
+          .filter((b) => !b.up)
+          .map((b) => b.name)
+          .join(",") || "none"
+      }; prepared: ${prepared.join(" ") || "none"}; unacked: ${waiting.join(" ") || "none"}; pending: ${undecided(5).map(short).join(" ") || "none"}`;
     },
     finalCheck(acknowledged) {
       steps = 31;
@@ -285,12 +315,14 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
         if (b.store.prepared(1).length > 0) bad(`${b.name} still holds PREPARED txns after healing`);
         const r = reconcile(b.store.audit());
         if (!r.consistent) bad(`${b.name} does not reconcile: ${r.problems.join("; ")}`);
-        for (const id of b.store.txns.keys()) if (!log.decisions.has(id)) bad(`${b.name} knows ${short(id)}, the coordinator has no decision for it`);
+        for (const id of b.store.txns.keys())
+          if (!log.decisions.has(id)) bad(`${b.name} knows ${short(id)}, the coordinator has no decision for it`);
       }
       let total = 0n;
       for (const b of banks) for (const a of b.store.accounts.values()) total += a.balanceMinor;
       if (total !== openingTotal) bad(`money not conserved: ${total} != opening ${openingTotal}`);
-      for (const txn of [...log.txns.values()].sort((a, b) => a.createdAtMs - b.createdAtMs)) latestByKey.set(`${txn.callerUserId}\0${txn.idempotencyKey}`, txn.txnId);
+      for (const txn of [...log.txns.values()].sort((a, b) => a.createdAtMs - b.createdAtMs))
+        latestByKey.set(`${txn.callerUserId}\0${txn.idempotencyKey}`, txn.txnId);
       for (const txn of log.txns.values()) {
         if (txn.status === "PENDING") {
           bad(`${short(txn.txnId)} is still PENDING in the log`);
@@ -298,22 +330,36 @@ export function createChecker(world: World, cardRounds: RoundRequests): Checker 
         }
         for (const bankName of banksOf(txn)) {
           const state = world.banks.get(bankName)!.store.txns.get(txn.txnId)?.txn.state;
-          if (txn.status === "COMMITTED" && state !== "COMMITTED") bad(`${short(txn.txnId)} COMMITTED in the log but ${state ?? "unknown"} at ${bankName}`);
-          if (txn.status === "ABORTED" && state !== undefined && state !== "ABORTED") bad(`${short(txn.txnId)} ABORTED in the log but ${state} at ${bankName}`);
+          if (txn.status === "COMMITTED" && state !== "COMMITTED")
+            bad(`${short(txn.txnId)} COMMITTED in the log but ${state ?? "unknown"} at ${bankName}`);
+          if (txn.status === "ABORTED" && state !== undefined && state !== "ABORTED")
+            bad(`${short(txn.txnId)} ABORTED in the log but ${state} at ${bankName}`);
         }
         const entries = entriesOf(world, txn.txnId);
         if (txn.status === "COMMITTED") {
-          const debit = entries.filter((e) => e.kind === "transfer_debit" && e.accountId === txn.fromAccountId && e.amountMinor === -txn.amountMinor);
-          const credit = entries.filter((e) => e.kind === "transfer_credit" && e.accountId === txn.toAccountId && e.amountMinor === txn.amountMinor);
-          if (debit.length !== 1 || credit.length !== 1 || entries.length !== 2) bad(`${short(txn.txnId)} COMMITTED but its journal entries are ${JSON.stringify(entries.map((e) => [e.accountId, e.kind, String(e.amountMinor)]))}`);
+          const debit = entries.filter(
+            (e) =>
+              e.kind === "transfer_debit" && e.accountId === txn.fromAccountId && e.amountMinor === -txn.amountMinor,
+          );
+          const credit = entries.filter(
+            (e) => e.kind === "transfer_credit" && e.accountId === txn.toAccountId && e.amountMinor === txn.amountMinor,
+          );
+          if (debit.length !== 1 || credit.length !== 1 || entries.length !== 2)
+            bad(
+              `${short(txn.txnId)} COMMITTED but its journal entries are ${JSON.stringify(entries.map((e) => [e.accountId, e.kind, String(e.amountMinor)]))}`,
+            );
         } else if (entries.length > 0) bad(`${short(txn.txnId)} ABORTED but has journal entries`);
       }
       for (const [txnId, blocker] of selfBlocked) {
         if (transferEndedFinal(txnId) || cardRounds.endedFinal(txnId)) {
-          bad(`${short(txnId)} was declined insufficient_funds for good because ${short(blocker)}, an earlier attempt of the same request, still held the money (a transient failure became final)`);
+          bad(
+            `${short(txnId)} was declined insufficient_funds for good because ${short(blocker)}, an earlier attempt of the same request, still held the money (a transient failure became final)`,
+          );
         }
       }
-      for (const id of acknowledged) if (log.txns.get(id)?.status !== "COMMITTED") bad(`a client was told ${short(id)} COMMITTED; the log says ${log.txns.get(id)?.status}`);
+      for (const id of acknowledged)
+        if (log.txns.get(id)?.status !== "COMMITTED")
+          bad(`a client was told ${short(id)} COMMITTED; the log says ${log.txns.get(id)?.status}`);
       if (unacked(1).length > 0) bad("decisions still unacknowledged after healing");
     },
   };

@@ -29,7 +29,12 @@ if (values.seed !== undefined) {
     process.exit(1);
   }
 } else {
-  const report = await runSeeds({ from: Number(values.from), count: Number(values.count), ...extra, stopOnFailure: true });
+  const report = await runSeeds({
+    from: Number(values.from),
+    count: Number(values.count),
+    ...extra,
+    stopOnFailure: true,
+  });
   console.log(JSON.stringify({ ...report, failure: undefined }, null, 1));
   if (report.failure) {
     console.error(formatFailure(report.failure));

@@ -7,7 +7,18 @@
 // log. Each process incarnation gets its own view (a dead process reads and
 // writes nothing); writes go through `write`, which the world delays like a
 // group commit's fsync. The checker reads the Maps and hears every change.
-import type { AuthChange, AuthExpect, AuthRecord, BatchItemRecord, BatchRecord, CardRecord, CardStore, RefundEnd, RefundRecord, RefundStart } from "../../services/gateway/src/domain/cards-ports.js";
+import type {
+  AuthChange,
+  AuthExpect,
+  AuthRecord,
+  BatchItemRecord,
+  BatchRecord,
+  CardRecord,
+  CardStore,
+  RefundEnd,
+  RefundRecord,
+  RefundStart,
+} from "../../services/gateway/src/domain/cards-ports.js";
 
 /** One durable change, as the checker sees it (undefined: the row did not exist / was deleted). */
 export type CardChange =
@@ -38,7 +49,8 @@ export interface SimCardStore {
 }
 
 const keyOf = (merchantUserId: string, key: string) => `${merchantUserId}\0${key}`;
-const ofReplica = (txnId: string, replica: string | undefined) => replica === undefined || txnId.startsWith(`${replica}:`);
+const ofReplica = (txnId: string, replica: string | undefined) =>
+  replica === undefined || txnId.startsWith(`${replica}:`);
 /** ORDER BY a number, ties in insertion order (SQLite's rowid). */
 const byNumber = <T>(rows: T[], n: (row: T) => number): T[] => rows.sort((a, b) => n(a) - n(b));
 
@@ -86,22 +98,37 @@ export function createSimCardStore(): SimCardStore {
     let total = 0n;
     for (const a of auths.values()) {
       if (a.cardId !== cardId || a.createdAtMs < sinceMs || a.authId === excludeAuthId) continue;
-      if (a.status === "APPROVED" || a.status === "CAPTURED" || (a.status === "PENDING" && a.riskApproved)) total += a.amountMinor;
+      if (a.status === "APPROVED" || a.status === "CAPTURED" || (a.status === "PENDING" && a.riskApproved))
+        total += a.amountMinor;
     }
     return total;
   }
 
   function adjustRefunds(authId: string, refundedMinor: bigint, reservedMinor: bigint, nowMs: number): void {
     const a = auths.get(authId);
-    if (a) putAuth({ ...a, refundedMinor: a.refundedMinor + refundedMinor, refundReservedMinor: a.refundReservedMinor + reservedMinor, updatedAtMs: nowMs }, undefined);
+    if (a)
+      putAuth(
+        {
+          ...a,
+          refundedMinor: a.refundedMinor + refundedMinor,
+          refundReservedMinor: a.refundReservedMinor + reservedMinor,
+          updatedAtMs: nowMs,
+        },
+        undefined,
+      );
   }
 
   function startRefundNow(r: RefundRecord, nowMs: number): RefundStart {
     const existingId = refundByKey.get(keyOf(r.merchantUserId, r.idempotencyKey));
-    if (existingId !== undefined) return existingId === r.refundId ? { started: true } : { started: false, existing: refunds.get(existingId)! };
+    if (existingId !== undefined)
+      return existingId === r.refundId ? { started: true } : { started: false, existing: refunds.get(existingId)! };
     const a = auths.get(r.authId);
-    const fits = a !== undefined && a.status === "CAPTURED" && (store.skipRefundReservationCheck || a.refundedMinor + a.refundReservedMinor + r.amountMinor <= a.capturedMinor);
-    if (!fits) return { started: false, refundableMinor: a ? a.capturedMinor - a.refundedMinor - a.refundReservedMinor : 0n };
+    const fits =
+      a !== undefined &&
+      a.status === "CAPTURED" &&
+      (store.skipRefundReservationCheck || a.refundedMinor + a.refundReservedMinor + r.amountMinor <= a.capturedMinor);
+    if (!fits)
+      return { started: false, refundableMinor: a ? a.capturedMinor - a.refundedMinor - a.refundReservedMinor : 0n };
     adjustRefunds(r.authId, 0n, r.amountMinor, nowMs);
     refundByKey.set(keyOf(r.merchantUserId, r.idempotencyKey), r.refundId);
     putRefund({ ...r }, r.refundId);
@@ -127,7 +154,16 @@ export function createSimCardStore(): SimCardStore {
     batchByKey.set(keyOf(batch.merchantUserId, batch.idempotencyKey), batch.batchId);
     items.set(
       batch.batchId,
-      rows.map((it) => ({ batchId: batch.batchId, index: it.index, authCode: it.authCode, amountMinor: it.amountMinor, status: "", reason: "", capturedMinor: 0n, txnId: "" })),
+      rows.map((it) => ({
+        batchId: batch.batchId,
+        index: it.index,
+        authCode: it.authCode,
+        amountMinor: it.amountMinor,
+        status: "",
+        reason: "",
+        capturedMinor: 0n,
+        txnId: "",
+      })),
     );
     store.onChange({ kind: "batch", before: undefined, after: batch });
     return true;
@@ -168,13 +204,15 @@ export function createSimCardStore(): SimCardStore {
         insertAuth: (auth) =>
           io.write("insertAuth", () => {
             if (auths.has(auth.authId)) return true;
-            if (authByCode.has(auth.authCode) || authByKey.has(keyOf(auth.merchantUserId, auth.idempotencyKey))) return false;
+            if (authByCode.has(auth.authCode) || authByKey.has(keyOf(auth.merchantUserId, auth.idempotencyKey)))
+              return false;
             authByCode.set(auth.authCode, auth.authId);
             authByKey.set(keyOf(auth.merchantUserId, auth.idempotencyKey), auth.authId);
             putAuth({ ...auth }, "");
             return true;
           }),
-        updateAuth: (authId, expect, change, nowMs, opId) => io.write("updateAuth", () => updateAuthNow(authId, expect, change, nowMs, opId)),
+        updateAuth: (authId, expect, change, nowMs, opId) =>
+          io.write("updateAuth", () => updateAuthNow(authId, expect, change, nowMs, opId)),
         deleteAuth: (authId) =>
           io.write("deleteAuth", () => {
             const a = auths.get(authId);
@@ -187,12 +225,19 @@ export function createSimCardStore(): SimCardStore {
           }),
         recordRisk: (authId, cardId, sinceMs, spentMinor, change, nowMs) =>
           // One writer at a time: the spend read here is the spend at commit.
-          io.write("recordRisk", () => spent(cardId, sinceMs, authId) === spentMinor && updateAuthNow(authId, { status: "PENDING" }, change, nowMs, `risk/${authId}`)),
+          io.write(
+            "recordRisk",
+            () =>
+              spent(cardId, sinceMs, authId) === spentMinor &&
+              updateAuthNow(authId, { status: "PENDING" }, change, nowMs, `risk/${authId}`),
+          ),
         spentSince: (cardId, sinceMs, excludeAuthId) => read(() => spent(cardId, sinceMs, excludeAuthId)),
         pendingAuths: (limit, replica) =>
           read(() =>
             byNumber(
-              [...auths.values()].filter((a) => a.status === "PENDING" && (replica === undefined || a.replica === replica)),
+              [...auths.values()].filter(
+                (a) => a.status === "PENDING" && (replica === undefined || a.replica === replica),
+              ),
               (a) => a.createdAtMs,
             ).slice(0, limit),
           ),
@@ -243,7 +288,13 @@ export function createSimCardStore(): SimCardStore {
             const rows = items.get(batchId);
             const before = rows?.[index];
             if (!rows || !before) throw new Error(`batch item ${batchId}#${index} does not exist`);
-            const after: BatchItemRecord = { ...before, status: result.status, reason: result.reason, capturedMinor: result.capturedMinor, txnId: result.txnId };
+            const after: BatchItemRecord = {
+              ...before,
+              status: result.status,
+              reason: result.reason,
+              capturedMinor: result.capturedMinor,
+              txnId: result.txnId,
+            };
             rows[index] = after;
             store.onChange({ kind: "item", before, after });
           }),
@@ -254,7 +305,8 @@ export function createSimCardStore(): SimCardStore {
           }),
         startRefund: (refund, nowMs) => io.write("startRefund", () => startRefundNow(refund, nowMs)),
         finishRefund: (refundId, end, nowMs) => io.write("finishRefund", () => finishRefundNow(refundId, end, nowMs)),
-        refundByKey: (merchantUserId, key) => read(() => refunds.get(refundByKey.get(keyOf(merchantUserId, key)) ?? "")),
+        refundByKey: (merchantUserId, key) =>
+          read(() => refunds.get(refundByKey.get(keyOf(merchantUserId, key)) ?? "")),
         refundById: (refundId) => read(() => refunds.get(refundId)),
         pendingRefunds: (limit, replica) =>
           read(() =>

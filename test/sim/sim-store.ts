@@ -6,7 +6,16 @@
 // and each committed write reports what it changed (BankCommit).
 import { createMemoryLedger, type MemoryLedger } from "../../services/bank/test-support/memory-ledger.js";
 import { createUndoLedger } from "./undo-ledger.js";
-import type { Account, Entry, Hold, HoldChange, Leg, LedgerTx, Txn, TxnState } from "../../services/bank/src/domain/types.js";
+import type {
+  Account,
+  Entry,
+  Hold,
+  HoldChange,
+  Leg,
+  LedgerTx,
+  Txn,
+  TxnState,
+} from "../../services/bank/src/domain/types.js";
 import type { LedgerStore, PreparedRef } from "../../services/bank/src/store/ledger-store.js";
 import type { LinkTx } from "../../services/bank/src/domain/links.js";
 
@@ -31,7 +40,12 @@ export interface MirrorTxn {
 export interface BankCommit {
   readonly entries: readonly Entry[];
   /** Txns it inserted or decided. */
-  readonly txns: readonly { readonly txnId: string; readonly before: TxnState | undefined; readonly after: TxnState; readonly legs: readonly Leg[] }[];
+  readonly txns: readonly {
+    readonly txnId: string;
+    readonly before: TxnState | undefined;
+    readonly after: TxnState;
+    readonly legs: readonly Leg[];
+  }[];
   readonly holds: readonly { readonly before: Hold | undefined; readonly after: Hold }[];
 }
 
@@ -173,7 +187,8 @@ export function createSimLedgerStore(engine: LedgerEngine = "undo"): SimLedgerSt
     account: (id) => mirror.accounts.get(id),
     txn: (id) => mirror.txns.get(id)?.txn,
     hold: (id) => mirror.holds.get(id),
-    listEntries: (accountId, afterSequence, limit) => mirror.entries.filter((e) => e.accountId === accountId && e.sequence > afterSequence).slice(0, limit),
+    listEntries: (accountId, afterSequence, limit) =>
+      mirror.entries.filter((e) => e.accountId === accountId && e.sequence > afterSequence).slice(0, limit),
     audit: () => memory.audit(),
     accountCount: () => mirror.accounts.size,
     prepared: (limit) => preparedRefs(mirror, Number.POSITIVE_INFINITY, limit),
@@ -194,7 +209,8 @@ function preparedRefs(m: Mirror, cutoffMs: number, limit: number): PreparedRef[]
   const out: PreparedRef[] = [];
   for (const id of m.prepared) {
     const { txn } = m.txns.get(id)!;
-    if (txn.preparedAtMs !== undefined && txn.preparedAtMs < cutoffMs) out.push({ txnId: txn.txnId, coordinator: txn.coordinator, preparedAtMs: txn.preparedAtMs });
+    if (txn.preparedAtMs !== undefined && txn.preparedAtMs < cutoffMs)
+      out.push({ txnId: txn.txnId, coordinator: txn.coordinator, preparedAtMs: txn.preparedAtMs });
   }
   return out.sort((a, b) => a.preparedAtMs - b.preparedAtMs).slice(0, limit);
 }

@@ -25,13 +25,31 @@ test(`${SEEDS} seeds from ${FROM}: every invariant holds after every step, and e
     assert.ok(r.aborted > SEEDS / 5, `too few aborts: ${r.aborted}`);
     assert.ok(r.getDecisions > SEEDS / 20, `in-doubt resolution barely ran: ${r.getDecisions}`);
     assert.ok(r.faultPointCrashes > SEEDS / 20, `fault points barely fired: ${r.faultPointCrashes}`);
-    assert.ok((r.crashes.coordinator ?? 0) > SEEDS / 10 && (r.crashes["bank-a"] ?? 0) > SEEDS / 10, `too few crashes: ${JSON.stringify(r.crashes)}`);
-    assert.ok((r.crashes["credit-bureau"] ?? 0) > SEEDS / 20, `the credit bureau barely crashed: ${JSON.stringify(r.crashes)}`);
-    assert.ok(r.dropped > SEEDS && r.duplicated > SEEDS / 2 && r.diskErrors > SEEDS / 20, "the network and disk faults barely fired");
+    assert.ok(
+      (r.crashes.coordinator ?? 0) > SEEDS / 10 && (r.crashes["bank-a"] ?? 0) > SEEDS / 10,
+      `too few crashes: ${JSON.stringify(r.crashes)}`,
+    );
+    assert.ok(
+      (r.crashes["credit-bureau"] ?? 0) > SEEDS / 20,
+      `the credit bureau barely crashed: ${JSON.stringify(r.crashes)}`,
+    );
+    assert.ok(
+      r.dropped > SEEDS && r.duplicated > SEEDS / 2 && r.diskErrors > SEEDS / 20,
+      "the network and disk faults barely fired",
+    );
     assert.ok(r.gatewayStoreFailures > SEEDS / 20, `the gateway's store barely failed: ${r.gatewayStoreFailures}`);
     // Every way an authorization can end, and the paths between.
-    const cards = { approved: r.approved, declined: r.declined, captured: r.captured, partialCaptures: r.partialCaptures, voided: r.voided, expired: r.expired, refunds: r.refunds };
-    for (const [what, n] of Object.entries(cards)) assert.ok(n > SEEDS / 50, `too few card outcomes: ${what} ${n} (${JSON.stringify(cards)})`);
+    const cards = {
+      approved: r.approved,
+      declined: r.declined,
+      captured: r.captured,
+      partialCaptures: r.partialCaptures,
+      voided: r.voided,
+      expired: r.expired,
+      refunds: r.refunds,
+    };
+    for (const [what, n] of Object.entries(cards))
+      assert.ok(n > SEEDS / 50, `too few card outcomes: ${what} ${n} (${JSON.stringify(cards)})`);
     assert.ok(r.captureRetries > SEEDS / 50, `captures barely met a retryable failure: ${r.captureRetries}`);
     assert.ok(r.bankExpiries > SEEDS / 50, `the banks barely expired a hold: ${r.bankExpiries}`);
   }

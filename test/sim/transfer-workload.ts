@@ -70,7 +70,8 @@ export function createTransferWorkload(world: World, rng: Rng, gateway: GatewayC
         world.violation(`a retry of ${label} with the same request was called a conflict`);
       }
       // An unavailable store leaves the txn's fate unknown to this answer.
-      if (out.txnId && !r.reason.startsWith("idempotency_key_") && r.reason !== "store_unavailable") checker.onClientResult(caller, req.idempotencyKey, variant, out.txnId, "ABORTED");
+      if (out.txnId && !r.reason.startsWith("idempotency_key_") && r.reason !== "store_unavailable")
+        checker.onClientResult(caller, req.idempotencyKey, variant, out.txnId, "ABORTED");
       if (isRetryableReason(r.reason)) return retry(caller, req, n, variant);
     });
   }
@@ -99,13 +100,23 @@ export function createTransferWorkload(world: World, rng: Rng, gateway: GatewayC
         const from = caller === "alice" && rng.chance(0.6) ? hot : rng.pick(own);
         const others = world.customerAccounts.filter((a) => a.accountId !== from.accountId);
         const to = from !== hot && rng.chance(0.4) ? hot : rng.pick(others);
-        const req = { idempotencyKey: `k${i}`, fromAccountId: from.accountId, toAccountId: to.accountId, amountMinor: BigInt(rng.int(1, 180)), currency: "USD", memo: "" };
+        const req = {
+          idempotencyKey: `k${i}`,
+          fromAccountId: from.accountId,
+          toAccountId: to.accountId,
+          amountMinor: BigInt(rng.int(1, 180)),
+          currency: "USD",
+          memo: "",
+        };
         const at = rng.int(0, knobs.workloadMs);
         sched.at(at, "", "client", () => attempt(caller, req, 1, 0));
-        if (rng.chance(knobs.dupRequestP)) sched.at(at + rng.int(0, 40), "", "client", () => attempt(caller, req, 1, 0));
+        if (rng.chance(knobs.dupRequestP))
+          sched.at(at + rng.int(0, 40), "", "client", () => attempt(caller, req, 1, 0));
         if (rng.chance(knobs.conflictP)) {
           contested.add(`${caller}/${req.idempotencyKey}`);
-          sched.at(at + rng.int(-50, 400), "", "client", () => attempt(caller, { ...req, amountMinor: req.amountMinor + 1n }, 1, 1));
+          sched.at(at + rng.int(-50, 400), "", "client", () =>
+            attempt(caller, { ...req, amountMinor: req.amountMinor + 1n }, 1, 1),
+          );
         }
       }
     },

@@ -54,7 +54,8 @@ export function createUndoLedger(): MemoryLedger {
     preparedCreditMinor(accountId) {
       let sum = 0n;
       for (const { txn, legs } of txns.values()) {
-        if (txn.state === "PREPARED") for (const l of legs) if (l.accountId === accountId && l.direction === "credit") sum += l.amountMinor;
+        if (txn.state === "PREPARED")
+          for (const l of legs) if (l.accountId === accountId && l.direction === "credit") sum += l.amountMinor;
       }
       return sum;
     },
@@ -89,7 +90,8 @@ export function createUndoLedger(): MemoryLedger {
     },
     preparedAuthHold(holdId) {
       for (const { txn, legs } of txns.values()) {
-        if (txn.state === "PREPARED" && legs.some((l) => l.direction === "auth_hold" && l.holdId === holdId)) return txn.txnId;
+        if (txn.state === "PREPARED" && legs.some((l) => l.direction === "auth_hold" && l.holdId === holdId))
+          return txn.txnId;
       }
       return undefined;
     },

@@ -19,11 +19,30 @@ import type { Direction } from "../../services/bank/src/domain/types.js";
 import { CAPTURE_FINAL_REASONS, createCards, type Cards } from "../../services/gateway/src/domain/cards.js";
 import { createCardHasher } from "../../services/gateway/src/domain/cards-crypto.js";
 import type { CreditReportResult, CreditReports } from "../../services/gateway/src/domain/cards-ports.js";
-import { createCoordinator, type Coordinator, type EventLogger } from "../../services/gateway/src/domain/coordinator.js";
+import {
+  createCoordinator,
+  type Coordinator,
+  type EventLogger,
+} from "../../services/gateway/src/domain/coordinator.js";
 import { createDecidedFeed } from "../../services/gateway/src/domain/decided-feed.js";
-import { deliveryOfFailure, knownVoteOf, UNKNOWN_ANSWER_VOTE, voteOfFailure, type DecisionKind } from "../../services/gateway/src/domain/participant-replies.js";
+import {
+  deliveryOfFailure,
+  knownVoteOf,
+  UNKNOWN_ANSWER_VOTE,
+  voteOfFailure,
+  type DecisionKind,
+} from "../../services/gateway/src/domain/participant-replies.js";
 import { createMemoryDirectory, createMemoryLog, type MemoryLog } from "../../services/gateway/test-support/fakes.js";
-import { StoreUnavailableError, type CoordinatorLog, type Delivery, type Leg, type LegDirection, type Participants, type ReplicaLeases, type Vote } from "../../services/gateway/src/domain/ports.js";
+import {
+  StoreUnavailableError,
+  type CoordinatorLog,
+  type Delivery,
+  type Leg,
+  type LegDirection,
+  type Participants,
+  type ReplicaLeases,
+  type Vote,
+} from "../../services/gateway/src/domain/ports.js";
 import { createReplicaDuties } from "../../services/gateway/src/domain/replicas.js";
 import { createCardChecker, type CardChecker } from "./card-checker.js";
 import { createCardWorkload } from "./card-workload.js";
@@ -62,8 +81,19 @@ export type Broken =
   /** A gateway bank client that reports an Abort acknowledged without sending it (a retry then meets the old hold). */
   | "abort_acked_unsent";
 
-export const TRANSFER_BROKEN: readonly Broken[] = ["yes_without_hold", "forget_prepared_on_restart", "timeout_counts_as_yes", "presume_abort_without_logging"];
-export const CARD_BROKEN: readonly Broken[] = ["capture_whole_hold", "transient_capture_final", "refund_skips_reservation", "hold_released_twice", "abort_acked_unsent"];
+export const TRANSFER_BROKEN: readonly Broken[] = [
+  "yes_without_hold",
+  "forget_prepared_on_restart",
+  "timeout_counts_as_yes",
+  "presume_abort_without_logging",
+];
+export const CARD_BROKEN: readonly Broken[] = [
+  "capture_whole_hold",
+  "transient_capture_final",
+  "refund_skips_reservation",
+  "hold_released_twice",
+  "abort_acked_unsent",
+];
 
 export interface SimOptions {
   readonly seed: number;
@@ -146,7 +176,15 @@ export class SimDiskError extends Error {
   override name = "SimDiskError";
 }
 
-type BankReply = { ok: true; vote?: "yes" | "no"; reason?: string; decision?: "COMMIT" | "ABORT"; report?: { score: number; delinquencies: number } } | { ok: false; reason: string };
+type BankReply =
+  | {
+      ok: true;
+      vote?: "yes" | "no";
+      reason?: string;
+      decision?: "COMMIT" | "ABORT";
+      report?: { score: number; delinquencies: number };
+    }
+  | { ok: false; reason: string };
 
 type Msg =
   | { kind: "credit_report"; userId: string }
@@ -303,7 +341,6 @@ export interface World {
   violation(text: string): void;
 }
 
-
 export function runSimulation(options: SimOptions): Promise<SimResult> {
   return simulate(options);
 }
@@ -361,7 +398,18 @@ async function simulate(options: SimOptions): Promise<SimResult> {
     knobs,
     sched,
     banks: new Map(),
-    coord: { log: createMemoryLog(directory), state: "down", incarnation: 0, coordinator: undefined, cards: undefined, cardStore: createSimCardStore(), redriving: false, armed: new Set(), wakeSweep: () => {}, storeFault: undefined },
+    coord: {
+      log: createMemoryLog(directory),
+      state: "down",
+      incarnation: 0,
+      coordinator: undefined,
+      cards: undefined,
+      cardStore: createSimCardStore(),
+      redriving: false,
+      armed: new Set(),
+      wakeSweep: () => {},
+      storeFault: undefined,
+    },
     bureau: { up: true, incarnation: 1 },
     accounts,
     customerAccounts,
@@ -438,7 +486,14 @@ async function simulate(options: SimOptions): Promise<SimResult> {
     return b.incarnation === incarnation && b.up;
   }
 
-  function request(from: string, incarnation: number, to: string, msg: Msg, onReply: (b: BankReply) => void, onDeath: () => void): number {
+  function request(
+    from: string,
+    incarnation: number,
+    to: string,
+    msg: Msg,
+    onReply: (b: BankReply) => void,
+    onDeath: () => void,
+  ): number {
     const id = ++requestIds;
     // A continuation of a killed process sends nothing.
     if (!alive(from, incarnation)) {
@@ -480,7 +535,14 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         resolve(v);
       };
       const timer = sched.after(deadline.ms, from, deadline.label, () => finish(deadline.answer()));
-      const id = request(from, inc, to, msg, (body) => finish(answer.reply(body)), () => finish(answer.death()));
+      const id = request(
+        from,
+        inc,
+        to,
+        msg,
+        (body) => finish(answer.reply(body)),
+        () => finish(answer.death()),
+      );
       abort?.signal.addEventListener("abort", () => finish(abort.answer()), { once: true });
     });
   }
@@ -521,15 +583,18 @@ async function simulate(options: SimOptions): Promise<SimResult> {
       // Not listening: before recovery finished (main.ts starts the server after recover()).
       if (c.state !== "up" || !c.coordinator) return;
       stats.getDecisions++;
-      if (world.broken === "presume_abort_without_logging" && !c.log.decisions.has(msg.txnId)) return reply({ ok: true, decision: "ABORT" });
+      if (world.broken === "presume_abort_without_logging" && !c.log.decisions.has(msg.txnId))
+        return reply({ ok: true, decision: "ABORT" });
       const inc = c.incarnation;
       c.coordinator.getDecision(msg.txnId, msg.bank).then(
         (r) => {
           if (alive(COORDINATOR, inc)) reply(r.ok ? { ok: true, decision: r.value } : { ok: false, reason: r.reason });
         },
         (e: unknown) => {
-          if (e instanceof StoreUnavailableError) return alive(COORDINATOR, inc) && reply({ ok: false, reason: "store_unavailable" });
-          if (!(e instanceof SimCrash)) world.violation(`getDecision threw: ${e instanceof Error ? e.stack : String(e)}`);
+          if (e instanceof StoreUnavailableError)
+            return alive(COORDINATOR, inc) && reply({ ok: false, reason: "store_unavailable" });
+          if (!(e instanceof SimCrash))
+            world.violation(`getDecision threw: ${e instanceof Error ? e.stack : String(e)}`);
         },
       );
       return;
@@ -545,12 +610,22 @@ async function simulate(options: SimOptions): Promise<SimResult> {
     try {
       switch (msg.kind) {
         case "prepare": {
-          const legs = world.broken === "capture_whole_hold" ? msg.legs.map((l) => (l.direction === "capture" ? { ...l, amountMinor: node.store.hold(l.holdId ?? "")?.amountMinor ?? l.amountMinor } : l)) : msg.legs;
+          const legs =
+            world.broken === "capture_whole_hold"
+              ? msg.legs.map((l) =>
+                  l.direction === "capture"
+                    ? { ...l, amountMinor: node.store.hold(l.holdId ?? "")?.amountMinor ?? l.amountMinor }
+                    : l,
+                )
+              : msg.legs;
           const r = bank.prepare({ txnId: msg.txnId, legs });
           checker.onVote(node, msg.txnId, legs, r.ok ? r.value : undefined);
           if (!r.ok) return reply({ ok: false, reason: r.reason });
-          if (world.broken === "yes_without_hold" && r.value.vote === "no" && r.value.reason === "insufficient_funds") return reply({ ok: true, vote: "yes" });
-          return reply(r.value.vote === "yes" ? { ok: true, vote: "yes" } : { ok: true, vote: "no", reason: r.value.reason });
+          if (world.broken === "yes_without_hold" && r.value.vote === "no" && r.value.reason === "insufficient_funds")
+            return reply({ ok: true, vote: "yes" });
+          return reply(
+            r.value.vote === "yes" ? { ok: true, vote: "yes" } : { ok: true, vote: "no", reason: r.value.reason },
+          );
         }
         case "commit": {
           const r = bank.commit(msg.txnId);
@@ -628,7 +703,12 @@ async function simulate(options: SimOptions): Promise<SimResult> {
           { kind: "get_decision", txnId, bank: node.name },
           { ms: knobs.commitTimeoutMs, label: "ask-deadline", answer: () => new Error("deadline exceeded") },
           {
-            reply: (body) => (body.ok && body.decision ? (body.decision === "COMMIT" ? "commit" : "abort") : new Error(body.ok ? "no decision" : body.reason)),
+            reply: (body) =>
+              body.ok && body.decision
+                ? body.decision === "COMMIT"
+                  ? "commit"
+                  : "abort"
+                : new Error(body.ok ? "no decision" : body.reason),
             death: () => new Error("process died"),
           },
         );
@@ -665,13 +745,18 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         // A sweep with nothing due changes nothing; skipping it saves the simulation a write.
         const nowMs = bankClock();
         let due = false;
-        for (const h of node.store.holds.values()) if (h.state === "ACTIVE" && h.pinnedTxnId === "" && h.expiresAtMs <= nowMs) due = true;
-        if (due) for (const h of bank.expireHolds()) {
-          stats.bankExpiries++;
-          world.note(`${node.name} expired the hold of ${world.coord.cardStore.auths.get(h.holdId)?.authCode ?? "an unknown authorization"}`);
-        }
+        for (const h of node.store.holds.values())
+          if (h.state === "ACTIVE" && h.pinnedTxnId === "" && h.expiresAtMs <= nowMs) due = true;
+        if (due)
+          for (const h of bank.expireHolds()) {
+            stats.bankExpiries++;
+            world.note(
+              `${node.name} expired the hold of ${world.coord.cardStore.auths.get(h.holdId)?.authCode ?? "an unknown authorization"}`,
+            );
+          }
       } catch (e) {
-        if (!(e instanceof SimCrash || e instanceof SimDiskError)) world.violation(`${node.name} expiry sweep failed: ${e instanceof Error ? e.message : String(e)}`);
+        if (!(e instanceof SimCrash || e instanceof SimDiskError))
+          world.violation(`${node.name} expiry sweep failed: ${e instanceof Error ? e.message : String(e)}`);
       }
       node.wakeSweep();
     };
@@ -739,7 +824,13 @@ async function simulate(options: SimOptions): Promise<SimResult> {
   }
 
   // Mirrors the gateway's bank client: every leg direction; a hold leg's hold id and lifetime pass as they are.
-  const DIRECTIONS: Record<LegDirection, Direction> = { DEBIT: "debit", CREDIT: "credit", AUTH_HOLD: "auth_hold", CAPTURE: "capture", RELEASE: "release" };
+  const DIRECTIONS: Record<LegDirection, Direction> = {
+    DEBIT: "debit",
+    CREDIT: "credit",
+    AUTH_HOLD: "auth_hold",
+    CAPTURE: "capture",
+    RELEASE: "release",
+  };
   function toBankLegs(legs: readonly Leg[]): LegInput[] {
     return legs.map(({ direction, ...rest }) => ({ ...rest, direction: DIRECTIONS[direction] }));
   }
@@ -749,7 +840,13 @@ async function simulate(options: SimOptions): Promise<SimResult> {
     // bank client rules (participant-replies.ts), not a copy of them. Only the
     // transport is simulated here: a deadline, a dead process, a lost reply.
     const voteOf = (body: BankReply): Vote => {
-      if (body.ok) return knownVoteOf({ vote: body.vote === "yes" ? "YES" : body.vote === "no" ? "NO" : "UNSPECIFIED", reason: body.reason ?? "" }) ?? UNKNOWN_ANSWER_VOTE;
+      if (body.ok)
+        return (
+          knownVoteOf({
+            vote: body.vote === "yes" ? "YES" : body.vote === "no" ? "NO" : "UNSPECIFIED",
+            reason: body.reason ?? "",
+          }) ?? UNKNOWN_ANSWER_VOTE
+        );
       return voteOfFailure({ reason: body.reason, message: "refused by the simulated bank", timedOut: false });
     };
     const deliverDecision = (kind: DecisionKind, bank: string, txnId: string, timeoutMs: number): Promise<Delivery> => {
@@ -759,9 +856,16 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         inc,
         bank,
         { kind, txnId },
-        { ms: timeoutMs, label: `${kind}-deadline`, answer: () => ({ ok: false, reason: "participant_timeout: deadline exceeded", transient: true }) },
         {
-          reply: (body) => (body.ok ? { ok: true } : deliveryOfFailure(kind, { reason: body.reason, message: "refused by the simulated bank" })),
+          ms: timeoutMs,
+          label: `${kind}-deadline`,
+          answer: () => ({ ok: false, reason: "participant_timeout: deadline exceeded", transient: true }),
+        },
+        {
+          reply: (body) =>
+            body.ok
+              ? { ok: true }
+              : deliveryOfFailure(kind, { reason: body.reason, message: "refused by the simulated bank" }),
           death: () => ({ ok: false, reason: "process died", transient: true }),
         },
       );
@@ -775,7 +879,11 @@ async function simulate(options: SimOptions): Promise<SimResult> {
           inc,
           bank,
           { kind: "prepare", txnId, legs: toBankLegs(legs) },
-          { ms: knobs.coordPrepareTimeoutMs, label: "prepare-deadline", answer: () => (world.broken === "timeout_counts_as_yes" ? { vote: "YES" } : timedOut()) },
+          {
+            ms: knobs.coordPrepareTimeoutMs,
+            label: "prepare-deadline",
+            answer: () => (world.broken === "timeout_counts_as_yes" ? { vote: "YES" } : timedOut()),
+          },
           { reply: voteOf, death: () => ({ vote: "NO", reason: "participant_unavailable" }) },
           { signal, answer: timedOut },
         );
@@ -832,7 +940,9 @@ async function simulate(options: SimOptions): Promise<SimResult> {
       // One replica: nobody else's lease runs.
       isReplicaAlive: async () => false,
       // The control: a gateway that takes transient capture failures for final ones.
-      ...(world.broken === "transient_capture_final" ? { captureFinalReasons: new Set([...CAPTURE_FINAL_REASONS, ...retryableReasons]) } : {}),
+      ...(world.broken === "transient_capture_final"
+        ? { captureFinalReasons: new Set([...CAPTURE_FINAL_REASONS, ...retryableReasons]) }
+        : {}),
     });
     // Alone (one replica, its own store) the duties are the orphan sweep only: the leases go unused.
     const duties = createReplicaDuties({
@@ -857,7 +967,9 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         if (c.incarnation !== inc || c.state === "down") return;
         c.state = "up";
         const settled = cardsReport.authorizations + cardsReport.operations + cardsReport.refunds;
-        world.note(`coordinator #${inc} listening (aborted ${report.abortedPending} pending, redrove ${report.redriven}, settled ${settled} card rounds)`);
+        world.note(
+          `coordinator #${inc} listening (aborted ${report.abortedPending} pending, redrove ${report.redriven}, settled ${settled} card rounds)`,
+        );
       },
       (e: unknown) => {
         if (e instanceof SimCrash) return;
@@ -875,7 +987,8 @@ async function simulate(options: SimOptions): Promise<SimResult> {
           (e: unknown) => {
             if (c.incarnation === inc) c.redriving = false;
             // startRedrive logs a failed tick and tries again at the next.
-            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError)) world.violation(`redrive failed: ${e instanceof Error ? e.message : String(e)}`);
+            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
+              world.violation(`redrive failed: ${e instanceof Error ? e.message : String(e)}`);
           },
         );
       }
@@ -892,7 +1005,8 @@ async function simulate(options: SimOptions): Promise<SimResult> {
           () => void (sweepingOrphans = false),
           (e: unknown) => {
             sweepingOrphans = false;
-            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError)) world.violation(`orphan sweep failed: ${e instanceof Error ? e.message : String(e)}`);
+            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
+              world.violation(`orphan sweep failed: ${e instanceof Error ? e.message : String(e)}`);
           },
         );
       }
@@ -909,7 +1023,8 @@ async function simulate(options: SimOptions): Promise<SimResult> {
       // A sweep with nothing due changes nothing; skipping it saves the simulation a write.
       const nowMs = gatewayClock.nowMs();
       let due = false;
-      for (const a of c.cardStore.auths.values()) if (a.status === "APPROVED" && a.opTxnId === "" && a.expiresAtMs <= nowMs) due = true;
+      for (const a of c.cardStore.auths.values())
+        if (a.status === "APPROVED" && a.opTxnId === "" && a.expiresAtMs <= nowMs) due = true;
       if (c.state === "up" && !sweeping && due) {
         sweeping = true;
         cards.expireDue().then(
@@ -919,7 +1034,8 @@ async function simulate(options: SimOptions): Promise<SimResult> {
           },
           (e: unknown) => {
             sweeping = false;
-            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError)) world.violation(`authorization expiry sweep failed: ${e instanceof Error ? e.message : String(e)}`);
+            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
+              world.violation(`authorization expiry sweep failed: ${e instanceof Error ? e.message : String(e)}`);
           },
         );
       }
@@ -988,7 +1104,9 @@ async function simulate(options: SimOptions): Promise<SimResult> {
           {
             reply(body) {
               if (body.ok && body.report) return { ok: true, report: { userId, ...body.report } };
-              return !body.ok && body.reason === "user_not_found" ? { ok: false, reason: "user_not_found", message: "no report" } : unavailable("bad answer");
+              return !body.ok && body.reason === "user_not_found"
+                ? { ok: false, reason: "user_not_found", message: "no report" }
+                : unavailable("bad answer");
             },
             death: () => unavailable("process died"),
           },
@@ -1063,11 +1181,19 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         case "fault_point": {
           if (target === BUREAU) break;
           if (target === COORDINATOR) {
-            const p = nemesisRng.pick<FaultPoint>(["gateway.after_votes_before_decision", "gateway.after_commit_logged", "gateway.after_abort_logged"]);
+            const p = nemesisRng.pick<FaultPoint>([
+              "gateway.after_votes_before_decision",
+              "gateway.after_commit_logged",
+              "gateway.after_abort_logged",
+            ]);
             world.coord.armed.add(p);
             world.note(`ARM ${p}`);
           } else {
-            const p = nemesisRng.pick<FaultPoint>(["bank.after_prepare_logged", "bank.before_commit_apply", "bank.after_commit_applied"]);
+            const p = nemesisRng.pick<FaultPoint>([
+              "bank.after_prepare_logged",
+              "bank.before_commit_apply",
+              "bank.after_commit_applied",
+            ]);
             world.banks.get(target)!.armed.add(p);
             world.note(`ARM ${target} ${p}`);
           }
@@ -1107,12 +1233,34 @@ async function simulate(options: SimOptions): Promise<SimResult> {
   const skewRng = rng.fork();
   for (const name of knobs.banks) {
     const skewMs = knobs.clockSkewMaxMs === 0 ? 0 : skewRng.int(-knobs.clockSkewMaxMs, knobs.clockSkewMaxMs);
-    const node: BankNode = { name, store: createSimLedgerStore(options.ledger), up: false, incarnation: 0, bank: undefined, resolver: undefined, armed: new Set(), diskErrorArmed: false, skewMs, wakeSweep: () => {} };
+    const node: BankNode = {
+      name,
+      store: createSimLedgerStore(options.ledger),
+      up: false,
+      incarnation: 0,
+      bank: undefined,
+      resolver: undefined,
+      armed: new Set(),
+      diskErrorArmed: false,
+      skewMs,
+      wakeSweep: () => {},
+    };
     world.banks.set(name, node);
-    const seedBank = createBank({ name, store: node.store, faults: { armed: new Set(), hit: () => {} }, clock: () => EPOCH_MS, onInvariantBroken: () => {} });
-    seedBank.loadSeedOnce(() => accounts.filter((a) => a.bank === name).map((a) => ({ id: a.accountId, owner: a.ownerUserId, currency: a.currency, openingMinor: a.openingMinor })));
+    const seedBank = createBank({
+      name,
+      store: node.store,
+      faults: { armed: new Set(), hit: () => {} },
+      clock: () => EPOCH_MS,
+      onInvariantBroken: () => {},
+    });
+    seedBank.loadSeedOnce(() =>
+      accounts
+        .filter((a) => a.bank === name)
+        .map((a) => ({ id: a.accountId, owner: a.ownerUserId, currency: a.currency, openingMinor: a.openingMinor })),
+    );
     if (world.broken === "hold_released_twice") {
-      node.store.rewriteHoldChange = (hold, change) => (change.state === "RELEASED" ? { ...change, state: "ACTIVE", closedAtMs: 0 } : change);
+      node.store.rewriteHoldChange = (hold, change) =>
+        change.state === "RELEASED" ? { ...change, state: "ACTIVE", closedAtMs: 0 } : change;
     }
     startBank(node);
   }
@@ -1143,7 +1291,8 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         // The store error interceptor answers store_unavailable: the client retries, as after a dropped connection.
         if (e instanceof StoreUnavailableError) world.note(`${what}: store_unavailable`);
         else if (e instanceof AssertionError) world.violation(`gateway assertion in ${what}: ${e.message}`);
-        else if (!(e instanceof SimCrash)) world.violation(`${what} threw: ${e instanceof Error ? e.stack : String(e)}`);
+        else if (!(e instanceof SimCrash))
+          world.violation(`${what} threw: ${e instanceof Error ? e.stack : String(e)}`);
         return undefined; // the client saw the connection drop
       },
     );
@@ -1152,7 +1301,9 @@ async function simulate(options: SimOptions): Promise<SimResult> {
     // A stopped gateway accepts the connection and answers once it is continued.
     const thaw = sched.frozenUntil.get(COORDINATOR) ?? 0;
     if (thaw <= sched.nowMs) return invoke(what, fn);
-    return new Promise((resolve) => sched.at(thaw, COORDINATOR, "client-call", () => resolve(invoke(what, fn) ?? Promise.resolve(undefined))));
+    return new Promise((resolve) =>
+      sched.at(thaw, COORDINATOR, "client-call", () => resolve(invoke(what, fn) ?? Promise.resolve(undefined))),
+    );
   };
   const workload = createTransferWorkload(world, clientRng, gateway, checker);
   workload.schedule();
@@ -1190,7 +1341,10 @@ async function simulate(options: SimOptions): Promise<SimResult> {
   }
   cardChecker.count(stats);
   if (violations.length === 0) {
-    if (!settled) world.violation(`did not settle within ${SETTLE_MS_MAX} virtual ms after healing (${checker.describeUnsettled()}; ${cardChecker.describeUnsettled()})`);
+    if (!settled)
+      world.violation(
+        `did not settle within ${SETTLE_MS_MAX} virtual ms after healing (${checker.describeUnsettled()}; ${cardChecker.describeUnsettled()})`,
+      );
     else {
       checker.finalCheck(workload.acknowledged());
       cardChecker.finalCheck();

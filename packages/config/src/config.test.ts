@@ -9,7 +9,10 @@ test("every problem is reported together", () => {
   r.bool("FLAG", false);
   r.map("PEERS");
   r.string("NAME");
-  assert.throws(() => r.finish({}), (e: unknown) => e instanceof ConfigError && e.problems.length === 5);
+  assert.throws(
+    () => r.finish({}),
+    (e: unknown) => e instanceof ConfigError && e.problems.length === 5,
+  );
 });
 
 test("defaults apply and the result is frozen", () => {
@@ -17,7 +20,13 @@ test("defaults apply and the result is frozen", () => {
   const cfg = r.finish({ port: r.int("PORT", 1), peers: r.map("PEERS"), name: r.string("NAME", "bank-a") });
   assert.equal(cfg.port, 7);
   assert.equal(cfg.name, "bank-a");
-  assert.deepEqual([...cfg.peers], [["a", "x"], ["b", "y"]]);
+  assert.deepEqual(
+    [...cfg.peers],
+    [
+      ["a", "x"],
+      ["b", "y"],
+    ],
+  );
   assert.ok(Object.isFrozen(cfg));
 });
 
@@ -42,9 +51,13 @@ test("loadConfigOrExit: the config, or every problem on stderr and exit code 2; 
   assert.match(written.join(""), /^svc: invalid configuration:\n {2}- PORT/);
   assert.throws(
     () =>
-      loadConfigOrExit(() => {
-        throw new TypeError("a bug");
-      }, {}, proc),
+      loadConfigOrExit(
+        () => {
+          throw new TypeError("a bug");
+        },
+        {},
+        proc,
+      ),
     TypeError,
   );
   assert.deepEqual(exits, [2], "a bug is not a configuration problem");

@@ -6,7 +6,10 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 export class ConfigError extends Error {
   override name = "ConfigError";
-  constructor(readonly service: string, readonly problems: readonly string[]) {
+  constructor(
+    readonly service: string,
+    readonly problems: readonly string[],
+  ) {
     super(`${service}: invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
 }
@@ -73,7 +76,11 @@ export function createEnvReader(service: string, env: Env): EnvReader {
         return fallback;
       }
       const n = Number(v);
-      if (!Number.isSafeInteger(n) || (options.min !== undefined && n < options.min) || (options.max !== undefined && n > options.max)) {
+      if (
+        !Number.isSafeInteger(n) ||
+        (options.min !== undefined && n < options.min) ||
+        (options.max !== undefined && n > options.max)
+      ) {
         problems.push(`${name} must be an integer in [${options.min ?? "-inf"}, ${options.max ?? "inf"}], got ${v}`);
         return fallback;
       }
@@ -90,13 +97,19 @@ export function createEnvReader(service: string, env: Env): EnvReader {
     list(name, fallback = []) {
       const v = raw(name);
       if (v === undefined) return [...fallback];
-      return v.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+      return v
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
     },
     map(name, fallback) {
       const out = new Map<string, string>();
       const v = raw(name) ?? fallback;
       if (v === undefined) return out;
-      for (const part of v.split(",").map((s) => s.trim()).filter(Boolean)) {
+      for (const part of v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)) {
         const i = part.indexOf("=");
         if (i <= 0 || i === part.length - 1) {
           problems.push(`${name}: expected name=value pairs separated by commas, got ${JSON.stringify(part)}`);

@@ -20,7 +20,8 @@ test("people's amounts parse to exact minor units", () => {
   assert.equal(parseMajorAmount("12.5"), 1250n);
   assert.equal(parseMajorAmount("0.01"), 1n);
   assert.equal(parseMajorAmount("1000000.99"), 100000099n);
-  for (const bad of ["", "-1", "1e3", "1.234", "abc", "1,000", ".5"]) assert.equal(parseMajorAmount(bad), undefined, bad);
+  for (const bad of ["", "-1", "1e3", "1.234", "abc", "1,000", ".5"])
+    assert.equal(parseMajorAmount(bad), undefined, bad);
 });
 
 test("formatting groups thousands and keeps cents", () => {

@@ -44,7 +44,15 @@ test("garbled TLS records fail the calls and leave the process running", async (
   });
   proxy.listen(0, "127.0.0.1");
   await once(proxy, "listening");
-  const client = createClient(AuthService, createMtlsTransport({ baseUrl: `https://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`, tls: tlsFilesFor(certs, "paycli"), timeoutMs: 3000, reload: false }));
+  const client = createClient(
+    AuthService,
+    createMtlsTransport({
+      baseUrl: `https://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
+      tls: tlsFilesFor(certs, "paycli"),
+      timeoutMs: 3000,
+      reload: false,
+    }),
+  );
   // Client and server share this process and connect-node unrefs idle
   // sessions: keep the event loop alive while a call waits for its answer.
   const keepAlive = setInterval(() => {}, 1000);

@@ -25,14 +25,24 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport {
       useBinaryFormat: true,
       defaultTimeoutMs: options.timeoutMs,
       interceptors: options.interceptors ?? [],
-      sessionManager: guardSessions(new Http2SessionManager(options.baseUrl, { pingIntervalMs: 10_000, idleConnectionTimeoutMs: 60_000 }, { ca: m.ca, cert: m.cert, key: m.key })),
+      sessionManager: guardSessions(
+        new Http2SessionManager(
+          options.baseUrl,
+          { pingIntervalMs: 10_000, idleConnectionTimeoutMs: 60_000 },
+          { ca: m.ca, cert: m.cert, key: m.key },
+        ),
+      ),
     });
   if ("ca" in options.tls) return make(options.tls);
   let inner = make(loadTls(options.tls));
   if (options.reload !== false) {
-    watchTls(options.tls, (m) => (inner = make(m)), () => {
-      // Half-written files: keep the working transport; the next change retries.
-    });
+    watchTls(
+      options.tls,
+      (m) => (inner = make(m)),
+      () => {
+        // Half-written files: keep the working transport; the next change retries.
+      },
+    );
   }
   return {
     unary: (...args) => inner.unary(...args),
@@ -48,13 +58,16 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport {
  * the calls on the session; later ones are only swallowed here. Found by
  * test/chaos (regression test: client.test.ts).
  */
-function guardSessions(inner: Http2SessionManager): NonNullable<Extract<ConnectTransportOptions, { httpVersion: "2" }>["sessionManager"]> {
+function guardSessions(
+  inner: Http2SessionManager,
+): NonNullable<Extract<ConnectTransportOptions, { httpVersion: "2" }>["sessionManager"]> {
   const guarded = new WeakSet<object>();
   return {
     get authority() {
       return inner.authority;
     },
-    notifyResponseByteRead: (stream: Parameters<Http2SessionManager["notifyResponseByteRead"]>[0]) => inner.notifyResponseByteRead(stream),
+    notifyResponseByteRead: (stream: Parameters<Http2SessionManager["notifyResponseByteRead"]>[0]) =>
+      inner.notifyResponseByteRead(stream),
     async request(...args: Parameters<Http2SessionManager["request"]>) {
       const stream = await inner.request(...args);
       const session = stream.session;

@@ -14,7 +14,10 @@ test("every reason maps to a code and survives a round trip as a detail", () => 
     const wire = new ConnectError(err.rawMessage, err.code);
     for (const d of err.details) {
       assert.ok("desc" in d);
-      wire.details.push({ type: d.desc.typeName, value: toBinary(ErrorDetailSchema, create(ErrorDetailSchema, d.value)) });
+      wire.details.push({
+        type: d.desc.typeName,
+        value: toBinary(ErrorDetailSchema, create(ErrorDetailSchema, d.value)),
+      });
     }
     const info = errorInfo(wire);
     assert.equal(info.reason, reason);
@@ -43,8 +46,15 @@ test("only our own rejections and the detail-less call outcomes count as expecte
   assert.ok(isExpectedError(rejection("insufficient_funds", "no")));
   assert.ok(isExpectedError(rejection("internal", "bank answered nonsense")));
   assert.ok(isExpectedError(internalError("id-1")));
-  for (const code of [Code.Canceled, Code.DeadlineExceeded, Code.Unimplemented]) assert.ok(isExpectedError(new ConnectError("x", code)), Code[code]);
-  for (const e of [new Error("SQLITE_BUSY"), new TypeError("x is undefined"), new ConnectError("connect ECONNREFUSED 10.0.0.1:7001", Code.Unavailable), new ConnectError("boom", Code.Internal), "a string"]) {
+  for (const code of [Code.Canceled, Code.DeadlineExceeded, Code.Unimplemented])
+    assert.ok(isExpectedError(new ConnectError("x", code)), Code[code]);
+  for (const e of [
+    new Error("SQLITE_BUSY"),
+    new TypeError("x is undefined"),
+    new ConnectError("connect ECONNREFUSED 10.0.0.1:7001", Code.Unavailable),
+    new ConnectError("boom", Code.Internal),
+    "a string",
+  ]) {
     assert.ok(!isExpectedError(e), String(e));
   }
   assert.deepEqual(errorInfo(internalError("id-1")).metadata, { correlation_id: "id-1" });

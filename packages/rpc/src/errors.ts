@@ -139,13 +139,22 @@ export interface ErrorInfo {
 /** Reads the typed detail off any error; non-Connect errors count as "internal". */
 export function errorInfo(err: unknown): ErrorInfo {
   if (!(err instanceof ConnectError)) {
-    return { code: Code.Internal, reason: "internal", message: err instanceof Error ? err.message : String(err), metadata: {} };
+    return {
+      code: Code.Internal,
+      reason: "internal",
+      message: err instanceof Error ? err.message : String(err),
+      metadata: {},
+    };
   }
   const ce = err;
   const detail = ce.findDetails(ErrorDetailSchema)[0];
   return {
     code: ce.code,
-    reason: detail?.reason ?? (ce.code === Code.Internal ? "internal" : Code[ce.code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase())),
+    reason:
+      detail?.reason ??
+      (ce.code === Code.Internal
+        ? "internal"
+        : Code[ce.code].replace(/[A-Z]/g, (c, i: number) => (i ? "_" : "") + c.toLowerCase())),
     message: detail?.message ?? ce.rawMessage,
     metadata: detail?.metadata ?? {},
   };

@@ -21,7 +21,10 @@ export interface PeerInfo {
   readonly ip: string;
 }
 
-export const peerKey = createContextKey<PeerInfo>({ identity: undefined, ip: "" }, { description: "verified TLS peer" });
+export const peerKey = createContextKey<PeerInfo>(
+  { identity: undefined, ip: "" },
+  { description: "verified TLS peer" },
+);
 
 type NodeRequest = Parameters<NonNullable<ConnectNodeAdapterOptions["contextValues"]>>[0];
 

@@ -1,7 +1,14 @@
 // Server interceptors shared by every service. Index 0 is outermost:
 //   [createLoggingInterceptor(log), createAccessInterceptor(table, authenticate)]
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createContextKey, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type Interceptor,
+  type StreamResponse,
+  type UnaryResponse,
+} from "@connectrpc/connect";
 import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { errorInfo, internalError, isExpectedError, rejection } from "./errors.js";
 import { peerKey } from "./identity.js";
@@ -21,7 +28,17 @@ export const callerKey = createContextKey<Caller | undefined>(undefined, { descr
  */
 export const logFieldsKey = createContextKey<Record<string, unknown>>({}, { description: "extra log fields" });
 
-const LOGGED_REQUEST_FIELDS = ["idempotencyKey", "amountMinor", "currency", "fromAccountId", "toAccountId", "accountId", "txnId", "transactionId", "username"] as const;
+const LOGGED_REQUEST_FIELDS = [
+  "idempotencyKey",
+  "amountMinor",
+  "currency",
+  "fromAccountId",
+  "toAccountId",
+  "accountId",
+  "txnId",
+  "transactionId",
+  "username",
+] as const;
 
 function traceIdOf(header: Headers): string | undefined {
   // The active span (a trace interceptor outside this one) is right even for
@@ -64,9 +81,12 @@ function malformedRequest(thrown: unknown): ConnectError | undefined {
   const decoding =
     e.code === Code.InvalidArgument ||
     (e.code === Code.ResourceExhausted && /larger than configured readMaxBytes/.test(e.rawMessage)) ||
-    (e.code === Code.Internal && /^(parse binary: |received compressed envelope, but do not know how to decompress)/.test(e.rawMessage));
+    (e.code === Code.Internal &&
+      /^(parse binary: |received compressed envelope, but do not know how to decompress)/.test(e.rawMessage));
   if (!decoding) return undefined;
-  return rejection("invalid_argument", `the request could not be decoded: ${e.rawMessage.slice(0, 200)}`, { field: "body" });
+  return rejection("invalid_argument", `the request could not be decoded: ${e.rawMessage.slice(0, 200)}`, {
+    field: "body",
+  });
 }
 
 export function createLoggingInterceptor(logger: Logger): Interceptor {
@@ -81,7 +101,11 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
         if (v !== undefined && v !== "" && v !== 0n) fields[f] = typeof v === "bigint" ? v.toString() : v;
       }
     }
-    const line = (code: string, reason: string | undefined, unexpected?: { correlationId: string; err: Record<string, unknown> }) => {
+    const line = (
+      code: string,
+      reason: string | undefined,
+      unexpected?: { correlationId: string; err: Record<string, unknown> },
+    ) => {
       const peer = req.contextValues.get(peerKey);
       const caller = req.contextValues.get(callerKey);
       (unexpected ? logger.error : logger.info).call(
@@ -104,7 +128,10 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
     /** Logs the failure; returns what the caller may see of it. */
     const failed = (thrown: unknown): unknown => {
       // The call's own signal aborted (the client left, the server is closing): a cancellation, not a fault.
-      const aborted = thrown instanceof Error && (thrown.name === "AbortError" || thrown.name === "TimeoutError") ? ConnectError.from(thrown) : thrown;
+      const aborted =
+        thrown instanceof Error && (thrown.name === "AbortError" || thrown.name === "TimeoutError")
+          ? ConnectError.from(thrown)
+          : thrown;
       const e = malformedRequest(aborted) ?? aborted;
       if (isExpectedError(e)) {
         const info = errorInfo(e);
@@ -142,7 +169,25 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
 
 function codeName(code: number): string {
   // Connect's names: "invalid_argument", "failed_precondition", ...
-  const names = ["ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists", "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated"];
+  const names = [
+    "ok",
+    "canceled",
+    "unknown",
+    "invalid_argument",
+    "deadline_exceeded",
+    "not_found",
+    "already_exists",
+    "permission_denied",
+    "resource_exhausted",
+    "failed_precondition",
+    "aborted",
+    "out_of_range",
+    "unimplemented",
+    "internal",
+    "unavailable",
+    "data_loss",
+    "unauthenticated",
+  ];
   return names[code] ?? String(code);
 }
 
@@ -175,7 +220,8 @@ export function createAccessInterceptor(table: AccessTable, authenticate?: Authe
         if (!authenticate) throw rejection("permission_denied", `${key} needs a session`);
         const header = req.header.get("authorization") ?? "";
         const m = /^Bearer\s+(\S+)$/i.exec(header);
-        if (!m?.[1]) throw rejection("unauthenticated", "missing session: send 'authorization: Bearer <token>' from Login");
+        if (!m?.[1])
+          throw rejection("unauthenticated", "missing session: send 'authorization: Bearer <token>' from Login");
         const caller = await authenticate(m[1]);
         if (caller === "session_expired") throw rejection("session_expired", "the session has expired; log in again");
         if (caller === "unauthenticated") throw rejection("unauthenticated", "unknown or revoked session token");

@@ -16,6 +16,19 @@ export function createLogger(service: string, level = "info", options: LoggerOpt
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     // Belt and braces: these names must never reach a log line.
-    redact: { paths: ["password", "*.password", "sessionToken", "*.sessionToken", "authorization", "pan", "*.pan", "cvc", "*.cvc"], censor: "[redacted]" },
+    redact: {
+      paths: [
+        "password",
+        "*.password",
+        "sessionToken",
+        "*.sessionToken",
+        "authorization",
+        "pan",
+        "*.pan",
+        "cvc",
+        "*.cvc",
+      ],
+      censor: "[redacted]",
+    },
   });
 }

@@ -28,7 +28,10 @@ describe("rpc server on the wire", () => {
   const certs = testCerts();
   const client = tlsFilesFor(certs, "paycli");
   const lines: Record<string, unknown>[] = [];
-  const logger = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const logger = pino(
+    { level: "info" },
+    { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) },
+  );
   const transfers: unknown[] = [];
   let server: RpcServer;
   let session: http2.ClientHttp2Session;
@@ -45,18 +48,26 @@ describe("rpc server on the wire", () => {
               const row = undefined as unknown as { sessionToken: string }; // a store that returned nothing
               return { sessionToken: row.sessionToken };
             }
-            if (req.username === "sqlite") throw Object.assign(new Error(SECRET), { name: "SqliteError", code: "SQLITE_CORRUPT" });
+            if (req.username === "sqlite")
+              throw Object.assign(new Error(SECRET), { name: "SqliteError", code: "SQLITE_CORRUPT" });
             // What an unhandled failure of a call to another service looks like: a ConnectError, but not one of ours.
-            if (req.username === "downstream") throw new ConnectError(`connect ECONNREFUSED 10.0.3.7:7001 (${SECRET})`, Code.Unavailable);
+            if (req.username === "downstream")
+              throw new ConnectError(`connect ECONNREFUSED 10.0.3.7:7001 (${SECRET})`, Code.Unavailable);
             if (req.username === "aborted") throw new DOMException("This operation was aborted", "AbortError");
-            if (req.username === "declined") throw rejection("invalid_credentials", "wrong username or password", { username: req.username });
+            if (req.username === "declined")
+              throw rejection("invalid_credentials", "wrong username or password", { username: req.username });
             return { sessionToken: `token-${req.username}` };
           },
         });
         router.service(PaymentService, {
           transfer: (req) => {
             transfers.push(req);
-            return { transaction: { transactionId: "gateway-0:00000000-0000-4000-8000-000000000001", amountMinor: req.amountMinor } };
+            return {
+              transaction: {
+                transactionId: "gateway-0:00000000-0000-4000-8000-000000000001",
+                amountMinor: req.amountMinor,
+              },
+            };
           },
           async *listTransactions() {
             yield { transaction: { sequence: 1n } };
@@ -67,7 +78,11 @@ describe("rpc server on the wire", () => {
       interceptors: [createLoggingInterceptor(logger)],
       logger,
     });
-    session = http2.connect(`https://127.0.0.1:${server.port}`, { ca: readFileSync(client.caFile), cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) });
+    session = http2.connect(`https://127.0.0.1:${server.port}`, {
+      ca: readFileSync(client.caFile),
+      cert: readFileSync(client.certFile),
+      key: readFileSync(client.keyFile),
+    });
   });
 
   after(async () => {
@@ -77,7 +92,12 @@ describe("rpc server on the wire", () => {
 
   function post(path: string, body: string | Uint8Array, contentType = "application/json"): Promise<Wire> {
     return new Promise((resolve, reject) => {
-      const req = session.request({ ":method": "POST", ":path": path, "content-type": contentType, "connect-protocol-version": "1" });
+      const req = session.request({
+        ":method": "POST",
+        ":path": path,
+        "content-type": contentType,
+        "connect-protocol-version": "1",
+      });
       const chunks: Buffer[] = [];
       let status = 0;
       let type = "";
@@ -95,37 +115,70 @@ describe("rpc server on the wire", () => {
   /** The Connect error a unary JSON answer carries, read with connect-es's own decoder and our detail reader. */
   function unaryError(w: Wire) {
     assert.match(w.contentType, /^application\/json/);
-    return errorInfo(errorFromJson(JSON.parse(w.body.toString("utf8")), undefined, new ConnectError("not a Connect error")));
+    return errorInfo(
+      errorFromJson(JSON.parse(w.body.toString("utf8")), undefined, new ConnectError("not a Connect error")),
+    );
   }
 
   describe("unknown JSON fields", () => {
     test("a misspelled field is invalid_argument naming the field (message and metadata), and the handler never runs", async () => {
       const before = transfers.length;
-      const w = await post("/paygate.gateway.v1.PaymentService/Transfer", JSON.stringify({ idempotencyKey: "k-1", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinr: "5", currency: "USD" }));
+      const w = await post(
+        "/paygate.gateway.v1.PaymentService/Transfer",
+        JSON.stringify({
+          idempotencyKey: "k-1",
+          fromAccountId: "bank-a/1001",
+          toAccountId: "bank-b/2001",
+          amountMinr: "5",
+          currency: "USD",
+        }),
+      );
       assert.equal(w.status, 400);
       const e = unaryError(w);
-      assert.deepEqual([e.code, e.reason, e.metadata["field"]], [Code.InvalidArgument, "invalid_argument", "amountMinr"]);
+      assert.deepEqual(
+        [e.code, e.reason, e.metadata["field"]],
+        [Code.InvalidArgument, "invalid_argument", "amountMinr"],
+      );
       assert.match(e.message, /amountMinr/);
       assert.equal(transfers.length, before, "nothing reached the handler");
     });
 
     test("any extra key counts, on every service", async () => {
-      const w = await post("/paygate.gateway.v1.AuthService/Login", JSON.stringify({ username: "alice", password: "pw", bogus: 1 }));
+      const w = await post(
+        "/paygate.gateway.v1.AuthService/Login",
+        JSON.stringify({ username: "alice", password: "pw", bogus: 1 }),
+      );
       const e = unaryError(w);
       assert.deepEqual([e.code, e.reason, e.metadata["field"]], [Code.InvalidArgument, "invalid_argument", "bogus"]);
     });
 
     test("known fields under their JSON or proto names still work", async () => {
-      const camel = await post("/paygate.gateway.v1.PaymentService/Transfer", JSON.stringify({ idempotencyKey: "k-2", amountMinor: "5" }));
+      const camel = await post(
+        "/paygate.gateway.v1.PaymentService/Transfer",
+        JSON.stringify({ idempotencyKey: "k-2", amountMinor: "5" }),
+      );
       assert.equal(camel.status, 200, camel.body.toString());
-      const snake = await post("/paygate.gateway.v1.PaymentService/Transfer", JSON.stringify({ idempotency_key: "k-3", amount_minor: "7" }));
+      const snake = await post(
+        "/paygate.gateway.v1.PaymentService/Transfer",
+        JSON.stringify({ idempotency_key: "k-3", amount_minor: "7" }),
+      );
       assert.equal(snake.status, 200, snake.body.toString());
       assert.equal(JSON.parse(snake.body.toString()).transaction.amountMinor, "7");
     });
 
     test("a streaming request with an unknown field ends the stream with the same typed error", async () => {
-      const w = await post("/paygate.gateway.v1.PaymentService/ListTransactions", envelope(Buffer.from('{"follow":true,"folow":true}')), "application/connect+json");
-      const e = errorInfo(errorFromJson((JSON.parse(lastEnvelope(w.body)) as { error: unknown }).error as never, undefined, new ConnectError("no error")));
+      const w = await post(
+        "/paygate.gateway.v1.PaymentService/ListTransactions",
+        envelope(Buffer.from('{"follow":true,"folow":true}')),
+        "application/connect+json",
+      );
+      const e = errorInfo(
+        errorFromJson(
+          (JSON.parse(lastEnvelope(w.body)) as { error: unknown }).error as never,
+          undefined,
+          new ConnectError("no error"),
+        ),
+      );
       assert.deepEqual([e.code, e.reason, e.metadata["field"]], [Code.InvalidArgument, "invalid_argument", "folow"]);
     });
 
@@ -135,22 +188,37 @@ describe("rpc server on the wire", () => {
     });
 
     test("binary requests keep protobuf's rule: unknown fields are skipped (that is how schemas evolve)", async () => {
-      const known = toBinary(TransferRequestSchema, create(TransferRequestSchema, { idempotencyKey: "k-4", amountMinor: 9n }));
+      const known = toBinary(
+        TransferRequestSchema,
+        create(TransferRequestSchema, { idempotencyKey: "k-4", amountMinor: 9n }),
+      );
       // Field 99, varint 1: a field a newer client might send.
-      const w = await post("/paygate.gateway.v1.PaymentService/Transfer", Uint8Array.from([...known, 0x98, 0x06, 0x01]), "application/proto");
+      const w = await post(
+        "/paygate.gateway.v1.PaymentService/Transfer",
+        Uint8Array.from([...known, 0x98, 0x06, 0x01]),
+        "application/proto",
+      );
       assert.equal(w.status, 200);
       assert.equal(fromBinary(TransferResponseSchema, w.body).transaction?.amountMinor, 9n);
     });
   });
 
   describe("unexpected errors", () => {
-    for (const [name, username] of [["a TypeError", "typeerror"], ["a SQLite error", "sqlite"], ["another service's error", "downstream"]] as const) {
+    for (const [name, username] of [
+      ["a TypeError", "typeerror"],
+      ["a SQLite error", "sqlite"],
+      ["another service's error", "downstream"],
+    ] as const) {
       test(`${name} in a handler: internal, a generic message and a correlation id on the wire; the cause only in the log line with that id`, async () => {
         lines.length = 0;
         const w = await post("/paygate.gateway.v1.AuthService/Login", JSON.stringify({ username }));
         const raw = w.body.toString("utf8");
         assert.equal(w.status, 500);
-        assert.doesNotMatch(raw, /SQLITE|secret|undefined|reading|ECONNREFUSED|10\.0\.3\.7/i, "nothing of the cause is sent");
+        assert.doesNotMatch(
+          raw,
+          /SQLITE|secret|undefined|reading|ECONNREFUSED|10\.0\.3\.7/i,
+          "nothing of the cause is sent",
+        );
         const e = unaryError(w);
         assert.deepEqual([e.code, e.reason], [Code.Internal, "internal"]);
         const id = e.metadata["correlation_id"] ?? "";
@@ -160,30 +228,48 @@ describe("rpc server on the wire", () => {
         assert.ok(line, `an rpc log line with correlationId ${id}: ${JSON.stringify(lines)}`);
         assert.equal(line["reason"], "internal");
         const cause = JSON.stringify(line["err"]);
-        assert.match(cause, { sqlite: /SQLITE_CORRUPT/, typeerror: /Cannot read properties of undefined/, downstream: /ECONNREFUSED/ }[username]);
+        assert.match(
+          cause,
+          { sqlite: /SQLITE_CORRUPT/, typeerror: /Cannot read properties of undefined/, downstream: /ECONNREFUSED/ }[
+            username
+          ],
+        );
       });
     }
 
     test("a failure we raise ourselves (rejection) passes through unchanged", async () => {
-      const e = unaryError(await post("/paygate.gateway.v1.AuthService/Login", JSON.stringify({ username: "declined" })));
-      assert.deepEqual([e.code, e.reason, e.message, e.metadata["username"], e.metadata["correlation_id"]], [Code.Unauthenticated, "invalid_credentials", "wrong username or password", "declined", undefined]);
+      const e = unaryError(
+        await post("/paygate.gateway.v1.AuthService/Login", JSON.stringify({ username: "declined" })),
+      );
+      assert.deepEqual(
+        [e.code, e.reason, e.message, e.metadata["username"], e.metadata["correlation_id"]],
+        [Code.Unauthenticated, "invalid_credentials", "wrong username or password", "declined", undefined],
+      );
     });
 
     test("the call's own abort is a cancellation, not an internal error", async () => {
       lines.length = 0;
-      const e = unaryError(await post("/paygate.gateway.v1.AuthService/Login", JSON.stringify({ username: "aborted" })));
+      const e = unaryError(
+        await post("/paygate.gateway.v1.AuthService/Login", JSON.stringify({ username: "aborted" })),
+      );
       assert.deepEqual([e.code, e.metadata["correlation_id"]], [Code.Canceled, undefined]);
       assert.equal(lines.find((l) => l["msg"] === "rpc")?.["code"], "canceled");
     });
 
     test("a stream that fails midway ends with internal and a correlation id, not the cause", async () => {
       lines.length = 0;
-      const w = await post("/paygate.gateway.v1.PaymentService/ListTransactions", envelope(Buffer.from("{}")), "application/connect+json");
+      const w = await post(
+        "/paygate.gateway.v1.PaymentService/ListTransactions",
+        envelope(Buffer.from("{}")),
+        "application/connect+json",
+      );
       assert.equal(w.status, 200);
       const raw = w.body.toString("utf8");
       assert.doesNotMatch(raw, /SQLITE|secret|reading/i);
       const end = lastEnvelope(w.body);
-      const e = errorInfo(errorFromJson((JSON.parse(end) as { error: unknown }).error as never, undefined, new ConnectError("no error")));
+      const e = errorInfo(
+        errorFromJson((JSON.parse(end) as { error: unknown }).error as never, undefined, new ConnectError("no error")),
+      );
       assert.deepEqual([e.code, e.reason], [Code.Internal, "internal"]);
       const id = e.metadata["correlation_id"] ?? "";
       assert.match(id, /^[0-9a-f-]{36}$/);

@@ -127,7 +127,10 @@ function strictJsonOptions(input: DescMessage) {
 function strictJsonRouter(router: ConnectRouter): ConnectRouter {
   type Options = Parameters<ConnectRouter["rpc"]>[2];
   const register = (method: DescMethod, impl: unknown, options: Options) =>
-    router.rpc(method, impl as never, { ...options, jsonOptions: { ...options?.jsonOptions, ...strictJsonOptions(method.input) } });
+    router.rpc(method, impl as never, {
+      ...options,
+      jsonOptions: { ...options?.jsonOptions, ...strictJsonOptions(method.input) },
+    });
   const strict: ConnectRouter = {
     handlers: router.handlers,
     service(service, implementation, options) {

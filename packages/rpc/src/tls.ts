@@ -24,7 +24,12 @@ export function loadTls(files: TlsFiles): TlsMaterial {
  * (polling: works across the symlink swaps Kubernetes uses for secrets).
  * Returns a function that stops watching.
  */
-export function watchTls(files: TlsFiles, onChange: (m: TlsMaterial) => void, onError: (e: unknown) => void, intervalMs = 2000): () => void {
+export function watchTls(
+  files: TlsFiles,
+  onChange: (m: TlsMaterial) => void,
+  onError: (e: unknown) => void,
+  intervalMs = 2000,
+): () => void {
   const paths = [files.caFile, files.certFile, files.keyFile];
   let pending: NodeJS.Timeout | undefined;
   const listener = () => {

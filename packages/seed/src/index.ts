@@ -71,8 +71,10 @@ export function parseSeed(text: string, source = "seed"): Seed {
     const id = String(r.id ?? "");
     const roles = (Array.isArray(r.roles) ? r.roles : []).map(String);
     if (!USER_ID_PATTERN.test(id)) problems.push(`users[${i}].id: bad id ${JSON.stringify(id)}`);
-    if (roles.length === 0 || roles.some((x) => !ROLES.includes(x as SeedRole))) problems.push(`users[${i}].roles: one or more of ${ROLES.join(", ")}`);
-    if (r.password === undefined && r.password_hash === undefined) problems.push(`users[${i}]: password or password_hash`);
+    if (roles.length === 0 || roles.some((x) => !ROLES.includes(x as SeedRole)))
+      problems.push(`users[${i}].roles: one or more of ${ROLES.join(", ")}`);
+    if (r.password === undefined && r.password_hash === undefined)
+      problems.push(`users[${i}]: password or password_hash`);
     users.push({
       id,
       username: String(r.username ?? id),
@@ -97,22 +99,29 @@ export function parseSeed(text: string, source = "seed"): Seed {
     const owner = String(r.owner ?? "");
     const holder = r.holder === undefined ? "" : String(r.holder);
     const linkCode = r.link_code === undefined ? undefined : String(r.link_code);
-    if (owner !== "" && !userIds.has(owner)) problems.push(`accounts[${i}].owner: unknown user ${JSON.stringify(owner)}`);
-    if (owner === "" && holder === "") problems.push(`accounts[${i}]: an owner (a user id) or, for an account nobody has linked yet, a holder name`);
+    if (owner !== "" && !userIds.has(owner))
+      problems.push(`accounts[${i}].owner: unknown user ${JSON.stringify(owner)}`);
+    if (owner === "" && holder === "")
+      problems.push(`accounts[${i}]: an owner (a user id) or, for an account nobody has linked yet, a holder name`);
     if (holder !== "") {
       const problem = checkHolderNameShape(holder);
       if (problem) problems.push(`accounts[${i}].holder: ${problem.replace("holder_name ", "")}`);
     }
     if (linkCode !== undefined) {
-      if (owner !== "") problems.push(`accounts[${i}].link_code: only for an account without an owner (it is how the holder links it)`);
-      if (holder === "") problems.push(`accounts[${i}].link_code: needs the holder's name (holder), which linking checks too`);
-      if (normalizeLinkCode(linkCode) === undefined) problems.push(`accounts[${i}].link_code: 8 to 32 letters and digits (dashes and spaces allowed)`);
+      if (owner !== "")
+        problems.push(`accounts[${i}].link_code: only for an account without an owner (it is how the holder links it)`);
+      if (holder === "")
+        problems.push(`accounts[${i}].link_code: needs the holder's name (holder), which linking checks too`);
+      if (normalizeLinkCode(linkCode) === undefined)
+        problems.push(`accounts[${i}].link_code: 8 to 32 letters and digits (dashes and spaces allowed)`);
     }
     const currency = String(r.currency ?? "");
-    if (!parseCurrency(currency)) problems.push(`accounts[${i}].currency: three capital letters, got ${JSON.stringify(currency)}`);
+    if (!parseCurrency(currency))
+      problems.push(`accounts[${i}].currency: three capital letters, got ${JSON.stringify(currency)}`);
     const opening = String(r.opening_minor ?? "0");
     let openingMinor = 0n;
-    if (!/^\d+$/.test(opening) || BigInt(opening) > AMOUNT_MINOR_MAX) problems.push(`accounts[${i}].opening_minor: a whole number of minor units >= 0`);
+    if (!/^\d+$/.test(opening) || BigInt(opening) > AMOUNT_MINOR_MAX)
+      problems.push(`accounts[${i}].opening_minor: a whole number of minor units >= 0`);
     else openingMinor = BigInt(opening);
     accounts.push({ id, bank, owner, currency, openingMinor, holder, ...(linkCode !== undefined ? { linkCode } : {}) });
   }

@@ -26,13 +26,25 @@ accounts:
   - { id: bank-z/1, owner: nobody, currency: usd, opening_minor: -5 }
   - { id: nonsense, owner: nobody, currency: USD }
 `;
-  assert.throws(() => parseSeed(bad), (e: unknown) => {
-    assert.ok(e instanceof SeedError);
-    for (const frag of ["users[0].id", "users[0].roles", "password", "bank bank-z", "accounts[0].owner", "accounts[0].currency", "opening_minor", "accounts[1].id"]) {
-      assert.ok(e.message.includes(frag), `missing ${frag} in ${e.message}`);
-    }
-    return true;
-  });
+  assert.throws(
+    () => parseSeed(bad),
+    (e: unknown) => {
+      assert.ok(e instanceof SeedError);
+      for (const frag of [
+        "users[0].id",
+        "users[0].roles",
+        "password",
+        "bank bank-z",
+        "accounts[0].owner",
+        "accounts[0].currency",
+        "opening_minor",
+        "accounts[1].id",
+      ]) {
+        assert.ok(e.message.includes(frag), `missing ${frag} in ${e.message}`);
+      }
+      return true;
+    },
+  );
 });
 
 test("an account may belong to nobody yet: a holder name, and the link code the bank gave them", () => {
@@ -61,11 +73,19 @@ accounts:
   - { id: bank-a/1003, link_code: ABCD-EFGH-JKLM, currency: USD, holder: "" }
   - { id: bank-a/1004, holder: Dana, link_code: "no!", currency: USD }
 `;
-  assert.throws(() => parseSeed(bad), (e: unknown) => {
-    assert.ok(e instanceof SeedError);
-    for (const frag of ["accounts[0]: an owner", "accounts[1].link_code: only for an account without an owner", "accounts[2].link_code: needs the holder", "accounts[3].link_code: 8 to 32"]) {
-      assert.ok(e.message.includes(frag), `missing ${frag} in ${e.message}`);
-    }
-    return true;
-  });
+  assert.throws(
+    () => parseSeed(bad),
+    (e: unknown) => {
+      assert.ok(e instanceof SeedError);
+      for (const frag of [
+        "accounts[0]: an owner",
+        "accounts[1].link_code: only for an account without an owner",
+        "accounts[2].link_code: needs the holder",
+        "accounts[3].link_code: 8 to 32",
+      ]) {
+        assert.ok(e.message.includes(frag), `missing ${frag} in ${e.message}`);
+      }
+      return true;
+    },
+  );
 });

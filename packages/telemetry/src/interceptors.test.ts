@@ -3,12 +3,24 @@
 // is test/observability/trace-propagation.test.ts.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Code, ConnectError, createContextValues, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  type Interceptor,
+  type StreamResponse,
+  type UnaryResponse,
+} from "@connectrpc/connect";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
 import { LedgerService, ParticipantService } from "@paygate/proto/bank";
 import type { Registry } from "prom-client";
-import { createClientMetricsInterceptor, createMetricsInterceptor, createTraceClientInterceptor, createTraceServerInterceptor } from "./interceptors.js";
+import {
+  createClientMetricsInterceptor,
+  createMetricsInterceptor,
+  createTraceClientInterceptor,
+  createTraceServerInterceptor,
+} from "./interceptors.js";
 import { createMetrics } from "./metrics.js";
 import { currentTraceId, noopTracer, setSpanAttributes, startTracing } from "./tracing.js";
 
@@ -33,11 +45,24 @@ function unaryReq(header: Record<string, string> = {}): Req {
 }
 
 function streamReq(): Req {
-  return { ...unaryReq(), stream: true, service: LedgerService, method: listEntries, message: (async function* () {})() } as unknown as Req;
+  return {
+    ...unaryReq(),
+    stream: true,
+    service: LedgerService,
+    method: listEntries,
+    message: (async function* () {})(),
+  } as unknown as Req;
 }
 
 function unaryRes(): UnaryResponse {
-  return { stream: false, service: ParticipantService, method: prepare, header: new Headers(), trailer: new Headers(), message: {} } as unknown as UnaryResponse;
+  return {
+    stream: false,
+    service: ParticipantService,
+    method: prepare,
+    header: new Headers(),
+    trailer: new Headers(),
+    message: {},
+  } as unknown as UnaryResponse;
 }
 
 function streamRes(items: unknown[], failAt?: number): StreamResponse {
@@ -70,19 +95,34 @@ test("server metrics: ok, a rejection by its Connect code, a plain error as inte
   await call(async () => unaryRes())(unaryReq());
   await call(async () => unaryRes())(unaryReq());
   const rejection = new ConnectError("no", Code.FailedPrecondition);
-  await assert.rejects(call(async () => { throw rejection; })(unaryReq()), (e) => e === rejection);
-  await assert.rejects(call(async () => { throw new Error("bug"); })(unaryReq()), /bug/);
-  const series = (code: string) => new RegExp(`^paygate_rpc_server_requests_total\\{(?=.*${PREPARE})(?=.*code="${code}")`);
+  await assert.rejects(
+    call(async () => {
+      throw rejection;
+    })(unaryReq()),
+    (e) => e === rejection,
+  );
+  await assert.rejects(
+    call(async () => {
+      throw new Error("bug");
+    })(unaryReq()),
+    /bug/,
+  );
+  const series = (code: string) =>
+    new RegExp(`^paygate_rpc_server_requests_total\\{(?=.*${PREPARE})(?=.*code="${code}")`);
   assert.equal(await count(m.registry, series("ok")), 2);
   assert.equal(await count(m.registry, series("failed_precondition")), 1);
   assert.equal(await count(m.registry, series("internal")), 1);
-  assert.equal(await count(m.registry, new RegExp(`^paygate_rpc_server_duration_seconds_count\\{(?=.*${PREPARE})(?=.*code="ok")`)), 2);
+  assert.equal(
+    await count(m.registry, new RegExp(`^paygate_rpc_server_duration_seconds_count\\{(?=.*${PREPARE})(?=.*code="ok")`)),
+    2,
+  );
 });
 
 test("server metrics: a stream is counted when it completes, with the code it ended with", async () => {
   const m = createMetrics("bank-a", { defaultMetrics: false });
   const call = createMetricsInterceptor(m);
-  const series = (code: string) => new RegExp(`^paygate_rpc_server_requests_total\\{(?=.*ListEntries)(?=.*code="${code}")`);
+  const series = (code: string) =>
+    new RegExp(`^paygate_rpc_server_requests_total\\{(?=.*ListEntries)(?=.*code="${code}")`);
   const res = (await call(async () => streamRes([1, 2, 3]))(streamReq())) as StreamResponse;
   assert.equal(await count(m.registry, series("ok")), 0, "not counted before the stream is consumed");
   const seen: unknown[] = [];
@@ -108,13 +148,28 @@ test("client metrics: target label, and a transport failure as its Connect code"
   const m = createMetrics("gateway", { defaultMetrics: false });
   const call = createClientMetricsInterceptor(m, "bank-b");
   await call(async () => unaryRes())(unaryReq());
-  await assert.rejects(call(async () => { throw new ConnectError("refused", Code.Unavailable); })(unaryReq()));
-  await assert.rejects(call(async () => { throw new Error("socket hang up"); })(unaryReq()));
-  const series = (code: string) => new RegExp(`^paygate_rpc_client_requests_total\\{(?=.*target="bank-b")(?=.*${PREPARE})(?=.*code="${code}")`);
+  await assert.rejects(
+    call(async () => {
+      throw new ConnectError("refused", Code.Unavailable);
+    })(unaryReq()),
+  );
+  await assert.rejects(
+    call(async () => {
+      throw new Error("socket hang up");
+    })(unaryReq()),
+  );
+  const series = (code: string) =>
+    new RegExp(`^paygate_rpc_client_requests_total\\{(?=.*target="bank-b")(?=.*${PREPARE})(?=.*code="${code}")`);
   assert.equal(await count(m.registry, series("ok")), 1);
   assert.equal(await count(m.registry, series("unavailable")), 1);
   assert.equal(await count(m.registry, series("unknown")), 1);
-  assert.equal(await count(m.registry, new RegExp(`^paygate_rpc_client_duration_seconds_count\\{(?=.*target="bank-b")(?=.*code="ok")`)), 1);
+  assert.equal(
+    await count(
+      m.registry,
+      new RegExp(`^paygate_rpc_client_duration_seconds_count\\{(?=.*target="bank-b")(?=.*code="ok")`),
+    ),
+    1,
+  );
 });
 
 test("tracing off: the trace interceptors are the identity, no span, no header", async () => {
@@ -168,8 +223,16 @@ test("trace server: continues the caller's trace, runs the handler inside the SE
 
 test("trace server: no traceparent starts a new trace; a business rejection is not a span error, internal is", async () => {
   const call = createTraceServerInterceptor(tracing.tracer);
-  await assert.rejects(call(async () => { throw new ConnectError("no funds", Code.FailedPrecondition); })(unaryReq()));
-  await assert.rejects(call(async () => { throw new Error("bug"); })(unaryReq()));
+  await assert.rejects(
+    call(async () => {
+      throw new ConnectError("no funds", Code.FailedPrecondition);
+    })(unaryReq()),
+  );
+  await assert.rejects(
+    call(async () => {
+      throw new Error("bug");
+    })(unaryReq()),
+  );
   const [declined, broken] = await finished();
   assert.ok(declined && broken);
   assert.equal(declined.parentSpanContext, undefined);
@@ -203,7 +266,11 @@ test("trace client: CLIENT span under the active span, traceparent sent in the r
 
 test("trace client: any error marks the CLIENT span failed", async () => {
   const client = createTraceClientInterceptor(tracing.tracer);
-  await assert.rejects(client(async () => { throw new ConnectError("no", Code.NotFound); })(unaryReq()));
+  await assert.rejects(
+    client(async () => {
+      throw new ConnectError("no", Code.NotFound);
+    })(unaryReq()),
+  );
   const [span] = await finished();
   assert.equal(span?.status.code, SpanStatusCode.ERROR);
   assert.equal(span?.attributes["rpc.connect_rpc.error_code"], "not_found");

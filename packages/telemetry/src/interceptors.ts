@@ -1,9 +1,28 @@
 // Connect interceptors for metrics and traces, server and client side.
 // Streaming calls are counted, timed and their spans ended when the stream
 // completes, not when the handler returns the iterable.
-import { Code, ConnectError, createContextKey, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type Interceptor,
+  type StreamResponse,
+  type UnaryResponse,
+} from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Link, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from "@opentelemetry/api";
+import {
+  context,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Context,
+  type Link,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Tracer,
+} from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import type { Metrics } from "./metrics.js";
 import { noopTracer } from "./tracing.js";
@@ -35,7 +54,11 @@ function clientCode(err: unknown): Code {
  * With ctx, every pull runs inside that OTel context, so a server-streaming
  * handler's own client calls still become children of the server span.
  */
-function observeStream<T>(inner: AsyncIterable<T>, ctx: Context | undefined, done: (err: unknown) => void): AsyncIterable<T> {
+function observeStream<T>(
+  inner: AsyncIterable<T>,
+  ctx: Context | undefined,
+  done: (err: unknown) => void,
+): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator](): AsyncIterator<T> {
       const it = inner[Symbol.asyncIterator]();
@@ -134,7 +157,14 @@ const headerSetter: TextMapSetter<Headers> = {
 
 // Codes that mean "the server failed", per the OTel RPC conventions; a
 // business rejection (failed_precondition, not_found, ...) is a correct answer.
-const SERVER_FAULT_CODES: ReadonlySet<Code> = new Set([Code.Unknown, Code.DeadlineExceeded, Code.Unimplemented, Code.Internal, Code.Unavailable, Code.DataLoss]);
+const SERVER_FAULT_CODES: ReadonlySet<Code> = new Set([
+  Code.Unknown,
+  Code.DeadlineExceeded,
+  Code.Unimplemented,
+  Code.Internal,
+  Code.Unavailable,
+  Code.DataLoss,
+]);
 
 function endSpan(span: Span, code: Code | undefined, isError: boolean): void {
   if (code !== undefined) span.setAttribute("rpc.connect_rpc.error_code", codeLabel(code));
@@ -157,7 +187,11 @@ export function createTraceServerInterceptor(tracer: Tracer): Interceptor {
   return (next) => (req) => {
     // ROOT, not active(): a server call's only parent is what the headers say.
     const parent = propagator.extract(ROOT_CONTEXT, req.header, headerGetter);
-    const span = tracer.startSpan(rpcMethodName(req), { kind: SpanKind.SERVER, attributes: rpcAttributes(req) }, parent);
+    const span = tracer.startSpan(
+      rpcMethodName(req),
+      { kind: SpanKind.SERVER, attributes: rpcAttributes(req) },
+      parent,
+    );
     const ctx = trace.setSpan(parent, span);
     return around(
       next,
@@ -179,16 +213,28 @@ export function createTraceServerInterceptor(tracer: Tracer): Interceptor {
  * follows shows its participant call under load too, and the batch shows whom
  * it served.
  */
-export const batchItemSpansKey = createContextKey<readonly Span[]>([], { description: "spans of a batched call's items" });
+export const batchItemSpansKey = createContextKey<readonly Span[]>([], {
+  description: "spans of a batched call's items",
+});
 
 /**
  * For a batched call: one CLIENT span per item, each a child of the context it
  * was submitted in (its transfer's). End them with the returned function once
  * the batch answered. Nothing when tracing is off.
  */
-export function startBatchItemSpans(tracer: Tracer, name: string, itemContexts: readonly Context[]): { readonly spans: readonly Span[]; end(err?: unknown): void } {
+export function startBatchItemSpans(
+  tracer: Tracer,
+  name: string,
+  itemContexts: readonly Context[],
+): { readonly spans: readonly Span[]; end(err?: unknown): void } {
   if (tracer === noopTracer || itemContexts.length === 0) return { spans: [], end: () => {} };
-  const spans = itemContexts.map((ctx) => tracer.startSpan(`${name} item`, { kind: SpanKind.CLIENT, attributes: { "paygate.batch.size": itemContexts.length } }, ctx));
+  const spans = itemContexts.map((ctx) =>
+    tracer.startSpan(
+      `${name} item`,
+      { kind: SpanKind.CLIENT, attributes: { "paygate.batch.size": itemContexts.length } },
+      ctx,
+    ),
+  );
   return {
     spans,
     end(err?: unknown) {
@@ -204,7 +250,11 @@ export function createTraceClientInterceptor(tracer: Tracer): Interceptor {
     // A batch belongs to no single trace: a root span linked to each item's span.
     const parent = items.length > 0 ? ROOT_CONTEXT : context.active();
     const links: Link[] = items.map((s) => ({ context: s.spanContext() }));
-    const span = tracer.startSpan(rpcMethodName(req), { kind: SpanKind.CLIENT, attributes: rpcAttributes(req), links }, parent);
+    const span = tracer.startSpan(
+      rpcMethodName(req),
+      { kind: SpanKind.CLIENT, attributes: rpcAttributes(req), links },
+      parent,
+    );
     const ctx = trace.setSpan(parent, span);
     propagator.inject(ctx, req.header, headerSetter);
     return around(

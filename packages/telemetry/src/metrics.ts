@@ -31,16 +31,34 @@ export interface CreateMetricsOptions {
 }
 
 /** 0.5 ms .. 10 s: a local SQLite-backed call is ~1 ms, a prepare timeout is seconds. */
-export const RPC_DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const RPC_DURATION_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 /** 50 µs .. 1 s: a cached flush is sub-millisecond, a real disk 1-20 ms, a sick one more. */
-export const FSYNC_DURATION_BUCKETS: readonly number[] = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+export const FSYNC_DURATION_BUCKETS: readonly number[] = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+];
 export const SETTLEMENT_BATCH_BUCKETS: readonly number[] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 /** 1 s .. 7 days: the authorization hold lives 7 days, settlement normally runs daily. */
-export const SETTLEMENT_LAG_BUCKETS: readonly number[] = [1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400];
+export const SETTLEMENT_LAG_BUCKETS: readonly number[] = [
+  1,
+  10,
+  60,
+  300,
+  900,
+  3600,
+  4 * 3600,
+  12 * 3600,
+  86400,
+  2 * 86400,
+  4 * 86400,
+  7 * 86400,
+];
 
 /** The registry for one process and the shared RPC metrics. */
 export function createMetrics(service: string, options: CreateMetricsOptions = {}): Metrics {
-  if (!/^[a-z][a-z0-9-]*$/.test(service)) throw new Error(`service name must be lower-kebab-case, got ${JSON.stringify(service)}`);
+  if (!/^[a-z][a-z0-9-]*$/.test(service))
+    throw new Error(`service name must be lower-kebab-case, got ${JSON.stringify(service)}`);
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
@@ -253,30 +271,75 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
       },
     }),
   });
-  const timeout = new Gauge({ name: "paygate_2pc_prepare_timeout_seconds", help: "Configured prepare timeout (PREPARE_TIMEOUT_MS).", registers });
+  const timeout = new Gauge({
+    name: "paygate_2pc_prepare_timeout_seconds",
+    help: "Configured prepare timeout (PREPARE_TIMEOUT_MS).",
+    registers,
+  });
   if (options.prepareTimeoutMs !== undefined) timeout.set(options.prepareTimeoutMs / 1000);
 
-  const redrive = new Counter({ name: "paygate_2pc_redrive_attempts_total", help: "Background re-sends of a logged decision to a participant that has not acknowledged it.", labelNames: ["decision"], registers });
+  const redrive = new Counter({
+    name: "paygate_2pc_redrive_attempts_total",
+    help: "Background re-sends of a logged decision to a participant that has not acknowledged it.",
+    labelNames: ["decision"],
+    registers,
+  });
   redrive.inc({ decision: "commit" }, 0);
   redrive.inc({ decision: "abort" }, 0);
-  const unknownTxn = new Counter({ name: "paygate_2pc_unknown_txn_total", help: "Commits a participant rejected as an unknown transaction. Never expected: page.", labelNames: ["bank"], registers });
+  const unknownTxn = new Counter({
+    name: "paygate_2pc_unknown_txn_total",
+    help: "Commits a participant rejected as an unknown transaction. Never expected: page.",
+    labelNames: ["bank"],
+    registers,
+  });
   for (const bank of options.banks ?? []) unknownTxn.inc({ bank }, 0);
 
-  const idem = new Counter({ name: "paygate_idempotency_total", help: "Idempotency key lookups: hit (stored response replayed), miss (new), conflict (same key, different request), in_flight.", labelNames: ["result"], registers });
+  const idem = new Counter({
+    name: "paygate_idempotency_total",
+    help: "Idempotency key lookups: hit (stored response replayed), miss (new), conflict (same key, different request), in_flight.",
+    labelNames: ["result"],
+    registers,
+  });
   for (const r of ["hit", "miss", "conflict", "in_flight"] as const) idem.inc({ result: r }, 0);
-  const redisErrors = new Counter({ name: "paygate_idempotency_redis_errors_total", help: "Redis errors on the idempotency fast path (the durable store still guards).", registers });
+  const redisErrors = new Counter({
+    name: "paygate_idempotency_redis_errors_total",
+    help: "Redis errors on the idempotency fast path (the durable store still guards).",
+    registers,
+  });
 
-  const cards = new Counter({ name: "paygate_card_authorizations_total", help: "Card authorizations by outcome; declines by decline code.", labelNames: ["outcome", "code"], registers });
+  const cards = new Counter({
+    name: "paygate_card_authorizations_total",
+    help: "Card authorizations by outcome; declines by decline code.",
+    labelNames: ["outcome", "code"],
+    registers,
+  });
   cards.inc({ outcome: "approved" }, 0);
-  const batch = new Histogram({ name: "paygate_settlement_batch_items", help: "Items per settlement batch.", buckets: [...SETTLEMENT_BATCH_BUCKETS], registers });
-  const lag = new Histogram({ name: "paygate_settlement_lag_seconds", help: "Per captured item: capture time minus authorization time.", buckets: [...SETTLEMENT_LAG_BUCKETS], registers });
+  const batch = new Histogram({
+    name: "paygate_settlement_batch_items",
+    help: "Items per settlement batch.",
+    buckets: [...SETTLEMENT_BATCH_BUCKETS],
+    registers,
+  });
+  const lag = new Histogram({
+    name: "paygate_settlement_lag_seconds",
+    help: "Per captured item: capture time minus authorization time.",
+    buckets: [...SETTLEMENT_LAG_BUCKETS],
+    registers,
+  });
   // Registered on the first reconcile: an unlabeled gauge would read 0 before it,
   // and "never reconciled" must not fire the reconcile-failure alert.
   let conserved: Gauge | undefined;
   const conservedGauge = () =>
-    (conserved ??= new Gauge({ name: "paygate_reconcile_conserved", help: "1 if the last reconcile proved sum(balances) = sum(deposits), 0 if not; absent before the first.", registers }));
+    (conserved ??= new Gauge({
+      name: "paygate_reconcile_conserved",
+      help: "1 if the last reconcile proved sum(balances) = sum(deposits), 0 if not; absent before the first.",
+      registers,
+    }));
 
-  const webhooks = scrapeProbe(options.webhooks ?? (() => ({ backlog: 0, oldestPendingAgeSeconds: 0 })), { backlog: 0, oldestPendingAgeSeconds: 0 });
+  const webhooks = scrapeProbe(options.webhooks ?? (() => ({ backlog: 0, oldestPendingAgeSeconds: 0 })), {
+    backlog: 0,
+    oldestPendingAgeSeconds: 0,
+  });
   new Gauge({
     name: "paygate_webhook_backlog",
     help: "Webhook deliveries waiting to be delivered (pending, in the shared store).",
@@ -293,9 +356,19 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
       this.set((await webhooks.readLast()).oldestPendingAgeSeconds);
     },
   });
-  const webhookAttempts = new Counter({ name: "paygate_webhook_attempts_total", help: "Webhook delivery attempts by outcome: delivered (2xx), retry (failed, tried again later), failed (given up).", labelNames: ["outcome"], registers });
+  const webhookAttempts = new Counter({
+    name: "paygate_webhook_attempts_total",
+    help: "Webhook delivery attempts by outcome: delivered (2xx), retry (failed, tried again later), failed (given up).",
+    labelNames: ["outcome"],
+    registers,
+  });
   for (const outcome of ["delivered", "retry", "failed"] as const) webhookAttempts.inc({ outcome }, 0);
-  const webhookDuration = new Histogram({ name: "paygate_webhook_attempt_duration_seconds", help: "Webhook delivery attempts, from sending to the answer or the timeout.", buckets: [...WEBHOOK_ATTEMPT_BUCKETS], registers });
+  const webhookDuration = new Histogram({
+    name: "paygate_webhook_attempt_duration_seconds",
+    help: "Webhook delivery attempts, from sending to the answer or the timeout.",
+    buckets: [...WEBHOOK_ATTEMPT_BUCKETS],
+    registers,
+  });
 
   return {
     transfers: labeledCounter(transfers),
@@ -349,14 +422,40 @@ export interface BankMetrics {
 export function createBankMetrics(registry: Registry, bank: string, probes: BankMetricsProbes = {}): BankMetrics {
   const registers = [registry];
   const b = { bank };
-  const votes = new Counter({ name: "paygate_bank_prepare_votes_total", help: "Prepare votes cast; NO votes by reason.", labelNames: ["bank", "vote", "reason"], registers });
+  const votes = new Counter({
+    name: "paygate_bank_prepare_votes_total",
+    help: "Prepare votes cast; NO votes by reason.",
+    labelNames: ["bank", "vote", "reason"],
+    registers,
+  });
   votes.inc({ ...b, vote: "yes" }, 0);
-  const decisions = new Counter({ name: "paygate_bank_decisions_total", help: "Decisions applied to prepared transactions.", labelNames: ["bank", "decision"], registers });
+  const decisions = new Counter({
+    name: "paygate_bank_decisions_total",
+    help: "Decisions applied to prepared transactions.",
+    labelNames: ["bank", "decision"],
+    registers,
+  });
   decisions.inc({ ...b, decision: "commit" }, 0);
   decisions.inc({ ...b, decision: "abort" }, 0);
-  const entries = new Counter({ name: "paygate_bank_ledger_entries_total", help: "Journal entries posted.", labelNames: ["bank", "direction", "currency"], registers });
-  const volume = new Counter({ name: "paygate_bank_ledger_volume_minor_total", help: "Minor units posted (float: exact below 2^53).", labelNames: ["bank", "direction", "currency"], registers });
-  const fsync = new Histogram({ name: "paygate_bank_fsync_duration_seconds", help: "Duration of each durable (synchronous=FULL) write transaction.", labelNames: ["bank"], buckets: [...FSYNC_DURATION_BUCKETS], registers });
+  const entries = new Counter({
+    name: "paygate_bank_ledger_entries_total",
+    help: "Journal entries posted.",
+    labelNames: ["bank", "direction", "currency"],
+    registers,
+  });
+  const volume = new Counter({
+    name: "paygate_bank_ledger_volume_minor_total",
+    help: "Minor units posted (float: exact below 2^53).",
+    labelNames: ["bank", "direction", "currency"],
+    registers,
+  });
+  const fsync = new Histogram({
+    name: "paygate_bank_fsync_duration_seconds",
+    help: "Duration of each durable (synchronous=FULL) write transaction.",
+    labelNames: ["bank"],
+    buckets: [...FSYNC_DURATION_BUCKETS],
+    registers,
+  });
   fsync.zero(b);
   const { sqliteBytes, heldMinor, preparedTransactions } = probes;
   const size = new Gauge({

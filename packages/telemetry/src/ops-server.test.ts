@@ -21,7 +21,10 @@ test("ops server over real HTTP: /metrics, /healthz, /readyz following isReady, 
   t.after(() => ops.close());
   assert.ok(ops.port > 0);
   // The RPC port owns the "listening" line of the process contract; the ops port must not emit one.
-  assert.deepEqual(lines.map((l) => l.msg), ["ops server started"]);
+  assert.deepEqual(
+    lines.map((l) => l.msg),
+    ["ops server started"],
+  );
   assert.deepEqual(lines[0]?.obj, { metricsPort: ops.port, host: "127.0.0.1" });
   const base = `http://127.0.0.1:${ops.port}`;
 
@@ -79,7 +82,13 @@ test("ops server: binds the configured host only, and close() frees the port", a
   const { logger } = recordingLogger();
   const ops = await startOpsServer({ host: "127.0.0.1", port: 0, registry: m.registry, isReady: () => true, logger });
   // Not listening on every interface: the same port on another loopback address is free.
-  const other = await startOpsServer({ host: "127.0.0.2", port: ops.port, registry: m.registry, isReady: () => true, logger }).catch((e: NodeJS.ErrnoException) => e);
+  const other = await startOpsServer({
+    host: "127.0.0.2",
+    port: ops.port,
+    registry: m.registry,
+    isReady: () => true,
+    logger,
+  }).catch((e: NodeJS.ErrnoException) => e);
   if (other instanceof Error) {
     // Some sandboxes have no 127.0.0.2; then only EADDRNOTAVAIL is acceptable, never EADDRINUSE.
     assert.equal((other as NodeJS.ErrnoException).code, "EADDRNOTAVAIL");
@@ -90,6 +99,9 @@ test("ops server: binds the configured host only, and close() frees the port", a
   await assert.rejects(fetch(`http://127.0.0.1:${ops.port}/healthz`));
   // A busy port is an error from start, not a silent success.
   const first = await startOpsServer({ host: "127.0.0.1", port: 0, registry: m.registry, isReady: () => true, logger });
-  await assert.rejects(startOpsServer({ host: "127.0.0.1", port: first.port, registry: m.registry, isReady: () => true, logger }), /EADDRINUSE/);
+  await assert.rejects(
+    startOpsServer({ host: "127.0.0.1", port: first.port, registry: m.registry, isReady: () => true, logger }),
+    /EADDRINUSE/,
+  );
   await first.close();
 });

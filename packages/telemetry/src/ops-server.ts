@@ -39,7 +39,8 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       res.writeHead(status, { "content-type": contentType, "cache-control": "no-store" });
       res.end(req.method === "HEAD" ? undefined : body);
     };
-    if (req.method !== "GET" && req.method !== "HEAD") return send(path === "/metrics" || path === "/healthz" || path === "/readyz" ? 405 : 404, "text/plain", "");
+    if (req.method !== "GET" && req.method !== "HEAD")
+      return send(path === "/metrics" || path === "/healthz" || path === "/readyz" ? 405 : 404, "text/plain", "");
     switch (path) {
       case "/metrics":
         registry.metrics().then(

@@ -64,7 +64,10 @@ test("first signal: withdraws readiness before anything is awaited, runs stop on
 test("a failing close step: logs the cause as an unclean shutdown and exits 1", async () => {
   const { logger, lines } = recordingLogger();
   const p = fakeProcess();
-  onShutdownSignals(logger, async () => Promise.reject(new Error("database is locked")), { process: p.signals, exit: p.exit });
+  onShutdownSignals(logger, async () => Promise.reject(new Error("database is locked")), {
+    process: p.signals,
+    exit: p.exit,
+  });
   p.signals.emit("SIGINT", "SIGINT");
   await p.exitedOnce;
   assert.deepEqual(p.codes, [1]);
@@ -90,13 +93,19 @@ test("a stop that throws before returning a promise is unclean too", async () =>
 test("the returned function removes the handlers", () => {
   const { logger } = recordingLogger();
   const p = fakeProcess();
-  const remove = onShutdownSignals(logger, async () => {}, { process: p.signals, exit: p.exit, signals: ["SIGTERM", "SIGINT", "SIGHUP"] });
+  const remove = onShutdownSignals(logger, async () => {}, {
+    process: p.signals,
+    exit: p.exit,
+    signals: ["SIGTERM", "SIGINT", "SIGHUP"],
+  });
   assert.equal(p.signals.listenerCount("SIGHUP"), 1);
   remove();
   for (const s of ["SIGTERM", "SIGINT", "SIGHUP"]) assert.equal(p.signals.listenerCount(s), 0, s);
 });
 
-test("real process: SIGTERM runs the close steps and the process exits 0", { skip: process.platform === "win32" }, async () => {
+test("real process: SIGTERM runs the close steps and the process exits 0", {
+  skip: process.platform === "win32",
+}, async () => {
   const shutdownModule = fileURLToPath(new URL("./shutdown.ts", import.meta.url));
   // Stays alive on a timer until the signal; prints each step so the test can follow it.
   const script = `
@@ -106,7 +115,9 @@ test("real process: SIGTERM runs the close steps and the process exits 0", { ski
     onShutdownSignals(logger, async () => { clearInterval(keepAlive); await new Promise((r) => setTimeout(r, 20)); console.log("closed"); });
     console.log("listening");
   `;
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   let out = "";
   child.stdout.setEncoding("utf8");
   const listening = new Promise<void>((resolve) =>

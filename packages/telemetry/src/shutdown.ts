@@ -26,7 +26,11 @@ export interface ShutdownSignalOptions {
  * (typically `ready = false`) takes effect before anything else is awaited.
  * Returns a function that removes the handlers.
  */
-export function onShutdownSignals(logger: OpsLogger, stop: (signal: NodeJS.Signals) => Promise<void>, options: ShutdownSignalOptions = {}): () => void {
+export function onShutdownSignals(
+  logger: OpsLogger,
+  stop: (signal: NodeJS.Signals) => Promise<void>,
+  options: ShutdownSignalOptions = {},
+): () => void {
   const target = options.process ?? process;
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const signals = options.signals ?? SHUTDOWN_SIGNALS;

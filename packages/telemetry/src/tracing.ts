@@ -41,7 +41,6 @@ export const noopTracer: Tracer = new ProxyTracerProvider().getTracer("paygate-n
 
 let contextManager: AsyncLocalStorageContextManager | undefined;
 
-
 /** Async context propagation, registered once per process (several services may share one in tests). */
 function ensureContextManager(): void {
   if (contextManager) return;
@@ -79,7 +78,8 @@ export function otlpTracesUrl(endpoint: string): string {
   } catch {
     throw new Error(`OTEL_EXPORTER_OTLP_ENDPOINT is not a URL: ${JSON.stringify(endpoint)}`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`OTEL_EXPORTER_OTLP_ENDPOINT must be http(s), got ${url.protocol}`);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new Error(`OTEL_EXPORTER_OTLP_ENDPOINT must be http(s), got ${url.protocol}`);
   return `${endpoint.replace(/\/+$/, "")}/v1/traces`;
 }
 

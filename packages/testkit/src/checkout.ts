@@ -26,7 +26,12 @@ export interface Started {
 }
 
 /** A credit bureau process (not started) serving `data` on a free port. */
-export async function bureauProcess(options: { dir: string; certs: string; data?: string; env?: Record<string, string> }): Promise<Started> {
+export async function bureauProcess(options: {
+  dir: string;
+  certs: string;
+  data?: string;
+  env?: Record<string, string>;
+}): Promise<Started> {
   const port = await freePort();
   const dataFile = join(options.dir, "credit-bureau.yaml");
   writeFileSync(dataFile, options.data ?? TEST_BUREAU_DATA);
@@ -100,7 +105,13 @@ export interface IssuedTestCard {
 export function authorizeRequest(card: IssuedTestCard, amountMinor: bigint, over: Record<string, unknown> = {}) {
   return {
     idempotencyKey: randomUUID(),
-    card: { number: card.number, expMonth: card.expMonth, expYear: card.expYear, cvc: card.cvc, cardholderName: "Test Holder" },
+    card: {
+      number: card.number,
+      expMonth: card.expMonth,
+      expYear: card.expYear,
+      cvc: card.cvc,
+      cardholderName: "Test Holder",
+    },
     amountMinor,
     currency: "USD",
     merchantReference: `order-${randomUUID().slice(0, 8)}`,

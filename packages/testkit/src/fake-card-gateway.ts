@@ -52,7 +52,12 @@ export const FAKE_CARDS = {
   bureau_unavailable: withLuhnDigit("400000000000008"),
 } as const;
 
-export const FAKE_MERCHANT = { username: "shop", password: "shop-test-password", userId: "shop", accountId: "bank-b/2003" } as const;
+export const FAKE_MERCHANT = {
+  username: "shop",
+  password: "shop-test-password",
+  userId: "shop",
+  accountId: "bank-b/2003",
+} as const;
 
 interface FakeAuthorization {
   readonly authCode: string;
@@ -157,10 +162,16 @@ export class FakeCardGateway {
     router.service(AuthService, {
       login: (req) => {
         this.logins.push(req.username);
-        if (req.username !== FAKE_MERCHANT.username || req.password !== FAKE_MERCHANT.password) throw rejection("invalid_credentials", "wrong username or password");
+        if (req.username !== FAKE_MERCHANT.username || req.password !== FAKE_MERCHANT.password)
+          throw rejection("invalid_credentials", "wrong username or password");
         const token = randomUUID();
         this.tokens.add(token);
-        return { sessionToken: token, userId: FAKE_MERCHANT.userId, roles: [Role.MERCHANT], expiresAt: timestampFromMs(Date.now() + 3_600_000) };
+        return {
+          sessionToken: token,
+          userId: FAKE_MERCHANT.userId,
+          roles: [Role.MERCHANT],
+          expiresAt: timestampFromMs(Date.now() + 3_600_000),
+        };
       },
       logout: () => ({}),
     });
@@ -195,7 +206,8 @@ export class FakeCardGateway {
 
   private decide(req: AuthorizeRequest): AuthorizeResponse {
     const number = req.card?.number ?? "";
-    if (req.merchantAccountId !== FAKE_MERCHANT.accountId) throw rejection("not_account_owner", "not the merchant's account");
+    if (req.merchantAccountId !== FAKE_MERCHANT.accountId)
+      throw rejection("not_account_owner", "not the merchant's account");
     for (const [reason, card] of Object.entries(FAKE_CARDS)) {
       if (reason !== "approved" && card === number) throw rejection(reason as Reason, `declined: ${reason}`);
     }
@@ -218,14 +230,26 @@ export class FakeCardGateway {
   private settle(req: SettleBatchRequest): SettleBatchResponse {
     const results = req.items.map((item) => {
       const a = this.authorizations.get(item.authCode);
-      const fail = (reason: string) => ({ authCode: item.authCode, status: SettleItemStatus.FAILED, reason, capturedMinor: 0n, transactionId: "" });
+      const fail = (reason: string) => ({
+        authCode: item.authCode,
+        status: SettleItemStatus.FAILED,
+        reason,
+        capturedMinor: 0n,
+        transactionId: "",
+      });
       if (!a) return fail("authorization_not_found");
       if (a.status === "voided") return fail("authorization_voided");
       if (a.status === "captured") return fail("already_captured");
       if (item.amountMinor > a.amountMinor) return fail("amount_exceeds_authorization");
       a.status = "captured";
       a.capturedMinor = item.amountMinor;
-      return { authCode: item.authCode, status: SettleItemStatus.CAPTURED, reason: "", capturedMinor: item.amountMinor, transactionId: `gateway-0:${randomUUID()}` };
+      return {
+        authCode: item.authCode,
+        status: SettleItemStatus.CAPTURED,
+        reason: "",
+        capturedMinor: item.amountMinor,
+        transactionId: `gateway-0:${randomUUID()}`,
+      };
     });
     return create(SettleBatchResponseSchema, { batchId: `batch-${randomUUID()}`, results });
   }
@@ -233,7 +257,12 @@ export class FakeCardGateway {
   private message(a: FakeAuthorization) {
     return create(AuthorizationSchema, {
       authCode: a.authCode,
-      status: a.status === "approved" ? AuthorizationStatus.APPROVED : a.status === "captured" ? AuthorizationStatus.CAPTURED : AuthorizationStatus.VOIDED,
+      status:
+        a.status === "approved"
+          ? AuthorizationStatus.APPROVED
+          : a.status === "captured"
+            ? AuthorizationStatus.CAPTURED
+            : AuthorizationStatus.VOIDED,
       cardLast4: a.cardLast4,
       amountMinor: a.amountMinor,
       capturedMinor: a.capturedMinor,

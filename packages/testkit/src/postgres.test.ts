@@ -30,10 +30,14 @@ describe("PostgresServer", () => {
     assert.equal(pg.url, `postgres://postgres@127.0.0.1:${pg.port}/paygate`);
     assert.ok(pg.dir.startsWith(tmpdir()));
     assert.ok(pg.running && typeof pg.pid === "number");
-    assert.deepEqual(await pg.sql("SELECT current_database(), current_setting('port'), current_setting('fsync'), current_setting('synchronous_commit'), current_setting('listen_addresses')"), [
-      ["paygate", String(pg.port), "on", "on", "127.0.0.1"],
-    ]);
-    if (process.getuid?.() === 0) assert.notEqual(statSync(pg.dataDir).uid, 0, "as root, the cluster belongs to the postgres user");
+    assert.deepEqual(
+      await pg.sql(
+        "SELECT current_database(), current_setting('port'), current_setting('fsync'), current_setting('synchronous_commit'), current_setting('listen_addresses')",
+      ),
+      [["paygate", String(pg.port), "on", "on", "127.0.0.1"]],
+    );
+    if (process.getuid?.() === 0)
+      assert.notEqual(statSync(pg.dataDir).uid, 0, "as root, the cluster belongs to the postgres user");
     await assert.rejects(pg.sql("SELECT * FROM no_such_table"), /no_such_table/);
   });
 
@@ -48,7 +52,10 @@ describe("PostgresServer", () => {
     await pg.start();
     assert.equal(pg.port, port);
     assert.notEqual(pg.pid, pid);
-    assert.deepEqual(await pg.sql("SELECT k, v FROM t ORDER BY k"), [["a", "1"], ["b", "2"]]);
+    assert.deepEqual(await pg.sql("SELECT k, v FROM t ORDER BY k"), [
+      ["a", "1"],
+      ["b", "2"],
+    ]);
   });
 
   test("kill -9 loses nothing committed: start crash-recovers, then it can be killed and started again", async () => {
@@ -63,7 +70,10 @@ describe("PostgresServer", () => {
       await pg.start();
       assert.notEqual(pg.pid, pid);
       assert.match(pg.log, /database system was interrupted|not properly shut down/);
-      assert.deepEqual(await pg.sql("SELECT n FROM t ORDER BY n"), Array.from({ length: round }, (_, i) => [String(i + 1)]));
+      assert.deepEqual(
+        await pg.sql("SELECT n FROM t ORDER BY n"),
+        Array.from({ length: round }, (_, i) => [String(i + 1)]),
+      );
     }
   });
 
@@ -85,7 +95,13 @@ describe("PostgresServer", () => {
     const pg = await started();
     pg.pause();
     const probe = pg.sql("SELECT 42");
-    const outcome = await Promise.race([probe.then(() => "answered", () => "failed"), new Promise((r) => setTimeout(() => r("hung"), 1_000))]);
+    const outcome = await Promise.race([
+      probe.then(
+        () => "answered",
+        () => "failed",
+      ),
+      new Promise((r) => setTimeout(() => r("hung"), 1_000)),
+    ]);
     assert.equal(outcome, "hung");
     pg.resume();
     assert.deepEqual(await probe, [["42"]], "the query waiting on the frozen server completes");
@@ -106,7 +122,9 @@ describe("PostgresServer", () => {
       const s = await PostgresServer.start();
       console.log(JSON.stringify({ pid: s.pid, dir: s.dir }));
       setInterval(() => {}, 60_000);`;
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     const [line] = (await once(child.stdout!.setEncoding("utf8"), "data")) as [string];
     const { pid, dir } = JSON.parse(line) as { pid: number; dir: string };
     assert.ok(existsSync(`/proc/${pid}`));

@@ -12,7 +12,20 @@
 // postgres refuse to run as root: as root (here and in CI) setpriv also drops
 // to the `postgres` OS user that Debian's postgresql package creates.
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -59,7 +72,9 @@ function serverUser(): { uid: number; gid: number } | undefined {
     const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
     return { uid, gid };
   } catch {
-    throw new Error("running as root, and initdb/postgres refuse root: the `postgres` OS user is missing (install Debian's postgresql: scripts/system-deps.sh)");
+    throw new Error(
+      "running as root, and initdb/postgres refuse root: the `postgres` OS user is missing (install Debian's postgresql: scripts/system-deps.sh)",
+    );
   }
 }
 
@@ -135,10 +150,13 @@ export class PostgresServer {
   static async start(options: PostgresServerOptions = {}): Promise<PostgresServer> {
     const binDir = options.binDir ?? findPostgresBinDir();
     if (binDir === undefined || !existsSync(join(binDir, "initdb"))) {
-      throw new Error(`no PostgreSQL binaries (looked for ${options.binDir ?? `${DEBIAN_PG_ROOT}/*/bin/initdb`}): install Debian's postgresql (scripts/system-deps.sh)`);
+      throw new Error(
+        `no PostgreSQL binaries (looked for ${options.binDir ?? `${DEBIAN_PG_ROOT}/*/bin/initdb`}): install Debian's postgresql (scripts/system-deps.sh)`,
+      );
     }
     const database = options.database ?? "paygate";
-    if (!DATABASE_PATTERN.test(database)) throw new Error(`database must match ${DATABASE_PATTERN}, got ${JSON.stringify(database)}`);
+    if (!DATABASE_PATTERN.test(database))
+      throw new Error(`database must match ${DATABASE_PATTERN}, got ${JSON.stringify(database)}`);
     const server = new PostgresServer(await freePort(), mkdtempSync(join(tmpdir(), "paygate-pg-")), binDir, options);
     try {
       await server.init(options.settings ?? {});
@@ -184,13 +202,22 @@ export class PostgresServer {
     }
     // initdb's own fsync stays on: skipping it (--no-sync) saved ~50 ms of ~650 here.
     const [cmd, args] = this.asServerUser(join(this.binDir, "initdb"), [
-      "-D", this.dataDir, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions",
+      "-D",
+      this.dataDir,
+      "-U",
+      "postgres",
+      "--auth=trust",
+      "--encoding=UTF8",
+      "--locale=C",
+      "--no-instructions",
     ]);
     try {
       await run(cmd, args, { cwd: this.dir, env: { PATH: process.env.PATH ?? "", LC_ALL: "C" } });
     } catch (e) {
       const err = e as { stderr?: string; message: string };
-      throw new Error(`initdb failed in ${this.dataDir} (the postgres user must be able to reach ${tmpdir()}): ${err.stderr ?? err.message}`);
+      throw new Error(
+        `initdb failed in ${this.dataDir} (the postgres user must be able to reach ${tmpdir()}): ${err.stderr ?? err.message}`,
+      );
     }
     const conf: Record<string, string> = {
       listen_addresses: "'127.0.0.1'",
@@ -201,7 +228,12 @@ export class PostgresServer {
       full_page_writes: "on",
       ...settings,
     };
-    appendFileSync(join(this.dataDir, "postgresql.conf"), `\n# paygate private test cluster\n${Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join("\n")}\n`);
+    appendFileSync(
+      join(this.dataDir, "postgresql.conf"),
+      `\n# paygate private test cluster\n${Object.entries(conf)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join("\n")}\n`,
+    );
     // Overwriting keeps the file's owner (postgres).
     writeFileSync(join(this.dataDir, "pg_hba.conf"), "local all all trust\nhost all all 127.0.0.1/32 trust\n");
   }
@@ -213,7 +245,11 @@ export class PostgresServer {
     await this.killCluster();
     this.removeStaleLocks();
     const [cmd, args] = this.asServerUser(join(this.binDir, "postgres"), ["-D", this.dataDir]);
-    const child = spawn(cmd, args, { cwd: this.dir, env: { PATH: process.env.PATH ?? "", LC_ALL: "C" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, {
+      cwd: this.dir,
+      env: { PATH: process.env.PATH ?? "", LC_ALL: "C" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     this.child = child;
     const ready = untilReadyLine(child, {
       name: "postgres",
@@ -289,7 +325,10 @@ export class PostgresServer {
     if (this.child?.pid !== undefined) signal(this.child.pid, "SIGSTOP");
     const deadline = Date.now() + ORPHANS_GONE_TIMEOUT_MS;
     for (let left = clusterProcesses(realDataDir); left.length > 0; left = clusterProcesses(realDataDir)) {
-      if (Date.now() > deadline) throw new Error(`postgres processes ${left.join(", ")} of ${this.dataDir} still alive ${ORPHANS_GONE_TIMEOUT_MS} ms after SIGKILL`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `postgres processes ${left.join(", ")} of ${this.dataDir} still alive ${ORPHANS_GONE_TIMEOUT_MS} ms after SIGKILL`,
+        );
       for (const pid of left) signal(pid, "SIGKILL");
       await sleep(10);
     }
@@ -322,10 +361,34 @@ export class PostgresServer {
    * as text (NULL as ""). Rejects with psql's message on any error.
    */
   async sql(text: string, database = this.database): Promise<string[][]> {
-    const args = ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F", FIELD_SEP, "-R", RECORD_SEP, "-h", "127.0.0.1", "-p", String(this.port), "-U", "postgres", "-d", database, "-c", text];
+    const args = [
+      "-X",
+      "-q",
+      "-A",
+      "-t",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-F",
+      FIELD_SEP,
+      "-R",
+      RECORD_SEP,
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(this.port),
+      "-U",
+      "postgres",
+      "-d",
+      database,
+      "-c",
+      text,
+    ];
     let stdout: string;
     try {
-      ({ stdout } = await run(join(this.binDir, "psql"), args, { timeout: SQL_TIMEOUT_MS, env: { PATH: process.env.PATH ?? "", PGCONNECT_TIMEOUT: "5", LC_ALL: "C" } }));
+      ({ stdout } = await run(join(this.binDir, "psql"), args, {
+        timeout: SQL_TIMEOUT_MS,
+        env: { PATH: process.env.PATH ?? "", PGCONNECT_TIMEOUT: "5", LC_ALL: "C" },
+      }));
     } catch (e) {
       const err = e as { stderr?: string; message: string };
       throw new Error(`psql on port ${this.port}: ${(err.stderr ?? "").trim() || err.message}`);

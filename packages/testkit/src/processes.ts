@@ -62,7 +62,11 @@ export class ServiceProcess {
     const script = join(repoRoot, "dist", `${this.options.bundle}.js`);
     if (!existsSync(script)) throw new Error(`${script} is missing: run \`npm run build\` (make test does)`);
     const env = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...this.env, ...extraEnv };
-    const child = spawn(process.execPath, ["--enable-source-maps", script], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--enable-source-maps", script], {
+      cwd: repoRoot,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     this.child = child;
     const timeoutMs = this.options.startTimeoutMs ?? 20_000;
     let buffered = "";
@@ -91,11 +95,28 @@ export class ServiceProcess {
       for (const w of this.exitWaiters.splice(0)) w(code, signal);
     });
     const exited = new Promise<never>((_, reject) =>
-      this.exitWaiters.push((code, signal) => reject(new Error(`${this.name} exited (code ${code}, signal ${signal}) before listening:\n${this.rawStderr.join("").slice(-4000)}\n${this.lines.slice(-20).map((l) => JSON.stringify(l)).join("\n")}`))),
+      this.exitWaiters.push((code, signal) =>
+        reject(
+          new Error(
+            `${this.name} exited (code ${code}, signal ${signal}) before listening:\n${this.rawStderr.join("").slice(-4000)}\n${this.lines
+              .slice(-20)
+              .map((l) => JSON.stringify(l))
+              .join("\n")}`,
+          ),
+        ),
+      ),
     );
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${this.name} did not log "listening" within ${timeoutMs} ms:\n${this.rawStderr.join("").slice(-4000)}`)), timeoutMs);
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${this.name} did not log "listening" within ${timeoutMs} ms:\n${this.rawStderr.join("").slice(-4000)}`,
+            ),
+          ),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([ready, exited, timeout]);

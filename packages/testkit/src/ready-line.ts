@@ -21,7 +21,11 @@ export interface ReadyLineOptions {
 export function untilReadyLine(child: ChildProcess, options: ReadyLineOptions): Promise<void> {
   const { name, readyText, timeoutMs } = options;
   return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not get ready within ${timeoutMs} ms:\n${options.recentOutput().slice(-4000)}`)), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        reject(new Error(`${name} did not get ready within ${timeoutMs} ms:\n${options.recentOutput().slice(-4000)}`)),
+      timeoutMs,
+    );
     // This launch's output only, and only as much as can hold a split readyText.
     let tail = "";
     const onData = (chunk: string) => {
@@ -40,7 +44,11 @@ export function untilReadyLine(child: ChildProcess, options: ReadyLineOptions): 
     });
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`${name} exited (code ${code}, signal ${signal}) before it was ready:\n${options.recentOutput().slice(-4000)}`));
+      reject(
+        new Error(
+          `${name} exited (code ${code}, signal ${signal}) before it was ready:\n${options.recentOutput().slice(-4000)}`,
+        ),
+      );
     });
   });
 }

@@ -23,7 +23,11 @@ export class RedisServer {
   private child: ChildProcess | undefined;
   private output = "";
 
-  private constructor(readonly port: number, readonly dir: string, readonly options: RedisServerOptions) {}
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+    readonly options: RedisServerOptions,
+  ) {}
 
   /** Starts redis-server on a free port and resolves once it accepts connections. */
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
@@ -43,15 +47,23 @@ export class RedisServer {
   private async launch(): Promise<void> {
     if (this.child) throw new Error("redis-server is already running");
     const args = [
-      "--port", String(this.port),
-      "--bind", "127.0.0.1",
-      "--dir", this.dir,
-      "--save", "",
-      "--appendonly", this.options.appendOnly ? "yes" : "no",
+      "--port",
+      String(this.port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      this.dir,
+      "--save",
+      "",
+      "--appendonly",
+      this.options.appendOnly ? "yes" : "no",
       ...(this.options.appendOnly ? ["--appendfsync", "always"] : []),
-      "--protected-mode", "no",
-      "--daemonize", "no",
-      "--logfile", "",
+      "--protected-mode",
+      "no",
+      "--daemonize",
+      "no",
+      "--logfile",
+      "",
     ];
     let child: ChildProcess;
     try {

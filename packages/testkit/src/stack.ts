@@ -31,9 +31,27 @@ export interface LinkableAccount {
 /** testSeed's unlinked accounts, at its first two banks (a: bank-a, b: bank-b by default). */
 export function testLinkable(a = "bank-a", b = "bank-b"): readonly LinkableAccount[] {
   return [
-    { accountId: `${a}/1004`, holder: "Dana Newcomer", linkCode: "DANA-TEST-LINK-A", currency: "USD", openingMinor: 20_000n },
-    { accountId: `${b}/2004`, holder: "Dana Newcomer", linkCode: "DANA-TEST-LINK-B", currency: "USD", openingMinor: 5_000n },
-    { accountId: `${a}/1005`, holder: "Erin Newcomer", linkCode: "ERIN-TEST-LINK-A", currency: "USD", openingMinor: 10_000n },
+    {
+      accountId: `${a}/1004`,
+      holder: "Dana Newcomer",
+      linkCode: "DANA-TEST-LINK-A",
+      currency: "USD",
+      openingMinor: 20_000n,
+    },
+    {
+      accountId: `${b}/2004`,
+      holder: "Dana Newcomer",
+      linkCode: "DANA-TEST-LINK-B",
+      currency: "USD",
+      openingMinor: 5_000n,
+    },
+    {
+      accountId: `${a}/1005`,
+      holder: "Erin Newcomer",
+      linkCode: "ERIN-TEST-LINK-A",
+      currency: "USD",
+      openingMinor: 10_000n,
+    },
   ];
 }
 
@@ -45,7 +63,10 @@ export function testSeed(banks: readonly string[] = ["bank-a", "bank-b"]): strin
   return [
     `banks: [${banks.join(", ")}]`,
     "users:",
-    ...users.map((u) => `  - { id: ${u}, username: ${u}, password: ${u}${TEST_PASSWORD_SUFFIX}, roles: [${roles[u] ?? "customer"}] }`),
+    ...users.map(
+      (u) =>
+        `  - { id: ${u}, username: ${u}, password: ${u}${TEST_PASSWORD_SUFFIX}, roles: [${roles[u] ?? "customer"}] }`,
+    ),
     "accounts:",
     `  - { id: ${a}/1001, owner: alice, currency: USD, opening_minor: 100000 }`,
     `  - { id: ${a}/1002, owner: bob, currency: USD, opening_minor: 50000 }`,
@@ -54,7 +75,10 @@ export function testSeed(banks: readonly string[] = ["bank-a", "bank-b"]): strin
     `  - { id: ${b}/2002, owner: carol, currency: USD, opening_minor: 0 }`,
     `  - { id: ${b}/2003, owner: shop, currency: USD, opening_minor: 0 }`,
     ...banks.slice(2).map((x, i) => `  - { id: ${x}/${3001 + i}, owner: carol, currency: USD, opening_minor: 20000 }`),
-    ...testLinkable(a, b).map((l) => `  - { id: ${l.accountId}, holder: ${l.holder}, link_code: ${l.linkCode}, currency: ${l.currency}, opening_minor: ${l.openingMinor} }`),
+    ...testLinkable(a, b).map(
+      (l) =>
+        `  - { id: ${l.accountId}, holder: ${l.holder}, link_code: ${l.linkCode}, currency: ${l.currency}, opening_minor: ${l.openingMinor} }`,
+    ),
   ].join("\n");
 }
 
@@ -71,8 +95,10 @@ function withBearer(transport: Transport, token: string): Transport {
     return h;
   };
   return {
-    unary: (method, signal, timeoutMs, header, input, contextValues) => transport.unary(method, signal, timeoutMs, withToken(header), input, contextValues),
-    stream: (method, signal, timeoutMs, header, input, contextValues) => transport.stream(method, signal, timeoutMs, withToken(header), input, contextValues),
+    unary: (method, signal, timeoutMs, header, input, contextValues) =>
+      transport.unary(method, signal, timeoutMs, withToken(header), input, contextValues),
+    stream: (method, signal, timeoutMs, header, input, contextValues) =>
+      transport.stream(method, signal, timeoutMs, withToken(header), input, contextValues),
   };
 }
 
@@ -122,15 +148,25 @@ export class Stack {
   /** One transport per (target, identity), kept for the stack's life; see mtls(). */
   private readonly transports = new Map<string, Transport>();
 
-  private constructor(readonly dir: string, readonly certs: string) {}
+  private constructor(
+    readonly dir: string,
+    readonly certs: string,
+  ) {}
 
   static async start(options: StackOptions = {}): Promise<Stack> {
     const banks = options.banks ?? ["bank-a", "bank-b"];
     const gatewayCount = options.gateways ?? 1;
-    if (!Number.isInteger(gatewayCount) || gatewayCount < 1 || gatewayCount > GATEWAYS_MAX) throw new Error(`gateways must be an integer from 1 to ${GATEWAYS_MAX}, got ${gatewayCount}`);
-    const databaseUrl = typeof options.postgres === "string" ? options.postgres : (options.postgres?.url ?? options.gatewayEnv?.DATABASE_URL);
+    if (!Number.isInteger(gatewayCount) || gatewayCount < 1 || gatewayCount > GATEWAYS_MAX)
+      throw new Error(`gateways must be an integer from 1 to ${GATEWAYS_MAX}, got ${gatewayCount}`);
+    const databaseUrl =
+      typeof options.postgres === "string"
+        ? options.postgres
+        : (options.postgres?.url ?? options.gatewayEnv?.DATABASE_URL);
     // Each replica would otherwise keep its own SQLite file and know only what it was told itself.
-    if (gatewayCount > 1 && databaseUrl === undefined) throw new Error(`gateways: ${gatewayCount} needs a shared store: pass postgres (a PostgresServer or a postgres:// URL)`);
+    if (gatewayCount > 1 && databaseUrl === undefined)
+      throw new Error(
+        `gateways: ${gatewayCount} needs a shared store: pass postgres (a PostgresServer or a postgres:// URL)`,
+      );
     const stack = new Stack(mkdtempSync(join(tmpdir(), "paygate-e2e-")), testCerts());
     const seedFile = join(stack.dir, "seed.yaml");
     writeFileSync(seedFile, options.seed ?? testSeed(banks));
@@ -142,7 +178,12 @@ export class Stack {
     }
     stack.gatewayUrl = stack.gatewayUrls[0]!;
     for (const b of banks) stack.bankUrls.set(b, `https://127.0.0.1:${await freePort()}`);
-    const common = { SEED_FILE: seedFile, TLS_CA_FILE: join(stack.certs, "ca.crt"), LOG_LEVEL: "info", METRICS_PORT: "0" };
+    const common = {
+      SEED_FILE: seedFile,
+      TLS_CA_FILE: join(stack.certs, "ca.crt"),
+      LOG_LEVEL: "info",
+      METRICS_PORT: "0",
+    };
     for (const b of banks) {
       const tls = tlsFilesFor(stack.certs, b);
       stack.banks.set(
@@ -166,14 +207,19 @@ export class Stack {
       );
     }
     if (options.bureau) {
-      const b = await bureauProcess({ dir: stack.dir, certs: stack.certs, data: typeof options.bureau === "object" ? options.bureau.data : undefined });
+      const b = await bureauProcess({
+        dir: stack.dir,
+        certs: stack.certs,
+        data: typeof options.bureau === "object" ? options.bureau.data : undefined,
+      });
       stack.bureau = b.process;
       stack.bureauUrl = b.url;
     }
     const gtls = tlsFilesFor(stack.certs, "gateway");
     // A shared store needs one card-hashing key for every replica (or none finds another's cards).
     const cardSecretFile = join(stack.dir, "card-secret.key");
-    if (databaseUrl !== undefined) writeFileSync(cardSecretFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+    if (databaseUrl !== undefined)
+      writeFileSync(cardSecretFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
     for (let i = 0; i < gatewayCount; i++) {
       stack.gateways.push(
         new ServiceProcess({
@@ -208,7 +254,11 @@ export class Stack {
         dir: stack.dir,
         certs: stack.certs,
         gatewayUrl: stack.gatewayUrl,
-        merchant: { username: "shop", password: `shop${TEST_PASSWORD_SUFFIX}`, accountId: c.merchantAccountId ?? "bank-b/2003" },
+        merchant: {
+          username: "shop",
+          password: `shop${TEST_PASSWORD_SUFFIX}`,
+          accountId: c.merchantAccountId ?? "bank-b/2003",
+        },
         env: c.env,
       });
       stack.checkout = started.process;
@@ -235,7 +285,14 @@ export class Stack {
   /** A transport to the gateway (replica 0) presenting the given client certificate. */
   transport(certName = "paycli", certsDir = this.certs, interceptors: Interceptor[] = []): Transport {
     // Interceptors are part of a transport, so a transport with its own is the caller's alone.
-    if (interceptors.length > 0) return createMtlsTransport({ baseUrl: this.gatewayUrl, tls: tlsFilesFor(certsDir, certName), timeoutMs: GATEWAY_TIMEOUT_MS, interceptors, reload: false });
+    if (interceptors.length > 0)
+      return createMtlsTransport({
+        baseUrl: this.gatewayUrl,
+        tls: tlsFilesFor(certsDir, certName),
+        timeoutMs: GATEWAY_TIMEOUT_MS,
+        interceptors,
+        reload: false,
+      });
     return this.mtls(this.gatewayUrl, certsDir, certName, GATEWAY_TIMEOUT_MS);
   }
 
@@ -269,7 +326,12 @@ export class Stack {
   }
 
   /** A client of replica `target` (or, with "any", of a random live replica per call), with the session token when given. */
-  gatewayClient<S extends DescService>(target: GatewayTarget, service: S, token?: string, certName = "paycli"): Client<S> {
+  gatewayClient<S extends DescService>(
+    target: GatewayTarget,
+    service: S,
+    token?: string,
+    certName = "paycli",
+  ): Client<S> {
     const transport = this.gatewayTransport(target, certName);
     return createClient(service, token ? withBearer(transport, token) : transport);
   }
@@ -282,7 +344,8 @@ export class Stack {
 
   private replicaUrl(i: number): string {
     const url = this.gatewayUrls[i];
-    if (!Number.isInteger(i) || url === undefined) throw new Error(`no gateway replica ${i} (this stack runs ${this.gateways.length})`);
+    if (!Number.isInteger(i) || url === undefined)
+      throw new Error(`no gateway replica ${i} (this stack runs ${this.gateways.length})`);
     return url;
   }
 
@@ -335,7 +398,9 @@ export class Stack {
       if (last.conserved && last.inDoubt.length === 0) return last;
       await new Promise((r) => setTimeout(r, 200));
     }
-    throw new Error(`money not conserved or txns still in doubt:\n${JSON.stringify(last, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}`);
+    throw new Error(
+      `money not conserved or txns still in doubt:\n${JSON.stringify(last, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}`,
+    );
   }
 
   async close(): Promise<void> {
@@ -343,10 +408,14 @@ export class Stack {
     this.transports.clear();
     // The checkout first: it would otherwise log the gateway going away.
     await this.checkout?.stop();
-    await Promise.all([...this.gateways, ...this.banks.values(), this.bureau].filter((p): p is ServiceProcess => p !== undefined).map(async (p) => {
-      p.thaw();
-      await p.stop();
-    }));
+    await Promise.all(
+      [...this.gateways, ...this.banks.values(), this.bureau]
+        .filter((p): p is ServiceProcess => p !== undefined)
+        .map(async (p) => {
+          p.thaw();
+          await p.stop();
+        }),
+    );
     if (!process.env.PAYGATE_KEEP_TEST_DATA) rmSync(this.dir, { recursive: true, force: true });
   }
 }

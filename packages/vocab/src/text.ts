@@ -50,11 +50,15 @@ export interface TextProblem {
 
 /** The memo rule (also for merchant references): at most MEMO_LENGTH_MAX characters, all printable. */
 export function checkMemoShape(memo: string, field = "memo"): TextProblem | undefined {
-  if ([...memo].length > MEMO_LENGTH_MAX) return { reason: "memo_too_long", message: `${field} must be at most ${MEMO_LENGTH_MAX} characters` };
+  if ([...memo].length > MEMO_LENGTH_MAX)
+    return { reason: "memo_too_long", message: `${field} must be at most ${MEMO_LENGTH_MAX} characters` };
   const at = findControlCharacter(memo);
   if (at !== -1) {
     const code = memo.charCodeAt(at).toString(16).padStart(4, "0");
-    return { reason: "invalid_memo", message: `${field} must not contain control characters (U+${code.toUpperCase()} at position ${at})` };
+    return {
+      reason: "invalid_memo",
+      message: `${field} must not contain control characters (U+${code.toUpperCase()} at position ${at})`,
+    };
   }
   return undefined;
 }

@@ -5,7 +5,12 @@ import { SIGNATURE_ENTRIES_MAX, signatureHeader, signatureV1, verifySignature } 
 
 const secret = "whsec_" + "A".repeat(43);
 const other = "whsec_" + "B".repeat(43);
-const body = JSON.stringify({ id: "evt_0123456789abcdef01234567", type: "authorization.approved", object_id: "A1B2C3", data: {} });
+const body = JSON.stringify({
+  id: "evt_0123456789abcdef01234567",
+  type: "authorization.approved",
+  object_id: "A1B2C3",
+  data: {},
+});
 const t = 1_760_000_000;
 
 test("the header is t, then one v1 per secret: hex HMAC-SHA256 over '<t>.<body>' with the secret as UTF-8 key", () => {
@@ -27,7 +32,10 @@ test("a signed body verifies, with its timestamp; within the tolerance either wa
 
 test("a tampered body is a mismatch, down to one byte and to trailing whitespace", () => {
   const header = signatureHeader([secret], body, t);
-  assert.deepEqual(verifySignature(header, body.replace("A1B2C3", "A1B2C4"), [secret], t), { ok: false, reason: "signature_mismatch" });
+  assert.deepEqual(verifySignature(header, body.replace("A1B2C3", "A1B2C4"), [secret], t), {
+    ok: false,
+    reason: "signature_mismatch",
+  });
   assert.deepEqual(verifySignature(header, body + "\n", [secret], t), { ok: false, reason: "signature_mismatch" });
 });
 
@@ -41,11 +49,23 @@ test("a wrong secret is a mismatch; so is a re-dated header (t is signed)", () =
 
 test("old and future timestamps are refused before any signature is looked at", () => {
   const header = signatureHeader([secret], body, t);
-  assert.deepEqual(verifySignature(header, body, [secret], t + 301), { ok: false, reason: "timestamp_out_of_tolerance" });
-  assert.deepEqual(verifySignature(header, body, [secret], t - 301), { ok: false, reason: "timestamp_out_of_tolerance" });
-  assert.deepEqual(verifySignature(header, body, [secret], t + 11, 10), { ok: false, reason: "timestamp_out_of_tolerance" });
+  assert.deepEqual(verifySignature(header, body, [secret], t + 301), {
+    ok: false,
+    reason: "timestamp_out_of_tolerance",
+  });
+  assert.deepEqual(verifySignature(header, body, [secret], t - 301), {
+    ok: false,
+    reason: "timestamp_out_of_tolerance",
+  });
+  assert.deepEqual(verifySignature(header, body, [secret], t + 11, 10), {
+    ok: false,
+    reason: "timestamp_out_of_tolerance",
+  });
   // Out of tolerance wins even over a wrong secret: the receiver learns nothing about the secret from an old replay.
-  assert.deepEqual(verifySignature(header, body, [other], t + 1000), { ok: false, reason: "timestamp_out_of_tolerance" });
+  assert.deepEqual(verifySignature(header, body, [other], t + 1000), {
+    ok: false,
+    reason: "timestamp_out_of_tolerance",
+  });
 });
 
 test("two secrets during an overlap: a receiver holding either one verifies; a header with either v1 verifies against both", () => {
@@ -84,7 +104,11 @@ test("malformed headers are refused with their reason", () => {
     `t=${t},v1=${v1},x=` + "a".repeat(5000),
   ];
   for (const header of malformed) {
-    assert.deepEqual(verifySignature(header, body, [secret], t), { ok: false, reason: "malformed_signature" }, header.slice(0, 120));
+    assert.deepEqual(
+      verifySignature(header, body, [secret], t),
+      { ok: false, reason: "malformed_signature" },
+      header.slice(0, 120),
+    );
   }
 });
 

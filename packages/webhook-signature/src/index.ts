@@ -19,12 +19,19 @@ export const SIGNATURE_ENTRIES_MAX = 8;
 const V1_PATTERN = /^[0-9a-fA-F]{64}$/;
 const T_PATTERN = /^[0-9]{1,12}$/;
 
-export type VerifyFailure = "missing_signature" | "malformed_signature" | "timestamp_out_of_tolerance" | "signature_mismatch";
+export type VerifyFailure =
+  | "missing_signature"
+  | "malformed_signature"
+  | "timestamp_out_of_tolerance"
+  | "signature_mismatch";
 export type VerifyResult = { ok: true; t: number } | { ok: false; reason: VerifyFailure };
 
 /** The v1 value for one secret: hex HMAC-SHA256 over "<t>.<body>". */
 export function signatureV1(secret: string, body: string, tSeconds: number): string {
-  return createHmac("sha256", Buffer.from(secret, "utf8")).update(`${tSeconds}.`, "utf8").update(body, "utf8").digest("hex");
+  return createHmac("sha256", Buffer.from(secret, "utf8"))
+    .update(`${tSeconds}.`, "utf8")
+    .update(body, "utf8")
+    .digest("hex");
 }
 
 /** The header value signing `body` at `tSeconds` with every secret given (at least one). */

@@ -3,8 +3,29 @@
 // to kill the process between "logged" and "answered".
 import { AssertionError } from "@paygate/money";
 import type { Faults } from "@paygate/faults";
-import { abort, commit, prepare, type AbortFailure, type CommitFailure, type Decided, type PrepareInput, type PrepareInvalid, type PrepareOutcome } from "./domain/participant.js";
-import { checkAccountId, deposit, openAccount, openSeedAccounts, type DepositFailure, type Deposited, type DepositInput, type OpenAccountFailure, type OpenAccountInput, type SeedAccountInput } from "./domain/ledger.js";
+import {
+  abort,
+  commit,
+  prepare,
+  type AbortFailure,
+  type CommitFailure,
+  type Decided,
+  type PrepareInput,
+  type PrepareInvalid,
+  type PrepareOutcome,
+} from "./domain/participant.js";
+import {
+  checkAccountId,
+  deposit,
+  openAccount,
+  openSeedAccounts,
+  type DepositFailure,
+  type Deposited,
+  type DepositInput,
+  type OpenAccountFailure,
+  type OpenAccountInput,
+  type SeedAccountInput,
+} from "./domain/ledger.js";
 import { expireDueHolds, HOLD_ID_PATTERN } from "./domain/holds.js";
 import {
   issueLinkCode,
@@ -47,7 +68,11 @@ export interface Bank {
   openAccount(input: OpenAccountInput): Result<Account, OpenAccountFailure>;
   deposit(input: DepositInput): Result<Deposited, DepositFailure>;
   getAccount(accountId: string): Result<Account, "invalid_account_id" | "account_not_found">;
-  listEntries(accountId: string, afterSequence: bigint, limit: number): Result<Entry[], "invalid_account_id" | "account_not_found" | "invalid_argument">;
+  listEntries(
+    accountId: string,
+    afterSequence: bigint,
+    limit: number,
+  ): Result<Entry[], "invalid_account_id" | "account_not_found" | "invalid_argument">;
   totals(): Totals;
   getHold(holdId: string): Result<Hold, "invalid_argument" | "hold_not_found">;
   /** One expiry sweep (bounded): releases ACTIVE holds past their expiry. */
@@ -124,10 +149,12 @@ export function createBank(options: BankOptions): Bank {
     const results = writeAll(inputs.map((input) => (tx: LedgerTx, now: number) => prepare(tx, name, input, now)));
     for (const r of results) {
       // A re-delivered Prepare repeats a vote already counted.
-      if (r.ok && !r.value.redelivered) metrics.prepareVotes.inc(r.value.vote === "yes" ? { vote: "yes" } : { vote: "no", reason: r.value.reason });
+      if (r.ok && !r.value.redelivered)
+        metrics.prepareVotes.inc(r.value.vote === "yes" ? { vote: "yes" } : { vote: "no", reason: r.value.reason });
     }
     // Logged (all of them, durably) but not yet answered.
-    if (results.some((r) => r.ok && r.value.vote === "yes" && !r.value.redelivered)) faults.hit("bank.after_prepare_logged");
+    if (results.some((r) => r.ok && r.value.vote === "yes" && !r.value.redelivered))
+      faults.hit("bank.after_prepare_logged");
     return results;
   }
 
@@ -149,7 +176,12 @@ export function createBank(options: BankOptions): Bank {
       metrics.decisions.inc({ decision: "commit" });
       for (const l of posted[i]!) {
         // Journal entries only: holds and releases move no balance; a capture posts a debit.
-        const direction = l.direction === "credit" ? "credit" : l.direction === "debit" || l.direction === "capture" ? "debit" : undefined;
+        const direction =
+          l.direction === "credit"
+            ? "credit"
+            : l.direction === "debit" || l.direction === "capture"
+              ? "debit"
+              : undefined;
         if (direction) metrics.ledger.post({ direction, currency: l.currency }, l.amountMinor);
       }
     }
@@ -166,7 +198,8 @@ export function createBank(options: BankOptions): Bank {
       }),
     );
     // Tombstones for unseen txns and repeats are not decisions applied to a prepared txn.
-    for (const [i, r] of results.entries()) if (r.ok && r.value.changed && wasPrepared[i]) metrics.decisions.inc({ decision: "abort" });
+    for (const [i, r] of results.entries())
+      if (r.ok && r.value.changed && wasPrepared[i]) metrics.decisions.inc({ decision: "abort" });
     return results;
   }
 
@@ -177,7 +210,16 @@ export function createBank(options: BankOptions): Bank {
       const accounts = read();
       return store.seed((tx, links) => {
         const opened = openSeedAccounts(tx, name, accounts, clock());
-        seedHolders(links, name, accounts.map((a) => ({ id: a.id, holder: a.holder ?? "", ...(a.linkCode !== undefined ? { linkCode: a.linkCode } : {}) })), clock());
+        seedHolders(
+          links,
+          name,
+          accounts.map((a) => ({
+            id: a.id,
+            holder: a.holder ?? "",
+            ...(a.linkCode !== undefined ? { linkCode: a.linkCode } : {}),
+          })),
+          clock(),
+        );
         return opened;
       });
     },
@@ -190,7 +232,8 @@ export function createBank(options: BankOptions): Bank {
     openAccount: (input) => write((tx, now) => openAccount(tx, name, input, now)),
     deposit(input) {
       const r = write((tx, now) => deposit(tx, name, input, now));
-      if (r.ok && r.value.changed) metrics.ledger.post({ direction: "credit", currency: input.currency }, input.amountMinor);
+      if (r.ok && r.value.changed)
+        metrics.ledger.post({ direction: "credit", currency: input.currency }, input.amountMinor);
       return r;
     },
     getAccount,
@@ -206,7 +249,8 @@ export function createBank(options: BankOptions): Bank {
       return { bank: name, ...reconcile(store.audit()), prepared: store.prepared(PREPARED_LIST_MAX) };
     },
     getHold(holdId) {
-      if (!HOLD_ID_PATTERN.test(holdId)) return fail("invalid_argument", "hold_id must be 1-128 characters of letters, digits and _ . : -");
+      if (!HOLD_ID_PATTERN.test(holdId))
+        return fail("invalid_argument", "hold_id must be 1-128 characters of letters, digits and _ . : -");
       const hold = store.hold(holdId);
       return hold ? ok(hold) : fail("hold_not_found", `no hold ${holdId} at ${name}`);
     },

@@ -47,7 +47,8 @@ const HOUR_MS = 3_600_000;
 export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
   const r = createEnvReader("bank", env);
   const bankName = r.string("BANK_NAME");
-  if (bankName !== "" && !BANK_NAME_PATTERN.test(bankName)) r.problem(`BANK_NAME must match ${BANK_NAME_PATTERN}, got ${JSON.stringify(bankName)}`);
+  if (bankName !== "" && !BANK_NAME_PATTERN.test(bankName))
+    r.problem(`BANK_NAME must match ${BANK_NAME_PATTERN}, got ${JSON.stringify(bankName)}`);
   const host = r.string("BANK_HOST", "127.0.0.1");
   const port = r.int("BANK_PORT", 50051, { min: 0, max: 65535 });
   const dataDir = resolve(cwd, r.string("BANK_DATA_DIR", join("data", bankName)));
@@ -59,10 +60,14 @@ export function loadConfig(env: Env, cwd = process.cwd()): BankConfig {
   };
 
   // The old per-replica map would otherwise be ignored, leaving the default URL.
-  if (r.optional("COORDINATOR_URLS") !== undefined) r.problem("COORDINATOR_URLS (replica=URL pairs) is replaced by COORDINATOR_URL: the gateway Service, or comma-separated replica URLs");
+  if (r.optional("COORDINATOR_URLS") !== undefined)
+    r.problem(
+      "COORDINATOR_URLS (replica=URL pairs) is replaced by COORDINATOR_URL: the gateway Service, or comma-separated replica URLs",
+    );
   const coordinatorUrls = [...new Set(r.list("COORDINATOR_URL", ["https://127.0.0.1:50050"]))];
   if (coordinatorUrls.length === 0) r.problem("COORDINATOR_URL must name at least one gateway URL");
-  if (coordinatorUrls.length > COORDINATOR_URLS_MAX) r.problem(`COORDINATOR_URL: at most ${COORDINATOR_URLS_MAX} URLs, got ${coordinatorUrls.length}`);
+  if (coordinatorUrls.length > COORDINATOR_URLS_MAX)
+    r.problem(`COORDINATOR_URL: at most ${COORDINATOR_URLS_MAX} URLs, got ${coordinatorUrls.length}`);
   for (const url of coordinatorUrls) {
     let https = false;
     try {

@@ -26,7 +26,15 @@ export const COORDINATOR_ATTEMPTS_MAX = 8;
  * The rest (a refused identity, a malformed txn id) would be refused the same
  * way by every replica: asking on would only hide them.
  */
-const FAILOVER_CODES: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Canceled, Code.Internal, Code.Unknown, Code.ResourceExhausted]);
+const FAILOVER_CODES: ReadonlySet<Code> = new Set([
+  Code.Unavailable,
+  Code.DeadlineExceeded,
+  Code.Aborted,
+  Code.Canceled,
+  Code.Internal,
+  Code.Unknown,
+  Code.ResourceExhausted,
+]);
 
 export interface DecisionAskerOptions {
   /** Base URLs of gateway replicas (or one Service), in order of preference; at least one. */
@@ -38,7 +46,13 @@ export interface DecisionAskerOptions {
   /** Per URL (trace propagation, client metrics). */
   readonly interceptors?: (baseUrl: string) => Interceptor[];
   /** A URL failed and the call moves on to `nextUrl` (for a log line). */
-  readonly onFailover?: (event: { txnId: string; coordinator: string; url: string; nextUrl: string; err: ConnectError }) => void;
+  readonly onFailover?: (event: {
+    txnId: string;
+    coordinator: string;
+    url: string;
+    nextUrl: string;
+    err: ConnectError;
+  }) => void;
 }
 
 /** (txnId, coordinator = the txn id's prefix, for messages only) -> the decision; rejects once every attempt failed. */
@@ -57,7 +71,15 @@ export function createDecisionAsker(options: DecisionAskerOptions): DecisionAske
     let client = clients.get(baseUrl);
     if (!client) {
       // Certificates are read per new URL, so a rotation is picked up by the next one.
-      client = createClient(CoordinatorService, createMtlsTransport({ baseUrl, tls: loadTls(tls), timeoutMs, interceptors: options.interceptors?.(baseUrl) ?? [] }));
+      client = createClient(
+        CoordinatorService,
+        createMtlsTransport({
+          baseUrl,
+          tls: loadTls(tls),
+          timeoutMs,
+          interceptors: options.interceptors?.(baseUrl) ?? [],
+        }),
+      );
       clients.set(baseUrl, client);
     }
     return client;
@@ -78,7 +100,8 @@ export function createDecisionAsker(options: DecisionAskerOptions): DecisionAske
         failures.push(`${url}: ${err.message}`);
         // Concurrent asks that failed on the same URL move the preference once.
         if (preferred === i) preferred = (i + 1) % urls.length;
-        if (attempt + 1 < attempts) options.onFailover?.({ txnId, coordinator, url, nextUrl: urls[(i + 1) % urls.length]!, err });
+        if (attempt + 1 < attempts)
+          options.onFailover?.({ txnId, coordinator, url, nextUrl: urls[(i + 1) % urls.length]!, err });
         continue;
       }
       preferred = i;
@@ -91,6 +114,8 @@ export function createDecisionAsker(options: DecisionAskerOptions): DecisionAske
           throw new Error(`${url} answered no decision for ${txnId} (coordinator ${coordinator})`);
       }
     }
-    throw new Error(`GetDecision for ${txnId} (coordinator ${coordinator}) failed at ${failures.length} of ${urls.length} COORDINATOR_URL entries: ${failures.join("; ")}`);
+    throw new Error(
+      `GetDecision for ${txnId} (coordinator ${coordinator}) failed at ${failures.length} of ${urls.length} COORDINATOR_URL entries: ${failures.join("; ")}`,
+    );
   };
 }

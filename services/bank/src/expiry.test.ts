@@ -7,14 +7,29 @@ import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { HoldState, LegDirection, Vote } from "@paygate/proto/bank";
-import { createAccessInterceptor, createLogger, createLoggingInterceptor, errorInfo, startRpcServer, type RpcServer } from "@paygate/rpc";
+import {
+  createAccessInterceptor,
+  createLogger,
+  createLoggingInterceptor,
+  errorInfo,
+  startRpcServer,
+  type RpcServer,
+} from "@paygate/rpc";
 import { noFaults } from "@paygate/faults";
 import { loadSeedFile } from "@paygate/seed";
 import { createBank } from "./bank.js";
 import { createHoldExpiry, type HoldExpiry } from "./expiry.js";
 import { bankAccessTable, bankRoutes } from "./routes.js";
 import { openLedgerStore, type LedgerStore } from "./store/ledger-store.js";
-import { assertLedgerConsistent, bankClients, makeTestDir, newTxnId, tlsFiles, type BankClients, type TestDir } from "./test-support.js";
+import {
+  assertLedgerConsistent,
+  bankClients,
+  makeTestDir,
+  newTxnId,
+  tlsFiles,
+  type BankClients,
+  type TestDir,
+} from "./test-support.js";
 
 const log = createLogger("bank-test", "silent");
 
@@ -30,9 +45,19 @@ describe("card holds over mTLS", () => {
   before(async () => {
     t = makeTestDir("bank-holds");
     store = openLedgerStore({ dataDir: join(t.dir, "bank-a"), bank: "bank-a" });
-    const bank = createBank({ name: "bank-a", store, faults: noFaults, clock: () => nowMs, onInvariantBroken: (e) => assert.fail(e) });
+    const bank = createBank({
+      name: "bank-a",
+      store,
+      faults: noFaults,
+      clock: () => nowMs,
+      onInvariantBroken: (e) => assert.fail(e),
+    });
     bank.loadSeedOnce(() => loadSeedFile(t.seedFile).accounts);
-    expiry = createHoldExpiry({ expireHolds: () => bank.expireHolds(), intervalMs: 60_000, logger: { info: (f) => void expiredLogged.push(f), error: (f) => assert.fail(JSON.stringify(f)) } });
+    expiry = createHoldExpiry({
+      expireHolds: () => bank.expireHolds(),
+      intervalMs: 60_000,
+      logger: { info: (f) => void expiredLogged.push(f), error: (f) => assert.fail(JSON.stringify(f)) },
+    });
     server = await startRpcServer({
       host: "127.0.0.1",
       port: 0,
@@ -51,13 +76,24 @@ describe("card holds over mTLS", () => {
     t.cleanup();
   });
 
-  const available = async (accountId = "bank-a/1001") => (await gw.ledger.getAccount({ accountId })).account!.availableMinor;
+  const available = async (accountId = "bank-a/1001") =>
+    (await gw.ledger.getAccount({ accountId })).account!.availableMinor;
 
   async function placeHold(holdId: string, amountMinor: bigint, expiresAtMs: number): Promise<void> {
     const txnId = newTxnId();
     const v = await gw.participant.prepare({
       txnId,
-      legs: [{ accountId: "bank-a/1001", direction: LegDirection.AUTH_HOLD, amountMinor, currency: "USD", ownerUserId: "alice", holdId, holdExpiresAt: timestampFromMs(expiresAtMs) }],
+      legs: [
+        {
+          accountId: "bank-a/1001",
+          direction: LegDirection.AUTH_HOLD,
+          amountMinor,
+          currency: "USD",
+          ownerUserId: "alice",
+          holdId,
+          holdExpiresAt: timestampFromMs(expiresAtMs),
+        },
+      ],
     });
     assert.equal(v.vote, Vote.YES, v.reason);
     await gw.participant.commit({ txnId });
@@ -74,7 +110,13 @@ describe("card holds over mTLS", () => {
     const v = await gw.participant.prepare({
       txnId,
       legs: [
-        { accountId: "bank-a/1001", direction: LegDirection.CAPTURE, amountMinor: 1_500n, currency: "USD", holdId: "auth-a" },
+        {
+          accountId: "bank-a/1001",
+          direction: LegDirection.CAPTURE,
+          amountMinor: 1_500n,
+          currency: "USD",
+          holdId: "auth-a",
+        },
         { accountId: "bank-a/1002", direction: LegDirection.CREDIT, amountMinor: 1_500n, currency: "USD" },
       ],
     });
@@ -88,7 +130,18 @@ describe("card holds over mTLS", () => {
 
   test("a capture above the hold votes NO amount_exceeds_authorization; GetHold of an unknown id is NotFound", async () => {
     await placeHold("auth-b", 100n, nowMs + 60_000);
-    const v = await gw.participant.prepare({ txnId: newTxnId(), legs: [{ accountId: "bank-a/1001", direction: LegDirection.CAPTURE, amountMinor: 101n, currency: "USD", holdId: "auth-b" }] });
+    const v = await gw.participant.prepare({
+      txnId: newTxnId(),
+      legs: [
+        {
+          accountId: "bank-a/1001",
+          direction: LegDirection.CAPTURE,
+          amountMinor: 101n,
+          currency: "USD",
+          holdId: "auth-b",
+        },
+      ],
+    });
     assert.deepEqual([v.vote, v.reason], [Vote.NO, "amount_exceeds_authorization"]);
     try {
       await gw.ledger.getHold({ holdId: "nope" });
@@ -99,7 +152,18 @@ describe("card holds over mTLS", () => {
     // RELEASE gives it all back.
     const before = await available();
     const txnId = newTxnId();
-    await gw.participant.prepare({ txnId, legs: [{ accountId: "bank-a/1001", direction: LegDirection.RELEASE, amountMinor: 100n, currency: "USD", holdId: "auth-b" }] });
+    await gw.participant.prepare({
+      txnId,
+      legs: [
+        {
+          accountId: "bank-a/1001",
+          direction: LegDirection.RELEASE,
+          amountMinor: 100n,
+          currency: "USD",
+          holdId: "auth-b",
+        },
+      ],
+    });
     await gw.participant.commit({ txnId });
     assert.equal(await available(), before + 100n);
     assert.equal((await gw.ledger.getHold({ holdId: "auth-b" })).hold!.state, HoldState.RELEASED);
@@ -115,7 +179,18 @@ describe("card holds over mTLS", () => {
     assert.equal(expiredLogged.length, 1);
     assert.equal((await gw.ledger.getHold({ holdId: "auth-c" })).hold!.state, HoldState.EXPIRED);
     assert.equal(await available(), before);
-    const v = await gw.participant.prepare({ txnId: newTxnId(), legs: [{ accountId: "bank-a/1001", direction: LegDirection.CAPTURE, amountMinor: 700n, currency: "USD", holdId: "auth-c" }] });
+    const v = await gw.participant.prepare({
+      txnId: newTxnId(),
+      legs: [
+        {
+          accountId: "bank-a/1001",
+          direction: LegDirection.CAPTURE,
+          amountMinor: 700n,
+          currency: "USD",
+          holdId: "auth-c",
+        },
+      ],
+    });
     assert.deepEqual([v.vote, v.reason], [Vote.NO, "authorization_expired"]);
     await assertLedgerConsistent(gw.ledger);
   });

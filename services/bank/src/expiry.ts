@@ -39,7 +39,11 @@ export function createHoldExpiry(o: HoldExpiryOptions): HoldExpiry {
     for (let i = 0; i < batchesMax; i++) {
       const expired = o.expireHolds();
       total += expired.length;
-      for (const h of expired) o.logger.info({ holdId: h.holdId, accountId: h.accountId, amountMinor: h.amountMinor.toString(), currency: h.currency }, "hold expired; released");
+      for (const h of expired)
+        o.logger.info(
+          { holdId: h.holdId, accountId: h.accountId, amountMinor: h.amountMinor.toString(), currency: h.currency },
+          "hold expired; released",
+        );
       if (expired.length < EXPIRE_BATCH_MAX) break;
     }
     return total;
@@ -50,7 +54,8 @@ export function createHoldExpiry(o: HoldExpiryOptions): HoldExpiry {
       sweepOnce();
     } catch (e) {
       // A broken invariant already reached onInvariantBroken (the process exits); anything else is retried next tick.
-      if (!(e instanceof AssertionError)) o.logger.error({ err: e instanceof Error ? e.message : String(e) }, "hold expiry sweep failed");
+      if (!(e instanceof AssertionError))
+        o.logger.error({ err: e instanceof Error ? e.message : String(e) }, "hold expiry sweep failed");
     }
     if (!stopped) timer = setTimeout(tick, o.intervalMs);
   };

@@ -13,7 +13,15 @@ import { LegDirection, Vote } from "@paygate/proto/bank";
 import { CoordinatorService, Decision } from "@paygate/proto/gateway";
 import { createLogger, startRpcServer, type RpcServer } from "@paygate/rpc";
 import { freePort } from "@paygate/testkit";
-import { assertLedgerConsistent, bankClients, makeTestDir, newTxnId, repoRoot, tlsFiles, type TestDir } from "./test-support.js";
+import {
+  assertLedgerConsistent,
+  bankClients,
+  makeTestDir,
+  newTxnId,
+  repoRoot,
+  tlsFiles,
+  type TestDir,
+} from "./test-support.js";
 
 interface Running {
   readonly child: ChildProcess;
@@ -32,7 +40,10 @@ async function startBank(env: Record<string, string>): Promise<Running> {
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.add(child);
-  const exited = once(child, "exit").then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
+  const exited = once(child, "exit").then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }));
   const lines: Array<Record<string, unknown>> = [];
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c));
@@ -66,7 +77,10 @@ describe("bank process", () => {
       host: "127.0.0.1",
       port: 0,
       tls: tlsFiles(t.certs, "gateway"),
-      routes: (router: ConnectRouter) => router.service(CoordinatorService, { getDecision: (req) => ({ decision: decisions.get(req.txnId) ?? Decision.ABORT }) }),
+      routes: (router: ConnectRouter) =>
+        router.service(CoordinatorService, {
+          getDecision: (req) => ({ decision: decisions.get(req.txnId) ?? Decision.ABORT }),
+        }),
       interceptors: [],
       logger: createLogger("coordinator-stub", "silent"),
     });
@@ -95,20 +109,46 @@ describe("bank process", () => {
   test("configuration problems are listed on stderr and exit 2", async () => {
     const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "services/bank/src/main.ts")], {
       cwd: repoRoot,
-      env: { PATH: process.env.PATH ?? "", BANK_NAME: "Bank A", BANK_PORT: "99999", PAYGATE_FAULTPOINTS: "bank.no_such_point", COORDINATOR_URL: "https://127.0.0.1:50050,http://127.0.0.1:50060", COORDINATOR_URLS: "gateway-0=https://127.0.0.1:50050" },
+      env: {
+        PATH: process.env.PATH ?? "",
+        BANK_NAME: "Bank A",
+        BANK_PORT: "99999",
+        PAYGATE_FAULTPOINTS: "bank.no_such_point",
+        COORDINATOR_URL: "https://127.0.0.1:50050,http://127.0.0.1:50060",
+        COORDINATOR_URLS: "gateway-0=https://127.0.0.1:50050",
+      },
       stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
     child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c));
     const [code] = (await once(child, "exit")) as [number | null];
     assert.equal(code, 2);
-    for (const frag of ["BANK_NAME", "BANK_PORT", "bank.no_such_point", "COORDINATOR_URL: needs https", "COORDINATOR_URLS \\(replica=URL pairs\\) is replaced"]) assert.match(stderr, new RegExp(frag.replace(".", "\\.")));
+    for (const frag of [
+      "BANK_NAME",
+      "BANK_PORT",
+      "bank.no_such_point",
+      "COORDINATOR_URL: needs https",
+      "COORDINATOR_URLS \\(replica=URL pairs\\) is replaced",
+    ])
+      assert.match(stderr, new RegExp(frag.replace(".", "\\.")));
   });
 
   test("each fault point kills the process at its step; the restarted bank recovers from its ledger", async () => {
     const legs = [
-      { accountId: "bank-a/1001", direction: LegDirection.DEBIT, amountMinor: 1_000n, currency: "USD", ownerUserId: "alice" },
-      { accountId: "bank-a/1002", direction: LegDirection.CREDIT, amountMinor: 1_000n, currency: "USD", ownerUserId: "" },
+      {
+        accountId: "bank-a/1001",
+        direction: LegDirection.DEBIT,
+        amountMinor: 1_000n,
+        currency: "USD",
+        ownerUserId: "alice",
+      },
+      {
+        accountId: "bank-a/1002",
+        direction: LegDirection.CREDIT,
+        amountMinor: 1_000n,
+        currency: "USD",
+        ownerUserId: "",
+      },
     ];
     const txnId = newTxnId();
 
@@ -156,7 +196,25 @@ describe("bank process", () => {
     let bank = await startBank(env);
     let gw = bankClients(bank.port, t.certs, "gateway");
     for (const txnId of [commitId, abortId]) {
-      const r = await gw.participant.prepare({ txnId, legs: [{ accountId: "bank-a/1001", direction: LegDirection.DEBIT, amountMinor: 500n, currency: "USD", ownerUserId: "" }, { accountId: "bank-a/1002", direction: LegDirection.CREDIT, amountMinor: 500n, currency: "USD", ownerUserId: "" }] });
+      const r = await gw.participant.prepare({
+        txnId,
+        legs: [
+          {
+            accountId: "bank-a/1001",
+            direction: LegDirection.DEBIT,
+            amountMinor: 500n,
+            currency: "USD",
+            ownerUserId: "",
+          },
+          {
+            accountId: "bank-a/1002",
+            direction: LegDirection.CREDIT,
+            amountMinor: 500n,
+            currency: "USD",
+            ownerUserId: "",
+          },
+        ],
+      });
       assert.equal(r.vote, Vote.YES);
     }
     bank.child.kill("SIGKILL");
@@ -201,9 +259,16 @@ describe("bank process", () => {
     }
     assert.deepEqual(totals.prepared, [], "resolved although the first URL never answers");
     const a = (await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!;
-    assert.deepEqual([a.balanceMinor, a.heldMinor], [before.balanceMinor - 700n, 0n], "the coordinator's COMMIT is applied");
+    assert.deepEqual(
+      [a.balanceMinor, a.heldMinor],
+      [before.balanceMinor - 700n, 0n],
+      "the coordinator's COMMIT is applied",
+    );
     const failover = bank.lines.find((l) => l.msg === "GetDecision failed at this coordinator URL; trying the next");
-    assert.deepEqual([failover?.url, failover?.nextUrl, failover?.coordinator, failover?.txnId], [deadUrl, liveUrl, "gateway-5", txnId]);
+    assert.deepEqual(
+      [failover?.url, failover?.nextUrl, failover?.coordinator, failover?.txnId],
+      [deadUrl, liveUrl, "gateway-5", txnId],
+    );
     const resolved = bank.lines.find((l) => l.msg === "in-doubt txn resolved");
     assert.deepEqual([resolved?.txnId, resolved?.coordinator, resolved?.decision], [txnId, "gateway-5", "commit"]);
     await assertLedgerConsistent(gw.ledger);

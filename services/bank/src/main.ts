@@ -5,9 +5,19 @@ import { loadConfigOrExit } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
 import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
 import { loadSeedFile } from "@paygate/seed";
-import { createBankMetrics, createClientMetricsInterceptor, createMetrics, createMetricsInterceptor, createTraceClientInterceptor, createTraceServerInterceptor, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
+import {
+  createBankMetrics,
+  createClientMetricsInterceptor,
+  createMetrics,
+  createMetricsInterceptor,
+  createTraceClientInterceptor,
+  createTraceServerInterceptor,
+  startOpsServer,
+  startTracing,
+  traceLogFields,
+} from "@paygate/telemetry";
 import { createBank } from "./bank.js";
-import { loadConfig, } from "./config.js";
+import { loadConfig } from "./config.js";
 import { createDecisionAsker } from "./coordinator-client.js";
 import { createHoldExpiry } from "./expiry.js";
 import { createResolver } from "./resolver.js";
@@ -23,7 +33,8 @@ async function main(): Promise<void> {
   const log = createLogger("bank", config.logLevel, { mixin: traceLogFields }).child({ bank: config.bankName });
   const tracing = startTracing({ service: config.bankName, endpoint: config.otlpEndpoint });
   const metrics = createMetrics(config.bankName);
-  if (config.faultPoints.size > 0) log.warn({ faultPoints: [...config.faultPoints] }, "TEST-ONLY fault points are armed");
+  if (config.faultPoints.size > 0)
+    log.warn({ faultPoints: [...config.faultPoints] }, "TEST-ONLY fault points are armed");
 
   const store = openLedgerStore({ dataDir: config.dataDir, bank: config.bankName });
   const bankMetrics = createBankMetrics(metrics.registry, config.bankName, {
@@ -33,7 +44,13 @@ async function main(): Promise<void> {
   });
   // Before recovery, so a slow start is visible: /metrics answers, /readyz says 503.
   let ready = false;
-  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready, logger: log });
+  const ops = await startOpsServer({
+    host: config.host,
+    port: config.metricsPort,
+    registry: metrics.registry,
+    isReady: () => ready,
+    logger: log,
+  });
   const bank = createBank({
     name: config.bankName,
     store,
@@ -41,12 +58,17 @@ async function main(): Promise<void> {
     faults: createFaults(config.faultPoints),
     linkAttemptsMax: config.linkAttemptsMax,
     onInvariantBroken(err) {
-      log.fatal({ err: { message: err.message, stack: err.stack } }, "invariant broken; the write was rolled back; exiting");
+      log.fatal(
+        { err: { message: err.message, stack: err.stack } },
+        "invariant broken; the write was rolled back; exiting",
+      );
       setImmediate(() => process.exit(EXIT_INVARIANT));
     },
   });
 
-  const seeded = bank.loadSeedOnce(() => loadSeedFile(config.seedFile).accounts.filter((a) => a.bank === config.bankName));
+  const seeded = bank.loadSeedOnce(() =>
+    loadSeedFile(config.seedFile).accounts.filter((a) => a.bank === config.bankName),
+  );
   if (seeded !== undefined) log.info({ seedFile: config.seedFile, accounts: seeded }, "first start: seed loaded");
   // Recovery is implicit: PREPARED txns and their holds are rows in the ledger;
   // the resolver's first tick asks about those already past the timeout.
@@ -58,8 +80,15 @@ async function main(): Promise<void> {
     ask: createDecisionAsker({
       urls: config.coordinatorUrls,
       tls: config.tls,
-      interceptors: () => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, "gateway")],
-      onFailover: ({ txnId, coordinator, url, nextUrl, err }) => log.warn({ txnId, coordinator, url, nextUrl, code: Code[err.code], err: err.message }, "GetDecision failed at this coordinator URL; trying the next"),
+      interceptors: () => [
+        createTraceClientInterceptor(tracing.tracer),
+        createClientMetricsInterceptor(metrics, "gateway"),
+      ],
+      onFailover: ({ txnId, coordinator, url, nextUrl, err }) =>
+        log.warn(
+          { txnId, coordinator, url, nextUrl, code: Code[err.code], err: err.message },
+          "GetDecision failed at this coordinator URL; trying the next",
+        ),
     }),
     apply(txnId, decision) {
       const r = decision === "commit" ? bank.commit(txnId) : bank.abort(txnId);
@@ -77,14 +106,33 @@ async function main(): Promise<void> {
     tls: config.tls,
     routes: bankRoutes(bank),
     // Trace outermost so the log line carries the trace id; metrics outside access control so refusals count.
-    interceptors: [createTraceServerInterceptor(tracing.tracer), createLoggingInterceptor(log), createMetricsInterceptor(metrics), createAccessInterceptor(bankAccessTable)],
+    interceptors: [
+      createTraceServerInterceptor(tracing.tracer),
+      createLoggingInterceptor(log),
+      createMetricsInterceptor(metrics),
+      createAccessInterceptor(bankAccessTable),
+    ],
     logger: log,
   });
-  const holdExpiry = createHoldExpiry({ expireHolds: () => bank.expireHolds(), intervalMs: config.holdExpiryIntervalMs, logger: log });
+  const holdExpiry = createHoldExpiry({
+    expireHolds: () => bank.expireHolds(),
+    intervalMs: config.holdExpiryIntervalMs,
+    logger: log,
+  });
   resolver.start();
   holdExpiry.start();
   ready = true;
-  log.info({ host: config.host, port: server.port, metricsPort: ops.port, dataDir: config.dataDir, coordinatorUrls: config.coordinatorUrls, tracing: tracing.enabled }, "listening");
+  log.info(
+    {
+      host: config.host,
+      port: server.port,
+      metricsPort: ops.port,
+      dataDir: config.dataDir,
+      coordinatorUrls: config.coordinatorUrls,
+      tracing: tracing.enabled,
+    },
+    "listening",
+  );
 
   let stopping = false;
   const shutdown = (signal: string) => {

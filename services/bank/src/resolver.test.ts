@@ -24,7 +24,8 @@ function world(count: number, preparedAtMs = 0): World {
 
 function resolverFor(w: World, extra: { askPerTickMax?: number; scanMax?: number } = {}) {
   return createResolver({
-    preparedBefore: (cutoffMs, limit) => [...w.prepared.values()].filter((p) => p.preparedAtMs < cutoffMs).slice(0, limit),
+    preparedBefore: (cutoffMs, limit) =>
+      [...w.prepared.values()].filter((p) => p.preparedAtMs < cutoffMs).slice(0, limit),
     ask: async (txnId) => {
       w.asked.push(txnId);
       const d = w.decisions.get(txnId) ?? new Error("coordinator unavailable");

@@ -81,19 +81,38 @@ export function createResolver(options: ResolverOptions): Resolver {
     } catch (e) {
       const prev = backoff.get(ref.txnId)?.failures ?? 0;
       const failures = prev + 1;
-      const delayMs = Math.min(options.intervalMs * 2 ** Math.min(failures, BACKOFF_EXPONENT_MAX), options.backoffMaxMs);
-      if (backoff.size < scanMax || backoff.has(ref.txnId)) backoff.set(ref.txnId, { failures, retryAtMs: monotonic() + delayMs });
-      logger.warn({ txnId: ref.txnId, coordinator: ref.coordinator, failures, retryInMs: delayMs, err: e instanceof Error ? e.message : String(e) }, "in-doubt txn: asking the coordinator failed");
+      const delayMs = Math.min(
+        options.intervalMs * 2 ** Math.min(failures, BACKOFF_EXPONENT_MAX),
+        options.backoffMaxMs,
+      );
+      if (backoff.size < scanMax || backoff.has(ref.txnId))
+        backoff.set(ref.txnId, { failures, retryAtMs: monotonic() + delayMs });
+      logger.warn(
+        {
+          txnId: ref.txnId,
+          coordinator: ref.coordinator,
+          failures,
+          retryInMs: delayMs,
+          err: e instanceof Error ? e.message : String(e),
+        },
+        "in-doubt txn: asking the coordinator failed",
+      );
       return undefined;
     }
     backoff.delete(ref.txnId);
     const failure = options.apply(ref.txnId, decision);
     if (failure !== undefined) {
       // The coordinator contradicting this bank's log is a protocol violation.
-      logger.error({ txnId: ref.txnId, decision, reason: failure }, "in-doubt txn: the coordinator's decision could not be applied");
+      logger.error(
+        { txnId: ref.txnId, decision, reason: failure },
+        "in-doubt txn: the coordinator's decision could not be applied",
+      );
       return undefined;
     }
-    logger.info({ txnId: ref.txnId, coordinator: ref.coordinator, decision, preparedAgoMs: clock() - ref.preparedAtMs }, "in-doubt txn resolved");
+    logger.info(
+      { txnId: ref.txnId, coordinator: ref.coordinator, decision, preparedAgoMs: clock() - ref.preparedAtMs },
+      "in-doubt txn resolved",
+    );
     return decision;
   }
 
@@ -132,7 +151,9 @@ export function createResolver(options: ResolverOptions): Resolver {
     if (stopped) return;
     timer = setTimeout(() => {
       tick()
-        .catch((e: unknown) => logger.error({ err: e instanceof Error ? e.message : String(e) }, "in-doubt resolver tick failed"))
+        .catch((e: unknown) =>
+          logger.error({ err: e instanceof Error ? e.message : String(e) }, "in-doubt resolver tick failed"),
+        )
         .finally(() => schedule(options.intervalMs));
     }, delayMs);
     timer.unref();

@@ -2,11 +2,26 @@
 // a failed Result becomes rejection(reason) from the shared error table.
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { AccountStatus, HoldState, LedgerService, LegDirection, LinkService, ParticipantService, Vote } from "@paygate/proto/bank";
+import {
+  AccountStatus,
+  HoldState,
+  LedgerService,
+  LegDirection,
+  LinkService,
+  ParticipantService,
+  Vote,
+} from "@paygate/proto/bank";
 import { GATEWAY_IDENTITY, logFieldsKey, rejection, type AccessTable, type Reason } from "@paygate/rpc";
 import { setSpanAttributes } from "@paygate/telemetry";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { AccountSchema, DecisionBatchResultSchema, EntrySchema, HoldSchema, PrepareRequest, PrepareResponseSchema } from "@paygate/proto/bank";
+import type {
+  AccountSchema,
+  DecisionBatchResultSchema,
+  EntrySchema,
+  HoldSchema,
+  PrepareRequest,
+  PrepareResponseSchema,
+} from "@paygate/proto/bank";
 import type { Bank } from "./bank.js";
 import type { LegInput, PrepareOutcome } from "./domain/participant.js";
 import type { Account, Entry, Hold, Result } from "./domain/types.js";
@@ -15,7 +30,9 @@ import type { Account, Entry, Hold, Result } from "./domain/types.js";
 const gatewayOnly = { kind: "peer", allow: (id: string) => id === GATEWAY_IDENTITY, describe: "the gateway" } as const;
 
 export const bankAccessTable: AccessTable = Object.fromEntries(
-  [ParticipantService, LedgerService, LinkService].flatMap((s) => s.methods.map((m) => [`${s.typeName}/${m.name}`, gatewayOnly])),
+  [ParticipantService, LedgerService, LinkService].flatMap((s) =>
+    s.methods.map((m) => [`${s.typeName}/${m.name}`, gatewayOnly]),
+  ),
 );
 
 function unwrap<T, R extends Reason>(r: Result<T, R>): T {
@@ -35,7 +52,12 @@ function toDirection(d: LegDirection): LegInput["direction"] {
   return DIRECTIONS.get(d) ?? "unspecified";
 }
 
-const HOLD_STATES = { ACTIVE: HoldState.ACTIVE, CAPTURED: HoldState.CAPTURED, RELEASED: HoldState.RELEASED, EXPIRED: HoldState.EXPIRED } as const;
+const HOLD_STATES = {
+  ACTIVE: HoldState.ACTIVE,
+  CAPTURED: HoldState.CAPTURED,
+  RELEASED: HoldState.RELEASED,
+  EXPIRED: HoldState.EXPIRED,
+} as const;
 
 function holdMsg(h: Hold): MessageInitShape<typeof HoldSchema> {
   return {
@@ -78,7 +100,8 @@ function entryMsg(e: Entry): MessageInitShape<typeof EntrySchema> {
 export const BATCH_ITEMS_MAX = 1024;
 
 function checkBatchSize(n: number): void {
-  if (n === 0 || n > BATCH_ITEMS_MAX) throw rejection("invalid_argument", `a batch carries 1 to ${BATCH_ITEMS_MAX} items, got ${n}`);
+  if (n === 0 || n > BATCH_ITEMS_MAX)
+    throw rejection("invalid_argument", `a batch carries 1 to ${BATCH_ITEMS_MAX} items, got ${n}`);
 }
 
 function toPrepareInput(req: PrepareRequest) {
@@ -91,7 +114,11 @@ function toPrepareInput(req: PrepareRequest) {
       currency: l.currency,
       ownerUserId: l.ownerUserId,
       ...(l.holdId !== "" ? { holdId: l.holdId } : {}),
-      ...(l.holdTtlMs > 0n ? { holdTtlMs: Number(l.holdTtlMs) } : l.holdExpiresAt ? { holdExpiresAtMs: timestampMs(l.holdExpiresAt) } : {}),
+      ...(l.holdTtlMs > 0n
+        ? { holdTtlMs: Number(l.holdTtlMs) }
+        : l.holdExpiresAt
+          ? { holdExpiresAtMs: timestampMs(l.holdExpiresAt) }
+          : {}),
     })),
   };
 }
@@ -116,7 +143,13 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         const outcome = unwrap(bank.prepare(toPrepareInput(req)));
         const fields = logFields(ctx);
         const leg = req.legs[0];
-        setSpanAttributes({ transactionId: req.txnId, amountMinor: leg?.amountMinor, currency: leg?.currency, outcome: outcome.vote === "yes" ? "voted_yes" : "voted_no", reason: outcome.vote === "no" ? outcome.reason : undefined });
+        setSpanAttributes({
+          transactionId: req.txnId,
+          amountMinor: leg?.amountMinor,
+          currency: leg?.currency,
+          outcome: outcome.vote === "yes" ? "voted_yes" : "voted_no",
+          reason: outcome.vote === "no" ? outcome.reason : undefined,
+        });
         fields.vote = outcome.vote;
         if (outcome.redelivered) fields.retry = true;
         if (outcome.vote === "no") fields.voteReason = outcome.reason; // "reason" is the call's own error reason
@@ -140,7 +173,11 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         const results = bank.prepareMany(req.items.map(toPrepareInput));
         logFields(ctx).items = req.items.length;
         return {
-          results: results.map((r) => (r.ok ? { outcome: { case: "response" as const, value: voteMsg(r.value) } } : { outcome: { case: "error" as const, value: { reason: r.reason, message: r.message } } })),
+          results: results.map((r) =>
+            r.ok
+              ? { outcome: { case: "response" as const, value: voteMsg(r.value) } }
+              : { outcome: { case: "error" as const, value: { reason: r.reason, message: r.message } } },
+          ),
         };
       },
       commitBatch(req, ctx) {
@@ -159,7 +196,14 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
       verifyLink(req, ctx) {
         const fields = logFields(ctx);
         fields.userId = req.userId;
-        const account = unwrap(bank.verifyLink({ accountId: req.accountId, holderName: req.holderName, linkCode: req.linkCode, userId: req.userId }));
+        const account = unwrap(
+          bank.verifyLink({
+            accountId: req.accountId,
+            holderName: req.holderName,
+            linkCode: req.linkCode,
+            userId: req.userId,
+          }),
+        );
         fields.linked = true;
         return { account: accountMsg(account) };
       },
@@ -178,13 +222,27 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         return { account: accountMsg(unwrap(bank.getAccount(req.accountId))) };
       },
       async *listEntries(req) {
-        for (const e of unwrap(bank.listEntries(req.accountId, req.afterSequence, req.limit))) yield { entry: entryMsg(e) };
+        for (const e of unwrap(bank.listEntries(req.accountId, req.afterSequence, req.limit)))
+          yield { entry: entryMsg(e) };
       },
       openAccount(req) {
-        return { account: accountMsg(unwrap(bank.openAccount({ ownerUserId: req.ownerUserId, currency: req.currency, accountId: req.accountId }))) };
+        return {
+          account: accountMsg(
+            unwrap(
+              bank.openAccount({ ownerUserId: req.ownerUserId, currency: req.currency, accountId: req.accountId }),
+            ),
+          ),
+        };
       },
       deposit(req, ctx) {
-        const r = unwrap(bank.deposit({ depositId: req.depositId, accountId: req.accountId, amountMinor: req.amountMinor, currency: req.currency }));
+        const r = unwrap(
+          bank.deposit({
+            depositId: req.depositId,
+            accountId: req.accountId,
+            amountMinor: req.amountMinor,
+            currency: req.currency,
+          }),
+        );
         if (!r.changed) logFields(ctx).retry = true;
         return { account: accountMsg(r.account) };
       },
@@ -195,7 +253,13 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         const t = bank.totals();
         return {
           bank: t.bank,
-          currencies: t.currencies.map((c) => ({ currency: c.currency, balanceMinor: c.balanceMinor, heldMinor: c.heldMinor, depositedMinor: c.depositedMinor, transferNetMinor: c.transferNetMinor })),
+          currencies: t.currencies.map((c) => ({
+            currency: c.currency,
+            balanceMinor: c.balanceMinor,
+            heldMinor: c.heldMinor,
+            depositedMinor: c.depositedMinor,
+            transferNetMinor: c.transferNetMinor,
+          })),
           prepared: t.prepared.map((p) => ({ txnId: p.txnId, preparedAt: timestampFromMs(p.preparedAtMs) })),
           ledgerConsistent: t.consistent,
           problems: [...t.problems],

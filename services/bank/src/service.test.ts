@@ -8,7 +8,18 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { readFileSync } from "node:fs";
 import { LegDirection, LinkService, Vote } from "@paygate/proto/bank";
 import { CoordinatorService, Decision } from "@paygate/proto/gateway";
-import { bankIdentity, createAccessInterceptor, createLogger, createLoggingInterceptor, createMtlsTransport, errorInfo, peerKey, rejection, startRpcServer, type RpcServer } from "@paygate/rpc";
+import {
+  bankIdentity,
+  createAccessInterceptor,
+  createLogger,
+  createLoggingInterceptor,
+  createMtlsTransport,
+  errorInfo,
+  peerKey,
+  rejection,
+  startRpcServer,
+  type RpcServer,
+} from "@paygate/rpc";
 import { noFaults } from "@paygate/faults";
 import { loadSeedFile } from "@paygate/seed";
 import { createBank } from "./bank.js";
@@ -17,7 +28,15 @@ import { createResolver } from "./resolver.js";
 import { bankAccessTable, bankRoutes } from "./routes.js";
 import { openLedgerStore, type LedgerStore } from "./store/ledger-store.js";
 import { freePort } from "@paygate/testkit";
-import { assertLedgerConsistent, bankClients, makeTestDir, newTxnId, tlsFiles, type BankClients, type TestDir } from "./test-support.js";
+import {
+  assertLedgerConsistent,
+  bankClients,
+  makeTestDir,
+  newTxnId,
+  tlsFiles,
+  type BankClients,
+  type TestDir,
+} from "./test-support.js";
 
 const log = createLogger("bank-test", "silent");
 
@@ -32,7 +51,10 @@ async function rejected(p: Promise<unknown>): Promise<{ code: Code; reason: stri
 }
 
 /** A stand-in gateway (gateway certificate) answering GetDecision with `decide`. */
-async function startCoordinatorStub(certs: string, decide: (txnId: string) => Decision): Promise<{ server: RpcServer; url: string; askedBy: Array<string | undefined> }> {
+async function startCoordinatorStub(
+  certs: string,
+  decide: (txnId: string) => Decision,
+): Promise<{ server: RpcServer; url: string; askedBy: Array<string | undefined> }> {
   const askedBy: Array<string | undefined> = [];
   const server = await startRpcServer({
     host: "127.0.0.1",
@@ -51,8 +73,19 @@ async function startCoordinatorStub(certs: string, decide: (txnId: string) => De
   return { server, url: `https://127.0.0.1:${server.port}`, askedBy };
 }
 
-const debit = (accountId: string, amountMinor: bigint, ownerUserId = "") => ({ accountId, direction: LegDirection.DEBIT, amountMinor, currency: "USD", ownerUserId });
-const credit = (accountId: string, amountMinor: bigint) => ({ accountId, direction: LegDirection.CREDIT, amountMinor, currency: "USD" });
+const debit = (accountId: string, amountMinor: bigint, ownerUserId = "") => ({
+  accountId,
+  direction: LegDirection.DEBIT,
+  amountMinor,
+  currency: "USD",
+  ownerUserId,
+});
+const credit = (accountId: string, amountMinor: bigint) => ({
+  accountId,
+  direction: LegDirection.CREDIT,
+  amountMinor,
+  currency: "USD",
+});
 
 describe("bank over mTLS", () => {
   let t: TestDir;
@@ -65,7 +98,13 @@ describe("bank over mTLS", () => {
   before(async () => {
     t = makeTestDir("bank-svc");
     store = openLedgerStore({ dataDir: join(t.dir, "bank-a"), bank: "bank-a" });
-    const bank = createBank({ name: "bank-a", store, faults: noFaults, clock: () => nowMs, onInvariantBroken: (e) => broken.push(e) });
+    const bank = createBank({
+      name: "bank-a",
+      store,
+      faults: noFaults,
+      clock: () => nowMs,
+      onInvariantBroken: (e) => broken.push(e),
+    });
     bank.loadSeedOnce(() => loadSeedFile(t.seedFile).accounts);
     server = await startRpcServer({
       host: "127.0.0.1",
@@ -87,12 +126,18 @@ describe("bank over mTLS", () => {
 
   test("prepare, commit, read back: holds, journal and totals", async () => {
     const txnId = newTxnId();
-    const vote = await gw.participant.prepare({ txnId, legs: [debit("bank-a/1001", 2_500n, "alice"), credit("bank-a/1002", 2_500n)] });
+    const vote = await gw.participant.prepare({
+      txnId,
+      legs: [debit("bank-a/1001", 2_500n, "alice"), credit("bank-a/1002", 2_500n)],
+    });
     assert.equal(vote.vote, Vote.YES);
     const held = (await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!;
     assert.deepEqual([held.balanceMinor, held.heldMinor, held.availableMinor], [100_000n, 2_500n, 97_500n]);
     const totals = await gw.ledger.totals({});
-    assert.deepEqual(totals.prepared.map((p) => p.txnId), [txnId]);
+    assert.deepEqual(
+      totals.prepared.map((p) => p.txnId),
+      [txnId],
+    );
     await assertLedgerConsistent(gw.ledger);
 
     await gw.participant.commit({ txnId });
@@ -109,7 +154,12 @@ describe("bank over mTLS", () => {
       ],
     );
     const paged = [];
-    for await (const r of gw.ledger.listEntries({ accountId: "bank-a/1002", afterSequence: entries[0]!.sequence, limit: 1 })) paged.push(r.entry!.sequence);
+    for await (const r of gw.ledger.listEntries({
+      accountId: "bank-a/1002",
+      afterSequence: entries[0]!.sequence,
+      limit: 1,
+    }))
+      paged.push(r.entry!.sequence);
     assert.deepEqual(paged, [entries[1]!.sequence]);
     assert.deepEqual((await gw.ledger.totals({})).prepared, []);
     await assertLedgerConsistent(gw.ledger);
@@ -123,15 +173,38 @@ describe("bank over mTLS", () => {
     const eur = await gw.participant.prepare({ txnId: newTxnId(), legs: [debit("bank-a/1003", 1n)] });
     assert.deepEqual([eur.vote, eur.reason], [Vote.NO, "currency_mismatch"]);
 
-    assert.deepEqual(await rejected(gw.participant.prepare({ txnId: "nope", legs: [debit("bank-a/1001", 1n)] })), { code: Code.InvalidArgument, reason: "invalid_txn_id" });
-    assert.deepEqual(await rejected(gw.participant.prepare({ txnId: newTxnId(), legs: [] })), { code: Code.InvalidArgument, reason: "invalid_argument" });
-    assert.deepEqual(await rejected(gw.participant.prepare({ txnId: newTxnId(), legs: [{ ...debit("bank-a/1001", 1n), direction: LegDirection.UNSPECIFIED }] })), {
+    assert.deepEqual(await rejected(gw.participant.prepare({ txnId: "nope", legs: [debit("bank-a/1001", 1n)] })), {
+      code: Code.InvalidArgument,
+      reason: "invalid_txn_id",
+    });
+    assert.deepEqual(await rejected(gw.participant.prepare({ txnId: newTxnId(), legs: [] })), {
       code: Code.InvalidArgument,
       reason: "invalid_argument",
     });
-    assert.deepEqual(await rejected(gw.participant.commit({ txnId: newTxnId() })), { code: Code.FailedPrecondition, reason: "unknown_txn" });
-    assert.deepEqual(await rejected(gw.ledger.getAccount({ accountId: "bank-a/4040" })), { code: Code.NotFound, reason: "account_not_found" });
-    assert.deepEqual(await rejected(gw.ledger.getAccount({ accountId: "bank-b/2001" })), { code: Code.InvalidArgument, reason: "invalid_account_id" });
+    assert.deepEqual(
+      await rejected(
+        gw.participant.prepare({
+          txnId: newTxnId(),
+          legs: [{ ...debit("bank-a/1001", 1n), direction: LegDirection.UNSPECIFIED }],
+        }),
+      ),
+      {
+        code: Code.InvalidArgument,
+        reason: "invalid_argument",
+      },
+    );
+    assert.deepEqual(await rejected(gw.participant.commit({ txnId: newTxnId() })), {
+      code: Code.FailedPrecondition,
+      reason: "unknown_txn",
+    });
+    assert.deepEqual(await rejected(gw.ledger.getAccount({ accountId: "bank-a/4040" })), {
+      code: Code.NotFound,
+      reason: "account_not_found",
+    });
+    assert.deepEqual(await rejected(gw.ledger.getAccount({ accountId: "bank-b/2001" })), {
+      code: Code.InvalidArgument,
+      reason: "invalid_account_id",
+    });
     await assertLedgerConsistent(gw.ledger);
   });
 
@@ -141,13 +214,22 @@ describe("bank over mTLS", () => {
     await gw.participant.abort({ txnId });
     const late = await gw.participant.prepare({ txnId, legs: [debit("bank-a/1001", 100n)] });
     assert.deepEqual([late.vote, late.reason], [Vote.NO, "txn_aborted"]);
-    assert.deepEqual(await rejected(gw.participant.commit({ txnId })), { code: Code.FailedPrecondition, reason: "txn_aborted" });
+    assert.deepEqual(await rejected(gw.participant.commit({ txnId })), {
+      code: Code.FailedPrecondition,
+      reason: "txn_aborted",
+    });
     assert.equal((await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!.heldMinor, 0n);
 
     const committed = newTxnId();
-    assert.equal((await gw.participant.prepare({ txnId: committed, legs: [credit("bank-a/1001", 1n)] })).vote, Vote.YES);
+    assert.equal(
+      (await gw.participant.prepare({ txnId: committed, legs: [credit("bank-a/1001", 1n)] })).vote,
+      Vote.YES,
+    );
     await gw.participant.commit({ txnId: committed });
-    assert.deepEqual(await rejected(gw.participant.abort({ txnId: committed })), { code: Code.FailedPrecondition, reason: "txn_committed" });
+    assert.deepEqual(await rejected(gw.participant.abort({ txnId: committed })), {
+      code: Code.FailedPrecondition,
+      reason: "txn_committed",
+    });
     await assertLedgerConsistent(gw.ledger);
   });
 
@@ -155,18 +237,31 @@ describe("bank over mTLS", () => {
     const opened = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD" })).account!;
     assert.equal(opened.accountId, "bank-a/1004");
     assert.equal(opened.balanceMinor, 0n);
-    const chosen = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/5000" })).account!;
+    const chosen = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/5000" }))
+      .account!;
     assert.equal(chosen.accountId, "bank-a/5000");
-    assert.deepEqual(await rejected(gw.ledger.openAccount({ ownerUserId: "bob", currency: "USD", accountId: "bank-a/5000" })), { code: Code.AlreadyExists, reason: "already_exists" });
-    assert.deepEqual(await rejected(gw.ledger.openAccount({ ownerUserId: "bob", currency: "USD", accountId: "bank-b/5000" })), { code: Code.InvalidArgument, reason: "invalid_account_id" });
-    assert.equal((await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD" })).account!.accountId, "bank-a/5001");
+    assert.deepEqual(
+      await rejected(gw.ledger.openAccount({ ownerUserId: "bob", currency: "USD", accountId: "bank-a/5000" })),
+      { code: Code.AlreadyExists, reason: "already_exists" },
+    );
+    assert.deepEqual(
+      await rejected(gw.ledger.openAccount({ ownerUserId: "bob", currency: "USD", accountId: "bank-b/5000" })),
+      { code: Code.InvalidArgument, reason: "invalid_account_id" },
+    );
+    assert.equal(
+      (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD" })).account!.accountId,
+      "bank-a/5001",
+    );
 
     const req = { depositId: "dep-svc-1", accountId: opened.accountId, amountMinor: 4_200n, currency: "USD" };
     const first = (await gw.ledger.deposit(req)).account!;
     const second = (await gw.ledger.deposit(req)).account!;
     assert.equal(first.balanceMinor, 4_200n);
     assert.equal(second.balanceMinor, 4_200n);
-    assert.deepEqual(await rejected(gw.ledger.deposit({ ...req, amountMinor: 1n })), { code: Code.InvalidArgument, reason: "idempotency_key_reused" });
+    assert.deepEqual(await rejected(gw.ledger.deposit({ ...req, amountMinor: 1n })), {
+      code: Code.InvalidArgument,
+      reason: "idempotency_key_reused",
+    });
     const usd = (await gw.ledger.totals({})).currencies.find((c) => c.currency === "USD")!;
     assert.equal(usd.depositedMinor, 100_000n + 5_000n + 4_200n);
     await assertLedgerConsistent(gw.ledger);
@@ -188,10 +283,14 @@ describe("bank over mTLS", () => {
         for await (const _ of cli.ledger.listEntries({ accountId: "bank-a/1001" })) void _;
       },
     ];
-    for (const call of calls) assert.deepEqual(await rejected(call()), { code: Code.PermissionDenied, reason: "peer_not_allowed" });
+    for (const call of calls)
+      assert.deepEqual(await rejected(call()), { code: Code.PermissionDenied, reason: "peer_not_allowed" });
     // Bank certificates are not the gateway either.
     const peerBank = bankClients(server.port, t.certs, "bank-b");
-    assert.deepEqual(await rejected(peerBank.ledger.totals({})), { code: Code.PermissionDenied, reason: "peer_not_allowed" });
+    assert.deepEqual(await rejected(peerBank.ledger.totals({})), {
+      code: Code.PermissionDenied,
+      reason: "peer_not_allowed",
+    });
     const afterTotals = await gw.ledger.totals({});
     assert.deepEqual(afterTotals.currencies, before.currencies);
     assert.equal(afterTotals.accountCount, before.accountCount);
@@ -199,7 +298,11 @@ describe("bank over mTLS", () => {
   });
 
   test("a client without a certificate is refused in the handshake", async () => {
-    const transport = createConnectTransport({ baseUrl: `https://127.0.0.1:${server.port}`, httpVersion: "2", nodeOptions: { ca: readFileSync(join(t.certs, "ca.crt")) } });
+    const transport = createConnectTransport({
+      baseUrl: `https://127.0.0.1:${server.port}`,
+      httpVersion: "2",
+      nodeOptions: { ca: readFileSync(join(t.certs, "ca.crt")) },
+    });
     const { LedgerService } = await import("@paygate/proto/bank");
     await assert.rejects(createClient(LedgerService, transport).totals({}, { timeoutMs: 5_000 }));
   });
@@ -214,7 +317,13 @@ describe("bank over mTLS", () => {
       return txnId === toCommit ? Decision.COMMIT : Decision.ABORT;
     });
     try {
-      const bank = createBank({ name: "bank-a", store, faults: noFaults, clock: () => nowMs, onInvariantBroken: (e) => broken.push(e) });
+      const bank = createBank({
+        name: "bank-a",
+        store,
+        faults: noFaults,
+        clock: () => nowMs,
+        onInvariantBroken: (e) => broken.push(e),
+      });
       const resolver = createResolver({
         preparedBefore: (cutoff, limit) => store.preparedBefore(cutoff, limit),
         ask: createDecisionAsker({ urls: [coordinator.url], tls: tlsFiles(t.certs, "bank-a") }),
@@ -229,7 +338,11 @@ describe("bank over mTLS", () => {
         clock: () => nowMs,
       });
       for (const txnId of [toCommit, toAbort, refused]) {
-        assert.equal((await gw.participant.prepare({ txnId, legs: [debit("bank-a/1001", 1_000n), credit("bank-a/1002", 1_000n)] })).vote, Vote.YES);
+        assert.equal(
+          (await gw.participant.prepare({ txnId, legs: [debit("bank-a/1001", 1_000n), credit("bank-a/1002", 1_000n)] }))
+            .vote,
+          Vote.YES,
+        );
       }
       assert.deepEqual(await resolver.tick(), { committed: 0, aborted: 0, failed: 0, waiting: 0 }, "not overdue yet");
       nowMs += 10_001;
@@ -238,7 +351,11 @@ describe("bank over mTLS", () => {
       assert.equal(store.txn(toCommit)!.state, "COMMITTED");
       assert.equal(store.txn(toAbort)!.state, "ABORTED");
       assert.equal(store.txn(refused)!.state, "PREPARED");
-      assert.deepEqual(await resolver.tick(), { committed: 0, aborted: 0, failed: 0, waiting: 1 }, "the failed ask backs off");
+      assert.deepEqual(
+        await resolver.tick(),
+        { committed: 0, aborted: 0, failed: 0, waiting: 1 },
+        "the failed ask backs off",
+      );
       assert.equal((await gw.ledger.getAccount({ accountId: "bank-a/1001" })).account!.heldMinor, 1_000n);
       await gw.participant.abort({ txnId: refused });
       await assertLedgerConsistent(gw.ledger);
@@ -266,13 +383,23 @@ describe("bank over mTLS", () => {
 
       // A refusal every replica would repeat is not retried elsewhere.
       const strict = createDecisionAsker({ urls: [refusing.url, live.url], tls, onFailover });
-      await assert.rejects(strict(newTxnId(), "gateway-0"), (e: unknown) => errorInfo(e).code === Code.PermissionDenied);
+      await assert.rejects(
+        strict(newTxnId(), "gateway-0"),
+        (e: unknown) => errorInfo(e).code === Code.PermissionDenied,
+      );
       assert.equal(live.askedBy.length, 2);
 
       // Every URL down: one attempt each, then the call fails naming them all.
       await live.server.close(100);
       failovers.length = 0;
-      await assert.rejects(ask(newTxnId(), "gateway-0"), (e: unknown) => e instanceof Error && e.message.includes(dead) && e.message.includes(live.url) && /failed at 2 of 2/.test(e.message));
+      await assert.rejects(
+        ask(newTxnId(), "gateway-0"),
+        (e: unknown) =>
+          e instanceof Error &&
+          e.message.includes(dead) &&
+          e.message.includes(live.url) &&
+          /failed at 2 of 2/.test(e.message),
+      );
       assert.equal(failovers.length, 1);
     } finally {
       await live.server.close(100);
@@ -282,8 +409,11 @@ describe("bank over mTLS", () => {
 
   test("PrepareBatch / CommitBatch / AbortBatch answer each item as its single call would, in order", async () => {
     // An account of its own, so the other tests' balances stay as they expect.
-    const acct = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/7000" })).account!.accountId;
-    const before = (await gw.ledger.deposit({ depositId: "batch-test", accountId: acct, amountMinor: 1_000n, currency: "USD" })).account!;
+    const acct = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/7000" }))
+      .account!.accountId;
+    const before = (
+      await gw.ledger.deposit({ depositId: "batch-test", accountId: acct, amountMinor: 1_000n, currency: "USD" })
+    ).account!;
     const [big, late, fine] = [newTxnId(), newTxnId(), newTxnId()];
     const prepared = await gw.participant.prepareBatch({
       items: [
@@ -295,7 +425,11 @@ describe("bank over mTLS", () => {
       ],
     });
     assert.deepEqual(
-      prepared.results.map((r) => (r.outcome.case === "response" ? [r.outcome.value.vote, r.outcome.value.reason] : [r.outcome.case, r.outcome.value?.reason])),
+      prepared.results.map((r) =>
+        r.outcome.case === "response"
+          ? [r.outcome.value.vote, r.outcome.value.reason]
+          : [r.outcome.case, r.outcome.value?.reason],
+      ),
       [
         [Vote.YES, ""],
         [Vote.NO, "insufficient_funds"],
@@ -303,7 +437,10 @@ describe("bank over mTLS", () => {
         [Vote.YES, ""],
       ],
     );
-    assert.equal((await gw.ledger.getAccount({ accountId: acct })).account!.heldMinor, before.heldMinor + before.availableMinor - 10n);
+    assert.equal(
+      (await gw.ledger.getAccount({ accountId: acct })).account!.heldMinor,
+      before.heldMinor + before.availableMinor - 10n,
+    );
 
     const unknown = newTxnId();
     const committed = await gw.participant.commitBatch({ txnIds: [big, fine, unknown, late, big] });
@@ -313,7 +450,10 @@ describe("bank over mTLS", () => {
       "a repeated commit in the same batch is a re-delivery",
     );
     const after1001 = (await gw.ledger.getAccount({ accountId: acct })).account!;
-    assert.deepEqual([after1001.balanceMinor, after1001.heldMinor], [before.balanceMinor - (before.availableMinor - 10n), before.heldMinor]);
+    assert.deepEqual(
+      [after1001.balanceMinor, after1001.heldMinor],
+      [before.balanceMinor - (before.availableMinor - 10n), before.heldMinor],
+    );
 
     const tombstone = newTxnId();
     const aborted = await gw.participant.abortBatch({ txnIds: [late, tombstone, big] });
@@ -328,31 +468,64 @@ describe("bank over mTLS", () => {
 
   test("a batch carries 1 to 1024 items; other sizes are refused and change nothing", async () => {
     const before = await gw.ledger.totals({});
-    assert.deepEqual(await rejected(gw.participant.prepareBatch({ items: [] })), { code: Code.InvalidArgument, reason: "invalid_argument" });
+    assert.deepEqual(await rejected(gw.participant.prepareBatch({ items: [] })), {
+      code: Code.InvalidArgument,
+      reason: "invalid_argument",
+    });
     const tooMany = Array.from({ length: 1025 }, () => ({ txnId: newTxnId(), legs: [credit("bank-a/1002", 1n)] }));
-    assert.deepEqual(await rejected(gw.participant.prepareBatch({ items: tooMany })), { code: Code.InvalidArgument, reason: "invalid_argument" });
-    assert.deepEqual(await rejected(gw.participant.commitBatch({ txnIds: [] })), { code: Code.InvalidArgument, reason: "invalid_argument" });
-    assert.deepEqual(await rejected(gw.participant.abortBatch({ txnIds: tooMany.map((i) => i.txnId) })), { code: Code.InvalidArgument, reason: "invalid_argument" });
+    assert.deepEqual(await rejected(gw.participant.prepareBatch({ items: tooMany })), {
+      code: Code.InvalidArgument,
+      reason: "invalid_argument",
+    });
+    assert.deepEqual(await rejected(gw.participant.commitBatch({ txnIds: [] })), {
+      code: Code.InvalidArgument,
+      reason: "invalid_argument",
+    });
+    assert.deepEqual(await rejected(gw.participant.abortBatch({ txnIds: tooMany.map((i) => i.txnId) })), {
+      code: Code.InvalidArgument,
+      reason: "invalid_argument",
+    });
     const after = await gw.ledger.totals({});
     assert.deepEqual(after.prepared, before.prepared);
     assert.deepEqual(after.currencies, before.currencies);
     // None of the refused batch's txns was recorded, not even as a tombstone.
-    assert.equal((await gw.participant.prepare({ txnId: tooMany[0]!.txnId, legs: [credit("bank-a/1002", 1n)] })).vote, Vote.YES);
+    assert.equal(
+      (await gw.participant.prepare({ txnId: tooMany[0]!.txnId, legs: [credit("bank-a/1002", 1n)] })).vote,
+      Vote.YES,
+    );
     await gw.participant.abort({ txnId: tooMany[0]!.txnId });
   });
   test("LinkService: unlink, a new code, a link; every failure link_failed, then link_locked; the owner is what Prepare checks", async () => {
-    const link = createClient(LinkService, createMtlsTransport({ baseUrl: `https://127.0.0.1:${server.port}`, tls: tlsFiles(t.certs, "gateway"), timeoutMs: 10_000 }));
-    const acct = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/7001" })).account!;
-    assert.deepEqual(await rejected(link.issueLinkCode({ accountId: acct.accountId, holderName: "Carol C" })), { code: Code.AlreadyExists, reason: "already_linked" });
+    const link = createClient(
+      LinkService,
+      createMtlsTransport({
+        baseUrl: `https://127.0.0.1:${server.port}`,
+        tls: tlsFiles(t.certs, "gateway"),
+        timeoutMs: 10_000,
+      }),
+    );
+    const acct = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/7001" }))
+      .account!;
+    assert.deepEqual(await rejected(link.issueLinkCode({ accountId: acct.accountId, holderName: "Carol C" })), {
+      code: Code.AlreadyExists,
+      reason: "already_linked",
+    });
     assert.equal((await link.unlink({ accountId: acct.accountId })).previousOwnerUserId, "carol");
     const { linkCode } = await link.issueLinkCode({ accountId: acct.accountId, holderName: "Carol C" });
-    const verify = (code: string, userId = "dave") => link.verifyLink({ accountId: acct.accountId, holderName: "carol c", linkCode: code, userId });
+    const verify = (code: string, userId = "dave") =>
+      link.verifyLink({ accountId: acct.accountId, holderName: "carol c", linkCode: code, userId });
     assert.deepEqual(await rejected(verify("WRONG-CODE-1")), { code: Code.FailedPrecondition, reason: "link_failed" });
-    assert.deepEqual(await rejected(link.verifyLink({ accountId: "bank-a/7999", holderName: "Carol C", linkCode, userId: "dave" })), { code: Code.FailedPrecondition, reason: "link_failed" });
+    assert.deepEqual(
+      await rejected(link.verifyLink({ accountId: "bank-a/7999", holderName: "Carol C", linkCode, userId: "dave" })),
+      { code: Code.FailedPrecondition, reason: "link_failed" },
+    );
     assert.deepEqual(await rejected(verify("nope")), { code: Code.InvalidArgument, reason: "invalid_argument" });
     assert.equal((await verify(linkCode)).account?.ownerUserId, "dave");
     assert.equal((await verify(linkCode)).account?.ownerUserId, "dave", "a repeat answers the same");
-    assert.deepEqual(await rejected(verify(linkCode, "erin")), { code: Code.FailedPrecondition, reason: "link_failed" });
+    assert.deepEqual(await rejected(verify(linkCode, "erin")), {
+      code: Code.FailedPrecondition,
+      reason: "link_failed",
+    });
     const notDave = await gw.participant.prepare({ txnId: newTxnId(), legs: [debit(acct.accountId, 1n, "carol")] });
     assert.deepEqual([notDave.vote, notDave.reason], [Vote.NO, "not_account_owner"]);
     // LINK_ATTEMPTS_MAX (5 by default) failures since the link (erin's was the first): locked, even for the right code.

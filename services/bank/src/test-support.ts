@@ -50,7 +50,11 @@ export interface BankClients {
 }
 
 export function bankClients(port: number, certs: string, certName: string): BankClients {
-  const transport = createMtlsTransport({ baseUrl: `https://127.0.0.1:${port}`, tls: tlsFiles(certs, certName), timeoutMs: 10_000 });
+  const transport = createMtlsTransport({
+    baseUrl: `https://127.0.0.1:${port}`,
+    tls: tlsFiles(certs, certName),
+    timeoutMs: 10_000,
+  });
   return { participant: createClient(ParticipantService, transport), ledger: createClient(LedgerService, transport) };
 }
 
@@ -66,5 +70,6 @@ export async function assertLedgerConsistent(ledger: BankClients["ledger"]): Pro
   const t = await ledger.totals({});
   assert.deepEqual(t.problems, []);
   assert.equal(t.ledgerConsistent, true);
-  for (const c of t.currencies) assert.equal(c.balanceMinor, c.depositedMinor + c.transferNetMinor, `${t.bank} ${c.currency}`);
+  for (const c of t.currencies)
+    assert.equal(c.balanceMinor, c.depositedMinor + c.transferNetMinor, `${t.bank} ${c.currency}`);
 }

@@ -23,7 +23,14 @@ export interface MemoryLedger {
 }
 
 export function createMemoryLedger(): MemoryLedger {
-  let s: State = { accounts: new Map(), entries: [], txns: new Map(), deposits: new Map(), holds: new Map(), links: new Map() };
+  let s: State = {
+    accounts: new Map(),
+    entries: [],
+    txns: new Map(),
+    deposits: new Map(),
+    holds: new Map(),
+    links: new Map(),
+  };
   const tx: LedgerTx = {
     account: (id) => s.accounts.get(id)?.account,
     insertAccount(account, number) {
@@ -48,7 +55,8 @@ export function createMemoryLedger(): MemoryLedger {
     preparedCreditMinor(accountId) {
       let sum = 0n;
       for (const { txn, legs } of s.txns.values()) {
-        if (txn.state === "PREPARED") for (const l of legs) if (l.accountId === accountId && l.direction === "credit") sum += l.amountMinor;
+        if (txn.state === "PREPARED")
+          for (const l of legs) if (l.accountId === accountId && l.direction === "credit") sum += l.amountMinor;
       }
       return sum;
     },
@@ -78,7 +86,8 @@ export function createMemoryLedger(): MemoryLedger {
     },
     preparedAuthHold(holdId) {
       for (const { txn, legs } of s.txns.values()) {
-        if (txn.state === "PREPARED" && legs.some((l) => l.direction === "auth_hold" && l.holdId === holdId)) return txn.txnId;
+        if (txn.state === "PREPARED" && legs.some((l) => l.direction === "auth_hold" && l.holdId === holdId))
+          return txn.txnId;
       }
       return undefined;
     },
@@ -140,7 +149,9 @@ export function auditAccounts(
     let activeHoldMinor = 0n;
     for (const { txn, legs } of txnList) {
       if (txn.state !== "PREPARED") continue;
-      for (const l of legs) if (l.accountId === a.accountId && (l.direction === "debit" || l.direction === "auth_hold")) activeHoldMinor += l.amountMinor;
+      for (const l of legs)
+        if (l.accountId === a.accountId && (l.direction === "debit" || l.direction === "auth_hold"))
+          activeHoldMinor += l.amountMinor;
     }
     for (const h of holdList) if (h.accountId === a.accountId && h.state === "ACTIVE") activeHoldMinor += h.amountMinor;
     const sum = (pred: (e: Entry) => boolean) => es.filter(pred).reduce((t, e) => t + e.amountMinor, 0n);
@@ -154,7 +165,9 @@ export function auditAccounts(
       lastBalanceAfterMinor: es.at(-1)?.balanceAfterMinor,
       brokenChainCount: broken,
       depositedMinor: sum((e) => e.kind === "opening" || e.kind === "deposit"),
-      transferNetMinor: sum((e) => e.kind === "transfer_debit" || e.kind === "transfer_credit" || e.kind === "capture_debit"),
+      transferNetMinor: sum(
+        (e) => e.kind === "transfer_debit" || e.kind === "transfer_credit" || e.kind === "capture_debit",
+      ),
     };
   });
 }

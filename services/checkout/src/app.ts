@@ -35,7 +35,11 @@ export interface CheckoutAppOptions {
   readonly gatewayInterceptors?: Interceptor[];
 }
 
-export function createCheckoutApp(config: CheckoutConfig, logger: Logger, options: CheckoutAppOptions = {}): CheckoutApp {
+export function createCheckoutApp(
+  config: CheckoutConfig,
+  logger: Logger,
+  options: CheckoutAppOptions = {},
+): CheckoutApp {
   const cart = options.cart ?? DEMO_CART;
   const store = openCheckoutStore({ dataDir: config.dataDir });
   const gateway = createGatewayClient({
@@ -47,7 +51,13 @@ export function createCheckoutApp(config: CheckoutConfig, logger: Logger, option
     logger,
     interceptors: options.gatewayInterceptors,
   });
-  const checkout = createCheckout({ store, gateway, cart, merchantAccountId: config.merchantAccountId, fingerprintSecret: store.fingerprintSecret() });
+  const checkout = createCheckout({
+    store,
+    gateway,
+    cart,
+    merchantAccountId: config.merchantAccountId,
+    fingerprintSecret: store.fingerprintSecret(),
+  });
   const settlement = createSettlementJob({
     store,
     gateway,
@@ -103,7 +113,10 @@ export function createCheckoutApp(config: CheckoutConfig, logger: Logger, option
       const port = await listenOn(server, config.port, config.host);
       if (webhooks && hook) {
         boundWebhookPort = await listenOn(webhooks.server, hook.port, hook.host);
-        logger.info({ host: hook.host, port: boundWebhookPort, url: hook.url, toleranceSeconds: hook.toleranceSeconds }, "webhook receiver listening");
+        logger.info(
+          { host: hook.host, port: boundWebhookPort, url: hook.url, toleranceSeconds: hook.toleranceSeconds },
+          "webhook receiver listening",
+        );
         if (hook.url !== undefined) {
           const url = hook.url;
           // Beside the shop, never in its way: until it succeeds, polling and the settlement job are what the shop has.
@@ -112,12 +125,21 @@ export function createCheckoutApp(config: CheckoutConfig, logger: Logger, option
             {
               retryBaseMs: hook.registerRetryBaseMs,
               retryCapMs: hook.registerRetryCapMs,
-              onRetry: (e, attempt, delayMs) => logger.warn({ err: e instanceof Error ? e.message : String(e), attempt, delayMs, url }, "webhook endpoint not registered yet; retrying"),
+              onRetry: (e, attempt, delayMs) =>
+                logger.warn(
+                  { err: e instanceof Error ? e.message : String(e), attempt, delayMs, url },
+                  "webhook endpoint not registered yet; retrying",
+                ),
             },
           );
           registration.done.then(
-            (r) => r && logger.info({ outcome: r.outcome, endpointId: r.endpointId, url }, "webhook endpoint registered"),
-            (e: unknown) => logger.error({ err: e instanceof Error ? e.message : String(e), url }, "webhook endpoint registration stopped"),
+            (r) =>
+              r && logger.info({ outcome: r.outcome, endpointId: r.endpointId, url }, "webhook endpoint registered"),
+            (e: unknown) =>
+              logger.error(
+                { err: e instanceof Error ? e.message : String(e), url },
+                "webhook endpoint registration stopped",
+              ),
           );
         }
       }
@@ -126,7 +148,10 @@ export function createCheckoutApp(config: CheckoutConfig, logger: Logger, option
     },
     async close(graceMs = 5_000) {
       registration?.stop();
-      await Promise.all([closeGracefully(server, graceMs), webhooks?.server.listening ? closeGracefully(webhooks.server, graceMs) : undefined]);
+      await Promise.all([
+        closeGracefully(server, graceMs),
+        webhooks?.server.listening ? closeGracefully(webhooks.server, graceMs) : undefined,
+      ]);
       webhooks?.stopWatching();
       await registration?.done.catch(() => undefined);
       await settlement.stop();

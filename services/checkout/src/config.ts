@@ -62,7 +62,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): CheckoutConfig {
   } catch {
     https = false;
   }
-  if (!https) r.problem(`GATEWAY_URL needs an https:// URL (the gateway hop is mTLS), got ${JSON.stringify(gatewayUrl)}`);
+  if (!https)
+    r.problem(`GATEWAY_URL needs an https:// URL (the gateway hop is mTLS), got ${JSON.stringify(gatewayUrl)}`);
   const tls: TlsFiles = {
     caFile: resolve(cwd, r.string("TLS_CA_FILE", ".certs/ca.crt")),
     certFile: resolve(cwd, r.string("TLS_CERT_FILE", ".certs/checkout.crt")),
@@ -73,7 +74,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): CheckoutConfig {
   // The demo seed's password (config/seed.yaml); set the variable anywhere real.
   const merchantPassword = r.string("CHECKOUT_MERCHANT_PASSWORD", "shop-demo-2026");
   const merchantAccountId = r.string("CHECKOUT_MERCHANT_ACCOUNT", "bank-b/2002");
-  if (!isAccountId(merchantAccountId)) r.problem(`CHECKOUT_MERCHANT_ACCOUNT must look like bank-b/2002, got ${JSON.stringify(merchantAccountId)}`);
+  if (!isAccountId(merchantAccountId))
+    r.problem(`CHECKOUT_MERCHANT_ACCOUNT must look like bank-b/2002, got ${JSON.stringify(merchantAccountId)}`);
   const settlementIntervalMs = r.int("SETTLEMENT_INTERVAL_MS", 60_000, { min: 0, max: DAY_MS });
   const settlementBatchItemsMax = r.int("SETTLEMENT_BATCH_ITEMS_MAX", 500, { min: 1, max: 10_000 });
   const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
@@ -115,7 +117,9 @@ function readWebhookConfig(r: EnvReader, host: string, tls: TlsFiles, cwd: strin
     if (!parsed || parsed.protocol !== "https:" || parsed.username !== "" || parsed.password !== "") {
       r.problem(`CHECKOUT_WEBHOOK_URL needs an https:// URL without credentials, got ${JSON.stringify(url)}`);
     } else if (parsed.pathname !== "/webhooks/paygate") {
-      r.problem(`CHECKOUT_WEBHOOK_URL must end in /webhooks/paygate (the receiver's route), got ${JSON.stringify(url)}`);
+      r.problem(
+        `CHECKOUT_WEBHOOK_URL must end in /webhooks/paygate (the receiver's route), got ${JSON.stringify(url)}`,
+      );
     }
   }
   return {

@@ -31,26 +31,49 @@ export interface MerchantGatewayClient extends CardGateway {
 
 /** A WebhookService call that got no answer or a refusal; the registration retries on it. */
 export class WebhookAdminError extends Error {
-  constructor(readonly method: string, readonly reason: string, message: string) {
+  constructor(
+    readonly method: string,
+    readonly reason: string,
+    message: string,
+  ) {
     super(`${method}: ${reason}: ${message}`);
   }
 }
 
-type Failure = { kind: "verdict"; reason: string; message: string; code: Code } | { kind: "no_verdict"; reason: string; message: string; code: Code } | { kind: "needs_login"; reason: string; message: string; code: Code };
+type Failure =
+  | { kind: "verdict"; reason: string; message: string; code: Code }
+  | { kind: "no_verdict"; reason: string; message: string; code: Code }
+  | { kind: "needs_login"; reason: string; message: string; code: Code };
 
 // Raised by the client side when the request or its answer was lost: no verdict.
-const TRANSPORT_CODES = new Set<Code>([Code.Unavailable, Code.Aborted, Code.Canceled, Code.Internal, Code.Unknown, Code.ResourceExhausted, Code.DeadlineExceeded]);
+const TRANSPORT_CODES = new Set<Code>([
+  Code.Unavailable,
+  Code.Aborted,
+  Code.Canceled,
+  Code.Internal,
+  Code.Unknown,
+  Code.ResourceExhausted,
+  Code.DeadlineExceeded,
+]);
 
 export function classifyFailure(err: unknown): Failure {
   if (!(err instanceof ConnectError)) {
-    return { kind: "no_verdict", reason: "internal", message: err instanceof Error ? err.message : String(err), code: Code.Internal };
+    return {
+      kind: "no_verdict",
+      reason: "internal",
+      message: err instanceof Error ? err.message : String(err),
+      code: Code.Internal,
+    };
   }
   const info = errorInfo(err);
   const hasDetail = err.findDetails(ErrorDetailSchema).length > 0;
-  if (info.code === Code.Unauthenticated) return { kind: "needs_login", reason: info.reason, message: info.message, code: info.code };
+  if (info.code === Code.Unauthenticated)
+    return { kind: "needs_login", reason: info.reason, message: info.message, code: info.code };
   if (!hasDetail) {
-    if (info.code === Code.DeadlineExceeded) return { kind: "no_verdict", reason: "timeout", message: "no answer from the gateway in time", code: info.code };
-    if (TRANSPORT_CODES.has(info.code)) return { kind: "no_verdict", reason: "gateway_unreachable", message: err.rawMessage, code: info.code };
+    if (info.code === Code.DeadlineExceeded)
+      return { kind: "no_verdict", reason: "timeout", message: "no answer from the gateway in time", code: info.code };
+    if (TRANSPORT_CODES.has(info.code))
+      return { kind: "no_verdict", reason: "gateway_unreachable", message: err.rawMessage, code: info.code };
     return { kind: "verdict", reason: info.reason, message: err.rawMessage, code: info.code };
   }
   if (isRetryableReason(info.reason) || info.code === Code.Internal || info.code === Code.Unavailable) {
@@ -108,11 +131,18 @@ export function createGatewayClient(options: GatewayClientOptions): MerchantGate
     },
     async createEndpoint(url, eventTypes) {
       const r = await webhookCall("CreateEndpoint", () => hooks.createEndpoint({ url, eventTypes: [...eventTypes] }));
-      if (!r.endpoint || !r.secret) throw new WebhookAdminError("CreateEndpoint", "internal", "the gateway answered without an endpoint or its secret");
+      if (!r.endpoint || !r.secret)
+        throw new WebhookAdminError(
+          "CreateEndpoint",
+          "internal",
+          "the gateway answered without an endpoint or its secret",
+        );
       return { endpointId: r.endpoint.endpointId, secret: r.secret };
     },
     async rollSecret(endpointId, overlapSeconds) {
-      const r = await webhookCall("RollSecret", () => hooks.rollSecret({ endpointId, overlapSeconds: BigInt(overlapSeconds) }));
+      const r = await webhookCall("RollSecret", () =>
+        hooks.rollSecret({ endpointId, overlapSeconds: BigInt(overlapSeconds) }),
+      );
       if (!r.secret) throw new WebhookAdminError("RollSecret", "internal", "the gateway answered without a secret");
       return { secret: r.secret, previousExpiresAtMs: r.previousExpiresAt ? timestampMs(r.previousExpiresAt) : 0 };
     },
@@ -133,20 +163,43 @@ export function createGatewayClient(options: GatewayClientOptions): MerchantGate
   }
 
   /** Runs call with a session; on Unauthenticated logs in again and retries once. */
-  async function withSession<T>(method: string, call: () => Promise<T>, service = "CardService"): Promise<{ ok: true; value: T } | { ok: false; failure: Failure }> {
+  async function withSession<T>(
+    method: string,
+    call: () => Promise<T>,
+    service = "CardService",
+  ): Promise<{ ok: true; value: T } | { ok: false; failure: Failure }> {
     const started = performance.now();
     const done = (code: string, reason?: string) =>
-      log.info({ method: `paygate.gateway.v1.${service}/${method}`, code, reason, durationMs: Math.round(performance.now() - started) }, "gateway call");
+      log.info(
+        {
+          method: `paygate.gateway.v1.${service}/${method}`,
+          code,
+          reason,
+          durationMs: Math.round(performance.now() - started),
+        },
+        "gateway call",
+      );
     for (let attempt = 0; attempt < 2; attempt++) {
       if (token === undefined) {
         try {
           await login();
         } catch (e) {
           const f = classifyFailure(e);
-          log.error({ reason: f.reason, message: f.message, username: options.username }, "merchant login to the gateway failed");
+          log.error(
+            { reason: f.reason, message: f.message, username: options.username },
+            "merchant login to the gateway failed",
+          );
           done("login_failed", f.reason);
           // The shop's own credentials: the shopper's payment never reached the gateway.
-          return { ok: false, failure: { kind: "no_verdict", reason: f.kind === "no_verdict" ? f.reason : "merchant_login_failed", message: f.message, code: f.code } };
+          return {
+            ok: false,
+            failure: {
+              kind: "no_verdict",
+              reason: f.kind === "no_verdict" ? f.reason : "merchant_login_failed",
+              message: f.message,
+              code: f.code,
+            },
+          };
         }
       }
       try {
@@ -160,7 +213,10 @@ export function createGatewayClient(options: GatewayClientOptions): MerchantGate
           continue;
         }
         done(f.kind, f.reason);
-        return { ok: false, failure: f.kind === "needs_login" ? { ...f, kind: "no_verdict", reason: "merchant_login_failed" } : f };
+        return {
+          ok: false,
+          failure: f.kind === "needs_login" ? { ...f, kind: "no_verdict", reason: "merchant_login_failed" } : f,
+        };
       }
     }
     throw new Error("unreachable: the loop returns");
@@ -186,17 +242,37 @@ export function createGatewayClient(options: GatewayClientOptions): MerchantGate
           merchantAccountId: command.merchantAccountId,
         }),
       );
-      if (!r.ok) return { kind: r.failure.kind === "verdict" ? "declined" : "unavailable", reason: r.failure.reason, message: r.failure.message };
+      if (!r.ok)
+        return {
+          kind: r.failure.kind === "verdict" ? "declined" : "unavailable",
+          reason: r.failure.reason,
+          message: r.failure.message,
+        };
       const a = r.value.authorization;
       if (!a || !/^[A-Z0-9]{6}$/.test(a.authCode)) {
         // An approval without a usable code cannot be settled: treat it as no verdict, resend later.
         return { kind: "unavailable", reason: "internal", message: "the gateway approved without an auth code" };
       }
-      return { kind: "approved", authCode: a.authCode, cardLast4: a.cardLast4, expiresAtMs: a.expiresAt ? timestampMs(a.expiresAt) : null };
+      return {
+        kind: "approved",
+        authCode: a.authCode,
+        cardLast4: a.cardLast4,
+        expiresAtMs: a.expiresAt ? timestampMs(a.expiresAt) : null,
+      };
     },
     async settleBatch(idempotencyKey, items): Promise<SettleResult> {
-      const r = await withSession("SettleBatch", () => cards.settleBatch({ idempotencyKey, items: items.map((i) => ({ authCode: i.authCode, amountMinor: i.amountMinor })) }));
-      if (!r.ok) return { kind: r.failure.kind === "verdict" ? "rejected" : "unavailable", reason: r.failure.reason, message: r.failure.message };
+      const r = await withSession("SettleBatch", () =>
+        cards.settleBatch({
+          idempotencyKey,
+          items: items.map((i) => ({ authCode: i.authCode, amountMinor: i.amountMinor })),
+        }),
+      );
+      if (!r.ok)
+        return {
+          kind: r.failure.kind === "verdict" ? "rejected" : "unavailable",
+          reason: r.failure.reason,
+          message: r.failure.message,
+        };
       return {
         kind: "settled",
         gatewayBatchId: r.value.batchId,

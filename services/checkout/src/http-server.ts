@@ -78,12 +78,18 @@ function sameOrigin(req: http.IncomingMessage): boolean {
 }
 
 class HttpProblem extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
 
-type Body = { kind: "form"; fields: Record<string, string> } | { kind: "json"; fields: Record<string, unknown> } | { kind: "none" };
+type Body =
+  | { kind: "form"; fields: Record<string, string> }
+  | { kind: "json"; fields: Record<string, unknown> }
+  | { kind: "none" };
 
 async function readBody(req: http.IncomingMessage, maxBytes: number): Promise<Body> {
   const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
@@ -108,7 +114,8 @@ async function readBody(req: http.IncomingMessage, maxBytes: number): Promise<Bo
     } catch {
       throw new HttpProblem(400, "the body is not valid JSON");
     }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new HttpProblem(400, "the body must be a JSON object");
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new HttpProblem(400, "the body must be a JSON object");
     return { kind: "json", fields: parsed as Record<string, unknown> };
   }
   if (text.length === 0) return { kind: "none" };
@@ -119,8 +126,17 @@ const str = (v: unknown): string => (typeof v === "string" ? v : typeof v === "n
 
 /** JSON clients may send expiry as "MM/YY" or as expMonth + expYear. */
 function cardInputOf(fields: Record<string, unknown>): CardInput {
-  const expiry = str(fields.expiry) || (fields.expMonth !== undefined && fields.expYear !== undefined ? `${str(fields.expMonth)}/${str(fields.expYear)}` : "");
-  return { cardholderName: str(fields.cardholderName), cardNumber: str(fields.cardNumber), expiry, cvc: str(fields.cvc) };
+  const expiry =
+    str(fields.expiry) ||
+    (fields.expMonth !== undefined && fields.expYear !== undefined
+      ? `${str(fields.expMonth)}/${str(fields.expYear)}`
+      : "");
+  return {
+    cardholderName: str(fields.cardholderName),
+    cardNumber: str(fields.cardNumber),
+    expiry,
+    cvc: str(fields.cvc),
+  };
 }
 
 function wantsJson(req: http.IncomingMessage, url: URL, body?: Body): boolean {
@@ -178,7 +194,16 @@ export function settlementJson(s: Settlement, items: readonly SettlementItem[]) 
 }
 
 function runJson(run: SettlementRun) {
-  return { batches: run.batches.map((b) => ({ settlementId: b.settlementId, state: b.state, itemCount: b.itemCount, capturedMinor: b.capturedMinor.toString(), lastError: b.lastError })), openAfter: run.openAfter };
+  return {
+    batches: run.batches.map((b) => ({
+      settlementId: b.settlementId,
+      state: b.state,
+      itemCount: b.itemCount,
+      capturedMinor: b.capturedMinor.toString(),
+      lastError: b.lastError,
+    })),
+    openAfter: run.openAfter,
+  };
 }
 
 interface Reply {
@@ -194,11 +219,20 @@ function paymentReply(outcome: PayOutcome, deps: CheckoutServerDeps, attemptKey:
       cart: deps.cart,
       totalMinor: deps.checkout.amountMinor,
       nonce,
-      state: { attemptKey, values: { cardholderName: card.cardholderName, cardNumber: card.cardNumber, expiry: card.expiry }, errors },
+      state: {
+        attemptKey,
+        values: { cardholderName: card.cardholderName, cardNumber: card.cardNumber, expiry: card.expiry },
+        errors,
+      },
     });
   switch (outcome.kind) {
     case "invalid":
-      return { status: 422, json: { status: "invalid", errors: outcome.errors }, html: form(outcome.errors), facts: { outcome: "invalid", fields: Object.keys(outcome.errors) } };
+      return {
+        status: 422,
+        json: { status: "invalid", errors: outcome.errors },
+        html: form(outcome.errors),
+        facts: { outcome: "invalid", fields: Object.keys(outcome.errors) },
+      };
     case "approved": {
       const o = outcome.order;
       return {
@@ -213,7 +247,14 @@ function paymentReply(outcome: PayOutcome, deps: CheckoutServerDeps, attemptKey:
       const view = describeDecline(outcome.reason);
       return {
         status: 402,
-        json: { status: "declined", reason: outcome.reason, title: view.title, message: view.message, duplicate: outcome.duplicate, order: orderJson(o) },
+        json: {
+          status: "declined",
+          reason: outcome.reason,
+          title: view.title,
+          message: view.message,
+          duplicate: outcome.duplicate,
+          order: orderJson(o),
+        },
         html: (nonce) => declinedPage(o, outcome.reason, nonce),
         facts: { outcome: "declined", orderId: o.orderId, reason: outcome.reason, duplicate: outcome.duplicate },
       };
@@ -222,17 +263,39 @@ function paymentReply(outcome: PayOutcome, deps: CheckoutServerDeps, attemptKey:
       const view = describeDecline(outcome.reason);
       return {
         status: 503,
-        json: { status: "unavailable", reason: outcome.reason, title: view.title, message: view.message, order: orderJson(outcome.order) },
-        html: (nonce) => problemPage({ title: view.title, message: view.message, nonce, outcome: "unavailable", reason: outcome.reason, backToForm: true }),
+        json: {
+          status: "unavailable",
+          reason: outcome.reason,
+          title: view.title,
+          message: view.message,
+          order: orderJson(outcome.order),
+        },
+        html: (nonce) =>
+          problemPage({
+            title: view.title,
+            message: view.message,
+            nonce,
+            outcome: "unavailable",
+            reason: outcome.reason,
+            backToForm: true,
+          }),
         facts: { outcome: "unavailable", orderId: outcome.order.orderId, reason: outcome.reason },
       };
     }
     case "conflict": {
-      const message = "We are still confirming your previous attempt for this order. To make sure you are not charged twice, submit exactly the same card details again, or start a new order in a few minutes.";
+      const message =
+        "We are still confirming your previous attempt for this order. To make sure you are not charged twice, submit exactly the same card details again, or start a new order in a few minutes.";
       return {
         status: 409,
         json: { status: "conflict", message, order: orderJson(outcome.order) },
-        html: (nonce) => problemPage({ title: "Previous attempt not confirmed yet", message, nonce, outcome: "conflict", backToForm: true }),
+        html: (nonce) =>
+          problemPage({
+            title: "Previous attempt not confirmed yet",
+            message,
+            nonce,
+            outcome: "conflict",
+            backToForm: true,
+          }),
         facts: { outcome: "conflict", orderId: outcome.order.orderId },
       };
     }
@@ -241,7 +304,8 @@ function paymentReply(outcome: PayOutcome, deps: CheckoutServerDeps, attemptKey:
       return {
         status: 429,
         json: { status: "too_many_retries", message, order: orderJson(outcome.order) },
-        html: (nonce) => problemPage({ title: "Too many attempts", message, nonce, outcome: "too_many_retries", backToForm: false }),
+        html: (nonce) =>
+          problemPage({ title: "Too many attempts", message, nonce, outcome: "too_many_retries", backToForm: false }),
         facts: { outcome: "too_many_retries", orderId: outcome.order.orderId },
       };
     }
@@ -263,9 +327,21 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
   const listMax = deps.listMax ?? 200;
   const newAttemptKey = deps.newAttemptKey ?? randomUUID;
 
-  function send(res: http.ServerResponse, status: number, type: "html" | "json" | "text", body: string, nonce: string, extra: Record<string, string> = {}): void {
+  function send(
+    res: http.ServerResponse,
+    status: number,
+    type: "html" | "json" | "text",
+    body: string,
+    nonce: string,
+    extra: Record<string, string> = {},
+  ): void {
     const headers: Record<string, string> = {
-      "content-type": type === "html" ? "text/html; charset=utf-8" : type === "json" ? "application/json; charset=utf-8" : "text/plain; charset=utf-8",
+      "content-type":
+        type === "html"
+          ? "text/html; charset=utf-8"
+          : type === "json"
+            ? "application/json; charset=utf-8"
+            : "text/plain; charset=utf-8",
       "cache-control": "no-store",
       ...securityHeaders(nonce),
       ...extra,
@@ -274,14 +350,20 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
     res.end(body);
   }
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse, facts: Record<string, unknown>): Promise<number> {
+  async function handle(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    facts: Record<string, unknown>,
+  ): Promise<number> {
     const url = new URL(req.url ?? "/", "http://checkout.local");
     const nonce = randomBytes(16).toString("base64");
     const route = `${req.method} ${url.pathname}`;
     if (route === "POST /settle" || route === "GET /merchant") {
       if (!backOfficeAllowed(req.headers.authorization, deps.backOffice)) {
         facts.reason = "back_office_login_required";
-        send(res, 401, "text", "The merchant's back office: sign in with the merchant's login.\n", nonce, { "www-authenticate": 'Basic realm="paygate merchant back office", charset="UTF-8"' });
+        send(res, 401, "text", "The merchant's back office: sign in with the merchant's login.\n", nonce, {
+          "www-authenticate": 'Basic realm="paygate merchant back office", charset="UTF-8"',
+        });
         return 401;
       }
       if (route === "POST /settle" && !sameOrigin(req)) {
@@ -295,7 +377,12 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
         res.writeHead(302, { location: "/payment.html" }).end();
         return 302;
       case "GET /payment.html": {
-        const html = paymentPage({ cart: deps.cart, totalMinor: deps.checkout.amountMinor, nonce, state: { attemptKey: newAttemptKey() } });
+        const html = paymentPage({
+          cart: deps.cart,
+          totalMinor: deps.checkout.amountMinor,
+          nonce,
+          state: { attemptKey: newAttemptKey() },
+        });
         // Not "no-store": Back from the result page must restore this page with
         // its attempt key, so a resubmission is recognised, not a new order.
         send(res, 200, "html", html, nonce, { "cache-control": "private, no-cache" });
@@ -328,11 +415,37 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
       }
       case "GET /merchant": {
         const orders = deps.store.listOrders(listMax);
-        const settlements = deps.store.listSettlements(listMax).map((s) => ({ settlement: s, items: deps.store.settlementItems(s.settlementId) }));
+        const settlements = deps.store
+          .listSettlements(listMax)
+          .map((s) => ({ settlement: s, items: deps.store.settlementItems(s.settlementId) }));
         if (wantsJson(req, url)) {
-          send(res, 200, "json", JSON.stringify({ merchantAccountId: deps.merchantAccountId, orders: orders.map(orderJson), settlements: settlements.map((x) => settlementJson(x.settlement, x.items)) }), nonce);
+          send(
+            res,
+            200,
+            "json",
+            JSON.stringify({
+              merchantAccountId: deps.merchantAccountId,
+              orders: orders.map(orderJson),
+              settlements: settlements.map((x) => settlementJson(x.settlement, x.items)),
+            }),
+            nonce,
+          );
         } else {
-          send(res, 200, "html", merchantPage({ orders, settlements, merchantAccountId: deps.merchantAccountId, settlementIntervalMs: deps.settlementIntervalMs }, nonce), nonce);
+          send(
+            res,
+            200,
+            "html",
+            merchantPage(
+              {
+                orders,
+                settlements,
+                merchantAccountId: deps.merchantAccountId,
+                settlementIntervalMs: deps.settlementIntervalMs,
+              },
+              nonce,
+            ),
+            nonce,
+          );
         }
         return 200;
       }
@@ -340,9 +453,13 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
         send(res, 200, "text", "ok\n", nonce);
         return 200;
       default: {
-        const known = ["/", "/payment.html", "/make-payment", "/settle", "/merchant", "/healthz"].includes(url.pathname);
+        const known = ["/", "/payment.html", "/make-payment", "/settle", "/merchant", "/healthz"].includes(
+          url.pathname,
+        );
         if (known) {
-          send(res, 405, "text", "method not allowed\n", nonce, { allow: url.pathname === "/make-payment" || url.pathname === "/settle" ? "POST" : "GET" });
+          send(res, 405, "text", "method not allowed\n", nonce, {
+            allow: url.pathname === "/make-payment" || url.pathname === "/settle" ? "POST" : "GET",
+          });
           return 405;
         }
         send(res, 404, "html", notFoundPage(nonce), nonce);
@@ -358,9 +475,15 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
     handle(req, res, facts)
       .catch((e: unknown) => {
         const status = e instanceof HttpProblem ? e.status : 500;
-        if (status === 500) log.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), path }, "request failed");
+        if (status === 500)
+          log.error(
+            { err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), path },
+            "request failed",
+          );
         if (!res.headersSent) {
-          const json = (req.headers["content-type"] ?? "").includes("json") || (req.headers.accept ?? "").includes("application/json");
+          const json =
+            (req.headers["content-type"] ?? "").includes("json") ||
+            (req.headers.accept ?? "").includes("application/json");
           const message = e instanceof HttpProblem ? e.message : "internal error";
           if (json) send(res, status, "json", JSON.stringify({ status: "error", message }), "x");
           else send(res, status, "text", `${message}\n`, "x");
@@ -369,7 +492,16 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
       })
       .then((status) => {
         // One line per request; card data never reaches it (only last 4 via orders).
-        log.info({ method: req.method, path, status, ...facts, durationMs: Math.round((performance.now() - started) * 10) / 10 }, "http");
+        log.info(
+          {
+            method: req.method,
+            path,
+            status,
+            ...facts,
+            durationMs: Math.round((performance.now() - started) * 10) / 10,
+          },
+          "http",
+        );
       });
   });
   server.requestTimeout = 30_000;

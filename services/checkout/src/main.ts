@@ -2,9 +2,17 @@
 // "listening". The only place that reads process.env.
 import { loadConfigOrExit } from "@paygate/config";
 import { createLogger } from "@paygate/rpc";
-import { createClientMetricsInterceptor, createMetrics, createTraceClientInterceptor, onShutdownSignals, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
+import {
+  createClientMetricsInterceptor,
+  createMetrics,
+  createTraceClientInterceptor,
+  onShutdownSignals,
+  startOpsServer,
+  startTracing,
+  traceLogFields,
+} from "@paygate/telemetry";
 import { createCheckoutApp } from "./app.js";
-import { loadConfig, } from "./config.js";
+import { loadConfig } from "./config.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -14,10 +22,19 @@ async function main(): Promise<void> {
   const tracing = startTracing({ service: "checkout", endpoint: config.otlpEndpoint });
   const metrics = createMetrics("checkout");
   let ready = false;
-  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready, logger: log });
+  const ops = await startOpsServer({
+    host: config.host,
+    port: config.metricsPort,
+    registry: metrics.registry,
+    isReady: () => ready,
+    logger: log,
+  });
   const app = createCheckoutApp(config, log, {
     // Each Authorize/SettleBatch starts (or joins) a trace the gateway and the banks continue.
-    gatewayInterceptors: [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, "gateway")],
+    gatewayInterceptors: [
+      createTraceClientInterceptor(tracing.tracer),
+      createClientMetricsInterceptor(metrics, "gateway"),
+    ],
   });
   // Recovery is implicit: unanswered settlement batches are rows in the store,
   // resent with their own keys on the next run; an attempt left pending is
@@ -27,7 +44,17 @@ async function main(): Promise<void> {
   const port = await app.listen();
   ready = true;
   log.info(
-    { host: config.host, port, webhookPort: app.webhookPort(), metricsPort: ops.port, tracing: tracing.enabled, url: `http://${config.host}:${port}/payment.html`, gatewayUrl: config.gatewayUrl, merchantAccountId: config.merchantAccountId, settlementIntervalMs: config.settlementIntervalMs },
+    {
+      host: config.host,
+      port,
+      webhookPort: app.webhookPort(),
+      metricsPort: ops.port,
+      tracing: tracing.enabled,
+      url: `http://${config.host}:${port}/payment.html`,
+      gatewayUrl: config.gatewayUrl,
+      merchantAccountId: config.merchantAccountId,
+      settlementIntervalMs: config.settlementIntervalMs,
+    },
     "listening",
   );
 

@@ -27,7 +27,13 @@ const logger = pino(
 
 let n = 0;
 const newKey = () => `test-attempt-${process.pid}-${++n}-${Date.now()}`;
-const card = (number: string = FAKE_CARDS.approved, extra: Record<string, string> = {}) => ({ cardholderName: "Alice Customer", cardNumber: number, expiry: "04/40", cvc: "737", ...extra });
+const card = (number: string = FAKE_CARDS.approved, extra: Record<string, string> = {}) => ({
+  cardholderName: "Alice Customer",
+  cardNumber: number,
+  expiry: "04/40",
+  cvc: "737",
+  ...extra,
+});
 
 describe("checkout against a fake gateway", () => {
   let fake: FakeCardGateway;
@@ -63,7 +69,8 @@ describe("checkout against a fake gateway", () => {
     // Not one log line of the whole run carries a full card number or a CVC.
     assert.ok(logLines.length > 20);
     for (const line of logLines) {
-      for (const number of Object.values(FAKE_CARDS)) assert.ok(!line.includes(number), `card number in a log line: ${line}`);
+      for (const number of Object.values(FAKE_CARDS))
+        assert.ok(!line.includes(number), `card number in a log line: ${line}`);
       assert.ok(!/"cvc"\s*:\s*"\d/.test(line) && !line.includes('"737"'), `CVC in a log line: ${line}`);
     }
   });
@@ -73,10 +80,23 @@ describe("checkout against a fake gateway", () => {
   });
 
   // The back office (/merchant, POST /settle) takes the merchant's own login, as HTTP Basic.
-  const merchantAuth = () => ({ authorization: `Basic ${Buffer.from(`${FAKE_MERCHANT.username}:${FAKE_MERCHANT.password}`).toString("base64")}` });
+  const merchantAuth = () => ({
+    authorization: `Basic ${Buffer.from(`${FAKE_MERCHANT.username}:${FAKE_MERCHANT.password}`).toString("base64")}`,
+  });
   const backOffice = (path: string) => (path === "/settle" || path.startsWith("/merchant") ? merchantAuth() : {});
-  const postJson = (path: string, body: unknown) => fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json", ...backOffice(path) }, body: JSON.stringify(body) });
-  const postForm = (path: string, body: Record<string, string>) => fetch(`${base}${path}`, { method: "POST", headers: backOffice(path), body: new URLSearchParams(body), redirect: "manual" });
+  const postJson = (path: string, body: unknown) =>
+    fetch(`${base}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...backOffice(path) },
+      body: JSON.stringify(body),
+    });
+  const postForm = (path: string, body: Record<string, string>) =>
+    fetch(`${base}${path}`, {
+      method: "POST",
+      headers: backOffice(path),
+      body: new URLSearchParams(body),
+      redirect: "manual",
+    });
 
   test("GET /payment.html: the form, a fresh attempt key each time, labels, a live error region, no outside assets", async () => {
     const res = await fetch(`${base}/payment.html`);
@@ -104,7 +124,11 @@ describe("checkout against a fake gateway", () => {
 
   test("approve (form post): the success page with the auth code; the amount is the cart's, not the browser's", async () => {
     const key = newKey();
-    const res = await postForm("/make-payment", { idempotencyKey: key, ...card("4242 4242 4242 4242"), amountMinor: "1" });
+    const res = await postForm("/make-payment", {
+      idempotencyKey: key,
+      ...card("4242 4242 4242 4242"),
+      amountMinor: "1",
+    });
     assert.equal(res.status, 200);
     const html = await res.text();
     const code = /id="auth-code">([A-Z0-9]{6})</.exec(html)?.[1];
@@ -114,13 +138,27 @@ describe("checkout against a fake gateway", () => {
     const auth = fake.authorizations.get(code);
     assert.equal(auth?.amountMinor, 2399n);
     const call = fake.authorizeCalls.find((c) => c.idempotencyKey === key);
-    assert.deepEqual([call?.merchantAccountId, call?.card?.expMonth, call?.card?.expYear, call?.currency], [FAKE_MERCHANT.accountId, 4, 2040, "USD"]);
+    assert.deepEqual(
+      [call?.merchantAccountId, call?.card?.expMonth, call?.card?.expYear, call?.currency],
+      [FAKE_MERCHANT.accountId, 4, 2040, "USD"],
+    );
   });
 
   test("approve (JSON): JSON back, expiry also as expMonth/expYear", async () => {
-    const res = await postJson("/make-payment", { idempotencyKey: newKey(), cardholderName: "Bob", cardNumber: FAKE_CARDS.approved, expMonth: 12, expYear: 2039, cvc: "737" });
+    const res = await postJson("/make-payment", {
+      idempotencyKey: newKey(),
+      cardholderName: "Bob",
+      cardNumber: FAKE_CARDS.approved,
+      expMonth: 12,
+      expYear: 2039,
+      cvc: "737",
+    });
     assert.equal(res.status, 200);
-    const body = (await res.json()) as { status: string; authCode: string; order: { amountMinor: string; cardLast4: string } };
+    const body = (await res.json()) as {
+      status: string;
+      authCode: string;
+      order: { amountMinor: string; cardLast4: string };
+    };
     assert.equal(body.status, "approved");
     assert.match(body.authCode, /^[A-Z0-9]{6}$/);
     assert.deepEqual([body.order.amountMinor, body.order.cardLast4], ["2399", "4242"]);
@@ -144,7 +182,13 @@ describe("checkout against a fake gateway", () => {
   test("server-side validation: clear field errors, the form again with the same key, nothing sent", async () => {
     const before = fake.authorizeCalls.length;
     const key = newKey();
-    const res = await postForm("/make-payment", { idempotencyKey: key, cardholderName: "", cardNumber: "4242 4242 4242 4241", expiry: "01/20", cvc: "1" });
+    const res = await postForm("/make-payment", {
+      idempotencyKey: key,
+      cardholderName: "",
+      cardNumber: "4242 4242 4242 4241",
+      expiry: "01/20",
+      cvc: "1",
+    });
     assert.equal(res.status, 422);
     const html = await res.text();
     assert.match(html, /There are 4 problems/);
@@ -152,9 +196,19 @@ describe("checkout against a fake gateway", () => {
     assert.match(html, /id="cardNumber"[^>]*aria-invalid="true"[^>]*value="4242 4242 4242 4241"/);
     assert.ok(html.includes(`name="idempotencyKey" value="${key}"`));
     assert.doesNotMatch(html, /id="cvc"[^>]*value="1"/, "the CVC is never echoed back");
-    const json = await postJson("/make-payment", { idempotencyKey: key, cardholderName: "A B", cardNumber: "42", expiry: "13/30", cvc: "12345" });
+    const json = await postJson("/make-payment", {
+      idempotencyKey: key,
+      cardholderName: "A B",
+      cardNumber: "42",
+      expiry: "13/30",
+      cvc: "12345",
+    });
     assert.equal(json.status, 422);
-    assert.deepEqual(Object.keys(((await json.json()) as { errors: object }).errors).sort(), ["cardNumber", "cvc", "expiry"]);
+    assert.deepEqual(Object.keys(((await json.json()) as { errors: object }).errors).sort(), [
+      "cardNumber",
+      "cvc",
+      "expiry",
+    ]);
     assert.equal((await postJson("/make-payment", { ...card() })).status, 422, "no key: no payment");
     assert.equal(fake.authorizeCalls.length, before);
   });
@@ -184,7 +238,10 @@ describe("checkout against a fake gateway", () => {
     assert.equal(down.status, 503);
     assert.equal(((await down.json()) as { reason: string }).reason, "gateway_unreachable");
     fake.outage = undefined;
-    const other = await postJson("/make-payment", { idempotencyKey: key, ...card(FAKE_CARDS.approved, { cardholderName: "Someone Else" }) });
+    const other = await postJson("/make-payment", {
+      idempotencyKey: key,
+      ...card(FAKE_CARDS.approved, { cardholderName: "Someone Else" }),
+    });
     assert.equal(other.status, 409);
     const ok = await postJson("/make-payment", { idempotencyKey: key, ...card() });
     assert.equal(ok.status, 200);
@@ -208,9 +265,13 @@ describe("checkout against a fake gateway", () => {
   test("settle: POST /settle sends every approved, unsettled authorization as one batch; /merchant shows per-item results", async () => {
     // A voided authorization fails its item only.
     const voidedKey = newKey();
-    const voided = (await (await postJson("/make-payment", { idempotencyKey: voidedKey, ...card() })).json()) as { authCode: string };
+    const voided = (await (await postJson("/make-payment", { idempotencyKey: voidedKey, ...card() })).json()) as {
+      authCode: string;
+    };
     fake.void(voided.authCode);
-    const approvedCodes = [...fake.authorizations.values()].filter((a) => a.status === "approved").map((a) => a.authCode);
+    const approvedCodes = [...fake.authorizations.values()]
+      .filter((a) => a.status === "approved")
+      .map((a) => a.authCode);
     const callsBefore = fake.settleCalls.length;
     const res = await postJson("/settle", {});
     assert.equal(res.status, 200);
@@ -218,7 +279,10 @@ describe("checkout against a fake gateway", () => {
     assert.equal(fake.settleCalls.length, callsBefore + 1);
     const sent = fake.settleCalls.at(-1)!;
     assert.deepEqual(sent.items.map((i) => i.authCode).sort(), [...approvedCodes, voided.authCode].sort());
-    assert.deepEqual(run.batches.map((b) => [b.state, b.itemCount]), [["done", approvedCodes.length + 1]]);
+    assert.deepEqual(
+      run.batches.map((b) => [b.state, b.itemCount]),
+      [["done", approvedCodes.length + 1]],
+    );
 
     const merchant = (await (await fetch(`${base}/merchant?format=json`, { headers: merchantAuth() })).json()) as {
       orders: Array<{ authCode: string | null; settleState: string; settleReason: string | null }>;
@@ -226,7 +290,8 @@ describe("checkout against a fake gateway", () => {
     };
     const v = merchant.orders.find((o) => o.authCode === voided.authCode);
     assert.deepEqual([v?.settleState, v?.settleReason], ["failed", "authorization_voided"]);
-    for (const code of approvedCodes) assert.equal(merchant.orders.find((o) => o.authCode === code)?.settleState, "captured");
+    for (const code of approvedCodes)
+      assert.equal(merchant.orders.find((o) => o.authCode === code)?.settleState, "captured");
     assert.equal(merchant.settlements[0]?.items.find((i) => i.authCode === voided.authCode)?.status, "failed");
 
     // Nothing left: the next run sends nothing. A form post redirects to the merchant page.
@@ -242,40 +307,79 @@ describe("checkout against a fake gateway", () => {
   test("the back office needs the merchant's login: 401 without it or with a wrong one, 403 for a cross-site post; nothing settles", async () => {
     await postJson("/make-payment", { idempotencyKey: newKey(), ...card() });
     const callsBefore = fake.settleCalls.length;
-    const basic = (user: string, password: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}` });
+    const basic = (user: string, password: string) => ({
+      authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
+    });
     const refused = [
       await fetch(`${base}/merchant`),
       await fetch(`${base}/merchant?format=json`, { headers: basic(FAKE_MERCHANT.username, "wrong") }),
       await fetch(`${base}/merchant`, { headers: basic("someone-else", FAKE_MERCHANT.password) }),
       await fetch(`${base}/merchant`, { headers: { authorization: "Bearer abc" } }),
       await fetch(`${base}/settle`, { method: "POST", redirect: "manual" }),
-      await fetch(`${base}/settle`, { method: "POST", headers: basic(FAKE_MERCHANT.username, `${FAKE_MERCHANT.password}x`), redirect: "manual" }),
+      await fetch(`${base}/settle`, {
+        method: "POST",
+        headers: basic(FAKE_MERCHANT.username, `${FAKE_MERCHANT.password}x`),
+        redirect: "manual",
+      }),
     ];
     for (const r of refused) {
       assert.equal(r.status, 401);
       assert.match(r.headers.get("www-authenticate") ?? "", /^Basic realm=/);
       assert.doesNotMatch(await r.text(), /authCode|Settle now/);
     }
-    const crossSiteHeaders: Record<string, string>[] = [{ origin: "https://evil.example" }, { origin: "null" }, { "sec-fetch-site": "cross-site", origin: base }, { "sec-fetch-site": "same-site" }];
+    const crossSiteHeaders: Record<string, string>[] = [
+      { origin: "https://evil.example" },
+      { origin: "null" },
+      { "sec-fetch-site": "cross-site", origin: base },
+      { "sec-fetch-site": "same-site" },
+    ];
     for (const headers of crossSiteHeaders) {
-      const crossSite = await fetch(`${base}/settle`, { method: "POST", headers: { ...merchantAuth(), ...headers }, redirect: "manual" });
+      const crossSite = await fetch(`${base}/settle`, {
+        method: "POST",
+        headers: { ...merchantAuth(), ...headers },
+        redirect: "manual",
+      });
       assert.equal(crossSite.status, 403, JSON.stringify(headers));
     }
     assert.equal(fake.settleCalls.length, callsBefore, "no refused request settled anything");
     // The shop's own page posting back (same origin) is fine.
-    const own = await fetch(`${base}/settle`, { method: "POST", headers: { ...merchantAuth(), origin: base }, redirect: "manual" });
+    const own = await fetch(`${base}/settle`, {
+      method: "POST",
+      headers: { ...merchantAuth(), origin: base },
+      redirect: "manual",
+    });
     assert.equal(own.status, 303);
     assert.equal(fake.settleCalls.length, callsBefore + 1);
     // A browser on the shop's own page under no-referrer: Origin null, Sec-Fetch-Site same-origin.
-    const ownPage = await fetch(`${base}/settle`, { method: "POST", headers: { ...merchantAuth(), origin: "null", "sec-fetch-site": "same-origin" }, redirect: "manual" });
+    const ownPage = await fetch(`${base}/settle`, {
+      method: "POST",
+      headers: { ...merchantAuth(), origin: "null", "sec-fetch-site": "same-origin" },
+      redirect: "manual",
+    });
     assert.equal(ownPage.status, 303);
   });
 
   test("HTTP edges: unknown path 404, wrong method 405, oversized body 413, other content types 415", async () => {
     assert.equal((await fetch(`${base}/nope`)).status, 404);
     assert.equal((await fetch(`${base}/make-payment`)).status, 405);
-    assert.equal((await postJson("/make-payment", { idempotencyKey: newKey(), cardholderName: "x".repeat(40_000) })).status, 413);
-    assert.equal((await fetch(`${base}/make-payment`, { method: "POST", headers: { "content-type": "text/plain" }, body: "hi" })).status, 415);
-    assert.equal((await fetch(`${base}/make-payment`, { method: "POST", headers: { "content-type": "application/json" }, body: "{" })).status, 400);
+    assert.equal(
+      (await postJson("/make-payment", { idempotencyKey: newKey(), cardholderName: "x".repeat(40_000) })).status,
+      413,
+    );
+    assert.equal(
+      (await fetch(`${base}/make-payment`, { method: "POST", headers: { "content-type": "text/plain" }, body: "hi" }))
+        .status,
+      415,
+    );
+    assert.equal(
+      (
+        await fetch(`${base}/make-payment`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: "{",
+        })
+      ).status,
+      400,
+    );
   });
 });

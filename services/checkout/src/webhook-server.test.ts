@@ -14,13 +14,28 @@ import { createWebhookServer, WEBHOOK_PATH } from "./webhook-server.js";
 
 const SECRET = "whsec_" + "s".repeat(43);
 
-function post(port: number, ca: Buffer, path: string, body: string, headers: Record<string, string>, method = "POST"): Promise<{ status: number; json: Record<string, unknown> }> {
+function post(
+  port: number,
+  ca: Buffer,
+  path: string,
+  body: string,
+  headers: Record<string, string>,
+  method = "POST",
+): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: "127.0.0.1", port, path, method, ca, headers: { "content-type": "application/json", ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, unknown> }));
-    });
+    const req = https.request(
+      { host: "127.0.0.1", port, path, method, ca, headers: { "content-type": "application/json", ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            json: JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, unknown>,
+          }),
+        );
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });
@@ -44,16 +59,29 @@ test("POST /webhooks/paygate: 200 stored, 200 duplicate, 400 with the reason, 41
     server.close();
   });
   const port = (server.address() as AddressInfo).port;
-  const body = JSON.stringify({ id: "evt_" + "a".repeat(24), type: "payout.paid", created_at: new Date().toISOString(), object_id: "x", data: {} });
-  const signed = (b: string, secret = SECRET) => ({ "paygate-signature": signatureHeader([secret], b, Math.floor(Date.now() / 1000)) });
+  const body = JSON.stringify({
+    id: "evt_" + "a".repeat(24),
+    type: "payout.paid",
+    created_at: new Date().toISOString(),
+    object_id: "x",
+    data: {},
+  });
+  const signed = (b: string, secret = SECRET) => ({
+    "paygate-signature": signatureHeader([secret], b, Math.floor(Date.now() / 1000)),
+  });
 
-  assert.deepEqual(await post(port, ca, WEBHOOK_PATH, body, signed(body)), { status: 200, json: { status: "stored", event_id: "evt_" + "a".repeat(24) } });
+  assert.deepEqual(await post(port, ca, WEBHOOK_PATH, body, signed(body)), {
+    status: 200,
+    json: { status: "stored", event_id: "evt_" + "a".repeat(24) },
+  });
   assert.deepEqual((await post(port, ca, WEBHOOK_PATH, body, signed(body))).json.status, "duplicate");
   const tampered = await post(port, ca, WEBHOOK_PATH, body.replace("payout", "pay0ut"), signed(body));
   assert.deepEqual([tampered.status, tampered.json.reason], [400, "signature_mismatch"]);
   const wrong = await post(port, ca, WEBHOOK_PATH, body, signed(body, "whsec_" + "w".repeat(43)));
   assert.deepEqual([wrong.status, wrong.json.reason], [400, "signature_mismatch"]);
-  const old = await post(port, ca, WEBHOOK_PATH, body, { "paygate-signature": signatureHeader([SECRET], body, Math.floor(Date.now() / 1000) - 3600) });
+  const old = await post(port, ca, WEBHOOK_PATH, body, {
+    "paygate-signature": signatureHeader([SECRET], body, Math.floor(Date.now() / 1000) - 3600),
+  });
   assert.deepEqual([old.status, old.json.reason], [400, "timestamp_out_of_tolerance"]);
   const unsigned = await post(port, ca, WEBHOOK_PATH, body, {});
   assert.deepEqual([unsigned.status, unsigned.json.reason], [400, "missing_signature"]);

@@ -51,37 +51,61 @@ export interface WebhookServer {
 
 export function createWebhookServer(deps: WebhookServerDeps): WebhookServer {
   const log = deps.logger;
-  const server = https.createServer({ cert: readFileSync(deps.certFile), key: readFileSync(deps.keyFile), minVersion: "TLSv1.2" }, (req, res) => {
-    const started = performance.now();
-    const facts: Record<string, unknown> = { eventId: req.headers["paygate-event-id"], eventType: req.headers["paygate-event-type"] };
-    const reply = (status: number, json: unknown) => {
-      if (res.headersSent) return;
-      const body = JSON.stringify(json);
-      res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
-      res.end(body);
-    };
-    handle(req, facts)
-      .then(
-        ([status, json]) => {
-          reply(status, json);
-          return status;
-        },
-        (e: unknown) => {
-          if (e instanceof TooLarge) {
-            // The rest is discarded, not buffered (requestTimeout bounds how long), and the connection not reused.
-            res.setHeader("connection", "close");
-            reply(413, { reason: "body_too_large" });
-            req.resume();
-            return 413;
-          }
-          // Not stored (disk full, I/O error): the gateway keeps the delivery and retries.
-          log.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), ...facts }, "webhook not stored");
-          reply(503, { reason: "store_unavailable" });
-          return 503;
-        },
-      )
-      .then((status) => log.info({ method: req.method, path: (req.url ?? "").split("?")[0], status, ...facts, durationMs: Math.round((performance.now() - started) * 10) / 10 }, "webhook"));
-  });
+  const server = https.createServer(
+    { cert: readFileSync(deps.certFile), key: readFileSync(deps.keyFile), minVersion: "TLSv1.2" },
+    (req, res) => {
+      const started = performance.now();
+      const facts: Record<string, unknown> = {
+        eventId: req.headers["paygate-event-id"],
+        eventType: req.headers["paygate-event-type"],
+      };
+      const reply = (status: number, json: unknown) => {
+        if (res.headersSent) return;
+        const body = JSON.stringify(json);
+        res.writeHead(status, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+          "cache-control": "no-store",
+        });
+        res.end(body);
+      };
+      handle(req, facts)
+        .then(
+          ([status, json]) => {
+            reply(status, json);
+            return status;
+          },
+          (e: unknown) => {
+            if (e instanceof TooLarge) {
+              // The rest is discarded, not buffered (requestTimeout bounds how long), and the connection not reused.
+              res.setHeader("connection", "close");
+              reply(413, { reason: "body_too_large" });
+              req.resume();
+              return 413;
+            }
+            // Not stored (disk full, I/O error): the gateway keeps the delivery and retries.
+            log.error(
+              { err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), ...facts },
+              "webhook not stored",
+            );
+            reply(503, { reason: "store_unavailable" });
+            return 503;
+          },
+        )
+        .then((status) =>
+          log.info(
+            {
+              method: req.method,
+              path: (req.url ?? "").split("?")[0],
+              status,
+              ...facts,
+              durationMs: Math.round((performance.now() - started) * 10) / 10,
+            },
+            "webhook",
+          ),
+        );
+    },
+  );
 
   async function handle(req: http.IncomingMessage, facts: Record<string, unknown>): Promise<[number, unknown]> {
     const path = (req.url ?? "/").split("?")[0];

@@ -19,7 +19,6 @@ export interface BureauConfig {
   readonly otlpEndpoint: string;
 }
 
-
 export function loadConfig(env: Env, cwd = process.cwd()): BureauConfig {
   const r = createEnvReader("credit-bureau", env);
   const host = r.string("CREDIT_BUREAU_HOST", "127.0.0.1");

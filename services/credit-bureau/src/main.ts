@@ -2,8 +2,16 @@
 // The only place that reads process.env.
 import { loadConfigOrExit } from "@paygate/config";
 import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
-import { createMetrics, createMetricsInterceptor, createTraceServerInterceptor, onShutdownSignals, startOpsServer, startTracing, traceLogFields } from "@paygate/telemetry";
-import { loadConfig, } from "./config.js";
+import {
+  createMetrics,
+  createMetricsInterceptor,
+  createTraceServerInterceptor,
+  onShutdownSignals,
+  startOpsServer,
+  startTracing,
+  traceLogFields,
+} from "@paygate/telemetry";
+import { loadConfig } from "./config.js";
 import { createBureau } from "./domain/report.js";
 import { bureauAccessTable, bureauRoutes } from "./routes.js";
 import { loadReportFile, ReportFileError } from "./store/report-file.js";
@@ -28,7 +36,13 @@ async function main(): Promise<void> {
   }
   const bureau = createBureau(reports);
   let ready = false;
-  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready, logger: log });
+  const ops = await startOpsServer({
+    host: config.host,
+    port: config.metricsPort,
+    registry: metrics.registry,
+    isReady: () => ready,
+    logger: log,
+  });
 
   const server = await startRpcServer({
     host: config.host,
@@ -36,12 +50,27 @@ async function main(): Promise<void> {
     tls: config.tls,
     routes: bureauRoutes(bureau),
     // Trace outermost so the log line carries the trace id; metrics outside access control so refusals count.
-    interceptors: [createTraceServerInterceptor(tracing.tracer), createLoggingInterceptor(log), createMetricsInterceptor(metrics), createAccessInterceptor(bureauAccessTable)],
+    interceptors: [
+      createTraceServerInterceptor(tracing.tracer),
+      createLoggingInterceptor(log),
+      createMetricsInterceptor(metrics),
+      createAccessInterceptor(bureauAccessTable),
+    ],
     logger: log,
     readMaxBytes: 64 * 1024,
   });
   ready = true;
-  log.info({ host: config.host, port: server.port, metricsPort: ops.port, dataFile: config.dataFile, reports: bureau.size, tracing: tracing.enabled }, "listening");
+  log.info(
+    {
+      host: config.host,
+      port: server.port,
+      metricsPort: ops.port,
+      dataFile: config.dataFile,
+      reports: bureau.size,
+      tracing: tracing.enabled,
+    },
+    "listening",
+  );
 
   onShutdownSignals(log, async () => {
     ready = false;

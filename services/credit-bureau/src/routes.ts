@@ -9,7 +9,9 @@ import type { Bureau } from "./domain/report.js";
 const gatewayOnly = { kind: "peer", allow: (id: string) => id === GATEWAY_IDENTITY, describe: "the gateway" } as const;
 
 export const bureauAccessTable: AccessTable = Object.freeze(
-  Object.fromEntries(CreditBureauService.methods.map((m) => [`${CreditBureauService.typeName}/${m.name}`, gatewayOnly])),
+  Object.fromEntries(
+    CreditBureauService.methods.map((m) => [`${CreditBureauService.typeName}/${m.name}`, gatewayOnly]),
+  ),
 );
 
 export function bureauRoutes(bureau: Bureau): (router: ConnectRouter) => void {

@@ -10,7 +10,14 @@ import { join } from "node:path";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { CreditBureauService } from "@paygate/proto/bureau";
-import { createAccessInterceptor, createLogger, createLoggingInterceptor, createMtlsTransport, startRpcServer, type RpcServer } from "@paygate/rpc";
+import {
+  createAccessInterceptor,
+  createLogger,
+  createLoggingInterceptor,
+  createMtlsTransport,
+  startRpcServer,
+  type RpcServer,
+} from "@paygate/rpc";
 import { refused, rejectsWith, repoRoot, rogueCerts, testCerts, tlsFilesFor } from "@paygate/testkit";
 import { createBureau } from "./domain/report.js";
 import { bureauAccessTable, bureauRoutes } from "./routes.js";
@@ -24,7 +31,15 @@ reports:
 `;
 
 function bureauClient(port: number, certs: string, name: string): Client<typeof CreditBureauService> {
-  return createClient(CreditBureauService, createMtlsTransport({ baseUrl: `https://127.0.0.1:${port}`, tls: tlsFilesFor(certs, name), timeoutMs: 10_000, reload: false }));
+  return createClient(
+    CreditBureauService,
+    createMtlsTransport({
+      baseUrl: `https://127.0.0.1:${port}`,
+      tls: tlsFilesFor(certs, name),
+      timeoutMs: 10_000,
+      reload: false,
+    }),
+  );
 }
 
 describe("credit bureau over mTLS", () => {
@@ -52,7 +67,14 @@ describe("credit bureau over mTLS", () => {
     const { report } = await gw.fetchCreditReport({ userId: "alice" });
     assert.ok(report);
     assert.deepEqual(
-      { userId: report.userId, score: report.score, open: report.openCreditMinor, currency: report.currency, bps: report.utilisationBps, late: report.delinquencies },
+      {
+        userId: report.userId,
+        score: report.score,
+        open: report.openCreditMinor,
+        currency: report.currency,
+        bps: report.utilisationBps,
+        late: report.delinquencies,
+      },
       { userId: "alice", score: 780, open: 1_500_000n, currency: "USD", bps: 1200, late: 0 },
     );
     assert.equal(timestampMs(report.reportTime!), Date.parse("2026-01-15T09:00:00Z"));
@@ -71,7 +93,11 @@ describe("credit bureau over mTLS", () => {
 
   test("only the gateway's identity: other paygate certificates are denied, foreign ones refused", async () => {
     for (const name of ["checkout", "bank-a", "paycli"]) {
-      await rejectsWith(bureauClient(server.port, testCerts(), name).fetchCreditReport({ userId: "alice" }), Code.PermissionDenied, "peer_not_allowed");
+      await rejectsWith(
+        bureauClient(server.port, testCerts(), name).fetchCreditReport({ userId: "alice" }),
+        Code.PermissionDenied,
+        "peer_not_allowed",
+      );
     }
     await refused(bureauClient(server.port, rogueCerts(), "gateway").fetchCreditReport({ userId: "alice" }));
   });
@@ -110,23 +136,37 @@ describe("credit-bureau process", () => {
     const dataFile = join(dir, "reports.yaml");
     writeFileSync(dataFile, DATA);
     const tls = tlsFilesFor(certs, "credit-bureau");
-    const p = await run({ CREDIT_BUREAU_PORT: "0", METRICS_PORT: "0", CREDIT_BUREAU_DATA_FILE: dataFile, TLS_CA_FILE: tls.caFile, TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile });
+    const p = await run({
+      CREDIT_BUREAU_PORT: "0",
+      METRICS_PORT: "0",
+      CREDIT_BUREAU_DATA_FILE: dataFile,
+      TLS_CA_FILE: tls.caFile,
+      TLS_CERT_FILE: tls.certFile,
+      TLS_KEY_FILE: tls.keyFile,
+    });
     let port = 0;
     let metricsPort = 0;
     // Bounded by the test runner's own timeout; the loop ends when the line arrives or the child dies.
     for (let i = 0; i < 600 && port === 0 && p.child.exitCode === null; i++) {
-      const line = p.out().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === "listening");
+      const line = p
+        .out()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === "listening");
       if (line) {
         port = line.port as number;
         metricsPort = line.metricsPort as number;
-      }
-      else await new Promise((r) => setTimeout(r, 50));
+      } else await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(port > 0, `no listening line: ${p.out()} ${p.err()}`);
     const { report } = await bureauClient(port, certs, "gateway").fetchCreditReport({ userId: "dave" });
     assert.equal(report?.score, 480);
     const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    assert.match(scraped, /paygate_rpc_server_requests_total\{[^}]*method="paygate\.bureau\.v1\.CreditBureauService\/FetchCreditReport"[^}]*\} 1/);
+    assert.match(
+      scraped,
+      /paygate_rpc_server_requests_total\{[^}]*method="paygate\.bureau\.v1\.CreditBureauService\/FetchCreditReport"[^}]*\} 1/,
+    );
     p.child.kill("SIGTERM");
     const [code] = await p.exited;
     assert.equal(code, 0, p.err());

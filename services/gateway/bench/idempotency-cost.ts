@@ -30,7 +30,13 @@ import { createRedisCache } from "../src/idempotency/redis-cache.js";
 import { createSqliteCoordinatorLog } from "../src/store/coordinator-log.js";
 import { openDb } from "../src/store/db.js";
 
-const { values } = parseArgs({ options: { n: { type: "string", default: "5000" }, "rpc-n": { type: "string", default: "500" }, "no-rpc": { type: "boolean", default: false } } });
+const { values } = parseArgs({
+  options: {
+    n: { type: "string", default: "5000" },
+    "rpc-n": { type: "string", default: "500" },
+    "no-rpc": { type: "boolean", default: false },
+  },
+});
 const n = Number(values.n);
 const rpcN = Number(values["rpc-n"]);
 
@@ -53,14 +59,23 @@ async function measure(label: string, count: number, fn: (i: number) => Promise<
   }
   us.sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 10) / 10;
-  console.log(JSON.stringify({ label, n: count, errors, p50us: r(pct(us, 50)), p90us: r(pct(us, 90)), p99us: r(pct(us, 99)) }));
+  console.log(
+    JSON.stringify({ label, n: count, errors, p50us: r(pct(us, 50)), p90us: r(pct(us, 90)), p99us: r(pct(us, 99)) }),
+  );
 }
 
 const ACCOUNTS = [
   { accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD" },
   { accountId: "bank-b/2001", bank: "bank-b", ownerUserId: "bob", currency: "USD" },
 ];
-const transferRequest = (key: string): TransferRequest => ({ idempotencyKey: key, fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 100n, currency: "USD", memo: "bench" });
+const transferRequest = (key: string): TransferRequest => ({
+  idempotencyKey: key,
+  fromAccountId: "bank-a/1001",
+  toAccountId: "bank-b/2001",
+  amountMinor: 100n,
+  currency: "USD",
+  memo: "bench",
+});
 const newTxn = (key: string): NewTxn => ({
   txnId: `gateway-0:${randomUUID()}`,
   callerUserId: "alice",
@@ -100,7 +115,14 @@ async function inProcess(): Promise<void> {
       redriveIntervalMs: 1_000,
       redriveBackoffMaxMs: 8_000,
     });
-    const fast = withIdempotencyFastPath({ inner: coordinator, cache, directory, replica: "gateway-0", ttlMs: 3_600_000, logger: quiet });
+    const fast = withIdempotencyFastPath({
+      inner: coordinator,
+      cache,
+      directory,
+      replica: "gateway-0",
+      ttlMs: 3_600_000,
+      logger: quiet,
+    });
 
     // Finished keys to repeat: committed through the fast path, so both the log and Redis know them.
     const keysMax = 1000;
@@ -112,11 +134,19 @@ async function inProcess(): Promise<void> {
       done.push(key);
     }
     const pick = (i: number) => done[(i < 0 ? -i : i) % keysMax]!;
-    await measure("repeat answered by the embedded log (coordinator.transfer, no Redis)", n, (i) => coordinator.transfer("alice", transferRequest(pick(i))));
-    await measure("repeat answered by Redis (fast path: validate + SET NX GET + decode)", n, (i) => fast.transfer("alice", transferRequest(pick(i))));
-    await measure("repeat, Redis round trip alone (cache.claim on a finished key)", n, (i) => cache.claim(`idem:alice:${pick(i)}`, '{"v":1}', 60_000));
+    await measure("repeat answered by the embedded log (coordinator.transfer, no Redis)", n, (i) =>
+      coordinator.transfer("alice", transferRequest(pick(i))),
+    );
+    await measure("repeat answered by Redis (fast path: validate + SET NX GET + decode)", n, (i) =>
+      fast.transfer("alice", transferRequest(pick(i))),
+    );
+    await measure("repeat, Redis round trip alone (cache.claim on a finished key)", n, (i) =>
+      cache.claim(`idem:alice:${pick(i)}`, '{"v":1}', 60_000),
+    );
     await measure("claim a fresh key: SQLite insert, fsync'd (log.claim)", n, () => log.claim(newTxn(randomUUID())));
-    await measure("claim a fresh key: Redis SET NX PX GET (cache.claim)", n, () => cache.claim(`idem:alice:${randomUUID()}`, '{"v":1}', 60_000));
+    await measure("claim a fresh key: Redis SET NX PX GET (cache.claim)", n, () =>
+      cache.claim(`idem:alice:${randomUUID()}`, '{"v":1}', 60_000),
+    );
     db.close();
   } finally {
     await cache.close();
@@ -129,11 +159,23 @@ async function overTheWire(withRedis: boolean): Promise<void> {
   const redis = withRedis ? await RedisServer.start() : undefined;
   const stack = await Stack.start({ prepareTimeoutMs: 10_000, ...(redis ? { redisUrl: redis.url } : {}) });
   try {
-    for (let i = 0; i < 100 && redis && stack.gateway.find("idempotency cache connected").length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 100 && redis && stack.gateway.find("idempotency cache connected").length === 0; i++)
+      await new Promise((r) => setTimeout(r, 20));
     const alice = stack.client(PaymentService, await stack.login("alice"));
-    const req = { idempotencyKey: randomUUID(), fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 1n, currency: "USD", memo: "bench" };
+    const req = {
+      idempotencyKey: randomUUID(),
+      fromAccountId: "bank-a/1001",
+      toAccountId: "bank-b/2001",
+      amountMinor: 1n,
+      currency: "USD",
+      memo: "bench",
+    };
     await alice.transfer(req);
-    await measure(`repeated Transfer RPC, gateway ${withRedis ? "with REDIS_URL" : "without REDIS_URL (embedded log)"}`, rpcN, () => alice.transfer(req));
+    await measure(
+      `repeated Transfer RPC, gateway ${withRedis ? "with REDIS_URL" : "without REDIS_URL (embedded log)"}`,
+      rpcN,
+      () => alice.transfer(req),
+    );
     await stack.assertConserved();
   } finally {
     await stack.close();

@@ -2,7 +2,14 @@
 // denied by the access interceptor (fail closed); handlers still check that
 // the caller owns what they touch.
 import type { DescService } from "@bufbuild/protobuf";
-import { AdminService, AuthService, CardService, CoordinatorService, PaymentService, WebhookService } from "@paygate/proto/gateway";
+import {
+  AdminService,
+  AuthService,
+  CardService,
+  CoordinatorService,
+  PaymentService,
+  WebhookService,
+} from "@paygate/proto/gateway";
 import { bankOfIdentity, type AccessRule, type AccessTable } from "@paygate/rpc";
 
 const SIGNED_IN: AccessRule = { kind: "roles", roles: ["customer", "merchant", "admin"] };
@@ -10,7 +17,11 @@ const ADMIN: AccessRule = { kind: "roles", roles: ["admin"] };
 const MERCHANT: AccessRule = { kind: "roles", roles: ["merchant"] };
 // A merchant hears of its card payments; a customer who is paid may want transfer.committed.
 const CUSTOMER_OR_MERCHANT: AccessRule = { kind: "roles", roles: ["customer", "merchant"] };
-const BANKS: AccessRule = { kind: "peer", allow: (id) => bankOfIdentity(id) !== undefined, describe: "a bank's certificate (spiffe://paygate.local/bank/<name>)" };
+const BANKS: AccessRule = {
+  kind: "peer",
+  allow: (id) => bankOfIdentity(id) !== undefined,
+  describe: "a bank's certificate (spiffe://paygate.local/bank/<name>)",
+};
 
 function every(service: DescService, rule: AccessRule): [string, AccessRule][] {
   return service.methods.map((m) => [`${service.typeName}/${m.name}`, rule]);

@@ -18,34 +18,70 @@ export interface BankLinkClientOptions {
 }
 
 /** What a bank may answer about the request or the account; anything else says nothing about them. */
-const LINK_REASONS: ReadonlySet<string> = new Set<Reason>(["link_failed", "link_locked", "already_linked", "account_not_found", "account_closed", "invalid_argument", "invalid_account_id"]);
+const LINK_REASONS: ReadonlySet<string> = new Set<Reason>([
+  "link_failed",
+  "link_locked",
+  "already_linked",
+  "account_not_found",
+  "account_closed",
+  "invalid_argument",
+  "invalid_account_id",
+]);
 
 function toBankAccount(a: Account | undefined): BankAccount | undefined {
-  return a && { accountId: a.accountId, ownerUserId: a.ownerUserId, currency: a.currency, balanceMinor: a.balanceMinor, heldMinor: a.heldMinor, availableMinor: a.availableMinor };
+  return (
+    a && {
+      accountId: a.accountId,
+      ownerUserId: a.ownerUserId,
+      currency: a.currency,
+      balanceMinor: a.balanceMinor,
+      heldMinor: a.heldMinor,
+      availableMinor: a.availableMinor,
+    }
+  );
 }
 
 export function createBankLinkClients(o: BankLinkClientOptions): BankLinks {
   const clients = new Map<string, Client<typeof LinkService>>();
   for (const [bank, baseUrl] of o.banks) {
     // File paths, not loaded material: a rotated gateway certificate is picked up without a restart.
-    clients.set(bank, createClient(LinkService, createMtlsTransport({ baseUrl, tls: o.tls, timeoutMs: o.timeoutMs, interceptors: o.interceptors?.(bank) ?? [] })));
+    clients.set(
+      bank,
+      createClient(
+        LinkService,
+        createMtlsTransport({
+          baseUrl,
+          tls: o.tls,
+          timeoutMs: o.timeoutMs,
+          interceptors: o.interceptors?.(bank) ?? [],
+        }),
+      ),
+    );
   }
 
-  async function call<T>(bank: string, fn: (c: Client<typeof LinkService>) => Promise<T | undefined>): Promise<BankResult<T>> {
+  async function call<T>(
+    bank: string,
+    fn: (c: Client<typeof LinkService>) => Promise<T | undefined>,
+  ): Promise<BankResult<T>> {
     const c = clients.get(bank);
     if (!c) return { ok: false, reason: "participant_unavailable", message: `bank ${bank} is not configured (BANKS)` };
     try {
       const value = await fn(c);
-      if (value === undefined) return { ok: false, reason: "participant_unavailable", message: `bank ${bank} sent an empty answer` };
+      if (value === undefined)
+        return { ok: false, reason: "participant_unavailable", message: `bank ${bank} sent an empty answer` };
       return { ok: true, value };
     } catch (e) {
       const info = errorInfo(e);
-      return bankFailure({ reason: info.reason, message: info.message, timedOut: info.code === Code.DeadlineExceeded }, LINK_REASONS);
+      return bankFailure(
+        { reason: info.reason, message: info.message, timedOut: info.code === Code.DeadlineExceeded },
+        LINK_REASONS,
+      );
     }
   }
 
   return {
-    verify: (bank, input) => call(bank, async (c) => toBankAccount((await c.verifyLink(input, { timeoutMs: o.timeoutMs })).account)),
+    verify: (bank, input) =>
+      call(bank, async (c) => toBankAccount((await c.verifyLink(input, { timeoutMs: o.timeoutMs })).account)),
     issueCode: (bank, accountId, holderName) =>
       call(bank, async (c) => {
         const res = await c.issueLinkCode({ accountId, holderName }, { timeoutMs: o.timeoutMs });

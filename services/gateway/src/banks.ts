@@ -1,15 +1,39 @@
 // Connect clients for the participant banks, over mTLS with the gateway's own
 // certificate. They implement the domain's Participants and Ledgers ports and
 // turn every transport failure into a value (these ports never throw).
-import { Code, createClient, createContextValues, type Client, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  createClient,
+  createContextValues,
+  type Client,
+  type ContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { context, type Context, type Tracer } from "@opentelemetry/api";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { LedgerService, LegDirection, ParticipantService, Vote, type Account, type BatchItemError, type PrepareRequestSchema, type PrepareResponse } from "@paygate/proto/bank";
+import {
+  LedgerService,
+  LegDirection,
+  ParticipantService,
+  Vote,
+  type Account,
+  type BatchItemError,
+  type PrepareRequestSchema,
+  type PrepareResponse,
+} from "@paygate/proto/bank";
 import { createMtlsTransport, errorInfo, isReason, rejection, type Logger, type TlsFiles } from "@paygate/rpc";
 import { batchItemSpansKey, noopTracer, startBatchItemSpans } from "@paygate/telemetry";
 import { createBatcher, type Batcher } from "./batcher.js";
-import { bankFailure, deliveryOfFailure, knownVoteOf, UNKNOWN_ANSWER_VOTE, voteOfFailure, type DecisionKind, type FailedCall } from "./domain/participant-replies.js";
+import {
+  bankFailure,
+  deliveryOfFailure,
+  knownVoteOf,
+  UNKNOWN_ANSWER_VOTE,
+  voteOfFailure,
+  type DecisionKind,
+  type FailedCall,
+} from "./domain/participant-replies.js";
 import type { BankAccount, BankResult, Delivery, Leg, Ledgers, Participants } from "./domain/ports.js";
 
 type PrepareInit = MessageInitShape<typeof PrepareRequestSchema>;
@@ -69,13 +93,22 @@ function legMsg(l: Leg): NonNullable<PrepareInit["legs"]>[number] {
 
 function toBankAccount(a: Account | undefined): BankAccount | undefined {
   if (!a) return undefined;
-  return { accountId: a.accountId, ownerUserId: a.ownerUserId, currency: a.currency, balanceMinor: a.balanceMinor, heldMinor: a.heldMinor, availableMinor: a.availableMinor };
+  return {
+    accountId: a.accountId,
+    ownerUserId: a.ownerUserId,
+    currency: a.currency,
+    balanceMinor: a.balanceMinor,
+    heldMinor: a.heldMinor,
+    availableMinor: a.availableMinor,
+  };
 }
 
 /** A batch item's error, raised as the single call would have raised it. */
 function itemError(e: BatchItemError | undefined): Error {
   const reason = e?.reason ?? "";
-  return isReason(reason) ? rejection(reason, e?.message ?? reason) : new Error(`bank answered a batch item with an unknown reason ${JSON.stringify(reason)}: ${e?.message ?? ""}`);
+  return isReason(reason)
+    ? rejection(reason, e?.message ?? reason)
+    : new Error(`bank answered a batch item with an unknown reason ${JSON.stringify(reason)}: ${e?.message ?? ""}`);
 }
 
 function singleCalls(client: Client<typeof ParticipantService>): ParticipantCalls {
@@ -98,8 +131,16 @@ function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOpti
   // links the batch's own span to all of them (@paygate/telemetry).
   type Traced<T> = { readonly item: T; readonly ctx: Context };
   const traced = <T>(item: T): Traced<T> => ({ item, ctx: context.active() });
-  async function inBatch<R>(name: string, items: readonly Traced<unknown>[], call: (contextValues: ContextValues) => Promise<R>): Promise<R> {
-    const spans = startBatchItemSpans(tracer, name, items.map((i) => i.ctx));
+  async function inBatch<R>(
+    name: string,
+    items: readonly Traced<unknown>[],
+    call: (contextValues: ContextValues) => Promise<R>,
+  ): Promise<R> {
+    const spans = startBatchItemSpans(
+      tracer,
+      name,
+      items.map((i) => i.ctx),
+    );
     const contextValues = createContextValues().set(batchItemSpansKey, spans.spans);
     try {
       const r = await call(contextValues);
@@ -117,11 +158,20 @@ function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOpti
     inflightMax: b.inflightMax,
     async send(items) {
       // A failed single call fails its one-item batch: the same error the caller would have seen.
-      if (items.length === 1) return [{ vote: await context.with(items[0]!.ctx, () => client.prepare(items[0]!.item, { timeoutMs: b.prepareTimeoutMs })) }];
+      if (items.length === 1)
+        return [
+          {
+            vote: await context.with(items[0]!.ctx, () =>
+              client.prepare(items[0]!.item, { timeoutMs: b.prepareTimeoutMs }),
+            ),
+          },
+        ];
       const res = await inBatch("paygate.bank.v1.ParticipantService/PrepareBatch", items, (contextValues) =>
         client.prepareBatch({ items: items.map((i) => i.item) }, { timeoutMs: b.prepareTimeoutMs, contextValues }),
       );
-      return res.results.map((r) => (r.outcome.case === "response" ? { vote: r.outcome.value } : { error: r.outcome.value }));
+      return res.results.map((r) =>
+        r.outcome.case === "response" ? { vote: r.outcome.value } : { error: r.outcome.value },
+      );
     },
   });
   const decisions = (kind: "commit" | "abort"): Batcher<Traced<string>, BatchItemError | undefined> =>
@@ -135,8 +185,13 @@ function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOpti
         }
         const txnIds = items.map((i) => i.item);
         const name = `paygate.bank.v1.ParticipantService/${kind === "commit" ? "CommitBatch" : "AbortBatch"}`;
-        const res = await inBatch(name, items, async (contextValues): Promise<{ readonly results: readonly { readonly error?: BatchItemError }[] }> =>
-          kind === "commit" ? client.commitBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues }) : client.abortBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues }),
+        const res = await inBatch(
+          name,
+          items,
+          async (contextValues): Promise<{ readonly results: readonly { readonly error?: BatchItemError }[] }> =>
+            kind === "commit"
+              ? client.commitBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues })
+              : client.abortBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues }),
         );
         return res.results.map((r) => r.error);
       },
@@ -162,13 +217,31 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
   const clients = new Map<string, BankClients>();
   for (const [bank, baseUrl] of o.banks) {
     // File paths, not loaded material: a rotated gateway certificate is picked up without a restart.
-    const transport = createMtlsTransport({ baseUrl, tls: o.tls, timeoutMs: o.ledgerTimeoutMs, interceptors: o.interceptors?.(bank) ?? [] });
+    const transport = createMtlsTransport({
+      baseUrl,
+      tls: o.tls,
+      timeoutMs: o.ledgerTimeoutMs,
+      interceptors: o.interceptors?.(bank) ?? [],
+    });
     const participant = createClient(ParticipantService, transport);
-    clients.set(bank, { participant: o.batching ? batchedCalls(participant, o.batching, o.tracer ?? noopTracer) : singleCalls(participant), ledger: createClient(LedgerService, transport) });
+    clients.set(bank, {
+      participant: o.batching
+        ? batchedCalls(participant, o.batching, o.tracer ?? noopTracer)
+        : singleCalls(participant),
+      ledger: createClient(LedgerService, transport),
+    });
   }
-  const unknownBank = (bank: string) => ({ ok: false as const, reason: "participant_unavailable" as const, message: `bank ${bank} is not configured (BANKS)` });
+  const unknownBank = (bank: string) => ({
+    ok: false as const,
+    reason: "participant_unavailable" as const,
+    message: `bank ${bank} is not configured (BANKS)`,
+  });
 
-  async function deliver(bank: string, kind: DecisionKind, call: (c: BankClients) => Promise<unknown>): Promise<Delivery> {
+  async function deliver(
+    bank: string,
+    kind: DecisionKind,
+    call: (c: BankClients) => Promise<unknown>,
+  ): Promise<Delivery> {
     const c = clients.get(bank);
     if (!c) return { ok: false, reason: unknownBank(bank).message, transient: true };
     try {
@@ -185,9 +258,15 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
       if (!c) return { vote: "NO", reason: "participant_unavailable" };
       try {
         const res = await c.participant.prepare({ txnId, legs: legs.map(legMsg) }, signal);
-        const vote = knownVoteOf({ vote: res.vote === Vote.YES ? "YES" : res.vote === Vote.NO ? "NO" : "UNSPECIFIED", reason: res.reason });
+        const vote = knownVoteOf({
+          vote: res.vote === Vote.YES ? "YES" : res.vote === Vote.NO ? "NO" : "UNSPECIFIED",
+          reason: res.reason,
+        });
         if (vote) return vote;
-        o.logger.warn({ transactionId: txnId, bank, vote: res.vote, reason: res.reason }, "bank voted without a known reason; counting it as NO");
+        o.logger.warn(
+          { transactionId: txnId, bank, vote: res.vote, reason: res.reason },
+          "bank voted without a known reason; counting it as NO",
+        );
         return UNKNOWN_ANSWER_VOTE;
       } catch (e) {
         return voteOfFailure(failedCall(e, signal.aborted));
@@ -202,7 +281,8 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
     if (!c) return unknownBank(bank);
     try {
       const value = await call(c);
-      if (value === undefined) return { ok: false, reason: "participant_unavailable", message: `bank ${bank} sent an empty answer` };
+      if (value === undefined)
+        return { ok: false, reason: "participant_unavailable", message: `bank ${bank} sent an empty answer` };
       return { ok: true, value };
     } catch (e) {
       return bankFailure(failedCall(e, false));
@@ -210,10 +290,14 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
   }
 
   const ledgers: Ledgers = {
-    getAccount: (bank, accountId) => ledgerCall(bank, async (c) => toBankAccount((await c.ledger.getAccount({ accountId })).account)),
-    openAccount: (bank, ownerUserId, currency) => ledgerCall(bank, async (c) => toBankAccount((await c.ledger.openAccount({ ownerUserId, currency })).account)),
+    getAccount: (bank, accountId) =>
+      ledgerCall(bank, async (c) => toBankAccount((await c.ledger.getAccount({ accountId })).account)),
+    openAccount: (bank, ownerUserId, currency) =>
+      ledgerCall(bank, async (c) => toBankAccount((await c.ledger.openAccount({ ownerUserId, currency })).account)),
     deposit: (bank, depositId, accountId, amountMinor, currency) =>
-      ledgerCall(bank, async (c) => toBankAccount((await c.ledger.deposit({ depositId, accountId, amountMinor, currency })).account)),
+      ledgerCall(bank, async (c) =>
+        toBankAccount((await c.ledger.deposit({ depositId, accountId, amountMinor, currency })).account),
+      ),
     totals: (bank, timeoutMs) =>
       ledgerCall(bank, async (c) => {
         const t = await c.ledger.totals({}, { timeoutMs });
@@ -226,7 +310,10 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
             depositedMinor: x.depositedMinor,
             transferNetMinor: x.transferNetMinor,
           })),
-          prepared: t.prepared.map((p) => ({ txnId: p.txnId, preparedAtMs: p.preparedAt ? timestampMs(p.preparedAt) : 0 })),
+          prepared: t.prepared.map((p) => ({
+            txnId: p.txnId,
+            preparedAtMs: p.preparedAt ? timestampMs(p.preparedAt) : 0,
+          })),
           ledgerConsistent: t.ledgerConsistent,
           problems: t.problems,
         };

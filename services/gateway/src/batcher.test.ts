@@ -2,7 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createBatcher } from "./batcher.js";
 
-function recorder(opts: { itemsMax?: number; inflightMax?: number; fail?: (items: readonly number[]) => boolean } = {}) {
+function recorder(
+  opts: { itemsMax?: number; inflightMax?: number; fail?: (items: readonly number[]) => boolean } = {},
+) {
   const sent: number[][] = [];
   const release: Array<() => void> = [];
   const batcher = createBatcher<number, string>({
@@ -11,7 +13,9 @@ function recorder(opts: { itemsMax?: number; inflightMax?: number; fail?: (items
     send: (items) => {
       sent.push([...items]);
       return new Promise((resolve, reject) => {
-        release.push(() => (opts.fail?.(items) ? reject(new Error("bank down")) : resolve(items.map((i) => `done ${i}`))));
+        release.push(() =>
+          opts.fail?.(items) ? reject(new Error("bank down")) : resolve(items.map((i) => `done ${i}`)),
+        );
       });
     },
   });
@@ -50,7 +54,10 @@ test("itemsMax splits a burst; inflightMax lets that many go at once", async () 
   const { batcher, sent, release } = recorder({ itemsMax: 2, inflightMax: 2 });
   const all = [1, 2, 3, 4, 5].map((i) => batcher.submit(i));
   await tick();
-  assert.deepEqual(sent, [[1, 2], [3, 4]]);
+  assert.deepEqual(sent, [
+    [1, 2],
+    [3, 4],
+  ]);
   release.shift()!();
   await tick();
   await tick();

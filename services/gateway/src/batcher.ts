@@ -37,7 +37,8 @@ function abortError(): Error {
 }
 
 export function createBatcher<I, O>(o: BatcherOptions<I, O>): Batcher<I, O> {
-  if (!(o.itemsMax >= 1 && o.inflightMax >= 1)) throw new RangeError("a batcher needs itemsMax >= 1 and inflightMax >= 1");
+  if (!(o.itemsMax >= 1 && o.inflightMax >= 1))
+    throw new RangeError("a batcher needs itemsMax >= 1 and inflightMax >= 1");
   let queue: Pending<I, O>[] = [];
   let inflight = 0;
   let scheduled = false;
@@ -72,7 +73,8 @@ export function createBatcher<I, O>(o: BatcherOptions<I, O>): Batcher<I, O> {
   async function sendBatch(batch: Pending<I, O>[]): Promise<void> {
     try {
       const outputs = await o.send(batch.map((p) => p.item));
-      if (outputs.length !== batch.length) throw new Error(`a batch of ${batch.length} was answered with ${outputs.length} results`);
+      if (outputs.length !== batch.length)
+        throw new Error(`a batch of ${batch.length} was answered with ${outputs.length} results`);
       batch.forEach((p, i) => settle(p, () => p.resolve(outputs[i]!)));
     } catch (e) {
       for (const p of batch) settle(p, () => p.reject(e));

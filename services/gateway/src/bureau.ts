@@ -16,13 +16,19 @@ export interface BureauClientOptions {
 
 export function createBureauClient(o: BureauClientOptions): CreditReports {
   // File paths: a rotated gateway certificate is picked up without a restart.
-  const client = createClient(CreditBureauService, createMtlsTransport({ baseUrl: o.url, tls: o.tls, timeoutMs: o.timeoutMs, interceptors: o.interceptors ?? [] }));
+  const client = createClient(
+    CreditBureauService,
+    createMtlsTransport({ baseUrl: o.url, tls: o.tls, timeoutMs: o.timeoutMs, interceptors: o.interceptors ?? [] }),
+  );
   return {
     async fetch(userId) {
       try {
         const res = await client.fetchCreditReport({ userId }, { timeoutMs: o.timeoutMs });
         if (!res.report) return { ok: false, reason: "bureau_unavailable", message: "the bureau sent an empty report" };
-        return { ok: true, report: { userId: res.report.userId, score: res.report.score, delinquencies: res.report.delinquencies } };
+        return {
+          ok: true,
+          report: { userId: res.report.userId, score: res.report.score, delinquencies: res.report.delinquencies },
+        };
       } catch (e) {
         const info = errorInfo(e);
         if (info.code === Code.NotFound) return { ok: false, reason: "user_not_found", message: info.message };

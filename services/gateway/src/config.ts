@@ -130,7 +130,8 @@ const HOUR_MS = 3_600_000;
 export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const r = createEnvReader("gateway", env);
   const replica = r.string("GATEWAY_REPLICA", "gateway-0");
-  if (!REPLICA_PATTERN.test(replica)) r.problem(`GATEWAY_REPLICA must match ${REPLICA_PATTERN}, got ${JSON.stringify(replica)}`);
+  if (!REPLICA_PATTERN.test(replica))
+    r.problem(`GATEWAY_REPLICA must match ${REPLICA_PATTERN}, got ${JSON.stringify(replica)}`);
   const host = r.string("GATEWAY_HOST", "127.0.0.1");
   const port = r.int("GATEWAY_PORT", 50050, { min: 0, max: 65535 });
   const dataDir = resolve(cwd, r.string("GATEWAY_DATA_DIR", "data/gateway"));
@@ -174,7 +175,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
 
   const redisUrl = r.optional("REDIS_URL");
-  if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) r.problem("REDIS_URL must look like redis://host:port[/db] (or rediss:// for TLS)");
+  if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl))
+    r.problem("REDIS_URL must look like redis://host:port[/db] (or rediss:// for TLS)");
   // Must outlive the longest time a client may replay a key (paycli's offline queue).
   const idempotencyTtlMs = parseDurationMs(r.string("IDEMPOTENCY_TTL", "24h"));
   if (idempotencyTtlMs === undefined || idempotencyTtlMs < 1_000 || idempotencyTtlMs > 365 * 24 * HOUR_MS) {
@@ -187,10 +189,14 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   for (const u of unknown) r.problem(`PAYGATE_FAULTPOINTS: unknown fault point ${JSON.stringify(u)}`);
 
   const creditBureauUrl = r.string("CREDIT_BUREAU_URL", "https://127.0.0.1:8081");
-  if (!/^https:\/\/[^\s/]+/.test(creditBureauUrl)) r.problem(`CREDIT_BUREAU_URL needs an https:// URL, got ${JSON.stringify(creditBureauUrl)}`);
+  if (!/^https:\/\/[^\s/]+/.test(creditBureauUrl))
+    r.problem(`CREDIT_BUREAU_URL needs an https:// URL, got ${JSON.stringify(creditBureauUrl)}`);
   const cardSecretFile = r.string("CARD_SECRET_FILE", "");
   // Replicas hashing card numbers with different keys could not find each other's cards.
-  if (store.kind === "postgres" && cardSecretFile === "") r.problem("CARD_SECRET_FILE is required with DATABASE_URL: every replica must hash card numbers with the same key (64 hex characters in a file)");
+  if (store.kind === "postgres" && cardSecretFile === "")
+    r.problem(
+      "CARD_SECRET_FILE is required with DATABASE_URL: every replica must hash card numbers with the same key (64 hex characters in a file)",
+    );
   const cards: CardsConfig = {
     cardSecretFile: cardSecretFile === "" ? "" : resolve(cwd, cardSecretFile),
     creditBureauUrl,
@@ -200,7 +206,9 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
     riskScoreMin: r.int("RISK_SCORE_MIN", 600, { min: 0, max: 1000 }),
     riskAmountReviewMinor: BigInt(r.int("RISK_AMOUNT_REVIEW_MINOR", 50_000, { min: 1, max: Number.MAX_SAFE_INTEGER })),
     riskReviewScoreMin: r.int("RISK_REVIEW_SCORE_MIN", 700, { min: 0, max: 1000 }),
-    cardDailySpendMaxMinor: BigInt(r.int("CARD_DAILY_SPEND_MAX_MINOR", 500_000, { min: 1, max: Number.MAX_SAFE_INTEGER })),
+    cardDailySpendMaxMinor: BigInt(
+      r.int("CARD_DAILY_SPEND_MAX_MINOR", 500_000, { min: 1, max: Number.MAX_SAFE_INTEGER }),
+    ),
   };
 
   const webhooks = readWebhooksConfig(r, tls.caFile, cwd);
@@ -247,7 +255,10 @@ function readWebhooksConfig(r: ReturnType<typeof createEnvReader>, defaultCaFile
   for (const raw of r.list("WEBHOOK_ALLOWED_HOSTS")) {
     const host = raw.toLowerCase().replace(/^\[(.*)\]$/, "$1");
     if (isIP(host) !== 0 || (HOST_NAME_PATTERN.test(host) && host.length <= 253)) allowedHosts.push(host);
-    else r.problem(`WEBHOOK_ALLOWED_HOSTS: ${JSON.stringify(raw)} is not a host name, a "*.suffix" pattern or an IP address`);
+    else
+      r.problem(
+        `WEBHOOK_ALLOWED_HOSTS: ${JSON.stringify(raw)} is not a host name, a "*.suffix" pattern or an IP address`,
+      );
   }
   const retryBaseMs = r.int("WEBHOOK_RETRY_BASE_MS", 10_000, { min: 1, max: DAY_MS });
   const retryMaxMs = r.int("WEBHOOK_RETRY_MAX_MS", HOUR_MS, { min: 1, max: 7 * DAY_MS });
@@ -283,12 +294,19 @@ function readStoreConfig(r: ReturnType<typeof createEnvReader>, sqliteFile: stri
   } catch {
     parsed = undefined;
   }
-  if (!parsed || (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") || parsed.hostname === "" || parsed.pathname.length < 2) {
+  if (
+    !parsed ||
+    (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") ||
+    parsed.hostname === "" ||
+    parsed.pathname.length < 2
+  ) {
     // Never echo the URL: it may carry a password.
     r.problem("DATABASE_URL must look like postgres://user[:password]@host:port/database");
   }
-  if (driver !== "pg" && driver !== "postgres") r.problem(`DATABASE_DRIVER must be "pg" or "postgres", got ${JSON.stringify(driver)}`);
-  if (heartbeatIntervalMs * 2 > leaseMs) r.problem("GATEWAY_HEARTBEAT_INTERVAL_MS must be at most half of GATEWAY_LEASE_MS");
+  if (driver !== "pg" && driver !== "postgres")
+    r.problem(`DATABASE_DRIVER must be "pg" or "postgres", got ${JSON.stringify(driver)}`);
+  if (heartbeatIntervalMs * 2 > leaseMs)
+    r.problem("GATEWAY_HEARTBEAT_INTERVAL_MS must be at most half of GATEWAY_LEASE_MS");
   return {
     kind: "postgres",
     url,

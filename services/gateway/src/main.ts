@@ -6,7 +6,13 @@ import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { loadConfigOrExit } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
-import { createAccessInterceptor, createLoggingInterceptor, createLogger, startRpcServer, type Logger } from "@paygate/rpc";
+import {
+  createAccessInterceptor,
+  createLoggingInterceptor,
+  createLogger,
+  startRpcServer,
+  type Logger,
+} from "@paygate/rpc";
 import { loadSeedFile, SeedError, type Seed } from "@paygate/seed";
 import {
   createClientMetricsInterceptor,
@@ -41,7 +47,13 @@ import { loadCardSecretFile, loadOrCreateCardSecret } from "./store/cards-secret
 import { hashPassword, isPasswordHash } from "./domain/password.js";
 import { createPaymentQueries } from "./domain/payments.js";
 import { setupIdempotency } from "./idempotency/setup.js";
-import { StoreUnavailableError, systemClock, type GatewayStore, type SeedData, type UserRecord } from "./domain/ports.js";
+import {
+  StoreUnavailableError,
+  systemClock,
+  type GatewayStore,
+  type SeedData,
+  type UserRecord,
+} from "./domain/ports.js";
 import { createReplicaDuties } from "./domain/replicas.js";
 import { createPostgresStore } from "./store/postgres/store.js";
 import { createSqliteStore } from "./store/sqlite-store.js";
@@ -74,10 +86,12 @@ async function main(): Promise<void> {
   if (existsSync(config.seedFile)) {
     try {
       const seed = loadSeedFile(config.seedFile);
-      for (const b of seed.banks) if (!config.banks.has(b)) log.warn({ bank: b }, "seed names a bank that BANKS does not configure");
+      for (const b of seed.banks)
+        if (!config.banks.has(b)) log.warn({ bank: b }, "seed names a bank that BANKS does not configure");
       if (!(await store.seeded())) {
         const report = await store.seedOnce(await seedData(seed), clock.nowMs());
-        if (report.loaded) log.info({ users: report.users, accounts: report.accounts, file: config.seedFile }, "seed loaded");
+        if (report.loaded)
+          log.info({ users: report.users, accounts: report.accounts, file: config.seedFile }, "seed loaded");
       }
     } catch (e) {
       if (!(e instanceof SeedError)) throw e;
@@ -100,7 +114,13 @@ async function main(): Promise<void> {
   });
   // Before recovery, so a slow recovery is visible: /metrics answers, /readyz says 503 (also while the store is unreachable).
   let ready = false;
-  const ops = await startOpsServer({ host: config.host, port: config.metricsPort, registry: metrics.registry, isReady: () => ready && store.healthy(), logger: log });
+  const ops = await startOpsServer({
+    host: config.host,
+    port: config.metricsPort,
+    registry: metrics.registry,
+    isReady: () => ready && store.healthy(),
+    logger: log,
+  });
   const feed = createDecidedFeed();
   // Decisions logged by any replica wake this replica's ListTransactions followers.
   store.onDecided(() => feed.notify());
@@ -109,8 +129,19 @@ async function main(): Promise<void> {
     tls: config.tls,
     logger: log,
     ledgerTimeoutMs: config.prepareTimeoutMs,
-    batching: config.participantBatchMax === 0 ? undefined : { itemsMax: config.participantBatchMax, inflightMax: config.participantBatchInflight, prepareTimeoutMs: config.prepareTimeoutMs, decisionTimeoutMs: config.commitTimeoutMs },
-    interceptors: (bank) => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, bank)],
+    batching:
+      config.participantBatchMax === 0
+        ? undefined
+        : {
+            itemsMax: config.participantBatchMax,
+            inflightMax: config.participantBatchInflight,
+            prepareTimeoutMs: config.prepareTimeoutMs,
+            decisionTimeoutMs: config.commitTimeoutMs,
+          },
+    interceptors: (bank) => [
+      createTraceClientInterceptor(tracing.tracer),
+      createClientMetricsInterceptor(metrics, bank),
+    ],
     tracer: tracing.tracer,
   });
 
@@ -153,10 +184,25 @@ async function main(): Promise<void> {
     metrics: gatewayMetrics,
   });
 
-  const signUp = createSignUp({ users: store.users, limits: store.limits, clock, hashPassword: (pw) => hashPassword(pw), attemptsMax: config.registerRateMax, windowMs: config.registerRateWindowMs });
+  const signUp = createSignUp({
+    users: store.users,
+    limits: store.limits,
+    clock,
+    hashPassword: (pw) => hashPassword(pw),
+    attemptsMax: config.registerRateMax,
+    windowMs: config.registerRateWindowMs,
+  });
   const links = createLinks({
     directory: store.directory,
-    banks: createBankLinkClients({ banks: config.banks, tls: config.tls, timeoutMs: config.prepareTimeoutMs, interceptors: (bank) => [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, bank)] }),
+    banks: createBankLinkClients({
+      banks: config.banks,
+      tls: config.tls,
+      timeoutMs: config.prepareTimeoutMs,
+      interceptors: (bank) => [
+        createTraceClientInterceptor(tracing.tracer),
+        createClientMetricsInterceptor(metrics, bank),
+      ],
+    }),
     limits: store.limits,
     clock,
     bankNames: [...config.banks.keys()],
@@ -170,13 +216,26 @@ async function main(): Promise<void> {
   let rpcPort = config.port;
   const ownAddresses = (): HostPort[] => {
     const hosts = [config.host, ...(config.host === "0.0.0.0" || config.host === "::" ? [hostname()] : [])];
-    return hosts.flatMap((host) => [{ host, port: rpcPort }, { host, port: ops.port }]);
+    return hosts.flatMap((host) => [
+      { host, port: rpcPort },
+      { host, port: ops.port },
+    ]);
   };
-  const urlPolicy: WebhookUrlPolicy = { allowedHosts: config.webhooks.allowedHosts, allowLoopback: config.webhooks.allowLoopback, ownAddresses };
+  const urlPolicy: WebhookUrlPolicy = {
+    allowedHosts: config.webhooks.allowedHosts,
+    allowLoopback: config.webhooks.allowLoopback,
+    ownAddresses,
+  };
   const webhooks = createWebhooks({ store: store.webhooks, clock, randomBytes, urlPolicy });
 
   // Repeats of a finished transfer are answered from Redis when REDIS_URL is set; the log stays the guard.
-  const idempotency = setupIdempotency(config, { coordinator, directory: store.directory, logger: log, metrics: gatewayMetrics, sharedLog: store.shared });
+  const idempotency = setupIdempotency(config, {
+    coordinator,
+    directory: store.directory,
+    logger: log,
+    metrics: gatewayMetrics,
+    sharedLog: store.shared,
+  });
 
   const cards = createCards({
     store: store.cards,
@@ -186,9 +245,16 @@ async function main(): Promise<void> {
       url: config.cards.creditBureauUrl,
       tls: config.tls,
       timeoutMs: config.cards.creditBureauTimeoutMs,
-      interceptors: [createTraceClientInterceptor(tracing.tracer), createClientMetricsInterceptor(metrics, "credit-bureau")],
+      interceptors: [
+        createTraceClientInterceptor(tracing.tracer),
+        createClientMetricsInterceptor(metrics, "credit-bureau"),
+      ],
     }),
-    hasher: createCardHasher(config.cards.cardSecretFile !== "" ? loadCardSecretFile(config.cards.cardSecretFile) : loadOrCreateCardSecret(config.dataDir)),
+    hasher: createCardHasher(
+      config.cards.cardSecretFile !== ""
+        ? loadCardSecretFile(config.cards.cardSecretFile)
+        : loadOrCreateCardSecret(config.dataDir),
+    ),
     clock,
     logger: log,
     risk: {
@@ -235,7 +301,16 @@ async function main(): Promise<void> {
     host: config.host,
     port: config.port,
     tls: config.tls,
-    routes: createRoutes({ auth, coordinator: idempotency.coordinator, payments, admin, cards, signUp, links, webhooks }),
+    routes: createRoutes({
+      auth,
+      coordinator: idempotency.coordinator,
+      payments,
+      admin,
+      cards,
+      signUp,
+      links,
+      webhooks,
+    }),
     // Trace outermost so the log line carries the trace id; metrics outside access control so refusals count.
     interceptors: [
       createTraceServerInterceptor(tracing.tracer),
@@ -252,11 +327,19 @@ async function main(): Promise<void> {
   const stopCardExpiry = cards.startExpiry(config.cards.authExpiryIntervalMs);
   const stopDuties = duties.start();
   const purge = setInterval(() => {
-    store.sessions.purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX).catch((e: unknown) => log.warn({ err: String(e) }, "session purge failed"));
-    store.limits.purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX).catch((e: unknown) => log.warn({ err: String(e) }, "rate limit purge failed"));
+    store.sessions
+      .purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX)
+      .catch((e: unknown) => log.warn({ err: String(e) }, "session purge failed"));
+    store.limits
+      .purgeExpired(clock.nowMs(), SESSION_PURGE_BATCH_MAX)
+      .catch((e: unknown) => log.warn({ err: String(e) }, "rate limit purge failed"));
   }, SESSION_PURGE_INTERVAL_MS);
   purge.unref();
-  const webhookSender = createHttpsWebhookSender({ timeoutMs: config.webhooks.timeoutMs, allowLoopback: config.webhooks.allowLoopback, caFile: config.webhooks.caFile });
+  const webhookSender = createHttpsWebhookSender({
+    timeoutMs: config.webhooks.timeoutMs,
+    allowLoopback: config.webhooks.allowLoopback,
+    caFile: config.webhooks.caFile,
+  });
   const dispatcher = createWebhookDispatcher({
     store: store.webhooks,
     sender: webhookSender,
@@ -279,7 +362,18 @@ async function main(): Promise<void> {
   // After recovery (events of recovered card rounds are in the outbox by now); a tick while the store is unreachable is skipped.
   const stopWebhooks = dispatcher.start(() => store.healthy());
   ready = true;
-  log.info({ port: server.port, metricsPort: ops.port, host: config.host, replica: config.replica, store: store.kind, banks: [...config.banks.keys()], tracing: tracing.enabled }, "listening");
+  log.info(
+    {
+      port: server.port,
+      metricsPort: ops.port,
+      host: config.host,
+      replica: config.replica,
+      store: store.kind,
+      banks: [...config.banks.keys()],
+      tracing: tracing.enabled,
+    },
+    "listening",
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -318,7 +412,8 @@ async function seedData(seed: Seed): Promise<SeedData> {
   for (const u of seed.users) {
     let passwordHash = u.passwordHash;
     if (passwordHash !== undefined) {
-      if (!isPasswordHash(passwordHash)) throw new SeedError(`seed: user ${u.id} has a password_hash that is not "scrypt$N$r$p$salt$hash"`);
+      if (!isPasswordHash(passwordHash))
+        throw new SeedError(`seed: user ${u.id} has a password_hash that is not "scrypt$N$r$p$salt$hash"`);
     } else {
       passwordHash = await hashPassword(u.password ?? "");
     }
@@ -326,7 +421,10 @@ async function seedData(seed: Seed): Promise<SeedData> {
   }
   // An account without an owner belongs to no user until its holder links it (DESIGN.md §11).
   const owned = seed.accounts.filter((a) => a.owner !== "");
-  return { users, accounts: owned.map((a) => ({ accountId: a.id, bank: a.bank, ownerUserId: a.owner, currency: a.currency })) };
+  return {
+    users,
+    accounts: owned.map((a) => ({ accountId: a.id, bank: a.bank, ownerUserId: a.owner, currency: a.currency })),
+  };
 }
 
 function crash(log: Logger, e: unknown, what: string): never {

@@ -4,7 +4,14 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { AuthorizationStatus, CardService, SettleItemStatus, type AuthorizationSchema, type IssueCardRequest, type IssueCardResponseSchema } from "@paygate/proto/gateway";
+import {
+  AuthorizationStatus,
+  CardService,
+  SettleItemStatus,
+  type AuthorizationSchema,
+  type IssueCardRequest,
+  type IssueCardResponseSchema,
+} from "@paygate/proto/gateway";
 import type { AuthRecord } from "./domain/cards-ports.js";
 import type { CardOutcome, Cards } from "./domain/cards.js";
 import { callerOf, logFields, unwrap } from "./route-support.js";
@@ -43,15 +50,31 @@ export function toProtoAuthorization(a: AuthRecord): MessageInitShape<typeof Aut
 }
 
 /** AdminService.IssueCard, mounted by routes.ts inside the AdminService block. */
-export function issueCardHandler(cards: Cards): (req: IssueCardRequest, ctx: HandlerContext) => Promise<MessageInitShape<typeof IssueCardResponseSchema>> {
+export function issueCardHandler(
+  cards: Cards,
+): (req: IssueCardRequest, ctx: HandlerContext) => Promise<MessageInitShape<typeof IssueCardResponseSchema>> {
   return async (req, ctx) => {
     const issued = unwrap(
-      await cards.issueCard({ accountId: req.accountId, cardholderName: req.cardholderName, number: req.number, expMonth: req.expMonth, expYear: req.expYear, cvc: req.cvc }),
+      await cards.issueCard({
+        accountId: req.accountId,
+        cardholderName: req.cardholderName,
+        number: req.number,
+        expMonth: req.expMonth,
+        expYear: req.expYear,
+        cvc: req.cvc,
+      }),
     );
     const f = logFields(ctx);
     f.cardId = issued.card.cardId;
     f.cardLast4 = issued.card.last4;
-    return { cardId: issued.card.cardId, number: issued.number, cvc: issued.cvc, last4: issued.card.last4, expMonth: issued.card.expMonth, expYear: issued.card.expYear };
+    return {
+      cardId: issued.card.cardId,
+      number: issued.number,
+      cvc: issued.cvc,
+      last4: issued.card.last4,
+      expMonth: issued.card.expMonth,
+      expYear: issued.card.expYear,
+    };
   };
 }
 
@@ -96,7 +119,11 @@ export function cardRoutes(cards: Cards): (router: ConnectRouter) => void {
       },
       async void(req, ctx) {
         logFields(ctx).authCode = req.authCode.slice(0, 6);
-        return { authorization: toProtoAuthorization(unwrap(await cards.voidAuthorization(callerOf(ctx).userId, req.authCode))) };
+        return {
+          authorization: toProtoAuthorization(
+            unwrap(await cards.voidAuthorization(callerOf(ctx).userId, req.authCode)),
+          ),
+        };
       },
       async refund(req, ctx) {
         const out = await cards.refund(callerOf(ctx).userId, req.idempotencyKey, req.authCode, req.amountMinor);
@@ -105,10 +132,16 @@ export function cardRoutes(cards: Cards): (router: ConnectRouter) => void {
         const f = logFields(ctx);
         f.refundId = r.refund.refundId;
         f.transactionId = r.refund.txnId;
-        return { refundId: r.refund.refundId, transactionId: r.refund.txnId, authorization: toProtoAuthorization(r.authorization) };
+        return {
+          refundId: r.refund.refundId,
+          transactionId: r.refund.txnId,
+          authorization: toProtoAuthorization(r.authorization),
+        };
       },
       async getAuthorization(req, ctx) {
-        return { authorization: toProtoAuthorization(unwrap(await cards.getAuthorization(callerOf(ctx).userId, req.authCode))) };
+        return {
+          authorization: toProtoAuthorization(unwrap(await cards.getAuthorization(callerOf(ctx).userId, req.authCode))),
+        };
       },
     });
   };

@@ -17,10 +17,20 @@ import type { DeliveryAttempt, WebhookDelivery, WebhookEndpoint } from "./domain
 import { callerOf, logFields, unwrap } from "./route-support.js";
 
 const ENDPOINT_STATUS = { ENABLED: WebhookEndpointStatus.ENABLED, DISABLED: WebhookEndpointStatus.DISABLED } as const;
-const DELIVERY_STATUS = { PENDING: WebhookDeliveryStatus.PENDING, DELIVERED: WebhookDeliveryStatus.DELIVERED, FAILED: WebhookDeliveryStatus.FAILED } as const;
+const DELIVERY_STATUS = {
+  PENDING: WebhookDeliveryStatus.PENDING,
+  DELIVERED: WebhookDeliveryStatus.DELIVERED,
+  FAILED: WebhookDeliveryStatus.FAILED,
+} as const;
 
 export function toProtoEndpoint(e: WebhookEndpoint): MessageInitShape<typeof WebhookEndpointSchema> {
-  return { endpointId: e.endpointId, url: e.url, eventTypes: [...e.eventTypes], status: ENDPOINT_STATUS[e.status], createdAt: timestampFromMs(e.createdAtMs) };
+  return {
+    endpointId: e.endpointId,
+    url: e.url,
+    eventTypes: [...e.eventTypes],
+    status: ENDPOINT_STATUS[e.status],
+    createdAt: timestampFromMs(e.createdAtMs),
+  };
 }
 
 export function toProtoDelivery(d: WebhookDelivery): MessageInitShape<typeof WebhookDeliverySchema> {
@@ -41,7 +51,13 @@ export function toProtoDelivery(d: WebhookDelivery): MessageInitShape<typeof Web
 }
 
 function toProtoAttempt(a: DeliveryAttempt): MessageInitShape<typeof WebhookAttemptSchema> {
-  return { attempt: a.attempt, at: timestampFromMs(a.atMs), statusCode: a.statusCode, latencyMs: BigInt(a.latencyMs), error: a.error };
+  return {
+    attempt: a.attempt,
+    at: timestampFromMs(a.atMs),
+    statusCode: a.statusCode,
+    latencyMs: BigInt(a.latencyMs),
+    error: a.error,
+  };
 }
 
 /** Seconds -> ms for RollSecret, bounded before the multiplication (the use case checks the range). */
@@ -55,7 +71,9 @@ export function webhookRoutes(webhooks: Webhooks): (router: ConnectRouter) => vo
   return (router) => {
     router.service(WebhookService, {
       async createEndpoint(req, ctx) {
-        const created = unwrap(await webhooks.createEndpoint(callerOf(ctx).userId, { url: req.url, eventTypes: req.eventTypes }));
+        const created = unwrap(
+          await webhooks.createEndpoint(callerOf(ctx).userId, { url: req.url, eventTypes: req.eventTypes }),
+        );
         logFields(ctx).endpointId = created.endpoint.endpointId;
         return { endpoint: toProtoEndpoint(created.endpoint), secret: created.secret };
       },
@@ -68,12 +86,16 @@ export function webhookRoutes(webhooks: Webhooks): (router: ConnectRouter) => vo
         return {};
       },
       async rollSecret(req, ctx) {
-        const rolled = unwrap(await webhooks.rollSecret(callerOf(ctx).userId, req.endpointId, overlapMs(req.overlapSeconds)));
+        const rolled = unwrap(
+          await webhooks.rollSecret(callerOf(ctx).userId, req.endpointId, overlapMs(req.overlapSeconds)),
+        );
         logFields(ctx).endpointId = req.endpointId;
         return { secret: rolled.secret, previousExpiresAt: timestampFromMs(rolled.previousExpiresAtMs) };
       },
       async listDeliveries(req, ctx) {
-        const page = unwrap(await webhooks.listDeliveries(callerOf(ctx).userId, req.endpointId, req.pageSize, req.pageToken));
+        const page = unwrap(
+          await webhooks.listDeliveries(callerOf(ctx).userId, req.endpointId, req.pageSize, req.pageToken),
+        );
         return { deliveries: page.deliveries.map(toProtoDelivery), nextPageToken: page.nextPageToken };
       },
       async getDelivery(req, ctx) {

@@ -42,15 +42,24 @@ export interface GatewayUseCases {
   readonly webhooks: Webhooks;
 }
 
-const ROLE_TO_PROTO: Record<Role, ProtoRole> = { customer: ProtoRole.CUSTOMER, merchant: ProtoRole.MERCHANT, admin: ProtoRole.ADMIN };
+const ROLE_TO_PROTO: Record<Role, ProtoRole> = {
+  customer: ProtoRole.CUSTOMER,
+  merchant: ProtoRole.MERCHANT,
+  admin: ProtoRole.ADMIN,
+};
 const PROTO_TO_ROLE = new Map<ProtoRole, Role>([
   [ProtoRole.CUSTOMER, "customer"],
   [ProtoRole.MERCHANT, "merchant"],
   [ProtoRole.ADMIN, "admin"],
 ]);
-const rolesToProto = (roles: readonly string[]): ProtoRole[] => roles.flatMap((r) => (r in ROLE_TO_PROTO ? [ROLE_TO_PROTO[r as Role]] : []));
+const rolesToProto = (roles: readonly string[]): ProtoRole[] =>
+  roles.flatMap((r) => (r in ROLE_TO_PROTO ? [ROLE_TO_PROTO[r as Role]] : []));
 
-const STATUS_TO_PROTO = { PENDING: TransactionStatus.PENDING, COMMITTED: TransactionStatus.COMMITTED, ABORTED: TransactionStatus.ABORTED } as const;
+const STATUS_TO_PROTO = {
+  PENDING: TransactionStatus.PENDING,
+  COMMITTED: TransactionStatus.COMMITTED,
+  ABORTED: TransactionStatus.ABORTED,
+} as const;
 
 function toProtoTxn(t: TxnRecord): MessageInitShape<typeof TransactionSchema> {
   return {
@@ -81,7 +90,12 @@ function clientOf(ctx: HandlerContext): string {
 }
 
 function userMsg(user: UserRecord) {
-  return { userId: user.userId, username: user.username, roles: rolesToProto(user.roles), displayName: user.displayName };
+  return {
+    userId: user.userId,
+    username: user.username,
+    roles: rolesToProto(user.roles),
+    displayName: user.displayName,
+  };
 }
 
 function bearerToken(ctx: HandlerContext): string {
@@ -94,14 +108,24 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
       async login(req, ctx) {
         const s = unwrap(await u.auth.login(req.username, req.password, clientOf(ctx)));
         logFields(ctx).userId = s.user.userId;
-        return { sessionToken: s.token, expiresAt: timestampFromMs(s.expiresAtMs), userId: s.user.userId, roles: rolesToProto(s.user.roles) };
+        return {
+          sessionToken: s.token,
+          expiresAt: timestampFromMs(s.expiresAtMs),
+          userId: s.user.userId,
+          roles: rolesToProto(s.user.roles),
+        };
       },
       async logout(_req, ctx) {
         await u.auth.logout(bearerToken(ctx));
         return {};
       },
       async register(req, ctx) {
-        const user = unwrap(await u.signUp.register({ username: req.username, password: req.password, displayName: req.displayName }, clientOf(ctx)));
+        const user = unwrap(
+          await u.signUp.register(
+            { username: req.username, password: req.password, displayName: req.displayName },
+            clientOf(ctx),
+          ),
+        );
         logFields(ctx).userId = user.userId;
         return { user: userMsg(user) };
       },
@@ -123,8 +147,18 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
         if (out.replayed) f.retry = true;
         const r = out.result;
         // A failure with a txn is a 2PC abort, unless the key belongs to another request or is still in flight.
-        const outcome = r.ok ? r.value.status.toLowerCase() : out.txnId && !r.reason.startsWith("idempotency_key_") ? "aborted" : "rejected";
-        setSpanAttributes({ transactionId: out.txnId, amountMinor: req.amountMinor, currency: req.currency, outcome, reason: r.ok ? undefined : r.reason });
+        const outcome = r.ok
+          ? r.value.status.toLowerCase()
+          : out.txnId && !r.reason.startsWith("idempotency_key_")
+            ? "aborted"
+            : "rejected";
+        setSpanAttributes({
+          transactionId: out.txnId,
+          amountMinor: req.amountMinor,
+          currency: req.currency,
+          outcome,
+          reason: r.ok ? undefined : r.reason,
+        });
         return { transaction: toProtoTxn(unwrap(out.result)) };
       },
       async getBalance(req, ctx) {
@@ -132,15 +166,30 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
         return { accounts: accounts.map(toProtoAccount) };
       },
       async getTransaction(req, ctx) {
-        return { transaction: toProtoTxn(unwrap(await u.payments.getTransaction(callerOf(ctx).userId, req.transactionId))) };
+        return {
+          transaction: toProtoTxn(unwrap(await u.payments.getTransaction(callerOf(ctx).userId, req.transactionId))),
+        };
       },
       async *listTransactions(req, ctx) {
-        const txns = unwrap(u.payments.listTransactions(callerOf(ctx).userId, { afterSequence: req.afterSequence, limit: req.limit, follow: req.follow, signal: ctx.signal }));
+        const txns = unwrap(
+          u.payments.listTransactions(callerOf(ctx).userId, {
+            afterSequence: req.afterSequence,
+            limit: req.limit,
+            follow: req.follow,
+            signal: ctx.signal,
+          }),
+        );
         for await (const t of txns) yield { transaction: toProtoTxn(t) };
       },
       // The log line names the account and the steps taken, never the code (the interceptor logs only known-safe fields).
       async linkBankAccount(req, ctx) {
-        const linked = unwrap(await u.links.link(callerOf(ctx).userId, { accountId: req.accountId, holderName: req.holderName, linkCode: req.linkCode }));
+        const linked = unwrap(
+          await u.links.link(callerOf(ctx).userId, {
+            accountId: req.accountId,
+            holderName: req.holderName,
+            linkCode: req.linkCode,
+          }),
+        );
         logFields(ctx).linkSteps = linked.steps.join(",");
         return { account: toProtoAccount(linked.account) };
       },
@@ -150,7 +199,14 @@ export function createRoutes(u: GatewayUseCases): (router: ConnectRouter) => voi
       issueCard: issueCardHandler(u.cards),
       async createUser(req) {
         const roles = req.roles.map((r) => PROTO_TO_ROLE.get(r) ?? `unknown(${r})`);
-        const user = unwrap(await u.admin.createUser({ username: req.username, password: req.password, roles, displayName: req.displayName }));
+        const user = unwrap(
+          await u.admin.createUser({
+            username: req.username,
+            password: req.password,
+            roles,
+            displayName: req.displayName,
+          }),
+        );
         return { user: userMsg(user) };
       },
       async issueLinkCode(req) {

@@ -55,7 +55,11 @@ after(() => {
 });
 
 const caFile = () => tlsFilesFor(testCerts(), "checkout").caFile;
-const request = (url: string) => ({ url, body: '{"id":"evt_1"}', headers: { "Content-Type": "application/json", "Paygate-Event-Id": "evt_1" } });
+const request = (url: string) => ({
+  url,
+  body: '{"id":"evt_1"}',
+  headers: { "Content-Type": "application/json", "Paygate-Event-Id": "evt_1" },
+});
 
 test("a 2xx is delivered; the body and headers arrive as given", async () => {
   const sender = createHttpsWebhookSender({ timeoutMs: 5_000, allowLoopback: true, caFile: caFile() });
@@ -83,7 +87,10 @@ test("a non-2xx answer: its status and the first bytes of the answer, printable;
 
 test("no answer within the timeout, an unknown CA, a loopback address when loopback is not allowed: not delivered, status 0", async () => {
   const sender = createHttpsWebhookSender({ timeoutMs: 300, allowLoopback: true, caFile: caFile() });
-  assert.deepEqual(await sender.send(request(`https://127.0.0.1:${port}/hang`)), { statusCode: 0, error: "no answer within 300 ms" });
+  assert.deepEqual(await sender.send(request(`https://127.0.0.1:${port}/hang`)), {
+    statusCode: 0,
+    error: "no answer within 300 ms",
+  });
   const strange = await sender.send(request(`https://localhost:${roguePort}/ok`));
   assert.equal(strange.statusCode, 0);
   assert.match(strange.error, /certificate|self.signed|issuer/i);

@@ -54,7 +54,10 @@ export function guardedLookup(allowLoopback: boolean) {
 
 /** Printable, short: what a receiver said is shown in the delivery log and paycli. */
 function printable(text: string): string {
-  return text.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, ERROR_TEXT_MAX);
+  return text
+    .replace(/[\x00-\x1f\x7f]+/g, " ")
+    .trim()
+    .slice(0, ERROR_TEXT_MAX);
 }
 
 function describe(e: unknown): string {
@@ -103,8 +106,16 @@ export function createHttpsWebhookSender(o: WebhookSenderOptions): WebhookSender
         const done = () => {
           const text = printable(Buffer.concat(chunks).subarray(0, ANSWER_BYTES_MAX).toString("utf8"));
           if (status >= 200 && status <= 299) finish({ statusCode: status, error: "" });
-          else if (status >= 300 && status <= 399) finish({ statusCode: status, error: `HTTP ${status}: redirects are not followed${res.headers.location ? ` (to ${printable(String(res.headers.location)).slice(0, 120)})` : ""}` });
-          else finish({ statusCode: status, error: (text === "" ? `HTTP ${status}` : `HTTP ${status}: ${text}`).slice(0, ERROR_TEXT_MAX) });
+          else if (status >= 300 && status <= 399)
+            finish({
+              statusCode: status,
+              error: `HTTP ${status}: redirects are not followed${res.headers.location ? ` (to ${printable(String(res.headers.location)).slice(0, 120)})` : ""}`,
+            });
+          else
+            finish({
+              statusCode: status,
+              error: (text === "" ? `HTTP ${status}` : `HTTP ${status}: ${text}`).slice(0, ERROR_TEXT_MAX),
+            });
           res.destroy();
         };
         res.on("data", (chunk: Buffer) => {

@@ -1,8 +1,35 @@
 // In-memory ports for unit tests: the same contracts as the SQLite store and
 // the bank clients, small enough to read next to the tests.
 import { assert } from "@paygate/money";
-import type { AckTask, Decided, DecisionRecord, DirectoryAccount, NewTxn, RoundRecord, TxnRecord, UnackedDecision } from "../src/domain/model.js";
-import type { Claim, Clock, CoordinatorLog, DecideInput, Delivery, Directory, Leg, LoginFailures, Participants, RateCount, RateLimits, SessionRecord, Sessions, TxnHistory, UserRecord, Users, Vote } from "../src/domain/ports.js";
+import type {
+  AckTask,
+  Decided,
+  DecisionRecord,
+  DirectoryAccount,
+  NewTxn,
+  RoundRecord,
+  TxnRecord,
+  UnackedDecision,
+} from "../src/domain/model.js";
+import type {
+  Claim,
+  Clock,
+  CoordinatorLog,
+  DecideInput,
+  Delivery,
+  Directory,
+  Leg,
+  LoginFailures,
+  Participants,
+  RateCount,
+  RateLimits,
+  SessionRecord,
+  Sessions,
+  TxnHistory,
+  UserRecord,
+  Users,
+  Vote,
+} from "../src/domain/ports.js";
 
 export interface ManualClock extends Clock {
   advance(ms: number): void;
@@ -20,18 +47,21 @@ interface AckRow {
   lastError: string;
 }
 
-export type MemoryLog = CoordinatorLog & TxnHistory & {
-  readonly txns: Map<string, TxnRecord>;
-  readonly rounds: Map<string, RoundRecord>;
-  readonly decisions: Map<string, DecisionRecord>;
-  readonly acks: Map<string, Map<string, AckRow>>;
-  /** The same log's state, synchronously (the simulator's checker). */
-  decideNow(input: DecideInput): Decided;
-};
+export type MemoryLog = CoordinatorLog &
+  TxnHistory & {
+    readonly txns: Map<string, TxnRecord>;
+    readonly rounds: Map<string, RoundRecord>;
+    readonly decisions: Map<string, DecisionRecord>;
+    readonly acks: Map<string, Map<string, AckRow>>;
+    /** The same log's state, synchronously (the simulator's checker). */
+    decideNow(input: DecideInput): Decided;
+  };
 
 const replicaOf = (txnId: string) => txnId.slice(0, Math.max(0, txnId.indexOf(":")));
 
-export function createMemoryLog(directory?: Directory & { findNow?(id: string): DirectoryAccount | undefined }): MemoryLog {
+export function createMemoryLog(
+  directory?: Directory & { findNow?(id: string): DirectoryAccount | undefined },
+): MemoryLog {
   const txns = new Map<string, TxnRecord>();
   const rounds = new Map<string, RoundRecord>();
   const keyOwner = new Map<string, string>(); // caller\0key -> txnId
@@ -53,16 +83,28 @@ export function createMemoryLog(directory?: Directory & { findNow?(id: string): 
   function decideNow(input: DecideInput): Decided {
     const existing = decisions.get(input.txnId);
     if (existing) return { decision: existing, txn: txns.get(input.txnId) };
-    const d: DecisionRecord = { txnId: input.txnId, decision: input.decision, reason: input.reason, decidedAtMs: input.nowMs };
+    const d: DecisionRecord = {
+      txnId: input.txnId,
+      decision: input.decision,
+      reason: input.reason,
+      decidedAtMs: input.nowMs,
+    };
     decisions.set(input.txnId, d);
     const txn = txns.get(input.txnId);
     if (txn) {
       assert(txn.status === "PENDING", "decided twice");
       sequence++;
-      txns.set(input.txnId, { ...txn, status: d.decision === "COMMIT" ? "COMMITTED" : "ABORTED", declineReason: d.reason, decidedAtMs: d.decidedAtMs, sequence });
+      txns.set(input.txnId, {
+        ...txn,
+        status: d.decision === "COMMIT" ? "COMMITTED" : "ABORTED",
+        declineReason: d.reason,
+        decidedAtMs: d.decidedAtMs,
+        sequence,
+      });
     }
     const rows = new Map<string, AckRow>();
-    for (const b of input.participants) rows.set(b, { acked: false, attempts: 0, nextAttemptAtMs: input.firstResendAtMs, lastError: "" });
+    for (const b of input.participants)
+      rows.set(b, { acked: false, attempts: 0, nextAttemptAtMs: input.firstResendAtMs, lastError: "" });
     acks.set(input.txnId, rows);
     return { decision: d, txn: txns.get(input.txnId) };
   }
@@ -104,7 +146,8 @@ export function createMemoryLog(directory?: Directory & { findNow?(id: string): 
       for (const [txnId, rows] of acks) {
         for (const [bank, row] of rows) {
           const d = decisions.get(txnId);
-          if (d && !row.acked && row.nextAttemptAtMs <= nowMs) out.push({ txnId, bank, decision: d.decision, attempts: row.attempts, at: row.nextAttemptAtMs, row });
+          if (d && !row.acked && row.nextAttemptAtMs <= nowMs)
+            out.push({ txnId, bank, decision: d.decision, attempts: row.attempts, at: row.nextAttemptAtMs, row });
         }
       }
       const due = out.sort((a, b) => a.at - b.at).slice(0, limit);
@@ -113,37 +156,57 @@ export function createMemoryLog(directory?: Directory & { findNow?(id: string): 
     },
     async rescheduleUnacked(nowMs) {
       let n = 0;
-      for (const rows of acks.values()) for (const row of rows.values()) if (!row.acked) (row.nextAttemptAtMs = nowMs), n++;
+      for (const rows of acks.values())
+        for (const row of rows.values()) if (!row.acked) (row.nextAttemptAtMs = nowMs), n++;
       return n;
     },
     async pendingUndecided(limit, filter = {}) {
       return [...txns.values()]
         .filter((t) => t.status === "PENDING" && !decisions.has(t.txnId))
-        .filter((t) => (filter.replica === undefined || replicaOf(t.txnId) === filter.replica) && (filter.createdBeforeMs === undefined || t.createdAtMs < filter.createdBeforeMs))
+        .filter(
+          (t) =>
+            (filter.replica === undefined || replicaOf(t.txnId) === filter.replica) &&
+            (filter.createdBeforeMs === undefined || t.createdAtMs < filter.createdBeforeMs),
+        )
         .slice(0, limit);
     },
     async undecidedRounds(limit, replica, createdBeforeMs) {
-      return [...rounds.values()].filter((r) => !decisions.has(r.txnId) && replicaOf(r.txnId) === replica && r.createdAtMs < createdBeforeMs).slice(0, limit);
+      return [...rounds.values()]
+        .filter((r) => !decisions.has(r.txnId) && replicaOf(r.txnId) === replica && r.createdAtMs < createdBeforeMs)
+        .slice(0, limit);
     },
     async unackedDecisions(limit) {
       const out: UnackedDecision[] = [];
       for (const [txnId, rows] of acks) {
         const banks = [...rows].filter(([, r]) => !r.acked).map(([b]) => b);
         const d = decisions.get(txnId);
-        if (d && banks.length > 0) out.push({ txnId, decision: d.decision, decidedAtMs: d.decidedAtMs, banks, lastError: [...rows.values()].map((r) => r.lastError).find(Boolean) ?? "" });
+        if (d && banks.length > 0)
+          out.push({
+            txnId,
+            decision: d.decision,
+            decidedAtMs: d.decidedAtMs,
+            banks,
+            lastError: [...rows.values()].map((r) => r.lastError).find(Boolean) ?? "",
+          });
       }
       return out.slice(0, limit);
     },
     async inDoubtSummary(nowMs) {
       const pending = [...txns.values()].filter((t) => t.status === "PENDING").map((t) => t.createdAtMs);
-      const unacked = (await log.unackedDecisions(Number.MAX_SAFE_INTEGER)).map((d) => txns.get(d.txnId)?.createdAtMs ?? d.decidedAtMs);
+      const unacked = (await log.unackedDecisions(Number.MAX_SAFE_INTEGER)).map(
+        (d) => txns.get(d.txnId)?.createdAtMs ?? d.decidedAtMs,
+      );
       const all = [...pending, ...unacked];
       if (all.length === 0) return { count: 0, oldestAgeSeconds: 0 };
       return { count: all.length, oldestAgeSeconds: Math.max(0, nowMs - Math.min(...all)) / 1000 };
     },
     async listVisible(userId, afterSequence, limit) {
       return [...txns.values()]
-        .filter((t) => t.sequence > afterSequence && (t.callerUserId === userId || owns(t.fromAccountId, userId) || owns(t.toAccountId, userId)))
+        .filter(
+          (t) =>
+            t.sequence > afterSequence &&
+            (t.callerUserId === userId || owns(t.fromAccountId, userId) || owns(t.toAccountId, userId)),
+        )
         .sort((a, b) => (a.sequence < b.sequence ? -1 : 1))
         .slice(0, limit);
     },
@@ -178,7 +241,10 @@ export function createMemoryRateLimits(): RateLimits {
   return {
     async hit(scope, key, nowMs, windowMs) {
       const before = rows.get(k(scope, key));
-      const after = before && before.resetAtMs > nowMs ? { count: before.count + 1, resetAtMs: before.resetAtMs } : { count: 1, resetAtMs: nowMs + windowMs };
+      const after =
+        before && before.resetAtMs > nowMs
+          ? { count: before.count + 1, resetAtMs: before.resetAtMs }
+          : { count: 1, resetAtMs: nowMs + windowMs };
       rows.set(k(scope, key), after);
       return after;
     },
@@ -233,11 +299,15 @@ export function createFakeBanks(): FakeBanks {
 
 /** A promise that never settles unless the signal aborts (a bank that hangs). */
 export function hang(signal: AbortSignal): Promise<Vote> {
-  return new Promise((resolve) => signal.addEventListener("abort", () => resolve({ vote: "NO", reason: "participant_timeout" }), { once: true }));
+  return new Promise((resolve) =>
+    signal.addEventListener("abort", () => resolve({ vote: "NO", reason: "participant_timeout" }), { once: true }),
+  );
 }
 
-
-export function createMemoryUsers(): Users & { readonly rows: Map<string, UserRecord>; readonly failures: Map<string, LoginFailures> } {
+export function createMemoryUsers(): Users & {
+  readonly rows: Map<string, UserRecord>;
+  readonly failures: Map<string, LoginFailures>;
+} {
   const rows = new Map<string, UserRecord>();
   const failures = new Map<string, LoginFailures>();
   const k = (userId: string, client: string) => `${userId}\0${client}`;
@@ -255,7 +325,10 @@ export function createMemoryUsers(): Users & { readonly rows: Map<string, UserRe
     async recordLoginFailure(userId, client, nowMs, failuresMax, lockMs) {
       const before = failures.get(k(userId, client)) ?? { failures: 0, lockedUntilMs: 0 };
       const n = before.failures + 1;
-      const after = n >= failuresMax ? { failures: 0, lockedUntilMs: nowMs + lockMs } : { failures: n, lockedUntilMs: before.lockedUntilMs };
+      const after =
+        n >= failuresMax
+          ? { failures: 0, lockedUntilMs: nowMs + lockMs }
+          : { failures: n, lockedUntilMs: before.lockedUntilMs };
       failures.set(k(userId, client), after);
       return after;
     },

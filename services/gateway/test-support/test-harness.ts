@@ -8,8 +8,19 @@ import { randomBytes } from "node:crypto";
 import type { FaultPoint, Faults } from "@paygate/faults";
 import { createCardHasher } from "../src/domain/cards-crypto.js";
 import type { AuthRecord, CardStore, CreditReportResult, CreditReports } from "../src/domain/cards-ports.js";
-import { createCards, type AuthorizeInput, type Cards, type IssueCardInput, type IssuedCard } from "../src/domain/cards.js";
-import { createCoordinator, type Coordinator, type CoordinatorOptions, type EventLogger } from "../src/domain/coordinator.js";
+import {
+  createCards,
+  type AuthorizeInput,
+  type Cards,
+  type IssueCardInput,
+  type IssuedCard,
+} from "../src/domain/cards.js";
+import {
+  createCoordinator,
+  type Coordinator,
+  type CoordinatorOptions,
+  type EventLogger,
+} from "../src/domain/coordinator.js";
 import { createDecidedFeed } from "../src/domain/decided-feed.js";
 import type { FakeBanks, PrepareCall } from "./fakes.js";
 import type { DirectoryAccount, Result } from "../src/domain/model.js";
@@ -29,13 +40,17 @@ export type CapturingLogger = EventLogger & {
 
 export function createCapturingLogger(): CapturingLogger {
   const logged: Logged[] = [];
-  const entry = (level: Logged["level"]) => (fields: object, msg: string) => void logged.push({ level, fields: fields as Record<string, unknown>, msg });
+  const entry = (level: Logged["level"]) => (fields: object, msg: string) =>
+    void logged.push({ level, fields: fields as Record<string, unknown>, msg });
   return {
     logged,
     info: entry("info"),
     warn: entry("warn"),
     error: entry("error"),
-    lines: () => logged.map((l) => JSON.stringify({ ...l.fields, msg: l.msg }, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v))),
+    lines: () =>
+      logged.map((l) =>
+        JSON.stringify({ ...l.fields, msg: l.msg }, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
+      ),
   };
 }
 
@@ -50,11 +65,15 @@ export function reasonOf(r: Result<unknown>): string {
 }
 
 /** A well-formed txn id of `replica`, numbered. */
-export const txnIdOf = (n: number, replica = "gateway-0"): string => `${replica}:00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
+export const txnIdOf = (n: number, replica = "gateway-0"): string =>
+  `${replica}:00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
 
 let txnIds = 0;
 /** Numbered txn ids, unique across every test of a file. */
-export const sequentialTxnIds = (replica = "gateway-0") => () => txnIdOf(++txnIds, replica);
+export const sequentialTxnIds =
+  (replica = "gateway-0") =>
+  () =>
+    txnIdOf(++txnIds, replica);
 
 /** Lets queued promise callbacks and setImmediate work (group commit) run. */
 export const turn = () => new Promise<void>((r) => setImmediate(r));
@@ -77,7 +96,8 @@ export interface Gate {
 export function createGate(): Gate {
   const held: (() => void)[] = [];
   return {
-    wait: (answer) => new Promise((resolve, reject) => void held.push(() => void Promise.resolve().then(answer).then(resolve, reject))),
+    wait: (answer) =>
+      new Promise((resolve, reject) => void held.push(() => void Promise.resolve().then(answer).then(resolve, reject))),
     get waiting() {
       return held.length;
     },
@@ -138,7 +158,9 @@ export function createFakeBureau(scores: Iterable<[string, number]>): FakeBureau
       bureau.calls++;
       if (bureau.down) return { ok: false, reason: "bureau_unavailable", message: "down" };
       const score = bureau.scores.get(userId);
-      return score === undefined ? { ok: false, reason: "user_not_found", message: "no report" } : { ok: true, report: { userId, score, delinquencies: 0 } };
+      return score === undefined
+        ? { ok: false, reason: "user_not_found", message: "no report" }
+        : { ok: true, report: { userId, score, delinquencies: 0 } };
     },
   };
   return bureau;
@@ -171,7 +193,17 @@ export const CARD_ACCOUNTS: readonly DirectoryAccount[] = [
 
 /** A card on alice's USD account unless told otherwise. */
 export async function issueTestCard(cards: Cards, over: Partial<IssueCardInput> = {}): Promise<IssuedCard> {
-  return value(await cards.issueCard({ accountId: "bank-a/1001", cardholderName: "Alice", number: "", expMonth: 0, expYear: 0, cvc: "", ...over }));
+  return value(
+    await cards.issueCard({
+      accountId: "bank-a/1001",
+      cardholderName: "Alice",
+      number: "",
+      expMonth: 0,
+      expYear: 0,
+      cvc: "",
+      ...over,
+    }),
+  );
 }
 
 let authKeys = 0;
@@ -189,7 +221,11 @@ export function authReq(card: IssuedCard, over: Partial<AuthorizeInput> = {}): A
 }
 
 /** Authorizes for the shop and expects an approval. */
-export async function approveWith(cards: Cards, card: IssuedCard, over: Partial<AuthorizeInput> = {}): Promise<AuthRecord> {
+export async function approveWith(
+  cards: Cards,
+  card: IssuedCard,
+  over: Partial<AuthorizeInput> = {},
+): Promise<AuthRecord> {
   return value((await cards.authorize("shop", authReq(card, over))).result);
 }
 
@@ -240,7 +276,9 @@ export function holdFundsAt(banks: FakeBanks, bank: string, availableMinor: bigi
   const standing = new Set<string>();
   banks.onPrepare = async (call) => {
     if (call.bank !== bank) return model.othersVote(call);
-    const amount = call.legs.filter((l) => l.direction === "DEBIT" || l.direction === "AUTH_HOLD").reduce((a, l) => a + l.amountMinor, 0n);
+    const amount = call.legs
+      .filter((l) => l.direction === "DEBIT" || l.direction === "AUTH_HOLD")
+      .reduce((a, l) => a + l.amountMinor, 0n);
     if (amount > model.availableMinor - held()) return { vote: "NO", reason: "insufficient_funds" };
     model.holds.set(call.txnId, amount);
     if (call.legs.some((l) => l.direction === "AUTH_HOLD")) standing.add(call.txnId);
@@ -277,7 +315,8 @@ export function askBeforeVoting(banks: FakeBanks, coordinator: Coordinator, bank
 /** Aborts to `bank` are lost while `down` is true; every other delivery is acknowledged. */
 export function loseAbortsTo(banks: FakeBanks, bank: string): { down: boolean } {
   const control = { down: true };
-  banks.onAbort = async (b) => (b === bank && control.down ? { ok: false, reason: "participant_unavailable: down", transient: true } : { ok: true });
+  banks.onAbort = async (b) =>
+    b === bank && control.down ? { ok: false, reason: "participant_unavailable: down", transient: true } : { ok: true };
   return control;
 }
 

@@ -7,7 +7,13 @@ import type { Env } from "@paygate/config";
 import { ConfigError, loadConfig, type FaultPoint, type PaycliConfig } from "./config.js";
 import type { Random } from "./domain/backoff.js";
 import type { Claim } from "./domain/queue.js";
-import { createGatewayClient, GatewayError, TlsSetupError, type Failure, type GatewayClient } from "./gateway-client.js";
+import {
+  createGatewayClient,
+  GatewayError,
+  TlsSetupError,
+  type Failure,
+  type GatewayClient,
+} from "./gateway-client.js";
 import { CliError, ExitCode, printableWriter, toJson, type Writer } from "./output.js";
 import { createQueueRunner, type QueueRunner } from "./queue-runner.js";
 import { openQueueStore, type QueueStore } from "./store/queue-store.js";
@@ -118,7 +124,12 @@ export function createApp(o: RunOptions): App {
     config() {
       if (config === undefined) {
         try {
-          config = loadConfig({ flags: { gateway: flags.gateway, ca: flags.ca, cert: flags.cert, keyFile: flags.keyFile }, env: o.env, cwd: o.cwd, homeDir: o.homeDir });
+          config = loadConfig({
+            flags: { gateway: flags.gateway, ca: flags.ca, cert: flags.cert, keyFile: flags.keyFile },
+            env: o.env,
+            cwd: o.cwd,
+            homeDir: o.homeDir,
+          });
         } catch (e) {
           if (e instanceof ConfigError) throw new CliError(ExitCode.usage, "invalid_config", e.message);
           throw e;
@@ -137,7 +148,8 @@ export function createApp(o: RunOptions): App {
       } catch (e) {
         throw new CliError(ExitCode.failed, "bad_session_file", (e as Error).message);
       }
-      if (s === undefined) throw new CliError(ExitCode.failed, "not_logged_in", "not logged in: run `paycli login <username>` first");
+      if (s === undefined)
+        throw new CliError(ExitCode.failed, "not_logged_in", "not logged in: run `paycli login <username>` first");
       return s;
     },
     queue() {
@@ -150,7 +162,13 @@ export function createApp(o: RunOptions): App {
       if (client === undefined) {
         const c = app.config();
         try {
-          client = createGatewayClient({ baseUrl: c.gatewayUrl, tls: c.tls, timeoutMs: c.timeoutMs, token: token ?? undefined, interceptors: o.interceptors });
+          client = createGatewayClient({
+            baseUrl: c.gatewayUrl,
+            tls: c.tls,
+            timeoutMs: c.timeoutMs,
+            token: token ?? undefined,
+            interceptors: o.interceptors,
+          });
         } catch (e) {
           if (e instanceof TlsSetupError) throw new CliError(ExitCode.usage, "tls_files_unreadable", e.message);
           throw e;
@@ -177,7 +195,8 @@ export function createApp(o: RunOptions): App {
     },
     print(json, text, stream = "stdout") {
       if (app.json) io.stdout.write(`${toJson(json)}\n`);
-      else if (text.length > 0) (stream === "stderr" ? io.stderr : io.stdout).write(text.endsWith("\n") ? text : `${text}\n`);
+      else if (text.length > 0)
+        (stream === "stderr" ? io.stderr : io.stdout).write(text.endsWith("\n") ? text : `${text}\n`);
     },
     note(text) {
       io.stderr.write(text.endsWith("\n") ? text : `${text}\n`);
@@ -208,11 +227,20 @@ export async function asking<T>(call: Promise<T>): Promise<T> {
 export function cliErrorOf(f: Failure): CliError {
   switch (f.kind) {
     case "needs_login":
-      return new CliError(ExitCode.failed, f.reason, `${f.message}: your session is missing, expired or revoked — run \`paycli login\``);
+      return new CliError(
+        ExitCode.failed,
+        f.reason,
+        `${f.message}: your session is missing, expired or revoked — run \`paycli login\``,
+      );
     case "transient":
       return new CliError(ExitCode.failed, f.reason, f.message);
     case "rejected":
-      return new CliError(ExitCode.failed, f.reason, f.message, f.transactionId === null ? {} : { transactionId: f.transactionId });
+      return new CliError(
+        ExitCode.failed,
+        f.reason,
+        f.message,
+        f.transactionId === null ? {} : { transactionId: f.transactionId },
+      );
   }
 }
 

@@ -6,7 +6,20 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { FAKE_DELIVERY, FAKE_ENDPOINT, freePort, LINKABLE, makeTestHome, repoRoot, runPaycli, SCRIPTED_ACCOUNTS, startFakeGateway, writeSession, type FakeGateway, type TestHome } from "./test-support.js";
+import {
+  FAKE_DELIVERY,
+  FAKE_ENDPOINT,
+  freePort,
+  LINKABLE,
+  makeTestHome,
+  repoRoot,
+  runPaycli,
+  SCRIPTED_ACCOUNTS,
+  startFakeGateway,
+  writeSession,
+  type FakeGateway,
+  type TestHome,
+} from "./test-support.js";
 
 interface EntryDoc {
   key: string;
@@ -42,7 +55,11 @@ before(() => {
 after(() => home.cleanup());
 
 function freshHome(t: { name: string }, port: number, extra: Record<string, string> = {}) {
-  const env = home.env(port, { PAYCLI_HOME: join(home.dir, t.name.replace(/\W+/g, "-")), PAYCLI_BACKOFF_BASE_MS: "1000", ...extra });
+  const env = home.env(port, {
+    PAYCLI_HOME: join(home.dir, t.name.replace(/\W+/g, "-")),
+    PAYCLI_BACKOFF_BASE_MS: "1000",
+    ...extra,
+  });
   writeSession(env.PAYCLI_HOME ?? "");
   return env;
 }
@@ -79,7 +96,10 @@ test("gateway not listening: pay exits 3 and queues; queue shows it; sync retrie
   assert.equal(sync.code, 3, sync.stderr);
   const synced = sync.json<SyncDoc>();
   // The pass stops at the first "gateway unreachable": one send, not one per entry.
-  assert.deepEqual(synced.results.map((r) => [r.key, r.state]), [[paid.key, "queued"]]);
+  assert.deepEqual(
+    synced.results.map((r) => [r.key, r.state]),
+    [[paid.key, "queued"]],
+  );
 
   const again = (await runPaycli(["queue", "--json"], env)).json<QueueDoc>();
   assert.equal(again.pending[0]?.key, paid.key);
@@ -175,12 +195,18 @@ test("against a gateway: committed, declined (final), busy (retried with the sam
   assert.equal(sync.code, 1, sync.stderr);
   assert.match(sync.stderr, /paycli login/);
   const results = sync.json<SyncDoc>().results;
-  assert.deepEqual(results.map((r) => [r.key, r.state]), [
-    [busyDoc.key, "committed"],
-    [expiredDoc.key, "queued"],
-  ]);
+  assert.deepEqual(
+    results.map((r) => [r.key, r.state]),
+    [
+      [busyDoc.key, "committed"],
+      [expiredDoc.key, "queued"],
+    ],
+  );
   // The declined payment was never sent again; the busy one twice, with one key.
-  assert.deepEqual(gw.calls.slice(callsBefore).map((c) => c.key), [busyDoc.key, expiredDoc.key]);
+  assert.deepEqual(
+    gw.calls.slice(callsBefore).map((c) => c.key),
+    [busyDoc.key, expiredDoc.key],
+  );
   assert.equal(gw.calls.filter((c) => c.key === brokeDoc.key).length, 1);
   assert.equal(gw.calls.filter((c) => c.key === busyDoc.key).length, 2);
   assert.deepEqual(gw.applied, [okDoc.key, busyDoc.key]);
@@ -194,8 +220,14 @@ test("against a gateway: committed, declined (final), busy (retried with the sam
   assert.match(reused.stderr, /different payment/);
 
   const queue = (await runPaycli(["queue", "--json"], env)).json<QueueDoc>();
-  assert.deepEqual(queue.pending.map((e) => e.key), [expiredDoc.key]);
-  assert.deepEqual(new Set(queue.recent.map((e) => `${e.key}:${e.state}`)), new Set([`${okDoc.key}:committed`, `${brokeDoc.key}:declined`, `${busyDoc.key}:committed`]));
+  assert.deepEqual(
+    queue.pending.map((e) => e.key),
+    [expiredDoc.key],
+  );
+  assert.deepEqual(
+    new Set(queue.recent.map((e) => `${e.key}:${e.state}`)),
+    new Set([`${okDoc.key}:committed`, `${brokeDoc.key}:declined`, `${busyDoc.key}:committed`]),
+  );
 });
 
 test("sync --watch: payments queued while the gateway is down are each applied exactly once when it returns", async (t) => {
@@ -227,7 +259,13 @@ test("sync --watch: payments queued while the gateway is down are each applied e
   assert.deepEqual(doc.pending, []);
   assert.ok(gw !== undefined);
   assert.deepEqual([...gw.applied].sort(), [...keys].sort());
-  assert.deepEqual(doc.results.filter((r) => r.state === "committed").map((r) => r.key).sort(), [...keys].sort());
+  assert.deepEqual(
+    doc.results
+      .filter((r) => r.state === "committed")
+      .map((r) => r.key)
+      .sort(),
+    [...keys].sort(),
+  );
   // Each was sent once: nothing reached the gateway while it was down, and nothing twice after.
   assert.equal(gw.calls.length, 3);
   const again = await runPaycli(["sync", "--json"], env, { now });
@@ -249,10 +287,18 @@ test("history never prints raw control characters: a hostile memo is shown escap
   assert.equal(table.code, 0, table.stderr);
   assert.doesNotMatch(table.stdout, RAW);
   assert.match(table.stdout, /\\x1b\[2J\\x1b\]0;pwned\\x07\\x9b31mpay me\\u202e\\u2066\\x7f\\x0arow/);
-  assert.equal(table.stdout.trimEnd().split("\n").length, 3, "header, rule, one row: the memo's newline does not start a row");
+  assert.equal(
+    table.stdout.trimEnd().split("\n").length,
+    3,
+    "header, rule, one row: the memo's newline does not start a row",
+  );
   const json = await runPaycli(["history", "--json"], env);
   assert.doesNotMatch(json.stdout, RAW);
-  assert.equal(json.json<{ transactions: { memo: string }[] }>().transactions[0]?.memo, hostile, "JSON escapes, the value is intact");
+  assert.equal(
+    json.json<{ transactions: { memo: string }[] }>().transactions[0]?.memo,
+    hostile,
+    "JSON escapes, the value is intact",
+  );
 });
 
 test("a closed stdout (paycli --help | head -1) ends quietly with 0, not an unhandled EPIPE", async () => {
@@ -276,7 +322,10 @@ test("a closed stdout (paycli --help | head -1) ends quietly with 0, not an unha
 });
 
 /** paycli as its own process (asynchronously: the fake gateway in this process must keep serving). */
-function paycliChild(argv: string[], env: Record<string, string>): Promise<{ pid: number; signal: NodeJS.Signals | null; code: number | null; stderr: string }> {
+function paycliChild(
+  argv: string[],
+  env: Record<string, string>,
+): Promise<{ pid: number; signal: NodeJS.Signals | null; code: number | null; stderr: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "services/paycli/src/main.ts"), ...argv], {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? "", ...env },
@@ -306,7 +355,10 @@ test("kill -9 between enqueue and send (PAYCLI_FAULTPOINT=after_enqueue): the ne
   // The claim of a dead process is void: sync takes the entry over at once.
   const sync = await runPaycli(["sync", "--json"], env);
   assert.equal(sync.code, 0, sync.stderr);
-  assert.deepEqual(sync.json<SyncDoc>().results.map((r) => [r.key, r.state]), [[queued[0]?.key, "committed"]]);
+  assert.deepEqual(
+    sync.json<SyncDoc>().results.map((r) => [r.key, r.state]),
+    [[queued[0]?.key, "committed"]],
+  );
   assert.deepEqual(gw.applied, [queued[0]?.key]);
 });
 
@@ -315,17 +367,29 @@ test("kill -9 after the gateway applied it, before paycli recorded it (after_sen
   const gw = await startFakeGateway(home.certs, port);
   t.after(() => gw.close());
   const env = freshHome(t, port);
-  const child = await paycliChild(["pay", "bank-b/2001", "8.00"], { ...env, PAYCLI_FAULTPOINT: "after_send_before_record" });
+  const child = await paycliChild(["pay", "bank-b/2001", "8.00"], {
+    ...env,
+    PAYCLI_FAULTPOINT: "after_send_before_record",
+  });
   assert.equal(child.signal, "SIGKILL", child.stderr);
   assert.equal(gw.applied.length, 1);
   const key = gw.applied[0];
   const pending = (await runPaycli(["queue", "--json"], env)).json<QueueDoc>().pending;
-  assert.deepEqual(pending.map((e) => [e.key, e.state]), [[key, "sending"]]);
+  assert.deepEqual(
+    pending.map((e) => [e.key, e.state]),
+    [[key, "sending"]],
+  );
 
   const sync = await runPaycli(["sync", "--json"], env);
   assert.equal(sync.code, 0, sync.stderr);
-  assert.deepEqual(sync.json<SyncDoc>().results.map((r) => [r.key, r.state]), [[key, "committed"]]);
-  assert.deepEqual(gw.calls.map((c) => c.key), [key, key]);
+  assert.deepEqual(
+    sync.json<SyncDoc>().results.map((r) => [r.key, r.state]),
+    [[key, "committed"]],
+  );
+  assert.deepEqual(
+    gw.calls.map((c) => c.key),
+    [key, key],
+  );
   assert.deepEqual(gw.applied, [key]);
 });
 
@@ -343,7 +407,10 @@ test("login saves a 0600 session with the account list; balance, history, status
 
   const login = await runPaycli(["login", "alice", "--json"], { ...env, PAYCLI_PASSWORD: "pw" });
   assert.equal(login.code, 0, login.stderr);
-  assert.deepEqual(login.json<{ accounts: { accountId: string }[] }>().accounts.map((a) => a.accountId), ["bank-a/1001", "bank-a/1002"]);
+  assert.deepEqual(
+    login.json<{ accounts: { accountId: string }[] }>().accounts.map((a) => a.accountId),
+    ["bank-a/1001", "bank-a/1002"],
+  );
   const sessionFile = join(env.PAYCLI_HOME ?? "", "session.json");
   assert.equal(statSync(sessionFile).mode & 0o777, 0o600);
   assert.equal(JSON.parse(readFileSync(sessionFile, "utf8")).token, "token-alice");
@@ -351,30 +418,47 @@ test("login saves a 0600 session with the account list; balance, history, status
   const balance = await runPaycli(["balance"], env);
   assert.equal(balance.code, 0, balance.stderr);
   assert.match(balance.stdout, /bank-a\/1001\s+USD\s+1,000\.00 USD\s+25\.00 USD\s+975\.00 USD/);
-  const one = (await runPaycli(["balance", "bank-a/1002", "--json"], env)).json<{ accounts: { available: string; availableMinor: string }[] }>();
-  assert.deepEqual(one.accounts.map((a) => [a.availableMinor, a.available]), [["50000", "500.00 EUR"]]);
+  const one = (await runPaycli(["balance", "bank-a/1002", "--json"], env)).json<{
+    accounts: { available: string; availableMinor: string }[];
+  }>();
+  assert.deepEqual(
+    one.accounts.map((a) => [a.availableMinor, a.available]),
+    [["50000", "500.00 EUR"]],
+  );
   assert.equal((await runPaycli(["balance", "bank-z/9"], env)).code, 1);
 
   // --from comes from the cached list: the only EUR account.
   const eur = await runPaycli(["pay", "bank-b/2001", "40", "--currency", "eur", "--json"], env);
   assert.equal(eur.code, 0, eur.stderr);
   const usd = await runPaycli(["pay", "bank-b/2001", "0.05", "--json"], env);
-  assert.deepEqual(gw.transactions.map((x) => [x.fromAccountId, x.amountMinor, x.currency]), [
-    ["bank-a/1002", 4000n, "EUR"],
-    ["bank-a/1001", 5n, "USD"],
-  ]);
+  assert.deepEqual(
+    gw.transactions.map((x) => [x.fromAccountId, x.amountMinor, x.currency]),
+    [
+      ["bank-a/1002", 4000n, "EUR"],
+      ["bank-a/1001", 5n, "USD"],
+    ],
+  );
   assert.equal(usd.code, 0);
 
-  const history = (await runPaycli(["history", "--json"], env)).json<{ transactions: { sequence: string; amount: string }[] }>();
-  assert.deepEqual(history.transactions.map((x) => x.amount), ["40.00 EUR", "0.05 USD"]);
-  const after = (await runPaycli(["history", "--after", history.transactions[0]?.sequence ?? "", "--json"], env)).json<{ transactions: unknown[] }>();
+  const history = (await runPaycli(["history", "--json"], env)).json<{
+    transactions: { sequence: string; amount: string }[];
+  }>();
+  assert.deepEqual(
+    history.transactions.map((x) => x.amount),
+    ["40.00 EUR", "0.05 USD"],
+  );
+  const after = (await runPaycli(["history", "--after", history.transactions[0]?.sequence ?? "", "--json"], env)).json<{
+    transactions: unknown[];
+  }>();
   assert.equal(after.transactions.length, 1);
   assert.match((await runPaycli(["history"], env)).stdout, /committed\s+40\.00 EUR\s+bank-a\/1002\s+bank-b\/2001/);
 
   const status = await runPaycli(["status", "--json"], env);
   assert.equal(status.code, 0);
   assert.deepEqual(
-    (({ reachable, sessionValid, user }) => ({ reachable, sessionValid, user }))(status.json<{ reachable: boolean; sessionValid: boolean; user: { userId: string } }>()),
+    (({ reachable, sessionValid, user }) => ({ reachable, sessionValid, user }))(
+      status.json<{ reachable: boolean; sessionValid: boolean; user: { userId: string } }>(),
+    ),
     { reachable: true, sessionValid: true, user: { userId: "alice", username: "alice", roles: ["customer"] } },
   );
 
@@ -416,22 +500,43 @@ test("register: the password from the environment or twice from a prompt that do
   t.after(() => gw.close());
   const env = home.env(port, { PAYCLI_HOME: join(home.dir, "register") });
 
-  const made = await runPaycli(["register", "dana", "--display-name", "Dana Newcomer", "--json"], { ...env, PAYCLI_PASSWORD: "a-long-passphrase" });
+  const made = await runPaycli(["register", "dana", "--display-name", "Dana Newcomer", "--json"], {
+    ...env,
+    PAYCLI_PASSWORD: "a-long-passphrase",
+  });
   assert.equal(made.code, 0, made.stderr);
-  assert.deepEqual(made.json<{ user: { userId: string; displayName: string; roles: string[] } }>().user, { userId: "dana", username: "dana", roles: ["customer"], displayName: "Dana Newcomer" });
+  assert.deepEqual(made.json<{ user: { userId: string; displayName: string; roles: string[] } }>().user, {
+    userId: "dana",
+    username: "dana",
+    roles: ["customer"],
+    displayName: "Dana Newcomer",
+  });
   const taken = await runPaycli(["register", "alice", "--json"], { ...env, PAYCLI_PASSWORD: "a-long-passphrase" });
   assert.equal(taken.code, 1);
   assert.equal(taken.json<{ error: { reason: string } }>().error.reason, "username_taken");
   assert.equal((await runPaycli(["register", "erin"], env)).code, 2, "no password and no terminal");
 
   const term = typingTerminal(["secret-passphrase-1", "secret-passphrase-1"]);
-  const typed = await runPaycli(["register", "erin"], env, { io: { stdout: { write: () => undefined }, stderr: { write: () => undefined }, stdin: term.stdin } });
+  const typed = await runPaycli(["register", "erin"], env, {
+    io: { stdout: { write: () => undefined }, stderr: { write: () => undefined }, stdin: term.stdin },
+  });
   assert.equal(typed.code, 0);
   assert.deepEqual(term.rawWhileTyped, [true, true], "both password prompts without echo");
   assert.deepEqual(gw.registered.at(-1), { username: "erin", password: "secret-passphrase-1" });
   const differ = typingTerminal(["secret-passphrase-1", "secret-passphrase-2"]);
-  assert.equal((await runPaycli(["register", "fred"], env, { io: { stdout: { write: () => undefined }, stderr: { write: () => undefined }, stdin: differ.stdin } })).code, 2);
-  assert.deepEqual(gw.registered.map((r) => r.username), ["dana", "erin"], "nothing sent when the two differ");
+  assert.equal(
+    (
+      await runPaycli(["register", "fred"], env, {
+        io: { stdout: { write: () => undefined }, stderr: { write: () => undefined }, stdin: differ.stdin },
+      })
+    ).code,
+    2,
+  );
+  assert.deepEqual(
+    gw.registered.map((r) => r.username),
+    ["dana", "erin"],
+    "nothing sent when the two differ",
+  );
 });
 
 test("link: the code from --code, PAYCLI_LINK_CODE or a no-echo prompt; linked accounts join the session's list; a refusal exits 1, malformed input 2", async (t) => {
@@ -439,22 +544,40 @@ test("link: the code from --code, PAYCLI_LINK_CODE or a no-echo prompt; linked a
   const gw = await startFakeGateway(home.certs, port);
   t.after(() => gw.close());
   const env = freshHome(t, port);
-  const wrong = await runPaycli(["link", LINKABLE.accountId, "--holder", LINKABLE.holder, "--code", "WRONG-CODE-1", "--json"], env);
+  const wrong = await runPaycli(
+    ["link", LINKABLE.accountId, "--holder", LINKABLE.holder, "--code", "WRONG-CODE-1", "--json"],
+    env,
+  );
   assert.equal(wrong.code, 1);
   assert.equal(wrong.json<{ error: { reason: string } }>().error.reason, "link_failed");
-  for (const argv of [["link", "BANK-A/1004", "--holder", "x", "--code", LINKABLE.code], ["link", LINKABLE.accountId, "--holder", "", "--code", LINKABLE.code], ["link", LINKABLE.accountId, "--holder", "x", "--code", "no!"], ["link", LINKABLE.accountId, "--holder", "x"]]) {
+  for (const argv of [
+    ["link", "BANK-A/1004", "--holder", "x", "--code", LINKABLE.code],
+    ["link", LINKABLE.accountId, "--holder", "", "--code", LINKABLE.code],
+    ["link", LINKABLE.accountId, "--holder", "x", "--code", "no!"],
+    ["link", LINKABLE.accountId, "--holder", "x"],
+  ]) {
     assert.equal((await runPaycli([...argv, "--json"], env)).code, 2, argv.join(" "));
   }
 
   const term = typingTerminal([LINKABLE.code.toLowerCase()]);
   let stderr = "";
-  const linked = await runPaycli(["link", LINKABLE.accountId, "--holder", "dana newcomer"], env, { io: { stdout: { write: () => undefined }, stderr: { write: (s: string) => (stderr += s) }, stdin: term.stdin } });
+  const linked = await runPaycli(["link", LINKABLE.accountId, "--holder", "dana newcomer"], env, {
+    io: { stdout: { write: () => undefined }, stderr: { write: (s: string) => (stderr += s) }, stdin: term.stdin },
+  });
   assert.equal(linked.code, 0, stderr);
   assert.deepEqual(term.rawWhileTyped, [true], "the code is typed without echo");
   assert.ok(!stderr.toLowerCase().includes(LINKABLE.code.toLowerCase()), "and never printed");
-  const session = JSON.parse(readFileSync(join(env.PAYCLI_HOME ?? "", "session.json"), "utf8")) as { accounts: { accountId: string }[] };
-  assert.deepEqual(session.accounts.map((a) => a.accountId), ["bank-a/1001", "bank-a/1002", LINKABLE.accountId]);
-  const again = await runPaycli(["link", LINKABLE.accountId, "--holder", LINKABLE.holder, "--json"], { ...env, PAYCLI_LINK_CODE: LINKABLE.code });
+  const session = JSON.parse(readFileSync(join(env.PAYCLI_HOME ?? "", "session.json"), "utf8")) as {
+    accounts: { accountId: string }[];
+  };
+  assert.deepEqual(
+    session.accounts.map((a) => a.accountId),
+    ["bank-a/1001", "bank-a/1002", LINKABLE.accountId],
+  );
+  const again = await runPaycli(["link", LINKABLE.accountId, "--holder", LINKABLE.holder, "--json"], {
+    ...env,
+    PAYCLI_LINK_CODE: LINKABLE.code,
+  });
   assert.equal(again.code, 0, again.stderr);
   assert.equal(again.json<{ account: { accountId: string; balance: string } }>().account.balance, "200.00 USD");
   // Two USD accounts now: pay asks which one (usage), and takes the linked one with --from.
@@ -468,17 +591,44 @@ test("webhooks: create shows the secret once, list, roll-secret with --overlap, 
   t.after(() => gw.close());
   const env = freshHome(t, port);
 
-  const created = await runPaycli(["webhooks", "create", "--url", "https://hooks.example/in", "--events", "capture.succeeded, refund.succeeded", "--json"], env);
+  const created = await runPaycli(
+    [
+      "webhooks",
+      "create",
+      "--url",
+      "https://hooks.example/in",
+      "--events",
+      "capture.succeeded, refund.succeeded",
+      "--json",
+    ],
+    env,
+  );
   assert.equal(created.code, 0, created.stderr);
   const doc = created.json<{ endpoint: { endpointId: string; eventTypes: string[] }; secret: string }>();
-  assert.deepEqual([doc.endpoint.eventTypes, doc.secret], [["capture.succeeded", "refund.succeeded"], "whsec_fake-secret-shown-once"]);
-  const text = await runPaycli(["webhooks", "create", "--url", "https://hooks.example/in", "--events", "capture.succeeded"], env);
+  assert.deepEqual(
+    [doc.endpoint.eventTypes, doc.secret],
+    [["capture.succeeded", "refund.succeeded"], "whsec_fake-secret-shown-once"],
+  );
+  const text = await runPaycli(
+    ["webhooks", "create", "--url", "https://hooks.example/in", "--events", "capture.succeeded"],
+    env,
+  );
   assert.match(text.stdout, /signing secret \(shown once; store it with the receiver\): whsec_fake-secret-shown-once/);
 
-  const refused = await runPaycli(["webhooks", "create", "--url", "https://elsewhere.example/", "--events", "capture.succeeded", "--json"], env);
+  const refused = await runPaycli(
+    ["webhooks", "create", "--url", "https://elsewhere.example/", "--events", "capture.succeeded", "--json"],
+    env,
+  );
   assert.equal(refused.code, 1);
   assert.equal(refused.json<{ error: { reason: string } }>().error.reason, "webhook_host_not_allowed");
-  for (const argv of [["webhooks", "create", "--url", "https://hooks.example/in"], ["webhooks", "create", "--url", "https://hooks.example/in", "--events", " , "], ["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "8d"], ["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "soon"], ["webhooks", "deliveries", FAKE_ENDPOINT, "--limit", "0"], ["webhooks", "delete"]]) {
+  for (const argv of [
+    ["webhooks", "create", "--url", "https://hooks.example/in"],
+    ["webhooks", "create", "--url", "https://hooks.example/in", "--events", " , "],
+    ["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "8d"],
+    ["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "soon"],
+    ["webhooks", "deliveries", FAKE_ENDPOINT, "--limit", "0"],
+    ["webhooks", "delete"],
+  ]) {
     assert.equal((await runPaycli([...argv, "--json"], env)).code, 2, argv.join(" "));
   }
 
@@ -490,13 +640,30 @@ test("webhooks: create shows the secret once, list, roll-secret with --overlap, 
   const rolled = await runPaycli(["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "1h", "--json"], env);
   assert.equal(rolled.json<{ secret: string }>().secret, "whsec_rolled");
   assert.equal((await runPaycli(["webhooks", "roll-secret", FAKE_ENDPOINT, "--overlap", "0", "--json"], env)).code, 0);
-  assert.deepEqual(gw.rolls.map((r) => r.overlapSeconds), [undefined, 3_600n, 0n], "no flag leaves the default to the gateway; 0 is sent as 0");
+  assert.deepEqual(
+    gw.rolls.map((r) => r.overlapSeconds),
+    [undefined, 3_600n, 0n],
+    "no flag leaves the default to the gateway; 0 is sent as 0",
+  );
 
   const deliveries = await runPaycli(["webhooks", "deliveries", FAKE_ENDPOINT], env);
   assert.match(deliveries.stdout, new RegExp(`${FAKE_DELIVERY}\\s+capture.succeeded\\s+AB12CD\\s+failed\\s+2\\s+503`));
   const one = await runPaycli(["webhooks", "delivery", FAKE_DELIVERY, "--json"], env);
-  const d = one.json<{ delivery: { status: string; lastError: string }; attempts: { attempt: number; statusCode: number; latencyMs: string }[] }>();
-  assert.deepEqual([d.delivery.status, d.delivery.lastError, d.attempts.map((a) => [a.attempt, a.statusCode, a.latencyMs])], ["failed", "HTTP 503: busy", [[1, 503, "12"], [2, 503, "12"]]]);
+  const d = one.json<{
+    delivery: { status: string; lastError: string };
+    attempts: { attempt: number; statusCode: number; latencyMs: string }[];
+  }>();
+  assert.deepEqual(
+    [d.delivery.status, d.delivery.lastError, d.attempts.map((a) => [a.attempt, a.statusCode, a.latencyMs])],
+    [
+      "failed",
+      "HTTP 503: busy",
+      [
+        [1, 503, "12"],
+        [2, 503, "12"],
+      ],
+    ],
+  );
   const again = await runPaycli(["webhooks", "redeliver", FAKE_DELIVERY], env);
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /queued again: .* pending after 2 attempt/);
@@ -505,7 +672,11 @@ test("webhooks: create shows the secret once, list, roll-secret with --overlap, 
   assert.equal(unknown.code, 1);
   assert.equal(unknown.json<{ error: { reason: string } }>().error.reason, "delivery_not_found");
   assert.equal((await runPaycli(["webhooks", "delete", FAKE_ENDPOINT], env)).code, 0);
-  assert.equal((await runPaycli(["webhooks", "delete", "we_nope", "--json"], env)).json<{ error: { reason: string } }>().error.reason, "endpoint_not_found");
+  assert.equal(
+    (await runPaycli(["webhooks", "delete", "we_nope", "--json"], env)).json<{ error: { reason: string } }>().error
+      .reason,
+    "endpoint_not_found",
+  );
   const help = await runPaycli(["webhooks", "--help"], env);
   assert.match(help.stdout, /Exit codes: 0 done; 1 refused/);
 });

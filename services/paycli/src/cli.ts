@@ -55,7 +55,9 @@ Examples:
 export function buildProgram(app: ReturnType<typeof createApp>): Command {
   const program = new Command("paycli");
   program
-    .description("paygate's command-line client: log in, check balances, pay (queued safely while offline), follow history.")
+    .description(
+      "paygate's command-line client: log in, check balances, pay (queued safely while offline), follow history.",
+    )
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .configureOutput({
       writeOut: (s) => void app.io.stdout.write(s),
@@ -107,7 +109,10 @@ export async function runCli(options: RunOptions): Promise<number> {
       return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     }
     if (e instanceof CliError) {
-      if (app.json) app.io.stdout.write(`${toJson({ ok: false, error: { reason: e.reason, message: e.message, exitCode: e.exitCode, ...e.details } })}\n`);
+      if (app.json)
+        app.io.stdout.write(
+          `${toJson({ ok: false, error: { reason: e.reason, message: e.message, exitCode: e.exitCode, ...e.details } })}\n`,
+        );
       app.io.stderr.write(`paycli: ${e.message}\n`);
       return e.exitCode;
     }

@@ -12,7 +12,11 @@ test("defaults: ~/.paycli, the local gateway, certificates under .certs, documen
   assert.equal(c.sessionFile, "/home/ann/.paycli/session.json");
   assert.equal(c.queueFile, "/home/ann/.paycli/queue.db");
   assert.equal(c.gatewayUrl, "https://127.0.0.1:50050");
-  assert.deepEqual(c.tls, { caFile: "/work/.certs/ca.crt", certFile: "/work/.certs/paycli.crt", keyFile: "/work/.certs/paycli.key" });
+  assert.deepEqual(c.tls, {
+    caFile: "/work/.certs/ca.crt",
+    certFile: "/work/.certs/paycli.crt",
+    keyFile: "/work/.certs/paycli.key",
+  });
   assert.deepEqual(c.queue.backoff, { baseMs: 5000, capMs: 300_000 });
   assert.equal(c.queue.attemptsMax, 1000);
   assert.equal(c.timeoutMs, 10_000);
@@ -22,7 +26,13 @@ test("defaults: ~/.paycli, the local gateway, certificates under .certs, documen
 
 test("a flag beats the environment, which beats config.json, which beats the default", () => {
   let asked = "";
-  const file = JSON.stringify({ gateway: "https://file:1", ca: "certs/ca.crt", cert: "/abs/c.crt", backoffBaseMs: 7, attemptsMax: 9 });
+  const file = JSON.stringify({
+    gateway: "https://file:1",
+    ca: "certs/ca.crt",
+    cert: "/abs/c.crt",
+    backoffBaseMs: 7,
+    attemptsMax: 9,
+  });
   const c = loadConfig({
     ...base,
     flags: { gateway: "https://flag:3" },
@@ -54,11 +64,17 @@ test("every problem is reported at once", () => {
   })();
   assert.ok(err instanceof ConfigError);
   const text = err.problems.join("\n");
-  for (const needle of ["https://", "PAYCLI_BACKOFF_BASE_MS", "PAYCLI_BACKOFF_CAP_MS", "PAYCLI_FAULTPOINT", "colour"]) assert.ok(text.includes(needle), `missing ${needle} in\n${text}`);
+  for (const needle of ["https://", "PAYCLI_BACKOFF_BASE_MS", "PAYCLI_BACKOFF_CAP_MS", "PAYCLI_FAULTPOINT", "colour"])
+    assert.ok(text.includes(needle), `missing ${needle} in\n${text}`);
   assert.throws(() => loadConfig({ ...base, flags: {}, env: {}, readFile: () => "{not json" }), /not valid JSON/);
 });
 
 test("the test-only crash points are recognised", () => {
-  const c = loadConfig({ ...base, flags: {}, env: { PAYCLI_FAULTPOINT: "after_send_before_record" }, readFile: noFile });
+  const c = loadConfig({
+    ...base,
+    flags: {},
+    env: { PAYCLI_FAULTPOINT: "after_send_before_record" },
+    readFile: noFile,
+  });
   assert.equal(c.faultPoint, "after_send_before_record");
 });

@@ -119,7 +119,9 @@ export function loadConfig(input: ConfigInput): PaycliConfig {
     } else if (parsed !== undefined) {
       for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
         if (!Object.hasOwn(FILE_KEYS, k)) {
-          problems.push(`${configFile}: unknown key ${JSON.stringify(k)} (known: ${Object.keys(FILE_KEYS).join(", ")})`);
+          problems.push(
+            `${configFile}: unknown key ${JSON.stringify(k)} (known: ${Object.keys(FILE_KEYS).join(", ")})`,
+          );
           continue;
         }
         if (typeof v !== "string" && typeof v !== "number") {
@@ -137,12 +139,15 @@ export function loadConfig(input: ConfigInput): PaycliConfig {
   const sources = {} as Record<(typeof FLAG_KEYS)[number], Source>;
   for (const k of Object.keys(FILE_KEYS) as FileKey[]) {
     const name = FILE_KEYS[k];
-    const flag = (FLAG_KEYS as readonly string[]).includes(k) ? input.flags[k as (typeof FLAG_KEYS)[number]] : undefined;
+    const flag = (FLAG_KEYS as readonly string[]).includes(k)
+      ? input.flags[k as (typeof FLAG_KEYS)[number]]
+      : undefined;
     const env = input.env[name]?.trim() ? input.env[name] : undefined;
     const value = flag ?? env ?? fromFile[k];
     merged[name] = value;
     if ((FLAG_KEYS as readonly string[]).includes(k)) {
-      sources[k as (typeof FLAG_KEYS)[number]] = flag !== undefined ? "flag" : env !== undefined ? "env" : fromFile[k] !== undefined ? "file" : "default";
+      sources[k as (typeof FLAG_KEYS)[number]] =
+        flag !== undefined ? "flag" : env !== undefined ? "env" : fromFile[k] !== undefined ? "file" : "default";
     }
   }
 
@@ -156,7 +161,8 @@ export function loadConfig(input: ConfigInput): PaycliConfig {
   } catch {
     https = false;
   }
-  if (!https) r.problem(`the gateway URL (--gateway / PAYGATE_URL) must be https:// (mTLS), got ${JSON.stringify(gatewayUrl)}`);
+  if (!https)
+    r.problem(`the gateway URL (--gateway / PAYGATE_URL) must be https:// (mTLS), got ${JSON.stringify(gatewayUrl)}`);
 
   const tls: TlsFiles = {
     caFile: resolve(input.cwd, r.string("PAYGATE_CA", DEFAULTS.ca)),

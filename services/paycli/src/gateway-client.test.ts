@@ -6,7 +6,12 @@ import { classifyError, outcomeOfFailure } from "./gateway-client.js";
 
 test("the gateway's verdicts: declines are final, busy/participant failures are transient, auth asks for a login", () => {
   const declined = classifyError(rejection("insufficient_funds", "available 1.00 USD", { transaction_id: "gw:t1" }));
-  assert.deepEqual(outcomeOfFailure(declined), { kind: "declined", reason: "insufficient_funds", message: "available 1.00 USD", transactionId: "gw:t1" });
+  assert.deepEqual(outcomeOfFailure(declined), {
+    kind: "declined",
+    reason: "insufficient_funds",
+    message: "available 1.00 USD",
+    transactionId: "gw:t1",
+  });
   assert.equal(classifyError(rejection("idempotency_key_reused", "different request")).kind, "rejected");
   assert.equal(classifyError(rejection("not_account_owner", "not yours")).kind, "rejected");
 
@@ -27,7 +32,14 @@ test("the gateway's verdicts: declines are final, busy/participant failures are 
 });
 
 test("errors without an ErrorDetail come from the way there, not from the gateway: transient", () => {
-  for (const code of [Code.Unavailable, Code.Aborted, Code.Canceled, Code.Internal, Code.Unknown, Code.ResourceExhausted]) {
+  for (const code of [
+    Code.Unavailable,
+    Code.Aborted,
+    Code.Canceled,
+    Code.Internal,
+    Code.Unknown,
+    Code.ResourceExhausted,
+  ]) {
     const f = classifyError(new ConnectError("connect ECONNREFUSED 127.0.0.1:1", code));
     assert.deepEqual([f.kind, f.reason], ["transient", "gateway_unreachable"], Code[code]);
   }

@@ -66,24 +66,42 @@ export interface GatewayClient {
   register(input: { username: string; password: string; displayName: string }): Promise<UserView>;
   /** Links an account the caller holds at its bank (the bank checks the holder's name and the code). */
   linkBankAccount(input: { accountId: string; holderName: string; linkCode: string }): Promise<AccountView>;
-  issueLinkCode(input: { accountId: string; holderName: string }): Promise<{ accountId: string; linkCode: string; holderName: string }>;
+  issueLinkCode(input: {
+    accountId: string;
+    holderName: string;
+  }): Promise<{ accountId: string; linkCode: string; holderName: string }>;
   unlinkBankAccount(accountId: string): Promise<{ accountId: string; previousOwnerUserId: string }>;
   logout(): Promise<void>;
   balances(accountId?: string): Promise<AccountView[]>;
   /** Never throws for an answer or a network failure: both are outcomes the queue records. */
   transfer(command: TransferCommand): Promise<TransferResult>;
-  transactions(options: { afterSequence: bigint; follow: boolean; limit: number; signal?: AbortSignal | undefined }): AsyncIterable<TransactionView>;
+  transactions(options: {
+    afterSequence: bigint;
+    follow: boolean;
+    limit: number;
+    signal?: AbortSignal | undefined;
+  }): AsyncIterable<TransactionView>;
   createUser(input: { username: string; password: string; roles: RoleName[]; displayName: string }): Promise<UserView>;
   openAccount(input: { ownerUserId: string; bank: string; currency: string }): Promise<AccountView>;
   deposit(input: { key: string; accountId: string; amountMinor: bigint; currency: string }): Promise<AccountView>;
   reconcile(): Promise<ReconcileView>;
   /** WebhookService: the caller's own endpoints and deliveries. */
-  createWebhookEndpoint(input: { url: string; eventTypes: string[] }): Promise<{ endpoint: WebhookEndpointView; secret: string }>;
+  createWebhookEndpoint(input: {
+    url: string;
+    eventTypes: string[];
+  }): Promise<{ endpoint: WebhookEndpointView; secret: string }>;
   listWebhookEndpoints(): Promise<WebhookEndpointView[]>;
   deleteWebhookEndpoint(endpointId: string): Promise<void>;
   /** `overlapSeconds` undefined: the gateway's default (24 h). */
-  rollWebhookSecret(endpointId: string, overlapSeconds: bigint | undefined): Promise<{ secret: string; previousExpiresAt: Date | null }>;
-  listWebhookDeliveries(input: { endpointId: string; pageSize: number; pageToken: string }): Promise<{ deliveries: WebhookDeliveryView[]; nextPageToken: string }>;
+  rollWebhookSecret(
+    endpointId: string,
+    overlapSeconds: bigint | undefined,
+  ): Promise<{ secret: string; previousExpiresAt: Date | null }>;
+  listWebhookDeliveries(input: {
+    endpointId: string;
+    pageSize: number;
+    pageToken: string;
+  }): Promise<{ deliveries: WebhookDeliveryView[]; nextPageToken: string }>;
   getWebhookDelivery(deliveryId: string): Promise<{ delivery: WebhookDeliveryView; attempts: WebhookAttemptView[] }>;
   redeliverWebhook(deliveryId: string): Promise<WebhookDeliveryView>;
 }
@@ -102,13 +120,32 @@ export class TlsSetupError extends Error {
 }
 
 export type Failure =
-  | { readonly kind: "transient"; readonly scope: "gateway" | "entry"; readonly reason: string; readonly message: string; readonly code: Code }
+  | {
+      readonly kind: "transient";
+      readonly scope: "gateway" | "entry";
+      readonly reason: string;
+      readonly message: string;
+      readonly code: Code;
+    }
   | { readonly kind: "needs_login"; readonly reason: string; readonly message: string; readonly code: Code }
-  | { readonly kind: "rejected"; readonly reason: string; readonly message: string; readonly code: Code; readonly transactionId: string | null };
+  | {
+      readonly kind: "rejected";
+      readonly reason: string;
+      readonly message: string;
+      readonly code: Code;
+      readonly transactionId: string | null;
+    };
 
 // Codes the client side raises when the request or its answer was lost on the
 // way (refused, reset, TLS torn down, HTTP 429/503): no verdict was given.
-const TRANSPORT_CODES = new Set<Code>([Code.Unavailable, Code.Aborted, Code.Canceled, Code.Internal, Code.Unknown, Code.ResourceExhausted]);
+const TRANSPORT_CODES = new Set<Code>([
+  Code.Unavailable,
+  Code.Aborted,
+  Code.Canceled,
+  Code.Internal,
+  Code.Unknown,
+  Code.ResourceExhausted,
+]);
 
 /**
  * Sorts any error from a call. Only an ErrorDetail is the gateway's verdict;
@@ -119,18 +156,57 @@ export function classifyError(err: unknown): Failure {
   if (!(err instanceof ConnectError)) throw err; // a bug here, not a network failure: let it crash loudly
   const info = errorInfo(err);
   const hasDetail = err.findDetails(ErrorDetailSchema).length > 0;
-  if (info.code === Code.Unauthenticated) return { kind: "needs_login", reason: hasDetail ? info.reason : "unauthenticated", message: info.message || "not authenticated", code: info.code };
+  if (info.code === Code.Unauthenticated)
+    return {
+      kind: "needs_login",
+      reason: hasDetail ? info.reason : "unauthenticated",
+      message: info.message || "not authenticated",
+      code: info.code,
+    };
   if (!hasDetail) {
-    if (info.code === Code.DeadlineExceeded) return { kind: "transient", scope: "gateway", reason: "timeout", message: "no answer from the gateway before the deadline", code: info.code };
-    if (TRANSPORT_CODES.has(info.code)) return { kind: "transient", scope: "gateway", reason: "gateway_unreachable", message: `gateway unreachable: ${err.rawMessage}`, code: info.code };
-    return { kind: "rejected", reason: info.reason, message: `the gateway refused the call (${info.reason}): ${err.rawMessage}`, code: info.code, transactionId: null };
+    if (info.code === Code.DeadlineExceeded)
+      return {
+        kind: "transient",
+        scope: "gateway",
+        reason: "timeout",
+        message: "no answer from the gateway before the deadline",
+        code: info.code,
+      };
+    if (TRANSPORT_CODES.has(info.code))
+      return {
+        kind: "transient",
+        scope: "gateway",
+        reason: "gateway_unreachable",
+        message: `gateway unreachable: ${err.rawMessage}`,
+        code: info.code,
+      };
+    return {
+      kind: "rejected",
+      reason: info.reason,
+      message: `the gateway refused the call (${info.reason}): ${err.rawMessage}`,
+      code: info.code,
+      transactionId: null,
+    };
   }
   if (isReason(info.reason) && retryableReasons.has(info.reason)) {
-    return { kind: "transient", scope: info.reason === "shutting_down" ? "gateway" : "entry", reason: info.reason, message: info.message, code: info.code };
+    return {
+      kind: "transient",
+      scope: info.reason === "shutting_down" ? "gateway" : "entry",
+      reason: info.reason,
+      message: info.message,
+      code: info.code,
+    };
   }
   // The gateway hid an unexpected failure from us; the same key makes a retry safe.
-  if (info.code === Code.Internal) return { kind: "transient", scope: "gateway", reason: info.reason, message: info.message, code: info.code };
-  return { kind: "rejected", reason: info.reason, message: info.message, code: info.code, transactionId: info.metadata.transaction_id ?? null };
+  if (info.code === Code.Internal)
+    return { kind: "transient", scope: "gateway", reason: info.reason, message: info.message, code: info.code };
+  return {
+    kind: "rejected",
+    reason: info.reason,
+    message: info.message,
+    code: info.code,
+    transactionId: info.metadata.transaction_id ?? null,
+  };
 }
 
 export function outcomeOfFailure(f: Failure): SendOutcome {
@@ -158,7 +234,11 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
     if (options.token !== undefined) req.header.set("authorization", `Bearer ${options.token}`);
     return next(req);
   };
-  const transport = createMtlsTransport({ baseUrl: options.baseUrl, tls: material, interceptors: [...(options.interceptors ?? []), bearer] });
+  const transport = createMtlsTransport({
+    baseUrl: options.baseUrl,
+    tls: material,
+    interceptors: [...(options.interceptors ?? []), bearer],
+  });
   const auth = createClient(AuthService, transport);
   const payments = createClient(PaymentService, transport);
   const admin = createClient(AdminService, transport);
@@ -176,7 +256,12 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
   return {
     async login(username, password) {
       const res = await call(() => auth.login({ username, password }, unary));
-      return { token: res.sessionToken, expiresAt: dateOf(res.expiresAt), userId: res.userId, roles: res.roles.map(roleName).filter((r): r is RoleName => r !== undefined) };
+      return {
+        token: res.sessionToken,
+        expiresAt: dateOf(res.expiresAt),
+        userId: res.userId,
+        roles: res.roles.map(roleName).filter((r): r is RoleName => r !== undefined),
+      };
     },
     async logout() {
       await call(() => auth.logout({}, unary));
@@ -205,29 +290,64 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
       let res;
       try {
         res = await payments.transfer(
-          { idempotencyKey: c.key, fromAccountId: c.fromAccountId, toAccountId: c.toAccountId, amountMinor: c.amountMinor, currency: c.currency, memo: c.memo },
+          {
+            idempotencyKey: c.key,
+            fromAccountId: c.fromAccountId,
+            toAccountId: c.toAccountId,
+            amountMinor: c.amountMinor,
+            currency: c.currency,
+            memo: c.memo,
+          },
           unary,
         );
       } catch (e) {
         return { outcome: outcomeOfFailure(classifyError(e)), transaction: null };
       }
       const t = res.transaction;
-      if (t === undefined) return { outcome: { kind: "transient", scope: "entry", reason: "empty_response", message: "the gateway answered without a transaction" }, transaction: null };
+      if (t === undefined)
+        return {
+          outcome: {
+            kind: "transient",
+            scope: "entry",
+            reason: "empty_response",
+            message: "the gateway answered without a transaction",
+          },
+          transaction: null,
+        };
       const view = transactionView(t);
       switch (t.status) {
         case TransactionStatus.COMMITTED:
           return { outcome: { kind: "committed", transactionId: t.transactionId }, transaction: view };
         case TransactionStatus.ABORTED:
-          return { outcome: { kind: "declined", reason: t.declineReason || "aborted", message: `transaction ${t.transactionId} aborted`, transactionId: t.transactionId }, transaction: view };
+          return {
+            outcome: {
+              kind: "declined",
+              reason: t.declineReason || "aborted",
+              message: `transaction ${t.transactionId} aborted`,
+              transactionId: t.transactionId,
+            },
+            transaction: view,
+          };
         default:
           // Not decided yet: asking again with the same key returns the decision once there is one.
-          return { outcome: { kind: "transient", scope: "entry", reason: "pending", message: `transaction ${t.transactionId} is not decided yet` }, transaction: view };
+          return {
+            outcome: {
+              kind: "transient",
+              scope: "entry",
+              reason: "pending",
+              message: `transaction ${t.transactionId} is not decided yet`,
+            },
+            transaction: view,
+          };
       }
     },
     transactions({ afterSequence, follow, limit, signal }) {
       return {
         async *[Symbol.asyncIterator]() {
-          const stream = payments.listTransactions({ afterSequence, follow, limit }, { signal, ...(follow ? {} : unary) });
+          const stream = payments.listTransactions(
+            { afterSequence, follow, limit },
+            { signal, ...(follow ? {} : unary) },
+          );
           try {
             for await (const res of stream) {
               if (res.transaction !== undefined) yield transactionView(res.transaction);
@@ -239,7 +359,17 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
       };
     },
     async createUser(input) {
-      const res = await call(() => admin.createUser({ username: input.username, password: input.password, roles: input.roles.map(roleValue), displayName: input.displayName }, unary));
+      const res = await call(() =>
+        admin.createUser(
+          {
+            username: input.username,
+            password: input.password,
+            roles: input.roles.map(roleValue),
+            displayName: input.displayName,
+          },
+          unary,
+        ),
+      );
       return userView(res.user);
     },
     async openAccount(input) {
@@ -247,16 +377,43 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
       return accountView(required(res.account, "an account"));
     },
     async deposit(input) {
-      const res = await call(() => admin.deposit({ idempotencyKey: input.key, accountId: input.accountId, amountMinor: input.amountMinor, currency: input.currency }, unary));
+      const res = await call(() =>
+        admin.deposit(
+          {
+            idempotencyKey: input.key,
+            accountId: input.accountId,
+            amountMinor: input.amountMinor,
+            currency: input.currency,
+          },
+          unary,
+        ),
+      );
       return accountView(required(res.account, "an account"));
     },
     async reconcile() {
       const res = await call(() => admin.reconcile({}, unary));
       return {
         conserved: res.conserved,
-        currencies: res.currencies.map((c) => ({ currency: c.currency, balanceMinor: c.balanceMinor, heldMinor: c.heldMinor, depositedMinor: c.depositedMinor, conserved: c.conserved })),
-        banks: res.banks.map((b) => ({ bank: b.bank, reachable: b.reachable, ledgerConsistent: b.ledgerConsistent, problems: [...b.problems], preparedCount: b.preparedCount })),
-        inDoubt: res.inDoubt.map((d) => ({ transactionId: d.transactionId, where: d.where, state: d.state, ageMs: d.ageMs })),
+        currencies: res.currencies.map((c) => ({
+          currency: c.currency,
+          balanceMinor: c.balanceMinor,
+          heldMinor: c.heldMinor,
+          depositedMinor: c.depositedMinor,
+          conserved: c.conserved,
+        })),
+        banks: res.banks.map((b) => ({
+          bank: b.bank,
+          reachable: b.reachable,
+          ledgerConsistent: b.ledgerConsistent,
+          problems: [...b.problems],
+          preparedCount: b.preparedCount,
+        })),
+        inDoubt: res.inDoubt.map((d) => ({
+          transactionId: d.transactionId,
+          where: d.where,
+          state: d.state,
+          ageMs: d.ageMs,
+        })),
       };
     },
     async createWebhookEndpoint(input) {
@@ -270,7 +427,9 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
       await call(() => webhooks.deleteEndpoint({ endpointId }, unary));
     },
     async rollWebhookSecret(endpointId, overlapSeconds) {
-      const res = await call(() => webhooks.rollSecret({ endpointId, ...(overlapSeconds === undefined ? {} : { overlapSeconds }) }, unary));
+      const res = await call(() =>
+        webhooks.rollSecret({ endpointId, ...(overlapSeconds === undefined ? {} : { overlapSeconds }) }, unary),
+      );
       return { secret: res.secret, previousExpiresAt: dateOf(res.previousExpiresAt) };
     },
     async listWebhookDeliveries(input) {
@@ -281,16 +440,27 @@ export function createGatewayClient(options: GatewayClientOptions): GatewayClien
       const res = await call(() => webhooks.getDelivery({ deliveryId }, unary));
       return {
         delivery: deliveryView(required(res.delivery, "a delivery")),
-        attempts: res.attempts.map((a) => ({ attempt: a.attempt, at: dateOf(a.at), statusCode: a.statusCode, latencyMs: a.latencyMs, error: a.error })),
+        attempts: res.attempts.map((a) => ({
+          attempt: a.attempt,
+          at: dateOf(a.at),
+          statusCode: a.statusCode,
+          latencyMs: a.latencyMs,
+          error: a.error,
+        })),
       };
     },
     async redeliverWebhook(deliveryId) {
-      return deliveryView(required((await call(() => webhooks.redeliver({ deliveryId }, unary))).delivery, "a delivery"));
+      return deliveryView(
+        required((await call(() => webhooks.redeliver({ deliveryId }, unary))).delivery, "a delivery"),
+      );
     },
   };
 }
 
-const ENDPOINT_STATUS_NAMES: Partial<Record<WebhookEndpointStatus, WebhookEndpointView["status"]>> = { [WebhookEndpointStatus.ENABLED]: "enabled", [WebhookEndpointStatus.DISABLED]: "disabled" };
+const ENDPOINT_STATUS_NAMES: Partial<Record<WebhookEndpointStatus, WebhookEndpointView["status"]>> = {
+  [WebhookEndpointStatus.ENABLED]: "enabled",
+  [WebhookEndpointStatus.DISABLED]: "disabled",
+};
 const DELIVERY_STATUS_NAMES: Partial<Record<WebhookDeliveryStatus, WebhookDeliveryStatusName>> = {
   [WebhookDeliveryStatus.PENDING]: "pending",
   [WebhookDeliveryStatus.DELIVERED]: "delivered",
@@ -298,7 +468,13 @@ const DELIVERY_STATUS_NAMES: Partial<Record<WebhookDeliveryStatus, WebhookDelive
 };
 
 function endpointView(e: WebhookEndpoint): WebhookEndpointView {
-  return { endpointId: e.endpointId, url: e.url, eventTypes: [...e.eventTypes], status: ENDPOINT_STATUS_NAMES[e.status] ?? "unknown", createdAt: dateOf(e.createdAt) };
+  return {
+    endpointId: e.endpointId,
+    url: e.url,
+    eventTypes: [...e.eventTypes],
+    status: ENDPOINT_STATUS_NAMES[e.status] ?? "unknown",
+    createdAt: dateOf(e.createdAt),
+  };
 }
 
 function deliveryView(d: WebhookDelivery): WebhookDeliveryView {
@@ -320,7 +496,14 @@ function deliveryView(d: WebhookDelivery): WebhookDeliveryView {
 
 /** A field the gateway always sets; its absence is an answer we cannot use. */
 function required<T>(value: T | undefined, what: string): T {
-  if (value === undefined) throw new GatewayError({ kind: "rejected", reason: "empty_response", message: `the gateway answered without ${what}`, code: Code.Internal, transactionId: null });
+  if (value === undefined)
+    throw new GatewayError({
+      kind: "rejected",
+      reason: "empty_response",
+      message: `the gateway answered without ${what}`,
+      code: Code.Internal,
+      transactionId: null,
+    });
   return value;
 }
 
@@ -354,15 +537,32 @@ function transactionView(t: Transaction): TransactionView {
 }
 
 function accountView(a: Account): AccountView {
-  return { accountId: a.accountId, bank: a.bank, ownerUserId: a.ownerUserId, currency: a.currency, balanceMinor: a.balanceMinor, heldMinor: a.heldMinor, availableMinor: a.availableMinor };
+  return {
+    accountId: a.accountId,
+    bank: a.bank,
+    ownerUserId: a.ownerUserId,
+    currency: a.currency,
+    balanceMinor: a.balanceMinor,
+    heldMinor: a.heldMinor,
+    availableMinor: a.availableMinor,
+  };
 }
 
 function userView(maybe: User | undefined): UserView {
   const u = required(maybe, "a user");
-  return { userId: u.userId, username: u.username, roles: u.roles.map(roleName).filter((r): r is RoleName => r !== undefined), displayName: u.displayName };
+  return {
+    userId: u.userId,
+    username: u.username,
+    roles: u.roles.map(roleName).filter((r): r is RoleName => r !== undefined),
+    displayName: u.displayName,
+  };
 }
 
-const ROLE_NAMES: Partial<Record<Role, RoleName>> = { [Role.CUSTOMER]: "customer", [Role.MERCHANT]: "merchant", [Role.ADMIN]: "admin" };
+const ROLE_NAMES: Partial<Record<Role, RoleName>> = {
+  [Role.CUSTOMER]: "customer",
+  [Role.MERCHANT]: "merchant",
+  [Role.ADMIN]: "admin",
+};
 
 function roleName(r: Role): RoleName | undefined {
   return ROLE_NAMES[r];

@@ -49,7 +49,9 @@ const code = await runCli({
   interceptors: tracing.enabled ? [createTraceClientInterceptor(tracing.tracer)] : [],
 });
 // Spans wait in a batch queue: export them before exiting (bounded by the exporter's own timeout).
-await tracing.shutdown().catch((e: unknown) => process.stderr.write(`paycli: could not export traces: ${(e as Error).message}\n`));
+await tracing
+  .shutdown()
+  .catch((e: unknown) => process.stderr.write(`paycli: could not export traces: ${(e as Error).message}\n`));
 // The HTTP/2 session to the gateway would keep the event loop alive until its
 // idle timeout; everything paycli owes is written (SQLite fsync'd, stdout
 // flushed below), so end now.

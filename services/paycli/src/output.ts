@@ -50,7 +50,11 @@ export function printableWriter(inner: Writer): Writer {
  * newline here is only the pretty-printing's).
  */
 export function toJson(value: unknown, pretty = true): string {
-  return escapeControlCharacters(JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), pretty ? 2 : undefined), "json", "\n");
+  return escapeControlCharacters(
+    JSON.stringify(value, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), pretty ? 2 : undefined),
+    "json",
+    "\n",
+  );
 }
 
 /** One table cell or fixed-width field: escaped whole, so a newline in a memo cannot start a row. */
@@ -76,7 +80,9 @@ export function formatTable(columns: readonly Column[], rawRows: readonly (reado
       })
       .join("  ")
       .trimEnd();
-  return [line(columns.map((c) => c.header)), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n") + "\n";
+  return (
+    [line(columns.map((c) => c.header)), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n") + "\n"
+  );
 }
 
 export function money(amountMinor: bigint, currency: string): string {

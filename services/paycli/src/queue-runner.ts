@@ -12,7 +12,15 @@
 import { assert } from "@paygate/money";
 import type { Random } from "./domain/backoff.js";
 import type { PaymentRequest } from "./domain/payment.js";
-import { applyOutcome, claimEntry, createEntry, isClaimable, type Claim, type QueuePolicy, type SendOutcome } from "./domain/queue.js";
+import {
+  applyOutcome,
+  claimEntry,
+  createEntry,
+  isClaimable,
+  type Claim,
+  type QueuePolicy,
+  type SendOutcome,
+} from "./domain/queue.js";
 import type { QueueStore, StoredEntry } from "./store/queue-store.js";
 import type { FaultPoint } from "./config.js";
 import type { TransferCommand, TransferResult } from "./gateway-client.js";
@@ -67,7 +75,12 @@ export interface QueueRunner {
   /** Claims and sends one existing entry now (pay --key for a queued key); undefined if it is not claimable. */
   sendNow(entry: StoredEntry, force: boolean): Promise<SendResult | undefined>;
   /** Sends due entries of `userId` in queue order; stops early when more sends could only fail the same way. */
-  runPass(options: { userId: string; force: boolean; signal?: AbortSignal | undefined; onResult?: (r: SendResult) => void }): Promise<PassReport>;
+  runPass(options: {
+    userId: string;
+    force: boolean;
+    signal?: AbortSignal | undefined;
+    onResult?: (r: SendResult) => void;
+  }): Promise<PassReport>;
   /** When the next entry of `userId` becomes sendable, or null if none is pending. */
   nextDueAt(userId: string): number | null;
 }
@@ -77,7 +90,10 @@ export function createQueueRunner(deps: QueueRunnerDeps): QueueRunner {
   let port: TransferPort | undefined;
 
   async function sendClaimed(claimed: StoredEntry): Promise<SendResult> {
-    assert(claimed.state === "sending" && claimed.claim?.pid === deps.pid, "send only an entry this process has claimed");
+    assert(
+      claimed.state === "sending" && claimed.claim?.pid === deps.pid,
+      "send only an entry this process has claimed",
+    );
     port ??= deps.port();
     const res = await port.transfer({
       key: claimed.key,
@@ -163,7 +179,12 @@ export function createQueueRunner(deps: QueueRunnerDeps): QueueRunner {
       let next: number | null = null;
       for (const e of store.pending(deps.passEntriesMax)) {
         if (e.userId !== userId) continue;
-        const at = e.state === "queued" ? (e.nextAttemptAt ?? deps.now()) : e.claim !== null && deps.claimAlive(e.claim) ? e.claim.expiresAt : deps.now();
+        const at =
+          e.state === "queued"
+            ? (e.nextAttemptAt ?? deps.now())
+            : e.claim !== null && deps.claimAlive(e.claim)
+              ? e.claim.expiresAt
+              : deps.now();
         next = next === null ? at : Math.min(next, at);
       }
       return next;

@@ -84,7 +84,11 @@ export interface CliRun {
   json<T = Record<string, unknown>>(): T;
 }
 
-export async function runPaycli(argv: string[], env: Record<string, string>, overrides: Partial<RunOptions> = {}): Promise<CliRun> {
+export async function runPaycli(
+  argv: string[],
+  env: Record<string, string>,
+  overrides: Partial<RunOptions> = {},
+): Promise<CliRun> {
   let stdout = "";
   let stderr = "";
   const code = await runCli({
@@ -95,7 +99,13 @@ export async function runPaycli(argv: string[], env: Record<string, string>, ove
     io: {
       stdout: { write: (s: string) => (stdout += s) },
       stderr: { write: (s: string) => (stderr += s) },
-      stdin: { isTTY: false, on: () => undefined, off: () => undefined, resume: () => undefined, pause: () => undefined },
+      stdin: {
+        isTTY: false,
+        on: () => undefined,
+        off: () => undefined,
+        resume: () => undefined,
+        pause: () => undefined,
+      },
     },
     ...overrides,
   });
@@ -166,7 +176,13 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
   const transactions: Transaction[] = [];
   const registered: FakeGateway["registered"] = [];
   const rolls: FakeGateway["rolls"] = [];
-  const endpoint = { endpointId: FAKE_ENDPOINT, url: "https://hooks.example/in", eventTypes: ["capture.succeeded"], status: WebhookEndpointStatus.ENABLED, createdAt: timestampFromMs(1_767_225_600_000) };
+  const endpoint = {
+    endpointId: FAKE_ENDPOINT,
+    url: "https://hooks.example/in",
+    eventTypes: ["capture.succeeded"],
+    status: WebhookEndpointStatus.ENABLED,
+    createdAt: timestampFromMs(1_767_225_600_000),
+  };
   let deliveryStatus = WebhookDeliveryStatus.FAILED;
   const delivery = () => ({
     deliveryId: FAKE_DELIVERY,
@@ -200,26 +216,53 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
       router
         .service(AuthService, {
           login(req) {
-            if (req.username !== "alice" || req.password !== "pw") throw rejection("invalid_credentials", "wrong username or password");
-            return { sessionToken: "token-alice", userId: "alice", roles: [Role.CUSTOMER], expiresAt: timestampFromMs(Date.now() + 3_600_000) };
+            if (req.username !== "alice" || req.password !== "pw")
+              throw rejection("invalid_credentials", "wrong username or password");
+            return {
+              sessionToken: "token-alice",
+              userId: "alice",
+              roles: [Role.CUSTOMER],
+              expiresAt: timestampFromMs(Date.now() + 3_600_000),
+            };
           },
           logout(_req, ctx) {
             requireToken(ctx.requestHeader);
             return {};
           },
           register(req) {
-            if (req.username === "alice") throw rejection("username_taken", "username alice is taken", { field: "username" });
-            if (req.password.length < 10) throw rejection("weak_password", "password must be at least 10 characters", { field: "password" });
+            if (req.username === "alice")
+              throw rejection("username_taken", "username alice is taken", { field: "username" });
+            if (req.password.length < 10)
+              throw rejection("weak_password", "password must be at least 10 characters", { field: "password" });
             registered.push({ username: req.username, password: req.password });
-            return { user: { userId: req.username, username: req.username, roles: [Role.CUSTOMER], displayName: req.displayName || req.username } };
+            return {
+              user: {
+                userId: req.username,
+                username: req.username,
+                roles: [Role.CUSTOMER],
+                displayName: req.displayName || req.username,
+              },
+            };
           },
         })
         .service(WebhookService, {
           createEndpoint(req, ctx) {
             requireToken(ctx.requestHeader);
-            if (!req.url.startsWith("https://hooks.example/")) throw rejection("webhook_host_not_allowed", "host is not in this gateway's allow-list of webhook hosts", { field: "url" });
-            if (req.eventTypes.some((t) => !t.includes("."))) throw rejection("invalid_event_type", "unknown event type");
-            return { endpoint: { ...endpoint, endpointId: "we_ffffffffffffffffffffffff", url: req.url, eventTypes: req.eventTypes }, secret: "whsec_fake-secret-shown-once" };
+            if (!req.url.startsWith("https://hooks.example/"))
+              throw rejection("webhook_host_not_allowed", "host is not in this gateway's allow-list of webhook hosts", {
+                field: "url",
+              });
+            if (req.eventTypes.some((t) => !t.includes(".")))
+              throw rejection("invalid_event_type", "unknown event type");
+            return {
+              endpoint: {
+                ...endpoint,
+                endpointId: "we_ffffffffffffffffffffffff",
+                url: req.url,
+                eventTypes: req.eventTypes,
+              },
+              secret: "whsec_fake-secret-shown-once",
+            };
           },
           listEndpoints(_req, ctx) {
             requireToken(ctx.requestHeader);
@@ -234,7 +277,10 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
             requireToken(ctx.requestHeader);
             ownEndpoint(req.endpointId);
             rolls.push({ endpointId: req.endpointId, overlapSeconds: req.overlapSeconds });
-            return { secret: "whsec_rolled", previousExpiresAt: timestampFromMs(1_767_225_600_000 + Number(req.overlapSeconds ?? 86_400n) * 1000) };
+            return {
+              secret: "whsec_rolled",
+              previousExpiresAt: timestampFromMs(1_767_225_600_000 + Number(req.overlapSeconds ?? 86_400n) * 1000),
+            };
           },
           listDeliveries(req, ctx) {
             requireToken(ctx.requestHeader);
@@ -244,7 +290,13 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
           getDelivery(req, ctx) {
             requireToken(ctx.requestHeader);
             ownDelivery(req.deliveryId);
-            const attempt = (n: number) => ({ attempt: n, at: timestampFromMs(1_767_225_600_000 + n * 10_000), statusCode: 503, latencyMs: 12n, error: "HTTP 503: busy" });
+            const attempt = (n: number) => ({
+              attempt: n,
+              at: timestampFromMs(1_767_225_600_000 + n * 10_000),
+              statusCode: 503,
+              latencyMs: 12n,
+              error: "HTTP 503: busy",
+            });
             return { delivery: delivery(), attempts: [attempt(1), attempt(2)] };
           },
           redeliver(req, ctx) {
@@ -255,46 +307,84 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
           },
         })
         .service(PaymentService, {
-        getBalance(req, ctx) {
-          requireToken(ctx.requestHeader);
-          const all = [
-            { accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD", balanceMinor: 100_000n, heldMinor: 2_500n, availableMinor: 97_500n },
-            { accountId: "bank-a/1002", bank: "bank-a", ownerUserId: "alice", currency: "EUR", balanceMinor: 50_000n, heldMinor: 0n, availableMinor: 50_000n },
-          ];
-          const accounts = req.accountId === "" ? all : all.filter((a) => a.accountId === req.accountId);
-          if (accounts.length === 0) throw rejection("account_not_found", `no account ${req.accountId}`);
-          return { accounts };
-        },
-        linkBankAccount(req, ctx) {
-          requireToken(ctx.requestHeader);
-          const code = req.linkCode.replace(/[\s-]/g, "").toUpperCase();
-          if (req.accountId !== LINKABLE.accountId || req.holderName.toLowerCase() !== LINKABLE.holder.toLowerCase() || code !== LINKABLE.code.replaceAll("-", "")) {
-            throw rejection("link_failed", "the account, the holder's name and the link code do not match");
-          }
-          return { account: { accountId: LINKABLE.accountId, bank: "bank-a", ownerUserId: "alice", currency: "USD", balanceMinor: 20_000n, heldMinor: 0n, availableMinor: 20_000n } };
-        },
-        async *listTransactions(req, ctx) {
-          requireToken(ctx.requestHeader);
-          for (const t of transactions) if (t.sequence > req.afterSequence) yield { transaction: t };
-        },
-        transfer(req, ctx) {
-          calls.push({ key: req.idempotencyKey, to: req.toAccountId, authorization: ctx.requestHeader.get("authorization") });
-          if (req.toAccountId === SCRIPTED_ACCOUNTS.expired) throw rejection("session_expired", "session expired");
-          let d = decided.get(req.idempotencyKey);
-          if (d === undefined) {
-            if (req.toAccountId === SCRIPTED_ACCOUNTS.busy && !busySeen.has(req.idempotencyKey)) {
-              busySeen.add(req.idempotencyKey);
-              throw rejection("idempotency_key_in_use", "request in progress, retry");
+          getBalance(req, ctx) {
+            requireToken(ctx.requestHeader);
+            const all = [
+              {
+                accountId: "bank-a/1001",
+                bank: "bank-a",
+                ownerUserId: "alice",
+                currency: "USD",
+                balanceMinor: 100_000n,
+                heldMinor: 2_500n,
+                availableMinor: 97_500n,
+              },
+              {
+                accountId: "bank-a/1002",
+                bank: "bank-a",
+                ownerUserId: "alice",
+                currency: "EUR",
+                balanceMinor: 50_000n,
+                heldMinor: 0n,
+                availableMinor: 50_000n,
+              },
+            ];
+            const accounts = req.accountId === "" ? all : all.filter((a) => a.accountId === req.accountId);
+            if (accounts.length === 0) throw rejection("account_not_found", `no account ${req.accountId}`);
+            return { accounts };
+          },
+          linkBankAccount(req, ctx) {
+            requireToken(ctx.requestHeader);
+            const code = req.linkCode.replace(/[\s-]/g, "").toUpperCase();
+            if (
+              req.accountId !== LINKABLE.accountId ||
+              req.holderName.toLowerCase() !== LINKABLE.holder.toLowerCase() ||
+              code !== LINKABLE.code.replaceAll("-", "")
+            ) {
+              throw rejection("link_failed", "the account, the holder's name and the link code do not match");
             }
-            seq++;
-            d = { request: req, reason: req.toAccountId === SCRIPTED_ACCOUNTS.broke ? "insufficient_funds" : null, txnId: `gateway-0:t${seq}` };
-            decided.set(req.idempotencyKey, d);
-            if (d.reason === null) applied.push(req.idempotencyKey);
-          }
-          if (d.reason !== null) throw rejection(d.reason, "available 0.00 USD", { transaction_id: d.txnId });
-          const found = transactions.find((t) => t.transactionId === d.txnId);
-          if (found !== undefined) return { transaction: found };
-          const transaction = create(TransactionSchema, {
+            return {
+              account: {
+                accountId: LINKABLE.accountId,
+                bank: "bank-a",
+                ownerUserId: "alice",
+                currency: "USD",
+                balanceMinor: 20_000n,
+                heldMinor: 0n,
+                availableMinor: 20_000n,
+              },
+            };
+          },
+          async *listTransactions(req, ctx) {
+            requireToken(ctx.requestHeader);
+            for (const t of transactions) if (t.sequence > req.afterSequence) yield { transaction: t };
+          },
+          transfer(req, ctx) {
+            calls.push({
+              key: req.idempotencyKey,
+              to: req.toAccountId,
+              authorization: ctx.requestHeader.get("authorization"),
+            });
+            if (req.toAccountId === SCRIPTED_ACCOUNTS.expired) throw rejection("session_expired", "session expired");
+            let d = decided.get(req.idempotencyKey);
+            if (d === undefined) {
+              if (req.toAccountId === SCRIPTED_ACCOUNTS.busy && !busySeen.has(req.idempotencyKey)) {
+                busySeen.add(req.idempotencyKey);
+                throw rejection("idempotency_key_in_use", "request in progress, retry");
+              }
+              seq++;
+              d = {
+                request: req,
+                reason: req.toAccountId === SCRIPTED_ACCOUNTS.broke ? "insufficient_funds" : null,
+                txnId: `gateway-0:t${seq}`,
+              };
+              decided.set(req.idempotencyKey, d);
+              if (d.reason === null) applied.push(req.idempotencyKey);
+            }
+            if (d.reason !== null) throw rejection(d.reason, "available 0.00 USD", { transaction_id: d.txnId });
+            const found = transactions.find((t) => t.transactionId === d.txnId);
+            if (found !== undefined) return { transaction: found };
+            const transaction = create(TransactionSchema, {
               transactionId: d.txnId,
               sequence: seq,
               status: TransactionStatus.COMMITTED,
@@ -307,10 +397,10 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
               createdAt: timestampNow(),
               decidedAt: timestampNow(),
             });
-          transactions.push(transaction);
-          return { transaction };
-        },
-      }),
+            transactions.push(transaction);
+            return { transaction };
+          },
+        }),
   });
   return { server, calls, applied, transactions, registered, rolls, close: () => server.close(100) };
 }

@@ -47,8 +47,20 @@ export interface UserView {
 
 export interface ReconcileView {
   readonly conserved: boolean;
-  readonly currencies: { currency: string; balanceMinor: bigint; heldMinor: bigint; depositedMinor: bigint; conserved: boolean }[];
-  readonly banks: { bank: string; reachable: boolean; ledgerConsistent: boolean; problems: string[]; preparedCount: bigint }[];
+  readonly currencies: {
+    currency: string;
+    balanceMinor: bigint;
+    heldMinor: bigint;
+    depositedMinor: bigint;
+    conserved: boolean;
+  }[];
+  readonly banks: {
+    bank: string;
+    reachable: boolean;
+    ledgerConsistent: boolean;
+    problems: string[];
+    preparedCount: bigint;
+  }[];
   readonly inDoubt: { transactionId: string; where: string; state: string; ageMs: bigint }[];
 }
 

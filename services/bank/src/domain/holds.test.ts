@@ -43,9 +43,30 @@ const authHold = (holdId: string, amountMinor: bigint, extra: Partial<LegInput> 
   holdExpiresAtMs: NOW + 7 * DAY_MS,
   ...extra,
 });
-const capture = (holdId: string, amountMinor: bigint, extra: Partial<LegInput> = {}): LegInput => ({ accountId: "bank-a/1001", direction: "capture", amountMinor, currency: "USD", ownerUserId: "", holdId, ...extra });
-const release = (holdId: string, amountMinor: bigint): LegInput => ({ accountId: "bank-a/1001", direction: "release", amountMinor, currency: "USD", ownerUserId: "", holdId });
-const credit = (accountId: string, amountMinor: bigint): LegInput => ({ accountId, direction: "credit", amountMinor, currency: "USD", ownerUserId: "" });
+const capture = (holdId: string, amountMinor: bigint, extra: Partial<LegInput> = {}): LegInput => ({
+  accountId: "bank-a/1001",
+  direction: "capture",
+  amountMinor,
+  currency: "USD",
+  ownerUserId: "",
+  holdId,
+  ...extra,
+});
+const release = (holdId: string, amountMinor: bigint): LegInput => ({
+  accountId: "bank-a/1001",
+  direction: "release",
+  amountMinor,
+  currency: "USD",
+  ownerUserId: "",
+  holdId,
+});
+const credit = (accountId: string, amountMinor: bigint): LegInput => ({
+  accountId,
+  direction: "credit",
+  amountMinor,
+  currency: "USD",
+  ownerUserId: "",
+});
 
 function run(l: MemoryLedger, legs: LegInput[], at = NOW, decide: "commit" | "abort" | "none" = "commit") {
   const id = txnId();
@@ -86,7 +107,11 @@ test("auth_hold: prepare reserves like a debit, commit makes an ACTIVE hold that
   assert.equal(h.state, "ACTIVE");
   assert.equal(h.amountMinor, 3_000n);
   assert.equal(h.expiresAtMs, NOW + 7 * DAY_MS);
-  assert.deepEqual(l.entries("bank-a/1001").map((e) => e.kind), ["opening"], "a hold posts nothing");
+  assert.deepEqual(
+    l.entries("bank-a/1001").map((e) => e.kind),
+    ["opening"],
+    "a hold posts nothing",
+  );
   assertConsistent(l);
 });
 
@@ -122,7 +147,11 @@ test("a capture or release that arrives before its hold's Commit is hold_in_use 
   run(l, [authHold("auth-1", 1_000n)], NOW, "none"); // the hold's round is PREPARED; its Commit is late
   assert.equal(noReason(run(l, [capture("auth-1", 500n)]).vote), "hold_in_use");
   assert.equal(noReason(run(l, [release("auth-1", 1_000n)]).vote), "hold_in_use");
-  assert.equal(noReason(run(l, [capture("auth-9", 500n)]).vote), "hold_not_found", "a hold nobody placed is still not found");
+  assert.equal(
+    noReason(run(l, [capture("auth-9", 500n)]).vote),
+    "hold_not_found",
+    "a hold nobody placed is still not found",
+  );
   assertConsistent(l);
 });
 
@@ -143,7 +172,10 @@ test("capture: partial capture debits the amount, releases the rest, credits the
   assert.equal(h.capturedMinor, 1_200n);
   assert.equal(h.pinnedTxnId, "");
   const last = l.entries("bank-a/1001").at(-1)!;
-  assert.deepEqual([last.kind, last.amountMinor, last.balanceAfterMinor, last.txnId], ["capture_debit", -1_200n, 8_800n, id]);
+  assert.deepEqual(
+    [last.kind, last.amountMinor, last.balanceAfterMinor, last.txnId],
+    ["capture_debit", -1_200n, 8_800n, id],
+  );
   assertConsistent(l);
 });
 
@@ -153,9 +185,17 @@ test("capture: refusals are NO votes that change nothing", () => {
   const before = money(l);
   assert.equal(noReason(run(l, [capture("auth-1", 3_001n)]).vote), "amount_exceeds_authorization");
   assert.equal(noReason(run(l, [capture("nope", 1n)]).vote), "hold_not_found");
-  assert.equal(noReason(run(l, [capture("auth-1", 1n, { accountId: "bank-a/1003" })]).vote), "hold_not_found", "the hold is on another account");
+  assert.equal(
+    noReason(run(l, [capture("auth-1", 1n, { accountId: "bank-a/1003" })]).vote),
+    "hold_not_found",
+    "the hold is on another account",
+  );
   assert.equal(noReason(run(l, [capture("auth-1", 1n, { currency: "EUR" })]).vote), "currency_mismatch");
-  assert.equal(noReason(run(l, [capture("auth-1", 100n)], NOW + 7 * DAY_MS).vote), "authorization_expired", "at expiry the hold can no longer be captured");
+  assert.equal(
+    noReason(run(l, [capture("auth-1", 100n)], NOW + 7 * DAY_MS).vote),
+    "authorization_expired",
+    "at expiry the hold can no longer be captured",
+  );
   assert.deepEqual(money(l), before);
   assert.equal(l.hold("auth-1")!.state, "ACTIVE");
   assert.equal(l.hold("auth-1")!.pinnedTxnId, "");
@@ -202,14 +242,24 @@ test("expiry: the sweep releases ACTIVE holds past expires_at (EXPIRED) and leav
   const l = setup();
   run(l, [authHold("auth-1", 1_000n, { holdExpiresAtMs: NOW + 1_000 })]);
   run(l, [authHold("auth-2", 2_000n, { holdExpiresAtMs: NOW + 5_000 })]);
-  assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 999)), []);
+  assert.deepEqual(
+    l.transact((tx) => expireDueHolds(tx, NOW + 999)),
+    [],
+  );
   const expired = l.transact((tx) => expireDueHolds(tx, NOW + 1_000));
-  assert.deepEqual(expired.map((h) => h.holdId), ["auth-1"]);
+  assert.deepEqual(
+    expired.map((h) => h.holdId),
+    ["auth-1"],
+  );
   assert.equal(l.hold("auth-1")!.state, "EXPIRED");
   assert.equal(l.hold("auth-2")!.state, "ACTIVE");
   assert.deepEqual(money(l), { balance: 10_000n, held: 2_000n, available: 8_000n });
   assert.equal(noReason(run(l, [capture("auth-1", 1n)], NOW + 2_000).vote), "authorization_expired");
-  assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 1_000)), [], "an expired hold is expired once");
+  assert.deepEqual(
+    l.transact((tx) => expireDueHolds(tx, NOW + 1_000)),
+    [],
+    "an expired hold is expired once",
+  );
   assertConsistent(l);
 });
 
@@ -225,9 +275,22 @@ test("a hold asked for by duration expires on this bank's clock, counted from it
   assert.ok(again.ok && again.value.vote === "yes" && again.value.redelivered, JSON.stringify(again));
   assert.ok(l.transact((tx) => commit(tx, id, NOW + 300)).ok);
   assert.equal(l.hold("auth-ttl")!.expiresAtMs, NOW + 250 + 60_000, "expiry = the bank's prepare time + the duration");
-  assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 60_249)), []);
-  assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 60_250)).map((h) => h.holdId), ["auth-ttl"]);
-  const bad = l.transact((tx) => prepare(tx, BANK, { txnId: txnId(), legs: [authHold("auth-bad", 1n, { holdExpiresAtMs: undefined, holdTtlMs: 0 })] }, NOW));
+  assert.deepEqual(
+    l.transact((tx) => expireDueHolds(tx, NOW + 60_249)),
+    [],
+  );
+  assert.deepEqual(
+    l.transact((tx) => expireDueHolds(tx, NOW + 60_250)).map((h) => h.holdId),
+    ["auth-ttl"],
+  );
+  const bad = l.transact((tx) =>
+    prepare(
+      tx,
+      BANK,
+      { txnId: txnId(), legs: [authHold("auth-bad", 1n, { holdExpiresAtMs: undefined, holdTtlMs: 0 })] },
+      NOW,
+    ),
+  );
   assert.ok(!bad.ok && bad.reason === "invalid_argument");
   assertConsistent(l);
 });
@@ -237,7 +300,11 @@ test("expiry never takes a hold claimed by a prepared capture: its commit still 
   run(l, [authHold("auth-1", 1_000n, { holdExpiresAtMs: NOW + 1_000 })]);
   const cap = run(l, [capture("auth-1", 600n), credit("bank-a/1002", 600n)], NOW + 500, "none");
   assert.equal(cap.vote.vote, "yes");
-  assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 60_000)), [], "pinned: not expired");
+  assert.deepEqual(
+    l.transact((tx) => expireDueHolds(tx, NOW + 60_000)),
+    [],
+    "pinned: not expired",
+  );
   assert.ok(l.transact((tx) => commit(tx, cap.id, NOW + 60_000)).ok);
   assert.equal(l.hold("auth-1")!.state, "CAPTURED");
   assert.deepEqual(money(l), { balance: 9_400n, held: 0n, available: 9_400n });
@@ -249,7 +316,10 @@ test("an aborted capture past the expiry leaves the hold for the sweeper", () =>
   run(l, [authHold("auth-1", 1_000n, { holdExpiresAtMs: NOW + 1_000 })]);
   const cap = run(l, [capture("auth-1", 600n)], NOW + 500, "none");
   assert.ok(l.transact((tx) => abort(tx, cap.id, NOW + 2_000)).ok);
-  assert.deepEqual(l.transact((tx) => expireDueHolds(tx, NOW + 2_000)).map((h) => h.holdId), ["auth-1"]);
+  assert.deepEqual(
+    l.transact((tx) => expireDueHolds(tx, NOW + 2_000)).map((h) => h.holdId),
+    ["auth-1"],
+  );
   assert.deepEqual(money(l), { balance: 10_000n, held: 0n, available: 10_000n });
   assertConsistent(l);
 });

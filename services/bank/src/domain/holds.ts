@@ -23,7 +23,15 @@ export const HOLD_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 export const EXPIRE_BATCH_MAX = 500;
 
 /** Why a hold leg votes NO; each is a reason of the shared error table (the gateway maps votes through it). */
-export const HOLD_NO_REASONS = ["already_exists", "hold_not_found", "already_captured", "authorization_voided", "authorization_expired", "amount_exceeds_authorization", "hold_in_use"] as const;
+export const HOLD_NO_REASONS = [
+  "already_exists",
+  "hold_not_found",
+  "already_captured",
+  "authorization_voided",
+  "authorization_expired",
+  "amount_exceeds_authorization",
+  "hold_in_use",
+] as const;
 export type HoldNoReason = (typeof HOLD_NO_REASONS)[number];
 
 export function isHoldDirection(d: Direction | "unspecified"): d is "auth_hold" | "capture" | "release" {
@@ -31,40 +39,78 @@ export function isHoldDirection(d: Direction | "unspecified"): d is "auth_hold" 
 }
 
 /** Shape of a leg's hold fields; a message when malformed. */
-export function holdShapeProblem(leg: { readonly direction: Direction | "unspecified"; readonly holdId?: string; readonly holdExpiresAtMs?: number; readonly holdTtlMs?: number }, i: number): string | undefined {
+export function holdShapeProblem(
+  leg: {
+    readonly direction: Direction | "unspecified";
+    readonly holdId?: string;
+    readonly holdExpiresAtMs?: number;
+    readonly holdTtlMs?: number;
+  },
+  i: number,
+): string | undefined {
   const holdId = leg.holdId ?? "";
-  if (!isHoldDirection(leg.direction)) return holdId === "" ? undefined : `legs[${i}].hold_id is only for AUTH_HOLD, CAPTURE and RELEASE legs`;
-  if (!HOLD_ID_PATTERN.test(holdId)) return `legs[${i}].hold_id must be 1-128 characters of letters, digits and _ . : -`;
-  if (leg.holdTtlMs !== undefined && (leg.direction !== "auth_hold" || !Number.isSafeInteger(leg.holdTtlMs) || leg.holdTtlMs <= 0)) {
+  if (!isHoldDirection(leg.direction))
+    return holdId === "" ? undefined : `legs[${i}].hold_id is only for AUTH_HOLD, CAPTURE and RELEASE legs`;
+  if (!HOLD_ID_PATTERN.test(holdId))
+    return `legs[${i}].hold_id must be 1-128 characters of letters, digits and _ . : -`;
+  if (
+    leg.holdTtlMs !== undefined &&
+    (leg.direction !== "auth_hold" || !Number.isSafeInteger(leg.holdTtlMs) || leg.holdTtlMs <= 0)
+  ) {
     return `legs[${i}].hold_ttl_ms must be a positive number of milliseconds, for AUTH_HOLD only`;
   }
-  if (leg.direction === "auth_hold" && leg.holdTtlMs === undefined && !((leg.holdExpiresAtMs ?? 0) > 0)) return `legs[${i}].hold_ttl_ms (or hold_expires_at) is required for AUTH_HOLD`;
+  if (leg.direction === "auth_hold" && leg.holdTtlMs === undefined && !((leg.holdExpiresAtMs ?? 0) > 0))
+    return `legs[${i}].hold_ttl_ms (or hold_expires_at) is required for AUTH_HOLD`;
   return undefined;
 }
 
 function stateReason(state: Exclude<HoldState, "ACTIVE">): HoldNoReason {
-  return state === "CAPTURED" ? "already_captured" : state === "RELEASED" ? "authorization_voided" : "authorization_expired";
+  return state === "CAPTURED"
+    ? "already_captured"
+    : state === "RELEASED"
+      ? "authorization_voided"
+      : "authorization_expired";
 }
 
 /** Business checks of one hold leg at prepare; undefined when it may vote YES. */
-export function checkHoldLeg(tx: LedgerTx, leg: Leg, i: number, nowMs: number): { reason: HoldNoReason; message: string } | undefined {
+export function checkHoldLeg(
+  tx: LedgerTx,
+  leg: Leg,
+  i: number,
+  nowMs: number,
+): { reason: HoldNoReason; message: string } | undefined {
   const holdId = leg.holdId ?? "";
   if (leg.direction === "auth_hold") {
-    if (tx.hold(holdId) !== undefined || tx.preparedAuthHold(holdId) !== undefined) return { reason: "already_exists", message: `legs[${i}]: hold ${holdId} already exists` };
+    if (tx.hold(holdId) !== undefined || tx.preparedAuthHold(holdId) !== undefined)
+      return { reason: "already_exists", message: `legs[${i}]: hold ${holdId} already exists` };
     return undefined;
   }
   const hold = tx.hold(holdId);
   // The hold's own round is prepared here but its Commit has not arrived yet
   // (the gateway approved it; the Commit was lost or is late): busy, not missing.
-  if (!hold && tx.preparedAuthHold(holdId) !== undefined) return { reason: "hold_in_use", message: `legs[${i}]: hold ${holdId} is still being placed` };
+  if (!hold && tx.preparedAuthHold(holdId) !== undefined)
+    return { reason: "hold_in_use", message: `legs[${i}]: hold ${holdId} is still being placed` };
   if (!hold || hold.accountId !== leg.accountId || hold.currency !== leg.currency) {
-    return { reason: "hold_not_found", message: `legs[${i}]: no hold ${holdId} on ${leg.accountId} in ${leg.currency}` };
+    return {
+      reason: "hold_not_found",
+      message: `legs[${i}]: no hold ${holdId} on ${leg.accountId} in ${leg.currency}`,
+    };
   }
-  if (hold.state !== "ACTIVE") return { reason: stateReason(hold.state), message: `legs[${i}]: hold ${holdId} is ${hold.state}` };
-  if (hold.pinnedTxnId !== "") return { reason: "hold_in_use", message: `legs[${i}]: hold ${holdId} is being captured or released by another txn` };
+  if (hold.state !== "ACTIVE")
+    return { reason: stateReason(hold.state), message: `legs[${i}]: hold ${holdId} is ${hold.state}` };
+  if (hold.pinnedTxnId !== "")
+    return {
+      reason: "hold_in_use",
+      message: `legs[${i}]: hold ${holdId} is being captured or released by another txn`,
+    };
   if (leg.direction === "capture") {
-    if (hold.expiresAtMs <= nowMs) return { reason: "authorization_expired", message: `legs[${i}]: hold ${holdId} expired` };
-    if (leg.amountMinor > hold.amountMinor) return { reason: "amount_exceeds_authorization", message: `legs[${i}]: capture of ${leg.amountMinor} exceeds the hold of ${hold.amountMinor}` };
+    if (hold.expiresAtMs <= nowMs)
+      return { reason: "authorization_expired", message: `legs[${i}]: hold ${holdId} expired` };
+    if (leg.amountMinor > hold.amountMinor)
+      return {
+        reason: "amount_exceeds_authorization",
+        message: `legs[${i}]: capture of ${leg.amountMinor} exceeds the hold of ${hold.amountMinor}`,
+      };
   }
   return undefined;
 }
@@ -73,7 +119,10 @@ export function checkHoldLeg(tx: LedgerTx, leg: Leg, i: number, nowMs: number): 
 export function pinHoldLeg(tx: LedgerTx, txnId: string, leg: Leg): void {
   if (leg.direction !== "capture" && leg.direction !== "release") return;
   const hold = tx.hold(leg.holdId ?? "");
-  assert(hold !== undefined && hold.state === "ACTIVE" && hold.pinnedTxnId === "", `hold of ${txnId} is ACTIVE and free at prepare`);
+  assert(
+    hold !== undefined && hold.state === "ACTIVE" && hold.pinnedTxnId === "",
+    `hold of ${txnId} is ACTIVE and free at prepare`,
+  );
   tx.updateHold(hold.holdId, { state: "ACTIVE", capturedMinor: 0n, pinnedTxnId: txnId, closedAtMs: 0 });
 }
 
@@ -119,9 +168,19 @@ export function commitHoldLeg(tx: LedgerTx, txnId: string, leg: Leg, nowMs: numb
   const balanceMinor = account.balanceMinor - leg.amountMinor;
   assert(balanceMinor - heldMinor >= 0n, `available of ${leg.accountId} negative after capture of ${txnId}`);
   const last = tx.lastEntry(leg.accountId);
-  assert(last === undefined || last.balanceAfterMinor === account.balanceMinor, `journal of ${leg.accountId} matches its balance`);
+  assert(
+    last === undefined || last.balanceAfterMinor === account.balanceMinor,
+    `journal of ${leg.accountId} matches its balance`,
+  );
   tx.setAccountAmounts(leg.accountId, balanceMinor, heldMinor);
-  tx.appendEntry({ accountId: leg.accountId, txnId, kind: "capture_debit", amountMinor: -leg.amountMinor, balanceAfterMinor: balanceMinor, createdAtMs: nowMs });
+  tx.appendEntry({
+    accountId: leg.accountId,
+    txnId,
+    kind: "capture_debit",
+    amountMinor: -leg.amountMinor,
+    balanceAfterMinor: balanceMinor,
+    createdAtMs: nowMs,
+  });
   tx.updateHold(hold.holdId, { state: "CAPTURED", capturedMinor: leg.amountMinor, pinnedTxnId: "", closedAtMs: nowMs });
 }
 
@@ -143,7 +202,10 @@ export function abortHoldLeg(tx: LedgerTx, txnId: string, leg: Leg): void {
 export function expireDueHolds(tx: LedgerTx, nowMs: number, limit = EXPIRE_BATCH_MAX): Hold[] {
   const due = tx.dueHolds(nowMs, limit);
   for (const hold of due) {
-    assert(hold.state === "ACTIVE" && hold.pinnedTxnId === "" && hold.expiresAtMs <= nowMs, `hold ${hold.holdId} is due`);
+    assert(
+      hold.state === "ACTIVE" && hold.pinnedTxnId === "" && hold.expiresAtMs <= nowMs,
+      `hold ${hold.holdId} is due`,
+    );
     const account = tx.account(hold.accountId);
     assert(account !== undefined, `account ${hold.accountId} of hold ${hold.holdId} exists`);
     const heldMinor = account.heldMinor - hold.amountMinor;

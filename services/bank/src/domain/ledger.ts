@@ -38,7 +38,11 @@ export type OpenAccountFailure = "invalid_argument" | "invalid_currency" | "inva
 
 export function checkAccountId(bank: string, accountId: string): Result<string, "invalid_account_id"> {
   const m = ACCOUNT_ID_PATTERN.exec(accountId);
-  if (!m) return fail("invalid_account_id", `account_id must look like "<bank>/<number>", got ${JSON.stringify(accountId.slice(0, 100))}`);
+  if (!m)
+    return fail(
+      "invalid_account_id",
+      `account_id must look like "<bank>/<number>", got ${JSON.stringify(accountId.slice(0, 100))}`,
+    );
   if (m[1] !== bank) return fail("invalid_account_id", `account ${accountId} is not at ${bank}`);
   return ok(accountId);
 }
@@ -48,11 +52,24 @@ function insertNewAccount(tx: LedgerTx, account: Account, number: bigint, openin
   tx.insertAccount({ ...account, balanceMinor: openingMinor, heldMinor: 0n }, number);
   // Every account's journal starts with its opening entry (even of 0), so
   // balance = sum(entries) holds from the first moment.
-  tx.appendEntry({ accountId: account.accountId, txnId: "opening", kind: "opening", amountMinor: openingMinor, balanceAfterMinor: openingMinor, createdAtMs: account.openedAtMs });
+  tx.appendEntry({
+    accountId: account.accountId,
+    txnId: "opening",
+    kind: "opening",
+    amountMinor: openingMinor,
+    balanceAfterMinor: openingMinor,
+    createdAtMs: account.openedAtMs,
+  });
 }
 
-export function openAccount(tx: LedgerTx, bank: string, input: OpenAccountInput, nowMs: number): Result<Account, OpenAccountFailure> {
-  if (!USER_ID_PATTERN.test(input.ownerUserId)) return fail("invalid_argument", "owner_user_id must be a user id (lowercase letters, digits, _ and -)");
+export function openAccount(
+  tx: LedgerTx,
+  bank: string,
+  input: OpenAccountInput,
+  nowMs: number,
+): Result<Account, OpenAccountFailure> {
+  if (!USER_ID_PATTERN.test(input.ownerUserId))
+    return fail("invalid_argument", "owner_user_id must be a user id (lowercase letters, digits, _ and -)");
   if (!parseCurrency(input.currency)) return fail("invalid_currency", "currency must be three capital letters");
   let accountId: string;
   let number: bigint;
@@ -74,7 +91,15 @@ export function openAccount(tx: LedgerTx, bank: string, input: OpenAccountInput,
     accountId = `${bank}/${number}`;
     assert(tx.account(accountId) === undefined, `next account number ${accountId} is free`);
   }
-  const account: Account = { accountId, ownerUserId: input.ownerUserId, currency: input.currency, balanceMinor: 0n, heldMinor: 0n, status: "open", openedAtMs: nowMs };
+  const account: Account = {
+    accountId,
+    ownerUserId: input.ownerUserId,
+    currency: input.currency,
+    balanceMinor: 0n,
+    heldMinor: 0n,
+    status: "open",
+    openedAtMs: nowMs,
+  };
   insertNewAccount(tx, account, number, 0n);
   return ok(account);
 }
@@ -92,14 +117,32 @@ export interface SeedAccountInput {
 }
 
 /** First start only: this bank's accounts from the seed, each with an opening entry. */
-export function openSeedAccounts(tx: LedgerTx, bank: string, accounts: readonly SeedAccountInput[], nowMs: number): number {
+export function openSeedAccounts(
+  tx: LedgerTx,
+  bank: string,
+  accounts: readonly SeedAccountInput[],
+  nowMs: number,
+): number {
   let opened = 0;
   for (const a of accounts) {
     const id = checkAccountId(bank, a.id);
     if (!id.ok) continue; // another bank's account
     assert(tx.account(a.id) === undefined, `seed account ${a.id} appears once`);
     const number = BigInt(a.id.slice(bank.length + 1));
-    insertNewAccount(tx, { accountId: a.id, ownerUserId: a.owner, currency: a.currency, balanceMinor: 0n, heldMinor: 0n, status: "open", openedAtMs: nowMs }, number, a.openingMinor);
+    insertNewAccount(
+      tx,
+      {
+        accountId: a.id,
+        ownerUserId: a.owner,
+        currency: a.currency,
+        balanceMinor: 0n,
+        heldMinor: 0n,
+        status: "open",
+        openedAtMs: nowMs,
+      },
+      number,
+      a.openingMinor,
+    );
     opened++;
   }
   return opened;
@@ -129,16 +172,30 @@ export interface Deposited {
   readonly changed: boolean;
 }
 
-export function deposit(tx: LedgerTx, bank: string, input: DepositInput, nowMs: number): Result<Deposited, DepositFailure> {
-  if (!DEPOSIT_ID_PATTERN.test(input.depositId)) return fail("invalid_argument", `deposit_id must be 1-${DEPOSIT_ID_LENGTH_MAX} characters of letters, digits and _ . : -`);
+export function deposit(
+  tx: LedgerTx,
+  bank: string,
+  input: DepositInput,
+  nowMs: number,
+): Result<Deposited, DepositFailure> {
+  if (!DEPOSIT_ID_PATTERN.test(input.depositId))
+    return fail(
+      "invalid_argument",
+      `deposit_id must be 1-${DEPOSIT_ID_LENGTH_MAX} characters of letters, digits and _ . : -`,
+    );
   const id = checkAccountId(bank, input.accountId);
   if (!id.ok) return id;
-  if (checkPositiveAmount(input.amountMinor)) return fail("invalid_amount", `amount_minor must be in [1, ${AMOUNT_MINOR_MAX}]`);
+  if (checkPositiveAmount(input.amountMinor))
+    return fail("invalid_amount", `amount_minor must be in [1, ${AMOUNT_MINOR_MAX}]`);
   if (!parseCurrency(input.currency)) return fail("invalid_currency", "currency must be three capital letters");
 
   const previous = tx.deposit(input.depositId);
   if (previous) {
-    if (previous.accountId !== input.accountId || previous.amountMinor !== input.amountMinor || previous.currency !== input.currency) {
+    if (
+      previous.accountId !== input.accountId ||
+      previous.amountMinor !== input.amountMinor ||
+      previous.currency !== input.currency
+    ) {
       return fail("idempotency_key_reused", `deposit ${input.depositId} was made with other parameters`);
     }
     const account = tx.account(previous.accountId);
@@ -149,17 +206,37 @@ export function deposit(tx: LedgerTx, bank: string, input: DepositInput, nowMs: 
   const account = tx.account(input.accountId);
   if (!account) return fail("account_not_found", `no account ${input.accountId} at ${bank}`);
   if (account.status !== "open") return fail("account_closed", `account ${input.accountId} is closed`);
-  if (account.currency !== input.currency) return fail("currency_mismatch", `account ${input.accountId} holds ${account.currency}, not ${input.currency}`);
+  if (account.currency !== input.currency)
+    return fail("currency_mismatch", `account ${input.accountId} holds ${account.currency}, not ${input.currency}`);
   if (exceedsBalanceMax(tx, account, input.amountMinor)) {
-    return fail("balance_limit_exceeded", `the balance of ${input.accountId} would exceed ${BALANCE_MINOR_MAX} minor units`);
+    return fail(
+      "balance_limit_exceeded",
+      `the balance of ${input.accountId} would exceed ${BALANCE_MINOR_MAX} minor units`,
+    );
   }
   const balanceMinor = account.balanceMinor + input.amountMinor;
 
   const last = tx.lastEntry(input.accountId);
-  assert(last === undefined || last.balanceAfterMinor === account.balanceMinor, `journal of ${input.accountId} matches its balance`);
+  assert(
+    last === undefined || last.balanceAfterMinor === account.balanceMinor,
+    `journal of ${input.accountId} matches its balance`,
+  );
   assert(balanceMinor - account.heldMinor >= 0n, `available of ${input.accountId} negative after deposit`);
   tx.setAccountAmounts(input.accountId, balanceMinor, account.heldMinor);
-  tx.appendEntry({ accountId: input.accountId, txnId: input.depositId, kind: "deposit", amountMinor: input.amountMinor, balanceAfterMinor: balanceMinor, createdAtMs: nowMs });
-  tx.insertDeposit({ depositId: input.depositId, accountId: input.accountId, amountMinor: input.amountMinor, currency: input.currency, createdAtMs: nowMs });
+  tx.appendEntry({
+    accountId: input.accountId,
+    txnId: input.depositId,
+    kind: "deposit",
+    amountMinor: input.amountMinor,
+    balanceAfterMinor: balanceMinor,
+    createdAtMs: nowMs,
+  });
+  tx.insertDeposit({
+    depositId: input.depositId,
+    accountId: input.accountId,
+    amountMinor: input.amountMinor,
+    currency: input.currency,
+    createdAtMs: nowMs,
+  });
   return ok({ account: { ...account, balanceMinor }, changed: true });
 }

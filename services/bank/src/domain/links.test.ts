@@ -1,6 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { hashLinkCode, issueLinkCode, LINK_FAILED_MESSAGE, seedHolders, unlink, verifyLink, type AccountLink, type LinkTx } from "./links.js";
+import {
+  hashLinkCode,
+  issueLinkCode,
+  LINK_FAILED_MESSAGE,
+  seedHolders,
+  unlink,
+  verifyLink,
+  type AccountLink,
+  type LinkTx,
+} from "./links.js";
 import { openSeedAccounts } from "./ledger.js";
 import { createMemoryLedger } from "../../test-support/memory-ledger.js";
 
@@ -10,18 +19,47 @@ const NOW = 1_700_000_000_000;
 function setup() {
   const l = createMemoryLedger();
   l.transact((tx) =>
-    openSeedAccounts(tx, BANK, [{ id: "bank-a/1004", owner: "", currency: "USD", openingMinor: 20_000n }, { id: "bank-a/1001", owner: "alice", currency: "USD", openingMinor: 0n }, { id: "bank-a/1005", owner: "", currency: "USD", openingMinor: 0n }], NOW),
+    openSeedAccounts(
+      tx,
+      BANK,
+      [
+        { id: "bank-a/1004", owner: "", currency: "USD", openingMinor: 20_000n },
+        { id: "bank-a/1001", owner: "alice", currency: "USD", openingMinor: 0n },
+        { id: "bank-a/1005", owner: "", currency: "USD", openingMinor: 0n },
+      ],
+      NOW,
+    ),
   );
   l.transactLinks((tx) =>
-    seedHolders(tx, BANK, [{ id: "bank-a/1004", holder: "Dana Newcomer", linkCode: "DANA-2026-LINK" }, { id: "bank-a/1001", holder: "Alice Customer" }, { id: "bank-b/2004", holder: "Not Ours", linkCode: "XXXX-XXXX-XXXX" }], NOW),
+    seedHolders(
+      tx,
+      BANK,
+      [
+        { id: "bank-a/1004", holder: "Dana Newcomer", linkCode: "DANA-2026-LINK" },
+        { id: "bank-a/1001", holder: "Alice Customer" },
+        { id: "bank-b/2004", holder: "Not Ours", linkCode: "XXXX-XXXX-XXXX" },
+      ],
+      NOW,
+    ),
   );
   const m = {
     run: <T>(fn: (tx: LinkTx) => T): T => l.transactLinks(fn),
     link: (id: string): AccountLink | undefined => l.transactLinks((tx) => tx.link(id)),
     owner: (id: string): string | undefined => l.transactLinks((tx) => tx.account(id)?.ownerUserId),
   };
-  const verify = (over: Partial<{ accountId: string; holderName: string; linkCode: string; userId: string }> = {}, attemptsMax = 5) =>
-    m.run((tx) => verifyLink(tx, BANK, { accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode: "DANA-2026-LINK", userId: "dana", ...over }, NOW, attemptsMax));
+  const verify = (
+    over: Partial<{ accountId: string; holderName: string; linkCode: string; userId: string }> = {},
+    attemptsMax = 5,
+  ) =>
+    m.run((tx) =>
+      verifyLink(
+        tx,
+        BANK,
+        { accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode: "DANA-2026-LINK", userId: "dana", ...over },
+        NOW,
+        attemptsMax,
+      ),
+    );
   return { m, verify };
 }
 
@@ -81,8 +119,14 @@ test("failures lock the account at the maximum (the attempt that reaches it says
   assert.equal(reasonOf(verify({ linkCode: "WRONG-CODE-3" }, 3)), "link_locked");
   assert.equal(reasonOf(verify({}, 3)), "link_locked", "even the right code, once locked");
   for (let i = 0; i < 3; i++) verify({ accountId: "bank-a/9999" }, 3);
-  assert.equal(reasonOf(verify({ accountId: "bank-a/9999" }, 3)), "link_locked", "an unknown account locks the same way");
-  const issued = m.run((tx) => issueLinkCode(tx, BANK, { accountId: "bank-a/1004", holderName: "" }, NOW, () => "K7QF9XMB3TRW"));
+  assert.equal(
+    reasonOf(verify({ accountId: "bank-a/9999" }, 3)),
+    "link_locked",
+    "an unknown account locks the same way",
+  );
+  const issued = m.run((tx) =>
+    issueLinkCode(tx, BANK, { accountId: "bank-a/1004", holderName: "" }, NOW, () => "K7QF9XMB3TRW"),
+  );
   assert.deepEqual(issued, { ok: true, value: { linkCode: "K7QF-9XMB-3TRW", holderName: "Dana Newcomer" } });
   assert.equal(reasonOf(verify({}, 3)), "link_failed", "the old code is replaced");
   assert.equal(reasonOf(verify({ linkCode: "k7qf-9xmb-3trw" }, 3)), "ok");
@@ -90,7 +134,8 @@ test("failures lock the account at the maximum (the attempt that reaches it says
 
 test("issuing a code: only for an open account that belongs to nobody, with a holder name", () => {
   const { m } = setup();
-  const issue = (accountId: string, holderName = "") => reasonOf(m.run((tx) => issueLinkCode(tx, BANK, { accountId, holderName }, NOW)));
+  const issue = (accountId: string, holderName = "") =>
+    reasonOf(m.run((tx) => issueLinkCode(tx, BANK, { accountId, holderName }, NOW)));
   assert.equal(issue("bank-a/1001"), "already_linked");
   assert.equal(issue("bank-a/9999"), "account_not_found");
   assert.equal(issue("bank-a/1005"), "invalid_argument", "no holder name recorded");

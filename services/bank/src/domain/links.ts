@@ -12,7 +12,14 @@
 // its count commits), not a throw.
 import { createHash, randomBytes, randomInt, timingSafeEqual } from "node:crypto";
 import { USER_ID_PATTERN } from "@paygate/seed";
-import { checkHolderNameShape, formatLinkCode, LINK_CODE_ALPHABET, LINK_CODE_LENGTH, normalizeHolderName, normalizeLinkCode } from "@paygate/vocab";
+import {
+  checkHolderNameShape,
+  formatLinkCode,
+  LINK_CODE_ALPHABET,
+  LINK_CODE_LENGTH,
+  normalizeHolderName,
+  normalizeLinkCode,
+} from "@paygate/vocab";
 import { checkAccountId } from "./ledger.js";
 import { fail, ok, type Account, type Result } from "./types.js";
 
@@ -59,7 +66,12 @@ export interface Verified {
 }
 
 export type VerifyLinkFailure = "invalid_argument" | "invalid_account_id" | "link_failed" | "link_locked";
-export type IssueLinkCodeFailure = "invalid_argument" | "invalid_account_id" | "account_not_found" | "account_closed" | "already_linked";
+export type IssueLinkCodeFailure =
+  | "invalid_argument"
+  | "invalid_account_id"
+  | "account_not_found"
+  | "account_closed"
+  | "already_linked";
 export type UnlinkFailure = "invalid_account_id" | "account_not_found";
 
 /** The one answer to every failed verification: it names no cause. */
@@ -94,22 +106,35 @@ export function newLinkCode(): string {
 
 const DUMMY_HASH = hashLinkCode("-", "-");
 
-export function verifyLink(tx: LinkTx, bank: string, input: VerifyLinkInput, nowMs: number, attemptsMax: number): Result<Verified, VerifyLinkFailure> {
+export function verifyLink(
+  tx: LinkTx,
+  bank: string,
+  input: VerifyLinkInput,
+  nowMs: number,
+  attemptsMax: number,
+): Result<Verified, VerifyLinkFailure> {
   // Shape first: it does not depend on what the bank knows, so refusing it reveals nothing.
-  if (!USER_ID_PATTERN.test(input.userId)) return fail("invalid_argument", "user_id must be a user id (lowercase letters, digits, _ and -)");
+  if (!USER_ID_PATTERN.test(input.userId))
+    return fail("invalid_argument", "user_id must be a user id (lowercase letters, digits, _ and -)");
   const id = checkAccountId(bank, input.accountId);
   if (!id.ok) return id;
   const nameProblem = checkHolderNameShape(input.holderName);
   if (nameProblem) return fail("invalid_argument", nameProblem);
   const code = normalizeLinkCode(input.linkCode);
-  if (code === undefined) return fail("invalid_argument", "link_code must be 8 to 32 letters and digits (dashes and spaces allowed)");
+  if (code === undefined)
+    return fail("invalid_argument", "link_code must be 8 to 32 letters and digits (dashes and spaces allowed)");
 
   const row = tx.link(input.accountId);
-  if (row?.locked) return fail("link_locked", "too many failed attempts to link this account: ask the bank for a new code");
+  if (row?.locked)
+    return fail("link_locked", "too many failed attempts to link this account: ask the bank for a new code");
   const account = tx.account(input.accountId);
   // The hash is computed whether or not there is a code to compare with: an unknown account takes as long.
-  const codeOk = codeMatches(row?.codeHash || DUMMY_HASH, input.accountId, code) && row !== undefined && row.codeHash !== "";
-  const nameOk = row !== undefined && row.holderName !== "" && normalizeHolderName(row.holderName) === normalizeHolderName(input.holderName);
+  const codeOk =
+    codeMatches(row?.codeHash || DUMMY_HASH, input.accountId, code) && row !== undefined && row.codeHash !== "";
+  const nameOk =
+    row !== undefined &&
+    row.holderName !== "" &&
+    normalizeHolderName(row.holderName) === normalizeHolderName(input.holderName);
   if (account?.status === "open" && row && codeOk && nameOk) {
     if (row.codeUsedBy === "" && account.ownerUserId === "") {
       tx.setAccountOwner(account.accountId, input.userId);
@@ -121,9 +146,19 @@ export function verifyLink(tx: LinkTx, bank: string, input: VerifyLinkInput, now
   }
   const failures = (row?.failures ?? 0) + 1;
   const locked = failures >= attemptsMax;
-  tx.saveLink({ accountId: input.accountId, holderName: row?.holderName ?? "", codeHash: row?.codeHash ?? "", codeUsedBy: row?.codeUsedBy ?? "", failures, locked, updatedAtMs: nowMs });
+  tx.saveLink({
+    accountId: input.accountId,
+    holderName: row?.holderName ?? "",
+    codeHash: row?.codeHash ?? "",
+    codeUsedBy: row?.codeUsedBy ?? "",
+    failures,
+    locked,
+    updatedAtMs: nowMs,
+  });
   // The attempt that reaches the maximum already answers with the lock (as a login does).
-  return locked ? fail("link_locked", "too many failed attempts to link this account: ask the bank for a new code") : fail("link_failed", LINK_FAILED_MESSAGE);
+  return locked
+    ? fail("link_locked", "too many failed attempts to link this account: ask the bank for a new code")
+    : fail("link_failed", LINK_FAILED_MESSAGE);
 }
 
 export interface IssueLinkCodeInput {
@@ -138,7 +173,13 @@ export interface IssuedLinkCode {
   readonly holderName: string;
 }
 
-export function issueLinkCode(tx: LinkTx, bank: string, input: IssueLinkCodeInput, nowMs: number, newCode: () => string = newLinkCode): Result<IssuedLinkCode, IssueLinkCodeFailure> {
+export function issueLinkCode(
+  tx: LinkTx,
+  bank: string,
+  input: IssueLinkCodeInput,
+  nowMs: number,
+  newCode: () => string = newLinkCode,
+): Result<IssuedLinkCode, IssueLinkCodeFailure> {
   const id = checkAccountId(bank, input.accountId);
   if (!id.ok) return id;
   if (input.holderName !== "") {
@@ -149,12 +190,22 @@ export function issueLinkCode(tx: LinkTx, bank: string, input: IssueLinkCodeInpu
   if (!account) return fail("account_not_found", `no account ${input.accountId} at ${bank}`);
   if (account.status !== "open") return fail("account_closed", `account ${input.accountId} is closed`);
   // A code for someone's account would let another person take it: unlink it first.
-  if (account.ownerUserId !== "") return fail("already_linked", `account ${input.accountId} belongs to a user; unlink it first`);
+  if (account.ownerUserId !== "")
+    return fail("already_linked", `account ${input.accountId} belongs to a user; unlink it first`);
   const row = tx.link(input.accountId);
   const holderName = input.holderName !== "" ? input.holderName.trim() : (row?.holderName ?? "");
-  if (holderName === "") return fail("invalid_argument", `the bank has no holder name for ${input.accountId}: send holder_name`);
+  if (holderName === "")
+    return fail("invalid_argument", `the bank has no holder name for ${input.accountId}: send holder_name`);
   const code = newCode();
-  tx.saveLink({ accountId: input.accountId, holderName, codeHash: hashLinkCode(input.accountId, code), codeUsedBy: "", failures: 0, locked: false, updatedAtMs: nowMs });
+  tx.saveLink({
+    accountId: input.accountId,
+    holderName,
+    codeHash: hashLinkCode(input.accountId, code),
+    codeUsedBy: "",
+    failures: 0,
+    locked: false,
+    updatedAtMs: nowMs,
+  });
   return ok({ linkCode: formatLinkCode(code), holderName });
 }
 
@@ -190,7 +241,15 @@ export function seedHolders(tx: LinkTx, bank: string, accounts: readonly SeedHol
   for (const a of accounts) {
     if (a.holder === "" || !checkAccountId(bank, a.id).ok) continue;
     const code = a.linkCode === undefined ? undefined : normalizeLinkCode(a.linkCode);
-    tx.saveLink({ accountId: a.id, holderName: a.holder, codeHash: code === undefined ? "" : hashLinkCode(a.id, code), codeUsedBy: "", failures: 0, locked: false, updatedAtMs: nowMs });
+    tx.saveLink({
+      accountId: a.id,
+      holderName: a.holder,
+      codeHash: code === undefined ? "" : hashLinkCode(a.id, code),
+      codeUsedBy: "",
+      failures: 0,
+      locked: false,
+      updatedAtMs: nowMs,
+    });
     n++;
   }
   return n;

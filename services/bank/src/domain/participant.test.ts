@@ -29,8 +29,22 @@ function setup(): MemoryLedger {
   return ledger;
 }
 
-const debit = (accountId: string, amountMinor: bigint, extra: Partial<LegInput> = {}): LegInput => ({ accountId, direction: "debit", amountMinor, currency: "USD", ownerUserId: "", ...extra });
-const credit = (accountId: string, amountMinor: bigint, extra: Partial<LegInput> = {}): LegInput => ({ accountId, direction: "credit", amountMinor, currency: "USD", ownerUserId: "", ...extra });
+const debit = (accountId: string, amountMinor: bigint, extra: Partial<LegInput> = {}): LegInput => ({
+  accountId,
+  direction: "debit",
+  amountMinor,
+  currency: "USD",
+  ownerUserId: "",
+  ...extra,
+});
+const credit = (accountId: string, amountMinor: bigint, extra: Partial<LegInput> = {}): LegInput => ({
+  accountId,
+  direction: "credit",
+  amountMinor,
+  currency: "USD",
+  ownerUserId: "",
+  ...extra,
+});
 
 const doPrepare = (l: MemoryLedger, input: PrepareInput) => l.transact((tx) => prepare(tx, BANK, input, NOW));
 const doCommit = (l: MemoryLedger, id: string) => l.transact((tx) => commit(tx, id, NOW + 1));
@@ -53,15 +67,24 @@ function vote(r: ReturnType<typeof doPrepare>) {
 test("seed loads only this bank's accounts with an opening entry each", () => {
   const l = setup();
   assert.equal(l.audit().length, 3);
-  assert.equal(l.transact((tx) => tx.account("bank-b/2001")), undefined);
-  assert.deepEqual(l.entries("bank-a/1001").map((e) => [e.kind, e.amountMinor, e.balanceAfterMinor]), [["opening", 10_000n, 10_000n]]);
+  assert.equal(
+    l.transact((tx) => tx.account("bank-b/2001")),
+    undefined,
+  );
+  assert.deepEqual(
+    l.entries("bank-a/1001").map((e) => [e.kind, e.amountMinor, e.balanceAfterMinor]),
+    [["opening", 10_000n, 10_000n]],
+  );
   assertConsistent(l);
 });
 
 test("prepare holds the debit; commit moves the money and journals every leg", () => {
   const l = setup();
   const id = txnId();
-  assert.deepEqual(vote(doPrepare(l, { txnId: id, legs: [debit("bank-a/1001", 2_500n), credit("bank-a/1002", 2_500n)] })), { vote: "yes", redelivered: false });
+  assert.deepEqual(
+    vote(doPrepare(l, { txnId: id, legs: [debit("bank-a/1001", 2_500n), credit("bank-a/1002", 2_500n)] })),
+    { vote: "yes", redelivered: false },
+  );
   assert.equal(account(l, "bank-a/1001").heldMinor, 2_500n);
   assert.equal(account(l, "bank-a/1001").balanceMinor, 10_000n);
   assert.equal(account(l, "bank-a/1002").balanceMinor, 500n);
@@ -72,8 +95,20 @@ test("prepare holds the debit; commit moves the money and journals every leg", (
   assert.equal(account(l, "bank-a/1001").heldMinor, 0n);
   assert.equal(account(l, "bank-a/1001").balanceMinor, 7_500n);
   assert.equal(account(l, "bank-a/1002").balanceMinor, 3_000n);
-  assert.deepEqual(l.entries("bank-a/1001").map((e) => [e.kind, e.txnId, e.amountMinor, e.balanceAfterMinor]).at(-1), ["transfer_debit", id, -2_500n, 7_500n]);
-  assert.deepEqual(l.entries("bank-a/1002").map((e) => [e.kind, e.amountMinor, e.balanceAfterMinor]).at(-1), ["transfer_credit", 2_500n, 3_000n]);
+  assert.deepEqual(
+    l
+      .entries("bank-a/1001")
+      .map((e) => [e.kind, e.txnId, e.amountMinor, e.balanceAfterMinor])
+      .at(-1),
+    ["transfer_debit", id, -2_500n, 7_500n],
+  );
+  assert.deepEqual(
+    l
+      .entries("bank-a/1002")
+      .map((e) => [e.kind, e.amountMinor, e.balanceAfterMinor])
+      .at(-1),
+    ["transfer_credit", 2_500n, 3_000n],
+  );
   assertConsistent(l);
 });
 
@@ -90,7 +125,10 @@ test("insufficient funds counts holds of other prepared txns, and the NO is reme
   // A duplicate of the refused Prepare says NO again, even after funds return.
   assert.ok(doAbort(l, first).ok);
   const again = vote(doPrepare(l, { txnId: second, legs: [debit("bank-a/1001", 4_001n)] }));
-  assert.deepEqual([again.vote, again.vote === "no" && again.reason, again.redelivered], ["no", "insufficient_funds", true]);
+  assert.deepEqual(
+    [again.vote, again.vote === "no" && again.reason, again.redelivered],
+    ["no", "insufficient_funds", true],
+  );
   assert.equal(account(l, "bank-a/1001").heldMinor, 0n);
   // Exactly the available amount is fine.
   assert.equal(vote(doPrepare(l, { txnId: txnId(), legs: [debit("bank-a/1001", 10_000n)] })).vote, "yes");
@@ -176,11 +214,27 @@ test("business failures vote NO with their reason and hold nothing", () => {
   ];
   for (const [legs, reason] of cases) {
     const r = vote(doPrepare(l, { txnId: txnId(), legs }));
-    assert.equal(r.vote === "no" && r.reason, reason, JSON.stringify(legs, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v)));
+    assert.equal(
+      r.vote === "no" && r.reason,
+      reason,
+      JSON.stringify(legs, (_, v: unknown) => (typeof v === "bigint" ? String(v) : v)),
+    );
   }
   // The owner check applies to debits only and passes for the real owner.
-  assert.equal(vote(doPrepare(l, { txnId: txnId(), legs: [debit("bank-a/1001", 10n, { ownerUserId: "alice" }), credit("bank-a/1002", 10n, { ownerUserId: "alice" })] })).vote, "yes");
-  for (const id of ["bank-a/1001", "bank-a/1002", "bank-a/1003"]) assert.equal(account(l, id).heldMinor, id === "bank-a/1001" ? 10n : 0n);
+  assert.equal(
+    vote(
+      doPrepare(l, {
+        txnId: txnId(),
+        legs: [
+          debit("bank-a/1001", 10n, { ownerUserId: "alice" }),
+          credit("bank-a/1002", 10n, { ownerUserId: "alice" }),
+        ],
+      }),
+    ).vote,
+    "yes",
+  );
+  for (const id of ["bank-a/1001", "bank-a/1002", "bank-a/1003"])
+    assert.equal(account(l, id).heldMinor, id === "bank-a/1001" ? 10n : 0n);
   assertConsistent(l);
 });
 
@@ -203,7 +257,10 @@ test("malformed prepares are rejected and record nothing", () => {
     const r = doPrepare(l, input);
     assert.equal(!r.ok && r.reason, reason);
   }
-  assert.equal(l.transact((tx) => tx.txn(good)), undefined);
+  assert.equal(
+    l.transact((tx) => tx.txn(good)),
+    undefined,
+  );
   assert.equal(vote(doPrepare(l, { txnId: good, legs: [debit("bank-a/1001", 1n)] })).vote, "yes");
 });
 
@@ -236,9 +293,17 @@ test("deposits are idempotent on deposit_id and count as deposited", () => {
   assert.equal(!reused.ok && reused.reason, "idempotency_key_reused");
   const wrongCurrency = l.transact((tx) => deposit(tx, BANK, { ...input, depositId: "dep-2", currency: "EUR" }, NOW));
   assert.equal(!wrongCurrency.ok && wrongCurrency.reason, "currency_mismatch");
-  const missing = l.transact((tx) => deposit(tx, BANK, { ...input, depositId: "dep-3", accountId: "bank-a/4242" }, NOW));
+  const missing = l.transact((tx) =>
+    deposit(tx, BANK, { ...input, depositId: "dep-3", accountId: "bank-a/4242" }, NOW),
+  );
   assert.equal(!missing.ok && missing.reason, "account_not_found");
-  assert.deepEqual(l.entries("bank-a/1002").map((e) => [e.kind, e.txnId, e.amountMinor, e.balanceAfterMinor]).at(-1), ["deposit", "dep-1", 250n, 750n]);
+  assert.deepEqual(
+    l
+      .entries("bank-a/1002")
+      .map((e) => [e.kind, e.txnId, e.amountMinor, e.balanceAfterMinor])
+      .at(-1),
+    ["deposit", "dep-1", 250n, 750n],
+  );
   const usd = reconcile(l.audit()).currencies.find((c) => c.currency === "USD")!;
   assert.equal(usd.depositedMinor, 10_750n);
   assertConsistent(l);
@@ -246,9 +311,19 @@ test("deposits are idempotent on deposit_id and count as deposited", () => {
 
 test("a credit past the balance maximum votes NO balance_limit_exceeded, counting credits prepared but not committed", () => {
   const l = setup();
-  l.transact((tx) => openSeedAccounts(tx, BANK, [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }], NOW));
+  l.transact((tx) =>
+    openSeedAccounts(
+      tx,
+      BANK,
+      [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }],
+      NOW,
+    ),
+  );
   const first = txnId();
-  assert.equal(vote(doPrepare(l, { txnId: first, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] })).vote, "yes");
+  assert.equal(
+    vote(doPrepare(l, { txnId: first, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] })).vote,
+    "yes",
+  );
   // Alone it would fit (max - 100 + 60); with the first one still prepared it would not.
   const second = txnId();
   const no = vote(doPrepare(l, { txnId: second, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] }));
@@ -265,7 +340,10 @@ test("a credit past the balance maximum votes NO balance_limit_exceeded, countin
   assert.ok(doCommit(l, exact).ok);
   assert.ok(doAbort(l, first).ok);
   const retry = txnId();
-  assert.equal(vote(doPrepare(l, { txnId: retry, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] })).vote, "yes");
+  assert.equal(
+    vote(doPrepare(l, { txnId: retry, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] })).vote,
+    "yes",
+  );
   assert.ok(doCommit(l, retry).ok);
   assert.equal(account(l, "bank-a/1009").balanceMinor, BALANCE_MINOR_MAX);
   assertConsistent(l);
@@ -273,18 +351,33 @@ test("a credit past the balance maximum votes NO balance_limit_exceeded, countin
 
 test("a deposit past the balance maximum is balance_limit_exceeded, prepared credits counted", () => {
   const l = setup();
-  l.transact((tx) => openSeedAccounts(tx, BANK, [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }], NOW));
+  l.transact((tx) =>
+    openSeedAccounts(
+      tx,
+      BANK,
+      [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }],
+      NOW,
+    ),
+  );
   assert.equal(vote(doPrepare(l, { txnId: txnId(), legs: [credit("bank-a/1009", 60n)] })).vote, "yes");
-  const over = l.transact((tx) => deposit(tx, BANK, { depositId: "admin:dep-9", accountId: "bank-a/1009", amountMinor: 41n, currency: "USD" }, NOW));
+  const over = l.transact((tx) =>
+    deposit(tx, BANK, { depositId: "admin:dep-9", accountId: "bank-a/1009", amountMinor: 41n, currency: "USD" }, NOW),
+  );
   assert.equal(!over.ok && over.reason, "balance_limit_exceeded");
-  const fits = l.transact((tx) => deposit(tx, BANK, { depositId: "admin:dep-10", accountId: "bank-a/1009", amountMinor: 40n, currency: "USD" }, NOW));
+  const fits = l.transact((tx) =>
+    deposit(tx, BANK, { depositId: "admin:dep-10", accountId: "bank-a/1009", amountMinor: 40n, currency: "USD" }, NOW),
+  );
   assert.ok(fits.ok);
   assertConsistent(l);
 });
 
 test("txn ids follow the gateway's rule: a replica name and a lowercase UUID", () => {
   const l = setup();
-  for (const bad of ["gateway-0:" + "0".repeat(36), "0gw:00000000-0000-4000-8000-000000000001", "gateway-0:--------0000-4000-8000-0000000000011"]) {
+  for (const bad of [
+    "gateway-0:" + "0".repeat(36),
+    "0gw:00000000-0000-4000-8000-000000000001",
+    "gateway-0:--------0000-4000-8000-0000000000011",
+  ]) {
     const r = doPrepare(l, { txnId: bad, legs: [debit("bank-a/1001", 1n)] });
     assert.equal(!r.ok && r.reason, "invalid_txn_id", bad);
   }
@@ -293,7 +386,9 @@ test("txn ids follow the gateway's rule: a replica name and a lowercase UUID", (
 test("a deposit id made of the gateway's prefix and any valid idempotency key is accepted", () => {
   const l = setup();
   for (const key of ["k".repeat(100), "-", "_x", "a.b:c"]) {
-    const r = l.transact((tx) => deposit(tx, BANK, { depositId: `admin:${key}`, accountId: "bank-a/1002", amountMinor: 1n, currency: "USD" }, NOW));
+    const r = l.transact((tx) =>
+      deposit(tx, BANK, { depositId: `admin:${key}`, accountId: "bank-a/1002", amountMinor: 1n, currency: "USD" }, NOW),
+    );
     assert.ok(r.ok, r.ok ? key : `${key}: ${r.reason} ${r.message}`);
   }
 });

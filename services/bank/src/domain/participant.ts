@@ -14,7 +14,15 @@
 // validates everything before its first write, so a failure changes nothing.
 import { AMOUNT_MINOR_MAX, assert, checkPositiveAmount, parseCurrency } from "@paygate/money";
 import { ACCOUNT_ID_PATTERN, TXN_ID_PATTERN } from "@paygate/vocab";
-import { abortHoldLeg, checkHoldLeg, commitHoldLeg, holdShapeProblem, isHoldDirection, pinHoldLeg, type HoldNoReason } from "./holds.js";
+import {
+  abortHoldLeg,
+  checkHoldLeg,
+  commitHoldLeg,
+  holdShapeProblem,
+  isHoldDirection,
+  pinHoldLeg,
+  type HoldNoReason,
+} from "./holds.js";
 import { BALANCE_MINOR_MAX, exceedsBalanceMax } from "./ledger.js";
 import { fail, ok, type Account, type Direction, type Leg, type LedgerTx, type Result, type Txn } from "./types.js";
 /** Legs in one Prepare: a transfer needs one or two; card captures a few more. */
@@ -30,10 +38,24 @@ export interface PrepareInput {
 }
 
 /** Reasons that make a Prepare malformed: rejected, nothing recorded. */
-export type PrepareInvalid = "invalid_txn_id" | "invalid_argument" | "invalid_amount" | "invalid_currency" | "invalid_account_id" | "txn_id_reused";
+export type PrepareInvalid =
+  | "invalid_txn_id"
+  | "invalid_argument"
+  | "invalid_amount"
+  | "invalid_currency"
+  | "invalid_account_id"
+  | "txn_id_reused";
 
 /** Reasons for a NO vote: recorded, so a re-delivered Prepare says NO again. */
-export type NoReason = "account_not_found" | "account_closed" | "currency_mismatch" | "not_account_owner" | "insufficient_funds" | "balance_limit_exceeded" | "txn_aborted" | HoldNoReason;
+export type NoReason =
+  | "account_not_found"
+  | "account_closed"
+  | "currency_mismatch"
+  | "not_account_owner"
+  | "insufficient_funds"
+  | "balance_limit_exceeded"
+  | "txn_aborted"
+  | HoldNoReason;
 
 export type PrepareOutcome =
   | { readonly vote: "yes"; readonly redelivered: boolean }
@@ -52,20 +74,27 @@ export function coordinatorOf(txnId: string): string {
 }
 
 export function checkTxnId(txnId: string): Result<string, "invalid_txn_id"> {
-  return TXN_ID_PATTERN.test(txnId) ? ok(txnId) : fail("invalid_txn_id", `txn_id must look like "<replica>:<uuid>", got ${JSON.stringify(txnId.slice(0, 100))}`);
+  return TXN_ID_PATTERN.test(txnId)
+    ? ok(txnId)
+    : fail("invalid_txn_id", `txn_id must look like "<replica>:<uuid>", got ${JSON.stringify(txnId.slice(0, 100))}`);
 }
 
 function checkShape(input: PrepareInput): Result<readonly Leg[], PrepareInvalid> {
   const id = checkTxnId(input.txnId);
   if (!id.ok) return id;
-  if (input.legs.length === 0 || input.legs.length > LEGS_MAX) return fail("invalid_argument", `a txn has 1 to ${LEGS_MAX} legs, got ${input.legs.length}`);
+  if (input.legs.length === 0 || input.legs.length > LEGS_MAX)
+    return fail("invalid_argument", `a txn has 1 to ${LEGS_MAX} legs, got ${input.legs.length}`);
   for (const [i, leg] of input.legs.entries()) {
-    if (leg.direction === "unspecified") return fail("invalid_argument", `legs[${i}].direction must be DEBIT, CREDIT, AUTH_HOLD, CAPTURE or RELEASE`);
+    if (leg.direction === "unspecified")
+      return fail("invalid_argument", `legs[${i}].direction must be DEBIT, CREDIT, AUTH_HOLD, CAPTURE or RELEASE`);
     const holdProblem = holdShapeProblem(leg, i);
     if (holdProblem) return fail("invalid_argument", holdProblem);
-    if (!ACCOUNT_ID_PATTERN.test(leg.accountId)) return fail("invalid_account_id", `legs[${i}].account_id must look like "<bank>/<number>"`);
-    if (checkPositiveAmount(leg.amountMinor)) return fail("invalid_amount", `legs[${i}].amount_minor must be in [1, ${AMOUNT_MINOR_MAX}]`);
-    if (!parseCurrency(leg.currency)) return fail("invalid_currency", `legs[${i}].currency must be three capital letters`);
+    if (!ACCOUNT_ID_PATTERN.test(leg.accountId))
+      return fail("invalid_account_id", `legs[${i}].account_id must look like "<bank>/<number>"`);
+    if (checkPositiveAmount(leg.amountMinor))
+      return fail("invalid_amount", `legs[${i}].amount_minor must be in [1, ${AMOUNT_MINOR_MAX}]`);
+    if (!parseCurrency(leg.currency))
+      return fail("invalid_currency", `legs[${i}].currency must be three capital letters`);
   }
   const holdIds = input.legs.flatMap((l) => (isHoldDirection(l.direction) ? [l.holdId] : []));
   if (new Set(holdIds).size !== holdIds.length) return fail("invalid_argument", "a txn names each hold at most once");
@@ -101,17 +130,30 @@ interface Touched {
 }
 
 /** Business checks; the first failing one is the vote's reason. */
-function checkLegs(tx: LedgerTx, bank: string, legs: readonly Leg[], nowMs: number): { reason: NoReason; message: string } | Map<string, Touched> {
+function checkLegs(
+  tx: LedgerTx,
+  bank: string,
+  legs: readonly Leg[],
+  nowMs: number,
+): { reason: NoReason; message: string } | Map<string, Touched> {
   const touched = new Map<string, Touched>();
   for (const [i, leg] of legs.entries()) {
     const account = bankOfAccount(leg.accountId) === bank ? tx.account(leg.accountId) : undefined;
     if (!account) return { reason: "account_not_found", message: `legs[${i}]: no account ${leg.accountId} at ${bank}` };
-    if (account.status !== "open") return { reason: "account_closed", message: `legs[${i}]: account ${leg.accountId} is closed` };
-    if (account.currency !== leg.currency) return { reason: "currency_mismatch", message: `legs[${i}]: account ${leg.accountId} holds ${account.currency}, not ${leg.currency}` };
+    if (account.status !== "open")
+      return { reason: "account_closed", message: `legs[${i}]: account ${leg.accountId} is closed` };
+    if (account.currency !== leg.currency)
+      return {
+        reason: "currency_mismatch",
+        message: `legs[${i}]: account ${leg.accountId} holds ${account.currency}, not ${leg.currency}`,
+      };
     // An authorization hold takes money out of `available` exactly like a debit.
     const reserves = leg.direction === "debit" || leg.direction === "auth_hold";
     if (reserves && leg.ownerUserId !== "" && leg.ownerUserId !== account.ownerUserId) {
-      return { reason: "not_account_owner", message: `legs[${i}]: account ${leg.accountId} does not belong to ${leg.ownerUserId}` };
+      return {
+        reason: "not_account_owner",
+        message: `legs[${i}]: account ${leg.accountId} does not belong to ${leg.ownerUserId}`,
+      };
     }
     if (isHoldDirection(leg.direction)) {
       const no = checkHoldLeg(tx, leg, i, nowMs);
@@ -125,16 +167,25 @@ function checkLegs(tx: LedgerTx, bank: string, legs: readonly Leg[], nowMs: numb
   for (const [accountId, { account, debitMinor, creditMinor }] of touched) {
     // Existing holds (other prepared txns, card authorizations) count: money
     // promised to one txn cannot be promised again.
-    if (account.balanceMinor - account.heldMinor < debitMinor) return { reason: "insufficient_funds", message: `account ${accountId} has too little available` };
+    if (account.balanceMinor - account.heldMinor < debitMinor)
+      return { reason: "insufficient_funds", message: `account ${accountId} has too little available` };
     // Conservative: a debit of the same account in this txn makes no room.
     if (creditMinor > 0n && exceedsBalanceMax(tx, account, creditMinor)) {
-      return { reason: "balance_limit_exceeded", message: `account ${accountId} would exceed the balance maximum of ${BALANCE_MINOR_MAX} minor units` };
+      return {
+        reason: "balance_limit_exceeded",
+        message: `account ${accountId} would exceed the balance maximum of ${BALANCE_MINOR_MAX} minor units`,
+      };
     }
   }
   return touched;
 }
 
-export function prepare(tx: LedgerTx, bank: string, input: PrepareInput, nowMs: number): Result<PrepareOutcome, PrepareInvalid> {
+export function prepare(
+  tx: LedgerTx,
+  bank: string,
+  input: PrepareInput,
+  nowMs: number,
+): Result<PrepareOutcome, PrepareInvalid> {
   const shape = checkShape(input);
   if (!shape.ok) return shape;
   // The expiry of a hold asked for by duration is decided here, on this bank's clock.
@@ -147,18 +198,38 @@ export function prepare(tx: LedgerTx, bank: string, input: PrepareInput, nowMs: 
       return ok({ vote: "no", reason, message: `txn ${input.txnId} is aborted at ${bank}`, redelivered: true });
     }
     // PREPARED or COMMITTED: the vote was YES and stays YES; no second hold.
-    if (!sameLegs(tx.txnLegs(input.txnId), legs)) return fail("txn_id_reused", `txn ${input.txnId} was prepared with other legs`);
+    if (!sameLegs(tx.txnLegs(input.txnId), legs))
+      return fail("txn_id_reused", `txn ${input.txnId} was prepared with other legs`);
     return ok({ vote: "yes", redelivered: true });
   }
 
   const checked = checkLegs(tx, bank, legs, nowMs);
   if (!(checked instanceof Map)) {
-    const txn: Txn = { txnId: input.txnId, state: "ABORTED", coordinator: coordinatorOf(input.txnId), preparedAtMs: undefined, decidedAtMs: nowMs, tombstone: false, voteReason: checked.reason };
+    const txn: Txn = {
+      txnId: input.txnId,
+      state: "ABORTED",
+      coordinator: coordinatorOf(input.txnId),
+      preparedAtMs: undefined,
+      decidedAtMs: nowMs,
+      tombstone: false,
+      voteReason: checked.reason,
+    };
     tx.insertTxn(txn, []);
     return ok({ vote: "no", reason: checked.reason, message: checked.message, redelivered: false });
   }
 
-  tx.insertTxn({ txnId: input.txnId, state: "PREPARED", coordinator: coordinatorOf(input.txnId), preparedAtMs: nowMs, decidedAtMs: undefined, tombstone: false, voteReason: undefined }, legs);
+  tx.insertTxn(
+    {
+      txnId: input.txnId,
+      state: "PREPARED",
+      coordinator: coordinatorOf(input.txnId),
+      preparedAtMs: nowMs,
+      decidedAtMs: undefined,
+      tombstone: false,
+      voteReason: undefined,
+    },
+    legs,
+  );
   for (const [accountId, { account, debitMinor }] of checked) {
     if (debitMinor === 0n) continue;
     const heldMinor = account.heldMinor + debitMinor;
@@ -194,7 +265,10 @@ export function commit(tx: LedgerTx, txnId: string, nowMs: number): Result<Decid
     assert(heldMinor >= 0n, `held of ${leg.accountId} negative after commit of ${txnId}`);
     assert(balanceMinor - heldMinor >= 0n, `available of ${leg.accountId} negative after commit of ${txnId}`);
     const last = tx.lastEntry(leg.accountId);
-    assert(last === undefined || last.balanceAfterMinor === account.balanceMinor, `journal of ${leg.accountId} matches its balance`);
+    assert(
+      last === undefined || last.balanceAfterMinor === account.balanceMinor,
+      `journal of ${leg.accountId} matches its balance`,
+    );
     tx.setAccountAmounts(leg.accountId, balanceMinor, heldMinor);
     tx.appendEntry({
       accountId: leg.accountId,
@@ -214,7 +288,18 @@ export function abort(tx: LedgerTx, txnId: string, nowMs: number): Result<Decide
   if (!id.ok) return id;
   const txn = tx.txn(txnId);
   if (!txn) {
-    tx.insertTxn({ txnId, state: "ABORTED", coordinator: coordinatorOf(txnId), preparedAtMs: undefined, decidedAtMs: nowMs, tombstone: true, voteReason: undefined }, []);
+    tx.insertTxn(
+      {
+        txnId,
+        state: "ABORTED",
+        coordinator: coordinatorOf(txnId),
+        preparedAtMs: undefined,
+        decidedAtMs: nowMs,
+        tombstone: true,
+        voteReason: undefined,
+      },
+      [],
+    );
     return ok({ changed: true });
   }
   if (txn.state === "ABORTED") return ok({ changed: false });

@@ -40,7 +40,10 @@ export interface Reconciliation {
 export const PROBLEMS_MAX = 100;
 
 export function reconcile(audits: Iterable<AccountAudit>): Reconciliation {
-  const totals = new Map<string, { balanceMinor: bigint; heldMinor: bigint; depositedMinor: bigint; transferNetMinor: bigint }>();
+  const totals = new Map<
+    string,
+    { balanceMinor: bigint; heldMinor: bigint; depositedMinor: bigint; transferNetMinor: bigint }
+  >();
   const problems: string[] = [];
   let problemCount = 0;
   let accountCount = 0;
@@ -56,14 +59,23 @@ export function reconcile(audits: Iterable<AccountAudit>): Reconciliation {
     t.depositedMinor += a.depositedMinor;
     t.transferNetMinor += a.transferNetMinor;
     totals.set(a.currency, t);
-    if (a.balanceMinor !== a.entrySumMinor) problem(`${a.accountId}: balance ${a.balanceMinor} != sum of entries ${a.entrySumMinor}`);
-    if (a.lastBalanceAfterMinor !== undefined && a.lastBalanceAfterMinor !== a.balanceMinor) problem(`${a.accountId}: balance ${a.balanceMinor} != last balance_after ${a.lastBalanceAfterMinor}`);
-    if (a.brokenChainCount > 0) problem(`${a.accountId}: ${a.brokenChainCount} entries whose balance_after is not the previous one plus the amount`);
-    if (a.heldMinor !== a.activeHoldMinor) problem(`${a.accountId}: held ${a.heldMinor} != active holds ${a.activeHoldMinor}`);
+    if (a.balanceMinor !== a.entrySumMinor)
+      problem(`${a.accountId}: balance ${a.balanceMinor} != sum of entries ${a.entrySumMinor}`);
+    if (a.lastBalanceAfterMinor !== undefined && a.lastBalanceAfterMinor !== a.balanceMinor)
+      problem(`${a.accountId}: balance ${a.balanceMinor} != last balance_after ${a.lastBalanceAfterMinor}`);
+    if (a.brokenChainCount > 0)
+      problem(
+        `${a.accountId}: ${a.brokenChainCount} entries whose balance_after is not the previous one plus the amount`,
+      );
+    if (a.heldMinor !== a.activeHoldMinor)
+      problem(`${a.accountId}: held ${a.heldMinor} != active holds ${a.activeHoldMinor}`);
     if (a.heldMinor < 0n) problem(`${a.accountId}: held ${a.heldMinor} is negative`);
-    if (a.balanceMinor - a.heldMinor < 0n) problem(`${a.accountId}: available ${a.balanceMinor - a.heldMinor} is negative`);
+    if (a.balanceMinor - a.heldMinor < 0n)
+      problem(`${a.accountId}: available ${a.balanceMinor - a.heldMinor} is negative`);
   }
   if (problemCount > problems.length) problems.push(`... and ${problemCount - problems.length} more`);
-  const currencies = [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([currency, t]) => ({ currency, ...t }));
+  const currencies = [...totals.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([currency, t]) => ({ currency, ...t }));
   return { currencies, consistent: problemCount === 0, problems, accountCount };
 }

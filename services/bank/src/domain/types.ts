@@ -152,4 +152,7 @@ export interface LedgerTx {
 export type { Result };
 
 export const ok = <T>(value: T): { readonly ok: true; readonly value: T } => ({ ok: true, value });
-export const fail = <R extends string>(reason: R, message: string): { readonly ok: false; readonly reason: R; readonly message: string } => ({ ok: false, reason, message });
+export const fail = <R extends string>(
+  reason: R,
+  message: string,
+): { readonly ok: false; readonly reason: R; readonly message: string } => ({ ok: false, reason, message });

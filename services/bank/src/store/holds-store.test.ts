@@ -32,7 +32,13 @@ function assertConsistent(store: LedgerStore): void {
   for (const c of r.currencies) assert.equal(c.balanceMinor, c.depositedMinor + c.transferNetMinor, c.currency);
 }
 
-const leg = (direction: LegInput["direction"], accountId: string, amountMinor: bigint, holdId?: string, holdExpiresAtMs?: number): LegInput => ({
+const leg = (
+  direction: LegInput["direction"],
+  accountId: string,
+  amountMinor: bigint,
+  holdId?: string,
+  holdExpiresAtMs?: number,
+): LegInput => ({
   accountId,
   direction,
   amountMinor,
@@ -76,17 +82,29 @@ test("holds on SQLite: audit counts ACTIVE holds and prepared auth_holds; pins a
     assert.equal(store.account("bank-a/1001")?.heldMinor, 5_000n);
     // Past the expiry: only the unclaimed hold is swept.
     const expired = store.transact((tx) => expireDueHolds(tx, NOW + 5_000));
-    assert.deepEqual(expired.map((h) => h.holdId), ["auth-2"]);
+    assert.deepEqual(
+      expired.map((h) => h.holdId),
+      ["auth-2"],
+    );
     assert.equal(store.hold("auth-2")?.state, "EXPIRED");
     assertConsistent(store);
     assert.ok(store.transact((tx) => commit(tx, T(3), NOW + 5_000)).ok);
     const h = store.hold("auth-1")!;
     assert.deepEqual([h.state, h.capturedMinor, h.pinnedTxnId], ["CAPTURED", 2_500n, ""]);
-    assert.deepEqual([store.account("bank-a/1001")?.balanceMinor, store.account("bank-a/1001")?.heldMinor], [7_500n, 0n]);
+    assert.deepEqual(
+      [store.account("bank-a/1001")?.balanceMinor, store.account("bank-a/1001")?.heldMinor],
+      [7_500n, 0n],
+    );
     assert.equal(store.account("bank-a/1002")?.balanceMinor, 2_500n);
-    assert.deepEqual(store.listEntries("bank-a/1001", 0n, 10).map((e) => e.kind), ["opening", "capture_debit"]);
+    assert.deepEqual(
+      store.listEntries("bank-a/1001", 0n, 10).map((e) => e.kind),
+      ["opening", "capture_debit"],
+    );
     // The stored legs keep their hold fields (a re-delivered Prepare compares them).
-    assert.deepEqual(store.transact((tx) => tx.txnLegs(T(1))).map((l) => [l.direction, l.holdId, l.holdExpiresAtMs]), [["auth_hold", "auth-1", NOW + 1_000]]);
+    assert.deepEqual(
+      store.transact((tx) => tx.txnLegs(T(1))).map((l) => [l.direction, l.holdId, l.holdExpiresAtMs]),
+      [["auth_hold", "auth-1", NOW + 1_000]],
+    );
     assertConsistent(store);
 
     // Abort of a release un-claims the hold; the hold table CHECKs hold.
@@ -134,7 +152,13 @@ test("a v1 ledger file is migrated in place: rows kept, new kinds and directions
     raw.exec(V1);
     raw.close();
     const store = openLedgerStore({ dataDir: dir, bank: BANK });
-    assert.deepEqual(store.listEntries("bank-a/1001", 0n, 10).map((e) => [e.sequence, e.kind]), [[1n, "opening"], [3n, "transfer_debit"]]);
+    assert.deepEqual(
+      store.listEntries("bank-a/1001", 0n, 10).map((e) => [e.sequence, e.kind]),
+      [
+        [1n, "opening"],
+        [3n, "transfer_debit"],
+      ],
+    );
     assert.equal(store.txn(T(91))?.state, "PREPARED");
     assertConsistent(store);
     // New entries continue the sequence; card legs now fit the CHECKs.

@@ -44,11 +44,15 @@ export function createHoldQueries(db: Database.Database): HoldQueries {
       `INSERT INTO holds (hold_id, account_id, amount_minor, currency, state, expires_at_ms, captured_minor, txn_id, pinned_txn_id, created_at_ms, closed_at_ms)
        VALUES (@holdId, @accountId, @amountMinor, @currency, @state, @expiresAtMs, @capturedMinor, @txnId, @pinnedTxnId, @createdAtMs, @closedAtMs)`,
     ),
-    update: db.prepare("UPDATE holds SET state = @state, captured_minor = @capturedMinor, pinned_txn_id = @pinnedTxnId, closed_at_ms = @closedAtMs WHERE hold_id = @holdId"),
+    update: db.prepare(
+      "UPDATE holds SET state = @state, captured_minor = @capturedMinor, pinned_txn_id = @pinnedTxnId, closed_at_ms = @closedAtMs WHERE hold_id = @holdId",
+    ),
     preparedAuthHold: db.prepare<[string], { txn_id: string }>(
       "SELECT t.txn_id FROM txn_legs l JOIN txns t ON t.txn_id = l.txn_id WHERE l.hold_id = ? AND l.direction = 'auth_hold' AND t.state = 'PREPARED' LIMIT 1",
     ),
-    due: db.prepare<[number, number], HoldRow>("SELECT * FROM holds WHERE state = 'ACTIVE' AND expires_at_ms <= ? AND pinned_txn_id = '' ORDER BY expires_at_ms LIMIT ?"),
+    due: db.prepare<[number, number], HoldRow>(
+      "SELECT * FROM holds WHERE state = 'ACTIVE' AND expires_at_ms <= ? AND pinned_txn_id = '' ORDER BY expires_at_ms LIMIT ?",
+    ),
   };
   return {
     hold(holdId) {

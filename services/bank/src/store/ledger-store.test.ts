@@ -51,15 +51,25 @@ test("restart keeps balances, prepared txns and their holds; the seed loads once
     seedIfNeeded(store, reads);
     assert.equal(store.accountCount(), 2);
     const legs = [
-      { accountId: "bank-a/1001", direction: "debit" as const, amountMinor: 3_000n, currency: "USD", ownerUserId: "alice" },
+      {
+        accountId: "bank-a/1001",
+        direction: "debit" as const,
+        amountMinor: 3_000n,
+        currency: "USD",
+        ownerUserId: "alice",
+      },
       { accountId: "bank-a/1002", direction: "credit" as const, amountMinor: 3_000n, currency: "USD", ownerUserId: "" },
     ];
     const p1 = store.transact((tx) => prepare(tx, BANK, { txnId: T1, legs }, NOW));
     assert.deepEqual(p1, { ok: true, value: { vote: "yes", redelivered: false } });
-    const p2 = store.transact((tx) => prepare(tx, BANK, { txnId: T2, legs: [{ ...legs[0]!, amountMinor: 1_000n }] }, NOW + 5));
+    const p2 = store.transact((tx) =>
+      prepare(tx, BANK, { txnId: T2, legs: [{ ...legs[0]!, amountMinor: 1_000n }] }, NOW + 5),
+    );
     assert.ok(p2.ok && p2.value.vote === "yes");
     assert.ok(store.transact((tx) => commit(tx, T1, NOW + 10)).ok);
-    const p3 = store.transact((tx) => prepare(tx, BANK, { txnId: T3, legs: [{ ...legs[0]!, amountMinor: 6_001n }] }, NOW));
+    const p3 = store.transact((tx) =>
+      prepare(tx, BANK, { txnId: T3, legs: [{ ...legs[0]!, amountMinor: 6_001n }] }, NOW),
+    );
     assert.ok(p3.ok && p3.value.vote === "no" && p3.value.reason === "insufficient_funds");
     assertConsistent(store);
     store.close();
@@ -69,13 +79,22 @@ test("restart keeps balances, prepared txns and their holds; the seed loads once
     assert.equal(reads.n, 1, "the seed is read at first start only");
     assert.equal(store.accountCount(), 2);
     const a = store.account("bank-a/1001")!;
-    assert.deepEqual([a.balanceMinor, a.heldMinor, a.ownerUserId, a.currency, a.status], [7_000n, 1_000n, "alice", "USD", "open"]);
+    assert.deepEqual(
+      [a.balanceMinor, a.heldMinor, a.ownerUserId, a.currency, a.status],
+      [7_000n, 1_000n, "alice", "USD", "open"],
+    );
     assert.equal(store.account("bank-a/1002")!.balanceMinor, 3_000n);
     assert.deepEqual(store.prepared(10), [{ txnId: T2, coordinator: "gateway-1", preparedAtMs: NOW + 5 }]);
     assert.deepEqual(store.preparedBefore(NOW + 5, 10), []);
-    assert.deepEqual(store.preparedBefore(NOW + 6, 10).map((p) => p.txnId), [T2]);
+    assert.deepEqual(
+      store.preparedBefore(NOW + 6, 10).map((p) => p.txnId),
+      [T2],
+    );
     const t3 = store.txn(T3)!;
-    assert.deepEqual([t3.state, t3.voteReason, t3.tombstone, t3.preparedAtMs], ["ABORTED", "insufficient_funds", false, undefined]);
+    assert.deepEqual(
+      [t3.state, t3.voteReason, t3.tombstone, t3.preparedAtMs],
+      ["ABORTED", "insufficient_funds", false, undefined],
+    );
     assert.deepEqual(
       store.listEntries("bank-a/1001", 0n, 1000).map((e) => [e.kind, e.amountMinor, e.balanceAfterMinor]),
       [
@@ -112,16 +131,34 @@ test("credits prepared on an account are counted against the balance maximum, ac
     const near = [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }];
     let store = openLedgerStore({ dataDir: dir, bank: BANK });
     store.seed((tx) => openSeedAccounts(tx, BANK, [...SEED, ...near], NOW));
-    const credit = (amountMinor: bigint) => [{ accountId: "bank-a/1009", direction: "credit" as const, amountMinor, currency: "USD", ownerUserId: "" }];
-    assert.deepEqual(store.transact((tx) => prepare(tx, BANK, { txnId: T1, legs: credit(60n) }, NOW)), { ok: true, value: { vote: "yes", redelivered: false } });
-    assert.equal(store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1009")), 60n);
-    assert.equal(store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1001")), 0n);
+    const credit = (amountMinor: bigint) => [
+      { accountId: "bank-a/1009", direction: "credit" as const, amountMinor, currency: "USD", ownerUserId: "" },
+    ];
+    assert.deepEqual(
+      store.transact((tx) => prepare(tx, BANK, { txnId: T1, legs: credit(60n) }, NOW)),
+      { ok: true, value: { vote: "yes", redelivered: false } },
+    );
+    assert.equal(
+      store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1009")),
+      60n,
+    );
+    assert.equal(
+      store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1001")),
+      0n,
+    );
     store.close();
     store = openLedgerStore({ dataDir: dir, bank: BANK });
     const no = store.transact((tx) => prepare(tx, BANK, { txnId: T2, legs: credit(60n) }, NOW));
-    assert.ok(no.ok && no.value.vote === "no" && no.value.reason === "balance_limit_exceeded", JSON.stringify(no.ok && no.value));
+    assert.ok(
+      no.ok && no.value.vote === "no" && no.value.reason === "balance_limit_exceeded",
+      JSON.stringify(no.ok && no.value),
+    );
     assert.ok(store.transact((tx) => abort(tx, T1, NOW + 1)).ok);
-    assert.equal(store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1009")), 0n, "an aborted credit no longer counts");
+    assert.equal(
+      store.transact((tx) => tx.preparedCreditMinor?.("bank-a/1009")),
+      0n,
+      "an aborted credit no longer counts",
+    );
     assert.ok(store.transact((tx) => prepare(tx, BANK, { txnId: T3, legs: credit(100n) }, NOW)).ok);
     assert.ok(store.transact((tx) => commit(tx, T3, NOW + 2)).ok);
     assert.equal(store.account("bank-a/1009")?.balanceMinor, BALANCE_MINOR_MAX);
@@ -134,14 +171,27 @@ test("listEntries pages by sequence; open account picks the next number; deposit
   withDir((dir) => {
     const store = openLedgerStore({ dataDir: dir, bank: BANK });
     store.seed((tx) => openSeedAccounts(tx, BANK, SEED, NOW));
-    const opened = store.transact((tx) => openAccount(tx, BANK, { ownerUserId: "carol", currency: "EUR", accountId: "" }, NOW));
+    const opened = store.transact((tx) =>
+      openAccount(tx, BANK, { ownerUserId: "carol", currency: "EUR", accountId: "" }, NOW),
+    );
     assert.ok(opened.ok);
     assert.equal(opened.value.accountId, "bank-a/1003");
-    for (let i = 0; i < 5; i++) assert.ok(store.transact((tx) => deposit(tx, BANK, { depositId: `d-${i}`, accountId: "bank-a/1003", amountMinor: 100n, currency: "EUR" }, NOW)).ok);
+    for (let i = 0; i < 5; i++)
+      assert.ok(
+        store.transact((tx) =>
+          deposit(tx, BANK, { depositId: `d-${i}`, accountId: "bank-a/1003", amountMinor: 100n, currency: "EUR" }, NOW),
+        ).ok,
+      );
     const all = store.listEntries("bank-a/1003", 0n, 1000);
-    assert.deepEqual(all.map((e) => e.balanceAfterMinor), [0n, 100n, 200n, 300n, 400n, 500n]);
+    assert.deepEqual(
+      all.map((e) => e.balanceAfterMinor),
+      [0n, 100n, 200n, 300n, 400n, 500n],
+    );
     const page = store.listEntries("bank-a/1003", all[2]!.sequence, 2);
-    assert.deepEqual(page.map((e) => e.sequence), [all[3]!.sequence, all[4]!.sequence]);
+    assert.deepEqual(
+      page.map((e) => e.sequence),
+      [all[3]!.sequence, all[4]!.sequence],
+    );
     assertConsistent(store);
     store.close();
   });
@@ -153,10 +203,23 @@ test("transactAll applies many operations in one transaction and rolls all back 
     store.seed((tx) => openSeedAccounts(tx, BANK, SEED, NOW));
     const ids = [T1, T2, T3];
     const debit = (txnId: string) => (tx: Parameters<Parameters<LedgerStore["transact"]>[0]>[0]) =>
-      prepare(tx, BANK, { txnId, legs: [{ accountId: "bank-a/1001", direction: "debit", amountMinor: 4_000n, currency: "USD", ownerUserId: "" }] }, NOW);
+      prepare(
+        tx,
+        BANK,
+        {
+          txnId,
+          legs: [
+            { accountId: "bank-a/1001", direction: "debit", amountMinor: 4_000n, currency: "USD", ownerUserId: "" },
+          ],
+        },
+        NOW,
+      );
     const votes = store.transactAll(ids.map(debit));
     // The third sees the holds of the first two in the same transaction.
-    assert.deepEqual(votes.map((v) => v.ok && v.value.vote), ["yes", "yes", "no"]);
+    assert.deepEqual(
+      votes.map((v) => v.ok && v.value.vote),
+      ["yes", "yes", "no"],
+    );
     assert.equal(store.account("bank-a/1001")!.heldMinor, 8_000n);
     assert.throws(() =>
       store.transactAll([
@@ -194,10 +257,26 @@ test("linking on SQLite: the owner, failed attempts and the lock survive a resta
   withDir((dir) => {
     let store = openLedgerStore({ dataDir: dir, bank: BANK });
     store.seed((tx, links) => {
-      openSeedAccounts(tx, BANK, [...SEED, { id: "bank-a/1004", owner: "", currency: "USD", openingMinor: 20_000n }], NOW);
-      return seedHolders(links, BANK, [{ id: "bank-a/1004", holder: "Dana Newcomer", linkCode: "DANA-2026-LINK" }, { id: "bank-a/1005", holder: "Nobody Here", linkCode: "ABCD-EFGH-JKLM" }], NOW);
+      openSeedAccounts(
+        tx,
+        BANK,
+        [...SEED, { id: "bank-a/1004", owner: "", currency: "USD", openingMinor: 20_000n }],
+        NOW,
+      );
+      return seedHolders(
+        links,
+        BANK,
+        [
+          { id: "bank-a/1004", holder: "Dana Newcomer", linkCode: "DANA-2026-LINK" },
+          { id: "bank-a/1005", holder: "Nobody Here", linkCode: "ABCD-EFGH-JKLM" },
+        ],
+        NOW,
+      );
     });
-    const verify = (linkCode: string, userId = "dana") => store.transactLinks((tx) => verifyLink(tx, BANK, { accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode, userId }, NOW, 3));
+    const verify = (linkCode: string, userId = "dana") =>
+      store.transactLinks((tx) =>
+        verifyLink(tx, BANK, { accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode, userId }, NOW, 3),
+      );
     assert.equal(store.account("bank-a/1004")?.ownerUserId, "");
     assert.deepEqual([verify("WRONG-CODE-1").ok, verify("WRONG-CODE-2").ok], [false, false]);
     store.close();
@@ -208,7 +287,11 @@ test("linking on SQLite: the owner, failed attempts and the lock survive a resta
     store = openLedgerStore({ dataDir: dir, bank: BANK });
     const right = verify("DANA-2026-LINK");
     assert.equal(!right.ok && right.reason, "link_locked", "the lock survived the restart");
-    assert.ok(store.transactLinks((tx) => issueLinkCode(tx, BANK, { accountId: "bank-a/1004", holderName: "" }, NOW, () => "K7QF9XMB3TRW")).ok);
+    assert.ok(
+      store.transactLinks((tx) =>
+        issueLinkCode(tx, BANK, { accountId: "bank-a/1004", holderName: "" }, NOW, () => "K7QF9XMB3TRW"),
+      ).ok,
+    );
     assert.ok(verify("K7QF-9XMB-3TRW").ok);
     store.close();
     store = openLedgerStore({ dataDir: dir, bank: BANK });

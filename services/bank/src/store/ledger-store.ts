@@ -9,7 +9,19 @@ import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { AccountAudit } from "../domain/reconcile.js";
-import type { Account, AccountStatus, Deposit, Direction, Entry, EntryKind, Hold, Leg, LedgerTx, Txn, TxnState } from "../domain/types.js";
+import type {
+  Account,
+  AccountStatus,
+  Deposit,
+  Direction,
+  Entry,
+  EntryKind,
+  Hold,
+  Leg,
+  LedgerTx,
+  Txn,
+  TxnState,
+} from "../domain/types.js";
 import type { LinkTx } from "../domain/links.js";
 import { createHoldQueries } from "./holds-store.js";
 import { createLinkQueries } from "./links-store.js";
@@ -157,7 +169,8 @@ export function openLedgerStore(options: OpenLedgerStoreOptions): LedgerStore {
 function initialize(db: Database.Database, path: string, bank: string): LedgerStore {
   db.defaultSafeIntegers(true);
   const mode = db.pragma("journal_mode = WAL", { simple: true });
-  if (String(mode).toLowerCase() !== "wal") throw new StoreError(`${path}: journal_mode is ${String(mode)}, WAL needed`);
+  if (String(mode).toLowerCase() !== "wal")
+    throw new StoreError(`${path}: journal_mode is ${String(mode)}, WAL needed`);
   db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
@@ -165,27 +178,38 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
   db.exec(SCHEMA);
 
   const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
-  const setMeta = db.prepare<[string, string]>("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+  const setMeta = db.prepare<[string, string]>(
+    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+  );
   db.transaction(() => {
     const owner = getMeta.get("bank_name")?.value;
     if (owner !== undefined && owner !== bank) throw new StoreError(`${path} belongs to ${owner}, not ${bank}`);
     const version = getMeta.get("schema_version")?.value;
-    if (version !== undefined && version !== String(SCHEMA_VERSION)) throw new StoreError(`${path} has schema version ${version}; this build knows ${SCHEMA_VERSION}`);
+    if (version !== undefined && version !== String(SCHEMA_VERSION))
+      throw new StoreError(`${path} has schema version ${version}; this build knows ${SCHEMA_VERSION}`);
     if (owner === undefined) setMeta.run("bank_name", bank);
     if (version === undefined) setMeta.run("schema_version", String(SCHEMA_VERSION));
   }).immediate();
 
   const q = {
-    account: db.prepare<[string], AccountRow>("SELECT account_id, owner_user_id, currency, balance_minor, held_minor, status, opened_at_ms FROM accounts WHERE account_id = ?"),
+    account: db.prepare<[string], AccountRow>(
+      "SELECT account_id, owner_user_id, currency, balance_minor, held_minor, status, opened_at_ms FROM accounts WHERE account_id = ?",
+    ),
     insertAccount: db.prepare(
       "INSERT INTO accounts (account_id, number, owner_user_id, currency, balance_minor, held_minor, status, opened_at_ms) VALUES (@accountId, @number, @ownerUserId, @currency, @balanceMinor, @heldMinor, @status, @openedAtMs)",
     ),
     maxNumber: db.prepare<[], { n: bigint | null }>("SELECT max(number) AS n FROM accounts"),
-    setAmounts: db.prepare<[bigint, bigint, string]>("UPDATE accounts SET balance_minor = ?, held_minor = ? WHERE account_id = ?"),
-    appendEntry: db.prepare("INSERT INTO entries (account_id, txn_id, kind, amount_minor, balance_after_minor, created_at_ms) VALUES (@accountId, @txnId, @kind, @amountMinor, @balanceAfterMinor, @createdAtMs)"),
+    setAmounts: db.prepare<[bigint, bigint, string]>(
+      "UPDATE accounts SET balance_minor = ?, held_minor = ? WHERE account_id = ?",
+    ),
+    appendEntry: db.prepare(
+      "INSERT INTO entries (account_id, txn_id, kind, amount_minor, balance_after_minor, created_at_ms) VALUES (@accountId, @txnId, @kind, @amountMinor, @balanceAfterMinor, @createdAtMs)",
+    ),
     lastEntry: db.prepare<[string], EntryRow>("SELECT * FROM entries WHERE account_id = ? ORDER BY seq DESC LIMIT 1"),
     txn: db.prepare<[string], TxnRow>("SELECT * FROM txns WHERE txn_id = ?"),
-    txnLegs: db.prepare<[string], LegRow>("SELECT account_id, direction, amount_minor, currency, hold_id, hold_expires_at_ms FROM txn_legs WHERE txn_id = ? ORDER BY leg_index"),
+    txnLegs: db.prepare<[string], LegRow>(
+      "SELECT account_id, direction, amount_minor, currency, hold_id, hold_expires_at_ms FROM txn_legs WHERE txn_id = ? ORDER BY leg_index",
+    ),
     // Driven by txns_prepared (the few PREPARED txns), then each one's legs by primary key.
     preparedCredit: db.prepare<[string], { n: bigint }>(
       "SELECT coalesce(sum(l.amount_minor), 0) AS n FROM txns t JOIN txn_legs l ON l.txn_id = t.txn_id WHERE t.state = 'PREPARED' AND l.account_id = ? AND l.direction = 'credit'",
@@ -196,12 +220,23 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     insertLeg: db.prepare(
       "INSERT INTO txn_legs (txn_id, leg_index, account_id, direction, amount_minor, currency, hold_id, hold_expires_at_ms) VALUES (@txnId, @legIndex, @accountId, @direction, @amountMinor, @currency, @holdId, @holdExpiresAtMs)",
     ),
-    decideTxn: db.prepare<[string, number, string]>("UPDATE txns SET state = ?, decided_at_ms = ? WHERE txn_id = ? AND state = 'PREPARED'"),
-    deposit: db.prepare<[string], { deposit_id: string; account_id: string; amount_minor: bigint; currency: string; created_at_ms: bigint }>("SELECT * FROM deposits WHERE deposit_id = ?"),
-    insertDeposit: db.prepare("INSERT INTO deposits (deposit_id, account_id, amount_minor, currency, created_at_ms) VALUES (@depositId, @accountId, @amountMinor, @currency, @createdAtMs)"),
-    listEntries: db.prepare<[string, bigint, number], EntryRow>("SELECT * FROM entries WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
+    decideTxn: db.prepare<[string, number, string]>(
+      "UPDATE txns SET state = ?, decided_at_ms = ? WHERE txn_id = ? AND state = 'PREPARED'",
+    ),
+    deposit: db.prepare<
+      [string],
+      { deposit_id: string; account_id: string; amount_minor: bigint; currency: string; created_at_ms: bigint }
+    >("SELECT * FROM deposits WHERE deposit_id = ?"),
+    insertDeposit: db.prepare(
+      "INSERT INTO deposits (deposit_id, account_id, amount_minor, currency, created_at_ms) VALUES (@depositId, @accountId, @amountMinor, @currency, @createdAtMs)",
+    ),
+    listEntries: db.prepare<[string, bigint, number], EntryRow>(
+      "SELECT * FROM entries WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+    ),
     accountCount: db.prepare<[], { n: bigint }>("SELECT count(*) AS n FROM accounts"),
-    heldByCurrency: db.prepare<[], { currency: string; held: bigint }>("SELECT currency, coalesce(sum(held_minor), 0) AS held FROM accounts GROUP BY currency ORDER BY currency"),
+    heldByCurrency: db.prepare<[], { currency: string; held: bigint }>(
+      "SELECT currency, coalesce(sum(held_minor), 0) AS held FROM accounts GROUP BY currency ORDER BY currency",
+    ),
     preparedCount: db.prepare<[], { n: bigint }>("SELECT count(*) AS n FROM txns WHERE state = 'PREPARED'"),
     prepared: db.prepare<[number], { txn_id: string; coordinator: string; prepared_at_ms: bigint }>(
       "SELECT txn_id, coordinator, prepared_at_ms FROM txns WHERE state = 'PREPARED' ORDER BY prepared_at_ms LIMIT ?",
@@ -255,7 +290,16 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
       return r ? toAccount(r) : undefined;
     },
     insertAccount(a, number) {
-      q.insertAccount.run({ accountId: a.accountId, number, ownerUserId: a.ownerUserId, currency: a.currency, balanceMinor: a.balanceMinor, heldMinor: a.heldMinor, status: a.status, openedAtMs: a.openedAtMs });
+      q.insertAccount.run({
+        accountId: a.accountId,
+        number,
+        ownerUserId: a.ownerUserId,
+        currency: a.currency,
+        balanceMinor: a.balanceMinor,
+        heldMinor: a.heldMinor,
+        status: a.status,
+        openedAtMs: a.openedAtMs,
+      });
     },
     maxAccountNumber: () => q.maxNumber.get()?.n ?? 0n,
     setAccountAmounts(accountId, balanceMinor, heldMinor) {
@@ -287,9 +331,26 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     },
     preparedCreditMinor: (accountId) => q.preparedCredit.get(accountId)?.n ?? 0n,
     insertTxn(t, legs) {
-      q.insertTxn.run({ txnId: t.txnId, state: t.state, coordinator: t.coordinator, preparedAtMs: t.preparedAtMs ?? null, decidedAtMs: t.decidedAtMs ?? null, tombstone: t.tombstone ? 1 : 0, voteReason: t.voteReason ?? null });
+      q.insertTxn.run({
+        txnId: t.txnId,
+        state: t.state,
+        coordinator: t.coordinator,
+        preparedAtMs: t.preparedAtMs ?? null,
+        decidedAtMs: t.decidedAtMs ?? null,
+        tombstone: t.tombstone ? 1 : 0,
+        voteReason: t.voteReason ?? null,
+      });
       for (const [legIndex, l] of legs.entries()) {
-        q.insertLeg.run({ txnId: t.txnId, legIndex, accountId: l.accountId, direction: l.direction, amountMinor: l.amountMinor, currency: l.currency, holdId: l.holdId ?? "", holdExpiresAtMs: l.holdExpiresAtMs ?? 0 });
+        q.insertLeg.run({
+          txnId: t.txnId,
+          legIndex,
+          accountId: l.accountId,
+          direction: l.direction,
+          amountMinor: l.amountMinor,
+          currency: l.currency,
+          holdId: l.holdId ?? "",
+          holdExpiresAtMs: l.holdExpiresAtMs ?? 0,
+        });
       }
     },
     decideTxn(txnId, state, decidedAtMs) {
@@ -298,7 +359,15 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     },
     deposit(depositId): Deposit | undefined {
       const r = q.deposit.get(depositId);
-      return r ? { depositId: r.deposit_id, accountId: r.account_id, amountMinor: r.amount_minor, currency: r.currency, createdAtMs: Number(r.created_at_ms) } : undefined;
+      return r
+        ? {
+            depositId: r.deposit_id,
+            accountId: r.account_id,
+            amountMinor: r.amount_minor,
+            currency: r.currency,
+            createdAtMs: Number(r.created_at_ms),
+          }
+        : undefined;
     },
     insertDeposit(d) {
       q.insertDeposit.run({ ...d });
@@ -312,7 +381,11 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
   const runLinks = db.transaction((fn: (t: LinkTx) => unknown) => fn(links));
   const runAll = db.transaction((fns: ReadonlyArray<(t: LedgerTx) => unknown>) => fns.map((fn) => fn(tx)));
   const isSeeded = () => getMeta.get("seed_loaded") !== undefined;
-  const toRef = (r: { txn_id: string; coordinator: string; prepared_at_ms: bigint }): PreparedRef => ({ txnId: r.txn_id, coordinator: r.coordinator, preparedAtMs: Number(r.prepared_at_ms) });
+  const toRef = (r: { txn_id: string; coordinator: string; prepared_at_ms: bigint }): PreparedRef => ({
+    txnId: r.txn_id,
+    coordinator: r.coordinator,
+    preparedAtMs: Number(r.prepared_at_ms),
+  });
 
   return {
     path,
@@ -321,12 +394,14 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     transactLinks: <T>(fn: (t: LinkTx) => T) => runLinks(fn) as T,
     isSeeded,
     seed(fn) {
-      return db.transaction(() => {
-        if (isSeeded()) throw new StoreError(`${path} is already seeded`);
-        const result = fn(tx, links);
-        setMeta.run("seed_loaded", new Date().toISOString());
-        return result;
-      }).immediate();
+      return db
+        .transaction(() => {
+          if (isSeeded()) throw new StoreError(`${path} is already seeded`);
+          const result = fn(tx, links);
+          setMeta.run("seed_loaded", new Date().toISOString());
+          return result;
+        })
+        .immediate();
     },
     account: (id) => tx.account(id),
     txn: (id) => tx.txn(id),

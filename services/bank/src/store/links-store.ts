@@ -32,14 +32,23 @@ export function createLinkQueries(db: Database.Database): Omit<LinkTx, "account"
     link(accountId): AccountLink | undefined {
       const r = q.link.get(accountId);
       return r
-        ? { accountId: r.account_id, holderName: r.holder_name, codeHash: r.code_hash, codeUsedBy: r.code_used_by, failures: Number(r.failures), locked: r.locked === 1n, updatedAtMs: Number(r.updated_at_ms) }
+        ? {
+            accountId: r.account_id,
+            holderName: r.holder_name,
+            codeHash: r.code_hash,
+            codeUsedBy: r.code_used_by,
+            failures: Number(r.failures),
+            locked: r.locked === 1n,
+            updatedAtMs: Number(r.updated_at_ms),
+          }
         : undefined;
     },
     saveLink(l) {
       q.save.run({ ...l, locked: l.locked ? 1 : 0 });
     },
     setAccountOwner(accountId, ownerUserId) {
-      if (q.setOwner.run(ownerUserId, accountId).changes !== 1) throw new LinkStoreError(`no account ${accountId} to give to ${JSON.stringify(ownerUserId)}`);
+      if (q.setOwner.run(ownerUserId, accountId).changes !== 1)
+        throw new LinkStoreError(`no account ${accountId} to give to ${JSON.stringify(ownerUserId)}`);
     },
   };
 }

@@ -74,7 +74,9 @@ export function expiryProblem(month: number, year: number, nowMs: number): "expi
   return undefined;
 }
 
-export type CardCheck = { readonly ok: true; readonly card: CardDetails } | { readonly ok: false; readonly errors: FieldErrors };
+export type CardCheck =
+  | { readonly ok: true; readonly card: CardDetails }
+  | { readonly ok: false; readonly errors: FieldErrors };
 
 /** Every field checked, every problem reported, in words a shopper understands. */
 export function validateCard(input: CardInput, nowMs: number): CardCheck {
@@ -89,7 +91,8 @@ export function validateCard(input: CardInput, nowMs: number): CardCheck {
   const digits = cardDigits(input.cardNumber);
   if (input.cardNumber.trim() === "") errors.cardNumber = "Enter your card number.";
   else if (digits === undefined) errors.cardNumber = "A card number has digits only.";
-  else if (digits.length < CARD_DIGITS_MIN || digits.length > CARD_DIGITS_MAX) errors.cardNumber = `A card number has ${CARD_DIGITS_MIN} to ${CARD_DIGITS_MAX} digits.`;
+  else if (digits.length < CARD_DIGITS_MIN || digits.length > CARD_DIGITS_MAX)
+    errors.cardNumber = `A card number has ${CARD_DIGITS_MIN} to ${CARD_DIGITS_MAX} digits.`;
   else if (!luhnValid(digits)) errors.cardNumber = "This card number is not valid. Check it for typos.";
 
   const exp = parseExpiry(input.expiry);

@@ -9,7 +9,12 @@ import type { AuthorizeCommand, AuthorizeResult, CardGateway } from "./ports.js"
 
 const NOW = Date.UTC(2026, 0, 15, 12);
 const KEY = "attempt-0000000000000001";
-const card = (number = "4242 4242 4242 4242", cvc = "123") => ({ cardholderName: "Alice Customer", cardNumber: number, expiry: "04/29", cvc });
+const card = (number = "4242 4242 4242 4242", cvc = "123") => ({
+  cardholderName: "Alice Customer",
+  cardNumber: number,
+  expiry: "04/29",
+  cvc,
+});
 
 function scriptedGateway(answer: (c: AuthorizeCommand, n: number) => AuthorizeResult | Promise<AuthorizeResult>) {
   const calls: AuthorizeCommand[] = [];
@@ -28,11 +33,24 @@ function scriptedGateway(answer: (c: AuthorizeCommand, n: number) => AuthorizeRe
 function setup(answer: Parameters<typeof scriptedGateway>[0]) {
   const store = openCheckoutStore({ memory: true });
   const { gateway, calls } = scriptedGateway(answer);
-  const checkout = createCheckout({ store, gateway, cart: DEMO_CART, merchantAccountId: "bank-b/2002", fingerprintSecret: store.fingerprintSecret(), clock: () => NOW, retriesMax: 2 });
+  const checkout = createCheckout({
+    store,
+    gateway,
+    cart: DEMO_CART,
+    merchantAccountId: "bank-b/2002",
+    fingerprintSecret: store.fingerprintSecret(),
+    clock: () => NOW,
+    retriesMax: 2,
+  });
   return { store, checkout, calls };
 }
 
-const approved = (): AuthorizeResult => ({ kind: "approved", authCode: "A1B2C3", cardLast4: "4242", expiresAtMs: null });
+const approved = (): AuthorizeResult => ({
+  kind: "approved",
+  authCode: "A1B2C3",
+  cardLast4: "4242",
+  expiresAtMs: null,
+});
 
 describe("pay", () => {
   test("approve: the cart's amount, the merchant account, the attempt key and an order reference go to the gateway", async () => {
@@ -42,8 +60,22 @@ describe("pay", () => {
     assert.equal(calls.length, 1);
     const c = calls[0]!;
     assert.deepEqual(
-      { key: c.idempotencyKey, amount: c.amountMinor, currency: c.currency, account: c.merchantAccountId, ref: c.merchantReference, number: c.card.number },
-      { key: KEY, amount: cartTotalMinor(DEMO_CART), currency: "USD", account: "bank-b/2002", ref: "order-attempt00000", number: "4242424242424242" },
+      {
+        key: c.idempotencyKey,
+        amount: c.amountMinor,
+        currency: c.currency,
+        account: c.merchantAccountId,
+        ref: c.merchantReference,
+        number: c.card.number,
+      },
+      {
+        key: KEY,
+        amount: cartTotalMinor(DEMO_CART),
+        currency: "USD",
+        account: "bank-b/2002",
+        ref: "order-attempt00000",
+        number: "4242424242424242",
+      },
     );
     const o = store.getOrder(KEY)!;
     assert.deepEqual([o.state, o.authCode, o.cardLast4, o.settleState], ["approved", "A1B2C3", "4242", "unsettled"]);
@@ -81,7 +113,11 @@ describe("pay", () => {
   });
 
   test("a decline is remembered; other details after it retry under a fresh gateway key, up to retriesMax", async () => {
-    const { checkout, calls } = setup((c) => (c.card.number === "4242424242424242" ? approved() : { kind: "declined", reason: "insufficient_funds", message: "no" }));
+    const { checkout, calls } = setup((c) =>
+      c.card.number === "4242424242424242"
+        ? approved()
+        : { kind: "declined", reason: "insufficient_funds", message: "no" },
+    );
     const d = await checkout.pay({ attemptKey: KEY, card: card("5555 5555 5555 4444") });
     assert.equal(d.kind === "declined" && d.reason, "insufficient_funds");
     const same = await checkout.pay({ attemptKey: KEY, card: card("5555 5555 5555 4444") });
@@ -89,7 +125,10 @@ describe("pay", () => {
     assert.equal(calls.length, 1);
     const other = await checkout.pay({ attemptKey: KEY, card: card() });
     assert.equal(other.kind, "approved");
-    assert.deepEqual(calls.map((c) => c.idempotencyKey), [KEY, `${KEY}-r1`]);
+    assert.deepEqual(
+      calls.map((c) => c.idempotencyKey),
+      [KEY, `${KEY}-r1`],
+    );
   });
 
   test("retries after declines are bounded", async () => {
@@ -101,7 +140,9 @@ describe("pay", () => {
   });
 
   test("no verdict: the same details resend the same key; other details are refused until it resolves", async () => {
-    const { checkout, calls, store } = setup((_c, n) => (n === 1 ? { kind: "unavailable", reason: "gateway_unreachable", message: "down" } : approved()));
+    const { checkout, calls, store } = setup((_c, n) =>
+      n === 1 ? { kind: "unavailable", reason: "gateway_unreachable", message: "down" } : approved(),
+    );
     const u = await checkout.pay({ attemptKey: KEY, card: card() });
     assert.equal(u.kind, "unavailable");
     assert.equal(store.getOrder(KEY)?.state, "unknown");
@@ -110,7 +151,10 @@ describe("pay", () => {
     assert.equal(calls.length, 1);
     const ok = await checkout.pay({ attemptKey: KEY, card: card() });
     assert.equal(ok.kind, "approved");
-    assert.deepEqual(calls.map((c) => c.idempotencyKey), [KEY, KEY]);
+    assert.deepEqual(
+      calls.map((c) => c.idempotencyKey),
+      [KEY, KEY],
+    );
   });
 
   test("too many attempts in flight at once: busy, nothing stored", async () => {
@@ -121,7 +165,15 @@ describe("pay", () => {
       await gate;
       return approved();
     });
-    const checkout = createCheckout({ store, gateway, cart: DEMO_CART, merchantAccountId: "bank-b/2002", fingerprintSecret: Buffer.alloc(32), clock: () => NOW, inFlightMax: 1 });
+    const checkout = createCheckout({
+      store,
+      gateway,
+      cart: DEMO_CART,
+      merchantAccountId: "bank-b/2002",
+      fingerprintSecret: Buffer.alloc(32),
+      clock: () => NOW,
+      inFlightMax: 1,
+    });
     const first = checkout.pay({ attemptKey: KEY, card: card() });
     const other = await checkout.pay({ attemptKey: "attempt-0000000000000002", card: card() });
     assert.equal(other.kind, "busy");

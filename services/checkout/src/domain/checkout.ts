@@ -10,7 +10,14 @@
 //     pending/unknown, same details-> Authorize again with the same key (the gateway answers from its record)
 //     pending/unknown, other details -> refuse: the first try may still be approved
 import { createHmac } from "node:crypto";
-import { ATTEMPT_KEY_PATTERN, last4, validateCard, type CardDetails, type CardInput, type FieldErrors } from "./card.js";
+import {
+  ATTEMPT_KEY_PATTERN,
+  last4,
+  validateCard,
+  type CardDetails,
+  type CardInput,
+  type FieldErrors,
+} from "./card.js";
 import { cartTotalMinor, type Cart } from "./cart.js";
 import type { CardGateway, CheckoutStore, Order } from "./ports.js";
 
@@ -49,7 +56,10 @@ export interface Checkout {
 }
 
 export function orderIdFor(attemptKey: string): string {
-  return `order-${attemptKey.replace(/[^A-Za-z0-9]/g, "").slice(0, 12).toLowerCase()}`;
+  return `order-${attemptKey
+    .replace(/[^A-Za-z0-9]/g, "")
+    .slice(0, 12)
+    .toLowerCase()}`;
 }
 
 export function createCheckout(deps: CheckoutDeps): Checkout {
@@ -64,7 +74,17 @@ export function createCheckout(deps: CheckoutDeps): Checkout {
 
   const fingerprint = (card: CardDetails): string =>
     createHmac("sha256", deps.fingerprintSecret)
-      .update(JSON.stringify([card.cardholderName, card.number, card.expMonth, card.expYear, card.cvc, amountMinor.toString(), currency]))
+      .update(
+        JSON.stringify([
+          card.cardholderName,
+          card.number,
+          card.expMonth,
+          card.expYear,
+          card.cvc,
+          amountMinor.toString(),
+          currency,
+        ]),
+      )
       .digest("hex");
 
   async function authorize(order: Order, card: CardDetails): Promise<PayOutcome> {
@@ -79,11 +99,24 @@ export function createCheckout(deps: CheckoutDeps): Checkout {
     const now = clock();
     switch (r.kind) {
       case "approved":
-        return { kind: "approved", order: deps.store.recordApproved(order.attemptKey, r.authCode, r.cardLast4 || order.cardLast4, now), duplicate: false };
+        return {
+          kind: "approved",
+          order: deps.store.recordApproved(order.attemptKey, r.authCode, r.cardLast4 || order.cardLast4, now),
+          duplicate: false,
+        };
       case "declined":
-        return { kind: "declined", order: deps.store.recordDeclined(order.attemptKey, r.reason, now), reason: r.reason, duplicate: false };
+        return {
+          kind: "declined",
+          order: deps.store.recordDeclined(order.attemptKey, r.reason, now),
+          reason: r.reason,
+          duplicate: false,
+        };
       case "unavailable":
-        return { kind: "unavailable", order: deps.store.recordUnknown(order.attemptKey, r.reason, now), reason: r.reason };
+        return {
+          kind: "unavailable",
+          order: deps.store.recordUnknown(order.attemptKey, r.reason, now),
+          reason: r.reason,
+        };
     }
   }
 
@@ -130,7 +163,10 @@ export function createCheckout(deps: CheckoutDeps): Checkout {
     currency,
     async pay(request) {
       if (!ATTEMPT_KEY_PATTERN.test(request.attemptKey)) {
-        return { kind: "invalid", errors: { idempotencyKey: "This payment form has expired. Reload the page and try again." } };
+        return {
+          kind: "invalid",
+          errors: { idempotencyKey: "This payment form has expired. Reload the page and try again." },
+        };
       }
       const checked = validateCard(request.card, clock());
       if (!checked.ok) return { kind: "invalid", errors: checked.errors };

@@ -16,7 +16,12 @@ export interface AuthorizeCommand {
 }
 
 export type AuthorizeResult =
-  | { readonly kind: "approved"; readonly authCode: string; readonly cardLast4: string; readonly expiresAtMs: number | null }
+  | {
+      readonly kind: "approved";
+      readonly authCode: string;
+      readonly cardLast4: string;
+      readonly expiresAtMs: number | null;
+    }
   /** A verdict: the card was declined (or the request refused); nothing is held. */
   | { readonly kind: "declined"; readonly reason: string; readonly message: string }
   /** No verdict (network, timeout, a transient reason): sending the same key again is safe. */
@@ -116,7 +121,13 @@ export interface Settlement {
 
 /** What the settlement decided about one item of an answered batch (settlement.ts), for the store to record. */
 export type ItemSettlement =
-  | { readonly kind: "captured"; readonly authCode: string; readonly capturedMinor: bigint; readonly reason: string; readonly transactionId: string }
+  | {
+      readonly kind: "captured";
+      readonly authCode: string;
+      readonly capturedMinor: bigint;
+      readonly reason: string;
+      readonly transactionId: string;
+    }
   /** Final: the gateway will never capture it (expired, voided, amount too large, ...). */
   | { readonly kind: "failed"; readonly authCode: string; readonly reason: string; readonly transactionId: string }
   /** Not final: back to unsettled, for a later batch from notBeforeMs on. */
@@ -138,7 +149,10 @@ export interface CheckoutStore extends WebhookInbox, WebhookSecretStore {
   /** Inserts the attempt if new; either way returns the stored row. */
   claimOrder(order: NewOrder): { readonly created: boolean; readonly order: Order };
   /** Another try after a decline, with other details and a fresh gateway key. */
-  retryOrder(attemptKey: string, change: { fingerprint: string; gatewayKey: string; cardLast4: string; cardholderName: string; nowMs: number }): Order;
+  retryOrder(
+    attemptKey: string,
+    change: { fingerprint: string; gatewayKey: string; cardLast4: string; cardholderName: string; nowMs: number },
+  ): Order;
   recordApproved(attemptKey: string, authCode: string, cardLast4: string, nowMs: number): Order;
   recordDeclined(attemptKey: string, reason: string, nowMs: number): Order;
   recordUnknown(attemptKey: string, reason: string, nowMs: number): Order;
@@ -148,10 +162,20 @@ export interface CheckoutStore extends WebhookInbox, WebhookSecretStore {
   /** Open batches first (they must be resent with their own key before anything new). */
   openSettlements(limit: number): Settlement[];
   /** Puts up to itemsMax approved, unsettled orders due at nowMs into a new open batch; undefined if there are none. */
-  createSettlement(settlementId: string, idempotencyKey: string, itemsMax: number, nowMs: number): Settlement | undefined;
+  createSettlement(
+    settlementId: string,
+    idempotencyKey: string,
+    itemsMax: number,
+    nowMs: number,
+  ): Settlement | undefined;
   settlementItems(settlementId: string): SettlementItem[];
   /** Records each item's result on it and on its order; an item without a result goes back to unsettled. */
-  completeSettlement(settlementId: string, gatewayBatchId: string, results: readonly ItemSettlement[], nowMs: number): Settlement;
+  completeSettlement(
+    settlementId: string,
+    gatewayBatchId: string,
+    results: readonly ItemSettlement[],
+    nowMs: number,
+  ): Settlement;
   noteSettlementAttempt(settlementId: string, error: string): Settlement;
   /** The batch was refused as a whole: its orders go back to unsettled (or failed after attemptsMax tries). */
   rejectSettlement(settlementId: string, reason: string, attemptsMax: number, nowMs: number): Settlement;
@@ -192,19 +216,34 @@ export interface WebhookInbox {
    * Records the event id and applies the changes, in one transaction; a
    * known id is a duplicate and changes nothing.
    */
-  applyWebhookEvent(event: ReceivedEvent, changes: readonly OrderChange[], nowMs: number): { readonly duplicate: boolean; readonly ordersChanged: number };
+  applyWebhookEvent(
+    event: ReceivedEvent,
+    changes: readonly OrderChange[],
+    nowMs: number,
+  ): { readonly duplicate: boolean; readonly ordersChanged: number };
 }
 
 export interface WebhookSecretStore {
   /** Whether a secret of this endpoint is usable at nowMs. */
   hasWebhookSecret(endpointId: string, nowMs: number): boolean;
   /** `secret` becomes the current one (durably); secrets current until now expire at `previousExpireAtMs`. */
-  addWebhookSecret(secret: { readonly endpointId: string; readonly secret: string; readonly createdAtMs: number }, previousExpireAtMs: number): void;
+  addWebhookSecret(
+    secret: { readonly endpointId: string; readonly secret: string; readonly createdAtMs: number },
+    previousExpireAtMs: number,
+  ): void;
 }
 
 /** The gateway's WebhookService as the merchant; each call throws when it gets no answer or a refusal. */
 export interface WebhookAdmin {
-  listEndpoints(): Promise<Array<{ readonly endpointId: string; readonly url: string; readonly eventTypes: readonly string[] }>>;
-  createEndpoint(url: string, eventTypes: readonly string[]): Promise<{ readonly endpointId: string; readonly secret: string }>;
-  rollSecret(endpointId: string, overlapSeconds: number): Promise<{ readonly secret: string; readonly previousExpiresAtMs: number }>;
+  listEndpoints(): Promise<
+    Array<{ readonly endpointId: string; readonly url: string; readonly eventTypes: readonly string[] }>
+  >;
+  createEndpoint(
+    url: string,
+    eventTypes: readonly string[],
+  ): Promise<{ readonly endpointId: string; readonly secret: string }>;
+  rollSecret(
+    endpointId: string,
+    overlapSeconds: number,
+  ): Promise<{ readonly secret: string; readonly previousExpiresAtMs: number }>;
 }

@@ -11,7 +11,14 @@
 // code again: a capture resent is safe, the gateway answers already_captured
 // for a code captured before.
 import { reasonClass } from "@paygate/vocab";
-import type { CardGateway, CheckoutStore, ItemSettlement, SettleItemOutcome, Settlement, SettlementItem } from "./ports.js";
+import type {
+  CardGateway,
+  CheckoutStore,
+  ItemSettlement,
+  SettleItemOutcome,
+  Settlement,
+  SettlementItem,
+} from "./ports.js";
 
 export interface SettlementDeps {
   readonly store: CheckoutStore;
@@ -76,23 +83,51 @@ export function createSettlementJob(deps: SettlementDeps): SettlementJob {
 
   /** What one answered item means for its order. */
   function settleItem(item: SettlementItem, o: SettleItemOutcome, nowMs: number): ItemSettlement {
-    if (o.status === "captured") return { kind: "captured", authCode: o.authCode, capturedMinor: o.capturedMinor, reason: o.reason, transactionId: o.transactionId };
+    if (o.status === "captured")
+      return {
+        kind: "captured",
+        authCode: o.authCode,
+        capturedMinor: o.capturedMinor,
+        reason: o.reason,
+        transactionId: o.transactionId,
+      };
     // Captured earlier (a lost answer, a batch resent under another key): the money is the merchant's already.
-    if (o.reason === "already_captured") return { kind: "captured", authCode: o.authCode, capturedMinor: item.amountMinor, reason: o.reason, transactionId: o.transactionId };
+    if (o.reason === "already_captured")
+      return {
+        kind: "captured",
+        authCode: o.authCode,
+        capturedMinor: item.amountMinor,
+        reason: o.reason,
+        transactionId: o.transactionId,
+      };
     // "unknown" (internal, or a reason newer than this build) is retried too: it is not known to be
     // final, resending is safe, and the bound below ends it.
-    if (reasonClass(o.reason) === "final") return { kind: "failed", authCode: o.authCode, reason: o.reason, transactionId: o.transactionId };
+    if (reasonClass(o.reason) === "final")
+      return { kind: "failed", authCode: o.authCode, reason: o.reason, transactionId: o.transactionId };
     const tries = (deps.store.getOrder(item.attemptKey)?.captureRetries ?? 0) + 1;
     if (tries >= captureRetriesMax) {
-      deps.onError?.("capture kept failing for a transient reason; the order is marked failed", { attemptKey: item.attemptKey, authCode: o.authCode, reason: o.reason, tries });
+      deps.onError?.("capture kept failing for a transient reason; the order is marked failed", {
+        attemptKey: item.attemptKey,
+        authCode: o.authCode,
+        reason: o.reason,
+        tries,
+      });
       return { kind: "failed", authCode: o.authCode, reason: o.reason, transactionId: o.transactionId };
     }
-    return { kind: "retry", authCode: o.authCode, reason: o.reason, notBeforeMs: nowMs + captureRetryDelayMs(tries, captureRetryBaseMs, captureRetryCapMs) };
+    return {
+      kind: "retry",
+      authCode: o.authCode,
+      reason: o.reason,
+      notBeforeMs: nowMs + captureRetryDelayMs(tries, captureRetryBaseMs, captureRetryCapMs),
+    };
   }
 
   async function send(batch: Settlement): Promise<Settlement> {
     const items = deps.store.settlementItems(batch.settlementId);
-    const r = await deps.gateway.settleBatch(batch.idempotencyKey, items.map((i) => ({ authCode: i.authCode, amountMinor: i.amountMinor })));
+    const r = await deps.gateway.settleBatch(
+      batch.idempotencyKey,
+      items.map((i) => ({ authCode: i.authCode, amountMinor: i.amountMinor })),
+    );
     switch (r.kind) {
       case "settled": {
         const nowMs = clock();
@@ -105,10 +140,17 @@ export function createSettlementJob(deps: SettlementDeps): SettlementJob {
         return deps.store.completeSettlement(batch.settlementId, r.gatewayBatchId, results, nowMs);
       }
       case "unavailable":
-        deps.onError?.("settlement batch not answered; it will be resent with the same key", { settlementId: batch.settlementId, reason: r.reason });
+        deps.onError?.("settlement batch not answered; it will be resent with the same key", {
+          settlementId: batch.settlementId,
+          reason: r.reason,
+        });
         return deps.store.noteSettlementAttempt(batch.settlementId, `${r.reason}: ${r.message}`);
       case "rejected":
-        deps.onError?.("settlement batch refused by the gateway", { settlementId: batch.settlementId, reason: r.reason, message: r.message });
+        deps.onError?.("settlement batch refused by the gateway", {
+          settlementId: batch.settlementId,
+          reason: r.reason,
+          message: r.message,
+        });
         return deps.store.rejectSettlement(batch.settlementId, `${r.reason}: ${r.message}`, settleAttemptsMax, clock());
     }
   }

@@ -59,7 +59,12 @@ test("an endpoint whose secret the shop does not hold (a crash before it was sto
   const store = openCheckoutStore({ memory: true });
   const gw = scriptedAdmin();
   gw.endpoints.push({ endpointId: "we_9", url: URL, eventTypes: CONSUMED_EVENT_TYPES, secret: "whsec_lost" });
-  gw.endpoints.push({ endpointId: "we_8", url: "https://elsewhere.example/hook", eventTypes: ["capture.succeeded"], secret: "whsec_other" });
+  gw.endpoints.push({
+    endpointId: "we_8",
+    url: "https://elsewhere.example/hook",
+    eventTypes: ["capture.succeeded"],
+    secret: "whsec_other",
+  });
   const r = await registerEndpoint({ admin: gw.admin, store, url: URL, toleranceSeconds: 300, clock: () => NOW });
   assert.deepEqual(r, { outcome: "rolled", endpointId: "we_9" });
   assert.deepEqual(gw.calls, ["list", "roll:0"]);
@@ -81,12 +86,18 @@ test("the loop retries until the gateway answers, and stop() ends it without reg
   const store = openCheckoutStore({ memory: true });
   const gw = scriptedAdmin(3);
   const retries: number[] = [];
-  const loop = startRegistration({ admin: gw.admin, store, url: URL, toleranceSeconds: 300 }, { retryBaseMs: 1, retryCapMs: 4, onRetry: (_e, _attempt, delayMs) => void retries.push(delayMs) });
+  const loop = startRegistration(
+    { admin: gw.admin, store, url: URL, toleranceSeconds: 300 },
+    { retryBaseMs: 1, retryCapMs: 4, onRetry: (_e, _attempt, delayMs) => void retries.push(delayMs) },
+  );
   assert.deepEqual(await loop.done, { outcome: "created", endpointId: "we_1" });
   assert.deepEqual(retries, [1, 2, 4]);
 
   const never = scriptedAdmin(Number.MAX_SAFE_INTEGER);
-  const stopped = startRegistration({ admin: never.admin, store: openCheckoutStore({ memory: true }), url: URL, toleranceSeconds: 300 }, { retryBaseMs: 5, retryCapMs: 5, onRetry: () => undefined });
+  const stopped = startRegistration(
+    { admin: never.admin, store: openCheckoutStore({ memory: true }), url: URL, toleranceSeconds: 300 },
+    { retryBaseMs: 5, retryCapMs: 5, onRetry: () => undefined },
+  );
   stopped.stop();
   assert.equal(await stopped.done, undefined);
 });

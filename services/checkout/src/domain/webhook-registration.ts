@@ -25,20 +25,29 @@ export interface RegistrationDeps {
   readonly clock?: () => number;
 }
 
-export async function registerEndpoint(deps: RegistrationDeps): Promise<{ outcome: RegistrationOutcome; endpointId: string }> {
+export async function registerEndpoint(
+  deps: RegistrationDeps,
+): Promise<{ outcome: RegistrationOutcome; endpointId: string }> {
   const clock = deps.clock ?? Date.now;
   const graceMs = deps.toleranceSeconds * 1000;
   const existing = (await deps.admin.listEndpoints()).find((e) => e.url === deps.url);
   if (!existing) {
     const created = await deps.admin.createEndpoint(deps.url, CONSUMED_EVENT_TYPES);
     const nowMs = clock();
-    deps.store.addWebhookSecret({ endpointId: created.endpointId, secret: created.secret, createdAtMs: nowMs }, nowMs + graceMs);
+    deps.store.addWebhookSecret(
+      { endpointId: created.endpointId, secret: created.secret, createdAtMs: nowMs },
+      nowMs + graceMs,
+    );
     return { outcome: "created", endpointId: created.endpointId };
   }
-  if (deps.store.hasWebhookSecret(existing.endpointId, clock())) return { outcome: "present", endpointId: existing.endpointId };
+  if (deps.store.hasWebhookSecret(existing.endpointId, clock()))
+    return { outcome: "present", endpointId: existing.endpointId };
   const rolled = await deps.admin.rollSecret(existing.endpointId, 0);
   const nowMs = clock();
-  deps.store.addWebhookSecret({ endpointId: existing.endpointId, secret: rolled.secret, createdAtMs: nowMs }, Math.max(rolled.previousExpiresAtMs, nowMs) + graceMs);
+  deps.store.addWebhookSecret(
+    { endpointId: existing.endpointId, secret: rolled.secret, createdAtMs: nowMs },
+    Math.max(rolled.previousExpiresAtMs, nowMs) + graceMs,
+  );
   return { outcome: "rolled", endpointId: existing.endpointId };
 }
 

@@ -73,11 +73,19 @@ function authCode(o: Json, key: string, what: string): string {
 }
 
 /** The authorization as it now is, carried by authorization.*, capture.* and refund.* events. */
-function authorizationSnapshot(v: unknown, what: string): { authCode: string; status: AuthStatus; refundedMinor: bigint } {
+function authorizationSnapshot(
+  v: unknown,
+  what: string,
+): { authCode: string; status: AuthStatus; refundedMinor: bigint } {
   const a = object(v, what);
   const status = text(a, "status", what);
-  if (!(AUTH_STATUSES as readonly string[]).includes(status)) throw new Malformed(`${what}.status is not an authorization status`);
-  return { authCode: authCode(a, "auth_code", what), status: status as AuthStatus, refundedMinor: minor(a, "refunded_minor", what) };
+  if (!(AUTH_STATUSES as readonly string[]).includes(status))
+    throw new Malformed(`${what}.status is not an authorization status`);
+  return {
+    authCode: authCode(a, "auth_code", what),
+    status: status as AuthStatus,
+    refundedMinor: minor(a, "refunded_minor", what),
+  };
 }
 
 /** The envelope every event has: { id, type, created_at, object_id, data }. */
@@ -106,7 +114,9 @@ export function orderChangesOf(type: string, data: Json): OrderChange[] {
     case "authorization.expired":
     case "authorization.voided": {
       const a = authorizationSnapshot(data, "data");
-      return [{ authCode: a.authCode, authStatus: a.status, closed: type === "authorization.expired" ? "expired" : "voided" }];
+      return [
+        { authCode: a.authCode, authStatus: a.status, closed: type === "authorization.expired" ? "expired" : "voided" },
+      ];
     }
     case "capture.succeeded": {
       const a = authorizationSnapshot(data.authorization, "data.authorization");
@@ -118,7 +128,9 @@ export function orderChangesOf(type: string, data: Json): OrderChange[] {
       const a = authorizationSnapshot(data.authorization, "data.authorization");
       const code = authCode(data, "auth_code", "data");
       if (code !== a.authCode) throw new Malformed("data.auth_code and data.authorization.auth_code differ");
-      return [{ authCode: code, authStatus: a.status, captureFailedReason: text(data, "reason", "data") || "capture_failed" }];
+      return [
+        { authCode: code, authStatus: a.status, captureFailedReason: text(data, "reason", "data") || "capture_failed" },
+      ];
     }
     case "refund.succeeded": {
       const a = authorizationSnapshot(data.authorization, "data.authorization");
@@ -126,13 +138,16 @@ export function orderChangesOf(type: string, data: Json): OrderChange[] {
     }
     case "settlement.completed": {
       const items = data.items;
-      if (!Array.isArray(items) || items.length > SETTLEMENT_ITEMS_MAX) throw new Malformed("data.items is not a list of settlement items");
+      if (!Array.isArray(items) || items.length > SETTLEMENT_ITEMS_MAX)
+        throw new Malformed("data.items is not a list of settlement items");
       return items.map((raw, i): OrderChange => {
         const item = object(raw, `data.items[${i}]`);
         const code = authCode(item, "auth_code", `data.items[${i}]`);
         const status = text(item, "status", `data.items[${i}]`);
-        if (status === "CAPTURED") return { authCode: code, capturedMinor: minor(item, "captured_minor", `data.items[${i}]`) };
-        if (status === "FAILED") return { authCode: code, captureFailedReason: text(item, "reason", `data.items[${i}]`) || "capture_failed" };
+        if (status === "CAPTURED")
+          return { authCode: code, capturedMinor: minor(item, "captured_minor", `data.items[${i}]`) };
+        if (status === "FAILED")
+          return { authCode: code, captureFailedReason: text(item, "reason", `data.items[${i}]`) || "capture_failed" };
         throw new Malformed(`data.items[${i}].status is neither CAPTURED nor FAILED`);
       });
     }
@@ -159,7 +174,13 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
     receive(signature, body) {
       const nowMs = clock();
       // Before anything in the body is believed: an unsigned body is not read.
-      const verdict = verifySignature(signature, body, deps.store.webhookSecrets(nowMs), Math.floor(nowMs / 1000), deps.toleranceSeconds);
+      const verdict = verifySignature(
+        signature,
+        body,
+        deps.store.webhookSecrets(nowMs),
+        Math.floor(nowMs / 1000),
+        deps.toleranceSeconds,
+      );
       if (!verdict.ok) return { kind: "refused", reason: verdict.reason, message: refusalMessage(verdict.reason) };
       let event: ReturnType<typeof envelope>;
       let changes: OrderChange[];
@@ -172,7 +193,9 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       }
       const { eventId, type, objectId, createdAtMs } = event;
       const r = deps.store.applyWebhookEvent({ eventId, type, objectId, createdAtMs }, changes, nowMs);
-      return r.duplicate ? { kind: "duplicate", eventId, type } : { kind: "stored", eventId, type, ordersChanged: r.ordersChanged };
+      return r.duplicate
+        ? { kind: "duplicate", eventId, type }
+        : { kind: "stored", eventId, type, ordersChanged: r.ordersChanged };
     },
   };
 }

@@ -11,7 +11,20 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { assert } from "@paygate/money";
-import type { AuthStatus, CheckoutStore, ItemSettlement, OrderChange, ReceivedEvent, NewOrder, Order, OrderState, SettleState, Settlement, SettlementItem, SettlementState } from "../domain/ports.js";
+import type {
+  AuthStatus,
+  CheckoutStore,
+  ItemSettlement,
+  OrderChange,
+  ReceivedEvent,
+  NewOrder,
+  Order,
+  OrderState,
+  SettleState,
+  Settlement,
+  SettlementItem,
+  SettlementState,
+} from "../domain/ports.js";
 
 const SCHEMA_V1 = `
 CREATE TABLE meta (
@@ -248,58 +261,107 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
   const q = {
     getMeta: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
     setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)"),
-    insertOrder: db.prepare(`INSERT INTO orders (attempt_key, order_id, gateway_key, fingerprint, state, amount_minor, currency, card_last4, cardholder_name, created_at_ms, updated_at_ms)
+    insertOrder:
+      db.prepare(`INSERT INTO orders (attempt_key, order_id, gateway_key, fingerprint, state, amount_minor, currency, card_last4, cardholder_name, created_at_ms, updated_at_ms)
       VALUES (@attemptKey, @orderId, @attemptKey, @fingerprint, 'pending', @amountMinor, @currency, @cardLast4, @cardholderName, @nowMs, @nowMs) ON CONFLICT (attempt_key) DO NOTHING`),
     order: db.prepare<[string], OrderRow>("SELECT * FROM orders WHERE attempt_key = ?"),
-    retry: db.prepare(`UPDATE orders SET fingerprint = @fingerprint, gateway_key = @gatewayKey, retries = retries + 1, state = 'pending', reason = NULL,
+    retry:
+      db.prepare(`UPDATE orders SET fingerprint = @fingerprint, gateway_key = @gatewayKey, retries = retries + 1, state = 'pending', reason = NULL,
       card_last4 = @cardLast4, cardholder_name = @cardholderName, updated_at_ms = @nowMs WHERE attempt_key = @attemptKey AND state = 'declined'`),
-    approve: db.prepare("UPDATE orders SET state = 'approved', auth_code = ?, card_last4 = ?, reason = NULL, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')"),
-    decline: db.prepare("UPDATE orders SET state = 'declined', reason = ?, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')"),
-    unknown: db.prepare("UPDATE orders SET state = 'unknown', reason = ?, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')"),
+    approve: db.prepare(
+      "UPDATE orders SET state = 'approved', auth_code = ?, card_last4 = ?, reason = NULL, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')",
+    ),
+    decline: db.prepare(
+      "UPDATE orders SET state = 'declined', reason = ?, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')",
+    ),
+    unknown: db.prepare(
+      "UPDATE orders SET state = 'unknown', reason = ?, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')",
+    ),
     listOrders: db.prepare<[number], OrderRow>("SELECT * FROM orders ORDER BY created_at_ms DESC, attempt_key LIMIT ?"),
-    openSettlements: db.prepare<[number], SettlementRow>(`${SETTLEMENT_SELECT} WHERE s.state = 'open' GROUP BY s.settlement_id ORDER BY s.created_at_ms, s.settlement_id LIMIT ?`),
-    settlement: db.prepare<[string], SettlementRow>(`${SETTLEMENT_SELECT} WHERE s.settlement_id = ? GROUP BY s.settlement_id`),
-    listSettlements: db.prepare<[number], SettlementRow>(`${SETTLEMENT_SELECT} GROUP BY s.settlement_id ORDER BY s.created_at_ms DESC, s.settlement_id LIMIT ?`),
+    openSettlements: db.prepare<[number], SettlementRow>(
+      `${SETTLEMENT_SELECT} WHERE s.state = 'open' GROUP BY s.settlement_id ORDER BY s.created_at_ms, s.settlement_id LIMIT ?`,
+    ),
+    settlement: db.prepare<[string], SettlementRow>(
+      `${SETTLEMENT_SELECT} WHERE s.settlement_id = ? GROUP BY s.settlement_id`,
+    ),
+    listSettlements: db.prepare<[number], SettlementRow>(
+      `${SETTLEMENT_SELECT} GROUP BY s.settlement_id ORDER BY s.created_at_ms DESC, s.settlement_id LIMIT ?`,
+    ),
     firstUnsettledCurrency: db.prepare<[number], { currency: string }>(
       "SELECT currency FROM orders WHERE state = 'approved' AND settle_state = 'unsettled' AND settle_not_before_ms <= ? ORDER BY created_at_ms LIMIT 1",
     ),
     unsettled: db.prepare<[string, number, number], OrderRow>(
       "SELECT * FROM orders WHERE state = 'approved' AND settle_state = 'unsettled' AND currency = ? AND settle_not_before_ms <= ? ORDER BY created_at_ms, attempt_key LIMIT ?",
     ),
-    insertSettlement: db.prepare("INSERT INTO settlements (settlement_id, idempotency_key, state, currency, created_at_ms) VALUES (?, ?, 'open', ?, ?)"),
-    insertItem: db.prepare("INSERT INTO settlement_items (settlement_id, attempt_key, auth_code, amount_minor) VALUES (?, ?, ?, ?)"),
-    markInBatch: db.prepare("UPDATE orders SET settle_state = 'in_batch', settlement_id = ? WHERE attempt_key = ? AND settle_state = 'unsettled'"),
-    items: db.prepare<[string], ItemRow>(`SELECT i.*, o.order_id FROM settlement_items i JOIN orders o ON o.attempt_key = i.attempt_key
+    insertSettlement: db.prepare(
+      "INSERT INTO settlements (settlement_id, idempotency_key, state, currency, created_at_ms) VALUES (?, ?, 'open', ?, ?)",
+    ),
+    insertItem: db.prepare(
+      "INSERT INTO settlement_items (settlement_id, attempt_key, auth_code, amount_minor) VALUES (?, ?, ?, ?)",
+    ),
+    markInBatch: db.prepare(
+      "UPDATE orders SET settle_state = 'in_batch', settlement_id = ? WHERE attempt_key = ? AND settle_state = 'unsettled'",
+    ),
+    items: db.prepare<
+      [string],
+      ItemRow
+    >(`SELECT i.*, o.order_id FROM settlement_items i JOIN orders o ON o.attempt_key = i.attempt_key
       WHERE i.settlement_id = ? ORDER BY o.created_at_ms, i.attempt_key`),
-    itemResult: db.prepare("UPDATE settlement_items SET status = ?, reason = ?, captured_minor = ?, transaction_id = ? WHERE settlement_id = ? AND attempt_key = ?"),
-    orderSettled: db.prepare("UPDATE orders SET settle_state = ?, captured_minor = ?, settle_reason = ? WHERE attempt_key = ? AND settle_state = 'in_batch'"),
-    orderRetry: db.prepare(`UPDATE orders SET capture_retries = capture_retries + 1, settle_reason = @reason, settle_state = 'unsettled', settlement_id = NULL,
+    itemResult: db.prepare(
+      "UPDATE settlement_items SET status = ?, reason = ?, captured_minor = ?, transaction_id = ? WHERE settlement_id = ? AND attempt_key = ?",
+    ),
+    orderSettled: db.prepare(
+      "UPDATE orders SET settle_state = ?, captured_minor = ?, settle_reason = ? WHERE attempt_key = ? AND settle_state = 'in_batch'",
+    ),
+    orderRetry:
+      db.prepare(`UPDATE orders SET capture_retries = capture_retries + 1, settle_reason = @reason, settle_state = 'unsettled', settlement_id = NULL,
       settle_not_before_ms = @notBeforeMs WHERE attempt_key = @attemptKey AND settle_state = 'in_batch'`),
     orderReleased: db.prepare(`UPDATE orders SET settle_attempts = settle_attempts + 1, settle_reason = @reason,
       settle_state = CASE WHEN settle_attempts + 1 >= @attemptsMax THEN 'failed' ELSE 'unsettled' END,
       settlement_id = CASE WHEN settle_attempts + 1 >= @attemptsMax THEN settlement_id ELSE NULL END
       WHERE attempt_key = @attemptKey AND settle_state = 'in_batch'`),
-    finishSettlement: db.prepare("UPDATE settlements SET state = ?, gateway_batch_id = ?, last_error = ?, attempts = attempts + 1, finished_at_ms = ? WHERE settlement_id = ? AND state = 'open'"),
-    noteAttempt: db.prepare("UPDATE settlements SET attempts = attempts + 1, last_error = ? WHERE settlement_id = ? AND state = 'open'"),
+    finishSettlement: db.prepare(
+      "UPDATE settlements SET state = ?, gateway_batch_id = ?, last_error = ?, attempts = attempts + 1, finished_at_ms = ? WHERE settlement_id = ? AND state = 'open'",
+    ),
+    noteAttempt: db.prepare(
+      "UPDATE settlements SET attempts = attempts + 1, last_error = ? WHERE settlement_id = ? AND state = 'open'",
+    ),
 
     // Webhooks: an order is found by its auth code; only approved orders have one.
-    insertEvent: db.prepare(`INSERT INTO webhook_events (event_id, type, object_id, created_at_ms, received_at_ms, orders_changed)
+    insertEvent:
+      db.prepare(`INSERT INTO webhook_events (event_id, type, object_id, created_at_ms, received_at_ms, orders_changed)
       VALUES (@eventId, @type, @objectId, @createdAtMs, @nowMs, 0) ON CONFLICT (event_id) DO NOTHING`),
     eventChanged: db.prepare("UPDATE webhook_events SET orders_changed = ? WHERE event_id = ?"),
     pruneEvents: db.prepare(`DELETE FROM webhook_events WHERE event_id IN
       (SELECT event_id FROM webhook_events WHERE received_at_ms < ? ORDER BY received_at_ms LIMIT ${WEBHOOK_EVENT_PRUNE_MAX})`),
-    authStatus: db.prepare("UPDATE orders SET auth_status = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND auth_status IS NOT ?"),
-    closed: db.prepare("UPDATE orders SET settle_state = 'failed', settle_reason = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND settle_state = 'unsettled'"),
-    captured: db.prepare(`UPDATE orders SET settle_state = 'captured', captured_minor = @capturedMinor, settle_reason = NULL, updated_at_ms = @nowMs
+    authStatus: db.prepare(
+      "UPDATE orders SET auth_status = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND auth_status IS NOT ?",
+    ),
+    closed: db.prepare(
+      "UPDATE orders SET settle_state = 'failed', settle_reason = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND settle_state = 'unsettled'",
+    ),
+    captured:
+      db.prepare(`UPDATE orders SET settle_state = 'captured', captured_minor = @capturedMinor, settle_reason = NULL, updated_at_ms = @nowMs
       WHERE auth_code = @authCode AND state = 'approved' AND @capturedMinor <= amount_minor AND NOT (settle_state = 'captured' AND captured_minor = @capturedMinor)`),
-    captureFailed: db.prepare(`UPDATE orders SET settle_reason = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND settle_state <> 'captured'
+    captureFailed:
+      db.prepare(`UPDATE orders SET settle_reason = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND settle_state <> 'captured'
       AND settle_reason IS NOT ?`),
-    refunded: db.prepare("UPDATE orders SET refunded_minor = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND refunded_minor < ?"),
-    secretsAt: db.prepare<[number], { secret: string }>("SELECT secret FROM webhook_secrets WHERE expires_at_ms IS NULL OR expires_at_ms > ? ORDER BY created_at_ms DESC, secret"),
-    endpointSecretAt: db.prepare<[string, number], { secret: string }>("SELECT secret FROM webhook_secrets WHERE endpoint_id = ? AND (expires_at_ms IS NULL OR expires_at_ms > ?) LIMIT 1"),
+    refunded: db.prepare(
+      "UPDATE orders SET refunded_minor = ?, updated_at_ms = ? WHERE auth_code = ? AND state = 'approved' AND refunded_minor < ?",
+    ),
+    secretsAt: db.prepare<[number], { secret: string }>(
+      "SELECT secret FROM webhook_secrets WHERE expires_at_ms IS NULL OR expires_at_ms > ? ORDER BY created_at_ms DESC, secret",
+    ),
+    endpointSecretAt: db.prepare<[string, number], { secret: string }>(
+      "SELECT secret FROM webhook_secrets WHERE endpoint_id = ? AND (expires_at_ms IS NULL OR expires_at_ms > ?) LIMIT 1",
+    ),
     retireSecrets: db.prepare("UPDATE webhook_secrets SET expires_at_ms = ? WHERE expires_at_ms IS NULL"),
-    dropExpiredSecrets: db.prepare("DELETE FROM webhook_secrets WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?"),
-    insertSecret: db.prepare("INSERT INTO webhook_secrets (secret, endpoint_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, NULL) ON CONFLICT (secret) DO NOTHING"),
+    dropExpiredSecrets: db.prepare(
+      "DELETE FROM webhook_secrets WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?",
+    ),
+    insertSecret: db.prepare(
+      "INSERT INTO webhook_secrets (secret, endpoint_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, NULL) ON CONFLICT (secret) DO NOTHING",
+    ),
   };
 
   /** One order's changes from one event; whether any column changed. */
@@ -307,12 +369,14 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
     let changed = 0;
     if (c.authStatus !== undefined) changed += q.authStatus.run(c.authStatus, nowMs, c.authCode, c.authStatus).changes;
     if (c.closed !== undefined) changed += q.closed.run(`authorization_${c.closed}`, nowMs, c.authCode).changes;
-    if (c.capturedMinor !== undefined) changed += q.captured.run({ capturedMinor: c.capturedMinor, nowMs, authCode: c.authCode }).changes;
+    if (c.capturedMinor !== undefined)
+      changed += q.captured.run({ capturedMinor: c.capturedMinor, nowMs, authCode: c.authCode }).changes;
     if (c.captureFailedReason !== undefined) {
       const reason = c.captureFailedReason.slice(0, 500);
       changed += q.captureFailed.run(reason, nowMs, c.authCode, reason).changes;
     }
-    if (c.refundedMinor !== undefined) changed += q.refunded.run(c.refundedMinor, nowMs, c.authCode, c.refundedMinor).changes;
+    if (c.refundedMinor !== undefined)
+      changed += q.refunded.run(c.refundedMinor, nowMs, c.authCode, c.refundedMinor).changes;
     return changed > 0;
   };
 
@@ -348,10 +412,15 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       const created = q.insertOrder.run({ ...order }).changes === 1;
       return { created, order: mustOrder(order.attemptKey) };
     }),
-    retryOrder: db.transaction((attemptKey: string, change: { fingerprint: string; gatewayKey: string; cardLast4: string; cardholderName: string; nowMs: number }) => {
-      changedOne(q.retry.run({ attemptKey, ...change }), `retry of a declined order ${attemptKey}`);
-      return mustOrder(attemptKey);
-    }),
+    retryOrder: db.transaction(
+      (
+        attemptKey: string,
+        change: { fingerprint: string; gatewayKey: string; cardLast4: string; cardholderName: string; nowMs: number },
+      ) => {
+        changedOne(q.retry.run({ attemptKey, ...change }), `retry of a declined order ${attemptKey}`);
+        return mustOrder(attemptKey);
+      },
+    ),
     recordApproved(attemptKey, authCode, cardLast4, nowMs) {
       changedOne(q.approve.run(authCode, cardLast4, nowMs, attemptKey), `approval of an open order ${attemptKey}`);
       return mustOrder(attemptKey);
@@ -371,52 +440,86 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
     listOrders: (limit) => q.listOrders.all(limit).map(toOrder),
 
     openSettlements: (limit) => q.openSettlements.all(limit).map(toSettlement),
-    createSettlement: db.transaction((settlementId: string, idempotencyKey: string, itemsMax: number, nowMs: number) => {
-      assert(itemsMax > 0, "a batch holds at least one item");
-      const first = q.firstUnsettledCurrency.get(nowMs);
-      if (!first) return undefined;
-      const orders = q.unsettled.all(first.currency, nowMs, itemsMax);
-      q.insertSettlement.run(settlementId, idempotencyKey, first.currency, nowMs);
-      for (const o of orders) {
-        assert(o.auth_code !== null, "an approved order has an auth code");
-        q.insertItem.run(settlementId, o.attempt_key, o.auth_code, o.amount_minor);
-        changedOne(q.markInBatch.run(settlementId, o.attempt_key), `order ${o.attempt_key} joins one batch only`);
-      }
-      return mustSettlement(settlementId);
-    }),
+    createSettlement: db.transaction(
+      (settlementId: string, idempotencyKey: string, itemsMax: number, nowMs: number) => {
+        assert(itemsMax > 0, "a batch holds at least one item");
+        const first = q.firstUnsettledCurrency.get(nowMs);
+        if (!first) return undefined;
+        const orders = q.unsettled.all(first.currency, nowMs, itemsMax);
+        q.insertSettlement.run(settlementId, idempotencyKey, first.currency, nowMs);
+        for (const o of orders) {
+          assert(o.auth_code !== null, "an approved order has an auth code");
+          q.insertItem.run(settlementId, o.attempt_key, o.auth_code, o.amount_minor);
+          changedOne(q.markInBatch.run(settlementId, o.attempt_key), `order ${o.attempt_key} joins one batch only`);
+        }
+        return mustSettlement(settlementId);
+      },
+    ),
     settlementItems: (settlementId) => q.items.all(settlementId).map(toItem),
-    completeSettlement: db.transaction((settlementId: string, gatewayBatchId: string, results: readonly ItemSettlement[], nowMs: number) => {
-      const byCode = new Map(results.map((r) => [r.authCode, r]));
-      for (const item of q.items.all(settlementId)) {
-        const r = byCode.get(item.auth_code);
-        const heard = heardCaptured(item.attempt_key);
-        if (!r) {
-          // The gateway owes an answer per item; without one the order goes to the next batch.
-          q.itemResult.run("failed", "missing_from_response", 0n, null, settlementId, item.attempt_key);
-          if (!heard) changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: "missing_from_response", attemptsMax: Number.MAX_SAFE_INTEGER }), "release");
-          continue;
-        }
-        switch (r.kind) {
-          case "captured": {
-            assert(r.capturedMinor >= 0n && r.capturedMinor <= item.amount_minor, "never capture more than authorized");
-            q.itemResult.run("captured", r.reason || null, r.capturedMinor, r.transactionId || null, settlementId, item.attempt_key);
-            if (!heard) changedOne(q.orderSettled.run("captured", r.capturedMinor, r.reason || null, item.attempt_key), `order ${item.attempt_key} settles once`);
-            break;
+    completeSettlement: db.transaction(
+      (settlementId: string, gatewayBatchId: string, results: readonly ItemSettlement[], nowMs: number) => {
+        const byCode = new Map(results.map((r) => [r.authCode, r]));
+        for (const item of q.items.all(settlementId)) {
+          const r = byCode.get(item.auth_code);
+          const heard = heardCaptured(item.attempt_key);
+          if (!r) {
+            // The gateway owes an answer per item; without one the order goes to the next batch.
+            q.itemResult.run("failed", "missing_from_response", 0n, null, settlementId, item.attempt_key);
+            if (!heard)
+              changedOne(
+                q.orderReleased.run({
+                  attemptKey: item.attempt_key,
+                  reason: "missing_from_response",
+                  attemptsMax: Number.MAX_SAFE_INTEGER,
+                }),
+                "release",
+              );
+            continue;
           }
-          case "failed":
-            q.itemResult.run("failed", r.reason || null, 0n, r.transactionId || null, settlementId, item.attempt_key);
-            if (!heard) changedOne(q.orderSettled.run("failed", 0n, r.reason || null, item.attempt_key), `order ${item.attempt_key} settles once`);
-            break;
-          case "retry":
-            // This batch's record keeps the failure; the order itself waits for a later batch.
-            q.itemResult.run("failed", r.reason, 0n, null, settlementId, item.attempt_key);
-            if (!heard) changedOne(q.orderRetry.run({ attemptKey: item.attempt_key, reason: r.reason, notBeforeMs: r.notBeforeMs }), `order ${item.attempt_key} waits for a retry`);
-            break;
+          switch (r.kind) {
+            case "captured": {
+              assert(
+                r.capturedMinor >= 0n && r.capturedMinor <= item.amount_minor,
+                "never capture more than authorized",
+              );
+              q.itemResult.run(
+                "captured",
+                r.reason || null,
+                r.capturedMinor,
+                r.transactionId || null,
+                settlementId,
+                item.attempt_key,
+              );
+              if (!heard)
+                changedOne(
+                  q.orderSettled.run("captured", r.capturedMinor, r.reason || null, item.attempt_key),
+                  `order ${item.attempt_key} settles once`,
+                );
+              break;
+            }
+            case "failed":
+              q.itemResult.run("failed", r.reason || null, 0n, r.transactionId || null, settlementId, item.attempt_key);
+              if (!heard)
+                changedOne(
+                  q.orderSettled.run("failed", 0n, r.reason || null, item.attempt_key),
+                  `order ${item.attempt_key} settles once`,
+                );
+              break;
+            case "retry":
+              // This batch's record keeps the failure; the order itself waits for a later batch.
+              q.itemResult.run("failed", r.reason, 0n, null, settlementId, item.attempt_key);
+              if (!heard)
+                changedOne(
+                  q.orderRetry.run({ attemptKey: item.attempt_key, reason: r.reason, notBeforeMs: r.notBeforeMs }),
+                  `order ${item.attempt_key} waits for a retry`,
+                );
+              break;
+          }
         }
-      }
-      q.finishSettlement.run("done", gatewayBatchId, null, nowMs, settlementId);
-      return mustSettlement(settlementId);
-    }),
+        q.finishSettlement.run("done", gatewayBatchId, null, nowMs, settlementId);
+        return mustSettlement(settlementId);
+      },
+    ),
     noteSettlementAttempt(settlementId, error) {
       q.noteAttempt.run(error.slice(0, 500), settlementId);
       return mustSettlement(settlementId);
@@ -425,7 +528,8 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       const short = reason.slice(0, 500);
       for (const item of q.items.all(settlementId)) {
         q.itemResult.run("failed", short, 0n, null, settlementId, item.attempt_key);
-        if (!heardCaptured(item.attempt_key)) changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: short, attemptsMax }), "release");
+        if (!heardCaptured(item.attempt_key))
+          changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: short, attemptsMax }), "release");
       }
       q.finishSettlement.run("rejected", null, short, nowMs, settlementId);
       return mustSettlement(settlementId);
@@ -442,18 +546,21 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       return { duplicate: false, ordersChanged: changed.size };
     }),
     hasWebhookSecret: (endpointId, nowMs) => q.endpointSecretAt.get(endpointId, nowMs) !== undefined,
-    addWebhookSecret: db.transaction((secret: { endpointId: string; secret: string; createdAtMs: number }, previousExpireAtMs: number) => {
-      q.dropExpiredSecrets.run(secret.createdAtMs);
-      q.retireSecrets.run(previousExpireAtMs);
-      q.insertSecret.run(secret.secret, secret.endpointId, secret.createdAtMs);
-    }),
+    addWebhookSecret: db.transaction(
+      (secret: { endpointId: string; secret: string; createdAtMs: number }, previousExpireAtMs: number) => {
+        q.dropExpiredSecrets.run(secret.createdAtMs);
+        q.retireSecrets.run(previousExpireAtMs);
+        q.insertSecret.run(secret.secret, secret.endpointId, secret.createdAtMs);
+      },
+    ),
   };
   return store;
 }
 
 function migrate(db: Database.Database): void {
   const version = Number(db.pragma("user_version", { simple: true }));
-  if (version > MIGRATIONS.length) throw new Error(`checkout.db schema v${version} is newer than this build (v${MIGRATIONS.length})`);
+  if (version > MIGRATIONS.length)
+    throw new Error(`checkout.db schema v${version} is newer than this build (v${MIGRATIONS.length})`);
   db.transaction(() => {
     for (let v = version; v < MIGRATIONS.length; v++) {
       db.exec(MIGRATIONS[v] ?? "");

@@ -23,7 +23,16 @@ test("client and server agree on Luhn", () => {
 
 test("client and server report the same problems with the same words", () => {
   const names = ["", " ", "A", "Al", "Alice Customer", "x".repeat(101), "Tab\tName", "Zero\u200bWidth"];
-  const numbers = ["", "4242 4242 4242 4242", "4242424242424241", "4242-4242-4242-4242", "12345", "4242x4242", "4".repeat(20), "378282246310005"];
+  const numbers = [
+    "",
+    "4242 4242 4242 4242",
+    "4242424242424241",
+    "4242-4242-4242-4242",
+    "12345",
+    "4242x4242",
+    "4".repeat(20),
+    "378282246310005",
+  ];
   const expiries = ["", "04/29", "12/25", "01/26", "13/30", "0429", "4/2029", "12/99", "x"];
   const cvcs = ["", "123", "1234", "12", "12345", "abc", " 123 "];
   let compared = 0;
@@ -42,5 +51,6 @@ test("client and server report the same problems with the same words", () => {
 });
 
 test("the page scripts are valid JavaScript", () => {
-  for (const src of [CLIENT_VALIDATORS + CLIENT_BEHAVIOUR, RESULT_BEHAVIOUR]) assert.doesNotThrow(() => new vm.Script(src));
+  for (const src of [CLIENT_VALIDATORS + CLIENT_BEHAVIOUR, RESULT_BEHAVIOUR])
+    assert.doesNotThrow(() => new vm.Script(src));
 });

@@ -4,7 +4,10 @@
 import { formatMoney } from "@paygate/money";
 
 export function esc(value: unknown): string {
-  return String(value).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c);
+  return String(value).replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] ?? c,
+  );
 }
 
 /** "$23.99"-style for USD, "23.99 EUR" otherwise: what a shopper expects to read. */
@@ -14,7 +17,10 @@ export function money(amountMinor: bigint, currency: string): string {
 }
 
 export function dateTime(ms: number): string {
-  return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  return new Date(ms)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, " UTC");
 }
 
 export const SHOP_NAME = "Corner Shop";

@@ -31,7 +31,9 @@ export function merchantPage(view: MerchantView, nonce: string): string {
     .map(({ settlement: s, items }) => {
       const itemRows = items
         .map(
-          (i) => `<tr><td>${esc(i.orderId)}</td><td>${esc(i.authCode)}</td><td class="num">${esc(money(i.amountMinor, s.currency))}</td>
+          (
+            i,
+          ) => `<tr><td>${esc(i.orderId)}</td><td>${esc(i.authCode)}</td><td class="num">${esc(money(i.amountMinor, s.currency))}</td>
   <td>${pill(i.status)}</td><td class="num">${esc(money(i.capturedMinor, s.currency))}</td><td>${esc(i.reason ?? "")}</td><td>${esc(i.transactionId ?? "")}</td></tr>`,
         )
         .join("\n");
@@ -43,7 +45,8 @@ export function merchantPage(view: MerchantView, nonce: string): string {
 <tbody>${itemRows}</tbody></table></details></td></tr>`;
     })
     .join("\n");
-  const every = view.settlementIntervalMs > 0 ? `every ${Math.round(view.settlementIntervalMs / 1000)} s` : "only on demand";
+  const every =
+    view.settlementIntervalMs > 0 ? `every ${Math.round(view.settlementIntervalMs / 1000)} s` : "only on demand";
   const body = `<h1>Merchant: orders and settlements</h1>
 <div class="toolbar">
   <p>Settles into <strong>${esc(view.merchantAccountId)}</strong>, ${esc(every)}.</p>

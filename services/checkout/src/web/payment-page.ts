@@ -16,7 +16,8 @@ const FIELD_ORDER: readonly Field[] = ["idempotencyKey", "cardholderName", "card
 export function cartSummary(cart: Cart, totalMinor: bigint): string {
   const rows = cart.lines
     .map(
-      (l) => `<tr><td>${esc(l.name)}<br><span class="qty">Qty ${l.quantity} × ${esc(money(l.unitMinor, cart.currency))}</span></td><td class="num">${esc(money(lineTotalMinor(l), cart.currency))}</td></tr>`,
+      (l) =>
+        `<tr><td>${esc(l.name)}<br><span class="qty">Qty ${l.quantity} × ${esc(money(l.unitMinor, cart.currency))}</span></td><td class="num">${esc(money(lineTotalMinor(l), cart.currency))}</td></tr>`,
     )
     .join("\n");
   return `<aside class="summary panel" aria-labelledby="summary-title">
@@ -35,7 +36,10 @@ ${rows}
 function errorSummary(errors: FieldErrors): string {
   const present = FIELD_ORDER.filter((f) => errors[f]);
   if (present.length === 0) return "";
-  const head = present.length === 1 ? "There is a problem with your card details:" : `There are ${present.length} problems with your card details:`;
+  const head =
+    present.length === 1
+      ? "There is a problem with your card details:"
+      : `There are ${present.length} problems with your card details:`;
   const target = (f: Field) => (f === "idempotencyKey" ? "/payment.html" : `#${f}`);
   return `<strong>${esc(head)}</strong><ul>${present.map((f) => `<li><a href="${target(f)}">${esc(errors[f])}</a></li>`).join("")}</ul>`;
 }
@@ -59,7 +63,12 @@ function input(spec: InputSpec, state: PaymentFormState): string {
       </div>`;
 }
 
-export function paymentPage(options: { cart: Cart; totalMinor: bigint; nonce: string; state: PaymentFormState }): string {
+export function paymentPage(options: {
+  cart: Cart;
+  totalMinor: bigint;
+  nonce: string;
+  state: PaymentFormState;
+}): string {
   const { cart, totalMinor, state } = options;
   const amount = money(totalMinor, cart.currency);
   const body = `<h1>Checkout</h1>

@@ -49,7 +49,14 @@ export function declinedPage(order: Order, reason: string, nonce: string): strin
   return page({ title: view.title, nonce, body, script: RESULT_BEHAVIOUR });
 }
 
-export function problemPage(options: { title: string; message: string; nonce: string; outcome: string; reason?: string; backToForm: boolean }): string {
+export function problemPage(options: {
+  title: string;
+  message: string;
+  nonce: string;
+  outcome: string;
+  reason?: string;
+  backToForm: boolean;
+}): string {
   const action = options.backToForm
     ? `<a class="button" href="/payment.html" data-back>Back to the payment form</a>`
     : `<a class="button" href="/payment.html">Start a new order</a>`;
@@ -63,5 +70,9 @@ export function problemPage(options: { title: string; message: string; nonce: st
 }
 
 export function notFoundPage(nonce: string): string {
-  return page({ title: "Not found", nonce, body: `<div class="result panel"><h1>Page not found</h1><div class="actions">${shopAgain}</div></div>` });
+  return page({
+    title: "Not found",
+    nonce,
+    body: `<div class="result panel"><h1>Page not found</h1><div class="actions">${shopAgain}</div></div>`,
+  });
 }

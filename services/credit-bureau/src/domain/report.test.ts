@@ -8,8 +8,23 @@ import { createBureau, parseReports } from "./report.js";
 const good = {
   as_of: "2026-01-15T09:00:00Z",
   reports: [
-    { user_id: "alice", score: 780, open_credit_minor: 1500000, currency: "USD", utilisation_bps: 1200, delinquencies: 0 },
-    { user_id: "dave", score: 480, open_credit_minor: "300000", currency: "USD", utilisation_bps: 9600, delinquencies: 5, report_time: "2026-01-10T12:00:00Z" },
+    {
+      user_id: "alice",
+      score: 780,
+      open_credit_minor: 1500000,
+      currency: "USD",
+      utilisation_bps: 1200,
+      delinquencies: 0,
+    },
+    {
+      user_id: "dave",
+      score: 480,
+      open_credit_minor: "300000",
+      currency: "USD",
+      utilisation_bps: 9600,
+      delinquencies: 5,
+      report_time: "2026-01-10T12:00:00Z",
+    },
   ],
 };
 
@@ -34,11 +49,34 @@ describe("credit reports", () => {
     const r = parseReports({
       as_of: "yesterday",
       reports: [
-        { user_id: "Alice", score: 900, open_credit_minor: -1, currency: "usd", utilisation_bps: 10001, delinquencies: 1.5, colour: "red" },
+        {
+          user_id: "Alice",
+          score: 900,
+          open_credit_minor: -1,
+          currency: "usd",
+          utilisation_bps: 10001,
+          delinquencies: 1.5,
+          colour: "red",
+        },
         // A number past 2^53 (as YAML would parse it): the parser must refuse it, not round it.
-        // biome-ignore lint/correctness/noPrecisionLoss: the literal is imprecise on purpose
-        { user_id: "bob", score: 299, open_credit_minor: 9007199254740993, currency: "USD", utilisation_bps: 0, delinquencies: 0 },
-        { user_id: "bob", score: 700, open_credit_minor: 0, currency: "USD", utilisation_bps: 0, delinquencies: 0, report_time: "soon" },
+        {
+          user_id: "bob",
+          score: 299,
+          // biome-ignore lint/correctness/noPrecisionLoss: the literal is imprecise on purpose
+          open_credit_minor: 9007199254740993,
+          currency: "USD",
+          utilisation_bps: 0,
+          delinquencies: 0,
+        },
+        {
+          user_id: "bob",
+          score: 700,
+          open_credit_minor: 0,
+          currency: "USD",
+          utilisation_bps: 0,
+          delinquencies: 0,
+          report_time: "soon",
+        },
         "carol",
       ],
     });
@@ -57,7 +95,11 @@ describe("credit reports", () => {
       "reports[2].report_time",
       "reports[3]: a mapping",
     ];
-    for (const e of expected) assert.ok(r.problems.some((p) => p.startsWith(e)), `missing problem ${e} in\n${r.problems.join("\n")}`);
+    for (const e of expected)
+      assert.ok(
+        r.problems.some((p) => p.startsWith(e)),
+        `missing problem ${e} in\n${r.problems.join("\n")}`,
+      );
     assert.equal(r.problems.length, expected.length, r.problems.join("\n"));
   });
 

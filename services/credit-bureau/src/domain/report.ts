@@ -30,7 +30,9 @@ export const REPORTS_MAX = 100_000;
 // The gateway's user ids (the seed's and CreateUser's).
 export const USER_ID_PATTERN = /^[a-z][a-z0-9_-]{0,63}$/;
 
-export type ParsedReports = { readonly ok: true; readonly reports: ReadonlyMap<string, CreditReport> } | { readonly ok: false; readonly problems: readonly string[] };
+export type ParsedReports =
+  | { readonly ok: true; readonly reports: ReadonlyMap<string, CreditReport> }
+  | { readonly ok: false; readonly problems: readonly string[] };
 
 /**
  * Turns the parsed data file (`{ as_of, reports: [...] }`, snake_case keys as
@@ -41,7 +43,7 @@ export function parseReports(doc: unknown): ParsedReports {
   const root = isRecord(doc) ? doc : {};
   if (!isRecord(doc)) problems.push("the file must be a mapping with `as_of` and `reports`");
   const asOfMs = parseTime(root.as_of);
-  if (asOfMs === undefined) problems.push("as_of: an ISO 8601 time, e.g. \"2026-01-15T09:00:00Z\"");
+  if (asOfMs === undefined) problems.push('as_of: an ISO 8601 time, e.g. "2026-01-15T09:00:00Z"');
   const list = Array.isArray(root.reports) ? root.reports : [];
   if (!Array.isArray(root.reports) || list.length === 0) problems.push("reports: a non-empty list");
   if (list.length > REPORTS_MAX) problems.push(`reports: at most ${REPORTS_MAX} entries, got ${list.length}`);
@@ -55,21 +57,32 @@ export function parseReports(doc: unknown): ParsedReports {
     }
     const before = problems.length;
     const userId = typeof raw.user_id === "string" ? raw.user_id : "";
-    if (!USER_ID_PATTERN.test(userId)) problems.push(`${at}.user_id: must match ${USER_ID_PATTERN}, got ${JSON.stringify(raw.user_id)}`);
+    if (!USER_ID_PATTERN.test(userId))
+      problems.push(`${at}.user_id: must match ${USER_ID_PATTERN}, got ${JSON.stringify(raw.user_id)}`);
     else if (reports.has(userId)) problems.push(`${at}.user_id: ${userId} appears twice`);
     const score = intIn(raw.score, SCORE_MIN, SCORE_MAX);
     if (score === undefined) problems.push(`${at}.score: an integer in [${SCORE_MIN}, ${SCORE_MAX}]`);
     const openCreditMinor = minorAmount(raw.open_credit_minor);
     if (openCreditMinor === undefined) problems.push(`${at}.open_credit_minor: an integer in [0, ${AMOUNT_MINOR_MAX}]`);
     const currency = typeof raw.currency === "string" ? parseCurrency(raw.currency) : undefined;
-    if (currency === undefined) problems.push(`${at}.currency: a 3-letter ISO code, got ${JSON.stringify(raw.currency)}`);
+    if (currency === undefined)
+      problems.push(`${at}.currency: a 3-letter ISO code, got ${JSON.stringify(raw.currency)}`);
     const utilisationBps = intIn(raw.utilisation_bps, 0, UTILISATION_BPS_MAX);
     if (utilisationBps === undefined) problems.push(`${at}.utilisation_bps: an integer in [0, ${UTILISATION_BPS_MAX}]`);
     const delinquencies = intIn(raw.delinquencies, 0, DELINQUENCIES_MAX);
     if (delinquencies === undefined) problems.push(`${at}.delinquencies: an integer in [0, ${DELINQUENCIES_MAX}]`);
     const reportTimeMs = raw.report_time === undefined ? asOfMs : parseTime(raw.report_time);
-    if (raw.report_time !== undefined && reportTimeMs === undefined) problems.push(`${at}.report_time: an ISO 8601 time`);
-    const known = new Set(["user_id", "score", "open_credit_minor", "currency", "utilisation_bps", "delinquencies", "report_time"]);
+    if (raw.report_time !== undefined && reportTimeMs === undefined)
+      problems.push(`${at}.report_time: an ISO 8601 time`);
+    const known = new Set([
+      "user_id",
+      "score",
+      "open_credit_minor",
+      "currency",
+      "utilisation_bps",
+      "delinquencies",
+      "report_time",
+    ]);
     for (const k of Object.keys(raw)) if (!known.has(k)) problems.push(`${at}: unknown field ${JSON.stringify(k)}`);
     if (problems.length > before) continue;
     reports.set(userId, {
@@ -94,9 +107,11 @@ export function createBureau(reports: ReadonlyMap<string, CreditReport>): Bureau
   return {
     size: reports.size,
     fetch(userId) {
-      if (!USER_ID_PATTERN.test(userId)) return { ok: false, reason: "invalid_argument", message: "user_id must be a paygate user id" };
+      if (!USER_ID_PATTERN.test(userId))
+        return { ok: false, reason: "invalid_argument", message: "user_id must be a paygate user id" };
       const report = reports.get(userId);
-      if (!report) return { ok: false, reason: "user_not_found", message: `no credit report for user ${JSON.stringify(userId)}` };
+      if (!report)
+        return { ok: false, reason: "user_not_found", message: `no credit report for user ${JSON.stringify(userId)}` };
       return { ok: true, value: report };
     },
   };
@@ -120,7 +135,8 @@ function minorAmount(v: unknown): bigint | undefined {
 
 function parseTime(v: unknown): number | undefined {
   if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v.getTime();
-  if (typeof v !== "string" || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v)) return undefined;
+  if (typeof v !== "string" || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v))
+    return undefined;
   const ms = Date.parse(v);
   return Number.isNaN(ms) ? undefined : ms;
 }

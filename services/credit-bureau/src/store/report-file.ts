@@ -5,7 +5,10 @@ import { parseReports, type CreditReport } from "../domain/report.js";
 
 export class ReportFileError extends Error {
   override name = "ReportFileError";
-  constructor(readonly file: string, readonly problems: readonly string[]) {
+  constructor(
+    readonly file: string,
+    readonly problems: readonly string[],
+  ) {
     super(`credit-bureau: invalid data file ${file}:\n  - ${problems.join("\n  - ")}`);
   }
 }

@@ -2,7 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import { createAuth, hashToken, type Auth } from "./auth.js";
-import { createManualClock, createMemorySessions, createMemoryUsers, type ManualClock } from "../../test-support/fakes.js";
+import {
+  createManualClock,
+  createMemorySessions,
+  createMemoryUsers,
+  type ManualClock,
+} from "../../test-support/fakes.js";
 import { hashPassword } from "./password.js";
 import type { Sessions, Users } from "./ports.js";
 
@@ -20,10 +25,23 @@ interface Harness {
   replica(): Promise<Auth>;
 }
 
-async function setup(store: { users: Users; sessions: Sessions } = { users: createMemoryUsers(), sessions: createMemorySessions() }): Promise<Harness> {
+async function setup(
+  store: { users: Users; sessions: Sessions } = { users: createMemoryUsers(), sessions: createMemorySessions() },
+): Promise<Harness> {
   const { users, sessions } = store;
   const clock = createManualClock();
-  assert.ok(await users.create({ userId: "alice", username: "alice", passwordHash: await hashPassword("alice-password", FAST), roles: ["customer"], displayName: "Alice" }, clock.nowMs()));
+  assert.ok(
+    await users.create(
+      {
+        userId: "alice",
+        username: "alice",
+        passwordHash: await hashPassword("alice-password", FAST),
+        roles: ["customer"],
+        displayName: "Alice",
+      },
+      clock.nowMs(),
+    ),
+  );
   const make = async () =>
     createAuth({
       users,
@@ -118,11 +136,18 @@ test("sessions expire after the TTL and logout revokes them", async () => {
 
 // ---- issue 13 #8: the lockout costs the attacker, not the customer -------------
 
-for (const [store, make] of [["memory", () => setup()], ["sqlite", sqliteSetup]] as const) {
+for (const [store, make] of [
+  ["memory", () => setup()],
+  ["sqlite", sqliteSetup],
+] as const) {
   test(`lockout (${store}): failures from client A lock (alice, A) only; alice still logs in from client B`, async () => {
     const h = await make();
     for (let i = 0; i < 3; i++) await h.auth.login("alice", `guess-${i}`, CLIENT_A);
-    assert.equal(await loginReason(h.auth, "alice-password", CLIENT_A), "login_locked", "the guessing client is locked");
+    assert.equal(
+      await loginReason(h.auth, "alice-password", CLIENT_A),
+      "login_locked",
+      "the guessing client is locked",
+    );
     // Before the fix the lock was on the username: the customer was locked out too.
     assert.equal(await loginReason(h.auth, "alice-password", CLIENT_B), "ok");
     assert.equal(await failuresOf(h, CLIENT_B), 0);
@@ -138,10 +163,16 @@ for (const [store, make] of [["memory", () => setup()], ["sqlite", sqliteSetup]]
     const h = await make();
     const other = await h.replica();
     // Five wrong guesses at once, spread over two replicas of one store.
-    const reasons = await Promise.all([h.auth, other, h.auth, other, h.auth].map((auth, i) => loginReason(auth, `guess-${i}`, CLIENT_A)));
+    const reasons = await Promise.all(
+      [h.auth, other, h.auth, other, h.auth].map((auth, i) => loginReason(auth, `guess-${i}`, CLIENT_A)),
+    );
     assert.equal(reasons.filter((r) => r === "invalid_credentials").length, 2, reasons.join());
     assert.equal(reasons.filter((r) => r === "login_locked").length, 3, reasons.join());
-    assert.equal(await loginReason(other, "alice-password", CLIENT_A), "login_locked", "every guess counted, whichever replica took it");
+    assert.equal(
+      await loginReason(other, "alice-password", CLIENT_A),
+      "login_locked",
+      "every guess counted, whichever replica took it",
+    );
     assert.equal(await loginReason(h.auth, "alice-password", CLIENT_A), "login_locked");
     assert.equal(await loginReason(other, "alice-password", CLIENT_B), "ok");
   });

@@ -58,7 +58,10 @@ export function createAuth(o: AuthOptions): Auth {
       return invalid();
     }
     const nowMs = clock.nowMs();
-    const locked = (f: LoginFailures) => fail("login_locked", "too many failed logins from this client; try again later", { retry_after_ms: String(f.lockedUntilMs - nowMs) });
+    const locked = (f: LoginFailures) =>
+      fail("login_locked", "too many failed logins from this client; try again later", {
+        retry_after_ms: String(f.lockedUntilMs - nowMs),
+      });
     const before = await users.loginFailures(user.userId, client);
     if (before.lockedUntilMs > nowMs) return locked(before);
     const good = await verifyPassword(password, user.passwordHash);

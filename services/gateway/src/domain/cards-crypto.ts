@@ -8,7 +8,8 @@ import type { CardHasher } from "./cards-ports.js";
 export const CARD_SECRET_BYTES = 32;
 
 export function createCardHasher(secret: Buffer): CardHasher {
-  if (secret.length < CARD_SECRET_BYTES) throw new RangeError(`the card secret must be at least ${CARD_SECRET_BYTES} bytes`);
+  if (secret.length < CARD_SECRET_BYTES)
+    throw new RangeError(`the card secret must be at least ${CARD_SECRET_BYTES} bytes`);
   const mac = (...parts: string[]) => createHmac("sha256", secret).update(parts.join("\0")).digest("base64url");
   return {
     panHmac: (pan) => mac("pan.v1", pan),

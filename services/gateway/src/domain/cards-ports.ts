@@ -173,7 +173,10 @@ export type RefundStart =
   | { readonly started: false; readonly refundableMinor: bigint };
 
 /** How a refund's decided round ends. */
-export type RefundEnd = { readonly status: "COMMITTED" } | { readonly status: "FAILED"; readonly reason: string } | { readonly status: "RETRY" };
+export type RefundEnd =
+  | { readonly status: "COMMITTED" }
+  | { readonly status: "FAILED"; readonly reason: string }
+  | { readonly status: "RETRY" };
 
 /**
  * The card store: SQLite (one replica) or PostgreSQL (shared by every
@@ -202,7 +205,14 @@ export interface CardStore {
    * serialized per card, so two authorizations of one card cannot both fit
    * under the daily limit. False: the spend changed; read it again and re-run the rule.
    */
-  recordRisk(authId: string, cardId: string, sinceMs: number, spentMinor: bigint, change: AuthChange, nowMs: number): Promise<boolean>;
+  recordRisk(
+    authId: string,
+    cardId: string,
+    sinceMs: number,
+    spentMinor: bigint,
+    change: AuthChange,
+    nowMs: number,
+  ): Promise<boolean>;
   /** What the card has authorized since sinceMs (PENDING past the risk rule, APPROVED, CAPTURED), one authorization excluded. */
   spentSince(cardId: string, sinceMs: number, excludeAuthId: string): Promise<bigint>;
   /** PENDING authorizations, oldest first; of one replica when given. */
@@ -219,7 +229,11 @@ export interface CardStore {
   takeBatch(batchId: string, fromReplica: string, replica: string): Promise<boolean>;
   /** Frees every PENDING batch `replica` owns but is not settling (not in `keep`): any replica may resume them. Returns how many. */
   releaseBatches(replica: string, keep: readonly string[]): Promise<number>;
-  setBatchItem(batchId: string, index: number, result: Pick<BatchItemRecord, "status" | "reason" | "capturedMinor" | "txnId">): Promise<void>;
+  setBatchItem(
+    batchId: string,
+    index: number,
+    result: Pick<BatchItemRecord, "status" | "reason" | "capturedMinor" | "txnId">,
+  ): Promise<void>;
   finishBatch(batchId: string, nowMs: number): Promise<void>;
 
   /**

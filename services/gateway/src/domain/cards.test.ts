@@ -6,9 +6,25 @@ import assert from "node:assert/strict";
 import { retryableReasons } from "@paygate/vocab";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import type { AuthRecord, CardStore } from "./cards-ports.js";
-import { CAPTURE_FINAL_REASONS, type AuthorizeInput, type Cards, type IssueCardInput, type IssuedCard, type SettleItemInput, type SettleItemResult } from "./cards.js";
+import {
+  CAPTURE_FINAL_REASONS,
+  type AuthorizeInput,
+  type Cards,
+  type IssueCardInput,
+  type IssuedCard,
+  type SettleItemInput,
+  type SettleItemResult,
+} from "./cards.js";
 import type { Coordinator } from "./coordinator.js";
-import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type ManualClock, type MemoryLog } from "../../test-support/fakes.js";
+import {
+  createFakeBanks,
+  createManualClock,
+  createMemoryDirectory,
+  createMemoryLog,
+  type FakeBanks,
+  type ManualClock,
+  type MemoryLog,
+} from "../../test-support/fakes.js";
 import { binOfBank, luhnValid } from "./luhn.js";
 import { TRANSIENT_ABORT_REASONS } from "./model.js";
 import type { Vote } from "./ports.js";
@@ -54,7 +70,10 @@ function setup(): Harness {
   const banks = createFakeBanks();
   const clock = createManualClock(Date.UTC(2026, 0, 15, 12));
   const store = createSqliteStore(":memory:").cards;
-  const bureau = createFakeBureau([["alice", 780], ["bob", 650]]);
+  const bureau = createFakeBureau([
+    ["alice", 780],
+    ["bob", 650],
+  ]);
   const logger = createCapturingLogger();
   const make = () => {
     const coordinator = createTestCoordinator({ log, directory, participants: banks, clock, logger });
@@ -85,11 +104,71 @@ test("issuing: a generated number has the bank's BIN and passes Luhn; only hashe
 test("issuing: a given test number must pass Luhn and be unique; the account must exist", async () => {
   const h = setup();
   await issue(h, { number: "4242 4242 4242 4242", cvc: "123", expMonth: 12, expYear: 2030 });
-  assert.equal(reason(await h.cards.issueCard({ accountId: "bank-a/1002", cardholderName: "", number: "4242424242424242", expMonth: 0, expYear: 0, cvc: "" })), "already_exists");
-  assert.equal(reason(await h.cards.issueCard({ accountId: "bank-a/1002", cardholderName: "", number: "4242424242424241", expMonth: 0, expYear: 0, cvc: "" })), "invalid_number");
-  assert.equal(reason(await h.cards.issueCard({ accountId: "bank-a/9999", cardholderName: "", number: "", expMonth: 0, expYear: 0, cvc: "" })), "account_not_found");
-  assert.equal(reason(await h.cards.issueCard({ accountId: "bank-a/1002", cardholderName: "", number: "", expMonth: 13, expYear: 2030, cvc: "" })), "invalid_argument");
-  assert.equal(reason(await h.cards.issueCard({ accountId: "bank-a/1002", cardholderName: "", number: "", expMonth: 0, expYear: 0, cvc: "12" })), "invalid_argument");
+  assert.equal(
+    reason(
+      await h.cards.issueCard({
+        accountId: "bank-a/1002",
+        cardholderName: "",
+        number: "4242424242424242",
+        expMonth: 0,
+        expYear: 0,
+        cvc: "",
+      }),
+    ),
+    "already_exists",
+  );
+  assert.equal(
+    reason(
+      await h.cards.issueCard({
+        accountId: "bank-a/1002",
+        cardholderName: "",
+        number: "4242424242424241",
+        expMonth: 0,
+        expYear: 0,
+        cvc: "",
+      }),
+    ),
+    "invalid_number",
+  );
+  assert.equal(
+    reason(
+      await h.cards.issueCard({
+        accountId: "bank-a/9999",
+        cardholderName: "",
+        number: "",
+        expMonth: 0,
+        expYear: 0,
+        cvc: "",
+      }),
+    ),
+    "account_not_found",
+  );
+  assert.equal(
+    reason(
+      await h.cards.issueCard({
+        accountId: "bank-a/1002",
+        cardholderName: "",
+        number: "",
+        expMonth: 13,
+        expYear: 2030,
+        cvc: "",
+      }),
+    ),
+    "invalid_argument",
+  );
+  assert.equal(
+    reason(
+      await h.cards.issueCard({
+        accountId: "bank-a/1002",
+        cardholderName: "",
+        number: "",
+        expMonth: 0,
+        expYear: 0,
+        cvc: "12",
+      }),
+    ),
+    "invalid_argument",
+  );
 });
 
 test("authorize: validation declines are not stored, so the key stays free", async () => {
@@ -98,7 +177,15 @@ test("authorize: validation declines are not stored, so the key stays free", asy
   const expired = await issue(h, { expMonth: 12, expYear: 2025 });
   const key = "same-key";
   const cases: [Partial<AuthorizeInput>, string][] = [
-    [{ card: { ...authReq(card).card, number: card.number.slice(0, -1) + String((Number(card.number.at(-1)) + 1) % 10) } }, "invalid_number"],
+    [
+      {
+        card: {
+          ...authReq(card).card,
+          number: card.number.slice(0, -1) + String((Number(card.number.at(-1)) + 1) % 10),
+        },
+      },
+      "invalid_number",
+    ],
     [{ card: { ...authReq(card).card, expMonth: 12, expYear: 2025 } }, "expired_card"],
     [{ card: authReq(expired).card }, "expired_card"],
     [{ card: { ...authReq(card).card, cvc: card.cvc === "000" ? "001" : "000" } }, "incorrect_cvc"],
@@ -109,7 +196,11 @@ test("authorize: validation declines are not stored, so the key stays free", asy
   ];
   for (const [over, want] of cases) {
     const out = await h.cards.authorize("shop", authReq(card, { ...over, idempotencyKey: key }));
-    assert.equal(reason(out.result), want, JSON.stringify(over, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)));
+    assert.equal(
+      reason(out.result),
+      want,
+      JSON.stringify(over, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
+    );
   }
   assert.equal(h.banks.prepares.length, 0, "no bank was asked");
   assert.equal(h.bureau.calls, 0, "no report was fetched");
@@ -123,22 +214,44 @@ test("authorize: approved with a 6-character code; the hold is an AUTH_HOLD leg 
   const req = authReq(card, { amountMinor: 4_200n });
   const a = value((await h.cards.authorize("shop", req)).result);
   assert.match(a.authCode, /^[A-Z0-9]{6}$/);
-  assert.deepEqual([a.status, a.amountMinor, a.riskScore, a.riskApproved, a.riskRule], ["APPROVED", 4_200n, 780, true, "score>=600"]);
+  assert.deepEqual(
+    [a.status, a.amountMinor, a.riskScore, a.riskApproved, a.riskRule],
+    ["APPROVED", 4_200n, 780, true, "score>=600"],
+  );
   assert.equal(a.expiresAtMs, h.clock.nowMs() + TTL_MS);
   assert.equal(h.banks.prepares.length, 1);
   const p = h.banks.prepares[0]!;
   assert.equal(p.bank, "bank-a");
-  assert.deepEqual(p.legs, [{ accountId: "bank-a/1001", direction: "AUTH_HOLD", amountMinor: 4_200n, currency: "USD", ownerUserId: "alice", holdId: a.authId, holdTtlMs: TTL_MS }]);
-  assert.deepEqual(h.banks.commits.map((c) => c.bank), ["bank-a"]);
+  assert.deepEqual(p.legs, [
+    {
+      accountId: "bank-a/1001",
+      direction: "AUTH_HOLD",
+      amountMinor: 4_200n,
+      currency: "USD",
+      ownerUserId: "alice",
+      holdId: a.authId,
+      holdTtlMs: TTL_MS,
+    },
+  ]);
+  assert.deepEqual(
+    h.banks.commits.map((c) => c.bank),
+    ["bank-a"],
+  );
 
   const again = await h.cards.authorize("shop", req);
   assert.equal(again.replayed, true);
   assert.equal(value(again.result).authCode, a.authCode);
   assert.equal(h.banks.prepares.length, 1, "no second hold");
   assert.equal(h.bureau.calls, 1, "no second report");
-  assert.equal(reason((await h.cards.authorize("shop", { ...req, amountMinor: 4_201n })).result), "idempotency_key_reused");
+  assert.equal(
+    reason((await h.cards.authorize("shop", { ...req, amountMinor: 4_201n })).result),
+    "idempotency_key_reused",
+  );
   // The key is the merchant's: another merchant's same key is another request.
-  assert.equal(value((await h.cards.authorize("shop2", { ...req, merchantAccountId: "bank-a/1009" })).result).status, "APPROVED");
+  assert.equal(
+    value((await h.cards.authorize("shop2", { ...req, merchantAccountId: "bank-a/1009" })).result).status,
+    "APPROVED",
+  );
   // No log line carries the number or the CVC.
   for (const line of h.lines()) assert.ok(!line.includes(card.number) && !line.includes(`"${card.cvc}"`), line);
 });
@@ -153,13 +266,24 @@ test("risk rule: low score and large amounts decline (stored, replayed without a
   assert.equal(reason(declined.result), "risk_declined");
   assert.ok(!declined.result.ok && declined.result.metadata?.risk_rule === "amount>=50000:score<700");
   const calls = h.bureau.calls;
-  assert.equal(reason((await h.cards.authorize("shop", large)).result), "risk_declined", "the decline is the key's stored outcome");
+  assert.equal(
+    reason((await h.cards.authorize("shop", large)).result),
+    "risk_declined",
+    "the decline is the key's stored outcome",
+  );
   assert.equal(h.bureau.calls, calls);
 
   h.bureau.scores.set("bob", 550);
-  assert.equal(reason((await h.cards.authorize("shop", authReq(bobCard, { amountMinor: 100n }))).result), "risk_declined");
+  assert.equal(
+    reason((await h.cards.authorize("shop", authReq(bobCard, { amountMinor: 100n }))).result),
+    "risk_declined",
+  );
   h.bureau.scores.delete("bob");
-  assert.equal(reason((await h.cards.authorize("shop", authReq(bobCard, { amountMinor: 100n }))).result), "risk_declined", "no credit report");
+  assert.equal(
+    reason((await h.cards.authorize("shop", authReq(bobCard, { amountMinor: 100n }))).result),
+    "risk_declined",
+    "no credit report",
+  );
 
   const alice = await issue(h);
   await approve(h, alice, { amountMinor: 60_000n });
@@ -169,7 +293,10 @@ test("risk rule: low score and large amounts decline (stored, replayed without a
   // A void gives the room back; the next UTC day starts fresh.
   const other = await issue(h, { accountId: "bank-a/1001" });
   const a = await approve(h, other, { amountMinor: 100_000n });
-  assert.equal(reason((await h.cards.authorize("shop", authReq(other, { amountMinor: 1n }))).result), "spend_limit_exceeded");
+  assert.equal(
+    reason((await h.cards.authorize("shop", authReq(other, { amountMinor: 1n }))).result),
+    "spend_limit_exceeded",
+  );
   value(await h.cards.voidAuthorization("shop", a.authCode));
   await approve(h, other, { amountMinor: 1n });
   h.clock.advance(DAY_MS);
@@ -236,7 +363,9 @@ test("settlement: partial capture is a CAPTURE leg at the issuer plus a CREDIT a
     ],
   );
   assert.equal(h.banks.prepares.length, prepares + 2, "one round, two banks");
-  const legs = h.banks.prepares.slice(-2).map((p) => [p.bank, p.legs.map((l) => [l.direction, l.accountId, l.amountMinor, l.holdId])]);
+  const legs = h.banks.prepares
+    .slice(-2)
+    .map((p) => [p.bank, p.legs.map((l) => [l.direction, l.accountId, l.amountMinor, l.holdId])]);
   assert.deepEqual(legs, [
     ["bank-a", [["CAPTURE", "bank-a/1001", 1_200n, a.authId]]],
     ["bank-b", [["CREDIT", "bank-b/2003", 1_200n, undefined]]],
@@ -249,8 +378,18 @@ test("settlement: partial capture is a CAPTURE leg at the issuer plus a CREDIT a
   assert.deepEqual(value(replay.result), s);
   assert.equal(h.banks.prepares.length, prepares + 2, "a replay moves nothing");
   assert.equal(reason((await h.cards.settleBatch("shop", "batch-1", items.slice(1))).result), "idempotency_key_reused");
-  const later = value((await h.cards.settleBatch("shop", "batch-2", [{ authCode: a.authCode, amountMinor: 1n }, { authCode: b.authCode, amountMinor: 1_000n }])).result);
-  assert.deepEqual(later.results.map((r) => r.reason || r.status), ["already_captured", "CAPTURED"]);
+  const later = value(
+    (
+      await h.cards.settleBatch("shop", "batch-2", [
+        { authCode: a.authCode, amountMinor: 1n },
+        { authCode: b.authCode, amountMinor: 1_000n },
+      ])
+    ).result,
+  );
+  assert.deepEqual(
+    later.results.map((r) => r.reason || r.status),
+    ["already_captured", "CAPTURED"],
+  );
 });
 
 test("settlement runs different authorizations concurrently; the same code repeated still captures once, at its first item", async () => {
@@ -273,7 +412,11 @@ test("settlement runs different authorizations concurrently; the same code repea
     );
   };
   const dup = auths[3]!.authCode;
-  const items = [...auths.map((a) => ({ authCode: a.authCode, amountMinor: 60n })), { authCode: dup, amountMinor: 1n }, { authCode: dup, amountMinor: 2n }];
+  const items = [
+    ...auths.map((a) => ({ authCode: a.authCode, amountMinor: 60n })),
+    { authCode: dup, amountMinor: 1n },
+    { authCode: dup, amountMinor: 2n },
+  ];
   const settling = h.cards.settleBatch("shop", "concurrent", items);
   // Each capture prepares at the card's bank and the merchant's: 40 prepares.
   for (let turn = 0; turn < 1_000 && waiting.length < 40; turn++) await new Promise((r) => setImmediate(r));
@@ -287,7 +430,11 @@ test("settlement runs different authorizations concurrently; the same code repea
     s.results.map((r) => r.reason || r.status),
     [...auths.map(() => "CAPTURED"), "already_captured", "already_captured"],
   );
-  assert.equal(value(await h.cards.getAuthorization("shop", dup)).capturedMinor, 60n, "the first item naming the code captured");
+  assert.equal(
+    value(await h.cards.getAuthorization("shop", dup)).capturedMinor,
+    60n,
+    "the first item naming the code captured",
+  );
 });
 
 test("void: a RELEASE leg; then capture says authorization_voided; a captured one cannot be voided", async () => {
@@ -296,8 +443,15 @@ test("void: a RELEASE leg; then capture says authorization_voided; a captured on
   const a = await approve(h, card);
   const v = value(await h.cards.voidAuthorization("shop", a.authCode));
   assert.equal(v.status, "VOIDED");
-  assert.deepEqual(h.banks.prepares.at(-1)!.legs.map((l) => [l.direction, l.holdId]), [["RELEASE", a.authId]]);
-  assert.equal(value(await h.cards.voidAuthorization("shop", a.authCode)).status, "VOIDED", "voiding twice is harmless");
+  assert.deepEqual(
+    h.banks.prepares.at(-1)!.legs.map((l) => [l.direction, l.holdId]),
+    [["RELEASE", a.authId]],
+  );
+  assert.equal(
+    value(await h.cards.voidAuthorization("shop", a.authCode)).status,
+    "VOIDED",
+    "voiding twice is harmless",
+  );
   const b = await approve(h, card);
   value((await h.cards.settleBatch("shop", "b", [{ authCode: b.authCode, amountMinor: b.amountMinor }])).result);
   assert.equal(reason(await h.cards.voidAuthorization("shop", b.authCode)), "already_captured");
@@ -316,14 +470,23 @@ test("expiry: past expires_at the authorization is EXPIRED (sweep or read) and c
   assert.equal(await h.cards.expireDue(), 3);
   assert.equal(value(await h.cards.getAuthorization("shop", a.authCode)).status, "EXPIRED");
   const s = value((await h.cards.settleBatch("shop", "late", [{ authCode: b.authCode, amountMinor: 1n }])).result);
-  assert.deepEqual(s.results.map((r) => r.reason), ["authorization_expired"]);
+  assert.deepEqual(
+    s.results.map((r) => r.reason),
+    ["authorization_expired"],
+  );
   assert.equal(reason(await h.cards.voidAuthorization("shop", c.authCode)), "authorization_expired");
 
   // The bank expired the hold first (its clock): the capture's NO records the expiry.
   const d = await approve(h, card);
-  h.banks.onPrepare = async (call): Promise<Vote> => (call.legs.some((l) => l.direction === "CAPTURE") ? { vote: "NO", reason: "authorization_expired" } : { vote: "YES" });
+  h.banks.onPrepare = async (call): Promise<Vote> =>
+    call.legs.some((l) => l.direction === "CAPTURE")
+      ? { vote: "NO", reason: "authorization_expired" }
+      : { vote: "YES" };
   const s2 = value((await h.cards.settleBatch("shop", "late-2", [{ authCode: d.authCode, amountMinor: 1n }])).result);
-  assert.deepEqual(s2.results.map((r) => [r.status, r.reason]), [["FAILED", "authorization_expired"]]);
+  assert.deepEqual(
+    s2.results.map((r) => [r.status, r.reason]),
+    [["FAILED", "authorization_expired"]],
+  );
   assert.equal(value(await h.cards.getAuthorization("shop", d.authCode)).status, "EXPIRED");
 });
 
@@ -332,20 +495,33 @@ test("refunds: concurrent refunds never exceed the captured amount; an aborted r
   const card = await issue(h);
   const a = await approve(h, card, { amountMinor: 1_000n });
   value((await h.cards.settleBatch("shop", "s", [{ authCode: a.authCode, amountMinor: 1_000n }])).result);
-  assert.equal(reason((await h.cards.refund("shop", "r0", (await approve(h, card)).authCode, 1n)).result), "not_captured");
+  assert.equal(
+    reason((await h.cards.refund("shop", "r0", (await approve(h, card)).authCode, 1n)).result),
+    "not_captured",
+  );
 
   // Every refund round waits at the banks until released, so all five are in flight at once.
   const gate = createGate();
-  h.banks.onPrepare = (call) => gate.wait<Vote>(() => (call.bank === "bank-b" && call.legs[0]!.amountMinor === 301n ? { vote: "NO", reason: "insufficient_funds" } : { vote: "YES" }));
+  h.banks.onPrepare = (call) =>
+    gate.wait<Vote>(() =>
+      call.bank === "bank-b" && call.legs[0]!.amountMinor === 301n
+        ? { vote: "NO", reason: "insufficient_funds" }
+        : { vote: "YES" },
+    );
   const amounts = [300n, 300n, 301n, 300n, 300n];
   let answered = 0;
-  const pending = amounts.map((amt, i) => h.cards.refund("shop", `refund-${i}`, a.authCode, amt).finally(() => answered++));
+  const pending = amounts.map((amt, i) =>
+    h.cards.refund("shop", `refund-${i}`, a.authCode, amt).finally(() => answered++),
+  );
   // 300 + 300 + 301 reserved = 901; the fourth and fifth do not fit in the remaining 99.
   await until("two refunds refused and three at the banks", () => answered === 2 && gate.waiting === 3 * 2);
   assert.equal(gate.waiting, 3 * 2, "three refunds reached the banks (two banks each)");
   gate.open();
   const results = await Promise.all(pending);
-  assert.deepEqual(results.map((r) => (r.result.ok ? "ok" : r.result.reason)), ["ok", "ok", "insufficient_funds", "refund_exceeds_capture", "refund_exceeds_capture"]);
+  assert.deepEqual(
+    results.map((r) => (r.result.ok ? "ok" : r.result.reason)),
+    ["ok", "ok", "insufficient_funds", "refund_exceeds_capture", "refund_exceeds_capture"],
+  );
   h.banks.onPrepare = async () => ({ vote: "YES" });
   const after = value(await h.cards.getAuthorization("shop", a.authCode));
   assert.deepEqual([after.refundedMinor, after.refundReservedMinor], [600n, 0n]);
@@ -354,10 +530,13 @@ test("refunds: concurrent refunds never exceed the captured amount; an aborted r
   const last = value((await h.cards.refund("shop", "r-last", a.authCode, 400n)).result);
   assert.equal(last.authorization.refundedMinor, 1_000n);
   // The refund moves money from the merchant (owner-checked debit) back to the card's account.
-  assert.deepEqual(h.banks.prepares.slice(-2).map((p) => [p.bank, p.legs[0]!.direction, p.legs[0]!.accountId, p.legs[0]!.ownerUserId]), [
-    ["bank-b", "DEBIT", "bank-b/2003", "shop"],
-    ["bank-a", "CREDIT", "bank-a/1001", ""],
-  ]);
+  assert.deepEqual(
+    h.banks.prepares.slice(-2).map((p) => [p.bank, p.legs[0]!.direction, p.legs[0]!.accountId, p.legs[0]!.ownerUserId]),
+    [
+      ["bank-b", "DEBIT", "bank-b/2003", "shop"],
+      ["bank-a", "CREDIT", "bank-a/1001", ""],
+    ],
+  );
   // A replay answers from the store; a failed one replays its failure.
   const replay = await h.cards.refund("shop", "r-last", a.authCode, 400n);
   assert.equal(replay.replayed, true);
@@ -387,19 +566,46 @@ test("recovery: rounds cut short by a crash are settled from the decision log (p
   assert.ok(await h.store.insertAuth(pendingAuth("auth_1", "AAAAA1", "k1", "")));
   assert.ok(await h.store.insertAuth(pendingAuth("auth_2", "AAAAA2", "k2", txn(2))));
   assert.ok(await h.store.insertAuth(pendingAuth("auth_3", "AAAAA3", "k3", txn(3))));
-  await h.log.decide({ txnId: txn(2), decision: "COMMIT", reason: "", participants: ["bank-a"], nowMs: now, firstResendAtMs: now });
+  await h.log.decide({
+    txnId: txn(2),
+    decision: "COMMIT",
+    reason: "",
+    participants: ["bank-a"],
+    nowMs: now,
+    firstResendAtMs: now,
+  });
   // A capture whose COMMIT was logged, of the approved `base`.
-  const lock = { opTxnId: txn(4), opKind: "capture", opAmountMinor: 700n, opBatchId: "batch_x", opItemIndex: 0 } as const;
+  const lock = {
+    opTxnId: txn(4),
+    opKind: "capture",
+    opAmountMinor: 700n,
+    opBatchId: "batch_x",
+    opItemIndex: 0,
+  } as const;
   assert.ok(await h.store.updateAuth(base.authId, { status: "APPROVED", opTxnId: "" }, lock, now, `${txn(4)}/lock`));
-  await h.log.decide({ txnId: txn(4), decision: "COMMIT", reason: "", participants: ["bank-a", "bank-b"], nowMs: now, firstResendAtMs: now });
+  await h.log.decide({
+    txnId: txn(4),
+    decision: "COMMIT",
+    reason: "",
+    participants: ["bank-a", "bank-b"],
+    nowMs: now,
+    firstResendAtMs: now,
+  });
 
   const restarted = h.restart();
   assert.deepEqual(await restarted.recover(), { authorizations: 3, operations: 1, refunds: 0 });
   assert.equal(await h.store.authById("auth_1"), undefined, "never reached a bank: gone, key free");
   assert.equal((await h.store.authById("auth_2"))?.status, "APPROVED");
   assert.equal(await h.store.authById("auth_3"), undefined, "presumed abort: gone, key free");
-  assert.equal((await h.log.findDecision(txn(3)))?.decision, "ABORT", "the abort is logged before anything else can commit it");
-  assert.ok(h.banks.aborts.some((a) => a.txnId === txn(3) && a.bank === "bank-a"), "and its Abort delivered before the key is freed");
+  assert.equal(
+    (await h.log.findDecision(txn(3)))?.decision,
+    "ABORT",
+    "the abort is logged before anything else can commit it",
+  );
+  assert.ok(
+    h.banks.aborts.some((a) => a.txnId === txn(3) && a.bank === "bank-a"),
+    "and its Abort delivered before the key is freed",
+  );
   const captured = (await h.store.authById(base.authId))!;
   assert.deepEqual([captured.status, captured.capturedMinor, captured.opTxnId], ["CAPTURED", 700n, ""]);
 
@@ -425,9 +631,27 @@ test("recovery of a refund whose round was cut short releases the reservation", 
   const now = h.clock.nowMs();
   const txnId = txnIdOf(77);
   // Inserted PENDING with its 500 reserved, in one step (what refund() does before its round).
-  const started = await h.store.startRefund({ refundId: "refund_x", merchantUserId: "shop", idempotencyKey: "rx", fingerprint: "f", authId: a.authId, amountMinor: 500n, txnId, status: "PENDING", reason: "", createdAtMs: now }, now);
+  const started = await h.store.startRefund(
+    {
+      refundId: "refund_x",
+      merchantUserId: "shop",
+      idempotencyKey: "rx",
+      fingerprint: "f",
+      authId: a.authId,
+      amountMinor: 500n,
+      txnId,
+      status: "PENDING",
+      reason: "",
+      createdAtMs: now,
+    },
+    now,
+  );
   assert.deepEqual(started, { started: true });
-  assert.equal(reason((await h.cards.refund("shop", "ry", a.authCode, 301n)).result), "refund_exceeds_capture", "the reservation counts");
+  assert.equal(
+    reason((await h.cards.refund("shop", "ry", a.authCode, 301n)).result),
+    "refund_exceeds_capture",
+    "the reservation counts",
+  );
   assert.deepEqual(await h.restart().recover(), { authorizations: 0, operations: 0, refunds: 1 });
   assert.equal(await h.store.refundById("refund_x"), undefined, "presumed abort: nothing moved, the key is free");
   assert.equal((await h.store.authById(a.authId))?.refundReservedMinor, 0n);
@@ -461,7 +685,12 @@ test("settlement: the final capture reasons are business reasons, never retryabl
   for (const r of ["hold_in_use", "idempotency_key_in_use"]) assert.ok(!CAPTURE_FINAL_REASONS.has(r), r);
 });
 
-for (const transient of ["participant_unavailable", "participant_timeout", "hold_in_use", "coordinator_restarted"] as const) {
+for (const transient of [
+  "participant_unavailable",
+  "participant_timeout",
+  "hold_in_use",
+  "coordinator_restarted",
+] as const) {
   test(`settlement: a capture aborted by ${transient} is FAILED with final=false and not stored; the batch stays PENDING and resending it captures once`, async () => {
     const h = setup();
     const card = await issue(h);
@@ -469,12 +698,20 @@ for (const transient of ["participant_unavailable", "participant_timeout", "hold
     const b = await approve(h, card, { amountMinor: 500n });
     let failuresLeft = 1;
     h.banks.onPrepare = async (call): Promise<Vote> => {
-      if (!call.legs.some((l) => l.direction === "CAPTURE" && l.holdId === a.authId) || failuresLeft === 0) return { vote: "YES" };
+      if (!call.legs.some((l) => l.direction === "CAPTURE" && l.holdId === a.authId) || failuresLeft === 0)
+        return { vote: "YES" };
       failuresLeft--;
       if (transient !== "coordinator_restarted") return { vote: "NO", reason: transient };
       // Meanwhile another replica took the round over and presumed abort: the YES votes obey it.
       const nowMs = h.clock.nowMs();
-      await h.log.decide({ txnId: call.txnId, decision: "ABORT", reason: transient, participants: ["bank-a", "bank-b"], nowMs, firstResendAtMs: nowMs });
+      await h.log.decide({
+        txnId: call.txnId,
+        decision: "ABORT",
+        reason: transient,
+        participants: ["bank-a", "bank-b"],
+        nowMs,
+        firstResendAtMs: nowMs,
+      });
       return { vote: "YES" };
     };
     const items: SettleItemInput[] = [
@@ -483,24 +720,50 @@ for (const transient of ["participant_unavailable", "participant_timeout", "hold
     ];
     const first = value((await h.cards.settleBatch("shop", "batch-t", items)).result);
     // Before the fix the item was stored FAILED for good and the batch was DONE: the merchant was never paid.
-    assert.deepEqual(outcomes(first.results), [["FAILED", transient, false], ["CAPTURED", "", true]]);
+    assert.deepEqual(outcomes(first.results), [
+      ["FAILED", transient, false],
+      ["CAPTURED", "", true],
+    ]);
     assert.ok(retryableReasons.has(transient));
-    assert.deepEqual(await batchState(h, "batch-t"), { status: "PENDING", items: [["", ""], ["CAPTURED", ""]] });
+    assert.deepEqual(await batchState(h, "batch-t"), {
+      status: "PENDING",
+      items: [
+        ["", ""],
+        ["CAPTURED", ""],
+      ],
+    });
     const untouched = value(await h.cards.getAuthorization("shop", a.authCode));
-    assert.deepEqual([untouched.status, untouched.opTxnId, untouched.capturedMinor], ["APPROVED", "", 0n], "nothing captured, nothing in flight");
+    assert.deepEqual(
+      [untouched.status, untouched.opTxnId, untouched.capturedMinor],
+      ["APPROVED", "", 0n],
+      "nothing captured, nothing in flight",
+    );
     assert.equal(creditedMinor(h), 500n);
 
     const again = await h.cards.settleBatch("shop", "batch-t", items);
     assert.equal(again.replayed, true);
     const second = value(again.result);
-    assert.deepEqual(outcomes(second.results), [["CAPTURED", "", true], ["CAPTURED", "", true]]);
+    assert.deepEqual(outcomes(second.results), [
+      ["CAPTURED", "", true],
+      ["CAPTURED", "", true],
+    ]);
     assert.equal(second.results[1]!.txnId, first.results[1]!.txnId, "the captured item was not run again");
-    assert.deepEqual(await batchState(h, "batch-t"), { status: "DONE", items: [["CAPTURED", ""], ["CAPTURED", ""]] });
+    assert.deepEqual(await batchState(h, "batch-t"), {
+      status: "DONE",
+      items: [
+        ["CAPTURED", ""],
+        ["CAPTURED", ""],
+      ],
+    });
     assert.equal(creditedMinor(h), 1_100n, "the merchant is paid once per item");
     assert.equal(value(await h.cards.getAuthorization("shop", a.authCode)).capturedMinor, 600n);
 
     const prepares = h.banks.prepares.length;
-    assert.deepEqual(value((await h.cards.settleBatch("shop", "batch-t", items)).result), second, "a DONE batch replays");
+    assert.deepEqual(
+      value((await h.cards.settleBatch("shop", "batch-t", items)).result),
+      second,
+      "a DONE batch replays",
+    );
     assert.equal(h.banks.prepares.length, prepares);
   });
 }
@@ -512,7 +775,10 @@ test("settlement: two batches naming one code at once: the second's item is in u
   const items = [{ authCode: a.authCode, amountMinor: 1_000n }];
   // Batch A's capture waits at the banks, then the merchant's bank turns out to be unreachable.
   const gate = createGate();
-  h.banks.onPrepare = (call) => gate.wait<Vote>(() => (call.bank === "bank-b" ? { vote: "NO", reason: "participant_unavailable" } : { vote: "YES" }));
+  h.banks.onPrepare = (call) =>
+    gate.wait<Vote>(() =>
+      call.bank === "bank-b" ? { vote: "NO", reason: "participant_unavailable" } : { vote: "YES" },
+    );
   const batchA = h.cards.settleBatch("shop", "batch-A", items);
   await until("batch A's capture at the banks", () => gate.waiting === 2);
   const b = value((await h.cards.settleBatch("shop", "batch-B", items)).result);
@@ -523,8 +789,14 @@ test("settlement: two batches naming one code at once: the second's item is in u
   assert.deepEqual(outcomes(value((await batchA).result).results), [["FAILED", "participant_unavailable", false]]);
 
   h.banks.onPrepare = async () => ({ vote: "YES" });
-  assert.deepEqual(outcomes(value((await h.cards.settleBatch("shop", "batch-B", items)).result).results), [["CAPTURED", "", true]]);
-  assert.deepEqual(outcomes(value((await h.cards.settleBatch("shop", "batch-A", items)).result).results), [["FAILED", "already_captured", true]], "now a business answer, final");
+  assert.deepEqual(outcomes(value((await h.cards.settleBatch("shop", "batch-B", items)).result).results), [
+    ["CAPTURED", "", true],
+  ]);
+  assert.deepEqual(
+    outcomes(value((await h.cards.settleBatch("shop", "batch-A", items)).result).results),
+    [["FAILED", "already_captured", true]],
+    "now a business answer, final",
+  );
   assert.deepEqual((await batchState(h, "batch-A")).status, "DONE");
   assert.equal(creditedMinor(h), 1_000n, "paid once");
 });
@@ -574,7 +846,11 @@ test("authorize: a retry after a transient abort whose Abort has not reached the
   assert.equal(reason((await h.cards.authorize("shop", req)).result), "participant_timeout");
   assert.equal(issuer.holds.size, 1, "the first attempt's hold is still at the issuer");
   const leftover = await h.store.authByKey("shop", req.idempotencyKey);
-  assert.deepEqual([leftover?.status, leftover?.riskApproved], ["PENDING", false], "kept until its Abort is delivered, no longer counted as spend");
+  assert.deepEqual(
+    [leftover?.status, leftover?.riskApproved],
+    ["PENDING", false],
+    "kept until its Abort is delivered, no longer counted as spend",
+  );
   assert.equal(await h.store.spentSince(card.card.cardId, 0, ""), 0n);
 
   issuer.answerAfterHold = () => ({ vote: "YES" });
@@ -590,7 +866,11 @@ test("authorize: a retry after a transient abort whose Abort has not reached the
   assert.equal(approved.status, "APPROVED");
   assert.notEqual(approved.authId, leftover?.authId, "a new authorization, a new hold id");
   assert.deepEqual([...issuer.holds.values()], [2_500n], "only the approved hold stands");
-  assert.equal(value((await h.cards.authorize("shop", req)).result).authCode, approved.authCode, "the key now replays the approval");
+  assert.equal(
+    value((await h.cards.authorize("shop", req)).result).authCode,
+    approved.authCode,
+    "the key now replays the approval",
+  );
 });
 
 test("refund: a retry after a transient abort whose Abort has not reached the merchant's bank is retryable (never insufficient_funds) until the debit hold is released, then refunds", async () => {
@@ -604,7 +884,11 @@ test("refund: a retry after a transient abort whose Abort has not reached the me
   merchant.abortsReach = false;
   assert.equal(reason((await h.cards.refund("shop", "rf", a.authCode, 1_000n)).result), "participant_unavailable");
   assert.equal(merchant.holds.size, 1);
-  assert.equal((await h.store.refundByKey("shop", "rf"))?.status, "PENDING", "kept (and reserved) until its Abort is delivered");
+  assert.equal(
+    (await h.store.refundByKey("shop", "rf"))?.status,
+    "PENDING",
+    "kept (and reserved) until its Abort is delivered",
+  );
 
   merchant.othersVote = async () => ({ vote: "YES" });
   const prepares = h.banks.prepares.length;
@@ -664,5 +948,10 @@ test("a capture round aborted through GetDecision is redriven to the merchant's 
   assert.equal(h.banks.aborts.filter((x) => x.txnId === txnId && x.bank === "bank-b").length, 3);
   // Nothing was captured; the authorization can be settled again.
   h.banks.onPrepare = async () => ({ vote: "YES" });
-  assert.deepEqual(outcomes(value((await h.cards.settleBatch("shop", "b4", [{ authCode: a.authCode, amountMinor: 1_000n }])).result).results), [["CAPTURED", "", true]]);
+  assert.deepEqual(
+    outcomes(
+      value((await h.cards.settleBatch("shop", "b4", [{ authCode: a.authCode, amountMinor: 1_000n }])).result).results,
+    ),
+    [["CAPTURED", "", true]],
+  );
 });

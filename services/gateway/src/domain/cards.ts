@@ -34,9 +34,18 @@ export { SETTLE_ITEMS_MAX, type SettleItemInput, type Settlement } from "./cards
 export interface Cards {
   issueCard(input: IssueCardInput): Promise<Result<IssuedCard>>;
   authorize(merchantUserId: string, input: AuthorizeInput): Promise<CardOutcome<AuthRecord>>;
-  settleBatch(merchantUserId: string, idempotencyKey: string, items: readonly SettleItemInput[]): Promise<CardOutcome<Settlement>>;
+  settleBatch(
+    merchantUserId: string,
+    idempotencyKey: string,
+    items: readonly SettleItemInput[],
+  ): Promise<CardOutcome<Settlement>>;
   voidAuthorization(merchantUserId: string, authCode: string): Promise<Result<AuthRecord>>;
-  refund(merchantUserId: string, idempotencyKey: string, authCode: string, amountMinor: bigint): Promise<CardOutcome<Refunded>>;
+  refund(
+    merchantUserId: string,
+    idempotencyKey: string,
+    authCode: string,
+    amountMinor: bigint,
+  ): Promise<CardOutcome<Refunded>>;
   getAuthorization(merchantUserId: string, authCode: string): Promise<Result<AuthRecord>>;
   /** One bounded sweep: APPROVED authorizations past their expiry become EXPIRED. */
   expireDue(): Promise<number>;

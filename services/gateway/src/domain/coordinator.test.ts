@@ -4,7 +4,16 @@ import type { FaultPoint } from "@paygate/faults";
 import { retryableReasons } from "@paygate/vocab";
 import type { Coordinator } from "./coordinator.js";
 import type { PreparePlan } from "./rounds/plan.js";
-import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, hang, type FakeBanks, type ManualClock, type MemoryLog } from "../../test-support/fakes.js";
+import {
+  createFakeBanks,
+  createManualClock,
+  createMemoryDirectory,
+  createMemoryLog,
+  hang,
+  type FakeBanks,
+  type ManualClock,
+  type MemoryLog,
+} from "../../test-support/fakes.js";
 import type { Decision, DirectoryAccount, NewTxn, Result } from "./model.js";
 import {
   askBeforeVoting,
@@ -58,14 +67,25 @@ function claimedTransfer(txnId: string, idempotencyKey: string, createdAtMs: num
   };
 }
 
-function setup(overrides: { prepareTimeoutMs?: number; log?: MemoryLog; banks?: FakeBanks; clock?: ManualClock } = {}): Harness {
+function setup(
+  overrides: { prepareTimeoutMs?: number; log?: MemoryLog; banks?: FakeBanks; clock?: ManualClock } = {},
+): Harness {
   const directory = createMemoryDirectory(ACCOUNTS);
   const log = overrides.log ?? createMemoryLog(directory);
   const banks = overrides.banks ?? createFakeBanks();
   const clock = overrides.clock ?? createManualClock();
   const logger = createCapturingLogger();
   const faultsHit: FaultPoint[] = [];
-  const inner = createTestCoordinator({ log, directory, participants: banks, clock, logger, faultsHit, prepareTimeoutMs: overrides.prepareTimeoutMs, newTxnId: sequentialTxnIds() });
+  const inner = createTestCoordinator({
+    log,
+    directory,
+    participants: banks,
+    clock,
+    logger,
+    faultsHit,
+    prepareTimeoutMs: overrides.prepareTimeoutMs,
+    newTxnId: sequentialTxnIds(),
+  });
   // A transfer may reply once its decision is durable, with its Commits/Aborts
   // still on the way; the fake banks answer within a turn, so the tests read
   // what was delivered one turn after the reply.
@@ -114,16 +134,23 @@ test("all votes YES: COMMIT is logged, both banks are told and acknowledge", asy
 
 test("a same-bank transfer is one Prepare with both legs (one voter)", async () => {
   const h = setup();
-  const txn = value((await h.coordinator.transfer("carol", request({ fromAccountId: "bank-a/1003", toAccountId: "bank-a/1001" }))).result);
+  const txn = value(
+    (await h.coordinator.transfer("carol", request({ fromAccountId: "bank-a/1003", toAccountId: "bank-a/1001" })))
+      .result,
+  );
   assert.equal(txn.status, "COMMITTED");
   assert.equal(h.banks.prepares.length, 1);
-  assert.deepEqual(h.banks.prepares[0]?.legs.map((l) => l.direction), ["DEBIT", "CREDIT"]);
+  assert.deepEqual(
+    h.banks.prepares[0]?.legs.map((l) => l.direction),
+    ["DEBIT", "CREDIT"],
+  );
   assert.deepEqual(h.banks.commits, [{ bank: "bank-a", txnId: txn.txnId }]);
 });
 
 test("one NO vote aborts at both banks and declines with the bank's reason", async () => {
   const h = setup();
-  h.banks.onPrepare = async (call) => (call.bank === "bank-a" ? { vote: "NO", reason: "insufficient_funds" } : { vote: "YES" });
+  h.banks.onPrepare = async (call) =>
+    call.bank === "bank-a" ? { vote: "NO", reason: "insufficient_funds" } : { vote: "YES" };
   const out = await h.coordinator.transfer("alice", request());
   assert.ok(!out.result.ok);
   assert.equal(out.result.reason, "insufficient_funds");
@@ -192,10 +219,16 @@ test("GetDecision answers a logged COMMIT, validates ids and never presumes abor
 test("redrive resends an unacknowledged COMMIT with backoff until the bank acknowledges", async () => {
   const h = setup();
   let failuresLeft = 2;
-  h.banks.onCommit = async (bank) => (bank === "bank-b" && failuresLeft-- > 0 ? { ok: false, reason: "participant_unavailable: down", transient: true } : { ok: true });
+  h.banks.onCommit = async (bank) =>
+    bank === "bank-b" && failuresLeft-- > 0
+      ? { ok: false, reason: "participant_unavailable: down", transient: true }
+      : { ok: true };
   const txn = value((await h.coordinator.transfer("alice", request())).result);
   assert.equal(txn.status, "COMMITTED", "the reply does not wait for every acknowledgement");
-  assert.deepEqual((await h.log.unackedDecisions(10)).map((d) => [d.txnId, d.banks]), [[txn.txnId, ["bank-b"]]]);
+  assert.deepEqual(
+    (await h.log.unackedDecisions(10)).map((d) => [d.txnId, d.banks]),
+    [[txn.txnId, ["bank-b"]]],
+  );
 
   h.clock.advance(999);
   assert.equal(await h.coordinator.redriveOnce(), 0, "not due before the first backoff");
@@ -214,7 +247,8 @@ test("redrive resends an unacknowledged COMMIT with backoff until the bank ackno
 
 test("a Commit answered unknown_txn raises an alarm and keeps being resent", async () => {
   const h = setup();
-  h.banks.onCommit = async (bank) => (bank === "bank-b" ? { ok: false, reason: "unknown_txn", transient: false } : { ok: true });
+  h.banks.onCommit = async (bank) =>
+    bank === "bank-b" ? { ok: false, reason: "unknown_txn", transient: false } : { ok: true };
   const txn = value((await h.coordinator.transfer("alice", request())).result);
   const alarm = h.logged.find((l) => l.level === "error" && l.fields.alarm === true);
   assert.equal(alarm?.fields.transactionId, txn.txnId);
@@ -234,7 +268,9 @@ test("recovery aborts PENDING txns without a decision and redrives unacknowledge
   before.banks.onCommit = async () => ({ ok: false, reason: "participant_unavailable: crash", transient: true });
   const committed = value((await before.coordinator.transfer("alice", request())).result);
   // A crash mid-prepare: the txn was claimed, no decision.
-  const claim = await log.claim(claimedTransfer("gateway-0:99999999-0000-4000-8000-000000000000", "key-2", clock.nowMs()));
+  const claim = await log.claim(
+    claimedTransfer("gateway-0:99999999-0000-4000-8000-000000000000", "key-2", clock.nowMs()),
+  );
   assert.ok(claim.claimed);
 
   const after = setup({ log, clock });
@@ -244,7 +280,10 @@ test("recovery aborts PENDING txns without a decision and redrives unacknowledge
   assert.equal(pending?.status, "ABORTED");
   assert.equal(pending?.declineReason, "coordinator_restarted");
   assert.deepEqual(after.banks.aborts.map((a) => a.bank).sort(), ["bank-a", "bank-b"]);
-  assert.deepEqual(after.banks.commits.map((c) => c.txnId), [committed.txnId, committed.txnId]);
+  assert.deepEqual(
+    after.banks.commits.map((c) => c.txnId),
+    [committed.txnId, committed.txnId],
+  );
   assert.deepEqual(await log.unackedDecisions(10), []);
   assert.deepEqual(await log.pendingUndecided(10), []);
 });
@@ -257,7 +296,9 @@ test("a repeated key with the same request replays the stored outcome without a 
   assert.equal(second.replayed, true);
   assert.equal(h.banks.prepares.length, 2, "one prepare round only (two banks)");
   // The key is scoped per caller: bob's identical key is his own, new request.
-  const bobs = value((await h.coordinator.transfer("bob", request({ fromAccountId: "bank-b/2001", toAccountId: "bank-a/1001" }))).result);
+  const bobs = value(
+    (await h.coordinator.transfer("bob", request({ fromAccountId: "bank-b/2001", toAccountId: "bank-a/1001" }))).result,
+  );
   assert.notEqual(bobs.txnId, value(first.result).txnId);
   assert.equal(bobs.status, "COMMITTED");
 });
@@ -330,13 +371,20 @@ test("invalid requests are rejected before anything is stored", async () => {
   ];
   for (const [over, reason] of cases) {
     const out = await h.coordinator.transfer("alice", request(over));
-    assert.equal(reasonOf(out.result), reason, JSON.stringify(over, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)));
+    assert.equal(
+      reasonOf(out.result),
+      reason,
+      JSON.stringify(over, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
+    );
     assert.equal(out.txnId, undefined);
   }
   assert.equal(h.log.txns.size, 0);
   assert.equal(h.banks.prepares.length, 0);
   // A memo of exactly 140 characters (code points, not UTF-16 units) is fine.
-  assert.equal(value((await h.coordinator.transfer("alice", request({ memo: "€".repeat(140) }))).result).status, "COMMITTED");
+  assert.equal(
+    value((await h.coordinator.transfer("alice", request({ memo: "€".repeat(140) }))).result).status,
+    "COMMITTED",
+  );
 });
 
 test("an admin does not bypass ownership for Transfer", async () => {
@@ -351,8 +399,17 @@ test("every decision lands in the history with increasing sequences", async () =
   h.banks.onPrepare = async () => ({ vote: "NO", reason: "insufficient_funds" });
   await h.coordinator.transfer("alice", request({ idempotencyKey: "k2" }));
   const seen = await h.log.listVisible("bob", 0n, 10);
-  assert.deepEqual(seen.map((t) => [t.sequence, t.status]), [[1n, "COMMITTED"], [2n, "ABORTED"]]);
-  assert.deepEqual((await h.log.listVisible("alice", a.sequence, 10)).map((t) => t.sequence), [2n]);
+  assert.deepEqual(
+    seen.map((t) => [t.sequence, t.status]),
+    [
+      [1n, "COMMITTED"],
+      [2n, "ABORTED"],
+    ],
+  );
+  assert.deepEqual(
+    (await h.log.listVisible("alice", a.sequence, 10)).map((t) => t.sequence),
+    [2n],
+  );
   assert.deepEqual(await h.log.listVisible("carol", 0n, 10), []);
 });
 
@@ -400,7 +457,11 @@ test("a retry after a transient abort whose Abort has not reached the debit bank
   assert.deepEqual(await h.log.unackedBanks(first.txnId ?? ""), [], "the old Abort is acknowledged");
   assert.equal((await h.log.findTxn(first.txnId ?? ""))?.status, "ABORTED");
   assert.deepEqual([bankA.holds.size, bankA.availableMinor], [0, 0n], "the money moved once");
-  assert.equal(value((await h.coordinator.transfer("alice", request())).result).txnId, txn.txnId, "now the key replays the commit");
+  assert.equal(
+    value((await h.coordinator.transfer("alice", request())).result).txnId,
+    txn.txnId,
+    "now the key replays the commit",
+  );
 });
 
 test("a retry runs as soon as the redrive loop has delivered the old Abort", async () => {
@@ -441,8 +502,23 @@ test("GetDecision from a bank that is not a participant of a transfer is refused
 });
 
 const capturePlan: PreparePlan[] = [
-  { bank: "bank-a", legs: [{ accountId: "bank-a/1001", direction: "CAPTURE", amountMinor: 700n, currency: "USD", ownerUserId: "", holdId: "auth_1" }] },
-  { bank: "bank-b", legs: [{ accountId: "bank-b/2001", direction: "CREDIT", amountMinor: 700n, currency: "USD", ownerUserId: "" }] },
+  {
+    bank: "bank-a",
+    legs: [
+      {
+        accountId: "bank-a/1001",
+        direction: "CAPTURE",
+        amountMinor: 700n,
+        currency: "USD",
+        ownerUserId: "",
+        holdId: "auth_1",
+      },
+    ],
+  },
+  {
+    bank: "bank-b",
+    legs: [{ accountId: "bank-b/2001", direction: "CREDIT", amountMinor: 700n, currency: "USD", ownerUserId: "" }],
+  },
 ];
 
 test("GetDecision about a card round from a bank outside the round is refused; the round commits", async () => {
@@ -507,7 +583,10 @@ test("abortUndecided aborts a dead replica's PENDING txn and undecided round (th
   const runningId = h.banks.prepares[0]!.txnId;
   assert.equal(h.coordinator.isRunning(runningId), true);
 
-  assert.deepEqual(await h.coordinator.abortUndecided("gateway-1", Number.MAX_SAFE_INTEGER), { abortedPending: 1, abortedRounds: 1 });
+  assert.deepEqual(await h.coordinator.abortUndecided("gateway-1", Number.MAX_SAFE_INTEGER), {
+    abortedPending: 1,
+    abortedRounds: 1,
+  });
   const aborted = await h.log.findTxn(deadTxn);
   assert.deepEqual([aborted?.status, aborted?.declineReason], ["ABORTED", "coordinator_restarted"]);
   assert.deepEqual(h.log.decisions.get(deadRound)?.reason, "coordinator_restarted");
@@ -516,7 +595,10 @@ test("abortUndecided aborts a dead replica's PENDING txn and undecided round (th
 
   // The sweep of this replica's own orphans skips what it runs, however old.
   h.clock.advance(60_000);
-  assert.deepEqual(await h.coordinator.abortUndecided("gateway-0", h.clock.nowMs()), { abortedPending: 0, abortedRounds: 0 });
+  assert.deepEqual(await h.coordinator.abortUndecided("gateway-0", h.clock.nowMs()), {
+    abortedPending: 0,
+    abortedRounds: 0,
+  });
   assert.equal(h.log.decisions.has(runningId), false);
   gate.open();
   assert.equal(value((await running).result).status, "COMMITTED");

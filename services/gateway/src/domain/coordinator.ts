@@ -11,7 +11,9 @@ import type { TransferRequest } from "./transfer-rules.js";
 export type { EventLogger } from "./ports.js";
 export type { TransferOutcome } from "./rounds/transfer.js";
 
-export interface CoordinatorOptions extends RoundEngineOptions, Pick<TransferOptions, "directory" | "replyAfterDelivery"> {
+export interface CoordinatorOptions
+  extends RoundEngineOptions,
+    Pick<TransferOptions, "directory" | "replyAfterDelivery"> {
   /** Defaults to the log itself; a Redis fast path wraps it later. */
   readonly claims?: IdempotencyClaims;
 }
@@ -23,6 +25,14 @@ export interface Coordinator extends Omit<RoundEngine, "decideAndDeliver" | "whi
 
 export function createCoordinator(o: CoordinatorOptions): Coordinator {
   const engine = createRoundEngine(o);
-  const transfer = createTransfer({ engine, claims: o.claims ?? o.log, directory: o.directory, clock: o.clock, logger: o.logger, metrics: o.metrics, replyAfterDelivery: o.replyAfterDelivery });
+  const transfer = createTransfer({
+    engine,
+    claims: o.claims ?? o.log,
+    directory: o.directory,
+    clock: o.clock,
+    logger: o.logger,
+    metrics: o.metrics,
+    replyAfterDelivery: o.replyAfterDelivery,
+  });
   return { ...engine, transfer };
 }

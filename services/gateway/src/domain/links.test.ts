@@ -3,7 +3,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createDecidedFeed } from "./decided-feed.js";
-import { createManualClock, createMemoryDirectory, createMemoryLog, createMemoryRateLimits } from "../../test-support/fakes.js";
+import {
+  createManualClock,
+  createMemoryDirectory,
+  createMemoryLog,
+  createMemoryRateLimits,
+} from "../../test-support/fakes.js";
 import { createLinks } from "./links.js";
 import type { DirectoryAccount, Result } from "./model.js";
 import { createPaymentQueries } from "./payments.js";
@@ -15,16 +20,27 @@ const CODE = "K7QF-9XMB-3TRW";
 
 /** A bank that knows one holder per account and links like the real one (a repeat by the same user answers the same). */
 function scriptedBank() {
-  const owners = new Map<string, string>([["bank-a/1004", ""], ["bank-a/1001", "alice"]]);
+  const owners = new Map<string, string>([
+    ["bank-a/1004", ""],
+    ["bank-a/1001", "alice"],
+  ]);
   const calls: { op: string; accountId: string; userId?: string; linkCode?: string }[] = [];
-  const account = (accountId: string): BankAccount => ({ accountId, ownerUserId: owners.get(accountId) ?? "", currency: "USD", balanceMinor: 20_000n, heldMinor: 0n, availableMinor: 20_000n });
+  const account = (accountId: string): BankAccount => ({
+    accountId,
+    ownerUserId: owners.get(accountId) ?? "",
+    currency: "USD",
+    balanceMinor: 20_000n,
+    heldMinor: 0n,
+    availableMinor: 20_000n,
+  });
   let used = "";
   let down = false;
   const links: BankLinks = {
     async verify(_bank, i: VerifyLinkInput): Promise<BankResult<BankAccount>> {
       calls.push({ op: "verify", accountId: i.accountId, userId: i.userId, linkCode: i.linkCode });
       if (down) return { ok: false, reason: "participant_unavailable", message: "down" };
-      const right = i.accountId === "bank-a/1004" && i.holderName === "Dana Newcomer" && i.linkCode === CODE.replaceAll("-", "");
+      const right =
+        i.accountId === "bank-a/1004" && i.holderName === "Dana Newcomer" && i.linkCode === CODE.replaceAll("-", "");
       if (right && used === "" && owners.get(i.accountId) === "") {
         used = i.userId;
         owners.set(i.accountId, i.userId);
@@ -65,12 +81,29 @@ function scriptedBank() {
 
 function setup(attemptsMax = 100) {
   const bank = scriptedBank();
-  const directory = createMemoryDirectory([{ accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD" }]);
+  const directory = createMemoryDirectory([
+    { accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD" },
+  ]);
   const faults = throwingFaults();
   const logger = createCapturingLogger();
   const clock = createManualClock();
-  const links = createLinks({ directory, banks: bank.links, limits: createMemoryRateLimits(), clock, bankNames: ["bank-a", "bank-b"], faults, logger, attemptsMax, windowMs: 60_000 });
-  const payments = createPaymentQueries({ directory, history: createMemoryLog(directory), ledgers: bank.ledgers, feed: createDecidedFeed() });
+  const links = createLinks({
+    directory,
+    banks: bank.links,
+    limits: createMemoryRateLimits(),
+    clock,
+    bankNames: ["bank-a", "bank-b"],
+    faults,
+    logger,
+    attemptsMax,
+    windowMs: 60_000,
+  });
+  const payments = createPaymentQueries({
+    directory,
+    history: createMemoryLog(directory),
+    ledgers: bank.ledgers,
+    feed: createDecidedFeed(),
+  });
   const link = (userId = "dana", over: Partial<{ accountId: string; holderName: string; linkCode: string }> = {}) =>
     links.link(userId, { accountId: "bank-a/1004", holderName: "Dana Newcomer", linkCode: CODE, ...over });
   return { bank, directory, faults, logger, clock, links, payments, link };
@@ -81,11 +114,17 @@ test("a verified link puts the account in the directory under the caller; GetBal
   const r = await h.link("dana", { linkCode: "k7qf 9xmb 3trw" });
   assert.ok(r.ok);
   assert.deepEqual(r.value.steps, ["bank_verified", "directory_recorded"]);
-  assert.deepEqual([r.value.account.accountId, r.value.account.ownerUserId, r.value.account.balanceMinor], ["bank-a/1004", "dana", 20_000n]);
+  assert.deepEqual(
+    [r.value.account.accountId, r.value.account.ownerUserId, r.value.account.balanceMinor],
+    ["bank-a/1004", "dana", 20_000n],
+  );
   assert.equal(h.bank.calls[0]?.linkCode, "K7QF9XMB3TRW", "the bank gets the code normalized");
   const balances = await h.payments.getBalance("dana", "");
   assert.ok(balances.ok);
-  assert.deepEqual(balances.value.map((a) => a.accountId), ["bank-a/1004"]);
+  assert.deepEqual(
+    balances.value.map((a) => a.accountId),
+    ["bank-a/1004"],
+  );
   const again = await h.link();
   assert.ok(again.ok);
   assert.deepEqual(again.value.steps, ["bank_verified", "directory_had_it"]);
@@ -93,8 +132,18 @@ test("a verified link puts the account in the directory under the caller; GetBal
 
 test("whatever the bank does not verify answers link_failed with one message, and an unknown bank answers the same without asking any", async () => {
   const h = setup();
-  const answers = [await h.link("dana", { linkCode: "WRONG-CODE-XX" }), await h.link("dana", { holderName: "Dana Oldtimer" }), await h.link("dana", { accountId: "bank-a/9999" }), await h.link("dana", { accountId: "bank-z/1004" })];
-  for (const a of answers) assert.deepEqual(a, { ok: false, reason: "link_failed", message: "the account, the holder's name and the link code do not match" });
+  const answers = [
+    await h.link("dana", { linkCode: "WRONG-CODE-XX" }),
+    await h.link("dana", { holderName: "Dana Oldtimer" }),
+    await h.link("dana", { accountId: "bank-a/9999" }),
+    await h.link("dana", { accountId: "bank-z/1004" }),
+  ];
+  for (const a of answers)
+    assert.deepEqual(a, {
+      ok: false,
+      reason: "link_failed",
+      message: "the account, the holder's name and the link code do not match",
+    });
   assert.equal(h.bank.calls.length, 3, "bank-z is not configured: no call");
   assert.equal(await h.directory.find("bank-a/1004"), undefined);
 });
@@ -112,7 +161,11 @@ test("malformed input is refused before the bank is asked or the attempt counted
   assert.equal(reasonOf(limited), "rate_limited");
   assert.ok(!limited.ok && Number(limited.metadata?.retry_after_ms) > 0);
   assert.equal(h.bank.calls.length, 2, "past the limit the bank is not asked");
-  assert.equal(reasonOf(await h.link("erin", { linkCode: "WRONG-CODE-3" })), "link_failed", "another user has their own count");
+  assert.equal(
+    reasonOf(await h.link("erin", { linkCode: "WRONG-CODE-3" })),
+    "link_failed",
+    "another user has their own count",
+  );
   h.clock.advance(60_000);
   assert.equal(reasonOf(await h.link("dana")), "ok");
 });
@@ -151,16 +204,30 @@ test("admin: a code only for an account no user holds; unlink goes to the bank f
   assert.equal(h.bank.calls.length, 0, "refused before asking the bank");
   assert.equal(reasonOf(await h.links.issueCode("bank-z/1", "")), "bank_not_found");
   assert.equal(reasonOf(await h.links.issueCode("bank-a/1004", "bad\x1b")), "invalid_argument");
-  assert.deepEqual(await h.links.issueCode("bank-a/1004", ""), { ok: true, value: { accountId: "bank-a/1004", linkCode: "ABCD-EFGH-JKMN", holderName: "Dana Newcomer" } });
+  assert.deepEqual(await h.links.issueCode("bank-a/1004", ""), {
+    ok: true,
+    value: { accountId: "bank-a/1004", linkCode: "ABCD-EFGH-JKMN", holderName: "Dana Newcomer" },
+  });
 
   h.bank.down = true;
   assert.equal(reasonOf(await h.links.unlink("bank-a/1001")), "participant_unavailable");
-  assert.equal((await h.directory.find("bank-a/1001"))?.ownerUserId, "alice", "the bank did not unlink: the directory keeps it");
+  assert.equal(
+    (await h.directory.find("bank-a/1001"))?.ownerUserId,
+    "alice",
+    "the bank did not unlink: the directory keeps it",
+  );
   h.bank.down = false;
-  assert.deepEqual(await h.links.unlink("bank-a/1001"), { ok: true, value: { accountId: "bank-a/1001", previousOwnerUserId: "alice" } });
+  assert.deepEqual(await h.links.unlink("bank-a/1001"), {
+    ok: true,
+    value: { accountId: "bank-a/1001", previousOwnerUserId: "alice" },
+  });
   assert.deepEqual(h.bank.calls.slice(-1), [{ op: "unlink", accountId: "bank-a/1001" }]);
   assert.equal(await h.directory.find("bank-a/1001"), undefined);
-  assert.deepEqual(await h.links.unlink("bank-a/1001"), { ok: true, value: { accountId: "bank-a/1001", previousOwnerUserId: "" } }, "idempotent");
+  assert.deepEqual(
+    await h.links.unlink("bank-a/1001"),
+    { ok: true, value: { accountId: "bank-a/1001", previousOwnerUserId: "" } },
+    "idempotent",
+  );
 });
 
 test("GetBalance follows the bank's owner: a directory entry the bank no longer agrees with (cached before an unlink) shows nothing", async () => {

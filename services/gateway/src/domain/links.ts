@@ -71,30 +71,47 @@ export const LINK_SCOPE = "link";
 const LINK_FAILED = "the account, the holder's name and the link code do not match";
 
 function checkAccount(accountId: string, bankNames: readonly string[]): Result<string> {
-  if (!ACCOUNT_ID_PATTERN.test(accountId)) return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
+  if (!ACCOUNT_ID_PATTERN.test(accountId))
+    return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
   const bank = bankOfAccountId(accountId) ?? "";
-  return bankNames.includes(bank) ? ok(bank) : fail("bank_not_found", `bank ${JSON.stringify(bank)} is not configured`, { field: "account_id" });
+  return bankNames.includes(bank)
+    ? ok(bank)
+    : fail("bank_not_found", `bank ${JSON.stringify(bank)} is not configured`, { field: "account_id" });
 }
 
 export function createLinks(o: LinksOptions): Links {
   const { directory, banks, clock } = o;
 
   async function link(callerUserId: string, input: LinkInput): Promise<Result<Linked>> {
-    if (!ACCOUNT_ID_PATTERN.test(input.accountId)) return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
+    if (!ACCOUNT_ID_PATTERN.test(input.accountId))
+      return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
     const nameProblem = checkHolderNameShape(input.holderName);
     if (nameProblem) return fail("invalid_argument", nameProblem, { field: "holder_name" });
     const code = normalizeLinkCode(input.linkCode);
-    if (code === undefined) return fail("invalid_argument", "link_code must be 8 to 32 letters and digits (dashes and spaces allowed)", { field: "link_code" });
+    if (code === undefined)
+      return fail("invalid_argument", "link_code must be 8 to 32 letters and digits (dashes and spaces allowed)", {
+        field: "link_code",
+      });
     const nowMs = clock.nowMs();
     // Every well-formed attempt counts: the banks' per-account locks bound guessing one account, this bounds trying many.
-    const limited = overLimit(await o.limits.hit(LINK_SCOPE, callerUserId, nowMs, o.windowMs), o.attemptsMax, nowMs, "link attempts");
+    const limited = overLimit(
+      await o.limits.hit(LINK_SCOPE, callerUserId, nowMs, o.windowMs),
+      o.attemptsMax,
+      nowMs,
+      "link attempts",
+    );
     if (limited) return limited;
     const bank = bankOfAccountId(input.accountId) ?? "";
     // An unknown bank answers as an unknown account does.
     if (!o.bankNames.includes(bank)) return fail("link_failed", LINK_FAILED);
     const steps: string[] = [];
     // Always the bank, even for an account the directory says is the caller's: one path, one answer time.
-    const verified = await banks.verify(bank, { accountId: input.accountId, holderName: input.holderName, linkCode: code, userId: callerUserId });
+    const verified = await banks.verify(bank, {
+      accountId: input.accountId,
+      holderName: input.holderName,
+      linkCode: code,
+      userId: callerUserId,
+    });
     if (!verified.ok) return fail(verified.reason, verified.reason === "link_failed" ? LINK_FAILED : verified.message);
     steps.push("bank_verified");
     o.faults.hit("gateway.after_link_verified");
@@ -105,8 +122,13 @@ export function createLinks(o: LinksOptions): Links {
       const known = await directory.find(input.accountId);
       if (known?.ownerUserId !== callerUserId) {
         // The bank says it is the caller's now, the directory someone else's: an unlink that stopped half-way. An admin re-runs it.
-        o.logger.error({ accountId: input.accountId, bank, caller: callerUserId, directoryOwner: known?.ownerUserId }, "the bank linked an account the directory gives to another user; re-run UnlinkBankAccount");
-        return fail("already_linked", `account ${input.accountId} belongs to another user`, { account_id: input.accountId });
+        o.logger.error(
+          { accountId: input.accountId, bank, caller: callerUserId, directoryOwner: known?.ownerUserId },
+          "the bank linked an account the directory gives to another user; re-run UnlinkBankAccount",
+        );
+        return fail("already_linked", `account ${input.accountId} belongs to another user`, {
+          account_id: input.accountId,
+        });
       }
       steps.push("directory_had_it");
     }
@@ -122,7 +144,10 @@ export function createLinks(o: LinksOptions): Links {
       if (problem) return fail("invalid_argument", problem, { field: "holder_name" });
     }
     // A code for an account someone holds would let another person take it.
-    if (await directory.find(accountId)) return fail("already_linked", `account ${accountId} belongs to a user: unlink it first`, { account_id: accountId });
+    if (await directory.find(accountId))
+      return fail("already_linked", `account ${accountId} belongs to a user: unlink it first`, {
+        account_id: accountId,
+      });
     const r = await banks.issueCode(bank.value, accountId, holderName);
     if (!r.ok) return fail(r.reason, `bank ${bank.value}: ${r.message}`, { account_id: accountId, bank: bank.value });
     return ok({ accountId, linkCode: r.value.linkCode, holderName: r.value.holderName });

@@ -3,7 +3,14 @@ import assert from "node:assert/strict";
 import { binOfBank, generatePan, isPlausiblePan, luhnCheckDigit, luhnValid, normalizePan } from "./luhn.js";
 
 test("known test numbers pass Luhn; one changed digit or a swap of neighbours fails", () => {
-  for (const pan of ["4242424242424242", "4000056655665556", "5555555555554444", "378282246310005", "6011111111111117", "79927398713"]) {
+  for (const pan of [
+    "4242424242424242",
+    "4000056655665556",
+    "5555555555554444",
+    "378282246310005",
+    "6011111111111117",
+    "79927398713",
+  ]) {
     assert.ok(luhnValid(pan), pan);
     const last = Number(pan.at(-1));
     assert.ok(!luhnValid(pan.slice(0, -1) + String((last + 1) % 10)), `${pan} with another check digit`);
@@ -30,7 +37,8 @@ test("generated numbers carry the BIN, have 16 digits and pass Luhn", () => {
   assert.equal(pan.length, 16);
   assert.ok(pan.startsWith("400123314159265"));
   assert.ok(luhnValid(pan));
-  for (let n = 0; n < 200; n++) assert.ok(isPlausiblePan(generatePan(binOfBank("bank-a"), () => Math.floor(Math.random() * 10))));
+  for (let n = 0; n < 200; n++)
+    assert.ok(isPlausiblePan(generatePan(binOfBank("bank-a"), () => Math.floor(Math.random() * 10))));
   assert.throws(() => generatePan("4001", () => 10));
 });
 

@@ -43,7 +43,8 @@ export function isPlausiblePan(pan: string): boolean {
  * (crypto-random in production, scripted in tests).
  */
 export function generatePan(bin: string, randomDigit: () => number, length = GENERATED_PAN_LENGTH): string {
-  if (!DIGITS.test(bin) || bin.length >= length - 1) throw new RangeError("bin must be digits, shorter than the number");
+  if (!DIGITS.test(bin) || bin.length >= length - 1)
+    throw new RangeError("bin must be digits, shorter than the number");
   let partial = bin;
   while (partial.length < length - 1) {
     const d = randomDigit();

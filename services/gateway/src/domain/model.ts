@@ -100,4 +100,8 @@ export const fail = (reason: Reason, message: string, metadata?: Record<string, 
  * Abort reasons after which nothing moved and the same request may succeed:
  * a retry with the same idempotency key gets a fresh txn instead of a replay.
  */
-export const TRANSIENT_ABORT_REASONS: ReadonlySet<string> = new Set(["participant_timeout", "participant_unavailable", "coordinator_restarted"]);
+export const TRANSIENT_ABORT_REASONS: ReadonlySet<string> = new Set([
+  "participant_timeout",
+  "participant_unavailable",
+  "coordinator_restarted",
+]);

@@ -18,7 +18,14 @@ test("malformed or hostile stored hashes never verify", async () => {
   const good = await hashPassword("pw-1234567890", FAST);
   const parts = good.split("$");
   const withN = (n: string) => [parts[0], n, ...parts.slice(2)].join("$");
-  for (const bad of ["", "plain", "bcrypt$10$x", withN("1000"), withN(String(1 << 24)), good.replace(/\$[^$]+$/, "$short")]) {
+  for (const bad of [
+    "",
+    "plain",
+    "bcrypt$10$x",
+    withN("1000"),
+    withN(String(1 << 24)),
+    good.replace(/\$[^$]+$/, "$short"),
+  ]) {
     assert.equal(isPasswordHash(bad), false, bad);
     assert.equal(await verifyPassword("pw-1234567890", bad), false);
   }

@@ -59,10 +59,12 @@ export function createPaymentQueries(o: PaymentQueriesOptions): PaymentQueries {
   async function getBalance(callerUserId: string, accountId: string): Promise<Result<AccountView[]>> {
     let accounts: DirectoryAccount[];
     if (accountId !== "") {
-      if (!ACCOUNT_ID_PATTERN.test(accountId)) return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
+      if (!ACCOUNT_ID_PATTERN.test(accountId))
+        return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
       const acct = await directory.find(accountId);
       if (!acct) return fail("account_not_found", `account ${accountId} not found`, { account_id: accountId });
-      if (acct.ownerUserId !== callerUserId) return fail("not_account_owner", `you do not own ${accountId}`, { account_id: accountId });
+      if (acct.ownerUserId !== callerUserId)
+        return fail("not_account_owner", `you do not own ${accountId}`, { account_id: accountId });
       accounts = [acct];
     } else {
       accounts = await directory.ownedBy(callerUserId);
@@ -75,7 +77,8 @@ export function createPaymentQueries(o: PaymentQueriesOptions): PaymentQueries {
       if (!r.ok) return fail(r.reason, `bank ${dir.bank}: ${r.message}`, { account_id: dir.accountId, bank: dir.bank });
       // The bank is the truth for ownership: a directory entry cached from before an unlink (DESIGN.md §11) shows nothing.
       if (r.value.ownerUserId !== callerUserId) {
-        if (accountId !== "") return fail("not_account_owner", `you do not own ${accountId}`, { account_id: accountId });
+        if (accountId !== "")
+          return fail("not_account_owner", `you do not own ${accountId}`, { account_id: accountId });
         continue;
       }
       views.push(accountView(dir, r.value));
@@ -90,9 +93,11 @@ export function createPaymentQueries(o: PaymentQueriesOptions): PaymentQueries {
   }
 
   async function getTransaction(callerUserId: string, txnId: string): Promise<Result<TxnRecord>> {
-    if (!TXN_ID_PATTERN.test(txnId)) return fail("invalid_txn_id", 'transaction_id must look like "<replica>:<uuid>"', { field: "transaction_id" });
+    if (!TXN_ID_PATTERN.test(txnId))
+      return fail("invalid_txn_id", 'transaction_id must look like "<replica>:<uuid>"', { field: "transaction_id" });
     const txn = await history.findTxn(txnId);
-    if (!txn || !(await visibleTo(callerUserId, txn))) return fail("transaction_not_found", `transaction ${txnId} not found`);
+    if (!txn || !(await visibleTo(callerUserId, txn)))
+      return fail("transaction_not_found", `transaction ${txnId} not found`);
     return ok(txn);
   }
 
@@ -118,7 +123,8 @@ export function createPaymentQueries(o: PaymentQueriesOptions): PaymentQueries {
   }
 
   function listTransactions(callerUserId: string, o: ListOptions): Result<AsyncIterable<TxnRecord>> {
-    if (o.afterSequence < 0n) return fail("invalid_argument", "after_sequence must be >= 0", { field: "after_sequence" });
+    if (o.afterSequence < 0n)
+      return fail("invalid_argument", "after_sequence must be >= 0", { field: "after_sequence" });
     if (o.limit < 0) return fail("invalid_argument", "limit must be >= 0", { field: "limit" });
     const limit = o.limit === 0 ? LIST_LIMIT_MAX : Math.min(o.limit, LIST_LIMIT_MAX);
     return ok(stream(callerUserId, { ...o, limit }));

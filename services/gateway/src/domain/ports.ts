@@ -3,7 +3,17 @@
 import type { Reason } from "@paygate/vocab";
 import type { CardStore } from "./cards-ports.js";
 import type { WebhookStore } from "./webhooks-ports.js";
-import type { AckTask, Decided, Decision, DecisionRecord, DirectoryAccount, NewTxn, RoundRecord, TxnRecord, UnackedDecision } from "./model.js";
+import type {
+  AckTask,
+  Decided,
+  Decision,
+  DecisionRecord,
+  DirectoryAccount,
+  NewTxn,
+  RoundRecord,
+  TxnRecord,
+  UnackedDecision,
+} from "./model.js";
 
 export interface Clock {
   nowMs(): number;
@@ -40,7 +50,9 @@ export type Vote = { readonly vote: "YES" } | { readonly vote: "NO"; readonly re
  * A resend outcome. `transient: false` means the participant answered and
  * said something that must not happen (e.g. Commit -> unknown_txn): an alarm.
  */
-export type Delivery = { readonly ok: true } | { readonly ok: false; readonly reason: string; readonly transient: boolean };
+export type Delivery =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: string; readonly transient: boolean };
 
 /** The banks' side of two-phase commit. Implementations never throw. */
 export interface Participants {
@@ -50,7 +62,9 @@ export interface Participants {
   abort(bank: string, txnId: string, timeoutMs: number): Promise<Delivery>;
 }
 
-export type Claim = { readonly claimed: true; readonly txn: TxnRecord } | { readonly claimed: false; readonly owner: TxnRecord };
+export type Claim =
+  | { readonly claimed: true; readonly txn: TxnRecord }
+  | { readonly claimed: false; readonly owner: TxnRecord };
 
 /**
  * Exactly-once per (caller, idempotency key). The durable log implements it
@@ -123,7 +137,10 @@ export interface CoordinatorLog extends IdempotencyClaims {
    * PENDING txns that have no decision, oldest first: of one replica (its txn
    * id prefix) when `replica` is given, created before `createdBeforeMs`.
    */
-  pendingUndecided(limit: number, filter?: { readonly replica?: string; readonly createdBeforeMs?: number }): Promise<TxnRecord[]>;
+  pendingUndecided(
+    limit: number,
+    filter?: { readonly replica?: string; readonly createdBeforeMs?: number },
+  ): Promise<TxnRecord[]>;
   /** Registered rounds of one replica that have no decision, created before `createdBeforeMs`. */
   undecidedRounds(limit: number, replica: string, createdBeforeMs: number): Promise<RoundRecord[]>;
   unackedDecisions(limit: number): Promise<UnackedDecision[]>;
@@ -195,7 +212,13 @@ export interface Users {
    * Counts one failure atomically (every replica's failures add up); at
    * `failuresMax` the pair is locked until nowMs + lockMs and the count restarts.
    */
-  recordLoginFailure(userId: string, client: string, nowMs: number, failuresMax: number, lockMs: number): Promise<LoginFailures>;
+  recordLoginFailure(
+    userId: string,
+    client: string,
+    nowMs: number,
+    failuresMax: number,
+    lockMs: number,
+  ): Promise<LoginFailures>;
   clearLoginFailures(userId: string, client: string): Promise<void>;
 }
 
@@ -324,14 +347,27 @@ export interface VerifyLinkInput {
 export interface BankLinks {
   /** On success the bank has made the account the user's (durably); link_failed / link_locked otherwise. */
   verify(bank: string, input: VerifyLinkInput): Promise<BankResult<BankAccount>>;
-  issueCode(bank: string, accountId: string, holderName: string): Promise<BankResult<{ readonly linkCode: string; readonly holderName: string }>>;
-  unlink(bank: string, accountId: string): Promise<BankResult<{ readonly account: BankAccount; readonly previousOwnerUserId: string }>>;
+  issueCode(
+    bank: string,
+    accountId: string,
+    holderName: string,
+  ): Promise<BankResult<{ readonly linkCode: string; readonly holderName: string }>>;
+  unlink(
+    bank: string,
+    accountId: string,
+  ): Promise<BankResult<{ readonly account: BankAccount; readonly previousOwnerUserId: string }>>;
 }
 
 /** The banks' ledgers (reads and admin writes). Implementations never throw. */
 export interface Ledgers {
   getAccount(bank: string, accountId: string): Promise<BankResult<BankAccount>>;
   openAccount(bank: string, ownerUserId: string, currency: string): Promise<BankResult<BankAccount>>;
-  deposit(bank: string, depositId: string, accountId: string, amountMinor: bigint, currency: string): Promise<BankResult<BankAccount>>;
+  deposit(
+    bank: string,
+    depositId: string,
+    accountId: string,
+    amountMinor: bigint,
+    currency: string,
+  ): Promise<BankResult<BankAccount>>;
   totals(bank: string, timeoutMs: number): Promise<BankResult<BankTotals>>;
 }

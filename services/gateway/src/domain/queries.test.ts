@@ -3,7 +3,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createAdmin } from "./admin.js";
 import { createDecidedFeed } from "./decided-feed.js";
-import { createManualClock, createMemoryDirectory, createMemoryLog, createMemoryUsers } from "../../test-support/fakes.js";
+import {
+  createManualClock,
+  createMemoryDirectory,
+  createMemoryLog,
+  createMemoryUsers,
+} from "../../test-support/fakes.js";
 import type { DirectoryAccount, NewTxn, Result } from "./model.js";
 import { createPaymentQueries } from "./payments.js";
 import type { BankAccount, BankResult, BankTotals, Ledgers } from "./ports.js";
@@ -18,21 +23,55 @@ function fakeLedgers(down: Set<string> = new Set()) {
   const deposits: string[] = [];
   const balance = (accountId: string): BankAccount => {
     const a = ACCOUNTS.find((x) => x.accountId === accountId);
-    return { accountId, ownerUserId: a?.ownerUserId ?? "", currency: "USD", balanceMinor: 1000n, heldMinor: 100n, availableMinor: 900n };
+    return {
+      accountId,
+      ownerUserId: a?.ownerUserId ?? "",
+      currency: "USD",
+      balanceMinor: 1000n,
+      heldMinor: 100n,
+      availableMinor: 900n,
+    };
   };
   const unavailable = { ok: false as const, reason: "participant_unavailable" as const, message: "down" };
   const totals: Record<string, BankTotals> = {
-    "bank-a": { bank: "bank-a", currencies: [{ currency: "USD", balanceMinor: 700n, heldMinor: 5n, depositedMinor: 1000n, transferNetMinor: -300n }], prepared: [{ txnId: "gateway-0:p", preparedAtMs: 0 }], ledgerConsistent: true, problems: [] },
-    "bank-b": { bank: "bank-b", currencies: [{ currency: "USD", balanceMinor: 300n, heldMinor: 0n, depositedMinor: 0n, transferNetMinor: 300n }], prepared: [], ledgerConsistent: true, problems: [] },
+    "bank-a": {
+      bank: "bank-a",
+      currencies: [
+        { currency: "USD", balanceMinor: 700n, heldMinor: 5n, depositedMinor: 1000n, transferNetMinor: -300n },
+      ],
+      prepared: [{ txnId: "gateway-0:p", preparedAtMs: 0 }],
+      ledgerConsistent: true,
+      problems: [],
+    },
+    "bank-b": {
+      bank: "bank-b",
+      currencies: [{ currency: "USD", balanceMinor: 300n, heldMinor: 0n, depositedMinor: 0n, transferNetMinor: 300n }],
+      prepared: [],
+      ledgerConsistent: true,
+      problems: [],
+    },
   };
   const ledgers: Ledgers = {
-    getAccount: async (bank, id): Promise<BankResult<BankAccount>> => (down.has(bank) ? unavailable : { ok: true, value: balance(id) }),
-    openAccount: async (bank, owner, currency) => ({ ok: true, value: { ...balance(""), accountId: `${bank}/9001`, ownerUserId: owner, currency, balanceMinor: 0n, heldMinor: 0n, availableMinor: 0n } }),
+    getAccount: async (bank, id): Promise<BankResult<BankAccount>> =>
+      down.has(bank) ? unavailable : { ok: true, value: balance(id) },
+    openAccount: async (bank, owner, currency) => ({
+      ok: true,
+      value: {
+        ...balance(""),
+        accountId: `${bank}/9001`,
+        ownerUserId: owner,
+        currency,
+        balanceMinor: 0n,
+        heldMinor: 0n,
+        availableMinor: 0n,
+      },
+    }),
     deposit: async (_bank, depositId, accountId, amountMinor) => {
       deposits.push(depositId);
       return { ok: true, value: { ...balance(accountId), balanceMinor: 1000n + amountMinor } };
     },
-    totals: async (bank): Promise<BankResult<BankTotals>> => (down.has(bank) ? unavailable : { ok: true, value: totals[bank]! }),
+    totals: async (bank): Promise<BankResult<BankTotals>> =>
+      down.has(bank) ? unavailable : { ok: true, value: totals[bank]! },
   };
   return { ledgers, deposits };
 }
@@ -67,7 +106,14 @@ function setup(down?: Set<string>) {
   const decide = async (t: NewTxn, decision: "COMMIT" | "ABORT" = "COMMIT") => {
     const c = await log.claim(t);
     assert.ok(c.claimed);
-    await log.decide({ txnId: t.txnId, decision, reason: decision === "ABORT" ? "insufficient_funds" : "", participants: [t.fromBank, t.toBank], nowMs: 1, firstResendAtMs: 1 });
+    await log.decide({
+      txnId: t.txnId,
+      decision,
+      reason: decision === "ABORT" ? "insufficient_funds" : "",
+      participants: [t.fromBank, t.toBank],
+      nowMs: 1,
+      firstResendAtMs: 1,
+    });
     feed.notify();
     return t.txnId;
   };
@@ -78,7 +124,10 @@ test("GetBalance: own accounts only, from the banks", async () => {
   const h = setup();
   const mine = await h.payments.getBalance("alice", "");
   assert.ok(mine.ok);
-  assert.deepEqual(mine.value.map((a) => [a.accountId, a.availableMinor]), [["bank-a/1001", 900n]]);
+  assert.deepEqual(
+    mine.value.map((a) => [a.accountId, a.availableMinor]),
+    [["bank-a/1001", 900n]],
+  );
   assert.equal(reasonOf(await h.payments.getBalance("alice", "bank-b/2001")), "not_account_owner");
   assert.equal(reasonOf(await h.payments.getBalance("alice", "bank-b/9999")), "account_not_found");
   assert.equal(reasonOf(await h.payments.getBalance("alice", "nonsense")), "invalid_account_id");
@@ -91,7 +140,10 @@ test("GetTransaction: initiator and account owners see it; others get not found"
   assert.equal(reasonOf(await h.payments.getTransaction("alice", id)), "ok");
   assert.equal(reasonOf(await h.payments.getTransaction("bob", id)), "ok");
   assert.equal(reasonOf(await h.payments.getTransaction("carol", id)), "transaction_not_found");
-  assert.equal(reasonOf(await h.payments.getTransaction("alice", "gateway-0:00000000-0000-4000-8000-999999999999")), "transaction_not_found");
+  assert.equal(
+    reasonOf(await h.payments.getTransaction("alice", "gateway-0:00000000-0000-4000-8000-999999999999")),
+    "transaction_not_found",
+  );
   assert.equal(reasonOf(await h.payments.getTransaction("alice", "x")), "invalid_txn_id");
 });
 
@@ -106,7 +158,13 @@ async function collect(it: AsyncIterable<{ txnId: string }>, max = 100): Promise
 
 test("ListTransactions: visible txns in sequence order, after a sequence, capped by limit", async () => {
   const h = setup();
-  const ids = [await h.decide(txn()), await h.decide(txn({ callerUserId: "carol", fromAccountId: "bank-b/2002", toAccountId: "bank-b/2001", fromBank: "bank-b" })), await h.decide(txn(), "ABORT")];
+  const ids = [
+    await h.decide(txn()),
+    await h.decide(
+      txn({ callerUserId: "carol", fromAccountId: "bank-b/2002", toAccountId: "bank-b/2001", fromBank: "bank-b" }),
+    ),
+    await h.decide(txn(), "ABORT"),
+  ];
   const signal = new AbortController().signal;
   const list = (user: string, afterSequence: bigint, limit: number) => {
     const r = h.payments.listTransactions(user, { afterSequence, limit, follow: false, signal });
@@ -118,15 +176,26 @@ test("ListTransactions: visible txns in sequence order, after a sequence, capped
   assert.deepEqual(await list("bob", 1n, 0), ids.slice(1));
   assert.deepEqual(await list("bob", 0n, 2), ids.slice(0, 2));
   assert.deepEqual(await list("carol", 0n, 0), [ids[1]]);
-  assert.equal(reasonOf(h.payments.listTransactions("bob", { afterSequence: -1n, limit: 0, follow: false, signal })), "invalid_argument");
-  assert.equal(reasonOf(h.payments.listTransactions("bob", { afterSequence: 0n, limit: -1, follow: false, signal })), "invalid_argument");
+  assert.equal(
+    reasonOf(h.payments.listTransactions("bob", { afterSequence: -1n, limit: 0, follow: false, signal })),
+    "invalid_argument",
+  );
+  assert.equal(
+    reasonOf(h.payments.listTransactions("bob", { afterSequence: 0n, limit: -1, follow: false, signal })),
+    "invalid_argument",
+  );
 });
 
 test("ListTransactions with follow sends txns decided later and ends when the caller cancels", async () => {
   const h = setup();
   const first = await h.decide(txn());
   const controller = new AbortController();
-  const r = h.payments.listTransactions("bob", { afterSequence: 0n, limit: 0, follow: true, signal: controller.signal });
+  const r = h.payments.listTransactions("bob", {
+    afterSequence: 0n,
+    limit: 0,
+    follow: true,
+    signal: controller.signal,
+  });
   assert.ok(r.ok);
   const seen: string[] = [];
   const later: string[] = [];
@@ -158,27 +227,90 @@ test("Reconcile: sums per currency, lists in-doubt txns, and is not conserved wh
     });
   const r = await admin().reconcile();
   assert.equal(r.conserved, true);
-  assert.deepEqual(r.currencies, [{ currency: "USD", balanceMinor: 1000n, heldMinor: 5n, depositedMinor: 1000n, conserved: true }]);
-  assert.deepEqual(r.inDoubt.map((d) => [d.transactionId, d.where, d.state]), [["gateway-0:p", "bank-a", "PREPARED"], [pending.txnId, "gateway", "PENDING"]]);
+  assert.deepEqual(r.currencies, [
+    { currency: "USD", balanceMinor: 1000n, heldMinor: 5n, depositedMinor: 1000n, conserved: true },
+  ]);
+  assert.deepEqual(
+    r.inDoubt.map((d) => [d.transactionId, d.where, d.state]),
+    [
+      ["gateway-0:p", "bank-a", "PREPARED"],
+      [pending.txnId, "gateway", "PENDING"],
+    ],
+  );
   const partial = await admin(new Set(["bank-b"])).reconcile();
   assert.equal(partial.conserved, false);
-  assert.deepEqual(partial.banks.map((b) => [b.bank, b.reachable]), [["bank-a", true], ["bank-b", false]]);
+  assert.deepEqual(
+    partial.banks.map((b) => [b.bank, b.reachable]),
+    [
+      ["bank-a", true],
+      ["bank-b", false],
+    ],
+  );
 });
 
 test("admin: users, accounts and deposits are validated before any bank is called", async () => {
   const h = setup();
   const users = createMemoryUsers();
-  const admin = createAdmin({ users, directory: h.directory, ledgers: h.ledgers, log: h.log, banks: ["bank-a", "bank-b"], clock: createManualClock(), hashPassword: async (pw) => `hash:${pw}`, reconcileTimeoutMs: 100 });
-  assert.equal(reasonOf(await admin.createUser({ username: "Dave!", password: "long-enough-pw", roles: ["customer"], displayName: "" })), "invalid_username");
-  assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "Password123", roles: ["customer"], displayName: "" })), "common_password", "the sign-up rules, for admins too");
-  assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "short", roles: ["customer"], displayName: "" })), "weak_password");
-  assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "long-enough-pw", roles: [], displayName: "" })), "invalid_argument");
-  assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["king"], displayName: "" })), "invalid_argument");
-  const dave = await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["customer"], displayName: "" });
+  const admin = createAdmin({
+    users,
+    directory: h.directory,
+    ledgers: h.ledgers,
+    log: h.log,
+    banks: ["bank-a", "bank-b"],
+    clock: createManualClock(),
+    hashPassword: async (pw) => `hash:${pw}`,
+    reconcileTimeoutMs: 100,
+  });
+  assert.equal(
+    reasonOf(
+      await admin.createUser({ username: "Dave!", password: "long-enough-pw", roles: ["customer"], displayName: "" }),
+    ),
+    "invalid_username",
+  );
+  assert.equal(
+    reasonOf(
+      await admin.createUser({ username: "dave", password: "Password123", roles: ["customer"], displayName: "" }),
+    ),
+    "common_password",
+    "the sign-up rules, for admins too",
+  );
+  assert.equal(
+    reasonOf(await admin.createUser({ username: "dave", password: "short", roles: ["customer"], displayName: "" })),
+    "weak_password",
+  );
+  assert.equal(
+    reasonOf(await admin.createUser({ username: "dave", password: "long-enough-pw", roles: [], displayName: "" })),
+    "invalid_argument",
+  );
+  assert.equal(
+    reasonOf(
+      await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["king"], displayName: "" }),
+    ),
+    "invalid_argument",
+  );
+  const dave = await admin.createUser({
+    username: "dave",
+    password: "long-enough-pw",
+    roles: ["customer"],
+    displayName: "",
+  });
   assert.ok(dave.ok);
-  assert.deepEqual([dave.value.userId, dave.value.displayName, dave.value.passwordHash], ["dave", "dave", "hash:long-enough-pw"]);
-  assert.equal(reasonOf(await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["customer"], displayName: "" })), "username_taken");
-  const dotted = await admin.createUser({ username: "d.v", password: "long-enough-pw", roles: ["merchant"], displayName: "" });
+  assert.deepEqual(
+    [dave.value.userId, dave.value.displayName, dave.value.passwordHash],
+    ["dave", "dave", "hash:long-enough-pw"],
+  );
+  assert.equal(
+    reasonOf(
+      await admin.createUser({ username: "dave", password: "long-enough-pw", roles: ["customer"], displayName: "" }),
+    ),
+    "username_taken",
+  );
+  const dotted = await admin.createUser({
+    username: "d.v",
+    password: "long-enough-pw",
+    roles: ["merchant"],
+    displayName: "",
+  });
   assert.ok(dotted.ok && /^u-[0-9a-f]{16}$/.test(dotted.value.userId));
 
   assert.equal(reasonOf(await admin.openAccount("dave", "bank-z", "USD")), "bank_not_found");

@@ -11,7 +11,15 @@ import { createSqliteLeases } from "../store/leases.js";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import type { Cards } from "./cards.js";
 import type { Coordinator } from "./coordinator.js";
-import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type ManualClock, type MemoryLog } from "../../test-support/fakes.js";
+import {
+  createFakeBanks,
+  createManualClock,
+  createMemoryDirectory,
+  createMemoryLog,
+  type FakeBanks,
+  type ManualClock,
+  type MemoryLog,
+} from "../../test-support/fakes.js";
 import type { Result } from "./model.js";
 import { StoreUnavailableError, type CoordinatorLog, type ReplicaLeases, type TxnHistory, type Vote } from "./ports.js";
 import { createReplicaDuties, type ReplicaDuties } from "./replicas.js";
@@ -33,7 +41,10 @@ import type { CardStore } from "./cards-ports.js";
 
 const LEASE_MS = 3_000;
 const PREPARE_TIMEOUT_MS = 10_000;
-const ACCOUNTS = [...CARD_ACCOUNTS, { accountId: "bank-b/2001", bank: "bank-b", ownerUserId: "alice", currency: "USD" }];
+const ACCOUNTS = [
+  ...CARD_ACCOUNTS,
+  { accountId: "bank-b/2001", bank: "bank-b", ownerUserId: "alice", currency: "USD" },
+];
 
 interface Replica {
   readonly name: string;
@@ -71,8 +82,26 @@ function world(): World {
     },
   };
   const replica = (name: string, options: { readonly shared?: boolean } = {}): Replica => {
-    const coordinator = createTestCoordinator({ replica: name, log: flaky, directory, participants: banks, clock, logger, prepareTimeoutMs: PREPARE_TIMEOUT_MS, sharedLog: true });
-    const cards = createTestCards({ replica: name, store: sqlite.cards, coordinator, directory, bureau, clock, logger, isReplicaAlive: (r) => leases.isAlive(r) });
+    const coordinator = createTestCoordinator({
+      replica: name,
+      log: flaky,
+      directory,
+      participants: banks,
+      clock,
+      logger,
+      prepareTimeoutMs: PREPARE_TIMEOUT_MS,
+      sharedLog: true,
+    });
+    const cards = createTestCards({
+      replica: name,
+      store: sqlite.cards,
+      coordinator,
+      directory,
+      bureau,
+      clock,
+      logger,
+      isReplicaAlive: (r) => leases.isAlive(r),
+    });
     const duties = createReplicaDuties({
       replica: name,
       bootId: `${name}-boot`,
@@ -94,7 +123,14 @@ function world(): World {
   return w;
 }
 
-const transferReq = (idempotencyKey: string) => ({ idempotencyKey, fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 100n, currency: "USD", memo: "" });
+const transferReq = (idempotencyKey: string) => ({
+  idempotencyKey,
+  fromAccountId: "bank-a/1001",
+  toAccountId: "bank-b/2001",
+  amountMinor: 100n,
+  currency: "USD",
+  memo: "",
+});
 const reasonOr = (r: Result<unknown>) => (r.ok ? "ok" : r.reason);
 
 /**
@@ -110,13 +146,16 @@ async function deadReplicaMidProtocol(w: World) {
   const card = await issueTestCard(dead.cards);
   const toCapture = await approveWith(dead.cards, card, { amountMinor: 1_000n });
   const toRefund = await approveWith(dead.cards, card, { amountMinor: 1_000n });
-  value((await dead.cards.settleBatch("shop", "earlier", [{ authCode: toRefund.authCode, amountMinor: 1_000n }])).result);
+  value(
+    (await dead.cards.settleBatch("shop", "earlier", [{ authCode: toRefund.authCode, amountMinor: 1_000n }])).result,
+  );
 
   const deadGate = createGate();
   const liveGate = createGate();
   const preparesBefore = w.banks.prepares.length;
   const deadCommitsBefore = w.banks.commits.filter((c) => c.txnId.startsWith("gateway-1:")).length;
-  w.banks.onPrepare = (call) => (call.txnId.startsWith("gateway-1:") ? deadGate : liveGate).wait<Vote>(() => ({ vote: "YES" }));
+  w.banks.onPrepare = (call) =>
+    (call.txnId.startsWith("gateway-1:") ? deadGate : liveGate).wait<Vote>(() => ({ vote: "YES" }));
   const authorizing = authReq(card, { amountMinor: 500n });
   const batch = [{ authCode: toCapture.authCode, amountMinor: 1_000n }];
   const zombie = {
@@ -129,8 +168,29 @@ async function deadReplicaMidProtocol(w: World) {
   await until("gateway-1's prepares", () => deadGate.waiting === 7);
   const running = live.coordinator.transfer("alice", transferReq("t-live"));
   await until("gateway-0's prepares", () => liveGate.waiting === 2);
-  const hung = (prefix: string) => [...new Set(w.banks.prepares.slice(preparesBefore).filter((p) => p.txnId.startsWith(prefix)).map((p) => p.txnId))];
-  return { live, dead, deadGate, liveGate, zombie, running, toCapture, toRefund, authorizing, batch, deadCommitsBefore, deadTxnIds: hung("gateway-1:"), liveTxnIds: hung("gateway-0:") };
+  const hung = (prefix: string) => [
+    ...new Set(
+      w.banks.prepares
+        .slice(preparesBefore)
+        .filter((p) => p.txnId.startsWith(prefix))
+        .map((p) => p.txnId),
+    ),
+  ];
+  return {
+    live,
+    dead,
+    deadGate,
+    liveGate,
+    zombie,
+    running,
+    toCapture,
+    toRefund,
+    authorizing,
+    batch,
+    deadCommitsBefore,
+    deadTxnIds: hung("gateway-1:"),
+    liveTxnIds: hung("gateway-0:"),
+  };
 }
 
 /** gateway-1 stops heartbeating; gateway-0 renews its lease until past gateway-1's lease, a prepare timeout and two prepare timeouts of its own. */
@@ -181,8 +241,14 @@ test("takeover: a live replica aborts a dead replica's PENDING transfer and unde
 
   // The keys answer again, on the live replica: the batch it owned is resumed, the refund and the authorization run.
   const settled = value((await s.live.cards.settleBatch("shop", "batch-dead", s.batch)).result);
-  assert.deepEqual(settled.results.map((r) => [r.status, r.final]), [["CAPTURED", true]]);
-  assert.equal(value((await s.live.cards.refund("shop", "r-dead", s.toRefund.authCode, 400n)).result).refund.status, "COMMITTED");
+  assert.deepEqual(
+    settled.results.map((r) => [r.status, r.final]),
+    [["CAPTURED", true]],
+  );
+  assert.equal(
+    value((await s.live.cards.refund("shop", "r-dead", s.toRefund.authCode, 400n)).result).refund.status,
+    "COMMITTED",
+  );
   assert.equal(value((await s.live.cards.authorize("shop", s.authorizing)).result).status, "APPROVED");
   assert.equal(value((await s.live.coordinator.transfer("alice", transferReq("t-dead"))).result).status, "COMMITTED");
   s.deadGate.open();
@@ -198,16 +264,29 @@ test("takeover: a replica that was taken over and then resumes (a paused pod) ob
   await s.running;
   // gateway-1 wakes up: every reply it was waiting for arrives (YES), too late.
   s.deadGate.open();
-  const [transfer, authorize, settle, refund] = await Promise.allSettled([s.zombie.transfer, s.zombie.authorize, s.zombie.settle, s.zombie.refund]);
-  const outcome = (r: PromiseSettledResult<{ result: Result<unknown> }>) => (r.status === "fulfilled" ? reasonOr(r.value.result) : `threw: ${String(r.reason)}`);
+  const [transfer, authorize, settle, refund] = await Promise.allSettled([
+    s.zombie.transfer,
+    s.zombie.authorize,
+    s.zombie.settle,
+    s.zombie.refund,
+  ]);
+  const outcome = (r: PromiseSettledResult<{ result: Result<unknown> }>) =>
+    r.status === "fulfilled" ? reasonOr(r.value.result) : `threw: ${String(r.reason)}`;
   assert.equal(outcome(transfer), "coordinator_restarted");
   assert.equal(outcome(authorize), "coordinator_restarted");
   assert.ok(settle.status === "fulfilled" && settle.value.result.ok, outcome(settle));
-  assert.deepEqual(settle.value.result.value.results.map((r) => [r.status, r.reason, r.final]), [["FAILED", "coordinator_restarted", false]]);
+  assert.deepEqual(
+    settle.value.result.value.results.map((r) => [r.status, r.reason, r.final]),
+    [["FAILED", "coordinator_restarted", false]],
+  );
   // The refund's row was cleared by the takeover (its reservation released, its key free) while gateway-1 still waited on its round.
   const refundOutcome = outcome(refund);
   assert.ok(retryableReasons.has(refundOutcome as never), refundOutcome);
-  assert.equal(w.banks.commits.filter((c) => c.txnId.startsWith("gateway-1:")).length, s.deadCommitsBefore, "nothing gateway-1 started after it hung committed");
+  assert.equal(
+    w.banks.commits.filter((c) => c.txnId.startsWith("gateway-1:")).length,
+    s.deadCommitsBefore,
+    "nothing gateway-1 started after it hung committed",
+  );
 });
 
 test("alone (SQLite), a replica takes nobody over but sweeps its own claims that no request runs any more", async () => {
@@ -256,10 +335,17 @@ test("the orphan sweep releases a capture whose round it aborts: a batch resent 
   w.clock.advance(2 * PREPARE_TIMEOUT_MS + 1);
   await solo.duties.tick();
   const round = w.log.decisions.get(locked?.opTxnId ?? "");
-  assert.deepEqual([round?.decision, round?.reason], ["ABORT", "coordinator_restarted"], "the sweep aborted the orphaned round");
+  assert.deepEqual(
+    [round?.decision, round?.reason],
+    ["ABORT", "coordinator_restarted"],
+    "the sweep aborted the orphaned round",
+  );
   // The process never restarted: nothing but the sweep (or the next request) can release the lock.
   const again = value((await solo.cards.settleBatch("shop", "during-outage", items)).result);
-  assert.deepEqual(again.results.map((r) => [r.status, r.reason, r.final]), [["CAPTURED", "", true]]);
+  assert.deepEqual(
+    again.results.map((r) => [r.status, r.reason, r.final]),
+    [["CAPTURED", "", true]],
+  );
 });
 
 test("after an outage of the shared store every lease has run out: a replica coming back waits one lease of its own heartbeats before taking anyone over", async () => {

@@ -63,7 +63,10 @@ export function createReplicaDuties(o: ReplicaDutiesOptions): ReplicaDuties {
     const aborted = await o.coordinator.abortUndecided(dead, Number.MAX_SAFE_INTEGER);
     const cards = await o.cards.recover(dead);
     await o.leases.takenOver(dead, o.replica);
-    o.logger.warn({ deadReplica: dead, ...aborted, ...cards, tookMs: o.clock.nowMs() - startedMs }, "took over the transactions of a replica whose lease ran out");
+    o.logger.warn(
+      { deadReplica: dead, ...aborted, ...cards, tookMs: o.clock.nowMs() - startedMs },
+      "took over the transactions of a replica whose lease ran out",
+    );
   }
 
   async function tick(): Promise<string[]> {
@@ -77,7 +80,8 @@ export function createReplicaDuties(o: ReplicaDutiesOptions): ReplicaDuties {
     }
     // Our own claims older than two prepare timeouts that no request runs: their writes' outcome was lost.
     const orphans = await o.coordinator.abortUndecided(o.replica, o.clock.nowMs() - 2 * o.prepareTimeoutMs);
-    if (orphans.abortedPending + orphans.abortedRounds > 0) o.logger.warn({ ...orphans }, "aborted this replica's undecided transactions that no request runs any more");
+    if (orphans.abortedPending + orphans.abortedRounds > 0)
+      o.logger.warn({ ...orphans }, "aborted this replica's undecided transactions that no request runs any more");
     // ...and the card records those rounds belonged to (a capture lock would otherwise stay taken).
     await o.cards.settleOrphans(o.replica);
     return taken;
@@ -87,7 +91,10 @@ export function createReplicaDuties(o: ReplicaDutiesOptions): ReplicaDuties {
     let stopped = false;
     const loops: { timer: NodeJS.Timeout | undefined; running: Promise<unknown> }[] = [];
     const loop = (intervalMs: number, fn: () => Promise<unknown>, what: string) => {
-      const state: { timer: NodeJS.Timeout | undefined; running: Promise<unknown> } = { timer: undefined, running: Promise.resolve() };
+      const state: { timer: NodeJS.Timeout | undefined; running: Promise<unknown> } = {
+        timer: undefined,
+        running: Promise.resolve(),
+      };
       loops.push(state);
       const step = () => {
         state.running = fn()

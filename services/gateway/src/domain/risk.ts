@@ -41,10 +41,20 @@ export function evaluateRisk(cfg: RiskConfig, input: RiskInput): RiskDecision {
   if (score < cfg.scoreMin) return { score, approved: false, rule: `score<${cfg.scoreMin}`, reason: "risk_declined" };
   const large = input.amountMinor >= cfg.reviewAmountMinor;
   if (large && score < cfg.reviewScoreMin) {
-    return { score, approved: false, rule: `amount>=${cfg.reviewAmountMinor}:score<${cfg.reviewScoreMin}`, reason: "risk_declined" };
+    return {
+      score,
+      approved: false,
+      rule: `amount>=${cfg.reviewAmountMinor}:score<${cfg.reviewScoreMin}`,
+      reason: "risk_declined",
+    };
   }
-  if (input.spentTodayMinor + input.amountMinor > cfg.dailySpendMaxMinor) return { score, approved: false, rule: "daily_limit", reason: "spend_limit_exceeded" };
-  return { score, approved: true, rule: large ? `amount>=${cfg.reviewAmountMinor}:score>=${cfg.reviewScoreMin}` : `score>=${cfg.scoreMin}` };
+  if (input.spentTodayMinor + input.amountMinor > cfg.dailySpendMaxMinor)
+    return { score, approved: false, rule: "daily_limit", reason: "spend_limit_exceeded" };
+  return {
+    score,
+    approved: true,
+    rule: large ? `amount>=${cfg.reviewAmountMinor}:score>=${cfg.reviewScoreMin}` : `score>=${cfg.scoreMin}`,
+  };
 }
 
 /** No report for the card holder: nothing to base credit on. */

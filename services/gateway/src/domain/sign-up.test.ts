@@ -12,8 +12,16 @@ const reasonOf = (r: Result<unknown>) => (r.ok ? "ok" : r.reason);
 function setup(attemptsMax = 100) {
   const users = createMemoryUsers();
   const clock = createManualClock();
-  const signUp = createSignUp({ users, limits: createMemoryRateLimits(), clock, hashPassword: async (pw) => `hash:${pw}`, attemptsMax, windowMs: 60_000 });
-  const register = (username: string, password = "a-long-enough-passphrase", displayName = "", client = CLIENT) => signUp.register({ username, password, displayName }, client);
+  const signUp = createSignUp({
+    users,
+    limits: createMemoryRateLimits(),
+    clock,
+    hashPassword: async (pw) => `hash:${pw}`,
+    attemptsMax,
+    windowMs: 60_000,
+  });
+  const register = (username: string, password = "a-long-enough-passphrase", displayName = "", client = CLIENT) =>
+    signUp.register({ username, password, displayName }, client);
   return { users, clock, register };
 }
 
@@ -21,7 +29,13 @@ test("sign-up creates a customer with no accounts, its password hashed, its disp
   const { users, register } = setup();
   const r = await register("dana", "a-long-enough-passphrase", "  Dana Newcomer ");
   assert.ok(r.ok);
-  assert.deepEqual(r.value, { userId: "dana", username: "dana", passwordHash: "hash:a-long-enough-passphrase", roles: ["customer"], displayName: "Dana Newcomer" });
+  assert.deepEqual(r.value, {
+    userId: "dana",
+    username: "dana",
+    passwordHash: "hash:a-long-enough-passphrase",
+    roles: ["customer"],
+    displayName: "Dana Newcomer",
+  });
   assert.deepEqual(users.rows.get("dana")?.roles, ["customer"]);
   const dotted = await register("erin.e");
   assert.ok(dotted.ok && /^u-[0-9a-f]{16}$/.test(dotted.value.userId) && dotted.value.displayName === "erin.e");
@@ -55,7 +69,13 @@ test("each rule has its own reason: username shape, taken, password too short or
 test("concurrent sign-ups of one username: exactly one wins", async () => {
   const { register } = setup();
   const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => register("gina", `gina-passphrase-${i}`)));
-  assert.deepEqual(answers.map(reasonOf).sort(), ["ok", "username_taken", "username_taken", "username_taken", "username_taken"]);
+  assert.deepEqual(answers.map(reasonOf).sort(), [
+    "ok",
+    "username_taken",
+    "username_taken",
+    "username_taken",
+    "username_taken",
+  ]);
 });
 
 test("rate limit per client: every attempt counts (invalid ones too), past the maximum rate_limited says when to retry; other clients are not affected", async () => {
@@ -66,7 +86,11 @@ test("rate limit per client: every attempt counts (invalid ones too), past the m
   const limited = await register("ivan");
   assert.equal(reasonOf(limited), "rate_limited");
   assert.ok(!limited.ok && Number(limited.metadata?.retry_after_ms) === 60_000);
-  assert.equal(reasonOf(await register("ivan", undefined, "", "10.0.0.8 spiffe://paygate.local/client/paycli")), "ok", "another client");
+  assert.equal(
+    reasonOf(await register("ivan", undefined, "", "10.0.0.8 spiffe://paygate.local/client/paycli")),
+    "ok",
+    "another client",
+  );
   clock.advance(60_000);
   assert.equal(reasonOf(await register("jack")), "ok", "a new window");
 });

@@ -27,16 +27,28 @@ export const REGISTER_SCOPE = "register";
 export const CUSTOMER_ROLES: readonly string[] = ["customer"];
 
 /** The rate_limited refusal, when a counter is past its maximum (undefined when it is not). */
-export function overLimit(count: { count: number; resetAtMs: number }, max: number, nowMs: number, what: string): Result<never> | undefined {
+export function overLimit(
+  count: { count: number; resetAtMs: number },
+  max: number,
+  nowMs: number,
+  what: string,
+): Result<never> | undefined {
   if (count.count <= max) return undefined;
-  return fail("rate_limited", `too many ${what}; try again later`, { retry_after_ms: String(Math.max(0, count.resetAtMs - nowMs)) });
+  return fail("rate_limited", `too many ${what}; try again later`, {
+    retry_after_ms: String(Math.max(0, count.resetAtMs - nowMs)),
+  });
 }
 
 export function createSignUp(o: SignUpOptions): SignUp {
   return {
     async register(input, client) {
       const nowMs = o.clock.nowMs();
-      const limited = overLimit(await o.limits.hit(REGISTER_SCOPE, client, nowMs, o.windowMs), o.attemptsMax, nowMs, "sign-ups from this client");
+      const limited = overLimit(
+        await o.limits.hit(REGISTER_SCOPE, client, nowMs, o.windowMs),
+        o.attemptsMax,
+        nowMs,
+        "sign-ups from this client",
+      );
       if (limited) return limited;
       return createUserRecord({ users: o.users, clock: o.clock, hashPassword: o.hashPassword }, input, CUSTOMER_ROLES);
     },

@@ -37,24 +37,35 @@ export function checkAmount(amountMinor: bigint): Result<bigint> {
   return ok(amountMinor);
 }
 
-export async function checkTransfer(req: TransferRequest, callerUserId: string, directory: Directory): Promise<Result<CheckedTransfer>> {
+export async function checkTransfer(
+  req: TransferRequest,
+  callerUserId: string,
+  directory: Directory,
+): Promise<Result<CheckedTransfer>> {
   const key = checkIdempotencyKey(req.idempotencyKey);
   if (!key.ok) return key;
-  for (const [field, id] of [["from_account_id", req.fromAccountId], ["to_account_id", req.toAccountId]] as const) {
-    if (!ACCOUNT_ID_PATTERN.test(id)) return fail("invalid_account_id", `${field} must look like "<bank>/<number>"`, { field });
+  for (const [field, id] of [
+    ["from_account_id", req.fromAccountId],
+    ["to_account_id", req.toAccountId],
+  ] as const) {
+    if (!ACCOUNT_ID_PATTERN.test(id))
+      return fail("invalid_account_id", `${field} must look like "<bank>/<number>"`, { field });
   }
   if (req.fromAccountId === req.toAccountId) return fail("same_account", "from and to are the same account");
   const amount = checkAmount(req.amountMinor);
   if (!amount.ok) return amount;
-  if (!parseCurrency(req.currency)) return fail("invalid_currency", "currency must be three capital letters (ISO 4217)", { field: "currency" });
+  if (!parseCurrency(req.currency))
+    return fail("invalid_currency", "currency must be three capital letters (ISO 4217)", { field: "currency" });
   const memo = checkPrintable(req.memo, "memo");
   if (!memo.ok) return memo;
 
   const [from, to] = await Promise.all([directory.find(req.fromAccountId), directory.find(req.toAccountId)]);
-  if (!from) return fail("account_not_found", `account ${req.fromAccountId} not found`, { account_id: req.fromAccountId });
+  if (!from)
+    return fail("account_not_found", `account ${req.fromAccountId} not found`, { account_id: req.fromAccountId });
   if (!to) return fail("account_not_found", `account ${req.toAccountId} not found`, { account_id: req.toAccountId });
   // Ownership before currency: a stranger's account reveals nothing about itself.
-  if (from.ownerUserId !== callerUserId) return fail("not_account_owner", `you do not own ${req.fromAccountId}`, { account_id: req.fromAccountId });
+  if (from.ownerUserId !== callerUserId)
+    return fail("not_account_owner", `you do not own ${req.fromAccountId}`, { account_id: req.fromAccountId });
   if (from.currency !== req.currency || to.currency !== req.currency) {
     return fail("currency_mismatch", "both accounts must hold the transfer's currency");
   }
@@ -69,6 +80,13 @@ export function checkPrintable(text: string, field: string): Result<string> {
 
 /** Hash of the request's canonical fields (not the key itself: the key is the scope). */
 export function transferFingerprint(req: TransferRequest): string {
-  const canonical = JSON.stringify(["transfer.v1", req.fromAccountId, req.toAccountId, req.amountMinor.toString(), req.currency, req.memo]);
+  const canonical = JSON.stringify([
+    "transfer.v1",
+    req.fromAccountId,
+    req.toAccountId,
+    req.amountMinor.toString(),
+    req.currency,
+    req.memo,
+  ]);
   return createHash("sha256").update(canonical).digest("base64url");
 }

@@ -15,7 +15,13 @@ import { signatureHeader } from "@paygate/webhook-signature";
 import type { EventLogger } from "./coordinator.js";
 import type { Clock } from "./ports.js";
 import { checkWebhookUrl, type WebhookUrlPolicy } from "./webhook-urls.js";
-import type { AttemptOutcome, ClaimedDelivery, CommittedTransfer, OutboxEvent, WebhookStore } from "./webhooks-ports.js";
+import type {
+  AttemptOutcome,
+  ClaimedDelivery,
+  CommittedTransfer,
+  OutboxEvent,
+  WebhookStore,
+} from "./webhooks-ports.js";
 
 export const WEBHOOK_USER_AGENT = "paygate-webhooks/1";
 /** Events fanned out per tick; the rest wait for the next tick. */
@@ -100,11 +106,25 @@ export function retryDelayMs(failedAttempts: number, baseMs: number, maxMs: numb
 /** How an attempt leaves its delivery, and which metric outcome that is. */
 export function attemptOutcome(
   statusCode: number,
-  c: { failedAttempts: number; nowMs: number; eventCreatedAtMs: number; retryBaseMs: number; retryMaxMs: number; giveUpMs: number; random: number },
+  c: {
+    failedAttempts: number;
+    nowMs: number;
+    eventCreatedAtMs: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    giveUpMs: number;
+    random: number;
+  },
 ): { outcome: AttemptOutcome; result: AttemptResult } {
   if (statusCode >= 200 && statusCode <= 299) return { outcome: { status: "DELIVERED" }, result: "delivered" };
   if (c.nowMs - c.eventCreatedAtMs > c.giveUpMs) return { outcome: { status: "FAILED" }, result: "failed" };
-  return { outcome: { status: "PENDING", nextAttemptAtMs: c.nowMs + retryDelayMs(c.failedAttempts, c.retryBaseMs, c.retryMaxMs, c.random) }, result: "retry" };
+  return {
+    outcome: {
+      status: "PENDING",
+      nextAttemptAtMs: c.nowMs + retryDelayMs(c.failedAttempts, c.retryBaseMs, c.retryMaxMs, c.random),
+    },
+    result: "retry",
+  };
 }
 
 export function createWebhookDispatcher(o: DispatcherOptions): Dispatcher {
@@ -168,7 +188,15 @@ export function createWebhookDispatcher(o: DispatcherOptions): Dispatcher {
       },
       outcome,
     );
-    const fields = { deliveryId: delivery.deliveryId, endpointId: endpoint.endpointId, eventId: event.eventId, eventType: event.type, attempt: delivery.attempts + 1, statusCode: answer.statusCode, latencyMs };
+    const fields = {
+      deliveryId: delivery.deliveryId,
+      endpointId: endpoint.endpointId,
+      eventId: event.eventId,
+      eventType: event.type,
+      attempt: delivery.attempts + 1,
+      statusCode: answer.statusCode,
+      latencyMs,
+    };
     if (!recorded) {
       // The claim ran out (a slow record) and another replica took it: its attempt counts, this one is a duplicate send.
       o.logger.warn(fields, "webhook attempt not recorded: the claim was lost");
@@ -176,15 +204,30 @@ export function createWebhookDispatcher(o: DispatcherOptions): Dispatcher {
     }
     o.metrics?.webhookAttempts.inc({ outcome: result });
     if (result === "delivered") o.logger.info(fields, "webhook delivered");
-    else if (result === "failed") o.logger.warn({ ...fields, error: answer.error.slice(0, 200) }, "webhook delivery failed for good (past the give-up age)");
-    else o.logger.info({ ...fields, error: answer.error.slice(0, 200), nextAttemptAtMs: outcome.status === "PENDING" ? outcome.nextAttemptAtMs : 0 }, "webhook attempt failed; retrying later");
+    else if (result === "failed")
+      o.logger.warn(
+        { ...fields, error: answer.error.slice(0, 200) },
+        "webhook delivery failed for good (past the give-up age)",
+      );
+    else
+      o.logger.info(
+        {
+          ...fields,
+          error: answer.error.slice(0, 200),
+          nextAttemptAtMs: outcome.status === "PENDING" ? outcome.nextAttemptAtMs : 0,
+        },
+        "webhook attempt failed; retrying later",
+      );
   }
 
   function launch(c: ClaimedDelivery): void {
     const p: Promise<void> = deliver(c)
       .catch((e: unknown) => {
         // The store failed (or was closed) mid-attempt: the claim runs out and the delivery is tried again.
-        o.logger.warn({ deliveryId: c.delivery.deliveryId, err: e instanceof Error ? e.message : String(e) }, "webhook attempt interrupted");
+        o.logger.warn(
+          { deliveryId: c.delivery.deliveryId, err: e instanceof Error ? e.message : String(e) },
+          "webhook attempt interrupted",
+        );
       })
       .finally(() => inflight.delete(p));
     inflight.add(p);
@@ -216,7 +259,12 @@ export function createWebhookDispatcher(o: DispatcherOptions): Dispatcher {
     const loop = () => {
       if (stopped) return;
       (healthy() ? tick() : Promise.resolve())
-        .catch((e: unknown) => o.logger.warn({ err: e instanceof Error ? e.message : String(e) }, "webhook dispatch tick failed; retrying next poll"))
+        .catch((e: unknown) =>
+          o.logger.warn(
+            { err: e instanceof Error ? e.message : String(e) },
+            "webhook dispatch tick failed; retrying next poll",
+          ),
+        )
         .finally(() => {
           if (!stopped) timer = setTimeout(loop, o.pollMs);
         });

@@ -1,7 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { UNDECIDED_AUTHORIZATION, type AuthRecord, type BatchItemRecord, type RefundRecord } from "./cards-ports.js";
-import { captureFailedEvent, EVENT_ID_PATTERN, eventsForAuthChange, eventsForNewAuth, refundEvent, settlementEvent, transferEvent } from "./webhook-events.js";
+import {
+  captureFailedEvent,
+  EVENT_ID_PATTERN,
+  eventsForAuthChange,
+  eventsForNewAuth,
+  refundEvent,
+  settlementEvent,
+  transferEvent,
+} from "./webhook-events.js";
 import type { OutboxEvent } from "./webhooks-ports.js";
 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
@@ -29,9 +37,23 @@ const pending: AuthRecord = {
   updatedAtMs: T0,
 };
 const approved: AuthRecord = { ...pending, status: "APPROVED", holdTxnId: "gateway-0:h1" };
-const captured: AuthRecord = { ...approved, status: "CAPTURED", capturedMinor: 10_000n, captureTxnId: "gateway-0:c1", captureBatchId: "batch_9", captureItemIndex: 3 };
+const captured: AuthRecord = {
+  ...approved,
+  status: "CAPTURED",
+  capturedMinor: 10_000n,
+  captureTxnId: "gateway-0:c1",
+  captureBatchId: "batch_9",
+  captureItemIndex: 3,
+};
 
-const body = (e: OutboxEvent) => JSON.parse(e.bodyJson) as { id: string; type: string; created_at: string; object_id: string; data: Record<string, unknown> };
+const body = (e: OutboxEvent) =>
+  JSON.parse(e.bodyJson) as {
+    id: string;
+    type: string;
+    created_at: string;
+    object_id: string;
+    data: Record<string, unknown>;
+  };
 
 test("authorization transitions: one event each, typed by the status reached, with the authorization as it now is", () => {
   const cases: [AuthRecord, AuthRecord, string][] = [
@@ -77,7 +99,10 @@ test("no event when the status stays (a lock, a risk score) or leaves PENDING fo
   assert.deepEqual(eventsForAuthChange(approved, { ...approved, opTxnId: "x", opKind: "capture" }, T0), []);
   assert.deepEqual(eventsForAuthChange(pending, { ...pending, riskScore: 700, riskApproved: true }, T0), []);
   assert.deepEqual(eventsForNewAuth(pending, T0), []);
-  assert.equal(eventsForNewAuth({ ...pending, status: "DECLINED", declineReason: "risk_declined" }, T0)[0]?.type, "authorization.declined");
+  assert.equal(
+    eventsForNewAuth({ ...pending, status: "DECLINED", declineReason: "risk_declined" }, T0)[0]?.type,
+    "authorization.declined",
+  );
 });
 
 test("capture.succeeded: batch, item and round from the captured record; its id tells captures apart", () => {
@@ -139,8 +164,26 @@ test("capture.failed: the asked amount, nothing captured, the reason; only for t
 
 test("settlement.completed: every item in index order, failures with no txn id", () => {
   const items: BatchItemRecord[] = [
-    { batchId: "batch_9", index: 1, authCode: "ZZZZZZ", amountMinor: 5n, status: "FAILED", reason: "authorization_not_found", capturedMinor: 0n, txnId: "gateway-0:x" },
-    { batchId: "batch_9", index: 0, authCode: "AB12CD", amountMinor: 10_000n, status: "CAPTURED", reason: "", capturedMinor: 10_000n, txnId: "gateway-0:c1" },
+    {
+      batchId: "batch_9",
+      index: 1,
+      authCode: "ZZZZZZ",
+      amountMinor: 5n,
+      status: "FAILED",
+      reason: "authorization_not_found",
+      capturedMinor: 0n,
+      txnId: "gateway-0:x",
+    },
+    {
+      batchId: "batch_9",
+      index: 0,
+      authCode: "AB12CD",
+      amountMinor: 10_000n,
+      status: "CAPTURED",
+      reason: "",
+      capturedMinor: 10_000n,
+      txnId: "gateway-0:c1",
+    },
   ];
   const e = settlementEvent({ batchId: "batch_9", merchantUserId: "merchant-1" }, items, T0);
   assert.equal(e.type, "settlement.completed");
@@ -151,8 +194,24 @@ test("settlement.completed: every item in index order, failures with no txn id",
     batch_id: "batch_9",
     completed_at: "2026-01-02T03:04:05.678Z",
     items: [
-      { index: 0, auth_code: "AB12CD", status: "CAPTURED", amount_minor: "10000", captured_minor: "10000", reason: "", txn_id: "gateway-0:c1" },
-      { index: 1, auth_code: "ZZZZZZ", status: "FAILED", amount_minor: "5", captured_minor: "0", reason: "authorization_not_found", txn_id: "" },
+      {
+        index: 0,
+        auth_code: "AB12CD",
+        status: "CAPTURED",
+        amount_minor: "10000",
+        captured_minor: "10000",
+        reason: "",
+        txn_id: "gateway-0:c1",
+      },
+      {
+        index: 1,
+        auth_code: "ZZZZZZ",
+        status: "FAILED",
+        amount_minor: "5",
+        captured_minor: "0",
+        reason: "authorization_not_found",
+        txn_id: "",
+      },
     ],
   });
 });
@@ -174,7 +233,14 @@ test("refund.succeeded: ordered with the authorization's events (object = auth c
   assert.equal(e.type, "refund.succeeded");
   assert.equal(e.objectId, "AB12CD");
   const { authorization, ...rest } = body(e).data;
-  assert.deepEqual(rest, { object: "refund", refund_id: "refund_1", auth_code: "AB12CD", amount_minor: "2500", currency: "EUR", txn_id: "gateway-0:r1" });
+  assert.deepEqual(rest, {
+    object: "refund",
+    refund_id: "refund_1",
+    auth_code: "AB12CD",
+    amount_minor: "2500",
+    currency: "EUR",
+    txn_id: "gateway-0:r1",
+  });
   assert.equal((authorization as { refunded_minor: string }).refunded_minor, "2500");
   assert.notEqual(refundEvent({ ...refund, refundId: "refund_2" }, captured, T0).eventId, e.eventId);
 });

@@ -38,7 +38,14 @@ export function authorizationObject(a: AuthRecord): Record<string, unknown> {
   };
 }
 
-function outboxEvent(type: WebhookEventType, idParts: readonly (string | number)[], objectId: string, ownerUserId: string, createdAtMs: number, data: Record<string, unknown>): OutboxEvent {
+function outboxEvent(
+  type: WebhookEventType,
+  idParts: readonly (string | number)[],
+  objectId: string,
+  ownerUserId: string,
+  createdAtMs: number,
+  data: Record<string, unknown>,
+): OutboxEvent {
   const eventId = eventIdOf([type, ...idParts]);
   const body = { id: eventId, type, created_at: iso(createdAtMs), object_id: objectId, data };
   return { eventId, type, objectId, ownerUserId, createdAtMs, bodyJson: JSON.stringify(body) };
@@ -71,7 +78,16 @@ export function eventsForAuthChange(before: AuthRecord, after: AuthRecord, nowMs
       reason: "",
       authorization: authorizationObject(after),
     };
-    return [outboxEvent("capture.succeeded", [after.authId, after.captureBatchId, after.captureItemIndex], after.authCode, after.merchantUserId, nowMs, data)];
+    return [
+      outboxEvent(
+        "capture.succeeded",
+        [after.authId, after.captureBatchId, after.captureItemIndex],
+        after.authCode,
+        after.merchantUserId,
+        nowMs,
+        data,
+      ),
+    ];
   }
   const type = AUTH_STATUS_EVENTS[after.status];
   if (type === undefined) return [];
@@ -88,7 +104,12 @@ export function eventsForNewAuth(a: AuthRecord, nowMs: number): OutboxEvent[] {
  * item names, only if it is the batch's merchant's (another's code, or no
  * such code: no event, the settlement.completed event still reports the item).
  */
-export function captureFailedEvent(batch: Pick<BatchRecord, "batchId" | "merchantUserId">, item: Pick<BatchItemRecord, "index" | "amountMinor" | "reason">, auth: AuthRecord, nowMs: number): OutboxEvent | undefined {
+export function captureFailedEvent(
+  batch: Pick<BatchRecord, "batchId" | "merchantUserId">,
+  item: Pick<BatchItemRecord, "index" | "amountMinor" | "reason">,
+  auth: AuthRecord,
+  nowMs: number,
+): OutboxEvent | undefined {
   if (auth.merchantUserId !== batch.merchantUserId) return undefined;
   const data = {
     object: "capture",
@@ -102,11 +123,22 @@ export function captureFailedEvent(batch: Pick<BatchRecord, "batchId" | "merchan
     reason: item.reason,
     authorization: authorizationObject(auth),
   };
-  return outboxEvent("capture.failed", [auth.authId, batch.batchId, item.index], auth.authCode, batch.merchantUserId, nowMs, data);
+  return outboxEvent(
+    "capture.failed",
+    [auth.authId, batch.batchId, item.index],
+    auth.authCode,
+    batch.merchantUserId,
+    nowMs,
+    data,
+  );
 }
 
 /** A batch is done: every item's final result. */
-export function settlementEvent(batch: Pick<BatchRecord, "batchId" | "merchantUserId">, items: readonly BatchItemRecord[], nowMs: number): OutboxEvent {
+export function settlementEvent(
+  batch: Pick<BatchRecord, "batchId" | "merchantUserId">,
+  items: readonly BatchItemRecord[],
+  nowMs: number,
+): OutboxEvent {
   const data = {
     object: "settlement",
     batch_id: batch.batchId,

@@ -92,10 +92,18 @@ function expandIpv6(host: string): number[] | undefined {
   // A trailing dotted quad counts as two groups.
   const last = tail.length > 0 ? tail : head;
   const quad = last.length > 0 ? ipv4Octets(last[last.length - 1]!) : undefined;
-  if (quad) last.splice(last.length - 1, 1, ((quad[0]! << 8) | quad[1]!).toString(16), ((quad[2]! << 8) | quad[3]!).toString(16));
+  if (quad)
+    last.splice(
+      last.length - 1,
+      1,
+      ((quad[0]! << 8) | quad[1]!).toString(16),
+      ((quad[2]! << 8) | quad[3]!).toString(16),
+    );
   const missing = 8 - head.length - tail.length;
   if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
-  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail].map((g) => (/^[0-9a-f]{1,4}$/i.test(g) ? parseInt(g, 16) : NaN));
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail].map((g) =>
+    /^[0-9a-f]{1,4}$/i.test(g) ? parseInt(g, 16) : NaN,
+  );
   return groups.every((g) => !Number.isNaN(g)) ? groups : undefined;
 }
 
@@ -130,8 +138,10 @@ function isOwnAddress(host: string, port: number, own: readonly HostPort[]): boo
 export function checkWebhookUrl(raw: string, policy: WebhookUrlPolicy): Result<string> {
   const field = { field: "url" };
   if (raw.length === 0) return fail("invalid_webhook_url", "url is required", field);
-  if (raw.length > WEBHOOK_URL_LENGTH_MAX) return fail("invalid_webhook_url", `url must be at most ${WEBHOOK_URL_LENGTH_MAX} characters`, field);
-  if (/[\s\x00-\x1f\x7f]/.test(raw)) return fail("invalid_webhook_url", "url must not contain spaces or control characters", field);
+  if (raw.length > WEBHOOK_URL_LENGTH_MAX)
+    return fail("invalid_webhook_url", `url must be at most ${WEBHOOK_URL_LENGTH_MAX} characters`, field);
+  if (/[\s\x00-\x1f\x7f]/.test(raw))
+    return fail("invalid_webhook_url", "url must not contain spaces or control characters", field);
   let url: URL;
   try {
     url = new URL(raw);
@@ -139,15 +149,28 @@ export function checkWebhookUrl(raw: string, policy: WebhookUrlPolicy): Result<s
     return fail("invalid_webhook_url", "url is not a valid absolute URL", field);
   }
   if (url.protocol !== "https:") return fail("invalid_webhook_url", "url must be https://", field);
-  if (url.username !== "" || url.password !== "") return fail("invalid_webhook_url", "url must not carry a user name or password", field);
+  if (url.username !== "" || url.password !== "")
+    return fail("invalid_webhook_url", "url must not carry a user name or password", field);
   if (url.hash !== "" || raw.includes("#")) return fail("invalid_webhook_url", "url must not have a #fragment", field);
-  if (url.href.length > WEBHOOK_URL_LENGTH_MAX) return fail("invalid_webhook_url", `url must be at most ${WEBHOOK_URL_LENGTH_MAX} characters`, field);
+  if (url.href.length > WEBHOOK_URL_LENGTH_MAX)
+    return fail("invalid_webhook_url", `url must be at most ${WEBHOOK_URL_LENGTH_MAX} characters`, field);
   const host = stripBrackets(url.hostname);
   const port = url.port === "" ? 443 : Number(url.port);
   const shown = JSON.stringify(host);
   if (isLinkLocalAddress(host)) return fail("webhook_host_not_allowed", `host ${shown} is a link-local address`, field);
-  if (isLoopbackHost(host) && !policy.allowLoopback) return fail("webhook_host_not_allowed", `host ${shown} is a loopback address; this gateway does not call those`, field);
-  if (!hostAllowed(host, policy.allowedHosts)) return fail("webhook_host_not_allowed", `host ${shown} is not in this gateway's allow-list of webhook hosts`, field);
-  if (isOwnAddress(host, port, policy.ownAddresses())) return fail("webhook_host_not_allowed", "url points at the gateway itself", field);
+  if (isLoopbackHost(host) && !policy.allowLoopback)
+    return fail(
+      "webhook_host_not_allowed",
+      `host ${shown} is a loopback address; this gateway does not call those`,
+      field,
+    );
+  if (!hostAllowed(host, policy.allowedHosts))
+    return fail(
+      "webhook_host_not_allowed",
+      `host ${shown} is not in this gateway's allow-list of webhook hosts`,
+      field,
+    );
+  if (isOwnAddress(host, port, policy.ownAddresses()))
+    return fail("webhook_host_not_allowed", "url points at the gateway itself", field);
   return ok(url.href);
 }

@@ -70,7 +70,12 @@ export interface Webhooks {
   deleteEndpoint(callerUserId: string, endpointId: string): Promise<Result<{ endpointId: string }>>;
   /** `overlapMs` undefined: the default overlap (24 h); 0: the previous secret stops signing now. */
   rollSecret(callerUserId: string, endpointId: string, overlapMs: number | undefined): Promise<Result<RolledSecret>>;
-  listDeliveries(callerUserId: string, endpointId: string, pageSize: number, pageToken: string): Promise<Result<DeliveryPage>>;
+  listDeliveries(
+    callerUserId: string,
+    endpointId: string,
+    pageSize: number,
+    pageToken: string,
+  ): Promise<Result<DeliveryPage>>;
   getDelivery(callerUserId: string, deliveryId: string): Promise<Result<DeliveryWithAttempts>>;
   /** A delivered or failed delivery becomes due now; a pending one is answered as it is. */
   redeliver(callerUserId: string, deliveryId: string): Promise<Result<WebhookDelivery>>;
@@ -96,16 +101,32 @@ export function newWebhookSecret(randomBytes: (n: number) => Uint8Array): string
 /** Known types, at least one, each once, in the canonical order. */
 export function checkEventTypes(types: readonly string[]): Result<WebhookEventType[]> {
   const field = { field: "event_types" };
-  if (types.length === 0) return fail("invalid_event_type", `event_types must name at least one of: ${WEBHOOK_EVENT_TYPES.join(", ")}`, field);
+  if (types.length === 0)
+    return fail(
+      "invalid_event_type",
+      `event_types must name at least one of: ${WEBHOOK_EVENT_TYPES.join(", ")}`,
+      field,
+    );
   if (types.length > WEBHOOK_EVENT_TYPES.length * 4) return fail("invalid_event_type", "too many event_types", field);
   for (const t of types) {
-    if (!isWebhookEventType(t)) return fail("invalid_event_type", `unknown event type ${JSON.stringify(t.slice(0, 64))}; known: ${WEBHOOK_EVENT_TYPES.join(", ")}`, field);
+    if (!isWebhookEventType(t))
+      return fail(
+        "invalid_event_type",
+        `unknown event type ${JSON.stringify(t.slice(0, 64))}; known: ${WEBHOOK_EVENT_TYPES.join(", ")}`,
+        field,
+      );
   }
   return ok(WEBHOOK_EVENT_TYPES.filter((t) => types.includes(t)));
 }
 
-const ENDPOINT_NOT_FOUND = (endpointId: string) => fail("endpoint_not_found", `no endpoint ${JSON.stringify(endpointId.slice(0, 64))}`, { endpoint_id: endpointId.slice(0, 64) });
-const DELIVERY_NOT_FOUND = (deliveryId: string) => fail("delivery_not_found", `no delivery ${JSON.stringify(deliveryId.slice(0, 64))}`, { delivery_id: deliveryId.slice(0, 64) });
+const ENDPOINT_NOT_FOUND = (endpointId: string) =>
+  fail("endpoint_not_found", `no endpoint ${JSON.stringify(endpointId.slice(0, 64))}`, {
+    endpoint_id: endpointId.slice(0, 64),
+  });
+const DELIVERY_NOT_FOUND = (deliveryId: string) =>
+  fail("delivery_not_found", `no delivery ${JSON.stringify(deliveryId.slice(0, 64))}`, {
+    delivery_id: deliveryId.slice(0, 64),
+  });
 
 export function createWebhooks(o: WebhooksOptions): Webhooks {
   const { store, clock } = o;
@@ -133,12 +154,26 @@ export function createWebhooks(o: WebhooksOptions): Webhooks {
       if (!types.ok) return types;
       // A race of two creates may pass this together and end one over: the limit bounds abuse, not an invariant.
       if ((await store.endpointsOf(callerUserId)).length >= endpointsMax) {
-        return fail("too_many_endpoints", `at most ${endpointsMax} webhook endpoints per user; delete one first`, { max: String(endpointsMax) });
+        return fail("too_many_endpoints", `at most ${endpointsMax} webhook endpoints per user; delete one first`, {
+          max: String(endpointsMax),
+        });
       }
       const nowMs = clock.nowMs();
-      const endpoint: WebhookEndpoint = { endpointId: newEndpointId(o.randomBytes), ownerUserId: callerUserId, url: url.value, eventTypes: types.value, status: "ENABLED", createdAtMs: nowMs };
+      const endpoint: WebhookEndpoint = {
+        endpointId: newEndpointId(o.randomBytes),
+        ownerUserId: callerUserId,
+        url: url.value,
+        eventTypes: types.value,
+        status: "ENABLED",
+        createdAtMs: nowMs,
+      };
       const secret = newWebhookSecret(o.randomBytes);
-      await store.createEndpoint(endpoint, { endpointId: endpoint.endpointId, secret, createdAtMs: nowMs, expiresAtMs: undefined });
+      await store.createEndpoint(endpoint, {
+        endpointId: endpoint.endpointId,
+        secret,
+        createdAtMs: nowMs,
+        expiresAtMs: undefined,
+      });
       return ok({ endpoint, secret });
     },
 
@@ -157,23 +192,35 @@ export function createWebhooks(o: WebhooksOptions): Webhooks {
     async rollSecret(callerUserId, endpointId, overlapMs) {
       const overlap = overlapMs ?? ROLL_OVERLAP_DEFAULT_MS;
       if (!Number.isSafeInteger(overlap) || overlap < 0 || overlap > ROLL_OVERLAP_MAX_MS) {
-        return fail("invalid_argument", `overlap must be from 0 to ${ROLL_OVERLAP_MAX_MS / 1000} seconds (7 days)`, { field: "overlap_seconds" });
+        return fail("invalid_argument", `overlap must be from 0 to ${ROLL_OVERLAP_MAX_MS / 1000} seconds (7 days)`, {
+          field: "overlap_seconds",
+        });
       }
       if (!(await ownEndpoint(callerUserId, endpointId))) return ENDPOINT_NOT_FOUND(endpointId);
       const nowMs = clock.nowMs();
       const secret = newWebhookSecret(o.randomBytes);
       const previousExpiresAtMs = nowMs + overlap;
-      await store.rollSecret(endpointId, { endpointId, secret, createdAtMs: nowMs, expiresAtMs: undefined }, previousExpiresAtMs, nowMs);
+      await store.rollSecret(
+        endpointId,
+        { endpointId, secret, createdAtMs: nowMs, expiresAtMs: undefined },
+        previousExpiresAtMs,
+        nowMs,
+      );
       return ok({ secret, previousExpiresAtMs });
     },
 
     async listDeliveries(callerUserId, endpointId, pageSize, pageToken) {
       if (!Number.isSafeInteger(pageSize) || pageSize < 0 || pageSize > DELIVERY_PAGE_MAX) {
-        return fail("invalid_argument", `page_size must be from 0 (the default, ${DELIVERY_PAGE_DEFAULT}) to ${DELIVERY_PAGE_MAX}`, { field: "page_size" });
+        return fail(
+          "invalid_argument",
+          `page_size must be from 0 (the default, ${DELIVERY_PAGE_DEFAULT}) to ${DELIVERY_PAGE_MAX}`,
+          { field: "page_size" },
+        );
       }
       let beforeSeq: bigint | undefined;
       if (pageToken !== "") {
-        if (!/^[1-9][0-9]{0,18}$/.test(pageToken)) return fail("invalid_argument", "page_token is not one this service gave", { field: "page_token" });
+        if (!/^[1-9][0-9]{0,18}$/.test(pageToken))
+          return fail("invalid_argument", "page_token is not one this service gave", { field: "page_token" });
         beforeSeq = BigInt(pageToken);
       }
       if (!(await ownEndpoint(callerUserId, endpointId))) return ENDPOINT_NOT_FOUND(endpointId);

@@ -15,7 +15,9 @@ export interface IdempotencyCache {
 }
 
 /** In-process stand-in with the same semantics (TTL from an injected clock). For tests. */
-export function createMemoryCache(nowMs: () => number = Date.now): IdempotencyCache & { readonly entries: Map<string, { value: string; expiresAtMs: number }> } {
+export function createMemoryCache(
+  nowMs: () => number = Date.now,
+): IdempotencyCache & { readonly entries: Map<string, { value: string; expiresAtMs: number }> } {
   const entries = new Map<string, { value: string; expiresAtMs: number }>();
   const get = (key: string): string | undefined => {
     const e = entries.get(key);

@@ -28,6 +28,9 @@ test("durations: units, bare milliseconds, and garbage", () => {
 test("a bad REDIS_URL and a bad TTL are reported together", () => {
   assert.throws(
     () => loadConfig({ REDIS_URL: "localhost:6379", IDEMPOTENCY_TTL: "500ms" }),
-    (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith("REDIS_URL")) && e.problems.some((p) => p.startsWith("IDEMPOTENCY_TTL")),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.problems.some((p) => p.startsWith("REDIS_URL")) &&
+      e.problems.some((p) => p.startsWith("IDEMPOTENCY_TTL")),
   );
 });

@@ -1,7 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Coordinator, TransferOutcome } from "../domain/coordinator.js";
-import { createFakeBanks, createManualClock, createMemoryDirectory, createMemoryLog, type FakeBanks, type MemoryLog } from "../../test-support/fakes.js";
+import {
+  createFakeBanks,
+  createManualClock,
+  createMemoryDirectory,
+  createMemoryLog,
+  type FakeBanks,
+  type MemoryLog,
+} from "../../test-support/fakes.js";
 import type { DirectoryAccount } from "../domain/model.js";
 import { createTestCoordinator, sequentialTxnIds } from "../../test-support/test-harness.js";
 import type { TransferRequest } from "../domain/transfer-rules.js";
@@ -35,15 +42,32 @@ interface Harness {
   metrics: { results: string[]; redisErrors: number };
 }
 
-function setup(o: { cache?: IdempotencyCache; bootId?: string; log?: MemoryLog; memory?: ReturnType<typeof createMemoryCache> } = {}): Harness {
+function setup(
+  o: { cache?: IdempotencyCache; bootId?: string; log?: MemoryLog; memory?: ReturnType<typeof createMemoryCache> } = {},
+): Harness {
   const directory = createMemoryDirectory(ACCOUNTS);
   const log = o.log ?? createMemoryLog(directory);
   const banks = createFakeBanks();
   const memory = o.memory ?? createMemoryCache();
   const warnings: string[] = [];
   const logger = { info: () => {}, warn: (_f: object, msg: string) => void warnings.push(msg), error: () => {} };
-  const inner = createTestCoordinator({ log, directory, participants: banks, clock: createManualClock(), logger, newTxnId: sequentialTxnIds() });
-  const h: Harness = { fast: inner, log, banks, cache: memory, innerCalls: 0, warnings, metrics: { results: [], redisErrors: 0 } };
+  const inner = createTestCoordinator({
+    log,
+    directory,
+    participants: banks,
+    clock: createManualClock(),
+    logger,
+    newTxnId: sequentialTxnIds(),
+  });
+  const h: Harness = {
+    fast: inner,
+    log,
+    banks,
+    cache: memory,
+    innerCalls: 0,
+    warnings,
+    metrics: { results: [], redisErrors: 0 },
+  };
   const counted: Coordinator = {
     ...inner,
     transfer: (caller, req) => {
@@ -59,7 +83,10 @@ function setup(o: { cache?: IdempotencyCache; bootId?: string; log?: MemoryLog; 
     bootId: o.bootId ?? "boot-1",
     ttlMs: 86_400_000,
     logger,
-    metrics: { idempotency: { inc: ({ result }) => void h.metrics.results.push(result) }, idempotencyRedisErrors: { inc: () => void h.metrics.redisErrors++ } },
+    metrics: {
+      idempotency: { inc: ({ result }) => void h.metrics.results.push(result) },
+      idempotencyRedisErrors: { inc: () => void h.metrics.redisErrors++ },
+    },
   });
   return h;
 }
@@ -161,7 +188,8 @@ test("a request that fails validation is not stored: fixed, the same key succeed
 
 test("a business decline is final and replayed identically from the cache", async () => {
   const h = setup();
-  h.banks.onPrepare = async (call) => (call.bank === "bank-a" ? { vote: "NO", reason: "insufficient_funds" } : { vote: "YES" });
+  h.banks.onPrepare = async (call) =>
+    call.bank === "bank-a" ? { vote: "NO", reason: "insufficient_funds" } : { vote: "YES" };
   const first = await h.fast.transfer("alice", request());
   assert.equal(reasonOf(first), "insufficient_funds");
   assert.equal(stored(h)?.state, "done");
@@ -173,7 +201,8 @@ test("a business decline is final and replayed identically from the cache", asyn
 
 test("a transient abort frees the key in the cache too: the retry runs as a new txn", async () => {
   const h = setup();
-  h.banks.onPrepare = async (call) => (call.bank === "bank-b" ? { vote: "NO", reason: "participant_unavailable" } : { vote: "YES" });
+  h.banks.onPrepare = async (call) =>
+    call.bank === "bank-b" ? { vote: "NO", reason: "participant_unavailable" } : { vote: "YES" };
   const first = await h.fast.transfer("alice", request());
   assert.equal(reasonOf(first), "participant_unavailable");
   assert.equal(stored(h), undefined, "claim released");
@@ -226,7 +255,15 @@ test("an in-flight claim left by a dead earlier run of this replica is taken ove
   const first = await before.fast.transfer("alice", request());
   assert.ok(first.result.ok);
   // As if boot-1 had died after the log committed but before the cache heard the outcome.
-  memory.entries.set(cacheKey("alice", "key-1"), { value: encodeRecord({ state: "in_flight", fingerprint: decodeRecordFp(memory), owner: "gateway-0/boot-1", token: "t" }), expiresAtMs: Date.now() + 60_000 });
+  memory.entries.set(cacheKey("alice", "key-1"), {
+    value: encodeRecord({
+      state: "in_flight",
+      fingerprint: decodeRecordFp(memory),
+      owner: "gateway-0/boot-1",
+      token: "t",
+    }),
+    expiresAtMs: Date.now() + 60_000,
+  });
   const after = setup({ memory, log, bootId: "boot-2" });
   const again = await after.fast.transfer("alice", request());
   assert.equal(again.txnId, first.txnId);
@@ -234,14 +271,23 @@ test("an in-flight claim left by a dead earlier run of this replica is taken ove
   assert.equal(log.txns.size, 1);
   assert.equal(stored(after)?.state, "done");
   // Another replica's claim is never cleared here: only its own log knows whether it moved money.
-  memory.entries.set(cacheKey("alice", "key-2"), { value: encodeRecord({ state: "in_flight", fingerprint: decodeRecordFp(memory), owner: "gateway-1/x", token: "t" }), expiresAtMs: Date.now() + 60_000 });
-  assert.equal(reasonOf(await after.fast.transfer("alice", request({ idempotencyKey: "key-2" }))), "idempotency_key_in_use");
+  memory.entries.set(cacheKey("alice", "key-2"), {
+    value: encodeRecord({ state: "in_flight", fingerprint: decodeRecordFp(memory), owner: "gateway-1/x", token: "t" }),
+    expiresAtMs: Date.now() + 60_000,
+  });
+  assert.equal(
+    reasonOf(await after.fast.transfer("alice", request({ idempotencyKey: "key-2" }))),
+    "idempotency_key_in_use",
+  );
   assert.equal(after.innerCalls, 1);
 });
 
 test("a stale claim of this replica for another request that never reached the log does not block the key", async () => {
   const h = setup({ bootId: "boot-2" });
-  h.cache.entries.set(cacheKey("alice", "key-1"), { value: encodeRecord({ state: "in_flight", fingerprint: "another-request", owner: "gateway-0/boot-1", token: "t" }), expiresAtMs: Date.now() + 60_000 });
+  h.cache.entries.set(cacheKey("alice", "key-1"), {
+    value: encodeRecord({ state: "in_flight", fingerprint: "another-request", owner: "gateway-0/boot-1", token: "t" }),
+    expiresAtMs: Date.now() + 60_000,
+  });
   const out = await h.fast.transfer("alice", request());
   assert.ok(out.result.ok, "the log had never seen the key: this request runs");
   assert.equal(stored(h)?.state, "done");
@@ -292,9 +338,26 @@ test("records survive encode/decode exactly; malformed ones decode to undefined"
   assert.ok(ok.result.ok && ok.txnId);
   const done = { state: "done" as const, fingerprint: "fp", txnId: ok.txnId, result: ok.result };
   assert.deepEqual(decodeRecord(encodeRecord(done)), done);
-  const failure = { state: "done" as const, fingerprint: "fp", txnId: "t", result: { ok: false as const, reason: "insufficient_funds" as const, message: "m", metadata: { transaction_id: "t" } } };
+  const failure = {
+    state: "done" as const,
+    fingerprint: "fp",
+    txnId: "t",
+    result: {
+      ok: false as const,
+      reason: "insufficient_funds" as const,
+      message: "m",
+      metadata: { transaction_id: "t" },
+    },
+  };
   assert.deepEqual(decodeRecord(encodeRecord(failure)), failure);
-  for (const bad of ["", "null", "[]", '{"v":2,"state":"done"}', '{"v":1,"state":"done","fp":"x","txnId":"t","result":{"ok":true,"txn":{}}}', '{"v":1,"state":"in_flight","fp":"x"}']) {
+  for (const bad of [
+    "",
+    "null",
+    "[]",
+    '{"v":2,"state":"done"}',
+    '{"v":1,"state":"done","fp":"x","txnId":"t","result":{"ok":true,"txn":{}}}',
+    '{"v":1,"state":"in_flight","fp":"x"}',
+  ]) {
     assert.equal(decodeRecord(bad), undefined, bad);
   }
 });

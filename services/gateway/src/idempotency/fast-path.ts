@@ -103,7 +103,10 @@ export function withIdempotencyFastPath(o: FastPathOptions): Coordinator {
       suppressed++;
       return;
     }
-    logger.warn({ op, err: e instanceof Error ? e.message : String(e), suppressed }, "idempotency cache failed; the durable log answers instead");
+    logger.warn(
+      { op, err: e instanceof Error ? e.message : String(e), suppressed },
+      "idempotency cache failed; the durable log answers instead",
+    );
     lastWarnMs = t;
     suppressed = 0;
   }
@@ -123,12 +126,22 @@ export function withIdempotencyFastPath(o: FastPathOptions): Coordinator {
   }
 
   /** The log decides; we still record what it said, in case our claim landed after all. */
-  async function viaLog(callerUserId: string, req: TransferRequest, key: string, claimRaw: string, fingerprint: string): Promise<TransferOutcome> {
+  async function viaLog(
+    callerUserId: string,
+    req: TransferRequest,
+    key: string,
+    claimRaw: string,
+    fingerprint: string,
+  ): Promise<TransferOutcome> {
     let out: TransferOutcome;
     try {
       out = await inner.transfer(callerUserId, req);
     } catch (e) {
-      void settle(key, claimRaw, fingerprint, { result: fail("internal", "failed"), txnId: undefined, replayed: false });
+      void settle(key, claimRaw, fingerprint, {
+        result: fail("internal", "failed"),
+        txnId: undefined,
+        replayed: false,
+      });
       throw e;
     }
     // Behind the reply: the log already holds the outcome, so a repeat that
@@ -155,7 +168,12 @@ export function withIdempotencyFastPath(o: FastPathOptions): Coordinator {
     }
   }
 
-  async function decide(callerUserId: string, req: TransferRequest, key: string, fingerprint: string): Promise<TransferOutcome> {
+  async function decide(
+    callerUserId: string,
+    req: TransferRequest,
+    key: string,
+    fingerprint: string,
+  ): Promise<TransferOutcome> {
     const claim: InFlightRecord = { state: "in_flight", fingerprint, owner, token: randomUUID() };
     const claimRaw = encodeRecord(claim);
 
@@ -173,7 +191,10 @@ export function withIdempotencyFastPath(o: FastPathOptions): Coordinator {
       cacheFailed("decode", new Error(`unreadable record under ${key}`));
       return viaLog(callerUserId, req, key, claimRaw, fingerprint);
     }
-    const stale = existing.state === "in_flight" && running.get(key) === 1 && (o.sharedLog === true || existing.owner.startsWith(`${o.replica}/`));
+    const stale =
+      existing.state === "in_flight" &&
+      running.get(key) === 1 &&
+      (o.sharedLog === true || existing.owner.startsWith(`${o.replica}/`));
     if (stale) {
       // A claim no request of this process holds: an earlier run died, storing
       // the outcome failed, or (shared log) another replica holds it or died.
@@ -185,13 +206,21 @@ export function withIdempotencyFastPath(o: FastPathOptions): Coordinator {
       } catch (e) {
         cacheFailed("swap", e);
       }
-      if (took) logger.info({ idempotencyKey: req.idempotencyKey, staleOwner: existing.owner }, "took over a stale in-flight claim of this replica");
+      if (took)
+        logger.info(
+          { idempotencyKey: req.idempotencyKey, staleOwner: existing.owner },
+          "took over a stale in-flight claim of this replica",
+        );
       return viaLog(callerUserId, req, key, claimRaw, fingerprint);
     }
     if (existing.fingerprint !== fingerprint) {
       o.metrics?.idempotency.inc({ result: "conflict" });
       const txnId = existing.state === "done" ? existing.txnId : undefined;
-      return { result: fail("idempotency_key_reused", MSG_REUSED, txnId ? { transaction_id: txnId } : undefined), txnId, replayed: true };
+      return {
+        result: fail("idempotency_key_reused", MSG_REUSED, txnId ? { transaction_id: txnId } : undefined),
+        txnId,
+        replayed: true,
+      };
     }
     if (existing.state === "done") {
       o.metrics?.idempotency.inc({ result: "hit" });

@@ -31,9 +31,17 @@ export function cacheKey(callerUserId: string, idempotencyKey: string): string {
 }
 
 export function encodeRecord(r: IdempotencyRecord): string {
-  if (r.state === "in_flight") return JSON.stringify({ v: VERSION, state: r.state, fp: r.fingerprint, owner: r.owner, token: r.token });
+  if (r.state === "in_flight")
+    return JSON.stringify({ v: VERSION, state: r.state, fp: r.fingerprint, owner: r.owner, token: r.token });
   const result = r.result.ok
-    ? { ok: true, txn: { ...r.result.value, sequence: r.result.value.sequence.toString(), amountMinor: r.result.value.amountMinor.toString() } }
+    ? {
+        ok: true,
+        txn: {
+          ...r.result.value,
+          sequence: r.result.value.sequence.toString(),
+          amountMinor: r.result.value.amountMinor.toString(),
+        },
+      }
     : { ok: false, reason: r.result.reason, message: r.result.message, metadata: r.result.metadata ?? {} };
   return JSON.stringify({ v: VERSION, state: r.state, fp: r.fingerprint, txnId: r.txnId, result });
 }
@@ -92,7 +100,9 @@ function decodeFailure(o: Json): Failure | undefined {
   if (reason === undefined || message === undefined || !isObj(metadata)) return undefined;
   if (!Object.values(metadata).every((v) => typeof v === "string")) return undefined;
   const meta = metadata as Record<string, string>;
-  return Object.keys(meta).length > 0 ? { ok: false, reason: reason as Reason, message, metadata: meta } : { ok: false, reason: reason as Reason, message };
+  return Object.keys(meta).length > 0
+    ? { ok: false, reason: reason as Reason, message, metadata: meta }
+    : { ok: false, reason: reason as Reason, message };
 }
 
 /** undefined for anything malformed or from another version. */

@@ -63,10 +63,17 @@ test("Redis killed: commands reject instead of waiting; after a restart the cach
   await assert.rejects(cache.claim("idem:alice:k4", "v", 60_000));
   await assert.rejects(cache.put("idem:alice:k4", "v", 60_000));
   await assert.rejects(cache.release("idem:alice:k4", "v"));
-  assert.ok(warnings.some((w) => w.includes("disconnected") || w.includes("unavailable")), warnings.join("\n"));
+  assert.ok(
+    warnings.some((w) => w.includes("disconnected") || w.includes("unavailable")),
+    warnings.join("\n"),
+  );
   await redis.restart();
   await until("the reconnect", () => cache.ready);
-  assert.equal(await cache.claim("idem:alice:k4", "v", 60_000), undefined, "the restarted Redis is empty (no persistence)");
+  assert.equal(
+    await cache.claim("idem:alice:k4", "v", 60_000),
+    undefined,
+    "the restarted Redis is empty (no persistence)",
+  );
 });
 
 test("a password in REDIS_URL never reaches a log line", () => {

@@ -62,7 +62,8 @@ export function createRedisCache(o: RedisCacheOptions): RedisCache {
     commandTimeout: o.commandTimeoutMs ?? COMMAND_TIMEOUT_MS_DEFAULT,
     connectTimeout: o.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT,
     // Reconnect forever (Redis coming back is the point), never slower than delayMaxMs.
-    retryStrategy: (times) => Math.min(RECONNECT_DELAY_BASE_MS * 2 ** Math.min(times, RECONNECT_EXPONENT_MAX), delayMaxMs),
+    retryStrategy: (times) =>
+      Math.min(RECONNECT_DELAY_BASE_MS * 2 ** Math.min(times, RECONNECT_EXPONENT_MAX), delayMaxMs),
     disableClientInfo: true,
     connectionName: o.connectionName,
   });
@@ -80,13 +81,17 @@ export function createRedisCache(o: RedisCacheOptions): RedisCache {
     o.logger.info({ redis: where }, "idempotency cache connected");
   });
   redis.on("close", () => {
-    if (ready) o.logger.warn({ redis: where }, "idempotency cache disconnected; the durable log answers until it is back");
+    if (ready)
+      o.logger.warn({ redis: where }, "idempotency cache disconnected; the durable log answers until it is back");
     ready = false;
   });
   redis.on("error", (e: Error) => {
     if (warned) return;
     warned = true;
-    o.logger.warn({ redis: where, err: e.message }, "idempotency cache unavailable; the durable log answers until it is back");
+    o.logger.warn(
+      { redis: where, err: e.message },
+      "idempotency cache unavailable; the durable log answers until it is back",
+    );
   });
 
   return {

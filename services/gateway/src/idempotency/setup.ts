@@ -13,10 +13,21 @@ export interface IdempotencyWiring {
 
 export function setupIdempotency(
   config: Pick<GatewayConfig, "redisUrl" | "idempotencyTtlMs" | "redisCommandTimeoutMs" | "replica">,
-  deps: { readonly coordinator: Coordinator; readonly directory: Directory; readonly logger: EventLogger; readonly metrics?: FastPathMetrics; readonly sharedLog?: boolean },
+  deps: {
+    readonly coordinator: Coordinator;
+    readonly directory: Directory;
+    readonly logger: EventLogger;
+    readonly metrics?: FastPathMetrics;
+    readonly sharedLog?: boolean;
+  },
 ): IdempotencyWiring {
   if (config.redisUrl === undefined) return { coordinator: deps.coordinator, close: async () => {} };
-  const cache = createRedisCache({ url: config.redisUrl, logger: deps.logger, commandTimeoutMs: config.redisCommandTimeoutMs, connectionName: `paygate-${config.replica}` });
+  const cache = createRedisCache({
+    url: config.redisUrl,
+    logger: deps.logger,
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+    connectionName: `paygate-${config.replica}`,
+  });
   const coordinator = withIdempotencyFastPath({
     inner: deps.coordinator,
     cache,

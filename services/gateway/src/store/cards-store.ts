@@ -9,10 +9,31 @@
 // told about (an authorization's status, a failed capture, a finished batch, a
 // committed refund) inserts its event in the same transaction (webhooks-store.ts).
 import { assert } from "@paygate/money";
-import type { AuthChange, AuthExpect, AuthOp, AuthRecord, AuthStatus, BatchItemRecord, BatchRecord, CardRecord, CardStore, ItemStatus, RefundEnd, RefundRecord, RefundStart, RefundStatus } from "../domain/cards-ports.js";
+import type {
+  AuthChange,
+  AuthExpect,
+  AuthOp,
+  AuthRecord,
+  AuthStatus,
+  BatchItemRecord,
+  BatchRecord,
+  CardRecord,
+  CardStore,
+  ItemStatus,
+  RefundEnd,
+  RefundRecord,
+  RefundStart,
+  RefundStatus,
+} from "../domain/cards-ports.js";
 import { num, type Db } from "./db.js";
 import { createGroupCommit, type GroupCommit } from "./group-commit.js";
-import { captureFailedEvent, eventsForAuthChange, eventsForNewAuth, refundEvent, settlementEvent } from "../domain/webhook-events.js";
+import {
+  captureFailedEvent,
+  eventsForAuthChange,
+  eventsForNewAuth,
+  refundEvent,
+  settlementEvent,
+} from "../domain/webhook-events.js";
 import { createSqliteOutbox } from "./webhooks-store.js";
 
 interface CardRow {
@@ -209,19 +230,27 @@ const AUTH_VALUES = `@authId, @replica, @authCode, @merchantUserId, @idempotency
 const prefixOf = (replica: string | undefined) => (replica === undefined ? "%" : `${replica}:%`);
 
 /** `clockMs`: the time of events whose store call carries none (a failed batch item). */
-export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCommit(db), clockMs: () => number = Date.now): CardStore {
+export function createSqliteCardStore(
+  db: Db,
+  group: GroupCommit = createGroupCommit(db),
+  clockMs: () => number = Date.now,
+): CardStore {
   const outbox = createSqliteOutbox(db);
   const q = {
-    insertCard: db.prepare(`INSERT INTO cards (card_id, pan_hmac, last4, exp_month, exp_year, cvc_hash, cardholder_name, account_id, bank, owner_user_id, currency, created_at)
+    insertCard:
+      db.prepare(`INSERT INTO cards (card_id, pan_hmac, last4, exp_month, exp_year, cvc_hash, cardholder_name, account_id, bank, owner_user_id, currency, created_at)
       VALUES (@cardId, @panHmac, @last4, @expMonth, @expYear, @cvcHash, @cardholderName, @accountId, @bank, @ownerUserId, @currency, @createdAtMs)
       ON CONFLICT (pan_hmac) DO NOTHING`),
     cardByPan: db.prepare("SELECT * FROM cards WHERE pan_hmac = ?"),
     authById: db.prepare("SELECT * FROM card_authorizations WHERE auth_id = ?"),
     authByCode: db.prepare("SELECT * FROM card_authorizations WHERE auth_code = ?"),
     authByKey: db.prepare("SELECT * FROM card_authorizations WHERE merchant_user_id = ? AND idempotency_key = ?"),
-    insertAuth: db.prepare(`INSERT INTO card_authorizations (${AUTH_COLUMNS}) VALUES (${AUTH_VALUES}) ON CONFLICT DO NOTHING`),
+    insertAuth: db.prepare(
+      `INSERT INTO card_authorizations (${AUTH_COLUMNS}) VALUES (${AUTH_VALUES}) ON CONFLICT DO NOTHING`,
+    ),
     // Every mutable column at once: updateAuth reads, merges and writes inside one transaction.
-    writeAuth: db.prepare(`UPDATE card_authorizations SET status = @status, decline_reason = @declineReason, risk_score = @riskScore,
+    writeAuth:
+      db.prepare(`UPDATE card_authorizations SET status = @status, decline_reason = @declineReason, risk_score = @riskScore,
       risk_approved = @riskApproved, risk_rule = @riskRule, hold_txn_id = @holdTxnId, op_txn_id = @opTxnId, op_kind = @opKind,
       op_amount_minor = @opAmountMinor, op_batch_id = @opBatchId, op_item_index = @opItemIndex, captured_minor = @capturedMinor,
       capture_txn_id = @captureTxnId, capture_batch_id = @captureBatchId, capture_item_index = @captureItemIndex, updated_at = @updatedAtMs,
@@ -229,36 +258,62 @@ export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCo
       WHERE auth_id = @authId`),
     lastOp: db.prepare("SELECT last_op_id FROM card_authorizations WHERE auth_id = ?"),
     deleteAuth: db.prepare("DELETE FROM card_authorizations WHERE auth_id = ? AND status = 'PENDING'"),
-    adjustRefunds: db.prepare(`UPDATE card_authorizations SET refunded_minor = refunded_minor + ?, refund_reserved_minor = refund_reserved_minor + ?, updated_at = ?
+    adjustRefunds:
+      db.prepare(`UPDATE card_authorizations SET refunded_minor = refunded_minor + ?, refund_reserved_minor = refund_reserved_minor + ?, updated_at = ?
       WHERE auth_id = ?`),
-    reserveRefund: db.prepare(`UPDATE card_authorizations SET refund_reserved_minor = refund_reserved_minor + @amount, updated_at = @now
+    reserveRefund:
+      db.prepare(`UPDATE card_authorizations SET refund_reserved_minor = refund_reserved_minor + @amount, updated_at = @now
       WHERE auth_id = @authId AND status = 'CAPTURED' AND refunded_minor + refund_reserved_minor + @amount <= captured_minor`),
     spent: db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS total FROM card_authorizations
       WHERE card_id = ? AND created_at >= ? AND auth_id != ?
         AND (status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1))`),
-    pending: db.prepare("SELECT * FROM card_authorizations WHERE status = 'PENDING' AND (@replica IS NULL OR replica = @replica) ORDER BY created_at LIMIT @limit"),
-    withOp: db.prepare("SELECT * FROM card_authorizations WHERE op_txn_id != '' AND op_txn_id LIKE @prefix ORDER BY updated_at LIMIT @limit"),
-    due: db.prepare("SELECT * FROM card_authorizations WHERE status = 'APPROVED' AND expires_at <= ? AND op_txn_id = '' ORDER BY expires_at LIMIT ?"),
-    expire: db.prepare("UPDATE card_authorizations SET status = 'EXPIRED', updated_at = ? WHERE auth_id = ? AND status = 'APPROVED' AND op_txn_id = ''"),
-    insertBatch: db.prepare(`INSERT INTO card_settle_batches (batch_id, merchant_user_id, idempotency_key, fingerprint, status, owner_replica, created_at)
+    pending: db.prepare(
+      "SELECT * FROM card_authorizations WHERE status = 'PENDING' AND (@replica IS NULL OR replica = @replica) ORDER BY created_at LIMIT @limit",
+    ),
+    withOp: db.prepare(
+      "SELECT * FROM card_authorizations WHERE op_txn_id != '' AND op_txn_id LIKE @prefix ORDER BY updated_at LIMIT @limit",
+    ),
+    due: db.prepare(
+      "SELECT * FROM card_authorizations WHERE status = 'APPROVED' AND expires_at <= ? AND op_txn_id = '' ORDER BY expires_at LIMIT ?",
+    ),
+    expire: db.prepare(
+      "UPDATE card_authorizations SET status = 'EXPIRED', updated_at = ? WHERE auth_id = ? AND status = 'APPROVED' AND op_txn_id = ''",
+    ),
+    insertBatch:
+      db.prepare(`INSERT INTO card_settle_batches (batch_id, merchant_user_id, idempotency_key, fingerprint, status, owner_replica, created_at)
       VALUES (@batchId, @merchantUserId, @idempotencyKey, @fingerprint, @status, @ownerReplica, @createdAtMs) ON CONFLICT DO NOTHING`),
-    insertItem: db.prepare("INSERT INTO card_settle_items (batch_id, item_index, auth_code, amount_minor) VALUES (?, ?, ?, ?)"),
+    insertItem: db.prepare(
+      "INSERT INTO card_settle_items (batch_id, item_index, auth_code, amount_minor) VALUES (?, ?, ?, ?)",
+    ),
     batchByKey: db.prepare("SELECT * FROM card_settle_batches WHERE merchant_user_id = ? AND idempotency_key = ?"),
     batchById: db.prepare("SELECT * FROM card_settle_batches WHERE batch_id = ?"),
-    takeBatch: db.prepare("UPDATE card_settle_batches SET owner_replica = @to WHERE batch_id = @batchId AND status = 'PENDING' AND owner_replica = @from"),
+    takeBatch: db.prepare(
+      "UPDATE card_settle_batches SET owner_replica = @to WHERE batch_id = @batchId AND status = 'PENDING' AND owner_replica = @from",
+    ),
     owned: db.prepare("SELECT batch_id FROM card_settle_batches WHERE status = 'PENDING' AND owner_replica = ?"),
-    release: db.prepare("UPDATE card_settle_batches SET owner_replica = '' WHERE batch_id = ? AND status = 'PENDING' AND owner_replica = ?"),
+    release: db.prepare(
+      "UPDATE card_settle_batches SET owner_replica = '' WHERE batch_id = ? AND status = 'PENDING' AND owner_replica = ?",
+    ),
     items: db.prepare("SELECT * FROM card_settle_items WHERE batch_id = ? ORDER BY item_index"),
     item: db.prepare("SELECT * FROM card_settle_items WHERE batch_id = ? AND item_index = ?"),
-    setItem: db.prepare("UPDATE card_settle_items SET status = ?, reason = ?, captured_minor = ?, txn_id = ? WHERE batch_id = ? AND item_index = ?"),
-    finishBatch: db.prepare("UPDATE card_settle_batches SET status = 'DONE', finished_at = ? WHERE batch_id = ? AND status = 'PENDING'"),
-    insertRefund: db.prepare(`INSERT INTO card_refunds (refund_id, merchant_user_id, idempotency_key, fingerprint, auth_id, amount_minor, txn_id, status, reason, created_at)
+    setItem: db.prepare(
+      "UPDATE card_settle_items SET status = ?, reason = ?, captured_minor = ?, txn_id = ? WHERE batch_id = ? AND item_index = ?",
+    ),
+    finishBatch: db.prepare(
+      "UPDATE card_settle_batches SET status = 'DONE', finished_at = ? WHERE batch_id = ? AND status = 'PENDING'",
+    ),
+    insertRefund:
+      db.prepare(`INSERT INTO card_refunds (refund_id, merchant_user_id, idempotency_key, fingerprint, auth_id, amount_minor, txn_id, status, reason, created_at)
       VALUES (@refundId, @merchantUserId, @idempotencyKey, @fingerprint, @authId, @amountMinor, @txnId, @status, @reason, @createdAtMs) ON CONFLICT DO NOTHING`),
     refundByKey: db.prepare("SELECT * FROM card_refunds WHERE merchant_user_id = ? AND idempotency_key = ?"),
     refundById: db.prepare("SELECT * FROM card_refunds WHERE refund_id = ?"),
-    decideRefund: db.prepare("UPDATE card_refunds SET status = ?, reason = ?, decided_at = ? WHERE refund_id = ? AND status = 'PENDING'"),
+    decideRefund: db.prepare(
+      "UPDATE card_refunds SET status = ?, reason = ?, decided_at = ? WHERE refund_id = ? AND status = 'PENDING'",
+    ),
     deleteRefund: db.prepare("DELETE FROM card_refunds WHERE refund_id = ? AND status = 'PENDING'"),
-    pendingRefunds: db.prepare("SELECT * FROM card_refunds WHERE status = 'PENDING' AND txn_id LIKE @prefix ORDER BY created_at LIMIT @limit"),
+    pendingRefunds: db.prepare(
+      "SELECT * FROM card_refunds WHERE status = 'PENDING' AND txn_id LIKE @prefix ORDER BY created_at LIMIT @limit",
+    ),
   };
 
   const authNow = (authId: string): AuthRecord | undefined => {
@@ -301,7 +356,8 @@ export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCo
 
   function startRefundNow(r: RefundRecord, nowMs: number): RefundStart {
     const existing = q.refundByKey.get(r.merchantUserId, r.idempotencyKey) as RefundRow | undefined;
-    if (existing) return existing.refund_id === r.refundId ? { started: true } : { started: false, existing: toRefund(existing) };
+    if (existing)
+      return existing.refund_id === r.refundId ? { started: true } : { started: false, existing: toRefund(existing) };
     if (q.reserveRefund.run({ authId: r.authId, amount: r.amountMinor, now: nowMs }).changes !== 1) {
       const a = authNow(r.authId);
       return { started: false, refundableMinor: a ? a.capturedMinor - a.refundedMinor - a.refundReservedMinor : 0n };
@@ -310,7 +366,14 @@ export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCo
     return { started: true };
   }
 
-  function recordRiskNow(authId: string, cardId: string, sinceMs: number, spentMinor: bigint, change: AuthChange, nowMs: number): boolean {
+  function recordRiskNow(
+    authId: string,
+    cardId: string,
+    sinceMs: number,
+    spentMinor: bigint,
+    change: AuthChange,
+    nowMs: number,
+  ): boolean {
     // One writer at a time (SQLite): the spend read here is the spend at commit.
     const now = (q.spent.get(cardId, sinceMs, authId) as { total: bigint }).total;
     if (now !== spentMinor) return false;
@@ -338,7 +401,11 @@ export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCo
 
   return {
     insertCard: (card) =>
-      write(() => q.insertCard.run({ ...card }).changes === 1 || (q.cardByPan.get(card.panHmac) as CardRow | undefined)?.card_id === card.cardId),
+      write(
+        () =>
+          q.insertCard.run({ ...card }).changes === 1 ||
+          (q.cardByPan.get(card.panHmac) as CardRow | undefined)?.card_id === card.cardId,
+      ),
     async cardByPanHmac(panHmac) {
       const r = q.cardByPan.get(panHmac) as CardRow | undefined;
       return r ? toCard(r) : undefined;
@@ -358,12 +425,17 @@ export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCo
         outbox.insert(eventsForNewAuth(auth, auth.updatedAtMs));
         return true;
       }),
-    updateAuth: (authId, expect, change, nowMs, opId) => write(() => updateAuthNow(authId, expect, change, nowMs, opId)),
+    updateAuth: (authId, expect, change, nowMs, opId) =>
+      write(() => updateAuthNow(authId, expect, change, nowMs, opId)),
     deleteAuth: (authId) => write(() => void q.deleteAuth.run(authId)),
-    recordRisk: (authId, cardId, sinceMs, spentMinor, change, nowMs) => write(() => recordRiskNow(authId, cardId, sinceMs, spentMinor, change, nowMs)),
-    spentSince: async (cardId, sinceMs, excludeAuthId) => (q.spent.get(cardId, sinceMs, excludeAuthId) as { total: bigint }).total,
-    pendingAuths: async (limit, replica) => (q.pending.all({ limit, replica: replica ?? null }) as AuthRow[]).map(toAuth),
-    authsWithOp: async (limit, replica) => (q.withOp.all({ limit, prefix: prefixOf(replica) }) as AuthRow[]).map(toAuth),
+    recordRisk: (authId, cardId, sinceMs, spentMinor, change, nowMs) =>
+      write(() => recordRiskNow(authId, cardId, sinceMs, spentMinor, change, nowMs)),
+    spentSince: async (cardId, sinceMs, excludeAuthId) =>
+      (q.spent.get(cardId, sinceMs, excludeAuthId) as { total: bigint }).total,
+    pendingAuths: async (limit, replica) =>
+      (q.pending.all({ limit, replica: replica ?? null }) as AuthRow[]).map(toAuth),
+    authsWithOp: async (limit, replica) =>
+      (q.withOp.all({ limit, prefix: prefixOf(replica) }) as AuthRow[]).map(toAuth),
     expireDue: (nowMs, limit) => write(() => expireNow(nowMs, limit)),
     insertBatch: (batch, items) => write(() => insertBatchNow(batch, items)),
     async batchByKey(merchantUserId, key) {
@@ -379,7 +451,8 @@ export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCo
     releaseBatches: (replica, keep) =>
       write(() => {
         let n = 0;
-        for (const r of q.owned.all(replica) as { batch_id: string }[]) if (!keep.includes(r.batch_id)) n += q.release.run(r.batch_id, replica).changes;
+        for (const r of q.owned.all(replica) as { batch_id: string }[])
+          if (!keep.includes(r.batch_id)) n += q.release.run(r.batch_id, replica).changes;
         return n;
       }),
     setBatchItem: (batchId, index, result) =>
@@ -406,6 +479,7 @@ export function createSqliteCardStore(db: Db, group: GroupCommit = createGroupCo
       return r ? toRefund(r) : undefined;
     },
     refundById: async (refundId) => refundNow(refundId),
-    pendingRefunds: async (limit, replica) => (q.pendingRefunds.all({ limit, prefix: prefixOf(replica) }) as RefundRow[]).map(toRefund),
+    pendingRefunds: async (limit, replica) =>
+      (q.pendingRefunds.all({ limit, prefix: prefixOf(replica) }) as RefundRow[]).map(toRefund),
   };
 }

@@ -4,11 +4,23 @@
 // is done when this passes on it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { UNDECIDED_AUTHORIZATION, type AuthRecord, type BatchItemRecord, type BatchRecord, type CardRecord, type RefundRecord } from "../domain/cards-ports.js";
+import {
+  UNDECIDED_AUTHORIZATION,
+  type AuthRecord,
+  type BatchItemRecord,
+  type BatchRecord,
+  type CardRecord,
+  type RefundRecord,
+} from "../domain/cards-ports.js";
 import type { NewTxn } from "../domain/model.js";
 import type { GatewayStore } from "../domain/ports.js";
 import { transferEvent } from "../domain/webhook-events.js";
-import { WEBHOOK_EVENT_TYPES, type ClaimedDelivery, type WebhookEndpoint, type WebhookEventType } from "../domain/webhooks-ports.js";
+import {
+  WEBHOOK_EVENT_TYPES,
+  type ClaimedDelivery,
+  type WebhookEndpoint,
+  type WebhookEventType,
+} from "../domain/webhooks-ports.js";
 
 export interface StoreHarness {
   readonly store: GatewayStore;
@@ -39,7 +51,11 @@ export const newTxn = (over: Partial<NewTxn> = {}): NewTxn => ({
   ...over,
 });
 
-const decideInput = (txnId: string, decision: "COMMIT" | "ABORT", over: { reason?: string; participants?: string[]; nowMs?: number } = {}) => ({
+const decideInput = (
+  txnId: string,
+  decision: "COMMIT" | "ABORT",
+  over: { reason?: string; participants?: string[]; nowMs?: number } = {},
+) => ({
   txnId,
   decision,
   reason: over.reason ?? (decision === "ABORT" ? "insufficient_funds" : ""),
@@ -51,7 +67,13 @@ const decideInput = (txnId: string, decision: "COMMIT" | "ABORT", over: { reason
 const SEED = {
   users: [
     { userId: "alice", username: "alice", passwordHash: "scrypt$1$1$1$a$a", roles: ["customer"], displayName: "Alice" },
-    { userId: "bob", username: "bob", passwordHash: "scrypt$1$1$1$b$b", roles: ["customer", "merchant"], displayName: "Bob" },
+    {
+      userId: "bob",
+      username: "bob",
+      passwordHash: "scrypt$1$1$1$b$b",
+      roles: ["customer", "merchant"],
+      displayName: "Bob",
+    },
   ],
   accounts: [
     { accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD" },
@@ -119,7 +141,16 @@ async function captured(s: GatewayStore, capturedMinor: bigint): Promise<AuthRec
   assert.equal(await s.cards.insertCard(c), true);
   const a = auth(c.cardId);
   assert.equal(await s.cards.insertAuth(a), true);
-  assert.equal(await s.cards.updateAuth(a.authId, { status: "PENDING" }, { status: "CAPTURED", capturedMinor }, 2_000, `op-${++n}`), true);
+  assert.equal(
+    await s.cards.updateAuth(
+      a.authId,
+      { status: "PENDING" },
+      { status: "CAPTURED", capturedMinor },
+      2_000,
+      `op-${++n}`,
+    ),
+    true,
+  );
   return (await s.cards.authById(a.authId))!;
 }
 
@@ -136,7 +167,12 @@ const endpoint = (over: Partial<WebhookEndpoint> = {}): WebhookEndpoint => ({
 /** A registered endpoint with its first secret. */
 async function withEndpoint(s: GatewayStore, over: Partial<WebhookEndpoint> = {}): Promise<WebhookEndpoint> {
   const e = endpoint(over);
-  await s.webhooks.createEndpoint(e, { endpointId: e.endpointId, secret: `whsec_${++n}`, createdAtMs: e.createdAtMs, expiresAtMs: undefined });
+  await s.webhooks.createEndpoint(e, {
+    endpointId: e.endpointId,
+    secret: `whsec_${++n}`,
+    createdAtMs: e.createdAtMs,
+    expiresAtMs: undefined,
+  });
   return e;
 }
 
@@ -148,7 +184,10 @@ async function approvedAuth(s: GatewayStore, nowMs = 2_000, over: Partial<AuthRe
   assert.equal(await s.cards.insertCard(c), true);
   const a = auth(c.cardId, over);
   assert.equal(await s.cards.insertAuth(a), true);
-  assert.equal(await s.cards.updateAuth(a.authId, { status: "PENDING" }, { status: "APPROVED" }, nowMs, `op-${++n}`), true);
+  assert.equal(
+    await s.cards.updateAuth(a.authId, { status: "PENDING" }, { status: "APPROVED" }, nowMs, `op-${++n}`),
+    true,
+  );
   return (await s.cards.authById(a.authId))!;
 }
 
@@ -157,7 +196,8 @@ async function deliveredTypes(s: GatewayStore, endpointId: string): Promise<Webh
   return (await s.webhooks.deliveriesOf(endpointId, 100)).reverse().map((d) => d.eventType);
 }
 
-const bodyOf = (c: ClaimedDelivery) => JSON.parse(c.event.bodyJson) as { id: string; type: string; object_id: string; data: Record<string, unknown> };
+const bodyOf = (c: ClaimedDelivery) =>
+  JSON.parse(c.event.bodyJson) as { id: string; type: string; object_id: string; data: Record<string, unknown> };
 
 async function seeded(h: StoreHarness): Promise<GatewayStore> {
   await h.store.seedOnce(SEED, 1);
@@ -209,7 +249,9 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const early = await s.log.reclaim(old.txnId, newTxn({ idempotencyKey: "retry" }));
     assert.equal(early.claimed, false, "a PENDING owner keeps its key");
     await s.log.decide(decideInput(old.txnId, "ABORT", { reason: "participant_timeout" }));
-    const retries = await Promise.all(Array.from({ length: 5 }, () => s.log.reclaim(old.txnId, newTxn({ idempotencyKey: "retry" }))));
+    const retries = await Promise.all(
+      Array.from({ length: 5 }, () => s.log.reclaim(old.txnId, newTxn({ idempotencyKey: "retry" }))),
+    );
     assert.equal(retries.filter((c) => c.claimed).length, 1);
     assert.equal((await s.log.findTxn(old.txnId))?.status, "ABORTED");
   });
@@ -249,7 +291,9 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const s = await seeded(h);
     const txns = Array.from({ length: 30 }, () => newTxn());
     await Promise.all(txns.map((t) => s.log.claim(t)));
-    const decided = await Promise.all(txns.map((t, i) => s.log.decide(decideInput(t.txnId, i % 3 === 0 ? "ABORT" : "COMMIT"))));
+    const decided = await Promise.all(
+      txns.map((t, i) => s.log.decide(decideInput(t.txnId, i % 3 === 0 ? "ABORT" : "COMMIT"))),
+    );
     const seqs = decided.map((d) => d.txn!.sequence);
     assert.equal(new Set(seqs.map(String)).size, seqs.length);
     const later = newTxn();
@@ -275,7 +319,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     await s.log.registerRound({ txnId: mine, kind: "capture", banks: ["bank-a", "bank-b"], createdAtMs: 1_000 });
     await s.log.registerRound({ txnId: theirs, kind: "auth_hold", banks: ["bank-a"], createdAtMs: 5_000 });
     assert.deepEqual((await s.log.findRound(mine))?.banks, ["bank-a", "bank-b"]);
-    assert.deepEqual((await s.log.undecidedRounds(10, "gateway-0", 2_000)).map((r) => r.txnId), [mine]);
+    assert.deepEqual(
+      (await s.log.undecidedRounds(10, "gateway-0", 2_000)).map((r) => r.txnId),
+      [mine],
+    );
     assert.deepEqual(await s.log.undecidedRounds(10, "gateway-1", 2_000), [], "created after the cut-off");
     await s.log.decide(decideInput(mine, "ABORT", { reason: "coordinator_restarted" }));
     assert.deepEqual(await s.log.undecidedRounds(10, "gateway-0", 9_000), []);
@@ -287,7 +334,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const b = newTxn({ txnId: txnIdOf("gateway-1"), createdAtMs: 1_000 });
     const c = newTxn({ txnId: txnIdOf("gateway-1"), createdAtMs: 9_000 });
     for (const t of [a, b, c]) await s.log.claim(t);
-    assert.deepEqual((await s.log.pendingUndecided(10, { replica: "gateway-1", createdBeforeMs: 5_000 })).map((t) => t.txnId), [b.txnId]);
+    assert.deepEqual(
+      (await s.log.pendingUndecided(10, { replica: "gateway-1", createdBeforeMs: 5_000 })).map((t) => t.txnId),
+      [b.txnId],
+    );
     assert.equal((await s.log.pendingUndecided(10)).length, 3);
     await s.log.decide(decideInput(b.txnId, "ABORT", { reason: "coordinator_restarted" }));
     assert.deepEqual(await s.log.pendingUndecided(10, { replica: "gateway-1", createdBeforeMs: 5_000 }), []);
@@ -302,7 +352,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     await s.log.decide(decideInput(t.txnId, "COMMIT", { nowMs: 2_000 })); // first resend at 2_100
     assert.deepEqual(await s.log.dueAcks(2_050, 10, 1_000), [], "not due before the first resend time");
     const due = await s.log.dueAcks(2_200, 10, 1_000);
-    assert.deepEqual(due.map((d) => `${d.bank}:${d.decision}:${d.attempts}`), ["bank-a:COMMIT:0", "bank-b:COMMIT:0"]);
+    assert.deepEqual(
+      due.map((d) => `${d.bank}:${d.decision}:${d.attempts}`),
+      ["bank-a:COMMIT:0", "bank-b:COMMIT:0"],
+    );
     assert.deepEqual(await s.log.dueAcks(2_300, 10, 1_000), [], "claimed: no second redrive pass gets them meanwhile");
     assert.equal((await s.log.dueAcks(3_300, 10, 1_000)).length, 2, "the claim ran out");
     s.log.ack(t.txnId, "bank-a", 3_400);
@@ -314,26 +367,47 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.match(unacked[0]!.lastError, /participant_unavailable/);
     assert.deepEqual(await s.log.dueAcks(9_000, 10, 1_000), [], "deferred to 10_000");
     assert.equal(await s.log.rescheduleUnacked(9_000), 1);
-    assert.deepEqual((await s.log.dueAcks(9_000, 10, 1_000)).map((d) => `${d.bank}:${d.attempts}`), ["bank-b:1"]);
+    assert.deepEqual(
+      (await s.log.dueAcks(9_000, 10, 1_000)).map((d) => `${d.bank}:${d.attempts}`),
+      ["bank-b:1"],
+    );
     const doubt = await s.log.inDoubtSummary(11_000);
     assert.equal(doubt.count, 1);
     assert.equal(doubt.oldestAgeSeconds, 10, "aged from the txn's creation");
     s.log.ack(t.txnId, "bank-b", 11_000);
-    await eventually(async () => assert.deepEqual(await s.log.inDoubtSummary(11_000), { count: 0, oldestAgeSeconds: 0 }));
+    await eventually(async () =>
+      assert.deepEqual(await s.log.inDoubtSummary(11_000), { count: 0, oldestAgeSeconds: 0 }),
+    );
   });
 
   it("history: decided txns visible to their initiator and to the accounts' owners, in sequence order, resumable", async (h) => {
     const s = await seeded(h);
     const t1 = newTxn();
-    const t2 = newTxn({ callerUserId: "bob", fromAccountId: "bank-b/2001", toAccountId: "bank-a/1001", fromBank: "bank-b", toBank: "bank-a" });
+    const t2 = newTxn({
+      callerUserId: "bob",
+      fromAccountId: "bank-b/2001",
+      toAccountId: "bank-a/1001",
+      fromBank: "bank-b",
+      toBank: "bank-a",
+    });
     const pending = newTxn();
     for (const t of [t1, t2, pending]) await s.log.claim(t);
     const d1 = await s.log.decide(decideInput(t1.txnId, "COMMIT"));
     const d2 = await s.log.decide(decideInput(t2.txnId, "ABORT"));
     const alice = await s.log.listVisible("alice", 0n, 10);
-    assert.deepEqual(alice.map((t) => t.txnId), [t1.txnId, t2.txnId], "alice owns bank-a/1001, which t2 credits");
-    assert.deepEqual((await s.log.listVisible("alice", d1.txn!.sequence, 10)).map((t) => t.txnId), [t2.txnId]);
-    assert.deepEqual((await s.log.listVisible("carol", 0n, 10)).map((t) => t.txnId), []);
+    assert.deepEqual(
+      alice.map((t) => t.txnId),
+      [t1.txnId, t2.txnId],
+      "alice owns bank-a/1001, which t2 credits",
+    );
+    assert.deepEqual(
+      (await s.log.listVisible("alice", d1.txn!.sequence, 10)).map((t) => t.txnId),
+      [t2.txnId],
+    );
+    assert.deepEqual(
+      (await s.log.listVisible("carol", 0n, 10)).map((t) => t.txnId),
+      [],
+    );
     assert.equal(d2.txn?.declineReason, "insufficient_funds");
   });
 
@@ -342,13 +416,13 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
   it("the seed loads once, also when two replicas start at the same moment", async (h) => {
     assert.equal(await h.store.seeded(), false);
     const reports = await Promise.all([h.store.seedOnce(SEED, 1), h.store.seedOnce(SEED, 1)]);
-    assert.deepEqual(
-      reports.map((r) => r.loaded).sort(),
-      [false, true],
-    );
+    assert.deepEqual(reports.map((r) => r.loaded).sort(), [false, true]);
     assert.equal(await h.store.seeded(), true);
     assert.equal((await h.store.users.byUsername("alice"))?.userId, "alice");
-    assert.deepEqual((await h.store.directory.ownedBy("bob")).map((a) => a.accountId), ["bank-b/2001"]);
+    assert.deepEqual(
+      (await h.store.directory.ownedBy("bob")).map((a) => a.accountId),
+      ["bank-b/2001"],
+    );
   });
 
   it("directory: accounts are added once and found by id and owner", async (h) => {
@@ -358,7 +432,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.equal(await s.directory.add({ ...acct, currency: "USD" }, 6), false);
     assert.deepEqual(await s.directory.find("bank-a/1009"), acct);
     assert.equal(await s.directory.find("bank-a/4040"), undefined);
-    assert.deepEqual((await s.directory.ownedBy("alice")).map((a) => a.accountId), ["bank-a/1001", "bank-a/1009"]);
+    assert.deepEqual(
+      (await s.directory.ownedBy("alice")).map((a) => a.accountId),
+      ["bank-a/1001", "bank-a/1009"],
+    );
   });
 
   it("directory: remove (unlinking) deletes the entry, drops it from the cache, returns it once; the id can be added again", async (h) => {
@@ -367,47 +444,98 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const removed = await s.directory.remove("bank-a/1001");
     assert.deepEqual(removed, { accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD" });
     assert.equal(await s.directory.find("bank-a/1001"), undefined, "not served from the cache");
-    assert.deepEqual((await s.directory.ownedBy("alice")).map((a) => a.accountId), []);
+    assert.deepEqual(
+      (await s.directory.ownedBy("alice")).map((a) => a.accountId),
+      [],
+    );
     assert.equal(await s.directory.remove("bank-a/1001"), undefined);
-    assert.equal(await s.directory.add({ accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "bob", currency: "USD" }, 7), true, "linked again, to someone else");
+    assert.equal(
+      await s.directory.add({ accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "bob", currency: "USD" }, 7),
+      true,
+      "linked again, to someone else",
+    );
     assert.equal((await s.directory.find("bank-a/1001"))?.ownerUserId, "bob");
     if (!h.another) return;
     // Shared: another replica that cached the entry forgets it when it is removed here.
     const other = await h.another();
     assert.equal((await other.directory.find("bank-a/1001"))?.ownerUserId, "bob");
     await s.directory.remove("bank-a/1001");
-    await eventually(async () => assert.equal(await other.directory.find("bank-a/1001"), undefined, "the other replica dropped its cached entry"));
+    await eventually(async () =>
+      assert.equal(await other.directory.find("bank-a/1001"), undefined, "the other replica dropped its cached entry"),
+    );
     await s.directory.add({ accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD" }, 8);
     assert.equal((await other.directory.find("bank-a/1001"))?.ownerUserId, "alice", "and reads the new owner");
   });
 
   it("rate limits: hits count per (scope, key) within a window, atomically (on every replica); a hit after the window starts a new one", async (h) => {
     const s = await seeded(h);
-    const hits = await Promise.all(Array.from({ length: 5 }, () => s.limits.hit("register", "10.0.0.1 paycli", 1_000, 500)));
+    const hits = await Promise.all(
+      Array.from({ length: 5 }, () => s.limits.hit("register", "10.0.0.1 paycli", 1_000, 500)),
+    );
     assert.deepEqual(hits.map((x) => x.count).sort(), [1, 2, 3, 4, 5], "concurrent hits all count");
     assert.ok(hits.every((x) => x.resetAtMs === 1_500));
-    assert.deepEqual(await s.limits.hit("register", "10.0.0.2 paycli", 1_100, 500), { count: 1, resetAtMs: 1_600 }, "another key");
-    assert.deepEqual(await s.limits.hit("link", "10.0.0.1 paycli", 1_100, 500), { count: 1, resetAtMs: 1_600 }, "another scope");
+    assert.deepEqual(
+      await s.limits.hit("register", "10.0.0.2 paycli", 1_100, 500),
+      { count: 1, resetAtMs: 1_600 },
+      "another key",
+    );
+    assert.deepEqual(
+      await s.limits.hit("link", "10.0.0.1 paycli", 1_100, 500),
+      { count: 1, resetAtMs: 1_600 },
+      "another scope",
+    );
     if (h.another) {
       const other = await h.another();
-      assert.equal((await other.limits.hit("register", "10.0.0.1 paycli", 1_200, 500)).count, 6, "another replica's hits add up");
+      assert.equal(
+        (await other.limits.hit("register", "10.0.0.1 paycli", 1_200, 500)).count,
+        6,
+        "another replica's hits add up",
+      );
     }
-    assert.deepEqual(await s.limits.hit("register", "10.0.0.1 paycli", 1_500, 500), { count: 1, resetAtMs: 2_000 }, "the window ended: a new one");
+    assert.deepEqual(
+      await s.limits.hit("register", "10.0.0.1 paycli", 1_500, 500),
+      { count: 1, resetAtMs: 2_000 },
+      "the window ended: a new one",
+    );
     assert.equal(await s.limits.purgeExpired(1_700, 10), 2, "the two windows that ended at 1_600");
     assert.equal((await s.limits.hit("link", "10.0.0.1 paycli", 1_700, 500)).count, 1);
   });
 
   it("users: unique ids and usernames; login failures count per (user, client), atomically, and lock at the maximum", async (h) => {
     const s = await seeded(h);
-    assert.equal(await s.users.create({ userId: "carol", username: "carol", passwordHash: "h", roles: ["customer"], displayName: "C" }, 5), true);
-    assert.equal(await s.users.create({ userId: "carol2", username: "carol", passwordHash: "h", roles: ["customer"], displayName: "C" }, 5), false);
-    assert.equal(await s.users.create({ userId: "carol", username: "carol3", passwordHash: "h", roles: ["customer"], displayName: "C" }, 5), false);
+    assert.equal(
+      await s.users.create(
+        { userId: "carol", username: "carol", passwordHash: "h", roles: ["customer"], displayName: "C" },
+        5,
+      ),
+      true,
+    );
+    assert.equal(
+      await s.users.create(
+        { userId: "carol2", username: "carol", passwordHash: "h", roles: ["customer"], displayName: "C" },
+        5,
+      ),
+      false,
+    );
+    assert.equal(
+      await s.users.create(
+        { userId: "carol", username: "carol3", passwordHash: "h", roles: ["customer"], displayName: "C" },
+        5,
+      ),
+      false,
+    );
     assert.deepEqual((await s.users.byId("carol"))?.roles, ["customer"]);
-    const fails = await Promise.all(Array.from({ length: 4 }, () => s.users.recordLoginFailure("alice", "10.0.0.1 x", 100, 5, 1_000)));
+    const fails = await Promise.all(
+      Array.from({ length: 4 }, () => s.users.recordLoginFailure("alice", "10.0.0.1 x", 100, 5, 1_000)),
+    );
     assert.deepEqual(fails.map((f) => f.failures).sort(), [1, 2, 3, 4], "concurrent failures all count");
     const locked = await s.users.recordLoginFailure("alice", "10.0.0.1 x", 100, 5, 1_000);
     assert.deepEqual(locked, { failures: 0, lockedUntilMs: 1_100 });
-    assert.deepEqual(await s.users.loginFailures("alice", "10.0.0.2 x"), { failures: 0, lockedUntilMs: 0 }, "another client is not locked");
+    assert.deepEqual(
+      await s.users.loginFailures("alice", "10.0.0.2 x"),
+      { failures: 0, lockedUntilMs: 0 },
+      "another client is not locked",
+    );
     await s.users.clearLoginFailures("alice", "10.0.0.1 x");
     assert.deepEqual(await s.users.loginFailures("alice", "10.0.0.1 x"), { failures: 0, lockedUntilMs: 0 });
   });
@@ -433,7 +561,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.equal(await s.leases.isAlive("gateway-1"), false);
     // Grace 50 ms: the lease ran out ~70 ms ago; a fresh takeover claim is not stale yet.
     assert.deepEqual(await s.leases.claimExpired("gateway-1", 50, 10), [], "never itself");
-    const claims = await Promise.all([s.leases.claimExpired("gateway-0", 50, 10), s.leases.claimExpired("gateway-2", 50, 10)]);
+    const claims = await Promise.all([
+      s.leases.claimExpired("gateway-0", 50, 10),
+      s.leases.claimExpired("gateway-2", 50, 10),
+    ]);
     assert.deepEqual(claims.flat(), ["gateway-1"], "one taker");
     await s.leases.takenOver("gateway-1", "gateway-0");
     await new Promise((r) => setTimeout(r, 80));
@@ -466,15 +597,37 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const a = auth(c.cardId, { status: "APPROVED" });
     await s.cards.insertAuth(a);
     const lock = await Promise.all([
-      s.cards.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { opTxnId: "gateway-0:x1", opKind: "capture", opAmountMinor: 500n }, 3_000, "op-1"),
-      s.cards.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { opTxnId: "gateway-0:x2", opKind: "void" }, 3_000, "op-2"),
+      s.cards.updateAuth(
+        a.authId,
+        { status: "APPROVED", opTxnId: "" },
+        { opTxnId: "gateway-0:x1", opKind: "capture", opAmountMinor: 500n },
+        3_000,
+        "op-1",
+      ),
+      s.cards.updateAuth(
+        a.authId,
+        { status: "APPROVED", opTxnId: "" },
+        { opTxnId: "gateway-0:x2", opKind: "void" },
+        3_000,
+        "op-2",
+      ),
     ]);
     assert.deepEqual(lock.filter(Boolean).length, 1, "one capture or void at a time");
     const winner = lock[0] ? "op-1" : "op-2";
     const after = (await s.cards.authById(a.authId))!;
     assert.equal(after.opTxnId, winner === "op-1" ? "gateway-0:x1" : "gateway-0:x2");
     assert.equal(after.updatedAtMs, 3_000);
-    assert.equal(await s.cards.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { opTxnId: "gateway-0:x9", opKind: "void" }, 3_000, winner), true, "re-run of the winner");
+    assert.equal(
+      await s.cards.updateAuth(
+        a.authId,
+        { status: "APPROVED", opTxnId: "" },
+        { opTxnId: "gateway-0:x9", opKind: "void" },
+        3_000,
+        winner,
+      ),
+      true,
+      "re-run of the winner",
+    );
     assert.equal((await s.cards.authById(a.authId))!.opTxnId, after.opTxnId, "and it changed nothing");
     assert.equal(await s.cards.updateAuth("auth_missing", {}, { status: "VOIDED" }, 3_000, "op-3"), false);
     await s.cards.deleteAuth(a.authId);
@@ -491,13 +644,37 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     await s.cards.insertAuth(a2);
     assert.equal(await s.cards.spentSince(c.cardId, 0, a1.authId), 0n);
     const both = await Promise.all([
-      s.cards.recordRisk(a1.authId, c.cardId, 0, 0n, { riskApproved: true, riskScore: 700, holdTxnId: "gateway-0:h1" }, 3_000),
-      s.cards.recordRisk(a2.authId, c.cardId, 0, 0n, { riskApproved: true, riskScore: 700, holdTxnId: "gateway-0:h2" }, 3_000),
+      s.cards.recordRisk(
+        a1.authId,
+        c.cardId,
+        0,
+        0n,
+        { riskApproved: true, riskScore: 700, holdTxnId: "gateway-0:h1" },
+        3_000,
+      ),
+      s.cards.recordRisk(
+        a2.authId,
+        c.cardId,
+        0,
+        0n,
+        { riskApproved: true, riskScore: 700, holdTxnId: "gateway-0:h2" },
+        3_000,
+      ),
     ]);
     assert.equal(both.filter(Boolean).length, 1, "the second saw a stale spend");
     const loser = both[0] ? a2 : a1;
     assert.equal(await s.cards.spentSince(c.cardId, 0, loser.authId), 600n);
-    assert.equal(await s.cards.recordRisk(loser.authId, c.cardId, 0, 600n, { riskApproved: false, status: "DECLINED", declineReason: "spend_limit_exceeded" }, 3_000), true);
+    assert.equal(
+      await s.cards.recordRisk(
+        loser.authId,
+        c.cardId,
+        0,
+        600n,
+        { riskApproved: false, status: "DECLINED", declineReason: "spend_limit_exceeded" },
+        3_000,
+      ),
+      true,
+    );
     assert.equal((await s.cards.authById(loser.authId))?.status, "DECLINED");
   });
 
@@ -510,7 +687,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const later = auth(c.cardId, { status: "APPROVED", expiresAtMs: 50_000 });
     for (const a of [due, busy, later]) await s.cards.insertAuth(a);
     const [x, y] = await Promise.all([s.cards.expireDue(6_000, 10), s.cards.expireDue(6_000, 10)]);
-    assert.deepEqual([...x!, ...y!].map((a) => a.authId), [due.authId]);
+    assert.deepEqual(
+      [...x!, ...y!].map((a) => a.authId),
+      [due.authId],
+    );
     assert.equal((await s.cards.authById(due.authId))?.status, "EXPIRED");
   });
 
@@ -543,20 +723,58 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
 
   it("cards: settlement batches — one per key, items stored, ownership moves only from the named owner", async (h) => {
     const s = await seeded(h);
-    const b: BatchRecord = { batchId: `batch_${++n}`, merchantUserId: "bob", idempotencyKey: "settle-1", fingerprint: "sfp", status: "PENDING", ownerReplica: "gateway-0", createdAtMs: 1 };
-    const items: BatchItemRecord[] = [0, 1].map((index) => ({ batchId: b.batchId, index, authCode: `CODE0${index}`, amountMinor: 100n, status: "", reason: "", capturedMinor: 0n, txnId: "" }));
+    const b: BatchRecord = {
+      batchId: `batch_${++n}`,
+      merchantUserId: "bob",
+      idempotencyKey: "settle-1",
+      fingerprint: "sfp",
+      status: "PENDING",
+      ownerReplica: "gateway-0",
+      createdAtMs: 1,
+    };
+    const items: BatchItemRecord[] = [0, 1].map((index) => ({
+      batchId: b.batchId,
+      index,
+      authCode: `CODE0${index}`,
+      amountMinor: 100n,
+      status: "",
+      reason: "",
+      capturedMinor: 0n,
+      txnId: "",
+    }));
     assert.equal(await s.cards.insertBatch(b, items), true);
     assert.equal(await s.cards.insertBatch({ ...b, batchId: "batch_other" }, items), false);
     assert.equal((await s.cards.batchByKey("bob", "settle-1"))?.ownerReplica, "gateway-0");
-    const takes = await Promise.all([s.cards.takeBatch(b.batchId, "gateway-0", "gateway-1"), s.cards.takeBatch(b.batchId, "gateway-0", "gateway-2")]);
+    const takes = await Promise.all([
+      s.cards.takeBatch(b.batchId, "gateway-0", "gateway-1"),
+      s.cards.takeBatch(b.batchId, "gateway-0", "gateway-2"),
+    ]);
     assert.equal(takes.filter(Boolean).length, 1);
-    await s.cards.setBatchItem(b.batchId, 1, { status: "CAPTURED", reason: "", capturedMinor: 100n, txnId: "gateway-1:t" });
-    assert.deepEqual((await s.cards.batchItems(b.batchId)).map((i) => i.status), ["", "CAPTURED"]);
+    await s.cards.setBatchItem(b.batchId, 1, {
+      status: "CAPTURED",
+      reason: "",
+      capturedMinor: 100n,
+      txnId: "gateway-1:t",
+    });
+    assert.deepEqual(
+      (await s.cards.batchItems(b.batchId)).map((i) => i.status),
+      ["", "CAPTURED"],
+    );
     await s.cards.finishBatch(b.batchId, 9);
     assert.equal((await s.cards.batchByKey("bob", "settle-1"))?.status, "DONE");
-    assert.equal(await s.cards.takeBatch(b.batchId, takes[0] ? "gateway-1" : "gateway-2", "gateway-3"), false, "a finished batch stays");
+    assert.equal(
+      await s.cards.takeBatch(b.batchId, takes[0] ? "gateway-1" : "gateway-2", "gateway-3"),
+      false,
+      "a finished batch stays",
+    );
     // A replica frees the PENDING batches it owns but is not settling; the ones it settles stay its own.
-    const mk = (key: string): BatchRecord => ({ ...b, batchId: `batch_${++n}`, idempotencyKey: key, status: "PENDING", ownerReplica: "gateway-5" });
+    const mk = (key: string): BatchRecord => ({
+      ...b,
+      batchId: `batch_${++n}`,
+      idempotencyKey: key,
+      status: "PENDING",
+      ownerReplica: "gateway-5",
+    });
     const [idle, busy, other] = [mk("idle"), mk("busy"), { ...mk("other"), ownerReplica: "gateway-6" }];
     for (const x of [idle, busy, other]) assert.equal(await s.cards.insertBatch(x, []), true);
     assert.equal(await s.cards.releaseBatches("gateway-5", [busy.batchId]), 1);
@@ -573,9 +791,15 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const theirs = auth(c.cardId, { replica: "gateway-1" });
     const op = auth(c.cardId, { status: "APPROVED", opTxnId: txnIdOf("gateway-1"), opKind: "void" });
     for (const a of [mine, theirs, op]) await s.cards.insertAuth(a);
-    assert.deepEqual((await s.cards.pendingAuths(10, "gateway-1")).map((a) => a.authId), [theirs.authId]);
+    assert.deepEqual(
+      (await s.cards.pendingAuths(10, "gateway-1")).map((a) => a.authId),
+      [theirs.authId],
+    );
     assert.equal((await s.cards.pendingAuths(10)).length, 2);
-    assert.deepEqual((await s.cards.authsWithOp(10, "gateway-1")).map((a) => a.authId), [op.authId]);
+    assert.deepEqual(
+      (await s.cards.authsWithOp(10, "gateway-1")).map((a) => a.authId),
+      [op.authId],
+    );
     assert.deepEqual(await s.cards.authsWithOp(10, "gateway-0"), []);
   });
 
@@ -588,10 +812,30 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     await s.cards.insertCard(c);
     const a = auth(c.cardId);
     assert.equal(await s.cards.insertAuth(a), true, "PENDING: nothing to tell yet");
-    assert.equal(await s.cards.updateAuth(a.authId, { status: "PENDING" }, { riskScore: 700, riskApproved: true }, 1_500, "risk"), true, "no status change, no event");
-    assert.equal(await s.cards.updateAuth(a.authId, { status: "PENDING" }, { status: "APPROVED" }, 2_000, "hold-1"), true);
-    assert.equal(await s.cards.updateAuth(a.authId, { status: "PENDING" }, { status: "APPROVED" }, 2_500, "hold-1"), true, "the same update re-run after an unknown outcome");
-    assert.equal(await s.cards.updateAuth(a.authId, { status: "PENDING" }, { status: "DECLINED", declineReason: "x" }, 2_500, "hold-2"), false);
+    assert.equal(
+      await s.cards.updateAuth(a.authId, { status: "PENDING" }, { riskScore: 700, riskApproved: true }, 1_500, "risk"),
+      true,
+      "no status change, no event",
+    );
+    assert.equal(
+      await s.cards.updateAuth(a.authId, { status: "PENDING" }, { status: "APPROVED" }, 2_000, "hold-1"),
+      true,
+    );
+    assert.equal(
+      await s.cards.updateAuth(a.authId, { status: "PENDING" }, { status: "APPROVED" }, 2_500, "hold-1"),
+      true,
+      "the same update re-run after an unknown outcome",
+    );
+    assert.equal(
+      await s.cards.updateAuth(
+        a.authId,
+        { status: "PENDING" },
+        { status: "DECLINED", declineReason: "x" },
+        2_500,
+        "hold-2",
+      ),
+      false,
+    );
     // alice has no endpoint: her merchant's events are not kept.
     await approvedAuth(s, 2_000, { merchantUserId: "alice", idempotencyKey: "alice-1" });
     assert.equal(await s.webhooks.fanOut(100, 3_000, newDeliveryId), 1);
@@ -617,7 +861,17 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     await s.cards.insertCard(c);
     const risky = auth(c.cardId);
     await s.cards.insertAuth(risky);
-    assert.equal(await s.cards.recordRisk(risky.authId, c.cardId, 0, 0n, { riskApproved: false, status: "DECLINED", declineReason: "risk_declined" }, 2_000), true);
+    assert.equal(
+      await s.cards.recordRisk(
+        risky.authId,
+        c.cardId,
+        0,
+        0n,
+        { riskApproved: false, status: "DECLINED", declineReason: "risk_declined" },
+        2_000,
+      ),
+      true,
+    );
     const lapsing = await approvedAuth(s, 2_000, { expiresAtMs: 5_000 });
     assert.equal(await s.webhooks.fanOut(100, 2_000, newDeliveryId), 2);
     assert.equal((await s.cards.expireDue(6_000, 10)).length, 1);
@@ -625,14 +879,51 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     // A batch: one item failing on bob's authorization, one on a code nobody has, one captured.
     const open = await approvedAuth(s, 6_000);
     assert.equal(await s.webhooks.fanOut(100, 6_000, newDeliveryId), 2, "expired, approved");
-    const b: BatchRecord = { batchId: `batch_${++n}`, merchantUserId: "bob", idempotencyKey: "wh-settle", fingerprint: "sfp", status: "PENDING", ownerReplica: "gateway-0", createdAtMs: 1 };
+    const b: BatchRecord = {
+      batchId: `batch_${++n}`,
+      merchantUserId: "bob",
+      idempotencyKey: "wh-settle",
+      fingerprint: "sfp",
+      status: "PENDING",
+      ownerReplica: "gateway-0",
+      createdAtMs: 1,
+    };
     const codes = [open.authCode, "NOSUCH", lapsing.authCode];
-    const items: BatchItemRecord[] = codes.map((authCode, index) => ({ batchId: b.batchId, index, authCode, amountMinor: 5_000n, status: "", reason: "", capturedMinor: 0n, txnId: "" }));
+    const items: BatchItemRecord[] = codes.map((authCode, index) => ({
+      batchId: b.batchId,
+      index,
+      authCode,
+      amountMinor: 5_000n,
+      status: "",
+      reason: "",
+      capturedMinor: 0n,
+      txnId: "",
+    }));
     assert.equal(await s.cards.insertBatch(b, items), true);
-    await s.cards.setBatchItem(b.batchId, 0, { status: "FAILED", reason: "amount_exceeds_authorization", capturedMinor: 0n, txnId: "" });
-    await s.cards.setBatchItem(b.batchId, 0, { status: "FAILED", reason: "amount_exceeds_authorization", capturedMinor: 0n, txnId: "" }); // a re-run
-    await s.cards.setBatchItem(b.batchId, 1, { status: "FAILED", reason: "authorization_not_found", capturedMinor: 0n, txnId: "" });
-    await s.cards.setBatchItem(b.batchId, 2, { status: "CAPTURED", reason: "", capturedMinor: 5_000n, txnId: "gateway-0:t" });
+    await s.cards.setBatchItem(b.batchId, 0, {
+      status: "FAILED",
+      reason: "amount_exceeds_authorization",
+      capturedMinor: 0n,
+      txnId: "",
+    });
+    await s.cards.setBatchItem(b.batchId, 0, {
+      status: "FAILED",
+      reason: "amount_exceeds_authorization",
+      capturedMinor: 0n,
+      txnId: "",
+    }); // a re-run
+    await s.cards.setBatchItem(b.batchId, 1, {
+      status: "FAILED",
+      reason: "authorization_not_found",
+      capturedMinor: 0n,
+      txnId: "",
+    });
+    await s.cards.setBatchItem(b.batchId, 2, {
+      status: "CAPTURED",
+      reason: "",
+      capturedMinor: 5_000n,
+      txnId: "gateway-0:t",
+    });
     await s.cards.finishBatch(b.batchId, 7_000);
     await s.cards.finishBatch(b.batchId, 7_500);
     // A refund: captured (capture.succeeded), one refund committed (twice), one failed.
@@ -661,7 +952,21 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
       if (claims.length === 0) break;
       for (const c of claims) {
         bodies.push(bodyOf(c));
-        assert.equal(await s.webhooks.recordAttempt({ deliveryId: c.delivery.deliveryId, attempt: 1, atMs: 10_000, statusCode: 200, latencyMs: 5, error: "", replica: "gateway-0" }, { status: "DELIVERED" }), true);
+        assert.equal(
+          await s.webhooks.recordAttempt(
+            {
+              deliveryId: c.delivery.deliveryId,
+              attempt: 1,
+              atMs: 10_000,
+              statusCode: 200,
+              latencyMs: 5,
+              error: "",
+              replica: "gateway-0",
+            },
+            { status: "DELIVERED" },
+          ),
+          true,
+        );
       }
     }
     const byType = new Map(bodies.map((b) => [b.type, b]));
@@ -674,7 +979,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.equal(failed.data.amount_minor, "5000");
     const settled = byType.get("settlement.completed")!;
     assert.equal(settled.object_id, b.batchId);
-    assert.deepEqual((settled.data.items as { status: string }[]).map((i) => i.status), ["FAILED", "FAILED", "CAPTURED"]);
+    assert.deepEqual(
+      (settled.data.items as { status: string }[]).map((i) => i.status),
+      ["FAILED", "FAILED", "CAPTURED"],
+    );
     const refunded = byType.get("refund.succeeded")!;
     assert.equal(refunded.object_id, cap.authCode);
     assert.equal(refunded.data.refund_id, r1.refundId);
@@ -689,7 +997,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.equal(await s.webhooks.setEndpointStatus(off.endpointId, "DISABLED"), true);
     assert.equal(await s.webhooks.setEndpointStatus("we_missing", "DISABLED"), false);
     const alices = await withEndpoint(s, { ownerUserId: "alice" });
-    assert.deepEqual((await s.webhooks.endpointsOf("bob")).map((e) => e.endpointId), [all.endpointId, expiredOnly.endpointId, off.endpointId]);
+    assert.deepEqual(
+      (await s.webhooks.endpointsOf("bob")).map((e) => e.endpointId),
+      [all.endpointId, expiredOnly.endpointId, off.endpointId],
+    );
     assert.equal((await s.webhooks.endpointById(off.endpointId))?.status, "DISABLED");
     assert.deepEqual((await s.webhooks.endpointById(expiredOnly.endpointId))?.eventTypes, ["authorization.expired"]);
     await approvedAuth(s);
@@ -698,7 +1009,8 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.equal(await s.webhooks.fanOut(100, 3_000, newDeliveryId), 1);
     assert.equal(await s.webhooks.fanOut(100, 3_000, newDeliveryId), 0);
     assert.deepEqual(await deliveredTypes(s, all.endpointId), ["authorization.approved", "authorization.approved"]);
-    for (const e of [expiredOnly, off, alices]) assert.deepEqual(await s.webhooks.deliveriesOf(e.endpointId, 10), [], e.endpointId);
+    for (const e of [expiredOnly, off, alices])
+      assert.deepEqual(await s.webhooks.deliveriesOf(e.endpointId, 10), [], e.endpointId);
     // Deleting an endpoint takes its secrets and deliveries with it.
     assert.equal(await s.webhooks.deleteEndpoint(all.endpointId), true);
     assert.equal(await s.webhooks.deleteEndpoint(all.endpointId), false);
@@ -711,7 +1023,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const s = await seeded(h);
     const ep = await withEndpoint(s);
     const a = await approvedAuth(s, 2_000);
-    assert.equal(await s.cards.updateAuth(a.authId, { status: "APPROVED" }, { status: "VOIDED" }, 2_100, "void-1"), true);
+    assert.equal(
+      await s.cards.updateAuth(a.authId, { status: "APPROVED" }, { status: "VOIDED" }, 2_100, "void-1"),
+      true,
+    );
     const b = await approvedAuth(s, 2_200);
     assert.equal(await s.webhooks.fanOut(100, 3_000, newDeliveryId), 3);
     assert.deepEqual(await s.webhooks.claimDue("r1", 2_999, 40_000, 10), [], "not due yet");
@@ -727,9 +1042,20 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.ok(first[0]!.delivery.eventSeq < first[1]!.delivery.eventSeq);
     assert.deepEqual(await s.webhooks.claimDue("r2", 4_000, 40_000, 10), [], "claimed by r1 meanwhile");
     const [ca, cb] = first;
-    const at = (c: ClaimedDelivery, replica: string, atMs: number, statusCode: number) => ({ deliveryId: c.delivery.deliveryId, attempt: c.delivery.attempts + 1, atMs, statusCode, latencyMs: 10, error: statusCode === 200 ? "" : `HTTP ${statusCode}`, replica });
+    const at = (c: ClaimedDelivery, replica: string, atMs: number, statusCode: number) => ({
+      deliveryId: c.delivery.deliveryId,
+      attempt: c.delivery.attempts + 1,
+      atMs,
+      statusCode,
+      latencyMs: 10,
+      error: statusCode === 200 ? "" : `HTTP ${statusCode}`,
+      replica,
+    });
     assert.equal(await s.webhooks.recordAttempt(at(ca!, "r1", 4_000, 200), { status: "DELIVERED" }), true);
-    assert.equal(await s.webhooks.recordAttempt(at(cb!, "r1", 4_000, 503), { status: "PENDING", nextAttemptAtMs: 9_000 }), true);
+    assert.equal(
+      await s.webhooks.recordAttempt(at(cb!, "r1", 4_000, 503), { status: "PENDING", nextAttemptAtMs: 9_000 }),
+      true,
+    );
     const voided = await s.webhooks.claimDue("r2", 5_000, 40_000, 10);
     assert.deepEqual(
       voided.map((c) => c.delivery.eventType),
@@ -750,7 +1076,11 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
       taken.map((c) => c.delivery.deliveryId),
       [retry[0]!.delivery.deliveryId],
     );
-    assert.equal(await s.webhooks.recordAttempt(at(retry[0]!, "r2", 9_000, 200), { status: "DELIVERED" }), false, "r2 lost its claim");
+    assert.equal(
+      await s.webhooks.recordAttempt(at(retry[0]!, "r2", 9_000, 200), { status: "DELIVERED" }),
+      false,
+      "r2 lost its claim",
+    );
     assert.equal((await s.webhooks.deliveryById(retry[0]!.delivery.deliveryId))?.status, "PENDING");
     assert.equal((await s.webhooks.attemptsOf(retry[0]!.delivery.deliveryId)).length, 1, "only r1's attempt");
     assert.deepEqual(ep.endpointId, taken[0]!.endpoint.endpointId);
@@ -763,18 +1093,53 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     await s.webhooks.fanOut(100, 3_000, newDeliveryId);
     const [c] = await s.webhooks.claimDue("r1", 3_000, 10_000, 10);
     const id = c!.delivery.deliveryId;
-    const attempt = (replica: string, atMs: number, latencyMs: number, statusCode: number, error = "") => ({ deliveryId: id, attempt: 1, atMs, statusCode, latencyMs, error, replica });
-    assert.equal(await s.webhooks.recordAttempt(attempt("r1", 9_000, 2_000, 200), { status: "DELIVERED" }), false, "answered after the claim ran out");
-    assert.equal(await s.webhooks.recordAttempt(attempt("r9", 4_000, 10, 200), { status: "DELIVERED" }), false, "not r9's claim");
+    const attempt = (replica: string, atMs: number, latencyMs: number, statusCode: number, error = "") => ({
+      deliveryId: id,
+      attempt: 1,
+      atMs,
+      statusCode,
+      latencyMs,
+      error,
+      replica,
+    });
+    assert.equal(
+      await s.webhooks.recordAttempt(attempt("r1", 9_000, 2_000, 200), { status: "DELIVERED" }),
+      false,
+      "answered after the claim ran out",
+    );
+    assert.equal(
+      await s.webhooks.recordAttempt(attempt("r9", 4_000, 10, 200), { status: "DELIVERED" }),
+      false,
+      "not r9's claim",
+    );
     assert.deepEqual(await s.webhooks.attemptsOf(id), []);
     assert.equal((await s.webhooks.deliveryById(id))?.attempts, 0);
-    assert.equal(await s.webhooks.recordAttempt(attempt("r1", 4_000, 30, 500, "HTTP 500"), { status: "PENDING", nextAttemptAtMs: 20_000 }), true);
-    assert.equal(await s.webhooks.recordAttempt(attempt("r1", 4_000, 30, 500, "HTTP 500"), { status: "PENDING", nextAttemptAtMs: 20_000 }), false, "the claim ends with its attempt");
+    assert.equal(
+      await s.webhooks.recordAttempt(attempt("r1", 4_000, 30, 500, "HTTP 500"), {
+        status: "PENDING",
+        nextAttemptAtMs: 20_000,
+      }),
+      true,
+    );
+    assert.equal(
+      await s.webhooks.recordAttempt(attempt("r1", 4_000, 30, 500, "HTTP 500"), {
+        status: "PENDING",
+        nextAttemptAtMs: 20_000,
+      }),
+      false,
+      "the claim ends with its attempt",
+    );
     let d = (await s.webhooks.deliveryById(id))!;
-    assert.deepEqual([d.status, d.attempts, d.nextAttemptAtMs, d.lastStatusCode, d.lastError], ["PENDING", 1, 20_000, 500, "HTTP 500"]);
+    assert.deepEqual(
+      [d.status, d.attempts, d.nextAttemptAtMs, d.lastStatusCode, d.lastError],
+      ["PENDING", 1, 20_000, 500, "HTTP 500"],
+    );
     assert.equal(await s.webhooks.redeliver(id, 5_000), false, "PENDING already");
     await s.webhooks.claimDue("r1", 20_000, 30_000, 10);
-    assert.equal(await s.webhooks.recordAttempt(attempt("r1", 20_000, 5_000, 0, "timeout"), { status: "FAILED" }), true);
+    assert.equal(
+      await s.webhooks.recordAttempt(attempt("r1", 20_000, 5_000, 0, "timeout"), { status: "FAILED" }),
+      true,
+    );
     d = (await s.webhooks.deliveryById(id))!;
     assert.deepEqual([d.status, d.attempts, d.lastStatusCode, d.lastError], ["FAILED", 2, 0, "timeout"]);
     assert.deepEqual(await s.webhooks.claimDue("r1", 99_000, 130_000, 10), [], "a FAILED delivery is not claimed");
@@ -786,7 +1151,10 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.equal(again?.delivery.deliveryId, id);
     assert.equal(await s.webhooks.recordAttempt(attempt("r2", 40_000, 12, 204), { status: "DELIVERED" }), true);
     d = (await s.webhooks.deliveryById(id))!;
-    assert.deepEqual([d.status, d.attempts, d.deliveredAtMs, d.lastStatusCode, d.lastError], ["DELIVERED", 3, 40_012, 204, ""]);
+    assert.deepEqual(
+      [d.status, d.attempts, d.deliveredAtMs, d.lastStatusCode, d.lastError],
+      ["DELIVERED", 3, 40_012, 204, ""],
+    );
     assert.deepEqual(
       (await s.webhooks.attemptsOf(id)).map((x) => [x.attempt, x.statusCode, x.latencyMs, x.error, x.replica]),
       [
@@ -832,7 +1200,12 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const ep = await withEndpoint(s);
     const [first] = await s.webhooks.signingSecrets(ep.endpointId, 2_000);
     assert.equal(first?.expiresAtMs, undefined);
-    await s.webhooks.rollSecret(ep.endpointId, { endpointId: ep.endpointId, secret: "whsec_second", createdAtMs: 2_000, expiresAtMs: undefined }, 5_000, 2_000);
+    await s.webhooks.rollSecret(
+      ep.endpointId,
+      { endpointId: ep.endpointId, secret: "whsec_second", createdAtMs: 2_000, expiresAtMs: undefined },
+      5_000,
+      2_000,
+    );
     assert.deepEqual(
       (await s.webhooks.signingSecrets(ep.endpointId, 2_000)).map((x) => [x.secret, x.expiresAtMs]),
       [
@@ -846,7 +1219,12 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
       ["whsec_second"],
       "past its overlap",
     );
-    await s.webhooks.rollSecret(ep.endpointId, { endpointId: ep.endpointId, secret: "whsec_third", createdAtMs: 6_000, expiresAtMs: undefined }, 9_000, 6_000);
+    await s.webhooks.rollSecret(
+      ep.endpointId,
+      { endpointId: ep.endpointId, secret: "whsec_third", createdAtMs: 6_000, expiresAtMs: undefined },
+      9_000,
+      6_000,
+    );
     assert.deepEqual(
       (await s.webhooks.signingSecrets(ep.endpointId, 1)).map((x) => x.secret),
       ["whsec_third", "whsec_second"],
@@ -859,7 +1237,12 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const ep = await withEndpoint(s, { eventTypes: ["transfer.committed"] });
     await withEndpoint(s, { ownerUserId: "alice", eventTypes: ["authorization.approved"] });
     const toBob = newTxn({ idempotencyKey: "tb" });
-    const toAlice = newTxn({ idempotencyKey: "ta", fromAccountId: "bank-b/2001", toAccountId: "bank-a/1001", callerUserId: "bob" });
+    const toAlice = newTxn({
+      idempotencyKey: "ta",
+      fromAccountId: "bank-b/2001",
+      toAccountId: "bank-a/1001",
+      callerUserId: "bob",
+    });
     const aborted = newTxn({ idempotencyKey: "tx" });
     const later = newTxn({ idempotencyKey: "tl", amountMinor: 7n });
     for (const t of [toBob, toAlice, aborted, later]) await s.log.claim(t);
@@ -897,10 +1280,25 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.deepEqual(await s.webhooks.stats(10_000), { backlog: 2, oldestPendingAgeMs: 8_000 });
     const [c] = await s.webhooks.claimDue("r1", 10_000, 20_000, 1);
     assert.equal(c?.endpoint.endpointId, ep.endpointId);
-    await s.webhooks.recordAttempt({ deliveryId: c!.delivery.deliveryId, attempt: 1, atMs: 10_000, statusCode: 200, latencyMs: 1, error: "", replica: "r1" }, { status: "DELIVERED" });
+    await s.webhooks.recordAttempt(
+      {
+        deliveryId: c!.delivery.deliveryId,
+        attempt: 1,
+        atMs: 10_000,
+        statusCode: 200,
+        latencyMs: 1,
+        error: "",
+        replica: "r1",
+      },
+      { status: "DELIVERED" },
+    );
     assert.deepEqual(await s.webhooks.stats(10_000), { backlog: 1, oldestPendingAgeMs: 6_000 });
     await s.webhooks.setEndpointStatus(off.endpointId, "ENABLED");
-    assert.deepEqual(await s.webhooks.stats(10_000), { backlog: 3, oldestPendingAgeMs: 8_000 }, "a re-enabled endpoint's deliveries count again");
+    assert.deepEqual(
+      await s.webhooks.stats(10_000),
+      { backlog: 3, oldestPendingAgeMs: 8_000 },
+      "a re-enabled endpoint's deliveries count again",
+    );
   });
 
   // ---- durability -----------------------------------------------------------------------

@@ -337,7 +337,8 @@ export function openDb(file: string, options: { readonly maxPageCount?: number }
 
 function migrate(db: Db): void {
   const version = Number(db.pragma("user_version", { simple: true }));
-  if (version > MIGRATIONS.length) throw new Error(`gateway.db schema v${version} is newer than this build (v${MIGRATIONS.length})`);
+  if (version > MIGRATIONS.length)
+    throw new Error(`gateway.db schema v${version} is newer than this build (v${MIGRATIONS.length})`);
   db.transaction(() => {
     for (let v = version; v < MIGRATIONS.length; v++) {
       db.exec(MIGRATIONS[v] ?? "");
@@ -352,7 +353,10 @@ export function getMeta(db: Db, key: string): string | undefined {
 }
 
 export function setMeta(db: Db, key: string, value: string): void {
-  db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(key, value);
+  db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(
+    key,
+    value,
+  );
 }
 
 /** INTEGER columns come back as bigint (safeIntegers); times and counters fit a number. */

@@ -12,7 +12,12 @@ interface AccountRow {
   currency: string;
 }
 
-const toAccount = (r: AccountRow): DirectoryAccount => ({ accountId: r.account_id, bank: r.bank, ownerUserId: r.owner_user_id, currency: r.currency });
+const toAccount = (r: AccountRow): DirectoryAccount => ({
+  accountId: r.account_id,
+  bank: r.bank,
+  ownerUserId: r.owner_user_id,
+  currency: r.currency,
+});
 
 /** An owner's accounts listed at most; GetBalance fans out to banks per account. */
 export const ACCOUNTS_PER_OWNER_MAX = 1000;
@@ -23,7 +28,9 @@ export function createSqliteDirectory(db: Db, group: GroupCommit): Directory {
   const q = {
     find: db.prepare("SELECT * FROM accounts WHERE account_id = ?"),
     owned: db.prepare("SELECT * FROM accounts WHERE owner_user_id = ? ORDER BY account_id LIMIT ?"),
-    insert: db.prepare("INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+    insert: db.prepare(
+      "INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    ),
     remove: db.prepare("DELETE FROM accounts WHERE account_id = ? RETURNING *"),
   };
   // Every transfer looks up two accounts; only hits are kept (an unknown id may be opened later).

@@ -90,7 +90,11 @@ test("disk full mid-batch (SQLite rolls the whole transaction back): every calle
   outcomes.forEach((o, i) => {
     const k = keys[i]!;
     // Resolved <=> on disk: before the fix, later writes autocommitted and then every caller was rejected.
-    assert.equal(o.status === "fulfilled", on.has(k), `${k.slice(0, 5)}: ${o.status} but ${on.has(k) ? "on disk" : "not on disk"}`);
+    assert.equal(
+      o.status === "fulfilled",
+      on.has(k),
+      `${k.slice(0, 5)}: ${o.status} but ${on.has(k) ? "on disk" : "not on disk"}`,
+    );
   });
   assert.equal(outcomes[2]!.status, "rejected", "the write that does not fit fails");
   assert.deepEqual([...on].sort(), ["a", "b", "c", "d"], "the ones that fit are all there");

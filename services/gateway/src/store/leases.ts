@@ -16,7 +16,8 @@ export function createSqliteLeases(db: Db, group: GroupCommit, nowMs: () => numb
     done: db.prepare("UPDATE replica_leases SET taken_over_by = @by, taken_over_at = @far WHERE replica = @replica"),
   };
   return {
-    heartbeat: (replica, bootId, leaseMs) => group.enqueue(() => void q.beat.run({ replica, boot: bootId, until: nowMs() + leaseMs })),
+    heartbeat: (replica, bootId, leaseMs) =>
+      group.enqueue(() => void q.beat.run({ replica, boot: bootId, until: nowMs() + leaseMs })),
     async isAlive(replica) {
       const r = q.get.get(replica) as { lease_until: bigint } | undefined;
       return r !== undefined && num(r.lease_until) >= nowMs();
@@ -24,7 +25,9 @@ export function createSqliteLeases(db: Db, group: GroupCommit, nowMs: () => numb
     claimExpired: (self, graceMs, limit) =>
       group.enqueue(() => {
         const now = nowMs();
-        const rows = (q.expired.all({ self, cutoff: now - graceMs, limit }) as { replica: string }[]).map((r) => r.replica);
+        const rows = (q.expired.all({ self, cutoff: now - graceMs, limit }) as { replica: string }[]).map(
+          (r) => r.replica,
+        );
         for (const replica of rows) q.claim.run({ self, now, replica });
         return rows;
       }),

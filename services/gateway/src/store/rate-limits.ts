@@ -12,7 +12,9 @@ export function createSqliteRateLimits(db: Db, group: GroupCommit): RateLimits {
         count = CASE WHEN window_end <= @now THEN 1 ELSE count + 1 END,
         window_end = CASE WHEN window_end <= @now THEN @now + @window ELSE window_end END
       RETURNING count, window_end`),
-    purge: db.prepare("DELETE FROM rate_limits WHERE (scope, key) IN (SELECT scope, key FROM rate_limits WHERE window_end <= ? LIMIT ?)"),
+    purge: db.prepare(
+      "DELETE FROM rate_limits WHERE (scope, key) IN (SELECT scope, key FROM rate_limits WHERE window_end <= ? LIMIT ?)",
+    ),
   };
   return {
     hit: (scope, key, nowMs, windowMs) =>

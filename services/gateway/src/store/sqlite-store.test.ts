@@ -53,12 +53,18 @@ test("sqlite: a disk that fills up fails the writes that do not fit, and only th
   });
   s.db.pragma(`max_page_count = ${Number(s.db.pragma("page_count", { simple: true })) + 2}`);
   // Long memos fill pages fast; the claims queued in one turn share one transaction.
-  const txns = Array.from({ length: 40 }, (_, i) => newTxn({ idempotencyKey: `full-${i}`, memo: "m".repeat(i % 7 === 6 ? 3_000 : 10) }));
+  const txns = Array.from({ length: 40 }, (_, i) =>
+    newTxn({ idempotencyKey: `full-${i}`, memo: "m".repeat(i % 7 === 6 ? 3_000 : 10) }),
+  );
   const outcomes = await Promise.allSettled(txns.map((txn) => s.log.claim(txn)));
   const failed = outcomes.filter((o) => o.status === "rejected");
   assert.ok(failed.length > 0, "the disk did fill up");
   for (const [i, o] of outcomes.entries()) {
     const stored = await s.log.findTxn(txns[i]!.txnId);
-    assert.equal(o.status === "fulfilled", stored !== undefined, `claim ${i}: ${o.status}, ${stored ? "stored" : "not stored"}`);
+    assert.equal(
+      o.status === "fulfilled",
+      stored !== undefined,
+      `claim ${i}: ${o.status}, ${stored ? "stored" : "not stored"}`,
+    );
   }
 });

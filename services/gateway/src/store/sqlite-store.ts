@@ -24,15 +24,19 @@ export function createSqliteStore(file: string, options: { readonly maxPageCount
   const listeners: (() => void)[] = [];
   const insertUser = db.prepare(`INSERT INTO users (user_id, username, password_hash, roles, display_name, created_at)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`);
-  const insertAccount = db.prepare("INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+  const insertAccount = db.prepare(
+    "INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+  );
   let closed = false;
 
   const seedOnce = db.transaction((seed: SeedData, nowMs: number): SeedReport => {
     if (getMeta(db, SEEDED_KEY) !== undefined) return { loaded: false, users: 0, accounts: 0 };
     let users = 0;
     let accounts = 0;
-    for (const u of seed.users) users += insertUser.run(u.userId, u.username, u.passwordHash, u.roles.join(","), u.displayName, nowMs).changes;
-    for (const a of seed.accounts) accounts += insertAccount.run(a.accountId, a.bank, a.ownerUserId, a.currency, nowMs).changes;
+    for (const u of seed.users)
+      users += insertUser.run(u.userId, u.username, u.passwordHash, u.roles.join(","), u.displayName, nowMs).changes;
+    for (const a of seed.accounts)
+      accounts += insertAccount.run(a.accountId, a.bank, a.ownerUserId, a.currency, nowMs).changes;
     setMeta(db, SEEDED_KEY, String(nowMs));
     return { loaded: true, users, accounts };
   });

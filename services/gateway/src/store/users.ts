@@ -33,7 +33,9 @@ export function createSqliteUsers(db: Db, group: GroupCommit): Users {
     fail: db.prepare(`INSERT INTO login_failures (user_id, client, failures, locked_until) VALUES (@user, @client, 1, 0)
       ON CONFLICT (user_id, client) DO UPDATE SET failures = failures + 1
       RETURNING failures, locked_until`),
-    lock: db.prepare("UPDATE login_failures SET failures = 0, locked_until = @until WHERE user_id = @user AND client = @client RETURNING failures, locked_until"),
+    lock: db.prepare(
+      "UPDATE login_failures SET failures = 0, locked_until = @until WHERE user_id = @user AND client = @client RETURNING failures, locked_until",
+    ),
     clear: db.prepare("DELETE FROM login_failures WHERE user_id = ? AND client = ?"),
   };
   const toFailures = (r: { failures: bigint; locked_until: bigint } | undefined): LoginFailures =>
@@ -49,17 +51,24 @@ export function createSqliteUsers(db: Db, group: GroupCommit): Users {
     },
     create: (user, nowMs) =>
       group.enqueue(() => {
-        if (q.insert.run(user.userId, user.username, user.passwordHash, user.roles.join(","), user.displayName, nowMs).changes === 1) return true;
+        if (
+          q.insert.run(user.userId, user.username, user.passwordHash, user.roles.join(","), user.displayName, nowMs)
+            .changes === 1
+        )
+          return true;
         // A re-run after a lost batch finds its own row.
         const r = q.byId.get(user.userId) as UserRow | undefined;
         return r !== undefined && r.username === user.username && r.password_hash === user.passwordHash;
       }),
-    loginFailures: async (userId, client) => toFailures(q.failures.get(userId, client) as { failures: bigint; locked_until: bigint } | undefined),
+    loginFailures: async (userId, client) =>
+      toFailures(q.failures.get(userId, client) as { failures: bigint; locked_until: bigint } | undefined),
     recordLoginFailure: (userId, client, nowMs, failuresMax, lockMs) =>
       group.enqueue(() => {
         const p = { user: userId, client };
         const after = toFailures(q.fail.get(p) as { failures: bigint; locked_until: bigint });
-        return after.failures >= failuresMax ? toFailures(q.lock.get({ ...p, until: nowMs + lockMs }) as { failures: bigint; locked_until: bigint }) : after;
+        return after.failures >= failuresMax
+          ? toFailures(q.lock.get({ ...p, until: nowMs + lockMs }) as { failures: bigint; locked_until: bigint })
+          : after;
       }),
     clearLoginFailures: (userId, client) => group.enqueue(() => void q.clear.run(userId, client)),
   };
@@ -67,10 +76,14 @@ export function createSqliteUsers(db: Db, group: GroupCommit): Users {
 
 export function createSqliteSessions(db: Db, group: GroupCommit): Sessions {
   const q = {
-    insert: db.prepare("INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING"),
+    insert: db.prepare(
+      "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING",
+    ),
     find: db.prepare("SELECT * FROM sessions WHERE token_hash = ?"),
     revoke: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
-    purge: db.prepare("DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at <= ? LIMIT ?)"),
+    purge: db.prepare(
+      "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at <= ? LIMIT ?)",
+    ),
   };
   return {
     create: (s, nowMs) => group.enqueue(() => void q.insert.run(s.tokenHash, s.userId, s.expiresAtMs, nowMs)),

@@ -184,20 +184,31 @@ const CLAIMABLE_WHERE = `d.status = 'PENDING' AND d.next_attempt_at_ms <= @now A
 export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGroupCommit(db)): WebhookStore {
   const outbox = createSqliteOutbox(db);
   const q = {
-    insertEndpoint: db.prepare(`INSERT INTO webhook_endpoints (endpoint_id, owner_user_id, url, event_types, status, created_at_ms)
+    insertEndpoint:
+      db.prepare(`INSERT INTO webhook_endpoints (endpoint_id, owner_user_id, url, event_types, status, created_at_ms)
       VALUES (@endpointId, @ownerUserId, @url, @eventTypes, @status, @createdAtMs)`),
-    insertSecret: db.prepare("INSERT INTO webhook_secrets (endpoint_id, secret, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)"),
+    insertSecret: db.prepare(
+      "INSERT INTO webhook_secrets (endpoint_id, secret, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?)",
+    ),
     endpoint: db.prepare("SELECT * FROM webhook_endpoints WHERE endpoint_id = ?"),
-    endpointsOf: db.prepare("SELECT * FROM webhook_endpoints WHERE owner_user_id = ? ORDER BY created_at_ms, endpoint_id"),
+    endpointsOf: db.prepare(
+      "SELECT * FROM webhook_endpoints WHERE owner_user_id = ? ORDER BY created_at_ms, endpoint_id",
+    ),
     setStatus: db.prepare("UPDATE webhook_endpoints SET status = ? WHERE endpoint_id = ?"),
     deleteEndpoint: db.prepare("DELETE FROM webhook_endpoints WHERE endpoint_id = ?"),
-    expireCurrent: db.prepare("UPDATE webhook_secrets SET expires_at_ms = ? WHERE endpoint_id = ? AND expires_at_ms IS NULL"),
-    dropExpired: db.prepare("DELETE FROM webhook_secrets WHERE endpoint_id = ? AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?"),
-    signing: db.prepare(`SELECT * FROM webhook_secrets WHERE endpoint_id = ? AND (expires_at_ms IS NULL OR expires_at_ms > ?)
+    expireCurrent: db.prepare(
+      "UPDATE webhook_secrets SET expires_at_ms = ? WHERE endpoint_id = ? AND expires_at_ms IS NULL",
+    ),
+    dropExpired: db.prepare(
+      "DELETE FROM webhook_secrets WHERE endpoint_id = ? AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?",
+    ),
+    signing:
+      db.prepare(`SELECT * FROM webhook_secrets WHERE endpoint_id = ? AND (expires_at_ms IS NULL OR expires_at_ms > ?)
       ORDER BY expires_at_ms IS NOT NULL, created_at_ms DESC`),
     cursor: db.prepare("SELECT last_sequence FROM webhook_transfer_cursor WHERE id = 1"),
     setCursor: db.prepare("UPDATE webhook_transfer_cursor SET last_sequence = ? WHERE id = 1"),
-    transfersAfter: db.prepare(`SELECT t.txn_id, t.sequence, t.status, t.from_account_id, t.to_account_id, t.amount_minor, t.currency, t.memo,
+    transfersAfter:
+      db.prepare(`SELECT t.txn_id, t.sequence, t.status, t.from_account_id, t.to_account_id, t.amount_minor, t.currency, t.memo,
         t.decided_at,
         -- Only a payee with an endpoint for the event gets one: no body is built for the others (most transfers).
         CASE WHEN EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.owner_user_id = a.owner_user_id AND w.status = 'ENABLED'
@@ -208,24 +219,33 @@ export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGrou
     unfanned: db.prepare("SELECT * FROM webhook_events WHERE fanned_out = 0 ORDER BY seq LIMIT ?"),
     subscribed: db.prepare(`SELECT endpoint_id FROM webhook_endpoints WHERE owner_user_id = ? AND status = 'ENABLED'
       AND instr(',' || event_types || ',', ',' || ? || ',') > 0 ORDER BY endpoint_id`),
-    insertDelivery: db.prepare(`INSERT INTO webhook_deliveries (delivery_id, endpoint_id, event_seq, event_id, event_type, object_id, status,
+    insertDelivery:
+      db.prepare(`INSERT INTO webhook_deliveries (delivery_id, endpoint_id, event_seq, event_id, event_type, object_id, status,
         next_attempt_at_ms, created_at_ms)
       VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?) ON CONFLICT (endpoint_id, event_id) DO NOTHING`),
     markFanned: db.prepare("UPDATE webhook_events SET fanned_out = 1 WHERE seq = ?"),
-    claimable: db.prepare(`SELECT d.delivery_id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
+    claimable:
+      db.prepare(`SELECT d.delivery_id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
       WHERE ${CLAIMABLE_WHERE} ORDER BY d.event_seq LIMIT @limit`),
     claim: db.prepare("UPDATE webhook_deliveries SET claimed_by = ?, claim_until_ms = ? WHERE delivery_id = ?"),
     delivery: db.prepare("SELECT * FROM webhook_deliveries WHERE delivery_id = ?"),
     eventBySeq: db.prepare("SELECT * FROM webhook_events WHERE seq = ?"),
-    holdsClaim: db.prepare("SELECT attempts FROM webhook_deliveries WHERE delivery_id = ? AND status = 'PENDING' AND claimed_by = ? AND claim_until_ms >= ?"),
-    insertAttempt: db.prepare(`INSERT INTO webhook_attempts (delivery_id, attempt, at_ms, status_code, latency_ms, error, replica)
+    holdsClaim: db.prepare(
+      "SELECT attempts FROM webhook_deliveries WHERE delivery_id = ? AND status = 'PENDING' AND claimed_by = ? AND claim_until_ms >= ?",
+    ),
+    insertAttempt:
+      db.prepare(`INSERT INTO webhook_attempts (delivery_id, attempt, at_ms, status_code, latency_ms, error, replica)
       VALUES (?, ?, ?, ?, ?, ?, ?)`),
-    moveDelivery: db.prepare(`UPDATE webhook_deliveries SET status = @status, attempts = @attempts, next_attempt_at_ms = @next, claimed_by = '',
+    moveDelivery:
+      db.prepare(`UPDATE webhook_deliveries SET status = @status, attempts = @attempts, next_attempt_at_ms = @next, claimed_by = '',
         claim_until_ms = 0, last_status_code = @code, last_error = @error, delivered_at_ms = @deliveredAt
       WHERE delivery_id = @id`),
-    deliveriesOf: db.prepare("SELECT * FROM webhook_deliveries WHERE endpoint_id = ? AND event_seq < ? ORDER BY event_seq DESC LIMIT ?"),
+    deliveriesOf: db.prepare(
+      "SELECT * FROM webhook_deliveries WHERE endpoint_id = ? AND event_seq < ? ORDER BY event_seq DESC LIMIT ?",
+    ),
     attemptsOf: db.prepare("SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt"),
-    redeliver: db.prepare(`UPDATE webhook_deliveries SET status = 'PENDING', next_attempt_at_ms = ?, claimed_by = '', claim_until_ms = 0, delivered_at_ms = 0
+    redeliver:
+      db.prepare(`UPDATE webhook_deliveries SET status = 'PENDING', next_attempt_at_ms = ?, claimed_by = '', claim_until_ms = 0, delivered_at_ms = 0
       WHERE delivery_id = ? AND status IN ('DELIVERED', 'FAILED')`),
     stats: db.prepare(`SELECT count(*) AS n, min(v.created_at_ms) AS oldest
       FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id JOIN webhook_events v ON v.seq = d.event_seq
@@ -344,7 +364,10 @@ export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGrou
     async stats(nowMs): Promise<WebhookStats> {
       const r = q.stats.get() as { n: bigint; oldest: bigint | null };
       const backlog = num(r.n);
-      return { backlog, oldestPendingAgeMs: backlog === 0 || r.oldest === null ? 0 : Math.max(0, nowMs - num(r.oldest)) };
+      return {
+        backlog,
+        oldestPendingAgeMs: backlog === 0 || r.oldest === null ? 0 : Math.max(0, nowMs - num(r.oldest)),
+      };
     },
   };
 }

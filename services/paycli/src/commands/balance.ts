@@ -11,7 +11,10 @@ export function registerBalance(program: Command, app: App): void {
         "being decided and by card authorizations) and what is available to spend (balance - held).",
     )
     .argument("[account]", "one account id, e.g. bank-a/1001 (default: all of yours)")
-    .addHelpText("after", "\nExamples:\n  $ paycli balance\n  $ paycli balance bank-a/1001\n  $ paycli balance --json | jq -r '.accounts[] | .accountId + \" \" + .available'")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ paycli balance\n  $ paycli balance bank-a/1001\n  $ paycli balance --json | jq -r '.accounts[] | .accountId + \" \" + .available'",
+    )
     .action(async (account: string | undefined, _opts: unknown, cmd: Command) => {
       app.use(cmd);
       const session = app.requireSession();
@@ -22,9 +25,19 @@ export function registerBalance(program: Command, app: App): void {
         throw failureError(e);
       }
       if (account === undefined) {
-        app.sessions().save({ ...session, accounts: accounts.map((a) => ({ accountId: a.accountId, currency: a.currency, bank: a.bank })), accountsSeenAt: new Date(app.now()).toISOString() });
+        app.sessions().save({
+          ...session,
+          accounts: accounts.map((a) => ({ accountId: a.accountId, currency: a.currency, bank: a.bank })),
+          accountsSeenAt: new Date(app.now()).toISOString(),
+        });
       }
-      const rows = accounts.map((a) => [a.accountId, a.currency, money(a.balanceMinor, a.currency), money(a.heldMinor, a.currency), money(a.availableMinor, a.currency)]);
+      const rows = accounts.map((a) => [
+        a.accountId,
+        a.currency,
+        money(a.balanceMinor, a.currency),
+        money(a.heldMinor, a.currency),
+        money(a.availableMinor, a.currency),
+      ]);
       app.print(
         {
           accounts: accounts.map((a) => ({
@@ -37,7 +50,13 @@ export function registerBalance(program: Command, app: App): void {
         accounts.length === 0
           ? "no accounts"
           : formatTable(
-              [{ header: "ACCOUNT" }, { header: "CURRENCY" }, { header: "BALANCE", align: "right" }, { header: "HELD", align: "right" }, { header: "AVAILABLE", align: "right" }],
+              [
+                { header: "ACCOUNT" },
+                { header: "CURRENCY" },
+                { header: "BALANCE", align: "right" },
+                { header: "HELD", align: "right" },
+                { header: "AVAILABLE", align: "right" },
+              ],
               rows,
             ),
       );

@@ -30,7 +30,9 @@ export async function drain(app: App, options: DrainOptions): Promise<ExitCode> 
     const others = store.pending(10_000).length;
     app.print(
       { results: [], pending: [], stoppedBy: null, otherUsers: others },
-      others === 0 ? "nothing to send: the queue is empty" : `nothing of yours to send; ${others} queued payment${others === 1 ? " belongs" : "s belong"} to another user`,
+      others === 0
+        ? "nothing to send: the queue is empty"
+        : `nothing of yours to send; ${others} queued payment${others === 1 ? " belongs" : "s belong"} to another user`,
     );
     return ExitCode.ok;
   }
@@ -54,7 +56,9 @@ export async function drain(app: App, options: DrainOptions): Promise<ExitCode> 
     const sleepMs = Math.min(Math.max(0, wakeAt - now), config.watchSleepMaxMs);
     const waiting = mine().length;
     const why = stop?.kind === "gateway" ? `${stop.message}; ` : "";
-    app.note(`${why}${waiting} payment${waiting === 1 ? "" : "s"} queued; next try ${formatIn(now + sleepMs, now)} (${formatTime(now + sleepMs)}); Ctrl-C to stop`);
+    app.note(
+      `${why}${waiting} payment${waiting === 1 ? "" : "s"} queued; next try ${formatIn(now + sleepMs, now)} (${formatTime(now + sleepMs)}); Ctrl-C to stop`,
+    );
     await app.sleep(sleepMs, app.signal);
     if (app.signal?.aborted) {
       stop = { kind: "interrupted" };
@@ -66,20 +70,41 @@ export async function drain(app: App, options: DrainOptions): Promise<ExitCode> 
   const gaveUp = results.filter((r) => r.entry.state === "gave_up").length;
   const committed = results.filter((r) => r.entry.state === "committed").length;
   const declined = results.filter((r) => r.entry.state === "declined").length;
-  const lines = [`sent ${results.length}: ${committed} committed, ${declined} declined, ${gaveUp} gave up; ${pending.length} still queued`];
-  if (stop?.kind === "needs_login") lines.push(`stopped: ${stop.message} — run \`paycli login\`, then \`paycli sync\` again`);
-  if (stop?.kind === "gateway" && !options.watch) lines.push(`stopped: ${stop.message}; the rest waits for its next attempt (run \`paycli sync --watch\` to keep trying)`);
+  const lines = [
+    `sent ${results.length}: ${committed} committed, ${declined} declined, ${gaveUp} gave up; ${pending.length} still queued`,
+  ];
+  if (stop?.kind === "needs_login")
+    lines.push(`stopped: ${stop.message} — run \`paycli login\`, then \`paycli sync\` again`);
+  if (stop?.kind === "gateway" && !options.watch)
+    lines.push(
+      `stopped: ${stop.message}; the rest waits for its next attempt (run \`paycli sync --watch\` to keep trying)`,
+    );
   if (stop?.kind === "interrupted") lines.push("interrupted; queued payments stay queued");
-  if (busy > 0) lines.push(`${busy} payment${busy === 1 ? " is" : "s are"} being sent by another paycli process right now`);
-  if (otherUsers > 0) lines.push(`${otherUsers} queued payment${otherUsers === 1 ? " belongs" : "s belong"} to another user; log in as them to send ${otherUsers === 1 ? "it" : "them"}`);
+  if (busy > 0)
+    lines.push(`${busy} payment${busy === 1 ? " is" : "s are"} being sent by another paycli process right now`);
+  if (otherUsers > 0)
+    lines.push(
+      `${otherUsers} queued payment${otherUsers === 1 ? " belongs" : "s belong"} to another user; log in as them to send ${otherUsers === 1 ? "it" : "them"}`,
+    );
   const next = pending.map((e) => e.nextAttemptAt ?? 0).filter((t) => t > 0);
   if (pending.length > 0 && next.length > 0 && stop?.kind !== "needs_login") {
     const at = Math.min(...next);
-    lines.push(`next attempt ${formatIn(at, app.now())} (${formatTime(at)}): \`paycli sync\`, or \`paycli queue flush\` to try now`);
+    lines.push(
+      `next attempt ${formatIn(at, app.now())} (${formatTime(at)}): \`paycli sync\`, or \`paycli queue flush\` to try now`,
+    );
   }
 
   app.print(
-    { results: results.map(resultJson), pending: pending.map(entryJson), committed, declined, gaveUp, stoppedBy: stop, otherUsers, busy },
+    {
+      results: results.map(resultJson),
+      pending: pending.map(entryJson),
+      committed,
+      declined,
+      gaveUp,
+      stoppedBy: stop,
+      otherUsers,
+      busy,
+    },
     lines.join("\n"),
   );
   if (stop?.kind === "needs_login" || declined > 0 || gaveUp > 0) return ExitCode.failed;

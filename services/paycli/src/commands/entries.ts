@@ -28,7 +28,12 @@ export function entryJson(e: StoredEntry) {
 }
 
 export function transactionJson(t: TransactionView) {
-  return { ...t, amount: money(t.amountMinor, t.currency), createdAt: isoTime(t.createdAt), decidedAt: isoTime(t.decidedAt) };
+  return {
+    ...t,
+    amount: money(t.amountMinor, t.currency),
+    createdAt: isoTime(t.createdAt),
+    decidedAt: isoTime(t.decidedAt),
+  };
 }
 
 const ENTRY_COLUMNS: Column[] = [
@@ -52,8 +57,14 @@ export function entriesTable(entries: readonly StoredEntry[], now: number): stri
       e.fromAccountId,
       e.toAccountId,
       String(e.attempts),
-      e.state === "queued" && e.nextAttemptAt !== null ? `${formatTime(e.nextAttemptAt)} (${formatIn(e.nextAttemptAt, now)})` : "-",
-      e.state === "committed" ? `txn ${e.transactionId ?? "?"}` : e.lastReason === null ? "-" : `${e.lastReason}: ${e.lastError ?? ""}`,
+      e.state === "queued" && e.nextAttemptAt !== null
+        ? `${formatTime(e.nextAttemptAt)} (${formatIn(e.nextAttemptAt, now)})`
+        : "-",
+      e.state === "committed"
+        ? `txn ${e.transactionId ?? "?"}`
+        : e.lastReason === null
+          ? "-"
+          : `${e.lastReason}: ${e.lastError ?? ""}`,
     ]),
   );
 }

@@ -2,7 +2,17 @@ import type { Command } from "commander";
 import { failureError, type App } from "../app.js";
 import { fullJitterDelayMs } from "../domain/backoff.js";
 import { GatewayError } from "../gateway-client.js";
-import { cell, CliError, ExitCode, formatTable, formatTime, money, toJson, usageError, type Column } from "../output.js";
+import {
+  cell,
+  CliError,
+  ExitCode,
+  formatTable,
+  formatTime,
+  money,
+  toJson,
+  usageError,
+  type Column,
+} from "../output.js";
 import type { TransactionView } from "../views.js";
 import { transactionJson } from "./entries.js";
 
@@ -69,9 +79,11 @@ Examples:
     )
     .action(async (opts: { after: string; limit: string; follow?: boolean }, cmd: Command) => {
       app.use(cmd);
-      if (!/^\d{1,18}$/.test(opts.after)) throw usageError("invalid_argument", "--after must be a non-negative integer");
+      if (!/^\d{1,18}$/.test(opts.after))
+        throw usageError("invalid_argument", "--after must be a non-negative integer");
       const limit = Number(opts.limit);
-      if (!Number.isSafeInteger(limit) || limit < 0 || limit > 100_000) throw usageError("invalid_argument", "--limit must be an integer from 0 to 100000");
+      if (!Number.isSafeInteger(limit) || limit < 0 || limit > 100_000)
+        throw usageError("invalid_argument", "--limit must be an integer from 0 to 100000");
       const follow = opts.follow === true;
       const session = app.requireSession();
       const client = app.gateway(session.token);
@@ -81,11 +93,15 @@ Examples:
       if (!follow) {
         const all: TransactionView[] = [];
         try {
-          for await (const t of client.transactions({ afterSequence: after, follow: false, limit, signal: app.signal })) all.push(t);
+          for await (const t of client.transactions({ afterSequence: after, follow: false, limit, signal: app.signal }))
+            all.push(t);
         } catch (e) {
           throw failureError(e);
         }
-        app.print({ transactions: all.map(transactionJson) }, all.length === 0 ? "no transactions" : formatTable(COLUMNS, all.map(row)));
+        app.print(
+          { transactions: all.map(transactionJson) },
+          all.length === 0 ? "no transactions" : formatTable(COLUMNS, all.map(row)),
+        );
         app.exitCode = ExitCode.ok;
         return;
       }
@@ -95,14 +111,24 @@ Examples:
       let failures = 0;
       while (!app.signal?.aborted) {
         try {
-          for await (const t of client.transactions({ afterSequence: after, follow: true, limit: 0, signal: app.signal })) {
+          for await (const t of client.transactions({
+            afterSequence: after,
+            follow: true,
+            limit: 0,
+            signal: app.signal,
+          })) {
             failures = 0;
             if (t.sequence > after) after = t.sequence;
             app.io.stdout.write(app.json ? `${toJson(transactionJson(t), false)}\n` : `${fixedLine(row(t))}\n`);
           }
           // The gateway closed the stream (e.g. shutting down): reconnect like after an error.
           failures++;
-          if (failures >= config.queue.attemptsMax) throw new CliError(ExitCode.failed, "stream_closed", "the gateway keeps closing the history stream; giving up");
+          if (failures >= config.queue.attemptsMax)
+            throw new CliError(
+              ExitCode.failed,
+              "stream_closed",
+              "the gateway keeps closing the history stream; giving up",
+            );
         } catch (e) {
           if (app.signal?.aborted) break;
           if (!(e instanceof GatewayError) || e.failure.kind !== "transient") throw failureError(e);

@@ -31,18 +31,39 @@ Examples:
     )
     .action(async (accountId: string, opts: { holder?: string; code?: string }, cmd: Command) => {
       app.use(cmd);
-      if (!isAccountId(accountId)) throw usageError("invalid_account_id", `account ${JSON.stringify(accountId)} is not an account id like bank-a/1004`);
+      if (!isAccountId(accountId))
+        throw usageError(
+          "invalid_account_id",
+          `account ${JSON.stringify(accountId)} is not an account id like bank-a/1004`,
+        );
       const session = app.requireSession();
-      const holderName = opts.holder ?? (await prompt(app.io.stdin, app.io.stderr, "account holder's name: ", false)).trim();
+      const holderName =
+        opts.holder ?? (await prompt(app.io.stdin, app.io.stderr, "account holder's name: ", false)).trim();
       const nameProblem = checkHolderNameShape(holderName);
       if (nameProblem) throw usageError("invalid_argument", nameProblem);
-      const linkCode = opts.code ?? app.env.PAYCLI_LINK_CODE ?? (await prompt(app.io.stdin, app.io.stderr, `link code for ${accountId}: `, true));
-      if (normalizeLinkCode(linkCode) === undefined) throw usageError("invalid_argument", "a link code is 8 to 32 letters and digits (dashes and spaces allowed)");
+      const linkCode =
+        opts.code ??
+        app.env.PAYCLI_LINK_CODE ??
+        (await prompt(app.io.stdin, app.io.stderr, `link code for ${accountId}: `, true));
+      if (normalizeLinkCode(linkCode) === undefined)
+        throw usageError("invalid_argument", "a link code is 8 to 32 letters and digits (dashes and spaces allowed)");
       const account = await asking(app.gateway(session.token).linkBankAccount({ accountId, holderName, linkCode }));
       // So that `pay --from` knows it offline too.
       const cached = session.accounts.filter((a) => a.accountId !== account.accountId);
-      app.sessions().save({ ...session, accounts: [...cached, { accountId: account.accountId, currency: account.currency, bank: account.bank }] });
-      app.print({ account: { ...account, balance: money(account.balanceMinor, account.currency), available: money(account.availableMinor, account.currency) } }, `linked ${account.accountId} (${account.currency}) at ${account.bank}: balance ${money(account.balanceMinor, account.currency)}`);
+      app.sessions().save({
+        ...session,
+        accounts: [...cached, { accountId: account.accountId, currency: account.currency, bank: account.bank }],
+      });
+      app.print(
+        {
+          account: {
+            ...account,
+            balance: money(account.balanceMinor, account.currency),
+            available: money(account.availableMinor, account.currency),
+          },
+        },
+        `linked ${account.accountId} (${account.currency}) at ${account.bank}: balance ${money(account.balanceMinor, account.currency)}`,
+      );
       app.exitCode = ExitCode.ok;
     });
 }

@@ -17,7 +17,10 @@ export function registerLogin(program: Command, app: App): void {
         "(only on a terminal). The account list lets `pay` choose --from even while offline.",
     )
     .argument("[username]", "your username (prompted for on a terminal if omitted)")
-    .option("--password <password>", "the password (visible in `ps` and shell history: prefer PAYCLI_PASSWORD or the prompt)")
+    .option(
+      "--password <password>",
+      "the password (visible in `ps` and shell history: prefer PAYCLI_PASSWORD or the prompt)",
+    )
     .addHelpText(
       "after",
       `
@@ -31,7 +34,10 @@ Examples:
       app.use(cmd);
       const config = app.config();
       const name = username ?? (await prompt(app.io.stdin, app.io.stderr, "username: ", false)).trim();
-      const password = opts.password ?? app.env.PAYCLI_PASSWORD ?? (await prompt(app.io.stdin, app.io.stderr, `password for ${name}: `, true));
+      const password =
+        opts.password ??
+        app.env.PAYCLI_PASSWORD ??
+        (await prompt(app.io.stdin, app.io.stderr, `password for ${name}: `, true));
       let login;
       try {
         login = await app.gateway(null).login(name, password);
@@ -42,19 +48,41 @@ Examples:
       let accounts: CachedAccount[] = [];
       let accountsSeenAt: string | null = null;
       try {
-        accounts = (await app.gateway(login.token).balances()).map((a) => ({ accountId: a.accountId, currency: a.currency, bank: a.bank }));
+        accounts = (await app.gateway(login.token).balances()).map((a) => ({
+          accountId: a.accountId,
+          currency: a.currency,
+          bank: a.bank,
+        }));
         accountsSeenAt = new Date(app.now()).toISOString();
       } catch (e) {
         if (!(e instanceof GatewayError)) throw e;
       }
       const expiresAt = (login.expiresAt ?? new Date(app.now())).toISOString();
-      app.sessions().save({ gatewayUrl: config.gatewayUrl, token: login.token, userId: login.userId, username: name, roles: login.roles, expiresAt, accounts, accountsSeenAt });
+      app.sessions().save({
+        gatewayUrl: config.gatewayUrl,
+        token: login.token,
+        userId: login.userId,
+        username: name,
+        roles: login.roles,
+        expiresAt,
+        accounts,
+        accountsSeenAt,
+      });
 
-      const waiting = app.queue().pending(10_000).filter((e) => e.userId === login.userId && PENDING_STATES.includes(e.state)).length;
-      const lines = [`logged in as ${name} (user ${login.userId}, ${login.roles.join(", ") || "no roles"}) until ${formatTime(login.expiresAt)}`];
-      if (accounts.length > 0) lines.push(`accounts: ${accounts.map((a) => `${a.accountId} (${a.currency})`).join(", ")}`);
+      const waiting = app
+        .queue()
+        .pending(10_000)
+        .filter((e) => e.userId === login.userId && PENDING_STATES.includes(e.state)).length;
+      const lines = [
+        `logged in as ${name} (user ${login.userId}, ${login.roles.join(", ") || "no roles"}) until ${formatTime(login.expiresAt)}`,
+      ];
+      if (accounts.length > 0)
+        lines.push(`accounts: ${accounts.map((a) => `${a.accountId} (${a.currency})`).join(", ")}`);
       if (waiting > 0) lines.push(`${waiting} queued payment${waiting === 1 ? "" : "s"} waiting: run \`paycli sync\``);
-      app.print({ userId: login.userId, username: name, roles: login.roles, expiresAt, accounts, queued: waiting }, lines.join("\n"));
+      app.print(
+        { userId: login.userId, username: name, roles: login.roles, expiresAt, accounts, queued: waiting },
+        lines.join("\n"),
+      );
       app.exitCode = ExitCode.ok;
     });
 }
@@ -97,10 +125,16 @@ export function registerLogout(program: Command, app: App): void {
         }
       }
       sessions.clear();
-      const waiting = app.queue().pending(10_000).filter((e) => e.userId === session.userId).length;
+      const waiting = app
+        .queue()
+        .pending(10_000)
+        .filter((e) => e.userId === session.userId).length;
       if (warning !== null) app.note(`warning: ${warning}`);
       const lines = [`logged out ${session.username}`];
-      if (waiting > 0) lines.push(`${waiting} queued payment${waiting === 1 ? "" : "s"} stay queued until you log in again as ${session.username}`);
+      if (waiting > 0)
+        lines.push(
+          `${waiting} queued payment${waiting === 1 ? "" : "s"} stay queued until you log in again as ${session.username}`,
+        );
       app.print({ loggedOut: true, revoked, warning, queued: waiting }, lines.join("\n"));
       app.exitCode = ExitCode.ok;
     });

@@ -58,16 +58,32 @@ Examples:
 
 async function pay(app: App, toAccountId: string, amountText: string, opts: PayOptions): Promise<ExitCode> {
   const amountMinor = parseMajorAmount(amountText);
-  if (amountMinor === undefined) throw usageError("invalid_amount", `amount ${JSON.stringify(amountText)} is not a number like 12 or 12.50 (at most two decimals, no sign)`);
+  if (amountMinor === undefined)
+    throw usageError(
+      "invalid_amount",
+      `amount ${JSON.stringify(amountText)} is not a number like 12 or 12.50 (at most two decimals, no sign)`,
+    );
   const currency = opts.currency.trim().toUpperCase();
   const session = app.requireSession();
   // Loads the certificates now: a setup problem must stop us before anything is queued.
   app.gateway(session.token);
   const fromAccountId = opts.from ?? (await defaultFrom(app, session, currency));
   const key = opts.key ?? randomUUID();
-  const request: PaymentRequest = { userId: session.userId, fromAccountId, toAccountId, amountMinor, currency, memo: opts.memo };
+  const request: PaymentRequest = {
+    userId: session.userId,
+    fromAccountId,
+    toAccountId,
+    amountMinor,
+    currency,
+    memo: opts.memo,
+  };
   const problems = checkPayment(request, key);
-  if (problems.length > 0) throw new CliError(ExitCode.usage, problems[0]?.reason ?? "invalid_argument", problems.map((p) => p.message).join("; "));
+  if (problems.length > 0)
+    throw new CliError(
+      ExitCode.usage,
+      problems[0]?.reason ?? "invalid_argument",
+      problems.map((p) => p.message).join("; "),
+    );
 
   const store = app.queue();
   const runner = app.runner(session.token);
@@ -75,25 +91,39 @@ async function pay(app: App, toAccountId: string, amountText: string, opts: PayO
   let result: SendResult | undefined;
   if (existing !== undefined) {
     if (!samePayment(existing, request)) {
-      throw usageError("idempotency_key_reused", `key ${key} already belongs to a different payment (${money(existing.amountMinor, existing.currency)} from ${existing.fromAccountId} to ${existing.toAccountId}); use a new key`);
+      throw usageError(
+        "idempotency_key_reused",
+        `key ${key} already belongs to a different payment (${money(existing.amountMinor, existing.currency)} from ${existing.fromAccountId} to ${existing.toAccountId}); use a new key`,
+      );
     }
     if (isFinished(existing.state)) {
       app.note(`key ${key} was already ${existing.state}; not sending it again`);
-      app.print({ key, state: existing.state, entry: entryJson(existing) }, `${existing.state}: ${money(existing.amountMinor, existing.currency)} to ${existing.toAccountId}${existing.transactionId ? ` (transaction ${existing.transactionId})` : ""}${existing.lastReason ? ` — ${existing.lastReason}` : ""}`);
+      app.print(
+        { key, state: existing.state, entry: entryJson(existing) },
+        `${existing.state}: ${money(existing.amountMinor, existing.currency)} to ${existing.toAccountId}${existing.transactionId ? ` (transaction ${existing.transactionId})` : ""}${existing.lastReason ? ` — ${existing.lastReason}` : ""}`,
+      );
       return existing.state === "committed" ? ExitCode.ok : ExitCode.failed;
     }
     const ready = existing.state === "gave_up" ? store.replace(existing, retryEntry(existing, app.now())) : existing;
     result = ready === undefined ? undefined : await runner.sendNow(ready, true);
     if (result === undefined) {
       const now = store.get(key) ?? existing;
-      app.print({ key, state: now.state, entry: entryJson(now) }, `payment ${key} is being sent by another paycli process (pid ${now.claim?.pid ?? "?"}); see \`paycli queue\``, "stderr");
+      app.print(
+        { key, state: now.state, entry: entryJson(now) },
+        `payment ${key} is being sent by another paycli process (pid ${now.claim?.pid ?? "?"}); see \`paycli queue\``,
+        "stderr",
+      );
       return ExitCode.queued;
     }
   } else {
     const counts = store.counts();
     const depth = PENDING_STATES.reduce((n, s) => n + counts[s], 0);
     if (depth >= app.config().queueDepthMax) {
-      throw new CliError(ExitCode.failed, "queue_full", `the offline queue already holds ${depth} payments (PAYCLI_QUEUE_MAX); run \`paycli sync\` before adding more`);
+      throw new CliError(
+        ExitCode.failed,
+        "queue_full",
+        `the offline queue already holds ${depth} payments (PAYCLI_QUEUE_MAX); run \`paycli sync\` before adding more`,
+      );
     }
     result = await runner.submit(key, request);
   }
@@ -101,7 +131,8 @@ async function pay(app: App, toAccountId: string, amountText: string, opts: PayO
   const code = exitCodeOf(result);
   let text = describeResult(result, app.now());
   if (result.entry.state === "queued" && result.outcome.kind !== "needs_login") {
-    text += "\nThe payment is safe in the local queue. `paycli sync` sends it (same key, never twice); `paycli sync --watch` keeps trying.";
+    text +=
+      "\nThe payment is safe in the local queue. `paycli sync` sends it (same key, never twice); `paycli sync --watch` keeps trying.";
   } else if (result.outcome.kind === "needs_login") {
     text += `\nThe payment is kept in the local queue (key ${key}). Log in again with \`paycli login\`, then run \`paycli sync\`.`;
   }
@@ -124,6 +155,13 @@ async function defaultFrom(app: App, session: Session, currency: string): Promis
   }
   const mine = accounts.filter((a) => a.currency === currency);
   if (mine.length === 1 && mine[0] !== undefined) return mine[0].accountId;
-  if (mine.length === 0) throw usageError("from_required", `you have no ${currency} account${accounts.length > 0 ? ` (yours: ${accounts.map((a) => `${a.accountId} ${a.currency}`).join(", ")})` : ""}; pass --from <account> or --currency`);
-  throw usageError("from_ambiguous", `you have several ${currency} accounts (${mine.map((a) => a.accountId).join(", ")}); pass --from <account>`);
+  if (mine.length === 0)
+    throw usageError(
+      "from_required",
+      `you have no ${currency} account${accounts.length > 0 ? ` (yours: ${accounts.map((a) => `${a.accountId} ${a.currency}`).join(", ")})` : ""}; pass --from <account> or --currency`,
+    );
+  throw usageError(
+    "from_ambiguous",
+    `you have several ${currency} accounts (${mine.map((a) => a.accountId).join(", ")}); pass --from <account>`,
+  );
 }

@@ -6,7 +6,8 @@ const INPUT_LENGTH_MAX = 1024;
 
 /** Reads one line; with `hidden`, typed characters are not echoed (raw mode). */
 export function prompt(stdin: Stdin, out: Writer, question: string, hidden: boolean): Promise<string> {
-  if (!stdin.isTTY) return Promise.reject(usageError("no_tty", "no terminal to ask on: pass the value as an argument or flag"));
+  if (!stdin.isTTY)
+    return Promise.reject(usageError("no_tty", "no terminal to ask on: pass the value as an argument or flag"));
   out.write(question);
   return new Promise((resolve, reject) => {
     let text = "";

@@ -35,7 +35,8 @@ Examples:
     .action(async (opts: { recent: string }, cmd: Command) => {
       app.use(cmd);
       const recentMax = Number(opts.recent);
-      if (!Number.isSafeInteger(recentMax) || recentMax < 0 || recentMax > 10_000) throw usageError("invalid_argument", "--recent must be an integer from 0 to 10000");
+      if (!Number.isSafeInteger(recentMax) || recentMax < 0 || recentMax > 10_000)
+        throw usageError("invalid_argument", "--recent must be an integer from 0 to 10000");
       const store = app.queue();
       const pending = store.pending(10_000);
       const recent = store.recent(recentMax);
@@ -61,7 +62,10 @@ Examples:
         "with its original idempotency key. Use it when you know the gateway is back. Like `sync`,\n" +
         "it stops at the first failure that means the gateway itself is unreachable.",
     )
-    .addHelpText("after", "\nExit codes: as for `paycli sync`.\n\nExamples:\n  $ paycli queue flush\n  $ paycli queue flush --json")
+    .addHelpText(
+      "after",
+      "\nExit codes: as for `paycli sync`.\n\nExamples:\n  $ paycli queue flush\n  $ paycli queue flush --json",
+    )
     .action(async (_opts: unknown, cmd: Command) => {
       app.use(cmd);
       app.exitCode = await drain(app, { watch: false, force: true });
@@ -82,10 +86,23 @@ Examples:
       const store = app.queue();
       const e = store.get(key);
       if (e === undefined) throw usageError("unknown_key", `no payment with key ${key} in the queue`);
-      if (e.state !== "gave_up") throw new CliError(ExitCode.usage, "not_given_up", `payment ${key} is ${e.state}; only a gave_up payment can be retried`);
+      if (e.state !== "gave_up")
+        throw new CliError(
+          ExitCode.usage,
+          "not_given_up",
+          `payment ${key} is ${e.state}; only a gave_up payment can be retried`,
+        );
       const back = store.replace(e, retryEntry(e, app.now()));
-      if (back === undefined) throw new CliError(ExitCode.failed, "conflict", `payment ${key} changed meanwhile; look at \`paycli queue\` again`);
-      app.print({ key, state: back.state, entry: entryJson(back) }, `payment ${key} is queued again; \`paycli sync\` sends it`);
+      if (back === undefined)
+        throw new CliError(
+          ExitCode.failed,
+          "conflict",
+          `payment ${key} changed meanwhile; look at \`paycli queue\` again`,
+        );
+      app.print(
+        { key, state: back.state, entry: entryJson(back) },
+        `payment ${key} is queued again; \`paycli sync\` sends it`,
+      );
       app.exitCode = ExitCode.ok;
     });
 }

@@ -15,7 +15,10 @@ export function registerRegister(program: Command, app: App): void {
     )
     .argument("[username]", "the username you want (prompted for on a terminal if omitted)")
     .option("--display-name <name>", "the name shown to people (default: the username)", "")
-    .option("--password <password>", "the password (visible in `ps` and shell history: prefer PAYCLI_PASSWORD or the prompt)")
+    .option(
+      "--password <password>",
+      "the password (visible in `ps` and shell history: prefer PAYCLI_PASSWORD or the prompt)",
+    )
     .addHelpText(
       "after",
       `
@@ -37,8 +40,13 @@ Examples:
         const again = await prompt(app.io.stdin, app.io.stderr, "the same password again: ", true);
         if (again !== password) throw usageError("passwords_differ", "the two passwords differ; nothing was sent");
       }
-      const user = await asking(app.gateway(null).register({ username: name, password, displayName: opts.displayName }));
-      app.print({ user }, `created user ${user.username} (id ${user.userId}, ${user.displayName}); next: paycli login ${user.username}`);
+      const user = await asking(
+        app.gateway(null).register({ username: name, password, displayName: opts.displayName }),
+      );
+      app.print(
+        { user },
+        `created user ${user.username} (id ${user.userId}, ${user.displayName}); next: paycli login ${user.username}`,
+      );
       app.exitCode = ExitCode.ok;
     });
 }

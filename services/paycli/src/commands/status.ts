@@ -14,7 +14,10 @@ export function registerStatus(program: Command, app: App): void {
         "whether the gateway answers (one GetBalance call, also checking the session), who is logged\n" +
         "in and until when, and how many payments wait in the local queue.",
     )
-    .addHelpText("after", "\nExit codes: 0 the gateway answered; 1 it did not (the rest is still shown).\n\nExamples:\n  $ paycli status\n  $ paycli status --json | jq .reachable")
+    .addHelpText(
+      "after",
+      "\nExit codes: 0 the gateway answered; 1 it did not (the rest is still shown).\n\nExamples:\n  $ paycli status\n  $ paycli status --json | jq .reachable",
+    )
     .action(async (_opts: unknown, cmd: Command) => {
       app.use(cmd);
       const config = app.config();
@@ -27,7 +30,13 @@ export function registerStatus(program: Command, app: App): void {
       }
       const counts = app.queue().counts();
       const depth = PENDING_STATES.reduce((n, s) => n + counts[s], 0);
-      const mine = session === undefined ? 0 : app.queue().pending(10_000).filter((e) => e.userId === session.userId).length;
+      const mine =
+        session === undefined
+          ? 0
+          : app
+              .queue()
+              .pending(10_000)
+              .filter((e) => e.userId === session.userId).length;
 
       let reachable = false;
       let sessionValid: boolean | null = null;
@@ -44,7 +53,8 @@ export function registerStatus(program: Command, app: App): void {
             // The gateway answered, even if it said no.
             reachable = true;
             sessionValid = session === undefined ? null : e.failure.kind !== "needs_login";
-            if (e.failure.kind === "needs_login" && session !== undefined) gatewayProblem = `session not accepted: ${e.failure.message}`;
+            if (e.failure.kind === "needs_login" && session !== undefined)
+              gatewayProblem = `session not accepted: ${e.failure.message}`;
           }
         } else throw e;
       }
@@ -54,14 +64,27 @@ export function registerStatus(program: Command, app: App): void {
       const rows: [string, string][] = [
         ["gateway", `${config.gatewayUrl} (${config.sources.gateway})`],
         ["reachable", reachable ? "yes" : `no${gatewayProblem ? ` — ${gatewayProblem}` : ""}`],
-        ["certificates", `ca ${config.tls.caFile} (${config.sources.ca}), cert ${config.tls.certFile} (${config.sources.cert}), key ${config.tls.keyFile} (${config.sources.keyFile})`],
+        [
+          "certificates",
+          `ca ${config.tls.caFile} (${config.sources.ca}), cert ${config.tls.certFile} (${config.sources.cert}), key ${config.tls.keyFile} (${config.sources.keyFile})`,
+        ],
         ["home", config.home],
-        ["logged in as", session === undefined ? (sessionProblem ?? "nobody (run `paycli login`)") : `${session.username} (user ${session.userId}; ${session.roles.join(", ")})`],
+        [
+          "logged in as",
+          session === undefined
+            ? (sessionProblem ?? "nobody (run `paycli login`)")
+            : `${session.username} (user ${session.userId}; ${session.roles.join(", ")})`,
+        ],
         [
           "session expires",
-          expiresMs === null ? "-" : `${formatTime(expiresMs)} (${expiresMs <= now ? "expired" : formatIn(expiresMs, now)})${sessionValid === false ? ", rejected by the gateway" : ""}`,
+          expiresMs === null
+            ? "-"
+            : `${formatTime(expiresMs)} (${expiresMs <= now ? "expired" : formatIn(expiresMs, now)})${sessionValid === false ? ", rejected by the gateway" : ""}`,
         ],
-        ["queue depth", `${depth} waiting${session !== undefined ? ` (${mine} yours)` : ""}; ${counts.gave_up} gave up; ${counts.committed + counts.declined} recent results kept`],
+        [
+          "queue depth",
+          `${depth} waiting${session !== undefined ? ` (${mine} yours)` : ""}; ${counts.gave_up} gave up; ${counts.committed + counts.declined} recent results kept`,
+        ],
       ];
       app.print(
         {
@@ -72,12 +95,16 @@ export function registerStatus(program: Command, app: App): void {
           tls: config.tls,
           home: config.home,
           loggedIn: session !== undefined,
-          user: session === undefined ? null : { userId: session.userId, username: session.username, roles: session.roles },
+          user:
+            session === undefined ? null : { userId: session.userId, username: session.username, roles: session.roles },
           sessionExpiresAt: session?.expiresAt ?? null,
           sessionValid,
           queue: { depth, mine, counts },
         },
-        formatTable([{ header: "" }, { header: "" }], rows).split("\n").slice(2).join("\n"),
+        formatTable([{ header: "" }, { header: "" }], rows)
+          .split("\n")
+          .slice(2)
+          .join("\n"),
       );
       app.exitCode = reachable ? ExitCode.ok : ExitCode.failed;
     });

@@ -26,7 +26,14 @@ function tableOr(empty: string, columns: readonly Column[], rows: readonly (read
 }
 
 /** A subcommand taking one id and no options: ask the gateway, print what it answered. */
-function idCommand(parent: Command, app: App, name: string, summary: string, arg: string, run: (client: GatewayClient, id: string) => Promise<{ json: unknown; text: string }>): void {
+function idCommand(
+  parent: Command,
+  app: App,
+  name: string,
+  summary: string,
+  arg: string,
+  run: (client: GatewayClient, id: string) => Promise<{ json: unknown; text: string }>,
+): void {
   parent
     .command(name)
     .summary(summary)
@@ -73,10 +80,15 @@ Examples:
     .requiredOption("--events <types>", "comma-separated event types, e.g. capture.succeeded,refund.succeeded")
     .action(async (opts: { url: string; events: string }, cmd: Command) => {
       app.use(cmd);
-      const eventTypes = opts.events.split(",").map((t) => t.trim()).filter((t) => t !== "");
+      const eventTypes = opts.events
+        .split(",")
+        .map((t) => t.trim())
+        .filter((t) => t !== "");
       if (eventTypes.length === 0) throw usageError("invalid_argument", "--events needs at least one event type");
       const session = app.requireSession();
-      const { endpoint, secret } = await asking(app.gateway(session.token).createWebhookEndpoint({ url: opts.url, eventTypes }));
+      const { endpoint, secret } = await asking(
+        app.gateway(session.token).createWebhookEndpoint({ url: opts.url, eventTypes }),
+      );
       app.print(
         { endpoint, secret },
         `created ${endpoint.endpointId} -> ${endpoint.url} (${endpoint.eventTypes.join(", ")})\nsigning secret (shown once; store it with the receiver): ${secret}`,
@@ -100,22 +112,36 @@ Examples:
       app.exitCode = ExitCode.ok;
     });
 
-  idCommand(webhooks, app, "delete", "delete an endpoint with its secrets and delivery log", "endpoint-id", async (client, endpointId) => {
-    await asking(client.deleteWebhookEndpoint(endpointId));
-    return { json: { deleted: endpointId }, text: `deleted ${endpointId}` };
-  });
+  idCommand(
+    webhooks,
+    app,
+    "delete",
+    "delete an endpoint with its secrets and delivery log",
+    "endpoint-id",
+    async (client, endpointId) => {
+      await asking(client.deleteWebhookEndpoint(endpointId));
+      return { json: { deleted: endpointId }, text: `deleted ${endpointId}` };
+    },
+  );
 
   webhooks
     .command("roll-secret")
     .summary("make a new signing secret; the previous one keeps signing through the overlap")
     .argument("<endpoint-id>", "we_...")
-    .option("--overlap <duration>", "how long the previous secret still signs: 0 (now) up to 7d, e.g. 30m, 24h (default: the gateway's, 24h)")
+    .option(
+      "--overlap <duration>",
+      "how long the previous secret still signs: 0 (now) up to 7d, e.g. 30m, 24h (default: the gateway's, 24h)",
+    )
     .action(async (endpointId: string, opts: { overlap?: string }, cmd: Command) => {
       app.use(cmd);
       let overlap: bigint | undefined;
       if (opts.overlap !== undefined) {
         overlap = parseOverlapSeconds(opts.overlap);
-        if (overlap === undefined) throw usageError("invalid_argument", `--overlap must be a duration from 0 to 7d such as 30m or 24h, got ${JSON.stringify(opts.overlap)}`);
+        if (overlap === undefined)
+          throw usageError(
+            "invalid_argument",
+            `--overlap must be a duration from 0 to 7d such as 30m or 24h, got ${JSON.stringify(opts.overlap)}`,
+          );
       }
       const session = app.requireSession();
       const rolled = await asking(app.gateway(session.token).rollWebhookSecret(endpointId, overlap));
@@ -135,31 +161,76 @@ Examples:
     .action(async (endpointId: string, opts: { limit: string; pageToken?: string }, cmd: Command) => {
       app.use(cmd);
       const pageSize = Number(opts.limit);
-      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 200) throw usageError("invalid_argument", "--limit must be from 1 to 200");
+      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 200)
+        throw usageError("invalid_argument", "--limit must be from 1 to 200");
       const session = app.requireSession();
-      const page = await asking(app.gateway(session.token).listWebhookDeliveries({ endpointId, pageSize, pageToken: opts.pageToken ?? "" }));
+      const page = await asking(
+        app.gateway(session.token).listWebhookDeliveries({ endpointId, pageSize, pageToken: opts.pageToken ?? "" }),
+      );
       const table = tableOr(
         "no deliveries",
-        [{ header: "DELIVERY" }, { header: "EVENT" }, { header: "OBJECT" }, { header: "STATUS" }, { header: "ATTEMPTS", align: "right" }, { header: "LAST" }, { header: "CREATED" }],
-        page.deliveries.map((d) => [d.deliveryId, d.eventType, d.objectId, d.status, String(d.attempts), d.lastStatusCode > 0 ? String(d.lastStatusCode) : "-", formatTime(d.createdAt)]),
+        [
+          { header: "DELIVERY" },
+          { header: "EVENT" },
+          { header: "OBJECT" },
+          { header: "STATUS" },
+          { header: "ATTEMPTS", align: "right" },
+          { header: "LAST" },
+          { header: "CREATED" },
+        ],
+        page.deliveries.map((d) => [
+          d.deliveryId,
+          d.eventType,
+          d.objectId,
+          d.status,
+          String(d.attempts),
+          d.lastStatusCode > 0 ? String(d.lastStatusCode) : "-",
+          formatTime(d.createdAt),
+        ]),
       );
       app.print(page, table + (page.nextPageToken ? `\nmore: --page-token ${page.nextPageToken}` : ""));
       app.exitCode = ExitCode.ok;
     });
 
-  idCommand(webhooks, app, "delivery", "one delivery with every attempt (status code, latency, error)", "delivery-id", async (client, deliveryId) => {
-    const { delivery, attempts } = await asking(client.getWebhookDelivery(deliveryId));
-    const head = `${deliveryLine(delivery)}\nevent ${delivery.eventId}${delivery.status === "pending" ? `, next attempt ${formatTime(delivery.nextAttemptAt)}` : ""}`;
-    const table = tableOr(
-      "no attempts yet",
-      [{ header: "#", align: "right" }, { header: "AT" }, { header: "STATUS", align: "right" }, { header: "LATENCY", align: "right" }, { header: "ERROR" }],
-      attempts.map((a) => [String(a.attempt), formatTime(a.at), a.statusCode > 0 ? String(a.statusCode) : "-", `${a.latencyMs} ms`, a.error]),
-    );
-    return { json: { delivery, attempts }, text: `${head}\n${table}` };
-  });
+  idCommand(
+    webhooks,
+    app,
+    "delivery",
+    "one delivery with every attempt (status code, latency, error)",
+    "delivery-id",
+    async (client, deliveryId) => {
+      const { delivery, attempts } = await asking(client.getWebhookDelivery(deliveryId));
+      const head = `${deliveryLine(delivery)}\nevent ${delivery.eventId}${delivery.status === "pending" ? `, next attempt ${formatTime(delivery.nextAttemptAt)}` : ""}`;
+      const table = tableOr(
+        "no attempts yet",
+        [
+          { header: "#", align: "right" },
+          { header: "AT" },
+          { header: "STATUS", align: "right" },
+          { header: "LATENCY", align: "right" },
+          { header: "ERROR" },
+        ],
+        attempts.map((a) => [
+          String(a.attempt),
+          formatTime(a.at),
+          a.statusCode > 0 ? String(a.statusCode) : "-",
+          `${a.latencyMs} ms`,
+          a.error,
+        ]),
+      );
+      return { json: { delivery, attempts }, text: `${head}\n${table}` };
+    },
+  );
 
-  idCommand(webhooks, app, "redeliver", "send a delivered or failed delivery again, now (same event id)", "delivery-id", async (client, deliveryId) => {
-    const delivery = await asking(client.redeliverWebhook(deliveryId));
-    return { json: { delivery }, text: `queued again: ${deliveryLine(delivery)}` };
-  });
+  idCommand(
+    webhooks,
+    app,
+    "redeliver",
+    "send a delivered or failed delivery again, now (same event id)",
+    "delivery-id",
+    async (client, deliveryId) => {
+      const delivery = await asking(client.redeliverWebhook(deliveryId));
+      return { json: { delivery }, text: `queued again: ${deliveryLine(delivery)}` };
+    },
+  );
 }

@@ -20,10 +20,22 @@ test("a bad attempt number is a programmer error", () => {
 });
 
 test("full jitter: the extremes of random() map to 0 and to the ceiling", () => {
-  assert.equal(fullJitterDelayMs(3, policy, () => 0), 0);
-  assert.equal(fullJitterDelayMs(3, policy, () => 0.9999999999), 40_000);
-  assert.equal(fullJitterDelayMs(30, policy, () => 0.9999999999), 300_000);
-  assert.equal(fullJitterDelayMs(1, policy, () => 0.5), 5000);
+  assert.equal(
+    fullJitterDelayMs(3, policy, () => 0),
+    0,
+  );
+  assert.equal(
+    fullJitterDelayMs(3, policy, () => 0.9999999999),
+    40_000,
+  );
+  assert.equal(
+    fullJitterDelayMs(30, policy, () => 0.9999999999),
+    300_000,
+  );
+  assert.equal(
+    fullJitterDelayMs(1, policy, () => 0.5),
+    5000,
+  );
   assert.throws(() => fullJitterDelayMs(1, policy, () => 1), /random/);
 });
 
@@ -36,7 +48,10 @@ test("full jitter: seeded draws stay in [0, min(cap, base*2^attempt)] and spread
     let high = 0;
     for (let i = 0; i < 500; i++) {
       const d = fullJitterDelayMs(attempt, policy, random);
-      assert.ok(Number.isInteger(d) && d >= 0 && d <= ceiling, `seed ${seed} attempt ${attempt}: ${d} outside [0, ${ceiling}]`);
+      assert.ok(
+        Number.isInteger(d) && d >= 0 && d <= ceiling,
+        `seed ${seed} attempt ${attempt}: ${d} outside [0, ${ceiling}]`,
+      );
       if (d < ceiling / 4) low++;
       if (d > (ceiling * 3) / 4) high++;
     }

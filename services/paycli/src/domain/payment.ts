@@ -14,7 +14,14 @@ export interface PaymentRequest {
 }
 
 export interface PaymentProblem {
-  readonly reason: "invalid_amount" | "invalid_currency" | "invalid_account_id" | "same_account" | "memo_too_long" | "invalid_memo" | "idempotency_key_missing";
+  readonly reason:
+    | "invalid_amount"
+    | "invalid_currency"
+    | "invalid_account_id"
+    | "same_account"
+    | "memo_too_long"
+    | "invalid_memo"
+    | "idempotency_key_missing";
   readonly message: string;
 }
 
@@ -22,12 +29,25 @@ export interface PaymentProblem {
 
 export function checkPayment(p: PaymentRequest, key: string): PaymentProblem[] {
   const problems: PaymentProblem[] = [];
-  if (checkPositiveAmount(p.amountMinor) !== undefined) problems.push({ reason: "invalid_amount", message: "amount must be positive and at most 1,000,000,000,000.00" });
-  if (parseCurrency(p.currency) === undefined) problems.push({ reason: "invalid_currency", message: `currency must be a 3-letter ISO code like USD, got ${JSON.stringify(p.currency)}` });
-  for (const [name, id] of [["from", p.fromAccountId], ["to", p.toAccountId]] as const) {
-    if (!isAccountId(id)) problems.push({ reason: "invalid_account_id", message: `${name} account ${JSON.stringify(id)} is not an account id like bank-a/1001 (lowercase bank name, "/", up to 12 digits)` });
+  if (checkPositiveAmount(p.amountMinor) !== undefined)
+    problems.push({ reason: "invalid_amount", message: "amount must be positive and at most 1,000,000,000,000.00" });
+  if (parseCurrency(p.currency) === undefined)
+    problems.push({
+      reason: "invalid_currency",
+      message: `currency must be a 3-letter ISO code like USD, got ${JSON.stringify(p.currency)}`,
+    });
+  for (const [name, id] of [
+    ["from", p.fromAccountId],
+    ["to", p.toAccountId],
+  ] as const) {
+    if (!isAccountId(id))
+      problems.push({
+        reason: "invalid_account_id",
+        message: `${name} account ${JSON.stringify(id)} is not an account id like bank-a/1001 (lowercase bank name, "/", up to 12 digits)`,
+      });
   }
-  if (p.fromAccountId === p.toAccountId) problems.push({ reason: "same_account", message: "cannot pay an account from itself" });
+  if (p.fromAccountId === p.toAccountId)
+    problems.push({ reason: "same_account", message: "cannot pay an account from itself" });
   const memo = checkMemoShape(p.memo);
   if (memo) problems.push(memo);
   const keyProblem = checkIdempotencyKeyShape(key);

@@ -4,7 +4,14 @@ import { createSeededRandom } from "./backoff.js";
 import { applyOutcome, claimEntry, createEntry, isClaimable, retryEntry, type QueuePolicy } from "./queue.js";
 
 const policy: QueuePolicy = { backoff: { baseMs: 1000, capMs: 60_000 }, attemptsMax: 3, claimLeaseMs: 15_000 };
-const request = { userId: "alice", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 1250n, currency: "USD", memo: "rent" };
+const request = {
+  userId: "alice",
+  fromAccountId: "bank-a/1001",
+  toAccountId: "bank-b/2001",
+  amountMinor: 1250n,
+  currency: "USD",
+  memo: "rent",
+};
 const alive = () => true;
 const t0 = 1_000_000;
 
@@ -29,26 +36,47 @@ test("claim: queued -> sending, holding a lease", () => {
 
 test("transient failure: back to queued with attempts+1 and a full-jitter next attempt, same key", () => {
   const random = createSeededRandom(1);
-  const e = applyOutcome(sending(), { kind: "transient", scope: "gateway", reason: "gateway_unreachable", message: "connect ECONNREFUSED" }, t0 + 10, policy, random);
+  const e = applyOutcome(
+    sending(),
+    { kind: "transient", scope: "gateway", reason: "gateway_unreachable", message: "connect ECONNREFUSED" },
+    t0 + 10,
+    policy,
+    random,
+  );
   assert.equal(e.state, "queued");
   assert.equal(e.attempts, 1);
   assert.equal(e.key, "k-1");
   assert.equal(e.claim, null);
   assert.equal(e.lastReason, "gateway_unreachable");
-  assert.ok(e.nextAttemptAt !== null && e.nextAttemptAt >= t0 + 10 && e.nextAttemptAt <= t0 + 10 + 1000, `next ${e.nextAttemptAt}`);
+  assert.ok(
+    e.nextAttemptAt !== null && e.nextAttemptAt >= t0 + 10 && e.nextAttemptAt <= t0 + 10 + 1000,
+    `next ${e.nextAttemptAt}`,
+  );
   // Not due before its time, unless forced (queue flush).
   assert.equal(isClaimable(e, { now: t0 + 9, claimAlive: alive }), false);
   assert.ok(isClaimable(e, { now: t0 + 9, force: true, claimAlive: alive }));
   assert.ok(isClaimable(e, { now: e.nextAttemptAt, claimAlive: alive }));
 
-  const again = applyOutcome(claimEntry(e, 1, t0 + 5000, policy), { kind: "transient", scope: "entry", reason: "idempotency_key_in_use", message: "in flight" }, t0 + 5000, policy, () => 0.9999999);
+  const again = applyOutcome(
+    claimEntry(e, 1, t0 + 5000, policy),
+    { kind: "transient", scope: "entry", reason: "idempotency_key_in_use", message: "in flight" },
+    t0 + 5000,
+    policy,
+    () => 0.9999999,
+  );
   assert.equal(again.attempts, 2);
   // The second retry waits up to base * 2^1.
   assert.equal(again.nextAttemptAt, t0 + 5000 + 2000);
 });
 
 test("decline: terminal with its reason and transaction id, never claimable again", () => {
-  const e = applyOutcome(sending(), { kind: "declined", reason: "insufficient_funds", message: "available 5.00 USD", transactionId: "gw-0/t1" }, t0 + 1, policy, Math.random);
+  const e = applyOutcome(
+    sending(),
+    { kind: "declined", reason: "insufficient_funds", message: "available 5.00 USD", transactionId: "gw-0/t1" },
+    t0 + 1,
+    policy,
+    Math.random,
+  );
   assert.equal(e.state, "declined");
   assert.equal(e.lastReason, "insufficient_funds");
   assert.equal(e.transactionId, "gw-0/t1");
@@ -63,7 +91,10 @@ test("commit: terminal with the transaction id", () => {
   assert.equal(e.attempts, 1);
   assert.equal(e.transactionId, "gw-0/t2");
   assert.equal(isClaimable(e, { now: t0 + 10_000_000, force: true, claimAlive: alive }), false);
-  assert.throws(() => applyOutcome(e, { kind: "committed", transactionId: "x" }, t0, policy, Math.random), /only to a sending entry/);
+  assert.throws(
+    () => applyOutcome(e, { kind: "committed", transactionId: "x" }, t0, policy, Math.random),
+    /only to a sending entry/,
+  );
 });
 
 test("attempts max: the last transient failure gives up with a clear state; retry puts it back with the same key", () => {
@@ -87,7 +118,13 @@ test("attempts max: the last transient failure gives up with a clear state; retr
 });
 
 test("session expired: stays queued, due at once, attempts unchanged, tells the user to log in", () => {
-  const e = applyOutcome(sending(), { kind: "needs_login", reason: "session_expired", message: "session expired" }, t0 + 3, policy, Math.random);
+  const e = applyOutcome(
+    sending(),
+    { kind: "needs_login", reason: "session_expired", message: "session expired" },
+    t0 + 3,
+    policy,
+    Math.random,
+  );
   assert.equal(e.state, "queued");
   assert.equal(e.attempts, 0);
   assert.equal(e.nextAttemptAt, t0 + 3);

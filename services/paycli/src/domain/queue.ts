@@ -49,10 +49,20 @@ export interface QueueEntry extends PaymentRequest {
 /** What one send told us. The gateway client maps transport errors onto these. */
 export type SendOutcome =
   | { readonly kind: "committed"; readonly transactionId: string }
-  | { readonly kind: "declined"; readonly reason: string; readonly message: string; readonly transactionId: string | null }
+  | {
+      readonly kind: "declined";
+      readonly reason: string;
+      readonly message: string;
+      readonly transactionId: string | null;
+    }
   // "gateway": the gateway itself is unreachable or overloaded, so other entries would fail too.
   // "entry": this request is busy (in flight, a bank timed out); other entries may go through.
-  | { readonly kind: "transient"; readonly scope: "gateway" | "entry"; readonly reason: string; readonly message: string }
+  | {
+      readonly kind: "transient";
+      readonly scope: "gateway" | "entry";
+      readonly reason: string;
+      readonly message: string;
+    }
   | { readonly kind: "needs_login"; readonly reason: string; readonly message: string };
 
 export interface QueuePolicy {
@@ -107,15 +117,37 @@ export function claimEntry<E extends QueueEntry>(e: E, pid: number, now: number,
   return { ...e, state: "sending", claim: { pid, expiresAt: now + policy.claimLeaseMs }, updatedAt: now };
 }
 
-export function applyOutcome<E extends QueueEntry>(e: E, outcome: SendOutcome, now: number, policy: QueuePolicy, random: Random): E {
+export function applyOutcome<E extends QueueEntry>(
+  e: E,
+  outcome: SendOutcome,
+  now: number,
+  policy: QueuePolicy,
+  random: Random,
+): E {
   assert(e.state === "sending", `an outcome applies only to a sending entry, not ${e.state}`);
   assert(policy.attemptsMax >= 1, "attemptsMax must be at least 1");
   const base = { ...e, claim: null, updatedAt: now };
   switch (outcome.kind) {
     case "committed":
-      return { ...base, state: "committed", attempts: e.attempts + 1, nextAttemptAt: null, transactionId: outcome.transactionId, lastReason: null, lastError: null };
+      return {
+        ...base,
+        state: "committed",
+        attempts: e.attempts + 1,
+        nextAttemptAt: null,
+        transactionId: outcome.transactionId,
+        lastReason: null,
+        lastError: null,
+      };
     case "declined":
-      return { ...base, state: "declined", attempts: e.attempts + 1, nextAttemptAt: null, transactionId: outcome.transactionId, lastReason: outcome.reason, lastError: outcome.message };
+      return {
+        ...base,
+        state: "declined",
+        attempts: e.attempts + 1,
+        nextAttemptAt: null,
+        transactionId: outcome.transactionId,
+        lastReason: outcome.reason,
+        lastError: outcome.message,
+      };
     case "transient": {
       const attempts = e.attempts + 1;
       if (attempts >= policy.attemptsMax) {
@@ -128,12 +160,25 @@ export function applyOutcome<E extends QueueEntry>(e: E, outcome: SendOutcome, n
           lastError: `gave up after ${attempts} attempts (last: ${outcome.message}); the outcome is unknown — \`paycli queue retry ${e.key}\` sends it again with the same key, which cannot pay twice`,
         };
       }
-      return { ...base, state: "queued", attempts, nextAttemptAt: now + fullJitterDelayMs(attempts - 1, policy.backoff, random), lastReason: outcome.reason, lastError: outcome.message };
+      return {
+        ...base,
+        state: "queued",
+        attempts,
+        nextAttemptAt: now + fullJitterDelayMs(attempts - 1, policy.backoff, random),
+        lastReason: outcome.reason,
+        lastError: outcome.message,
+      };
     }
     case "needs_login":
       // Not the gateway's fault nor the payment's: keep the place in line and
       // the attempt budget; it is due as soon as the user logs in again.
-      return { ...base, state: "queued", nextAttemptAt: now, lastReason: outcome.reason, lastError: `${outcome.message} — run \`paycli login\`, then \`paycli sync\`` };
+      return {
+        ...base,
+        state: "queued",
+        nextAttemptAt: now,
+        lastReason: outcome.reason,
+        lastError: `${outcome.message} — run \`paycli login\`, then \`paycli sync\``,
+      };
   }
 }
 

@@ -7,7 +7,14 @@ import { applyOutcome, claimEntry, createEntry, type QueuePolicy } from "../doma
 import { openQueueStore } from "./queue-store.js";
 
 const policy: QueuePolicy = { backoff: { baseMs: 1000, capMs: 60_000 }, attemptsMax: 5, claimLeaseMs: 15_000 };
-const request = { userId: "alice", fromAccountId: "bank-a/1001", toAccountId: "bank-b/2001", amountMinor: 9_007_199_254_740_993n, currency: "USD", memo: "über rent" };
+const request = {
+  userId: "alice",
+  fromAccountId: "bank-a/1001",
+  toAccountId: "bank-b/2001",
+  amountMinor: 9_007_199_254_740_993n,
+  currency: "USD",
+  memo: "über rent",
+};
 
 function tempDb(t: { after: (fn: () => void) => void }) {
   const dir = mkdtempSync(join(tmpdir(), "paycli-store-"));
@@ -34,7 +41,10 @@ test("an entry survives close and reopen (a crash after enqueue) with the same k
   // bigint round trip beyond 2^53: no float ever touches the amount.
   assert.equal(again.amountMinor, 9_007_199_254_740_993n);
   assert.equal(again.memo, "über rent");
-  assert.deepEqual(second.pending(10).map((e) => e.key), [key]);
+  assert.deepEqual(
+    second.pending(10).map((e) => e.key),
+    [key],
+  );
 });
 
 test("a duplicate key is not inserted twice", (t) => {
@@ -55,10 +65,25 @@ test("replace is compare-and-set: the second of two racing claims loses", (t) =>
   assert.equal(mine.version, e.version + 1);
   assert.equal(store.replace(e, claimEntry(e, 2, 2, policy)), undefined);
   assert.equal(store.get("k")?.claim?.pid, 1);
-  const done = store.replace(mine, applyOutcome(mine, { kind: "committed", transactionId: "t1" }, 3, policy, Math.random));
+  const done = store.replace(
+    mine,
+    applyOutcome(mine, { kind: "committed", transactionId: "t1" }, 3, policy, Math.random),
+  );
   assert.equal(done?.state, "committed");
   // A late outcome written against the old version cannot undo the commit.
-  assert.equal(store.replace(mine, applyOutcome(mine, { kind: "transient", scope: "gateway", reason: "timeout", message: "x" }, 4, policy, Math.random)), undefined);
+  assert.equal(
+    store.replace(
+      mine,
+      applyOutcome(
+        mine,
+        { kind: "transient", scope: "gateway", reason: "timeout", message: "x" },
+        4,
+        policy,
+        Math.random,
+      ),
+    ),
+    undefined,
+  );
   assert.equal(store.get("k")?.state, "committed");
 });
 
@@ -79,8 +104,14 @@ test("queue order, counts, and only the newest N finished entries are kept (gave
   store.insert(createEntry("q1", request, 14));
   store.insert(createEntry("q2", request, 15));
 
-  assert.deepEqual(store.recent(10).map((e) => e.key), ["c2", "d1", "g1"]);
+  assert.deepEqual(
+    store.recent(10).map((e) => e.key),
+    ["c2", "d1", "g1"],
+  );
   assert.equal(store.get("c1"), undefined);
-  assert.deepEqual(store.pending(10).map((e) => e.key), ["q1", "q2"]);
+  assert.deepEqual(
+    store.pending(10).map((e) => e.key),
+    ["q1", "q2"],
+  );
   assert.deepEqual(store.counts(), { queued: 2, sending: 0, committed: 1, declined: 1, gave_up: 1 });
 });

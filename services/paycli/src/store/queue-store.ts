@@ -117,8 +117,12 @@ export function openQueueStore(file: string, options: QueueStoreOptions): QueueS
        transaction_id = @transaction_id, version = version + 1
      WHERE key = @key AND version = @expected_version`,
   );
-  const pendingStmt = db.prepare(`SELECT * FROM entries WHERE state IN (${inList(PENDING_STATES)}) ORDER BY seq LIMIT ?`);
-  const recentStmt = db.prepare(`SELECT * FROM entries WHERE state NOT IN (${inList(PENDING_STATES)}) ORDER BY updated_at DESC, seq DESC LIMIT ?`);
+  const pendingStmt = db.prepare(
+    `SELECT * FROM entries WHERE state IN (${inList(PENDING_STATES)}) ORDER BY seq LIMIT ?`,
+  );
+  const recentStmt = db.prepare(
+    `SELECT * FROM entries WHERE state NOT IN (${inList(PENDING_STATES)}) ORDER BY updated_at DESC, seq DESC LIMIT ?`,
+  );
   const countsStmt = db.prepare("SELECT state, count(*) AS n FROM entries GROUP BY state");
   // gave_up entries are not pruned: their outcome is unknown and the user still has to act.
   const pruneStmt = db.prepare(
@@ -198,7 +202,10 @@ function fromRow(r: Row): StoredEntry {
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
     nextAttemptAt: num(r.next_attempt_at),
-    claim: r.claim_pid === null || r.claim_expires_at === null ? null : { pid: Number(r.claim_pid), expiresAt: Number(r.claim_expires_at) },
+    claim:
+      r.claim_pid === null || r.claim_expires_at === null
+        ? null
+        : { pid: Number(r.claim_pid), expiresAt: Number(r.claim_expires_at) },
     lastReason: r.last_reason,
     lastError: r.last_error,
     transactionId: r.transaction_id,

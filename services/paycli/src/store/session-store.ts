@@ -1,7 +1,18 @@
 // session.json: the bearer token is a password-equivalent until it expires, so
 // the file is created 0600 (in a 0700 directory) and replaced atomically — a
 // crash mid-write leaves the old session or the new one, never half of each.
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { dirname } from "node:path";
 
 export interface CachedAccount {
@@ -62,9 +73,22 @@ export function createSessionStore(file: string): SessionStore {
 function checkSession(v: unknown, file: string): Session {
   const o = v as Record<string, unknown>;
   const str = (k: string) => typeof o?.[k] === "string";
-  if (typeof v !== "object" || v === null || !str("token") || !str("userId") || !str("username") || !str("expiresAt") || !str("gatewayUrl") || !Array.isArray(o.roles)) {
+  if (
+    typeof v !== "object" ||
+    v === null ||
+    !str("token") ||
+    !str("userId") ||
+    !str("username") ||
+    !str("expiresAt") ||
+    !str("gatewayUrl") ||
+    !Array.isArray(o.roles)
+  ) {
     throw new Error(`${file} is not a paycli session file; delete it and run \`paycli login\``);
   }
   const accounts = Array.isArray(o.accounts) ? (o.accounts as CachedAccount[]) : [];
-  return { ...(o as unknown as Session), accounts, accountsSeenAt: typeof o.accountsSeenAt === "string" ? o.accountsSeenAt : null };
+  return {
+    ...(o as unknown as Session),
+    accounts,
+    accountsSeenAt: typeof o.accountsSeenAt === "string" ? o.accountsSeenAt : null,
+  };
 }

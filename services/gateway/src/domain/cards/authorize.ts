@@ -5,11 +5,23 @@
 // stored outcomes; failed validation and transient failures are not.
 import { randomUUID } from "node:crypto";
 import { parseCurrency } from "@paygate/money";
-import { UNDECIDED_AUTHORIZATION, type AuthChange, type AuthRecord, type CardRecord, type CreditReportResult } from "../cards-ports.js";
+import {
+  UNDECIDED_AUTHORIZATION,
+  type AuthChange,
+  type AuthRecord,
+  type CardRecord,
+  type CreditReportResult,
+} from "../cards-ports.js";
 import { isPlausiblePan, normalizePan } from "../luhn.js";
 import { fail, ok, TRANSIENT_ABORT_REASONS, type Result } from "../model.js";
 import { evaluateRisk, noReportDecision, utcDayStartMs, type RiskDecision } from "../risk.js";
-import { ACCOUNT_ID_PATTERN, checkAmount, checkIdempotencyKey, checkPrintable, MEMO_LENGTH_MAX } from "../transfer-rules.js";
+import {
+  ACCOUNT_ID_PATTERN,
+  checkAmount,
+  checkIdempotencyKey,
+  checkPrintable,
+  MEMO_LENGTH_MAX,
+} from "../transfer-rules.js";
 import { fingerprintOf, INSERT_ATTEMPTS_MAX, must, type CardOutcome, type CardsContext } from "./context.js";
 import { declined, finishHold, holdPlan } from "./hold.js";
 import { cardExpired, checkExpiryShape } from "./issue.js";
@@ -42,30 +54,64 @@ interface CheckedAuthorize {
 }
 
 /** Everything that needs no stored state beyond the directory: shape, merchant account, number. */
-async function checkAuthorize(ctx: CardsContext, merchantUserId: string, input: AuthorizeInput): Promise<Result<CheckedAuthorize>> {
+async function checkAuthorize(
+  ctx: CardsContext,
+  merchantUserId: string,
+  input: AuthorizeInput,
+): Promise<Result<CheckedAuthorize>> {
   const key = checkIdempotencyKey(input.idempotencyKey);
   if (!key.ok) return key;
   const amount = checkAmount(input.amountMinor);
   if (!amount.ok) return amount;
-  if (!parseCurrency(input.currency)) return fail("invalid_currency", "currency must be three capital letters (ISO 4217)", { field: "currency" });
-  if ([...input.merchantReference].length > MEMO_LENGTH_MAX) return fail("invalid_argument", `merchant_reference must be at most ${MEMO_LENGTH_MAX} characters`, { field: "merchant_reference" });
+  if (!parseCurrency(input.currency))
+    return fail("invalid_currency", "currency must be three capital letters (ISO 4217)", { field: "currency" });
+  if ([...input.merchantReference].length > MEMO_LENGTH_MAX)
+    return fail("invalid_argument", `merchant_reference must be at most ${MEMO_LENGTH_MAX} characters`, {
+      field: "merchant_reference",
+    });
   const reference = checkPrintable(input.merchantReference, "merchant_reference");
   if (!reference.ok) return reference;
-  if (!ACCOUNT_ID_PATTERN.test(input.merchantAccountId)) return fail("invalid_account_id", 'merchant_account_id must look like "<bank>/<number>"', { field: "merchant_account_id" });
+  if (!ACCOUNT_ID_PATTERN.test(input.merchantAccountId))
+    return fail("invalid_account_id", 'merchant_account_id must look like "<bank>/<number>"', {
+      field: "merchant_account_id",
+    });
   const merchant = await ctx.directory.find(input.merchantAccountId);
-  if (!merchant) return fail("account_not_found", `account ${input.merchantAccountId} not found`, { account_id: input.merchantAccountId });
-  if (merchant.ownerUserId !== merchantUserId) return fail("not_account_owner", `you do not own ${input.merchantAccountId}`, { account_id: input.merchantAccountId });
-  if (merchant.currency !== input.currency) return fail("currency_mismatch", `account ${input.merchantAccountId} holds ${merchant.currency}`, { account_id: input.merchantAccountId });
+  if (!merchant)
+    return fail("account_not_found", `account ${input.merchantAccountId} not found`, {
+      account_id: input.merchantAccountId,
+    });
+  if (merchant.ownerUserId !== merchantUserId)
+    return fail("not_account_owner", `you do not own ${input.merchantAccountId}`, {
+      account_id: input.merchantAccountId,
+    });
+  if (merchant.currency !== input.currency)
+    return fail("currency_mismatch", `account ${input.merchantAccountId} holds ${merchant.currency}`, {
+      account_id: input.merchantAccountId,
+    });
   // Never echo the number back: the message names the rule only.
   const pan = normalizePan(input.card.number);
   if (!isPlausiblePan(pan)) return fail("invalid_number", "the card number is not valid", { field: "card.number" });
   const panHmac = ctx.hasher.panHmac(pan);
-  const fingerprint = fingerprintOf(["authorize.v1", panHmac, input.card.expMonth, input.card.expYear, input.amountMinor, input.currency, input.merchantAccountId, input.merchantReference]);
+  const fingerprint = fingerprintOf([
+    "authorize.v1",
+    panHmac,
+    input.card.expMonth,
+    input.card.expYear,
+    input.amountMinor,
+    input.currency,
+    input.merchantAccountId,
+    input.merchantReference,
+  ]);
   return ok({ merchantBank: merchant.bank, pan, fingerprint });
 }
 
 /** The card itself: expiry, existence, CVC, currency. Not stored when it fails. */
-async function checkCard(ctx: CardsContext, details: CardDetails, pan: string, currency: string): Promise<Result<CardRecord>> {
+async function checkCard(
+  ctx: CardsContext,
+  details: CardDetails,
+  pan: string,
+  currency: string,
+): Promise<Result<CardRecord>> {
   const shape = checkExpiryShape(details.expMonth, details.expYear);
   if (!shape.ok) return fail("invalid_argument", shape.message, { field: `card.${shape.metadata?.field ?? "exp"}` });
   const nowMs = ctx.clock.nowMs();
@@ -73,16 +119,20 @@ async function checkCard(ctx: CardsContext, details: CardDetails, pan: string, c
   const card = await ctx.store.cardByPanHmac(ctx.hasher.panHmac(pan));
   if (!card) return fail("card_not_found", "no such card");
   if (cardExpired(card.expMonth, card.expYear, nowMs)) return fail("expired_card", "the card has expired");
-  if (card.expMonth !== details.expMonth || card.expYear !== details.expYear) return fail("invalid_argument", "the expiry date does not match the card", { field: "card.exp" });
-  if (!ctx.hasher.cvcMatches(card.cardId, details.cvc, card.cvcHash)) return fail("incorrect_cvc", "the security code is incorrect");
+  if (card.expMonth !== details.expMonth || card.expYear !== details.expYear)
+    return fail("invalid_argument", "the expiry date does not match the card", { field: "card.exp" });
+  if (!ctx.hasher.cvcMatches(card.cardId, details.cvc, card.cvcHash))
+    return fail("incorrect_cvc", "the security code is incorrect");
   if (card.currency !== currency) return fail("currency_mismatch", `the card's account holds ${card.currency}`);
   return ok(card);
 }
 
 function replayAuthorize(existing: AuthRecord, fingerprint: string): Result<AuthRecord> {
   const meta = { auth_code: existing.authCode };
-  if (existing.fingerprint !== fingerprint) return fail("idempotency_key_reused", "this idempotency key was used for a different request");
-  if (existing.status === "PENDING") return fail("idempotency_key_in_use", "this authorization is still in progress; retry with the same key", meta);
+  if (existing.fingerprint !== fingerprint)
+    return fail("idempotency_key_reused", "this idempotency key was used for a different request");
+  if (existing.status === "PENDING")
+    return fail("idempotency_key_in_use", "this authorization is still in progress; retry with the same key", meta);
   if (existing.status === "DECLINED") return declined(existing);
   return ok(existing);
 }
@@ -110,7 +160,15 @@ async function newAuthCode(ctx: CardsContext): Promise<string | undefined> {
   return undefined;
 }
 
-function newAuthRecord(ctx: CardsContext, merchantUserId: string, input: AuthorizeInput, card: CardRecord, authCode: string, fingerprint: string, merchantBank: string): AuthRecord {
+function newAuthRecord(
+  ctx: CardsContext,
+  merchantUserId: string,
+  input: AuthorizeInput,
+  card: CardRecord,
+  authCode: string,
+  fingerprint: string,
+  merchantBank: string,
+): AuthRecord {
   const nowMs = ctx.clock.nowMs();
   return {
     authId: `auth_${randomUUID()}`,
@@ -136,7 +194,11 @@ function newAuthRecord(ctx: CardsContext, merchantUserId: string, input: Authori
   };
 }
 
-export async function authorize(ctx: CardsContext, merchantUserId: string, input: AuthorizeInput): Promise<CardOutcome<AuthRecord>> {
+export async function authorize(
+  ctx: CardsContext,
+  merchantUserId: string,
+  input: AuthorizeInput,
+): Promise<CardOutcome<AuthRecord>> {
   const checked = await checkAuthorize(ctx, merchantUserId, input);
   if (!checked.ok) return { result: checked, replayed: false };
   const { pan, fingerprint, merchantBank } = checked.value;
@@ -144,7 +206,12 @@ export async function authorize(ctx: CardsContext, merchantUserId: string, input
     const existing = await ctx.store.authByKey(merchantUserId, input.idempotencyKey);
     if (existing) {
       if (existing.fingerprint === fingerprint && (await clearAbortedAttempt(ctx, existing))) continue;
-      return { result: replayAuthorize(existing, fingerprint), replayed: true, authCode: existing.authCode, cardLast4: existing.cardLast4 };
+      return {
+        result: replayAuthorize(existing, fingerprint),
+        replayed: true,
+        authCode: existing.authCode,
+        cardLast4: existing.cardLast4,
+      };
     }
     const card = await checkCard(ctx, input.card, pan, input.currency);
     if (!card.ok) return { result: card, replayed: false, cardLast4: pan.slice(-4) };
@@ -162,20 +229,36 @@ export async function authorize(ctx: CardsContext, merchantUserId: string, input
       }
     }
   }
-  return { result: fail("idempotency_key_in_use", "this authorization is still in progress; retry with the same key"), replayed: true };
+  return {
+    result: fail("idempotency_key_in_use", "this authorization is still in progress; retry with the same key"),
+    replayed: true,
+  };
 }
 
 /** The risk rule over today's spend, recorded only if that spend is still what the rule saw. */
-async function decideRisk(ctx: CardsContext, auth: AuthRecord, report: CreditReportResult): Promise<{ readonly risk: RiskDecision; readonly txnId: string } | undefined> {
+async function decideRisk(
+  ctx: CardsContext,
+  auth: AuthRecord,
+  report: CreditReportResult,
+): Promise<{ readonly risk: RiskDecision; readonly txnId: string } | undefined> {
   for (let attempt = 0; attempt < RISK_ATTEMPTS_MAX; attempt++) {
     const nowMs = ctx.clock.nowMs();
     const sinceMs = utcDayStartMs(nowMs);
     const spentMinor = await ctx.store.spentSince(auth.cardId, sinceMs, auth.authId);
-    const risk: RiskDecision = report.ok ? evaluateRisk(ctx.risk, { score: report.report.score, amountMinor: auth.amountMinor, spentTodayMinor: spentMinor }) : noReportDecision();
+    const risk: RiskDecision = report.ok
+      ? evaluateRisk(ctx.risk, {
+          score: report.report.score,
+          amountMinor: auth.amountMinor,
+          spentTodayMinor: spentMinor,
+        })
+      : noReportDecision();
     const recorded: AuthChange = { riskScore: risk.score, riskApproved: risk.approved, riskRule: risk.rule };
     const txnId = risk.approved ? ctx.rounds.newTxnId() : "";
-    const change: AuthChange = risk.approved ? { ...recorded, holdTxnId: txnId } : { ...recorded, status: "DECLINED", declineReason: risk.reason ?? "risk_declined" };
-    if (await ctx.store.recordRisk(auth.authId, auth.cardId, sinceMs, spentMinor, change, nowMs)) return { risk, txnId };
+    const change: AuthChange = risk.approved
+      ? { ...recorded, holdTxnId: txnId }
+      : { ...recorded, status: "DECLINED", declineReason: risk.reason ?? "risk_declined" };
+    if (await ctx.store.recordRisk(auth.authId, auth.cardId, sinceMs, spentMinor, change, nowMs))
+      return { risk, txnId };
   }
   return undefined;
 }
@@ -197,7 +280,10 @@ async function placeHold(ctx: CardsContext, auth: AuthRecord): Promise<Result<Au
   }
   const { risk, txnId } = decided;
   if (!risk.approved) {
-    logger.info({ authCode: auth.authCode, cardLast4: auth.cardLast4, score: risk.score, rule: risk.rule, reason: risk.reason }, "authorization declined by the risk rule");
+    logger.info(
+      { authCode: auth.authCode, cardLast4: auth.cardLast4, score: risk.score, rule: risk.rule, reason: risk.reason },
+      "authorization declined by the risk rule",
+    );
     return declined(must(await store.authById(auth.authId)));
   }
   const d = await ctx.rounds.runRound(txnId, "auth_hold", holdPlan(ctx, auth));

@@ -46,25 +46,61 @@ function failedItem(ctx: CardsContext, authCode: string, reason: Reason): Settle
   return { authCode, status: "FAILED", reason, capturedMinor: 0n, txnId: "", final: finalReasons.has(reason) };
 }
 
-export async function captureItem(ctx: CardsContext, merchantUserId: string, batchId: string, item: BatchItemRecord): Promise<SettleItemResult> {
-  if (item.amountMinor <= 0n || item.amountMinor > AMOUNT_MINOR_MAX) return failedItem(ctx, item.authCode, "invalid_amount");
+export async function captureItem(
+  ctx: CardsContext,
+  merchantUserId: string,
+  batchId: string,
+  item: BatchItemRecord,
+): Promise<SettleItemResult> {
+  if (item.amountMinor <= 0n || item.amountMinor > AMOUNT_MINOR_MAX)
+    return failedItem(ctx, item.authCode, "invalid_amount");
   const a = await visibleAuth(ctx, merchantUserId, item.authCode);
   if (!a) return failedItem(ctx, item.authCode, "authorization_not_found");
   if (a.status === "CAPTURED") {
     // Captured by this very item before a crash cut the batch short: report it as captured.
-    if (a.captureBatchId === batchId && a.captureItemIndex === item.index) return { authCode: a.authCode, status: "CAPTURED", reason: "", capturedMinor: a.capturedMinor, txnId: a.captureTxnId, final: true };
+    if (a.captureBatchId === batchId && a.captureItemIndex === item.index)
+      return {
+        authCode: a.authCode,
+        status: "CAPTURED",
+        reason: "",
+        capturedMinor: a.capturedMinor,
+        txnId: a.captureTxnId,
+        final: true,
+      };
     return failedItem(ctx, a.authCode, "already_captured");
   }
   if (a.status === "VOIDED") return failedItem(ctx, a.authCode, "authorization_voided");
-  if (a.status === "EXPIRED" || (await expireIfDue(ctx, a))) return failedItem(ctx, a.authCode, "authorization_expired");
+  if (a.status === "EXPIRED" || (await expireIfDue(ctx, a)))
+    return failedItem(ctx, a.authCode, "authorization_expired");
   if (item.amountMinor > a.amountMinor) return failedItem(ctx, a.authCode, "amount_exceeds_authorization");
-  const run = await runOperation(ctx, a, { opKind: "capture", opAmountMinor: item.amountMinor, opBatchId: batchId, opItemIndex: item.index });
+  const run = await runOperation(ctx, a, {
+    opKind: "capture",
+    opAmountMinor: item.amountMinor,
+    opBatchId: batchId,
+    opItemIndex: item.index,
+  });
   // Another capture or void of it is in flight (e.g. a second batch naming the same code): retry later.
   if (!run) return failedItem(ctx, a.authCode, "idempotency_key_in_use");
   const { txnId, decision: d, after } = run;
   if (d.decision === "COMMIT") {
-    ctx.logger.info({ authCode: a.authCode, cardLast4: a.cardLast4, batchId, transactionId: txnId, capturedMinor: item.amountMinor.toString() }, "authorization captured");
-    return { authCode: a.authCode, status: "CAPTURED", reason: "", capturedMinor: after.capturedMinor, txnId, final: true };
+    ctx.logger.info(
+      {
+        authCode: a.authCode,
+        cardLast4: a.cardLast4,
+        batchId,
+        transactionId: txnId,
+        capturedMinor: item.amountMinor.toString(),
+      },
+      "authorization captured",
+    );
+    return {
+      authCode: a.authCode,
+      status: "CAPTURED",
+      reason: "",
+      capturedMinor: after.capturedMinor,
+      txnId,
+      final: true,
+    };
   }
   return { ...failedItem(ctx, a.authCode, (d.reason || "internal") as Reason), txnId };
 }

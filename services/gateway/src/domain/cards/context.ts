@@ -74,7 +74,11 @@ export function must<T>(v: T | undefined): T {
 }
 
 /** The merchant's own, decided authorization (others' codes and declines look the same: not found). */
-export async function visibleAuth(ctx: CardsContext, merchantUserId: string, authCode: string): Promise<AuthRecord | undefined> {
+export async function visibleAuth(
+  ctx: CardsContext,
+  merchantUserId: string,
+  authCode: string,
+): Promise<AuthRecord | undefined> {
   if (!AUTH_CODE_PATTERN.test(authCode)) return undefined;
   const a = await ctx.store.authByCode(authCode);
   if (!a || a.merchantUserId !== merchantUserId || a.status === "PENDING" || a.status === "DECLINED") return undefined;

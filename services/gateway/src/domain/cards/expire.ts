@@ -15,13 +15,26 @@ export async function expireIfDue(ctx: CardsContext, a: AuthRecord): Promise<boo
   const nowMs = ctx.clock.nowMs();
   if (a.expiresAtMs > nowMs) return false;
   // Not while a capture or void holds it: its round's decision says how it ends.
-  if (a.status === "APPROVED" && (await ctx.store.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { status: "EXPIRED" }, nowMs, randomUUID()))) {
+  if (
+    a.status === "APPROVED" &&
+    (await ctx.store.updateAuth(
+      a.authId,
+      { status: "APPROVED", opTxnId: "" },
+      { status: "EXPIRED" },
+      nowMs,
+      randomUUID(),
+    ))
+  ) {
     ctx.logger.info({ authCode: a.authCode, cardLast4: a.cardLast4 }, "authorization expired");
   }
   return true;
 }
 
-export async function getAuthorization(ctx: CardsContext, merchantUserId: string, authCode: string): Promise<Result<AuthRecord>> {
+export async function getAuthorization(
+  ctx: CardsContext,
+  merchantUserId: string,
+  authCode: string,
+): Promise<Result<AuthRecord>> {
   const a = await visibleAuth(ctx, merchantUserId, authCode);
   if (!a) return fail("authorization_not_found", "no such authorization");
   // Reading a lapsed authorization records its expiry right away rather than at the next sweep.

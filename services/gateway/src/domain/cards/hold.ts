@@ -13,7 +13,15 @@ export function holdPlan(ctx: CardsContext, a: AuthRecord): PreparePlan[] {
   // The bank decides the expiry (its clock, from its prepare); ours began
   // before the prepare, so it is never later than the bank's: we stop
   // capturing no later than the bank releases the hold.
-  const hold: Leg = { accountId: a.cardAccountId, direction: "AUTH_HOLD", amountMinor: a.amountMinor, currency: a.currency, ownerUserId: a.cardOwnerUserId, holdId: a.authId, holdTtlMs: ctx.authHoldTtlMs };
+  const hold: Leg = {
+    accountId: a.cardAccountId,
+    direction: "AUTH_HOLD",
+    amountMinor: a.amountMinor,
+    currency: a.currency,
+    ownerUserId: a.cardOwnerUserId,
+    holdId: a.authId,
+    holdTtlMs: ctx.authHoldTtlMs,
+  };
   return planByBank([{ bank: a.cardBank, leg: hold }]);
 }
 
@@ -29,7 +37,10 @@ function finishedElsewhere(a: AuthRecord | undefined, d: DecisionRecord): Result
   if (!a) {
     // Only a retry after a transient abort deletes a PENDING row.
     assert(d.decision === "ABORT", "an approved authorization is never deleted");
-    return fail(d.reason as Reason, "the issuing bank could not be reached; nothing was held; retry with the same idempotency key");
+    return fail(
+      d.reason as Reason,
+      "the issuing bank could not be reached; nothing was held; retry with the same idempotency key",
+    );
   }
   if (a.status === "DECLINED") return declined(a);
   return ok(a);
@@ -44,8 +55,12 @@ export async function finishHold(ctx: CardsContext, authId: string, d: DecisionR
   assert(auth.holdTxnId === d.txnId, "the hold round belongs to this pending authorization");
   const id = `${d.txnId}/hold`;
   if (d.decision === "COMMIT") {
-    if (!(await store.updateAuth(authId, { status: "PENDING" }, { status: "APPROVED" }, nowMs, id))) return finishedElsewhere(await store.authById(authId), d);
-    logger.info({ authCode: auth.authCode, cardLast4: auth.cardLast4, transactionId: d.txnId }, "authorization approved");
+    if (!(await store.updateAuth(authId, { status: "PENDING" }, { status: "APPROVED" }, nowMs, id)))
+      return finishedElsewhere(await store.authById(authId), d);
+    logger.info(
+      { authCode: auth.authCode, cardLast4: auth.cardLast4, transactionId: d.txnId },
+      "authorization approved",
+    );
     return ok(must(await store.authById(authId)));
   }
   if (TRANSIENT_ABORT_REASONS.has(d.reason)) {
@@ -54,11 +69,25 @@ export async function finishHold(ctx: CardsContext, authId: string, d: DecisionR
     // Until then the row stays PENDING and no longer counts as spend.
     await store.updateAuth(authId, { status: "PENDING" }, { riskApproved: false }, nowMs, id);
     if (await rounds.abortDelivered(d.txnId)) await store.deleteAuth(authId);
-    return fail(d.reason as Reason, "the issuing bank could not be reached; nothing was held; retry with the same idempotency key");
+    return fail(
+      d.reason as Reason,
+      "the issuing bank could not be reached; nothing was held; retry with the same idempotency key",
+    );
   }
-  if (!(await store.updateAuth(authId, { status: "PENDING" }, { status: "DECLINED", declineReason: d.reason || "internal" }, nowMs, id))) {
+  if (
+    !(await store.updateAuth(
+      authId,
+      { status: "PENDING" },
+      { status: "DECLINED", declineReason: d.reason || "internal" },
+      nowMs,
+      id,
+    ))
+  ) {
     return finishedElsewhere(await store.authById(authId), d);
   }
-  logger.info({ authCode: auth.authCode, cardLast4: auth.cardLast4, transactionId: d.txnId, reason: d.reason }, "authorization declined by the issuing bank");
+  logger.info(
+    { authCode: auth.authCode, cardLast4: auth.cardLast4, transactionId: d.txnId, reason: d.reason },
+    "authorization declined by the issuing bank",
+  );
   return declined(must(await store.authById(authId)));
 }

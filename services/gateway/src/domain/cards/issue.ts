@@ -39,19 +39,30 @@ export function cardExpired(expMonth: number, expYear: number, nowMs: number): b
 }
 
 export function checkExpiryShape(expMonth: number, expYear: number): Result<void> {
-  if (!Number.isInteger(expMonth) || expMonth < 1 || expMonth > 12) return fail("invalid_argument", "exp_month must be 1-12", { field: "exp_month" });
-  if (!Number.isInteger(expYear) || expYear < EXP_YEAR_MIN || expYear > EXP_YEAR_MAX) return fail("invalid_argument", `exp_year must be ${EXP_YEAR_MIN}-${EXP_YEAR_MAX}`, { field: "exp_year" });
+  if (!Number.isInteger(expMonth) || expMonth < 1 || expMonth > 12)
+    return fail("invalid_argument", "exp_month must be 1-12", { field: "exp_month" });
+  if (!Number.isInteger(expYear) || expYear < EXP_YEAR_MIN || expYear > EXP_YEAR_MAX)
+    return fail("invalid_argument", `exp_year must be ${EXP_YEAR_MIN}-${EXP_YEAR_MAX}`, { field: "exp_year" });
   return ok(undefined);
 }
 
 export async function issueCard(ctx: CardsContext, input: IssueCardInput): Promise<Result<IssuedCard>> {
   const { store, directory, hasher, clock, logger, rand } = ctx;
-  if (!ACCOUNT_ID_PATTERN.test(input.accountId)) return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
+  if (!ACCOUNT_ID_PATTERN.test(input.accountId))
+    return fail("invalid_account_id", 'account_id must look like "<bank>/<number>"', { field: "account_id" });
   const account = await directory.find(input.accountId);
-  if (!account) return fail("account_not_found", `account ${input.accountId} not found`, { account_id: input.accountId });
+  if (!account)
+    return fail("account_not_found", `account ${input.accountId} not found`, { account_id: input.accountId });
   const cardholderName = input.cardholderName.trim();
-  if ([...cardholderName].length > CARDHOLDER_NAME_LENGTH_MAX || !checkPrintable(cardholderName, "cardholder_name").ok) {
-    return fail("invalid_argument", `cardholder_name must be at most ${CARDHOLDER_NAME_LENGTH_MAX} printable characters`, { field: "cardholder_name" });
+  if (
+    [...cardholderName].length > CARDHOLDER_NAME_LENGTH_MAX ||
+    !checkPrintable(cardholderName, "cardholder_name").ok
+  ) {
+    return fail(
+      "invalid_argument",
+      `cardholder_name must be at most ${CARDHOLDER_NAME_LENGTH_MAX} printable characters`,
+      { field: "cardholder_name" },
+    );
   }
   let expMonth = input.expMonth;
   let expYear = input.expYear;
@@ -63,10 +74,12 @@ export async function issueCard(ctx: CardsContext, input: IssueCardInput): Promi
   // A past expiry is allowed on purpose: test cards for the expired_card decline.
   const expiry = checkExpiryShape(expMonth, expYear);
   if (!expiry.ok) return expiry;
-  if (input.cvc !== "" && !/^[0-9]{3}$/.test(input.cvc)) return fail("invalid_argument", "cvc must be 3 digits", { field: "cvc" });
+  if (input.cvc !== "" && !/^[0-9]{3}$/.test(input.cvc))
+    return fail("invalid_argument", "cvc must be 3 digits", { field: "cvc" });
   const cvc = input.cvc || Array.from({ length: 3 }, () => String(rand(10))).join("");
   const given = input.number !== "" ? normalizePan(input.number) : undefined;
-  if (given !== undefined && !isPlausiblePan(given)) return fail("invalid_number", "number must be 12-19 digits passing the Luhn check", { field: "number" });
+  if (given !== undefined && !isPlausiblePan(given))
+    return fail("invalid_number", "number must be 12-19 digits passing the Luhn check", { field: "number" });
 
   for (let attempt = 0; attempt < ISSUE_ATTEMPTS_MAX; attempt++) {
     const number = given ?? generatePan(binOfBank(account.bank), () => rand(10));
@@ -89,7 +102,8 @@ export async function issueCard(ctx: CardsContext, input: IssueCardInput): Promi
       logger.info({ cardId, last4: card.last4, accountId: card.accountId }, "card issued");
       return ok({ card, number, cvc });
     }
-    if (given !== undefined) return fail("already_exists", "a card with this number already exists", { field: "number" });
+    if (given !== undefined)
+      return fail("already_exists", "a card with this number already exists", { field: "number" });
   }
   return fail("internal", "could not allocate a card number");
 }

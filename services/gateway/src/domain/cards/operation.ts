@@ -17,8 +17,21 @@ const CLEAR_OP: AuthChange = { opTxnId: "", opKind: "", opAmountMinor: 0n, opBat
 
 /** Capture: the issuing bank turns (part of) the hold into a debit, the merchant's bank credits. */
 export function capturePlan(a: AuthRecord, amountMinor: bigint): PreparePlan[] {
-  const capture: Leg = { accountId: a.cardAccountId, direction: "CAPTURE", amountMinor, currency: a.currency, ownerUserId: "", holdId: a.authId };
-  const credit: Leg = { accountId: a.merchantAccountId, direction: "CREDIT", amountMinor, currency: a.currency, ownerUserId: "" };
+  const capture: Leg = {
+    accountId: a.cardAccountId,
+    direction: "CAPTURE",
+    amountMinor,
+    currency: a.currency,
+    ownerUserId: "",
+    holdId: a.authId,
+  };
+  const credit: Leg = {
+    accountId: a.merchantAccountId,
+    direction: "CREDIT",
+    amountMinor,
+    currency: a.currency,
+    ownerUserId: "",
+  };
   return planByBank([
     { bank: a.cardBank, leg: capture },
     { bank: a.merchantBank, leg: credit },
@@ -27,12 +40,20 @@ export function capturePlan(a: AuthRecord, amountMinor: bigint): PreparePlan[] {
 
 /** Void: the issuing bank releases the hold. */
 export function releasePlan(a: AuthRecord): PreparePlan[] {
-  const release: Leg = { accountId: a.cardAccountId, direction: "RELEASE", amountMinor: a.amountMinor, currency: a.currency, ownerUserId: "", holdId: a.authId };
+  const release: Leg = {
+    accountId: a.cardAccountId,
+    direction: "RELEASE",
+    amountMinor: a.amountMinor,
+    currency: a.currency,
+    ownerUserId: "",
+    holdId: a.authId,
+  };
   return planByBank([{ bank: a.cardBank, leg: release }]);
 }
 
 /** The round of the operation locked on `a` (for recovery, which knows only the record). */
-export const lockedPlan = (a: AuthRecord): PreparePlan[] => (a.opKind === "capture" ? capturePlan(a, a.opAmountMinor) : releasePlan(a));
+export const lockedPlan = (a: AuthRecord): PreparePlan[] =>
+  a.opKind === "capture" ? capturePlan(a, a.opAmountMinor) : releasePlan(a);
 
 /**
  * One capture or void at a time per authorization: claims it with the
@@ -42,7 +63,14 @@ export const lockedPlan = (a: AuthRecord): PreparePlan[] => (a.opKind === "captu
 async function lockOp(ctx: CardsContext, a: AuthRecord, lock: OperationLock): Promise<string | undefined> {
   const { store, rounds, clock } = ctx;
   const txnId = rounds.newTxnId();
-  const take = () => store.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { ...lock, opTxnId: txnId }, clock.nowMs(), `${txnId}/lock`);
+  const take = () =>
+    store.updateAuth(
+      a.authId,
+      { status: "APPROVED", opTxnId: "" },
+      { ...lock, opTxnId: txnId },
+      clock.nowMs(),
+      `${txnId}/lock`,
+    );
   if (await take()) return txnId;
   const now = await store.authById(a.authId);
   if (!now || now.opTxnId === "" || rounds.isRunning(now.opTxnId)) return undefined;
@@ -62,12 +90,22 @@ export async function applyOp(ctx: CardsContext, authId: string, d: DecisionReco
   if (d.decision === "COMMIT") {
     change =
       a.opKind === "capture"
-        ? { ...CLEAR_OP, status: "CAPTURED", capturedMinor: a.opAmountMinor, captureTxnId: d.txnId, captureBatchId: a.opBatchId, captureItemIndex: a.opItemIndex }
+        ? {
+            ...CLEAR_OP,
+            status: "CAPTURED",
+            capturedMinor: a.opAmountMinor,
+            captureTxnId: d.txnId,
+            captureBatchId: a.opBatchId,
+            captureItemIndex: a.opItemIndex,
+          }
         : { ...CLEAR_OP, status: "VOIDED" };
   } else if (d.reason === "authorization_expired") {
     change = { ...CLEAR_OP, status: "EXPIRED" }; // the bank's hold expired (its own sweep, its own clock)
   } else if (d.reason === "already_captured" || d.reason === "authorization_voided" || d.reason === "hold_not_found") {
-    logger.error({ authCode: a.authCode, transactionId: d.txnId, reason: d.reason, alarm: true }, "ALARM: the issuing bank's hold disagrees with the authorization");
+    logger.error(
+      { authCode: a.authCode, transactionId: d.txnId, reason: d.reason, alarm: true },
+      "ALARM: the issuing bank's hold disagrees with the authorization",
+    );
   }
   await store.updateAuth(authId, { opTxnId: d.txnId }, change, clock.nowMs(), `${d.txnId}/apply`);
   return must(await store.authById(authId));
@@ -85,9 +123,17 @@ export interface OperationRun {
  * while another operation holds the lock. The round's plan is the one
  * recovery derives from the lock (lockedPlan), so both name the same banks.
  */
-export async function runOperation(ctx: CardsContext, a: AuthRecord, lock: OperationLock): Promise<OperationRun | undefined> {
+export async function runOperation(
+  ctx: CardsContext,
+  a: AuthRecord,
+  lock: OperationLock,
+): Promise<OperationRun | undefined> {
   const txnId = await lockOp(ctx, a, lock);
   if (!txnId) return undefined;
-  const decision = await ctx.rounds.runRound(txnId, lock.opKind === "capture" ? "capture" : "release", lockedPlan({ ...a, ...lock }));
+  const decision = await ctx.rounds.runRound(
+    txnId,
+    lock.opKind === "capture" ? "capture" : "release",
+    lockedPlan({ ...a, ...lock }),
+  );
   return { txnId, decision, after: await applyOp(ctx, a.authId, decision) };
 }

@@ -24,7 +24,11 @@ const RECOVERY_PAGES_MAX = 10_000;
  * e.g. an Abort not yet delivered, are not revisited). Returns how many rows
  * fn acted on (it returns false for a row it leaves alone).
  */
-async function forEachPage<T>(page: () => Promise<T[]>, id: (row: T) => string, fn: (row: T) => Promise<boolean>): Promise<number> {
+async function forEachPage<T>(
+  page: () => Promise<T[]>,
+  id: (row: T) => string,
+  fn: (row: T) => Promise<boolean>,
+): Promise<number> {
   const seen = new Set<string>();
   let acted = 0;
   for (let i = 0; i < RECOVERY_PAGES_MAX; i++) {
@@ -85,6 +89,7 @@ export async function recover(ctx: CardsContext, replica: string): Promise<Cards
   );
   // Batches it owns but is not settling (a run that ended while the store was unreachable, or a restart).
   const batches = await store.releaseBatches(replica, replica === ctx.replica ? [...ctx.runningBatches] : []);
-  if (authorizations + operations + refunds + batches > 0) ctx.logger.info({ replica, authorizations, operations, refunds, batches }, "card recovery");
+  if (authorizations + operations + refunds + batches > 0)
+    ctx.logger.info({ replica, authorizations, operations, refunds, batches }, "card recovery");
   return { authorizations, operations, refunds };
 }

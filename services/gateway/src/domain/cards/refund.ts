@@ -12,7 +12,14 @@ import { fail, ok, TRANSIENT_ABORT_REASONS, type DecisionRecord, type Result } f
 import type { Leg } from "../ports.js";
 import { planByBank, type PreparePlan } from "../rounds/plan.js";
 import { checkAmount, checkIdempotencyKey } from "../transfer-rules.js";
-import { fingerprintOf, INSERT_ATTEMPTS_MAX, must, visibleAuth, type CardOutcome, type CardsContext } from "./context.js";
+import {
+  fingerprintOf,
+  INSERT_ATTEMPTS_MAX,
+  must,
+  visibleAuth,
+  type CardOutcome,
+  type CardsContext,
+} from "./context.js";
 
 export interface Refunded {
   readonly refund: RefundRecord;
@@ -21,8 +28,20 @@ export interface Refunded {
 
 /** The merchant's account is debited, the card's account credited. */
 export function refundPlan(a: AuthRecord, amountMinor: bigint): PreparePlan[] {
-  const debit: Leg = { accountId: a.merchantAccountId, direction: "DEBIT", amountMinor, currency: a.currency, ownerUserId: a.merchantUserId };
-  const credit: Leg = { accountId: a.cardAccountId, direction: "CREDIT", amountMinor, currency: a.currency, ownerUserId: "" };
+  const debit: Leg = {
+    accountId: a.merchantAccountId,
+    direction: "DEBIT",
+    amountMinor,
+    currency: a.currency,
+    ownerUserId: a.merchantUserId,
+  };
+  const credit: Leg = {
+    accountId: a.cardAccountId,
+    direction: "CREDIT",
+    amountMinor,
+    currency: a.currency,
+    ownerUserId: "",
+  };
   return planByBank([
     { bank: a.merchantBank, leg: debit },
     { bank: a.cardBank, leg: credit },
@@ -30,8 +49,12 @@ export function refundPlan(a: AuthRecord, amountMinor: bigint): PreparePlan[] {
 }
 
 async function replayRefund(ctx: CardsContext, r: RefundRecord, fingerprint: string): Promise<Result<Refunded>> {
-  if (r.fingerprint !== fingerprint) return fail("idempotency_key_reused", "this idempotency key was used for a different refund");
-  if (r.status === "PENDING") return fail("idempotency_key_in_use", "this refund is still in progress; retry with the same key", { refund_id: r.refundId });
+  if (r.fingerprint !== fingerprint)
+    return fail("idempotency_key_reused", "this idempotency key was used for a different refund");
+  if (r.status === "PENDING")
+    return fail("idempotency_key_in_use", "this refund is still in progress; retry with the same key", {
+      refund_id: r.refundId,
+    });
   if (r.status === "FAILED") return fail(r.reason as Reason, `refund failed: ${r.reason}`, { refund_id: r.refundId });
   return ok({ refund: r, authorization: must(await ctx.store.authById(r.authId)) });
 }
@@ -44,7 +67,10 @@ export async function finishRefund(ctx: CardsContext, refundId: string, d: Decis
   // Finished elsewhere meanwhile (a takeover, a retry clearing a transient abort): report what it became.
   if (!r) {
     assert(d.decision === "ABORT", "only a transiently aborted refund is deleted");
-    return fail((d.reason || "internal") as Reason, "a bank could not be reached; nothing moved; retry with the same idempotency key");
+    return fail(
+      (d.reason || "internal") as Reason,
+      "a bank could not be reached; nothing moved; retry with the same idempotency key",
+    );
   }
   if (r.status !== "PENDING") return replayRefund(ctx, r, r.fingerprint);
   assert(r.txnId === d.txnId, "the round is this refund's");
@@ -67,12 +93,19 @@ async function clearAbortedRefund(ctx: CardsContext, r: RefundRecord): Promise<b
   const { rounds } = ctx;
   if (r.status !== "PENDING" || rounds.isRunning(r.txnId)) return false;
   const d = await rounds.decisionOf(r.txnId);
-  if (d?.decision !== "ABORT" || !TRANSIENT_ABORT_REASONS.has(d.reason) || !(await rounds.abortDelivered(r.txnId))) return false;
+  if (d?.decision !== "ABORT" || !TRANSIENT_ABORT_REASONS.has(d.reason) || !(await rounds.abortDelivered(r.txnId)))
+    return false;
   await ctx.store.finishRefund(r.refundId, { status: "RETRY" }, ctx.clock.nowMs());
   return true;
 }
 
-export async function refund(ctx: CardsContext, merchantUserId: string, idempotencyKey: string, authCode: string, amountMinor: bigint): Promise<CardOutcome<Refunded>> {
+export async function refund(
+  ctx: CardsContext,
+  merchantUserId: string,
+  idempotencyKey: string,
+  authCode: string,
+  amountMinor: bigint,
+): Promise<CardOutcome<Refunded>> {
   const { store, rounds, clock } = ctx;
   const key = checkIdempotencyKey(idempotencyKey);
   if (!key.ok) return { result: key, replayed: false };
@@ -87,19 +120,50 @@ export async function refund(ctx: CardsContext, merchantUserId: string, idempote
     }
     const a = await visibleAuth(ctx, merchantUserId, authCode);
     if (!a) return { result: fail("authorization_not_found", "no such authorization"), replayed: false };
-    if (a.status !== "CAPTURED") return { result: fail("not_captured", "only a captured authorization can be refunded"), replayed: false };
-    const r: RefundRecord = { refundId: `refund_${randomUUID()}`, merchantUserId, idempotencyKey, fingerprint, authId: a.authId, amountMinor, txnId: rounds.newTxnId(), status: "PENDING", reason: "", createdAtMs: clock.nowMs() };
+    if (a.status !== "CAPTURED")
+      return { result: fail("not_captured", "only a captured authorization can be refunded"), replayed: false };
+    const r: RefundRecord = {
+      refundId: `refund_${randomUUID()}`,
+      merchantUserId,
+      idempotencyKey,
+      fingerprint,
+      authId: a.authId,
+      amountMinor,
+      txnId: rounds.newTxnId(),
+      status: "PENDING",
+      reason: "",
+      createdAtMs: clock.nowMs(),
+    };
     // Check and reserve in one step: concurrent refunds (on any replica) see each other's reservations.
     const started = await store.startRefund(r, clock.nowMs());
     if (!started.started) {
       if ("existing" in started) continue; // a concurrent request with this key got in first
       const refundable = started.refundableMinor;
-      return { result: fail("refund_exceeds_capture", `at most ${refundable} can be refunded now`, { refundable_minor: refundable.toString() }), replayed: false };
+      return {
+        result: fail("refund_exceeds_capture", `at most ${refundable} can be refunded now`, {
+          refundable_minor: refundable.toString(),
+        }),
+        replayed: false,
+      };
     }
     const d = await rounds.runRound(r.txnId, "refund", refundPlan(a, amountMinor));
     const result = await finishRefund(ctx, r.refundId, d);
-    if (result.ok) ctx.logger.info({ authCode, cardLast4: a.cardLast4, refundId: r.refundId, transactionId: d.txnId, amountMinor: amountMinor.toString() }, "refund committed");
+    if (result.ok)
+      ctx.logger.info(
+        {
+          authCode,
+          cardLast4: a.cardLast4,
+          refundId: r.refundId,
+          transactionId: d.txnId,
+          amountMinor: amountMinor.toString(),
+        },
+        "refund committed",
+      );
     return { result, replayed: false, authCode, cardLast4: a.cardLast4 };
   }
-  return { result: fail("idempotency_key_in_use", "this refund is still in progress; retry with the same key"), replayed: true, authCode };
+  return {
+    result: fail("idempotency_key_in_use", "this refund is still in progress; retry with the same key"),
+    replayed: true,
+    authCode,
+  };
 }

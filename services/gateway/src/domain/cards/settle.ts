@@ -34,21 +34,55 @@ const storedResult = (it: BatchItemRecord): SettleItemResult => ({
   final: true,
 });
 
-type BatchStart = { readonly batch: BatchRecord; readonly replayed: boolean } | { readonly failure: Result<Settlement>; readonly replayed: boolean };
+type BatchStart =
+  | { readonly batch: BatchRecord; readonly replayed: boolean }
+  | { readonly failure: Result<Settlement>; readonly replayed: boolean };
 
 /** Finds or creates the batch and makes this replica its owner while it settles. */
-async function startBatch(ctx: CardsContext, merchantUserId: string, idempotencyKey: string, fingerprint: string, items: readonly SettleItemInput[]): Promise<BatchStart> {
+async function startBatch(
+  ctx: CardsContext,
+  merchantUserId: string,
+  idempotencyKey: string,
+  fingerprint: string,
+  items: readonly SettleItemInput[],
+): Promise<BatchStart> {
   const { store, replica } = ctx;
   for (let attempt = 0; attempt < INSERT_ATTEMPTS_MAX; attempt++) {
     const batch = await store.batchByKey(merchantUserId, idempotencyKey);
     if (!batch) {
-      const created: BatchRecord = { batchId: `batch_${randomUUID()}`, merchantUserId, idempotencyKey, fingerprint, status: "PENDING", ownerReplica: replica, createdAtMs: ctx.clock.nowMs() };
-      const rows = items.map((i, index) => ({ batchId: created.batchId, index, authCode: i.authCode, amountMinor: i.amountMinor, status: "" as const, reason: "", capturedMinor: 0n, txnId: "" }));
+      const created: BatchRecord = {
+        batchId: `batch_${randomUUID()}`,
+        merchantUserId,
+        idempotencyKey,
+        fingerprint,
+        status: "PENDING",
+        ownerReplica: replica,
+        createdAtMs: ctx.clock.nowMs(),
+      };
+      const rows = items.map((i, index) => ({
+        batchId: created.batchId,
+        index,
+        authCode: i.authCode,
+        amountMinor: i.amountMinor,
+        status: "" as const,
+        reason: "",
+        capturedMinor: 0n,
+        txnId: "",
+      }));
       if (await store.insertBatch(created, rows)) return { batch: created, replayed: false };
       continue; // another request created it first
     }
-    const inUse = { failure: fail("idempotency_key_in_use", "this batch is still being settled; retry with the same key", { batch_id: batch.batchId }), replayed: true };
-    if (batch.fingerprint !== fingerprint) return { failure: fail("idempotency_key_reused", "this idempotency key was used for a different batch"), replayed: true };
+    const inUse = {
+      failure: fail("idempotency_key_in_use", "this batch is still being settled; retry with the same key", {
+        batch_id: batch.batchId,
+      }),
+      replayed: true,
+    };
+    if (batch.fingerprint !== fingerprint)
+      return {
+        failure: fail("idempotency_key_reused", "this idempotency key was used for a different batch"),
+        replayed: true,
+      };
     if (batch.status === "DONE") return { batch, replayed: true };
     if (ctx.runningBatches.has(batch.batchId)) return inUse;
     // PENDING: free (its last run left items to retry), ours from before a
@@ -58,7 +92,10 @@ async function startBatch(ctx: CardsContext, merchantUserId: string, idempotency
     if (!(await store.takeBatch(batch.batchId, owner, replica))) return inUse;
     return { batch: { ...batch, ownerReplica: replica }, replayed: true };
   }
-  return { failure: fail("idempotency_key_in_use", "this batch is still being settled; retry with the same key"), replayed: true };
+  return {
+    failure: fail("idempotency_key_in_use", "this batch is still being settled; retry with the same key"),
+    replayed: true,
+  };
 }
 
 async function runBatch(ctx: CardsContext, merchantUserId: string, batchId: string): Promise<SettleItemResult[]> {
@@ -78,20 +115,35 @@ async function runBatch(ctx: CardsContext, merchantUserId: string, batchId: stri
       const r = await captureItem(ctx, merchantUserId, batchId, item);
       results.set(item.index, r);
       // Only a final result is the item's; a transient one is retried when the batch is sent again.
-      if (r.final) await ctx.store.setBatchItem(batchId, item.index, { status: r.status, reason: r.reason, capturedMinor: r.capturedMinor, txnId: r.txnId });
+      if (r.final)
+        await ctx.store.setBatchItem(batchId, item.index, {
+          status: r.status,
+          reason: r.reason,
+          capturedMinor: r.capturedMinor,
+          txnId: r.txnId,
+        });
     }
   });
   return items.map((it) => results.get(it.index) ?? storedResult(it));
 }
 
 function checkItems(items: readonly SettleItemInput[]): Result<void> {
-  if (items.length === 0 || items.length > SETTLE_ITEMS_MAX) return fail("invalid_argument", `a batch has 1 to ${SETTLE_ITEMS_MAX} items`, { field: "items" });
+  if (items.length === 0 || items.length > SETTLE_ITEMS_MAX)
+    return fail("invalid_argument", `a batch has 1 to ${SETTLE_ITEMS_MAX} items`, { field: "items" });
   // Unknown codes fail per item, but what is stored and echoed stays small.
-  if (items.some((i) => i.authCode.length > AUTH_CODE_LENGTH_MAX)) return fail("invalid_argument", `auth codes are at most ${AUTH_CODE_LENGTH_MAX} characters`, { field: "items.auth_code" });
+  if (items.some((i) => i.authCode.length > AUTH_CODE_LENGTH_MAX))
+    return fail("invalid_argument", `auth codes are at most ${AUTH_CODE_LENGTH_MAX} characters`, {
+      field: "items.auth_code",
+    });
   return ok(undefined);
 }
 
-export async function settleBatch(ctx: CardsContext, merchantUserId: string, idempotencyKey: string, items: readonly SettleItemInput[]): Promise<CardOutcome<Settlement>> {
+export async function settleBatch(
+  ctx: CardsContext,
+  merchantUserId: string,
+  idempotencyKey: string,
+  items: readonly SettleItemInput[],
+): Promise<CardOutcome<Settlement>> {
   const { store } = ctx;
   const key = checkIdempotencyKey(idempotencyKey);
   if (!key.ok) return { result: key, replayed: false };
@@ -101,7 +153,11 @@ export async function settleBatch(ctx: CardsContext, merchantUserId: string, ide
   const started = await startBatch(ctx, merchantUserId, idempotencyKey, fingerprint, items);
   if ("failure" in started) return { result: started.failure, replayed: started.replayed };
   const { batch, replayed } = started;
-  if (batch.status === "DONE") return { result: ok({ batchId: batch.batchId, results: (await store.batchItems(batch.batchId)).map(storedResult) }), replayed };
+  if (batch.status === "DONE")
+    return {
+      result: ok({ batchId: batch.batchId, results: (await store.batchItems(batch.batchId)).map(storedResult) }),
+      replayed,
+    };
   ctx.runningBatches.add(batch.batchId);
   let results: SettleItemResult[];
   try {
@@ -121,7 +177,11 @@ export async function settleBatch(ctx: CardsContext, merchantUserId: string, ide
  * Runs fn over the items with at most `limit` in flight. After a failure no
  * new item starts; it rejects with that failure once the running ones stop.
  */
-async function forEachConcurrently<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+async function forEachConcurrently<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   let failed = false;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {

@@ -7,12 +7,17 @@ import { visibleAuth, type CardsContext } from "./context.js";
 import { expireIfDue } from "./expire.js";
 import { runOperation } from "./operation.js";
 
-export async function voidAuthorization(ctx: CardsContext, merchantUserId: string, authCode: string): Promise<Result<AuthRecord>> {
+export async function voidAuthorization(
+  ctx: CardsContext,
+  merchantUserId: string,
+  authCode: string,
+): Promise<Result<AuthRecord>> {
   const a = await visibleAuth(ctx, merchantUserId, authCode);
   if (!a) return fail("authorization_not_found", "no such authorization");
   if (a.status === "VOIDED") return ok(a);
   if (a.status === "CAPTURED") return fail("already_captured", "the authorization is captured; refund it instead");
-  if (a.status === "EXPIRED" || (await expireIfDue(ctx, a))) return fail("authorization_expired", "the authorization has expired; its hold is released");
+  if (a.status === "EXPIRED" || (await expireIfDue(ctx, a)))
+    return fail("authorization_expired", "the authorization has expired; its hold is released");
   const run = await runOperation(ctx, a, { opKind: "void", opAmountMinor: 0n, opBatchId: "", opItemIndex: -1 });
   if (!run) return fail("idempotency_key_in_use", "a capture or void of this authorization is in progress; retry");
   const { txnId, decision: d, after } = run;

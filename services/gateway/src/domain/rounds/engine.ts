@@ -119,7 +119,9 @@ const REDRIVE_BATCH_MAX_DEFAULT = 1024;
 const RECOVERY_PAGES_MAX = 100_000;
 const BACKOFF_EXPONENT_MAX = 30;
 
-type Verdict = { readonly commit: true; readonly yes: ReadonlySet<string> } | { readonly commit: false; readonly reason: Reason; readonly bank: string };
+type Verdict =
+  | { readonly commit: true; readonly yes: ReadonlySet<string> }
+  | { readonly commit: false; readonly reason: Reason; readonly bank: string };
 
 /** One Commit/Abort per (txn, bank) on the wire, resent with backoff until acknowledged (DESIGN.md §3.3). */
 interface Delivery {
@@ -153,7 +155,10 @@ function createDelivery(o: RoundEngineOptions, metrics: CoordinatorMetrics): Del
   async function sendOnce(task: AckTask): Promise<boolean> {
     let delivery;
     try {
-      delivery = task.decision === "COMMIT" ? await participants.commit(task.bank, task.txnId, o.commitTimeoutMs) : await participants.abort(task.bank, task.txnId, o.commitTimeoutMs);
+      delivery =
+        task.decision === "COMMIT"
+          ? await participants.commit(task.bank, task.txnId, o.commitTimeoutMs)
+          : await participants.abort(task.bank, task.txnId, o.commitTimeoutMs);
     } catch (e) {
       delivery = { ok: false as const, reason: `participant_unavailable: ${String(e)}`, transient: true };
     }
@@ -164,7 +169,13 @@ function createDelivery(o: RoundEngineOptions, metrics: CoordinatorMetrics): Del
     }
     const attempts = task.attempts + 1;
     log.deferAck(task.txnId, task.bank, attempts, nowMs + backoffMs(attempts), delivery.reason);
-    const fields = { transactionId: task.txnId, bank: task.bank, decision: task.decision, reason: delivery.reason, attempts };
+    const fields = {
+      transactionId: task.txnId,
+      bank: task.bank,
+      decision: task.decision,
+      reason: delivery.reason,
+      attempts,
+    };
     if (delivery.transient) logger.warn(fields, "participant did not acknowledge the decision; will resend");
     // The bank answered and contradicts the log (e.g. Commit -> unknown_txn):
     // money may be out of step. Keep resending and shout every time.
@@ -176,7 +187,9 @@ function createDelivery(o: RoundEngineOptions, metrics: CoordinatorMetrics): Del
   }
 
   async function deliver(d: DecisionRecord, banks: readonly string[]): Promise<boolean> {
-    const acked = await Promise.all(banks.map((bank) => send({ txnId: d.txnId, bank, decision: d.decision, attempts: 0 })));
+    const acked = await Promise.all(
+      banks.map((bank) => send({ txnId: d.txnId, bank, decision: d.decision, attempts: 0 })),
+    );
     return acked.every(Boolean);
   }
 
@@ -184,14 +197,23 @@ function createDelivery(o: RoundEngineOptions, metrics: CoordinatorMetrics): Del
 }
 
 /** Prepares in parallel; the first NO, error or the deadline decides ABORT without waiting for the rest (DESIGN.md §3.1). */
-async function collectVotes(participants: Participants, prepareTimeoutMs: number, txnId: string, plan: readonly PreparePlan[]): Promise<Verdict> {
+async function collectVotes(
+  participants: Participants,
+  prepareTimeoutMs: number,
+  txnId: string,
+  plan: readonly PreparePlan[],
+): Promise<Verdict> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), prepareTimeoutMs);
   let answered = 0;
   try {
     return await new Promise<Verdict>((resolve) => {
       const yes = new Set<string>();
-      controller.signal.addEventListener("abort", () => resolve({ commit: false, reason: "participant_timeout", bank: "" }), { once: true });
+      controller.signal.addEventListener(
+        "abort",
+        () => resolve({ commit: false, reason: "participant_timeout", bank: "" }),
+        { once: true },
+      );
       for (const p of plan) {
         participants.prepare(p.bank, txnId, p.legs, controller.signal).then(
           (v) => {
@@ -226,14 +248,30 @@ export function createRoundEngine(o: RoundEngineOptions): RoundEngine {
   const running = new Set<string>();
 
   /** Logs the decision (insert-if-absent; resolves once durable, sharing its fsync with concurrent ones). */
-  async function decide(txnId: string, decision: Decision, reason: Reason | "", banks: readonly string[]): Promise<Decided> {
+  async function decide(
+    txnId: string,
+    decision: Decision,
+    reason: Reason | "",
+    banks: readonly string[],
+  ): Promise<Decided> {
     const logged = metrics.phaseDuration.startTimer({ phase: "decision_log" });
     const nowMs = clock.nowMs();
     // The caller sends the first Commit/Abort itself; the loop takes over after that attempt's timeout.
-    const d = await log.decide({ txnId, decision, reason, participants: banks, nowMs, firstResendAtMs: nowMs + o.commitTimeoutMs });
+    const d = await log.decide({
+      txnId,
+      decision,
+      reason,
+      participants: banks,
+      nowMs,
+      firstResendAtMs: nowMs + o.commitTimeoutMs,
+    });
     logged();
     assert(d.decision.txnId === txnId, "the log answered for another txn");
-    if (d.decision.decision !== decision) logger.warn({ transactionId: txnId, wanted: decision, logged: d.decision.decision }, "decision already logged; obeying it");
+    if (d.decision.decision !== decision)
+      logger.warn(
+        { transactionId: txnId, wanted: decision, logged: d.decision.decision },
+        "decision already logged; obeying it",
+      );
     feed.notify();
     return d;
   }
@@ -306,18 +344,24 @@ export function createRoundEngine(o: RoundEngineOptions): RoundEngine {
 
   async function getDecision(txnId: string, askingBank: string): Promise<Result<Decision>> {
     const m = TXN_ID_PATTERN.exec(txnId);
-    if (!m) return fail("invalid_txn_id", "txn_id must look like \"<replica>:<uuid>\"", { field: "txn_id" });
+    if (!m) return fail("invalid_txn_id", 'txn_id must look like "<replica>:<uuid>"', { field: "txn_id" });
     const banks = await participantsOf(txnId);
     // Any bank's certificate could otherwise force a presumed abort on any txn in flight.
-    if (banks && !banks.includes(askingBank)) return fail("not_participant", `bank ${askingBank} takes no part in ${txnId}`, { field: "txn_id" });
+    if (banks && !banks.includes(askingBank))
+      return fail("not_participant", `bank ${askingBank} takes no part in ${txnId}`, { field: "txn_id" });
     const logged = await log.findDecision(txnId);
     if (logged) return ok(logged.decision);
     // Every txn and round is registered before its first Prepare leaves, so
     // an unknown id was never prepared anywhere legitimately. Alone, another
     // replica's txn is not ours to presume about.
-    if (!banks && !o.sharedLog && m[1] !== o.replica) return fail("invalid_txn_id", `txn ${txnId} is coordinated by ${m[1]}, not ${o.replica}`, { field: "txn_id" });
+    if (!banks && !o.sharedLog && m[1] !== o.replica)
+      return fail("invalid_txn_id", `txn ${txnId} is coordinated by ${m[1]}, not ${o.replica}`, { field: "txn_id" });
     const d = (await decide(txnId, "ABORT", "participant_timeout", banks ?? [askingBank])).decision;
-    if (d.decision === "ABORT") logger.info({ transactionId: txnId, bank: askingBank }, "presumed abort for a bank that asked before the decision");
+    if (d.decision === "ABORT")
+      logger.info(
+        { transactionId: txnId, bank: askingBank },
+        "presumed abort for a bank that asked before the decision",
+      );
     return ok(d.decision);
   }
 
@@ -336,16 +380,21 @@ export function createRoundEngine(o: RoundEngineOptions): RoundEngine {
     let abortedPending = 0;
     let abortedRounds = 0;
     for (let page = 0; page < RECOVERY_PAGES_MAX; page++) {
-      const pending = (await log.pendingUndecided(redriveBatchMax, { replica, createdBeforeMs })).filter((t) => !running.has(t.txnId));
+      const pending = (await log.pendingUndecided(redriveBatchMax, { replica, createdBeforeMs })).filter(
+        (t) => !running.has(t.txnId),
+      );
       if (pending.length === 0) break;
       // No COMMIT was ever logged for these, so no bank can have been told to commit.
       await Promise.all(pending.map((txn) => decide(txn.txnId, "ABORT", "coordinator_restarted", banksOf(txn))));
       // Each transfer ended here, not in its request: count it once, where it was decided.
-      for (let i = 0; i < pending.length; i++) metrics.transfers.inc({ outcome: "aborted", reason: "coordinator_restarted" });
+      for (let i = 0; i < pending.length; i++)
+        metrics.transfers.inc({ outcome: "aborted", reason: "coordinator_restarted" });
       abortedPending += pending.length;
     }
     for (let page = 0; page < RECOVERY_PAGES_MAX; page++) {
-      const rounds = (await log.undecidedRounds(redriveBatchMax, replica, createdBeforeMs)).filter((r) => !running.has(r.txnId));
+      const rounds = (await log.undecidedRounds(redriveBatchMax, replica, createdBeforeMs)).filter(
+        (r) => !running.has(r.txnId),
+      );
       if (rounds.length === 0) break;
       await Promise.all(rounds.map((r) => decide(r.txnId, "ABORT", "coordinator_restarted", r.banks)));
       abortedRounds += rounds.length;
@@ -360,7 +409,8 @@ export function createRoundEngine(o: RoundEngineOptions): RoundEngine {
     assert(left.length === 0, "recovery leaves no PENDING txn without a decision");
     await log.rescheduleUnacked(clock.nowMs());
     const redriven = await redriveOnce();
-    if (abortedPending > 0 || abortedRounds > 0 || redriven > 0) logger.info({ abortedPending, abortedRounds, redriven }, "coordinator recovery");
+    if (abortedPending > 0 || abortedRounds > 0 || redriven > 0)
+      logger.info({ abortedPending, abortedRounds, redriven }, "coordinator recovery");
     return { abortedPending: abortedPending + abortedRounds, redriven, backlog: redriven >= redriveBatchMax };
   }
 

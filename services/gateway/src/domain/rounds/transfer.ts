@@ -7,7 +7,14 @@ import { assert } from "@paygate/money";
 import type { Reason } from "@paygate/vocab";
 import { NO_METRICS, type CoordinatorMetrics } from "../metrics.js";
 import { fail, ok, TRANSIENT_ABORT_REASONS, type NewTxn, type Result, type TxnRecord } from "../model.js";
-import { StoreUnavailableError, type Clock, type Directory, type EventLogger, type IdempotencyClaims, type Leg } from "../ports.js";
+import {
+  StoreUnavailableError,
+  type Clock,
+  type Directory,
+  type EventLogger,
+  type IdempotencyClaims,
+  type Leg,
+} from "../ports.js";
 import { checkTransfer, type CheckedTransfer, type TransferRequest } from "../transfer-rules.js";
 import type { RoundEngine } from "./engine.js";
 import { banksOfPlan, planByBank, type PreparePlan } from "./plan.js";
@@ -42,8 +49,20 @@ const CLAIM_ATTEMPTS_MAX = 3;
 
 /** The debit at the payer's bank, the credit at the payee's. */
 export function transferPlan(txn: TxnRecord): PreparePlan[] {
-  const debit: Leg = { accountId: txn.fromAccountId, direction: "DEBIT", amountMinor: txn.amountMinor, currency: txn.currency, ownerUserId: txn.callerUserId };
-  const credit: Leg = { accountId: txn.toAccountId, direction: "CREDIT", amountMinor: txn.amountMinor, currency: txn.currency, ownerUserId: "" };
+  const debit: Leg = {
+    accountId: txn.fromAccountId,
+    direction: "DEBIT",
+    amountMinor: txn.amountMinor,
+    currency: txn.currency,
+    ownerUserId: txn.callerUserId,
+  };
+  const credit: Leg = {
+    accountId: txn.toAccountId,
+    direction: "CREDIT",
+    amountMinor: txn.amountMinor,
+    currency: txn.currency,
+    ownerUserId: "",
+  };
   return planByBank([
     { bank: txn.fromBank, leg: debit },
     { bank: txn.toBank, leg: credit },
@@ -83,7 +102,11 @@ export function createTransfer(o: TransferOptions): Transfer {
   }
 
   /** A key someone already claimed: its stored outcome, or (after a transient abort) leave to try again. */
-  async function answerOwner(owner: TxnRecord, checked: CheckedTransfer, attempt: number): Promise<Result<TxnRecord> | "retry"> {
+  async function answerOwner(
+    owner: TxnRecord,
+    checked: CheckedTransfer,
+    attempt: number,
+  ): Promise<Result<TxnRecord> | "retry"> {
     const meta = { transaction_id: owner.txnId };
     if (owner.fingerprint !== checked.fingerprint) {
       metrics.idempotency.inc({ result: "conflict" });
@@ -107,7 +130,11 @@ export function createTransfer(o: TransferOptions): Transfer {
     // insufficient_funds would be final for this key): its Abort first.
     if (!(await engine.abortDelivered(owner.txnId))) {
       metrics.idempotency.inc({ result: "in_flight" });
-      return fail("participant_unavailable", "the previous attempt is still being released at a bank; retry with the same key", meta);
+      return fail(
+        "participant_unavailable",
+        "the previous attempt is still being released at a bank; retry with the same key",
+        meta,
+      );
     }
     return "retry";
   }
@@ -139,8 +166,15 @@ export function createTransfer(o: TransferOptions): Transfer {
     // The decision's write settled the txn (status, sequence) and hands it back.
     const final = decided.txn;
     assert(final !== undefined && final.txnId === txn.txnId, "deciding a transfer returns it");
-    assert(final.status === (d.decision === "COMMIT" ? "COMMITTED" : "ABORTED"), "txn status follows its logged decision");
-    metrics.transfers.inc(final.status === "COMMITTED" ? { outcome: "committed" } : { outcome: "aborted", reason: final.declineReason || "internal" });
+    assert(
+      final.status === (d.decision === "COMMIT" ? "COMMITTED" : "ABORTED"),
+      "txn status follows its logged decision",
+    );
+    metrics.transfers.inc(
+      final.status === "COMMITTED"
+        ? { outcome: "committed" }
+        : { outcome: "aborted", reason: final.declineReason || "internal" },
+    );
     return d.decision === "COMMIT" ? ok(final) : declined(final);
   }
 
@@ -154,7 +188,14 @@ export function createTransfer(o: TransferOptions): Transfer {
     } catch (e) {
       if (!(e instanceof StoreUnavailableError)) throw e;
       // Whether the claim landed is unknown: a repeat finds out (and the orphan sweep aborts a claim nobody runs).
-      return { result: fail("store_unavailable", "the gateway's store is unavailable; nothing was sent to a bank; retry with the same key"), txnId: undefined, replayed: false };
+      return {
+        result: fail(
+          "store_unavailable",
+          "the gateway's store is unavailable; nothing was sent to a bank; retry with the same key",
+        ),
+        txnId: undefined,
+        replayed: false,
+      };
     }
     if ("done" in step) return step.done;
     claimed(); // timed for the transfers that run, like the other phases
@@ -163,13 +204,26 @@ export function createTransfer(o: TransferOptions): Transfer {
     const txn = step.txn;
     assert(txn.status === "PENDING", "a fresh claim is PENDING");
     try {
-      return { result: await engine.whileRunning(txn.txnId, () => run(txn)), txnId: txn.txnId, replayed: step.replayed };
+      return {
+        result: await engine.whileRunning(txn.txnId, () => run(txn)),
+        txnId: txn.txnId,
+        replayed: step.replayed,
+      };
     } catch (e) {
       if (!(e instanceof StoreUnavailableError)) throw e;
       // The decision may or may not be durable: nothing is sent until it is
       // known. The banks ask GetDecision after their prepare timeout.
-      logger.warn({ transactionId: txn.txnId, err: e.message }, "store unavailable while deciding; the banks will ask for the decision");
-      return { result: fail("store_unavailable", "the gateway's store is unavailable; retry with the same key", { transaction_id: txn.txnId }), txnId: txn.txnId, replayed: step.replayed };
+      logger.warn(
+        { transactionId: txn.txnId, err: e.message },
+        "store unavailable while deciding; the banks will ask for the decision",
+      );
+      return {
+        result: fail("store_unavailable", "the gateway's store is unavailable; retry with the same key", {
+          transaction_id: txn.txnId,
+        }),
+        txnId: txn.txnId,
+        replayed: step.replayed,
+      };
     }
   };
 }

@@ -68,7 +68,9 @@ export function asStoreError(e: unknown): unknown {
   if (e instanceof StoreUnavailableError) return e;
   if (!isUnavailable(e)) return e;
   const code = sqlState(e) ?? String((e as { code?: unknown } | null)?.code ?? "connection");
-  return new StoreUnavailableError(`PostgreSQL unavailable (${code}): ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`);
+  return new StoreUnavailableError(
+    `PostgreSQL unavailable (${code}): ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`,
+  );
 }
 
 export function createDriver(kind: "pg" | "postgres", o: DriverOptions): SqlDriver {
@@ -89,7 +91,11 @@ function createNodePostgres(o: DriverOptions): SqlDriver {
   };
   const pool = new pg.Pool(config);
   pool.on("error", (e) => o.onError(e)); // an idle client lost its connection
-  const run = async <R extends Row>(client: pg.Pool | pg.PoolClient, text: string, params?: readonly unknown[]): Promise<R[]> => {
+  const run = async <R extends Row>(
+    client: pg.Pool | pg.PoolClient,
+    text: string,
+    params?: readonly unknown[],
+  ): Promise<R[]> => {
     try {
       return (await client.query<R>(text, params as unknown[] | undefined)).rows;
     } catch (e) {
@@ -222,9 +228,15 @@ function createPostgresJs(o: DriverOptions): SqlDriver {
     },
     async listen(channel, onNotify, onConnect) {
       // postgres.js re-listens by itself after a reconnect and calls onlisten each time.
-      const sub = await sql.listen(channel, (payload) => onNotify(payload), () => onConnect()).catch((e: unknown) => {
-        throw asStoreError(e);
-      });
+      const sub = await sql
+        .listen(
+          channel,
+          (payload) => onNotify(payload),
+          () => onConnect(),
+        )
+        .catch((e: unknown) => {
+          throw asStoreError(e);
+        });
       return () => sub.unlisten();
     },
     end: () => sql.end({ timeout: 5 }),

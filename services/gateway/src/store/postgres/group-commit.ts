@@ -19,10 +19,31 @@ import { isRetryableConflict, isUnavailable, type SqlDriver } from "./driver.js"
 export type ApplyOp =
   | { readonly op: "claim"; readonly txn: object }
   | { readonly op: "reclaim"; readonly previousTxnId: string; readonly txn: object }
-  | { readonly op: "round"; readonly txnId: string; readonly kind: string; readonly banks: readonly string[]; readonly createdAtMs: number }
-  | { readonly op: "decide"; readonly txnId: string; readonly decision: string; readonly reason: string; readonly participants: readonly string[]; readonly nowMs: number; readonly firstResendAtMs: number }
+  | {
+      readonly op: "round";
+      readonly txnId: string;
+      readonly kind: string;
+      readonly banks: readonly string[];
+      readonly createdAtMs: number;
+    }
+  | {
+      readonly op: "decide";
+      readonly txnId: string;
+      readonly decision: string;
+      readonly reason: string;
+      readonly participants: readonly string[];
+      readonly nowMs: number;
+      readonly firstResendAtMs: number;
+    }
   | { readonly op: "ack"; readonly txnId: string; readonly bank: string; readonly nowMs: number }
-  | { readonly op: "defer"; readonly txnId: string; readonly bank: string; readonly attempts: number; readonly nextAttemptAtMs: number; readonly error: string };
+  | {
+      readonly op: "defer";
+      readonly txnId: string;
+      readonly bank: string;
+      readonly attempts: number;
+      readonly nextAttemptAtMs: number;
+      readonly error: string;
+    };
 
 export interface PgGroupCommit {
   apply(op: ApplyOp): Promise<unknown>;
@@ -95,10 +116,15 @@ export function createPgGroupCommit(driver: SqlDriver, o: PgGroupCommitOptions):
   let drained: (() => void)[] = [];
 
   async function call(ops: readonly ApplyOp[]): Promise<unknown[]> {
-    const rows = await driver.query<{ r: unknown }>("SELECT paygate_apply($1::text::jsonb) AS r", [JSON.stringify(ops, bigintJson)]);
+    const rows = await driver.query<{ r: unknown }>("SELECT paygate_apply($1::text::jsonb) AS r", [
+      JSON.stringify(ops, bigintJson),
+    ]);
     const r = rows[0]?.r;
     const results = typeof r === "string" ? (JSON.parse(r) as unknown[]) : (r as unknown[]);
-    if (!Array.isArray(results) || results.length !== ops.length) throw new Error(`paygate_apply answered ${Array.isArray(results) ? results.length : typeof results} results for ${ops.length} ops`);
+    if (!Array.isArray(results) || results.length !== ops.length)
+      throw new Error(
+        `paygate_apply answered ${Array.isArray(results) ? results.length : typeof results} results for ${ops.length} ops`,
+      );
     return results;
   }
 
@@ -111,10 +137,14 @@ export function createPgGroupCommit(driver: SqlDriver, o: PgGroupCommitOptions):
         q.resolve((await call([q.op]))[0]);
         return;
       } catch (e) {
-        const again = (isRetryableConflict(e) && attempt < CONFLICT_RETRIES_MAX) || (isUnavailable(e) && performance.now() < deadline);
+        const again =
+          (isRetryableConflict(e) && attempt < CONFLICT_RETRIES_MAX) ||
+          (isUnavailable(e) && performance.now() < deadline);
         if (!again) {
           if (isUnavailable(e)) o.onUnavailable?.(e);
-          q.reject(isUnavailable(e) && !(e instanceof StoreUnavailableError) ? new StoreUnavailableError(String(e)) : e);
+          q.reject(
+            isUnavailable(e) && !(e instanceof StoreUnavailableError) ? new StoreUnavailableError(String(e)) : e,
+          );
           return;
         }
         await backoff(attempt);

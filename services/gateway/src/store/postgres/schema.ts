@@ -436,10 +436,15 @@ export async function migrate(driver: SqlDriver): Promise<{ readonly applied: nu
   return driver.withConnection(async (q: SqlQuery) => {
     await q.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
     try {
-      await q.query("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+      await q.query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+      );
       const rows = await q.query<{ v: number | null }>("SELECT max(version) AS v FROM schema_migrations");
       const current = Number(rows[0]?.v ?? 0);
-      if (current > MIGRATIONS.length) throw new Error(`the database schema is v${current}, newer than this build (v${MIGRATIONS.length}); upgrade the gateway`);
+      if (current > MIGRATIONS.length)
+        throw new Error(
+          `the database schema is v${current}, newer than this build (v${MIGRATIONS.length}); upgrade the gateway`,
+        );
       let applied = 0;
       for (let v = current; v < MIGRATIONS.length; v++) {
         await q.query("BEGIN");

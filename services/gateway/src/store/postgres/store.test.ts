@@ -29,7 +29,16 @@ async function freshDatabase(): Promise<string> {
 }
 
 const open = (url: string, driver: "pg" | "postgres" = "pg", statementTimeoutMs = 2_000) =>
-  createPostgresStore({ url, passwordFile: "", poolMax: 4, driver, statementTimeoutMs, replica: "gateway-0", logger: quiet, probeIntervalMs: 100 });
+  createPostgresStore({
+    url,
+    passwordFile: "",
+    poolMax: 4,
+    driver,
+    statementTimeoutMs,
+    replica: "gateway-0",
+    logger: quiet,
+    probeIntervalMs: 100,
+  });
 
 for (const driver of ["pg", "postgres"] as const) {
   storeContract(`postgres (${driver})`, async () => {
@@ -61,7 +70,9 @@ test("postgres: three replicas starting at once run each migration once", async 
   const url = await freshDatabase();
   const stores = await Promise.all([open(url), open(url), open(url)]);
   try {
-    const rows = await stores[0]!.driver.query<{ version: number }>("SELECT version FROM schema_migrations ORDER BY version");
+    const rows = await stores[0]!.driver.query<{ version: number }>(
+      "SELECT version FROM schema_migrations ORDER BY version",
+    );
     assert.deepEqual(
       rows.map((r) => Number(r.version)),
       [1, 2, 3],
@@ -79,7 +90,9 @@ test("postgres: a write that fails inside a group-committed batch fails alone; i
     // amount_minor > 0 is a CHECK: this claim makes paygate_apply's transaction fail as a whole.
     const good = Array.from({ length: 5 }, (_, i) => newTxn({ idempotencyKey: `good-${i}` }));
     const bad = newTxn({ idempotencyKey: "bad", amountMinor: 0n });
-    const outcomes = await Promise.allSettled([...good.slice(0, 2), bad, ...good.slice(2)].map((t) => store.log.claim(t)));
+    const outcomes = await Promise.allSettled(
+      [...good.slice(0, 2), bad, ...good.slice(2)].map((t) => store.log.claim(t)),
+    );
     assert.equal(outcomes.filter((o) => o.status === "rejected").length, 1);
     assert.equal(outcomes[2]!.status, "rejected");
     for (const t of good) assert.equal((await store.log.findTxn(t.txnId))?.status, "PENDING");
@@ -118,7 +131,10 @@ test("postgres: killed mid-stream (kill -9 of the postmaster): every acknowledge
     }
     assert.ok(acknowledged > 0);
     // And the replica goes on by itself.
-    await eventually(async () => assert.equal((await store.log.claim(newTxn({ idempotencyKey: "after" }))).claimed, true), 10_000);
+    await eventually(
+      async () => assert.equal((await store.log.claim(newTxn({ idempotencyKey: "after" }))).claimed, true),
+      10_000,
+    );
     assert.equal(store.healthy(), true);
   } finally {
     await store.close();
@@ -152,7 +168,14 @@ test("postgres: a decision logged by one replica wakes another replica's followe
     const before = woken;
     const t = newTxn();
     await a.log.claim(t);
-    await a.log.decide({ txnId: t.txnId, decision: "COMMIT", reason: "", participants: ["bank-a"], nowMs: 1, firstResendAtMs: 2 });
+    await a.log.decide({
+      txnId: t.txnId,
+      decision: "COMMIT",
+      reason: "",
+      participants: ["bank-a"],
+      nowMs: 1,
+      firstResendAtMs: 2,
+    });
     await eventually(async () => assert.ok(woken > before, "b heard of a's decision"));
   } finally {
     await a.close();
@@ -166,13 +189,19 @@ test("group commit retries a serialization failure or deadlock instead of surfac
     name: "pg",
     async query(_text: string, params?: readonly unknown[]) {
       calls++;
-      if (calls <= 2) throw Object.assign(new Error(calls === 1 ? "could not serialize access" : "deadlock detected"), { code: calls === 1 ? "40001" : "40P01" });
+      if (calls <= 2)
+        throw Object.assign(new Error(calls === 1 ? "could not serialize access" : "deadlock detected"), {
+          code: calls === 1 ? "40001" : "40P01",
+        });
       const ops = JSON.parse(String(params?.[0])) as unknown[];
       return [{ r: ops.map((_o, i) => ({ i })) }];
     },
   } as unknown as SqlDriver;
   const group = createPgGroupCommit(driver, { retryDeadlineMs: 1_000 });
-  const results = await Promise.all([group.apply({ op: "ack", txnId: "t", bank: "a", nowMs: 1 }), group.apply({ op: "ack", txnId: "t", bank: "b", nowMs: 1 })]);
+  const results = await Promise.all([
+    group.apply({ op: "ack", txnId: "t", bank: "a", nowMs: 1 }),
+    group.apply({ op: "ack", txnId: "t", bank: "b", nowMs: 1 }),
+  ]);
   assert.deepEqual(results, [{ i: 0 }, { i: 1 }]);
   assert.equal(calls, 3);
 });

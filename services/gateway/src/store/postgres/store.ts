@@ -11,14 +11,52 @@
 // "no await in between" reasoning a single process could use.
 import { readFileSync } from "node:fs";
 import { assert } from "@paygate/money";
-import type { AuthChange, AuthExpect, AuthRecord, BatchItemRecord, BatchRecord, CardRecord, CardStore, RefundRecord, RefundStart } from "../../domain/cards-ports.js";
-import type { AckTask, Decided, Decision, DecisionRecord, DirectoryAccount, RoundRecord, TxnRecord, TxnStatus, UnackedDecision } from "../../domain/model.js";
-import type { Claim, CoordinatorLog, Directory, GatewayStore, RateLimits, ReplicaLeases, SessionRecord, Sessions, TxnHistory, UserRecord, Users } from "../../domain/ports.js";
+import type {
+  AuthChange,
+  AuthExpect,
+  AuthRecord,
+  BatchItemRecord,
+  BatchRecord,
+  CardRecord,
+  CardStore,
+  RefundRecord,
+  RefundStart,
+} from "../../domain/cards-ports.js";
+import type {
+  AckTask,
+  Decided,
+  Decision,
+  DecisionRecord,
+  DirectoryAccount,
+  RoundRecord,
+  TxnRecord,
+  TxnStatus,
+  UnackedDecision,
+} from "../../domain/model.js";
+import type {
+  Claim,
+  CoordinatorLog,
+  Directory,
+  GatewayStore,
+  RateLimits,
+  ReplicaLeases,
+  SessionRecord,
+  Sessions,
+  TxnHistory,
+  UserRecord,
+  Users,
+} from "../../domain/ports.js";
 import { createDriver, type Row, type SqlDriver, type SqlQuery } from "./driver.js";
 import { createPgGroupCommit, type PgGroupCommit } from "./group-commit.js";
 import { migrate } from "./schema.js";
 import { createPostgresWebhookStore, insertOutboxEvents } from "./webhooks.js";
-import { captureFailedEvent, eventsForAuthChange, eventsForNewAuth, refundEvent, settlementEvent } from "../../domain/webhook-events.js";
+import {
+  captureFailedEvent,
+  eventsForAuthChange,
+  eventsForNewAuth,
+  refundEvent,
+  settlementEvent,
+} from "../../domain/webhook-events.js";
 
 export interface PostgresStoreOptions {
   readonly url: string;
@@ -27,7 +65,11 @@ export interface PostgresStoreOptions {
   readonly driver: "pg" | "postgres";
   readonly statementTimeoutMs: number;
   readonly replica: string;
-  readonly logger: { info(f: object, m: string): void; warn(f: object, m: string): void; error(f: object, m: string): void };
+  readonly logger: {
+    info(f: object, m: string): void;
+    warn(f: object, m: string): void;
+    error(f: object, m: string): void;
+  };
   /** How often healthy() is re-checked while the database is unreachable. */
   readonly probeIntervalMs?: number;
 }
@@ -69,10 +111,31 @@ function toTxn(r: Row): TxnRecord {
   };
 }
 
-const toDecision = (r: Row): DecisionRecord => ({ txnId: str(r.txn_id), decision: str(r.decision) as Decision, reason: str(r.reason), decidedAtMs: num(r.decided_at) });
-const toRound = (r: Row): RoundRecord => ({ txnId: str(r.txn_id), kind: str(r.kind), banks: (r.banks as string[]).map(String), createdAtMs: num(r.created_at) });
-const toUser = (r: Row): UserRecord => ({ userId: str(r.user_id), username: str(r.username), passwordHash: str(r.password_hash), roles: str(r.roles).split(",").filter(Boolean), displayName: str(r.display_name) });
-const toAccount = (r: Row): DirectoryAccount => ({ accountId: str(r.account_id), bank: str(r.bank), ownerUserId: str(r.owner_user_id), currency: str(r.currency) });
+const toDecision = (r: Row): DecisionRecord => ({
+  txnId: str(r.txn_id),
+  decision: str(r.decision) as Decision,
+  reason: str(r.reason),
+  decidedAtMs: num(r.decided_at),
+});
+const toRound = (r: Row): RoundRecord => ({
+  txnId: str(r.txn_id),
+  kind: str(r.kind),
+  banks: (r.banks as string[]).map(String),
+  createdAtMs: num(r.created_at),
+});
+const toUser = (r: Row): UserRecord => ({
+  userId: str(r.user_id),
+  username: str(r.username),
+  passwordHash: str(r.password_hash),
+  roles: str(r.roles).split(",").filter(Boolean),
+  displayName: str(r.display_name),
+});
+const toAccount = (r: Row): DirectoryAccount => ({
+  accountId: str(r.account_id),
+  bank: str(r.bank),
+  ownerUserId: str(r.owner_user_id),
+  currency: str(r.currency),
+});
 
 function toCard(r: Row): CardRecord {
   return {
@@ -201,7 +264,10 @@ export async function createPostgresStore(o: PostgresStoreOptions): Promise<Post
     const now = performance.now(); // an interval: monotonic
     if (now - lastUnavailableLogMs > 5_000) {
       lastUnavailableLogMs = now;
-      o.logger.warn({ err: e instanceof Error ? e.message : String(e) }, "PostgreSQL unreachable; answering unavailable until it returns");
+      o.logger.warn(
+        { err: e instanceof Error ? e.message : String(e) },
+        "PostgreSQL unreachable; answering unavailable until it returns",
+      );
     }
   };
   const driver = createDriver(o.driver, {
@@ -213,7 +279,8 @@ export async function createPostgresStore(o: PostgresStoreOptions): Promise<Post
     onError: markUnavailable,
   });
   const migrated = await migrate(driver);
-  if (migrated.applied > 0) o.logger.info({ applied: migrated.applied, version: migrated.version }, "PostgreSQL schema migrated");
+  if (migrated.applied > 0)
+    o.logger.info({ applied: migrated.applied, version: migrated.version }, "PostgreSQL schema migrated");
 
   // Every query goes through here, so readiness follows what the store sees.
   const q: SqlQuery = {
@@ -229,7 +296,10 @@ export async function createPostgresStore(o: PostgresStoreOptions): Promise<Post
     },
   };
 
-  const group: PgGroupCommit = createPgGroupCommit(driver, { retryDeadlineMs: 3 * o.statementTimeoutMs, onUnavailable: markUnavailable });
+  const group: PgGroupCommit = createPgGroupCommit(driver, {
+    retryDeadlineMs: 3 * o.statementTimeoutMs,
+    onUnavailable: markUnavailable,
+  });
 
   // While unreachable, a probe notices when it is back (readiness turns true again by itself).
   const probe = setInterval(() => {
@@ -246,16 +316,26 @@ export async function createPostgresStore(o: PostgresStoreOptions): Promise<Post
     // After a reconnect the followers re-read the log: nothing decided meanwhile is missed.
     unlisten = await driver.listen(DECIDED_CHANNEL, notifyAll, notifyAll);
   } catch (e) {
-    o.logger.warn({ err: String(e) }, "LISTEN failed; ListTransactions followers wake only on this replica's decisions");
+    o.logger.warn(
+      { err: String(e) },
+      "LISTEN failed; ListTransactions followers wake only on this replica's decisions",
+    );
   }
 
   const directory = createDirectory(q);
   let unlistenDirectory: (() => Promise<void>) | undefined;
   try {
     // A reconnect may have missed removals: drop the whole cache then.
-    unlistenDirectory = await driver.listen(DIRECTORY_CHANNEL, (accountId) => directory.forget(accountId), () => directory.forget(undefined));
+    unlistenDirectory = await driver.listen(
+      DIRECTORY_CHANNEL,
+      (accountId) => directory.forget(accountId),
+      () => directory.forget(undefined),
+    );
   } catch (e) {
-    o.logger.warn({ err: String(e) }, "LISTEN failed; an unlinked account stays in this replica's directory cache (the bank still refuses its old owner's debits)");
+    o.logger.warn(
+      { err: String(e) },
+      "LISTEN failed; an unlinked account stays in this replica's directory cache (the bank still refuses its old owner's debits)",
+    );
   }
 
   const log = createLog(q, group);
@@ -275,28 +355,22 @@ export async function createPostgresStore(o: PostgresStoreOptions): Promise<Post
     seedOnce: (seed, nowMs) =>
       driver.transaction(async (tx) => {
         await tx.query(`SELECT pg_advisory_xact_lock(${SEED_LOCK_KEY})`);
-        if ((await tx.query("SELECT 1 FROM meta WHERE key = 'seed_loaded_at'")).length > 0) return { loaded: false, users: 0, accounts: 0 };
+        if ((await tx.query("SELECT 1 FROM meta WHERE key = 'seed_loaded_at'")).length > 0)
+          return { loaded: false, users: 0, accounts: 0 };
         let users = 0;
         let accounts = 0;
         for (const u of seed.users) {
-          const r = await tx.query("INSERT INTO users (user_id, username, password_hash, roles, display_name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1", [
-            u.userId,
-            u.username,
-            u.passwordHash,
-            u.roles.join(","),
-            u.displayName,
-            nowMs,
-          ]);
+          const r = await tx.query(
+            "INSERT INTO users (user_id, username, password_hash, roles, display_name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+            [u.userId, u.username, u.passwordHash, u.roles.join(","), u.displayName, nowMs],
+          );
           users += r.length;
         }
         for (const a of seed.accounts) {
-          const r = await tx.query("INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1", [
-            a.accountId,
-            a.bank,
-            a.ownerUserId,
-            a.currency,
-            nowMs,
-          ]);
+          const r = await tx.query(
+            "INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+            [a.accountId, a.bank, a.ownerUserId, a.currency, nowMs],
+          );
           accounts += r.length;
         }
         await tx.query("INSERT INTO meta (key, value) VALUES ('seed_loaded_at', $1)", [String(nowMs)]);
@@ -330,14 +404,21 @@ function createLog(q: SqlQuery, group: PgGroupCommit): CoordinatorLog & TxnHisto
     claim: async (txn) => claimOf(await group.apply({ op: "claim", txn })),
     reclaim: async (previousTxnId, txn) => claimOf(await group.apply({ op: "reclaim", previousTxnId, txn })),
     async registerRound(round) {
-      await group.apply({ op: "round", txnId: round.txnId, kind: round.kind, banks: round.banks, createdAtMs: round.createdAtMs });
+      await group.apply({
+        op: "round",
+        txnId: round.txnId,
+        kind: round.kind,
+        banks: round.banks,
+        createdAtMs: round.createdAtMs,
+      });
     },
     async decide(input): Promise<Decided> {
       const r = (await group.apply({ op: "decide", ...input })) as Row & { txn: Row | null };
       return { decision: toDecision(r), txn: r.txn ? txnOf(r.txn) : undefined };
     },
     ack: (txnId, bank, nowMs) => background(group.applyLazy({ op: "ack", txnId, bank, nowMs })),
-    deferAck: (txnId, bank, attempts, nextAttemptAtMs, error) => background(group.applyLazy({ op: "defer", txnId, bank, attempts, nextAttemptAtMs, error: error.slice(0, 500) })),
+    deferAck: (txnId, bank, attempts, nextAttemptAtMs, error) =>
+      background(group.applyLazy({ op: "defer", txnId, bank, attempts, nextAttemptAtMs, error: error.slice(0, 500) })),
     findTxn: async (txnId) => {
       const r = one(await q.query("SELECT * FROM txns WHERE txn_id = $1", [txnId]));
       return r ? toTxn(r) : undefined;
@@ -350,7 +431,10 @@ function createLog(q: SqlQuery, group: PgGroupCommit): CoordinatorLog & TxnHisto
       const r = one(await q.query("SELECT * FROM decisions WHERE txn_id = $1", [txnId]));
       return r ? toDecision(r) : undefined;
     },
-    unackedBanks: async (txnId) => (await q.query("SELECT bank FROM decision_acks WHERE txn_id = $1 AND acked_at IS NULL ORDER BY bank", [txnId])).map((r) => str(r.bank)),
+    unackedBanks: async (txnId) =>
+      (
+        await q.query("SELECT bank FROM decision_acks WHERE txn_id = $1 AND acked_at IS NULL ORDER BY bank", [txnId])
+      ).map((r) => str(r.bank)),
     // Shared redrive: each replica claims the rows it resends (SKIP LOCKED), past the claim's end another may.
     async dueAcks(nowMs, limit, claimMs): Promise<AckTask[]> {
       const rows = await q.query(
@@ -362,10 +446,17 @@ function createLog(q: SqlQuery, group: PgGroupCommit): CoordinatorLog & TxnHisto
         [nowMs, limit, nowMs + claimMs],
       );
       return rows
-        .map((r) => ({ txnId: str(r.txn_id), bank: str(r.bank), decision: str(r.decision) as Decision, attempts: num(r.attempts) }))
+        .map((r) => ({
+          txnId: str(r.txn_id),
+          bank: str(r.bank),
+          decision: str(r.decision) as Decision,
+          attempts: num(r.attempts),
+        }))
         .sort((a, b) => (a.txnId < b.txnId ? -1 : a.txnId > b.txnId ? 1 : a.bank < b.bank ? -1 : 1));
     },
-    rescheduleUnacked: async (nowMs) => (await q.query("UPDATE decision_acks SET next_attempt_at = $1 WHERE acked_at IS NULL RETURNING 1", [nowMs])).length,
+    rescheduleUnacked: async (nowMs) =>
+      (await q.query("UPDATE decision_acks SET next_attempt_at = $1 WHERE acked_at IS NULL RETURNING 1", [nowMs]))
+        .length,
     pendingUndecided: async (limit, filter = {}) =>
       (
         await q.query(
@@ -389,7 +480,13 @@ function createLog(q: SqlQuery, group: PgGroupCommit): CoordinatorLog & TxnHisto
          GROUP BY d.txn_id ORDER BY d.decided_at LIMIT $1`,
         [limit],
       );
-      return rows.map((r) => ({ txnId: str(r.txn_id), decision: str(r.decision) as Decision, decidedAtMs: num(r.decided_at), banks: str(r.banks).split(","), lastError: str(r.last_error) }));
+      return rows.map((r) => ({
+        txnId: str(r.txn_id),
+        decision: str(r.decision) as Decision,
+        decidedAtMs: num(r.decided_at),
+        banks: str(r.banks).split(","),
+        lastError: str(r.last_error),
+      }));
     },
     async inDoubtSummary(nowMs) {
       const r = one(
@@ -443,11 +540,21 @@ function createDirectory(q: SqlQuery): Directory & { forget(accountId: string | 
       found.set(accountId, a);
       return a;
     },
-    ownedBy: async (userId) => (await q.query("SELECT * FROM accounts WHERE owner_user_id = $1 ORDER BY account_id LIMIT $2", [userId, ACCOUNTS_PER_OWNER_MAX])).map(toAccount),
+    ownedBy: async (userId) =>
+      (
+        await q.query("SELECT * FROM accounts WHERE owner_user_id = $1 ORDER BY account_id LIMIT $2", [
+          userId,
+          ACCOUNTS_PER_OWNER_MAX,
+        ])
+      ).map(toAccount),
     async add(a, nowMs) {
       const added =
-        (await q.query("INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1", [a.accountId, a.bank, a.ownerUserId, a.currency, nowMs]))
-          .length === 1;
+        (
+          await q.query(
+            "INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+            [a.accountId, a.bank, a.ownerUserId, a.currency, nowMs],
+          )
+        ).length === 1;
       // A copy cached before an unlink this replica has not heard of yet is stale now.
       if (added) {
         generation++;
@@ -488,7 +595,12 @@ function createRateLimits(q: SqlQuery): RateLimits {
       return { count: num(r?.count), resetAtMs: num(r?.window_end) };
     },
     purgeExpired: async (nowMs, limit) =>
-      (await q.query("DELETE FROM rate_limits WHERE (scope, key) IN (SELECT scope, key FROM rate_limits WHERE window_end <= $1 LIMIT $2) RETURNING 1", [nowMs, limit])).length,
+      (
+        await q.query(
+          "DELETE FROM rate_limits WHERE (scope, key) IN (SELECT scope, key FROM rate_limits WHERE window_end <= $1 LIMIT $2) RETURNING 1",
+          [nowMs, limit],
+        )
+      ).length,
   };
 }
 
@@ -497,7 +609,8 @@ const USER_CACHE_MAX = 10_000;
 const USER_CACHE_TTL_MS = 60_000;
 
 function createUsers(q: SqlQuery): Users {
-  const failuresOf = (r: Row | undefined) => (r ? { failures: num(r.failures), lockedUntilMs: num(r.locked_until) } : { failures: 0, lockedUntilMs: 0 });
+  const failuresOf = (r: Row | undefined) =>
+    r ? { failures: num(r.failures), lockedUntilMs: num(r.locked_until) } : { failures: 0, lockedUntilMs: 0 };
   const byIdCache = new Map<string, { user: UserRecord; atMs: number }>();
   return {
     byUsername: async (username) => {
@@ -515,17 +628,21 @@ function createUsers(q: SqlQuery): Users {
       return user;
     },
     async create(user, nowMs) {
-      const inserted = await q.query("INSERT INTO users (user_id, username, password_hash, roles, display_name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1", [
-        user.userId,
-        user.username,
-        user.passwordHash,
-        user.roles.join(","),
-        user.displayName,
-        nowMs,
-      ]);
+      const inserted = await q.query(
+        "INSERT INTO users (user_id, username, password_hash, roles, display_name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+        [user.userId, user.username, user.passwordHash, user.roles.join(","), user.displayName, nowMs],
+      );
       return inserted.length === 1;
     },
-    loginFailures: async (userId, client) => failuresOf(one(await q.query("SELECT failures, locked_until FROM login_failures WHERE user_id = $1 AND client = $2", [userId, client]))),
+    loginFailures: async (userId, client) =>
+      failuresOf(
+        one(
+          await q.query("SELECT failures, locked_until FROM login_failures WHERE user_id = $1 AND client = $2", [
+            userId,
+            client,
+          ]),
+        ),
+      ),
     // One statement: failures from every replica count, and the one that reaches the maximum locks.
     recordLoginFailure: async (userId, client, nowMs, failuresMax, lockMs) =>
       failuresOf(
@@ -550,17 +667,27 @@ function createUsers(q: SqlQuery): Users {
 function createSessions(q: SqlQuery): Sessions {
   return {
     async create(s, nowMs) {
-      await q.query("INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", [s.tokenHash, s.userId, s.expiresAtMs, nowMs]);
+      await q.query(
+        "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        [s.tokenHash, s.userId, s.expiresAtMs, nowMs],
+      );
     },
     async find(tokenHash): Promise<SessionRecord | undefined> {
-      const r = one(await q.query("SELECT token_hash, user_id, expires_at FROM sessions WHERE token_hash = $1", [tokenHash]));
+      const r = one(
+        await q.query("SELECT token_hash, user_id, expires_at FROM sessions WHERE token_hash = $1", [tokenHash]),
+      );
       return r ? { tokenHash: str(r.token_hash), userId: str(r.user_id), expiresAtMs: num(r.expires_at) } : undefined;
     },
     async revoke(tokenHash) {
       await q.query("DELETE FROM sessions WHERE token_hash = $1", [tokenHash]);
     },
     purgeExpired: async (nowMs, limit) =>
-      (await q.query("DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2) RETURNING 1", [nowMs, limit])).length,
+      (
+        await q.query(
+          "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2) RETURNING 1",
+          [nowMs, limit],
+        )
+      ).length,
   };
 }
 
@@ -574,7 +701,9 @@ function createLeases(q: SqlQuery): ReplicaLeases {
         [replica, bootId, leaseMs],
       );
     },
-    isAlive: async (replica) => (await q.query("SELECT 1 FROM replica_leases WHERE replica = $1 AND lease_until >= clock_timestamp()", [replica])).length > 0,
+    isAlive: async (replica) =>
+      (await q.query("SELECT 1 FROM replica_leases WHERE replica = $1 AND lease_until >= clock_timestamp()", [replica]))
+        .length > 0,
     // A takeover that another replica claimed but did not finish within the grace is claimable again.
     claimExpired: async (self, graceMs, limit) =>
       (
@@ -589,7 +718,10 @@ function createLeases(q: SqlQuery): ReplicaLeases {
         )
       ).map((r) => str(r.replica)),
     async takenOver(replica, by) {
-      await q.query("UPDATE replica_leases SET taken_over_by = $2, taken_over_at = 'infinity' WHERE replica = $1", [replica, by]);
+      await q.query("UPDATE replica_leases SET taken_over_by = $2, taken_over_at = 'infinity' WHERE replica = $1", [
+        replica,
+        by,
+      ]);
     },
   };
 }
@@ -612,7 +744,14 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
    * Compare-and-set in one statement; the opId makes a re-run (after an
    * unknown outcome) report the update it already made.
    */
-  async function casAuth(tx: SqlQuery, authId: string, expect: AuthExpect, change: AuthChange, nowMs: number, opId: string): Promise<boolean> {
+  async function casAuth(
+    tx: SqlQuery,
+    authId: string,
+    expect: AuthExpect,
+    change: AuthChange,
+    nowMs: number,
+    opId: string,
+  ): Promise<boolean> {
     const params: unknown[] = [authId, nowMs, opId];
     const sets = ["updated_at = $2", "last_op_id = $3"];
     for (const [k, v] of Object.entries(change) as [keyof AuthChange, unknown][]) {
@@ -643,7 +782,14 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
    * first (the events need it as it was). A change that leaves the status
    * alone reports nothing, so it stays one statement.
    */
-  async function updateAuthIn(tx: SqlQuery, authId: string, expect: AuthExpect, change: AuthChange, nowMs: number, opId: string): Promise<boolean> {
+  async function updateAuthIn(
+    tx: SqlQuery,
+    authId: string,
+    expect: AuthExpect,
+    change: AuthChange,
+    nowMs: number,
+    opId: string,
+  ): Promise<boolean> {
     if (change.status === undefined) return casAuth(tx, authId, expect, change, nowMs, opId);
     const row = one(await tx.query("SELECT * FROM card_authorizations WHERE auth_id = $1 FOR UPDATE", [authId]));
     if (!row) return false;
@@ -657,16 +803,80 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
   }
 
   const authColumns = [
-    "auth_id", "replica", "auth_code", "merchant_user_id", "idempotency_key", "fingerprint", "card_id", "card_last4", "card_account_id", "card_bank",
-    "card_owner_user_id", "merchant_account_id", "merchant_bank", "amount_minor", "currency", "merchant_reference", "status", "decline_reason", "risk_score",
-    "risk_approved", "risk_rule", "hold_txn_id", "op_txn_id", "op_kind", "op_amount_minor", "op_batch_id", "op_item_index", "captured_minor", "capture_txn_id",
-    "capture_batch_id", "capture_item_index", "refunded_minor", "refund_reserved_minor", "created_at", "expires_at", "updated_at",
+    "auth_id",
+    "replica",
+    "auth_code",
+    "merchant_user_id",
+    "idempotency_key",
+    "fingerprint",
+    "card_id",
+    "card_last4",
+    "card_account_id",
+    "card_bank",
+    "card_owner_user_id",
+    "merchant_account_id",
+    "merchant_bank",
+    "amount_minor",
+    "currency",
+    "merchant_reference",
+    "status",
+    "decline_reason",
+    "risk_score",
+    "risk_approved",
+    "risk_rule",
+    "hold_txn_id",
+    "op_txn_id",
+    "op_kind",
+    "op_amount_minor",
+    "op_batch_id",
+    "op_item_index",
+    "captured_minor",
+    "capture_txn_id",
+    "capture_batch_id",
+    "capture_item_index",
+    "refunded_minor",
+    "refund_reserved_minor",
+    "created_at",
+    "expires_at",
+    "updated_at",
   ];
   const authValues = (a: AuthRecord): unknown[] => [
-    a.authId, a.replica, a.authCode, a.merchantUserId, a.idempotencyKey, a.fingerprint, a.cardId, a.cardLast4, a.cardAccountId, a.cardBank,
-    a.cardOwnerUserId, a.merchantAccountId, a.merchantBank, a.amountMinor.toString(), a.currency, a.merchantReference, a.status, a.declineReason, a.riskScore,
-    a.riskApproved, a.riskRule, a.holdTxnId, a.opTxnId, a.opKind, a.opAmountMinor.toString(), a.opBatchId, a.opItemIndex, a.capturedMinor.toString(), a.captureTxnId,
-    a.captureBatchId, a.captureItemIndex, a.refundedMinor.toString(), a.refundReservedMinor.toString(), a.createdAtMs, a.expiresAtMs, a.updatedAtMs,
+    a.authId,
+    a.replica,
+    a.authCode,
+    a.merchantUserId,
+    a.idempotencyKey,
+    a.fingerprint,
+    a.cardId,
+    a.cardLast4,
+    a.cardAccountId,
+    a.cardBank,
+    a.cardOwnerUserId,
+    a.merchantAccountId,
+    a.merchantBank,
+    a.amountMinor.toString(),
+    a.currency,
+    a.merchantReference,
+    a.status,
+    a.declineReason,
+    a.riskScore,
+    a.riskApproved,
+    a.riskRule,
+    a.holdTxnId,
+    a.opTxnId,
+    a.opKind,
+    a.opAmountMinor.toString(),
+    a.opBatchId,
+    a.opItemIndex,
+    a.capturedMinor.toString(),
+    a.captureTxnId,
+    a.captureBatchId,
+    a.captureItemIndex,
+    a.refundedMinor.toString(),
+    a.refundReservedMinor.toString(),
+    a.createdAtMs,
+    a.expiresAtMs,
+    a.updatedAtMs,
   ];
   const insertAuthSql = `INSERT INTO card_authorizations (${authColumns.join(", ")}) VALUES (${authColumns.map((_, i) => `$${i + 1}`).join(", ")}) ON CONFLICT DO NOTHING RETURNING 1`;
 
@@ -686,10 +896,26 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
       const r = await q.query(
         `INSERT INTO cards (card_id, pan_hmac, last4, exp_month, exp_year, cvc_hash, cardholder_name, account_id, bank, owner_user_id, currency, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (pan_hmac) DO NOTHING RETURNING 1`,
-        [card.cardId, card.panHmac, card.last4, card.expMonth, card.expYear, card.cvcHash, card.cardholderName, card.accountId, card.bank, card.ownerUserId, card.currency, card.createdAtMs],
+        [
+          card.cardId,
+          card.panHmac,
+          card.last4,
+          card.expMonth,
+          card.expYear,
+          card.cvcHash,
+          card.cardholderName,
+          card.accountId,
+          card.bank,
+          card.ownerUserId,
+          card.currency,
+          card.createdAtMs,
+        ],
       );
       if (r.length === 1) return true;
-      return str(one(await q.query("SELECT card_id FROM cards WHERE pan_hmac = $1", [card.panHmac]))?.card_id) === card.cardId;
+      return (
+        str(one(await q.query("SELECT card_id FROM cards WHERE pan_hmac = $1", [card.panHmac]))?.card_id) ===
+        card.cardId
+      );
     },
     cardByPanHmac: async (panHmac) => {
       const r = one(await q.query("SELECT * FROM cards WHERE pan_hmac = $1", [panHmac]));
@@ -701,7 +927,12 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
       return r ? toAuth(r) : undefined;
     },
     authByKey: async (merchantUserId, key) => {
-      const r = one(await q.query("SELECT * FROM card_authorizations WHERE merchant_user_id = $1 AND idempotency_key = $2", [merchantUserId, key]));
+      const r = one(
+        await q.query("SELECT * FROM card_authorizations WHERE merchant_user_id = $1 AND idempotency_key = $2", [
+          merchantUserId,
+          key,
+        ]),
+      );
       return r ? toAuth(r) : undefined;
     },
     async insertAuth(auth) {
@@ -718,7 +949,9 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
       return (await authById(auth.authId)) !== undefined;
     },
     updateAuth: (authId, expect, change, nowMs, opId) =>
-      change.status === undefined ? casAuth(q, authId, expect, change, nowMs, opId) : driver.transaction((tx) => updateAuthIn(tx, authId, expect, change, nowMs, opId)),
+      change.status === undefined
+        ? casAuth(q, authId, expect, change, nowMs, opId)
+        : driver.transaction((tx) => updateAuthIn(tx, authId, expect, change, nowMs, opId)),
     async deleteAuth(authId) {
       await q.query("DELETE FROM card_authorizations WHERE auth_id = $1 AND status = 'PENDING'", [authId]);
     },
@@ -731,9 +964,19 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
       }),
     spentSince: (cardId, sinceMs, excludeAuthId) => spentSince(q, cardId, sinceMs, excludeAuthId),
     pendingAuths: async (limit, replica) =>
-      (await q.query("SELECT * FROM card_authorizations WHERE status = 'PENDING' AND ($2::text IS NULL OR replica = $2) ORDER BY created_at LIMIT $1", [limit, replica ?? null])).map(toAuth),
+      (
+        await q.query(
+          "SELECT * FROM card_authorizations WHERE status = 'PENDING' AND ($2::text IS NULL OR replica = $2) ORDER BY created_at LIMIT $1",
+          [limit, replica ?? null],
+        )
+      ).map(toAuth),
     authsWithOp: async (limit, replica) =>
-      (await q.query("SELECT * FROM card_authorizations WHERE op_txn_id != '' AND op_txn_id LIKE $2 ORDER BY updated_at LIMIT $1", [limit, prefixOf(replica)])).map(toAuth),
+      (
+        await q.query(
+          "SELECT * FROM card_authorizations WHERE op_txn_id != '' AND op_txn_id LIKE $2 ORDER BY updated_at LIMIT $1",
+          [limit, prefixOf(replica)],
+        )
+      ).map(toAuth),
     // SKIP LOCKED: replicas sweeping at once each expire different rows.
     expireDue: (nowMs, limit) =>
       driver.transaction(async (tx) => {
@@ -746,7 +989,10 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
             [nowMs, limit],
           )
         ).map(toAuth);
-        await insertOutboxEvents(tx, expired.flatMap((a) => eventsForAuthChange({ ...a, status: "APPROVED" }, a, nowMs)));
+        await insertOutboxEvents(
+          tx,
+          expired.flatMap((a) => eventsForAuthChange({ ...a, status: "APPROVED" }, a, nowMs)),
+        );
         return expired;
       }),
     insertBatch: (batch, items) =>
@@ -754,43 +1000,69 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
         const r = await tx.query(
           `INSERT INTO card_settle_batches (batch_id, merchant_user_id, idempotency_key, fingerprint, status, owner_replica, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1`,
-          [batch.batchId, batch.merchantUserId, batch.idempotencyKey, batch.fingerprint, batch.status, batch.ownerReplica, batch.createdAtMs],
+          [
+            batch.batchId,
+            batch.merchantUserId,
+            batch.idempotencyKey,
+            batch.fingerprint,
+            batch.status,
+            batch.ownerReplica,
+            batch.createdAtMs,
+          ],
         );
-        if (r.length === 0) return (await tx.query("SELECT 1 FROM card_settle_batches WHERE batch_id = $1", [batch.batchId])).length === 1;
+        if (r.length === 0)
+          return (
+            (await tx.query("SELECT 1 FROM card_settle_batches WHERE batch_id = $1", [batch.batchId])).length === 1
+          );
         await tx.query(
           `INSERT INTO card_settle_items (batch_id, item_index, auth_code, amount_minor)
            SELECT $1, i, c, a FROM unnest($2::int[], $3::text[], $4::bigint[]) AS x(i, c, a)`,
-          [batch.batchId, items.map((i) => i.index), items.map((i) => i.authCode), items.map((i) => i.amountMinor.toString())],
+          [
+            batch.batchId,
+            items.map((i) => i.index),
+            items.map((i) => i.authCode),
+            items.map((i) => i.amountMinor.toString()),
+          ],
         );
         return true;
       }),
     batchByKey: async (merchantUserId, key) => {
-      const r = one(await q.query("SELECT * FROM card_settle_batches WHERE merchant_user_id = $1 AND idempotency_key = $2", [merchantUserId, key]));
+      const r = one(
+        await q.query("SELECT * FROM card_settle_batches WHERE merchant_user_id = $1 AND idempotency_key = $2", [
+          merchantUserId,
+          key,
+        ]),
+      );
       return r ? toBatch(r) : undefined;
     },
-    batchItems: async (batchId) => (await q.query("SELECT * FROM card_settle_items WHERE batch_id = $1 ORDER BY item_index", [batchId])).map(toItem),
+    batchItems: async (batchId) =>
+      (await q.query("SELECT * FROM card_settle_items WHERE batch_id = $1 ORDER BY item_index", [batchId])).map(toItem),
     async takeBatch(batchId, fromReplica, replica) {
-      const r = await q.query("UPDATE card_settle_batches SET owner_replica = $3 WHERE batch_id = $1 AND status = 'PENDING' AND owner_replica = $2 RETURNING 1", [batchId, fromReplica, replica]);
+      const r = await q.query(
+        "UPDATE card_settle_batches SET owner_replica = $3 WHERE batch_id = $1 AND status = 'PENDING' AND owner_replica = $2 RETURNING 1",
+        [batchId, fromReplica, replica],
+      );
       if (r.length === 1) return true;
-      return str(one(await q.query("SELECT owner_replica FROM card_settle_batches WHERE batch_id = $1", [batchId]))?.owner_replica) === replica;
+      return (
+        str(
+          one(await q.query("SELECT owner_replica FROM card_settle_batches WHERE batch_id = $1", [batchId]))
+            ?.owner_replica,
+        ) === replica
+      );
     },
     releaseBatches: async (replica, keep) =>
       (
-        await q.query("UPDATE card_settle_batches SET owner_replica = '' WHERE status = 'PENDING' AND owner_replica = $1 AND NOT (batch_id = ANY($2::text[])) RETURNING 1", [
-          replica,
-          [...keep],
-        ])
+        await q.query(
+          "UPDATE card_settle_batches SET owner_replica = '' WHERE status = 'PENDING' AND owner_replica = $1 AND NOT (batch_id = ANY($2::text[])) RETURNING 1",
+          [replica, [...keep]],
+        )
       ).length,
     async setBatchItem(batchId, index, result) {
       const setItem = async (tx: SqlQuery) => {
-        const r = await tx.query("UPDATE card_settle_items SET status = $3, reason = $4, captured_minor = $5, txn_id = $6 WHERE batch_id = $1 AND item_index = $2 RETURNING *", [
-          batchId,
-          index,
-          result.status,
-          result.reason,
-          result.capturedMinor.toString(),
-          result.txnId,
-        ]);
+        const r = await tx.query(
+          "UPDATE card_settle_items SET status = $3, reason = $4, captured_minor = $5, txn_id = $6 WHERE batch_id = $1 AND item_index = $2 RETURNING *",
+          [batchId, index, result.status, result.reason, result.capturedMinor.toString(), result.txnId],
+        );
         assert(r.length === 1, `batch item ${batchId}#${index} exists`);
         return toItem(r[0]!);
       };
@@ -800,16 +1072,25 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
         const item = await setItem(tx);
         const batch = toBatch(one(await tx.query("SELECT * FROM card_settle_batches WHERE batch_id = $1", [batchId]))!);
         // The authorization's row lock: its events stay in commit order.
-        const a = one(await tx.query("SELECT * FROM card_authorizations WHERE auth_code = $1 FOR UPDATE", [item.authCode]));
+        const a = one(
+          await tx.query("SELECT * FROM card_authorizations WHERE auth_code = $1 FOR UPDATE", [item.authCode]),
+        );
         const event = a && captureFailedEvent(batch, item, toAuth(a), clockMs());
         if (event) await insertOutboxEvents(tx, [event]);
       });
     },
     finishBatch: (batchId, nowMs) =>
       driver.transaction(async (tx) => {
-        const done = one(await tx.query("UPDATE card_settle_batches SET status = 'DONE', finished_at = $2 WHERE batch_id = $1 AND status = 'PENDING' RETURNING *", [batchId, nowMs]));
+        const done = one(
+          await tx.query(
+            "UPDATE card_settle_batches SET status = 'DONE', finished_at = $2 WHERE batch_id = $1 AND status = 'PENDING' RETURNING *",
+            [batchId, nowMs],
+          ),
+        );
         if (!done) return; // done already
-        const items = (await tx.query("SELECT * FROM card_settle_items WHERE batch_id = $1 ORDER BY item_index", [batchId])).map(toItem);
+        const items = (
+          await tx.query("SELECT * FROM card_settle_items WHERE batch_id = $1 ORDER BY item_index", [batchId])
+        ).map(toItem);
         await insertOutboxEvents(tx, [settlementEvent(toBatch(done), items, nowMs)]);
       }),
     // The refund row first: a concurrent request with the same key waits on its unique index and then finds it.
@@ -818,10 +1099,24 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
         const inserted = await tx.query(
           `INSERT INTO card_refunds (refund_id, merchant_user_id, idempotency_key, fingerprint, auth_id, amount_minor, txn_id, status, reason, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', '', $8) ON CONFLICT DO NOTHING RETURNING 1`,
-          [r.refundId, r.merchantUserId, r.idempotencyKey, r.fingerprint, r.authId, r.amountMinor.toString(), r.txnId, r.createdAtMs],
+          [
+            r.refundId,
+            r.merchantUserId,
+            r.idempotencyKey,
+            r.fingerprint,
+            r.authId,
+            r.amountMinor.toString(),
+            r.txnId,
+            r.createdAtMs,
+          ],
         );
         if (inserted.length === 0) {
-          const existing = one(await tx.query("SELECT * FROM card_refunds WHERE merchant_user_id = $1 AND idempotency_key = $2", [r.merchantUserId, r.idempotencyKey]));
+          const existing = one(
+            await tx.query("SELECT * FROM card_refunds WHERE merchant_user_id = $1 AND idempotency_key = $2", [
+              r.merchantUserId,
+              r.idempotencyKey,
+            ]),
+          );
           if (existing && str(existing.refund_id) === r.refundId) return { started: true };
           assert(existing !== undefined, "a refund that could not be inserted has a key owner");
           return { started: false, existing: toRefund(existing) };
@@ -844,19 +1139,37 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
         const r = toRefund(row);
         const amount = r.amountMinor.toString();
         if (end.status === "COMMITTED") {
-          await tx.query("UPDATE card_authorizations SET refunded_minor = refunded_minor + $2, refund_reserved_minor = refund_reserved_minor - $2, updated_at = $3 WHERE auth_id = $1", [r.authId, amount, nowMs]);
-          await tx.query("UPDATE card_refunds SET status = 'COMMITTED', decided_at = $2 WHERE refund_id = $1", [refundId, nowMs]);
+          await tx.query(
+            "UPDATE card_authorizations SET refunded_minor = refunded_minor + $2, refund_reserved_minor = refund_reserved_minor - $2, updated_at = $3 WHERE auth_id = $1",
+            [r.authId, amount, nowMs],
+          );
+          await tx.query("UPDATE card_refunds SET status = 'COMMITTED', decided_at = $2 WHERE refund_id = $1", [
+            refundId,
+            nowMs,
+          ]);
           const after = await authById(r.authId, tx);
           assert(after !== undefined, "a refund's authorization exists");
           await insertOutboxEvents(tx, [refundEvent({ ...r, status: "COMMITTED" }, after, nowMs)]);
           return;
         }
-        await tx.query("UPDATE card_authorizations SET refund_reserved_minor = refund_reserved_minor - $2, updated_at = $3 WHERE auth_id = $1", [r.authId, amount, nowMs]);
+        await tx.query(
+          "UPDATE card_authorizations SET refund_reserved_minor = refund_reserved_minor - $2, updated_at = $3 WHERE auth_id = $1",
+          [r.authId, amount, nowMs],
+        );
         if (end.status === "RETRY") await tx.query("DELETE FROM card_refunds WHERE refund_id = $1", [refundId]);
-        else await tx.query("UPDATE card_refunds SET status = 'FAILED', reason = $2, decided_at = $3 WHERE refund_id = $1", [refundId, end.reason, nowMs]);
+        else
+          await tx.query(
+            "UPDATE card_refunds SET status = 'FAILED', reason = $2, decided_at = $3 WHERE refund_id = $1",
+            [refundId, end.reason, nowMs],
+          );
       }),
     refundByKey: async (merchantUserId, key) => {
-      const r = one(await q.query("SELECT * FROM card_refunds WHERE merchant_user_id = $1 AND idempotency_key = $2", [merchantUserId, key]));
+      const r = one(
+        await q.query("SELECT * FROM card_refunds WHERE merchant_user_id = $1 AND idempotency_key = $2", [
+          merchantUserId,
+          key,
+        ]),
+      );
       return r ? toRefund(r) : undefined;
     },
     refundById: async (refundId) => {
@@ -864,6 +1177,11 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
       return r ? toRefund(r) : undefined;
     },
     pendingRefunds: async (limit, replica) =>
-      (await q.query("SELECT * FROM card_refunds WHERE status = 'PENDING' AND txn_id LIKE $2 ORDER BY created_at LIMIT $1", [limit, prefixOf(replica)])).map(toRefund),
+      (
+        await q.query(
+          "SELECT * FROM card_refunds WHERE status = 'PENDING' AND txn_id LIKE $2 ORDER BY created_at LIMIT $1",
+          [limit, prefixOf(replica)],
+        )
+      ).map(toRefund),
   };
 }

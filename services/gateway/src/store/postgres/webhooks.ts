@@ -114,9 +114,16 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
     return r ? toEndpoint(r) : undefined;
   };
 
-  async function materialize(tx: SqlQuery, limit: number, build: (t: CommittedTransfer) => OutboxEvent): Promise<number> {
+  async function materialize(
+    tx: SqlQuery,
+    limit: number,
+    build: (t: CommittedTransfer) => OutboxEvent,
+  ): Promise<number> {
     // The cursor row's lock serializes runs (a second replica waits, then reads the moved cursor).
-    const after = big(one(await tx.query("SELECT last_sequence FROM webhook_transfer_cursor WHERE id = 1 FOR UPDATE"))?.last_sequence ?? 0);
+    const after = big(
+      one(await tx.query("SELECT last_sequence FROM webhook_transfer_cursor WHERE id = 1 FOR UPDATE"))?.last_sequence ??
+        0,
+    );
     // Why the cursor never skips a transfer: a sequence is handed out by
     // paygate_apply under the history_sequence row lock, held until that
     // transaction commits, together with history_sequence.last. So in any one
@@ -151,7 +158,8 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
       );
     const n = await insertOutboxEvents(tx, events);
     const last = rows.at(-1);
-    if (last) await tx.query("UPDATE webhook_transfer_cursor SET last_sequence = $1 WHERE id = 1", [str(last.sequence)]);
+    if (last)
+      await tx.query("UPDATE webhook_transfer_cursor SET last_sequence = $1 WHERE id = 1", [str(last.sequence)]);
     return n;
   }
 
@@ -159,15 +167,28 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
     // SKIP LOCKED: replicas fanning out at once take different events. An
     // object's later event may so get its delivery first; claimDue holds such
     // a delivery back until the earlier event is fanned out too.
-    const events = (await tx.query("SELECT * FROM webhook_events WHERE NOT fanned_out ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", [limit])).map(toEvent);
+    const events = (
+      await tx.query("SELECT * FROM webhook_events WHERE NOT fanned_out ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", [
+        limit,
+      ])
+    ).map(toEvent);
     if (events.length === 0) return 0;
     const owners = [...new Set(events.map((e) => e.ownerUserId))];
-    const endpoints = (await tx.query("SELECT endpoint_id, owner_user_id, event_types FROM webhook_endpoints WHERE owner_user_id = ANY ($1::text[]) AND status = 'ENABLED' ORDER BY endpoint_id", [owners])).map(
-      (r) => ({ endpointId: str(r.endpoint_id), ownerUserId: str(r.owner_user_id), types: (r.event_types as string[]).map(String) }),
-    );
+    const endpoints = (
+      await tx.query(
+        "SELECT endpoint_id, owner_user_id, event_types FROM webhook_endpoints WHERE owner_user_id = ANY ($1::text[]) AND status = 'ENABLED' ORDER BY endpoint_id",
+        [owners],
+      )
+    ).map((r) => ({
+      endpointId: str(r.endpoint_id),
+      ownerUserId: str(r.owner_user_id),
+      types: (r.event_types as string[]).map(String),
+    }));
     const rows: { id: string; endpointId: string; e: StoredEvent }[] = [];
     for (const e of events) {
-      for (const ep of endpoints) if (ep.ownerUserId === e.ownerUserId && ep.types.includes(e.type)) rows.push({ id: newDeliveryId(), endpointId: ep.endpointId, e });
+      for (const ep of endpoints)
+        if (ep.ownerUserId === e.ownerUserId && ep.types.includes(e.type))
+          rows.push({ id: newDeliveryId(), endpointId: ep.endpointId, e });
     }
     if (rows.length > 0) {
       await tx.query(
@@ -175,14 +196,29 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
          SELECT x.delivery_id, x.endpoint_id, x.event_seq, x.event_id, x.event_type, x.object_id, 'PENDING', $7::bigint, $7::bigint
          FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]) AS x(delivery_id, endpoint_id, event_seq, event_id, event_type, object_id)
          ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
-        [rows.map((r) => r.id), rows.map((r) => r.endpointId), rows.map((r) => r.e.seq.toString()), rows.map((r) => r.e.eventId), rows.map((r) => r.e.type), rows.map((r) => r.e.objectId), nowMs],
+        [
+          rows.map((r) => r.id),
+          rows.map((r) => r.endpointId),
+          rows.map((r) => r.e.seq.toString()),
+          rows.map((r) => r.e.eventId),
+          rows.map((r) => r.e.type),
+          rows.map((r) => r.e.objectId),
+          nowMs,
+        ],
       );
     }
-    await tx.query("UPDATE webhook_events SET fanned_out = true WHERE seq = ANY ($1::bigint[])", [events.map((e) => e.seq.toString())]);
+    await tx.query("UPDATE webhook_events SET fanned_out = true WHERE seq = ANY ($1::bigint[])", [
+      events.map((e) => e.seq.toString()),
+    ]);
     return events.length;
   }
 
-  async function claimDue(replica: string, nowMs: number, claimUntilMs: number, limit: number): Promise<ClaimedDelivery[]> {
+  async function claimDue(
+    replica: string,
+    nowMs: number,
+    claimUntilMs: number,
+    limit: number,
+  ): Promise<ClaimedDelivery[]> {
     // SKIP LOCKED: a row another replica is claiming right now is left to it;
     // the outer WHERE re-checks the claim on the row as it is after any wait.
     const claimed = (
@@ -206,10 +242,22 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
       .sort((a, b) => (a.eventSeq < b.eventSeq ? -1 : a.eventSeq > b.eventSeq ? 1 : 0));
     if (claimed.length === 0) return [];
     const events = new Map(
-      (await q.query("SELECT * FROM webhook_events WHERE seq = ANY ($1::bigint[])", [claimed.map((d) => d.eventSeq.toString())])).map(toEvent).map((e) => [e.seq, e] as const),
+      (
+        await q.query("SELECT * FROM webhook_events WHERE seq = ANY ($1::bigint[])", [
+          claimed.map((d) => d.eventSeq.toString()),
+        ])
+      )
+        .map(toEvent)
+        .map((e) => [e.seq, e] as const),
     );
     const endpoints = new Map(
-      (await q.query("SELECT * FROM webhook_endpoints WHERE endpoint_id = ANY ($1::text[])", [[...new Set(claimed.map((d) => d.endpointId))]])).map(toEndpoint).map((e) => [e.endpointId, e] as const),
+      (
+        await q.query("SELECT * FROM webhook_endpoints WHERE endpoint_id = ANY ($1::text[])", [
+          [...new Set(claimed.map((d) => d.endpointId))],
+        ])
+      )
+        .map(toEndpoint)
+        .map((e) => [e.endpointId, e] as const),
     );
     const out: ClaimedDelivery[] = [];
     for (const delivery of claimed) {
@@ -224,29 +272,31 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
   async function recordAttempt(tx: SqlQuery, a: DeliveryAttempt, outcome: AttemptOutcome): Promise<boolean> {
     const endMs = a.atMs + a.latencyMs;
     const held = one(
-      await tx.query("SELECT attempts FROM webhook_deliveries WHERE delivery_id = $1 AND status = 'PENDING' AND claimed_by = $2 AND claim_until_ms >= $3 FOR UPDATE", [
-        a.deliveryId,
-        a.replica,
-        endMs,
-      ]),
+      await tx.query(
+        "SELECT attempts FROM webhook_deliveries WHERE delivery_id = $1 AND status = 'PENDING' AND claimed_by = $2 AND claim_until_ms >= $3 FOR UPDATE",
+        [a.deliveryId, a.replica, endMs],
+      ),
     );
     if (!held) return false; // the claim ran out (another replica may hold it now) or the delivery moved on
     const attempt = num(held.attempts) + 1;
     const error = a.error.slice(0, WEBHOOK_ERROR_LENGTH_MAX);
-    await tx.query("INSERT INTO webhook_attempts (delivery_id, attempt, at_ms, status_code, latency_ms, error, replica) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
-      a.deliveryId,
-      attempt,
-      a.atMs,
-      a.statusCode,
-      a.latencyMs,
-      error,
-      a.replica,
-    ]);
+    await tx.query(
+      "INSERT INTO webhook_attempts (delivery_id, attempt, at_ms, status_code, latency_ms, error, replica) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+      [a.deliveryId, attempt, a.atMs, a.statusCode, a.latencyMs, error, a.replica],
+    );
     await tx.query(
       `UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at_ms = coalesce($4::bigint, next_attempt_at_ms), claimed_by = '', claim_until_ms = 0,
          last_status_code = $5, last_error = $6, delivered_at_ms = $7
        WHERE delivery_id = $1`,
-      [a.deliveryId, outcome.status, attempt, outcome.status === "PENDING" ? outcome.nextAttemptAtMs : null, a.statusCode, error, outcome.status === "DELIVERED" ? endMs : 0],
+      [
+        a.deliveryId,
+        outcome.status,
+        attempt,
+        outcome.status === "PENDING" ? outcome.nextAttemptAtMs : null,
+        a.statusCode,
+        error,
+        outcome.status === "DELIVERED" ? endMs : 0,
+      ],
     );
     return true;
   }
@@ -254,32 +304,58 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
   return {
     createEndpoint: (endpoint, secret) =>
       driver.transaction(async (tx) => {
-        await tx.query("INSERT INTO webhook_endpoints (endpoint_id, owner_user_id, url, event_types, status, created_at_ms) VALUES ($1, $2, $3, $4::text[], $5, $6)", [
-          endpoint.endpointId,
-          endpoint.ownerUserId,
-          endpoint.url,
-          [...endpoint.eventTypes],
-          endpoint.status,
-          endpoint.createdAtMs,
-        ]);
-        await tx.query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)", [
-          endpoint.endpointId,
-          secret.secret,
-          secret.createdAtMs,
-          secret.expiresAtMs ?? null,
-        ]);
+        await tx.query(
+          "INSERT INTO webhook_endpoints (endpoint_id, owner_user_id, url, event_types, status, created_at_ms) VALUES ($1, $2, $3, $4::text[], $5, $6)",
+          [
+            endpoint.endpointId,
+            endpoint.ownerUserId,
+            endpoint.url,
+            [...endpoint.eventTypes],
+            endpoint.status,
+            endpoint.createdAtMs,
+          ],
+        );
+        await tx.query(
+          "INSERT INTO webhook_secrets (endpoint_id, secret, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)",
+          [endpoint.endpointId, secret.secret, secret.createdAtMs, secret.expiresAtMs ?? null],
+        );
       }),
     endpointById: (endpointId) => endpointById(endpointId),
-    endpointsOf: async (ownerUserId) => (await q.query("SELECT * FROM webhook_endpoints WHERE owner_user_id = $1 ORDER BY created_at_ms, endpoint_id", [ownerUserId])).map(toEndpoint),
-    setEndpointStatus: async (endpointId, status) => (await q.query("UPDATE webhook_endpoints SET status = $2 WHERE endpoint_id = $1 RETURNING 1", [endpointId, status])).length === 1,
-    deleteEndpoint: async (endpointId) => (await q.query("DELETE FROM webhook_endpoints WHERE endpoint_id = $1 RETURNING 1", [endpointId])).length === 1,
+    endpointsOf: async (ownerUserId) =>
+      (
+        await q.query("SELECT * FROM webhook_endpoints WHERE owner_user_id = $1 ORDER BY created_at_ms, endpoint_id", [
+          ownerUserId,
+        ])
+      ).map(toEndpoint),
+    setEndpointStatus: async (endpointId, status) =>
+      (
+        await q.query("UPDATE webhook_endpoints SET status = $2 WHERE endpoint_id = $1 RETURNING 1", [
+          endpointId,
+          status,
+        ])
+      ).length === 1,
+    deleteEndpoint: async (endpointId) =>
+      (await q.query("DELETE FROM webhook_endpoints WHERE endpoint_id = $1 RETURNING 1", [endpointId])).length === 1,
     rollSecret: (endpointId, next, previousExpiresAtMs, nowMs) =>
       driver.transaction(async (tx) => {
         // The endpoint's row lock: two rolls at once happen one after the other.
-        assert((await tx.query("SELECT 1 FROM webhook_endpoints WHERE endpoint_id = $1 FOR UPDATE", [endpointId])).length === 1, `endpoint ${endpointId} exists`);
-        await tx.query("UPDATE webhook_secrets SET expires_at_ms = $2 WHERE endpoint_id = $1 AND expires_at_ms IS NULL", [endpointId, previousExpiresAtMs]);
-        await tx.query("DELETE FROM webhook_secrets WHERE endpoint_id = $1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= $2", [endpointId, nowMs]);
-        await tx.query("INSERT INTO webhook_secrets (endpoint_id, secret, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, NULL)", [endpointId, next.secret, next.createdAtMs]);
+        assert(
+          (await tx.query("SELECT 1 FROM webhook_endpoints WHERE endpoint_id = $1 FOR UPDATE", [endpointId])).length ===
+            1,
+          `endpoint ${endpointId} exists`,
+        );
+        await tx.query(
+          "UPDATE webhook_secrets SET expires_at_ms = $2 WHERE endpoint_id = $1 AND expires_at_ms IS NULL",
+          [endpointId, previousExpiresAtMs],
+        );
+        await tx.query(
+          "DELETE FROM webhook_secrets WHERE endpoint_id = $1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= $2",
+          [endpointId, nowMs],
+        );
+        await tx.query(
+          "INSERT INTO webhook_secrets (endpoint_id, secret, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, NULL)",
+          [endpointId, next.secret, next.createdAtMs],
+        );
       }),
     signingSecrets: async (endpointId, nowMs) =>
       (
@@ -299,13 +375,15 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
     },
     deliveriesOf: async (endpointId, limit, beforeSeq) =>
       (
-        await q.query("SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2::bigint IS NULL OR event_seq < $2::bigint) ORDER BY event_seq DESC LIMIT $3", [
-          endpointId,
-          beforeSeq === undefined ? null : beforeSeq.toString(),
-          limit,
-        ])
+        await q.query(
+          "SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2::bigint IS NULL OR event_seq < $2::bigint) ORDER BY event_seq DESC LIMIT $3",
+          [endpointId, beforeSeq === undefined ? null : beforeSeq.toString(), limit],
+        )
       ).map(toDelivery),
-    attemptsOf: async (deliveryId) => (await q.query("SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt", [deliveryId])).map(toAttempt),
+    attemptsOf: async (deliveryId) =>
+      (await q.query("SELECT * FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt", [deliveryId])).map(
+        toAttempt,
+      ),
     redeliver: async (deliveryId, nowMs) =>
       (
         await q.query(
@@ -324,7 +402,11 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
         ),
       );
       const backlog = num(r?.n ?? 0);
-      return { backlog, oldestPendingAgeMs: backlog === 0 || r?.oldest === null || r?.oldest === undefined ? 0 : Math.max(0, nowMs - num(r.oldest)) };
+      return {
+        backlog,
+        oldestPendingAgeMs:
+          backlog === 0 || r?.oldest === null || r?.oldest === undefined ? 0 : Math.max(0, nowMs - num(r.oldest)),
+      };
     },
   };
 }
