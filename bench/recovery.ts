@@ -35,6 +35,7 @@ import { repoRoot, Stack, TEST_PASSWORD_SUFFIX, type LogLine } from "@paygate/te
 // carry the fingerprint the gateway itself would have stored for them.
 import { transferFingerprint } from "@paygate/gateway/transfer-rules";
 import { createFsyncProbe } from "./lib/fsync-probe.js";
+import { reproduceCommand, runStamp } from "./lib/run-id.js";
 import { profileMarkdown, summarizeProfile, type ProfileSummary } from "./profile-summary.js";
 import { cpuSeconds, machineInfo } from "./lib/proc.js";
 
@@ -87,14 +88,12 @@ const GATEWAY_ENV = { COMMIT_TIMEOUT_MS: "5000", REDRIVE_INTERVAL_MS: "1000", RE
 const BANK_ENV = { RESOLVE_INTERVAL_MS: "1000", ...(bankResolver ? {} : { PREPARE_TIMEOUT_MS: "3600000" }) };
 
 const startedAt = new Date();
-const stamp = startedAt
-  .toISOString()
-  .replace(/[:.]/g, "-")
-  .replace(/-\d{3}Z$/, "Z");
-const argv = process.argv.slice(2).join(" ");
-const command = process.env.MAKELEVEL
-  ? `make bench-recovery${argv ? ` RECOVERY_ARGS="${argv}"` : ""}`
-  : `node --import tsx bench/recovery.ts${argv ? ` ${argv}` : ""}`;
+const stamp = runStamp(startedAt);
+const command = reproduceCommand({
+  makeTarget: "bench-recovery",
+  makeVar: "RECOVERY_ARGS",
+  script: "bench/recovery.ts",
+});
 const log = (msg: string) => process.stdout.write(`recovery: ${msg}\n`);
 const fmt = (n: number) => n.toLocaleString("en-US");
 const round = (n: number, digits = 0) => Math.round(n * 10 ** digits) / 10 ** digits;

@@ -30,6 +30,7 @@ import { AdminService, PaymentService } from "@paygate/proto/gateway";
 import { freePort, PostgresServer, repoRoot, ServiceProcess, Stack } from "@paygate/testkit";
 import { BREAKDOWN_METRICS, computeBreakdown, serverMethodOf, type MetricsSnapshot } from "./breakdown.js";
 import { createFsyncProbe } from "./lib/fsync-probe.js";
+import { reproduceCommand, runStamp } from "./lib/run-id.js";
 import { cpuSeconds, machineBusySeconds, machineInfo, memoryMiB, treeCpuSeconds } from "./lib/proc.js";
 import { scrape } from "./lib/prom-text.js";
 import type { CardFixture, CellResult, Command, DrainResult, SettleResult, WindowEvent } from "./load-generator.js";
@@ -208,14 +209,8 @@ const fullRun = matrix
 const writeReadme = args["no-readme"] ? false : (args.readme ?? fullRun);
 const profiled = args["cpu-prof"]!.split(",").filter(Boolean);
 const startedAt = new Date();
-const stamp = startedAt
-  .toISOString()
-  .replace(/[:.]/g, "-")
-  .replace(/-\d{3}Z$/, "Z");
-const argv = process.argv.slice(2).join(" ");
-const command = process.env.MAKELEVEL
-  ? `make bench${argv ? ` BENCH_ARGS="${argv}"` : ""}`
-  : `node --import tsx bench/run.ts${argv ? ` ${argv}` : ""}`;
+const stamp = runStamp(startedAt);
+const command = reproduceCommand({ makeTarget: "bench", makeVar: "BENCH_ARGS", script: "bench/run.ts" });
 
 const log = (msg: string) => process.stdout.write(`bench: ${msg}\n`);
 const fsyncProbe = createFsyncProbe();

@@ -11,10 +11,10 @@ import { randomBytes } from "node:crypto";
 import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join, resolve } from "node:path";
+import { localServices } from "./lib/local-services.mjs";
 import { createSupervisor } from "./lib/supervisor.mjs";
 
 const root = resolve(new URL("..", import.meta.url).pathname);
-const certs = resolve(root, ".certs");
 const data = resolve(root, "data/ha");
 const PG_PORT = 55432;
 const REDIS_PORT = 56379;
@@ -68,14 +68,9 @@ if (!existsSync(cardSecret))
   writeFileSync(cardSecret, randomBytes(32).toString("hex") + "\n", { mode: 0o600, flag: "wx" });
 
 // ---- the services -----------------------------------------------------------------------
-const tls = (name) => ({
-  TLS_CA_FILE: `${certs}/ca.crt`,
-  TLS_CERT_FILE: `${certs}/${name}.crt`,
-  TLS_KEY_FILE: `${certs}/${name}.key`,
-});
-const common = { SEED_FILE: resolve(root, "config/seed.yaml"), LOG_LEVEL: process.env.LOG_LEVEL ?? "info" };
 const replicaUrls = Array.from({ length: REPLICAS }, (_, i) => `https://127.0.0.1:${replicaPort(i)}`);
-const coordinator = { COORDINATOR_URL: replicaUrls.join(",") };
+// Banks ask GetDecision of any replica.
+const { banks, edge, gatewayEnv } = localServices({ root, data, coordinatorUrls: replicaUrls });
 const [pgCmd, pgArgs] = asServer(join(pgBin, "postgres"), [
   "-D",
   pgData,
@@ -101,25 +96,11 @@ const infra = [
     env: {},
   },
 ];
-const banks = ["a", "b"].map((x, i) => ({
-  name: `bank-${x}`,
-  bundle: "bank",
-  env: {
-    ...common,
-    ...tls(`bank-${x}`),
-    ...coordinator,
-    BANK_NAME: `bank-${x}`,
-    BANK_PORT: String(50051 + i),
-    BANK_DATA_DIR: `${data}/bank-${x}`,
-    METRICS_PORT: String(9465 + i),
-  },
-}));
 const gateways = Array.from({ length: REPLICAS }, (_, i) => ({
   name: `gateway-${i}`,
   bundle: "gateway",
   env: {
-    ...common,
-    ...tls("gateway"),
+    ...gatewayEnv,
     GATEWAY_REPLICA: `gateway-${i}`,
     GATEWAY_PORT: String(replicaPort(i)),
     GATEWAY_DATA_DIR: `${data}/gateway-${i}`,
@@ -127,39 +108,8 @@ const gateways = Array.from({ length: REPLICAS }, (_, i) => ({
     DATABASE_URL: `postgres://postgres@127.0.0.1:${PG_PORT}/postgres`,
     REDIS_URL: `redis://127.0.0.1:${REDIS_PORT}`,
     CARD_SECRET_FILE: cardSecret,
-    // Webhooks to the checkout's receiver on this machine: loopback is allowed here only.
-    WEBHOOK_ALLOW_LOOPBACK: "true",
-    WEBHOOK_ALLOWED_HOSTS: "127.0.0.1,localhost",
-    NODE_OPTIONS: "--max-semi-space-size=4 --max-old-space-size=192",
   },
 }));
-const edge = [
-  {
-    name: "bureau",
-    bundle: "credit-bureau",
-    env: {
-      ...common,
-      ...tls("credit-bureau"),
-      CREDIT_BUREAU_PORT: "8081",
-      CREDIT_BUREAU_DATA_FILE: resolve(root, "config/credit-bureau.yaml"),
-      METRICS_PORT: "9467",
-    },
-  },
-  {
-    name: "checkout",
-    bundle: "checkout",
-    env: {
-      ...common,
-      ...tls("checkout"),
-      CHECKOUT_PORT: "8080",
-      CHECKOUT_DATA_DIR: `${data}/checkout`,
-      CHECKOUT_MERCHANT_ACCOUNT: "bank-b/2002",
-      METRICS_PORT: "9468",
-      CHECKOUT_WEBHOOK_PORT: "8443",
-      CHECKOUT_WEBHOOK_URL: "https://127.0.0.1:8443/webhooks/paygate",
-    },
-  },
-];
 const services = [...infra, ...banks, ...gateways, ...edge];
 for (const s of services)
   if (s.bundle && !existsSync(`${root}/dist/${s.bundle}.js`)) {

@@ -4,88 +4,23 @@
 // is restarted (recovery takes over, as Kubernetes would do it), Ctrl-C stops all.
 import { existsSync, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
+import { localServices } from "./lib/local-services.mjs";
 import { createSupervisor } from "./lib/supervisor.mjs";
 
 const root = resolve(new URL("..", import.meta.url).pathname);
-const certs = resolve(root, ".certs");
 const data = resolve(root, "data");
 mkdirSync(data, { recursive: true });
 
-const tls = (name) => ({
-  TLS_CA_FILE: `${certs}/ca.crt`,
-  TLS_CERT_FILE: `${certs}/${name}.crt`,
-  TLS_KEY_FILE: `${certs}/${name}.key`,
-});
-const common = { SEED_FILE: resolve(root, "config/seed.yaml"), LOG_LEVEL: process.env.LOG_LEVEL ?? "info" };
-// Webhooks to the checkout's receiver on this machine (and any local test receiver): loopback is allowed here only.
-const webhooks = { WEBHOOK_ALLOW_LOOPBACK: "true", WEBHOOK_ALLOWED_HOSTS: "127.0.0.1,localhost" };
-// Where banks ask GetDecision: the one gateway (several replicas: their URLs, comma-separated).
-const coordinator = { COORDINATOR_URL: "https://127.0.0.1:50050" };
+// Banks ask GetDecision of the one gateway.
+const { banks, edge, gatewayEnv } = localServices({ root, data, coordinatorUrls: ["https://127.0.0.1:50050"] });
 const services = [
-  {
-    name: "bank-a",
-    bundle: "bank",
-    env: {
-      ...common,
-      ...tls("bank-a"),
-      ...coordinator,
-      BANK_NAME: "bank-a",
-      BANK_PORT: "50051",
-      BANK_DATA_DIR: `${data}/bank-a`,
-      METRICS_PORT: "9465",
-    },
-  },
-  {
-    name: "bank-b",
-    bundle: "bank",
-    env: {
-      ...common,
-      ...tls("bank-b"),
-      ...coordinator,
-      BANK_NAME: "bank-b",
-      BANK_PORT: "50052",
-      BANK_DATA_DIR: `${data}/bank-b`,
-      METRICS_PORT: "9466",
-    },
-  },
+  ...banks,
   {
     name: "gateway",
     bundle: "gateway",
-    env: {
-      ...common,
-      ...tls("gateway"),
-      ...webhooks,
-      GATEWAY_PORT: "50050",
-      GATEWAY_DATA_DIR: `${data}/gateway`,
-      METRICS_PORT: "9464",
-      NODE_OPTIONS: "--max-semi-space-size=4 --max-old-space-size=192" /* as the chart's gateway.nodeOptions */,
-    },
+    env: { ...gatewayEnv, GATEWAY_PORT: "50050", GATEWAY_DATA_DIR: `${data}/gateway`, METRICS_PORT: "9464" },
   },
-  {
-    name: "bureau",
-    bundle: "credit-bureau",
-    env: {
-      ...common,
-      ...tls("credit-bureau"),
-      CREDIT_BUREAU_PORT: "8081",
-      CREDIT_BUREAU_DATA_FILE: resolve(root, "config/credit-bureau.yaml"),
-      METRICS_PORT: "9467",
-    },
-  },
-  {
-    name: "checkout",
-    bundle: "checkout",
-    env: {
-      ...common,
-      ...tls("checkout"),
-      CHECKOUT_PORT: "8080",
-      CHECKOUT_DATA_DIR: `${data}/checkout`,
-      CHECKOUT_MERCHANT_ACCOUNT: "bank-b/2002",
-      METRICS_PORT: "9468",
-      CHECKOUT_WEBHOOK_PORT: "8443",
-      CHECKOUT_WEBHOOK_URL: "https://127.0.0.1:8443/webhooks/paygate",
-    },
-  },
+  ...edge,
 ].filter((s) => existsSync(`${root}/dist/${s.bundle}.js`));
 
 mkdirSync(resolve(data, "logs"), { recursive: true });

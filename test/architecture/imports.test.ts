@@ -29,7 +29,11 @@ function tsFiles(dir: string): string[] {
 }
 
 function importsOf(file: string): Import[] {
-  const text = readFileSync(join(repoRoot, file), "utf8");
+  return importsOfText(file, readFileSync(join(repoRoot, file), "utf8"));
+}
+
+/** The imports of `text` as if it were `file` (the rules' own tests plant a file this way). */
+function importsOfText(file: string, text: string): Import[] {
   const found: Import[] = [];
   for (const line of text.split("\n")) {
     // Only code lines: a comment may well name a forbidden module to explain why.
@@ -104,5 +108,76 @@ test("bench/ drives processes through packages, never a service's source", () =>
     bad,
     [],
     "a micro-benchmark of one module lives in that service (services/<name>/bench); bench/ imports @paygate/* and its own files",
+  );
+});
+
+// The simulator, the chaos and end-to-end tests and the benches use a service
+// through the entry points its package.json exports on purpose
+// (@paygate/gateway/domain, @paygate/bank/use-cases, .../test-support):
+// a relative path into services/<name>/src or test-support couples them to
+// the service's file layout, so a refactor inside it breaks them.
+const SERVICE_INTERNALS = /^services\/[^/]+\/(src|test-support)(\/|$)/;
+const reachesIntoService = (i: Import) => i.target !== undefined && SERVICE_INTERNALS.test(i.target);
+
+// Files that still reach in, each waiting for its owner to switch it (the
+// entry points they need exist); the test fails once one no longer does, so
+// the list can only shrink.
+const NOT_YET_SWITCHED: Readonly<Record<string, string>> = {
+  "test/chaos/card-checks.ts": "the checkout's TRANSIENT_REASONS: needs an entry point of @paygate/checkout",
+  "test/security/matrix.test.ts": "the access tables: need entry points of @paygate/{bank,gateway,credit-bureau}",
+};
+
+function serviceInternalsImportedBy(files: readonly string[], planted?: ReadonlyMap<string, string>): string[] {
+  return files
+    .flatMap((f) => (planted ? importsOfText(f, planted.get(f) ?? "") : importsOf(f)))
+    .filter(reachesIntoService)
+    .map((i) => `${i.file}: ${i.specifier}`);
+}
+
+test("the rule on service internals catches a relative import into src/ or test-support/, and only that", () => {
+  // Written with FROM and IMPORT for the keywords, so this file's own lines do not break the rule.
+  const code = (lines: readonly string[]) => lines.join("\n").replaceAll("FROM", "from").replaceAll("IMPORT", "import");
+  const planted = new Map([
+    [
+      "test/sim/planted.ts",
+      code([
+        'import type { Leg } FROM "../../services/gateway/src/domain/ports.js";',
+        "import {",
+        "  createMemoryLedger,",
+        '} FROM "../../services/bank/test-support/memory-ledger.js";',
+        'const late = await IMPORT("../../services/bank/src/bank.js");',
+        '// the old "../../services/gateway/src/banks.js" is named in a comment only',
+        'import { createCoordinator } FROM "@paygate/gateway/domain";',
+        'import { createRng } FROM "./rng.js";',
+        'import { repoRoot } FROM "../../packages/testkit/src/index.js";',
+      ]),
+    ],
+    ["bench/planted.ts", code(['export { fakes } FROM "../services/gateway/test-support/fakes.js";'])],
+  ]);
+  assert.deepEqual(serviceInternalsImportedBy([...planted.keys()], planted), [
+    "test/sim/planted.ts: ../../services/gateway/src/domain/ports.js",
+    "test/sim/planted.ts: ../../services/bank/test-support/memory-ledger.js",
+    "test/sim/planted.ts: ../../services/bank/src/bank.js",
+    "bench/planted.ts: ../services/gateway/test-support/fakes.js",
+  ]);
+});
+
+test("test/ and bench/ use a service through its package's exports, never a relative path into its src/ or test-support/", () => {
+  const files = [...tsFiles("test"), ...tsFiles("bench")];
+  assert.ok(
+    files.some((f) => f.startsWith("test/sim/")),
+    "found the simulator",
+  );
+  const bad = serviceInternalsImportedBy(files);
+  assert.deepEqual(
+    bad.filter((b) => !(b.slice(0, b.indexOf(":")) in NOT_YET_SWITCHED)),
+    [],
+    "import @paygate/<service>/<entry> (services/<name>/package.json exports); add what you need to that entry point",
+  );
+  const stillReaching = new Set(bad.map((b) => b.slice(0, b.indexOf(":"))));
+  assert.deepEqual(
+    Object.keys(NOT_YET_SWITCHED).filter((f) => !stillReaching.has(f)),
+    [],
+    "these files no longer reach into a service: take them off NOT_YET_SWITCHED",
   );
 });

@@ -45,12 +45,35 @@ const baseKey = (key: string) => key.replace(/-r\d+$/, "");
 export function createCardChecks(cluster: Cluster, work: CardWorkload) {
   const merchantId = cluster.merchantAccount.id;
 
+  /**
+   * The old columns, still written for previous-release replicas, agree with
+   * the operation and reservation rows in every snapshot: one transaction
+   * writes both, so a difference is a write that kept only one of them.
+   */
+  function judgeColumns(log: LogSnapshot, bad: Bad): void {
+    for (const a of log.auths.values()) {
+      const opTxnId = a.op?.txnId ?? "";
+      if (a.columns.opTxnId !== opTxnId)
+        bad(
+          `${a.authCode}: its operation row names ${opTxnId || "none"}, its op_txn_id column ${a.columns.opTxnId || "none"}`,
+          [opTxnId, a.columns.opTxnId].filter((t) => t !== ""),
+          [a.authCode],
+        );
+      if (a.columns.refundReservedMinor !== a.refundReservedMinor)
+        bad(
+          `${a.authCode}: its reservation rows add up to ${a.refundReservedMinor}, its refund_reserved_minor column says ${a.columns.refundReservedMinor}`,
+          [],
+          [a.authCode],
+        );
+    }
+  }
+
   function judge(log: LogSnapshot, entries: ReadonlyMap<string, readonly EntryRow[]>, final: boolean, bad: Bad): void {
+    judgeColumns(log, bad);
     const byCapture = new Map<string, { auth: LogAuth; amountMinor: bigint }>();
     for (const a of log.auths.values()) {
       if (a.captureTxnId !== "") byCapture.set(a.captureTxnId, { auth: a, amountMinor: a.capturedMinor });
-      if (a.opKind === "capture" && a.opTxnId !== "")
-        byCapture.set(a.opTxnId, { auth: a, amountMinor: a.opAmountMinor });
+      if (a.op?.kind === "capture") byCapture.set(a.op.txnId, { auth: a, amountMinor: a.op.amountMinor });
     }
     const refundByTxn = new Map([...log.refunds.values()].map((r) => [r.txnId, r]));
     // By decision, not by entries: a refund may be applied at both banks before the capture it refunds is
@@ -191,8 +214,8 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
         );
       else if (a.status === "PENDING")
         bad(`${where} is still PENDING after healing`, [a.holdTxnId], [a.authCode, baseKey(a.key)]);
-      if (a.opTxnId !== "")
-        bad(`${where}: a ${a.opKind} (${a.opTxnId}) is still in flight after healing`, [a.opTxnId], [a.authCode]);
+      if (a.op)
+        bad(`${where}: a ${a.op.kind} (${a.op.txnId}) is still in flight after healing`, [a.op.txnId], [a.authCode]);
       if (a.status === "DECLINED") {
         const expected =
           attempt?.card.expectedDecline ||
@@ -391,7 +414,7 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
         if (!voided) {
           bad(
             `${where} is marked failed (${o.settleReason})${TRANSIENT_REASONS.has(o.settleReason) ? ": a transient failure ended as a final one, the merchant is never paid" : ""}; the gateway's ${a.authCode} is ${a.status}`,
-            [a.opTxnId, a.captureTxnId],
+            [a.op?.txnId ?? "", a.captureTxnId],
             [r.attemptKey, o.authCode],
           );
         }

@@ -17,7 +17,7 @@ import { errorInfo } from "@paygate/rpc";
 import type { Rng } from "../sim/rng.js";
 import type { Cluster } from "./cluster.js";
 import type { History } from "./history.js";
-import { sendUntilSettled, sleep } from "./workload.js";
+import { failureLabel, sendUntilSettled, sleep } from "./workload.js";
 
 export interface IssuedCard {
   readonly holder: string;
@@ -347,15 +347,7 @@ export function createCardWorkload(
   /** A back-office call's failure: "final" (a verdict), or undefined (no verdict: the same request again later). */
   function backOfficeFailure(e: unknown, what: string): string | undefined {
     const info = errorInfo(e);
-    const label =
-      info.code === Code.Internal ||
-      info.code === Code.Unavailable ||
-      info.code === Code.DeadlineExceeded ||
-      info.code === Code.Canceled ||
-      info.code === Code.Aborted
-        ? `${Code[info.code]}/${info.reason}`
-        : info.reason;
-    count(stats.backOffice, `${what}:${label}`);
+    count(stats.backOffice, `${what}:${failureLabel(info)}`);
     return BACK_OFFICE_FINAL.has(info.reason) ? info.reason : undefined;
   }
 

@@ -398,7 +398,7 @@ export function createChecker(
           pendingRounds = [...log.rounds.values()].filter((r) => !log.decided.has(r.txnId)).length;
           // Card work still moving (a capture or void in flight, a batch being settled): judged once it stops.
           busyCards =
-            [...log.auths.values()].filter((a) => a.opTxnId !== "").length +
+            [...log.auths.values()].filter((a) => a.op !== null).length +
             [...log.batches.values()].filter((b) => b.status === "PENDING" && b.ownerReplica !== "").length;
           unacked = log.unacked;
         } catch {

@@ -21,6 +21,7 @@ import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { AuthService } from "@paygate/proto/gateway";
 import { createMtlsTransport } from "@paygate/rpc";
+import type { SeedAccount as SeedFileAccount } from "@paygate/seed";
 import {
   bureauProcess,
   checkoutProcess,
@@ -42,12 +43,8 @@ export type StoreKind = "sqlite" | "postgres";
 /** What an account is for: the transfer workload, a card holder's account, or the merchant's. */
 export type AccountUse = "transfer" | "card" | "merchant";
 
-export interface SeedAccount {
-  readonly id: string;
-  readonly bank: string;
-  readonly owner: string;
-  readonly currency: string;
-  readonly openingMinor: bigint;
+/** An account of the seed file this cluster writes (seedYaml), with what the workloads use it for. */
+export interface SeedAccount extends Pick<SeedFileAccount, "id" | "bank" | "owner" | "currency" | "openingMinor"> {
   readonly use: AccountUse;
 }
 

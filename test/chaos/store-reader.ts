@@ -3,6 +3,10 @@
 // keep the same tables and columns (services/gateway/src/store/db.ts and
 // store/postgres/schema.ts), so one set of queries reads either, inside one
 // snapshot (a SQLite read transaction; REPEATABLE READ in PostgreSQL).
+// An authorization's operation and its refund reservations are read from
+// their own tables (card_auth_ops, card_refund_reservations), and the old
+// columns the gateway still keeps in step beside them, so the checker can
+// tell the two apart.
 //
 // It reads with its own client (better-sqlite3, or node-postgres with short
 // timeouts), never through the gateway: while PostgreSQL is killed or frozen
@@ -45,17 +49,25 @@ export interface LogAuth {
   readonly amountMinor: bigint;
   readonly capturedMinor: bigint;
   readonly refundedMinor: bigint;
+  /** The sum of its card_refund_reservations rows. */
   readonly refundReservedMinor: bigint;
   readonly holdTxnId: string;
-  readonly opTxnId: string;
-  readonly opKind: string;
-  readonly opAmountMinor: bigint;
+  /** The capture or void in flight: its card_auth_ops row, if any. */
+  readonly op: LogAuthOp | null;
+  /** The old columns the gateway still writes for previous-release replicas (they read only these). */
+  readonly columns: { readonly opTxnId: string; readonly refundReservedMinor: bigint };
   readonly captureTxnId: string;
   readonly cardAccountId: string;
   readonly cardBank: string;
   readonly merchantAccountId: string;
   readonly merchantBank: string;
   readonly merchantReference: string;
+}
+
+export interface LogAuthOp {
+  readonly txnId: string;
+  readonly kind: string;
+  readonly amountMinor: bigint;
 }
 
 export interface LogRefund {
@@ -120,12 +132,22 @@ const QUERIES = {
   unacked: { sql: `SELECT txn_id AS "txnId", bank AS "bank" FROM decision_acks WHERE acked_at IS NULL`, money: [] },
   rounds: { sql: `SELECT txn_id AS "txnId", kind AS "kind", banks AS "banks" FROM rounds`, money: [] },
   auths: {
-    sql: `SELECT auth_id AS "authId", replica AS "replica", auth_code AS "authCode", merchant_user_id AS "merchant", idempotency_key AS "key", status AS "status",
-          decline_reason AS "reason", amount_minor AS "amountMinor", captured_minor AS "capturedMinor", refunded_minor AS "refundedMinor",
-          refund_reserved_minor AS "refundReservedMinor", hold_txn_id AS "holdTxnId", op_txn_id AS "opTxnId", op_kind AS "opKind", op_amount_minor AS "opAmountMinor",
-          capture_txn_id AS "captureTxnId", card_account_id AS "cardAccountId", card_bank AS "cardBank", merchant_account_id AS "merchantAccountId",
-          merchant_bank AS "merchantBank", merchant_reference AS "merchantReference" FROM card_authorizations`,
-    money: ["amountMinor", "capturedMinor", "refundedMinor", "refundReservedMinor", "opAmountMinor"],
+    sql: `SELECT a.auth_id AS "authId", a.replica AS "replica", a.auth_code AS "authCode", a.merchant_user_id AS "merchant", a.idempotency_key AS "key",
+          a.status AS "status", a.decline_reason AS "reason", a.amount_minor AS "amountMinor", a.captured_minor AS "capturedMinor",
+          a.refunded_minor AS "refundedMinor", a.hold_txn_id AS "holdTxnId", a.capture_txn_id AS "captureTxnId", a.card_account_id AS "cardAccountId",
+          a.card_bank AS "cardBank", a.merchant_account_id AS "merchantAccountId", a.merchant_bank AS "merchantBank",
+          a.merchant_reference AS "merchantReference", o.txn_id AS "opTxnId", o.kind AS "opKind", o.amount_minor AS "opAmountMinor",
+          (SELECT coalesce(sum(v.amount_minor), 0) FROM card_refund_reservations v WHERE v.auth_id = a.auth_id) AS "refundReservedMinor",
+          a.op_txn_id AS "opTxnIdColumn", a.refund_reserved_minor AS "refundReservedColumn"
+          FROM card_authorizations a LEFT JOIN card_auth_ops o ON o.auth_id = a.auth_id`,
+    money: [
+      "amountMinor",
+      "capturedMinor",
+      "refundedMinor",
+      "refundReservedMinor",
+      "opAmountMinor",
+      "refundReservedColumn",
+    ],
   },
   refunds: {
     sql: `SELECT refund_id AS "refundId", merchant_user_id AS "merchant", idempotency_key AS "key", auth_id AS "authId", amount_minor AS "amountMinor",
@@ -160,6 +182,16 @@ function shaped(row: Row, money: readonly string[]): Row {
   return out;
 }
 
+/** An authorization's shaped row with its operation and old columns gathered into their own fields. */
+function toLogAuth(r: Row): LogAuth {
+  const { opTxnId, opKind, opAmountMinor, opTxnIdColumn, refundReservedColumn, ...rest } = r;
+  return {
+    ...(rest as Omit<LogAuth, "op" | "columns">),
+    op: opTxnId === "" ? null : { txnId: String(opTxnId), kind: String(opKind), amountMinor: opAmountMinor as bigint },
+    columns: { opTxnId: String(opTxnIdColumn), refundReservedMinor: refundReservedColumn as bigint },
+  };
+}
+
 function snapshotOf(raw: Record<QueryName, Row[]>): LogSnapshot {
   const rows = <T>(name: QueryName): T[] => raw[name].map((r) => shaped(r, QUERIES[name].money) as T);
   const byId = <T, K extends keyof T>(name: QueryName, id: K): Map<string, T> =>
@@ -169,7 +201,7 @@ function snapshotOf(raw: Record<QueryName, Row[]>): LogSnapshot {
     decided: byId<{ txnId: string; decision: string; reason: string }, "txnId">("decisions", "txnId"),
     unacked: rows<{ txnId: string; bank: string }>("unacked").map((r) => `${r.txnId}@${r.bank}`),
     rounds: byId<LogRound, "txnId">("rounds", "txnId"),
-    auths: byId<LogAuth, "authId">("auths", "authId"),
+    auths: new Map(rows<Row>("auths").map((r) => [String(r.authId), toLogAuth(r)])),
     refunds: byId<LogRefund, "refundId">("refunds", "refundId"),
     batches: byId<LogBatch, "batchId">("batches", "batchId"),
   };

@@ -5,7 +5,7 @@
 // Every call goes to a random gateway replica (Cluster.client), retries included.
 import { Code } from "@connectrpc/connect";
 import { PaymentService, TransactionStatus } from "@paygate/proto/gateway";
-import { errorInfo } from "@paygate/rpc";
+import { errorInfo, type ErrorInfo } from "@paygate/rpc";
 import type { Cluster, SeedAccount } from "./cluster.js";
 import { CUSTOMERS } from "./cluster.js";
 import type { History } from "./history.js";
@@ -24,6 +24,20 @@ export interface KeyRecord {
   attempts: number;
   /** Settled: a definitive answer (committed or a final decline). */
   done: boolean;
+}
+
+/** Codes that say more than their reason (the transport's, or a server's failure): counted as code/reason. */
+const TRANSPORT_CODES: ReadonlySet<Code> = new Set([
+  Code.Internal,
+  Code.Unavailable,
+  Code.DeadlineExceeded,
+  Code.Canceled,
+  Code.Aborted,
+]);
+
+/** How the workloads count a failed call in their stats: its reason, with the code for a transport failure. */
+export function failureLabel(info: Pick<ErrorInfo, "code" | "reason">): string {
+  return TRANSPORT_CODES.has(info.code) ? `${Code[info.code]}/${info.reason}` : info.reason;
 }
 
 /** Declines that are final for the key: retrying cannot change them. */
@@ -120,14 +134,7 @@ export function createWorkload(cluster: Cluster, rng: Rng, history: History, tok
       return false;
     } catch (e) {
       const info = errorInfo(e);
-      const label =
-        info.code === Code.Internal ||
-        info.code === Code.Unavailable ||
-        info.code === Code.DeadlineExceeded ||
-        info.code === Code.Canceled ||
-        info.code === Code.Aborted
-          ? `${Code[info.code]}/${info.reason}`
-          : info.reason;
+      const label = failureLabel(info);
       stats.answers[label] = (stats.answers[label] ?? 0) + 1;
       const txnId = info.metadata.transaction_id;
       history.add({

@@ -114,6 +114,43 @@ export function validateObject(obj: K8sObject): void {
   if (unknown.length > 0) throw new SchemaError(`${where}: unknown field(s) ${unknown.join(", ")}`);
 }
 
+const DURATION = /^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/;
+
+/** The allow-list checks of a CRD without a model; each pushes what it finds wrong onto `problems`. */
+function allowListChecks(problems: string[]) {
+  /** `value` as an object, each key not in `keys` a problem. */
+  const allowed = (path: string, value: unknown, keys: readonly string[]): Record<string, unknown> => {
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      problems.push(`${path} must be an object`);
+      return {};
+    }
+    for (const k of Object.keys(value)) if (!keys.includes(k)) problems.push(`unknown field ${path}.${k}`);
+    return value as Record<string, unknown>;
+  };
+  /** Absent, or an object of strings. */
+  const stringMap = (path: string, value: unknown): void => {
+    if (value === undefined) return;
+    const m = allowed(path, value, Object.keys((value as object) ?? {}));
+    for (const [k, v] of Object.entries(m)) if (typeof v !== "string") problems.push(`${path}.${k} must be a string`);
+  };
+  /** Absent, or a Prometheus duration such as 30s or 1h30m. */
+  const duration = (path: string, value: unknown): void => {
+    if (value !== undefined && !DURATION.test(String(value))) problems.push(`${path} is not a duration`);
+  };
+  return { allowed, stringMap, duration };
+}
+
+/** Checks a monitoring.coreos.com/v1 object's top level and metadata; returns its spec, allowed `specKeys`. */
+function monitoringSpec(obj: K8sObject, problems: string[], specKeys: readonly string[]): Record<string, unknown> {
+  const { allowed, stringMap } = allowListChecks(problems);
+  const top = allowed("", obj, ["apiVersion", "kind", "metadata", "spec"]);
+  if (top.apiVersion !== "monitoring.coreos.com/v1") problems.push("apiVersion must be monitoring.coreos.com/v1");
+  const meta = allowed(".metadata", top.metadata, ["name", "namespace", "labels", "annotations"]);
+  if (typeof meta.name !== "string" || meta.name === "") problems.push(".metadata.name is required");
+  stringMap(".metadata.labels", meta.labels);
+  return allowed(".spec", top.spec, specKeys);
+}
+
 /**
  * The ServiceMonitor CRD has no model here (it would take
  * @kubernetes-models/prometheus-operator): check the fields this chart uses
@@ -123,24 +160,8 @@ export function validateObject(obj: K8sObject): void {
 export function validateServiceMonitor(obj: K8sObject): void {
   const where = `ServiceMonitor/${obj.metadata?.name ?? "?"}`;
   const problems: string[] = [];
-  const allowed = (path: string, value: unknown, keys: readonly string[]): Record<string, unknown> => {
-    if (value === null || typeof value !== "object" || Array.isArray(value)) {
-      problems.push(`${path} must be an object`);
-      return {};
-    }
-    for (const k of Object.keys(value)) if (!keys.includes(k)) problems.push(`unknown field ${path}.${k}`);
-    return value as Record<string, unknown>;
-  };
-  const stringMap = (path: string, value: unknown): void => {
-    const m = allowed(path, value, Object.keys((value as object) ?? {}));
-    for (const [k, v] of Object.entries(m)) if (typeof v !== "string") problems.push(`${path}.${k} must be a string`);
-  };
-  const top = allowed("", obj, ["apiVersion", "kind", "metadata", "spec"]);
-  if (top.apiVersion !== "monitoring.coreos.com/v1") problems.push("apiVersion must be monitoring.coreos.com/v1");
-  const meta = allowed(".metadata", top.metadata, ["name", "namespace", "labels", "annotations"]);
-  if (typeof meta.name !== "string" || meta.name === "") problems.push(".metadata.name is required");
-  if (meta.labels !== undefined) stringMap(".metadata.labels", meta.labels);
-  const spec = allowed(".spec", top.spec, [
+  const { allowed, stringMap, duration } = allowListChecks(problems);
+  const spec = monitoringSpec(obj, problems, [
     "selector",
     "namespaceSelector",
     "endpoints",
@@ -178,14 +199,7 @@ export function validateServiceMonitor(obj: K8sObject): void {
     if (typeof e.port !== "string") problems.push(`.spec.endpoints[${i}].port must be a port name`);
     if (e.scheme !== undefined && e.scheme !== "http" && e.scheme !== "https")
       problems.push(`.spec.endpoints[${i}].scheme must be http or https`);
-    if (
-      e.interval !== undefined &&
-      !/^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/.test(
-        String(e.interval),
-      )
-    ) {
-      problems.push(`.spec.endpoints[${i}].interval is not a duration`);
-    }
+    duration(`.spec.endpoints[${i}].interval`, e.interval);
   }
   if (problems.length > 0) throw new SchemaError(`${where}: ${problems.join(", ")}`);
 }
@@ -198,32 +212,8 @@ export function validateServiceMonitor(obj: K8sObject): void {
 export function validatePrometheusRule(obj: K8sObject): void {
   const where = `PrometheusRule/${obj.metadata?.name ?? "?"}`;
   const problems: string[] = [];
-  const allowed = (path: string, value: unknown, keys: readonly string[]): Record<string, unknown> => {
-    if (value === null || typeof value !== "object" || Array.isArray(value)) {
-      problems.push(`${path} must be an object`);
-      return {};
-    }
-    for (const k of Object.keys(value)) if (!keys.includes(k)) problems.push(`unknown field ${path}.${k}`);
-    return value as Record<string, unknown>;
-  };
-  const stringMap = (path: string, value: unknown): void => {
-    if (value === undefined) return;
-    const m = allowed(path, value, Object.keys((value as object) ?? {}));
-    for (const [k, v] of Object.entries(m)) if (typeof v !== "string") problems.push(`${path}.${k} must be a string`);
-  };
-  const duration = (path: string, value: unknown): void => {
-    if (
-      value !== undefined &&
-      !/^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/.test(String(value))
-    )
-      problems.push(`${path} is not a duration`);
-  };
-  const top = allowed("", obj, ["apiVersion", "kind", "metadata", "spec"]);
-  if (top.apiVersion !== "monitoring.coreos.com/v1") problems.push("apiVersion must be monitoring.coreos.com/v1");
-  const meta = allowed(".metadata", top.metadata, ["name", "namespace", "labels", "annotations"]);
-  if (typeof meta.name !== "string" || meta.name === "") problems.push(".metadata.name is required");
-  stringMap(".metadata.labels", meta.labels);
-  const spec = allowed(".spec", top.spec, ["groups"]);
+  const { allowed, stringMap, duration } = allowListChecks(problems);
+  const spec = monitoringSpec(obj, problems, ["groups"]);
   if (!Array.isArray(spec.groups) || spec.groups.length === 0) problems.push(".spec.groups must be a non-empty list");
   for (const [i, g] of (Array.isArray(spec.groups) ? spec.groups : []).entries()) {
     const group = allowed(`.spec.groups[${i}]`, g, [

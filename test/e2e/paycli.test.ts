@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PaymentService, TransactionStatus } from "@paygate/proto/gateway";
-import { RedisServer, repoRoot, Stack, TEST_PASSWORD_SUFFIX, tlsFilesFor } from "@paygate/testkit";
+import { paycliEnv, RedisServer, repoRoot, Stack } from "@paygate/testkit";
 
 interface Run {
   readonly code: number | null;
@@ -61,18 +61,10 @@ describe("paycli end to end", () => {
   });
 
   function paycli(argv: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
-    const tls = tlsFilesFor(stack.certs, "paycli");
     const child = spawn(process.execPath, ["--enable-source-maps", PAYCLI, ...argv], {
       cwd: repoRoot,
       env: {
-        PATH: process.env.PATH ?? "",
-        HOME: home,
-        PAYCLI_HOME: home,
-        PAYGATE_URL: stack.gatewayUrl,
-        PAYGATE_CA: tls.caFile,
-        PAYGATE_CERT: tls.certFile,
-        PAYGATE_KEY: tls.keyFile,
-        PAYCLI_PASSWORD: `alice${TEST_PASSWORD_SUFFIX}`,
+        ...paycliEnv(stack, home),
         PAYCLI_TIMEOUT_MS: "5000",
         PAYCLI_BACKOFF_BASE_MS: "50",
         PAYCLI_BACKOFF_CAP_MS: "400",

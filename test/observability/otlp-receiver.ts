@@ -27,6 +27,35 @@ export interface ReceivedSpan {
 
 export const SPAN_KIND = { internal: 1, server: 2, client: 3 } as const;
 
+/** "gateway SERVER Transfer": the span's service, kind and method. */
+export const describeSpan = (s: ReceivedSpan): string =>
+  `${s.service} ${s.kind === SPAN_KIND.server ? "SERVER" : s.kind === SPAN_KIND.client ? "CLIENT" : `kind${s.kind}`} ${s.name.split("/")[1]}`;
+
+/** Each span of `trace` as "<span> <- <its parent>" (or "<- root"), sorted: the whole tree, to check at once. */
+export function spanTree(trace: readonly ReceivedSpan[]): string[] {
+  const byId = new Map(trace.map((s) => [s.spanId, s]));
+  return trace
+    .map(
+      (s) =>
+        `${describeSpan(s)} <- ${s.parentSpanId === "" ? "root" : byId.has(s.parentSpanId) ? describeSpan(byId.get(s.parentSpanId)!) : "MISSING PARENT"}`,
+    )
+    .sort();
+}
+
+/** The spanTree of one paycli transfer across two banks, committed. */
+export const PAYCLI_TRANSFER_TREE: readonly string[] = [
+  "bank-a SERVER Commit <- gateway CLIENT Commit",
+  "bank-a SERVER Prepare <- gateway CLIENT Prepare",
+  "bank-b SERVER Commit <- gateway CLIENT Commit",
+  "bank-b SERVER Prepare <- gateway CLIENT Prepare",
+  "gateway CLIENT Commit <- gateway SERVER Transfer",
+  "gateway CLIENT Commit <- gateway SERVER Transfer",
+  "gateway CLIENT Prepare <- gateway SERVER Transfer",
+  "gateway CLIENT Prepare <- gateway SERVER Transfer",
+  "gateway SERVER Transfer <- paycli CLIENT Transfer",
+  "paycli CLIENT Transfer <- root",
+];
+
 export interface OtlpReceiver {
   /** Base URL to use as OTEL_EXPORTER_OTLP_ENDPOINT. */
   readonly url: string;

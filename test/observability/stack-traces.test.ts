@@ -10,8 +10,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
-import { repoRoot, Stack, tlsFilesFor, TEST_PASSWORD_SUFFIX } from "@paygate/testkit";
-import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./otlp-receiver.js";
+import { paycliEnv, repoRoot, Stack } from "@paygate/testkit";
+import {
+  describeSpan,
+  PAYCLI_TRANSFER_TREE,
+  SPAN_KIND,
+  spanTree,
+  startOtlpReceiver,
+  type OtlpReceiver,
+} from "./otlp-receiver.js";
 
 const run = promisify(execFile);
 // Everything a span may carry: the RPC conventions and telemetry's whitelist of
@@ -47,18 +54,7 @@ after(async () => {
 });
 
 async function paycli(args: string[]): Promise<string> {
-  const tls = tlsFilesFor(stack.certs, "paycli");
-  const env = {
-    PATH: process.env.PATH ?? "",
-    HOME: home,
-    PAYCLI_HOME: home,
-    PAYGATE_URL: stack.gatewayUrl,
-    PAYGATE_CA: tls.caFile,
-    PAYGATE_CERT: tls.certFile,
-    PAYGATE_KEY: tls.keyFile,
-    PAYCLI_PASSWORD: `alice${TEST_PASSWORD_SUFFIX}`,
-    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-  };
+  const env = { ...paycliEnv(stack, home), OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url };
   const { stdout } = await run(process.execPath, [join(repoRoot, "dist", "paycli.js"), ...args], {
     env,
     cwd: home,
@@ -66,9 +62,6 @@ async function paycli(args: string[]): Promise<string> {
   });
   return stdout;
 }
-
-const describeSpan = (s: ReceivedSpan) =>
-  `${s.service} ${s.kind === SPAN_KIND.server ? "SERVER" : s.kind === SPAN_KIND.client ? "CLIENT" : `kind${s.kind}`} ${s.name.split("/")[1]}`;
 
 test("a paycli payment is one trace: paycli -> gateway -> both banks, with the right parents and facts", async () => {
   await paycli(["login", "alice"]);
@@ -86,25 +79,7 @@ test("a paycli payment is one trace: paycli -> gateway -> both banks, with the r
   const root = receiver.spans.filter((s) => s.service === "paycli" && s.name.endsWith("/Transfer"));
   assert.equal(root.length, 1, "paycli exported one Transfer span");
   const trace = receiver.spans.filter((s) => s.traceId === root[0]!.traceId);
-  const byId = new Map(trace.map((s) => [s.spanId, s]));
-  const tree = trace
-    .map(
-      (s) =>
-        `${describeSpan(s)} <- ${s.parentSpanId === "" ? "root" : byId.has(s.parentSpanId) ? describeSpan(byId.get(s.parentSpanId)!) : "MISSING PARENT"}`,
-    )
-    .sort();
-  assert.deepEqual(tree, [
-    "bank-a SERVER Commit <- gateway CLIENT Commit",
-    "bank-a SERVER Prepare <- gateway CLIENT Prepare",
-    "bank-b SERVER Commit <- gateway CLIENT Commit",
-    "bank-b SERVER Prepare <- gateway CLIENT Prepare",
-    "gateway CLIENT Commit <- gateway SERVER Transfer",
-    "gateway CLIENT Commit <- gateway SERVER Transfer",
-    "gateway CLIENT Prepare <- gateway SERVER Transfer",
-    "gateway CLIENT Prepare <- gateway SERVER Transfer",
-    "gateway SERVER Transfer <- paycli CLIENT Transfer",
-    "paycli CLIENT Transfer <- root",
-  ]);
+  assert.deepEqual(spanTree(trace), PAYCLI_TRANSFER_TREE);
   // Each gateway client span has exactly one server child: bank-a's and bank-b's spans hang off different calls.
   for (const c of trace.filter((s) => s.service === "gateway" && s.kind === SPAN_KIND.client)) {
     assert.equal(trace.filter((s) => s.parentSpanId === c.spanId).length, 1, `one child of ${c.name}`);

@@ -18,7 +18,14 @@ import {
   startTracing,
   type Tracing,
 } from "@paygate/telemetry";
-import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./otlp-receiver.js";
+import {
+  PAYCLI_TRANSFER_TREE,
+  SPAN_KIND,
+  spanTree,
+  startOtlpReceiver,
+  type OtlpReceiver,
+  type ReceivedSpan,
+} from "./otlp-receiver.js";
 
 interface Server {
   readonly url: string;
@@ -140,28 +147,8 @@ test("a transfer is one trace: paycli -> gateway -> both banks, every parent lin
   const first = spans.filter(
     (s) => s.traceId === spans.find((x) => x.service === "paycli" && x.name.endsWith("/Transfer"))!.traceId,
   );
-  const byId = new Map(first.map((s) => [s.spanId, s]));
-  const describe = (s: ReceivedSpan) =>
-    `${s.service} ${s.kind === SPAN_KIND.server ? "SERVER" : "CLIENT"} ${s.name.split("/")[1]}`;
   // Each span with its parent's description: the whole tree, checked at once.
-  const tree = first
-    .map(
-      (s) =>
-        `${describe(s)} <- ${s.parentSpanId === "" ? "root" : describe(byId.get(s.parentSpanId) ?? ({ service: "MISSING", kind: 0, name: "/?" } as ReceivedSpan))}`,
-    )
-    .sort();
-  assert.deepEqual(tree, [
-    "bank-a SERVER Commit <- gateway CLIENT Commit",
-    "bank-a SERVER Prepare <- gateway CLIENT Prepare",
-    "bank-b SERVER Commit <- gateway CLIENT Commit",
-    "bank-b SERVER Prepare <- gateway CLIENT Prepare",
-    "gateway CLIENT Commit <- gateway SERVER Transfer",
-    "gateway CLIENT Commit <- gateway SERVER Transfer",
-    "gateway CLIENT Prepare <- gateway SERVER Transfer",
-    "gateway CLIENT Prepare <- gateway SERVER Transfer",
-    "gateway SERVER Transfer <- paycli CLIENT Transfer",
-    "paycli CLIENT Transfer <- root",
-  ]);
+  assert.deepEqual(spanTree(first), PAYCLI_TRANSFER_TREE);
   // Each gateway client span has exactly one child, so the two banks' spans hang off different calls.
   const gwClients = first.filter((s) => s.service === "gateway" && s.kind === SPAN_KIND.client);
   for (const c of gwClients)

@@ -23,9 +23,7 @@
 // authorization; capture and refund journals match the store; the merchant's
 // account rose by exactly the captured amounts minus the committed refunds.
 import { reasonClass } from "@paygate/vocab";
-import type { AuthRecord, AuthStatus, RefundRecord } from "../../services/gateway/src/domain/cards-ports.js";
-import type { Refunded, Settlement } from "../../services/gateway/src/domain/cards.js";
-import type { Result } from "../../services/gateway/src/domain/model.js";
+import type { AuthRecord, AuthStatus, RefundRecord, Refunded, Result, Settlement } from "@paygate/gateway/domain";
 import { entriesOf, type RoundRequests } from "./checker.js";
 import type { CardChange } from "./sim-card-store.js";
 import type { SimStats, World } from "./world.js";
@@ -117,7 +115,7 @@ export function createCardChecker(world: World): CardChecker {
       bad(`${what} refunded ${a.refundedMinor}, reserved ${a.refundReservedMinor}`);
     if (a.refundedMinor + a.refundReservedMinor > a.capturedMinor)
       bad(`${what} refunded ${a.refundedMinor} + reserved ${a.refundReservedMinor} of ${a.capturedMinor} captured`);
-    if (a.opTxnId !== "" && a.status !== "APPROVED") bad(`${what} is ${a.status} with a ${a.opKind} in flight`);
+    if (a.op && a.status !== "APPROVED") bad(`${what} is ${a.status} with a ${a.op.kind} in flight`);
     if (!before) {
       if (a.status !== "PENDING") bad(`${what} was created ${a.status}`);
       return;
@@ -128,16 +126,12 @@ export function createCardChecker(world: World): CardChecker {
       (a.capturedMinor !== before.capturedMinor || a.captureTxnId !== before.captureTxnId)
     )
       bad(`${what} was captured again`);
-    if (before.opTxnId !== "" && a.opTxnId !== "" && before.opTxnId !== a.opTxnId)
-      bad(`${what}: the ${before.opKind} ${short(before.opTxnId)} in flight was overwritten`);
-    if (
-      before.opTxnId !== "" &&
-      a.opTxnId === "" &&
-      a.status === "APPROVED" &&
-      decision(before.opTxnId)?.decision !== "ABORT"
-    ) {
+    const was = before.op;
+    if (was && a.op && was.txnId !== a.op.txnId)
+      bad(`${what}: the ${was.kind} ${short(was.txnId)} in flight was overwritten`);
+    if (was && !a.op && a.status === "APPROVED" && decision(was.txnId)?.decision !== "ABORT") {
       bad(
-        `${what}: its ${before.opKind} ${short(before.opTxnId)} was dropped while ${decision(before.opTxnId)?.decision ?? "undecided"}`,
+        `${what}: its ${was.kind} ${short(was.txnId)} was dropped while ${decision(was.txnId)?.decision ?? "undecided"}`,
       );
     }
     if (a.status === before.status) return;
@@ -153,23 +147,19 @@ export function createCardChecker(world: World): CardChecker {
           );
         break;
       case "CAPTURED":
-        if (
-          before.opKind !== "capture" ||
-          a.captureTxnId !== before.opTxnId ||
-          decision(a.captureTxnId)?.decision !== "COMMIT"
-        )
+        if (was?.kind !== "capture" || a.captureTxnId !== was.txnId || decision(a.captureTxnId)?.decision !== "COMMIT")
           bad(`${what} CAPTURED without its committed capture round`);
-        if (a.capturedMinor !== before.opAmountMinor || a.capturedMinor <= 0n)
-          bad(`${what} CAPTURED ${a.capturedMinor}, its capture asked ${before.opAmountMinor}`);
+        if (a.capturedMinor !== (was?.amountMinor ?? 0n) || a.capturedMinor <= 0n)
+          bad(`${what} CAPTURED ${a.capturedMinor}, its capture asked ${was?.amountMinor ?? 0n}`);
         break;
       case "VOIDED":
-        if (before.opKind !== "void" || decision(before.opTxnId)?.decision !== "COMMIT")
+        if (was?.kind !== "void" || decision(was.txnId)?.decision !== "COMMIT")
           bad(`${what} VOIDED without its committed release round`);
         break;
       case "EXPIRED":
-        if (before.opTxnId !== "" && decision(before.opTxnId)?.decision !== "ABORT")
+        if (was && decision(was.txnId)?.decision !== "ABORT")
           bad(
-            `${what} EXPIRED while its ${before.opKind} ${short(before.opTxnId)} is ${decision(before.opTxnId)?.decision ?? "undecided"}`,
+            `${what} EXPIRED while its ${was.kind} ${short(was.txnId)} is ${decision(was.txnId)?.decision ?? "undecided"}`,
           );
         break;
       default:
@@ -182,6 +172,10 @@ export function createCardChecker(world: World): CardChecker {
     const what = `refund ${r.idempotencyKey} of ${r.amountMinor}`;
     requests.set(r.txnId, `${r.merchantUserId}\0refund:${r.idempotencyKey}`);
     const d = decision(r.txnId);
+    // A refund in flight holds exactly one reservation of its amount; a decided (or deleted) one none.
+    const reserved = store.reservations.get(r.txnId);
+    if ((after?.status === "PENDING") !== (reserved?.amountMinor === r.amountMinor))
+      bad(`${what} is ${after?.status ?? "deleted"} with a reservation of ${reserved?.amountMinor ?? "nothing"}`);
     if (!after) {
       if (r.status !== "PENDING") bad(`${what} was deleted ${r.status}`);
       if (d?.decision !== "ABORT" || !transient(d.reason))
@@ -359,8 +353,7 @@ export function createCardChecker(world: World): CardChecker {
         bad(`merchant told refund ${key} COMMITTED; the store has ${refundByKey(key)?.status ?? "nothing"}`);
     },
     quiescent() {
-      for (const a of store.auths.values())
-        if (a.status === "APPROVED" || a.status === "PENDING" || a.opTxnId !== "") return false;
+      for (const a of store.auths.values()) if (a.status === "APPROVED" || a.status === "PENDING" || a.op) return false;
       for (const r of store.refunds.values()) if (r.status === "PENDING") return false;
       for (const b of world.banks.values())
         for (const h of b.store.holds.values()) if (h.state === "ACTIVE") return false;
@@ -372,10 +365,10 @@ export function createCardChecker(world: World): CardChecker {
           ? "none"
           : `${short(txnId)} ${decision(txnId)?.decision ?? (log.rounds.has(txnId) ? "undecided" : "never registered")}`;
       const open = [...store.auths.values()]
-        .filter((a) => a.status === "APPROVED" || a.status === "PENDING" || a.opTxnId !== "")
+        .filter((a) => a.status === "APPROVED" || a.status === "PENDING" || a.op)
         .map(
           (a) =>
-            `${a.authCode}:${a.status}${a.status === "PENDING" ? ` (hold round ${round(a.holdTxnId)})` : ""}${a.opKind ? ` (${a.opKind} ${round(a.opTxnId)})` : ""}`,
+            `${a.authCode}:${a.status}${a.status === "PENDING" ? ` (hold round ${round(a.holdTxnId)})` : ""}${a.op ? ` (${a.op.kind} ${round(a.op.txnId)})` : ""}`,
         );
       const refunds = [...store.refunds.values()]
         .filter((r) => r.status === "PENDING")

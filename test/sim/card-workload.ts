@@ -6,9 +6,7 @@
 // has). Every call retries a retryable failure with the same idempotency
 // key, as the checkout's settlement job does, until it gets a final answer.
 import { reasonClass } from "@paygate/vocab";
-import type { AuthRecord } from "../../services/gateway/src/domain/cards-ports.js";
-import type { IssuedCard, SettleItemInput } from "../../services/gateway/src/domain/cards.js";
-import type { Result } from "../../services/gateway/src/domain/model.js";
+import type { AuthRecord, IssuedCard, Result, SettleItemInput } from "@paygate/gateway/domain";
 import type { CardChecker } from "./card-checker.js";
 import { MERCHANT } from "./people.js";
 import type { Rng } from "./rng.js";

@@ -26,11 +26,8 @@
 // match the log exactly, each bank reconciles (balance = sum of entries,
 // held = active holds), the total is exactly the opening total, and no
 // request was declined for good by its own earlier attempt's leftover hold.
-import { reconcile } from "../../services/bank/src/domain/reconcile.js";
-import type { PrepareOutcome } from "../../services/bank/src/domain/participant.js";
-import type { Entry, Hold, Leg } from "../../services/bank/src/domain/types.js";
-import { banksOf } from "../../services/gateway/src/domain/rounds/transfer.js";
-import type { Decision } from "../../services/gateway/src/domain/model.js";
+import { reconcile, type Entry, type Hold, type Leg, type PrepareOutcome } from "@paygate/bank/domain";
+import { banksOf, type Decision } from "@paygate/gateway/domain";
 import type { BankCommit } from "./sim-store.js";
 import type { BankNode, World } from "./world.js";
 

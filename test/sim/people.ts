@@ -1,6 +1,6 @@
 // Who lives in a simulated world: customers with accounts at the banks, the
 // merchant that takes their cards, and what the credit bureau knows of them.
-import type { DirectoryAccount } from "../../services/gateway/src/domain/model.js";
+import type { DirectoryAccount } from "@paygate/gateway/domain";
 
 export const USERS = ["alice", "bob", "carol", "dave"] as const;
 export const MERCHANT = "shop";

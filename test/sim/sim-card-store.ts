@@ -3,7 +3,8 @@
 // guards, compare-and-set with an opId that reports a re-run as applied,
 // startRefund reserving only while refunded + reserved + amount <= captured,
 // recordRisk comparing the card's spend, expiry skipping a capture or void in
-// flight) over Maps that survive a simulated gateway crash, like the memory
+// flight; the operation lock on the record, a reservation per refund in
+// flight, as the store keeps them in tables of their own) over Maps that survive a simulated gateway crash, like the memory
 // log. Each process incarnation gets its own view (a dead process reads and
 // writes nothing); writes go through `write`, which the world delays like a
 // group commit's fsync. The checker reads the Maps and hears every change.
@@ -17,8 +18,9 @@ import type {
   CardStore,
   RefundEnd,
   RefundRecord,
+  RefundReservation,
   RefundStart,
-} from "../../services/gateway/src/domain/cards-ports.js";
+} from "@paygate/gateway/domain";
 
 /** One durable change, as the checker sees it (undefined: the row did not exist / was deleted). */
 export type CardChange =
@@ -41,6 +43,8 @@ export interface SimCardStore {
   readonly batches: ReadonlyMap<string, BatchRecord>;
   readonly items: ReadonlyMap<string, readonly BatchItemRecord[]>;
   readonly refunds: ReadonlyMap<string, RefundRecord>;
+  /** By refund txn id: the refunds in flight, whose amounts each authorization's refundReservedMinor adds up. */
+  readonly reservations: ReadonlyMap<string, RefundReservation>;
   /** Called after every durable change. */
   onChange: (change: CardChange) => void;
   /** Control test: startRefund reserves without checking what is left to refund. */
@@ -66,6 +70,7 @@ export function createSimCardStore(): SimCardStore {
   const items = new Map<string, BatchItemRecord[]>();
   const refunds = new Map<string, RefundRecord>();
   const refundByKey = new Map<string, string>();
+  const reservations = new Map<string, RefundReservation>();
 
   function putAuth(next: AuthRecord, opId: string | undefined): void {
     const before = auths.get(next.authId);
@@ -89,7 +94,7 @@ export function createSimCardStore(): SimCardStore {
     if (!current) return false;
     if (lastOp.get(authId) === opId) return true; // this very update, re-run after an unknown outcome
     if (expect.status !== undefined && current.status !== expect.status) return false;
-    if (expect.opTxnId !== undefined && current.opTxnId !== expect.opTxnId) return false;
+    if (expect.opTxnId !== undefined && (current.op?.txnId ?? "") !== expect.opTxnId) return false;
     putAuth({ ...current, ...change, updatedAtMs: nowMs }, opId);
     return true;
   }
@@ -104,16 +109,14 @@ export function createSimCardStore(): SimCardStore {
     return total;
   }
 
-  function adjustRefunds(authId: string, refundedMinor: bigint, reservedMinor: bigint, nowMs: number): void {
+  /** Adds `refundedMinor` and puts the authorization's reserved total back in step with its reservations. */
+  function adjustRefunds(authId: string, refundedMinor: bigint, nowMs: number): void {
     const a = auths.get(authId);
+    let reserved = 0n;
+    for (const v of reservations.values()) if (v.authId === authId) reserved += v.amountMinor;
     if (a)
       putAuth(
-        {
-          ...a,
-          refundedMinor: a.refundedMinor + refundedMinor,
-          refundReservedMinor: a.refundReservedMinor + reservedMinor,
-          updatedAtMs: nowMs,
-        },
+        { ...a, refundedMinor: a.refundedMinor + refundedMinor, refundReservedMinor: reserved, updatedAtMs: nowMs },
         undefined,
       );
   }
@@ -129,7 +132,8 @@ export function createSimCardStore(): SimCardStore {
       (store.skipRefundReservationCheck || a.refundedMinor + a.refundReservedMinor + r.amountMinor <= a.capturedMinor);
     if (!fits)
       return { started: false, refundableMinor: a ? a.capturedMinor - a.refundedMinor - a.refundReservedMinor : 0n };
-    adjustRefunds(r.authId, 0n, r.amountMinor, nowMs);
+    reservations.set(r.txnId, { refundTxnId: r.txnId, authId: r.authId, amountMinor: r.amountMinor });
+    adjustRefunds(r.authId, 0n, nowMs);
     refundByKey.set(keyOf(r.merchantUserId, r.idempotencyKey), r.refundId);
     putRefund({ ...r }, r.refundId);
     return { started: true };
@@ -138,12 +142,13 @@ export function createSimCardStore(): SimCardStore {
   function finishRefundNow(refundId: string, end: RefundEnd, nowMs: number): void {
     const r = refunds.get(refundId);
     if (!r || r.status !== "PENDING") return; // finished already (a re-run, or recovery)
+    reservations.delete(r.txnId);
     if (end.status === "COMMITTED") {
-      adjustRefunds(r.authId, r.amountMinor, -r.amountMinor, nowMs);
+      adjustRefunds(r.authId, r.amountMinor, nowMs);
       putRefund({ ...r, status: "COMMITTED", reason: "" }, refundId);
       return;
     }
-    adjustRefunds(r.authId, 0n, -r.amountMinor, nowMs);
+    adjustRefunds(r.authId, 0n, nowMs);
     putRefund(end.status === "RETRY" ? undefined : { ...r, status: "FAILED", reason: end.reason }, refundId);
   }
 
@@ -181,6 +186,7 @@ export function createSimCardStore(): SimCardStore {
     batches,
     items,
     refunds,
+    reservations,
     onChange: () => {},
     skipRefundReservationCheck: false,
     view(io) {
@@ -244,14 +250,14 @@ export function createSimCardStore(): SimCardStore {
         authsWithOp: (limit, replica) =>
           read(() =>
             byNumber(
-              [...auths.values()].filter((a) => a.opTxnId !== "" && ofReplica(a.opTxnId, replica)),
+              [...auths.values()].filter((a) => a.op !== null && ofReplica(a.op.txnId, replica)),
               (a) => a.updatedAtMs,
             ).slice(0, limit),
           ),
         expireDue: (nowMs, limit) =>
           io.write("expireDue", () => {
             const due = byNumber(
-              [...auths.values()].filter((a) => a.status === "APPROVED" && a.expiresAtMs <= nowMs && a.opTxnId === ""),
+              [...auths.values()].filter((a) => a.status === "APPROVED" && a.expiresAtMs <= nowMs && a.op === null),
               (a) => a.expiresAtMs,
             ).slice(0, limit);
             return due.map((a) => {

@@ -4,20 +4,10 @@
 // simulated crash. Reads come from a mirror updated only by committed writes,
 // so the checker can look at the ledger after every step without copying it,
 // and each committed write reports what it changed (BankCommit).
-import { createMemoryLedger, type MemoryLedger } from "../../services/bank/test-support/memory-ledger.js";
+import { createMemoryLedger, type MemoryLedger } from "@paygate/bank/test-support";
 import { createUndoLedger } from "./undo-ledger.js";
-import type {
-  Account,
-  Entry,
-  Hold,
-  HoldChange,
-  Leg,
-  LedgerTx,
-  Txn,
-  TxnState,
-} from "../../services/bank/src/domain/types.js";
-import type { LedgerStore, PreparedRef } from "../../services/bank/src/store/ledger-store.js";
-import type { LinkTx } from "../../services/bank/src/domain/links.js";
+import type { Account, Entry, Hold, HoldChange, Leg, LedgerTx, LinkTx, Txn, TxnState } from "@paygate/bank/domain";
+import type { LedgerStore, PreparedRef } from "@paygate/bank/use-cases";
 
 /** The simulation never links accounts (DESIGN.md §11): its seeds have owners, and a link rule reaching the store is a bug here. */
 const NO_LINKS: LinkTx = {

@@ -2,20 +2,11 @@
 // hot account), repeating requests, retrying transient failures with the same
 // idempotency key, and now and then reusing a key for a different request.
 import { isRetryableReason, type Result } from "@paygate/vocab";
-import type { TxnRecord } from "../../services/gateway/src/domain/model.js";
+import type { TransferRequest, TxnRecord } from "@paygate/gateway/domain";
 import type { Checker } from "./checker.js";
 import type { Rng } from "./rng.js";
 import { USERS } from "./people.js";
 import type { GatewayCall, World } from "./world.js";
-
-export interface TransferRequestLike {
-  readonly idempotencyKey: string;
-  readonly fromAccountId: string;
-  readonly toAccountId: string;
-  readonly amountMinor: bigint;
-  readonly currency: string;
-  readonly memo: string;
-}
 
 export interface Workload {
   schedule(): void;
@@ -33,13 +24,13 @@ export function createTransferWorkload(world: World, rng: Rng, gateway: GatewayC
   const contested = new Set<string>();
   let outstanding = 0;
   let retriesQueued = 0;
-  const call = (caller: string, req: TransferRequestLike) =>
+  const call = (caller: string, req: TransferRequest) =>
     gateway("transfer", async (g): Promise<{ result: Result<TxnRecord>; txnId: string | undefined }> => {
       const out = await g.coordinator.transfer(caller, req);
       return { result: out.result, txnId: out.txnId };
     });
 
-  function attempt(caller: string, req: TransferRequestLike, n: number, variant: number): void {
+  function attempt(caller: string, req: TransferRequest, n: number, variant: number): void {
     world.stats.transfers++;
     const label = `${caller}/${req.idempotencyKey}${variant > 0 ? "'" : ""}`;
     const p = call(caller, req);
@@ -84,7 +75,7 @@ export function createTransferWorkload(world: World, rng: Rng, gateway: GatewayC
     });
   }
 
-  function retry(caller: string, req: TransferRequestLike, n: number, variant: number): void {
+  function retry(caller: string, req: TransferRequest, n: number, variant: number): void {
     if (n >= ATTEMPTS_MAX) return;
     later(() => attempt(caller, req, n + 1, variant));
   }

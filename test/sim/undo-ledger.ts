@@ -4,9 +4,8 @@
 // structuredClone of the whole state per transaction: the clone costs about
 // 0.1-0.8 ms once a run has a few hundred rows, too slow for thousands of
 // seeds. seeds.test.ts replays seeds on both and requires identical histories.
-import type { AccountAudit } from "../../services/bank/src/domain/reconcile.js";
-import { auditAccounts, type MemoryLedger } from "../../services/bank/test-support/memory-ledger.js";
-import type { Account, Deposit, Entry, Hold, Leg, LedgerTx, Txn } from "../../services/bank/src/domain/types.js";
+import type { Account, AccountAudit, Deposit, Entry, Hold, Leg, LedgerTx, Txn } from "@paygate/bank/domain";
+import { auditAccounts, type MemoryLedger } from "@paygate/bank/test-support";
 
 export function createUndoLedger(): MemoryLedger {
   const accounts = new Map<string, { account: Account; number: bigint }>();

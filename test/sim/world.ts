@@ -11,39 +11,35 @@
 // choice. The checkers look at the whole world after every step.
 import { AssertionError } from "@paygate/money";
 import type { FaultPoint } from "@paygate/faults";
-import { retryableReasons } from "@paygate/vocab";
-import { createBank, type Bank } from "../../services/bank/src/bank.js";
-import type { LegInput } from "../../services/bank/src/domain/participant.js";
-import { createResolver, type Resolver } from "../../services/bank/src/resolver.js";
-import type { Direction } from "../../services/bank/src/domain/types.js";
-import { CAPTURE_FINAL_REASONS, createCards, type Cards } from "../../services/gateway/src/domain/cards.js";
-import { createCardHasher } from "../../services/gateway/src/domain/cards-crypto.js";
-import type { CreditReportResult, CreditReports } from "../../services/gateway/src/domain/cards-ports.js";
+import { ledgerDirectionOf, retryableReasons } from "@paygate/vocab";
+import type { LegInput } from "@paygate/bank/domain";
+import { createBank, createResolver, type Bank, type Resolver } from "@paygate/bank/use-cases";
 import {
+  CAPTURE_FINAL_REASONS,
+  createCardHasher,
+  createCards,
   createCoordinator,
-  type Coordinator,
-  type EventLogger,
-} from "../../services/gateway/src/domain/coordinator.js";
-import { createDecidedFeed } from "../../services/gateway/src/domain/decided-feed.js";
-import {
+  createDecidedFeed,
+  createReplicaDuties,
   deliveryOfFailure,
   knownVoteOf,
+  StoreUnavailableError,
   UNKNOWN_ANSWER_VOTE,
   voteOfFailure,
-  type DecisionKind,
-} from "../../services/gateway/src/domain/participant-replies.js";
-import { createMemoryDirectory, createMemoryLog, type MemoryLog } from "../../services/gateway/test-support/fakes.js";
-import {
-  StoreUnavailableError,
+  type Cards,
+  type Coordinator,
   type CoordinatorLog,
+  type CreditReportResult,
+  type CreditReports,
+  type DecisionKind,
   type Delivery,
+  type EventLogger,
   type Leg,
-  type LegDirection,
   type Participants,
   type ReplicaLeases,
   type Vote,
-} from "../../services/gateway/src/domain/ports.js";
-import { createReplicaDuties } from "../../services/gateway/src/domain/replicas.js";
+} from "@paygate/gateway/domain";
+import { createMemoryDirectory, createMemoryLog, type MemoryLog } from "@paygate/gateway/test-support";
 import { createCardChecker, type CardChecker } from "./card-checker.js";
 import { createCardWorkload } from "./card-workload.js";
 import { createChecker, type Checker } from "./checker.js";
@@ -162,6 +158,11 @@ const NO_LEASES: ReplicaLeases = {
 
 /** The log's writes (ack and deferAck "never reject": a lost one costs a resend). */
 const LOG_WRITES: ReadonlySet<string> = new Set(["claim", "reclaim", "registerRound", "decide"]);
+
+/** A bank call's own deadline passed, as @paygate/rpc's errorInfo reports a Connect DeadlineExceeded. */
+const DEADLINE_EXCEEDED = { reason: "deadline_exceeded", message: "deadline exceeded" } as const;
+/** The call's connection broke (the calling process died), as errorInfo reports Connect's Unavailable. */
+const CONNECTION_LOST = { reason: "unavailable", message: "process died" } as const;
 
 /** The gateway's card-data key (a fixed one: the hashes are never compared across runs). */
 const CARD_HASHER = createCardHasher(Buffer.alloc(32, 7));
@@ -823,22 +824,17 @@ async function simulate(options: SimOptions): Promise<SimResult> {
     return wrapped as unknown as CoordinatorLog;
   }
 
-  // Mirrors the gateway's bank client: every leg direction; a hold leg's hold id and lifetime pass as they are.
-  const DIRECTIONS: Record<LegDirection, Direction> = {
-    DEBIT: "debit",
-    CREDIT: "credit",
-    AUTH_HOLD: "auth_hold",
-    CAPTURE: "capture",
-    RELEASE: "release",
-  };
+  // The leg as the bank reads it off the wire: the direction by the vocabulary's one
+  // table (what the gateway's bank client sends by); a hold leg's hold id and lifetime pass as they are.
   function toBankLegs(legs: readonly Leg[]): LegInput[] {
-    return legs.map(({ direction, ...rest }) => ({ ...rest, direction: DIRECTIONS[direction] }));
+    return legs.map(({ direction, ...rest }) => ({ ...rest, direction: ledgerDirectionOf(direction) }));
   }
 
   function participantsFor(inc: number): Participants {
     // A simulated bank's answer means what a real one's does: the gateway's
     // bank client rules (participant-replies.ts), not a copy of them. Only the
-    // transport is simulated here: a deadline, a dead process, a lost reply.
+    // transport is simulated here: a deadline, a dead process, a lost reply,
+    // each reported as the Connect client reports it (errorInfo's reasons).
     const voteOf = (body: BankReply): Vote => {
       if (body.ok)
         return (
@@ -859,21 +855,21 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         {
           ms: timeoutMs,
           label: `${kind}-deadline`,
-          answer: () => ({ ok: false, reason: "participant_timeout: deadline exceeded", transient: true }),
+          answer: () => deliveryOfFailure(kind, DEADLINE_EXCEEDED),
         },
         {
           reply: (body) =>
             body.ok
               ? { ok: true }
               : deliveryOfFailure(kind, { reason: body.reason, message: "refused by the simulated bank" }),
-          death: () => ({ ok: false, reason: "process died", transient: true }),
+          death: () => deliveryOfFailure(kind, CONNECTION_LOST),
         },
       );
     };
     return {
       prepare(bank, txnId, legs, signal) {
         checker.onPrepareSent(txnId, legs);
-        const timedOut = (): Vote => ({ vote: "NO", reason: "participant_timeout" });
+        const timedOut = (): Vote => voteOfFailure({ ...DEADLINE_EXCEEDED, timedOut: true });
         return exchange<Vote>(
           COORDINATOR,
           inc,
@@ -884,7 +880,7 @@ async function simulate(options: SimOptions): Promise<SimResult> {
             label: "prepare-deadline",
             answer: () => (world.broken === "timeout_counts_as_yes" ? { vote: "YES" } : timedOut()),
           },
-          { reply: voteOf, death: () => ({ vote: "NO", reason: "participant_unavailable" }) },
+          { reply: voteOf, death: () => voteOfFailure({ ...CONNECTION_LOST, timedOut: false }) },
           { signal, answer: timedOut },
         );
       },
@@ -1024,7 +1020,7 @@ async function simulate(options: SimOptions): Promise<SimResult> {
       const nowMs = gatewayClock.nowMs();
       let due = false;
       for (const a of c.cardStore.auths.values())
-        if (a.status === "APPROVED" && a.opTxnId === "" && a.expiresAtMs <= nowMs) due = true;
+        if (a.status === "APPROVED" && a.op === null && a.expiresAtMs <= nowMs) due = true;
       if (c.state === "up" && !sweeping && due) {
         sweeping = true;
         cards.expireDue().then(

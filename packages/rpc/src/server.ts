@@ -2,10 +2,10 @@
 // can post Connect JSON), client certificates required and verified against
 // the paygate CA, rotated certificate files picked up without a restart.
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { fromJsonString, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { listen } from "@paygate/telemetry";
 import { rejection } from "./errors.js";
 import { peerContextValues } from "./identity.js";
 import { loadTls, watchTls, type TlsFiles } from "./tls.js";
@@ -62,14 +62,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     },
     (e) => logger.error({ err: String(e) }, "tls reload failed; keeping the previous certificates"),
   );
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, options.port, options.host);
   return {
     port,
     async close(graceMs = 5000) {

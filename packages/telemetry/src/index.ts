@@ -4,3 +4,5 @@ export * from "./tracing.js";
 export * from "./ops-server.js";
 export * from "./shutdown.js";
 export * from "./settings.js";
+export * from "./service.js";
+export * from "./listen.js";

@@ -233,7 +233,20 @@ export interface GatewayMetrics {
 }
 
 export function createGatewayMetrics(registry: Registry, options: GatewayMetricsOptions = {}): GatewayMetrics {
+  // Registered in this order (the /metrics order, and the order scrapeProbe's pairs of gauges rely on).
   const registers = [registry];
+  return {
+    ...transferMetrics(registers),
+    ...inDoubtMetrics(registers, options),
+    ...participantMetrics(registers, options),
+    ...idempotencyMetrics(registers),
+    ...cardMetrics(registers),
+    ...webhookMetrics(registers, options),
+  };
+}
+
+/** Finished transfers and the duration of each two-phase-commit phase. */
+function transferMetrics(registers: Registry[]): Pick<GatewayMetrics, "transfers" | "phaseDuration"> {
   const transfers = new Counter({
     name: "paygate_transfers_total",
     help: "Finished transfers by outcome; aborted ones by reason from the error table.",
@@ -249,7 +262,20 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
     registers,
   });
   for (const p of ["claim", "prepare", "decision_log", "commit"] as const) phase.zero({ phase: p });
+  return {
+    transfers: labeledCounter(transfers),
+    phaseDuration: {
+      observe: (labels, value) => phase.observe(labels, value),
+      startTimer: (labels) => phase.startTimer(labels),
+    },
+  };
+}
 
+/** What the stuck-transaction alert watches, and the timeout it scales with. */
+function inDoubtMetrics(
+  registers: Registry[],
+  options: GatewayMetricsOptions,
+): Pick<GatewayMetrics, "inDoubtTransactions" | "inDoubtOldestAgeSeconds"> {
   const inDoubt = options.inDoubt && scrapeProbe(options.inDoubt, { count: 0, oldestAgeSeconds: 0 });
   const inDoubtCount = new Gauge({
     name: "paygate_2pc_in_doubt_transactions",
@@ -277,7 +303,17 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
     registers,
   });
   if (options.prepareTimeoutMs !== undefined) timeout.set(options.prepareTimeoutMs / 1000);
+  return {
+    inDoubtTransactions: { set: (v) => inDoubtCount.set(v) },
+    inDoubtOldestAgeSeconds: { set: (v) => inDoubtAge.set(v) },
+  };
+}
 
+/** Decisions re-sent to participants, and commits a participant did not know (must stay 0). */
+function participantMetrics(
+  registers: Registry[],
+  options: GatewayMetricsOptions,
+): Pick<GatewayMetrics, "redriveAttempts" | "unknownTxn"> {
   const redrive = new Counter({
     name: "paygate_2pc_redrive_attempts_total",
     help: "Background re-sends of a logged decision to a participant that has not acknowledged it.",
@@ -293,7 +329,10 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
     registers,
   });
   for (const bank of options.banks ?? []) unknownTxn.inc({ bank }, 0);
+  return { redriveAttempts: labeledCounter(redrive), unknownTxn: labeledCounter(unknownTxn) };
+}
 
+function idempotencyMetrics(registers: Registry[]): Pick<GatewayMetrics, "idempotency" | "idempotencyRedisErrors"> {
   const idem = new Counter({
     name: "paygate_idempotency_total",
     help: "Idempotency key lookups: hit (stored response replayed), miss (new), conflict (same key, different request), in_flight.",
@@ -306,7 +345,13 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
     help: "Redis errors on the idempotency fast path (the durable store still guards).",
     registers,
   });
+  return { idempotency: labeledCounter(idem), idempotencyRedisErrors: { inc: (v = 1) => redisErrors.inc(v) } };
+}
 
+/** Card authorizations and settlement, and the reconcile result (registered on first use). */
+function cardMetrics(
+  registers: Registry[],
+): Pick<GatewayMetrics, "cardAuthorizations" | "settlementBatchItems" | "settlementLagSeconds" | "reconcileConserved"> {
   const cards = new Counter({
     name: "paygate_card_authorizations_total",
     help: "Card authorizations by outcome; declines by decline code.",
@@ -335,7 +380,19 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
       help: "1 if the last reconcile proved sum(balances) = sum(deposits), 0 if not; absent before the first.",
       registers,
     }));
+  return {
+    cardAuthorizations: labeledCounter(cards),
+    settlementBatchItems: plainHistogram(batch),
+    settlementLagSeconds: plainHistogram(lag),
+    reconcileConserved: { set: (ok) => conservedGauge().set(ok ? 1 : 0) },
+  };
+}
 
+/** The webhook backlog (one store probe per scrape) and each delivery attempt. */
+function webhookMetrics(
+  registers: Registry[],
+  options: GatewayMetricsOptions,
+): Pick<GatewayMetrics, "webhookAttempts" | "webhookAttemptDuration"> {
   const webhooks = scrapeProbe(options.webhooks ?? (() => ({ backlog: 0, oldestPendingAgeSeconds: 0 })), {
     backlog: 0,
     oldestPendingAgeSeconds: 0,
@@ -369,26 +426,7 @@ export function createGatewayMetrics(registry: Registry, options: GatewayMetrics
     buckets: [...WEBHOOK_ATTEMPT_BUCKETS],
     registers,
   });
-
-  return {
-    transfers: labeledCounter(transfers),
-    phaseDuration: {
-      observe: (labels, value) => phase.observe(labels, value),
-      startTimer: (labels) => phase.startTimer(labels),
-    },
-    inDoubtTransactions: { set: (v) => inDoubtCount.set(v) },
-    inDoubtOldestAgeSeconds: { set: (v) => inDoubtAge.set(v) },
-    redriveAttempts: labeledCounter(redrive),
-    unknownTxn: labeledCounter(unknownTxn),
-    idempotency: labeledCounter(idem),
-    idempotencyRedisErrors: { inc: (v = 1) => redisErrors.inc(v) },
-    cardAuthorizations: labeledCounter(cards),
-    settlementBatchItems: plainHistogram(batch),
-    settlementLagSeconds: plainHistogram(lag),
-    reconcileConserved: { set: (ok) => conservedGauge().set(ok ? 1 : 0) },
-    webhookAttempts: labeledCounter(webhookAttempts),
-    webhookAttemptDuration: plainHistogram(webhookDuration),
-  };
+  return { webhookAttempts: labeledCounter(webhookAttempts), webhookAttemptDuration: plainHistogram(webhookDuration) };
 }
 
 // --------------------------------------------------------------------- bank
@@ -420,8 +458,17 @@ export interface BankMetrics {
 }
 
 export function createBankMetrics(registry: Registry, bank: string, probes: BankMetricsProbes = {}): BankMetrics {
+  // Registered in this order (the /metrics order): what flows first, then the gauges read at each scrape.
   const registers = [registry];
   const b = { bank };
+  return { ...bankFlowMetrics(registers, b), ...bankStateGauges(registers, b, probes) };
+}
+
+/** Votes, decisions, posted entries and each durable write. */
+function bankFlowMetrics(
+  registers: Registry[],
+  b: { bank: string },
+): Pick<BankMetrics, "prepareVotes" | "decisions" | "ledger" | "fsyncDuration"> {
   const votes = new Counter({
     name: "paygate_bank_prepare_votes_total",
     help: "Prepare votes cast; NO votes by reason.",
@@ -457,6 +504,25 @@ export function createBankMetrics(registry: Registry, bank: string, probes: Bank
     registers,
   });
   fsync.zero(b);
+  return {
+    prepareVotes: labeledCounter(votes, b),
+    decisions: labeledCounter(decisions, b),
+    ledger: {
+      post(labels, amountMinor) {
+        entries.inc({ ...b, ...labels });
+        volume.inc({ ...b, ...labels }, Number(amountMinor));
+      },
+    },
+    fsyncDuration: plainHistogram(fsync, b),
+  };
+}
+
+/** The ledger's size, holds and PREPARED count, from the probes when given. */
+function bankStateGauges(
+  registers: Registry[],
+  b: { bank: string },
+  probes: BankMetricsProbes,
+): Pick<BankMetrics, "sqliteBytes" | "heldMinor" | "preparedTransactions"> {
   const { sqliteBytes, heldMinor, preparedTransactions } = probes;
   const size = new Gauge({
     name: "paygate_bank_sqlite_bytes",
@@ -494,17 +560,7 @@ export function createBankMetrics(registry: Registry, bank: string, probes: Bank
     }),
   });
   prepared.set(b, 0);
-
   return {
-    prepareVotes: labeledCounter(votes, b),
-    decisions: labeledCounter(decisions, b),
-    ledger: {
-      post(labels, amountMinor) {
-        entries.inc({ ...b, ...labels });
-        volume.inc({ ...b, ...labels }, Number(amountMinor));
-      },
-    },
-    fsyncDuration: plainHistogram(fsync, b),
     sqliteBytes: { set: (v) => size.set(b, v) },
     heldMinor: { set: (currency, amountMinor) => held.set({ ...b, currency }, Number(amountMinor)) },
     preparedTransactions: { set: (v) => prepared.set(b, v) },

@@ -2,16 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Gauge } from "prom-client";
 import { createMetrics } from "./metrics.js";
-import { startOpsServer, type OpsLogger } from "./ops-server.js";
-
-function recordingLogger() {
-  const lines: { level: string; obj: object; msg: string }[] = [];
-  const logger: OpsLogger = {
-    info: (obj, msg) => lines.push({ level: "info", obj, msg }),
-    error: (obj, msg) => lines.push({ level: "error", obj, msg }),
-  };
-  return { logger, lines };
-}
+import { recordingLogger } from "@paygate/testkit";
+import { startOpsServer } from "./ops-server.js";
 
 test("ops server over real HTTP: /metrics, /healthz, /readyz following isReady, 404 elsewhere", async (t) => {
   const m = createMetrics("bank-a");

@@ -3,8 +3,8 @@
 // (metrics, liveness, readiness), never an RPC, so it needs no authentication;
 // the Helm chart's NetworkPolicy decides who may reach it.
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
+import { listen } from "./listen.js";
 
 /** Default METRICS_PORT (OpenTelemetry's Prometheus-exporter port). */
 export const DEFAULT_METRICS_PORT = 9464;
@@ -64,14 +64,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
   server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, options.port, options.host);
   // Not "listening": the process contract reserves that message for the RPC port.
   logger.info({ metricsPort: port, host: options.host }, "ops server started");
   return {

@@ -3,17 +3,8 @@ import { spawn } from "node:child_process";
 import { EventEmitter, once } from "node:events";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { OpsLogger } from "./ops-server.js";
+import { recordingLogger } from "@paygate/testkit";
 import { onShutdownSignals } from "./shutdown.js";
-
-function recordingLogger() {
-  const lines: { level: string; obj: object; msg: string }[] = [];
-  const logger: OpsLogger = {
-    info: (obj, msg) => lines.push({ level: "info", obj, msg }),
-    error: (obj, msg) => lines.push({ level: "error", obj, msg }),
-  };
-  return { logger, lines };
-}
 
 /** A stand-in process: signals are emitted by the test, exit codes recorded. */
 function fakeProcess() {

@@ -36,3 +36,9 @@ export function rogueCerts(): string {
 export function tlsFilesFor(dir: string, name: string) {
   return { caFile: join(dir, "ca.crt"), certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) };
 }
+
+/** The same files as a service process reads them (its TLS_* settings). */
+export function tlsEnvFor(dir: string, name: string): Record<"TLS_CA_FILE" | "TLS_CERT_FILE" | "TLS_KEY_FILE", string> {
+  const tls = tlsFilesFor(dir, name);
+  return { TLS_CA_FILE: tls.caFile, TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile };
+}

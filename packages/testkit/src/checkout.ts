@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tlsFilesFor } from "./certs.js";
+import { tlsEnvFor } from "./certs.js";
 import { freePort, ServiceProcess } from "./processes.js";
 
 /** Reports for testSeed()'s users plus dave, whose score the risk rule declines. */
@@ -35,7 +35,6 @@ export async function bureauProcess(options: {
   const port = await freePort();
   const dataFile = join(options.dir, "credit-bureau.yaml");
   writeFileSync(dataFile, options.data ?? TEST_BUREAU_DATA);
-  const tls = tlsFilesFor(options.certs, "credit-bureau");
   const process = new ServiceProcess({
     name: "credit-bureau",
     bundle: "credit-bureau",
@@ -43,9 +42,7 @@ export async function bureauProcess(options: {
       CREDIT_BUREAU_PORT: String(port),
       CREDIT_BUREAU_DATA_FILE: dataFile,
       METRICS_PORT: "0",
-      TLS_CA_FILE: tls.caFile,
-      TLS_CERT_FILE: tls.certFile,
-      TLS_KEY_FILE: tls.keyFile,
+      ...tlsEnvFor(options.certs, "credit-bureau"),
       LOG_LEVEL: "info",
       ...options.env,
     },
@@ -66,7 +63,6 @@ export interface CheckoutProcessOptions {
 /** A checkout process (not started) on a free port, logged in to gatewayUrl as the merchant. */
 export async function checkoutProcess(options: CheckoutProcessOptions): Promise<Started> {
   const port = await freePort();
-  const tls = tlsFilesFor(options.certs, "checkout");
   const process = new ServiceProcess({
     name: "checkout",
     bundle: "checkout",
@@ -74,9 +70,7 @@ export async function checkoutProcess(options: CheckoutProcessOptions): Promise<
       CHECKOUT_PORT: String(port),
       CHECKOUT_DATA_DIR: join(options.dir, "checkout"),
       GATEWAY_URL: options.gatewayUrl,
-      TLS_CA_FILE: tls.caFile,
-      TLS_CERT_FILE: tls.certFile,
-      TLS_KEY_FILE: tls.keyFile,
+      ...tlsEnvFor(options.certs, "checkout"),
       CHECKOUT_MERCHANT_USERNAME: options.merchant.username,
       CHECKOUT_MERCHANT_PASSWORD: options.merchant.password,
       CHECKOUT_MERCHANT_ACCOUNT: options.merchant.accountId,

@@ -7,3 +7,4 @@ export * from "./redis.js";
 export * from "./fake-card-gateway.js";
 export * from "./checkout.js";
 export * from "./postgres.js";
+export * from "./recording-logger.js";

@@ -125,11 +125,45 @@ export interface StackOptions {
   readonly postgres?: PostgresServer | string;
 }
 
+/**
+ * The environment a paycli process needs to reach `stack`'s gateway replica 0 as
+ * alice (her test password, paycli's client certificate), keeping its files in `home`.
+ */
+export function paycliEnv(stack: Stack, home: string): Record<string, string> {
+  const tls = tlsFilesFor(stack.certs, "paycli");
+  return {
+    PATH: process.env.PATH ?? "",
+    HOME: home,
+    PAYCLI_HOME: home,
+    PAYGATE_URL: stack.gatewayUrl,
+    PAYGATE_CA: tls.caFile,
+    PAYGATE_CERT: tls.certFile,
+    PAYGATE_KEY: tls.keyFile,
+    PAYCLI_PASSWORD: `alice${TEST_PASSWORD_SUFFIX}`,
+  };
+}
+
 /** Which gateway replica a call goes to: replica i, or a random live one per call. */
 export type GatewayTarget = number | "any";
 
 /** The gateway's V8 flags, as the chart sets them (gateway.nodeOptions; test/chart checks they agree). */
 export const GATEWAY_NODE_OPTIONS = "--max-semi-space-size=4 --max-old-space-size=192";
+
+/** Checks the replica count; returns every replica's DATABASE_URL, which more than one replica needs. */
+function sharedDatabaseUrl(options: StackOptions, gatewayCount: number): string | undefined {
+  if (!Number.isInteger(gatewayCount) || gatewayCount < 1 || gatewayCount > GATEWAYS_MAX)
+    throw new Error(`gateways must be an integer from 1 to ${GATEWAYS_MAX}, got ${gatewayCount}`);
+  const databaseUrl =
+    typeof options.postgres === "string"
+      ? options.postgres
+      : (options.postgres?.url ?? options.gatewayEnv?.DATABASE_URL);
+  // Each replica would otherwise keep its own SQLite file and know only what it was told itself.
+  if (gatewayCount > 1 && databaseUrl === undefined)
+    throw new Error(
+      `gateways: ${gatewayCount} needs a shared store: pass postgres (a PostgresServer or a postgres:// URL)`,
+    );
+  return databaseUrl;
+}
 
 export class Stack {
   readonly banks = new Map<string, ServiceProcess>();
@@ -156,56 +190,19 @@ export class Stack {
   static async start(options: StackOptions = {}): Promise<Stack> {
     const banks = options.banks ?? ["bank-a", "bank-b"];
     const gatewayCount = options.gateways ?? 1;
-    if (!Number.isInteger(gatewayCount) || gatewayCount < 1 || gatewayCount > GATEWAYS_MAX)
-      throw new Error(`gateways must be an integer from 1 to ${GATEWAYS_MAX}, got ${gatewayCount}`);
-    const databaseUrl =
-      typeof options.postgres === "string"
-        ? options.postgres
-        : (options.postgres?.url ?? options.gatewayEnv?.DATABASE_URL);
-    // Each replica would otherwise keep its own SQLite file and know only what it was told itself.
-    if (gatewayCount > 1 && databaseUrl === undefined)
-      throw new Error(
-        `gateways: ${gatewayCount} needs a shared store: pass postgres (a PostgresServer or a postgres:// URL)`,
-      );
+    const databaseUrl = sharedDatabaseUrl(options, gatewayCount);
     const stack = new Stack(mkdtempSync(join(tmpdir(), "paygate-e2e-")), testCerts());
     const seedFile = join(stack.dir, "seed.yaml");
     writeFileSync(seedFile, options.seed ?? testSeed(banks));
-    const prepareTimeoutMs = String(options.prepareTimeoutMs ?? 1500);
-    const gatewayPorts: number[] = [];
-    for (let i = 0; i < gatewayCount; i++) {
-      gatewayPorts.push(await freePort());
-      stack.gatewayUrls.push(`https://127.0.0.1:${gatewayPorts[i]}`);
-    }
-    stack.gatewayUrl = stack.gatewayUrls[0]!;
-    for (const b of banks) stack.bankUrls.set(b, `https://127.0.0.1:${await freePort()}`);
+    const gatewayPorts = await stack.allocatePorts(banks, gatewayCount);
     const common = {
       SEED_FILE: seedFile,
       TLS_CA_FILE: join(stack.certs, "ca.crt"),
       LOG_LEVEL: "info",
       METRICS_PORT: "0",
+      PREPARE_TIMEOUT_MS: String(options.prepareTimeoutMs ?? 1500),
     };
-    for (const b of banks) {
-      const tls = tlsFilesFor(stack.certs, b);
-      stack.banks.set(
-        b,
-        new ServiceProcess({
-          name: b,
-          bundle: "bank",
-          env: {
-            ...common,
-            BANK_NAME: b,
-            BANK_PORT: new URL(stack.bankUrls.get(b)!).port,
-            BANK_DATA_DIR: join(stack.dir, b),
-            TLS_CERT_FILE: tls.certFile,
-            TLS_KEY_FILE: tls.keyFile,
-            COORDINATOR_URL: stack.gatewayUrls.join(","),
-            PREPARE_TIMEOUT_MS: prepareTimeoutMs,
-            RESOLVE_INTERVAL_MS: "200",
-            ...options.bankEnv,
-          },
-        }),
-      );
-    }
+    stack.addBanks(banks, common, options);
     if (options.bureau) {
       const b = await bureauProcess({
         dir: stack.dir,
@@ -215,55 +212,8 @@ export class Stack {
       stack.bureau = b.process;
       stack.bureauUrl = b.url;
     }
-    const gtls = tlsFilesFor(stack.certs, "gateway");
-    // A shared store needs one card-hashing key for every replica (or none finds another's cards).
-    const cardSecretFile = join(stack.dir, "card-secret.key");
-    if (databaseUrl !== undefined)
-      writeFileSync(cardSecretFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
-    for (let i = 0; i < gatewayCount; i++) {
-      stack.gateways.push(
-        new ServiceProcess({
-          // One replica keeps the names (and data dir) single-gateway tests know.
-          name: gatewayCount === 1 ? "gateway" : `gateway-${i}`,
-          bundle: "gateway",
-          env: {
-            ...common,
-            NODE_OPTIONS: GATEWAY_NODE_OPTIONS,
-            GATEWAY_REPLICA: `gateway-${i}`,
-            GATEWAY_PORT: String(gatewayPorts[i]),
-            GATEWAY_DATA_DIR: join(stack.dir, i === 0 ? "gateway" : `gateway-${i}`),
-            TLS_CERT_FILE: gtls.certFile,
-            TLS_KEY_FILE: gtls.keyFile,
-            BANKS: banks.map((b) => `${b}=${stack.bankUrls.get(b)}`).join(","),
-            PREPARE_TIMEOUT_MS: prepareTimeoutMs,
-            COMMIT_TIMEOUT_MS: "1000",
-            REDRIVE_INTERVAL_MS: "200",
-            REDRIVE_BACKOFF_MAX_MS: "1000",
-            ...(databaseUrl !== undefined ? { DATABASE_URL: databaseUrl, CARD_SECRET_FILE: cardSecretFile } : {}),
-            ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
-            ...(stack.bureauUrl ? { CREDIT_BUREAU_URL: stack.bureauUrl } : {}),
-            ...options.gatewayEnv,
-          },
-        }),
-      );
-    }
-    stack.gateway = stack.gateways[0]!;
-    if (options.checkout) {
-      const c = typeof options.checkout === "object" ? options.checkout : {};
-      const started = await checkoutProcess({
-        dir: stack.dir,
-        certs: stack.certs,
-        gatewayUrl: stack.gatewayUrl,
-        merchant: {
-          username: "shop",
-          password: `shop${TEST_PASSWORD_SUFFIX}`,
-          accountId: c.merchantAccountId ?? "bank-b/2003",
-        },
-        env: c.env,
-      });
-      stack.checkout = started.process;
-      stack.checkoutUrl = started.url;
-    }
+    stack.addGateways(banks, gatewayPorts, common, databaseUrl, options);
+    if (options.checkout) await stack.addCheckout(typeof options.checkout === "object" ? options.checkout : {});
     try {
       await Promise.all([...stack.banks.values(), ...(stack.bureau ? [stack.bureau] : [])].map((p) => p.start()));
       // At once: they migrate and seed under advisory locks, which is what this also exercises.
@@ -274,6 +224,106 @@ export class Stack {
       throw e;
     }
     return stack;
+  }
+
+  /** Picks every gateway replica's and bank's port and records their URLs; returns the gateway ports. */
+  private async allocatePorts(banks: readonly string[], gatewayCount: number): Promise<number[]> {
+    const gatewayPorts: number[] = [];
+    for (let i = 0; i < gatewayCount; i++) {
+      gatewayPorts.push(await freePort());
+      this.gatewayUrls.push(`https://127.0.0.1:${gatewayPorts[i]}`);
+    }
+    this.gatewayUrl = this.gatewayUrls[0]!;
+    for (const b of banks) this.bankUrls.set(b, `https://127.0.0.1:${await freePort()}`);
+    return gatewayPorts;
+  }
+
+  /** One (not yet started) bank process per name, each told every gateway replica's URL. */
+  private addBanks(banks: readonly string[], common: Record<string, string>, options: StackOptions): void {
+    for (const b of banks) {
+      const tls = tlsFilesFor(this.certs, b);
+      this.banks.set(
+        b,
+        new ServiceProcess({
+          name: b,
+          bundle: "bank",
+          env: {
+            ...common,
+            BANK_NAME: b,
+            BANK_PORT: new URL(this.bankUrls.get(b)!).port,
+            BANK_DATA_DIR: join(this.dir, b),
+            TLS_CERT_FILE: tls.certFile,
+            TLS_KEY_FILE: tls.keyFile,
+            COORDINATOR_URL: this.gatewayUrls.join(","),
+            RESOLVE_INTERVAL_MS: "200",
+            ...options.bankEnv,
+          },
+        }),
+      );
+    }
+  }
+
+  /** The (not yet started) gateway replicas, on the shared store when there is one. */
+  private addGateways(
+    banks: readonly string[],
+    gatewayPorts: readonly number[],
+    common: Record<string, string>,
+    databaseUrl: string | undefined,
+    options: StackOptions,
+  ): void {
+    const gatewayCount = gatewayPorts.length;
+    const gtls = tlsFilesFor(this.certs, "gateway");
+    // A shared store needs one card-hashing key for every replica (or none finds another's cards).
+    const cardSecretFile = join(this.dir, "card-secret.key");
+    if (databaseUrl !== undefined)
+      writeFileSync(cardSecretFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+    for (let i = 0; i < gatewayCount; i++) {
+      this.gateways.push(
+        new ServiceProcess({
+          // One replica keeps the names (and data dir) single-gateway tests know.
+          name: gatewayCount === 1 ? "gateway" : `gateway-${i}`,
+          bundle: "gateway",
+          env: {
+            ...common,
+            NODE_OPTIONS: GATEWAY_NODE_OPTIONS,
+            GATEWAY_REPLICA: `gateway-${i}`,
+            GATEWAY_PORT: String(gatewayPorts[i]),
+            GATEWAY_DATA_DIR: join(this.dir, i === 0 ? "gateway" : `gateway-${i}`),
+            TLS_CERT_FILE: gtls.certFile,
+            TLS_KEY_FILE: gtls.keyFile,
+            BANKS: banks.map((b) => `${b}=${this.bankUrls.get(b)}`).join(","),
+            COMMIT_TIMEOUT_MS: "1000",
+            REDRIVE_INTERVAL_MS: "200",
+            REDRIVE_BACKOFF_MAX_MS: "1000",
+            ...(databaseUrl !== undefined ? { DATABASE_URL: databaseUrl, CARD_SECRET_FILE: cardSecretFile } : {}),
+            ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
+            ...(this.bureauUrl ? { CREDIT_BUREAU_URL: this.bureauUrl } : {}),
+            ...options.gatewayEnv,
+          },
+        }),
+      );
+    }
+    this.gateway = this.gateways[0]!;
+  }
+
+  /** The (not yet started) merchant checkout, logged in as the seed's "shop". */
+  private async addCheckout(c: {
+    readonly merchantAccountId?: string;
+    readonly env?: Record<string, string>;
+  }): Promise<void> {
+    const started = await checkoutProcess({
+      dir: this.dir,
+      certs: this.certs,
+      gatewayUrl: this.gatewayUrl,
+      merchant: {
+        username: "shop",
+        password: `shop${TEST_PASSWORD_SUFFIX}`,
+        accountId: c.merchantAccountId ?? "bank-b/2003",
+      },
+      env: c.env,
+    });
+    this.checkout = started.process;
+    this.checkoutUrl = started.url;
   }
 
   bank(name: string): ServiceProcess {

@@ -7,3 +7,5 @@ export * from "./reasons.js";
 export * from "./links.js";
 export * from "./caller.js";
 export * from "./result.js";
+export * from "./legs.js";
+export * from "./accounts.js";

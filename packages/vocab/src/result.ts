@@ -14,3 +14,25 @@ export interface Failure<R extends string = Reason> {
 
 /** A use case's answer; `R` narrows the reasons one operation can give. */
 export type Result<T, R extends string = Reason> = { readonly ok: true; readonly value: T } | Failure<R>;
+
+export interface Success<T> {
+  readonly ok: true;
+  readonly value: T;
+}
+
+/** A success; it fits any `Result<T, R>`, whatever reasons the operation may give. */
+export const ok = <T>(value: T): Success<T> => ({ ok: true, value });
+
+/**
+ * An expected failure. `R` is the reason given (a literal: it fits an
+ * operation's narrower union, as the bank's are, and the whole `Reason`); a
+ * reason outside the vocabulary does not compile. Without metadata the field
+ * is absent, not undefined.
+ */
+export function fail<R extends Reason>(
+  reason: R,
+  message: string,
+  metadata?: Readonly<Record<string, string>>,
+): Failure<R> {
+  return metadata ? { ok: false, reason, message, metadata } : { ok: false, reason, message };
+}

@@ -9,17 +9,22 @@ import {
   DEPOSIT_ID_PATTERN,
   depositIdOf,
   escapeControlCharacters,
+  fail,
   findControlCharacter,
   formatLinkCode,
   IDEMPOTENCY_KEY_LENGTH_MAX,
   isAccountId,
   isRetryableReason,
   isTxnId,
+  LEG_DIRECTIONS,
+  ledgerDirectionOf,
   LINK_CODE_ALPHABET,
   normalizeHolderName,
   normalizeLinkCode,
+  ok,
   reasonClass,
   retryableReasons,
+  type Result,
 } from "./index.js";
 
 test("account ids: the gateway's rule, with the bank as group 1", () => {
@@ -164,4 +169,29 @@ test("holder names: printable and bounded; compared without regard to case, spac
   assert.equal(normalizeHolderName("  DANA   newcomer "), normalizeHolderName("Dana Newcomer"));
   assert.equal(normalizeHolderName("Zoe\u0301 Ｎｅｗ"), normalizeHolderName("Zoé New"));
   assert.notEqual(normalizeHolderName("Dana Newcomer"), normalizeHolderName("Dan Newcomer"));
+});
+
+test("ok and fail: one shape for every service; metadata only when given; a narrower reason union fits", () => {
+  assert.deepEqual(ok(7), { ok: true, value: 7 });
+  assert.deepEqual(fail("insufficient_funds", "not enough"), {
+    ok: false,
+    reason: "insufficient_funds",
+    message: "not enough",
+  });
+  assert.ok(!("metadata" in fail("internal", "x")), "no metadata key without metadata");
+  assert.deepEqual(fail("txn_aborted", "aborted", { transaction_id: "gw:1" }).metadata, { transaction_id: "gw:1" });
+  // The bank's operations narrow R (e.g. a commit's two reasons); the gateway's take the whole vocabulary.
+  const commit = (known: boolean): Result<number, "unknown_txn" | "txn_aborted"> =>
+    known ? ok(1) : fail("unknown_txn", "never prepared");
+  const wide: Result<number> = commit(false);
+  assert.equal(wide.ok ? undefined : wide.reason, "unknown_txn");
+  // @ts-expect-error a reason outside the vocabulary does not compile
+  fail("no_such_reason", "typo");
+});
+
+test("leg directions: each gateway (wire) name has one ledger name, all distinct", () => {
+  assert.deepEqual(Object.keys(LEG_DIRECTIONS), ["DEBIT", "CREDIT", "AUTH_HOLD", "CAPTURE", "RELEASE"]);
+  for (const [wire, ledger] of Object.entries(LEG_DIRECTIONS)) assert.equal(ledger, wire.toLowerCase());
+  assert.equal(ledgerDirectionOf("AUTH_HOLD"), "auth_hold");
+  assert.equal(new Set(Object.values(LEG_DIRECTIONS)).size, 5);
 });

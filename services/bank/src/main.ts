@@ -3,7 +3,13 @@
 import { Code } from "@connectrpc/connect";
 import { loadConfigOrExit } from "@paygate/config";
 import { createFaults } from "@paygate/faults";
-import { createAccessInterceptor, createLogger, createLoggingInterceptor, startRpcServer } from "@paygate/rpc";
+import {
+  createAccessInterceptor,
+  createLogger,
+  createLoggingInterceptor,
+  startRpcServer,
+  type Logger,
+} from "@paygate/rpc";
 import { loadSeedFile } from "@paygate/seed";
 import {
   createBankMetrics,
@@ -12,17 +18,22 @@ import {
   createMetricsInterceptor,
   createTraceClientInterceptor,
   createTraceServerInterceptor,
-  startOpsServer,
+  onServiceShutdown,
+  runMain,
+  startProbes,
   startTracing,
   traceLogFields,
+  type BankMetrics,
+  type Metrics,
+  type Tracing,
 } from "@paygate/telemetry";
-import { createBank } from "./bank.js";
-import { loadConfig } from "./config.js";
+import { createBank, type Bank } from "./bank.js";
+import { loadConfig, type BankConfig } from "./config.js";
 import { createDecisionAsker } from "./coordinator-client.js";
 import { createHoldExpiry } from "./expiry.js";
-import { createResolver } from "./resolver.js";
+import { createResolver, type Resolver } from "./resolver.js";
 import { bankAccessTable, bankRoutes } from "./routes.js";
-import { openLedgerStore } from "./store/ledger-store.js";
+import { openLedgerStore, type LedgerStore } from "./store/ledger-store.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 /** Exit code after a broken invariant: the supervisor restarts, recovery takes over. */
@@ -43,28 +54,8 @@ async function main(): Promise<void> {
     preparedTransactions: () => store.preparedCount(),
   });
   // Before recovery, so a slow start is visible: /metrics answers, /readyz says 503.
-  let ready = false;
-  const ops = await startOpsServer({
-    host: config.host,
-    port: config.metricsPort,
-    registry: metrics.registry,
-    isReady: () => ready,
-    logger: log,
-  });
-  const bank = createBank({
-    name: config.bankName,
-    store,
-    metrics: bankMetrics,
-    faults: createFaults(config.faultPoints),
-    linkAttemptsMax: config.linkAttemptsMax,
-    onInvariantBroken(err) {
-      log.fatal(
-        { err: { message: err.message, stack: err.stack } },
-        "invariant broken; the write was rolled back; exiting",
-      );
-      setImmediate(() => process.exit(EXIT_INVARIANT));
-    },
-  });
+  const ops = await startProbes(config, metrics.registry, log);
+  const bank = createLedgerBank(config, store, bankMetrics, log);
 
   const seeded = bank.loadSeedOnce(() =>
     loadSeedFile(config.seedFile).accounts.filter((a) => a.bank === config.bankName),
@@ -75,7 +66,52 @@ async function main(): Promise<void> {
   const inDoubt = store.prepared(1000).length;
   if (inDoubt > 0) log.info({ prepared: inDoubt }, "prepared txns found at start; the resolver will settle them");
 
-  const resolver = createResolver({
+  const resolver = createBankResolver(config, bank, store, { log, tracing, metrics });
+
+  const server = await startBankServer(config, bank, { log, tracing, metrics });
+  const holdExpiry = createHoldExpiry({
+    expireHolds: () => bank.expireHolds(),
+    intervalMs: config.holdExpiryIntervalMs,
+    logger: log,
+  });
+  resolver.start();
+  holdExpiry.start();
+  ops.markReady();
+  log.info(
+    {
+      host: config.host,
+      port: server.port,
+      metricsPort: ops.port,
+      dataDir: config.dataDir,
+      coordinatorUrls: config.coordinatorUrls,
+      tracing: tracing.enabled,
+    },
+    "listening",
+  );
+
+  // SIGTERM/SIGINT: stop taking work, then stop the loops, the probes and last the ledger.
+  onServiceShutdown(log, ops, {
+    async drain() {
+      await server.close(SHUTDOWN_GRACE_MS);
+      await resolver.stop();
+      await holdExpiry.stop();
+    },
+    // After the ops port: its probes read the store.
+    release: () => store.close(),
+    tracing,
+  });
+}
+
+interface Telemetry {
+  readonly log: Logger;
+  readonly tracing: Tracing;
+  readonly metrics: Metrics;
+}
+
+/** Settles PREPARED transactions past the timeout by asking the coordinators, in URL order. */
+function createBankResolver(config: BankConfig, bank: Bank, store: LedgerStore, t: Telemetry): Resolver {
+  const { log, tracing, metrics } = t;
+  return createResolver({
     preparedBefore: (cutoffMs, limit) => store.preparedBefore(cutoffMs, limit),
     ask: createDecisionAsker({
       urls: config.coordinatorUrls,
@@ -99,8 +135,29 @@ async function main(): Promise<void> {
     intervalMs: config.resolveIntervalMs,
     backoffMaxMs: config.resolveBackoffMaxMs,
   });
+}
 
-  const server = await startRpcServer({
+/** The bank's rules over its ledger; a broken invariant ends the process (the supervisor restarts it). */
+function createLedgerBank(config: BankConfig, store: LedgerStore, bankMetrics: BankMetrics, log: Logger): Bank {
+  return createBank({
+    name: config.bankName,
+    store,
+    metrics: bankMetrics,
+    faults: createFaults(config.faultPoints),
+    linkAttemptsMax: config.linkAttemptsMax,
+    onInvariantBroken(err) {
+      log.fatal(
+        { err: { message: err.message, stack: err.stack } },
+        "invariant broken; the write was rolled back; exiting",
+      );
+      setImmediate(() => process.exit(EXIT_INVARIANT));
+    },
+  });
+}
+
+function startBankServer(config: BankConfig, bank: Bank, t: Telemetry) {
+  const { log, tracing, metrics } = t;
+  return startRpcServer({
     host: config.host,
     port: config.port,
     tls: config.tls,
@@ -114,54 +171,6 @@ async function main(): Promise<void> {
     ],
     logger: log,
   });
-  const holdExpiry = createHoldExpiry({
-    expireHolds: () => bank.expireHolds(),
-    intervalMs: config.holdExpiryIntervalMs,
-    logger: log,
-  });
-  resolver.start();
-  holdExpiry.start();
-  ready = true;
-  log.info(
-    {
-      host: config.host,
-      port: server.port,
-      metricsPort: ops.port,
-      dataDir: config.dataDir,
-      coordinatorUrls: config.coordinatorUrls,
-      tracing: tracing.enabled,
-    },
-    "listening",
-  );
-
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    ready = false; // load balancers stop sending first
-    log.info({ signal }, "shutting down");
-    void (async () => {
-      try {
-        await server.close(SHUTDOWN_GRACE_MS);
-        await resolver.stop();
-        await holdExpiry.stop();
-        // Before the store: its probes read it.
-        await ops.close();
-        store.close();
-        await tracing.shutdown();
-        log.info({}, "stopped");
-        process.exit(0);
-      } catch (e) {
-        log.error({ err: e instanceof Error ? e.message : String(e) }, "unclean shutdown");
-        process.exit(1);
-      }
-    })();
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bank: failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.exit(1);
-});
+runMain("bank", main);

@@ -13,6 +13,7 @@ import {
 } from "@paygate/proto/bank";
 import { GATEWAY_IDENTITY, logFieldsKey, rejection, type AccessTable, type Reason } from "@paygate/rpc";
 import { setSpanAttributes } from "@paygate/telemetry";
+import { LEG_DIRECTIONS, ledgerDirectionOf, type LegDirection as LegDirectionName } from "@paygate/vocab";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type {
   AccountSchema,
@@ -40,13 +41,10 @@ function unwrap<T, R extends Reason>(r: Result<T, R>): T {
   return r.value;
 }
 
-const DIRECTIONS = new Map<LegDirection, LegInput["direction"]>([
-  [LegDirection.DEBIT, "debit"],
-  [LegDirection.CREDIT, "credit"],
-  [LegDirection.AUTH_HOLD, "auth_hold"],
-  [LegDirection.CAPTURE, "capture"],
-  [LegDirection.RELEASE, "release"],
-]);
+// The wire enum's value names are the gateway's names (LEG_DIRECTIONS' keys); the ledger records its values.
+const DIRECTIONS = new Map<LegDirection, LegInput["direction"]>(
+  (Object.keys(LEG_DIRECTIONS) as LegDirectionName[]).map((name) => [LegDirection[name], ledgerDirectionOf(name)]),
+);
 
 function toDirection(d: LegDirection): LegInput["direction"] {
   return DIRECTIONS.get(d) ?? "unspecified";

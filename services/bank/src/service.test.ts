@@ -94,17 +94,20 @@ describe("bank over mTLS", () => {
   let gw: BankClients;
   let nowMs = Date.now();
   const broken: Error[] = [];
-
-  before(async () => {
-    t = makeTestDir("bank-svc");
-    store = openLedgerStore({ dataDir: join(t.dir, "bank-a"), bank: "bank-a" });
-    const bank = createBank({
+  /** bank-a on this suite's store and clock, reporting broken invariants to `broken`. */
+  const openBank = () =>
+    createBank({
       name: "bank-a",
       store,
       faults: noFaults,
       clock: () => nowMs,
       onInvariantBroken: (e) => broken.push(e),
     });
+
+  before(async () => {
+    t = makeTestDir("bank-svc");
+    store = openLedgerStore({ dataDir: join(t.dir, "bank-a"), bank: "bank-a" });
+    const bank = openBank();
     bank.loadSeedOnce(() => loadSeedFile(t.seedFile).accounts);
     server = await startRpcServer({
       host: "127.0.0.1",
@@ -317,13 +320,7 @@ describe("bank over mTLS", () => {
       return txnId === toCommit ? Decision.COMMIT : Decision.ABORT;
     });
     try {
-      const bank = createBank({
-        name: "bank-a",
-        store,
-        faults: noFaults,
-        clock: () => nowMs,
-        onInvariantBroken: (e) => broken.push(e),
-      });
+      const bank = openBank();
       const resolver = createResolver({
         preparedBefore: (cutoff, limit) => store.preparedBefore(cutoff, limit),
         ask: createDecisionAsker({ urls: [coordinator.url], tls: tlsFiles(t.certs, "bank-a") }),

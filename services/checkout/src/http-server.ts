@@ -214,6 +214,31 @@ interface Reply {
 }
 
 function paymentReply(outcome: PayOutcome, deps: CheckoutServerDeps, attemptKey: string, card: CardInput): Reply {
+  switch (outcome.kind) {
+    case "invalid":
+      return invalidReply(outcome, deps, attemptKey, card);
+    case "approved":
+      return approvedReply(outcome);
+    case "declined":
+      return declinedReply(outcome);
+    case "unavailable":
+      return unavailableReply(outcome);
+    case "conflict":
+      return conflictReply(outcome);
+    case "too_many_retries":
+      return tooManyRetriesReply(outcome);
+    case "busy":
+      return busyReply();
+  }
+}
+
+/** The form again, with the customer's values and what is wrong with them. */
+function invalidReply(
+  outcome: Extract<PayOutcome, { kind: "invalid" }>,
+  deps: CheckoutServerDeps,
+  attemptKey: string,
+  card: CardInput,
+): Reply {
   const form = (errors: FieldErrors) => (nonce: string) =>
     paymentPage({
       cart: deps.cart,
@@ -225,100 +250,113 @@ function paymentReply(outcome: PayOutcome, deps: CheckoutServerDeps, attemptKey:
         errors,
       },
     });
-  switch (outcome.kind) {
-    case "invalid":
-      return {
-        status: 422,
-        json: { status: "invalid", errors: outcome.errors },
-        html: form(outcome.errors),
-        facts: { outcome: "invalid", fields: Object.keys(outcome.errors) },
-      };
-    case "approved": {
-      const o = outcome.order;
-      return {
-        status: 200,
-        json: { status: "approved", authCode: o.authCode, duplicate: outcome.duplicate, order: orderJson(o) },
-        html: (nonce) => approvedPage(o, outcome.duplicate, nonce),
-        facts: { outcome: "approved", orderId: o.orderId, authCode: o.authCode, duplicate: outcome.duplicate },
-      };
-    }
-    case "declined": {
-      const o = outcome.order;
-      const view = describeDecline(outcome.reason);
-      return {
-        status: 402,
-        json: {
-          status: "declined",
-          reason: outcome.reason,
-          title: view.title,
-          message: view.message,
-          duplicate: outcome.duplicate,
-          order: orderJson(o),
-        },
-        html: (nonce) => declinedPage(o, outcome.reason, nonce),
-        facts: { outcome: "declined", orderId: o.orderId, reason: outcome.reason, duplicate: outcome.duplicate },
-      };
-    }
-    case "unavailable": {
-      const view = describeDecline(outcome.reason);
-      return {
-        status: 503,
-        json: {
-          status: "unavailable",
-          reason: outcome.reason,
-          title: view.title,
-          message: view.message,
-          order: orderJson(outcome.order),
-        },
-        html: (nonce) =>
-          problemPage({
-            title: view.title,
-            message: view.message,
-            nonce,
-            outcome: "unavailable",
-            reason: outcome.reason,
-            backToForm: true,
-          }),
-        facts: { outcome: "unavailable", orderId: outcome.order.orderId, reason: outcome.reason },
-      };
-    }
-    case "conflict": {
-      const message =
-        "We are still confirming your previous attempt for this order. To make sure you are not charged twice, submit exactly the same card details again, or start a new order in a few minutes.";
-      return {
-        status: 409,
-        json: { status: "conflict", message, order: orderJson(outcome.order) },
-        html: (nonce) =>
-          problemPage({
-            title: "Previous attempt not confirmed yet",
-            message,
-            nonce,
-            outcome: "conflict",
-            backToForm: true,
-          }),
-        facts: { outcome: "conflict", orderId: outcome.order.orderId },
-      };
-    }
-    case "too_many_retries": {
-      const message = "There have been too many attempts for this order. Start a new order to try again.";
-      return {
-        status: 429,
-        json: { status: "too_many_retries", message, order: orderJson(outcome.order) },
-        html: (nonce) =>
-          problemPage({ title: "Too many attempts", message, nonce, outcome: "too_many_retries", backToForm: false }),
-        facts: { outcome: "too_many_retries", orderId: outcome.order.orderId },
-      };
-    }
-    case "busy": {
-      const message = "The shop is very busy right now. Wait a moment and submit again: you will not be charged twice.";
-      return {
-        status: 503,
-        json: { status: "busy", message },
-        html: (nonce) => problemPage({ title: "Please try again", message, nonce, outcome: "busy", backToForm: true }),
-        facts: { outcome: "busy" },
-      };
-    }
-  }
+  return {
+    status: 422,
+    json: { status: "invalid", errors: outcome.errors },
+    html: form(outcome.errors),
+    facts: { outcome: "invalid", fields: Object.keys(outcome.errors) },
+  };
+}
+
+function approvedReply(outcome: Extract<PayOutcome, { kind: "approved" }>): Reply {
+  const o = outcome.order;
+  return {
+    status: 200,
+    json: { status: "approved", authCode: o.authCode, duplicate: outcome.duplicate, order: orderJson(o) },
+    html: (nonce) => approvedPage(o, outcome.duplicate, nonce),
+    facts: { outcome: "approved", orderId: o.orderId, authCode: o.authCode, duplicate: outcome.duplicate },
+  };
+}
+
+function declinedReply(outcome: Extract<PayOutcome, { kind: "declined" }>): Reply {
+  const o = outcome.order;
+  const view = describeDecline(outcome.reason);
+  return {
+    status: 402,
+    json: {
+      status: "declined",
+      reason: outcome.reason,
+      title: view.title,
+      message: view.message,
+      duplicate: outcome.duplicate,
+      order: orderJson(o),
+    },
+    html: (nonce) => declinedPage(o, outcome.reason, nonce),
+    facts: { outcome: "declined", orderId: o.orderId, reason: outcome.reason, duplicate: outcome.duplicate },
+  };
+}
+
+/** The gateway did not answer: the order's outcome is not known yet, the customer may resubmit. */
+function unavailableReply(outcome: Extract<PayOutcome, { kind: "unavailable" }>): Reply {
+  const view = describeDecline(outcome.reason);
+  return {
+    status: 503,
+    json: {
+      status: "unavailable",
+      reason: outcome.reason,
+      title: view.title,
+      message: view.message,
+      order: orderJson(outcome.order),
+    },
+    html: (nonce) =>
+      problemPage({
+        title: view.title,
+        message: view.message,
+        nonce,
+        outcome: "unavailable",
+        reason: outcome.reason,
+        backToForm: true,
+      }),
+    facts: { outcome: "unavailable", orderId: outcome.order.orderId, reason: outcome.reason },
+  };
+}
+
+function conflictReply(outcome: Extract<PayOutcome, { kind: "conflict" }>): Reply {
+  const message =
+    "We are still confirming your previous attempt for this order. To make sure you are not charged twice, submit exactly the same card details again, or start a new order in a few minutes.";
+  return {
+    status: 409,
+    json: { status: "conflict", message, order: orderJson(outcome.order) },
+    html: (nonce) =>
+      problemPage({
+        title: "Previous attempt not confirmed yet",
+        message,
+        nonce,
+        outcome: "conflict",
+        backToForm: true,
+      }),
+    facts: { outcome: "conflict", orderId: outcome.order.orderId },
+  };
+}
+
+function tooManyRetriesReply(outcome: Extract<PayOutcome, { kind: "too_many_retries" }>): Reply {
+  const message = "There have been too many attempts for this order. Start a new order to try again.";
+  return {
+    status: 429,
+    json: { status: "too_many_retries", message, order: orderJson(outcome.order) },
+    html: (nonce) =>
+      problemPage({ title: "Too many attempts", message, nonce, outcome: "too_many_retries", backToForm: false }),
+    facts: { outcome: "too_many_retries", orderId: outcome.order.orderId },
+  };
+}
+
+function busyReply(): Reply {
+  const message = "The shop is very busy right now. Wait a moment and submit again: you will not be charged twice.";
+  return {
+    status: 503,
+    json: { status: "busy", message },
+    html: (nonce) => problemPage({ title: "Please try again", message, nonce, outcome: "busy", backToForm: true }),
+    facts: { outcome: "busy" },
+  };
+}
+
+/** One request as the route handlers see it. */
+interface Exchange {
+  readonly req: http.IncomingMessage;
+  readonly res: http.ServerResponse;
+  readonly url: URL;
+  readonly nonce: string;
+  readonly facts: Record<string, unknown>;
 }
 
 export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
@@ -358,114 +396,136 @@ export function createCheckoutServer(deps: CheckoutServerDeps): http.Server {
     const url = new URL(req.url ?? "/", "http://checkout.local");
     const nonce = randomBytes(16).toString("base64");
     const route = `${req.method} ${url.pathname}`;
+    const x: Exchange = { req, res, url, nonce, facts };
     if (route === "POST /settle" || route === "GET /merchant") {
-      if (!backOfficeAllowed(req.headers.authorization, deps.backOffice)) {
-        facts.reason = "back_office_login_required";
-        send(res, 401, "text", "The merchant's back office: sign in with the merchant's login.\n", nonce, {
-          "www-authenticate": 'Basic realm="paygate merchant back office", charset="UTF-8"',
-        });
-        return 401;
-      }
-      if (route === "POST /settle" && !sameOrigin(req)) {
-        facts.reason = "cross_origin_post";
-        send(res, 403, "text", "Settlement can only be started from this shop's own merchant page.\n", nonce);
-        return 403;
-      }
+      const refused = backOfficeRefusal(x, route);
+      if (refused !== undefined) return refused;
     }
     switch (route) {
       case "GET /":
         res.writeHead(302, { location: "/payment.html" }).end();
         return 302;
-      case "GET /payment.html": {
-        const html = paymentPage({
-          cart: deps.cart,
-          totalMinor: deps.checkout.amountMinor,
-          nonce,
-          state: { attemptKey: newAttemptKey() },
-        });
-        // Not "no-store": Back from the result page must restore this page with
-        // its attempt key, so a resubmission is recognised, not a new order.
-        send(res, 200, "html", html, nonce, { "cache-control": "private, no-cache" });
-        return 200;
-      }
-      case "POST /make-payment": {
-        const body = await readBody(req, bodyMaxBytes);
-        const fields: Record<string, unknown> = body.kind === "none" ? {} : body.fields;
-        const attemptKey = str(fields.idempotencyKey);
-        const card = cardInputOf(fields);
-        const outcome = await deps.checkout.pay({ attemptKey, card });
-        const reply = paymentReply(outcome, deps, attemptKey, card);
-        Object.assign(facts, reply.facts);
-        if (wantsJson(req, url, body)) send(res, reply.status, "json", JSON.stringify(reply.json), nonce);
-        else send(res, reply.status, "html", reply.html(nonce), nonce);
-        return reply.status;
-      }
-      case "POST /settle": {
-        const body = await readBody(req, bodyMaxBytes);
-        const run = await deps.settlement.runOnce();
-        facts.batches = run.batches.length;
-        facts.openAfter = run.openAfter;
-        if (wantsJson(req, url, body)) {
-          send(res, 200, "json", JSON.stringify(runJson(run)), nonce);
-          return 200;
-        }
-        // Post/redirect/get: a reload of the merchant page never re-runs settlement.
-        res.writeHead(303, { location: "/merchant" }).end();
-        return 303;
-      }
-      case "GET /merchant": {
-        const orders = deps.store.listOrders(listMax);
-        const settlements = deps.store
-          .listSettlements(listMax)
-          .map((s) => ({ settlement: s, items: deps.store.settlementItems(s.settlementId) }));
-        if (wantsJson(req, url)) {
-          send(
-            res,
-            200,
-            "json",
-            JSON.stringify({
-              merchantAccountId: deps.merchantAccountId,
-              orders: orders.map(orderJson),
-              settlements: settlements.map((x) => settlementJson(x.settlement, x.items)),
-            }),
-            nonce,
-          );
-        } else {
-          send(
-            res,
-            200,
-            "html",
-            merchantPage(
-              {
-                orders,
-                settlements,
-                merchantAccountId: deps.merchantAccountId,
-                settlementIntervalMs: deps.settlementIntervalMs,
-              },
-              nonce,
-            ),
-            nonce,
-          );
-        }
-        return 200;
-      }
+      case "GET /payment.html":
+        return showPaymentForm(x);
+      case "POST /make-payment":
+        return makePayment(x);
+      case "POST /settle":
+        return settleNow(x);
+      case "GET /merchant":
+        return showMerchant(x);
       case "GET /healthz":
         send(res, 200, "text", "ok\n", nonce);
         return 200;
-      default: {
-        const known = ["/", "/payment.html", "/make-payment", "/settle", "/merchant", "/healthz"].includes(
-          url.pathname,
-        );
-        if (known) {
-          send(res, 405, "text", "method not allowed\n", nonce, {
-            allow: url.pathname === "/make-payment" || url.pathname === "/settle" ? "POST" : "GET",
-          });
-          return 405;
-        }
-        send(res, 404, "html", notFoundPage(nonce), nonce);
-        return 404;
-      }
+      default:
+        return noRoute(x);
     }
+  }
+
+  /** The back office's status code when this request may not reach it (no login, or a cross-origin POST). */
+  function backOfficeRefusal({ req, res, nonce, facts }: Exchange, route: string): number | undefined {
+    if (!backOfficeAllowed(req.headers.authorization, deps.backOffice)) {
+      facts.reason = "back_office_login_required";
+      send(res, 401, "text", "The merchant's back office: sign in with the merchant's login.\n", nonce, {
+        "www-authenticate": 'Basic realm="paygate merchant back office", charset="UTF-8"',
+      });
+      return 401;
+    }
+    if (route === "POST /settle" && !sameOrigin(req)) {
+      facts.reason = "cross_origin_post";
+      send(res, 403, "text", "Settlement can only be started from this shop's own merchant page.\n", nonce);
+      return 403;
+    }
+    return undefined;
+  }
+
+  function showPaymentForm({ res, nonce }: Exchange): number {
+    const html = paymentPage({
+      cart: deps.cart,
+      totalMinor: deps.checkout.amountMinor,
+      nonce,
+      state: { attemptKey: newAttemptKey() },
+    });
+    // Not "no-store": Back from the result page must restore this page with
+    // its attempt key, so a resubmission is recognised, not a new order.
+    send(res, 200, "html", html, nonce, { "cache-control": "private, no-cache" });
+    return 200;
+  }
+
+  async function makePayment({ req, res, url, nonce, facts }: Exchange): Promise<number> {
+    const body = await readBody(req, bodyMaxBytes);
+    const fields: Record<string, unknown> = body.kind === "none" ? {} : body.fields;
+    const attemptKey = str(fields.idempotencyKey);
+    const card = cardInputOf(fields);
+    const outcome = await deps.checkout.pay({ attemptKey, card });
+    const reply = paymentReply(outcome, deps, attemptKey, card);
+    Object.assign(facts, reply.facts);
+    if (wantsJson(req, url, body)) send(res, reply.status, "json", JSON.stringify(reply.json), nonce);
+    else send(res, reply.status, "html", reply.html(nonce), nonce);
+    return reply.status;
+  }
+
+  async function settleNow({ req, res, url, nonce, facts }: Exchange): Promise<number> {
+    const body = await readBody(req, bodyMaxBytes);
+    const run = await deps.settlement.runOnce();
+    facts.batches = run.batches.length;
+    facts.openAfter = run.openAfter;
+    if (wantsJson(req, url, body)) {
+      send(res, 200, "json", JSON.stringify(runJson(run)), nonce);
+      return 200;
+    }
+    // Post/redirect/get: a reload of the merchant page never re-runs settlement.
+    res.writeHead(303, { location: "/merchant" }).end();
+    return 303;
+  }
+
+  function showMerchant({ req, res, url, nonce }: Exchange): number {
+    const orders = deps.store.listOrders(listMax);
+    const settlements = deps.store
+      .listSettlements(listMax)
+      .map((s) => ({ settlement: s, items: deps.store.settlementItems(s.settlementId) }));
+    if (wantsJson(req, url)) {
+      send(
+        res,
+        200,
+        "json",
+        JSON.stringify({
+          merchantAccountId: deps.merchantAccountId,
+          orders: orders.map(orderJson),
+          settlements: settlements.map((x) => settlementJson(x.settlement, x.items)),
+        }),
+        nonce,
+      );
+    } else {
+      send(
+        res,
+        200,
+        "html",
+        merchantPage(
+          {
+            orders,
+            settlements,
+            merchantAccountId: deps.merchantAccountId,
+            settlementIntervalMs: deps.settlementIntervalMs,
+          },
+          nonce,
+        ),
+        nonce,
+      );
+    }
+    return 200;
+  }
+
+  /** A known path with the wrong method is 405 (with Allow); anything else is the 404 page. */
+  function noRoute({ res, url, nonce }: Exchange): number {
+    const known = ["/", "/payment.html", "/make-payment", "/settle", "/merchant", "/healthz"].includes(url.pathname);
+    if (known) {
+      send(res, 405, "text", "method not allowed\n", nonce, {
+        allow: url.pathname === "/make-payment" || url.pathname === "/settle" ? "POST" : "GET",
+      });
+      return 405;
+    }
+    send(res, 404, "html", notFoundPage(nonce), nonce);
+    return 404;
   }
 
   const server = http.createServer((req, res) => {

@@ -6,8 +6,9 @@ import {
   createClientMetricsInterceptor,
   createMetrics,
   createTraceClientInterceptor,
-  onShutdownSignals,
-  startOpsServer,
+  onServiceShutdown,
+  runMain,
+  startProbes,
   startTracing,
   traceLogFields,
 } from "@paygate/telemetry";
@@ -21,14 +22,7 @@ async function main(): Promise<void> {
   const log = createLogger("checkout", config.logLevel, { mixin: traceLogFields });
   const tracing = startTracing({ service: "checkout", endpoint: config.otlpEndpoint });
   const metrics = createMetrics("checkout");
-  let ready = false;
-  const ops = await startOpsServer({
-    host: config.host,
-    port: config.metricsPort,
-    registry: metrics.registry,
-    isReady: () => ready,
-    logger: log,
-  });
+  const ops = await startProbes(config, metrics.registry, log);
   const app = createCheckoutApp(config, log, {
     // Each Authorize/SettleBatch starts (or joins) a trace the gateway and the banks continue.
     gatewayInterceptors: [
@@ -42,7 +36,7 @@ async function main(): Promise<void> {
   const open = app.store.openSettlements(1000).length;
   if (open > 0) log.info({ openSettlements: open }, "unanswered settlement batches found; the next run resends them");
   const port = await app.listen();
-  ready = true;
+  ops.markReady();
   log.info(
     {
       host: config.host,
@@ -58,15 +52,7 @@ async function main(): Promise<void> {
     "listening",
   );
 
-  onShutdownSignals(log, async () => {
-    ready = false;
-    await app.close(SHUTDOWN_GRACE_MS);
-    await ops.close();
-    await tracing.shutdown();
-  });
+  onServiceShutdown(log, ops, { drain: () => app.close(SHUTDOWN_GRACE_MS), tracing });
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`checkout: failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.exit(1);
-});
+runMain("checkout", main);

@@ -6,8 +6,9 @@ import {
   createMetrics,
   createMetricsInterceptor,
   createTraceServerInterceptor,
-  onShutdownSignals,
-  startOpsServer,
+  onServiceShutdown,
+  runMain,
+  startProbes,
   startTracing,
   traceLogFields,
 } from "@paygate/telemetry";
@@ -35,14 +36,7 @@ async function main(): Promise<void> {
     throw e;
   }
   const bureau = createBureau(reports);
-  let ready = false;
-  const ops = await startOpsServer({
-    host: config.host,
-    port: config.metricsPort,
-    registry: metrics.registry,
-    isReady: () => ready,
-    logger: log,
-  });
+  const ops = await startProbes(config, metrics.registry, log);
 
   const server = await startRpcServer({
     host: config.host,
@@ -59,7 +53,7 @@ async function main(): Promise<void> {
     logger: log,
     readMaxBytes: 64 * 1024,
   });
-  ready = true;
+  ops.markReady();
   log.info(
     {
       host: config.host,
@@ -72,15 +66,7 @@ async function main(): Promise<void> {
     "listening",
   );
 
-  onShutdownSignals(log, async () => {
-    ready = false;
-    await server.close(SHUTDOWN_GRACE_MS);
-    await ops.close();
-    await tracing.shutdown();
-  });
+  onServiceShutdown(log, ops, { drain: () => server.close(SHUTDOWN_GRACE_MS), tracing });
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`credit-bureau: failed to start: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.exit(1);
-});
+runMain("credit-bureau", main);

@@ -4,10 +4,11 @@
 // into a value: the bank's own reasons pass through, anything else is
 // participant_unavailable (or participant_timeout).
 import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { LinkService, type Account } from "@paygate/proto/bank";
+import { LinkService } from "@paygate/proto/bank";
 import { createMtlsTransport, errorInfo, type Reason, type TlsFiles } from "@paygate/rpc";
+import { toBankAccount } from "./banks.js";
 import { bankFailure } from "./domain/participant-replies.js";
-import type { BankAccount, BankLinks, BankResult } from "./domain/ports.js";
+import type { BankLinks, BankResult } from "./domain/ports.js";
 
 export interface BankLinkClientOptions {
   readonly banks: ReadonlyMap<string, string>;
@@ -27,19 +28,6 @@ const LINK_REASONS: ReadonlySet<string> = new Set<Reason>([
   "invalid_argument",
   "invalid_account_id",
 ]);
-
-function toBankAccount(a: Account | undefined): BankAccount | undefined {
-  return (
-    a && {
-      accountId: a.accountId,
-      ownerUserId: a.ownerUserId,
-      currency: a.currency,
-      balanceMinor: a.balanceMinor,
-      heldMinor: a.heldMinor,
-      availableMinor: a.availableMinor,
-    }
-  );
-}
 
 export function createBankLinkClients(o: BankLinkClientOptions): BankLinks {
   const clients = new Map<string, Client<typeof LinkService>>();

@@ -23,6 +23,7 @@ import {
   type PrepareResponse,
 } from "@paygate/proto/bank";
 import { createMtlsTransport, errorInfo, isReason, rejection, type Logger, type TlsFiles } from "@paygate/rpc";
+import type { LegDirection as LegDirectionName } from "@paygate/vocab";
 import { batchItemSpansKey, noopTracer, startBatchItemSpans } from "@paygate/telemetry";
 import { createBatcher, type Batcher } from "./batcher.js";
 import {
@@ -79,10 +80,17 @@ function failedCall(e: unknown, timedOut: boolean): FailedCall {
   return { reason: info.reason, message: info.message, timedOut: timedOut || info.code === Code.DeadlineExceeded };
 }
 
+/**
+ * A direction on the wire: the value of the enum named as @paygate/vocab
+ * names it (LEG_DIRECTIONS), which the bank reads into its ledger's name.
+ * Compiles only while every vocabulary direction is a value of the enum.
+ */
+const wireDirection = (d: LegDirectionName): LegDirection => LegDirection[d];
+
 function legMsg(l: Leg): NonNullable<PrepareInit["legs"]>[number] {
   return {
     accountId: l.accountId,
-    direction: LegDirection[l.direction],
+    direction: wireDirection(l.direction),
     amountMinor: l.amountMinor,
     currency: l.currency,
     ownerUserId: l.ownerUserId,
@@ -91,7 +99,8 @@ function legMsg(l: Leg): NonNullable<PrepareInit["legs"]>[number] {
   };
 }
 
-function toBankAccount(a: Account | undefined): BankAccount | undefined {
+/** A bank's Account message as the domain reads it (the ledger and link clients both answer with one). */
+export function toBankAccount(a: Account | undefined): BankAccount | undefined {
   if (!a) return undefined;
   return {
     accountId: a.accountId,

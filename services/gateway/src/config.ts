@@ -137,7 +137,45 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const dataDir = resolve(cwd, r.string("GATEWAY_DATA_DIR", "data/gateway"));
   const seedFile = resolve(cwd, r.string("SEED_FILE", "config/seed.yaml"));
   const store = readStoreConfig(r, resolve(dataDir, "gateway.db"), cwd);
+  const banks = readBanks(r);
+  const tls: TlsFiles = {
+    caFile: resolve(cwd, r.string("TLS_CA_FILE", ".certs/ca.crt")),
+    certFile: resolve(cwd, r.string("TLS_CERT_FILE", ".certs/gateway.crt")),
+    keyFile: resolve(cwd, r.string("TLS_KEY_FILE", ".certs/gateway.key")),
+  };
+  // Read in this order, so every problem is reported in the order of the settings.
+  const coordinator = readCoordinatorSettings(r);
+  const limits = readAccessLimits(r);
+  const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
+  const idempotency = readIdempotencySettings(r);
+  const { armed, unknown } = parseFaultPoints(r.list("PAYGATE_FAULTPOINTS"));
+  for (const u of unknown) r.problem(`PAYGATE_FAULTPOINTS: unknown fault point ${JSON.stringify(u)}`);
+  const cards = readCardsConfig(r, store, cwd);
+  const webhooks = readWebhooksConfig(r, tls.caFile, cwd);
 
+  return r.finish({
+    replica,
+    host,
+    port,
+    dataDir,
+    store,
+    seedFile,
+    banks,
+    tls,
+    ...coordinator,
+    ...limits,
+    logLevel,
+    metricsPort,
+    otlpEndpoint,
+    ...idempotency,
+    faultPoints: armed,
+    cards,
+    webhooks,
+  });
+}
+
+/** BANKS: name=https://url pairs, at least one. */
+function readBanks(r: ReturnType<typeof createEnvReader>): ReadonlyMap<string, string> {
   const banks = r.map("BANKS", DEFAULT_BANKS);
   if (banks.size === 0) r.problem("BANKS must name at least one bank");
   for (const [name, url] of banks) {
@@ -150,13 +188,21 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
     }
     if (!ok) r.problem(`BANKS: ${name} needs an https:// URL, got ${JSON.stringify(url)}`);
   }
+  return banks;
+}
 
-  const tls: TlsFiles = {
-    caFile: resolve(cwd, r.string("TLS_CA_FILE", ".certs/ca.crt")),
-    certFile: resolve(cwd, r.string("TLS_CERT_FILE", ".certs/gateway.crt")),
-    keyFile: resolve(cwd, r.string("TLS_KEY_FILE", ".certs/gateway.key")),
-  };
+type CoordinatorSettings = Pick<
+  GatewayConfig,
+  | "prepareTimeoutMs"
+  | "commitTimeoutMs"
+  | "redriveIntervalMs"
+  | "redriveBackoffMaxMs"
+  | "participantBatchMax"
+  | "participantBatchInflight"
+>;
 
+/** The two-phase commit's timeouts, redrive schedule and batching. */
+function readCoordinatorSettings(r: ReturnType<typeof createEnvReader>): CoordinatorSettings {
   const prepareTimeoutMs = r.int("PREPARE_TIMEOUT_MS", 10_000, { min: 1, max: HOUR_MS });
   const commitTimeoutMs = r.int("COMMIT_TIMEOUT_MS", 5_000, { min: 1, max: HOUR_MS });
   const redriveIntervalMs = r.int("REDRIVE_INTERVAL_MS", 1_000, { min: 1, max: HOUR_MS });
@@ -164,6 +210,29 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   if (redriveBackoffMaxMs < redriveIntervalMs) r.problem("REDRIVE_BACKOFF_MAX_MS must be >= REDRIVE_INTERVAL_MS");
   const participantBatchMax = r.int("PARTICIPANT_BATCH_MAX", 256, { min: 0, max: 1024 });
   const participantBatchInflight = r.int("PARTICIPANT_BATCH_INFLIGHT", 2, { min: 1, max: 64 });
+  return {
+    prepareTimeoutMs,
+    commitTimeoutMs,
+    redriveIntervalMs,
+    redriveBackoffMaxMs,
+    participantBatchMax,
+    participantBatchInflight,
+  };
+}
+
+type AccessLimits = Pick<
+  GatewayConfig,
+  | "sessionTtlMs"
+  | "loginFailuresMax"
+  | "loginLockoutMs"
+  | "registerRateMax"
+  | "registerRateWindowMs"
+  | "linkRateMax"
+  | "linkRateWindowMs"
+>;
+
+/** Sessions, login lockout and the sign-up and link rate limits. */
+function readAccessLimits(r: ReturnType<typeof createEnvReader>): AccessLimits {
   const sessionTtlMs = r.int("SESSION_TTL_MS", HOUR_MS, { min: 1, max: 30 * 24 * HOUR_MS });
   const loginFailuresMax = r.int("LOGIN_FAILURES_MAX", 5, { min: 1, max: 1000 });
   const loginLockoutMs = r.int("LOGIN_LOCKOUT_MS", 300_000, { min: 1, max: 30 * 24 * HOUR_MS });
@@ -171,9 +240,21 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   const registerRateWindowMs = r.int("REGISTER_RATE_WINDOW_MS", 600_000, { min: 1, max: 30 * 24 * HOUR_MS });
   const linkRateMax = r.int("LINK_RATE_MAX", 10, { min: 1, max: 1_000_000 });
   const linkRateWindowMs = r.int("LINK_RATE_WINDOW_MS", 600_000, { min: 1, max: 30 * 24 * HOUR_MS });
+  return {
+    sessionTtlMs,
+    loginFailuresMax,
+    loginLockoutMs,
+    registerRateMax,
+    registerRateWindowMs,
+    linkRateMax,
+    linkRateWindowMs,
+  };
+}
 
-  const { logLevel, metricsPort, otlpEndpoint } = readObservabilitySettings(r);
-
+/** Redis for the idempotency fast path; unset = the durable log alone answers repeats. */
+function readIdempotencySettings(
+  r: ReturnType<typeof createEnvReader>,
+): Pick<GatewayConfig, "redisUrl" | "idempotencyTtlMs" | "redisCommandTimeoutMs"> {
   const redisUrl = r.optional("REDIS_URL");
   if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl))
     r.problem("REDIS_URL must look like redis://host:port[/db] (or rediss:// for TLS)");
@@ -184,10 +265,10 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
   }
 
   const redisCommandTimeoutMs = r.int("REDIS_COMMAND_TIMEOUT_MS", 200, { min: 1, max: 60_000 });
+  return { redisUrl, idempotencyTtlMs: idempotencyTtlMs ?? 0, redisCommandTimeoutMs };
+}
 
-  const { armed, unknown } = parseFaultPoints(r.list("PAYGATE_FAULTPOINTS"));
-  for (const u of unknown) r.problem(`PAYGATE_FAULTPOINTS: unknown fault point ${JSON.stringify(u)}`);
-
+function readCardsConfig(r: ReturnType<typeof createEnvReader>, store: StoreConfig, cwd: string): CardsConfig {
   const creditBureauUrl = r.string("CREDIT_BUREAU_URL", "https://127.0.0.1:8081");
   if (!/^https:\/\/[^\s/]+/.test(creditBureauUrl))
     r.problem(`CREDIT_BUREAU_URL needs an https:// URL, got ${JSON.stringify(creditBureauUrl)}`);
@@ -210,41 +291,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): GatewayConfig {
       r.int("CARD_DAILY_SPEND_MAX_MINOR", 500_000, { min: 1, max: Number.MAX_SAFE_INTEGER }),
     ),
   };
-
-  const webhooks = readWebhooksConfig(r, tls.caFile, cwd);
-
-  return r.finish({
-    replica,
-    host,
-    port,
-    dataDir,
-    store,
-    seedFile,
-    banks,
-    tls,
-    prepareTimeoutMs,
-    commitTimeoutMs,
-    redriveIntervalMs,
-    redriveBackoffMaxMs,
-    participantBatchMax,
-    participantBatchInflight,
-    sessionTtlMs,
-    loginFailuresMax,
-    loginLockoutMs,
-    registerRateMax,
-    registerRateWindowMs,
-    linkRateMax,
-    linkRateWindowMs,
-    logLevel,
-    metricsPort,
-    otlpEndpoint,
-    redisUrl,
-    idempotencyTtlMs: idempotencyTtlMs ?? 0,
-    redisCommandTimeoutMs,
-    faultPoints: armed,
-    cards,
-    webhooks,
-  });
+  return cards;
 }
 
 const DAY_MS = 24 * HOUR_MS;

@@ -291,17 +291,15 @@ test("login, transfer, balance, history and replay over mTLS", { timeout: TEST_T
   const headers = { authorization: `Bearer ${session.sessionToken}` };
 
   assert.equal(await reasonOf(c.pay.getBalance({})), "unauthenticated");
-  const res = await c.pay.transfer(
-    {
-      idempotencyKey: "svc-1",
-      fromAccountId: "bank-a/1001",
-      toAccountId: "bank-b/2001",
-      amountMinor: 2500n,
-      currency: "USD",
-      memo: "hi",
-    },
-    { headers },
-  );
+  const transfer = {
+    idempotencyKey: "svc-1",
+    fromAccountId: "bank-a/1001",
+    toAccountId: "bank-b/2001",
+    amountMinor: 2500n,
+    currency: "USD",
+    memo: "hi",
+  };
+  const res = await c.pay.transfer(transfer, { headers });
   assert.equal(res.transaction?.status, TransactionStatus.COMMITTED);
   // The reply may leave once COMMIT is durable, before both Commits are acknowledged.
   await eventually(
@@ -311,17 +309,8 @@ test("login, transfer, balance, history and replay over mTLS", { timeout: TEST_T
       banks["bank-b"].accounts.get("bank-b/2001")?.balance === 52_500n,
   );
 
-  const replay = await c.pay.transfer(
-    {
-      idempotencyKey: "svc-1",
-      fromAccountId: "bank-a/1001",
-      toAccountId: "bank-b/2001",
-      amountMinor: 2500n,
-      currency: "USD",
-      memo: "hi",
-    },
-    { headers },
-  );
+  // The same request again.
+  const replay = await c.pay.transfer(transfer, { headers });
   assert.equal(replay.transaction?.transactionId, res.transaction?.transactionId);
   assert.equal(banks["bank-a"].accounts.get("bank-a/1001")?.balance, 97_500n, "a replay moves no money");
   // The log line is written as the reply leaves: wait for it to come through the pipe.
@@ -535,17 +524,15 @@ test("a crash after COMMIT is logged is finished by recovery on restart", { time
   const alice = await login(gateway.port, "alice", "alice-demo-2026");
   const before = banks["bank-b"].accounts.get("bank-b/2001")!.balance;
   const c = clients(gateway.port);
-  const dying = c.pay.transfer(
-    {
-      idempotencyKey: "crash-1",
-      fromAccountId: "bank-a/1001",
-      toAccountId: "bank-b/2001",
-      amountMinor: 100n,
-      currency: "USD",
-      memo: "",
-    },
-    { headers: alice },
-  );
+  const transfer = {
+    idempotencyKey: "crash-1",
+    fromAccountId: "bank-a/1001",
+    toAccountId: "bank-b/2001",
+    amountMinor: 100n,
+    currency: "USD",
+    memo: "",
+  };
+  const dying = c.pay.transfer(transfer, { headers: alice });
   assert.notEqual(await reasonOf(dying), "ok");
   await exited(gateway.proc);
   assert.equal(banks["bank-b"].prepared.size, 1, "prepared, decision logged, Commit never sent");
@@ -556,17 +543,8 @@ test("a crash after COMMIT is logged is finished by recovery on restart", { time
   assert.equal(banks["bank-b"].prepared.size, 0);
   assert.equal(banks["bank-b"].accounts.get("bank-b/2001")!.balance, before + 100n);
   const alice2 = await login(gateway.port, "alice", "alice-demo-2026");
-  const replay = await clients(gateway.port).pay.transfer(
-    {
-      idempotencyKey: "crash-1",
-      fromAccountId: "bank-a/1001",
-      toAccountId: "bank-b/2001",
-      amountMinor: 100n,
-      currency: "USD",
-      memo: "",
-    },
-    { headers: alice2 },
-  );
+  // The same request again, to the restarted gateway.
+  const replay = await clients(gateway.port).pay.transfer(transfer, { headers: alice2 });
   assert.equal(replay.transaction?.status, TransactionStatus.COMMITTED);
   assert.equal(banks["bank-b"].accounts.get("bank-b/2001")!.balance, before + 100n);
 });

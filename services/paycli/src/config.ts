@@ -98,8 +98,59 @@ export function loadConfig(input: ConfigInput): PaycliConfig {
   const envHome = input.env.PAYCLI_HOME?.trim();
   const home = resolve(input.cwd, envHome ? envHome : join(input.homeDir, ".paycli"));
   const configFile = join(home, "config.json");
+  const fromFile = readConfigFile(input, configFile, home, problems);
+  // Flatten the layers into one env-shaped record, then read it with the shared typed reader.
+  const { merged, sources } = mergeLayers(input, fromFile);
+  const r = createEnvReader("paycli", merged);
+  for (const p of problems) r.problem(p);
 
-  // Paths in config.json are relative to the file, so it works from any directory.
+  const gatewayUrl = readGatewayUrl(r);
+  const tls: TlsFiles = {
+    caFile: resolve(input.cwd, r.string("PAYGATE_CA", DEFAULTS.ca)),
+    certFile: resolve(input.cwd, r.string("PAYGATE_CERT", DEFAULTS.cert)),
+    keyFile: resolve(input.cwd, r.string("PAYGATE_KEY", DEFAULTS.keyFile)),
+  };
+
+  const timeoutMs = r.int("PAYCLI_TIMEOUT_MS", DEFAULTS.timeoutMs, { min: 1, max: 10 * 60_000 });
+  const baseMs = r.int("PAYCLI_BACKOFF_BASE_MS", DEFAULTS.backoffBaseMs, { min: 1, max: HOUR_MS });
+  const capMs = r.int("PAYCLI_BACKOFF_CAP_MS", DEFAULTS.backoffCapMs, { min: 1, max: 24 * HOUR_MS });
+  if (capMs < baseMs) r.problem(`PAYCLI_BACKOFF_CAP_MS (${capMs}) must be at least PAYCLI_BACKOFF_BASE_MS (${baseMs})`);
+  const attemptsMax = r.int("PAYCLI_ATTEMPTS_MAX", DEFAULTS.attemptsMax, { min: 1, max: 1_000_000 });
+  const keepResultsMax = r.int("PAYCLI_KEEP_RESULTS", DEFAULTS.keepResults, { min: 0, max: 100_000 });
+  const queueDepthMax = r.int("PAYCLI_QUEUE_MAX", DEFAULTS.queueMax, { min: 1, max: 1_000_000 });
+  const faultPoint = readFaultPoint(r);
+
+  return r.finish({
+    gatewayUrl,
+    tls,
+    home,
+    configFile,
+    sessionFile: join(home, "session.json"),
+    queueFile: join(home, "queue.db"),
+    timeoutMs,
+    queue: {
+      backoff: { baseMs, capMs },
+      attemptsMax,
+      // A claim must outlive the send it protects (one call deadline) with room
+      // for the SQLite write after it; a dead sender's claim is freed sooner
+      // by the liveness check.
+      claimLeaseMs: timeoutMs * 2 + 5000,
+    },
+    keepResultsMax,
+    queueDepthMax,
+    watchSleepMaxMs: Math.min(capMs, 60_000),
+    faultPoint,
+    sources,
+  });
+}
+
+/** config.json's settings (paths in it are relative to the file, so it works from any directory); problems are collected, not thrown. */
+function readConfigFile(
+  input: ConfigInput,
+  configFile: string,
+  home: string,
+  problems: string[],
+): Partial<Record<FileKey, string>> {
   const fromFile: Partial<Record<FileKey, string>> = {};
   let text: string | undefined;
   try {
@@ -133,8 +184,14 @@ export function loadConfig(input: ConfigInput): PaycliConfig {
       }
     }
   }
+  return fromFile;
+}
 
-  // Flatten the layers into one env-shaped record, then read it with the shared typed reader.
+/** Flag over env over config.json, per setting, and where each of the flag-able ones came from. */
+function mergeLayers(
+  input: ConfigInput,
+  fromFile: Partial<Record<FileKey, string>>,
+): { merged: Record<string, string | undefined>; sources: Record<(typeof FLAG_KEYS)[number], Source> } {
   const merged: Record<string, string | undefined> = { ...input.env };
   const sources = {} as Record<(typeof FLAG_KEYS)[number], Source>;
   for (const k of Object.keys(FILE_KEYS) as FileKey[]) {
@@ -150,10 +207,11 @@ export function loadConfig(input: ConfigInput): PaycliConfig {
         flag !== undefined ? "flag" : env !== undefined ? "env" : fromFile[k] !== undefined ? "file" : "default";
     }
   }
+  return { merged, sources };
+}
 
-  const r = createEnvReader("paycli", merged);
-  for (const p of problems) r.problem(p);
-
+/** The gateway's URL without trailing slashes; only https:// (the hop is mTLS). */
+function readGatewayUrl(r: ReturnType<typeof createEnvReader>): string {
   const gatewayUrl = r.string("PAYGATE_URL", DEFAULTS.gateway).replace(/\/+$/, "");
   let https = false;
   try {
@@ -163,50 +221,17 @@ export function loadConfig(input: ConfigInput): PaycliConfig {
   }
   if (!https)
     r.problem(`the gateway URL (--gateway / PAYGATE_URL) must be https:// (mTLS), got ${JSON.stringify(gatewayUrl)}`);
+  return gatewayUrl;
+}
 
-  const tls: TlsFiles = {
-    caFile: resolve(input.cwd, r.string("PAYGATE_CA", DEFAULTS.ca)),
-    certFile: resolve(input.cwd, r.string("PAYGATE_CERT", DEFAULTS.cert)),
-    keyFile: resolve(input.cwd, r.string("PAYGATE_KEY", DEFAULTS.keyFile)),
-  };
-
-  const timeoutMs = r.int("PAYCLI_TIMEOUT_MS", DEFAULTS.timeoutMs, { min: 1, max: 10 * 60_000 });
-  const baseMs = r.int("PAYCLI_BACKOFF_BASE_MS", DEFAULTS.backoffBaseMs, { min: 1, max: HOUR_MS });
-  const capMs = r.int("PAYCLI_BACKOFF_CAP_MS", DEFAULTS.backoffCapMs, { min: 1, max: 24 * HOUR_MS });
-  if (capMs < baseMs) r.problem(`PAYCLI_BACKOFF_CAP_MS (${capMs}) must be at least PAYCLI_BACKOFF_BASE_MS (${baseMs})`);
-  const attemptsMax = r.int("PAYCLI_ATTEMPTS_MAX", DEFAULTS.attemptsMax, { min: 1, max: 1_000_000 });
-  const keepResultsMax = r.int("PAYCLI_KEEP_RESULTS", DEFAULTS.keepResults, { min: 0, max: 100_000 });
-  const queueDepthMax = r.int("PAYCLI_QUEUE_MAX", DEFAULTS.queueMax, { min: 1, max: 1_000_000 });
-
+function readFaultPoint(r: ReturnType<typeof createEnvReader>): FaultPoint | undefined {
   const faultName = r.optional("PAYCLI_FAULTPOINT");
   let faultPoint: FaultPoint | undefined;
   if (faultName !== undefined) {
     if ((FAULT_POINTS as readonly string[]).includes(faultName)) faultPoint = faultName as FaultPoint;
     else r.problem(`PAYCLI_FAULTPOINT must be one of ${FAULT_POINTS.join(", ")}, got ${JSON.stringify(faultName)}`);
   }
-
-  return r.finish({
-    gatewayUrl,
-    tls,
-    home,
-    configFile,
-    sessionFile: join(home, "session.json"),
-    queueFile: join(home, "queue.db"),
-    timeoutMs,
-    queue: {
-      backoff: { baseMs, capMs },
-      attemptsMax,
-      // A claim must outlive the send it protects (one call deadline) with room
-      // for the SQLite write after it; a dead sender's claim is freed sooner
-      // by the liveness check.
-      claimLeaseMs: timeoutMs * 2 + 5000,
-    },
-    keepResultsMax,
-    queueDepthMax,
-    watchSleepMaxMs: Math.min(capMs, 60_000),
-    faultPoint,
-    sources,
-  });
+  return faultPoint;
 }
 
 export { ConfigError };

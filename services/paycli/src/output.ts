@@ -2,7 +2,7 @@
 // document for programs (--json). Amounts are bigint minor units everywhere;
 // in JSON they are decimal strings, as in the proto JSON mapping for int64.
 import { formatMoney } from "@paygate/money";
-import { escapeControlCharacters } from "@paygate/vocab";
+import { escapeControlCharacters, isAccountId } from "@paygate/vocab";
 
 export const ExitCode = {
   ok: 0,
@@ -29,6 +29,12 @@ export class CliError extends Error {
 }
 
 export const usageError = (reason: string, message: string) => new CliError(ExitCode.usage, reason, message);
+
+/** Throws the usage error `invalid_account_id` unless `account` is an account id; `example` is shown as one. */
+export function requireAccountIdArg(account: string, example: string): void {
+  if (!isAccountId(account))
+    throw usageError("invalid_account_id", `account ${JSON.stringify(account)} is not an account id like ${example}`);
+}
 
 export interface Writer {
   write(chunk: string): unknown;

@@ -90,10 +90,8 @@ export function createQueueRunner(deps: QueueRunnerDeps): QueueRunner {
   let port: TransferPort | undefined;
 
   async function sendClaimed(claimed: StoredEntry): Promise<SendResult> {
-    assert(
-      claimed.state === "sending" && claimed.claim?.pid === deps.pid,
-      "send only an entry this process has claimed",
-    );
+    assert(claimed.state === "sending", "send only an entry this process has claimed");
+    assert(claimed.claim?.pid === deps.pid, `send only an entry claimed by this process (pid ${deps.pid})`);
     port ??= deps.port();
     const res = await port.transfer({
       key: claimed.key,

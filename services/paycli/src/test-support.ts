@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   AuthService,
@@ -169,13 +170,85 @@ export const FAKE_ENDPOINT = "we_0123456789abcdef01234567";
 export const FAKE_DELIVERY = "wd_0123456789abcdef01234567";
 
 export async function startFakeGateway(certs: string, port: number): Promise<FakeGateway> {
-  const calls: FakeGateway["calls"] = [];
-  const applied: string[] = [];
-  const decided = new Map<string, { request: TransferRequest; reason: Reason | null; txnId: string }>();
-  const busySeen = new Set<string>();
-  const transactions: Transaction[] = [];
-  const registered: FakeGateway["registered"] = [];
-  const rolls: FakeGateway["rolls"] = [];
+  const state: FakeState = {
+    calls: [],
+    applied: [],
+    decided: new Map(),
+    busySeen: new Set(),
+    transactions: [],
+    registered: [],
+    rolls: [],
+    seq: 0n,
+  };
+  const server = await startRpcServer({
+    host: "127.0.0.1",
+    port,
+    tls: { caFile: join(certs, "ca.crt"), certFile: join(certs, "gateway.crt"), keyFile: join(certs, "gateway.key") },
+    logger: createLogger("fake-gateway", "silent"),
+    interceptors: [],
+    routes: (router) => {
+      addFakeAuth(router, state);
+      addFakeWebhooks(router, state);
+      addFakePayments(router, state);
+    },
+  });
+  const { calls, applied, transactions, registered, rolls } = state;
+  return { server, calls, applied, transactions, registered, rolls, close: () => server.close(100) };
+}
+
+/** What the fake gateway has seen and decided, shared by its services. */
+interface FakeState {
+  readonly calls: FakeGateway["calls"];
+  readonly applied: string[];
+  readonly decided: Map<string, { request: TransferRequest; reason: Reason | null; txnId: string }>;
+  readonly busySeen: Set<string>;
+  readonly transactions: Transaction[];
+  readonly registered: FakeGateway["registered"];
+  readonly rolls: FakeGateway["rolls"];
+  /** The last transaction sequence handed out. */
+  seq: bigint;
+}
+
+function requireToken(header: Headers): void {
+  if (header.get("authorization") !== "Bearer token-alice") throw rejection("unauthenticated", "no valid session");
+}
+
+/** Login (alice / "pw"), Logout, Register. */
+function addFakeAuth(router: ConnectRouter, state: FakeState): void {
+  router.service(AuthService, {
+    login(req) {
+      if (req.username !== "alice" || req.password !== "pw")
+        throw rejection("invalid_credentials", "wrong username or password");
+      return {
+        sessionToken: "token-alice",
+        userId: "alice",
+        roles: [Role.CUSTOMER],
+        expiresAt: timestampFromMs(Date.now() + 3_600_000),
+      };
+    },
+    logout(_req, ctx) {
+      requireToken(ctx.requestHeader);
+      return {};
+    },
+    register(req) {
+      if (req.username === "alice") throw rejection("username_taken", "username alice is taken", { field: "username" });
+      if (req.password.length < 10)
+        throw rejection("weak_password", "password must be at least 10 characters", { field: "password" });
+      state.registered.push({ username: req.username, password: req.password });
+      return {
+        user: {
+          userId: req.username,
+          username: req.username,
+          roles: [Role.CUSTOMER],
+          displayName: req.displayName || req.username,
+        },
+      };
+    },
+  });
+}
+
+/** One endpoint with one failed delivery and its two attempts. */
+function addFakeWebhooks(router: ConnectRouter, state: FakeState): void {
   const endpoint = {
     endpointId: FAKE_ENDPOINT,
     url: "https://hooks.example/in",
@@ -202,205 +275,163 @@ export async function startFakeGateway(certs: string, port: number): Promise<Fak
   const ownDelivery = (id: string) => {
     if (id !== FAKE_DELIVERY) throw rejection("delivery_not_found", `no delivery "${id}"`);
   };
-  let seq = 0n;
-  const requireToken = (header: Headers) => {
-    if (header.get("authorization") !== "Bearer token-alice") throw rejection("unauthenticated", "no valid session");
-  };
-  const server = await startRpcServer({
-    host: "127.0.0.1",
-    port,
-    tls: { caFile: join(certs, "ca.crt"), certFile: join(certs, "gateway.crt"), keyFile: join(certs, "gateway.key") },
-    logger: createLogger("fake-gateway", "silent"),
-    interceptors: [],
-    routes: (router) =>
-      router
-        .service(AuthService, {
-          login(req) {
-            if (req.username !== "alice" || req.password !== "pw")
-              throw rejection("invalid_credentials", "wrong username or password");
-            return {
-              sessionToken: "token-alice",
-              userId: "alice",
-              roles: [Role.CUSTOMER],
-              expiresAt: timestampFromMs(Date.now() + 3_600_000),
-            };
-          },
-          logout(_req, ctx) {
-            requireToken(ctx.requestHeader);
-            return {};
-          },
-          register(req) {
-            if (req.username === "alice")
-              throw rejection("username_taken", "username alice is taken", { field: "username" });
-            if (req.password.length < 10)
-              throw rejection("weak_password", "password must be at least 10 characters", { field: "password" });
-            registered.push({ username: req.username, password: req.password });
-            return {
-              user: {
-                userId: req.username,
-                username: req.username,
-                roles: [Role.CUSTOMER],
-                displayName: req.displayName || req.username,
-              },
-            };
-          },
-        })
-        .service(WebhookService, {
-          createEndpoint(req, ctx) {
-            requireToken(ctx.requestHeader);
-            if (!req.url.startsWith("https://hooks.example/"))
-              throw rejection("webhook_host_not_allowed", "host is not in this gateway's allow-list of webhook hosts", {
-                field: "url",
-              });
-            if (req.eventTypes.some((t) => !t.includes(".")))
-              throw rejection("invalid_event_type", "unknown event type");
-            return {
-              endpoint: {
-                ...endpoint,
-                endpointId: "we_ffffffffffffffffffffffff",
-                url: req.url,
-                eventTypes: req.eventTypes,
-              },
-              secret: "whsec_fake-secret-shown-once",
-            };
-          },
-          listEndpoints(_req, ctx) {
-            requireToken(ctx.requestHeader);
-            return { endpoints: [endpoint] };
-          },
-          deleteEndpoint(req, ctx) {
-            requireToken(ctx.requestHeader);
-            ownEndpoint(req.endpointId);
-            return {};
-          },
-          rollSecret(req, ctx) {
-            requireToken(ctx.requestHeader);
-            ownEndpoint(req.endpointId);
-            rolls.push({ endpointId: req.endpointId, overlapSeconds: req.overlapSeconds });
-            return {
-              secret: "whsec_rolled",
-              previousExpiresAt: timestampFromMs(1_767_225_600_000 + Number(req.overlapSeconds ?? 86_400n) * 1000),
-            };
-          },
-          listDeliveries(req, ctx) {
-            requireToken(ctx.requestHeader);
-            ownEndpoint(req.endpointId);
-            return { deliveries: [delivery()], nextPageToken: "" };
-          },
-          getDelivery(req, ctx) {
-            requireToken(ctx.requestHeader);
-            ownDelivery(req.deliveryId);
-            const attempt = (n: number) => ({
-              attempt: n,
-              at: timestampFromMs(1_767_225_600_000 + n * 10_000),
-              statusCode: 503,
-              latencyMs: 12n,
-              error: "HTTP 503: busy",
-            });
-            return { delivery: delivery(), attempts: [attempt(1), attempt(2)] };
-          },
-          redeliver(req, ctx) {
-            requireToken(ctx.requestHeader);
-            ownDelivery(req.deliveryId);
-            deliveryStatus = WebhookDeliveryStatus.PENDING;
-            return { delivery: delivery() };
-          },
-        })
-        .service(PaymentService, {
-          getBalance(req, ctx) {
-            requireToken(ctx.requestHeader);
-            const all = [
-              {
-                accountId: "bank-a/1001",
-                bank: "bank-a",
-                ownerUserId: "alice",
-                currency: "USD",
-                balanceMinor: 100_000n,
-                heldMinor: 2_500n,
-                availableMinor: 97_500n,
-              },
-              {
-                accountId: "bank-a/1002",
-                bank: "bank-a",
-                ownerUserId: "alice",
-                currency: "EUR",
-                balanceMinor: 50_000n,
-                heldMinor: 0n,
-                availableMinor: 50_000n,
-              },
-            ];
-            const accounts = req.accountId === "" ? all : all.filter((a) => a.accountId === req.accountId);
-            if (accounts.length === 0) throw rejection("account_not_found", `no account ${req.accountId}`);
-            return { accounts };
-          },
-          linkBankAccount(req, ctx) {
-            requireToken(ctx.requestHeader);
-            const code = req.linkCode.replace(/[\s-]/g, "").toUpperCase();
-            if (
-              req.accountId !== LINKABLE.accountId ||
-              req.holderName.toLowerCase() !== LINKABLE.holder.toLowerCase() ||
-              code !== LINKABLE.code.replaceAll("-", "")
-            ) {
-              throw rejection("link_failed", "the account, the holder's name and the link code do not match");
-            }
-            return {
-              account: {
-                accountId: LINKABLE.accountId,
-                bank: "bank-a",
-                ownerUserId: "alice",
-                currency: "USD",
-                balanceMinor: 20_000n,
-                heldMinor: 0n,
-                availableMinor: 20_000n,
-              },
-            };
-          },
-          async *listTransactions(req, ctx) {
-            requireToken(ctx.requestHeader);
-            for (const t of transactions) if (t.sequence > req.afterSequence) yield { transaction: t };
-          },
-          transfer(req, ctx) {
-            calls.push({
-              key: req.idempotencyKey,
-              to: req.toAccountId,
-              authorization: ctx.requestHeader.get("authorization"),
-            });
-            if (req.toAccountId === SCRIPTED_ACCOUNTS.expired) throw rejection("session_expired", "session expired");
-            let d = decided.get(req.idempotencyKey);
-            if (d === undefined) {
-              if (req.toAccountId === SCRIPTED_ACCOUNTS.busy && !busySeen.has(req.idempotencyKey)) {
-                busySeen.add(req.idempotencyKey);
-                throw rejection("idempotency_key_in_use", "request in progress, retry");
-              }
-              seq++;
-              d = {
-                request: req,
-                reason: req.toAccountId === SCRIPTED_ACCOUNTS.broke ? "insufficient_funds" : null,
-                txnId: `gateway-0:t${seq}`,
-              };
-              decided.set(req.idempotencyKey, d);
-              if (d.reason === null) applied.push(req.idempotencyKey);
-            }
-            if (d.reason !== null) throw rejection(d.reason, "available 0.00 USD", { transaction_id: d.txnId });
-            const found = transactions.find((t) => t.transactionId === d.txnId);
-            if (found !== undefined) return { transaction: found };
-            const transaction = create(TransactionSchema, {
-              transactionId: d.txnId,
-              sequence: seq,
-              status: TransactionStatus.COMMITTED,
-              fromAccountId: d.request.fromAccountId,
-              toAccountId: d.request.toAccountId,
-              amountMinor: d.request.amountMinor,
-              currency: d.request.currency,
-              memo: d.request.memo,
-              idempotencyKey: d.request.idempotencyKey,
-              createdAt: timestampNow(),
-              decidedAt: timestampNow(),
-            });
-            transactions.push(transaction);
-            return { transaction };
-          },
-        }),
+  router.service(WebhookService, {
+    createEndpoint(req, ctx) {
+      requireToken(ctx.requestHeader);
+      if (!req.url.startsWith("https://hooks.example/"))
+        throw rejection("webhook_host_not_allowed", "host is not in this gateway's allow-list of webhook hosts", {
+          field: "url",
+        });
+      if (req.eventTypes.some((t) => !t.includes("."))) throw rejection("invalid_event_type", "unknown event type");
+      return {
+        endpoint: {
+          ...endpoint,
+          endpointId: "we_ffffffffffffffffffffffff",
+          url: req.url,
+          eventTypes: req.eventTypes,
+        },
+        secret: "whsec_fake-secret-shown-once",
+      };
+    },
+    listEndpoints(_req, ctx) {
+      requireToken(ctx.requestHeader);
+      return { endpoints: [endpoint] };
+    },
+    deleteEndpoint(req, ctx) {
+      requireToken(ctx.requestHeader);
+      ownEndpoint(req.endpointId);
+      return {};
+    },
+    rollSecret(req, ctx) {
+      requireToken(ctx.requestHeader);
+      ownEndpoint(req.endpointId);
+      state.rolls.push({ endpointId: req.endpointId, overlapSeconds: req.overlapSeconds });
+      return {
+        secret: "whsec_rolled",
+        previousExpiresAt: timestampFromMs(1_767_225_600_000 + Number(req.overlapSeconds ?? 86_400n) * 1000),
+      };
+    },
+    listDeliveries(req, ctx) {
+      requireToken(ctx.requestHeader);
+      ownEndpoint(req.endpointId);
+      return { deliveries: [delivery()], nextPageToken: "" };
+    },
+    getDelivery(req, ctx) {
+      requireToken(ctx.requestHeader);
+      ownDelivery(req.deliveryId);
+      const attempt = (n: number) => ({
+        attempt: n,
+        at: timestampFromMs(1_767_225_600_000 + n * 10_000),
+        statusCode: 503,
+        latencyMs: 12n,
+        error: "HTTP 503: busy",
+      });
+      return { delivery: delivery(), attempts: [attempt(1), attempt(2)] };
+    },
+    redeliver(req, ctx) {
+      requireToken(ctx.requestHeader);
+      ownDelivery(req.deliveryId);
+      deliveryStatus = WebhookDeliveryStatus.PENDING;
+      return { delivery: delivery() };
+    },
   });
-  return { server, calls, applied, transactions, registered, rolls, close: () => server.close(100) };
+}
+
+/** Balances, LinkBankAccount, ListTransactions and the scripted Transfer answers. */
+function addFakePayments(router: ConnectRouter, state: FakeState): void {
+  router.service(PaymentService, {
+    getBalance(req, ctx) {
+      requireToken(ctx.requestHeader);
+      const all = [
+        {
+          accountId: "bank-a/1001",
+          bank: "bank-a",
+          ownerUserId: "alice",
+          currency: "USD",
+          balanceMinor: 100_000n,
+          heldMinor: 2_500n,
+          availableMinor: 97_500n,
+        },
+        {
+          accountId: "bank-a/1002",
+          bank: "bank-a",
+          ownerUserId: "alice",
+          currency: "EUR",
+          balanceMinor: 50_000n,
+          heldMinor: 0n,
+          availableMinor: 50_000n,
+        },
+      ];
+      const accounts = req.accountId === "" ? all : all.filter((a) => a.accountId === req.accountId);
+      if (accounts.length === 0) throw rejection("account_not_found", `no account ${req.accountId}`);
+      return { accounts };
+    },
+    linkBankAccount(req, ctx) {
+      requireToken(ctx.requestHeader);
+      const code = req.linkCode.replace(/[\s-]/g, "").toUpperCase();
+      if (
+        req.accountId !== LINKABLE.accountId ||
+        req.holderName.toLowerCase() !== LINKABLE.holder.toLowerCase() ||
+        code !== LINKABLE.code.replaceAll("-", "")
+      ) {
+        throw rejection("link_failed", "the account, the holder's name and the link code do not match");
+      }
+      return {
+        account: {
+          accountId: LINKABLE.accountId,
+          bank: "bank-a",
+          ownerUserId: "alice",
+          currency: "USD",
+          balanceMinor: 20_000n,
+          heldMinor: 0n,
+          availableMinor: 20_000n,
+        },
+      };
+    },
+    async *listTransactions(req, ctx) {
+      requireToken(ctx.requestHeader);
+      for (const t of state.transactions) if (t.sequence > req.afterSequence) yield { transaction: t };
+    },
+    transfer(req, ctx) {
+      state.calls.push({
+        key: req.idempotencyKey,
+        to: req.toAccountId,
+        authorization: ctx.requestHeader.get("authorization"),
+      });
+      if (req.toAccountId === SCRIPTED_ACCOUNTS.expired) throw rejection("session_expired", "session expired");
+      let d = state.decided.get(req.idempotencyKey);
+      if (d === undefined) {
+        if (req.toAccountId === SCRIPTED_ACCOUNTS.busy && !state.busySeen.has(req.idempotencyKey)) {
+          state.busySeen.add(req.idempotencyKey);
+          throw rejection("idempotency_key_in_use", "request in progress, retry");
+        }
+        state.seq++;
+        d = {
+          request: req,
+          reason: req.toAccountId === SCRIPTED_ACCOUNTS.broke ? "insufficient_funds" : null,
+          txnId: `gateway-0:t${state.seq}`,
+        };
+        state.decided.set(req.idempotencyKey, d);
+        if (d.reason === null) state.applied.push(req.idempotencyKey);
+      }
+      if (d.reason !== null) throw rejection(d.reason, "available 0.00 USD", { transaction_id: d.txnId });
+      const found = state.transactions.find((t) => t.transactionId === d.txnId);
+      if (found !== undefined) return { transaction: found };
+      const transaction = create(TransactionSchema, {
+        transactionId: d.txnId,
+        sequence: state.seq,
+        status: TransactionStatus.COMMITTED,
+        fromAccountId: d.request.fromAccountId,
+        toAccountId: d.request.toAccountId,
+        amountMinor: d.request.amountMinor,
+        currency: d.request.currency,
+        memo: d.request.memo,
+        idempotencyKey: d.request.idempotencyKey,
+        createdAt: timestampNow(),
+        decidedAt: timestampNow(),
+      });
+      state.transactions.push(transaction);
+      return { transaction };
+    },
+  });
 }

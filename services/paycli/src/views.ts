@@ -19,15 +19,8 @@ export interface TransactionView {
   readonly initiatedByUserId: string;
 }
 
-export interface AccountView {
-  readonly accountId: string;
-  readonly bank: string;
-  readonly ownerUserId: string;
-  readonly currency: string;
-  readonly balanceMinor: bigint;
-  readonly heldMinor: bigint;
-  readonly availableMinor: bigint;
-}
+/** The same account view the gateway answers with. */
+export type { AccountView } from "@paygate/vocab";
 
 export type RoleName = "customer" | "merchant" | "admin";
 

@@ -4,33 +4,27 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { abort, commit, prepare, type LegInput } from "./participant.js";
-import { openSeedAccounts } from "./ledger.js";
 import { isReason } from "@paygate/vocab";
 import { expireDueHolds, HOLD_NO_REASONS } from "./holds.js";
-import { createMemoryLedger, type MemoryLedger } from "../../test-support/memory-ledger.js";
+import type { MemoryLedger } from "../../test-support/memory-ledger.js";
+import { createSeededLedger, txnIdSequence } from "../../test-support/seeded-ledger.js";
 import { reconcile } from "./reconcile.js";
 
 const BANK = "bank-a";
 const NOW = 1_700_000_000_000;
 const DAY_MS = 86_400_000;
-let seq = 0;
-const txnId = () => `gateway-0:00000000-0000-4000-8000-${String(++seq).padStart(12, "0")}`;
+const txnId = txnIdSequence();
 
 function setup(): MemoryLedger {
-  const ledger = createMemoryLedger();
-  ledger.transact((tx) =>
-    openSeedAccounts(
-      tx,
-      BANK,
-      [
-        { id: "bank-a/1001", owner: "alice", currency: "USD", openingMinor: 10_000n },
-        { id: "bank-a/1002", owner: "shop", currency: "USD", openingMinor: 0n },
-        { id: "bank-a/1003", owner: "bob", currency: "USD", openingMinor: 500n },
-      ],
-      NOW,
-    ),
+  return createSeededLedger(
+    BANK,
+    [
+      { id: "bank-a/1001", owner: "alice", currency: "USD", openingMinor: 10_000n },
+      { id: "bank-a/1002", owner: "shop", currency: "USD", openingMinor: 0n },
+      { id: "bank-a/1003", owner: "bob", currency: "USD", openingMinor: 500n },
+    ],
+    NOW,
   );
-  return ledger;
 }
 
 const authHold = (holdId: string, amountMinor: bigint, extra: Partial<LegInput> = {}): LegInput => ({

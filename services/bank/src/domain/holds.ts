@@ -16,6 +16,7 @@
 // Invariant kept: an account's held = its ACTIVE holds + its PREPARED debit
 // and auth_hold legs (reconcile checks it on every Totals).
 import { assert } from "@paygate/money";
+import { postEntry } from "./ledger.js";
 import type { Direction, Hold, HoldState, Leg, LedgerTx } from "./types.js";
 
 export const HOLD_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
@@ -119,17 +120,17 @@ export function checkHoldLeg(
 export function pinHoldLeg(tx: LedgerTx, txnId: string, leg: Leg): void {
   if (leg.direction !== "capture" && leg.direction !== "release") return;
   const hold = tx.hold(leg.holdId ?? "");
-  assert(
-    hold !== undefined && hold.state === "ACTIVE" && hold.pinnedTxnId === "",
-    `hold of ${txnId} is ACTIVE and free at prepare`,
-  );
+  assert(hold !== undefined, `hold of ${txnId} is ACTIVE and free at prepare`);
+  assert(hold.state === "ACTIVE", `hold ${hold.holdId} of ${txnId} is ACTIVE at prepare`);
+  assert(hold.pinnedTxnId === "", `hold ${hold.holdId} of ${txnId} is free at prepare`);
   tx.updateHold(hold.holdId, { state: "ACTIVE", capturedMinor: 0n, pinnedTxnId: txnId, closedAtMs: 0 });
 }
 
 function pinnedHold(tx: LedgerTx, txnId: string, leg: Leg): Hold {
   const hold = tx.hold(leg.holdId ?? "");
   assert(hold !== undefined, `hold of prepared txn ${txnId} exists`);
-  assert(hold.state === "ACTIVE" && hold.pinnedTxnId === txnId, `hold ${hold.holdId} is ACTIVE and pinned by ${txnId}`);
+  assert(hold.state === "ACTIVE", `hold ${hold.holdId} is ACTIVE and pinned by ${txnId}`);
+  assert(hold.pinnedTxnId === txnId, `hold ${hold.holdId} is pinned by ${txnId}`);
   return hold;
 }
 
@@ -164,22 +165,16 @@ export function commitHoldLeg(tx: LedgerTx, txnId: string, leg: Leg, nowMs: numb
     return;
   }
   assert(leg.direction === "capture", `unknown hold leg ${leg.direction}`);
-  assert(leg.amountMinor > 0n && leg.amountMinor <= hold.amountMinor, `capture of ${txnId} within its hold`);
+  assert(leg.amountMinor > 0n, `capture of ${txnId} within its hold`);
+  assert(leg.amountMinor <= hold.amountMinor, `capture of ${txnId} is no more than its hold`);
   const balanceMinor = account.balanceMinor - leg.amountMinor;
   assert(balanceMinor - heldMinor >= 0n, `available of ${leg.accountId} negative after capture of ${txnId}`);
-  const last = tx.lastEntry(leg.accountId);
-  assert(
-    last === undefined || last.balanceAfterMinor === account.balanceMinor,
-    `journal of ${leg.accountId} matches its balance`,
-  );
-  tx.setAccountAmounts(leg.accountId, balanceMinor, heldMinor);
-  tx.appendEntry({
-    accountId: leg.accountId,
+  postEntry(tx, account, {
     txnId,
     kind: "capture_debit",
     amountMinor: -leg.amountMinor,
-    balanceAfterMinor: balanceMinor,
-    createdAtMs: nowMs,
+    heldAfterMinor: heldMinor,
+    nowMs,
   });
   tx.updateHold(hold.holdId, { state: "CAPTURED", capturedMinor: leg.amountMinor, pinnedTxnId: "", closedAtMs: nowMs });
 }
@@ -202,10 +197,9 @@ export function abortHoldLeg(tx: LedgerTx, txnId: string, leg: Leg): void {
 export function expireDueHolds(tx: LedgerTx, nowMs: number, limit = EXPIRE_BATCH_MAX): Hold[] {
   const due = tx.dueHolds(nowMs, limit);
   for (const hold of due) {
-    assert(
-      hold.state === "ACTIVE" && hold.pinnedTxnId === "" && hold.expiresAtMs <= nowMs,
-      `hold ${hold.holdId} is due`,
-    );
+    assert(hold.state === "ACTIVE", `hold ${hold.holdId} is due`);
+    assert(hold.pinnedTxnId === "", `due hold ${hold.holdId} is not pinned`);
+    assert(hold.expiresAtMs <= nowMs, `due hold ${hold.holdId} has expired`);
     const account = tx.account(hold.accountId);
     assert(account !== undefined, `account ${hold.accountId} of hold ${hold.holdId} exists`);
     const heldMinor = account.heldMinor - hold.amountMinor;

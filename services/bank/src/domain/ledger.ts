@@ -3,7 +3,7 @@
 import { AMOUNT_MINOR_MAX, assert, checkPositiveAmount, parseCurrency } from "@paygate/money";
 import { USER_ID_PATTERN } from "@paygate/seed";
 import { ACCOUNT_ID_PATTERN, DEPOSIT_ID_LENGTH_MAX, DEPOSIT_ID_PATTERN } from "@paygate/vocab";
-import { fail, ok, type Account, type LedgerTx, type Result } from "./types.js";
+import { fail, ok, type Account, type EntryKind, type LedgerTx, type Result } from "./types.js";
 
 /** First number handed out at a bank with no accounts yet. */
 export const FIRST_ACCOUNT_NUMBER = 1001n;
@@ -36,6 +36,41 @@ export interface OpenAccountInput {
 
 export type OpenAccountFailure = "invalid_argument" | "invalid_currency" | "invalid_account_id" | "already_exists";
 
+/** One journal line: what it moves, and the account's held amount after it. */
+export interface Posting {
+  readonly txnId: string;
+  readonly kind: EntryKind;
+  /** Signed: a debit is negative. */
+  readonly amountMinor: bigint;
+  readonly heldAfterMinor: bigint;
+  readonly nowMs: number;
+}
+
+/**
+ * Moves an account's balance and journals the move, in one place for every
+ * kind of entry. The journal's last line must agree with the balance before
+ * (a ledger that disagrees with itself stops here, rolled back). Returns the
+ * new balance; each caller checks its own rule on available first.
+ */
+export function postEntry(tx: LedgerTx, account: Account, p: Posting): bigint {
+  const balanceMinor = account.balanceMinor + p.amountMinor;
+  const last = tx.lastEntry(account.accountId);
+  assert(
+    last === undefined || last.balanceAfterMinor === account.balanceMinor,
+    `journal of ${account.accountId} matches its balance`,
+  );
+  tx.setAccountAmounts(account.accountId, balanceMinor, p.heldAfterMinor);
+  tx.appendEntry({
+    accountId: account.accountId,
+    txnId: p.txnId,
+    kind: p.kind,
+    amountMinor: p.amountMinor,
+    balanceAfterMinor: balanceMinor,
+    createdAtMs: p.nowMs,
+  });
+  return balanceMinor;
+}
+
 export function checkAccountId(bank: string, accountId: string): Result<string, "invalid_account_id"> {
   const m = ACCOUNT_ID_PATTERN.exec(accountId);
   if (!m)
@@ -48,7 +83,8 @@ export function checkAccountId(bank: string, accountId: string): Result<string, 
 }
 
 function insertNewAccount(tx: LedgerTx, account: Account, number: bigint, openingMinor: bigint): void {
-  assert(openingMinor >= 0n && openingMinor <= BALANCE_MINOR_MAX, `opening balance of ${account.accountId} in range`);
+  assert(openingMinor >= 0n, `opening balance of ${account.accountId} in range`);
+  assert(openingMinor <= BALANCE_MINOR_MAX, `opening balance of ${account.accountId} is at most the maximum balance`);
   tx.insertAccount({ ...account, balanceMinor: openingMinor, heldMinor: 0n }, number);
   // Every account's journal starts with its opening entry (even of 0), so
   // balance = sum(entries) holds from the first moment.
@@ -215,21 +251,13 @@ export function deposit(
     );
   }
   const balanceMinor = account.balanceMinor + input.amountMinor;
-
-  const last = tx.lastEntry(input.accountId);
-  assert(
-    last === undefined || last.balanceAfterMinor === account.balanceMinor,
-    `journal of ${input.accountId} matches its balance`,
-  );
   assert(balanceMinor - account.heldMinor >= 0n, `available of ${input.accountId} negative after deposit`);
-  tx.setAccountAmounts(input.accountId, balanceMinor, account.heldMinor);
-  tx.appendEntry({
-    accountId: input.accountId,
+  postEntry(tx, account, {
     txnId: input.depositId,
     kind: "deposit",
     amountMinor: input.amountMinor,
-    balanceAfterMinor: balanceMinor,
-    createdAtMs: nowMs,
+    heldAfterMinor: account.heldMinor,
+    nowMs,
   });
   tx.insertDeposit({
     depositId: input.depositId,

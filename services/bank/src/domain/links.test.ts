@@ -10,25 +10,20 @@ import {
   type AccountLink,
   type LinkTx,
 } from "./links.js";
-import { openSeedAccounts } from "./ledger.js";
-import { createMemoryLedger } from "../../test-support/memory-ledger.js";
+import { createSeededLedger } from "../../test-support/seeded-ledger.js";
 
 const BANK = "bank-a";
 const NOW = 1_700_000_000_000;
 
 function setup() {
-  const l = createMemoryLedger();
-  l.transact((tx) =>
-    openSeedAccounts(
-      tx,
-      BANK,
-      [
-        { id: "bank-a/1004", owner: "", currency: "USD", openingMinor: 20_000n },
-        { id: "bank-a/1001", owner: "alice", currency: "USD", openingMinor: 0n },
-        { id: "bank-a/1005", owner: "", currency: "USD", openingMinor: 0n },
-      ],
-      NOW,
-    ),
+  const l = createSeededLedger(
+    BANK,
+    [
+      { id: "bank-a/1004", owner: "", currency: "USD", openingMinor: 20_000n },
+      { id: "bank-a/1001", owner: "alice", currency: "USD", openingMinor: 0n },
+      { id: "bank-a/1005", owner: "", currency: "USD", openingMinor: 0n },
+    ],
+    NOW,
   );
   l.transactLinks((tx) =>
     seedHolders(

@@ -2,32 +2,36 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AssertionError } from "@paygate/money";
 import { abort, commit, prepare, type LegInput, type PrepareInput } from "./participant.js";
-import { BALANCE_MINOR_MAX, deposit, openSeedAccounts } from "./ledger.js";
-import { createMemoryLedger, type MemoryLedger } from "../../test-support/memory-ledger.js";
+import { BALANCE_MINOR_MAX, deposit } from "./ledger.js";
+import type { MemoryLedger } from "../../test-support/memory-ledger.js";
+import { createSeededLedger, openTestAccounts, txnIdSequence } from "../../test-support/seeded-ledger.js";
 import { reconcile } from "./reconcile.js";
 
 const BANK = "bank-a";
 const NOW = 1_700_000_000_000;
-let seq = 0;
-const txnId = () => `gateway-0:00000000-0000-4000-8000-${String(++seq).padStart(12, "0")}`;
+const txnId = txnIdSequence();
 
 function setup(): MemoryLedger {
-  const ledger = createMemoryLedger();
-  ledger.transact((tx) =>
-    openSeedAccounts(
-      tx,
-      BANK,
-      [
-        { id: "bank-a/1001", owner: "alice", currency: "USD", openingMinor: 10_000n },
-        { id: "bank-a/1002", owner: "bob", currency: "USD", openingMinor: 500n },
-        { id: "bank-a/1003", owner: "alice", currency: "EUR", openingMinor: 7_000n },
-        { id: "bank-b/2001", owner: "bob", currency: "USD", openingMinor: 999n },
-      ],
-      NOW,
-    ),
+  return createSeededLedger(
+    BANK,
+    [
+      { id: "bank-a/1001", owner: "alice", currency: "USD", openingMinor: 10_000n },
+      { id: "bank-a/1002", owner: "bob", currency: "USD", openingMinor: 500n },
+      { id: "bank-a/1003", owner: "alice", currency: "EUR", openingMinor: 7_000n },
+      { id: "bank-b/2001", owner: "bob", currency: "USD", openingMinor: 999n },
+    ],
+    NOW,
   );
-  return ledger;
 }
+
+/** setup() plus bank-a/1009, 100 minor units below the balance maximum. */
+const setupNearMax = (): MemoryLedger =>
+  openTestAccounts(
+    setup(),
+    BANK,
+    [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }],
+    NOW,
+  );
 
 const debit = (accountId: string, amountMinor: bigint, extra: Partial<LegInput> = {}): LegInput => ({
   accountId,
@@ -310,15 +314,7 @@ test("deposits are idempotent on deposit_id and count as deposited", () => {
 });
 
 test("a credit past the balance maximum votes NO balance_limit_exceeded, counting credits prepared but not committed", () => {
-  const l = setup();
-  l.transact((tx) =>
-    openSeedAccounts(
-      tx,
-      BANK,
-      [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }],
-      NOW,
-    ),
-  );
+  const l = setupNearMax();
   const first = txnId();
   assert.equal(
     vote(doPrepare(l, { txnId: first, legs: [debit("bank-a/1001", 60n), credit("bank-a/1009", 60n)] })).vote,
@@ -350,15 +346,7 @@ test("a credit past the balance maximum votes NO balance_limit_exceeded, countin
 });
 
 test("a deposit past the balance maximum is balance_limit_exceeded, prepared credits counted", () => {
-  const l = setup();
-  l.transact((tx) =>
-    openSeedAccounts(
-      tx,
-      BANK,
-      [{ id: "bank-a/1009", owner: "bob", currency: "USD", openingMinor: BALANCE_MINOR_MAX - 100n }],
-      NOW,
-    ),
-  );
+  const l = setupNearMax();
   assert.equal(vote(doPrepare(l, { txnId: txnId(), legs: [credit("bank-a/1009", 60n)] })).vote, "yes");
   const over = l.transact((tx) =>
     deposit(tx, BANK, { depositId: "admin:dep-9", accountId: "bank-a/1009", amountMinor: 41n, currency: "USD" }, NOW),

@@ -23,7 +23,7 @@ import {
   pinHoldLeg,
   type HoldNoReason,
 } from "./holds.js";
-import { BALANCE_MINOR_MAX, exceedsBalanceMax } from "./ledger.js";
+import { BALANCE_MINOR_MAX, exceedsBalanceMax, postEntry } from "./ledger.js";
 import { fail, ok, type Account, type Direction, type Leg, type LedgerTx, type Result, type Txn } from "./types.js";
 /** Legs in one Prepare: a transfer needs one or two; card captures a few more. */
 export const LEGS_MAX = 16;
@@ -264,19 +264,12 @@ export function commit(tx: LedgerTx, txnId: string, nowMs: number): Result<Decid
     const heldMinor = leg.direction === "debit" ? account.heldMinor - leg.amountMinor : account.heldMinor;
     assert(heldMinor >= 0n, `held of ${leg.accountId} negative after commit of ${txnId}`);
     assert(balanceMinor - heldMinor >= 0n, `available of ${leg.accountId} negative after commit of ${txnId}`);
-    const last = tx.lastEntry(leg.accountId);
-    assert(
-      last === undefined || last.balanceAfterMinor === account.balanceMinor,
-      `journal of ${leg.accountId} matches its balance`,
-    );
-    tx.setAccountAmounts(leg.accountId, balanceMinor, heldMinor);
-    tx.appendEntry({
-      accountId: leg.accountId,
+    postEntry(tx, account, {
       txnId,
       kind: leg.direction === "debit" ? "transfer_debit" : "transfer_credit",
       amountMinor: signedMinor,
-      balanceAfterMinor: balanceMinor,
-      createdAtMs: nowMs,
+      heldAfterMinor: heldMinor,
+      nowMs,
     });
   }
   tx.decideTxn(txnId, "COMMITTED", nowMs);

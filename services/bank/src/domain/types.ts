@@ -1,7 +1,6 @@
 // The bank's vocabulary: accounts, the immutable journal, participant txns
 // and deposits, plus the one port (LedgerTx) through which the rules read and
 // change them inside a single atomic transaction.
-import type { Result } from "@paygate/vocab";
 
 // auth_hold / capture / release are card-authorization legs on a standing
 // hold (see holds.ts); debit / credit are plain transfers.
@@ -149,10 +148,4 @@ export interface LedgerTx {
 }
 
 /** Failures are values (the vocabulary's one Result shape); `reason` is a key of the shared error table. */
-export type { Result };
-
-export const ok = <T>(value: T): { readonly ok: true; readonly value: T } => ({ ok: true, value });
-export const fail = <R extends string>(
-  reason: R,
-  message: string,
-): { readonly ok: false; readonly reason: R; readonly message: string } => ({ ok: false, reason, message });
+export { fail, ok, type Result } from "@paygate/vocab";

@@ -167,6 +167,68 @@ export function openLedgerStore(options: OpenLedgerStoreOptions): LedgerStore {
 }
 
 function initialize(db: Database.Database, path: string, bank: string): LedgerStore {
+  configure(db, path);
+  const meta = claimLedger(db, path, bank);
+  const q = prepareStatements(db);
+  const tx = createLedgerTx(db, q);
+
+  // Created once: better-sqlite3 wraps the call in BEGIN/COMMIT (or ROLLBACK on throw).
+  const links: LinkTx = { account: tx.account, ...createLinkQueries(db) };
+  const run = db.transaction((fn: (t: LedgerTx) => unknown) => fn(tx));
+  const runLinks = db.transaction((fn: (t: LinkTx) => unknown) => fn(links));
+  const runAll = db.transaction((fns: ReadonlyArray<(t: LedgerTx) => unknown>) => fns.map((fn) => fn(tx)));
+  const isSeeded = () => meta.get.get("seed_loaded") !== undefined;
+  const toRef = (r: { txn_id: string; coordinator: string; prepared_at_ms: bigint }): PreparedRef => ({
+    txnId: r.txn_id,
+    coordinator: r.coordinator,
+    preparedAtMs: Number(r.prepared_at_ms),
+  });
+
+  return {
+    path,
+    transact: <T>(fn: (t: LedgerTx) => T) => run(fn) as T,
+    transactAll: <T>(fns: ReadonlyArray<(t: LedgerTx) => T>) => runAll(fns) as T[],
+    transactLinks: <T>(fn: (t: LinkTx) => T) => runLinks(fn) as T,
+    isSeeded,
+    seed(fn) {
+      return db
+        .transaction(() => {
+          if (isSeeded()) throw new StoreError(`${path} is already seeded`);
+          const result = fn(tx, links);
+          meta.set.run("seed_loaded", new Date().toISOString());
+          return result;
+        })
+        .immediate();
+    },
+    account: (id) => tx.account(id),
+    txn: (id) => tx.txn(id),
+    hold: (id) => tx.hold(id),
+    listEntries: (accountId, afterSequence, limit) => q.listEntries.all(accountId, afterSequence, limit).map(toEntry),
+    audit: () =>
+      q.audit.all().map((r) => ({
+        accountId: r.account_id,
+        currency: r.currency,
+        balanceMinor: r.balance_minor,
+        heldMinor: r.held_minor,
+        entrySumMinor: r.entry_sum,
+        activeHoldMinor: r.active_hold,
+        lastBalanceAfterMinor: r.last_after ?? undefined,
+        brokenChainCount: Number(r.broken),
+        depositedMinor: r.deposited,
+        transferNetMinor: r.transfer_net,
+      })),
+    accountCount: () => Number(q.accountCount.get()?.n ?? 0n),
+    prepared: (limit) => q.prepared.all(limit).map(toRef),
+    preparedBefore: (cutoffMs, limit) => q.preparedBefore.all(cutoffMs, limit).map(toRef),
+    sizeBytes: () => fileBytes(path) + fileBytes(`${path}-wal`),
+    heldByCurrency: () => q.heldByCurrency.all().map((r) => [r.currency, r.held]),
+    preparedCount: () => Number(q.preparedCount.get()?.n ?? 0n),
+    close: () => db.close(),
+  };
+}
+
+/** WAL with full fsync (a vote is durable before it is sent), foreign keys, and the schema at SCHEMA_VERSION. */
+function configure(db: Database.Database, path: string): void {
   db.defaultSafeIntegers(true);
   const mode = db.pragma("journal_mode = WAL", { simple: true });
   if (String(mode).toLowerCase() !== "wal")
@@ -176,22 +238,35 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
   db.pragma("busy_timeout = 5000");
   migrate(db);
   db.exec(SCHEMA);
+}
 
-  const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
-  const setMeta = db.prepare<[string, string]>(
+/** Records which bank owns the file at first open; refuses another bank's ledger or an unknown schema version. */
+function claimLedger(db: Database.Database, path: string, bank: string) {
+  const get = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
+  const set = db.prepare<[string, string]>(
     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
   );
   db.transaction(() => {
-    const owner = getMeta.get("bank_name")?.value;
+    const owner = get.get("bank_name")?.value;
     if (owner !== undefined && owner !== bank) throw new StoreError(`${path} belongs to ${owner}, not ${bank}`);
-    const version = getMeta.get("schema_version")?.value;
+    const version = get.get("schema_version")?.value;
     if (version !== undefined && version !== String(SCHEMA_VERSION))
       throw new StoreError(`${path} has schema version ${version}; this build knows ${SCHEMA_VERSION}`);
-    if (owner === undefined) setMeta.run("bank_name", bank);
-    if (version === undefined) setMeta.run("schema_version", String(SCHEMA_VERSION));
+    if (owner === undefined) set.run("bank_name", bank);
+    if (version === undefined) set.run("schema_version", String(SCHEMA_VERSION));
   }).immediate();
+  return { get, set };
+}
 
-  const q = {
+type Statements = ReturnType<typeof prepareStatements>;
+
+function prepareStatements(db: Database.Database) {
+  return { ...prepareAccountStatements(db), ...prepareTxnStatements(db), audit: prepareAudit(db) };
+}
+
+/** Accounts, their entries and deposits. */
+function prepareAccountStatements(db: Database.Database) {
+  return {
     account: db.prepare<[string], AccountRow>(
       "SELECT account_id, owner_user_id, currency, balance_minor, held_minor, status, opened_at_ms FROM accounts WHERE account_id = ?",
     ),
@@ -206,6 +281,26 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
       "INSERT INTO entries (account_id, txn_id, kind, amount_minor, balance_after_minor, created_at_ms) VALUES (@accountId, @txnId, @kind, @amountMinor, @balanceAfterMinor, @createdAtMs)",
     ),
     lastEntry: db.prepare<[string], EntryRow>("SELECT * FROM entries WHERE account_id = ? ORDER BY seq DESC LIMIT 1"),
+    deposit: db.prepare<
+      [string],
+      { deposit_id: string; account_id: string; amount_minor: bigint; currency: string; created_at_ms: bigint }
+    >("SELECT * FROM deposits WHERE deposit_id = ?"),
+    insertDeposit: db.prepare(
+      "INSERT INTO deposits (deposit_id, account_id, amount_minor, currency, created_at_ms) VALUES (@depositId, @accountId, @amountMinor, @currency, @createdAtMs)",
+    ),
+    listEntries: db.prepare<[string, bigint, number], EntryRow>(
+      "SELECT * FROM entries WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+    ),
+    accountCount: db.prepare<[], { n: bigint }>("SELECT count(*) AS n FROM accounts"),
+    heldByCurrency: db.prepare<[], { currency: string; held: bigint }>(
+      "SELECT currency, coalesce(sum(held_minor), 0) AS held FROM accounts GROUP BY currency ORDER BY currency",
+    ),
+  };
+}
+
+/** Transactions and their legs, and the PREPARED ones the resolver settles. */
+function prepareTxnStatements(db: Database.Database) {
+  return {
     txn: db.prepare<[string], TxnRow>("SELECT * FROM txns WHERE txn_id = ?"),
     txnLegs: db.prepare<[string], LegRow>(
       "SELECT account_id, direction, amount_minor, currency, hold_id, hold_expires_at_ms FROM txn_legs WHERE txn_id = ? ORDER BY leg_index",
@@ -223,20 +318,6 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     decideTxn: db.prepare<[string, number, string]>(
       "UPDATE txns SET state = ?, decided_at_ms = ? WHERE txn_id = ? AND state = 'PREPARED'",
     ),
-    deposit: db.prepare<
-      [string],
-      { deposit_id: string; account_id: string; amount_minor: bigint; currency: string; created_at_ms: bigint }
-    >("SELECT * FROM deposits WHERE deposit_id = ?"),
-    insertDeposit: db.prepare(
-      "INSERT INTO deposits (deposit_id, account_id, amount_minor, currency, created_at_ms) VALUES (@depositId, @accountId, @amountMinor, @currency, @createdAtMs)",
-    ),
-    listEntries: db.prepare<[string, bigint, number], EntryRow>(
-      "SELECT * FROM entries WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-    ),
-    accountCount: db.prepare<[], { n: bigint }>("SELECT count(*) AS n FROM accounts"),
-    heldByCurrency: db.prepare<[], { currency: string; held: bigint }>(
-      "SELECT currency, coalesce(sum(held_minor), 0) AS held FROM accounts GROUP BY currency ORDER BY currency",
-    ),
     preparedCount: db.prepare<[], { n: bigint }>("SELECT count(*) AS n FROM txns WHERE state = 'PREPARED'"),
     prepared: db.prepare<[number], { txn_id: string; coordinator: string; prepared_at_ms: bigint }>(
       "SELECT txn_id, coordinator, prepared_at_ms FROM txns WHERE state = 'PREPARED' ORDER BY prepared_at_ms LIMIT ?",
@@ -244,8 +325,12 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
     preparedBefore: db.prepare<[number, number], { txn_id: string; coordinator: string; prepared_at_ms: bigint }>(
       "SELECT txn_id, coordinator, prepared_at_ms FROM txns WHERE state = 'PREPARED' AND prepared_at_ms < ? ORDER BY prepared_at_ms LIMIT ?",
     ),
-    // Each figure from its own source, so they can disagree when something is wrong.
-    audit: db.prepare<[], AuditRow>(`
+  };
+}
+
+/** Each figure from its own source, so they can disagree when something is wrong. */
+function prepareAudit(db: Database.Database) {
+  return db.prepare<[], AuditRow>(`
       WITH sums AS (
         SELECT account_id,
                sum(amount_minor) AS entry_sum,
@@ -281,10 +366,12 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
       LEFT JOIN sums s ON s.account_id = a.account_id
       LEFT JOIN chain c ON c.account_id = a.account_id
       LEFT JOIN reserved h ON h.account_id = a.account_id
-      ORDER BY a.account_id`),
-  };
+      ORDER BY a.account_id`);
+}
 
-  const tx: LedgerTx = {
+/** The ledger's reads and writes inside one SQLite transaction (callers run it through transact). */
+function createLedgerTx(db: Database.Database, q: Statements): LedgerTx {
+  return {
     account(accountId) {
       const r = q.account.get(accountId);
       return r ? toAccount(r) : undefined;
@@ -373,60 +460,6 @@ function initialize(db: Database.Database, path: string, bank: string): LedgerSt
       q.insertDeposit.run({ ...d });
     },
     ...createHoldQueries(db),
-  };
-
-  // Created once: better-sqlite3 wraps the call in BEGIN/COMMIT (or ROLLBACK on throw).
-  const links: LinkTx = { account: tx.account, ...createLinkQueries(db) };
-  const run = db.transaction((fn: (t: LedgerTx) => unknown) => fn(tx));
-  const runLinks = db.transaction((fn: (t: LinkTx) => unknown) => fn(links));
-  const runAll = db.transaction((fns: ReadonlyArray<(t: LedgerTx) => unknown>) => fns.map((fn) => fn(tx)));
-  const isSeeded = () => getMeta.get("seed_loaded") !== undefined;
-  const toRef = (r: { txn_id: string; coordinator: string; prepared_at_ms: bigint }): PreparedRef => ({
-    txnId: r.txn_id,
-    coordinator: r.coordinator,
-    preparedAtMs: Number(r.prepared_at_ms),
-  });
-
-  return {
-    path,
-    transact: <T>(fn: (t: LedgerTx) => T) => run(fn) as T,
-    transactAll: <T>(fns: ReadonlyArray<(t: LedgerTx) => T>) => runAll(fns) as T[],
-    transactLinks: <T>(fn: (t: LinkTx) => T) => runLinks(fn) as T,
-    isSeeded,
-    seed(fn) {
-      return db
-        .transaction(() => {
-          if (isSeeded()) throw new StoreError(`${path} is already seeded`);
-          const result = fn(tx, links);
-          setMeta.run("seed_loaded", new Date().toISOString());
-          return result;
-        })
-        .immediate();
-    },
-    account: (id) => tx.account(id),
-    txn: (id) => tx.txn(id),
-    hold: (id) => tx.hold(id),
-    listEntries: (accountId, afterSequence, limit) => q.listEntries.all(accountId, afterSequence, limit).map(toEntry),
-    audit: () =>
-      q.audit.all().map((r) => ({
-        accountId: r.account_id,
-        currency: r.currency,
-        balanceMinor: r.balance_minor,
-        heldMinor: r.held_minor,
-        entrySumMinor: r.entry_sum,
-        activeHoldMinor: r.active_hold,
-        lastBalanceAfterMinor: r.last_after ?? undefined,
-        brokenChainCount: Number(r.broken),
-        depositedMinor: r.deposited,
-        transferNetMinor: r.transfer_net,
-      })),
-    accountCount: () => Number(q.accountCount.get()?.n ?? 0n),
-    prepared: (limit) => q.prepared.all(limit).map(toRef),
-    preparedBefore: (cutoffMs, limit) => q.preparedBefore.all(cutoffMs, limit).map(toRef),
-    sizeBytes: () => fileBytes(path) + fileBytes(`${path}-wal`),
-    heldByCurrency: () => q.heldByCurrency.all().map((r) => [r.currency, r.held]),
-    preparedCount: () => Number(q.preparedCount.get()?.n ?? 0n),
-    close: () => db.close(),
   };
 }
 

@@ -83,20 +83,14 @@ export function createSettlementJob(deps: SettlementDeps): SettlementJob {
 
   /** What one answered item means for its order. */
   function settleItem(item: SettlementItem, o: SettleItemOutcome, nowMs: number): ItemSettlement {
-    if (o.status === "captured")
+    // Captured earlier (a lost answer, a batch resent under another key): the money is the merchant's
+    // already, the whole amount of the item.
+    const capturedEarlier = o.status !== "captured" && o.reason === "already_captured";
+    if (o.status === "captured" || capturedEarlier)
       return {
         kind: "captured",
         authCode: o.authCode,
-        capturedMinor: o.capturedMinor,
-        reason: o.reason,
-        transactionId: o.transactionId,
-      };
-    // Captured earlier (a lost answer, a batch resent under another key): the money is the merchant's already.
-    if (o.reason === "already_captured")
-      return {
-        kind: "captured",
-        authCode: o.authCode,
-        capturedMinor: item.amountMinor,
+        capturedMinor: capturedEarlier ? item.amountMinor : o.capturedMinor,
         reason: o.reason,
         transactionId: o.transactionId,
       };

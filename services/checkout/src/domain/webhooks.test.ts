@@ -236,20 +236,21 @@ describe("what each event does to the order", () => {
   });
 
   test("settlement.completed: each item as a capture success or failure", () => {
+    const captured = {
+      index: 0,
+      auth_code: CODE,
+      status: "CAPTURED",
+      amount_minor: "2399",
+      captured_minor: "2399",
+      reason: "",
+      txn_id: "t",
+    };
     const changes = orderChangesOf("settlement.completed", {
       object: "settlement",
       batch_id: "b_1",
       completed_at: "2026-01-15T12:00:00.000Z",
       items: [
-        {
-          index: 0,
-          auth_code: CODE,
-          status: "CAPTURED",
-          amount_minor: "2399",
-          captured_minor: "2399",
-          reason: "",
-          txn_id: "t",
-        },
+        captured,
         {
           index: 1,
           auth_code: "EF34GH",
@@ -273,17 +274,7 @@ describe("what each event does to the order", () => {
           object: "settlement",
           batch_id: "b_1",
           completed_at: "x",
-          items: [
-            {
-              index: 0,
-              auth_code: CODE,
-              status: "CAPTURED",
-              amount_minor: "2399",
-              captured_minor: "2399",
-              reason: "",
-              txn_id: "t",
-            },
-          ],
+          items: [captured],
         },
         nextId(),
         "b_1",

@@ -247,7 +247,33 @@ const SETTLEMENT_SELECT = `
   SELECT s.*, COUNT(i.attempt_key) AS item_count, COALESCE(SUM(i.amount_minor), 0) AS total_minor, COALESCE(SUM(i.captured_minor), 0) AS captured_minor
   FROM settlements s LEFT JOIN settlement_items i ON i.settlement_id = s.settlement_id`;
 
+type Statements = ReturnType<typeof prepareStatements>;
+type Helpers = ReturnType<typeof createHelpers>;
+
 export function openCheckoutStore(options: { dataDir: string } | { memory: true }): OpenedCheckoutStore {
+  const { path, db } = openDatabase(options);
+  const q = prepareStatements(db);
+  const h = createHelpers(q);
+  const secret = db.transaction((): Buffer => {
+    const row = q.getMeta.get("fingerprint_secret");
+    if (row) return Buffer.from(row.value, "base64");
+    const fresh = randomBytes(32);
+    q.setMeta.run("fingerprint_secret", fresh.toString("base64"));
+    return fresh;
+  })();
+
+  return {
+    path,
+    fingerprintSecret: () => secret,
+    close: () => db.close(),
+    ...orderMethods(db, q, h),
+    ...settlementMethods(db, q, h),
+    ...webhookMethods(db, q, h),
+  };
+}
+
+/** WAL with synchronous=FULL: an attempt is on disk before Authorize is sent. */
+function openDatabase(options: { dataDir: string } | { memory: true }): { path: string; db: Database.Database } {
   const path = "memory" in options ? ":memory:" : join(options.dataDir, "checkout.db");
   if (!("memory" in options)) mkdirSync(options.dataDir, { recursive: true });
   const db = new Database(path);
@@ -257,8 +283,16 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
   db.pragma("busy_timeout = 5000");
   db.defaultSafeIntegers(true);
   migrate(db);
+  return { path, db };
+}
 
-  const q = {
+function prepareStatements(db: Database.Database) {
+  return { ...orderStatements(db), ...settlementStatements(db), ...webhookStatements(db) };
+}
+
+/** The meta table and the orders (checkout attempts) with their authorization. */
+function orderStatements(db: Database.Database) {
+  return {
     getMeta: db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?"),
     setMeta: db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)"),
     insertOrder:
@@ -278,6 +312,12 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       "UPDATE orders SET state = 'unknown', reason = ?, updated_at_ms = ? WHERE attempt_key = ? AND state IN ('pending', 'unknown')",
     ),
     listOrders: db.prepare<[number], OrderRow>("SELECT * FROM orders ORDER BY created_at_ms DESC, attempt_key LIMIT ?"),
+  };
+}
+
+/** Settlement batches and their per-item results. */
+function settlementStatements(db: Database.Database) {
+  return {
     openSettlements: db.prepare<[number], SettlementRow>(
       `${SETTLEMENT_SELECT} WHERE s.state = 'open' GROUP BY s.settlement_id ORDER BY s.created_at_ms, s.settlement_id LIMIT ?`,
     ),
@@ -326,7 +366,11 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
     noteAttempt: db.prepare(
       "UPDATE settlements SET attempts = attempts + 1, last_error = ? WHERE settlement_id = ? AND state = 'open'",
     ),
+  };
+}
 
+function webhookStatements(db: Database.Database) {
+  return {
     // Webhooks: an order is found by its auth code; only approved orders have one.
     insertEvent:
       db.prepare(`INSERT INTO webhook_events (event_id, type, object_id, created_at_ms, received_at_ms, orders_changed)
@@ -363,7 +407,10 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       "INSERT INTO webhook_secrets (secret, endpoint_id, created_at_ms, expires_at_ms) VALUES (?, ?, ?, NULL) ON CONFLICT (secret) DO NOTHING",
     ),
   };
+}
 
+/** Reads that must find their row, and the per-event order update, over the prepared statements. */
+function createHelpers(q: Statements) {
   /** One order's changes from one event; whether any column changed. */
   const applyChange = (c: OrderChange, nowMs: number): boolean => {
     let changed = 0;
@@ -394,51 +441,62 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
     return toSettlement(row);
   };
   const changedOne = (info: Database.RunResult, what: string) => assert(info.changes === 1, what);
+  return { applyChange, heardCaptured, mustOrder, mustSettlement, changedOne };
+}
 
-  const secret = db.transaction((): Buffer => {
-    const row = q.getMeta.get("fingerprint_secret");
-    if (row) return Buffer.from(row.value, "base64");
-    const fresh = randomBytes(32);
-    q.setMeta.run("fingerprint_secret", fresh.toString("base64"));
-    return fresh;
-  })();
+type OrderMethods = Pick<
+  CheckoutStore,
+  "claimOrder" | "retryOrder" | "recordApproved" | "recordDeclined" | "recordUnknown" | "getOrder" | "listOrders"
+>;
 
-  const store: OpenedCheckoutStore = {
-    path,
-    fingerprintSecret: () => secret,
-    close: () => db.close(),
-
+function orderMethods(db: Database.Database, q: Statements, h: Helpers): OrderMethods {
+  return {
     claimOrder: db.transaction((order: NewOrder) => {
       const created = q.insertOrder.run({ ...order }).changes === 1;
-      return { created, order: mustOrder(order.attemptKey) };
+      return { created, order: h.mustOrder(order.attemptKey) };
     }),
     retryOrder: db.transaction(
       (
         attemptKey: string,
         change: { fingerprint: string; gatewayKey: string; cardLast4: string; cardholderName: string; nowMs: number },
       ) => {
-        changedOne(q.retry.run({ attemptKey, ...change }), `retry of a declined order ${attemptKey}`);
-        return mustOrder(attemptKey);
+        h.changedOne(q.retry.run({ attemptKey, ...change }), `retry of a declined order ${attemptKey}`);
+        return h.mustOrder(attemptKey);
       },
     ),
     recordApproved(attemptKey, authCode, cardLast4, nowMs) {
-      changedOne(q.approve.run(authCode, cardLast4, nowMs, attemptKey), `approval of an open order ${attemptKey}`);
-      return mustOrder(attemptKey);
+      h.changedOne(q.approve.run(authCode, cardLast4, nowMs, attemptKey), `approval of an open order ${attemptKey}`);
+      return h.mustOrder(attemptKey);
     },
     recordDeclined(attemptKey, reason, nowMs) {
-      changedOne(q.decline.run(reason, nowMs, attemptKey), `decline of an open order ${attemptKey}`);
-      return mustOrder(attemptKey);
+      h.changedOne(q.decline.run(reason, nowMs, attemptKey), `decline of an open order ${attemptKey}`);
+      return h.mustOrder(attemptKey);
     },
     recordUnknown(attemptKey, reason, nowMs) {
-      changedOne(q.unknown.run(reason, nowMs, attemptKey), `unknown outcome of an open order ${attemptKey}`);
-      return mustOrder(attemptKey);
+      h.changedOne(q.unknown.run(reason, nowMs, attemptKey), `unknown outcome of an open order ${attemptKey}`);
+      return h.mustOrder(attemptKey);
     },
     getOrder(attemptKey) {
       const row = q.order.get(attemptKey);
       return row && toOrder(row);
     },
     listOrders: (limit) => q.listOrders.all(limit).map(toOrder),
+  };
+}
 
+type SettlementMethods = Pick<
+  CheckoutStore,
+  | "openSettlements"
+  | "createSettlement"
+  | "settlementItems"
+  | "completeSettlement"
+  | "noteSettlementAttempt"
+  | "rejectSettlement"
+  | "listSettlements"
+>;
+
+function settlementMethods(db: Database.Database, q: Statements, h: Helpers): SettlementMethods {
+  return {
     openSettlements: (limit) => q.openSettlements.all(limit).map(toSettlement),
     createSettlement: db.transaction(
       (settlementId: string, idempotencyKey: string, itemsMax: number, nowMs: number) => {
@@ -450,9 +508,9 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
         for (const o of orders) {
           assert(o.auth_code !== null, "an approved order has an auth code");
           q.insertItem.run(settlementId, o.attempt_key, o.auth_code, o.amount_minor);
-          changedOne(q.markInBatch.run(settlementId, o.attempt_key), `order ${o.attempt_key} joins one batch only`);
+          h.changedOne(q.markInBatch.run(settlementId, o.attempt_key), `order ${o.attempt_key} joins one batch only`);
         }
-        return mustSettlement(settlementId);
+        return h.mustSettlement(settlementId);
       },
     ),
     settlementItems: (settlementId) => q.items.all(settlementId).map(toItem),
@@ -461,12 +519,12 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
         const byCode = new Map(results.map((r) => [r.authCode, r]));
         for (const item of q.items.all(settlementId)) {
           const r = byCode.get(item.auth_code);
-          const heard = heardCaptured(item.attempt_key);
+          const heard = h.heardCaptured(item.attempt_key);
           if (!r) {
             // The gateway owes an answer per item; without one the order goes to the next batch.
             q.itemResult.run("failed", "missing_from_response", 0n, null, settlementId, item.attempt_key);
             if (!heard)
-              changedOne(
+              h.changedOne(
                 q.orderReleased.run({
                   attemptKey: item.attempt_key,
                   reason: "missing_from_response",
@@ -478,10 +536,9 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
           }
           switch (r.kind) {
             case "captured": {
-              assert(
-                r.capturedMinor >= 0n && r.capturedMinor <= item.amount_minor,
-                "never capture more than authorized",
-              );
+              // Two checks, so a failure says which bound the gateway's answer broke.
+              assert(r.capturedMinor >= 0n, "a captured amount is never negative");
+              assert(r.capturedMinor <= item.amount_minor, "never capture more than authorized");
               q.itemResult.run(
                 "captured",
                 r.reason || null,
@@ -491,7 +548,7 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
                 item.attempt_key,
               );
               if (!heard)
-                changedOne(
+                h.changedOne(
                   q.orderSettled.run("captured", r.capturedMinor, r.reason || null, item.attempt_key),
                   `order ${item.attempt_key} settles once`,
                 );
@@ -500,7 +557,7 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
             case "failed":
               q.itemResult.run("failed", r.reason || null, 0n, r.transactionId || null, settlementId, item.attempt_key);
               if (!heard)
-                changedOne(
+                h.changedOne(
                   q.orderSettled.run("failed", 0n, r.reason || null, item.attempt_key),
                   `order ${item.attempt_key} settles once`,
                 );
@@ -509,7 +566,7 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
               // This batch's record keeps the failure; the order itself waits for a later batch.
               q.itemResult.run("failed", r.reason, 0n, null, settlementId, item.attempt_key);
               if (!heard)
-                changedOne(
+                h.changedOne(
                   q.orderRetry.run({ attemptKey: item.attempt_key, reason: r.reason, notBeforeMs: r.notBeforeMs }),
                   `order ${item.attempt_key} waits for a retry`,
                 );
@@ -517,30 +574,39 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
           }
         }
         q.finishSettlement.run("done", gatewayBatchId, null, nowMs, settlementId);
-        return mustSettlement(settlementId);
+        return h.mustSettlement(settlementId);
       },
     ),
     noteSettlementAttempt(settlementId, error) {
       q.noteAttempt.run(error.slice(0, 500), settlementId);
-      return mustSettlement(settlementId);
+      return h.mustSettlement(settlementId);
     },
     rejectSettlement: db.transaction((settlementId: string, reason: string, attemptsMax: number, nowMs: number) => {
       const short = reason.slice(0, 500);
       for (const item of q.items.all(settlementId)) {
         q.itemResult.run("failed", short, 0n, null, settlementId, item.attempt_key);
-        if (!heardCaptured(item.attempt_key))
-          changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: short, attemptsMax }), "release");
+        if (!h.heardCaptured(item.attempt_key))
+          h.changedOne(q.orderReleased.run({ attemptKey: item.attempt_key, reason: short, attemptsMax }), "release");
       }
       q.finishSettlement.run("rejected", null, short, nowMs, settlementId);
-      return mustSettlement(settlementId);
+      return h.mustSettlement(settlementId);
     }),
     listSettlements: (limit) => q.listSettlements.all(limit).map(toSettlement),
+  };
+}
 
+type WebhookMethods = Pick<
+  CheckoutStore,
+  "webhookSecrets" | "applyWebhookEvent" | "hasWebhookSecret" | "addWebhookSecret"
+>;
+
+function webhookMethods(db: Database.Database, q: Statements, h: Helpers): WebhookMethods {
+  return {
     webhookSecrets: (nowMs) => q.secretsAt.all(nowMs).map((r) => r.secret),
     applyWebhookEvent: db.transaction((event: ReceivedEvent, changes: readonly OrderChange[], nowMs: number) => {
       if (q.insertEvent.run({ ...event, nowMs }).changes === 0) return { duplicate: true, ordersChanged: 0 };
       const changed = new Set<string>();
-      for (const c of changes) if (applyChange(c, nowMs)) changed.add(c.authCode);
+      for (const c of changes) if (h.applyChange(c, nowMs)) changed.add(c.authCode);
       q.eventChanged.run(changed.size, event.eventId);
       q.pruneEvents.run(nowMs - WEBHOOK_EVENT_RETENTION_MS);
       return { duplicate: false, ordersChanged: changed.size };
@@ -554,7 +620,6 @@ export function openCheckoutStore(options: { dataDir: string } | { memory: true 
       },
     ),
   };
-  return store;
 }
 
 function migrate(db: Database.Database): void {

@@ -30,7 +30,27 @@ export interface CardRecord {
 //      |  \--void--> VOIDED
 //      \--expires_at--> EXPIRED
 export type AuthStatus = "PENDING" | "DECLINED" | "APPROVED" | "CAPTURED" | "VOIDED" | "EXPIRED";
-export type AuthOp = "" | "capture" | "void";
+
+/**
+ * A capture or void round in flight on an authorization: one at a time, its
+ * lock (DESIGN.md §6.5). Stored as its own row, apart from the authorization.
+ */
+export interface AuthOperation {
+  readonly txnId: string;
+  readonly kind: "capture" | "void";
+  /** What a capture takes (0 for a void). */
+  readonly amountMinor: bigint;
+  /** The settlement item a capture settles ("" and -1 for a void). */
+  readonly batchId: string;
+  readonly itemIndex: number;
+}
+
+/** A refund whose round is in flight: its amount counts against the captured amount until decided. */
+export interface RefundReservation {
+  readonly refundTxnId: string;
+  readonly authId: string;
+  readonly amountMinor: bigint;
+}
 
 export interface AuthRecord {
   /** Also the hold id at the issuing bank. */
@@ -60,18 +80,14 @@ export interface AuthRecord {
   readonly riskRule: string;
   /** The AUTH_HOLD round ("" until it starts). */
   readonly holdTxnId: string;
-  /** A capture or void round in flight ("" = none): one at a time per authorization. */
-  readonly opTxnId: string;
-  readonly opKind: AuthOp;
-  readonly opAmountMinor: bigint;
-  readonly opBatchId: string;
-  readonly opItemIndex: number;
+  /** The capture or void in flight, if any: one at a time per authorization. */
+  readonly op: AuthOperation | null;
   readonly capturedMinor: bigint;
   readonly captureTxnId: string;
   readonly captureBatchId: string;
   readonly captureItemIndex: number;
   readonly refundedMinor: bigint;
-  /** Refunds whose round is in flight: counted against the captured amount until decided. */
+  /** The sum of its refund reservations (refunds whose round is in flight). */
   readonly refundReservedMinor: bigint;
   readonly createdAtMs: number;
   readonly expiresAtMs: number;
@@ -86,11 +102,7 @@ export const UNDECIDED_AUTHORIZATION = {
   riskApproved: false,
   riskRule: "",
   holdTxnId: "",
-  opTxnId: "",
-  opKind: "",
-  opAmountMinor: 0n,
-  opBatchId: "",
-  opItemIndex: -1,
+  op: null,
   capturedMinor: 0n,
   captureTxnId: "",
   captureBatchId: "",
@@ -108,11 +120,7 @@ export type AuthChange = Partial<
     | "riskApproved"
     | "riskRule"
     | "holdTxnId"
-    | "opTxnId"
-    | "opKind"
-    | "opAmountMinor"
-    | "opBatchId"
-    | "opItemIndex"
+    | "op"
     | "capturedMinor"
     | "captureTxnId"
     | "captureBatchId"
@@ -123,6 +131,7 @@ export type AuthChange = Partial<
 /** What the row must still look like for an update to apply (compare-and-set). */
 export interface AuthExpect {
   readonly status?: AuthStatus;
+  /** The txn id of the operation in flight ("" = none). */
   readonly opTxnId?: string;
 }
 

@@ -101,74 +101,28 @@ test("issuing: a generated number has the bank's BIN and passes Luhn; only hashe
   assert.equal((await h.store.cardByPanHmac(c.card.panHmac))?.cardId, c.card.cardId);
 });
 
+/** The reason issueCard refuses `over` (an empty request to bank-a/1002 otherwise). */
+const issueRefusal = async (h: Harness, over: Partial<IssueCardInput>) =>
+  reason(
+    await h.cards.issueCard({
+      accountId: "bank-a/1002",
+      cardholderName: "",
+      number: "",
+      expMonth: 0,
+      expYear: 0,
+      cvc: "",
+      ...over,
+    }),
+  );
+
 test("issuing: a given test number must pass Luhn and be unique; the account must exist", async () => {
   const h = setup();
   await issue(h, { number: "4242 4242 4242 4242", cvc: "123", expMonth: 12, expYear: 2030 });
-  assert.equal(
-    reason(
-      await h.cards.issueCard({
-        accountId: "bank-a/1002",
-        cardholderName: "",
-        number: "4242424242424242",
-        expMonth: 0,
-        expYear: 0,
-        cvc: "",
-      }),
-    ),
-    "already_exists",
-  );
-  assert.equal(
-    reason(
-      await h.cards.issueCard({
-        accountId: "bank-a/1002",
-        cardholderName: "",
-        number: "4242424242424241",
-        expMonth: 0,
-        expYear: 0,
-        cvc: "",
-      }),
-    ),
-    "invalid_number",
-  );
-  assert.equal(
-    reason(
-      await h.cards.issueCard({
-        accountId: "bank-a/9999",
-        cardholderName: "",
-        number: "",
-        expMonth: 0,
-        expYear: 0,
-        cvc: "",
-      }),
-    ),
-    "account_not_found",
-  );
-  assert.equal(
-    reason(
-      await h.cards.issueCard({
-        accountId: "bank-a/1002",
-        cardholderName: "",
-        number: "",
-        expMonth: 13,
-        expYear: 2030,
-        cvc: "",
-      }),
-    ),
-    "invalid_argument",
-  );
-  assert.equal(
-    reason(
-      await h.cards.issueCard({
-        accountId: "bank-a/1002",
-        cardholderName: "",
-        number: "",
-        expMonth: 0,
-        expYear: 0,
-        cvc: "12",
-      }),
-    ),
-    "invalid_argument",
-  );
+  assert.equal(await issueRefusal(h, { number: "4242424242424242" }), "already_exists");
+  assert.equal(await issueRefusal(h, { number: "4242424242424241" }), "invalid_number");
+  assert.equal(await issueRefusal(h, { accountId: "bank-a/9999" }), "account_not_found");
+  assert.equal(await issueRefusal(h, { expMonth: 13, expYear: 2030 }), "invalid_argument");
+  assert.equal(await issueRefusal(h, { cvc: "12" }), "invalid_argument");
 });
 
 test("authorize: validation declines are not stored, so the key stays free", async () => {
@@ -576,11 +530,7 @@ test("recovery: rounds cut short by a crash are settled from the decision log (p
   });
   // A capture whose COMMIT was logged, of the approved `base`.
   const lock = {
-    opTxnId: txn(4),
-    opKind: "capture",
-    opAmountMinor: 700n,
-    opBatchId: "batch_x",
-    opItemIndex: 0,
+    op: { txnId: txn(4), kind: "capture", amountMinor: 700n, batchId: "batch_x", itemIndex: 0 },
   } as const;
   assert.ok(await h.store.updateAuth(base.authId, { status: "APPROVED", opTxnId: "" }, lock, now, `${txn(4)}/lock`));
   await h.log.decide({
@@ -607,7 +557,7 @@ test("recovery: rounds cut short by a crash are settled from the decision log (p
     "and its Abort delivered before the key is freed",
   );
   const captured = (await h.store.authById(base.authId))!;
-  assert.deepEqual([captured.status, captured.capturedMinor, captured.opTxnId], ["CAPTURED", 700n, ""]);
+  assert.deepEqual([captured.status, captured.capturedMinor, captured.op], ["CAPTURED", 700n, null]);
 
   // A refund in flight: its amount is reserved while the round runs, and counted once it commits.
   const gate = createGate();
@@ -734,8 +684,8 @@ for (const transient of [
     });
     const untouched = value(await h.cards.getAuthorization("shop", a.authCode));
     assert.deepEqual(
-      [untouched.status, untouched.opTxnId, untouched.capturedMinor],
-      ["APPROVED", "", 0n],
+      [untouched.status, untouched.op, untouched.capturedMinor],
+      ["APPROVED", null, 0n],
       "nothing captured, nothing in flight",
     );
     assert.equal(creditedMinor(h), 500n);

@@ -32,6 +32,7 @@ import {
   type Logged,
 } from "../../test-support/test-harness.js";
 import type { TransferRequest } from "./transfer-rules.js";
+import { transferRequest as request } from "../../test-support/transfer-request.js";
 
 const ACCOUNTS: DirectoryAccount[] = [
   { accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD" },
@@ -99,16 +100,6 @@ function setup(
   };
   return { coordinator, log, banks, clock, logged: logger.logged, faultsHit };
 }
-
-const request = (over: Partial<TransferRequest> = {}): TransferRequest => ({
-  idempotencyKey: "key-1",
-  fromAccountId: "bank-a/1001",
-  toAccountId: "bank-b/2001",
-  amountMinor: 2500n,
-  currency: "USD",
-  memo: "rent",
-  ...over,
-});
 
 test("all votes YES: COMMIT is logged, both banks are told and acknowledge", async () => {
   const h = setup();

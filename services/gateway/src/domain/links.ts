@@ -20,7 +20,7 @@ import type { EventLogger } from "./coordinator.js";
 import { fail, ok, type Result } from "./model.js";
 import { accountView, type AccountView } from "./payments.js";
 import type { BankLinks, Clock, Directory, RateLimits } from "./ports.js";
-import { overLimit } from "./sign-up.js";
+import { hitRateLimit } from "./sign-up.js";
 
 export interface LinksOptions {
   readonly directory: Directory;
@@ -94,12 +94,7 @@ export function createLinks(o: LinksOptions): Links {
       });
     const nowMs = clock.nowMs();
     // Every well-formed attempt counts: the banks' per-account locks bound guessing one account, this bounds trying many.
-    const limited = overLimit(
-      await o.limits.hit(LINK_SCOPE, callerUserId, nowMs, o.windowMs),
-      o.attemptsMax,
-      nowMs,
-      "link attempts",
-    );
+    const limited = await hitRateLimit(o, LINK_SCOPE, callerUserId, nowMs, "link attempts");
     if (limited) return limited;
     const bank = bankOfAccountId(input.accountId) ?? "";
     // An unknown bank answers as an unknown account does.

@@ -1,6 +1,5 @@
 // The coordinator's vocabulary. Times are epoch milliseconds (numbers: they are
 // not money); amounts are bigint minor units.
-import type { Failure, Reason, Result } from "@paygate/vocab";
 
 export type Role = "customer" | "merchant" | "admin";
 export const ROLES: readonly Role[] = ["customer", "merchant", "admin"];
@@ -90,11 +89,7 @@ export interface UnackedDecision {
 
 // Expected failures are values (the vocabulary's one Result shape); routes
 // turn them into Connect errors.
-export type { Failure, Result } from "@paygate/vocab";
-
-export const ok = <T>(value: T): Result<T> => ({ ok: true, value });
-export const fail = (reason: Reason, message: string, metadata?: Record<string, string>): Failure =>
-  metadata ? { ok: false, reason, message, metadata } : { ok: false, reason, message };
+export { fail, ok, type Failure, type Result } from "@paygate/vocab";
 
 /**
  * Abort reasons after which nothing moved and the same request may succeed:

@@ -1,20 +1,12 @@
 // What a customer reads: balances (from the banks), one transaction, and the
 // history of txns touching their accounts. Nothing here reveals another
 // owner's account or txn, not even whether it exists.
-import { ACCOUNT_ID_PATTERN, TXN_ID_PATTERN } from "@paygate/vocab";
+import { ACCOUNT_ID_PATTERN, TXN_ID_PATTERN, type AccountView } from "@paygate/vocab";
 import type { DecidedFeed } from "./decided-feed.js";
 import { fail, ok, type DirectoryAccount, type Result, type TxnRecord } from "./model.js";
 import type { BankAccount, Directory, Ledgers, TxnHistory } from "./ports.js";
 
-export interface AccountView {
-  readonly accountId: string;
-  readonly bank: string;
-  readonly ownerUserId: string;
-  readonly currency: string;
-  readonly balanceMinor: bigint;
-  readonly heldMinor: bigint;
-  readonly availableMinor: bigint;
-}
+export type { AccountView };
 
 export interface PaymentQueriesOptions {
   readonly directory: Directory;

@@ -221,7 +221,7 @@ test("takeover: a live replica aborts a dead replica's PENDING transfer and unde
   // Its card records are settled: the pending hold is gone (its key free), the capture lock released, the refund's reservation returned.
   assert.equal(await w.store.authByKey("shop", s.authorizing.idempotencyKey), undefined);
   const toCapture = await w.store.authById(s.toCapture.authId);
-  assert.deepEqual([toCapture?.status, toCapture?.opTxnId], ["APPROVED", ""]);
+  assert.deepEqual([toCapture?.status, toCapture?.op], ["APPROVED", null]);
   assert.equal(await w.store.refundByKey("shop", "r-dead"), undefined);
   assert.equal((await w.store.authById(s.toRefund.authId))?.refundReservedMinor, 0n);
   assert.ok(w.logger.logged.some((l) => l.msg.startsWith("took over") && l.fields.deadReplica === "gateway-1"));
@@ -330,11 +330,11 @@ test("the orphan sweep releases a capture whose round it aborts: a batch resent 
   w.decisionsFail = false;
   w.banks.onPrepare = async () => ({ vote: "YES" });
   const locked = await w.store.authById(a.authId);
-  assert.notEqual(locked?.opTxnId, "", "the capture's lock outlived the request");
+  assert.notEqual(locked?.op ?? null, null, "the capture's lock outlived the request");
 
   w.clock.advance(2 * PREPARE_TIMEOUT_MS + 1);
   await solo.duties.tick();
-  const round = w.log.decisions.get(locked?.opTxnId ?? "");
+  const round = w.log.decisions.get(locked?.op?.txnId ?? "");
   assert.deepEqual(
     [round?.decision, round?.reason],
     ["ABORT", "coordinator_restarted"],

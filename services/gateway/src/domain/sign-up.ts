@@ -26,14 +26,26 @@ export interface SignUp {
 export const REGISTER_SCOPE = "register";
 export const CUSTOMER_ROLES: readonly string[] = ["customer"];
 
-/** The rate_limited refusal, when a counter is past its maximum (undefined when it is not). */
-export function overLimit(
-  count: { count: number; resetAtMs: number },
-  max: number,
+/** A rate-limited use case's counters and their settings (sign-ups per client, link attempts per user). */
+export interface RateLimited {
+  readonly limits: RateLimits;
+  readonly attemptsMax: number;
+  readonly windowMs: number;
+}
+
+/**
+ * Counts one attempt of `key` in `scope`: the rate_limited refusal when that
+ * puts its counter past the maximum (undefined when it does not).
+ */
+export async function hitRateLimit(
+  o: RateLimited,
+  scope: string,
+  key: string,
   nowMs: number,
   what: string,
-): Result<never> | undefined {
-  if (count.count <= max) return undefined;
+): Promise<Result<never> | undefined> {
+  const count = await o.limits.hit(scope, key, nowMs, o.windowMs);
+  if (count.count <= o.attemptsMax) return undefined;
   return fail("rate_limited", `too many ${what}; try again later`, {
     retry_after_ms: String(Math.max(0, count.resetAtMs - nowMs)),
   });
@@ -43,12 +55,7 @@ export function createSignUp(o: SignUpOptions): SignUp {
   return {
     async register(input, client) {
       const nowMs = o.clock.nowMs();
-      const limited = overLimit(
-        await o.limits.hit(REGISTER_SCOPE, client, nowMs, o.windowMs),
-        o.attemptsMax,
-        nowMs,
-        "sign-ups from this client",
-      );
+      const limited = await hitRateLimit(o, REGISTER_SCOPE, client, nowMs, "sign-ups from this client");
       if (limited) return limited;
       return createUserRecord({ users: o.users, clock: o.clock, hashPassword: o.hashPassword }, input, CUSTOMER_ROLES);
     },

@@ -138,30 +138,7 @@ export function createWebhookDispatcher(o: DispatcherOptions): Dispatcher {
     const { delivery, event, endpoint } = c;
     o.faults.hit("gateway.webhook_before_send");
     const startedAtMs = clock.nowMs();
-    let answer: WebhookAnswer;
-    const allowed = checkWebhookUrl(endpoint.url, o.urlPolicy);
-    const secrets = allowed.ok ? await store.signingSecrets(endpoint.endpointId, startedAtMs) : [];
-    if (!allowed.ok) {
-      answer = { statusCode: 0, error: `not sent: ${allowed.message}` };
-    } else if (secrets.length === 0) {
-      answer = { statusCode: 0, error: "not sent: the endpoint has no signing secret" };
-    } else {
-      answer = await o.sender.send({
-        url: allowed.value,
-        body: event.bodyJson,
-        headers: {
-          "Content-Type": "application/json",
-          "User-Agent": WEBHOOK_USER_AGENT,
-          "Paygate-Event-Id": event.eventId,
-          "Paygate-Event-Type": event.type,
-          "Paygate-Signature": signatureHeader(
-            secrets.map((s) => s.secret),
-            event.bodyJson,
-            Math.floor(startedAtMs / 1000),
-          ),
-        },
-      });
-    }
+    const answer = await send(c, startedAtMs);
     const nowMs = clock.nowMs();
     const latencyMs = Math.max(0, nowMs - startedAtMs);
     o.metrics?.webhookAttemptDuration.observe(latencyMs / 1000);
@@ -203,6 +180,42 @@ export function createWebhookDispatcher(o: DispatcherOptions): Dispatcher {
       return;
     }
     o.metrics?.webhookAttempts.inc({ outcome: result });
+    logAttempt(fields, result, answer, outcome);
+  }
+
+  /** Sends the event, signed with every current secret; a URL the policy refuses, or no secret, is an attempt that was not sent. */
+  async function send({ event, endpoint }: ClaimedDelivery, startedAtMs: number): Promise<WebhookAnswer> {
+    const allowed = checkWebhookUrl(endpoint.url, o.urlPolicy);
+    const secrets = allowed.ok ? await store.signingSecrets(endpoint.endpointId, startedAtMs) : [];
+    if (!allowed.ok) {
+      return { statusCode: 0, error: `not sent: ${allowed.message}` };
+    } else if (secrets.length === 0) {
+      return { statusCode: 0, error: "not sent: the endpoint has no signing secret" };
+    } else {
+      return o.sender.send({
+        url: allowed.value,
+        body: event.bodyJson,
+        headers: {
+          "Content-Type": "application/json",
+          "User-Agent": WEBHOOK_USER_AGENT,
+          "Paygate-Event-Id": event.eventId,
+          "Paygate-Event-Type": event.type,
+          "Paygate-Signature": signatureHeader(
+            secrets.map((s) => s.secret),
+            event.bodyJson,
+            Math.floor(startedAtMs / 1000),
+          ),
+        },
+      });
+    }
+  }
+
+  function logAttempt(
+    fields: Record<string, unknown>,
+    result: AttemptResult,
+    answer: WebhookAnswer,
+    outcome: AttemptOutcome,
+  ): void {
     if (result === "delivered") o.logger.info(fields, "webhook delivered");
     else if (result === "failed")
       o.logger.warn(

@@ -96,7 +96,14 @@ test("authorization transitions: one event each, typed by the status reached, wi
 });
 
 test("no event when the status stays (a lock, a risk score) or leaves PENDING for nothing reportable", () => {
-  assert.deepEqual(eventsForAuthChange(approved, { ...approved, opTxnId: "x", opKind: "capture" }, T0), []);
+  assert.deepEqual(
+    eventsForAuthChange(
+      approved,
+      { ...approved, op: { txnId: "x", kind: "capture", amountMinor: 0n, batchId: "", itemIndex: -1 } },
+      T0,
+    ),
+    [],
+  );
   assert.deepEqual(eventsForAuthChange(pending, { ...pending, riskScore: 700, riskApproved: true }, T0), []);
   assert.deepEqual(eventsForNewAuth(pending, T0), []);
   assert.equal(

@@ -11,7 +11,7 @@ import {
 } from "../../test-support/fakes.js";
 import type { DirectoryAccount } from "../domain/model.js";
 import { createTestCoordinator, sequentialTxnIds } from "../../test-support/test-harness.js";
-import type { TransferRequest } from "../domain/transfer-rules.js";
+import { transferRequest as request } from "../../test-support/transfer-request.js";
 import { createMemoryCache, type IdempotencyCache } from "./cache.js";
 import { withIdempotencyFastPath } from "./fast-path.js";
 import { cacheKey, decodeRecord, encodeRecord } from "./record.js";
@@ -20,16 +20,6 @@ const ACCOUNTS: DirectoryAccount[] = [
   { accountId: "bank-a/1001", bank: "bank-a", ownerUserId: "alice", currency: "USD" },
   { accountId: "bank-b/2001", bank: "bank-b", ownerUserId: "bob", currency: "USD" },
 ];
-
-const request = (over: Partial<TransferRequest> = {}): TransferRequest => ({
-  idempotencyKey: "key-1",
-  fromAccountId: "bank-a/1001",
-  toAccountId: "bank-b/2001",
-  amountMinor: 2500n,
-  currency: "USD",
-  memo: "rent",
-  ...over,
-});
 
 interface Harness {
   fast: Coordinator;

@@ -8,11 +8,16 @@
 // The webhook outbox (DESIGN.md §12): a write that changes what a merchant is
 // told about (an authorization's status, a failed capture, a finished batch, a
 // committed refund) inserts its event in the same transaction (webhooks-store.ts).
+//
+// An authorization's operation lock and its refund reservations have tables
+// of their own (card-auth-parts.ts): each write that changes them writes the
+// row and the old columns in one transaction; the single writer makes every
+// compare-and-set atomic.
 import { assert } from "@paygate/money";
 import type {
   AuthChange,
   AuthExpect,
-  AuthOp,
+  AuthOperation,
   AuthRecord,
   AuthStatus,
   BatchItemRecord,
@@ -25,6 +30,7 @@ import type {
   RefundStart,
   RefundStatus,
 } from "../domain/cards-ports.js";
+import { AUTH_SELECT, opColumns, opOfRow, reservedOfRow, type AuthPartsRow } from "./card-auth-parts.js";
 import { num, type Db } from "./db.js";
 import { createGroupCommit, type GroupCommit } from "./group-commit.js";
 import {
@@ -66,7 +72,7 @@ const toCard = (r: CardRow): CardRecord => ({
   createdAtMs: num(r.created_at),
 });
 
-interface AuthRow {
+interface AuthRow extends AuthPartsRow {
   auth_id: string;
   replica: string;
   auth_code: string;
@@ -89,17 +95,11 @@ interface AuthRow {
   risk_approved: bigint;
   risk_rule: string;
   hold_txn_id: string;
-  op_txn_id: string;
-  op_kind: string;
-  op_amount_minor: bigint;
-  op_batch_id: string;
-  op_item_index: bigint;
   captured_minor: bigint;
   capture_txn_id: string;
   capture_batch_id: string;
   capture_item_index: bigint;
   refunded_minor: bigint;
-  refund_reserved_minor: bigint;
   created_at: bigint;
   expires_at: bigint;
   updated_at: bigint;
@@ -128,25 +128,21 @@ const toAuth = (r: AuthRow): AuthRecord => ({
   riskApproved: r.risk_approved === 1n,
   riskRule: r.risk_rule,
   holdTxnId: r.hold_txn_id,
-  opTxnId: r.op_txn_id,
-  opKind: r.op_kind as AuthOp,
-  opAmountMinor: r.op_amount_minor,
-  opBatchId: r.op_batch_id,
-  opItemIndex: num(r.op_item_index),
+  op: opOfRow(r),
   capturedMinor: r.captured_minor,
   captureTxnId: r.capture_txn_id,
   captureBatchId: r.capture_batch_id,
   captureItemIndex: num(r.capture_item_index),
   refundedMinor: r.refunded_minor,
-  refundReservedMinor: r.refund_reserved_minor,
+  refundReservedMinor: reservedOfRow(r),
   createdAtMs: num(r.created_at),
   expiresAtMs: num(r.expires_at),
   updatedAtMs: num(r.updated_at),
 });
 
-/** The record as named statement parameters (booleans as 0/1). */
+/** The record as named statement parameters (booleans as 0/1; the operation as the old op_* columns). */
 function authParams(a: AuthRecord): Record<string, unknown> {
-  return { ...a, riskApproved: a.riskApproved ? 1 : 0 };
+  return { ...a, ...opColumns(a.op), riskApproved: a.riskApproved ? 1 : 0 };
 }
 
 interface BatchRow {
@@ -229,6 +225,109 @@ const AUTH_VALUES = `@authId, @replica, @authCode, @merchantUserId, @idempotency
 /** `<replica>:` as a LIKE prefix (replica names are [a-z0-9-], no wildcards). */
 const prefixOf = (replica: string | undefined) => (replica === undefined ? "%" : `${replica}:%`);
 
+/** Cards and authorizations: the statements of the card store, prepared once. */
+const authStatements = (db: Db) => ({
+  insertCard:
+    db.prepare(`INSERT INTO cards (card_id, pan_hmac, last4, exp_month, exp_year, cvc_hash, cardholder_name, account_id, bank, owner_user_id, currency, created_at)
+      VALUES (@cardId, @panHmac, @last4, @expMonth, @expYear, @cvcHash, @cardholderName, @accountId, @bank, @ownerUserId, @currency, @createdAtMs)
+      ON CONFLICT (pan_hmac) DO NOTHING`),
+  cardByPan: db.prepare("SELECT * FROM cards WHERE pan_hmac = ?"),
+  authById: db.prepare(`${AUTH_SELECT} WHERE a.auth_id = ?`),
+  authByCode: db.prepare(`${AUTH_SELECT} WHERE a.auth_code = ?`),
+  authByKey: db.prepare(`${AUTH_SELECT} WHERE a.merchant_user_id = ? AND a.idempotency_key = ?`),
+  insertAuth: db.prepare(
+    `INSERT INTO card_authorizations (${AUTH_COLUMNS}) VALUES (${AUTH_VALUES}) ON CONFLICT DO NOTHING`,
+  ),
+  // Every mutable column at once: updateAuth reads, merges and writes inside one transaction.
+  writeAuth:
+    db.prepare(`UPDATE card_authorizations SET status = @status, decline_reason = @declineReason, risk_score = @riskScore,
+      risk_approved = @riskApproved, risk_rule = @riskRule, hold_txn_id = @holdTxnId, op_txn_id = @opTxnId, op_kind = @opKind,
+      op_amount_minor = @opAmountMinor, op_batch_id = @opBatchId, op_item_index = @opItemIndex, captured_minor = @capturedMinor,
+      capture_txn_id = @captureTxnId, capture_batch_id = @captureBatchId, capture_item_index = @captureItemIndex, updated_at = @updatedAtMs,
+      last_op_id = @lastOpId
+      WHERE auth_id = @authId`),
+  lastOp: db.prepare("SELECT last_op_id FROM card_authorizations WHERE auth_id = ?"),
+  putOp: db.prepare(`INSERT INTO card_auth_ops (auth_id, txn_id, kind, amount_minor, batch_id, item_index, created_at)
+      VALUES (@authId, @txnId, @kind, @amountMinor, @batchId, @itemIndex, @nowMs)
+      ON CONFLICT (auth_id) DO UPDATE SET txn_id = excluded.txn_id, kind = excluded.kind, amount_minor = excluded.amount_minor,
+        batch_id = excluded.batch_id, item_index = excluded.item_index, created_at = excluded.created_at`),
+  clearOp: db.prepare("DELETE FROM card_auth_ops WHERE auth_id = ?"),
+  deleteAuth: db.prepare("DELETE FROM card_authorizations WHERE auth_id = ? AND status = 'PENDING'"),
+  spent: db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS total FROM card_authorizations
+      WHERE card_id = ? AND created_at >= ? AND auth_id != ?
+        AND (status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1))`),
+  pending: db.prepare(
+    `${AUTH_SELECT} WHERE a.status = 'PENDING' AND (@replica IS NULL OR a.replica = @replica) ORDER BY a.created_at LIMIT @limit`,
+  ),
+  // The column names every lock, whichever release took it.
+  withOp: db.prepare(
+    `${AUTH_SELECT} WHERE a.op_txn_id != '' AND a.op_txn_id LIKE @prefix ORDER BY a.updated_at LIMIT @limit`,
+  ),
+  due: db.prepare(
+    `${AUTH_SELECT} WHERE a.status = 'APPROVED' AND a.expires_at <= ? AND a.op_txn_id = '' ORDER BY a.expires_at LIMIT ?`,
+  ),
+  expire: db.prepare(
+    "UPDATE card_authorizations SET status = 'EXPIRED', updated_at = ? WHERE auth_id = ? AND status = 'APPROVED' AND op_txn_id = ''",
+  ),
+});
+
+/** Settlement batches and their items. */
+const settleStatements = (db: Db) => ({
+  insertBatch:
+    db.prepare(`INSERT INTO card_settle_batches (batch_id, merchant_user_id, idempotency_key, fingerprint, status, owner_replica, created_at)
+      VALUES (@batchId, @merchantUserId, @idempotencyKey, @fingerprint, @status, @ownerReplica, @createdAtMs) ON CONFLICT DO NOTHING`),
+  insertItem: db.prepare(
+    "INSERT INTO card_settle_items (batch_id, item_index, auth_code, amount_minor) VALUES (?, ?, ?, ?)",
+  ),
+  batchByKey: db.prepare("SELECT * FROM card_settle_batches WHERE merchant_user_id = ? AND idempotency_key = ?"),
+  batchById: db.prepare("SELECT * FROM card_settle_batches WHERE batch_id = ?"),
+  takeBatch: db.prepare(
+    "UPDATE card_settle_batches SET owner_replica = @to WHERE batch_id = @batchId AND status = 'PENDING' AND owner_replica = @from",
+  ),
+  owned: db.prepare("SELECT batch_id FROM card_settle_batches WHERE status = 'PENDING' AND owner_replica = ?"),
+  release: db.prepare(
+    "UPDATE card_settle_batches SET owner_replica = '' WHERE batch_id = ? AND status = 'PENDING' AND owner_replica = ?",
+  ),
+  items: db.prepare("SELECT * FROM card_settle_items WHERE batch_id = ? ORDER BY item_index"),
+  item: db.prepare("SELECT * FROM card_settle_items WHERE batch_id = ? AND item_index = ?"),
+  setItem: db.prepare(
+    "UPDATE card_settle_items SET status = ?, reason = ?, captured_minor = ?, txn_id = ? WHERE batch_id = ? AND item_index = ?",
+  ),
+  finishBatch: db.prepare(
+    "UPDATE card_settle_batches SET status = 'DONE', finished_at = ? WHERE batch_id = ? AND status = 'PENDING'",
+  ),
+});
+
+/** Refunds and the reservations they hold while their round is in flight. */
+const refundStatements = (db: Db) => ({
+  reserve: db.prepare(
+    "INSERT INTO card_refund_reservations (refund_txn_id, auth_id, amount_minor, created_at) VALUES (?, ?, ?, ?)",
+  ),
+  unreserve: db.prepare("DELETE FROM card_refund_reservations WHERE refund_txn_id = ?"),
+  adjustRefunds:
+    db.prepare(`UPDATE card_authorizations SET refunded_minor = refunded_minor + ?, refund_reserved_minor = refund_reserved_minor + ?, updated_at = ?
+      WHERE auth_id = ?`),
+  reserveRefund:
+    db.prepare(`UPDATE card_authorizations SET refund_reserved_minor = refund_reserved_minor + @amount, updated_at = @now
+      WHERE auth_id = @authId AND status = 'CAPTURED' AND refunded_minor + refund_reserved_minor + @amount <= captured_minor`),
+  insertRefund:
+    db.prepare(`INSERT INTO card_refunds (refund_id, merchant_user_id, idempotency_key, fingerprint, auth_id, amount_minor, txn_id, status, reason, created_at)
+      VALUES (@refundId, @merchantUserId, @idempotencyKey, @fingerprint, @authId, @amountMinor, @txnId, @status, @reason, @createdAtMs) ON CONFLICT DO NOTHING`),
+  refundByKey: db.prepare("SELECT * FROM card_refunds WHERE merchant_user_id = ? AND idempotency_key = ?"),
+  refundById: db.prepare("SELECT * FROM card_refunds WHERE refund_id = ?"),
+  decideRefund: db.prepare(
+    "UPDATE card_refunds SET status = ?, reason = ?, decided_at = ? WHERE refund_id = ? AND status = 'PENDING'",
+  ),
+  deleteRefund: db.prepare("DELETE FROM card_refunds WHERE refund_id = ? AND status = 'PENDING'"),
+  pendingRefunds: db.prepare(
+    "SELECT * FROM card_refunds WHERE status = 'PENDING' AND txn_id LIKE @prefix ORDER BY created_at LIMIT @limit",
+  ),
+});
+
+type CardStatements = ReturnType<typeof authStatements> &
+  ReturnType<typeof settleStatements> &
+  ReturnType<typeof refundStatements>;
+
 /** `clockMs`: the time of events whose store call carries none (a failed batch item). */
 export function createSqliteCardStore(
   db: Db,
@@ -236,85 +335,7 @@ export function createSqliteCardStore(
   clockMs: () => number = Date.now,
 ): CardStore {
   const outbox = createSqliteOutbox(db);
-  const q = {
-    insertCard:
-      db.prepare(`INSERT INTO cards (card_id, pan_hmac, last4, exp_month, exp_year, cvc_hash, cardholder_name, account_id, bank, owner_user_id, currency, created_at)
-      VALUES (@cardId, @panHmac, @last4, @expMonth, @expYear, @cvcHash, @cardholderName, @accountId, @bank, @ownerUserId, @currency, @createdAtMs)
-      ON CONFLICT (pan_hmac) DO NOTHING`),
-    cardByPan: db.prepare("SELECT * FROM cards WHERE pan_hmac = ?"),
-    authById: db.prepare("SELECT * FROM card_authorizations WHERE auth_id = ?"),
-    authByCode: db.prepare("SELECT * FROM card_authorizations WHERE auth_code = ?"),
-    authByKey: db.prepare("SELECT * FROM card_authorizations WHERE merchant_user_id = ? AND idempotency_key = ?"),
-    insertAuth: db.prepare(
-      `INSERT INTO card_authorizations (${AUTH_COLUMNS}) VALUES (${AUTH_VALUES}) ON CONFLICT DO NOTHING`,
-    ),
-    // Every mutable column at once: updateAuth reads, merges and writes inside one transaction.
-    writeAuth:
-      db.prepare(`UPDATE card_authorizations SET status = @status, decline_reason = @declineReason, risk_score = @riskScore,
-      risk_approved = @riskApproved, risk_rule = @riskRule, hold_txn_id = @holdTxnId, op_txn_id = @opTxnId, op_kind = @opKind,
-      op_amount_minor = @opAmountMinor, op_batch_id = @opBatchId, op_item_index = @opItemIndex, captured_minor = @capturedMinor,
-      capture_txn_id = @captureTxnId, capture_batch_id = @captureBatchId, capture_item_index = @captureItemIndex, updated_at = @updatedAtMs,
-      last_op_id = @lastOpId
-      WHERE auth_id = @authId`),
-    lastOp: db.prepare("SELECT last_op_id FROM card_authorizations WHERE auth_id = ?"),
-    deleteAuth: db.prepare("DELETE FROM card_authorizations WHERE auth_id = ? AND status = 'PENDING'"),
-    adjustRefunds:
-      db.prepare(`UPDATE card_authorizations SET refunded_minor = refunded_minor + ?, refund_reserved_minor = refund_reserved_minor + ?, updated_at = ?
-      WHERE auth_id = ?`),
-    reserveRefund:
-      db.prepare(`UPDATE card_authorizations SET refund_reserved_minor = refund_reserved_minor + @amount, updated_at = @now
-      WHERE auth_id = @authId AND status = 'CAPTURED' AND refunded_minor + refund_reserved_minor + @amount <= captured_minor`),
-    spent: db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS total FROM card_authorizations
-      WHERE card_id = ? AND created_at >= ? AND auth_id != ?
-        AND (status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1))`),
-    pending: db.prepare(
-      "SELECT * FROM card_authorizations WHERE status = 'PENDING' AND (@replica IS NULL OR replica = @replica) ORDER BY created_at LIMIT @limit",
-    ),
-    withOp: db.prepare(
-      "SELECT * FROM card_authorizations WHERE op_txn_id != '' AND op_txn_id LIKE @prefix ORDER BY updated_at LIMIT @limit",
-    ),
-    due: db.prepare(
-      "SELECT * FROM card_authorizations WHERE status = 'APPROVED' AND expires_at <= ? AND op_txn_id = '' ORDER BY expires_at LIMIT ?",
-    ),
-    expire: db.prepare(
-      "UPDATE card_authorizations SET status = 'EXPIRED', updated_at = ? WHERE auth_id = ? AND status = 'APPROVED' AND op_txn_id = ''",
-    ),
-    insertBatch:
-      db.prepare(`INSERT INTO card_settle_batches (batch_id, merchant_user_id, idempotency_key, fingerprint, status, owner_replica, created_at)
-      VALUES (@batchId, @merchantUserId, @idempotencyKey, @fingerprint, @status, @ownerReplica, @createdAtMs) ON CONFLICT DO NOTHING`),
-    insertItem: db.prepare(
-      "INSERT INTO card_settle_items (batch_id, item_index, auth_code, amount_minor) VALUES (?, ?, ?, ?)",
-    ),
-    batchByKey: db.prepare("SELECT * FROM card_settle_batches WHERE merchant_user_id = ? AND idempotency_key = ?"),
-    batchById: db.prepare("SELECT * FROM card_settle_batches WHERE batch_id = ?"),
-    takeBatch: db.prepare(
-      "UPDATE card_settle_batches SET owner_replica = @to WHERE batch_id = @batchId AND status = 'PENDING' AND owner_replica = @from",
-    ),
-    owned: db.prepare("SELECT batch_id FROM card_settle_batches WHERE status = 'PENDING' AND owner_replica = ?"),
-    release: db.prepare(
-      "UPDATE card_settle_batches SET owner_replica = '' WHERE batch_id = ? AND status = 'PENDING' AND owner_replica = ?",
-    ),
-    items: db.prepare("SELECT * FROM card_settle_items WHERE batch_id = ? ORDER BY item_index"),
-    item: db.prepare("SELECT * FROM card_settle_items WHERE batch_id = ? AND item_index = ?"),
-    setItem: db.prepare(
-      "UPDATE card_settle_items SET status = ?, reason = ?, captured_minor = ?, txn_id = ? WHERE batch_id = ? AND item_index = ?",
-    ),
-    finishBatch: db.prepare(
-      "UPDATE card_settle_batches SET status = 'DONE', finished_at = ? WHERE batch_id = ? AND status = 'PENDING'",
-    ),
-    insertRefund:
-      db.prepare(`INSERT INTO card_refunds (refund_id, merchant_user_id, idempotency_key, fingerprint, auth_id, amount_minor, txn_id, status, reason, created_at)
-      VALUES (@refundId, @merchantUserId, @idempotencyKey, @fingerprint, @authId, @amountMinor, @txnId, @status, @reason, @createdAtMs) ON CONFLICT DO NOTHING`),
-    refundByKey: db.prepare("SELECT * FROM card_refunds WHERE merchant_user_id = ? AND idempotency_key = ?"),
-    refundById: db.prepare("SELECT * FROM card_refunds WHERE refund_id = ?"),
-    decideRefund: db.prepare(
-      "UPDATE card_refunds SET status = ?, reason = ?, decided_at = ? WHERE refund_id = ? AND status = 'PENDING'",
-    ),
-    deleteRefund: db.prepare("DELETE FROM card_refunds WHERE refund_id = ? AND status = 'PENDING'"),
-    pendingRefunds: db.prepare(
-      "SELECT * FROM card_refunds WHERE status = 'PENDING' AND txn_id LIKE @prefix ORDER BY created_at LIMIT @limit",
-    ),
-  };
+  const q: CardStatements = { ...authStatements(db), ...settleStatements(db), ...refundStatements(db) };
 
   const authNow = (authId: string): AuthRecord | undefined => {
     const r = q.authById.get(authId) as AuthRow | undefined;
@@ -331,16 +352,24 @@ export function createSqliteCardStore(
     const lastOp = (q.lastOp.get(authId) as { last_op_id: string }).last_op_id;
     if (lastOp === opId) return true; // this very update, re-run after an unknown outcome
     if (expect.status !== undefined && current.status !== expect.status) return false;
-    if (expect.opTxnId !== undefined && current.opTxnId !== expect.opTxnId) return false;
+    if (expect.opTxnId !== undefined && (current.op?.txnId ?? "") !== expect.opTxnId) return false;
     const next: AuthRecord = { ...current, ...change, updatedAtMs: nowMs };
     q.writeAuth.run({ ...authParams(next), lastOpId: opId });
+    if (change.op !== undefined) writeOpNow(authId, change.op, nowMs);
     outbox.insert(eventsForAuthChange(current, next, nowMs));
     return true;
+  }
+
+  /** The operation's row, in step with the op_* columns written next to it. */
+  function writeOpNow(authId: string, op: AuthOperation | null, nowMs: number): void {
+    if (op) q.putOp.run({ ...op, authId, nowMs });
+    else q.clearOp.run(authId);
   }
 
   function finishRefundNow(refundId: string, end: RefundEnd, nowMs: number): void {
     const r = refundNow(refundId);
     if (!r || r.status !== "PENDING") return; // finished already (a re-run, or another replica's recovery)
+    q.unreserve.run(r.txnId);
     if (end.status === "COMMITTED") {
       q.adjustRefunds.run(r.amountMinor, -r.amountMinor, nowMs, r.authId);
       q.decideRefund.run("COMMITTED", "", nowMs, refundId);
@@ -363,6 +392,7 @@ export function createSqliteCardStore(
       return { started: false, refundableMinor: a ? a.capturedMinor - a.refundedMinor - a.refundReservedMinor : 0n };
     }
     q.insertRefund.run({ ...r });
+    q.reserve.run(r.txnId, r.authId, r.amountMinor, nowMs);
     return { started: true };
   }
 
@@ -386,15 +416,6 @@ export function createSqliteCardStore(
     const expired = due.map((a) => ({ ...a, status: "EXPIRED" as const, updatedAtMs: nowMs }));
     due.forEach((a, i) => outbox.insert(eventsForAuthChange(a, expired[i]!, nowMs)));
     return expired;
-  };
-
-  const insertBatchNow = (batch: BatchRecord, items: readonly BatchItemRecord[]): boolean => {
-    if (q.insertBatch.run({ ...batch }).changes !== 1) {
-      // A re-run after a lost batch finds its own row.
-      return (q.batchById.get(batch.batchId) as BatchRow | undefined) !== undefined;
-    }
-    for (const it of items) q.insertItem.run(batch.batchId, it.index, it.authCode, it.amountMinor);
-    return true;
   };
 
   const write = <T>(fn: () => T): Promise<T> => group.enqueue(fn);
@@ -422,6 +443,7 @@ export function createSqliteCardStore(
     insertAuth: (auth) =>
       write(() => {
         if (q.insertAuth.run(authParams(auth)).changes !== 1) return authNow(auth.authId) !== undefined;
+        if (auth.op) writeOpNow(auth.authId, auth.op, auth.updatedAtMs);
         outbox.insert(eventsForNewAuth(auth, auth.updatedAtMs));
         return true;
       }),
@@ -437,6 +459,41 @@ export function createSqliteCardStore(
     authsWithOp: async (limit, replica) =>
       (q.withOp.all({ limit, prefix: prefixOf(replica) }) as AuthRow[]).map(toAuth),
     expireDue: (nowMs, limit) => write(() => expireNow(nowMs, limit)),
+    ...settleMethods(q, write, outbox, clockMs),
+    startRefund: (refund, nowMs) => write(() => startRefundNow(refund, nowMs)),
+    finishRefund: (refundId, end, nowMs) => write(() => finishRefundNow(refundId, end, nowMs)),
+    async refundByKey(merchantUserId, key) {
+      const r = q.refundByKey.get(merchantUserId, key) as RefundRow | undefined;
+      return r ? toRefund(r) : undefined;
+    },
+    refundById: async (refundId) => refundNow(refundId),
+    pendingRefunds: async (limit, replica) =>
+      (q.pendingRefunds.all({ limit, prefix: prefixOf(replica) }) as RefundRow[]).map(toRefund),
+  };
+}
+
+type SettleMethods = Pick<
+  CardStore,
+  "insertBatch" | "batchByKey" | "batchItems" | "takeBatch" | "releaseBatches" | "setBatchItem" | "finishBatch"
+>;
+
+/** The settlement batches' part of the store: each write one group-committed transaction. */
+function settleMethods(
+  q: CardStatements,
+  write: <T>(fn: () => T) => Promise<T>,
+  outbox: ReturnType<typeof createSqliteOutbox>,
+  clockMs: () => number,
+): SettleMethods {
+  const insertBatchNow = (batch: BatchRecord, items: readonly BatchItemRecord[]): boolean => {
+    if (q.insertBatch.run({ ...batch }).changes !== 1) {
+      // A re-run after a lost batch finds its own row.
+      return (q.batchById.get(batch.batchId) as BatchRow | undefined) !== undefined;
+    }
+    for (const it of items) q.insertItem.run(batch.batchId, it.index, it.authCode, it.amountMinor);
+    return true;
+  };
+
+  return {
     insertBatch: (batch, items) => write(() => insertBatchNow(batch, items)),
     async batchByKey(merchantUserId, key) {
       const r = q.batchByKey.get(merchantUserId, key) as BatchRow | undefined;
@@ -472,14 +529,5 @@ export function createSqliteCardStore(
         const batch = toBatch(q.batchById.get(batchId) as BatchRow);
         outbox.insert([settlementEvent(batch, (q.items.all(batchId) as ItemRow[]).map(toItem), nowMs)]);
       }),
-    startRefund: (refund, nowMs) => write(() => startRefundNow(refund, nowMs)),
-    finishRefund: (refundId, end, nowMs) => write(() => finishRefundNow(refundId, end, nowMs)),
-    async refundByKey(merchantUserId, key) {
-      const r = q.refundByKey.get(merchantUserId, key) as RefundRow | undefined;
-      return r ? toRefund(r) : undefined;
-    },
-    refundById: async (refundId) => refundNow(refundId),
-    pendingRefunds: async (limit, replica) =>
-      (q.pendingRefunds.all({ limit, prefix: prefixOf(replica) }) as RefundRow[]).map(toRefund),
   };
 }

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   UNDECIDED_AUTHORIZATION,
+  type AuthOperation,
   type AuthRecord,
   type BatchItemRecord,
   type BatchRecord,
@@ -13,6 +14,10 @@ import {
   type RefundRecord,
 } from "../domain/cards-ports.js";
 import type { NewTxn } from "../domain/model.js";
+import { CARD_PARTS_SCHEMA_VERSION } from "./db.js";
+import { CARD_PARTS_MIGRATION } from "./postgres/schema.js";
+import type { PostgresStore } from "./postgres/store.js";
+import type { SqliteStore } from "./sqlite-store.js";
 import type { GatewayStore } from "../domain/ports.js";
 import { transferEvent } from "../domain/webhook-events.js";
 import {
@@ -121,6 +126,15 @@ export const auth = (cardId: string, over: Partial<AuthRecord> = {}): AuthRecord
   ...over,
 });
 
+/** A capture or void in flight (a void unless told). */
+const op = (txnId: string, kind: AuthOperation["kind"] = "void", amountMinor = 0n): AuthOperation => ({
+  txnId,
+  kind,
+  amountMinor,
+  batchId: kind === "capture" ? "batch_1" : "",
+  itemIndex: kind === "capture" ? 0 : -1,
+});
+
 const refund = (a: AuthRecord, amountMinor: bigint, over: Partial<RefundRecord> = {}): RefundRecord => ({
   refundId: `refund_${++n}`,
   merchantUserId: a.merchantUserId,
@@ -198,6 +212,60 @@ async function deliveredTypes(s: GatewayStore, endpointId: string): Promise<Webh
 
 const bodyOf = (c: ClaimedDelivery) =>
   JSON.parse(c.event.bodyJson) as { id: string; type: string; object_id: string; data: Record<string, unknown> };
+
+/**
+ * SQL on the adapter's own database, as a previous-release replica writes
+ * it: no parameters, text both dialects accept. Only the card-parts cases use it.
+ */
+async function sql(s: GatewayStore, text: string): Promise<Record<string, unknown>[]> {
+  if (s.kind === "postgres") return (s as PostgresStore).driver.query(text);
+  const stmt = (s as SqliteStore).db.prepare(text);
+  if (stmt.reader) return stmt.all() as Record<string, unknown>[];
+  stmt.run();
+  return [];
+}
+
+/** "txn kind amount | column": the authorization's operation row and the op_txn_id column beside it. */
+async function opRows(s: GatewayStore, authId: string): Promise<string[]> {
+  const rows = await sql(
+    s,
+    `SELECT o.txn_id, o.kind, o.amount_minor, a.op_txn_id FROM card_auth_ops o JOIN card_authorizations a ON a.auth_id = o.auth_id WHERE o.auth_id = '${authId}'`,
+  );
+  const column = await sql(s, `SELECT op_txn_id FROM card_authorizations WHERE auth_id = '${authId}'`);
+  if (rows.length === 0) assert.equal(String(column[0]?.op_txn_id), "", "no row, no lock in the column either");
+  return rows.map((r) => `${r.txn_id} ${r.kind} ${r.amount_minor} | ${r.op_txn_id}`);
+}
+
+/** "refund-txn amount" per reservation row, oldest first, then the refund_reserved_minor column. */
+async function reservationRows(s: GatewayStore, authId: string): Promise<string[]> {
+  const rows = await sql(
+    s,
+    `SELECT v.refund_txn_id, v.amount_minor FROM card_refund_reservations v JOIN card_refunds f ON f.txn_id = v.refund_txn_id
+     WHERE v.auth_id = '${authId}' ORDER BY f.refund_id`,
+  );
+  const column = await sql(s, `SELECT refund_reserved_minor FROM card_authorizations WHERE auth_id = '${authId}'`);
+  return [...rows.map((r) => `${r.refund_txn_id} ${r.amount_minor}`), `column ${column[0]?.refund_reserved_minor}`];
+}
+
+/** A PENDING refund row as the previous release inserts it (no reservation row). */
+const legacyRefundSql = (r: RefundRecord) =>
+  `INSERT INTO card_refunds (refund_id, merchant_user_id, idempotency_key, fingerprint, auth_id, amount_minor, txn_id, status, reason, created_at)
+   VALUES ('${r.refundId}', '${r.merchantUserId}', '${r.idempotencyKey}', '${r.fingerprint}', '${r.authId}', ${r.amountMinor}, '${r.txnId}', 'PENDING', '', ${r.createdAtMs})`;
+
+/** Takes the schema back to before card_auth_ops and card_refund_reservations; the next open migrates it again. */
+async function rewindCardParts(s: GatewayStore): Promise<void> {
+  for (const text of [
+    "DROP TABLE card_refund_reservations",
+    "DROP TABLE card_auth_ops",
+    "DROP INDEX card_refund_txn",
+    "DROP INDEX card_auth_op_txn",
+    "CREATE INDEX card_auth_ops ON card_authorizations (op_txn_id) WHERE op_txn_id != ''",
+    s.kind === "sqlite"
+      ? `PRAGMA user_version = ${CARD_PARTS_SCHEMA_VERSION - 1}`
+      : `DELETE FROM schema_migrations WHERE version >= ${CARD_PARTS_MIGRATION}`,
+  ])
+    await sql(s, text);
+}
 
 async function seeded(h: StoreHarness): Promise<GatewayStore> {
   await h.store.seedOnce(SEED, 1);
@@ -600,35 +668,29 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
       s.cards.updateAuth(
         a.authId,
         { status: "APPROVED", opTxnId: "" },
-        { opTxnId: "gateway-0:x1", opKind: "capture", opAmountMinor: 500n },
+        { op: op("gateway-0:x1", "capture", 500n) },
         3_000,
         "op-1",
       ),
-      s.cards.updateAuth(
-        a.authId,
-        { status: "APPROVED", opTxnId: "" },
-        { opTxnId: "gateway-0:x2", opKind: "void" },
-        3_000,
-        "op-2",
-      ),
+      s.cards.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { op: op("gateway-0:x2") }, 3_000, "op-2"),
     ]);
     assert.deepEqual(lock.filter(Boolean).length, 1, "one capture or void at a time");
     const winner = lock[0] ? "op-1" : "op-2";
     const after = (await s.cards.authById(a.authId))!;
-    assert.equal(after.opTxnId, winner === "op-1" ? "gateway-0:x1" : "gateway-0:x2");
+    assert.deepEqual(after.op, winner === "op-1" ? op("gateway-0:x1", "capture", 500n) : op("gateway-0:x2"));
     assert.equal(after.updatedAtMs, 3_000);
     assert.equal(
       await s.cards.updateAuth(
         a.authId,
         { status: "APPROVED", opTxnId: "" },
-        { opTxnId: "gateway-0:x9", opKind: "void" },
+        { op: op("gateway-0:x9") },
         3_000,
         winner,
       ),
       true,
       "re-run of the winner",
     );
-    assert.equal((await s.cards.authById(a.authId))!.opTxnId, after.opTxnId, "and it changed nothing");
+    assert.deepEqual((await s.cards.authById(a.authId))!.op, after.op, "and it changed nothing");
     assert.equal(await s.cards.updateAuth("auth_missing", {}, { status: "VOIDED" }, 3_000, "op-3"), false);
     await s.cards.deleteAuth(a.authId);
     assert.notEqual(await s.cards.authById(a.authId), undefined, "only a PENDING authorization can be deleted");
@@ -683,7 +745,7 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     const c = card();
     await s.cards.insertCard(c);
     const due = auth(c.cardId, { status: "APPROVED", expiresAtMs: 5_000 });
-    const busy = auth(c.cardId, { status: "APPROVED", expiresAtMs: 5_000, opTxnId: "gateway-0:op", opKind: "capture" });
+    const busy = auth(c.cardId, { status: "APPROVED", expiresAtMs: 5_000, op: op("gateway-0:op", "capture") });
     const later = auth(c.cardId, { status: "APPROVED", expiresAtMs: 50_000 });
     for (const a of [due, busy, later]) await s.cards.insertAuth(a);
     const [x, y] = await Promise.all([s.cards.expireDue(6_000, 10), s.cards.expireDue(6_000, 10)]);
@@ -789,8 +851,8 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     await s.cards.insertCard(c);
     const mine = auth(c.cardId, { replica: "gateway-0" });
     const theirs = auth(c.cardId, { replica: "gateway-1" });
-    const op = auth(c.cardId, { status: "APPROVED", opTxnId: txnIdOf("gateway-1"), opKind: "void" });
-    for (const a of [mine, theirs, op]) await s.cards.insertAuth(a);
+    const busy = auth(c.cardId, { status: "APPROVED", op: op(txnIdOf("gateway-1")) });
+    for (const a of [mine, theirs, busy]) await s.cards.insertAuth(a);
     assert.deepEqual(
       (await s.cards.pendingAuths(10, "gateway-1")).map((a) => a.authId),
       [theirs.authId],
@@ -798,9 +860,103 @@ export function storeContract(label: string, open: () => Promise<StoreHarness>):
     assert.equal((await s.cards.pendingAuths(10)).length, 2);
     assert.deepEqual(
       (await s.cards.authsWithOp(10, "gateway-1")).map((a) => a.authId),
-      [op.authId],
+      [busy.authId],
     );
     assert.deepEqual(await s.cards.authsWithOp(10, "gateway-0"), []);
+  });
+
+  it("cards: an operation in flight has its own row, gone once it ends; each refund in flight one reservation row; the old columns in step", async (h) => {
+    const s = await seeded(h);
+    const a = await approvedAuth(s);
+    const lock = op("gateway-0:v1");
+    assert.ok(await s.cards.updateAuth(a.authId, { status: "APPROVED", opTxnId: "" }, { op: lock }, 3_000, "lock"));
+    assert.deepEqual(await opRows(s, a.authId), [`gateway-0:v1 void 0 | gateway-0:v1`]);
+    const ended = { status: "VOIDED", op: null } as const;
+    assert.ok(await s.cards.updateAuth(a.authId, { opTxnId: lock.txnId }, ended, 4_000, "apply"));
+    assert.deepEqual(await opRows(s, a.authId), [], "the row goes with the lock, and so does the column");
+    assert.equal((await s.cards.authById(a.authId))?.op, null);
+
+    const x = await captured(s, 1_000n);
+    const [r1, r2] = [refund(x, 300n), refund(x, 200n)];
+    for (const r of [r1, r2]) assert.equal((await s.cards.startRefund(r, 3_000)).started, true);
+    assert.deepEqual(await reservationRows(s, x.authId), [`${r1.txnId} 300`, `${r2.txnId} 200`, "column 500"]);
+    await s.cards.finishRefund(r1.refundId, { status: "COMMITTED" }, 4_000);
+    assert.deepEqual(await reservationRows(s, x.authId), [`${r2.txnId} 200`, "column 200"]);
+    await s.cards.finishRefund(r2.refundId, { status: "RETRY" }, 4_000);
+    assert.deepEqual(await reservationRows(s, x.authId), ["column 0"]);
+  });
+
+  it("cards: a lock a previous release wrote (the columns alone) is read and honoured; a row it left behind is not", async (h) => {
+    const s = await seeded(h);
+    const a = await approvedAuth(s);
+    await sql(
+      s,
+      `UPDATE card_authorizations SET op_txn_id = 'gateway-1:old', op_kind = 'capture', op_amount_minor = 400, op_batch_id = 'b', op_item_index = 2 WHERE auth_id = '${a.authId}'`,
+    );
+    const old: AuthOperation = {
+      txnId: "gateway-1:old",
+      kind: "capture",
+      amountMinor: 400n,
+      batchId: "b",
+      itemIndex: 2,
+    };
+    assert.deepEqual((await s.cards.authById(a.authId))?.op, old);
+    assert.deepEqual(
+      (await s.cards.authsWithOp(10, "gateway-1")).map((x) => x.op),
+      [old],
+    );
+    assert.equal(await s.cards.updateAuth(a.authId, { opTxnId: "" }, { op: op("gateway-0:n1") }, 3_000, "n1"), false);
+    assert.ok(await s.cards.updateAuth(a.authId, { opTxnId: old.txnId }, { op: null }, 3_000, "clear-old"));
+    assert.equal((await s.cards.authById(a.authId))?.op, null);
+
+    // This release locks; a previous-release replica clears the columns only (its view of the round's end).
+    assert.ok(await s.cards.updateAuth(a.authId, { opTxnId: "" }, { op: op("gateway-0:n2") }, 4_000, "n2"));
+    await sql(s, `UPDATE card_authorizations SET op_txn_id = '', op_kind = '' WHERE auth_id = '${a.authId}'`);
+    assert.equal((await s.cards.authById(a.authId))?.op, null, "the row left behind is not a lock");
+    assert.deepEqual(await s.cards.authsWithOp(10), []);
+    assert.ok(await s.cards.updateAuth(a.authId, { opTxnId: "" }, { op: op("gateway-0:n3") }, 5_000, "n3"));
+    assert.deepEqual(await opRows(s, a.authId), ["gateway-0:n3 void 0 | gateway-0:n3"], "and is replaced");
+
+    // A refund a previous release started (no reservation row), and one it finished (its row left behind).
+    const x = await captured(s, 1_000n);
+    const mine = refund(x, 300n);
+    assert.equal((await s.cards.startRefund(mine, 3_000)).started, true);
+    await sql(s, `UPDATE card_refunds SET status = 'FAILED' WHERE refund_id = '${mine.refundId}'`);
+    await sql(s, `UPDATE card_authorizations SET refund_reserved_minor = 0 WHERE auth_id = '${x.authId}'`);
+    assert.equal((await s.cards.authById(x.authId))?.refundReservedMinor, 0n, "a finished refund reserves nothing");
+    await sql(s, legacyRefundSql(refund(x, 250n)));
+    await sql(s, `UPDATE card_authorizations SET refund_reserved_minor = 250 WHERE auth_id = '${x.authId}'`);
+    assert.equal((await s.cards.authById(x.authId))?.refundReservedMinor, 250n);
+    const left = await s.cards.startRefund(refund(x, 800n), 4_000);
+    assert.equal(!left.started && "refundableMinor" in left && left.refundableMinor, 750n, "and counts against it");
+  });
+
+  it("cards: the migration backfills operations and reservations from the old columns", async (h) => {
+    const s = await seeded(h);
+    const c = card();
+    await s.cards.insertCard(c);
+    const locked = auth(c.cardId, { status: "APPROVED", op: op("gateway-0:c1", "capture", 600n) });
+    const legacy = auth(c.cardId, { status: "APPROVED" });
+    for (const a of [locked, legacy]) await s.cards.insertAuth(a);
+    const x = await captured(s, 1_000n);
+    const [r1, r2] = [refund(x, 300n), refund(x, 200n)];
+    for (const r of [r1, r2]) assert.equal((await s.cards.startRefund(r, 3_000)).started, true);
+    await rewindCardParts(s);
+    // Written as the previous release writes: the columns alone.
+    await sql(
+      s,
+      `UPDATE card_authorizations SET op_txn_id = 'gateway-0:l1', op_kind = 'void' WHERE auth_id = '${legacy.authId}'`,
+    );
+    const after = await h.reopen();
+    assert.deepEqual(await opRows(after, locked.authId), ["gateway-0:c1 capture 600 | gateway-0:c1"]);
+    assert.deepEqual(await opRows(after, legacy.authId), ["gateway-0:l1 void 0 | gateway-0:l1"]);
+    assert.deepEqual((await after.cards.authById(locked.authId))?.op, op("gateway-0:c1", "capture", 600n));
+    assert.deepEqual(await reservationRows(after, x.authId), [`${r1.txnId} 300`, `${r2.txnId} 200`, "column 500"]);
+    await after.cards.finishRefund(r1.refundId, { status: "COMMITTED" }, 4_000);
+    assert.deepEqual(
+      [(await after.cards.authById(x.authId))?.refundReservedMinor, await reservationRows(after, x.authId)],
+      [200n, [`${r2.txnId} 200`, "column 200"]],
+    );
   });
 
   // ---- webhooks ---------------------------------------------------------------------------

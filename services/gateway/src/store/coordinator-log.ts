@@ -93,8 +93,9 @@ const toRound = (r: RoundRow): RoundRecord => ({
 /** `<replica>:` as a LIKE prefix (replica names are [a-z0-9-], no wildcards). */
 const prefixOf = (replica: string) => `${replica}:%`;
 
-export function createSqliteCoordinatorLog(db: Db, group: GroupCommit = createGroupCommit(db)): SqliteCoordinatorLog {
-  const q = {
+/** Claims, rounds and decisions: what the 2PC hot path writes. */
+function decisionStatements(db: Db) {
+  return {
     txn: db.prepare("SELECT * FROM txns WHERE txn_id = ?"),
     keyOwner: db.prepare("SELECT * FROM txns WHERE caller_user_id = ? AND idempotency_key = ? AND owns_key = 1"),
     insertTxn:
@@ -118,6 +119,12 @@ export function createSqliteCoordinatorLog(db: Db, group: GroupCommit = createGr
     settleTxn: db.prepare(
       "UPDATE txns SET status = ?, decline_reason = ?, decided_at = ?, sequence = ? WHERE txn_id = ? AND status = 'PENDING'",
     ),
+  };
+}
+
+/** Acknowledgements and the scans recovery, redrive, metrics and history read. */
+function scanStatements(db: Db) {
+  return {
     unackedBanks: db.prepare("SELECT bank FROM decision_acks WHERE txn_id = ? AND acked_at IS NULL ORDER BY bank"),
     ack: db.prepare(
       "UPDATE decision_acks SET acked_at = ?, last_error = '' WHERE txn_id = ? AND bank = ? AND acked_at IS NULL",
@@ -152,6 +159,10 @@ export function createSqliteCoordinatorLog(db: Db, group: GroupCommit = createGr
         OR to_account_id IN (SELECT account_id FROM accounts WHERE owner_user_id = @user))
       ORDER BY sequence LIMIT @limit`),
   };
+}
+
+export function createSqliteCoordinatorLog(db: Db, group: GroupCommit = createGroupCommit(db)): SqliteCoordinatorLog {
+  const q = { ...decisionStatements(db), ...scanStatements(db) };
 
   const findTxnNow = (txnId: string): TxnRecord | undefined => {
     const r = q.txn.get(txnId) as TxnRow | undefined;

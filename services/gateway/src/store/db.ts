@@ -4,6 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import { cardPartsMigration } from "./card-auth-parts.js";
 
 export type Db = Database.Database;
 
@@ -319,7 +320,15 @@ CREATE TABLE webhook_transfer_cursor (
 INSERT INTO webhook_transfer_cursor (id, last_sequence) SELECT 1, coalesce(max(sequence), 0) FROM txns;
 `;
 
-const MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+// v5: an authorization's operation lock and its refund reservations get
+// tables of their own (release 1 of an expand/contract change, DESIGN.md
+// §10.3), as PostgreSQL has them (schema.ts v4), backfilled from the columns
+// they replace; those columns stay and are still written (card-auth-parts.ts).
+const SCHEMA_V5 = cardPartsMigration("sqlite");
+
+const MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+/** The schema version that has card_auth_ops and card_refund_reservations (the contract's backfill case rewinds to the one before). */
+export const CARD_PARTS_SCHEMA_VERSION = MIGRATIONS.indexOf(SCHEMA_V5) + 1;
 
 export function openDb(file: string, options: { readonly maxPageCount?: number } = {}): Db {
   if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });

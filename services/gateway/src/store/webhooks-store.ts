@@ -181,9 +181,9 @@ const CLAIMABLE_WHERE = `d.status = 'PENDING' AND d.next_attempt_at_ms <= @now A
   AND NOT EXISTS (SELECT 1 FROM webhook_events v WHERE v.fanned_out = 0 AND v.owner_user_id = e.owner_user_id
                   AND v.object_id = d.object_id AND v.seq < d.event_seq)`;
 
-export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGroupCommit(db)): WebhookStore {
-  const outbox = createSqliteOutbox(db);
-  const q = {
+/** Endpoints and their signing secrets. */
+function endpointStatements(db: Db) {
+  return {
     insertEndpoint:
       db.prepare(`INSERT INTO webhook_endpoints (endpoint_id, owner_user_id, url, event_types, status, created_at_ms)
       VALUES (@endpointId, @ownerUserId, @url, @eventTypes, @status, @createdAtMs)`),
@@ -205,6 +205,12 @@ export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGrou
     signing:
       db.prepare(`SELECT * FROM webhook_secrets WHERE endpoint_id = ? AND (expires_at_ms IS NULL OR expires_at_ms > ?)
       ORDER BY expires_at_ms IS NOT NULL, created_at_ms DESC`),
+  };
+}
+
+/** The transfer cursor, and fan-out of outbox events to subscribed endpoints. */
+function outboxStatements(db: Db) {
+  return {
     cursor: db.prepare("SELECT last_sequence FROM webhook_transfer_cursor WHERE id = 1"),
     setCursor: db.prepare("UPDATE webhook_transfer_cursor SET last_sequence = ? WHERE id = 1"),
     transfersAfter:
@@ -224,6 +230,12 @@ export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGrou
         next_attempt_at_ms, created_at_ms)
       VALUES (?, ?, ?, ?, ?, ?, 'PENDING', ?, ?) ON CONFLICT (endpoint_id, event_id) DO NOTHING`),
     markFanned: db.prepare("UPDATE webhook_events SET fanned_out = 1 WHERE seq = ?"),
+  };
+}
+
+/** Claims, attempts and the history of deliveries. */
+function deliveryStatements(db: Db) {
+  return {
     claimable:
       db.prepare(`SELECT d.delivery_id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id
       WHERE ${CLAIMABLE_WHERE} ORDER BY d.event_seq LIMIT @limit`),
@@ -251,6 +263,11 @@ export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGrou
       FROM webhook_deliveries d JOIN webhook_endpoints e ON e.endpoint_id = d.endpoint_id JOIN webhook_events v ON v.seq = d.event_seq
       WHERE d.status = 'PENDING' AND e.status = 'ENABLED'`),
   };
+}
+
+export function createSqliteWebhookStore(db: Db, group: GroupCommit = createGroupCommit(db)): WebhookStore {
+  const outbox = createSqliteOutbox(db);
+  const q = { ...endpointStatements(db), ...outboxStatements(db), ...deliveryStatements(db) };
   const write = <T>(fn: () => T): Promise<T> => group.enqueue(fn);
 
   const endpointNow = (endpointId: string): WebhookEndpoint | undefined => {

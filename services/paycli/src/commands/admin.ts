@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
 import { parseMajorAmount } from "@paygate/money";
-import { checkIdempotencyKeyShape, isAccountId } from "@paygate/vocab";
+import { checkIdempotencyKeyShape } from "@paygate/vocab";
 import { asking, failureError, type App } from "../app.js";
-import { CliError, ExitCode, formatTable, money, usageError } from "../output.js";
+import { CliError, ExitCode, formatTable, money, requireAccountIdArg, usageError } from "../output.js";
 import type { RoleName } from "../views.js";
 import { prompt } from "./prompt.js";
 
@@ -21,6 +21,15 @@ export function registerAdmin(program: Command, app: App): void {
       "\nExamples:\n  $ paycli admin create-user carol --role customer\n  $ paycli admin open-account carol --bank bank-a --currency USD\n  $ paycli admin deposit bank-a/1003 250.00\n  $ paycli admin issue-link-code bank-a/1004\n  $ paycli admin unlink bank-a/1004\n  $ paycli admin reconcile",
     );
 
+  addCreateUserCommand(admin, app);
+  addOpenAccountCommand(admin, app);
+  addDepositCommand(admin, app);
+  addIssueLinkCodeCommand(admin, app);
+  addUnlinkCommand(admin, app);
+  addReconcileCommand(admin, app);
+}
+
+function addCreateUserCommand(admin: Command, app: App): void {
   admin
     .command("create-user")
     .summary("create a user")
@@ -57,7 +66,9 @@ export function registerAdmin(program: Command, app: App): void {
         app.exitCode = ExitCode.ok;
       },
     );
+}
 
+function addOpenAccountCommand(admin: Command, app: App): void {
   admin
     .command("open-account")
     .summary("open an account for a user at a bank")
@@ -82,7 +93,9 @@ export function registerAdmin(program: Command, app: App): void {
       );
       app.exitCode = ExitCode.ok;
     });
+}
 
+function addDepositCommand(admin: Command, app: App): void {
   admin
     .command("deposit")
     .summary("add money to an account (the only way money enters the system)")
@@ -103,11 +116,7 @@ export function registerAdmin(program: Command, app: App): void {
           `amount ${JSON.stringify(amountText)} is not a positive number like 250 or 250.00`,
         );
       const currency = opts.currency.toUpperCase();
-      if (!isAccountId(account))
-        throw usageError(
-          "invalid_account_id",
-          `account ${JSON.stringify(account)} is not an account id like bank-a/1001`,
-        );
+      requireAccountIdArg(account, "bank-a/1001");
       const session = app.requireSession();
       const key = opts.key ?? randomUUID();
       const keyProblem = checkIdempotencyKeyShape(key);
@@ -130,7 +139,9 @@ export function registerAdmin(program: Command, app: App): void {
       );
       app.exitCode = ExitCode.ok;
     });
+}
 
+function addIssueLinkCodeCommand(admin: Command, app: App): void {
   admin
     .command("issue-link-code")
     .summary("ask an account's bank for a new link code (shown once)")
@@ -146,11 +157,7 @@ export function registerAdmin(program: Command, app: App): void {
     )
     .action(async (account: string, opts: { holder: string }, cmd: Command) => {
       app.use(cmd);
-      if (!isAccountId(account))
-        throw usageError(
-          "invalid_account_id",
-          `account ${JSON.stringify(account)} is not an account id like bank-a/1004`,
-        );
+      requireAccountIdArg(account, "bank-a/1004");
       const session = app.requireSession();
       const issued = await asking(
         app.gateway(session.token).issueLinkCode({ accountId: account, holderName: opts.holder }),
@@ -161,7 +168,9 @@ export function registerAdmin(program: Command, app: App): void {
       );
       app.exitCode = ExitCode.ok;
     });
+}
 
+function addUnlinkCommand(admin: Command, app: App): void {
   admin
     .command("unlink")
     .summary("take an account away from its user (at its bank, then at the gateway)")
@@ -172,11 +181,7 @@ export function registerAdmin(program: Command, app: App): void {
     )
     .action(async (account: string, _opts: unknown, cmd: Command) => {
       app.use(cmd);
-      if (!isAccountId(account))
-        throw usageError(
-          "invalid_account_id",
-          `account ${JSON.stringify(account)} is not an account id like bank-a/1004`,
-        );
+      requireAccountIdArg(account, "bank-a/1004");
       const session = app.requireSession();
       const r = await asking(app.gateway(session.token).unlinkBankAccount(account));
       app.print(
@@ -187,7 +192,9 @@ export function registerAdmin(program: Command, app: App): void {
       );
       app.exitCode = ExitCode.ok;
     });
+}
 
+function addReconcileCommand(admin: Command, app: App): void {
   admin
     .command("reconcile")
     .summary("check that money is conserved across all banks")

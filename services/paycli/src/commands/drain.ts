@@ -2,6 +2,7 @@
 import type { App } from "../app.js";
 import { ExitCode, formatIn, formatTime } from "../output.js";
 import type { PassStop, SendResult } from "../queue-runner.js";
+import type { StoredEntry } from "../store/queue-store.js";
 import { describeResult, entryJson, resultJson } from "./entries.js";
 
 export interface DrainOptions {
@@ -20,11 +21,6 @@ export async function drain(app: App, options: DrainOptions): Promise<ExitCode> 
   const config = app.config();
   const runner = app.runner(session.token);
   const store = app.queue();
-  const results: SendResult[] = [];
-  let stop: PassStop | null = null;
-  let otherUsers = 0;
-  let busy = 0;
-
   const mine = () => store.pending(10_000).filter((e) => e.userId === session.userId);
   if (mine().length === 0) {
     const others = store.pending(10_000).length;
@@ -37,9 +33,62 @@ export async function drain(app: App, options: DrainOptions): Promise<ExitCode> 
     return ExitCode.ok;
   }
 
+  const { results, stop, otherUsers, busy } = await runPasses(
+    app,
+    options,
+    { userId: session.userId, config, runner },
+    mine,
+  );
+
+  const pending = mine();
+  const gaveUp = results.filter((r) => r.entry.state === "gave_up").length;
+  const committed = results.filter((r) => r.entry.state === "committed").length;
+  const declined = results.filter((r) => r.entry.state === "declined").length;
+  const lines = summaryLines(app, options, { results, stop, otherUsers, busy }, pending, {
+    committed,
+    declined,
+    gaveUp,
+  });
+
+  app.print(
+    {
+      results: results.map(resultJson),
+      pending: pending.map(entryJson),
+      committed,
+      declined,
+      gaveUp,
+      stoppedBy: stop,
+      otherUsers,
+      busy,
+    },
+    lines.join("\n"),
+  );
+  if (stop?.kind === "needs_login" || declined > 0 || gaveUp > 0) return ExitCode.failed;
+  return pending.length > 0 ? ExitCode.queued : ExitCode.ok;
+}
+
+interface Passes {
+  readonly results: SendResult[];
+  readonly stop: PassStop | null;
+  readonly otherUsers: number;
+  readonly busy: number;
+}
+
+/** One pass, or (watching) passes until nothing of ours is queued, a pass must stop, or Ctrl-C. */
+async function runPasses(
+  app: App,
+  options: DrainOptions,
+  sender: { userId: string; config: ReturnType<App["config"]>; runner: ReturnType<App["runner"]> },
+  mine: () => StoredEntry[],
+): Promise<Passes> {
+  const { userId, config, runner } = sender;
+  const results: SendResult[] = [];
+  let stop: PassStop | null = null;
+  let otherUsers = 0;
+  let busy = 0;
   for (let pass = 0; pass < WATCH_PASSES_MAX; pass++) {
     const report = await runner.runPass({
-      userId: session.userId,
+      userId,
       force: options.force && pass === 0,
       signal: app.signal,
       onResult: (r) => app.note(describeResult(r, app.now())),
@@ -52,7 +101,7 @@ export async function drain(app: App, options: DrainOptions): Promise<ExitCode> 
     if (mine().length === 0) break;
 
     const now = app.now();
-    const wakeAt = stop?.kind === "gateway" ? stop.retryAt : (runner.nextDueAt(session.userId) ?? now);
+    const wakeAt = stop?.kind === "gateway" ? stop.retryAt : (runner.nextDueAt(userId) ?? now);
     const sleepMs = Math.min(Math.max(0, wakeAt - now), config.watchSleepMaxMs);
     const waiting = mine().length;
     const why = stop?.kind === "gateway" ? `${stop.message}; ` : "";
@@ -65,11 +114,19 @@ export async function drain(app: App, options: DrainOptions): Promise<ExitCode> 
       break;
     }
   }
+  return { results, stop, otherUsers, busy };
+}
 
-  const pending = mine();
-  const gaveUp = results.filter((r) => r.entry.state === "gave_up").length;
-  const committed = results.filter((r) => r.entry.state === "committed").length;
-  const declined = results.filter((r) => r.entry.state === "declined").length;
+/** What was sent, why the drain stopped, and what to do next. */
+function summaryLines(
+  app: App,
+  options: DrainOptions,
+  passes: Passes,
+  pending: StoredEntry[],
+  tally: { committed: number; declined: number; gaveUp: number },
+): string[] {
+  const { results, stop, otherUsers, busy } = passes;
+  const { committed, declined, gaveUp } = tally;
   const lines = [
     `sent ${results.length}: ${committed} committed, ${declined} declined, ${gaveUp} gave up; ${pending.length} still queued`,
   ];
@@ -93,20 +150,5 @@ export async function drain(app: App, options: DrainOptions): Promise<ExitCode> 
       `next attempt ${formatIn(at, app.now())} (${formatTime(at)}): \`paycli sync\`, or \`paycli queue flush\` to try now`,
     );
   }
-
-  app.print(
-    {
-      results: results.map(resultJson),
-      pending: pending.map(entryJson),
-      committed,
-      declined,
-      gaveUp,
-      stoppedBy: stop,
-      otherUsers,
-      busy,
-    },
-    lines.join("\n"),
-  );
-  if (stop?.kind === "needs_login" || declined > 0 || gaveUp > 0) return ExitCode.failed;
-  return pending.length > 0 ? ExitCode.queued : ExitCode.ok;
+  return lines;
 }

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
-import { checkHolderNameShape, isAccountId, normalizeLinkCode } from "@paygate/vocab";
+import { checkHolderNameShape, normalizeLinkCode } from "@paygate/vocab";
 import { asking, type App } from "../app.js";
-import { ExitCode, money, usageError } from "../output.js";
+import { ExitCode, money, requireAccountIdArg, usageError } from "../output.js";
 import { prompt } from "./prompt.js";
 
 export function registerLink(program: Command, app: App): void {
@@ -31,11 +31,7 @@ Examples:
     )
     .action(async (accountId: string, opts: { holder?: string; code?: string }, cmd: Command) => {
       app.use(cmd);
-      if (!isAccountId(accountId))
-        throw usageError(
-          "invalid_account_id",
-          `account ${JSON.stringify(accountId)} is not an account id like bank-a/1004`,
-        );
+      requireAccountIdArg(accountId, "bank-a/1004");
       const session = app.requireSession();
       const holderName =
         opts.holder ?? (await prompt(app.io.stdin, app.io.stderr, "account holder's name: ", false)).trim();

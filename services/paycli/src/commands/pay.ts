@@ -7,6 +7,7 @@ import { isFinished, PENDING_STATES, retryEntry } from "../domain/queue.js";
 import { GatewayError } from "../gateway-client.js";
 import { CliError, ExitCode, money, usageError } from "../output.js";
 import type { SendResult } from "../queue-runner.js";
+import type { StoredEntry } from "../store/queue-store.js";
 import type { Session } from "../store/session-store.js";
 import { describeResult, entryJson, exitCodeOf, resultJson } from "./entries.js";
 
@@ -88,46 +89,73 @@ async function pay(app: App, toAccountId: string, amountText: string, opts: PayO
   const store = app.queue();
   const runner = app.runner(session.token);
   const existing = store.get(key);
-  let result: SendResult | undefined;
   if (existing !== undefined) {
-    if (!samePayment(existing, request)) {
-      throw usageError(
-        "idempotency_key_reused",
-        `key ${key} already belongs to a different payment (${money(existing.amountMinor, existing.currency)} from ${existing.fromAccountId} to ${existing.toAccountId}); use a new key`,
-      );
-    }
-    if (isFinished(existing.state)) {
-      app.note(`key ${key} was already ${existing.state}; not sending it again`);
-      app.print(
-        { key, state: existing.state, entry: entryJson(existing) },
-        `${existing.state}: ${money(existing.amountMinor, existing.currency)} to ${existing.toAccountId}${existing.transactionId ? ` (transaction ${existing.transactionId})` : ""}${existing.lastReason ? ` — ${existing.lastReason}` : ""}`,
-      );
-      return existing.state === "committed" ? ExitCode.ok : ExitCode.failed;
-    }
-    const ready = existing.state === "gave_up" ? store.replace(existing, retryEntry(existing, app.now())) : existing;
-    result = ready === undefined ? undefined : await runner.sendNow(ready, true);
-    if (result === undefined) {
-      const now = store.get(key) ?? existing;
-      app.print(
-        { key, state: now.state, entry: entryJson(now) },
-        `payment ${key} is being sent by another paycli process (pid ${now.claim?.pid ?? "?"}); see \`paycli queue\``,
-        "stderr",
-      );
-      return ExitCode.queued;
-    }
-  } else {
-    const counts = store.counts();
-    const depth = PENDING_STATES.reduce((n, s) => n + counts[s], 0);
-    if (depth >= app.config().queueDepthMax) {
-      throw new CliError(
-        ExitCode.failed,
-        "queue_full",
-        `the offline queue already holds ${depth} payments (PAYCLI_QUEUE_MAX); run \`paycli sync\` before adding more`,
-      );
-    }
-    result = await runner.submit(key, request);
+    const again = await payAgain(app, { store, runner }, key, request, existing);
+    return "done" in again ? again.done : reportResult(app, key, again.result);
   }
+  return reportResult(app, key, await payNew(app, { store, runner }, key, request));
+}
 
+interface Queue {
+  readonly store: ReturnType<App["queue"]>;
+  readonly runner: ReturnType<App["runner"]>;
+}
+
+/**
+ * The key is already in the queue: the same payment (else the key is refused) is
+ * reported if finished, sent now if still open, or left to the process sending it.
+ */
+async function payAgain(
+  app: App,
+  { store, runner }: Queue,
+  key: string,
+  request: PaymentRequest,
+  existing: StoredEntry,
+): Promise<{ done: ExitCode } | { result: SendResult }> {
+  if (!samePayment(existing, request)) {
+    throw usageError(
+      "idempotency_key_reused",
+      `key ${key} already belongs to a different payment (${money(existing.amountMinor, existing.currency)} from ${existing.fromAccountId} to ${existing.toAccountId}); use a new key`,
+    );
+  }
+  if (isFinished(existing.state)) {
+    app.note(`key ${key} was already ${existing.state}; not sending it again`);
+    app.print(
+      { key, state: existing.state, entry: entryJson(existing) },
+      `${existing.state}: ${money(existing.amountMinor, existing.currency)} to ${existing.toAccountId}${existing.transactionId ? ` (transaction ${existing.transactionId})` : ""}${existing.lastReason ? ` — ${existing.lastReason}` : ""}`,
+    );
+    return { done: existing.state === "committed" ? ExitCode.ok : ExitCode.failed };
+  }
+  const ready = existing.state === "gave_up" ? store.replace(existing, retryEntry(existing, app.now())) : existing;
+  const result = ready === undefined ? undefined : await runner.sendNow(ready, true);
+  if (result === undefined) {
+    const now = store.get(key) ?? existing;
+    app.print(
+      { key, state: now.state, entry: entryJson(now) },
+      `payment ${key} is being sent by another paycli process (pid ${now.claim?.pid ?? "?"}); see \`paycli queue\``,
+      "stderr",
+    );
+    return { done: ExitCode.queued };
+  }
+  return { result };
+}
+
+/** A new key: queued (unless the queue is full) and sent. */
+async function payNew(app: App, { store, runner }: Queue, key: string, request: PaymentRequest): Promise<SendResult> {
+  const counts = store.counts();
+  const depth = PENDING_STATES.reduce((n, s) => n + counts[s], 0);
+  if (depth >= app.config().queueDepthMax) {
+    throw new CliError(
+      ExitCode.failed,
+      "queue_full",
+      `the offline queue already holds ${depth} payments (PAYCLI_QUEUE_MAX); run \`paycli sync\` before adding more`,
+    );
+  }
+  return runner.submit(key, request);
+}
+
+/** The outcome, with what to do next when the payment waits in the queue. */
+function reportResult(app: App, key: string, result: SendResult): ExitCode {
   const code = exitCodeOf(result);
   let text = describeResult(result, app.now());
   if (result.entry.state === "queued" && result.outcome.kind !== "needs_login") {

@@ -73,44 +73,8 @@ Examples:
   $ paycli webhooks delete we_0123456789abcdef01234567`,
     );
 
-  webhooks
-    .command("create")
-    .summary("register an HTTPS endpoint for some event types; prints its signing secret once")
-    .requiredOption("--url <url>", "https://host[:port]/path; the host must be in the gateway's allow-list")
-    .requiredOption("--events <types>", "comma-separated event types, e.g. capture.succeeded,refund.succeeded")
-    .action(async (opts: { url: string; events: string }, cmd: Command) => {
-      app.use(cmd);
-      const eventTypes = opts.events
-        .split(",")
-        .map((t) => t.trim())
-        .filter((t) => t !== "");
-      if (eventTypes.length === 0) throw usageError("invalid_argument", "--events needs at least one event type");
-      const session = app.requireSession();
-      const { endpoint, secret } = await asking(
-        app.gateway(session.token).createWebhookEndpoint({ url: opts.url, eventTypes }),
-      );
-      app.print(
-        { endpoint, secret },
-        `created ${endpoint.endpointId} -> ${endpoint.url} (${endpoint.eventTypes.join(", ")})\nsigning secret (shown once; store it with the receiver): ${secret}`,
-      );
-      app.exitCode = ExitCode.ok;
-    });
-
-  webhooks
-    .command("list")
-    .summary("your endpoints")
-    .action(async (_opts: unknown, cmd: Command) => {
-      app.use(cmd);
-      const session = app.requireSession();
-      const endpoints = await asking(app.gateway(session.token).listWebhookEndpoints());
-      const table = tableOr(
-        "no webhook endpoints",
-        [{ header: "ENDPOINT" }, { header: "STATUS" }, { header: "URL" }, { header: "EVENTS" }, { header: "CREATED" }],
-        endpoints.map((e) => [e.endpointId, e.status, e.url, e.eventTypes.join(","), formatTime(e.createdAt)]),
-      );
-      app.print({ endpoints }, table);
-      app.exitCode = ExitCode.ok;
-    });
+  addCreateCommand(webhooks, app);
+  addListCommand(webhooks, app);
 
   idCommand(
     webhooks,
@@ -124,73 +88,8 @@ Examples:
     },
   );
 
-  webhooks
-    .command("roll-secret")
-    .summary("make a new signing secret; the previous one keeps signing through the overlap")
-    .argument("<endpoint-id>", "we_...")
-    .option(
-      "--overlap <duration>",
-      "how long the previous secret still signs: 0 (now) up to 7d, e.g. 30m, 24h (default: the gateway's, 24h)",
-    )
-    .action(async (endpointId: string, opts: { overlap?: string }, cmd: Command) => {
-      app.use(cmd);
-      let overlap: bigint | undefined;
-      if (opts.overlap !== undefined) {
-        overlap = parseOverlapSeconds(opts.overlap);
-        if (overlap === undefined)
-          throw usageError(
-            "invalid_argument",
-            `--overlap must be a duration from 0 to 7d such as 30m or 24h, got ${JSON.stringify(opts.overlap)}`,
-          );
-      }
-      const session = app.requireSession();
-      const rolled = await asking(app.gateway(session.token).rollWebhookSecret(endpointId, overlap));
-      app.print(
-        { endpointId, secret: rolled.secret, previousExpiresAt: rolled.previousExpiresAt },
-        `new signing secret for ${endpointId} (shown once): ${rolled.secret}\nthe previous secret signs until ${formatTime(rolled.previousExpiresAt)}`,
-      );
-      app.exitCode = ExitCode.ok;
-    });
-
-  webhooks
-    .command("deliveries")
-    .summary("an endpoint's deliveries, newest first")
-    .argument("<endpoint-id>", "we_...")
-    .option("--limit <n>", "how many (1-200)", "50")
-    .option("--page-token <token>", "the next page, from the previous output")
-    .action(async (endpointId: string, opts: { limit: string; pageToken?: string }, cmd: Command) => {
-      app.use(cmd);
-      const pageSize = Number(opts.limit);
-      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 200)
-        throw usageError("invalid_argument", "--limit must be from 1 to 200");
-      const session = app.requireSession();
-      const page = await asking(
-        app.gateway(session.token).listWebhookDeliveries({ endpointId, pageSize, pageToken: opts.pageToken ?? "" }),
-      );
-      const table = tableOr(
-        "no deliveries",
-        [
-          { header: "DELIVERY" },
-          { header: "EVENT" },
-          { header: "OBJECT" },
-          { header: "STATUS" },
-          { header: "ATTEMPTS", align: "right" },
-          { header: "LAST" },
-          { header: "CREATED" },
-        ],
-        page.deliveries.map((d) => [
-          d.deliveryId,
-          d.eventType,
-          d.objectId,
-          d.status,
-          String(d.attempts),
-          d.lastStatusCode > 0 ? String(d.lastStatusCode) : "-",
-          formatTime(d.createdAt),
-        ]),
-      );
-      app.print(page, table + (page.nextPageToken ? `\nmore: --page-token ${page.nextPageToken}` : ""));
-      app.exitCode = ExitCode.ok;
-    });
+  addRollSecretCommand(webhooks, app);
+  addDeliveriesCommand(webhooks, app);
 
   idCommand(
     webhooks,
@@ -233,4 +132,119 @@ Examples:
       return { json: { delivery }, text: `queued again: ${deliveryLine(delivery)}` };
     },
   );
+}
+
+function addCreateCommand(webhooks: Command, app: App): void {
+  webhooks
+    .command("create")
+    .summary("register an HTTPS endpoint for some event types; prints its signing secret once")
+    .requiredOption("--url <url>", "https://host[:port]/path; the host must be in the gateway's allow-list")
+    .requiredOption("--events <types>", "comma-separated event types, e.g. capture.succeeded,refund.succeeded")
+    .action(async (opts: { url: string; events: string }, cmd: Command) => {
+      app.use(cmd);
+      const eventTypes = opts.events
+        .split(",")
+        .map((t) => t.trim())
+        .filter((t) => t !== "");
+      if (eventTypes.length === 0) throw usageError("invalid_argument", "--events needs at least one event type");
+      const session = app.requireSession();
+      const { endpoint, secret } = await asking(
+        app.gateway(session.token).createWebhookEndpoint({ url: opts.url, eventTypes }),
+      );
+      app.print(
+        { endpoint, secret },
+        `created ${endpoint.endpointId} -> ${endpoint.url} (${endpoint.eventTypes.join(", ")})\nsigning secret (shown once; store it with the receiver): ${secret}`,
+      );
+      app.exitCode = ExitCode.ok;
+    });
+}
+
+function addListCommand(webhooks: Command, app: App): void {
+  webhooks
+    .command("list")
+    .summary("your endpoints")
+    .action(async (_opts: unknown, cmd: Command) => {
+      app.use(cmd);
+      const session = app.requireSession();
+      const endpoints = await asking(app.gateway(session.token).listWebhookEndpoints());
+      const table = tableOr(
+        "no webhook endpoints",
+        [{ header: "ENDPOINT" }, { header: "STATUS" }, { header: "URL" }, { header: "EVENTS" }, { header: "CREATED" }],
+        endpoints.map((e) => [e.endpointId, e.status, e.url, e.eventTypes.join(","), formatTime(e.createdAt)]),
+      );
+      app.print({ endpoints }, table);
+      app.exitCode = ExitCode.ok;
+    });
+}
+
+function addRollSecretCommand(webhooks: Command, app: App): void {
+  webhooks
+    .command("roll-secret")
+    .summary("make a new signing secret; the previous one keeps signing through the overlap")
+    .argument("<endpoint-id>", "we_...")
+    .option(
+      "--overlap <duration>",
+      "how long the previous secret still signs: 0 (now) up to 7d, e.g. 30m, 24h (default: the gateway's, 24h)",
+    )
+    .action(async (endpointId: string, opts: { overlap?: string }, cmd: Command) => {
+      app.use(cmd);
+      let overlap: bigint | undefined;
+      if (opts.overlap !== undefined) {
+        overlap = parseOverlapSeconds(opts.overlap);
+        if (overlap === undefined)
+          throw usageError(
+            "invalid_argument",
+            `--overlap must be a duration from 0 to 7d such as 30m or 24h, got ${JSON.stringify(opts.overlap)}`,
+          );
+      }
+      const session = app.requireSession();
+      const rolled = await asking(app.gateway(session.token).rollWebhookSecret(endpointId, overlap));
+      app.print(
+        { endpointId, secret: rolled.secret, previousExpiresAt: rolled.previousExpiresAt },
+        `new signing secret for ${endpointId} (shown once): ${rolled.secret}\nthe previous secret signs until ${formatTime(rolled.previousExpiresAt)}`,
+      );
+      app.exitCode = ExitCode.ok;
+    });
+}
+
+function addDeliveriesCommand(webhooks: Command, app: App): void {
+  webhooks
+    .command("deliveries")
+    .summary("an endpoint's deliveries, newest first")
+    .argument("<endpoint-id>", "we_...")
+    .option("--limit <n>", "how many (1-200)", "50")
+    .option("--page-token <token>", "the next page, from the previous output")
+    .action(async (endpointId: string, opts: { limit: string; pageToken?: string }, cmd: Command) => {
+      app.use(cmd);
+      const pageSize = Number(opts.limit);
+      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 200)
+        throw usageError("invalid_argument", "--limit must be from 1 to 200");
+      const session = app.requireSession();
+      const page = await asking(
+        app.gateway(session.token).listWebhookDeliveries({ endpointId, pageSize, pageToken: opts.pageToken ?? "" }),
+      );
+      const table = tableOr(
+        "no deliveries",
+        [
+          { header: "DELIVERY" },
+          { header: "EVENT" },
+          { header: "OBJECT" },
+          { header: "STATUS" },
+          { header: "ATTEMPTS", align: "right" },
+          { header: "LAST" },
+          { header: "CREATED" },
+        ],
+        page.deliveries.map((d) => [
+          d.deliveryId,
+          d.eventType,
+          d.objectId,
+          d.status,
+          String(d.attempts),
+          d.lastStatusCode > 0 ? String(d.lastStatusCode) : "-",
+          formatTime(d.createdAt),
+        ]),
+      );
+      app.print(page, table + (page.nextPageToken ? `\nmore: --page-token ${page.nextPageToken}` : ""));
+      app.exitCode = ExitCode.ok;
+    });
 }

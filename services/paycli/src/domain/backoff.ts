@@ -17,8 +17,10 @@ export type Random = () => number;
  * `attempt` counts the failures so far minus one (0 after the first failure).
  */
 export function backoffCeilingMs(attempt: number, policy: BackoffPolicy): number {
-  assert(Number.isSafeInteger(attempt) && attempt >= 0, `attempt must be a non-negative integer, got ${attempt}`);
-  assert(policy.baseMs >= 0 && policy.capMs >= 0, "backoff base and cap must be non-negative");
+  assert(Number.isSafeInteger(attempt), `attempt must be a non-negative integer, got ${attempt}`);
+  assert(attempt >= 0, `attempt must not be negative, got ${attempt}`);
+  assert(policy.baseMs >= 0, "backoff base and cap must be non-negative");
+  assert(policy.capMs >= 0, `backoff cap must not be negative, got ${policy.capMs}`);
   // 2^attempt overflows to Infinity long after it passes any sane cap; stop early.
   if (attempt >= 52) return policy.capMs;
   return Math.min(policy.capMs, policy.baseMs * 2 ** attempt);
@@ -28,7 +30,8 @@ export function backoffCeilingMs(attempt: number, policy: BackoffPolicy): number
 export function fullJitterDelayMs(attempt: number, policy: BackoffPolicy, random: Random): number {
   const ceiling = backoffCeilingMs(attempt, policy);
   const r = random();
-  assert(r >= 0 && r < 1, `random() must return a value in [0, 1), got ${r}`);
+  assert(r >= 0, `random() must return a value in [0, 1), got ${r}`);
+  assert(r < 1, `random() must return a value below 1, got ${r}`);
   return Math.min(ceiling, Math.floor(r * (ceiling + 1)));
 }
 

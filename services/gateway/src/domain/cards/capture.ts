@@ -74,10 +74,10 @@ export async function captureItem(
     return failedItem(ctx, a.authCode, "authorization_expired");
   if (item.amountMinor > a.amountMinor) return failedItem(ctx, a.authCode, "amount_exceeds_authorization");
   const run = await runOperation(ctx, a, {
-    opKind: "capture",
-    opAmountMinor: item.amountMinor,
-    opBatchId: batchId,
-    opItemIndex: item.index,
+    kind: "capture",
+    amountMinor: item.amountMinor,
+    batchId,
+    itemIndex: item.index,
   });
   // Another capture or void of it is in flight (e.g. a second batch naming the same code): retry later.
   if (!run) return failedItem(ctx, a.authCode, "idempotency_key_in_use");

@@ -3,7 +3,7 @@
 // process is working on right now (the orphan sweep leaves those alone).
 import { createHash, randomInt } from "node:crypto";
 import { assert } from "@paygate/money";
-import type { Result } from "../model.js";
+import { fail, ok, type Result } from "../model.js";
 import type { Clock, Directory, EventLogger } from "../ports.js";
 import type { RiskConfig } from "../risk.js";
 import type { AuthRecord, CardHasher, CardStore, CreditReports, Rounds } from "../cards-ports.js";
@@ -83,4 +83,14 @@ export async function visibleAuth(
   const a = await ctx.store.authByCode(authCode);
   if (!a || a.merchantUserId !== merchantUserId || a.status === "PENDING" || a.status === "DECLINED") return undefined;
   return a;
+}
+
+/** The merchant's visible authorization by its code, or authorization_not_found (void, read, refund). */
+export async function merchantAuth(
+  ctx: CardsContext,
+  merchantUserId: string,
+  authCode: string,
+): Promise<Result<AuthRecord>> {
+  const a = await visibleAuth(ctx, merchantUserId, authCode);
+  return a ? ok(a) : fail("authorization_not_found", "no such authorization");
 }

@@ -5,8 +5,8 @@
 import { randomUUID } from "node:crypto";
 import { AssertionError } from "@paygate/money";
 import type { AuthRecord } from "../cards-ports.js";
-import { fail, ok, type Result } from "../model.js";
-import { must, visibleAuth, type CardsContext } from "./context.js";
+import { ok, type Result } from "../model.js";
+import { merchantAuth, must, type CardsContext } from "./context.js";
 
 const EXPIRE_BATCH_MAX = 500;
 
@@ -35,11 +35,11 @@ export async function getAuthorization(
   merchantUserId: string,
   authCode: string,
 ): Promise<Result<AuthRecord>> {
-  const a = await visibleAuth(ctx, merchantUserId, authCode);
-  if (!a) return fail("authorization_not_found", "no such authorization");
+  const found = await merchantAuth(ctx, merchantUserId, authCode);
   // Reading a lapsed authorization records its expiry right away rather than at the next sweep.
-  if (a.status === "APPROVED" && (await expireIfDue(ctx, a))) return ok(must(await ctx.store.authById(a.authId)));
-  return ok(a);
+  if (found.ok && found.value.status === "APPROVED" && (await expireIfDue(ctx, found.value)))
+    return ok(must(await ctx.store.authById(found.value.authId)));
+  return found;
 }
 
 /** One bounded sweep: APPROVED authorizations past their expiry become EXPIRED. */

@@ -4,16 +4,16 @@
 // restarts or takes over settles an interrupted one from the round's decision;
 // applying that decision is a compare-and-set a second applier finds done.
 import { assert } from "@paygate/money";
-import type { AuthChange, AuthRecord } from "../cards-ports.js";
+import type { AuthChange, AuthOperation, AuthRecord } from "../cards-ports.js";
 import type { DecisionRecord } from "../model.js";
 import type { Leg } from "../ports.js";
-import { planByBank, type PreparePlan } from "../rounds/plan.js";
+import { movePlan, planByBank, type PreparePlan } from "../rounds/plan.js";
 import { must, type CardsContext } from "./context.js";
 
 /** What an operation locks on the authorization besides its txn id. */
-export type OperationLock = Required<Pick<AuthChange, "opKind" | "opAmountMinor" | "opBatchId" | "opItemIndex">>;
+export type OperationLock = Omit<AuthOperation, "txnId">;
 
-const CLEAR_OP: AuthChange = { opTxnId: "", opKind: "", opAmountMinor: 0n, opBatchId: "", opItemIndex: -1 };
+const CLEAR_OP: AuthChange = { op: null };
 
 /** Capture: the issuing bank turns (part of) the hold into a debit, the merchant's bank credits. */
 export function capturePlan(a: AuthRecord, amountMinor: bigint): PreparePlan[] {
@@ -25,17 +25,7 @@ export function capturePlan(a: AuthRecord, amountMinor: bigint): PreparePlan[] {
     ownerUserId: "",
     holdId: a.authId,
   };
-  const credit: Leg = {
-    accountId: a.merchantAccountId,
-    direction: "CREDIT",
-    amountMinor,
-    currency: a.currency,
-    ownerUserId: "",
-  };
-  return planByBank([
-    { bank: a.cardBank, leg: capture },
-    { bank: a.merchantBank, leg: credit },
-  ]);
+  return movePlan({ bank: a.cardBank, leg: capture }, { bank: a.merchantBank, accountId: a.merchantAccountId });
 }
 
 /** Void: the issuing bank releases the hold. */
@@ -53,7 +43,7 @@ export function releasePlan(a: AuthRecord): PreparePlan[] {
 
 /** The round of the operation locked on `a` (for recovery, which knows only the record). */
 export const lockedPlan = (a: AuthRecord): PreparePlan[] =>
-  a.opKind === "capture" ? capturePlan(a, a.opAmountMinor) : releasePlan(a);
+  a.op?.kind === "capture" ? capturePlan(a, a.op.amountMinor) : releasePlan(a);
 
 /**
  * One capture or void at a time per authorization: claims it with the
@@ -67,14 +57,14 @@ async function lockOp(ctx: CardsContext, a: AuthRecord, lock: OperationLock): Pr
     store.updateAuth(
       a.authId,
       { status: "APPROVED", opTxnId: "" },
-      { ...lock, opTxnId: txnId },
+      { op: { ...lock, txnId } },
       clock.nowMs(),
       `${txnId}/lock`,
     );
   if (await take()) return txnId;
   const now = await store.authById(a.authId);
-  if (!now || now.opTxnId === "" || rounds.isRunning(now.opTxnId)) return undefined;
-  const d = await rounds.decisionOf(now.opTxnId);
+  if (!now?.op || rounds.isRunning(now.op.txnId)) return undefined;
+  const d = await rounds.decisionOf(now.op.txnId);
   if (!d) return undefined;
   const after = await applyOp(ctx, now.authId, d);
   return after.status === "APPROVED" && (await take()) ? txnId : undefined;
@@ -84,19 +74,20 @@ async function lockOp(ctx: CardsContext, a: AuthRecord, lock: OperationLock): Pr
 export async function applyOp(ctx: CardsContext, authId: string, d: DecisionRecord): Promise<AuthRecord> {
   const { store, clock, logger } = ctx;
   const a = must(await store.authById(authId));
-  if (a.opTxnId !== d.txnId) return a; // settled already (by a takeover, or the request itself)
+  const op = a.op;
+  if (op?.txnId !== d.txnId) return a; // settled already (by a takeover, or the request itself)
   assert(a.status === "APPROVED", "an operation runs on an approved authorization");
   let change: AuthChange = CLEAR_OP;
   if (d.decision === "COMMIT") {
     change =
-      a.opKind === "capture"
+      op.kind === "capture"
         ? {
             ...CLEAR_OP,
             status: "CAPTURED",
-            capturedMinor: a.opAmountMinor,
+            capturedMinor: op.amountMinor,
             captureTxnId: d.txnId,
-            captureBatchId: a.opBatchId,
-            captureItemIndex: a.opItemIndex,
+            captureBatchId: op.batchId,
+            captureItemIndex: op.itemIndex,
           }
         : { ...CLEAR_OP, status: "VOIDED" };
   } else if (d.reason === "authorization_expired") {
@@ -132,8 +123,8 @@ export async function runOperation(
   if (!txnId) return undefined;
   const decision = await ctx.rounds.runRound(
     txnId,
-    lock.opKind === "capture" ? "capture" : "release",
-    lockedPlan({ ...a, ...lock }),
+    lock.kind === "capture" ? "capture" : "release",
+    lockedPlan({ ...a, op: { ...lock, txnId } }),
   );
   return { txnId, decision, after: await applyOp(ctx, a.authId, decision) };
 }

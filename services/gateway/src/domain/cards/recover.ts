@@ -53,8 +53,10 @@ async function settleAuthorization(ctx: CardsContext, a: AuthRecord): Promise<bo
 }
 
 async function settleOperation(ctx: CardsContext, a: AuthRecord): Promise<boolean> {
-  if (ctx.rounds.isRunning(a.opTxnId)) return false;
-  await applyOp(ctx, a.authId, await ctx.rounds.settleRound(a.opTxnId, banksOfPlan(lockedPlan(a))));
+  // authsWithOp lists only authorizations with an operation: `!op` just narrows the type.
+  const op = a.op;
+  if (!op || ctx.rounds.isRunning(op.txnId)) return false;
+  await applyOp(ctx, a.authId, await ctx.rounds.settleRound(op.txnId, banksOfPlan(lockedPlan(a))));
   return true;
 }
 

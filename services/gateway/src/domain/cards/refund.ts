@@ -10,13 +10,13 @@ import type { Reason } from "@paygate/vocab";
 import type { AuthRecord, RefundRecord } from "../cards-ports.js";
 import { fail, ok, TRANSIENT_ABORT_REASONS, type DecisionRecord, type Result } from "../model.js";
 import type { Leg } from "../ports.js";
-import { planByBank, type PreparePlan } from "../rounds/plan.js";
+import { movePlan, type PreparePlan } from "../rounds/plan.js";
 import { checkAmount, checkIdempotencyKey } from "../transfer-rules.js";
 import {
   fingerprintOf,
   INSERT_ATTEMPTS_MAX,
   must,
-  visibleAuth,
+  merchantAuth,
   type CardOutcome,
   type CardsContext,
 } from "./context.js";
@@ -35,17 +35,7 @@ export function refundPlan(a: AuthRecord, amountMinor: bigint): PreparePlan[] {
     currency: a.currency,
     ownerUserId: a.merchantUserId,
   };
-  const credit: Leg = {
-    accountId: a.cardAccountId,
-    direction: "CREDIT",
-    amountMinor,
-    currency: a.currency,
-    ownerUserId: "",
-  };
-  return planByBank([
-    { bank: a.merchantBank, leg: debit },
-    { bank: a.cardBank, leg: credit },
-  ]);
+  return movePlan({ bank: a.merchantBank, leg: debit }, { bank: a.cardBank, accountId: a.cardAccountId });
 }
 
 async function replayRefund(ctx: CardsContext, r: RefundRecord, fingerprint: string): Promise<Result<Refunded>> {
@@ -118,8 +108,9 @@ export async function refund(
       if (existing.fingerprint === fingerprint && (await clearAbortedRefund(ctx, existing))) continue;
       return { result: await replayRefund(ctx, existing, fingerprint), replayed: true, authCode };
     }
-    const a = await visibleAuth(ctx, merchantUserId, authCode);
-    if (!a) return { result: fail("authorization_not_found", "no such authorization"), replayed: false };
+    const found = await merchantAuth(ctx, merchantUserId, authCode);
+    if (!found.ok) return { result: found, replayed: false };
+    const a = found.value;
     if (a.status !== "CAPTURED")
       return { result: fail("not_captured", "only a captured authorization can be refunded"), replayed: false };
     const r: RefundRecord = {

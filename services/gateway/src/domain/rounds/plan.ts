@@ -28,5 +28,27 @@ export function planByBank(legs: readonly BankLeg[]): PreparePlan[] {
   return [...byBank].map(([bank, grouped]) => ({ bank, legs: grouped }));
 }
 
+/** Where a movement's credit lands: an account and the bank that keeps it. */
+export interface CreditTo {
+  readonly bank: string;
+  readonly accountId: string;
+}
+
+/**
+ * A movement of `from`'s amount: `from`'s leg takes it (a debit, or a hold's
+ * capture), the `to` account is credited with it in the same currency. A
+ * credit needs no owner check: anyone may be paid.
+ */
+export function movePlan(from: BankLeg, to: CreditTo): PreparePlan[] {
+  const credit: Leg = {
+    accountId: to.accountId,
+    direction: "CREDIT",
+    amountMinor: from.leg.amountMinor,
+    currency: from.leg.currency,
+    ownerUserId: "",
+  };
+  return planByBank([from, { bank: to.bank, leg: credit }]);
+}
+
 /** The participants of a plan: every bank that must vote and hear the decision. */
 export const banksOfPlan = (plan: readonly PreparePlan[]): string[] => plan.map((p) => p.bank);

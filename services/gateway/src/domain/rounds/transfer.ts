@@ -17,7 +17,7 @@ import {
 } from "../ports.js";
 import { checkTransfer, type CheckedTransfer, type TransferRequest } from "../transfer-rules.js";
 import type { RoundEngine } from "./engine.js";
-import { banksOfPlan, planByBank, type PreparePlan } from "./plan.js";
+import { banksOfPlan, movePlan, type PreparePlan } from "./plan.js";
 
 export interface TransferOptions {
   readonly engine: RoundEngine;
@@ -56,17 +56,7 @@ export function transferPlan(txn: TxnRecord): PreparePlan[] {
     currency: txn.currency,
     ownerUserId: txn.callerUserId,
   };
-  const credit: Leg = {
-    accountId: txn.toAccountId,
-    direction: "CREDIT",
-    amountMinor: txn.amountMinor,
-    currency: txn.currency,
-    ownerUserId: "",
-  };
-  return planByBank([
-    { bank: txn.fromBank, leg: debit },
-    { bank: txn.toBank, leg: credit },
-  ]);
+  return movePlan({ bank: txn.fromBank, leg: debit }, { bank: txn.toBank, accountId: txn.toAccountId });
 }
 
 /** A transfer's participants: one bank for a same-bank transfer. */
@@ -165,7 +155,8 @@ export function createTransfer(o: TransferOptions): Transfer {
     if (o.replyAfterDelivery) await delivering;
     // The decision's write settled the txn (status, sequence) and hands it back.
     const final = decided.txn;
-    assert(final !== undefined && final.txnId === txn.txnId, "deciding a transfer returns it");
+    assert(final !== undefined, "deciding a transfer returns it");
+    assert(final.txnId === txn.txnId, "deciding a transfer returns that same transfer");
     assert(
       final.status === (d.decision === "COMMIT" ? "COMMITTED" : "ABORTED"),
       "txn status follows its logged decision",

@@ -8,6 +8,7 @@
 // for money and epoch milliseconds. paygate_apply() is group commit's write:
 // one call applies every queued claim, decision and acknowledgement in ONE
 // transaction and answers each with its own result (see store.ts).
+import { cardPartsMigration } from "../card-auth-parts.js";
 import type { SqlDriver, SqlQuery } from "./driver.js";
 
 /** pg_advisory_lock key for migrations ("paygate" in ASCII, as an int8). */
@@ -429,7 +430,16 @@ CREATE TABLE webhook_transfer_cursor (
 INSERT INTO webhook_transfer_cursor (id, last_sequence) SELECT 1, last FROM history_sequence WHERE id = 1;
 `;
 
-export const MIGRATIONS: readonly string[] = [V1_TABLES + V1_FUNCTIONS, V2_RATE_LIMITS, V3_WEBHOOKS];
+// v4: an authorization's operation lock and its refund reservations get
+// tables of their own (release 1 of an expand/contract change, DESIGN.md
+// §10.3), as the SQLite file has them (store/db.ts v5), backfilled from the
+// columns they replace; those columns stay and are still written, since a
+// previous-release replica reads only them (card-auth-parts.ts).
+const V4_CARD_PARTS = cardPartsMigration("postgres");
+
+export const MIGRATIONS: readonly string[] = [V1_TABLES + V1_FUNCTIONS, V2_RATE_LIMITS, V3_WEBHOOKS, V4_CARD_PARTS];
+/** The migration that adds card_auth_ops and card_refund_reservations (the contract's backfill case rewinds it). */
+export const CARD_PARTS_MIGRATION = MIGRATIONS.indexOf(V4_CARD_PARTS) + 1;
 
 /** Applies the missing migrations, one transaction each, under a session advisory lock. */
 export async function migrate(driver: SqlDriver): Promise<{ readonly applied: number; readonly version: number }> {

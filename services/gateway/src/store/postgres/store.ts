@@ -14,6 +14,7 @@ import { assert } from "@paygate/money";
 import type {
   AuthChange,
   AuthExpect,
+  AuthOperation,
   AuthRecord,
   BatchItemRecord,
   BatchRecord,
@@ -40,12 +41,15 @@ import type {
   GatewayStore,
   RateLimits,
   ReplicaLeases,
+  SeedData,
+  SeedReport,
   SessionRecord,
   Sessions,
   TxnHistory,
   UserRecord,
   Users,
 } from "../../domain/ports.js";
+import { AUTH_SELECT, opColumns, opOfRow, reservedOfRow } from "../card-auth-parts.js";
 import { createDriver, type Row, type SqlDriver, type SqlQuery } from "./driver.js";
 import { createPgGroupCommit, type PgGroupCommit } from "./group-commit.js";
 import { migrate } from "./schema.js";
@@ -178,17 +182,13 @@ function toAuth(r: Row): AuthRecord {
     riskApproved: r.risk_approved === true,
     riskRule: str(r.risk_rule),
     holdTxnId: str(r.hold_txn_id),
-    opTxnId: str(r.op_txn_id),
-    opKind: str(r.op_kind) as AuthRecord["opKind"],
-    opAmountMinor: big(r.op_amount_minor),
-    opBatchId: str(r.op_batch_id),
-    opItemIndex: num(r.op_item_index),
+    op: opOfRow(r),
     capturedMinor: big(r.captured_minor),
     captureTxnId: str(r.capture_txn_id),
     captureBatchId: str(r.capture_batch_id),
     captureItemIndex: num(r.capture_item_index),
     refundedMinor: big(r.refunded_minor),
-    refundReservedMinor: big(r.refund_reserved_minor),
+    refundReservedMinor: reservedOfRow(r),
     createdAtMs: num(r.created_at),
     expiresAtMs: num(r.expires_at),
     updatedAtMs: num(r.updated_at),
@@ -234,24 +234,49 @@ const prefixOf = (replica: string | undefined) => (replica === undefined ? "%" :
 
 const one = <T>(rows: readonly T[]): T | undefined => rows[0];
 
-/** The AuthChange fields a compare-and-set may write, and their columns. */
-const AUTH_CHANGE_COLUMNS: Readonly<Record<keyof AuthChange, string>> = {
+/** The AuthChange fields a compare-and-set may write, and their columns (the operation: OP_COLUMNS and its row). */
+const AUTH_CHANGE_COLUMNS: Readonly<Record<Exclude<keyof AuthChange, "op">, string>> = {
   status: "status",
   declineReason: "decline_reason",
   riskScore: "risk_score",
   riskApproved: "risk_approved",
   riskRule: "risk_rule",
   holdTxnId: "hold_txn_id",
-  opTxnId: "op_txn_id",
-  opKind: "op_kind",
-  opAmountMinor: "op_amount_minor",
-  opBatchId: "op_batch_id",
-  opItemIndex: "op_item_index",
   capturedMinor: "captured_minor",
   captureTxnId: "capture_txn_id",
   captureBatchId: "capture_batch_id",
   captureItemIndex: "capture_item_index",
 };
+
+/** The old columns an operation is kept in, for previous-release readers. */
+const OP_COLUMNS: Readonly<Record<keyof ReturnType<typeof opColumns>, string>> = {
+  opTxnId: "op_txn_id",
+  opKind: "op_kind",
+  opAmountMinor: "op_amount_minor",
+  opBatchId: "op_batch_id",
+  opItemIndex: "op_item_index",
+};
+
+/**
+ * casAuth's operation row, written in its statement from what its UPDATE
+ * (`u`) changed, so it moves only when the compare-and-set won: in step with
+ * the op_* columns this adds to that UPDATE through `set`, or gone with them.
+ */
+function writeOpAfter(op: AuthOperation | null, set: (column: string, v: unknown) => string): string {
+  const c = opColumns(op);
+  const p = {
+    txnId: set(OP_COLUMNS.opTxnId, c.opTxnId),
+    kind: set(OP_COLUMNS.opKind, c.opKind),
+    amount: set(OP_COLUMNS.opAmountMinor, c.opAmountMinor),
+    batchId: set(OP_COLUMNS.opBatchId, c.opBatchId),
+    index: set(OP_COLUMNS.opItemIndex, c.opItemIndex),
+  };
+  if (!op) return ", o AS (DELETE FROM card_auth_ops WHERE auth_id IN (SELECT auth_id FROM u))";
+  return `, o AS (INSERT INTO card_auth_ops (auth_id, txn_id, kind, amount_minor, batch_id, item_index, created_at)
+       SELECT auth_id, ${p.txnId}::text, ${p.kind}::text, ${p.amount}::bigint, ${p.batchId}::text, ${p.index}::integer, $2::bigint FROM u
+       ON CONFLICT (auth_id) DO UPDATE SET txn_id = EXCLUDED.txn_id, kind = EXCLUDED.kind, amount_minor = EXCLUDED.amount_minor,
+         batch_id = EXCLUDED.batch_id, item_index = EXCLUDED.item_index, created_at = EXCLUDED.created_at)`;
+}
 
 // ---- the store ------------------------------------------------------------
 
@@ -307,36 +332,9 @@ export async function createPostgresStore(o: PostgresStoreOptions): Promise<Post
   }, o.probeIntervalMs ?? PROBE_INTERVAL_MS_DEFAULT);
   probe.unref();
 
-  const listeners: (() => void)[] = [];
-  const notifyAll = () => {
-    for (const l of listeners) l();
-  };
-  let unlisten: (() => Promise<void>) | undefined;
-  try {
-    // After a reconnect the followers re-read the log: nothing decided meanwhile is missed.
-    unlisten = await driver.listen(DECIDED_CHANNEL, notifyAll, notifyAll);
-  } catch (e) {
-    o.logger.warn(
-      { err: String(e) },
-      "LISTEN failed; ListTransactions followers wake only on this replica's decisions",
-    );
-  }
-
+  const decided = await listenForDecisions(driver, o.logger);
   const directory = createDirectory(q);
-  let unlistenDirectory: (() => Promise<void>) | undefined;
-  try {
-    // A reconnect may have missed removals: drop the whole cache then.
-    unlistenDirectory = await driver.listen(
-      DIRECTORY_CHANNEL,
-      (accountId) => directory.forget(accountId),
-      () => directory.forget(undefined),
-    );
-  } catch (e) {
-    o.logger.warn(
-      { err: String(e) },
-      "LISTEN failed; an unlinked account stays in this replica's directory cache (the bank still refuses its old owner's debits)",
-    );
-  }
+  const unlistenDirectory = await listenForDirectoryChanges(driver, directory, o.logger);
 
   const log = createLog(q, group);
   return {
@@ -352,40 +350,85 @@ export async function createPostgresStore(o: PostgresStoreOptions): Promise<Post
     limits: createRateLimits(q),
     webhooks: createPostgresWebhookStore(q, driver),
     seeded: async () => (await q.query("SELECT 1 FROM meta WHERE key = 'seed_loaded_at'")).length > 0,
-    seedOnce: (seed, nowMs) =>
-      driver.transaction(async (tx) => {
-        await tx.query(`SELECT pg_advisory_xact_lock(${SEED_LOCK_KEY})`);
-        if ((await tx.query("SELECT 1 FROM meta WHERE key = 'seed_loaded_at'")).length > 0)
-          return { loaded: false, users: 0, accounts: 0 };
-        let users = 0;
-        let accounts = 0;
-        for (const u of seed.users) {
-          const r = await tx.query(
-            "INSERT INTO users (user_id, username, password_hash, roles, display_name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
-            [u.userId, u.username, u.passwordHash, u.roles.join(","), u.displayName, nowMs],
-          );
-          users += r.length;
-        }
-        for (const a of seed.accounts) {
-          const r = await tx.query(
-            "INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
-            [a.accountId, a.bank, a.ownerUserId, a.currency, nowMs],
-          );
-          accounts += r.length;
-        }
-        await tx.query("INSERT INTO meta (key, value) VALUES ('seed_loaded_at', $1)", [String(nowMs)]);
-        return { loaded: true, users, accounts };
-      }),
-    onDecided: (listener) => void listeners.push(listener),
+    seedOnce: (seed, nowMs) => seedOnce(driver, seed, nowMs),
+    onDecided: (listener) => void decided.listeners.push(listener),
     healthy: () => healthy,
     async close() {
       clearInterval(probe);
       await group.drain();
-      await unlisten?.().catch(() => {});
+      await decided.unlisten?.().catch(() => {});
       await unlistenDirectory?.().catch(() => {});
       await driver.end();
     },
   };
+}
+
+/** Decisions logged by any replica (LISTEN); a failed LISTEN leaves only this replica's own decisions to wake followers. */
+async function listenForDecisions(
+  driver: SqlDriver,
+  logger: PostgresStoreOptions["logger"],
+): Promise<{ listeners: (() => void)[]; unlisten: (() => Promise<void>) | undefined }> {
+  const listeners: (() => void)[] = [];
+  const notifyAll = () => {
+    for (const l of listeners) l();
+  };
+  let unlisten: (() => Promise<void>) | undefined;
+  try {
+    // After a reconnect the followers re-read the log: nothing decided meanwhile is missed.
+    unlisten = await driver.listen(DECIDED_CHANNEL, notifyAll, notifyAll);
+  } catch (e) {
+    logger.warn({ err: String(e) }, "LISTEN failed; ListTransactions followers wake only on this replica's decisions");
+  }
+  return { listeners, unlisten };
+}
+
+/** Unlinked accounts announced by any replica leave this replica's directory cache. */
+async function listenForDirectoryChanges(
+  driver: SqlDriver,
+  directory: { forget(accountId: string | undefined): void },
+  logger: PostgresStoreOptions["logger"],
+): Promise<(() => Promise<void>) | undefined> {
+  try {
+    // A reconnect may have missed removals: drop the whole cache then.
+    return await driver.listen(
+      DIRECTORY_CHANNEL,
+      (accountId) => directory.forget(accountId),
+      () => directory.forget(undefined),
+    );
+  } catch (e) {
+    logger.warn(
+      { err: String(e) },
+      "LISTEN failed; an unlinked account stays in this replica's directory cache (the bank still refuses its old owner's debits)",
+    );
+    return undefined;
+  }
+}
+
+/** Loads the seed once across replicas: the advisory lock makes concurrent first starts take turns. */
+function seedOnce(driver: SqlDriver, seed: SeedData, nowMs: number): Promise<SeedReport> {
+  return driver.transaction(async (tx) => {
+    await tx.query(`SELECT pg_advisory_xact_lock(${SEED_LOCK_KEY})`);
+    if ((await tx.query("SELECT 1 FROM meta WHERE key = 'seed_loaded_at'")).length > 0)
+      return { loaded: false, users: 0, accounts: 0 };
+    let users = 0;
+    let accounts = 0;
+    for (const u of seed.users) {
+      const r = await tx.query(
+        "INSERT INTO users (user_id, username, password_hash, roles, display_name, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+        [u.userId, u.username, u.passwordHash, u.roles.join(","), u.displayName, nowMs],
+      );
+      users += r.length;
+    }
+    for (const a of seed.accounts) {
+      const r = await tx.query(
+        "INSERT INTO accounts (account_id, bank, owner_user_id, currency, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+        [a.accountId, a.bank, a.ownerUserId, a.currency, nowMs],
+      );
+      accounts += r.length;
+    }
+    await tx.query("INSERT INTO meta (key, value) VALUES ('seed_loaded_at', $1)", [String(nowMs)]);
+    return { loaded: true, users, accounts };
+  });
 }
 
 // ---- coordinator log --------------------------------------------------------
@@ -732,221 +775,254 @@ function createLeases(q: SqlQuery): ReplicaLeases {
 // committed refund) inserts its event in the same transaction (webhooks.ts).
 // Each such write holds the authorization's row lock when it inserts, so one
 // authorization's events get their seq in the order they commit.
+//
+// An authorization's operation lock and its refund reservations have tables
+// of their own (card-auth-parts.ts); each write that changes them writes the
+// row and the old columns in the same statement or transaction. The
+// conditional UPDATE of the authorization's row stays the compare-and-set
+// (its row lock serializes replicas); the operation's row is written only
+// from what that UPDATE returned, in the same statement.
 
 /** `clockMs`: the time of events whose store call carries none (a failed batch item). */
-function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Date.now): CardStore {
-  const authById = async (authId: string, tx: SqlQuery = q): Promise<AuthRecord | undefined> => {
-    const r = one(await tx.query("SELECT * FROM card_authorizations WHERE auth_id = $1", [authId]));
-    return r ? toAuth(r) : undefined;
+/** One authorization with its operation and reservations (AUTH_SELECT). */
+const authByIdIn = async (tx: SqlQuery, authId: string): Promise<AuthRecord | undefined> => {
+  const r = one(await tx.query(`${AUTH_SELECT} WHERE a.auth_id = $1`, [authId]));
+  return r ? toAuth(r) : undefined;
+};
+
+/**
+ * Compare-and-set in one statement; the opId makes a re-run (after an
+ * unknown outcome) report the update it already made.
+ */
+async function casAuth(
+  tx: SqlQuery,
+  authId: string,
+  expect: AuthExpect,
+  change: AuthChange,
+  nowMs: number,
+  opId: string,
+): Promise<boolean> {
+  const params: unknown[] = [authId, nowMs, opId];
+  const sets = ["updated_at = $2", "last_op_id = $3"];
+  const set = (column: string, v: unknown) => {
+    params.push(typeof v === "bigint" ? v.toString() : v);
+    sets.push(`${column} = $${params.length}`);
+    return `$${params.length}`;
   };
-
-  /**
-   * Compare-and-set in one statement; the opId makes a re-run (after an
-   * unknown outcome) report the update it already made.
-   */
-  async function casAuth(
-    tx: SqlQuery,
-    authId: string,
-    expect: AuthExpect,
-    change: AuthChange,
-    nowMs: number,
-    opId: string,
-  ): Promise<boolean> {
-    const params: unknown[] = [authId, nowMs, opId];
-    const sets = ["updated_at = $2", "last_op_id = $3"];
-    for (const [k, v] of Object.entries(change) as [keyof AuthChange, unknown][]) {
-      const column = AUTH_CHANGE_COLUMNS[k];
-      assert(column !== undefined, `authorization field ${k} may change`);
-      params.push(typeof v === "bigint" ? v.toString() : v);
-      sets.push(`${column} = $${params.length}`);
-    }
-    const where = ["auth_id = $1"];
-    if (expect.status !== undefined) {
-      params.push(expect.status);
-      where.push(`status = $${params.length}`);
-    }
-    if (expect.opTxnId !== undefined) {
-      params.push(expect.opTxnId);
-      where.push(`op_txn_id = $${params.length}`);
-    }
-    const rows = await tx.query(
-      `WITH u AS (UPDATE card_authorizations SET ${sets.join(", ")} WHERE ${where.join(" AND ")} RETURNING 1)
-       SELECT (SELECT count(*) FROM u) > 0 OR EXISTS (SELECT 1 FROM card_authorizations WHERE auth_id = $1 AND last_op_id = $3) AS ok`,
-      params,
-    );
-    return rows[0]?.ok === true;
+  for (const [k, v] of Object.entries(change) as [keyof AuthChange, unknown][]) {
+    if (k === "op") continue;
+    const column = AUTH_CHANGE_COLUMNS[k];
+    assert(column !== undefined, `authorization field ${k} may change`);
+    set(column, v);
   }
-
-  /**
-   * A status change, with its events, inside `tx`: the row is locked and read
-   * first (the events need it as it was). A change that leaves the status
-   * alone reports nothing, so it stays one statement.
-   */
-  async function updateAuthIn(
-    tx: SqlQuery,
-    authId: string,
-    expect: AuthExpect,
-    change: AuthChange,
-    nowMs: number,
-    opId: string,
-  ): Promise<boolean> {
-    if (change.status === undefined) return casAuth(tx, authId, expect, change, nowMs, opId);
-    const row = one(await tx.query("SELECT * FROM card_authorizations WHERE auth_id = $1 FOR UPDATE", [authId]));
-    if (!row) return false;
-    if (str(row.last_op_id) === opId) return true; // this very update, re-run after an unknown outcome
-    const before = toAuth(row);
-    if (expect.status !== undefined && before.status !== expect.status) return false;
-    if (expect.opTxnId !== undefined && before.opTxnId !== expect.opTxnId) return false;
-    assert(await casAuth(tx, authId, expect, change, nowMs, opId), "a locked, matching authorization updates");
-    await insertOutboxEvents(tx, eventsForAuthChange(before, { ...before, ...change, updatedAtMs: nowMs }, nowMs));
-    return true;
+  const opWrite = change.op === undefined ? "" : writeOpAfter(change.op, set);
+  const where = ["auth_id = $1"];
+  if (expect.status !== undefined) {
+    params.push(expect.status);
+    where.push(`status = $${params.length}`);
   }
+  // The lock is compared on the column, which replicas of either release write.
+  if (expect.opTxnId !== undefined) {
+    params.push(expect.opTxnId);
+    where.push(`op_txn_id = $${params.length}`);
+  }
+  const rows = await tx.query(
+    `WITH u AS (UPDATE card_authorizations SET ${sets.join(", ")} WHERE ${where.join(" AND ")} RETURNING auth_id)${opWrite}
+     SELECT (SELECT count(*) FROM u) > 0 OR EXISTS (SELECT 1 FROM card_authorizations WHERE auth_id = $1 AND last_op_id = $3) AS ok`,
+    params,
+  );
+  return rows[0]?.ok === true;
+}
 
-  const authColumns = [
-    "auth_id",
-    "replica",
-    "auth_code",
-    "merchant_user_id",
-    "idempotency_key",
-    "fingerprint",
-    "card_id",
-    "card_last4",
-    "card_account_id",
-    "card_bank",
-    "card_owner_user_id",
-    "merchant_account_id",
-    "merchant_bank",
-    "amount_minor",
-    "currency",
-    "merchant_reference",
-    "status",
-    "decline_reason",
-    "risk_score",
-    "risk_approved",
-    "risk_rule",
-    "hold_txn_id",
-    "op_txn_id",
-    "op_kind",
-    "op_amount_minor",
-    "op_batch_id",
-    "op_item_index",
-    "captured_minor",
-    "capture_txn_id",
-    "capture_batch_id",
-    "capture_item_index",
-    "refunded_minor",
-    "refund_reserved_minor",
-    "created_at",
-    "expires_at",
-    "updated_at",
-  ];
-  const authValues = (a: AuthRecord): unknown[] => [
-    a.authId,
-    a.replica,
-    a.authCode,
-    a.merchantUserId,
-    a.idempotencyKey,
-    a.fingerprint,
-    a.cardId,
-    a.cardLast4,
-    a.cardAccountId,
-    a.cardBank,
-    a.cardOwnerUserId,
-    a.merchantAccountId,
-    a.merchantBank,
-    a.amountMinor.toString(),
-    a.currency,
-    a.merchantReference,
-    a.status,
-    a.declineReason,
-    a.riskScore,
-    a.riskApproved,
-    a.riskRule,
-    a.holdTxnId,
-    a.opTxnId,
-    a.opKind,
-    a.opAmountMinor.toString(),
-    a.opBatchId,
-    a.opItemIndex,
-    a.capturedMinor.toString(),
-    a.captureTxnId,
-    a.captureBatchId,
-    a.captureItemIndex,
-    a.refundedMinor.toString(),
-    a.refundReservedMinor.toString(),
-    a.createdAtMs,
-    a.expiresAtMs,
-    a.updatedAtMs,
-  ];
-  const insertAuthSql = `INSERT INTO card_authorizations (${authColumns.join(", ")}) VALUES (${authColumns.map((_, i) => `$${i + 1}`).join(", ")}) ON CONFLICT DO NOTHING RETURNING 1`;
+/**
+ * A status change, with its events, inside `tx`: the row is locked and read
+ * first (the events need it as it was). A change that leaves the status
+ * alone reports nothing, so it stays one statement.
+ */
+async function updateAuthIn(
+  tx: SqlQuery,
+  authId: string,
+  expect: AuthExpect,
+  change: AuthChange,
+  nowMs: number,
+  opId: string,
+): Promise<boolean> {
+  if (change.status === undefined) return casAuth(tx, authId, expect, change, nowMs, opId);
+  const row = one(await tx.query(`${AUTH_SELECT} WHERE a.auth_id = $1 FOR UPDATE OF a`, [authId]));
+  if (!row) return false;
+  if (str(row.last_op_id) === opId) return true; // this very update, re-run after an unknown outcome
+  const before = toAuth(row);
+  if (expect.status !== undefined && before.status !== expect.status) return false;
+  if (expect.opTxnId !== undefined && (before.op?.txnId ?? "") !== expect.opTxnId) return false;
+  assert(await casAuth(tx, authId, expect, change, nowMs, opId), "a locked, matching authorization updates");
+  await insertOutboxEvents(tx, eventsForAuthChange(before, { ...before, ...change, updatedAtMs: nowMs }, nowMs));
+  return true;
+}
 
-  const spentSince = async (tx: SqlQuery, cardId: string, sinceMs: number, excludeAuthId: string): Promise<bigint> =>
-    big(
-      one(
-        await tx.query(
-          `SELECT coalesce(sum(amount_minor), 0) AS total FROM card_authorizations
-           WHERE card_id = $1 AND created_at >= $2 AND auth_id != $3 AND (status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved))`,
-          [cardId, sinceMs, excludeAuthId],
-        ),
-      )?.total ?? 0,
-    );
+const authColumns = [
+  "auth_id",
+  "replica",
+  "auth_code",
+  "merchant_user_id",
+  "idempotency_key",
+  "fingerprint",
+  "card_id",
+  "card_last4",
+  "card_account_id",
+  "card_bank",
+  "card_owner_user_id",
+  "merchant_account_id",
+  "merchant_bank",
+  "amount_minor",
+  "currency",
+  "merchant_reference",
+  "status",
+  "decline_reason",
+  "risk_score",
+  "risk_approved",
+  "risk_rule",
+  "hold_txn_id",
+  "op_txn_id",
+  "op_kind",
+  "op_amount_minor",
+  "op_batch_id",
+  "op_item_index",
+  "captured_minor",
+  "capture_txn_id",
+  "capture_batch_id",
+  "capture_item_index",
+  "refunded_minor",
+  "refund_reserved_minor",
+  "created_at",
+  "expires_at",
+  "updated_at",
+];
+const authValues = (a: AuthRecord): unknown[] => [
+  a.authId,
+  a.replica,
+  a.authCode,
+  a.merchantUserId,
+  a.idempotencyKey,
+  a.fingerprint,
+  a.cardId,
+  a.cardLast4,
+  a.cardAccountId,
+  a.cardBank,
+  a.cardOwnerUserId,
+  a.merchantAccountId,
+  a.merchantBank,
+  a.amountMinor.toString(),
+  a.currency,
+  a.merchantReference,
+  a.status,
+  a.declineReason,
+  a.riskScore,
+  a.riskApproved,
+  a.riskRule,
+  a.holdTxnId,
+  // op_txn_id, op_kind, op_amount_minor, op_batch_id, op_item_index, as authColumns has them.
+  ...Object.values(opColumns(a.op)).map((v) => (typeof v === "bigint" ? v.toString() : v)),
+  a.capturedMinor.toString(),
+  a.captureTxnId,
+  a.captureBatchId,
+  a.captureItemIndex,
+  a.refundedMinor.toString(),
+  a.refundReservedMinor.toString(),
+  a.createdAtMs,
+  a.expiresAtMs,
+  a.updatedAtMs,
+];
+const insertAuthSql = `INSERT INTO card_authorizations (${authColumns.join(", ")}) VALUES (${authColumns.map((_, i) => `$${i + 1}`).join(", ")}) ON CONFLICT DO NOTHING RETURNING 1`;
 
+const spentSince = async (tx: SqlQuery, cardId: string, sinceMs: number, excludeAuthId: string): Promise<bigint> =>
+  big(
+    one(
+      await tx.query(
+        `SELECT coalesce(sum(amount_minor), 0) AS total FROM card_authorizations
+         WHERE card_id = $1 AND created_at >= $2 AND auth_id != $3 AND (status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved))`,
+        [cardId, sinceMs, excludeAuthId],
+      ),
+    )?.total ?? 0,
+  );
+
+/** A new card, or true again for the same card (a re-run); false if another card has the number. */
+async function insertCardIn(q: SqlQuery, card: CardRecord): Promise<boolean> {
+  const r = await q.query(
+    `INSERT INTO cards (card_id, pan_hmac, last4, exp_month, exp_year, cvc_hash, cardholder_name, account_id, bank, owner_user_id, currency, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (pan_hmac) DO NOTHING RETURNING 1`,
+    [
+      card.cardId,
+      card.panHmac,
+      card.last4,
+      card.expMonth,
+      card.expYear,
+      card.cvcHash,
+      card.cardholderName,
+      card.accountId,
+      card.bank,
+      card.ownerUserId,
+      card.currency,
+      card.createdAtMs,
+    ],
+  );
+  if (r.length === 1) return true;
+  return (
+    str(one(await q.query("SELECT card_id FROM cards WHERE pan_hmac = $1", [card.panHmac]))?.card_id) === card.cardId
+  );
+}
+
+type SettleMethods = Pick<
+  CardStore,
+  "insertBatch" | "batchByKey" | "batchItems" | "takeBatch" | "releaseBatches" | "setBatchItem" | "finishBatch"
+>;
+type RefundMethods = Pick<CardStore, "startRefund" | "finishRefund" | "refundByKey" | "refundById" | "pendingRefunds">;
+
+/** Cards and authorizations on PostgreSQL. */
+function pgAuthMethods(q: SqlQuery, driver: SqlDriver): Omit<CardStore, keyof SettleMethods | keyof RefundMethods> {
   return {
-    async insertCard(card) {
-      const r = await q.query(
-        `INSERT INTO cards (card_id, pan_hmac, last4, exp_month, exp_year, cvc_hash, cardholder_name, account_id, bank, owner_user_id, currency, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (pan_hmac) DO NOTHING RETURNING 1`,
-        [
-          card.cardId,
-          card.panHmac,
-          card.last4,
-          card.expMonth,
-          card.expYear,
-          card.cvcHash,
-          card.cardholderName,
-          card.accountId,
-          card.bank,
-          card.ownerUserId,
-          card.currency,
-          card.createdAtMs,
-        ],
-      );
-      if (r.length === 1) return true;
-      return (
-        str(one(await q.query("SELECT card_id FROM cards WHERE pan_hmac = $1", [card.panHmac]))?.card_id) ===
-        card.cardId
-      );
-    },
+    insertCard: (card) => insertCardIn(q, card),
     cardByPanHmac: async (panHmac) => {
       const r = one(await q.query("SELECT * FROM cards WHERE pan_hmac = $1", [panHmac]));
       return r ? toCard(r) : undefined;
     },
-    authById: (authId) => authById(authId),
+    authById: (authId) => authByIdIn(q, authId),
     authByCode: async (code) => {
-      const r = one(await q.query("SELECT * FROM card_authorizations WHERE auth_code = $1", [code]));
+      const r = one(await q.query(`${AUTH_SELECT} WHERE a.auth_code = $1`, [code]));
       return r ? toAuth(r) : undefined;
     },
     authByKey: async (merchantUserId, key) => {
       const r = one(
-        await q.query("SELECT * FROM card_authorizations WHERE merchant_user_id = $1 AND idempotency_key = $2", [
-          merchantUserId,
-          key,
-        ]),
+        await q.query(`${AUTH_SELECT} WHERE a.merchant_user_id = $1 AND a.idempotency_key = $2`, [merchantUserId, key]),
       );
       return r ? toAuth(r) : undefined;
     },
     async insertAuth(auth) {
       const events = eventsForNewAuth(auth, auth.updatedAtMs);
+      const op = auth.op;
       const inserted =
-        events.length === 0
+        events.length === 0 && !op
           ? (await q.query(insertAuthSql, authValues(auth))).length === 1
           : await driver.transaction(async (tx) => {
               if ((await tx.query(insertAuthSql, authValues(auth))).length !== 1) return false;
+              if (op)
+                await tx.query(
+                  `INSERT INTO card_auth_ops (auth_id, txn_id, kind, amount_minor, batch_id, item_index, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+                  [
+                    auth.authId,
+                    op.txnId,
+                    op.kind,
+                    op.amountMinor.toString(),
+                    op.batchId,
+                    op.itemIndex,
+                    auth.updatedAtMs,
+                  ],
+                );
               await insertOutboxEvents(tx, events);
               return true;
             });
       if (inserted) return true;
-      return (await authById(auth.authId)) !== undefined;
+      return (await authByIdIn(q, auth.authId)) !== undefined;
     },
     updateAuth: (authId, expect, change, nowMs, opId) =>
       change.status === undefined
@@ -966,35 +1042,47 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
     pendingAuths: async (limit, replica) =>
       (
         await q.query(
-          "SELECT * FROM card_authorizations WHERE status = 'PENDING' AND ($2::text IS NULL OR replica = $2) ORDER BY created_at LIMIT $1",
+          `${AUTH_SELECT} WHERE a.status = 'PENDING' AND ($2::text IS NULL OR a.replica = $2) ORDER BY a.created_at LIMIT $1`,
           [limit, replica ?? null],
         )
       ).map(toAuth),
+    // The column names every lock, whichever release took it.
     authsWithOp: async (limit, replica) =>
       (
-        await q.query(
-          "SELECT * FROM card_authorizations WHERE op_txn_id != '' AND op_txn_id LIKE $2 ORDER BY updated_at LIMIT $1",
-          [limit, prefixOf(replica)],
-        )
+        await q.query(`${AUTH_SELECT} WHERE a.op_txn_id != '' AND a.op_txn_id LIKE $2 ORDER BY a.updated_at LIMIT $1`, [
+          limit,
+          prefixOf(replica),
+        ])
       ).map(toAuth),
     // SKIP LOCKED: replicas sweeping at once each expire different rows.
     expireDue: (nowMs, limit) =>
       driver.transaction(async (tx) => {
-        const expired = (
+        const ids = (
           await tx.query(
             `UPDATE card_authorizations SET status = 'EXPIRED', updated_at = $1
              WHERE auth_id IN (SELECT auth_id FROM card_authorizations WHERE status = 'APPROVED' AND expires_at <= $1 AND op_txn_id = ''
                                ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-               AND status = 'APPROVED' AND op_txn_id = '' RETURNING *`,
+               AND status = 'APPROVED' AND op_txn_id = '' RETURNING auth_id`,
             [nowMs, limit],
           )
-        ).map(toAuth);
+        ).map((r) => str(r.auth_id));
+        // Read back whole (its parts come from their own tables), still under this transaction's row locks.
+        const expired =
+          ids.length === 0
+            ? []
+            : (await tx.query(`${AUTH_SELECT} WHERE a.auth_id = ANY($1::text[])`, [ids])).map(toAuth);
         await insertOutboxEvents(
           tx,
           expired.flatMap((a) => eventsForAuthChange({ ...a, status: "APPROVED" }, a, nowMs)),
         );
         return expired;
       }),
+  };
+}
+
+/** Settlement batches and their items on PostgreSQL. */
+function pgSettleMethods(q: SqlQuery, driver: SqlDriver, clockMs: () => number): SettleMethods {
+  return {
     insertBatch: (batch, items) =>
       driver.transaction(async (tx) => {
         const r = await tx.query(
@@ -1072,9 +1160,7 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
         const item = await setItem(tx);
         const batch = toBatch(one(await tx.query("SELECT * FROM card_settle_batches WHERE batch_id = $1", [batchId]))!);
         // The authorization's row lock: its events stay in commit order.
-        const a = one(
-          await tx.query("SELECT * FROM card_authorizations WHERE auth_code = $1 FOR UPDATE", [item.authCode]),
-        );
+        const a = one(await tx.query(`${AUTH_SELECT} WHERE a.auth_code = $1 FOR UPDATE OF a`, [item.authCode]));
         const event = a && captureFailedEvent(batch, item, toAuth(a), clockMs());
         if (event) await insertOutboxEvents(tx, [event]);
       });
@@ -1094,6 +1180,12 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
         await insertOutboxEvents(tx, [settlementEvent(toBatch(done), items, nowMs)]);
       }),
     // The refund row first: a concurrent request with the same key waits on its unique index and then finds it.
+  };
+}
+
+/** Refunds and their reservations on PostgreSQL. */
+function pgRefundMethods(q: SqlQuery, driver: SqlDriver): RefundMethods {
+  return {
     startRefund: (r, nowMs) =>
       driver.transaction(async (tx): Promise<RefundStart> => {
         const inserted = await tx.query(
@@ -1126,8 +1218,14 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
            WHERE auth_id = $1 AND status = 'CAPTURED' AND refunded_minor + refund_reserved_minor + $2 <= captured_minor RETURNING 1`,
           [r.authId, r.amountMinor.toString(), nowMs],
         );
-        if (reserved.length === 1) return { started: true };
-        const a = await authById(r.authId, tx);
+        if (reserved.length === 1) {
+          await tx.query(
+            "INSERT INTO card_refund_reservations (refund_txn_id, auth_id, amount_minor, created_at) VALUES ($1, $2, $3, $4)",
+            [r.txnId, r.authId, r.amountMinor.toString(), nowMs],
+          );
+          return { started: true };
+        }
+        const a = await authByIdIn(tx, r.authId);
         // Undo the row inserted above (this transaction rolls back only on an error).
         await tx.query("DELETE FROM card_refunds WHERE refund_id = $1", [r.refundId]);
         return { started: false, refundableMinor: a ? a.capturedMinor - a.refundedMinor - a.refundReservedMinor : 0n };
@@ -1138,6 +1236,7 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
         if (!row || str(row.status) !== "PENDING") return; // finished already (a re-run, or another replica's recovery)
         const r = toRefund(row);
         const amount = r.amountMinor.toString();
+        await tx.query("DELETE FROM card_refund_reservations WHERE refund_txn_id = $1", [r.txnId]);
         if (end.status === "COMMITTED") {
           await tx.query(
             "UPDATE card_authorizations SET refunded_minor = refunded_minor + $2, refund_reserved_minor = refund_reserved_minor - $2, updated_at = $3 WHERE auth_id = $1",
@@ -1147,7 +1246,7 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
             refundId,
             nowMs,
           ]);
-          const after = await authById(r.authId, tx);
+          const after = await authByIdIn(tx, r.authId);
           assert(after !== undefined, "a refund's authorization exists");
           await insertOutboxEvents(tx, [refundEvent({ ...r, status: "COMMITTED" }, after, nowMs)]);
           return;
@@ -1184,4 +1283,8 @@ function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Dat
         )
       ).map(toRefund),
   };
+}
+
+function createCards(q: SqlQuery, driver: SqlDriver, clockMs: () => number = Date.now): CardStore {
+  return { ...pgAuthMethods(q, driver), ...pgSettleMethods(q, driver, clockMs), ...pgRefundMethods(q, driver) };
 }

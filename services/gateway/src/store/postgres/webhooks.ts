@@ -302,6 +302,33 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
   }
 
   return {
+    ...endpointMethods(q, driver, endpointById),
+    materializeTransferEvents: (limit, build) => driver.transaction((tx) => materialize(tx, limit, build)),
+    fanOut: (limit, nowMs, newDeliveryId) => driver.transaction((tx) => fanOut(tx, limit, nowMs, newDeliveryId)),
+    claimDue,
+    recordAttempt: (attempt, outcome) => driver.transaction((tx) => recordAttempt(tx, attempt, outcome)),
+    ...deliveryReads(q),
+  };
+}
+
+type EndpointMethods = Pick<
+  WebhookStore,
+  | "createEndpoint"
+  | "endpointById"
+  | "endpointsOf"
+  | "setEndpointStatus"
+  | "deleteEndpoint"
+  | "rollSecret"
+  | "signingSecrets"
+>;
+
+/** Endpoints and their signing secrets. */
+function endpointMethods(
+  q: SqlQuery,
+  driver: SqlDriver,
+  endpointById: (endpointId: string) => Promise<WebhookEndpoint | undefined>,
+): EndpointMethods {
+  return {
     createEndpoint: (endpoint, secret) =>
       driver.transaction(async (tx) => {
         await tx.query(
@@ -365,10 +392,14 @@ export function createPostgresWebhookStore(q: SqlQuery, driver: SqlDriver): Webh
           [endpointId, nowMs],
         )
       ).map(toSecret),
-    materializeTransferEvents: (limit, build) => driver.transaction((tx) => materialize(tx, limit, build)),
-    fanOut: (limit, nowMs, newDeliveryId) => driver.transaction((tx) => fanOut(tx, limit, nowMs, newDeliveryId)),
-    claimDue,
-    recordAttempt: (attempt, outcome) => driver.transaction((tx) => recordAttempt(tx, attempt, outcome)),
+  };
+}
+
+type DeliveryReads = Pick<WebhookStore, "deliveryById" | "deliveriesOf" | "attemptsOf" | "redeliver" | "stats">;
+
+/** A delivery's record and attempts, a redelivery, and the backlog the metrics read. */
+function deliveryReads(q: SqlQuery): DeliveryReads {
+  return {
     deliveryById: async (deliveryId) => {
       const r = one(await q.query("SELECT * FROM webhook_deliveries WHERE delivery_id = $1", [deliveryId]));
       return r ? toDelivery(r) : undefined;
