@@ -30,9 +30,9 @@ import {
   type AccessTable,
 } from "@paygate/rpc";
 import { rejectsWith, rogueCerts, Stack, tlsFilesFor } from "@paygate/testkit";
-import { bankAccessTable } from "../../services/bank/src/routes.js";
-import { bureauAccessTable } from "../../services/credit-bureau/src/routes.js";
-import { gatewayAccessTable } from "../../services/gateway/src/access.js";
+import { bankAccessTable } from "@paygate/bank/access";
+import { bureauAccessTable } from "@paygate/credit-bureau/access";
+import { gatewayAccessTable } from "@paygate/gateway/access";
 
 type Outcome = "allowed" | "denied" | "refused";
 

@@ -19,7 +19,8 @@ import { noFaults } from "@paygate/faults";
 import { loadSeedFile } from "@paygate/seed";
 import { createBank } from "./bank.js";
 import { createHoldExpiry, type HoldExpiry } from "./expiry.js";
-import { bankAccessTable, bankRoutes } from "./routes.js";
+import { bankAccessTable } from "./access.js";
+import { bankRoutes } from "./routes.js";
 import { openLedgerStore, type LedgerStore } from "./store/ledger-store.js";
 import {
   assertLedgerConsistent,

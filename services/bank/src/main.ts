@@ -32,7 +32,8 @@ import { loadConfig, type BankConfig } from "./config.js";
 import { createDecisionAsker } from "./coordinator-client.js";
 import { createHoldExpiry } from "./expiry.js";
 import { createResolver, type Resolver } from "./resolver.js";
-import { bankAccessTable, bankRoutes } from "./routes.js";
+import { bankAccessTable } from "./access.js";
+import { bankRoutes } from "./routes.js";
 import { openLedgerStore, type LedgerStore } from "./store/ledger-store.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;

@@ -27,15 +27,6 @@ import type { Bank } from "./bank.js";
 import type { LegInput, PrepareOutcome } from "./domain/participant.js";
 import type { Account, Entry, Hold, Result } from "./domain/types.js";
 
-/** Only the gateway's certificate may call the bank at all. */
-const gatewayOnly = { kind: "peer", allow: (id: string) => id === GATEWAY_IDENTITY, describe: "the gateway" } as const;
-
-export const bankAccessTable: AccessTable = Object.fromEntries(
-  [ParticipantService, LedgerService, LinkService].flatMap((s) =>
-    s.methods.map((m) => [`${s.typeName}/${m.name}`, gatewayOnly]),
-  ),
-);
-
 function unwrap<T, R extends Reason>(r: Result<T, R>): T {
   if (!r.ok) throw rejection(r.reason, r.message);
   return r.value;

@@ -25,7 +25,8 @@ import { loadSeedFile } from "@paygate/seed";
 import { createBank } from "./bank.js";
 import { createDecisionAsker } from "./coordinator-client.js";
 import { createResolver } from "./resolver.js";
-import { bankAccessTable, bankRoutes } from "./routes.js";
+import { bankAccessTable } from "./access.js";
+import { bankRoutes } from "./routes.js";
 import { openLedgerStore, type LedgerStore } from "./store/ledger-store.js";
 import { freePort } from "@paygate/testkit";
 import {

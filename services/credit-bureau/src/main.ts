@@ -14,7 +14,8 @@ import {
 } from "@paygate/telemetry";
 import { loadConfig } from "./config.js";
 import { createBureau } from "./domain/report.js";
-import { bureauAccessTable, bureauRoutes } from "./routes.js";
+import { bureauAccessTable } from "./access.js";
+import { bureauRoutes } from "./routes.js";
 import { loadReportFile, ReportFileError } from "./store/report-file.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;

@@ -20,7 +20,8 @@ import {
 } from "@paygate/rpc";
 import { refused, rejectsWith, repoRoot, rogueCerts, testCerts, tlsFilesFor } from "@paygate/testkit";
 import { createBureau } from "./domain/report.js";
-import { bureauAccessTable, bureauRoutes } from "./routes.js";
+import { bureauAccessTable } from "./access.js";
+import { bureauRoutes } from "./routes.js";
 import { parseReportText } from "./store/report-file.js";
 
 const DATA = `

@@ -11,6 +11,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { assert } from "@paygate/money";
+import { applyMigrations } from "@paygate/sqlite";
 import type {
   AuthStatus,
   CheckoutStore,
@@ -623,13 +624,5 @@ function webhookMethods(db: Database.Database, q: Statements, h: Helpers): Webho
 }
 
 function migrate(db: Database.Database): void {
-  const version = Number(db.pragma("user_version", { simple: true }));
-  if (version > MIGRATIONS.length)
-    throw new Error(`checkout.db schema v${version} is newer than this build (v${MIGRATIONS.length})`);
-  db.transaction(() => {
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      db.exec(MIGRATIONS[v] ?? "");
-      db.pragma(`user_version = ${v + 1}`);
-    }
-  })();
+  applyMigrations(db, MIGRATIONS, "checkout.db");
 }

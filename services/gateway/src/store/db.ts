@@ -4,6 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import { applyMigrations } from "@paygate/sqlite";
 import { cardPartsMigration } from "./card-auth-parts.js";
 
 export type Db = Database.Database;
@@ -345,15 +346,7 @@ export function openDb(file: string, options: { readonly maxPageCount?: number }
 }
 
 function migrate(db: Db): void {
-  const version = Number(db.pragma("user_version", { simple: true }));
-  if (version > MIGRATIONS.length)
-    throw new Error(`gateway.db schema v${version} is newer than this build (v${MIGRATIONS.length})`);
-  db.transaction(() => {
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      db.exec(MIGRATIONS[v] ?? "");
-      db.pragma(`user_version = ${v + 1}`);
-    }
-  })();
+  applyMigrations(db, MIGRATIONS, "gateway.db");
 }
 
 export function getMeta(db: Db, key: string): string | undefined {
