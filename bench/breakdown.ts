@@ -110,28 +110,18 @@ function labelSet(samples: readonly (readonly Sample[])[], name: string): { targ
   return [...seen.values()];
 }
 
-export function computeBreakdown(o: {
+type Delta = (name: string, filter?: Record<string, string | readonly string[]>) => HistogramDelta;
+type Phases = Breakdown["phases"];
+interface BreakdownInput {
   scenario: Scenario;
   concurrency: number;
   client: LatencySummary;
   before: MetricsSnapshot;
   after: MetricsSnapshot;
-}): Breakdown | undefined {
-  const serverMethod = serverMethodOf(o.scenario);
-  if (serverMethod === undefined) return undefined;
-  const g = (name: string, filter: Record<string, string | readonly string[]> = {}): HistogramDelta =>
-    histogramDelta(o.before.gateways, o.after.gateways, name, filter);
-  const server = g(RPC_SERVER, { method: serverMethod });
-  if (server.count === 0) return undefined;
-  const ops = server.count;
-  const phase = (p: string) => meanMs(g(PHASE, { phase: p }));
-  const phases = {
-    claimMs: phase("claim"),
-    prepareMs: phase("prepare"),
-    decisionLogMs: phase("decision_log"),
-    commitMs: phase("commit"),
-  };
+}
 
+/** Each bank the gateway sent Prepare to in the window: client side, server side, fsyncs. */
+function bankPrepares(o: BreakdownInput, g: Delta, ops: number): BankPrepare[] {
   const banks: BankPrepare[] = [];
   for (const [bank, after] of o.after.banks) {
     const client = g(RPC_CLIENT, { target: bank, method: PREPARE_METHODS });
@@ -150,6 +140,11 @@ export function computeBreakdown(o: {
   }
   banks.sort((a, b) => a.bank.localeCompare(b.bank));
 
+  return banks;
+}
+
+/** Every other outgoing RPC of the gateway in the window, most frequent first. */
+function otherRpcsOf(o: BreakdownInput, g: Delta, ops: number): OtherRpc[] {
   const otherRpcs: OtherRpc[] = [];
   for (const { target, method } of labelSet(o.after.gateways, RPC_CLIENT)) {
     if (PREPARE_METHODS.includes(method)) continue;
@@ -165,17 +160,28 @@ export function computeBreakdown(o: {
   }
   otherRpcs.sort((a, b) => b.perOp - a.perOp);
 
-  const serverMs = meanMs(server);
+  return otherRpcs;
+}
+
+/** The table's rows, in order: each row's ms is a part of the nearest row above it with a smaller depth. */
+function breakdownRows(
+  serverMethod: string,
+  client: LatencySummary,
+  serverMs: number,
+  phases: Phases,
+  banks: readonly BankPrepare[],
+  otherRpcs: readonly OtherRpc[],
+): BreakdownRow[] {
   const rows: BreakdownRow[] = [];
   const row = (key: string, depth: number, label: string, ms: number, perOp?: number) =>
     rows.push({ key, depth, label, ms: round(ms), ...(perOp !== undefined ? { perOp: round(perOp, 2) } : {}) });
   const short = serverMethod.replace(/^.*\//, "");
-  row("client", 0, "client-observed (load generator)", o.client.meanMs);
+  row("client", 0, "client-observed (load generator)", client.meanMs);
   row(
     "outside",
     1,
     `outside the gateway's ${short} metric: client↔gateway transport, TLS/HTTP/2, Connect framing, body parse, outer interceptors`,
-    o.client.meanMs - serverMs,
+    client.meanMs - serverMs,
   );
   row("server", 1, `gateway server time (rpc_server_duration ${short})`, serverMs);
   const known = (v: number) => (Number.isFinite(v) ? v : 0);
@@ -223,6 +229,28 @@ export function computeBreakdown(o: {
     serverMs - known(phases.claimMs) - known(phases.prepareMs) - known(phases.decisionLogMs) - inHandlerMs,
   );
   row("commit", 0, "after the reply (not in the total): commit delivery, all acks", phases.commitMs);
+
+  return rows;
+}
+
+export function computeBreakdown(o: BreakdownInput): Breakdown | undefined {
+  const serverMethod = serverMethodOf(o.scenario);
+  if (serverMethod === undefined) return undefined;
+  const g: Delta = (name, filter = {}) => histogramDelta(o.before.gateways, o.after.gateways, name, filter);
+  const server = g(RPC_SERVER, { method: serverMethod });
+  if (server.count === 0) return undefined;
+  const ops = server.count;
+  const phase = (p: string) => meanMs(g(PHASE, { phase: p }));
+  const phases = {
+    claimMs: phase("claim"),
+    prepareMs: phase("prepare"),
+    decisionLogMs: phase("decision_log"),
+    commitMs: phase("commit"),
+  };
+  const banks = bankPrepares(o, g, ops);
+  const otherRpcs = otherRpcsOf(o, g, ops);
+  const serverMs = meanMs(server);
+  const rows = breakdownRows(serverMethod, o.client, serverMs, phases, banks, otherRpcs);
 
   return {
     scenario: o.scenario,

@@ -189,6 +189,22 @@ interface Outcome {
   readonly authCode?: string;
 }
 
+/** duplicate-storm: how many keys were sent, committed, and answered with more than one txn id. */
+function stormOf(keyTxns: ReadonlyMap<string, ReadonlySet<string>>, seq: number, duplicatesPerKey: number) {
+  let committed = 0;
+  let several = 0;
+  for (const s of keyTxns.values()) {
+    if (s.size > 0) committed++;
+    if (s.size > 1) several++;
+  }
+  return {
+    keys: Math.ceil(seq / duplicatesPerKey),
+    keysCommitted: committed,
+    keysWithSeveralTxns: several,
+    requestsPerKey: duplicatesPerKey,
+  };
+}
+
 async function runCell(cmd: CellCommand): Promise<CellResult> {
   const acc = init!.accounts;
   const card = cmd.scenario === "card";
@@ -369,23 +385,7 @@ async function runCell(cmd: CellCommand): Promise<CellResult> {
     errors,
     totals,
   };
-  if (cmd.scenario === "duplicate-storm") {
-    let committed = 0;
-    let several = 0;
-    for (const s of keyTxns.values()) {
-      if (s.size > 0) committed++;
-      if (s.size > 1) several++;
-    }
-    return {
-      ...result,
-      storm: {
-        keys: Math.ceil(seq / cmd.duplicatesPerKey),
-        keysCommitted: committed,
-        keysWithSeveralTxns: several,
-        requestsPerKey: cmd.duplicatesPerKey,
-      },
-    };
-  }
+  if (cmd.scenario === "duplicate-storm") return { ...result, storm: stormOf(keyTxns, seq, cmd.duplicatesPerKey) };
   return card ? { ...result, authCodes } : result;
 }
 

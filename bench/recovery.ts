@@ -422,6 +422,428 @@ async function checkEntries(stack: Stack, txns: readonly PlannedTxn[]): Promise<
 
 // ---- the run ----
 
+/** What main() has open: closed in its finally block whatever failed. */
+interface Live {
+  db?: Database.Database;
+  stopPolling: boolean;
+}
+
+/** The gateway's decision log and the banks' PREPARED gauges, as the watch reads them. */
+interface Gauges {
+  unackedAcks: Database.Statement;
+  unresolved: Database.Statement;
+  countOf: (s: Database.Statement) => number;
+  bankScrape: (b: BankName) => ReturnType<typeof scrape>;
+  preparedGauge: (b: BankName) => Promise<number>;
+}
+
+type Scraped = Awaited<ReturnType<typeof scrape>>;
+
+/** With the gateway stopped, writes the planned COMMIT decisions into its log and PREPAREs every txn at the banks. */
+async function prepareDecisions(stack: Stack, txns: readonly PlannedTxn[], live: Live) {
+  const dbFile = join(stack.gateway.env.GATEWAY_DATA_DIR!, "gateway.db");
+  await stack.gateway.stop();
+  const db = new Database(dbFile);
+  live.db = db;
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("busy_timeout = 5000");
+  const prep = await prepareAll(stack, txns, createLogWriter(db, Number(GATEWAY_ENV.COMMIT_TIMEOUT_MS)));
+  return { db, prep };
+}
+
+function gaugesOf(stack: Stack, db: Database.Database): Gauges {
+  const unackedAcks = db.prepare("SELECT count(*) AS n FROM decision_acks WHERE acked_at IS NULL");
+  const unresolved = db.prepare("SELECT count(DISTINCT txn_id) AS n FROM decision_acks WHERE acked_at IS NULL");
+  const countOf = (s: Database.Statement) => Number((s.get() as { n: number }).n);
+  // From the "listening" lines, which are dropped below with the set-up's log lines.
+  const bankMetricsPorts = new Map(BANKS.map((b) => [b, stack.bank(b).metricsPort]));
+  const bankScrape = (b: BankName) => scrape(bankMetricsPorts.get(b)!);
+  // A scrape that fails (a stalled machine) counts as "unknown", never as resolved.
+  const preparedGauge = async (b: BankName) =>
+    sumOf(
+      await bankScrape(b).catch(() => [{ name: "paygate_bank_prepared_transactions", labels: {}, value: -1 }]),
+      "paygate_bank_prepared_transactions",
+    );
+  return { unackedAcks, unresolved, countOf, bankScrape, preparedGauge };
+}
+
+const preparedAtBanks = async (g: Gauges) =>
+  Object.fromEntries(await Promise.all(BANKS.map(async (b) => [b, await g.preparedGauge(b)] as const)));
+
+/** The state the restarted gateway must recover from; throws unless it is what was planned. */
+async function readStartState(g: Gauges) {
+  const startState = {
+    unackedAcks: g.countOf(g.unackedAcks),
+    unresolvedDecisions: g.countOf(g.unresolved),
+    prepared: await preparedAtBanks(g),
+  };
+  log(
+    `gateway log: ${fmt(startState.unresolvedDecisions)} COMMIT decisions, ${fmt(startState.unackedAcks)} unacknowledged (txn, bank) pairs; PREPARED at ${BANKS.map((b) => `${b}: ${fmt(startState.prepared[b] ?? 0)}`).join(", ")}`,
+  );
+  if (startState.unresolvedDecisions !== decisionsN || BANKS.some((b) => startState.prepared[b] !== decisionsN))
+    throw new Error("the prepared state is not what was planned");
+  return startState;
+}
+
+const stackPids = (stack: Stack) => [stack.gateway.pid, ...BANKS.map((b) => stack.bank(b).pid)];
+
+/** Where the gateway's CPU profile goes; with --cpu-prof, the gateway's next start runs under the profiler. */
+function setUpProfile(stack: Stack) {
+  const profileDir = join(args.out!, `recovery-${stamp}-profile`);
+  const profileFile = join(profileDir, "gateway.cpuprofile");
+  if (args["cpu-prof"]) {
+    // Node 20 refuses --cpu-prof in NODE_OPTIONS; the preload starts the profiler. The profile names lines of this exact bundle.
+    mkdirSync(profileDir, { recursive: true });
+    copyFileSync(join(repoRoot, "dist", "gateway.js"), join(profileDir, "bundle.js"));
+    stack.gateway.env.NODE_OPTIONS = `--import ${join(repoRoot, "bench", "lib", "cpu-profile.mjs")}`;
+    stack.gateway.env.BENCH_CPU_PROFILE = profileFile;
+  }
+  return { profileDir, profileFile };
+}
+
+/** Starts the gateway and polls until every decision is acknowledged and nothing is PREPARED (or the timeout). */
+async function restartAndWatch(stack: Stack, g: Gauges, live: Live) {
+  const samples: PollSample[] = [];
+  let spawnAt = 0;
+  let resolvedAtMs: number | undefined;
+  const poll = async () => {
+    while (!live.stopPolling) {
+      const t0 = performance.now();
+      const prepared = await preparedAtBanks(g);
+      const s = {
+        tMs: round(t0 - spawnAt, 1),
+        unackedAcks: g.countOf(g.unackedAcks),
+        unresolvedDecisions: g.countOf(g.unresolved),
+        prepared,
+      };
+      samples.push(s);
+      if (s.unackedAcks === 0 && BANKS.every((b) => prepared[b] === 0)) {
+        resolvedAtMs = s.tMs;
+        return;
+      }
+      if (t0 - spawnAt > timeoutMs) return;
+      await new Promise((r) => setTimeout(r, Math.max(0, pollMs - (performance.now() - t0))));
+    }
+  };
+  const { profileDir, profileFile } = setUpProfile(stack);
+  log("starting the gateway ...");
+  const spawnEpochMs = Date.now();
+  spawnAt = performance.now();
+  const watching = poll().finally(() => (live.stopPolling = true));
+  // Handled where it is awaited; this only keeps a failed start from reporting it twice.
+  watching.catch(() => {});
+  try {
+    await stack.gateway.start();
+  } finally {
+    liveStackPids = stackPids(stack);
+  }
+  const listeningMs = round(performance.now() - spawnAt, 1);
+  log(`gateway listening ${listeningMs} ms after spawn; waiting for every decision to be acknowledged ...`);
+  const progress = setInterval(() => {
+    const s = samples.at(-1);
+    if (s)
+      log(
+        `${round(s.tMs / 1000, 1)} s: ${fmt(decisionsN - s.unresolvedDecisions)}/${fmt(decisionsN)} decisions resolved; PREPARED ${BANKS.map((b) => `${b} ${fmt(s.prepared[b] ?? 0)}`).join(", ")}`,
+      );
+  }, PROGRESS_INTERVAL_MS);
+  await watching;
+  clearInterval(progress);
+  live.stopPolling = true;
+  return { samples, resolvedAtMs, listeningMs, spawnEpochMs, profileDir, profileFile };
+}
+
+/** With --cpu-prof: stops the profiled gateway (the profile is written at exit), starts an unprofiled one, summarizes. */
+async function readProfile(stack: Stack, profileDir: string, profileFile: string): Promise<ProfileSummary | undefined> {
+  if (!args["cpu-prof"]) return undefined;
+  let profile: ProfileSummary | undefined;
+  // The profile is written at exit: stop the profiled gateway now, run the checks on an unprofiled one.
+  await stack.gateway.stop();
+  delete stack.gateway.env.NODE_OPTIONS;
+  delete stack.gateway.env.BENCH_CPU_PROFILE;
+  await stack.gateway.start();
+  liveStackPids = stackPids(stack);
+  if (existsSync(profileFile)) {
+    const bundleUrl = pathToFileURL(join(repoRoot, "dist", "gateway.js")).href;
+    profile = summarizeProfile(
+      JSON.parse(readFileSync(profileFile, "utf8")) as Parameters<typeof summarizeProfile>[0],
+      25,
+      { [bundleUrl]: join(profileDir, "bundle.js") },
+    );
+    process.stdout.write(`\n${profileMarkdown(`gateway, spawn to resolved (${profileFile})`, profile)}\n\n`);
+  } else log(`no profile was written to ${profileFile}`);
+  return profile;
+}
+
+/** What the watch measured after it ended: CPU and /metrics of every process. */
+interface AfterWatch {
+  gatewayCpu: number;
+  bankCpu: Record<string, number>;
+  gatewayMetrics: Scraped;
+  bankMetricsBefore: Map<BankName, Scraped>;
+  bankMetricsAfter: Map<BankName, Scraped>;
+}
+
+/** fsyncs at each bank during the watch, from the /metrics deltas. */
+function bankFsyncs(a: AfterWatch) {
+  const bankDelta = (b: BankName, name: string, where?: (l: Record<string, string>) => boolean) =>
+    sumOf(a.bankMetricsAfter.get(b)!, name, where) - sumOf(a.bankMetricsBefore.get(b)!, name, where);
+  return Object.fromEntries(
+    BANKS.map((b) => {
+      const count = bankDelta(b, "paygate_bank_fsync_duration_seconds_count");
+      const sumS = bankDelta(b, "paygate_bank_fsync_duration_seconds_sum");
+      return [b, { count, totalMs: round(sumS * 1000), meanMs: count ? round((sumS * 1000) / count, 3) : Number.NaN }];
+    }),
+  );
+}
+
+/** Where the time went: the banks' Commit lines grouped in bursts, the gateway's redrives, CPU and fsyncs. */
+function whereTimeWent(stack: Stack, spawnEpochMs: number, a: AfterWatch) {
+  const lines = commitLines(stack, spawnEpochMs);
+  const bs = bursts(lines);
+  const busyMs = bs.reduce((x, b) => x + (b.endMs - b.startMs), 0);
+  const firstCommitMs = lines[0]?.startMs ?? Number.NaN;
+  const resolverResolved = Object.fromEntries(
+    BANKS.map((b) => [b, stack.bank(b).find("in-doubt txn resolved").length]),
+  );
+  const fsyncs = bankFsyncs(a);
+  const clientCommit = (l: Record<string, string>) => COMMIT_METHOD.test(l.method ?? "");
+  const gwCommitCount = sumOf(a.gatewayMetrics, "paygate_rpc_client_duration_seconds_count", clientCommit);
+  const gwCommitSumS = sumOf(a.gatewayMetrics, "paygate_rpc_client_duration_seconds_sum", clientCommit);
+  const where = {
+    commitRpcsAtBanks: Object.fromEntries(
+      BANKS.map((b) => [
+        b,
+        Object.fromEntries(
+          [...new Set(lines.map((l) => l.method))].map((m) => [
+            m,
+            lines.filter((l) => l.bank === b && l.method === m).length,
+          ]),
+        ),
+      ]),
+    ),
+    commitRpcsRedelivered: lines.filter((l) => l.redelivered).length,
+    commitRpcsFailed: lines.filter((l) => !l.ok).length,
+    resolvedByBankResolvers: resolverResolved,
+    gatewayRedriveAttempts: sumOf(a.gatewayMetrics, "paygate_2pc_redrive_attempts_total"),
+    gatewayRecoveryLine: stack.gateway.find("coordinator recovery").at(-1) ?? null,
+    firstCommitAfterSpawnMs: round(firstCommitMs),
+    bursts: bs.length,
+    burstCommitsMean: bs.length ? round(lines.length / bs.length, 1) : 0,
+    burstDurationMeanMs: bs.length ? round(busyMs / bs.length, 1) : 0,
+    commitBusyMs: round(busyMs),
+    // The banks have no Commit to serve: the gateway is between ticks or busy with its own log.
+    idleBetweenBurstsMs: bs.length > 1 ? round(bs.at(-1)!.endMs - bs[0]!.startMs - busyMs) : 0,
+    // recover() sends one batch before "listening"; the loop's first tick follows one REDRIVE_INTERVAL_MS later.
+    firstGapMs: bs.length > 1 ? round(bs[1]!.startMs - bs[0]!.endMs) : 0,
+    bankCommitServerMeanMs: lines.length
+      ? round(lines.reduce((x, l) => x + (l.endMs - l.startMs), 0) / lines.length, 3)
+      : Number.NaN,
+    gatewayCommitClientMeanMs: gwCommitCount ? round((gwCommitSumS * 1000) / gwCommitCount, 3) : Number.NaN,
+    bankFsyncs: fsyncs,
+    cpuSeconds: { gateway: round(a.gatewayCpu, 2), ...a.bankCpu },
+    burstList: bs,
+  };
+  return { where, lines, busyMs, fsyncs, resolverResolved };
+}
+
+/** Each bank's Totals, then stack.assertConserved, as checks. */
+async function totalsChecks(stack: Stack, checks: Check[]): Promise<void> {
+  for (const b of BANKS) {
+    const t = await stack.bankClient(LedgerService, b).totals({});
+    checks.push({
+      name: `${b} holds no PREPARED txn (Totals)`,
+      ok: t.prepared.length === 0 && t.ledgerConsistent,
+      detail: `prepared: ${t.prepared.length}; ledger consistent: ${t.ledgerConsistent}${t.problems.length ? `; ${t.problems.slice(0, 3).join("; ")}` : ""}`,
+    });
+  }
+  try {
+    const r = await stack.assertConserved(25);
+    const cur = r.currencies
+      .map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`)
+      .join("; ");
+    checks.push({
+      name: "money conserved (stack.assertConserved)",
+      ok: r.conserved && r.inDoubt.length === 0,
+      detail: `${cur}; in doubt: ${r.inDoubt.length}`,
+    });
+  } catch (e) {
+    checks.push({ name: "money conserved (stack.assertConserved)", ok: false, detail: String(e).slice(0, 2000) });
+  }
+}
+
+/** Every account's balance moved by exactly its committed legs, nothing held; then the journal entries. */
+async function balanceChecks(
+  stack: Stack,
+  txns: readonly PlannedTxn[],
+  before: Awaited<ReturnType<typeof balances>>,
+  checks: Check[],
+): Promise<void> {
+  const expected = new Map<string, bigint>();
+  for (const t of txns) {
+    expected.set(t.fromAccountId, (expected.get(t.fromAccountId) ?? 0n) - t.amountMinor);
+    expected.set(t.toAccountId, (expected.get(t.toAccountId) ?? 0n) + t.amountMinor);
+  }
+  const after = await balances(stack);
+  const wrong = [...after].filter(
+    ([id, a]) => a.balance - before.get(id)!.balance !== (expected.get(id) ?? 0n) || a.held !== before.get(id)!.held,
+  );
+  const moved = txns.reduce((a, t) => a + t.amountMinor, 0n);
+  checks.push({
+    name: "balances moved by exactly the committed legs",
+    ok: wrong.length === 0,
+    detail: `${fmt(after.size)} accounts, ${moved} minor units moved by ${fmt(txns.length)} txns; accounts off by anything (balance or held): ${wrong.length}${
+      wrong.length
+        ? ` (${wrong
+            .slice(0, 3)
+            .map(([id]) => id)
+            .join(", ")})`
+        : ""
+    }`,
+  });
+  checks.push(await checkEntries(stack, txns));
+}
+
+/** The recovery figures, from spawn to resolved. */
+function recoveryOf(resolvedAtMs: number | undefined, listeningMs: number) {
+  const resolved = resolvedAtMs !== undefined;
+  const spawnToResolvedMs = resolvedAtMs ?? Number.NaN;
+  const listeningToResolvedMs = resolved ? round(Math.max(0, spawnToResolvedMs - listeningMs), 1) : Number.NaN;
+  const perSecond = resolved ? Math.round(decisionsN / (spawnToResolvedMs / 1000)) : 0;
+  return {
+    resolved,
+    spawnToListeningMs: listeningMs,
+    spawnToResolvedMs,
+    listeningToResolvedMs,
+    decisionsPerSecond: perSecond,
+    targetMs: TARGET_MS,
+    targetMet: resolved && spawnToResolvedMs <= TARGET_MS,
+  };
+}
+
+/** The options this run was made with, as the JSON records them. */
+const runOptions = () => ({
+  decisions: decisionsN,
+  prepareConcurrency,
+  accountsPerBank: perBank,
+  bankResolver,
+  pollMs,
+  timeoutMs,
+  prepareTimeoutMs: PREPARE_TIMEOUT_MS,
+  gatewayEnv: GATEWAY_ENV,
+  bankEnv: BANK_ENV,
+});
+
+/** The two closing log lines: where the time went, and the result. */
+function logSummary(
+  w: ReturnType<typeof whereTimeWent>,
+  bankCpu: Record<string, number>,
+  recovery: ReturnType<typeof recoveryOf>,
+  moneyOk: boolean,
+  last: PollSample | undefined,
+): void {
+  const { where, lines, busyMs, fsyncs, resolverResolved } = w;
+  const { resolved, spawnToResolvedMs, listeningToResolvedMs, spawnToListeningMs: listeningMs } = recovery;
+  const perSecond = recovery.decisionsPerSecond;
+  log(
+    `where the time went: first Commit ${where.firstCommitAfterSpawnMs} ms after spawn; ${fmt(lines.length)} Commit RPCs at the banks (${where.commitRpcsRedelivered} already committed) in ${where.bursts} bursts of ~${where.burstCommitsMean} ` +
+      `(~${where.burstDurationMeanMs} ms each, ${round(busyMs / 1000, 1)} s in all; the banks waited ${round(where.idleBetweenBurstsMs / 1000, 1)} s between them, ${round(where.firstGapMs / 1000, 2)} s after the first); bank fsyncs ${BANKS.map((b) => `${b} ${fmt(fsyncs[b]!.count)} × ${fsyncs[b]!.meanMs} ms`).join(", ")}; ` +
+      `resolved by bank resolvers ${BANKS.map((b) => `${b} ${resolverResolved[b]}`).join(", ")}; CPU s gateway ${where.cpuSeconds.gateway}, ${BANKS.map((b) => `${b} ${bankCpu[b]}`).join(", ")}`,
+  );
+  log(
+    resolved
+      ? `RESULT ${fmt(decisionsN)} unacknowledged decisions resolved ${round(spawnToResolvedMs / 1000, 2)} s after spawn (${round(listeningToResolvedMs / 1000, 2)} s after "listening" at ${round(listeningMs / 1000, 2)} s): ${fmt(perSecond)} decisions/s; target ${TARGET_MS / 1000} s ${recovery.targetMet ? "met" : "MISSED"}; money ${moneyOk ? "ok" : "CHECK FAILED"}`
+      : `RESULT not resolved within ${timeoutMs / 1000} s (${fmt(last?.unresolvedDecisions ?? decisionsN)} of ${fmt(decisionsN)} left)`,
+  );
+}
+
+/** After the watch: CPU and /metrics, then the decision log is closed. */
+async function readAfterWatch(
+  stack: Stack,
+  g: Gauges,
+  live: Live,
+  bankCpuBefore: Map<BankName, number>,
+  bankMetricsBefore: Map<BankName, Scraped>,
+): Promise<AfterWatch> {
+  const gatewayCpu = cpuSeconds(stack.gateway.pid!) ?? Number.NaN;
+  const bankCpu = Object.fromEntries(
+    BANKS.map((b) => [b, round((cpuSeconds(stack.bank(b).pid!) ?? 0) - (bankCpuBefore.get(b) ?? 0), 2)]),
+  );
+  const gatewayMetrics = await scrape(stack.gateway.metricsPort);
+  const bankMetricsAfter = new Map(await Promise.all(BANKS.map(async (b) => [b, await g.bankScrape(b)] as const)));
+  live.db!.close();
+  live.db = undefined;
+  return { gatewayCpu, bankCpu, gatewayMetrics, bankMetricsBefore, bankMetricsAfter };
+}
+
+/** Prepare, restart, watch, check: the whole run on a started stack; returns the exit code. */
+async function runRecovery(
+  stack: Stack,
+  live: Live,
+  machine: ReturnType<typeof machineInfo>,
+  fsyncBefore: unknown,
+): Promise<number> {
+  const checks: Check[] = [];
+  const replica = stack.gateway.env.GATEWAY_REPLICA ?? "gateway-0";
+  const before = await balances(stack);
+  const txns = planTxns(replica);
+  const { db, prep } = await prepareDecisions(stack, txns, live);
+  const g = gaugesOf(stack, db);
+  const startState = await readStartState(g);
+
+  const bankMetricsBefore = new Map(await Promise.all(BANKS.map(async (b) => [b, await g.bankScrape(b)] as const)));
+  for (const b of BANKS) stack.bank(b).lines.splice(0);
+  const bankCpuBefore = new Map(BANKS.map((b) => [b, cpuSeconds(stack.bank(b).pid!) ?? 0]));
+
+  // ---- restart and watch ----
+  const w = await restartAndWatch(stack, g, live);
+  const a = await readAfterWatch(stack, g, live, bankCpuBefore, bankMetricsBefore);
+  const profile = await readProfile(stack, w.profileDir, w.profileFile);
+
+  const resolved = w.resolvedAtMs !== undefined;
+  const last = w.samples.at(-1);
+  if (!resolved)
+    log(
+      `NOT RESOLVED within ${timeoutMs / 1000} s: ${fmt(last?.unresolvedDecisions ?? decisionsN)} decisions still unacknowledged`,
+    );
+
+  // ---- where the time went ----
+  const time = whereTimeWent(stack, w.spawnEpochMs, a);
+
+  // ---- the money ----
+  if (resolved) {
+    await totalsChecks(stack, checks);
+    await balanceChecks(stack, txns, before, checks);
+  }
+  for (const c of checks) log(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.detail}`);
+
+  const recovery = recoveryOf(w.resolvedAtMs, w.listeningMs);
+  const moneyOk = checks.every((c) => c.ok);
+  const result = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    command,
+    machine,
+    loadAvgEnd: machineInfo().loadAvg,
+    fsyncBefore,
+    options: runOptions(),
+    prepare: { elapsedMs: round(prep.elapsedMs), txnsPerSecond: Math.round(decisionsN / (prep.elapsedMs / 1000)) },
+    startState,
+    recovery,
+    where: time.where,
+    ...(profile ? { gatewayProfile: profile } : {}),
+    timeline: w.samples,
+    checks,
+    ok: resolved && moneyOk,
+  };
+  mkdirSync(args.out!, { recursive: true });
+  const file = join(args.out!, `recovery-${stamp}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  log(`wrote ${file}`);
+  logSummary(time, a.bankCpu, recovery, moneyOk, last);
+  return result.ok ? 0 : 1;
+}
+
 async function main(): Promise<number> {
   const machine = machineInfo();
   log(
@@ -438,306 +860,13 @@ async function main(): Promise<number> {
     gatewayEnv: GATEWAY_ENV,
     bankEnv: BANK_ENV,
   });
-  liveStackPids = [stack.gateway.pid, ...BANKS.map((b) => stack.bank(b).pid)];
-  let db: Database.Database | undefined;
-  let stopPolling = false;
-  const checks: Check[] = [];
+  liveStackPids = stackPids(stack);
+  const live: Live = { stopPolling: false };
   try {
-    const replica = stack.gateway.env.GATEWAY_REPLICA ?? "gateway-0";
-    const dbFile = join(stack.gateway.env.GATEWAY_DATA_DIR!, "gateway.db");
-    const before = await balances(stack);
-    const txns = planTxns(replica);
-
-    await stack.gateway.stop();
-    db = new Database(dbFile);
-    db.pragma("journal_mode = WAL");
-    db.pragma("synchronous = FULL");
-    db.pragma("busy_timeout = 5000");
-    const prep = await prepareAll(stack, txns, createLogWriter(db, Number(GATEWAY_ENV.COMMIT_TIMEOUT_MS)));
-
-    const unackedAcks = db.prepare("SELECT count(*) AS n FROM decision_acks WHERE acked_at IS NULL");
-    const unresolved = db.prepare("SELECT count(DISTINCT txn_id) AS n FROM decision_acks WHERE acked_at IS NULL");
-    const countOf = (s: Database.Statement) => Number((s.get() as { n: number }).n);
-    // From the "listening" lines, which are dropped below with the set-up's log lines.
-    const bankMetricsPorts = new Map(BANKS.map((b) => [b, stack.bank(b).metricsPort]));
-    const bankScrape = (b: BankName) => scrape(bankMetricsPorts.get(b)!);
-    // A scrape that fails (a stalled machine) counts as "unknown", never as resolved.
-    const preparedGauge = async (b: BankName) =>
-      sumOf(
-        await bankScrape(b).catch(() => [{ name: "paygate_bank_prepared_transactions", labels: {}, value: -1 }]),
-        "paygate_bank_prepared_transactions",
-      );
-    const startState = {
-      unackedAcks: countOf(unackedAcks),
-      unresolvedDecisions: countOf(unresolved),
-      prepared: Object.fromEntries(await Promise.all(BANKS.map(async (b) => [b, await preparedGauge(b)] as const))),
-    };
-    log(
-      `gateway log: ${fmt(startState.unresolvedDecisions)} COMMIT decisions, ${fmt(startState.unackedAcks)} unacknowledged (txn, bank) pairs; PREPARED at ${BANKS.map((b) => `${b}: ${fmt(startState.prepared[b] ?? 0)}`).join(", ")}`,
-    );
-    if (startState.unresolvedDecisions !== decisionsN || BANKS.some((b) => startState.prepared[b] !== decisionsN))
-      throw new Error("the prepared state is not what was planned");
-
-    const bankMetricsBefore = new Map(await Promise.all(BANKS.map(async (b) => [b, await bankScrape(b)] as const)));
-    for (const b of BANKS) stack.bank(b).lines.splice(0);
-    const bankCpuBefore = new Map(BANKS.map((b) => [b, cpuSeconds(stack.bank(b).pid!) ?? 0]));
-
-    // ---- restart and watch ----
-    const samples: PollSample[] = [];
-    let spawnAt = 0;
-    let resolvedAtMs: number | undefined;
-    const poll = async () => {
-      while (!stopPolling) {
-        const t0 = performance.now();
-        const prepared = Object.fromEntries(
-          await Promise.all(BANKS.map(async (b) => [b, await preparedGauge(b)] as const)),
-        );
-        const s = {
-          tMs: round(t0 - spawnAt, 1),
-          unackedAcks: countOf(unackedAcks),
-          unresolvedDecisions: countOf(unresolved),
-          prepared,
-        };
-        samples.push(s);
-        if (s.unackedAcks === 0 && BANKS.every((b) => prepared[b] === 0)) {
-          resolvedAtMs = s.tMs;
-          return;
-        }
-        if (t0 - spawnAt > timeoutMs) return;
-        await new Promise((r) => setTimeout(r, Math.max(0, pollMs - (performance.now() - t0))));
-      }
-    };
-    const profileDir = join(args.out!, `recovery-${stamp}-profile`);
-    const profileFile = join(profileDir, "gateway.cpuprofile");
-    if (args["cpu-prof"]) {
-      // Node 20 refuses --cpu-prof in NODE_OPTIONS; the preload starts the profiler. The profile names lines of this exact bundle.
-      mkdirSync(profileDir, { recursive: true });
-      copyFileSync(join(repoRoot, "dist", "gateway.js"), join(profileDir, "bundle.js"));
-      stack.gateway.env.NODE_OPTIONS = `--import ${join(repoRoot, "bench", "lib", "cpu-profile.mjs")}`;
-      stack.gateway.env.BENCH_CPU_PROFILE = profileFile;
-    }
-    log("starting the gateway ...");
-    const spawnEpochMs = Date.now();
-    spawnAt = performance.now();
-    const watching = poll().finally(() => (stopPolling = true));
-    // Handled where it is awaited; this only keeps a failed start from reporting it twice.
-    watching.catch(() => {});
-    try {
-      await stack.gateway.start();
-    } finally {
-      liveStackPids = [stack.gateway.pid, ...BANKS.map((b) => stack.bank(b).pid)];
-    }
-    const listeningMs = round(performance.now() - spawnAt, 1);
-    log(`gateway listening ${listeningMs} ms after spawn; waiting for every decision to be acknowledged ...`);
-    const progress = setInterval(() => {
-      const s = samples.at(-1);
-      if (s)
-        log(
-          `${round(s.tMs / 1000, 1)} s: ${fmt(decisionsN - s.unresolvedDecisions)}/${fmt(decisionsN)} decisions resolved; PREPARED ${BANKS.map((b) => `${b} ${fmt(s.prepared[b] ?? 0)}`).join(", ")}`,
-        );
-    }, PROGRESS_INTERVAL_MS);
-    await watching;
-    clearInterval(progress);
-    stopPolling = true;
-    const gatewayCpu = cpuSeconds(stack.gateway.pid!) ?? Number.NaN;
-    const bankCpu = Object.fromEntries(
-      BANKS.map((b) => [b, round((cpuSeconds(stack.bank(b).pid!) ?? 0) - (bankCpuBefore.get(b) ?? 0), 2)]),
-    );
-    const gatewayMetrics = await scrape(stack.gateway.metricsPort);
-    const bankMetricsAfter = new Map(await Promise.all(BANKS.map(async (b) => [b, await bankScrape(b)] as const)));
-    db.close();
-    db = undefined;
-    let profile: ProfileSummary | undefined;
-    if (args["cpu-prof"]) {
-      // The profile is written at exit: stop the profiled gateway now, run the checks on an unprofiled one.
-      await stack.gateway.stop();
-      delete stack.gateway.env.NODE_OPTIONS;
-      delete stack.gateway.env.BENCH_CPU_PROFILE;
-      await stack.gateway.start();
-      liveStackPids = [stack.gateway.pid, ...BANKS.map((b) => stack.bank(b).pid)];
-      if (existsSync(profileFile)) {
-        const bundleUrl = pathToFileURL(join(repoRoot, "dist", "gateway.js")).href;
-        profile = summarizeProfile(
-          JSON.parse(readFileSync(profileFile, "utf8")) as Parameters<typeof summarizeProfile>[0],
-          25,
-          { [bundleUrl]: join(profileDir, "bundle.js") },
-        );
-        process.stdout.write(`\n${profileMarkdown(`gateway, spawn to resolved (${profileFile})`, profile)}\n\n`);
-      } else log(`no profile was written to ${profileFile}`);
-    }
-
-    const resolved = resolvedAtMs !== undefined;
-    const last = samples.at(-1);
-    if (!resolved)
-      log(
-        `NOT RESOLVED within ${timeoutMs / 1000} s: ${fmt(last?.unresolvedDecisions ?? decisionsN)} decisions still unacknowledged`,
-      );
-
-    // ---- where the time went ----
-    const lines = commitLines(stack, spawnEpochMs);
-    const bs = bursts(lines);
-    const busyMs = bs.reduce((a, b) => a + (b.endMs - b.startMs), 0);
-    const firstCommitMs = lines[0]?.startMs ?? Number.NaN;
-    const resolverResolved = Object.fromEntries(
-      BANKS.map((b) => [b, stack.bank(b).find("in-doubt txn resolved").length]),
-    );
-    const bankDelta = (b: BankName, name: string, where?: (l: Record<string, string>) => boolean) =>
-      sumOf(bankMetricsAfter.get(b)!, name, where) - sumOf(bankMetricsBefore.get(b)!, name, where);
-    const fsyncs = Object.fromEntries(
-      BANKS.map((b) => {
-        const count = bankDelta(b, "paygate_bank_fsync_duration_seconds_count");
-        const sumS = bankDelta(b, "paygate_bank_fsync_duration_seconds_sum");
-        return [
-          b,
-          { count, totalMs: round(sumS * 1000), meanMs: count ? round((sumS * 1000) / count, 3) : Number.NaN },
-        ];
-      }),
-    );
-    const clientCommit = (l: Record<string, string>) => COMMIT_METHOD.test(l.method ?? "");
-    const gwCommitCount = sumOf(gatewayMetrics, "paygate_rpc_client_duration_seconds_count", clientCommit);
-    const gwCommitSumS = sumOf(gatewayMetrics, "paygate_rpc_client_duration_seconds_sum", clientCommit);
-    const where = {
-      commitRpcsAtBanks: Object.fromEntries(
-        BANKS.map((b) => [
-          b,
-          Object.fromEntries(
-            [...new Set(lines.map((l) => l.method))].map((m) => [
-              m,
-              lines.filter((l) => l.bank === b && l.method === m).length,
-            ]),
-          ),
-        ]),
-      ),
-      commitRpcsRedelivered: lines.filter((l) => l.redelivered).length,
-      commitRpcsFailed: lines.filter((l) => !l.ok).length,
-      resolvedByBankResolvers: resolverResolved,
-      gatewayRedriveAttempts: sumOf(gatewayMetrics, "paygate_2pc_redrive_attempts_total"),
-      gatewayRecoveryLine: stack.gateway.find("coordinator recovery").at(-1) ?? null,
-      firstCommitAfterSpawnMs: round(firstCommitMs),
-      bursts: bs.length,
-      burstCommitsMean: bs.length ? round(lines.length / bs.length, 1) : 0,
-      burstDurationMeanMs: bs.length ? round(busyMs / bs.length, 1) : 0,
-      commitBusyMs: round(busyMs),
-      // The banks have no Commit to serve: the gateway is between ticks or busy with its own log.
-      idleBetweenBurstsMs: bs.length > 1 ? round(bs.at(-1)!.endMs - bs[0]!.startMs - busyMs) : 0,
-      // recover() sends one batch before "listening"; the loop's first tick follows one REDRIVE_INTERVAL_MS later.
-      firstGapMs: bs.length > 1 ? round(bs[1]!.startMs - bs[0]!.endMs) : 0,
-      bankCommitServerMeanMs: lines.length
-        ? round(lines.reduce((a, l) => a + (l.endMs - l.startMs), 0) / lines.length, 3)
-        : Number.NaN,
-      gatewayCommitClientMeanMs: gwCommitCount ? round((gwCommitSumS * 1000) / gwCommitCount, 3) : Number.NaN,
-      bankFsyncs: fsyncs,
-      cpuSeconds: { gateway: round(gatewayCpu, 2), ...bankCpu },
-      burstList: bs,
-    };
-
-    // ---- the money ----
-    if (resolved) {
-      for (const b of BANKS) {
-        const t = await stack.bankClient(LedgerService, b).totals({});
-        checks.push({
-          name: `${b} holds no PREPARED txn (Totals)`,
-          ok: t.prepared.length === 0 && t.ledgerConsistent,
-          detail: `prepared: ${t.prepared.length}; ledger consistent: ${t.ledgerConsistent}${t.problems.length ? `; ${t.problems.slice(0, 3).join("; ")}` : ""}`,
-        });
-      }
-      try {
-        const r = await stack.assertConserved(25);
-        const cur = r.currencies
-          .map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`)
-          .join("; ");
-        checks.push({
-          name: "money conserved (stack.assertConserved)",
-          ok: r.conserved && r.inDoubt.length === 0,
-          detail: `${cur}; in doubt: ${r.inDoubt.length}`,
-        });
-      } catch (e) {
-        checks.push({ name: "money conserved (stack.assertConserved)", ok: false, detail: String(e).slice(0, 2000) });
-      }
-      const expected = new Map<string, bigint>();
-      for (const t of txns) {
-        expected.set(t.fromAccountId, (expected.get(t.fromAccountId) ?? 0n) - t.amountMinor);
-        expected.set(t.toAccountId, (expected.get(t.toAccountId) ?? 0n) + t.amountMinor);
-      }
-      const after = await balances(stack);
-      const wrong = [...after].filter(
-        ([id, a]) =>
-          a.balance - before.get(id)!.balance !== (expected.get(id) ?? 0n) || a.held !== before.get(id)!.held,
-      );
-      const moved = txns.reduce((a, t) => a + t.amountMinor, 0n);
-      checks.push({
-        name: "balances moved by exactly the committed legs",
-        ok: wrong.length === 0,
-        detail: `${fmt(after.size)} accounts, ${moved} minor units moved by ${fmt(txns.length)} txns; accounts off by anything (balance or held): ${wrong.length}${
-          wrong.length
-            ? ` (${wrong
-                .slice(0, 3)
-                .map(([id]) => id)
-                .join(", ")})`
-            : ""
-        }`,
-      });
-      checks.push(await checkEntries(stack, txns));
-    }
-    for (const c of checks) log(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.detail}`);
-
-    const spawnToResolvedMs = resolvedAtMs ?? Number.NaN;
-    const listeningToResolvedMs = resolved ? round(Math.max(0, spawnToResolvedMs - listeningMs), 1) : Number.NaN;
-    const perSecond = resolved ? Math.round(decisionsN / (spawnToResolvedMs / 1000)) : 0;
-    const moneyOk = checks.every((c) => c.ok);
-    const result = {
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
-      command,
-      machine,
-      loadAvgEnd: machineInfo().loadAvg,
-      fsyncBefore,
-      options: {
-        decisions: decisionsN,
-        prepareConcurrency,
-        accountsPerBank: perBank,
-        bankResolver,
-        pollMs,
-        timeoutMs,
-        prepareTimeoutMs: PREPARE_TIMEOUT_MS,
-        gatewayEnv: GATEWAY_ENV,
-        bankEnv: BANK_ENV,
-      },
-      prepare: { elapsedMs: round(prep.elapsedMs), txnsPerSecond: Math.round(decisionsN / (prep.elapsedMs / 1000)) },
-      startState,
-      recovery: {
-        resolved,
-        spawnToListeningMs: listeningMs,
-        spawnToResolvedMs,
-        listeningToResolvedMs,
-        decisionsPerSecond: perSecond,
-        targetMs: TARGET_MS,
-        targetMet: resolved && spawnToResolvedMs <= TARGET_MS,
-      },
-      where,
-      ...(profile ? { gatewayProfile: profile } : {}),
-      timeline: samples,
-      checks,
-      ok: resolved && moneyOk,
-    };
-    mkdirSync(args.out!, { recursive: true });
-    const file = join(args.out!, `recovery-${stamp}.json`);
-    writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-    log(`wrote ${file}`);
-    log(
-      `where the time went: first Commit ${where.firstCommitAfterSpawnMs} ms after spawn; ${fmt(lines.length)} Commit RPCs at the banks (${where.commitRpcsRedelivered} already committed) in ${where.bursts} bursts of ~${where.burstCommitsMean} ` +
-        `(~${where.burstDurationMeanMs} ms each, ${round(busyMs / 1000, 1)} s in all; the banks waited ${round(where.idleBetweenBurstsMs / 1000, 1)} s between them, ${round(where.firstGapMs / 1000, 2)} s after the first); bank fsyncs ${BANKS.map((b) => `${b} ${fmt(fsyncs[b]!.count)} × ${fsyncs[b]!.meanMs} ms`).join(", ")}; ` +
-        `resolved by bank resolvers ${BANKS.map((b) => `${b} ${resolverResolved[b]}`).join(", ")}; CPU s gateway ${where.cpuSeconds.gateway}, ${BANKS.map((b) => `${b} ${bankCpu[b]}`).join(", ")}`,
-    );
-    log(
-      resolved
-        ? `RESULT ${fmt(decisionsN)} unacknowledged decisions resolved ${round(spawnToResolvedMs / 1000, 2)} s after spawn (${round(listeningToResolvedMs / 1000, 2)} s after "listening" at ${round(listeningMs / 1000, 2)} s): ${fmt(perSecond)} decisions/s; target ${TARGET_MS / 1000} s ${result.recovery.targetMet ? "met" : "MISSED"}; money ${moneyOk ? "ok" : "CHECK FAILED"}`
-        : `RESULT not resolved within ${timeoutMs / 1000} s (${fmt(last?.unresolvedDecisions ?? decisionsN)} of ${fmt(decisionsN)} left)`,
-    );
-    return result.ok ? 0 : 1;
+    return await runRecovery(stack, live, machine, fsyncBefore);
   } finally {
-    stopPolling = true;
-    db?.close();
+    live.stopPolling = true;
+    live.db?.close();
     await stack.close();
     liveStackPids = [];
   }

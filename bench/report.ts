@@ -329,6 +329,61 @@ function processOrder(a: string, b: string): number {
   return rank(a) - rank(b) || a.localeCompare(b, "en", { numeric: true });
 }
 
+/** CPU per transfer of every process at the cross-bank peak: the input of a capacity projection. */
+function cpuPerTransferLines(r: BenchReport): string[] {
+  const out: string[] = [];
+  const peaks = r.runs
+    .map((run) => ({ run, p: peakOf(run.cells, "cross-bank") }))
+    .filter((x): x is { run: RunRecord; p: CellRecord } => x.p !== undefined);
+  const names = [
+    ...new Set(peaks.flatMap(({ p }) => Object.keys(p.cpuMsPerOp).filter((n) => (p.cpuSeconds[n] ?? 0) > 0.005))),
+  ].sort(processOrder);
+  if (peaks.length) {
+    out.push(
+      'CPU milliseconds per committed cross-bank transfer, per process, at each configuration\'s peak (warm-up included). "services" sums the system under test (gateways, PostgreSQL, banks, Redis, bureau), not the load generator, echo or proxy; "per core" is 1000 ÷ that sum: the transfers/s one fully used core would carry at this cost, the figure to scale to a bigger node.',
+      "",
+    );
+    out.push(
+      `| configuration | c | ${names.join(" | ")} | services | per core /s |`,
+      `|---|---:|${names.map(() => "---:").join("|")}|---:|---:|`,
+    );
+    for (const { run, p } of peaks) {
+      const services = names.filter((n) => !NOT_SERVICES.has(n)).reduce((a, n) => a + (p.cpuMsPerOp[n] ?? 0), 0);
+      out.push(
+        `| ${run.config.label} | ${p.concurrency} | ${names.map((n) => (p.cpuMsPerOp[n] === undefined ? "" : fmt(p.cpuMsPerOp[n], 2))).join(" | ")} | ${fmt(services, 2)} | ${services > 0 ? fmt(1000 / services) : "–"} |`,
+      );
+    }
+    out.push("");
+  }
+  return out;
+}
+
+/** Driver comparison: the same scenario, one replica, pg vs postgres. */
+function driverComparisonLines(r: BenchReport): string[] {
+  const out: string[] = [];
+  const single = r.runs.filter((run) => run.config.store === "postgres" && run.config.gateways === 1);
+  if (new Set(single.map((x) => x.config.driver)).size > 1) {
+    out.push(
+      "PostgreSQL driver comparison on the transfer path (cross-bank, one replica, same PG settings; `DATABASE_DRIVER`):",
+      "",
+    );
+    out.push(
+      "| driver | c | transfers/s | p50 ms | p90 ms | p99 ms | gateway CPU ms/transfer | postgres CPU ms/transfer |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
+    );
+    for (const run of single) {
+      const peak = peakOf(run.cells, "cross-bank");
+      for (const c of run.cells.filter((x) => x.scenario === "cross-bank")) {
+        out.push(
+          `| ${run.config.driver}${c === peak ? " (peak)" : ""} | ${c.concurrency} | ${fmt(c.okPerSecond)}${noisy(c) ? " ⚠" : ""} | ${fmt(c.latency.p50Ms, 1)} | ${fmt(c.latency.p90Ms, 1)} | ${fmt(c.latency.p99Ms, 1)} | ${fmt(c.cpuMsPerOp.gateway, 2)} | ${fmt(c.cpuMsPerOp.postgres, 2)} |`,
+        );
+      }
+    }
+    out.push("");
+  }
+  return out;
+}
+
 function matrixMarkdown(r: BenchReport): string {
   const out: string[] = [headerText(r), ""];
   const echo = echoPeakOf(r.runs);
@@ -366,52 +421,8 @@ function matrixMarkdown(r: BenchReport): string {
   }
   out.push("");
 
-  // CPU per transfer of every process at the cross-bank peak: the input of a capacity projection.
-  const peaks = r.runs
-    .map((run) => ({ run, p: peakOf(run.cells, "cross-bank") }))
-    .filter((x): x is { run: RunRecord; p: CellRecord } => x.p !== undefined);
-  const names = [
-    ...new Set(peaks.flatMap(({ p }) => Object.keys(p.cpuMsPerOp).filter((n) => (p.cpuSeconds[n] ?? 0) > 0.005))),
-  ].sort(processOrder);
-  if (peaks.length) {
-    out.push(
-      'CPU milliseconds per committed cross-bank transfer, per process, at each configuration\'s peak (warm-up included). "services" sums the system under test (gateways, PostgreSQL, banks, Redis, bureau), not the load generator, echo or proxy; "per core" is 1000 ÷ that sum: the transfers/s one fully used core would carry at this cost, the figure to scale to a bigger node.',
-      "",
-    );
-    out.push(
-      `| configuration | c | ${names.join(" | ")} | services | per core /s |`,
-      `|---|---:|${names.map(() => "---:").join("|")}|---:|---:|`,
-    );
-    for (const { run, p } of peaks) {
-      const services = names.filter((n) => !NOT_SERVICES.has(n)).reduce((a, n) => a + (p.cpuMsPerOp[n] ?? 0), 0);
-      out.push(
-        `| ${run.config.label} | ${p.concurrency} | ${names.map((n) => (p.cpuMsPerOp[n] === undefined ? "" : fmt(p.cpuMsPerOp[n], 2))).join(" | ")} | ${fmt(services, 2)} | ${services > 0 ? fmt(1000 / services) : "–"} |`,
-      );
-    }
-    out.push("");
-  }
-
-  // Driver comparison: the same scenario, one replica, pg vs postgres.
-  const single = r.runs.filter((run) => run.config.store === "postgres" && run.config.gateways === 1);
-  if (new Set(single.map((x) => x.config.driver)).size > 1) {
-    out.push(
-      "PostgreSQL driver comparison on the transfer path (cross-bank, one replica, same PG settings; `DATABASE_DRIVER`):",
-      "",
-    );
-    out.push(
-      "| driver | c | transfers/s | p50 ms | p90 ms | p99 ms | gateway CPU ms/transfer | postgres CPU ms/transfer |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|",
-    );
-    for (const run of single) {
-      const peak = peakOf(run.cells, "cross-bank");
-      for (const c of run.cells.filter((x) => x.scenario === "cross-bank")) {
-        out.push(
-          `| ${run.config.driver}${c === peak ? " (peak)" : ""} | ${c.concurrency} | ${fmt(c.okPerSecond)}${noisy(c) ? " ⚠" : ""} | ${fmt(c.latency.p50Ms, 1)} | ${fmt(c.latency.p90Ms, 1)} | ${fmt(c.latency.p99Ms, 1)} | ${fmt(c.cpuMsPerOp.gateway, 2)} | ${fmt(c.cpuMsPerOp.postgres, 2)} |`,
-        );
-      }
-    }
-    out.push("");
-  }
+  out.push(...cpuPerTransferLines(r));
+  out.push(...driverComparisonLines(r));
 
   for (const run of r.runs) out.push(...breakdownsOf(run, r.breakdownAt, `, ${run.config.label}`));
 

@@ -421,6 +421,35 @@ async function metricsSnapshot(b: Bench): Promise<MetricsSnapshot> {
   return { gateways, banks: new Map(banks) };
 }
 
+/** CPU seconds each process used in a cell, and CPU ms per committed operation. */
+function cpuOfCell(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  committed: number,
+): { cpu: Record<string, number>; perOp: Record<string, number> } {
+  const cpu: Record<string, number> = {};
+  const perOp: Record<string, number> = {};
+  // The whole cell (warm-up, drain) used this CPU for this many successful operations.
+  const ops = Math.max(1, committed);
+  for (const [n, v] of after) {
+    const d = v - (before.get(n) ?? v);
+    cpu[n] = Math.round(d * 100) / 100;
+    if (n !== "bench-orchestrator") perOp[n] = Math.round(((d * 1000) / ops) * 100) / 100;
+  }
+  return { cpu, perOp };
+}
+
+/** Throws if a service or PostgreSQL died during the cell. */
+function assertStillUp(b: Bench, scenario: Scenario, concurrency: number): void {
+  const down = services(b.stack).filter((p) => !p.running);
+  if (down.length)
+    throw new Error(
+      `service(s) died during ${scenario} c=${concurrency}: ${down.map((p) => `${p.name} ${JSON.stringify(p.lastExit)}\n${p.rawStderr.join("").slice(-2000)}`).join("\n")}`,
+    );
+  if (b.pg && !b.pg.running)
+    throw new Error(`postgres died during ${scenario} c=${concurrency}:\n${b.pg.log.slice(-2000)}`);
+}
+
 async function runCell(
   b: Bench,
   scenario: Scenario,
@@ -470,22 +499,8 @@ async function runCell(
     opened && closed
       ? computeBreakdown({ scenario, concurrency, client: r.latency, before: opened, after: closed })
       : undefined;
-  const cpu: Record<string, number> = {};
-  const perOp: Record<string, number> = {};
-  // The whole cell (warm-up, drain) used this CPU for this many successful operations.
-  const ops = Math.max(1, r.totals.committed);
-  for (const [n, v] of after) {
-    const d = v - (before.get(n) ?? v);
-    cpu[n] = Math.round(d * 100) / 100;
-    if (n !== "bench-orchestrator") perOp[n] = Math.round(((d * 1000) / ops) * 100) / 100;
-  }
-  const down = services(b.stack).filter((p) => !p.running);
-  if (down.length)
-    throw new Error(
-      `service(s) died during ${scenario} c=${concurrency}: ${down.map((p) => `${p.name} ${JSON.stringify(p.lastExit)}\n${p.rawStderr.join("").slice(-2000)}`).join("\n")}`,
-    );
-  if (b.pg && !b.pg.running)
-    throw new Error(`postgres died during ${scenario} c=${concurrency}:\n${b.pg.log.slice(-2000)}`);
+  const { cpu, perOp } = cpuOfCell(before, after, r.totals.committed);
+  assertStillUp(b, scenario, concurrency);
   const ours = Object.values(cpu).reduce((a, c) => a + c, 0);
   // Cores kept busy by processes that are not part of this benchmark: the noise.
   const otherCores = Math.round((Math.max(0, busy - ours) / wallS) * 100) / 100;
@@ -571,25 +586,15 @@ async function balanceOf(
 /** Everything of a RunRecord that is known once its stack has stopped (the headline comes when every run is in). */
 type Measured = Omit<RunRecord, "headline">;
 
-async function runConfiguration(config: StoreConfig, work: string): Promise<Measured> {
-  const runScenarios = config.scenarios;
-  const runStartedAt = new Date().toISOString();
-  const profileDir = join(args.out!, `${stamp}-profiles`, ...(configs.length > 1 ? [slug(config.label)] : []));
-  const checks: Check[] = [];
-  const notRunnable: { scenario: Scenario; why: string }[] = [];
-  const profiles: string[] = [];
-  const cells: CellRecord[] = [];
-  let drain: RunRecord["drain"];
-  let settle: SettleResult | undefined;
-  let conservation: unknown;
-  let processes: ProcessTotal[] = [];
-  /** Service name -> its bundle under dist/ (for profiles). */
-  const stackBundles = new Map<string, string>();
-  mkdirSync(work, { recursive: true });
+/** What one configuration has started so far: whatever is set here is stopped at the end, whatever failed. */
+interface Live {
+  stack?: Stack;
+  pg?: PostgresServer;
+}
 
-  // Redis: used whenever the gateway bundle can talk to it; one for all replicas.
-  let redis = { used: false, why: "the gateway does not read REDIS_URL yet" };
-  const gatewayEnv: Record<string, string> = {
+/** The gateway's environment before Redis is known. */
+function baseGatewayEnv(config: StoreConfig): Record<string, string> {
+  return {
     // Production-like timing, not the test suite's hurried values.
     COMMIT_TIMEOUT_MS: "5000",
     REDRIVE_INTERVAL_MS: "1000",
@@ -598,262 +603,361 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
     // Experiments (e.g. V8 flags in NODE_OPTIONS, PARTICIPANT_BATCH_MAX=0): a JSON object of extra gateway env.
     ...(JSON.parse(process.env.BENCH_GATEWAY_ENV ?? "{}") as Record<string, string>),
   };
-  const wantRedis = args.redis === "on" || (args.redis === "auto" && gatewayUsesRedis());
-  if (args.redis === "off") redis = { used: false, why: "--redis off" };
-  let stack: Stack | undefined;
-  let pg: PostgresServer | undefined;
-  try {
-    if (wantRedis) {
-      if (!hasCommand("redis-server"))
-        throw new Error(
-          "redis-server is not installed: `make system-deps` (or apt-get install redis-server), or pass --redis off",
-        );
-      const r = await startRedis(work);
-      gatewayEnv.REDIS_URL = `redis://127.0.0.1:${r.port}`;
-      redis = { used: true, why: `redis-server on port ${r.port}` };
-      log(`redis-server on port ${r.port}`);
-    }
-    if (config.store === "postgres") {
-      // Its own initdb on a free port, durable (fsync, synchronous_commit on); never the machine's server.
-      pg = await PostgresServer.start();
-      log(`postgres (private cluster) on port ${pg.port}, postmaster pid ${pg.pid}`);
-    }
-    // Card authorizations ask the credit bureau: the Stack starts one before the gateways when asked.
-    const cardServed = readFileSync(join(repoRoot, "services", "gateway", "src", "access.ts"), "utf8").includes(
-      "CardService",
-    );
-    const withCards = runScenarios.includes("card") && cardServed;
-    log(
-      `starting the stack (3 banks, ${config.gateways} gateway${config.gateways > 1 ? "s" : ""} on ${config.store}${pg ? ` with ${config.driver}` : ""}${withCards ? ", credit bureau" : ""}) ...`,
-    );
-    stack = await Stack.start({
-      banks: BENCH_BANKS,
-      seed: benchSeed(plan),
-      prepareTimeoutMs: 10_000,
-      gatewayEnv,
-      bankEnv: { RESOLVE_INTERVAL_MS: "1000" },
-      gateways: config.gateways,
-      ...(pg ? { postgres: pg } : {}),
-      ...(withCards ? { bureau: { data: bureauReports() } } : {}),
-    });
-    const st = stack;
+}
 
-    // bank-c behind a latency proxy (slow-bank only): the gateways must be restarted to dial it there.
-    let banksEnv: string | undefined;
-    if (runScenarios.includes("slow-bank")) {
-      const slow = await startHelper(
-        "delay-proxy",
-        process.execPath,
-        [
-          "--import",
-          "tsx",
-          join(repoRoot, "bench", "delay-proxy.ts"),
-          "--target",
-          new URL(st.bankUrls.get(SLOW_BANK)!).host,
-          "--delay-ms",
-          args["delay-ms"]!,
-        ],
-        jsonPort,
+/** Redis (when wanted) and the private PostgreSQL (when this configuration uses it), then the stack. */
+async function startStores(
+  config: StoreConfig,
+  work: string,
+  gatewayEnv: Record<string, string>,
+  wantRedis: boolean,
+  live: Live,
+): Promise<{ used: boolean; why: string } | undefined> {
+  let redis: { used: boolean; why: string } | undefined;
+  if (wantRedis) {
+    if (!hasCommand("redis-server"))
+      throw new Error(
+        "redis-server is not installed: `make system-deps` (or apt-get install redis-server), or pass --redis off",
       );
-      banksEnv = BENCH_BANKS.map(
-        (bank) => `${bank}=${bank === SLOW_BANK ? `https://127.0.0.1:${slow.port}` : st.bankUrls.get(bank)}`,
-      ).join(",");
-      log(`${SLOW_BANK} is reached through a +${args["delay-ms"]} ms proxy on port ${slow.port}`);
-    }
-    for (const p of services(st)) {
-      stackBundles.set(p.name, p.options.bundle);
-      const restart = (isGateway(st, p) && banksEnv !== undefined) || profiled.includes(p.name);
-      if (!restart) continue;
-      await p.stop();
-      if (isGateway(st, p) && banksEnv !== undefined) p.env.BANKS = banksEnv;
-      if (profiled.includes(p.name)) {
-        // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preload starts the profiler instead.
-        mkdirSync(join(profileDir, p.name), { recursive: true });
-        p.env.NODE_OPTIONS = `${p.env.NODE_OPTIONS ?? ""} --import ${join(repoRoot, "bench", "lib", "cpu-profile.mjs")}`;
-        p.env.BENCH_CPU_PROFILE = join(profileDir, p.name, `${p.name}.cpuprofile`);
-        // The profile names lines of this bundle; keep the exact file it ran.
-        copyFileSync(join(repoRoot, "dist", `${p.options.bundle}.js`), join(profileDir, p.name, "bundle.js"));
-      }
-      await p.start();
-    }
-    if (profiled.length) log(`profiling ${profiled.join(", ")} (figures include profiler overhead)`);
-
-    const echo = runScenarios.includes("echo")
-      ? await startHelper(
-          "echo",
-          process.execPath,
-          ["--import", "tsx", join(repoRoot, "bench", "echo-server.ts"), "--certs", st.certs],
-          jsonPort,
-        )
-      : undefined;
-    // Read before drainLogs() drops the "listening" lines they come from.
-    const metricsPorts = {
-      gateways: st.gateways.map((g) => g.metricsPort),
-      banks: new Map([...st.banks].map(([name, p]) => [name, p.metricsPort] as const)),
-    };
-    const b: Bench = { config, stack: st, pg, metricsPorts, cells };
-    liveStackPids = [...pids(b).values()];
-    loadGen = startLoadGenerator();
-    await ask({
-      type: "init",
-      gatewayUrls: st.gatewayUrls,
-      ...(echo ? { echoUrl: `https://127.0.0.1:${echo.port}` } : {}),
-      certsDir: st.certs,
-      accounts: acc,
-      connections: Number(args.connections),
-    });
-    liveStackPids = [...pids(b).values()];
-    drainLogs(b);
-
-    const runId = configs.length > 1 ? `${stamp}-${slug(config.label)}` : stamp;
-    let cards: CardFixture[] | undefined;
-    const committed = new Map<Scenario, number>();
-    let stormKeysCommitted = 0;
-    let stormSeveral = 0;
-    const stormBefore = runScenarios.includes("duplicate-storm")
-      ? await balanceOf(st, USERS.storm, acc.storm)
-      : undefined;
-    const whaleBefore = runScenarios.includes("hot-debit") ? await balanceOf(st, USERS.whale, acc.whale) : undefined;
-    const merchantBefore = runScenarios.includes("hot-credit")
-      ? await balanceOf(st, USERS.shop, acc.merchant)
-      : undefined;
-    const cardMerchantBefore = await balanceOf(st, USERS.shop, acc.cardMerchant);
-
-    for (const scenario of runScenarios) {
-      if (scenario === "card") {
-        if (!cardServed) {
-          notRunnable.push({
-            scenario,
-            why: "the gateway does not serve CardService yet (services/gateway/src/access.ts has no rule for it)",
-          });
-          log("card: not yet runnable (no CardService in the gateway)");
-          continue;
-        }
-        try {
-          cards = await issueCards(st);
-        } catch (e) {
-          notRunnable.push({
-            scenario,
-            why: `issuing test cards failed: ${e instanceof Error ? e.message : String(e)}`,
-          });
-          log(`card: not runnable: ${String(e)}`);
-          continue;
-        }
-      }
-      for (const c of concurrencies) {
-        const cell = await runCell(b, scenario, c, runId, cards && scenario === "card" ? { cards } : {});
-        cells.push(cell);
-        committed.set(scenario, (committed.get(scenario) ?? 0) + cell.totals.committed);
-        if (cell.storm) {
-          stormKeysCommitted += cell.storm.keysCommitted;
-          stormSeveral += cell.storm.keysWithSeveralTxns;
-        }
-        log(`${configs.length > 1 ? `[${config.label}] ` : ""}${describe(cell)}`);
-      }
-      if (scenario === "card" && cards && cardAuthorizations > 0) settle = await settleCards(b, cards, runId);
-    }
-
-    // ---- correctness: a benchmark that breaks money is a failed benchmark ----
-    if (runScenarios.includes("hot-debit")) {
-      const r = await ask<DrainResult>({ type: "drain", concurrency: 64, requests: plan.drainCount * 2, runId });
-      drain = { ...r, requests: plan.drainCount * 2, affordable: plan.drainCount };
-      const after = await balanceOf(st, USERS.drain, acc.drain);
-      checks.push({
-        name: "hot debit never overdraws",
-        ok: r.committed === plan.drainCount && after.balance === 0n && after.available === 0n,
-        detail: `${r.committed} of ${plan.drainCount * 2} committed from an account holding ${plan.drainCount}; balance now ${after.balance}, available ${after.available}`,
-      });
-      const whale = await balanceOf(st, USERS.whale, acc.whale);
-      const moved = whaleBefore!.balance - whale.balance;
-      const n = committed.get("hot-debit") ?? 0;
-      const ambiguous = cells.filter((c) => c.scenario === "hot-debit").reduce((a, c) => a + c.totals.ambiguous, 0);
-      checks.push({
-        name: "hot debit moved exactly what was committed",
-        ok: moved === BigInt(n) || ambiguous > 0,
-        detail: `payer balance fell by ${moved}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}`,
-      });
-    }
-    if (runScenarios.includes("hot-credit")) {
-      const m = await balanceOf(st, USERS.shop, acc.merchant);
-      const got = m.balance - merchantBefore!.balance;
-      const n = committed.get("hot-credit") ?? 0;
-      const ambiguous = cells.filter((c) => c.scenario === "hot-credit").reduce((a, c) => a + c.totals.ambiguous, 0);
-      checks.push({
-        name: "hot account received exactly what was committed",
-        ok: got === BigInt(n) || ambiguous > 0,
-        detail: `merchant balance rose by ${got}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}`,
-      });
-    }
-    if (settle) {
-      const m = await balanceOf(st, USERS.shop, acc.cardMerchant);
-      const got = m.balance - cardMerchantBefore.balance;
-      const ambiguous = Object.entries(settle.failed)
-        .filter(([k]) => k.startsWith("batch:"))
-        .reduce((a, [, n]) => a + n, 0);
-      checks.push({
-        name: "card settlement credited exactly the captured items",
-        ok: got === BigInt(settle.captured) * 100n || ambiguous > 0,
-        detail: `merchant balance rose by ${got} for ${settle.captured} captured items of 100${ambiguous ? ` (${ambiguous} items in failed batch calls: inconclusive)` : ""}`,
-      });
-    }
-    if (runScenarios.includes("duplicate-storm")) {
-      const x = await balanceOf(st, USERS.storm, acc.storm);
-      const moved = stormBefore!.balance - x.balance;
-      checks.push({
-        name: "duplicate-key storm moved money once per key",
-        ok: moved === BigInt(stormKeysCommitted) && stormSeveral === 0,
-        detail: `payer balance fell by ${moved} for ${stormKeysCommitted} committed keys; keys answered with more than one txn id: ${stormSeveral}`,
-      });
-    }
-    log("reconciling (stack.assertConserved) ...");
-    try {
-      const r = await st.assertConserved();
-      conservation = JSON.parse(JSON.stringify(r, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)));
-      const usd = r.currencies
-        .map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`)
-        .join("; ");
-      checks.push({
-        name: "money conserved (stack.assertConserved)",
-        ok: r.conserved && r.inDoubt.length === 0,
-        detail: `${usd}; in doubt: ${r.inDoubt.length}; banks consistent: ${r.banks.every((x) => x.ledgerConsistent)}`,
-      });
-    } catch (e) {
-      checks.push({ name: "money conserved (stack.assertConserved)", ok: false, detail: String(e).slice(0, 2000) });
-    }
-    for (const c of checks) log(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.detail}`);
-
-    // Whole-run CPU and peak RSS, read before anything stops.
-    const end = cpuSnapshot(b);
-    processes = [...pids(b)].map(([name, pid]) => ({
-      name,
-      pid,
-      cpuSeconds: Math.round((end.get(name) ?? 0) * 10) / 10,
-      // One cluster of processes sharing memory: no single figure would be honest.
-      peakRssMiB: name === "postgres" ? Number.NaN : (memoryMiB(pid)?.peakRssMiB ?? Number.NaN),
-    }));
-    processes.push({
-      name: "bench-orchestrator",
-      pid: process.pid,
-      cpuSeconds: Math.round((end.get("bench-orchestrator") ?? 0) * 10) / 10,
-      peakRssMiB: memoryMiB(process.pid)?.peakRssMiB ?? Math.round(process.memoryUsage().rss / 1048576),
-    });
-  } finally {
-    // Each step on its own: whatever failed above, the stack must still stop.
-    const step = async (what: string, f: () => Promise<unknown>) => {
-      try {
-        await f();
-      } catch (e) {
-        log(`cleanup: ${what} failed: ${String(e)}`);
-      }
-    };
-    await step("load generator", stopLoadGenerator);
-    await step("helpers", stopHelpers);
-    if (stack) await step("stack", () => stack!.close());
-    if (pg) await step("postgres", () => pg!.close());
-    liveStackPids = [];
+    const r = await startRedis(work);
+    gatewayEnv.REDIS_URL = `redis://127.0.0.1:${r.port}`;
+    redis = { used: true, why: `redis-server on port ${r.port}` };
+    log(`redis-server on port ${r.port}`);
   }
+  if (config.store === "postgres") {
+    // Its own initdb on a free port, durable (fsync, synchronous_commit on); never the machine's server.
+    live.pg = await PostgresServer.start();
+    log(`postgres (private cluster) on port ${live.pg.port}, postmaster pid ${live.pg.pid}`);
+  }
+  return redis;
+}
 
-  // Profiles are written when the profiled process exits (stack.close above).
+/** Starts the stack; says whether the gateway serves CardService. */
+async function startStack(config: StoreConfig, gatewayEnv: Record<string, string>, live: Live): Promise<boolean> {
+  const pg = live.pg;
+  // Card authorizations ask the credit bureau: the Stack starts one before the gateways when asked.
+  const cardServed = readFileSync(join(repoRoot, "services", "gateway", "src", "access.ts"), "utf8").includes(
+    "CardService",
+  );
+  const withCards = config.scenarios.includes("card") && cardServed;
+  log(
+    `starting the stack (3 banks, ${config.gateways} gateway${config.gateways > 1 ? "s" : ""} on ${config.store}${pg ? ` with ${config.driver}` : ""}${withCards ? ", credit bureau" : ""}) ...`,
+  );
+  live.stack = await Stack.start({
+    banks: BENCH_BANKS,
+    seed: benchSeed(plan),
+    prepareTimeoutMs: 10_000,
+    gatewayEnv,
+    bankEnv: { RESOLVE_INTERVAL_MS: "1000" },
+    gateways: config.gateways,
+    ...(pg ? { postgres: pg } : {}),
+    ...(withCards ? { bureau: { data: bureauReports() } } : {}),
+  });
+  return cardServed;
+}
+
+/** bank-c behind a latency proxy (slow-bank only): the BANKS value the gateways must be restarted with. */
+async function slowBankEnv(st: Stack, runScenarios: readonly Scenario[]): Promise<string | undefined> {
+  if (!runScenarios.includes("slow-bank")) return undefined;
+  const slow = await startHelper(
+    "delay-proxy",
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(repoRoot, "bench", "delay-proxy.ts"),
+      "--target",
+      new URL(st.bankUrls.get(SLOW_BANK)!).host,
+      "--delay-ms",
+      args["delay-ms"]!,
+    ],
+    jsonPort,
+  );
+  const banksEnv = BENCH_BANKS.map(
+    (bank) => `${bank}=${bank === SLOW_BANK ? `https://127.0.0.1:${slow.port}` : st.bankUrls.get(bank)}`,
+  ).join(",");
+  log(`${SLOW_BANK} is reached through a +${args["delay-ms"]} ms proxy on port ${slow.port}`);
+  return banksEnv;
+}
+
+/** Restarts the gateways to dial the slow bank, and every profiled service under the profiler. */
+async function restartForBench(
+  st: Stack,
+  banksEnv: string | undefined,
+  profileDir: string,
+  stackBundles: Map<string, string>,
+): Promise<void> {
+  for (const p of services(st)) {
+    stackBundles.set(p.name, p.options.bundle);
+    const restart = (isGateway(st, p) && banksEnv !== undefined) || profiled.includes(p.name);
+    if (!restart) continue;
+    await p.stop();
+    if (isGateway(st, p) && banksEnv !== undefined) p.env.BANKS = banksEnv;
+    if (profiled.includes(p.name)) {
+      // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preload starts the profiler instead.
+      mkdirSync(join(profileDir, p.name), { recursive: true });
+      p.env.NODE_OPTIONS = `${p.env.NODE_OPTIONS ?? ""} --import ${join(repoRoot, "bench", "lib", "cpu-profile.mjs")}`;
+      p.env.BENCH_CPU_PROFILE = join(profileDir, p.name, `${p.name}.cpuprofile`);
+      // The profile names lines of this bundle; keep the exact file it ran.
+      copyFileSync(join(repoRoot, "dist", `${p.options.bundle}.js`), join(profileDir, p.name, "bundle.js"));
+    }
+    await p.start();
+  }
+  if (profiled.length) log(`profiling ${profiled.join(", ")} (figures include profiler overhead)`);
+}
+
+/** The echo server (when measured) and the load generator, pointed at the running stack. */
+async function startLoad(
+  config: StoreConfig,
+  st: Stack,
+  pg: PostgresServer | undefined,
+  cells: CellRecord[],
+): Promise<Bench> {
+  const echo = config.scenarios.includes("echo")
+    ? await startHelper(
+        "echo",
+        process.execPath,
+        ["--import", "tsx", join(repoRoot, "bench", "echo-server.ts"), "--certs", st.certs],
+        jsonPort,
+      )
+    : undefined;
+  // Read before drainLogs() drops the "listening" lines they come from.
+  const metricsPorts = {
+    gateways: st.gateways.map((g) => g.metricsPort),
+    banks: new Map([...st.banks].map(([name, p]) => [name, p.metricsPort] as const)),
+  };
+  const b: Bench = { config, stack: st, pg, metricsPorts, cells };
+  liveStackPids = [...pids(b).values()];
+  loadGen = startLoadGenerator();
+  await ask({
+    type: "init",
+    gatewayUrls: st.gatewayUrls,
+    ...(echo ? { echoUrl: `https://127.0.0.1:${echo.port}` } : {}),
+    certsDir: st.certs,
+    accounts: acc,
+    connections: Number(args.connections),
+  });
+  liveStackPids = [...pids(b).values()];
+  drainLogs(b);
+  return b;
+}
+
+type Balance = { balance: bigint; available: bigint };
+
+/** Balances the money checks compare against, read before the first cell. */
+async function balancesBefore(st: Stack, runScenarios: readonly Scenario[]) {
+  const stormBefore = runScenarios.includes("duplicate-storm")
+    ? await balanceOf(st, USERS.storm, acc.storm)
+    : undefined;
+  const whaleBefore = runScenarios.includes("hot-debit") ? await balanceOf(st, USERS.whale, acc.whale) : undefined;
+  const merchantBefore = runScenarios.includes("hot-credit")
+    ? await balanceOf(st, USERS.shop, acc.merchant)
+    : undefined;
+  const cardMerchantBefore: Balance = await balanceOf(st, USERS.shop, acc.cardMerchant);
+  return { stormBefore, whaleBefore, merchantBefore, cardMerchantBefore };
+}
+
+/** What the cells committed, for the money checks. */
+interface Tally {
+  committed: Map<Scenario, number>;
+  stormKeysCommitted: number;
+  stormSeveral: number;
+  settle: SettleResult | undefined;
+}
+
+/** Test cards for the card scenario, or why it cannot run (recorded in notRunnable). */
+async function cardsFor(
+  st: Stack,
+  cardServed: boolean,
+  notRunnable: { scenario: Scenario; why: string }[],
+): Promise<CardFixture[] | undefined> {
+  const scenario: Scenario = "card";
+  if (!cardServed) {
+    notRunnable.push({
+      scenario,
+      why: "the gateway does not serve CardService yet (services/gateway/src/access.ts has no rule for it)",
+    });
+    log("card: not yet runnable (no CardService in the gateway)");
+    return undefined;
+  }
+  try {
+    return await issueCards(st);
+  } catch (e) {
+    notRunnable.push({
+      scenario,
+      why: `issuing test cards failed: ${e instanceof Error ? e.message : String(e)}`,
+    });
+    log(`card: not runnable: ${String(e)}`);
+    return undefined;
+  }
+}
+
+/** Every scenario × concurrency cell of one configuration, in order; card settlement after the card cells. */
+async function runAllCells(
+  b: Bench,
+  cardServed: boolean,
+  runId: string,
+  notRunnable: { scenario: Scenario; why: string }[],
+): Promise<Tally> {
+  const { config, stack: st, cells } = b;
+  let cards: CardFixture[] | undefined;
+  const t: Tally = { committed: new Map(), stormKeysCommitted: 0, stormSeveral: 0, settle: undefined };
+  for (const scenario of config.scenarios) {
+    if (scenario === "card") {
+      cards = await cardsFor(st, cardServed, notRunnable);
+      if (!cards) continue;
+    }
+    for (const c of concurrencies) {
+      const cell = await runCell(b, scenario, c, runId, cards && scenario === "card" ? { cards } : {});
+      cells.push(cell);
+      t.committed.set(scenario, (t.committed.get(scenario) ?? 0) + cell.totals.committed);
+      if (cell.storm) {
+        t.stormKeysCommitted += cell.storm.keysCommitted;
+        t.stormSeveral += cell.storm.keysWithSeveralTxns;
+      }
+      log(`${configs.length > 1 ? `[${config.label}] ` : ""}${describe(cell)}`);
+    }
+    if (scenario === "card" && cards && cardAuthorizations > 0) t.settle = await settleCards(b, cards, runId);
+  }
+  return t;
+}
+
+const ambiguousIn = (cells: readonly CellRecord[], scenario: Scenario) =>
+  cells.filter((c) => c.scenario === scenario).reduce((a, c) => a + c.totals.ambiguous, 0);
+
+/** hot-debit: the drain never overdraws, and the payer lost exactly what was committed. */
+async function hotDebitChecks(
+  b: Bench,
+  runId: string,
+  whaleBefore: Balance,
+  t: Tally,
+  checks: Check[],
+): Promise<RunRecord["drain"]> {
+  const st = b.stack;
+  const r = await ask<DrainResult>({ type: "drain", concurrency: 64, requests: plan.drainCount * 2, runId });
+  const drain = { ...r, requests: plan.drainCount * 2, affordable: plan.drainCount };
+  const after = await balanceOf(st, USERS.drain, acc.drain);
+  checks.push({
+    name: "hot debit never overdraws",
+    ok: r.committed === plan.drainCount && after.balance === 0n && after.available === 0n,
+    detail: `${r.committed} of ${plan.drainCount * 2} committed from an account holding ${plan.drainCount}; balance now ${after.balance}, available ${after.available}`,
+  });
+  const whale = await balanceOf(st, USERS.whale, acc.whale);
+  const moved = whaleBefore.balance - whale.balance;
+  const n = t.committed.get("hot-debit") ?? 0;
+  const ambiguous = ambiguousIn(b.cells, "hot-debit");
+  checks.push({
+    name: "hot debit moved exactly what was committed",
+    ok: moved === BigInt(n) || ambiguous > 0,
+    detail: `payer balance fell by ${moved}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}`,
+  });
+  return drain;
+}
+
+/** hot-credit, card settlement and duplicate-storm: each moved exactly what was committed. */
+async function creditChecks(
+  b: Bench,
+  before: Awaited<ReturnType<typeof balancesBefore>>,
+  t: Tally,
+  checks: Check[],
+): Promise<void> {
+  const { stack: st, config } = b;
+  if (config.scenarios.includes("hot-credit")) {
+    const m = await balanceOf(st, USERS.shop, acc.merchant);
+    const got = m.balance - before.merchantBefore!.balance;
+    const n = t.committed.get("hot-credit") ?? 0;
+    const ambiguous = ambiguousIn(b.cells, "hot-credit");
+    checks.push({
+      name: "hot account received exactly what was committed",
+      ok: got === BigInt(n) || ambiguous > 0,
+      detail: `merchant balance rose by ${got}, ${n} transfers of 1 committed${ambiguous ? ` (${ambiguous} ambiguous failures: inconclusive)` : ""}`,
+    });
+  }
+  const settle = t.settle;
+  if (settle) {
+    const m = await balanceOf(st, USERS.shop, acc.cardMerchant);
+    const got = m.balance - before.cardMerchantBefore.balance;
+    const ambiguous = Object.entries(settle.failed)
+      .filter(([k]) => k.startsWith("batch:"))
+      .reduce((a, [, n]) => a + n, 0);
+    checks.push({
+      name: "card settlement credited exactly the captured items",
+      ok: got === BigInt(settle.captured) * 100n || ambiguous > 0,
+      detail: `merchant balance rose by ${got} for ${settle.captured} captured items of 100${ambiguous ? ` (${ambiguous} items in failed batch calls: inconclusive)` : ""}`,
+    });
+  }
+  if (config.scenarios.includes("duplicate-storm")) {
+    const x = await balanceOf(st, USERS.storm, acc.storm);
+    const moved = before.stormBefore!.balance - x.balance;
+    checks.push({
+      name: "duplicate-key storm moved money once per key",
+      ok: moved === BigInt(t.stormKeysCommitted) && t.stormSeveral === 0,
+      detail: `payer balance fell by ${moved} for ${t.stormKeysCommitted} committed keys; keys answered with more than one txn id: ${t.stormSeveral}`,
+    });
+  }
+}
+
+/** stack.assertConserved as a check; returns its result as JSON (bigints as strings). */
+async function conservationCheck(st: Stack, checks: Check[]): Promise<unknown> {
+  log("reconciling (stack.assertConserved) ...");
+  try {
+    const r = await st.assertConserved();
+    const conservation = JSON.parse(
+      JSON.stringify(r, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v)),
+    ) as unknown;
+    const usd = r.currencies
+      .map((c) => `${c.currency} balance ${c.balanceMinor} = deposited ${c.depositedMinor}`)
+      .join("; ");
+    checks.push({
+      name: "money conserved (stack.assertConserved)",
+      ok: r.conserved && r.inDoubt.length === 0,
+      detail: `${usd}; in doubt: ${r.inDoubt.length}; banks consistent: ${r.banks.every((x) => x.ledgerConsistent)}`,
+    });
+    return conservation;
+  } catch (e) {
+    checks.push({ name: "money conserved (stack.assertConserved)", ok: false, detail: String(e).slice(0, 2000) });
+    return undefined;
+  }
+}
+
+/** Whole-run CPU and peak RSS, read before anything stops. */
+function processTotals(b: Bench): ProcessTotal[] {
+  const end = cpuSnapshot(b);
+  const processes: ProcessTotal[] = [...pids(b)].map(([name, pid]) => ({
+    name,
+    pid,
+    cpuSeconds: Math.round((end.get(name) ?? 0) * 10) / 10,
+    // One cluster of processes sharing memory: no single figure would be honest.
+    peakRssMiB: name === "postgres" ? Number.NaN : (memoryMiB(pid)?.peakRssMiB ?? Number.NaN),
+  }));
+  processes.push({
+    name: "bench-orchestrator",
+    pid: process.pid,
+    cpuSeconds: Math.round((end.get("bench-orchestrator") ?? 0) * 10) / 10,
+    peakRssMiB: memoryMiB(process.pid)?.peakRssMiB ?? Math.round(process.memoryUsage().rss / 1048576),
+  });
+  return processes;
+}
+
+/** Each step on its own: whatever failed before, the stack must still stop. */
+async function stopEverything(live: Live): Promise<void> {
+  const step = async (what: string, f: () => Promise<unknown>) => {
+    try {
+      await f();
+    } catch (e) {
+      log(`cleanup: ${what} failed: ${String(e)}`);
+    }
+  };
+  await step("load generator", stopLoadGenerator);
+  await step("helpers", stopHelpers);
+  if (live.stack) await step("stack", () => live.stack!.close());
+  if (live.pg) await step("postgres", () => live.pg!.close());
+  liveStackPids = [];
+}
+
+/** Profiles are written when the profiled process exits (stack.close): one summary per profile file. */
+function collectProfiles(profileDir: string, stackBundles: ReadonlyMap<string, string>): string[] {
+  const profiles: string[] = [];
   for (const name of profiled) {
     const dir = join(profileDir, name);
     if (!existsSync(dir)) continue;
@@ -867,22 +971,142 @@ async function runConfiguration(config: StoreConfig, work: string): Promise<Meas
       profiles.push(profileMarkdown(`${name} (${f})`, sum));
     }
   }
+  return profiles;
+}
+
+/** Everything one configuration measured, up to (not including) stopping its stack. */
+interface Measuring {
+  checks: Check[];
+  notRunnable: { scenario: Scenario; why: string }[];
+  cells: CellRecord[];
+  drain?: RunRecord["drain"];
+  settle?: SettleResult;
+  conservation?: unknown;
+  processes: ProcessTotal[];
+}
+
+/** Starts the stack, runs every cell, checks the money and reads the process totals. */
+async function measure(
+  config: StoreConfig,
+  work: string,
+  gatewayEnv: Record<string, string>,
+  wantRedis: boolean,
+  live: Live,
+  m: Measuring,
+  profileDir: string,
+  stackBundles: Map<string, string>,
+): Promise<{ used: boolean; why: string } | undefined> {
+  const redis = await startStores(config, work, gatewayEnv, wantRedis, live);
+  const cardServed = await startStack(config, gatewayEnv, live);
+  const st = live.stack!;
+  const banksEnv = await slowBankEnv(st, config.scenarios);
+  await restartForBench(st, banksEnv, profileDir, stackBundles);
+  const b = await startLoad(config, st, live.pg, m.cells);
+
+  const runId = configs.length > 1 ? `${stamp}-${slug(config.label)}` : stamp;
+  const before = await balancesBefore(st, config.scenarios);
+  const t = await runAllCells(b, cardServed, runId, m.notRunnable);
+  m.settle = t.settle;
+
+  // ---- correctness: a benchmark that breaks money is a failed benchmark ----
+  if (config.scenarios.includes("hot-debit"))
+    m.drain = await hotDebitChecks(b, runId, before.whaleBefore!, t, m.checks);
+  await creditChecks(b, before, t, m.checks);
+  m.conservation = await conservationCheck(st, m.checks);
+  for (const c of m.checks) log(`${c.ok ? "PASS" : "FAIL"} ${c.name}: ${c.detail}`);
+
+  m.processes = processTotals(b);
+  return redis;
+}
+
+async function runConfiguration(config: StoreConfig, work: string): Promise<Measured> {
+  const runStartedAt = new Date().toISOString();
+  const profileDir = join(args.out!, `${stamp}-profiles`, ...(configs.length > 1 ? [slug(config.label)] : []));
+  const m: Measuring = { checks: [], notRunnable: [], cells: [], processes: [] };
+  /** Service name -> its bundle under dist/ (for profiles). */
+  const stackBundles = new Map<string, string>();
+  mkdirSync(work, { recursive: true });
+
+  // Redis: used whenever the gateway bundle can talk to it; one for all replicas.
+  let redis = { used: false, why: "the gateway does not read REDIS_URL yet" };
+  const gatewayEnv = baseGatewayEnv(config);
+  const wantRedis = args.redis === "on" || (args.redis === "auto" && gatewayUsesRedis());
+  if (args.redis === "off") redis = { used: false, why: "--redis off" };
+  const live: Live = {};
+  try {
+    redis = (await measure(config, work, gatewayEnv, wantRedis, live, m, profileDir, stackBundles)) ?? redis;
+  } finally {
+    await stopEverything(live);
+  }
+
+  const profiles = collectProfiles(profileDir, stackBundles);
   return {
     config,
     startedAt: runStartedAt,
     redis,
-    cells,
-    notRunnable,
-    ...(drain ? { drain } : {}),
-    ...(settle ? { settle } : {}),
-    checks,
-    processes,
-    conservation,
+    cells: m.cells,
+    notRunnable: m.notRunnable,
+    ...(m.drain ? { drain: m.drain } : {}),
+    ...(m.settle ? { settle: m.settle } : {}),
+    checks: m.checks,
+    processes: m.processes,
+    conservation: m.conservation,
     profiles,
   };
 }
 
 // ---- the run ----
+
+/** Every configuration's record, with ratios to the echo ceiling and each run's headline. */
+function reportOf(machine: ReturnType<typeof machineInfo>, measured: readonly Measured[]): BenchReport {
+  // Ratios to the echo ceiling at the same concurrency (echo is measured once, in the first configuration).
+  const echoAt = new Map(
+    measured
+      .flatMap((m) => m.cells)
+      .filter((c) => c.scenario === "echo")
+      .map((c) => [c.concurrency, c.okPerSecond]),
+  );
+  const withRatios = measured.map((m) => ({
+    ...m,
+    cells: m.cells.map((c) => {
+      const e = echoAt.get(c.concurrency);
+      return c.scenario !== "echo" && e ? { ...c, ratioToEcho: Math.round((c.okPerSecond / e) * 100) / 100 } : c;
+    }),
+  }));
+  const echoPeak = peakOf(
+    withRatios.flatMap((m) => m.cells),
+    "echo",
+  );
+  const runs: RunRecord[] = withRatios.map((m) => ({ ...m, headline: headlineOf(m.cells, echoPeak) }));
+  const report: BenchReport = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    command,
+    machine,
+    loadAvgEnd: machineInfo().loadAvg,
+    options: { ...args, durationMs, warmupMs, concurrencies, scenarios, cardAuthorizations },
+    matrix,
+    breakdownAt,
+    runs,
+    ok: runs.every((r) => !r.failed && r.checks.every((c) => c.ok) && r.notRunnable.length === 0),
+  };
+  return report;
+}
+
+/** Writes the JSON and Markdown reports (and the README section when asked), then prints the Markdown. */
+function writeReport(report: BenchReport): void {
+  mkdirSync(args.out!, { recursive: true });
+  const md = renderMarkdown(report);
+  const base = join(args.out!, `${stamp}${matrix ? "-matrix" : ""}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(`${base}.md`, `# paygate benchmark ${stamp}${matrix ? " (store × replicas matrix)" : ""}\n\n${md}\n`);
+  log(`wrote ${base}.json and ${base}.md`);
+  if (writeReadme) {
+    updateReadme(join(repoRoot, "bench", "README.md"), md, README_SKELETON, matrix ? "matrix" : "figures");
+    log(`updated bench/README.md (${matrix ? "Latest matrix" : "Latest figures"})`);
+  }
+  process.stdout.write(`\n${md}\n`);
+}
 
 async function main(): Promise<number> {
   const machine = machineInfo();
@@ -919,48 +1143,9 @@ async function main(): Promise<number> {
     rmSync(work, { recursive: true, force: true });
   }
 
-  // Ratios to the echo ceiling at the same concurrency (echo is measured once, in the first configuration).
-  const echoAt = new Map(
-    measured
-      .flatMap((m) => m.cells)
-      .filter((c) => c.scenario === "echo")
-      .map((c) => [c.concurrency, c.okPerSecond]),
-  );
-  const withRatios = measured.map((m) => ({
-    ...m,
-    cells: m.cells.map((c) => {
-      const e = echoAt.get(c.concurrency);
-      return c.scenario !== "echo" && e ? { ...c, ratioToEcho: Math.round((c.okPerSecond / e) * 100) / 100 } : c;
-    }),
-  }));
-  const echoPeak = peakOf(
-    withRatios.flatMap((m) => m.cells),
-    "echo",
-  );
-  const runs: RunRecord[] = withRatios.map((m) => ({ ...m, headline: headlineOf(m.cells, echoPeak) }));
-  const report: BenchReport = {
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
-    command,
-    machine,
-    loadAvgEnd: machineInfo().loadAvg,
-    options: { ...args, durationMs, warmupMs, concurrencies, scenarios, cardAuthorizations },
-    matrix,
-    breakdownAt,
-    runs,
-    ok: runs.every((r) => !r.failed && r.checks.every((c) => c.ok) && r.notRunnable.length === 0),
-  };
-  mkdirSync(args.out!, { recursive: true });
-  const md = renderMarkdown(report);
-  const base = join(args.out!, `${stamp}${matrix ? "-matrix" : ""}`);
-  writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(`${base}.md`, `# paygate benchmark ${stamp}${matrix ? " (store × replicas matrix)" : ""}\n\n${md}\n`);
-  log(`wrote ${base}.json and ${base}.md`);
-  if (writeReadme) {
-    updateReadme(join(repoRoot, "bench", "README.md"), md, README_SKELETON, matrix ? "matrix" : "figures");
-    log(`updated bench/README.md (${matrix ? "Latest matrix" : "Latest figures"})`);
-  }
-  process.stdout.write(`\n${md}\n`);
+  const report = reportOf(machine, measured);
+  writeReport(report);
+  const { runs } = report;
   const failedRuns = runs.filter((r) => r.failed);
   const moneyOk = runs.every((r) => r.checks.every((c) => c.ok));
   const notRunnable = runs.flatMap((r) => r.notRunnable);

@@ -94,11 +94,15 @@ const isGenerated = (file: string, text: string) =>
 const isTestCode = (file: string, text: string) => file.endsWith(".test.ts") || /from\s+["']node:test["']/.test(text);
 
 function measuredSources(): { file: string; text: string }[] {
-  const roots = ["services", "packages"].flatMap((top) =>
-    readdirSync(join(repoRoot, top), { withFileTypes: true })
-      .filter((d) => d.isDirectory())
-      .map((d) => `${top}/${d.name}/src`),
-  );
+  const roots = [
+    ...["services", "packages"].flatMap((top) =>
+      readdirSync(join(repoRoot, top), { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => `${top}/${d.name}/src`),
+    ),
+    "test/sim",
+    "bench",
+  ];
   return roots.flatMap((root) => {
     let names: string[];
     try {

@@ -32,7 +32,7 @@ import { errorInfo } from "@paygate/rpc";
 import type { Cluster } from "./cluster.js";
 import type { Bad, EntryRow } from "./checker.js";
 import { readCheckout, type CardWorkload } from "./cards.js";
-import type { LogAuth, LogSnapshot } from "./store-reader.js";
+import type { LogAuth, LogRefund, LogSnapshot } from "./store-reader.js";
 // Reasons that say "not decided yet", never a final state: the checkout's own
 // list (the vocabulary's retryable reasons plus its client-side outcomes), so
 // the check judges by the same words the shop shows.
@@ -68,6 +68,76 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
     }
   }
 
+  /** A committed capture round's entries against the authorization that records it. */
+  function judgeCaptureEntries(
+    txnId: string,
+    rows: readonly EntryRow[],
+    c: { auth: LogAuth; amountMinor: bigint } | undefined,
+    show: string,
+    final: boolean,
+    bad: Bad,
+  ): void {
+    if (!c) {
+      bad(
+        `capture round ${txnId} moved money (${show}) but no authorization records it as its capture (a second capture of one authorization?)`,
+        [txnId],
+      );
+      return;
+    }
+    for (const r of rows) {
+      const ok =
+        (r.kind === "capture_debit" && r.accountId === c.auth.cardAccountId && r.amountMinor === -c.amountMinor) ||
+        (r.kind === "transfer_credit" && r.accountId === c.auth.merchantAccountId && r.amountMinor === c.amountMinor);
+      if (!ok)
+        bad(
+          `capture ${txnId} of ${c.auth.authCode}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} is not its capture of ${c.amountMinor} (${c.auth.cardAccountId} -> ${c.auth.merchantAccountId})`,
+          [txnId],
+          [c.auth.authCode],
+        );
+    }
+    if (rows.length > 2) bad(`capture ${txnId} has ${rows.length} entries`, [txnId], [c.auth.authCode]);
+    if (final && rows.length !== 2)
+      bad(
+        `capture ${txnId} of ${c.auth.authCode} is COMMITTED but applied at only one bank after healing: ${show}`,
+        [txnId],
+        [c.auth.authCode],
+      );
+  }
+
+  /** A committed refund round's entries against the refund that records it. */
+  function judgeRefundEntries(
+    log: LogSnapshot,
+    txnId: string,
+    rows: readonly EntryRow[],
+    f: LogRefund | undefined,
+    show: string,
+    final: boolean,
+    bad: Bad,
+  ): void {
+    const a = f ? log.auths.get(f.authId) : undefined;
+    if (!f || !a) {
+      bad(`refund round ${txnId} moved money (${show}) but no refund records it`, [txnId]);
+      return;
+    }
+    for (const r of rows) {
+      const ok =
+        (r.kind === "transfer_debit" && r.accountId === a.merchantAccountId && r.amountMinor === -f.amountMinor) ||
+        (r.kind === "transfer_credit" && r.accountId === a.cardAccountId && r.amountMinor === f.amountMinor);
+      if (!ok)
+        bad(
+          `refund ${f.refundId} (${txnId}) of ${a.authCode}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} is not its refund of ${f.amountMinor}`,
+          [txnId],
+          [a.authCode],
+        );
+    }
+    if (final && rows.length !== 2)
+      bad(
+        `refund ${f.refundId} (${txnId}) is COMMITTED but applied at only one bank after healing: ${show}`,
+        [txnId],
+        [a.authCode],
+      );
+  }
+
   function judge(log: LogSnapshot, entries: ReadonlyMap<string, readonly EntryRow[]>, final: boolean, bad: Bad): void {
     judgeColumns(log, bad);
     const byCapture = new Map<string, { auth: LogAuth; amountMinor: bigint }>();
@@ -96,60 +166,9 @@ export function createCardChecks(cluster: Cluster, work: CardWorkload) {
       const round = log.rounds.get(txnId);
       if (!round || log.decided.get(txnId)?.decision !== "COMMIT") continue; // transfers and undecided money: checker.ts
       const show = rows.map((r) => `${r.kind} ${r.amountMinor} at ${r.accountId}`).join(", ");
-      if (round.kind === "capture") {
-        const c = byCapture.get(txnId);
-        if (!c) {
-          bad(
-            `capture round ${txnId} moved money (${show}) but no authorization records it as its capture (a second capture of one authorization?)`,
-            [txnId],
-          );
-          continue;
-        }
-        for (const r of rows) {
-          const ok =
-            (r.kind === "capture_debit" && r.accountId === c.auth.cardAccountId && r.amountMinor === -c.amountMinor) ||
-            (r.kind === "transfer_credit" &&
-              r.accountId === c.auth.merchantAccountId &&
-              r.amountMinor === c.amountMinor);
-          if (!ok)
-            bad(
-              `capture ${txnId} of ${c.auth.authCode}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} is not its capture of ${c.amountMinor} (${c.auth.cardAccountId} -> ${c.auth.merchantAccountId})`,
-              [txnId],
-              [c.auth.authCode],
-            );
-        }
-        if (rows.length > 2) bad(`capture ${txnId} has ${rows.length} entries`, [txnId], [c.auth.authCode]);
-        if (final && rows.length !== 2)
-          bad(
-            `capture ${txnId} of ${c.auth.authCode} is COMMITTED but applied at only one bank after healing: ${show}`,
-            [txnId],
-            [c.auth.authCode],
-          );
-      } else if (round.kind === "refund") {
-        const f = refundByTxn.get(txnId);
-        const a = f ? log.auths.get(f.authId) : undefined;
-        if (!f || !a) {
-          bad(`refund round ${txnId} moved money (${show}) but no refund records it`, [txnId]);
-          continue;
-        }
-        for (const r of rows) {
-          const ok =
-            (r.kind === "transfer_debit" && r.accountId === a.merchantAccountId && r.amountMinor === -f.amountMinor) ||
-            (r.kind === "transfer_credit" && r.accountId === a.cardAccountId && r.amountMinor === f.amountMinor);
-          if (!ok)
-            bad(
-              `refund ${f.refundId} (${txnId}) of ${a.authCode}: entry ${r.kind} ${r.amountMinor} at ${r.accountId} is not its refund of ${f.amountMinor}`,
-              [txnId],
-              [a.authCode],
-            );
-        }
-        if (final && rows.length !== 2)
-          bad(
-            `refund ${f.refundId} (${txnId}) is COMMITTED but applied at only one bank after healing: ${show}`,
-            [txnId],
-            [a.authCode],
-          );
-      } else {
+      if (round.kind === "capture") judgeCaptureEntries(txnId, rows, byCapture.get(txnId), show, final, bad);
+      else if (round.kind === "refund") judgeRefundEntries(log, txnId, rows, refundByTxn.get(txnId), show, final, bad);
+      else {
         bad(`${round.kind} round ${txnId} posted journal entries (${show}); holds and releases move no money`, [txnId]);
       }
     }

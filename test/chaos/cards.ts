@@ -529,6 +529,57 @@ export function createCardWorkload(
      * captured or refunded a second time; the answers land in the records.
      */
     async resendAll(): Promise<{ sent: number; changed: string[] }> {
+      /** One Authorize key sent again as the checkout sent it; what its answer says changed goes to `changed`. */
+      async function resendAuthorize(
+        r: AttemptRecord,
+        order: CheckoutOrderRow,
+        t: { readonly key: string; readonly cvc: string },
+        changed: string[],
+      ): Promise<void> {
+        try {
+          const res = await shop.authorize({
+            idempotencyKey: t.key,
+            card: {
+              number: r.card.number,
+              expMonth: r.card.expMonth,
+              expYear: r.card.expYear,
+              cvc: t.cvc,
+              cardholderName: `${r.card.holder} chaos`,
+            },
+            amountMinor: order.amountMinor,
+            currency: "USD",
+            merchantReference: order.orderId,
+            merchantAccountId: cluster.merchantAccount.id,
+          });
+          const code = res.authorization!.authCode;
+          history.add({ kind: "resend", key: r.attemptKey, detail: `Authorize ${t.key} again: ${code}` });
+          if (t.key === order.gatewayKey && order.authCode !== "" && code !== order.authCode)
+            changed.push(`Authorize key ${t.key} re-sent: auth code ${code}, the checkout holds ${order.authCode}`);
+          if (order.state === "declined" && t.key === order.gatewayKey)
+            changed.push(`Authorize key ${t.key} was declined (${order.reason}) and, re-sent, is approved as ${code}`);
+          if (t.key !== order.gatewayKey)
+            changed.push(`Authorize key ${t.key} was declined (incorrect_cvc) and, re-sent, is approved as ${code}`);
+        } catch (e) {
+          const info = errorInfo(e);
+          history.add({
+            kind: "resend",
+            key: r.attemptKey,
+            detail: `Authorize ${t.key} again: ${info.reason || Code[info.code]}`,
+          });
+          if (
+            t.key === order.gatewayKey &&
+            order.authCode !== "" &&
+            info.reason !== "" &&
+            !["idempotency_key_in_use", "participant_unavailable", "participant_timeout", "store_unavailable"].includes(
+              info.reason,
+            ) &&
+            info.code !== Code.Unavailable &&
+            info.code !== Code.DeadlineExceeded
+          ) {
+            changed.push(`Authorize key ${t.key} (approved as ${order.authCode}) re-sent: ${info.reason}`);
+          }
+        }
+      }
       const view = readCheckout(cluster.checkoutDbFile);
       const changed: string[] = [];
       let sent = 0;
@@ -545,54 +596,7 @@ export function createCardWorkload(
         for (const t of tries) {
           if (t.key !== order.gatewayKey && t.key !== r.attemptKey) continue;
           sent++;
-          try {
-            const res = await shop.authorize({
-              idempotencyKey: t.key,
-              card: {
-                number: r.card.number,
-                expMonth: r.card.expMonth,
-                expYear: r.card.expYear,
-                cvc: t.cvc,
-                cardholderName: `${r.card.holder} chaos`,
-              },
-              amountMinor: order.amountMinor,
-              currency: "USD",
-              merchantReference: order.orderId,
-              merchantAccountId: cluster.merchantAccount.id,
-            });
-            const code = res.authorization!.authCode;
-            history.add({ kind: "resend", key: r.attemptKey, detail: `Authorize ${t.key} again: ${code}` });
-            if (t.key === order.gatewayKey && order.authCode !== "" && code !== order.authCode)
-              changed.push(`Authorize key ${t.key} re-sent: auth code ${code}, the checkout holds ${order.authCode}`);
-            if (order.state === "declined" && t.key === order.gatewayKey)
-              changed.push(
-                `Authorize key ${t.key} was declined (${order.reason}) and, re-sent, is approved as ${code}`,
-              );
-            if (t.key !== order.gatewayKey)
-              changed.push(`Authorize key ${t.key} was declined (incorrect_cvc) and, re-sent, is approved as ${code}`);
-          } catch (e) {
-            const info = errorInfo(e);
-            history.add({
-              kind: "resend",
-              key: r.attemptKey,
-              detail: `Authorize ${t.key} again: ${info.reason || Code[info.code]}`,
-            });
-            if (
-              t.key === order.gatewayKey &&
-              order.authCode !== "" &&
-              info.reason !== "" &&
-              ![
-                "idempotency_key_in_use",
-                "participant_unavailable",
-                "participant_timeout",
-                "store_unavailable",
-              ].includes(info.reason) &&
-              info.code !== Code.Unavailable &&
-              info.code !== Code.DeadlineExceeded
-            ) {
-              changed.push(`Authorize key ${t.key} (approved as ${order.authCode}) re-sent: ${info.reason}`);
-            }
-          }
+          await resendAuthorize(r, order, t, changed);
         }
       }
       for (const f of refunds.values()) {

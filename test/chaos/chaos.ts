@@ -73,16 +73,55 @@ const RESOLUTION_WINDOW_MS = 45_000;
  */
 const SETTLEMENT_DRAIN_CAP_MS = 30 * 60_000;
 
-export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
-  const started = Date.now();
-  const rng = createRng(o.seed);
-  const history = new History();
-  const banks = ["bank-a", "bank-b", "bank-c"].slice(0, Math.max(2, Math.min(3, o.banks)));
-  const gateways = o.store === "sqlite" ? 1 : Math.max(1, o.gateways);
+interface Running {
+  readonly cluster: Cluster;
+  readonly checker: ReturnType<typeof createChecker>;
+  readonly nemesis: ReturnType<typeof createNemesis>;
+  readonly workload: ReturnType<typeof createWorkload>;
+  readonly cardWork: ReturnType<typeof createCardWorkload> | undefined;
+}
+
+/** The faults phase: a periodic check every checkEveryS until durationS is over, each followed by a progress line. */
+async function runFaults(o: ChaosOptions, started: number, run: Running): Promise<void> {
+  const { cluster, checker, nemesis, workload, cardWork } = run;
+  const until = Date.now() + o.durationS * 1000;
+  while (Date.now() < until) {
+    await sleep(Math.min(o.checkEveryS * 1000, Math.max(0, until - Date.now())));
+    await checker.periodic();
+    cluster.trimLogs();
+    const n = nemesis.stats;
+    const c = cardWork?.stats;
+    o.log(
+      `+${Math.round((Date.now() - started) / 1000)}s crashes ${n.crashes} ${JSON.stringify(n.crashesBy)}, faults ${JSON.stringify(n.faults)}, transfers ${workload.stats.transfers}${c ? `, orders ${c.orders} (${c.posts} posts), refunds ${c.refunds}, voids ${c.voids}` : ""}, log ${checker.figures.committed} committed / ${checker.figures.aborted} aborted, violations ${checker.violations.length}`,
+    );
+  }
+}
+
+/** After healing: the checkout's settlement drained (bounded), then the refunds of orders captured only now; its ms. */
+async function drainCards(o: ChaosOptions, cardWork: ReturnType<typeof createCardWorkload>): Promise<number> {
+  o.log("waiting for the checkout's settlement to capture every approved order");
+  // A control run needs one capture to undo, not a drained settlement (its checker must fail anyway).
+  const drained = await cardWork.drainSettlement(SETTLEMENT_DRAIN_CAP_MS, o.log, o.tamper ? 1 : undefined);
+  if (drained.left > 0)
+    o.log(
+      `settlement not drained after ${drained.ms} ms: ${drained.left} orders or batches left (the checker reports them)`,
+    );
+  // Refunds of orders captured only now.
+  await cardWork.finish();
+  return drained.ms;
+}
+
+/** The announcement of the run, then its cluster started. */
+async function startCluster(
+  o: ChaosOptions,
+  rng: ReturnType<typeof createRng>,
+  banks: string[],
+  gateways: number,
+): Promise<Cluster> {
   o.log(
     `chaos seed ${o.seed}: ${gateways} gateway replica(s) on ${o.store === "sqlite" ? "SQLite" : "a shared PostgreSQL"}, ${banks.length} banks${o.redis ? " + redis" : ""}${o.cards ? ` + cards (bureau, checkout, ${o.shoppers} shoppers)` : ""}, ${o.workers} clients, ${o.durationS} s of faults`,
   );
-  const cluster = await Cluster.start({
+  return Cluster.start({
     banks,
     store: o.store,
     gateways,
@@ -94,6 +133,73 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     rng: rng.fork(),
   });
+}
+
+/** After the final check: the histories, the services' ALARMs and the processes that died on their own. */
+async function checkAfterRun(
+  cluster: Cluster,
+  checker: ReturnType<typeof createChecker>,
+  nemesis: ReturnType<typeof createNemesis>,
+  listings: ReturnType<typeof createListings>,
+  finalLog: LogSnapshot | undefined,
+  keys: ReturnType<typeof createWorkload>["keys"],
+): Promise<void> {
+  if (finalLog) await listings.check(finalLog, keys, checker.bad);
+  else checker.bad("histories not checked: the final check could not read the gateways' store");
+  await listings.close();
+  cluster.scanLogs();
+  // An ALARM is the services saying an invariant of theirs broke (e.g. a bank's hold disagrees with the authorization).
+  for (const a of cluster.alarms) checker.bad(`a service raised an ALARM: ${a}`);
+  if (nemesis.stats.unexpectedExits.length > 0) {
+    for (const e of nemesis.stats.unexpectedExits)
+      checker.bad(`a process died on its own (not killed by the nemesis): ${e}`);
+  }
+}
+
+/** Healing: the traffic and the faults stop, then every key's last answer is waited for; how many got none. */
+async function heal(
+  o: ChaosOptions,
+  run: Running,
+  traffic: Promise<unknown>,
+): Promise<{ keysWithoutAnswer: number; cardsWithoutAnswer: number }> {
+  const { nemesis, workload, cardWork } = run;
+  o.log("healing: faults stop, links heal, every process runs");
+  workload.stop();
+  cardWork?.stop();
+  await nemesis.stop();
+  await traffic;
+  const keysWithoutAnswer = await workload.finish();
+  const cardsWithoutAnswer = (await cardWork?.finish()) ?? 0;
+  return { keysWithoutAnswer, cardsWithoutAnswer };
+}
+
+/** Every key sent once more to random replicas; what a card re-send changed is a violation. */
+async function resendEveryKey(o: ChaosOptions, run: Running) {
+  const { checker, workload, cardWork } = run;
+  o.log("re-sending every key to random replicas");
+  const resent = await workload.resendAll();
+  const cardResent = await cardWork?.resendAll();
+  for (const c of cardResent?.changed ?? []) checker.bad(`re-sent after the run: ${c}`);
+  return { resent, cardResent };
+}
+
+/** How hard the nemesis hits: more at once with more replicas; a gateway frozen past its lease on PostgreSQL. */
+function nemesisOptions(o: ChaosOptions, gateways: number): Parameters<typeof createNemesis>[3] {
+  return {
+    concurrentMax: gateways > 1 ? 4 : 3,
+    intervalMs: [200, 1600],
+    armedWindowMs: 6_000,
+    gatewayFreezeMaxMs: o.store === "postgres" ? LEASE_MS + PREPARE_TIMEOUT_MS + 2500 : 4000,
+  };
+}
+
+export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
+  const started = Date.now();
+  const rng = createRng(o.seed);
+  const history = new History();
+  const banks = ["bank-a", "bank-b", "bank-c"].slice(0, Math.max(2, Math.min(3, o.banks)));
+  const gateways = o.store === "sqlite" ? 1 : Math.max(1, o.gateways);
+  const cluster = await startCluster(o, rng, banks, gateways);
   try {
     const tokens = new Map<string, string>();
     for (const u of CUSTOMERS) tokens.set(u, await cluster.login(u));
@@ -122,64 +228,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         await cardChecks?.finalChecks(log, entries, balances, bad);
       },
     });
-    const nemesis = createNemesis(cluster, rng.fork(), history, {
-      concurrentMax: gateways > 1 ? 4 : 3,
-      intervalMs: [200, 1600],
-      armedWindowMs: 6_000,
-      gatewayFreezeMaxMs: o.store === "postgres" ? LEASE_MS + PREPARE_TIMEOUT_MS + 2500 : 4000,
-    });
+    const nemesis = createNemesis(cluster, rng.fork(), history, nemesisOptions(o, gateways));
 
     await checker.periodic();
     listings.start([...historyTokens.keys()]);
     const traffic = Promise.all([workload.run(o.workers), cardWork?.run(o.shoppers)]);
     nemesis.start();
-    const until = Date.now() + o.durationS * 1000;
-    while (Date.now() < until) {
-      await sleep(Math.min(o.checkEveryS * 1000, Math.max(0, until - Date.now())));
-      await checker.periodic();
-      cluster.trimLogs();
-      const n = nemesis.stats;
-      const c = cardWork?.stats;
-      o.log(
-        `+${Math.round((Date.now() - started) / 1000)}s crashes ${n.crashes} ${JSON.stringify(n.crashesBy)}, faults ${JSON.stringify(n.faults)}, transfers ${workload.stats.transfers}${c ? `, orders ${c.orders} (${c.posts} posts), refunds ${c.refunds}, voids ${c.voids}` : ""}, log ${checker.figures.committed} committed / ${checker.figures.aborted} aborted, violations ${checker.violations.length}`,
-      );
-    }
-    o.log("healing: faults stop, links heal, every process runs");
-    workload.stop();
-    cardWork?.stop();
-    await nemesis.stop();
-    await traffic;
-    const keysWithoutAnswer = await workload.finish();
-    const cardsWithoutAnswer = (await cardWork?.finish()) ?? 0;
-    let settlementDrainMs = 0;
-    if (cardWork) {
-      o.log("waiting for the checkout's settlement to capture every approved order");
-      // A control run needs one capture to undo, not a drained settlement (its checker must fail anyway).
-      const drained = await cardWork.drainSettlement(SETTLEMENT_DRAIN_CAP_MS, o.log, o.tamper ? 1 : undefined);
-      settlementDrainMs = drained.ms;
-      if (drained.left > 0)
-        o.log(
-          `settlement not drained after ${drained.ms} ms: ${drained.left} orders or batches left (the checker reports them)`,
-        );
-      // Refunds of orders captured only now.
-      await cardWork.finish();
-    }
-    o.log("re-sending every key to random replicas");
-    const resent = await workload.resendAll();
-    const cardResent = await cardWork?.resendAll();
-    for (const c of cardResent?.changed ?? []) checker.bad(`re-sent after the run: ${c}`);
+    await runFaults(o, started, { cluster, checker, nemesis, workload, cardWork });
+    const { keysWithoutAnswer, cardsWithoutAnswer } = await heal(
+      o,
+      { cluster, checker, nemesis, workload, cardWork },
+      traffic,
+    );
+    const settlementDrainMs = cardWork ? await drainCards(o, cardWork) : 0;
+    const { resent, cardResent } = await resendEveryKey(o, { cluster, checker, nemesis, workload, cardWork });
     if (o.tamper) await tamper(cluster, o.log);
     await checker.final(PREPARE_TIMEOUT_MS + RESOLUTION_WINDOW_MS);
-    if (finalLog) await listings.check(finalLog, workload.keys, checker.bad);
-    else checker.bad("histories not checked: the final check could not read the gateways' store");
-    await listings.close();
-    cluster.scanLogs();
-    // An ALARM is the services saying an invariant of theirs broke (e.g. a bank's hold disagrees with the authorization).
-    for (const a of cluster.alarms) checker.bad(`a service raised an ALARM: ${a}`);
-    if (nemesis.stats.unexpectedExits.length > 0) {
-      for (const e of nemesis.stats.unexpectedExits)
-        checker.bad(`a process died on its own (not killed by the nemesis): ${e}`);
-    }
+    await checkAfterRun(cluster, checker, nemesis, listings, finalLog, workload.keys);
     return {
       seed: o.seed,
       options: { store: o.store, gateways, banks: banks.length, redis: o.redis, cards: o.cards },

@@ -197,7 +197,8 @@ export function createChecker(
   }
 
   /** Checks over what has been read so far. `final`: everything must be settled. */
-  function judge(log: LogSnapshot, told: ReturnType<typeof toldSoFar>, final: boolean): void {
+  /** The log itself: no decision changes, one COMMITTED txn per key; its figures. */
+  function judgeLog(log: LogSnapshot): void {
     for (const [id, d] of log.decided) {
       const before = decisions.get(id);
       if (before && before !== d.decision) bad(`the decision of ${id} changed from ${before} to ${d.decision}`, [id]);
@@ -237,10 +238,14 @@ export function createChecker(
       abortReasons: reasons,
       cardRounds: rounds,
     });
+  }
 
-    // Journals against the log. The log is read after the journals, and a
-    // decision is logged before any bank applies it, so every entry read has
-    // its decision in this log.
+  /**
+   * Journals against the log. The log is read after the journals, and a
+   * decision is logged before any bank applies it, so every entry read has
+   * its decision in this log.
+   */
+  function judgeJournals(log: LogSnapshot, final: boolean): void {
     let inFlight = 0n;
     for (const [txnId, rows] of entriesByTxn) {
       const t = log.txns.get(txnId);
@@ -279,8 +284,10 @@ export function createChecker(
     }
     if (inFlight > inFlightMax) inFlightMax = inFlight;
     figures.inFlightMaxMinor = String(inFlightMax);
+  }
 
-    // What clients were told.
+  /** What clients were told, against the log. */
+  function judgeTold(log: LogSnapshot, told: ReturnType<typeof toldSoFar>, final: boolean): void {
     let acked = 0;
     for (const { r, committed: told1, declined: told2 } of told) {
       if (told1.length > 1)
@@ -312,6 +319,12 @@ export function createChecker(
       }
     }
     figures.acknowledgedChecked = acked;
+  }
+
+  function judge(log: LogSnapshot, told: ReturnType<typeof toldSoFar>, final: boolean): void {
+    judgeLog(log);
+    judgeJournals(log, final);
+    judgeTold(log, told, final);
     if (final) {
       for (const t of log.txns.values()) {
         if (t.status === "COMMITTED" && (entriesByTxn.get(t.txnId)?.length ?? 0) !== 2)
@@ -337,6 +350,33 @@ export function createChecker(
     }
     judge(log, told, final);
     return { allBanks, log };
+  }
+
+  /** Every bank's PREPARED rounds and totals by currency; `reachable` false when a bank did not answer. */
+  async function bankTotals(): Promise<{
+    prepared: string[];
+    reachable: boolean;
+    totals: Map<string, { balance: bigint; deposited: bigint }>;
+  }> {
+    const prepared: string[] = [];
+    let reachable = true;
+    const totals = new Map<string, { balance: bigint; deposited: bigint }>();
+    for (const bank of cluster.banks.keys()) {
+      try {
+        const t = await cluster.bankClient(LedgerService, bank, CALL_TIMEOUT_MS).totals({});
+        for (const p of t.prepared) prepared.push(`${bank}:${p.txnId}`);
+        for (const c of t.currencies) {
+          const x = totals.get(c.currency) ?? { balance: 0n, deposited: 0n };
+          totals.set(c.currency, {
+            balance: x.balance + c.balanceMinor,
+            deposited: x.deposited + c.depositedMinor,
+          });
+        }
+      } catch {
+        reachable = false;
+      }
+    }
+    return { prepared, reachable, totals };
   }
 
   async function reconcile(): Promise<string> {
@@ -370,24 +410,9 @@ export function createChecker(
       const started = Date.now();
       let left = "";
       for (;;) {
-        const prepared: string[] = [];
-        let reachable = true;
-        const totals = new Map<string, { balance: bigint; deposited: bigint }>();
-        for (const bank of cluster.banks.keys()) {
-          try {
-            const t = await cluster.bankClient(LedgerService, bank, CALL_TIMEOUT_MS).totals({});
-            for (const p of t.prepared) prepared.push(`${bank}:${p.txnId}`);
-            for (const c of t.currencies) {
-              const x = totals.get(c.currency) ?? { balance: 0n, deposited: 0n };
-              totals.set(c.currency, {
-                balance: x.balance + c.balanceMinor,
-                deposited: x.deposited + c.depositedMinor,
-              });
-            }
-          } catch {
-            reachable = false;
-          }
-        }
+        const banks = await bankTotals();
+        const { prepared, totals } = banks;
+        let reachable = banks.reachable;
         let pending = -1;
         let unacked: readonly string[] = ["(store unreadable)"];
         let pendingRounds = 0;

@@ -299,6 +299,47 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
     busy.add(target);
     stats.faults[kind] = (stats.faults[kind] ?? 0) + 1;
     const bankProc = cluster.banks.get(bank)!;
+    /** kill -9 redis, then its restart (empty). */
+    async function killRedis(): Promise<void> {
+      await cluster.redis!.crash();
+      crashed("redis");
+      note("kill -9 redis");
+      await sleep(rng.int(100, 2000));
+      await cluster.redis!.restart();
+      return note("redis restarted (empty)");
+    }
+    /** SIGSTOP redis, then SIGCONT. */
+    async function freezeRedis(): Promise<void> {
+      const pid = redisPid(cluster.redis!.port);
+      if (pid === undefined) return note("freeze redis: its process was not found");
+      const ms = rng.int(300, 4000);
+      process.kill(pid, "SIGSTOP");
+      note(`SIGSTOP redis for ${ms} ms`);
+      await sleep(ms);
+      process.kill(pid, "SIGCONT");
+      return note("SIGCONT redis");
+    }
+    /** kill -9 postgres, then its restart (crash recovery from the WAL). */
+    async function killPostgres(): Promise<void> {
+      await cluster.pg!.kill9();
+      crashed("postgres");
+      note("kill -9 postgres (postmaster and every backend)");
+      await sleep(rng.int(100, 2000));
+      await restartPostgres();
+      return note("postgres restarted (crash recovery from the WAL)");
+    }
+    /** SIGSTOP postgres (the server, or the postmaster only), then SIGCONT. */
+    async function freezePostgres(): Promise<void> {
+      const scope = rng.chance(0.7) ? "server" : "postmaster";
+      const ms = rng.int(300, 4000);
+      cluster.pg!.pause(scope);
+      note(
+        `SIGSTOP postgres (${scope === "server" ? "postmaster and every backend" : "postmaster only: new connections hang"}) for ${ms} ms`,
+      );
+      await sleep(ms);
+      cluster.pg!.resume();
+      return note("SIGCONT postgres");
+    }
     const run = async () => {
       switch (kind) {
         case "kill_gateway":
@@ -326,43 +367,14 @@ export function createNemesis(cluster: Cluster, rng: Rng, history: History, o: N
             replicas.map((i) => cluster.clientProxies[i]!),
             `clients->${replicas.length > 1 ? "every replica" : cluster.replicaName(replica)}`,
           );
-        case "kill_redis": {
-          await cluster.redis!.crash();
-          crashed("redis");
-          note("kill -9 redis");
-          await sleep(rng.int(100, 2000));
-          await cluster.redis!.restart();
-          return note("redis restarted (empty)");
-        }
-        case "freeze_redis": {
-          const pid = redisPid(cluster.redis!.port);
-          if (pid === undefined) return note("freeze redis: its process was not found");
-          const ms = rng.int(300, 4000);
-          process.kill(pid, "SIGSTOP");
-          note(`SIGSTOP redis for ${ms} ms`);
-          await sleep(ms);
-          process.kill(pid, "SIGCONT");
-          return note("SIGCONT redis");
-        }
-        case "kill_postgres": {
-          await cluster.pg!.kill9();
-          crashed("postgres");
-          note("kill -9 postgres (postmaster and every backend)");
-          await sleep(rng.int(100, 2000));
-          await restartPostgres();
-          return note("postgres restarted (crash recovery from the WAL)");
-        }
-        case "freeze_postgres": {
-          const scope = rng.chance(0.7) ? "server" : "postmaster";
-          const ms = rng.int(300, 4000);
-          cluster.pg!.pause(scope);
-          note(
-            `SIGSTOP postgres (${scope === "server" ? "postmaster and every backend" : "postmaster only: new connections hang"}) for ${ms} ms`,
-          );
-          await sleep(ms);
-          cluster.pg!.resume();
-          return note("SIGCONT postgres");
-        }
+        case "kill_redis":
+          return killRedis();
+        case "freeze_redis":
+          return freezeRedis();
+        case "kill_postgres":
+          return killPostgres();
+        case "freeze_postgres":
+          return freezePostgres();
         case "cut_postgres_link":
           return cutFor([cluster.pgProxies[replica]!], `${cluster.replicaName(replica)}->postgres`, rng.chance(0.4));
         case "kill_bureau":

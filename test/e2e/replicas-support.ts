@@ -228,23 +228,12 @@ export async function entryTxnIds(stack: Stack, accountId: string): Promise<stri
 export const accountsOf = (sent: readonly Sent[]): string[] =>
   [...new Set(sent.flatMap((s) => [s.req.fromAccountId, s.req.toAccountId]))].sort();
 
-/**
- * The exactly-once proof, after a run: re-send EVERY key to a random replica
- * (each answer final and agreeing with every answer the key got before); in
- * the shared store each key has one owning txn and at most one commit, the one
- * acknowledged; each committed txn is one entry at each of its accounts and no
- * other txn of these keys left one; balances moved by exactly what the
- * committed transfers add up to. `before` is the balances at the run's start.
- */
-export async function assertExactlyOnce(
-  stack: Stack,
-  pg: PostgresServer,
+/** Re-sends every key, a few at a time, to a random replica: each must get a final answer. */
+async function resendEvery(
   sent: readonly Sent[],
-  before: ReadonlyMap<string, { balance: bigint; held: bigint }>,
   pays: (payer: string) => Client<typeof PaymentService>,
   redis?: RedisServer,
-): Promise<{ committed: number; declined: number; byReplica: Record<string, number> }> {
-  // Re-send every key, a few at a time.
+): Promise<void> {
   const queue = [...sent];
   await Promise.all(
     Array.from({ length: 8 }, async () => {
@@ -262,6 +251,10 @@ export async function assertExactlyOnce(
       }
     }),
   );
+}
+
+/** Every key's answers agree; the balances the committed ones add up to, and who committed them. */
+function tallyAnswers(sent: readonly Sent[], before: ReadonlyMap<string, { balance: bigint; held: bigint }>) {
   const expected = new Map<string, bigint>([...before].map(([id, b]) => [id, b.balance]));
   const committedIds = new Set<string>();
   const byReplica: Record<string, number> = {};
@@ -283,8 +276,11 @@ export async function assertExactlyOnce(
     expected.set(s.req.fromAccountId, expected.get(s.req.fromAccountId)! - s.req.amountMinor);
     expected.set(s.req.toAccountId, expected.get(s.req.toAccountId)! + s.req.amountMinor);
   }
+  return { expected, committedIds, byReplica, declined };
+}
 
-  // The shared store: one owner per key, at most one commit, and it is the acknowledged txn.
+/** The shared store: one owner per key, at most one commit, and it is the acknowledged txn. Returns every txn id of these keys. */
+async function assertStoreOnce(pg: PostgresServer, sent: readonly Sent[]): Promise<Set<string>> {
   const keys = new Map(sent.map((s) => [`${s.payer} ${s.req.idempotencyKey}`, s]));
   const prefixes = [...new Set(sent.map((s) => s.keyPrefix))];
   const rows = await pg.sql(
@@ -305,9 +301,16 @@ export async function assertExactlyOnce(
     for (const id of txnIds!.split(",")) allTxnIds.add(id);
   }
   assert.equal(rows.length, sent.length, "every key made a txn (a transient abort hands its key to the retry's txn)");
+  return allTxnIds;
+}
 
-  // The banks: each committed txn is one entry at each of its two accounts; no other txn of these keys posted anything.
-  const accounts = [...before.keys()];
+/** The banks: each committed txn is one entry at each of its two accounts; no other txn of these keys posted anything. */
+async function assertEntriesOnce(
+  stack: Stack,
+  sent: readonly Sent[],
+  accounts: readonly string[],
+  allTxnIds: ReadonlySet<string>,
+): Promise<void> {
   const posted = new Map<string, number>();
   for (const id of accounts) {
     for (const txnId of await entryTxnIds(stack, id))
@@ -326,6 +329,29 @@ export async function assertExactlyOnce(
     expectedEntries,
     "no aborted or superseded txn of these keys posted an entry",
   );
+}
+
+/**
+ * The exactly-once proof, after a run: re-send EVERY key to a random replica
+ * (each answer final and agreeing with every answer the key got before); in
+ * the shared store each key has one owning txn and at most one commit, the one
+ * acknowledged; each committed txn is one entry at each of its accounts and no
+ * other txn of these keys left one; balances moved by exactly what the
+ * committed transfers add up to. `before` is the balances at the run's start.
+ */
+export async function assertExactlyOnce(
+  stack: Stack,
+  pg: PostgresServer,
+  sent: readonly Sent[],
+  before: ReadonlyMap<string, { balance: bigint; held: bigint }>,
+  pays: (payer: string) => Client<typeof PaymentService>,
+  redis?: RedisServer,
+): Promise<{ committed: number; declined: number; byReplica: Record<string, number> }> {
+  await resendEvery(sent, pays, redis);
+  const { expected, committedIds, byReplica, declined } = tallyAnswers(sent, before);
+  const allTxnIds = await assertStoreOnce(pg, sent);
+  const accounts = [...before.keys()];
+  await assertEntriesOnce(stack, sent, accounts, allTxnIds);
 
   const now = await bankBalances(stack, accounts);
   for (const id of accounts) {

@@ -94,47 +94,19 @@ export function createCardChecker(world: World): CardChecker {
     }
   }
 
-  function checkAuth(before: AuthRecord | undefined, after: AuthRecord | undefined): void {
-    if (!after) {
-      const a = before!;
-      const what = `authorization ${a.authCode} (key ${a.idempotencyKey})`;
-      if (a.status !== "PENDING") bad(`${what} was deleted ${a.status}`);
-      if (a.holdTxnId !== "") {
-        const d = decision(a.holdTxnId);
-        if (d?.decision !== "ABORT")
-          bad(`${what} was deleted with its hold round ${short(a.holdTxnId)} ${d?.decision ?? "undecided"}`);
-        checkGone(a.holdTxnId, what);
-      }
-      return;
-    }
-    const a = after;
+  function checkAuthDeleted(a: AuthRecord): void {
     const what = `authorization ${a.authCode} (key ${a.idempotencyKey})`;
-    if (a.holdTxnId !== "") requests.set(a.holdTxnId, `${a.merchantUserId}\0auth:${a.idempotencyKey}`);
-    if (a.capturedMinor > a.amountMinor) bad(`${what} captured ${a.capturedMinor} of ${a.amountMinor} authorized`);
-    if (a.refundedMinor < 0n || a.refundReservedMinor < 0n)
-      bad(`${what} refunded ${a.refundedMinor}, reserved ${a.refundReservedMinor}`);
-    if (a.refundedMinor + a.refundReservedMinor > a.capturedMinor)
-      bad(`${what} refunded ${a.refundedMinor} + reserved ${a.refundReservedMinor} of ${a.capturedMinor} captured`);
-    if (a.op && a.status !== "APPROVED") bad(`${what} is ${a.status} with a ${a.op.kind} in flight`);
-    if (!before) {
-      if (a.status !== "PENDING") bad(`${what} was created ${a.status}`);
-      return;
+    if (a.status !== "PENDING") bad(`${what} was deleted ${a.status}`);
+    if (a.holdTxnId !== "") {
+      const d = decision(a.holdTxnId);
+      if (d?.decision !== "ABORT")
+        bad(`${what} was deleted with its hold round ${short(a.holdTxnId)} ${d?.decision ?? "undecided"}`);
+      checkGone(a.holdTxnId, what);
     }
-    if (!NEXT[before.status].includes(a.status)) bad(`${what} went from ${before.status} to ${a.status}`);
-    if (
-      before.status === "CAPTURED" &&
-      (a.capturedMinor !== before.capturedMinor || a.captureTxnId !== before.captureTxnId)
-    )
-      bad(`${what} was captured again`);
-    const was = before.op;
-    if (was && a.op && was.txnId !== a.op.txnId)
-      bad(`${what}: the ${was.kind} ${short(was.txnId)} in flight was overwritten`);
-    if (was && !a.op && a.status === "APPROVED" && decision(was.txnId)?.decision !== "ABORT") {
-      bad(
-        `${what}: its ${was.kind} ${short(was.txnId)} was dropped while ${decision(was.txnId)?.decision ?? "undecided"}`,
-      );
-    }
-    if (a.status === before.status) return;
+  }
+
+  /** A status change of `a` against the operation `was` in flight before it. */
+  function checkAuthStatusChange(what: string, a: AuthRecord, was: AuthRecord["op"]): void {
     switch (a.status) {
       case "DECLINED":
         if (transient(a.declineReason))
@@ -165,6 +137,39 @@ export function createCardChecker(world: World): CardChecker {
       default:
         break;
     }
+  }
+
+  function checkAuth(before: AuthRecord | undefined, after: AuthRecord | undefined): void {
+    if (!after) return checkAuthDeleted(before!);
+    const a = after;
+    const what = `authorization ${a.authCode} (key ${a.idempotencyKey})`;
+    if (a.holdTxnId !== "") requests.set(a.holdTxnId, `${a.merchantUserId}\0auth:${a.idempotencyKey}`);
+    if (a.capturedMinor > a.amountMinor) bad(`${what} captured ${a.capturedMinor} of ${a.amountMinor} authorized`);
+    if (a.refundedMinor < 0n || a.refundReservedMinor < 0n)
+      bad(`${what} refunded ${a.refundedMinor}, reserved ${a.refundReservedMinor}`);
+    if (a.refundedMinor + a.refundReservedMinor > a.capturedMinor)
+      bad(`${what} refunded ${a.refundedMinor} + reserved ${a.refundReservedMinor} of ${a.capturedMinor} captured`);
+    if (a.op && a.status !== "APPROVED") bad(`${what} is ${a.status} with a ${a.op.kind} in flight`);
+    if (!before) {
+      if (a.status !== "PENDING") bad(`${what} was created ${a.status}`);
+      return;
+    }
+    if (!NEXT[before.status].includes(a.status)) bad(`${what} went from ${before.status} to ${a.status}`);
+    if (
+      before.status === "CAPTURED" &&
+      (a.capturedMinor !== before.capturedMinor || a.captureTxnId !== before.captureTxnId)
+    )
+      bad(`${what} was captured again`);
+    const was = before.op;
+    if (was && a.op && was.txnId !== a.op.txnId)
+      bad(`${what}: the ${was.kind} ${short(was.txnId)} in flight was overwritten`);
+    if (was && !a.op && a.status === "APPROVED" && decision(was.txnId)?.decision !== "ABORT") {
+      bad(
+        `${what}: its ${was.kind} ${short(was.txnId)} was dropped while ${decision(was.txnId)?.decision ?? "undecided"}`,
+      );
+    }
+    if (a.status === before.status) return;
+    checkAuthStatusChange(what, a, was);
   }
 
   function checkRefund(before: RefundRecord | undefined, after: RefundRecord | undefined): void {

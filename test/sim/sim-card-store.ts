@@ -180,6 +180,60 @@ export function createSimCardStore(): SimCardStore {
     store.onChange({ kind: "batch", before, after: next });
   }
 
+  type BatchView = Pick<
+    CardStore,
+    "insertBatch" | "batchByKey" | "batchItems" | "takeBatch" | "releaseBatches" | "setBatchItem" | "finishBatch"
+  >;
+
+  /** The capture batches as one incarnation's view reaches them. */
+  function batchView(io: CardStoreIo, read: <T>(fn: () => T) => Promise<T>): BatchView {
+    return {
+      insertBatch: (batch, rows) => io.write("insertBatch", () => insertBatchNow(batch, rows)),
+      batchByKey: (merchantUserId, key) => read(() => batches.get(batchByKey.get(keyOf(merchantUserId, key)) ?? "")),
+      batchItems: (batchId) => read(() => [...(items.get(batchId) ?? [])]),
+      takeBatch: (batchId, fromReplica, replica) =>
+        io.write("takeBatch", () => {
+          const b = batches.get(batchId);
+          if (!b) return false;
+          if (b.status === "PENDING" && b.ownerReplica === fromReplica) {
+            putBatch({ ...b, ownerReplica: replica });
+            return true;
+          }
+          return b.ownerReplica === replica;
+        }),
+      releaseBatches: (replica, keep) =>
+        io.write("releaseBatches", () => {
+          let n = 0;
+          for (const b of batches.values()) {
+            if (b.status !== "PENDING" || b.ownerReplica !== replica || keep.includes(b.batchId)) continue;
+            putBatch({ ...b, ownerReplica: "" });
+            n++;
+          }
+          return n;
+        }),
+      setBatchItem: (batchId, index, result) =>
+        io.write("setBatchItem", () => {
+          const rows = items.get(batchId);
+          const before = rows?.[index];
+          if (!rows || !before) throw new Error(`batch item ${batchId}#${index} does not exist`);
+          const after: BatchItemRecord = {
+            ...before,
+            status: result.status,
+            reason: result.reason,
+            capturedMinor: result.capturedMinor,
+            txnId: result.txnId,
+          };
+          rows[index] = after;
+          store.onChange({ kind: "item", before, after });
+        }),
+      finishBatch: (batchId) =>
+        io.write("finishBatch", () => {
+          const b = batches.get(batchId);
+          if (b?.status === "PENDING") putBatch({ ...b, status: "DONE" });
+        }),
+    };
+  }
+
   const store: SimCardStore = {
     cards,
     auths,
@@ -266,49 +320,7 @@ export function createSimCardStore(): SimCardStore {
               return next;
             });
           }),
-        insertBatch: (batch, rows) => io.write("insertBatch", () => insertBatchNow(batch, rows)),
-        batchByKey: (merchantUserId, key) => read(() => batches.get(batchByKey.get(keyOf(merchantUserId, key)) ?? "")),
-        batchItems: (batchId) => read(() => [...(items.get(batchId) ?? [])]),
-        takeBatch: (batchId, fromReplica, replica) =>
-          io.write("takeBatch", () => {
-            const b = batches.get(batchId);
-            if (!b) return false;
-            if (b.status === "PENDING" && b.ownerReplica === fromReplica) {
-              putBatch({ ...b, ownerReplica: replica });
-              return true;
-            }
-            return b.ownerReplica === replica;
-          }),
-        releaseBatches: (replica, keep) =>
-          io.write("releaseBatches", () => {
-            let n = 0;
-            for (const b of batches.values()) {
-              if (b.status !== "PENDING" || b.ownerReplica !== replica || keep.includes(b.batchId)) continue;
-              putBatch({ ...b, ownerReplica: "" });
-              n++;
-            }
-            return n;
-          }),
-        setBatchItem: (batchId, index, result) =>
-          io.write("setBatchItem", () => {
-            const rows = items.get(batchId);
-            const before = rows?.[index];
-            if (!rows || !before) throw new Error(`batch item ${batchId}#${index} does not exist`);
-            const after: BatchItemRecord = {
-              ...before,
-              status: result.status,
-              reason: result.reason,
-              capturedMinor: result.capturedMinor,
-              txnId: result.txnId,
-            };
-            rows[index] = after;
-            store.onChange({ kind: "item", before, after });
-          }),
-        finishBatch: (batchId) =>
-          io.write("finishBatch", () => {
-            const b = batches.get(batchId);
-            if (b?.status === "PENDING") putBatch({ ...b, status: "DONE" });
-          }),
+        ...batchView(io, read),
         startRefund: (refund, nowMs) => io.write("startRefund", () => startRefundNow(refund, nowMs)),
         finishRefund: (refundId, end, nowMs) => io.write("finishRefund", () => finishRefundNow(refundId, end, nowMs)),
         refundByKey: (merchantUserId, key) =>

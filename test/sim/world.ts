@@ -342,12 +342,43 @@ export interface World {
   violation(text: string): void;
 }
 
-export function runSimulation(options: SimOptions): Promise<SimResult> {
-  return simulate(options);
+/** A bank that is not yet started, its accounts seeded. */
+function addBankNode(world: World, name: string, skewMs: number, ledger: LedgerEngine | undefined): BankNode {
+  const accounts = world.accounts;
+  const node: BankNode = {
+    name,
+    store: createSimLedgerStore(ledger),
+    up: false,
+    incarnation: 0,
+    bank: undefined,
+    resolver: undefined,
+    armed: new Set(),
+    diskErrorArmed: false,
+    skewMs,
+    wakeSweep: () => {},
+  };
+  world.banks.set(name, node);
+  const seedBank = createBank({
+    name,
+    store: node.store,
+    faults: { armed: new Set(), hit: () => {} },
+    clock: () => EPOCH_MS,
+    onInvariantBroken: () => {},
+  });
+  seedBank.loadSeedOnce(() =>
+    accounts
+      .filter((a) => a.bank === name)
+      .map((a) => ({ id: a.accountId, owner: a.ownerUserId, currency: a.currency, openingMinor: a.openingMinor })),
+  );
+  if (world.broken === "hold_released_twice") {
+    node.store.rewriteHoldChange = (hold, change) =>
+      change.state === "RELEASED" ? { ...change, state: "ACTIVE", closedAtMs: 0 } : change;
+  }
+  return node;
 }
 
-async function simulate(options: SimOptions): Promise<SimResult> {
-  const rng = createRng(options.seed);
+/** The knobs and the random streams of one run, forked from its seed in this order. */
+function forkStreams(rng: Rng) {
   const knobs = drawKnobs(rng.fork());
   const net = rng.fork();
   const nemesisRng = rng.fork();
@@ -356,11 +387,12 @@ async function simulate(options: SimOptions): Promise<SimResult> {
   const cardClientRng = rng.fork();
   const cardCodeRng = rng.fork();
   const storeRng = rng.fork();
-  const sched = new Scheduler();
-  const history: string[] = [];
-  const violations: string[] = [];
-  let hash = 0x811c9dc5;
-  const stats: SimStats = {
+  return { knobs, net, nemesisRng, clientRng, idRng, cardClientRng, cardCodeRng, storeRng };
+}
+
+/** Every counter at zero. */
+function newStats(): SimStats {
+  return {
     steps: 0,
     virtualMs: 0,
     transfers: 0,
@@ -387,12 +419,18 @@ async function simulate(options: SimOptions): Promise<SimResult> {
     bankExpiries: 0,
     gatewayStoreFailures: 0,
   };
-  const customerAccounts = customerAccountsFor(knobs.banks);
-  const merchantAccount = merchantAccountAt(knobs.merchantBank);
-  const accounts = [...customerAccounts, merchantAccount];
-  const directory = createMemoryDirectory(accounts);
-  const gatewayClock = { nowMs: () => EPOCH_MS + sched.nowMs };
+}
 
+/** The world's shared state, with its history, violations and fingerprint. */
+function createWorld(
+  options: SimOptions,
+  parts: Pick<World, "rng" | "knobs" | "sched" | "stats" | "customerAccounts" | "merchantAccount" | "accounts">,
+  directory: ReturnType<typeof createMemoryDirectory>,
+): { world: World; history: string[]; violations: string[]; fingerprint: () => string } {
+  const { rng, knobs, sched, stats, customerAccounts, merchantAccount, accounts } = parts;
+  const history: string[] = [];
+  const violations: string[] = [];
+  let hash = 0x811c9dc5;
   const world: World = {
     seed: options.seed,
     rng,
@@ -429,180 +467,210 @@ async function simulate(options: SimOptions): Promise<SimResult> {
       world.note(`VIOLATION ${text}`);
     },
   };
+  return { world, history, violations, fingerprint: () => hash.toString(16).padStart(8, "0") };
+}
+
+export function runSimulation(options: SimOptions): Promise<SimResult> {
+  return simulate(options);
+}
+
+async function simulate(options: SimOptions): Promise<SimResult> {
+  const rng = createRng(options.seed);
+  const { knobs, net, nemesisRng, clientRng, idRng, cardClientRng, cardCodeRng, storeRng } = forkStreams(rng);
+  const sched = new Scheduler();
+  const stats = newStats();
+  const customerAccounts = customerAccountsFor(knobs.banks);
+  const merchantAccount = merchantAccountAt(knobs.merchantBank);
+  const accounts = [...customerAccounts, merchantAccount];
+  const directory = createMemoryDirectory(accounts);
+  const gatewayClock = { nowMs: () => EPOCH_MS + sched.nowMs };
+
+  const { world, history, violations, fingerprint } = createWorld(
+    options,
+    { rng, knobs, sched, stats, customerAccounts, merchantAccount, accounts },
+    directory,
+  );
   const short = (txnId: string) => txnId.slice(0, REPLICA.length + 9);
 
   // ---------------------------------------------------------------- network
-  const pending = new Map<number, PendingRequest>();
-  let requestIds = 0;
-  const linkDownUntil = new Map<string, number>(); // bank -> time its link to the coordinator heals
+  const { pending, linkDownUntil, alive, exchange, killPending } = createNetwork();
 
-  function linkUp(a: string, b: string): boolean {
-    const bank = a === COORDINATOR ? b : a;
-    return (linkDownUntil.get(bank) ?? 0) <= sched.nowMs;
-  }
+  /** The simulated network: requests, their replies, lost and duplicated messages, cut links. */
+  function createNetwork() {
+    const pending = new Map<number, PendingRequest>();
+    let requestIds = 0;
+    const linkDownUntil = new Map<string, number>(); // bank -> time its link to the coordinator heals
 
-  function describe(m: Msg): string {
-    switch (m.kind) {
-      case "reply":
-        return `reply#${m.requestId} ${JSON.stringify(m.body)}`;
-      case "prepare":
-        return `prepare ${short(m.txnId)} ${m.legs.map((l) => `${l.direction}:${l.accountId}:${l.amountMinor}`).join(",")}`;
-      case "credit_report":
-        return `credit_report ${m.userId}`;
-      default:
-        return `${m.kind} ${short(m.txnId)}`;
+    function linkUp(a: string, b: string): boolean {
+      const bank = a === COORDINATOR ? b : a;
+      return (linkDownUntil.get(bank) ?? 0) <= sched.nowMs;
     }
-  }
 
-  function send(from: string, to: string, msg: Msg, requestId?: number): void {
-    stats.messages++;
-    const copies = world.faultsOn && net.chance(knobs.dupP) ? 2 : 1;
-    if (copies === 2) stats.duplicated++;
-    for (let c = 0; c < copies; c++) {
-      const tag = `${requestId !== undefined ? `#${requestId} ` : ""}${describe(msg)} ${from}->${to}`;
-      if (!linkUp(from, to) || (world.faultsOn && net.chance(knobs.lossP))) {
-        stats.dropped++;
-        world.note(`drop ${tag}`);
-        continue;
+    function describe(m: Msg): string {
+      switch (m.kind) {
+        case "reply":
+          return `reply#${m.requestId} ${JSON.stringify(m.body)}`;
+        case "prepare":
+          return `prepare ${short(m.txnId)} ${m.legs.map((l) => `${l.direction}:${l.accountId}:${l.amountMinor}`).join(",")}`;
+        case "credit_report":
+          return `credit_report ${m.userId}`;
+        default:
+          return `${m.kind} ${short(m.txnId)}`;
       }
-      // A healed network is a healthy one: round trips well inside every timeout.
-      const delay = net.int(1, world.faultsOn ? knobs.delayMaxMs : Math.min(knobs.delayMaxMs, 5));
-      sched.after(delay, to, "deliver", () => {
-        // A link cut while the message was on the wire loses it too.
-        if (!linkUp(from, to)) {
-          stats.dropped++;
-          world.note(`drop(link) ${tag}`);
-          return;
-        }
-        world.note(`deliver ${tag}`);
-        deliver(to, msg, from, requestId);
-      });
     }
-  }
 
-  function alive(node: string, incarnation: number): boolean {
-    if (node === COORDINATOR) return world.coord.incarnation === incarnation && world.coord.state !== "down";
-    if (node === BUREAU) return world.bureau.incarnation === incarnation && world.bureau.up;
-    const b = world.banks.get(node)!;
-    return b.incarnation === incarnation && b.up;
-  }
+    function send(from: string, to: string, msg: Msg, requestId?: number): void {
+      stats.messages++;
+      const copies = world.faultsOn && net.chance(knobs.dupP) ? 2 : 1;
+      if (copies === 2) stats.duplicated++;
+      for (let c = 0; c < copies; c++) {
+        const tag = `${requestId !== undefined ? `#${requestId} ` : ""}${describe(msg)} ${from}->${to}`;
+        if (!linkUp(from, to) || (world.faultsOn && net.chance(knobs.lossP))) {
+          stats.dropped++;
+          world.note(`drop ${tag}`);
+          continue;
+        }
+        // A healed network is a healthy one: round trips well inside every timeout.
+        const delay = net.int(1, world.faultsOn ? knobs.delayMaxMs : Math.min(knobs.delayMaxMs, 5));
+        sched.after(delay, to, "deliver", () => {
+          // A link cut while the message was on the wire loses it too.
+          if (!linkUp(from, to)) {
+            stats.dropped++;
+            world.note(`drop(link) ${tag}`);
+            return;
+          }
+          world.note(`deliver ${tag}`);
+          deliver(to, msg, from, requestId);
+        });
+      }
+    }
 
-  function request(
-    from: string,
-    incarnation: number,
-    to: string,
-    msg: Msg,
-    onReply: (b: BankReply) => void,
-    onDeath: () => void,
-  ): number {
-    const id = ++requestIds;
-    // A continuation of a killed process sends nothing.
-    if (!alive(from, incarnation)) {
-      queueMicrotask(onDeath);
+    function alive(node: string, incarnation: number): boolean {
+      if (node === COORDINATOR) return world.coord.incarnation === incarnation && world.coord.state !== "down";
+      if (node === BUREAU) return world.bureau.incarnation === incarnation && world.bureau.up;
+      const b = world.banks.get(node)!;
+      return b.incarnation === incarnation && b.up;
+    }
+
+    function request(
+      from: string,
+      incarnation: number,
+      to: string,
+      msg: Msg,
+      onReply: (b: BankReply) => void,
+      onDeath: () => void,
+    ): number {
+      const id = ++requestIds;
+      // A continuation of a killed process sends nothing.
+      if (!alive(from, incarnation)) {
+        queueMicrotask(onDeath);
+        return id;
+      }
+      pending.set(id, { node: from, incarnation, onReply, onDeath });
+      send(from, to, msg, id);
       return id;
     }
-    pending.set(id, { node: from, incarnation, onReply, onDeath });
-    send(from, to, msg, id);
-    return id;
-  }
 
-  function settleRequest(id: number): PendingRequest | undefined {
-    const p = pending.get(id);
-    pending.delete(id);
-    return p;
-  }
-
-  /**
-   * One request and its answer, settled once: from the reply, from the
-   * deadline passing (the client's timeout), from the asking process dying,
-   * or from `abort` (the caller giving up).
-   */
-  function exchange<T>(
-    from: string,
-    inc: number,
-    to: string,
-    msg: Msg,
-    deadline: { readonly ms: number; readonly label: string; readonly answer: () => T },
-    answer: { readonly reply: (body: BankReply) => T; readonly death: () => T },
-    abort?: { readonly signal: AbortSignal; readonly answer: () => T },
-  ): Promise<T> {
-    return new Promise<T>((resolve) => {
-      let done = false;
-      const finish = (v: T) => {
-        if (done) return;
-        done = true;
-        timer.cancelled = true;
-        settleRequest(id);
-        resolve(v);
-      };
-      const timer = sched.after(deadline.ms, from, deadline.label, () => finish(deadline.answer()));
-      const id = request(
-        from,
-        inc,
-        to,
-        msg,
-        (body) => finish(answer.reply(body)),
-        () => finish(answer.death()),
-      );
-      abort?.signal.addEventListener("abort", () => finish(abort.answer()), { once: true });
-    });
-  }
-
-  function incarnationOf(node: string): number {
-    if (node === COORDINATOR) return world.coord.incarnation;
-    return node === BUREAU ? world.bureau.incarnation : world.banks.get(node)!.incarnation;
-  }
-
-  function killPending(node: string): void {
-    for (const [id, p] of pending) {
-      if (p.node !== node) continue;
+    function settleRequest(id: number): PendingRequest | undefined {
+      const p = pending.get(id);
       pending.delete(id);
-      p.onDeath();
+      return p;
     }
-  }
 
-  function deliver(to: string, msg: Msg, from: string, requestId: number | undefined): void {
-    if (msg.kind === "reply") {
-      const p = pending.get(msg.requestId);
-      if (!p || p.node !== to || p.incarnation !== incarnationOf(to)) return; // late, duplicate or for a dead process
-      pending.delete(msg.requestId);
-      p.onReply(msg.body);
-      return;
+    /**
+     * One request and its answer, settled once: from the reply, from the
+     * deadline passing (the client's timeout), from the asking process dying,
+     * or from `abort` (the caller giving up).
+     */
+    function exchange<T>(
+      from: string,
+      inc: number,
+      to: string,
+      msg: Msg,
+      deadline: { readonly ms: number; readonly label: string; readonly answer: () => T },
+      answer: { readonly reply: (body: BankReply) => T; readonly death: () => T },
+      abort?: { readonly signal: AbortSignal; readonly answer: () => T },
+    ): Promise<T> {
+      return new Promise<T>((resolve) => {
+        let done = false;
+        const finish = (v: T) => {
+          if (done) return;
+          done = true;
+          timer.cancelled = true;
+          settleRequest(id);
+          resolve(v);
+        };
+        const timer = sched.after(deadline.ms, from, deadline.label, () => finish(deadline.answer()));
+        const id = request(
+          from,
+          inc,
+          to,
+          msg,
+          (body) => finish(answer.reply(body)),
+          () => finish(answer.death()),
+        );
+        abort?.signal.addEventListener("abort", () => finish(abort.answer()), { once: true });
+      });
     }
-    const reply = (body: BankReply) => {
-      if (requestId !== undefined) send(to, from, { kind: "reply", requestId, body });
-    };
-    if (to === BUREAU) {
-      if (msg.kind !== "credit_report") throw new Error(`the bureau got ${msg.kind}`);
-      if (!world.bureau.up) return; // connection refused
-      const report = CREDIT_FILE[msg.userId];
-      return reply(report ? { ok: true, report } : { ok: false, reason: "user_not_found" });
+
+    function incarnationOf(node: string): number {
+      if (node === COORDINATOR) return world.coord.incarnation;
+      return node === BUREAU ? world.bureau.incarnation : world.banks.get(node)!.incarnation;
     }
-    if (to === COORDINATOR) {
-      if (msg.kind !== "get_decision") throw new Error(`coordinator got ${msg.kind}`);
-      const c = world.coord;
-      // Not listening: before recovery finished (main.ts starts the server after recover()).
-      if (c.state !== "up" || !c.coordinator) return;
-      stats.getDecisions++;
-      if (world.broken === "presume_abort_without_logging" && !c.log.decisions.has(msg.txnId))
-        return reply({ ok: true, decision: "ABORT" });
-      const inc = c.incarnation;
-      c.coordinator.getDecision(msg.txnId, msg.bank).then(
-        (r) => {
-          if (alive(COORDINATOR, inc)) reply(r.ok ? { ok: true, decision: r.value } : { ok: false, reason: r.reason });
-        },
-        (e: unknown) => {
-          if (e instanceof StoreUnavailableError)
-            return alive(COORDINATOR, inc) && reply({ ok: false, reason: "store_unavailable" });
-          if (!(e instanceof SimCrash))
-            world.violation(`getDecision threw: ${e instanceof Error ? e.stack : String(e)}`);
-        },
-      );
-      return;
+
+    function killPending(node: string): void {
+      for (const [id, p] of pending) {
+        if (p.node !== node) continue;
+        pending.delete(id);
+        p.onDeath();
+      }
     }
-    const node = world.banks.get(to)!;
-    if (!node.up || !node.bank) return; // connection refused
-    handleAtBank(node, msg, reply);
+
+    function deliver(to: string, msg: Msg, from: string, requestId: number | undefined): void {
+      if (msg.kind === "reply") {
+        const p = pending.get(msg.requestId);
+        if (!p || p.node !== to || p.incarnation !== incarnationOf(to)) return; // late, duplicate or for a dead process
+        pending.delete(msg.requestId);
+        p.onReply(msg.body);
+        return;
+      }
+      const reply = (body: BankReply) => {
+        if (requestId !== undefined) send(to, from, { kind: "reply", requestId, body });
+      };
+      if (to === BUREAU) {
+        if (msg.kind !== "credit_report") throw new Error(`the bureau got ${msg.kind}`);
+        if (!world.bureau.up) return; // connection refused
+        const report = CREDIT_FILE[msg.userId];
+        return reply(report ? { ok: true, report } : { ok: false, reason: "user_not_found" });
+      }
+      if (to === COORDINATOR) {
+        if (msg.kind !== "get_decision") throw new Error(`coordinator got ${msg.kind}`);
+        const c = world.coord;
+        // Not listening: before recovery finished (main.ts starts the server after recover()).
+        if (c.state !== "up" || !c.coordinator) return;
+        stats.getDecisions++;
+        if (world.broken === "presume_abort_without_logging" && !c.log.decisions.has(msg.txnId))
+          return reply({ ok: true, decision: "ABORT" });
+        const inc = c.incarnation;
+        c.coordinator.getDecision(msg.txnId, msg.bank).then(
+          (r) => {
+            if (alive(COORDINATOR, inc))
+              reply(r.ok ? { ok: true, decision: r.value } : { ok: false, reason: r.reason });
+          },
+          (e: unknown) => {
+            if (e instanceof StoreUnavailableError)
+              return alive(COORDINATOR, inc) && reply({ ok: false, reason: "store_unavailable" });
+            if (!(e instanceof SimCrash))
+              world.violation(`getDecision threw: ${e instanceof Error ? e.stack : String(e)}`);
+          },
+        );
+        return;
+      }
+      const node = world.banks.get(to)!;
+      if (!node.up || !node.bank) return; // connection refused
+      handleAtBank(node, msg, reply);
+    }
+    return { pending, linkDownUntil, alive, exchange, killPending };
   }
 
   // ------------------------------------------------------------------ banks
@@ -647,13 +715,15 @@ async function simulate(options: SimOptions): Promise<SimResult> {
     }
   }
 
-  const quietLogger = (who: string, errorsAreViolations: boolean): EventLogger => ({
-    info: () => {},
-    warn: () => {},
-    error: (fields, msg) => {
-      if (errorsAreViolations) world.violation(`${who} logged an error: ${msg} ${JSON.stringify(fields)}`);
-    },
-  });
+  function quietLogger(who: string, errorsAreViolations: boolean): EventLogger {
+    return {
+      info: () => {},
+      warn: () => {},
+      error: (fields, msg) => {
+        if (errorsAreViolations) world.violation(`${who} logged an error: ${msg} ${JSON.stringify(fields)}`);
+      },
+    };
+  }
 
   function startBank(node: BankNode): void {
     node.incarnation++;
@@ -786,373 +856,393 @@ async function simulate(options: SimOptions): Promise<SimResult> {
   }
 
   // ------------------------------------------------------------ coordinator
-  /** The log as one process incarnation sees it: a dead process writes nothing. */
-  /** Takes the armed gateway store failure, if any, for this write. */
-  function takeStoreFault(what: string): "lost" | "unknown" | undefined {
-    const fault = world.coord.storeFault;
-    if (!fault || !world.faultsOn) return undefined;
-    world.coord.storeFault = undefined;
-    stats.gatewayStoreFailures++;
-    world.note(`STORE ${what} failed: ${fault === "lost" ? "nothing written" : "written, but the outcome was lost"}`);
-    return fault;
-  }
+  const { startCoordinator, crashCoordinator } = createGatewayProcess();
 
-  const storeUnavailable = () => new StoreUnavailableError("the gateway's store is unavailable");
-
-  /** The log as one process incarnation sees it: a dead process writes nothing; a write may meet a store failure. */
-  function fencedLog(log: MemoryLog, inc: number): CoordinatorLog {
-    const dead = () => world.coord.incarnation !== inc || world.coord.state === "down";
-    const wrapped = {} as Record<string, unknown>;
-    for (const k of Object.keys(log) as (keyof MemoryLog)[]) {
-      const v = log[k];
-      if (typeof v !== "function") continue;
-      const call = (args: unknown[]) => (v as (...a: unknown[]) => unknown).apply(log, args);
-      wrapped[k] = (...args: unknown[]) => {
-        // ack and deferAck never reject (the port says so): a dead process's are simply lost.
-        if ((k === "ack" || k === "deferAck") && dead()) return undefined;
-        if (dead()) throw new SimCrash("process is dead");
-        const fault = LOG_WRITES.has(k) ? takeStoreFault(`log.${k}`) : undefined;
-        if (fault === "lost") return Promise.reject(storeUnavailable());
-        if (fault === "unknown") {
-          return Promise.resolve(call(args)).then(() => {
-            throw storeUnavailable();
-          });
-        }
-        return call(args);
-      };
+  /** The gateway process: its log and card store as one incarnation reaches them, its start, recovery and crash. */
+  function createGatewayProcess() {
+    /** The log as one process incarnation sees it: a dead process writes nothing. */
+    /** Takes the armed gateway store failure, if any, for this write. */
+    function takeStoreFault(what: string): "lost" | "unknown" | undefined {
+      const fault = world.coord.storeFault;
+      if (!fault || !world.faultsOn) return undefined;
+      world.coord.storeFault = undefined;
+      stats.gatewayStoreFailures++;
+      world.note(`STORE ${what} failed: ${fault === "lost" ? "nothing written" : "written, but the outcome was lost"}`);
+      return fault;
     }
-    return wrapped as unknown as CoordinatorLog;
-  }
 
-  // The leg as the bank reads it off the wire: the direction by the vocabulary's one
-  // table (what the gateway's bank client sends by); a hold leg's hold id and lifetime pass as they are.
-  function toBankLegs(legs: readonly Leg[]): LegInput[] {
-    return legs.map(({ direction, ...rest }) => ({ ...rest, direction: ledgerDirectionOf(direction) }));
-  }
+    const storeUnavailable = () => new StoreUnavailableError("the gateway's store is unavailable");
 
-  function participantsFor(inc: number): Participants {
-    // A simulated bank's answer means what a real one's does: the gateway's
-    // bank client rules (participant-replies.ts), not a copy of them. Only the
-    // transport is simulated here: a deadline, a dead process, a lost reply,
-    // each reported as the Connect client reports it (errorInfo's reasons).
-    const voteOf = (body: BankReply): Vote => {
-      if (body.ok)
-        return (
-          knownVoteOf({
-            vote: body.vote === "yes" ? "YES" : body.vote === "no" ? "NO" : "UNSPECIFIED",
-            reason: body.reason ?? "",
-          }) ?? UNKNOWN_ANSWER_VOTE
-        );
-      return voteOfFailure({ reason: body.reason, message: "refused by the simulated bank", timedOut: false });
-    };
-    const deliverDecision = (kind: DecisionKind, bank: string, txnId: string, timeoutMs: number): Promise<Delivery> => {
-      if (kind === "abort" && world.broken === "abort_acked_unsent") return Promise.resolve({ ok: true });
-      return exchange<Delivery>(
-        COORDINATOR,
-        inc,
-        bank,
-        { kind, txnId },
-        {
-          ms: timeoutMs,
-          label: `${kind}-deadline`,
-          answer: () => deliveryOfFailure(kind, DEADLINE_EXCEEDED),
-        },
-        {
-          reply: (body) =>
-            body.ok
-              ? { ok: true }
-              : deliveryOfFailure(kind, { reason: body.reason, message: "refused by the simulated bank" }),
-          death: () => deliveryOfFailure(kind, CONNECTION_LOST),
-        },
-      );
-    };
-    return {
-      prepare(bank, txnId, legs, signal) {
-        checker.onPrepareSent(txnId, legs);
-        const timedOut = (): Vote => voteOfFailure({ ...DEADLINE_EXCEEDED, timedOut: true });
-        return exchange<Vote>(
+    /** The log as one process incarnation sees it: a dead process writes nothing; a write may meet a store failure. */
+    function fencedLog(log: MemoryLog, inc: number): CoordinatorLog {
+      const dead = () => world.coord.incarnation !== inc || world.coord.state === "down";
+      const wrapped = {} as Record<string, unknown>;
+      for (const k of Object.keys(log) as (keyof MemoryLog)[]) {
+        const v = log[k];
+        if (typeof v !== "function") continue;
+        const call = (args: unknown[]) => (v as (...a: unknown[]) => unknown).apply(log, args);
+        wrapped[k] = (...args: unknown[]) => {
+          // ack and deferAck never reject (the port says so): a dead process's are simply lost.
+          if ((k === "ack" || k === "deferAck") && dead()) return undefined;
+          if (dead()) throw new SimCrash("process is dead");
+          const fault = LOG_WRITES.has(k) ? takeStoreFault(`log.${k}`) : undefined;
+          if (fault === "lost") return Promise.reject(storeUnavailable());
+          if (fault === "unknown") {
+            return Promise.resolve(call(args)).then(() => {
+              throw storeUnavailable();
+            });
+          }
+          return call(args);
+        };
+      }
+      return wrapped as unknown as CoordinatorLog;
+    }
+
+    // The leg as the bank reads it off the wire: the direction by the vocabulary's one
+    // table (what the gateway's bank client sends by); a hold leg's hold id and lifetime pass as they are.
+    function toBankLegs(legs: readonly Leg[]): LegInput[] {
+      return legs.map(({ direction, ...rest }) => ({ ...rest, direction: ledgerDirectionOf(direction) }));
+    }
+
+    function participantsFor(inc: number): Participants {
+      // A simulated bank's answer means what a real one's does: the gateway's
+      // bank client rules (participant-replies.ts), not a copy of them. Only the
+      // transport is simulated here: a deadline, a dead process, a lost reply,
+      // each reported as the Connect client reports it (errorInfo's reasons).
+      const voteOf = (body: BankReply): Vote => {
+        if (body.ok)
+          return (
+            knownVoteOf({
+              vote: body.vote === "yes" ? "YES" : body.vote === "no" ? "NO" : "UNSPECIFIED",
+              reason: body.reason ?? "",
+            }) ?? UNKNOWN_ANSWER_VOTE
+          );
+        return voteOfFailure({ reason: body.reason, message: "refused by the simulated bank", timedOut: false });
+      };
+      const deliverDecision = (
+        kind: DecisionKind,
+        bank: string,
+        txnId: string,
+        timeoutMs: number,
+      ): Promise<Delivery> => {
+        if (kind === "abort" && world.broken === "abort_acked_unsent") return Promise.resolve({ ok: true });
+        return exchange<Delivery>(
           COORDINATOR,
           inc,
           bank,
-          { kind: "prepare", txnId, legs: toBankLegs(legs) },
+          { kind, txnId },
           {
-            ms: knobs.coordPrepareTimeoutMs,
-            label: "prepare-deadline",
-            answer: () => (world.broken === "timeout_counts_as_yes" ? { vote: "YES" } : timedOut()),
+            ms: timeoutMs,
+            label: `${kind}-deadline`,
+            answer: () => deliveryOfFailure(kind, DEADLINE_EXCEEDED),
           },
-          { reply: voteOf, death: () => voteOfFailure({ ...CONNECTION_LOST, timedOut: false }) },
-          { signal, answer: timedOut },
-        );
-      },
-      commit: (bank, txnId, timeoutMs) => deliverDecision("commit", bank, txnId, timeoutMs),
-      abort: (bank, txnId, timeoutMs) => deliverDecision("abort", bank, txnId, timeoutMs),
-    };
-  }
-
-  function startCoordinator(): void {
-    const c = world.coord;
-    c.incarnation++;
-    c.state = "recovering";
-    c.armed = new Set();
-    c.redriving = false;
-    const inc = c.incarnation;
-    const coordinator = createCoordinator({
-      replica: REPLICA,
-      log: fencedLog(c.log, inc),
-      directory,
-      participants: participantsFor(inc),
-      clock: gatewayClock,
-      faults: {
-        hit(point) {
-          if (!c.armed.has(point) || c.incarnation !== inc) return;
-          stats.faultPointCrashes++;
-          world.note(`FAULT ${point} kills the coordinator`);
-          crashCoordinator(`fault:${point}`);
-          throw new SimCrash(point);
-        },
-      },
-      feed: createDecidedFeed(),
-      logger: quietLogger("coordinator", true),
-      // The real deadline timer never fires: the simulated bank client enforces
-      // the (virtual) prepare timeout, as the Connect client's deadline does.
-      prepareTimeoutMs: 2_000_000_000,
-      commitTimeoutMs: knobs.commitTimeoutMs,
-      redriveIntervalMs: 50,
-      redriveBackoffMaxMs: 400,
-      newTxnId: () => `${REPLICA}:${idRng.uuid()}`,
-    });
-    const cards = createCards({
-      store: c.cardStore.view(cardStoreIo(inc)),
-      rounds: coordinator,
-      directory,
-      bureau: bureauFor(inc),
-      hasher: CARD_HASHER,
-      clock: gatewayClock,
-      logger: quietLogger("cards", true),
-      risk: RISK,
-      authHoldTtlMs: knobs.holdTtlMs,
-      randomInt: (max) => cardCodeRng.int(0, max - 1),
-      replica: REPLICA,
-      // One replica: nobody else's lease runs.
-      isReplicaAlive: async () => false,
-      // The control: a gateway that takes transient capture failures for final ones.
-      ...(world.broken === "transient_capture_final"
-        ? { captureFinalReasons: new Set([...CAPTURE_FINAL_REASONS, ...retryableReasons]) }
-        : {}),
-    });
-    // Alone (one replica, its own store) the duties are the orphan sweep only: the leases go unused.
-    const duties = createReplicaDuties({
-      replica: REPLICA,
-      bootId: `boot-${inc}`,
-      leases: NO_LEASES,
-      coordinator,
-      cards,
-      clock: gatewayClock,
-      logger: quietLogger("replica duties", true),
-      shared: false,
-      leaseMs: knobs.coordPrepareTimeoutMs,
-      heartbeatIntervalMs: knobs.coordPrepareTimeoutMs,
-      prepareTimeoutMs: knobs.coordPrepareTimeoutMs,
-    });
-    c.coordinator = coordinator;
-    c.cards = cards;
-    world.note(`START coordinator #${inc} (recovering)`);
-    // As main.ts: the coordinator's recovery, then the cards' (their rounds settle against the same log), then listening.
-    (async () => ({ report: await coordinator.recover(), cardsReport: await cards.recover() }))().then(
-      ({ report, cardsReport }) => {
-        if (c.incarnation !== inc || c.state === "down") return;
-        c.state = "up";
-        const settled = cardsReport.authorizations + cardsReport.operations + cardsReport.refunds;
-        world.note(
-          `coordinator #${inc} listening (aborted ${report.abortedPending} pending, redrove ${report.redriven}, settled ${settled} card rounds)`,
-        );
-      },
-      (e: unknown) => {
-        if (e instanceof SimCrash) return;
-        // main.ts exits when recovery fails; the supervisor starts it again.
-        if (e instanceof StoreUnavailableError) return crashCoordinator("recovery met an unavailable store");
-        world.violation(`coordinator recovery failed: ${e instanceof Error ? e.message : String(e)}`);
-      },
-    );
-    const tick = () => {
-      if (c.incarnation !== inc || c.state === "down") return;
-      if (c.state === "up" && !c.redriving) {
-        c.redriving = true;
-        coordinator.redriveOnce().then(
-          () => void (c.incarnation === inc && (c.redriving = false)),
-          (e: unknown) => {
-            if (c.incarnation === inc) c.redriving = false;
-            // startRedrive logs a failed tick and tries again at the next.
-            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
-              world.violation(`redrive failed: ${e instanceof Error ? e.message : String(e)}`);
-          },
-        );
-      }
-      sched.after(50, COORDINATOR, "redrive-tick", tick);
-    };
-    sched.after(50, COORDINATOR, "redrive-tick", tick);
-    // The orphan sweep (duties.start() alone: every prepare timeout): claims and rounds whose request lost the store.
-    let sweepingOrphans = false;
-    const orphanTick = () => {
-      if (c.incarnation !== inc || c.state === "down") return;
-      if (c.state === "up" && !sweepingOrphans) {
-        sweepingOrphans = true;
-        duties.tick().then(
-          () => void (sweepingOrphans = false),
-          (e: unknown) => {
-            sweepingOrphans = false;
-            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
-              world.violation(`orphan sweep failed: ${e instanceof Error ? e.message : String(e)}`);
-          },
-        );
-      }
-      sched.after(knobs.coordPrepareTimeoutMs, COORDINATOR, "orphan-tick", orphanTick);
-    };
-    sched.after(knobs.coordPrepareTimeoutMs, COORDINATOR, "orphan-tick", orphanTick);
-    // The gateway's authorization expiry sweep (cards.startExpiry), on the gateway's clock.
-    // Its timer sleeps while no authorization is APPROVED: a tick then would do nothing.
-    let sweeping = false;
-    let ticking = false;
-    const sweep = () => {
-      ticking = false;
-      if (c.incarnation !== inc || c.state === "down") return;
-      // A sweep with nothing due changes nothing; skipping it saves the simulation a write.
-      const nowMs = gatewayClock.nowMs();
-      let due = false;
-      for (const a of c.cardStore.auths.values())
-        if (a.status === "APPROVED" && a.op === null && a.expiresAtMs <= nowMs) due = true;
-      if (c.state === "up" && !sweeping && due) {
-        sweeping = true;
-        cards.expireDue().then(
-          (n) => {
-            sweeping = false;
-            if (n > 0 && alive(COORDINATOR, inc)) world.note(`gateway expired ${n} authorization(s)`);
-          },
-          (e: unknown) => {
-            sweeping = false;
-            if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
-              world.violation(`authorization expiry sweep failed: ${e instanceof Error ? e.message : String(e)}`);
-          },
-        );
-      }
-      c.wakeSweep();
-    };
-    c.wakeSweep = () => {
-      if (ticking || c.incarnation !== inc || c.state === "down") return;
-      for (const a of c.cardStore.auths.values()) {
-        if (a.status !== "APPROVED") continue;
-        ticking = true;
-        sched.after(knobs.gatewayExpiryEveryMs, COORDINATOR, "expiry-tick", sweep);
-        return;
-      }
-    };
-    c.wakeSweep();
-  }
-
-  /**
-   * The card store as one gateway incarnation reaches it: writes durable
-   * after a (group commit) delay, nothing from a dead process, and a write
-   * may meet a store failure.
-   */
-  function cardStoreIo(inc: number): CardStoreIo {
-    const dead = () => world.coord.incarnation !== inc || world.coord.state === "down";
-    return {
-      alive() {
-        if (dead()) throw new SimCrash("process is dead");
-      },
-      write<T>(what: string, apply: () => T): Promise<T> {
-        if (dead()) return Promise.reject(new SimCrash("process is dead"));
-        const durable = (): T => {
-          // Not yet durable when the process died: the write is lost.
-          if (dead()) throw new SimCrash("process is dead");
-          const fault = takeStoreFault(`cards.${what}`);
-          if (fault === "lost") throw storeUnavailable();
-          const r = apply();
-          if (fault === "unknown") throw storeUnavailable();
-          return r;
-        };
-        const latency = world.faultsOn ? storeRng.int(0, knobs.storeLatencyMaxMs) : 0;
-        if (latency === 0) return Promise.resolve().then(durable);
-        return new Promise((resolve, reject) => {
-          sched.after(latency, COORDINATOR, "card-store", () => {
-            try {
-              resolve(durable());
-            } catch (e) {
-              reject(e);
-            }
-          });
-        });
-      },
-    };
-  }
-
-  /** Mirrors services/gateway/src/bureau.ts: never throws; a timeout or a lost connection is bureau_unavailable. */
-  function bureauFor(inc: number): CreditReports {
-    const unavailable = (message: string): CreditReportResult => ({ ok: false, reason: "bureau_unavailable", message });
-    return {
-      fetch: (userId) =>
-        exchange<CreditReportResult>(
-          COORDINATOR,
-          inc,
-          BUREAU,
-          { kind: "credit_report", userId },
-          { ms: knobs.bureauTimeoutMs, label: "bureau-deadline", answer: () => unavailable("deadline exceeded") },
           {
-            reply(body) {
-              if (body.ok && body.report) return { ok: true, report: { userId, ...body.report } };
-              return !body.ok && body.reason === "user_not_found"
-                ? { ok: false, reason: "user_not_found", message: "no report" }
-                : unavailable("bad answer");
+            reply: (body) =>
+              body.ok
+                ? { ok: true }
+                : deliveryOfFailure(kind, { reason: body.reason, message: "refused by the simulated bank" }),
+            death: () => deliveryOfFailure(kind, CONNECTION_LOST),
+          },
+        );
+      };
+      return {
+        prepare(bank, txnId, legs, signal) {
+          checker.onPrepareSent(txnId, legs);
+          const timedOut = (): Vote => voteOfFailure({ ...DEADLINE_EXCEEDED, timedOut: true });
+          return exchange<Vote>(
+            COORDINATOR,
+            inc,
+            bank,
+            { kind: "prepare", txnId, legs: toBankLegs(legs) },
+            {
+              ms: knobs.coordPrepareTimeoutMs,
+              label: "prepare-deadline",
+              answer: () => (world.broken === "timeout_counts_as_yes" ? { vote: "YES" } : timedOut()),
             },
-            death: () => unavailable("process died"),
+            { reply: voteOf, death: () => voteOfFailure({ ...CONNECTION_LOST, timedOut: false }) },
+            { signal, answer: timedOut },
+          );
+        },
+        commit: (bank, txnId, timeoutMs) => deliverDecision("commit", bank, txnId, timeoutMs),
+        abort: (bank, txnId, timeoutMs) => deliverDecision("abort", bank, txnId, timeoutMs),
+      };
+    }
+
+    /** As main.ts: the coordinator's recovery, then the cards' (their rounds settle against the same log), then listening. */
+    function recoverCoordinator(inc: number, coordinator: Coordinator, cards: Cards): void {
+      const c = world.coord;
+      (async () => ({ report: await coordinator.recover(), cardsReport: await cards.recover() }))().then(
+        ({ report, cardsReport }) => {
+          if (c.incarnation !== inc || c.state === "down") return;
+          c.state = "up";
+          const settled = cardsReport.authorizations + cardsReport.operations + cardsReport.refunds;
+          world.note(
+            `coordinator #${inc} listening (aborted ${report.abortedPending} pending, redrove ${report.redriven}, settled ${settled} card rounds)`,
+          );
+        },
+        (e: unknown) => {
+          if (e instanceof SimCrash) return;
+          // main.ts exits when recovery fails; the supervisor starts it again.
+          if (e instanceof StoreUnavailableError) return crashCoordinator("recovery met an unavailable store");
+          world.violation(`coordinator recovery failed: ${e instanceof Error ? e.message : String(e)}`);
+        },
+      );
+    }
+
+    /** The orphan sweep (duties.start() alone: every prepare timeout): claims and rounds whose request lost the store. */
+    function startOrphanSweep(inc: number, duties: ReturnType<typeof createReplicaDuties>): void {
+      const c = world.coord;
+      let sweepingOrphans = false;
+      const orphanTick = () => {
+        if (c.incarnation !== inc || c.state === "down") return;
+        if (c.state === "up" && !sweepingOrphans) {
+          sweepingOrphans = true;
+          duties.tick().then(
+            () => void (sweepingOrphans = false),
+            (e: unknown) => {
+              sweepingOrphans = false;
+              if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
+                world.violation(`orphan sweep failed: ${e instanceof Error ? e.message : String(e)}`);
+            },
+          );
+        }
+        sched.after(knobs.coordPrepareTimeoutMs, COORDINATOR, "orphan-tick", orphanTick);
+      };
+      sched.after(knobs.coordPrepareTimeoutMs, COORDINATOR, "orphan-tick", orphanTick);
+    }
+
+    /** The redrive loop (startRedrive): a pass every 50 ms, never two at once. */
+    function startRedrive(inc: number, coordinator: Coordinator): void {
+      const c = world.coord;
+      const tick = () => {
+        if (c.incarnation !== inc || c.state === "down") return;
+        if (c.state === "up" && !c.redriving) {
+          c.redriving = true;
+          coordinator.redriveOnce().then(
+            () => void (c.incarnation === inc && (c.redriving = false)),
+            (e: unknown) => {
+              if (c.incarnation === inc) c.redriving = false;
+              // startRedrive logs a failed tick and tries again at the next.
+              if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
+                world.violation(`redrive failed: ${e instanceof Error ? e.message : String(e)}`);
+            },
+          );
+        }
+        sched.after(50, COORDINATOR, "redrive-tick", tick);
+      };
+      sched.after(50, COORDINATOR, "redrive-tick", tick);
+    }
+
+    function startCoordinator(): void {
+      const c = world.coord;
+      c.incarnation++;
+      c.state = "recovering";
+      c.armed = new Set();
+      c.redriving = false;
+      const inc = c.incarnation;
+      const coordinator = createCoordinator({
+        replica: REPLICA,
+        log: fencedLog(c.log, inc),
+        directory,
+        participants: participantsFor(inc),
+        clock: gatewayClock,
+        faults: {
+          hit(point) {
+            if (!c.armed.has(point) || c.incarnation !== inc) return;
+            stats.faultPointCrashes++;
+            world.note(`FAULT ${point} kills the coordinator`);
+            crashCoordinator(`fault:${point}`);
+            throw new SimCrash(point);
           },
-        ),
-    };
-  }
+        },
+        feed: createDecidedFeed(),
+        logger: quietLogger("coordinator", true),
+        // The real deadline timer never fires: the simulated bank client enforces
+        // the (virtual) prepare timeout, as the Connect client's deadline does.
+        prepareTimeoutMs: 2_000_000_000,
+        commitTimeoutMs: knobs.commitTimeoutMs,
+        redriveIntervalMs: 50,
+        redriveBackoffMaxMs: 400,
+        newTxnId: () => `${REPLICA}:${idRng.uuid()}`,
+      });
+      const cards = createCards({
+        store: c.cardStore.view(cardStoreIo(inc)),
+        rounds: coordinator,
+        directory,
+        bureau: bureauFor(inc),
+        hasher: CARD_HASHER,
+        clock: gatewayClock,
+        logger: quietLogger("cards", true),
+        risk: RISK,
+        authHoldTtlMs: knobs.holdTtlMs,
+        randomInt: (max) => cardCodeRng.int(0, max - 1),
+        replica: REPLICA,
+        // One replica: nobody else's lease runs.
+        isReplicaAlive: async () => false,
+        // The control: a gateway that takes transient capture failures for final ones.
+        ...(world.broken === "transient_capture_final"
+          ? { captureFinalReasons: new Set([...CAPTURE_FINAL_REASONS, ...retryableReasons]) }
+          : {}),
+      });
+      // Alone (one replica, its own store) the duties are the orphan sweep only: the leases go unused.
+      const duties = createReplicaDuties({
+        replica: REPLICA,
+        bootId: `boot-${inc}`,
+        leases: NO_LEASES,
+        coordinator,
+        cards,
+        clock: gatewayClock,
+        logger: quietLogger("replica duties", true),
+        shared: false,
+        leaseMs: knobs.coordPrepareTimeoutMs,
+        heartbeatIntervalMs: knobs.coordPrepareTimeoutMs,
+        prepareTimeoutMs: knobs.coordPrepareTimeoutMs,
+      });
+      c.coordinator = coordinator;
+      c.cards = cards;
+      world.note(`START coordinator #${inc} (recovering)`);
+      recoverCoordinator(inc, coordinator, cards);
+      startRedrive(inc, coordinator);
+      startOrphanSweep(inc, duties);
+      // The gateway's authorization expiry sweep (cards.startExpiry), on the gateway's clock.
+      // Its timer sleeps while no authorization is APPROVED: a tick then would do nothing.
+      let sweeping = false;
+      let ticking = false;
+      const sweep = () => {
+        ticking = false;
+        if (c.incarnation !== inc || c.state === "down") return;
+        // A sweep with nothing due changes nothing; skipping it saves the simulation a write.
+        const nowMs = gatewayClock.nowMs();
+        let due = false;
+        for (const a of c.cardStore.auths.values())
+          if (a.status === "APPROVED" && a.op === null && a.expiresAtMs <= nowMs) due = true;
+        if (c.state === "up" && !sweeping && due) {
+          sweeping = true;
+          cards.expireDue().then(
+            (n) => {
+              sweeping = false;
+              if (n > 0 && alive(COORDINATOR, inc)) world.note(`gateway expired ${n} authorization(s)`);
+            },
+            (e: unknown) => {
+              sweeping = false;
+              if (!(e instanceof SimCrash || e instanceof StoreUnavailableError))
+                world.violation(`authorization expiry sweep failed: ${e instanceof Error ? e.message : String(e)}`);
+            },
+          );
+        }
+        c.wakeSweep();
+      };
+      c.wakeSweep = () => {
+        if (ticking || c.incarnation !== inc || c.state === "down") return;
+        for (const a of c.cardStore.auths.values()) {
+          if (a.status !== "APPROVED") continue;
+          ticking = true;
+          sched.after(knobs.gatewayExpiryEveryMs, COORDINATOR, "expiry-tick", sweep);
+          return;
+        }
+      };
+      c.wakeSweep();
+    }
 
-  function crashCoordinator(why: string): void {
-    const c = world.coord;
-    if (c.state === "down") return;
-    c.state = "down";
-    c.coordinator = undefined;
-    c.cards = undefined;
-    stats.crashes[COORDINATOR] = (stats.crashes[COORDINATOR] ?? 0) + 1;
-    world.note(`CRASH coordinator (${why})`);
-    killPending(COORDINATOR);
-    sched.after(nemesisRng.int(1, 300), "", "restart", startCoordinator);
-  }
+    /**
+     * The card store as one gateway incarnation reaches it: writes durable
+     * after a (group commit) delay, nothing from a dead process, and a write
+     * may meet a store failure.
+     */
+    function cardStoreIo(inc: number): CardStoreIo {
+      const dead = () => world.coord.incarnation !== inc || world.coord.state === "down";
+      return {
+        alive() {
+          if (dead()) throw new SimCrash("process is dead");
+        },
+        write<T>(what: string, apply: () => T): Promise<T> {
+          if (dead()) return Promise.reject(new SimCrash("process is dead"));
+          const durable = (): T => {
+            // Not yet durable when the process died: the write is lost.
+            if (dead()) throw new SimCrash("process is dead");
+            const fault = takeStoreFault(`cards.${what}`);
+            if (fault === "lost") throw storeUnavailable();
+            const r = apply();
+            if (fault === "unknown") throw storeUnavailable();
+            return r;
+          };
+          const latency = world.faultsOn ? storeRng.int(0, knobs.storeLatencyMaxMs) : 0;
+          if (latency === 0) return Promise.resolve().then(durable);
+          return new Promise((resolve, reject) => {
+            sched.after(latency, COORDINATOR, "card-store", () => {
+              try {
+                resolve(durable());
+              } catch (e) {
+                reject(e);
+              }
+            });
+          });
+        },
+      };
+    }
 
-  function crashBureau(): void {
-    const b = world.bureau;
-    if (!b.up) return;
-    b.up = false;
-    stats.crashes[BUREAU] = (stats.crashes[BUREAU] ?? 0) + 1;
-    world.note("CRASH credit bureau (kill -9)");
-    sched.after(nemesisRng.int(1, 300), "", "restart", () => {
-      b.up = true;
-      b.incarnation++;
-      world.note(`START credit bureau #${b.incarnation}`);
-    });
+    /** Mirrors services/gateway/src/bureau.ts: never throws; a timeout or a lost connection is bureau_unavailable. */
+    function bureauFor(inc: number): CreditReports {
+      const unavailable = (message: string): CreditReportResult => ({
+        ok: false,
+        reason: "bureau_unavailable",
+        message,
+      });
+      return {
+        fetch: (userId) =>
+          exchange<CreditReportResult>(
+            COORDINATOR,
+            inc,
+            BUREAU,
+            { kind: "credit_report", userId },
+            { ms: knobs.bureauTimeoutMs, label: "bureau-deadline", answer: () => unavailable("deadline exceeded") },
+            {
+              reply(body) {
+                if (body.ok && body.report) return { ok: true, report: { userId, ...body.report } };
+                return !body.ok && body.reason === "user_not_found"
+                  ? { ok: false, reason: "user_not_found", message: "no report" }
+                  : unavailable("bad answer");
+              },
+              death: () => unavailable("process died"),
+            },
+          ),
+      };
+    }
+
+    function crashCoordinator(why: string): void {
+      const c = world.coord;
+      if (c.state === "down") return;
+      c.state = "down";
+      c.coordinator = undefined;
+      c.cards = undefined;
+      stats.crashes[COORDINATOR] = (stats.crashes[COORDINATOR] ?? 0) + 1;
+      world.note(`CRASH coordinator (${why})`);
+      killPending(COORDINATOR);
+      sched.after(nemesisRng.int(1, 300), "", "restart", startCoordinator);
+    }
+    return { startCoordinator, crashCoordinator };
   }
 
   // ---------------------------------------------------------------- nemesis
-  function nemesis(): void {
-    if (!world.faultsOn) return;
-    const cardsOn = knobs.authorizations > 0;
-    const nodes = cardsOn ? [COORDINATOR, ...knobs.banks, BUREAU] : [COORDINATOR, ...knobs.banks];
-    const weights: [string, number][] = [
-      ["crash", knobs.crashW],
-      ["partition", knobs.partitionW],
-      ["freeze", knobs.freezeW],
-      ["fault_point", knobs.faultPointW],
-      ["disk", knobs.diskW],
-      ["gateway_store", knobs.gatewayStoreW],
-    ];
-    const total = weights.reduce((t, [, w]) => t + w, 0);
-    if (total > 0) {
-      let r = nemesisRng.next() * total;
-      const kind = weights.find(([, w]) => (r -= w) < 0)?.[0] ?? "crash";
-      const target = nemesisRng.pick(nodes);
+  const { nemesis, heal } = createNemesis();
+
+  /** The faults: crashes, partitions, freezes, armed fault points and store failures; and the healing. */
+  function createNemesis() {
+    function crashBureau(): void {
+      const b = world.bureau;
+      if (!b.up) return;
+      b.up = false;
+      stats.crashes[BUREAU] = (stats.crashes[BUREAU] ?? 0) + 1;
+      world.note("CRASH credit bureau (kill -9)");
+      sched.after(nemesisRng.int(1, 300), "", "restart", () => {
+        b.up = true;
+        b.incarnation++;
+        world.note(`START credit bureau #${b.incarnation}`);
+      });
+    }
+
+    /** One fault of `kind` at `target`: the nemesis's draws after choosing them. */
+    function strike(kind: string, target: string, cardsOn: boolean): void {
       switch (kind) {
         case "crash":
           if (target === COORDINATOR) crashCoordinator("kill -9");
@@ -1209,70 +1299,74 @@ async function simulate(options: SimOptions): Promise<SimResult> {
         }
       }
     }
-    sched.after(nemesisRng.int(1, knobs.nemesisEveryMs * 2), "", "nemesis", nemesis);
-  }
 
-  function heal(): void {
-    world.faultsOn = false;
-    linkDownUntil.clear();
-    for (const [n] of sched.frozenUntil) sched.frozenUntil.set(n, sched.nowMs);
-    world.coord.armed.clear();
-    world.coord.storeFault = undefined;
-    for (const b of world.banks.values()) {
-      b.armed.clear();
-      b.diskErrorArmed = false;
+    function nemesis(): void {
+      if (!world.faultsOn) return;
+      const cardsOn = knobs.authorizations > 0;
+      const nodes = cardsOn ? [COORDINATOR, ...knobs.banks, BUREAU] : [COORDINATOR, ...knobs.banks];
+      const weights: [string, number][] = [
+        ["crash", knobs.crashW],
+        ["partition", knobs.partitionW],
+        ["freeze", knobs.freezeW],
+        ["fault_point", knobs.faultPointW],
+        ["disk", knobs.diskW],
+        ["gateway_store", knobs.gatewayStoreW],
+      ];
+      const total = weights.reduce((t, [, w]) => t + w, 0);
+      if (total > 0) {
+        let r = nemesisRng.next() * total;
+        const kind = weights.find(([, w]) => (r -= w) < 0)?.[0] ?? "crash";
+        const target = nemesisRng.pick(nodes);
+        strike(kind, target, cardsOn);
+      }
+      sched.after(nemesisRng.int(1, knobs.nemesisEveryMs * 2), "", "nemesis", nemesis);
     }
-    world.note("HEAL: faults off, links up, processes continued");
+
+    function heal(): void {
+      world.faultsOn = false;
+      linkDownUntil.clear();
+      for (const [n] of sched.frozenUntil) sched.frozenUntil.set(n, sched.nowMs);
+      world.coord.armed.clear();
+      world.coord.storeFault = undefined;
+      for (const b of world.banks.values()) {
+        b.armed.clear();
+        b.diskErrorArmed = false;
+      }
+      world.note("HEAL: faults off, links up, processes continued");
+    }
+    return { nemesis, heal };
   }
 
   // ------------------------------------------------------------------ setup
-  const skewRng = rng.fork();
-  for (const name of knobs.banks) {
-    const skewMs = knobs.clockSkewMaxMs === 0 ? 0 : skewRng.int(-knobs.clockSkewMaxMs, knobs.clockSkewMaxMs);
-    const node: BankNode = {
-      name,
-      store: createSimLedgerStore(options.ledger),
-      up: false,
-      incarnation: 0,
-      bank: undefined,
-      resolver: undefined,
-      armed: new Set(),
-      diskErrorArmed: false,
-      skewMs,
-      wakeSweep: () => {},
-    };
-    world.banks.set(name, node);
-    const seedBank = createBank({
-      name,
-      store: node.store,
-      faults: { armed: new Set(), hit: () => {} },
-      clock: () => EPOCH_MS,
-      onInvariantBroken: () => {},
-    });
-    seedBank.loadSeedOnce(() =>
-      accounts
-        .filter((a) => a.bank === name)
-        .map((a) => ({ id: a.accountId, owner: a.ownerUserId, currency: a.currency, openingMinor: a.openingMinor })),
-    );
-    if (world.broken === "hold_released_twice") {
-      node.store.rewriteHoldChange = (hold, change) =>
-        change.state === "RELEASED" ? { ...change, state: "ACTIVE", closedAtMs: 0 } : change;
+  /** Every bank, each with its clock skew (drawn in bank order), seeded and started. */
+  function startBanks(): void {
+    const skewRng = rng.fork();
+    for (const name of knobs.banks) {
+      const skewMs = knobs.clockSkewMaxMs === 0 ? 0 : skewRng.int(-knobs.clockSkewMaxMs, knobs.clockSkewMaxMs);
+      const node = addBankNode(world, name, skewMs, options.ledger);
+      startBank(node);
     }
-    startBank(node);
   }
+
+  /** The checkers hear of every bank commit and every card store change. */
+  function wireCheckers(): void {
+    for (const node of world.banks.values()) {
+      node.store.afterCommit = (commit) => {
+        checker.onBankCommit(node, commit);
+        if (commit.holds.length > 0) node.wakeSweep();
+      };
+    }
+    world.coord.cardStore.onChange = (change) => {
+      cardChecker.onChange(change);
+      if (change.kind === "auth" && change.after?.status === "APPROVED") world.coord.wakeSweep();
+    };
+    if (world.broken === "refund_skips_reservation") world.coord.cardStore.skipRefundReservationCheck = true;
+  }
+
+  startBanks();
   const cardChecker: CardChecker = createCardChecker(world);
   const checker: Checker = createChecker(world, cardChecker);
-  for (const node of world.banks.values()) {
-    node.store.afterCommit = (commit) => {
-      checker.onBankCommit(node, commit);
-      if (commit.holds.length > 0) node.wakeSweep();
-    };
-  }
-  world.coord.cardStore.onChange = (change) => {
-    cardChecker.onChange(change);
-    if (change.kind === "auth" && change.after?.status === "APPROVED") world.coord.wakeSweep();
-  };
-  if (world.broken === "refund_skips_reservation") world.coord.cardStore.skipRefundReservationCheck = true;
+  wireCheckers();
   startCoordinator();
   sched.after(nemesisRng.int(1, knobs.nemesisEveryMs), "", "nemesis", nemesis);
 
@@ -1293,14 +1387,14 @@ async function simulate(options: SimOptions): Promise<SimResult> {
       },
     );
   }
-  const gateway: GatewayCall = (what, fn) => {
-    // A stopped gateway accepts the connection and answers once it is continued.
+  /** A client's call: a stopped gateway accepts the connection and answers once it is continued. */
+  function gateway<T>(what: string, fn: (g: Gateway) => Promise<T>): Promise<T | undefined> | undefined {
     const thaw = sched.frozenUntil.get(COORDINATOR) ?? 0;
     if (thaw <= sched.nowMs) return invoke(what, fn);
     return new Promise((resolve) =>
       sched.at(thaw, COORDINATOR, "client-call", () => resolve(invoke(what, fn) ?? Promise.resolve(undefined))),
     );
-  };
+  }
   const workload = createTransferWorkload(world, clientRng, gateway, checker);
   workload.schedule();
   const cardWorkload = createCardWorkload(world, cardClientRng, gateway, cardChecker);
@@ -1311,12 +1405,12 @@ async function simulate(options: SimOptions): Promise<SimResult> {
   const SETTLE_MS_MAX = 60_000;
   let healed = false;
   let settled = false;
-  while (stats.steps < STEPS_MAX) {
-    const ev = await sched.step();
-    if (!ev) break;
+
+  /** After one step: whether the run is over (a violation, settled, or out of time to settle). */
+  function stepTaken(): boolean {
     stats.steps++;
     checker.afterStep();
-    if (violations.length > 0) break;
+    if (violations.length > 0) return true;
     if (!healed && sched.nowMs >= knobs.workloadMs) {
       healed = true;
       heal();
@@ -1325,31 +1419,43 @@ async function simulate(options: SimOptions): Promise<SimResult> {
       const inFlight = sched.count((e) => e.label === "deliver" || e.label === "restart") + pending.size;
       if (inFlight === 0 && workload.idle() && cardWorkload.idle() && cardChecker.quiescent() && checker.quiescent()) {
         settled = true;
-        break;
+        return true;
       }
-      if (sched.nowMs > knobs.workloadMs + SETTLE_MS_MAX) break;
+      if (sched.nowMs > knobs.workloadMs + SETTLE_MS_MAX) return true;
+    }
+    return false;
+  }
+
+  /** The counts, then the final checks of a run that settled. */
+  function concludeRun(): void {
+    stats.virtualMs = sched.nowMs;
+    for (const t of world.coord.log.txns.values()) {
+      if (t.status === "COMMITTED") stats.committed++;
+      else if (t.status === "ABORTED") stats.aborted++;
+    }
+    cardChecker.count(stats);
+    if (violations.length === 0) {
+      if (!settled)
+        world.violation(
+          `did not settle within ${SETTLE_MS_MAX} virtual ms after healing (${checker.describeUnsettled()}; ${cardChecker.describeUnsettled()})`,
+        );
+      else {
+        checker.finalCheck(workload.acknowledged());
+        cardChecker.finalCheck();
+      }
     }
   }
-  stats.virtualMs = sched.nowMs;
-  for (const t of world.coord.log.txns.values()) {
-    if (t.status === "COMMITTED") stats.committed++;
-    else if (t.status === "ABORTED") stats.aborted++;
+
+  while (stats.steps < STEPS_MAX) {
+    const ev = await sched.step();
+    if (!ev) break;
+    if (stepTaken()) break;
   }
-  cardChecker.count(stats);
-  if (violations.length === 0) {
-    if (!settled)
-      world.violation(
-        `did not settle within ${SETTLE_MS_MAX} virtual ms after healing (${checker.describeUnsettled()}; ${cardChecker.describeUnsettled()})`,
-      );
-    else {
-      checker.finalCheck(workload.acknowledged());
-      cardChecker.finalCheck();
-    }
-  }
+  concludeRun();
   // Let orphaned continuations finish so nothing leaks into the next seed.
   await (async () => {
     for (const p of [...pending.values()]) p.onDeath();
     pending.clear();
   })();
-  return { seed: options.seed, violations, history, stats, fingerprint: hash.toString(16).padStart(8, "0") };
+  return { seed: options.seed, violations, history, stats, fingerprint: fingerprint() };
 }

@@ -11,7 +11,7 @@ import {
   ParticipantService,
   Vote,
 } from "@paygate/proto/bank";
-import { GATEWAY_IDENTITY, logFieldsKey, rejection, type AccessTable, type Reason } from "@paygate/rpc";
+import { logFieldsKey, rejection, type Reason } from "@paygate/rpc";
 import { setSpanAttributes } from "@paygate/telemetry";
 import { LEG_DIRECTIONS, ledgerDirectionOf, type LegDirection as LegDirectionName } from "@paygate/vocab";
 import type { MessageInitShape } from "@bufbuild/protobuf";

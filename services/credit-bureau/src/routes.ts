@@ -2,7 +2,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { CreditBureauService } from "@paygate/proto/bureau";
-import { GATEWAY_IDENTITY, logFieldsKey, rejection, type AccessTable } from "@paygate/rpc";
+import { logFieldsKey, rejection } from "@paygate/rpc";
 import type { Bureau } from "./domain/report.js";
 
 export function bureauRoutes(bureau: Bureau): (router: ConnectRouter) => void {
