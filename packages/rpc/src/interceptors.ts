@@ -9,6 +9,7 @@ import {
   type StreamResponse,
   type UnaryResponse,
 } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { errorInfo, internalError, isExpectedError, rejection } from "./errors.js";
 import { peerKey } from "./identity.js";
@@ -168,27 +169,8 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
 }
 
 function codeName(code: number): string {
-  // Connect's names: "invalid_argument", "failed_precondition", ...
-  const names = [
-    "ok",
-    "canceled",
-    "unknown",
-    "invalid_argument",
-    "deadline_exceeded",
-    "not_found",
-    "already_exists",
-    "permission_denied",
-    "resource_exhausted",
-    "failed_precondition",
-    "aborted",
-    "out_of_range",
-    "unimplemented",
-    "internal",
-    "unavailable",
-    "data_loss",
-    "unauthenticated",
-  ];
-  return names[code] ?? String(code);
+  // Connect's names ("invalid_argument", "failed_precondition", ...), from Connect itself.
+  return code === 0 ? "ok" : codeToString(code as Code);
 }
 
 /** Who may call a method. Methods absent from the table are denied (fail closed). */
