@@ -106,13 +106,63 @@ describe("batched participant calls", () => {
         'code="ok"',
       );
       const votes = await counter(stack, bank, "paygate_bank_prepare_votes_total");
-      assert.ok(batches > 0 && commits > 0, `${bank}: ${batches} PrepareBatch, ${commits} CommitBatch calls`);
+      const singleCommits = await counter(
+        stack,
+        bank,
+        "paygate_rpc_server_requests_total",
+        'ParticipantService/Commit"',
+      );
+      const applied = await counter(stack, bank, "paygate_bank_decisions_total", 'decision="commit"');
+      assert.ok(batches > 0, `${bank}: ${batches} PrepareBatch calls`);
+      // Commits travel in CommitBatches or ride along with PrepareBatches (DESIGN.md §3.3): fewer RPCs than commits.
+      assert.ok(
+        commits + singleCommits < applied,
+        `${bank}: ${commits} CommitBatch + ${singleCommits} single Commits for ${applied} commits`,
+      );
       // Fewer RPCs than votes: some batches carried several txns.
       const singles = await counter(stack, bank, "paygate_rpc_server_requests_total", 'ParticipantService/Prepare"');
       assert.ok(
         batches + singles < votes,
         `${bank}: ${batches} batches + ${singles} single Prepares for ${votes} votes`,
       );
+    }
+  });
+});
+
+describe("Commits ride along with the next PrepareBatch (COMMIT_RIDE_MS)", () => {
+  let stack: Stack;
+  // Longer than the test: only a Prepare to the bank, or a read of it, takes a waiting Commit.
+  before(async () => {
+    stack = await Stack.start({ prepareTimeoutMs: 10_000, gatewayEnv: { COMMIT_RIDE_MS: "1000" } });
+  });
+  after(async () => stack?.close());
+
+  test("sequential transfers: each Commit rides the next transfer's Prepare; a read delivers the last", async () => {
+    const alice = stack.client(PaymentService, await stack.login("alice"));
+    const bob = stack.client(PaymentService, await stack.login("bob"));
+    const before = (await bob.getBalance({ accountId: "bank-b/2001" })).accounts[0]!;
+    const n = 10;
+    for (let i = 0; i < n; i++) {
+      const r = await alice.transfer({
+        idempotencyKey: randomUUID(),
+        fromAccountId: "bank-a/1001",
+        toAccountId: "bank-b/2001",
+        amountMinor: 7n,
+        currency: "USD",
+      });
+      assert.equal(r.transaction?.status, TransactionStatus.COMMITTED);
+    }
+    // A read of bank-b sends its waiting Commit first: the last transfer's credit is posted.
+    const after = (await bob.getBalance({ accountId: "bank-b/2001" })).accounts[0]!;
+    assert.equal(after.balanceMinor, before.balanceMinor + 7n * BigInt(n));
+    await stack.assertConserved();
+    for (const bank of ["bank-a", "bank-b"]) {
+      const alone =
+        (await counter(stack, bank, "paygate_rpc_server_requests_total", 'ParticipantService/Commit"')) +
+        (await counter(stack, bank, "paygate_rpc_server_requests_total", "ParticipantService/CommitBatch"));
+      const applied = await counter(stack, bank, "paygate_bank_decisions_total", 'decision="commit"');
+      assert.equal(applied, n, `${bank}: every transfer committed once`);
+      assert.ok(alone <= 1, `${bank}: ${alone} Commit RPCs of their own for ${n} commits (the rest rode along)`);
     }
   });
 });

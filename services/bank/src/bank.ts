@@ -64,6 +64,14 @@ export interface Bank {
   /** Batches: every item in one durable write, each answered as its single call would be. */
   prepareMany(inputs: readonly PrepareInput[]): Result<PrepareOutcome, PrepareInvalid>[];
   commitMany(txnIds: readonly string[]): Result<Decided, CommitFailure>[];
+  /**
+   * Commits of earlier txns, then Prepares, in ONE durable write (a
+   * PrepareBatch carrying Commits): each answered as its single call would be.
+   */
+  commitThenPrepareMany(
+    txnIds: readonly string[],
+    inputs: readonly PrepareInput[],
+  ): [Result<Decided, CommitFailure>[], Result<PrepareOutcome, PrepareInvalid>[]];
   abortMany(txnIds: readonly string[]): Result<Decided, AbortFailure>[];
   openAccount(input: OpenAccountInput): Result<Account, OpenAccountFailure>;
   deposit(input: DepositInput): Result<Deposited, DepositFailure>;
@@ -145,49 +153,82 @@ export function createBank(options: BankOptions): Bank {
     }
   }
 
-  function prepareMany(inputs: readonly PrepareInput[]): Result<PrepareOutcome, PrepareInvalid>[] {
-    const results = writeAll(inputs.map((input) => (tx: LedgerTx, now: number) => prepare(tx, name, input, now)));
-    for (const r of results) {
-      // A re-delivered Prepare repeats a vote already counted.
-      if (r.ok && !r.value.redelivered)
-        metrics.prepareVotes.inc(r.value.vote === "yes" ? { vote: "yes" } : { vote: "no", reason: r.value.reason });
-    }
-    // Logged (all of them, durably) but not yet answered.
-    if (results.some((r) => r.ok && r.value.vote === "yes" && !r.value.redelivered))
-      faults.hit("bank.after_prepare_logged");
-    return results;
+  type Write<T> = (tx: LedgerTx, now: number) => T;
+
+  /** A batch of one kind of write: the rule calls, and what to record once they are durable. */
+  interface Part<T> {
+    readonly writes: Write<T>[];
+    readonly before: () => void;
+    readonly after: (results: T[]) => void;
   }
 
-  function commitMany(txnIds: readonly string[]): Result<Decided, CommitFailure>[] {
-    // Only a commit that will change something is a crash point worth testing.
-    if (txnIds.some((id) => store.txn(id)?.state === "PREPARED")) faults.hit("bank.before_commit_apply");
+  function prepares(inputs: readonly PrepareInput[]): Part<Result<PrepareOutcome, PrepareInvalid>> {
+    return {
+      writes: inputs.map((input) => (tx, now) => prepare(tx, name, input, now)),
+      before: () => {},
+      after(results) {
+        for (const r of results) {
+          // A re-delivered Prepare repeats a vote already counted.
+          if (r.ok && !r.value.redelivered)
+            metrics.prepareVotes.inc(r.value.vote === "yes" ? { vote: "yes" } : { vote: "no", reason: r.value.reason });
+        }
+        // Logged (all of them, durably) but not yet answered.
+        if (results.some((r) => r.ok && r.value.vote === "yes" && !r.value.redelivered))
+          faults.hit("bank.after_prepare_logged");
+      },
+    };
+  }
+
+  /** Journal entries only: holds and releases move no balance; a capture posts a debit. */
+  function postedDirection(l: Leg): "credit" | "debit" | undefined {
+    if (l.direction === "credit") return "credit";
+    return l.direction === "debit" || l.direction === "capture" ? "debit" : undefined;
+  }
+
+  function commits(txnIds: readonly string[]): Part<Result<Decided, CommitFailure>> {
     const posted: Leg[][] = txnIds.map(() => []);
-    const results = writeAll(
-      txnIds.map((txnId, i) => (tx: LedgerTx, now: number) => {
+    return {
+      writes: txnIds.map((txnId, i) => (tx, now) => {
         const c = commit(tx, txnId, now);
         if (c.ok && c.value.changed) posted[i] = tx.txnLegs(txnId);
         return c;
       }),
-    );
-    let applied = false;
-    for (const [i, r] of results.entries()) {
-      if (!r.ok || !r.value.changed) continue;
-      applied = true;
-      metrics.decisions.inc({ decision: "commit" });
-      for (const l of posted[i]!) {
-        // Journal entries only: holds and releases move no balance; a capture posts a debit.
-        const direction =
-          l.direction === "credit"
-            ? "credit"
-            : l.direction === "debit" || l.direction === "capture"
-              ? "debit"
-              : undefined;
-        if (direction) metrics.ledger.post({ direction, currency: l.currency }, l.amountMinor);
-      }
-    }
-    if (applied) faults.hit("bank.after_commit_applied");
-    return results;
+      // Only a commit that will change something is a crash point worth testing.
+      before: () => {
+        if (txnIds.some((id) => store.txn(id)?.state === "PREPARED")) faults.hit("bank.before_commit_apply");
+      },
+      after(results) {
+        let applied = false;
+        for (const [i, r] of results.entries()) {
+          if (!r.ok || !r.value.changed) continue;
+          applied = true;
+          metrics.decisions.inc({ decision: "commit" });
+          for (const l of posted[i]!) {
+            const direction = postedDirection(l);
+            if (direction) metrics.ledger.post({ direction, currency: l.currency }, l.amountMinor);
+          }
+        }
+        if (applied) faults.hit("bank.after_commit_applied");
+      },
+    };
   }
+
+  function writeParts<A, B>(first: Part<A>, second: Part<B>): [A[], B[]] {
+    first.before();
+    second.before();
+    const results = writeAll<A | B>([...first.writes, ...second.writes]);
+    const a = results.slice(0, first.writes.length) as A[];
+    const b = results.slice(first.writes.length) as B[];
+    first.after(a);
+    second.after(b);
+    return [a, b];
+  }
+
+  const prepareMany = (inputs: readonly PrepareInput[]) => writeParts(prepares(inputs), commits([]))[0];
+  const commitMany = (txnIds: readonly string[]) => writeParts(commits(txnIds), prepares([]))[0];
+  /** Commits of earlier txns first, then new Prepares: one durable write for both. */
+  const commitThenPrepareMany = (txnIds: readonly string[], inputs: readonly PrepareInput[]) =>
+    writeParts(commits(txnIds), prepares(inputs));
 
   function abortMany(txnIds: readonly string[]): Result<Decided, AbortFailure>[] {
     const wasPrepared = txnIds.map(() => false);
@@ -228,6 +269,7 @@ export function createBank(options: BankOptions): Bank {
     abort: (txnId) => abortMany([txnId])[0]!,
     prepareMany,
     commitMany,
+    commitThenPrepareMany,
     abortMany,
     openAccount: (input) => write((tx, now) => openAccount(tx, name, input, now)),
     deposit(input) {

@@ -157,16 +157,29 @@ export function bankRoutes(bank: Bank): (router: ConnectRouter) => void {
         return {};
       },
       // One log line per batch (the access interceptor's); per-txn facts are in the counters.
+      // Commits that ride along are applied first, in the same durable write (DESIGN.md §3.3).
       prepareBatch(req, ctx) {
         checkBatchSize(req.items.length);
-        const results = bank.prepareMany(req.items.map(toPrepareInput));
-        logFields(ctx).items = req.items.length;
+        if (req.commitTxnIds.length > BATCH_ITEMS_MAX)
+          throw rejection(
+            "invalid_argument",
+            `a batch carries 0 to ${BATCH_ITEMS_MAX} commits, got ${req.commitTxnIds.length}`,
+          );
+        const inputs = req.items.map(toPrepareInput);
+        const [committed, results] =
+          req.commitTxnIds.length > 0
+            ? bank.commitThenPrepareMany(req.commitTxnIds, inputs)
+            : [[], bank.prepareMany(inputs)];
+        const fields = logFields(ctx);
+        fields.items = req.items.length;
+        if (committed.length > 0) fields.commits = committed.length;
         return {
           results: results.map((r) =>
             r.ok
               ? { outcome: { case: "response" as const, value: voteMsg(r.value) } }
               : { outcome: { case: "error" as const, value: { reason: r.reason, message: r.message } } },
           ),
+          commitResults: committed.map(decisionResult),
         };
       },
       commitBatch(req, ctx) {

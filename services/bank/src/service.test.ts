@@ -464,6 +464,46 @@ describe("bank over mTLS", () => {
     await assertLedgerConsistent(gw.ledger);
   });
 
+  test("a PrepareBatch carrying Commits applies them first, in the same write, and answers each as CommitBatch would", async () => {
+    const acct = (await gw.ledger.openAccount({ ownerUserId: "carol", currency: "USD", accountId: "bank-a/7001" }))
+      .account!.accountId;
+    // A prepared credit is not yet available. `second` spends it: it can pass only
+    // if the carried Commit of `first` is applied before `second` is judged.
+    const first = newTxnId();
+    assert.equal((await gw.participant.prepare({ txnId: first, legs: [credit(acct, 100n)] })).vote, Vote.YES);
+    const [second, unknown] = [newTxnId(), newTxnId()];
+    const res = await gw.participant.prepareBatch({
+      items: [{ txnId: second, legs: [debit(acct, 100n)] }],
+      commitTxnIds: [first, unknown, first],
+    });
+    assert.deepEqual(
+      res.commitResults.map((r) => r.error?.reason ?? "ok"),
+      ["ok", "unknown_txn", "ok"],
+      "one answer per carried Commit, in order; a repeat is a re-delivery",
+    );
+    assert.deepEqual(
+      res.results.map((r) => (r.outcome.case === "response" ? [r.outcome.value.vote, r.outcome.value.reason] : [])),
+      [[Vote.YES, ""]],
+    );
+    const held = (await gw.ledger.getAccount({ accountId: acct })).account!;
+    assert.deepEqual([held.balanceMinor, held.heldMinor], [100n, 100n], "credit posted, the debit held");
+    // No Commits: no commit_results (what an older gateway expects).
+    const plain = await gw.participant.prepareBatch({ items: [{ txnId: newTxnId(), legs: [credit(acct, 1n)] }] });
+    assert.deepEqual(plain.commitResults, []);
+    const before = await gw.ledger.totals({});
+    assert.deepEqual(
+      await rejected(
+        gw.participant.prepareBatch({
+          items: [{ txnId: newTxnId(), legs: [credit(acct, 1n)] }],
+          commitTxnIds: Array.from({ length: 1025 }, () => second),
+        }),
+      ),
+      { code: Code.InvalidArgument, reason: "invalid_argument" },
+    );
+    assert.deepEqual((await gw.ledger.totals({})).prepared, before.prepared, "a refused batch commits nothing");
+    await assertLedgerConsistent(gw.ledger);
+  });
+
   test("a batch carries 1 to 1024 items; other sizes are refused and change nothing", async () => {
     const before = await gw.ledger.totals({});
     assert.deepEqual(await rejected(gw.participant.prepareBatch({ items: [] })), {

@@ -20,6 +20,7 @@ import {
   type Account,
   type BatchItemError,
   type PrepareRequestSchema,
+  type PrepareBatchResponse,
   type PrepareResponse,
 } from "@paygate/proto/bank";
 import { createMtlsTransport, errorInfo, isReason, rejection, type Logger, type TlsFiles } from "@paygate/rpc";
@@ -44,6 +45,8 @@ interface ParticipantCalls {
   prepare(req: PrepareInit, signal: AbortSignal): Promise<PrepareResponse>;
   commit(txnId: string, timeoutMs: number): Promise<void>;
   abort(txnId: string, timeoutMs: number): Promise<void>;
+  /** Commits waiting for a ride leave now (before a read of the bank, so it sees them applied); true if any did. */
+  flushCommits(): boolean;
 }
 
 interface BankClients {
@@ -58,6 +61,11 @@ export interface BatchingOptions {
   readonly prepareTimeoutMs: number;
   /** Per CommitBatch / AbortBatch RPC. */
   readonly decisionTimeoutMs: number;
+  /**
+   * How long a Commit waits for the next PrepareBatch to its bank, to ride
+   * along in it (one RPC, one fsync at the bank); 0 or unset = it leaves at once.
+   */
+  readonly commitRideMs?: number;
 }
 
 export interface BankClientOptions {
@@ -125,49 +133,159 @@ function singleCalls(client: Client<typeof ParticipantService>): ParticipantCall
     prepare: (req, signal) => client.prepare(req, { signal }),
     commit: async (txnId, timeoutMs) => void (await client.commit({ txnId }, { timeoutMs })),
     abort: async (txnId, timeoutMs) => void (await client.abort({ txnId }, { timeoutMs })),
+    flushCommits: () => false,
   };
 }
 
-/**
- * Batched calls. A batch of one goes out as the single RPC, in the caller's
- * trace context (so a quiet system's traces and logs show each txn); bigger
- * batches are one RPC, one span and one fsync at the bank for all of them.
- */
-function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOptions, tracer: Tracer): ParticipantCalls {
-  const single = singleCalls(client);
-  // Each item remembers the trace context it was submitted in (its transfer's):
-  // a call of one item runs in it; a batch gives each item a span there and
-  // links the batch's own span to all of them (@paygate/telemetry).
-  type Traced<T> = { readonly item: T; readonly ctx: Context };
-  const traced = <T>(item: T): Traced<T> => ({ item, ctx: context.active() });
-  async function inBatch<R>(
-    name: string,
-    items: readonly Traced<unknown>[],
-    call: (contextValues: ContextValues) => Promise<R>,
-  ): Promise<R> {
-    const spans = startBatchItemSpans(
-      tracer,
-      name,
-      items.map((i) => i.ctx),
-    );
-    const contextValues = createContextValues().set(batchItemSpansKey, spans.spans);
-    try {
-      const r = await call(contextValues);
-      spans.end();
-      return r;
-    } catch (e) {
-      spans.end(e);
-      throw e;
-    }
+type Traced<T> = { readonly item: T; readonly ctx: Context };
+type CommitAnswer = BatchItemError | undefined;
+
+/** A Commit waiting to ride along with the next PrepareBatch to its bank (DESIGN.md §3.3). */
+interface Rider extends Traced<string> {
+  readonly resolve: (answer: CommitAnswer) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface CommitRides {
+  /** Resolves with the Commit's answer: it rode a PrepareBatch, or left alone after the ride window. */
+  wait(item: Traced<string>): Promise<CommitAnswer>;
+  /** Up to `max` waiting Commits board a PrepareBatch that is about to leave. */
+  board(max: number): Rider[];
+  /** The bank answered a PrepareBatch without commit_results (it predates them): these go alone, and all later ones. */
+  unsupported(riders: readonly Rider[]): void;
+  /** Every waiting Commit leaves now, alone; true if any was waiting. */
+  flush(): boolean;
+}
+
+function createCommitRides(
+  rideMs: number,
+  alone: (item: Traced<string>) => Promise<CommitAnswer>,
+  onUnsupported: () => void,
+): CommitRides {
+  let waiting: Rider[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let supported = true;
+  const send = (r: Rider) => void alone(r).then(r.resolve, r.reject);
+  function stopTimer(): void {
+    clearTimeout(timer);
+    timer = undefined;
   }
-  // An item's error is its own answer, not the batch's: carry it as a value.
-  type PrepareOutcome = { readonly vote: PrepareResponse } | { readonly error: BatchItemError | undefined };
-  const prepares = createBatcher<Traced<PrepareInit>, PrepareOutcome>({
+  function flush(): boolean {
+    stopTimer();
+    const leaving = waiting;
+    waiting = [];
+    leaving.forEach(send);
+    return leaving.length > 0;
+  }
+  return {
+    wait(item) {
+      if (!supported) return alone(item);
+      return new Promise<CommitAnswer>((resolve, reject) => {
+        waiting.push({ ...item, resolve, reject });
+        timer ??= setTimeout(() => void flush(), rideMs);
+      });
+    },
+    board(max) {
+      const riders = waiting.splice(0, max);
+      if (waiting.length === 0) stopTimer();
+      return riders;
+    },
+    unsupported(riders) {
+      if (supported) onUnsupported();
+      supported = false;
+      riders.forEach(send);
+      flush();
+    },
+    flush,
+  };
+}
+
+const PREPARE_BATCH = "paygate.bank.v1.ParticipantService/PrepareBatch";
+const COMMIT_BATCH = "paygate.bank.v1.ParticipantService/CommitBatch";
+const ABORT_BATCH = "paygate.bank.v1.ParticipantService/AbortBatch";
+
+/**
+ * One batch RPC with a span per item in each item's own trace (named after
+ * its group: a Commit riding a PrepareBatch is a CommitBatch item), all
+ * linked from the batch's own span (@paygate/telemetry).
+ */
+async function inBatch<R>(
+  tracer: Tracer,
+  groups: readonly { readonly name: string; readonly items: readonly Traced<unknown>[] }[],
+  call: (contextValues: ContextValues) => Promise<R>,
+): Promise<R> {
+  const spans = groups.map((g) =>
+    startBatchItemSpans(
+      tracer,
+      g.name,
+      g.items.map((i) => i.ctx),
+    ),
+  );
+  const contextValues = createContextValues().set(
+    batchItemSpansKey,
+    spans.flatMap((x) => x.spans),
+  );
+  try {
+    const r = await call(contextValues);
+    for (const x of spans) x.end();
+    return r;
+  } catch (e) {
+    for (const x of spans) x.end(e);
+    throw e;
+  }
+}
+
+// An item's error is its own answer, not the batch's: carry it as a value.
+type PrepareOutcome = { readonly vote: PrepareResponse } | { readonly error: BatchItemError | undefined };
+
+/** Commit or Abort batches: a batch of one is the single RPC, in its caller's trace. */
+function decisionBatcher(
+  client: Client<typeof ParticipantService>,
+  b: BatchingOptions,
+  tracer: Tracer,
+  kind: "commit" | "abort",
+): Batcher<Traced<string>, CommitAnswer> {
+  const single = singleCalls(client);
+  return createBatcher<Traced<string>, CommitAnswer>({
     itemsMax: b.itemsMax,
     inflightMax: b.inflightMax,
     async send(items) {
+      if (items.length === 1) {
+        await context.with(items[0]!.ctx, () => single[kind](items[0]!.item, b.decisionTimeoutMs));
+        return [undefined];
+      }
+      const txnIds = items.map((i) => i.item);
+      const name = kind === "commit" ? COMMIT_BATCH : ABORT_BATCH;
+      const res = await inBatch(
+        tracer,
+        [{ name, items }],
+        async (contextValues): Promise<{ readonly results: readonly { readonly error?: BatchItemError }[] }> =>
+          kind === "commit"
+            ? client.commitBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues })
+            : client.abortBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues }),
+      );
+      return res.results.map((r) => r.error);
+    },
+  });
+}
+
+/**
+ * Prepare batches, which carry the Commits waiting for a ride. A lone
+ * Prepare with no Commit to carry is the single RPC, in its caller's trace.
+ */
+function prepareBatcher(
+  client: Client<typeof ParticipantService>,
+  b: BatchingOptions,
+  tracer: Tracer,
+  rides: CommitRides | undefined,
+): Batcher<Traced<PrepareInit>, PrepareOutcome> {
+  return createBatcher<Traced<PrepareInit>, PrepareOutcome>({
+    itemsMax: b.itemsMax,
+    inflightMax: b.inflightMax,
+    async send(items) {
+      const riders = rides?.board(b.itemsMax) ?? [];
       // A failed single call fails its one-item batch: the same error the caller would have seen.
-      if (items.length === 1)
+      if (items.length === 1 && riders.length === 0)
         return [
           {
             vote: await context.with(items[0]!.ctx, () =>
@@ -175,40 +293,53 @@ function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOpti
             ),
           },
         ];
-      const res = await inBatch("paygate.bank.v1.ParticipantService/PrepareBatch", items, (contextValues) =>
-        client.prepareBatch({ items: items.map((i) => i.item) }, { timeoutMs: b.prepareTimeoutMs, contextValues }),
-      );
+      let res: PrepareBatchResponse;
+      try {
+        res = await inBatch(
+          tracer,
+          [
+            { name: PREPARE_BATCH, items },
+            { name: COMMIT_BATCH, items: riders },
+          ],
+          (contextValues) =>
+            client.prepareBatch(
+              { items: items.map((i) => i.item), commitTxnIds: riders.map((r) => r.item) },
+              { timeoutMs: b.prepareTimeoutMs, contextValues },
+            ),
+        );
+      } catch (e) {
+        // The riders' fate is as unknown as the Prepares': the redrive loop resends them.
+        for (const r of riders) r.reject(e);
+        throw e;
+      }
+      if (res.commitResults.length === riders.length) riders.forEach((r, i) => r.resolve(res.commitResults[i]!.error));
+      else rides?.unsupported(riders);
       return res.results.map((r) =>
         r.outcome.case === "response" ? { vote: r.outcome.value } : { error: r.outcome.value },
       );
     },
   });
-  const decisions = (kind: "commit" | "abort"): Batcher<Traced<string>, BatchItemError | undefined> =>
-    createBatcher<Traced<string>, BatchItemError | undefined>({
-      itemsMax: b.itemsMax,
-      inflightMax: b.inflightMax,
-      async send(items) {
-        if (items.length === 1) {
-          await context.with(items[0]!.ctx, () => single[kind](items[0]!.item, b.decisionTimeoutMs));
-          return [undefined];
-        }
-        const txnIds = items.map((i) => i.item);
-        const name = `paygate.bank.v1.ParticipantService/${kind === "commit" ? "CommitBatch" : "AbortBatch"}`;
-        const res = await inBatch(
-          name,
-          items,
-          async (contextValues): Promise<{ readonly results: readonly { readonly error?: BatchItemError }[] }> =>
-            kind === "commit"
-              ? client.commitBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues })
-              : client.abortBatch({ txnIds }, { timeoutMs: b.decisionTimeoutMs, contextValues }),
-        );
-        return res.results.map((r) => r.error);
-      },
-    });
-  const commits = decisions("commit");
-  const aborts = decisions("abort");
-  const settle = async (batcher: Batcher<Traced<string>, BatchItemError | undefined>, txnId: string) => {
-    const error = await batcher.submit(traced(txnId));
+}
+
+/**
+ * Batched calls. Bigger batches are one RPC, one span and one fsync at the
+ * bank for all of them; Commits wait up to `commitRideMs` to ride along with
+ * a PrepareBatch (DESIGN.md §3.3).
+ */
+function batchedCalls(
+  client: Client<typeof ParticipantService>,
+  b: BatchingOptions,
+  tracer: Tracer,
+  onUnsupported: () => void,
+): ParticipantCalls {
+  // Each item remembers the trace context it was submitted in (its transfer's).
+  const traced = <T>(item: T): Traced<T> => ({ item, ctx: context.active() });
+  const commits = decisionBatcher(client, b, tracer, "commit");
+  const aborts = decisionBatcher(client, b, tracer, "abort");
+  const rideMs = b.commitRideMs ?? 0;
+  const rides = rideMs > 0 ? createCommitRides(rideMs, (item) => commits.submit(item), onUnsupported) : undefined;
+  const prepares = prepareBatcher(client, b, tracer, rides);
+  const answer = (error: CommitAnswer) => {
     if (error) throw itemError(error);
   };
   return {
@@ -217,8 +348,9 @@ function batchedCalls(client: Client<typeof ParticipantService>, b: BatchingOpti
       if ("vote" in outcome) return outcome.vote;
       throw itemError(outcome.error);
     },
-    commit: (txnId) => settle(commits, txnId),
-    abort: (txnId) => settle(aborts, txnId),
+    commit: async (txnId) => answer(await (rides ? rides.wait(traced(txnId)) : commits.submit(traced(txnId)))),
+    abort: async (txnId) => answer(await aborts.submit(traced(txnId))),
+    flushCommits: () => rides?.flush() ?? false,
   };
 }
 
@@ -235,7 +367,12 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
     const participant = createClient(ParticipantService, transport);
     clients.set(bank, {
       participant: o.batching
-        ? batchedCalls(participant, o.batching, o.tracer ?? noopTracer)
+        ? batchedCalls(participant, o.batching, o.tracer ?? noopTracer, () =>
+            o.logger.warn(
+              { bank },
+              "bank answered a PrepareBatch without commit_results (an older bank): its Commits go on their own",
+            ),
+          )
         : singleCalls(participant),
       ledger: createClient(LedgerService, transport),
     });
@@ -288,6 +425,9 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
   async function ledgerCall<T>(bank: string, call: (c: BankClients) => Promise<T | undefined>): Promise<BankResult<T>> {
     const c = clients.get(bank);
     if (!c) return unknownBank(bank);
+    // A read after a committed reply sees its Commit applied, as it would without the ride:
+    // the waiting Commits leave first (their batch goes out on the next turn of the loop).
+    if (c.participant.flushCommits()) await new Promise<void>((r) => setImmediate(r));
     try {
       const value = await call(c);
       if (value === undefined)

@@ -28,6 +28,8 @@ export interface GatewayConfig {
   readonly participantBatchMax: number;
   /** Batched RPCs on the wire per bank and kind; more items wait for the next batch. */
   readonly participantBatchInflight: number;
+  /** How long a Commit waits to ride along with the next PrepareBatch to its bank; 0 = it leaves at once. */
+  readonly commitRideMs: number;
   readonly sessionTtlMs: number;
   readonly loginFailuresMax: number;
   readonly loginLockoutMs: number;
@@ -199,6 +201,7 @@ type CoordinatorSettings = Pick<
   | "redriveBackoffMaxMs"
   | "participantBatchMax"
   | "participantBatchInflight"
+  | "commitRideMs"
 >;
 
 /** The two-phase commit's timeouts, redrive schedule and batching. */
@@ -210,6 +213,7 @@ function readCoordinatorSettings(r: ReturnType<typeof createEnvReader>): Coordin
   if (redriveBackoffMaxMs < redriveIntervalMs) r.problem("REDRIVE_BACKOFF_MAX_MS must be >= REDRIVE_INTERVAL_MS");
   const participantBatchMax = r.int("PARTICIPANT_BATCH_MAX", 256, { min: 0, max: 1024 });
   const participantBatchInflight = r.int("PARTICIPANT_BATCH_INFLIGHT", 2, { min: 1, max: 64 });
+  const commitRideMs = r.int("COMMIT_RIDE_MS", 5, { min: 0, max: 1_000 });
   return {
     prepareTimeoutMs,
     commitTimeoutMs,
@@ -217,6 +221,7 @@ function readCoordinatorSettings(r: ReturnType<typeof createEnvReader>): Coordin
     redriveBackoffMaxMs,
     participantBatchMax,
     participantBatchInflight,
+    commitRideMs,
   };
 }
 

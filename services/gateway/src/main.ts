@@ -276,6 +276,7 @@ function createParticipantClients(config: GatewayConfig, parts: Omit<Base, "conf
             inflightMax: config.participantBatchInflight,
             prepareTimeoutMs: config.prepareTimeoutMs,
             decisionTimeoutMs: config.commitTimeoutMs,
+            commitRideMs: config.commitRideMs,
           },
     interceptors: (bank) => [
       createTraceClientInterceptor(tracing.tracer),
