@@ -256,13 +256,13 @@ test("the banks' votes, decisions and journal entries match the prepares the tra
     commits,
   );
   // The banks answered every Prepare the gateway made (a NO vote is an ok answer), and both sides counted it.
-  const served = await samples(`sum by (service) (paygate_rpc_server_requests_total{method="${PREPARE}",code="ok"})`, [
-    "service",
+  // The transfers are sequential, so each Prepare is one RPC: a Prepare, or a PrepareBatch of one when
+  // the previous transfer's Commit rode along with it (DESIGN.md §3.3).
+  const prepareRpc = `method=~"${PREPARE}|${PREPARE}Batch",code="ok"`;
+  const served = await samples(`sum by (service) (paygate_rpc_server_requests_total{${prepareRpc}})`, ["service"]);
+  const sent = await samples(`sum by (target) (paygate_rpc_client_requests_total{service="gateway",${prepareRpc}})`, [
+    "target",
   ]);
-  const sent = await samples(
-    `sum by (target) (paygate_rpc_client_requests_total{service="gateway",method="${PREPARE}",code="ok"})`,
-    ["target"],
-  );
   assert.deepEqual(served, expected.prepares);
   assert.deepEqual(sent, expected.prepares);
   // Each durable write was timed: at least a prepare and a commit per vote.

@@ -19,6 +19,8 @@ let answersCommits = true;
 const unknown = new Set<string>();
 /** A PrepareBatch fails on the wire. */
 let failBatches = false;
+/** While set, a Commit's answer waits for it. */
+let commitGate: Promise<void> | undefined;
 
 const commitError = (txnId: string) =>
   unknown.has(txnId) ? { error: { reason: "unknown_txn", message: `no txn ${txnId}` } } : {};
@@ -40,8 +42,9 @@ function routes(router: ConnectRouter): void {
         commitResults: riders.map(commitError),
       };
     },
-    commit(req) {
+    async commit(req) {
       calls.push(`Commit ${req.txnId}`);
+      await commitGate;
       if (unknown.has(req.txnId)) throw rejection("unknown_txn", `no txn ${req.txnId}`);
       return {};
     },
@@ -130,6 +133,27 @@ describe("a Commit rides along with the next PrepareBatch to its bank", () => {
     assert.equal(read.ok, true);
     assert.deepEqual(await committed, { ok: true });
     assert.deepEqual(calls, ["Commit t5", "GetAccount bank-a/1001"]);
+  });
+
+  test("a read of the bank waits for a Commit already on the wire to be answered", async () => {
+    calls = [];
+    let open = () => {};
+    commitGate = new Promise<void>((r) => (open = r));
+    try {
+      const c = clients(0);
+      const committed = c.participants.commit("bank-a", "t16", 5_000);
+      while (!calls.includes("Commit t16")) await new Promise((r) => setTimeout(r, 5));
+      const read = c.ledgers.getAccount("bank-a", "bank-a/1001");
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(calls, ["Commit t16"], "the read is not sent while the Commit is unanswered");
+      open();
+      assert.equal((await read).ok, true);
+      assert.deepEqual(await committed, { ok: true });
+      assert.deepEqual(calls, ["Commit t16", "GetAccount bank-a/1001"]);
+    } finally {
+      commitGate = undefined;
+      open();
+    }
   });
 
   test("a riding Commit the bank refuses gets its own reason; the Prepare it rode on is unaffected", async () => {

@@ -45,8 +45,12 @@ interface ParticipantCalls {
   prepare(req: PrepareInit, signal: AbortSignal): Promise<PrepareResponse>;
   commit(txnId: string, timeoutMs: number): Promise<void>;
   abort(txnId: string, timeoutMs: number): Promise<void>;
-  /** Commits waiting for a ride leave now (before a read of the bank, so it sees them applied); true if any did. */
-  flushCommits(): boolean;
+  /**
+   * Before a read of the bank: waiting Commits leave now, and the answer is
+   * when every Commit sent so far has been answered (so the read sees them
+   * applied); undefined when none is outstanding.
+   */
+  flushCommits(): Promise<unknown> | undefined;
 }
 
 interface BankClients {
@@ -133,7 +137,7 @@ function singleCalls(client: Client<typeof ParticipantService>): ParticipantCall
     prepare: (req, signal) => client.prepare(req, { signal }),
     commit: async (txnId, timeoutMs) => void (await client.commit({ txnId }, { timeoutMs })),
     abort: async (txnId, timeoutMs) => void (await client.abort({ txnId }, { timeoutMs })),
-    flushCommits: () => false,
+    flushCommits: () => undefined,
   };
 }
 
@@ -153,8 +157,8 @@ interface CommitRides {
   board(max: number): Rider[];
   /** The bank answered a PrepareBatch without commit_results (it predates them): these go alone, and all later ones. */
   unsupported(riders: readonly Rider[]): void;
-  /** Every waiting Commit leaves now, alone; true if any was waiting. */
-  flush(): boolean;
+  /** Every waiting Commit leaves now, alone. */
+  flush(): void;
 }
 
 function createCommitRides(
@@ -170,19 +174,18 @@ function createCommitRides(
     clearTimeout(timer);
     timer = undefined;
   }
-  function flush(): boolean {
+  function flush(): void {
     stopTimer();
     const leaving = waiting;
     waiting = [];
     leaving.forEach(send);
-    return leaving.length > 0;
   }
   return {
     wait(item) {
       if (!supported) return alone(item);
       return new Promise<CommitAnswer>((resolve, reject) => {
         waiting.push({ ...item, resolve, reject });
-        timer ??= setTimeout(() => void flush(), rideMs);
+        timer ??= setTimeout(flush, rideMs);
       });
     },
     board(max) {
@@ -342,15 +345,28 @@ function batchedCalls(
   const answer = (error: CommitAnswer) => {
     if (error) throw itemError(error);
   };
+  // Commits not yet answered: a read of this bank waits for them.
+  const outstanding = new Set<Promise<CommitAnswer>>();
+  function commit(txnId: string): Promise<CommitAnswer> {
+    const sent = rides ? rides.wait(traced(txnId)) : commits.submit(traced(txnId));
+    outstanding.add(sent);
+    const forget = () => void outstanding.delete(sent);
+    sent.then(forget, forget);
+    return sent;
+  }
   return {
     async prepare(req, signal) {
       const outcome = await prepares.submit(traced(req), signal);
       if ("vote" in outcome) return outcome.vote;
       throw itemError(outcome.error);
     },
-    commit: async (txnId) => answer(await (rides ? rides.wait(traced(txnId)) : commits.submit(traced(txnId)))),
+    commit: async (txnId) => answer(await commit(txnId)),
     abort: async (txnId) => answer(await aborts.submit(traced(txnId))),
-    flushCommits: () => rides?.flush() ?? false,
+    flushCommits() {
+      if (outstanding.size === 0) return undefined;
+      rides?.flush();
+      return Promise.allSettled([...outstanding]);
+    },
   };
 }
 
@@ -425,9 +441,9 @@ export function createBankClients(o: BankClientOptions): { participants: Partici
   async function ledgerCall<T>(bank: string, call: (c: BankClients) => Promise<T | undefined>): Promise<BankResult<T>> {
     const c = clients.get(bank);
     if (!c) return unknownBank(bank);
-    // A read after a committed reply sees its Commit applied, as it would without the ride:
-    // the waiting Commits leave first (their batch goes out on the next turn of the loop).
-    if (c.participant.flushCommits()) await new Promise<void>((r) => setImmediate(r));
+    // A read after a committed reply sees its Commit applied: the Commits decided
+    // so far (waiting for a ride or on the wire) are answered first.
+    await c.participant.flushCommits();
     try {
       const value = await call(c);
       if (value === undefined)

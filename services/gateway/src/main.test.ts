@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { Code, ConnectError, createClient, type ConnectRouter } from "@connectrpc/connect";
-import { LedgerService, LegDirection, ParticipantService, Vote } from "@paygate/proto/bank";
+import { LedgerService, LegDirection, ParticipantService, Vote, type PrepareRequest } from "@paygate/proto/bank";
 import {
   AdminService,
   AuthService,
@@ -74,8 +74,8 @@ function fakeBank(name: string) {
     };
   };
   const routes = (router: ConnectRouter) => {
-    router.service(ParticipantService, {
-      prepare(req) {
+    const participant = {
+      prepare(req: PrepareRequest) {
         if (decided.has(req.txnId)) return { vote: Vote.NO, reason: "txn_aborted" };
         if (prepared.has(req.txnId)) return { vote: Vote.YES };
         for (const l of req.legs) {
@@ -94,7 +94,7 @@ function fakeBank(name: string) {
         });
         return { vote: Vote.YES };
       },
-      commit(req) {
+      commit(req: { txnId: string }) {
         if (decided.get(req.txnId) === "COMMIT") return {};
         const p = prepared.get(req.txnId);
         if (!p) throw rejection("unknown_txn", req.txnId);
@@ -109,7 +109,7 @@ function fakeBank(name: string) {
         decided.set(req.txnId, "COMMIT");
         return {};
       },
-      abort(req) {
+      abort(req: { txnId: string }) {
         const p = prepared.get(req.txnId);
         for (const l of p?.legs ?? [])
           if (l.direction === LegDirection.DEBIT) accounts.get(l.accountId)!.held -= l.amountMinor;
@@ -117,6 +117,26 @@ function fakeBank(name: string) {
         if (!decided.has(req.txnId)) decided.set(req.txnId, "ABORT");
         return {};
       },
+    };
+    /** Commits that ride along a PrepareBatch are applied first, each answered on its own (DESIGN.md §3.3). */
+    const commitResult = (txnId: string) => {
+      try {
+        participant.commit({ txnId });
+        return {};
+      } catch (e) {
+        return { error: { reason: "unknown_txn", message: String(e) } };
+      }
+    };
+    router.service(ParticipantService, {
+      ...participant,
+      prepareBatch(req) {
+        const commitResults = req.commitTxnIds.map(commitResult);
+        return {
+          results: req.items.map((i) => ({ outcome: { case: "response" as const, value: participant.prepare(i) } })),
+          commitResults,
+        };
+      },
+      commitBatch: (req) => ({ results: req.txnIds.map(commitResult) }),
     });
     router.service(LedgerService, {
       getAccount: (req) => ({ account: view(req.accountId) }),
