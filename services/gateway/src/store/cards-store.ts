@@ -223,6 +223,9 @@ const AUTH_VALUES = `@authId, @replica, @authCode, @merchantUserId, @idempotency
   @captureBatchId, @captureItemIndex, @refundedMinor, @refundReservedMinor, @createdAtMs, @expiresAtMs, @updatedAtMs`;
 
 /** `<replica>:` as a LIKE prefix (replica names are [a-z0-9-], no wildcards). */
+/** A UTC day: the per-day spend totals answer windows that start on one (db.ts v6). */
+const DAY_MS = 86_400_000;
+
 const prefixOf = (replica: string | undefined) => (replica === undefined ? "%" : `${replica}:%`);
 
 /** Cards and authorizations: the statements of the card store, prepared once. */
@@ -256,6 +259,14 @@ const authStatements = (db: Db) => ({
   spent: db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS total FROM card_authorizations
       WHERE card_id = ? AND created_at >= ? AND auth_id != ?
         AND (status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1))`),
+  // The same sum from the per-day totals (db.ts v6) when the window starts on a UTC day: one
+  // row per day instead of every authorization of it; the excluded one's own share comes off.
+  spentByDay: db.prepare(`SELECT
+      (SELECT coalesce(sum(spent_minor), 0) FROM card_daily_spend WHERE card_id = @cardId AND day_start >= @sinceMs)
+      - coalesce((SELECT CASE WHEN status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1)
+                  THEN amount_minor ELSE 0 END
+                FROM card_authorizations WHERE auth_id = @excludeAuthId AND card_id = @cardId AND created_at >= @sinceMs), 0)
+      AS total`),
   pending: db.prepare(
     `${AUTH_SELECT} WHERE a.status = 'PENDING' AND (@replica IS NULL OR a.replica = @replica) ORDER BY a.created_at LIMIT @limit`,
   ),
@@ -329,6 +340,15 @@ type CardStatements = ReturnType<typeof authStatements> &
   ReturnType<typeof refundStatements>;
 
 /** `clockMs`: the time of events whose store call carries none (a failed batch item). */
+/** The card's spend since `sinceMs`, but for `excludeAuthId`'s own. */
+function spentOf(q: CardStatements, cardId: string, sinceMs: number, excludeAuthId: string): bigint {
+  const row =
+    sinceMs % DAY_MS === 0
+      ? q.spentByDay.get({ cardId, sinceMs, excludeAuthId })
+      : q.spent.get(cardId, sinceMs, excludeAuthId);
+  return (row as { total: bigint }).total;
+}
+
 export function createSqliteCardStore(
   db: Db,
   group: GroupCommit = createGroupCommit(db),
@@ -405,7 +425,7 @@ export function createSqliteCardStore(
     nowMs: number,
   ): boolean {
     // One writer at a time (SQLite): the spend read here is the spend at commit.
-    const now = (q.spent.get(cardId, sinceMs, authId) as { total: bigint }).total;
+    const now = spentOf(q, cardId, sinceMs, authId);
     if (now !== spentMinor) return false;
     return updateAuthNow(authId, { status: "PENDING" }, change, nowMs, `risk/${authId}`);
   }
@@ -452,8 +472,7 @@ export function createSqliteCardStore(
     deleteAuth: (authId) => write(() => void q.deleteAuth.run(authId)),
     recordRisk: (authId, cardId, sinceMs, spentMinor, change, nowMs) =>
       write(() => recordRiskNow(authId, cardId, sinceMs, spentMinor, change, nowMs)),
-    spentSince: async (cardId, sinceMs, excludeAuthId) =>
-      (q.spent.get(cardId, sinceMs, excludeAuthId) as { total: bigint }).total,
+    spentSince: async (cardId, sinceMs, excludeAuthId) => spentOf(q, cardId, sinceMs, excludeAuthId),
     pendingAuths: async (limit, replica) =>
       (q.pending.all({ limit, replica: replica ?? null }) as AuthRow[]).map(toAuth),
     authsWithOp: async (limit, replica) =>

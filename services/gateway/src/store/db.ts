@@ -327,7 +327,48 @@ INSERT INTO webhook_transfer_cursor (id, last_sequence) SELECT 1, coalesce(max(s
 // they replace; those columns stay and are still written (card-auth-parts.ts).
 const SCHEMA_V5 = cardPartsMigration("sqlite");
 
-const MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+/** What one authorization adds to its card's daily spend (the risk rule's spend, DESIGN.md §6.1). */
+const spendOf = (row: "NEW" | "OLD") =>
+  `(CASE WHEN ${row}.status IN ('APPROVED', 'CAPTURED') OR (${row}.status = 'PENDING' AND ${row}.risk_approved = 1) THEN ${row}.amount_minor ELSE 0 END)`;
+const dayOf = (row: "NEW" | "OLD") => `(${row}.created_at - ${row}.created_at % 86400000)`;
+
+// v6: each card's spend per UTC day, kept by triggers on card_authorizations
+// from the same predicate the scan used, in the same transaction as the row
+// change, whichever code path (or release) makes it. Authorize reads one row
+// instead of scanning the card's authorizations of the day (issue 14).
+// Every statement may run again (the store contract rewinds the schema to v4 and reopens).
+const SCHEMA_V6 = `
+CREATE TABLE IF NOT EXISTS card_daily_spend (
+  card_id     TEXT NOT NULL,
+  day_start   INTEGER NOT NULL,
+  spent_minor INTEGER NOT NULL,
+  PRIMARY KEY (card_id, day_start)
+) STRICT, WITHOUT ROWID;
+
+DELETE FROM card_daily_spend;
+INSERT INTO card_daily_spend (card_id, day_start, spent_minor)
+  SELECT card_id, created_at - created_at % 86400000,
+         sum(CASE WHEN status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1) THEN amount_minor ELSE 0 END)
+  FROM card_authorizations GROUP BY card_id, created_at - created_at % 86400000;
+
+CREATE TRIGGER IF NOT EXISTS card_spend_insert AFTER INSERT ON card_authorizations WHEN ${spendOf("NEW")} != 0 BEGIN
+  INSERT INTO card_daily_spend (card_id, day_start, spent_minor) VALUES (NEW.card_id, ${dayOf("NEW")}, ${spendOf("NEW")})
+    ON CONFLICT (card_id, day_start) DO UPDATE SET spent_minor = spent_minor + excluded.spent_minor;
+END;
+
+CREATE TRIGGER IF NOT EXISTS card_spend_update AFTER UPDATE ON card_authorizations
+  WHEN ${spendOf("OLD")} != ${spendOf("NEW")} OR OLD.card_id != NEW.card_id OR OLD.created_at != NEW.created_at BEGIN
+  UPDATE card_daily_spend SET spent_minor = spent_minor - ${spendOf("OLD")} WHERE card_id = OLD.card_id AND day_start = ${dayOf("OLD")};
+  INSERT INTO card_daily_spend (card_id, day_start, spent_minor) VALUES (NEW.card_id, ${dayOf("NEW")}, ${spendOf("NEW")})
+    ON CONFLICT (card_id, day_start) DO UPDATE SET spent_minor = spent_minor + excluded.spent_minor;
+END;
+
+CREATE TRIGGER IF NOT EXISTS card_spend_delete AFTER DELETE ON card_authorizations WHEN ${spendOf("OLD")} != 0 BEGIN
+  UPDATE card_daily_spend SET spent_minor = spent_minor - ${spendOf("OLD")} WHERE card_id = OLD.card_id AND day_start = ${dayOf("OLD")};
+END;
+`;
+
+const MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
 /** The schema version that has card_auth_ops and card_refund_reservations (the contract's backfill case rewinds to the one before). */
 export const CARD_PARTS_SCHEMA_VERSION = MIGRATIONS.indexOf(SCHEMA_V5) + 1;
 
