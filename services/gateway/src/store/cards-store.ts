@@ -30,6 +30,7 @@ import type {
   RefundStart,
   RefundStatus,
 } from "../domain/cards-ports.js";
+import { utcDayStartMs } from "../domain/risk.js";
 import { AUTH_SELECT, opColumns, opOfRow, reservedOfRow, type AuthPartsRow } from "./card-auth-parts.js";
 import { num, type Db } from "./db.js";
 import { createGroupCommit, type GroupCommit } from "./group-commit.js";
@@ -222,10 +223,10 @@ const AUTH_VALUES = `@authId, @replica, @authCode, @merchantUserId, @idempotency
   @riskApproved, @riskRule, @holdTxnId, @opTxnId, @opKind, @opAmountMinor, @opBatchId, @opItemIndex, @capturedMinor, @captureTxnId,
   @captureBatchId, @captureItemIndex, @refundedMinor, @refundReservedMinor, @createdAtMs, @expiresAtMs, @updatedAtMs`;
 
-/** `<replica>:` as a LIKE prefix (replica names are [a-z0-9-], no wildcards). */
-/** A UTC day: the per-day spend totals answer windows that start on one (db.ts v6). */
-const DAY_MS = 86_400_000;
+/** An authorization that counts toward its card's spend (the risk rule's, DESIGN.md §6.1). */
+const COUNTS_AS_SPEND = "(status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1))";
 
+/** `<replica>:` as a LIKE prefix (replica names are [a-z0-9-], no wildcards). */
 const prefixOf = (replica: string | undefined) => (replica === undefined ? "%" : `${replica}:%`);
 
 /** Cards and authorizations: the statements of the card store, prepared once. */
@@ -257,15 +258,13 @@ const authStatements = (db: Db) => ({
   clearOp: db.prepare("DELETE FROM card_auth_ops WHERE auth_id = ?"),
   deleteAuth: db.prepare("DELETE FROM card_authorizations WHERE auth_id = ? AND status = 'PENDING'"),
   spent: db.prepare(`SELECT coalesce(sum(amount_minor), 0) AS total FROM card_authorizations
-      WHERE card_id = ? AND created_at >= ? AND auth_id != ?
-        AND (status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1))`),
+      WHERE card_id = ? AND created_at >= ? AND auth_id != ? AND ${COUNTS_AS_SPEND}`),
   // The same sum from the per-day totals (db.ts v6) when the window starts on a UTC day: one
   // row per day instead of every authorization of it; the excluded one's own share comes off.
   spentByDay: db.prepare(`SELECT
       (SELECT coalesce(sum(spent_minor), 0) FROM card_daily_spend WHERE card_id = @cardId AND day_start >= @sinceMs)
-      - coalesce((SELECT CASE WHEN status IN ('APPROVED', 'CAPTURED') OR (status = 'PENDING' AND risk_approved = 1)
-                  THEN amount_minor ELSE 0 END
-                FROM card_authorizations WHERE auth_id = @excludeAuthId AND card_id = @cardId AND created_at >= @sinceMs), 0)
+      - coalesce((SELECT CASE WHEN ${COUNTS_AS_SPEND} THEN amount_minor ELSE 0 END FROM card_authorizations
+                  WHERE auth_id = @excludeAuthId AND card_id = @cardId AND created_at >= @sinceMs), 0)
       AS total`),
   pending: db.prepare(
     `${AUTH_SELECT} WHERE a.status = 'PENDING' AND (@replica IS NULL OR a.replica = @replica) ORDER BY a.created_at LIMIT @limit`,
@@ -343,7 +342,7 @@ type CardStatements = ReturnType<typeof authStatements> &
 /** The card's spend since `sinceMs`, but for `excludeAuthId`'s own. */
 function spentOf(q: CardStatements, cardId: string, sinceMs: number, excludeAuthId: string): bigint {
   const row =
-    sinceMs % DAY_MS === 0
+    sinceMs === utcDayStartMs(sinceMs)
       ? q.spentByDay.get({ cardId, sinceMs, excludeAuthId })
       : q.spent.get(cardId, sinceMs, excludeAuthId);
   return (row as { total: bigint }).total;
